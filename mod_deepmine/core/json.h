@@ -1,0 +1,37 @@
+/*
+ * json.h — JSON in and out (jansson), with the error mapping of API.md:
+ * unparsable or non-object bodies are `bad_json`; a missing field or a
+ * field of the wrong type or range is `invalid` naming the field.
+ * Every json_t handed out is released by a cleanup on the given pool.
+ */
+#ifndef DM_JSON_H
+#define DM_JSON_H
+
+#include <apr_pools.h>
+#include <jansson.h>
+#include <stdint.h>
+
+#include "err.h"
+
+/* Ties `v` to `p`: json_decref(v) runs when p is cleaned up. Returns v. */
+json_t *dm_json_own(apr_pool_t *p, json_t *v);
+
+/* Parses a request body that must be one JSON object. */
+dm_err *dm_json_parse_object(apr_pool_t *p, const char *buf, size_t len, json_t **out);
+
+/* Field getters. With required == 0 an absent field (or null) leaves *out
+ * untouched and returns NULL; `*present` (may be NULL) says which. */
+dm_err *dm_json_get_string(apr_pool_t *p, json_t *obj, const char *field, int required,
+                           size_t max_len, const char **out, int *present);
+dm_err *dm_json_get_int64(apr_pool_t *p, json_t *obj, const char *field, int required,
+                          int64_t min, int64_t max, int64_t *out, int *present);
+dm_err *dm_json_get_bool(apr_pool_t *p, json_t *obj, const char *field, int required, int *out,
+                         int *present);
+
+/* Compact serialisation into p. */
+char *dm_json_dump(apr_pool_t *p, const json_t *v, size_t *len);
+
+/* RFC 3339 UTC ("2026-11-25T07:00:00Z") of Unix seconds, into p. */
+const char *dm_json_time(apr_pool_t *p, int64_t unix_sec);
+
+#endif

@@ -1,0 +1,253 @@
+/*
+ * config.c — the DeepMine* directives. Each value is validated where it is
+ * parsed, so `apachectl configtest` names the file, the line and what is
+ * wrong. Fields start unset; merge takes the child's value if set, else the
+ * parent's; defaults are applied only by the getters.
+ */
+#include "dm_http.h"
+
+#include <apr_file_info.h>
+#include <apr_file_io.h>
+#include <apr_strings.h>
+#include <ap_mpm.h>
+#include <http_core.h>
+
+#include "confparse.h"
+
+#define DM_UNSET (-1)
+
+void *dm_conf_create(apr_pool_t *p, server_rec *s)
+{
+    dm_conf *c = apr_pcalloc(p, sizeof(*c));
+    (void)s;
+    c->pool_min = DM_UNSET;
+    c->pool_max = DM_UNSET;
+    c->max_body = DM_UNSET;
+    return c;
+}
+
+#define MERGE_PTR(f) m->f = add->f ? add->f : base->f
+#define MERGE_NUM(f) m->f = add->f != DM_UNSET ? add->f : base->f
+
+void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
+{
+    const dm_conf *base = basev, *add = addv;
+    dm_conf *m = apr_pcalloc(p, sizeof(*m));
+
+    MERGE_PTR(database);
+    MERGE_PTR(secret_key_file);
+    MERGE_PTR(secret_key);
+    MERGE_NUM(pool_min);
+    MERGE_NUM(pool_max);
+    MERGE_NUM(max_body);
+    MERGE_PTR(public_url);
+    MERGE_PTR(allowed_origins);
+    return m;
+}
+
+dm_conf *dm_conf_get(const server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &deepmine_module);
+}
+
+const char *dm_conf_database(const dm_conf *c)
+{
+    return c->database ? c->database : DM_DEFAULT_DATABASE;
+}
+
+apr_off_t dm_conf_max_body(const dm_conf *c)
+{
+    return c->max_body != DM_UNSET ? c->max_body : DM_DEFAULT_MAX_BODY;
+}
+
+void dm_conf_pool_size(const dm_conf *c, int *min, int *max)
+{
+    int threads = 0;
+
+    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS || threads < 1) {
+        threads = 1;
+    }
+    *min = c->pool_min != DM_UNSET ? c->pool_min : 1;
+    *max = c->pool_max != DM_UNSET ? c->pool_max : threads;
+    if (*min > *max) {
+        *min = *max;
+    }
+}
+
+static dm_conf *sconf(cmd_parms *cmd)
+{
+    return dm_conf_get(cmd->server);
+}
+
+static const char *set_database(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    if (err) {
+        return err;
+    }
+    if (!*arg) {
+        return "DeepMineDatabase needs the path of the SQLite database file";
+    }
+    sconf(cmd)->database = ap_server_root_relative(cmd->pool, arg);
+    return NULL;
+}
+
+static const char *set_secret_key_file(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *path;
+    apr_finfo_t fi;
+    apr_file_t *f;
+    unsigned char *key;
+    apr_size_t n = DM_SECRET_KEY_BYTES;
+    apr_status_t rv;
+
+    if (err) {
+        return err;
+    }
+    path = ap_server_root_relative(cmd->pool, arg);
+    rv = apr_stat(&fi, path, APR_FINFO_TYPE | APR_FINFO_PROT | APR_FINFO_SIZE, cmd->temp_pool);
+    if (rv != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool,
+                            "DeepMineSecretKeyFile %s cannot be read; create it with "
+                            "`deepminectl keygen %s`",
+                            path, path);
+    }
+    if (fi.filetype != APR_REG) {
+        return apr_psprintf(cmd->pool, "DeepMineSecretKeyFile %s is not a regular file", path);
+    }
+    if (fi.protection & APR_FPROT_WREAD) {
+        return apr_psprintf(cmd->pool,
+                            "DeepMineSecretKeyFile %s is readable by everyone; refusing to use it "
+                            "(chmod 600 or 640)",
+                            path);
+    }
+    if (fi.size != DM_SECRET_KEY_BYTES) {
+        return apr_psprintf(cmd->pool,
+                            "DeepMineSecretKeyFile %s must hold exactly %d random bytes, it has "
+                            "%" APR_OFF_T_FMT,
+                            path, DM_SECRET_KEY_BYTES, fi.size);
+    }
+    key = apr_palloc(cmd->pool, DM_SECRET_KEY_BYTES);
+    rv = apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, cmd->temp_pool);
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_read_full(f, key, DM_SECRET_KEY_BYTES, &n);
+        apr_file_close(f);
+    }
+    if (rv != APR_SUCCESS || n != DM_SECRET_KEY_BYTES) {
+        return apr_psprintf(cmd->pool, "DeepMineSecretKeyFile %s could not be read", path);
+    }
+    sconf(cmd)->secret_key_file = path;
+    sconf(cmd)->secret_key = key;
+    return NULL;
+}
+
+static const char *set_pool(cmd_parms *cmd, void *dc, const char *a1, const char *a2)
+{
+    long long min = 0, max = 0;
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    if (dm_parse_int(cmd->temp_pool, a1, 0, 1024, &min) ||
+        dm_parse_int(cmd->temp_pool, a2, 1, 1024, &max) || min > max) {
+        return "DeepMinePool takes two whole numbers <min> <max> with 0 <= min <= max and "
+               "1 <= max <= 1024 (database connections per child)";
+    }
+    sconf(cmd)->pool_min = (int)min;
+    sconf(cmd)->pool_max = (int)max;
+    return NULL;
+}
+
+static const char *set_max_body(cmd_parms *cmd, void *dc, const char *arg)
+{
+    long long v = 0;
+    const char *err = dm_parse_int(cmd->temp_pool, arg, 1, 1024LL * 1024 * 1024, &v);
+
+    if (err) {
+        return apr_pstrcat(cmd->pool, "DeepMineMaxBody takes a size in bytes: ", err, NULL);
+    }
+    sconf(cmd)->max_body = (apr_off_t)v;
+    return NULL;
+}
+
+static const char *set_public_url(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *url;
+    const char *err = dm_parse_public_url(cmd->pool, arg, &url);
+
+    if (err) {
+        return apr_pstrcat(cmd->pool, "DeepMinePublicURL: ", err, NULL);
+    }
+    sconf(cmd)->public_url = url;
+    return NULL;
+}
+
+static const char *add_allowed_origin(cmd_parms *cmd, void *dc, const char *arg)
+{
+    dm_conf *c = sconf(cmd);
+    const char *origin;
+    const char *err = dm_parse_origin(cmd->pool, arg, &origin);
+
+    if (err) {
+        return apr_pstrcat(cmd->pool, "DeepMineAllowedOrigin: ", err, NULL);
+    }
+    if (!c->allowed_origins) {
+        c->allowed_origins = apr_array_make(cmd->pool, 4, sizeof(const char *));
+    }
+    APR_ARRAY_PUSH(c->allowed_origins, const char *) = origin;
+    return NULL;
+}
+
+static const char *add_plugin(cmd_parms *cmd, void *dc, const char *kind, const char *name,
+                              const char *path)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    dm_err *e;
+
+    if (err) {
+        return err;
+    }
+    if (!dm_g.plugins) {
+        return "DeepMinePlugin: the plugin host is not ready (internal error)";
+    }
+    e = dm_plugins_declare(dm_g.plugins, kind, name, ap_server_root_relative(cmd->pool, path));
+    return e ? apr_psprintf(cmd->pool, "DeepMinePlugin: %s", e->message) : NULL;
+}
+
+static const char *set_plugin_setting(cmd_parms *cmd, void *dc, const char *name,
+                                      const char *key, const char *value)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    dm_err *e;
+
+    if (err) {
+        return err;
+    }
+    if (!dm_g.plugins) {
+        return "DeepMinePluginSet: the plugin host is not ready (internal error)";
+    }
+    e = dm_plugins_set(dm_g.plugins, name, key, value);
+    return e ? apr_psprintf(cmd->pool, "DeepMinePluginSet: %s", e->message) : NULL;
+}
+
+const command_rec dm_directives[] = {
+    AP_INIT_TAKE1("DeepMineDatabase", set_database, NULL, RSRC_CONF,
+                  "path of the SQLite database file"),
+    AP_INIT_TAKE1("DeepMineSecretKeyFile", set_secret_key_file, NULL, RSRC_CONF,
+                  "file holding 32 random bytes, not readable by everyone"),
+    AP_INIT_TAKE2("DeepMinePool", set_pool, NULL, RSRC_CONF,
+                  "<min> <max> database connections per child process"),
+    AP_INIT_TAKE1("DeepMineMaxBody", set_max_body, NULL, RSRC_CONF,
+                  "largest request body accepted, in bytes (default 1048576)"),
+    AP_INIT_TAKE1("DeepMinePublicURL", set_public_url, NULL, RSRC_CONF,
+                  "the URL members reach the site at, e.g. https://mine.example.com"),
+    AP_INIT_ITERATE("DeepMineAllowedOrigin", add_allowed_origin, NULL, RSRC_CONF,
+                    "origins allowed for CORS and CSRF checks, scheme://host[:port]"),
+    AP_INIT_TAKE3("DeepMinePlugin", add_plugin, NULL, RSRC_CONF,
+                  "<payment|kyc|mailer> <name> <path.so>"),
+    AP_INIT_TAKE3("DeepMinePluginSet", set_plugin_setting, NULL, RSRC_CONF,
+                  "<plugin name> <key> <value|env:VAR|file:/path>"),
+    {NULL},
+};

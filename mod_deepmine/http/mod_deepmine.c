@@ -1,0 +1,204 @@
+/*
+ * mod_deepmine.c — the module record and its hooks: configuration passes,
+ * migrations at start-up, per-child database pool and catalogue cache, and
+ * the one handler that routes /api requests to the route tables.
+ *
+ * Start-up order: pre_config (plugin host for this pass) → directives
+ * (plugins loaded and checked, file/line on error) → check_config (plugin
+ * settings and init; also under `apache2 -t`) → post_config (secret key
+ * required, migrations, router) → fork → child_init (connections).
+ */
+#include "dm_http.h"
+
+#include <ap_mpm.h>
+#include <apr_strings.h>
+#include <http_core.h>
+#include <http_protocol.h>
+#include <unistd.h>
+#include <unixd.h>
+
+#include "log.h"
+#include "migrate.h"
+
+dm_state dm_g;
+
+/* How long a child serves its rendered catalogue before asking the
+ * database whether it changed (see catalogue.h). */
+#define DM_CATALOGUE_REVALIDATE apr_time_from_sec(1)
+
+static server_rec *log_server;
+
+static void log_sink(void *baton, dm_level level, const char *msg)
+{
+    (void)baton;
+    ap_log_error(APLOG_MARK, (int)level, 0, log_server, "%s", msg);
+}
+
+static int dm_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    dm_err *e;
+
+    dm_log_set_sink(log_sink, NULL);
+    memset(&dm_g, 0, sizeof(dm_g));
+    e = dm_plugins_create(pconf, &dm_g.plugins);
+    if (e) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, NULL, "DM00010: %s", e->message);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
+static int dm_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
+{
+    dm_err *e = dm_plugins_init_all(dm_g.plugins);
+
+    if (e) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s, "DM00011: refusing to start: %s",
+                     e->message);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
+/* Children run as Apache's User: they must be able to write the database
+ * and its WAL files that the parent (root) may just have created. */
+static void give_db_to_run_user(apr_pool_t *p, server_rec *s, const char *path)
+{
+    static const char *suffixes[] = {"", "-wal", "-shm"};
+
+    if (geteuid() != 0) {
+        return;
+    }
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        const char *f = apr_pstrcat(p, path, suffixes[i], NULL);
+        if (access(f, F_OK) == 0 && chown(f, ap_unixd_config.user_id, ap_unixd_config.group_id) != 0) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s,
+                         "DM00012: cannot give %s to the server's user; children may not write it",
+                         f);
+        }
+    }
+}
+
+static int add_routes(apr_pool_t *p, server_rec *s, const dm_route_def *defs)
+{
+    for (const dm_route_def *d = defs; d->method; d++) {
+        dm_err *e = dm_router_add(dm_g.router, d->method, d->pattern, d);
+        if (e) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "DM00013: %s", e->message);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    return OK;
+}
+
+static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
+{
+    dm_conf *c = dm_conf_get(s);
+    const char *path = dm_conf_database(c);
+    dm_db *db;
+    dm_err *e;
+    int applied = 0;
+
+    log_server = s;
+    /* Apache reads its configuration twice at start-up; the first pass only
+     * checks it. Do the real work once. */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return OK;
+    }
+    if (!c->secret_key) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
+                     "DM00014: DeepMineSecretKeyFile is not set; create a key with "
+                     "`deepminectl keygen /etc/deepmine/secret.key` and name it in the "
+                     "configuration");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    e = dm_db_open(ptemp, path, NULL, &db);
+    if (!e) {
+        e = dm_migrate(db, ptemp, dm_migrations, dm_migrations_count, &applied,
+                       &dm_g.schema_version);
+        dm_db_close(db);
+    }
+    if (e) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
+                     "DM00015: database %s cannot be used: %s", path, e->message);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    give_db_to_run_user(ptemp, s, path);
+    dm_g.router = dm_router_create(pconf);
+    if (add_routes(pconf, s, dm_routes_public) != OK) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                 "DM00016: mod_deepmine %s ready: database %s at schema %d, %d plugin(s)",
+                 DM_VERSION, path, dm_g.schema_version, dm_plugins_all(dm_g.plugins)->nelts);
+    return OK;
+}
+
+static void dm_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    dm_conf *c = dm_conf_get(s);
+    int min, max;
+    dm_err *e;
+
+    dm_conf_pool_size(c, &min, &max);
+    e = dm_db_pool_create(pchild, dm_conf_database(c), min, max, 60, &dm_g.db);
+    if (!e) {
+        e = dm_catalogue_cache_create(pchild, DM_CATALOGUE_REVALIDATE, &dm_g.catalogue);
+    }
+    if (e) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     "DM00017: this child cannot reach the database; it answers 503: %s",
+                     e->message);
+        dm_g.db = NULL;
+    }
+}
+
+static int dm_handler(request_rec *r)
+{
+    dm_route_match m = {0};
+    dm_err *e;
+
+    if (!r->handler || strcmp(r->handler, "deepmine") != 0) {
+        return DECLINED;
+    }
+    if (!dm_g.db || !dm_g.router) {
+        return dm_http_fail(r, DM_E_UNAVAILABLE, NULL, "the service is not available");
+    }
+    /* A body over the limit is refused first, whatever the path. */
+    e = dm_http_check_length(r);
+    if (!e) {
+        e = dm_router_match(dm_g.router, r->pool, r->method, r->uri, &m);
+    }
+    if (e) {
+        if (m.allow) {
+            apr_table_setn(r->headers_out, "Allow", m.allow);
+        }
+        return dm_http_error(r, e);
+    }
+    /* For the access log: %{dm-route}n names the route, not the URL. */
+    apr_table_setn(r->notes, "dm-route", m.pattern);
+    return ((const dm_route_def *)m.data)->fn(r, &m);
+}
+
+static void dm_register_hooks(apr_pool_t *p)
+{
+    ap_hook_pre_config(dm_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(dm_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(dm_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(dm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(dm_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+/* Not AP_DECLARE_MODULE: dm_http.h already says APLOG_USE_MODULE. */
+__attribute__((visibility("default"))) module AP_MODULE_DECLARE_DATA deepmine_module = {
+    STANDARD20_MODULE_STUFF,
+    NULL, /* per-directory config: none */
+    NULL,
+    dm_conf_create,
+    dm_conf_merge,
+    dm_directives,
+    dm_register_hooks,
+#if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
+    AP_MODULE_FLAG_NONE
+#endif
+};

@@ -1,0 +1,152 @@
+/*
+ * respond.c — the only place that writes API answers: JSON bodies, the error
+ * shape of API.md, security headers, validators (ETag/304), and the bounded
+ * reading of request bodies.
+ */
+#include "dm_http.h"
+
+#include <apr_strings.h>
+#include <http_protocol.h>
+#include <http_request.h>
+
+#include "json.h"
+
+static void base_headers(request_rec *r)
+{
+    apr_table_t *h = r->headers_out;
+
+    apr_table_setn(h, "X-Content-Type-Options", "nosniff");
+    apr_table_setn(h, "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
+    apr_table_setn(h, "Referrer-Policy", "strict-origin-when-cross-origin");
+}
+
+/* True when the client announced a body that was not read to its end. */
+static int body_unread(request_rec *r)
+{
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    int announced = apr_table_get(r->headers_in, "Transfer-Encoding") != NULL ||
+                    (cl && strcmp(cl, "0") != 0);
+
+    return announced && !apr_table_get(r->notes, "dm-body-read");
+}
+
+static int write_json(request_rec *r, int status, const char *body, apr_size_t len)
+{
+    r->status = status;
+    ap_set_content_type(r, "application/json; charset=utf-8");
+    ap_set_content_length(r, (apr_off_t)len);
+    if (!r->header_only) {
+        ap_rwrite(body, (int)len, r);
+    }
+    return OK;
+}
+
+int dm_http_json(request_rec *r, int status, const char *body, apr_size_t len)
+{
+    base_headers(r);
+    if (!apr_table_get(r->headers_out, "Cache-Control")) {
+        apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    }
+    return write_json(r, status, body, len);
+}
+
+int dm_http_error(request_rec *r, const dm_err *e)
+{
+    const char *body = dm_err_to_json(r->pool, e);
+    int status = dm_err_http_status(e->code);
+
+    if (status >= 500) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "DM00020: %s %s failed: %s", r->method,
+                      r->uri, e->message);
+    }
+    if (body_unread(r)) {
+        /* Answer without reading the rest of the body (it may be huge, or
+         * never come): the connection cannot be reused after that. */
+        r->connection->keepalive = AP_CONN_CLOSE;
+    }
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    return dm_http_json(r, status, body, strlen(body));
+}
+
+int dm_http_fail(request_rec *r, dm_code code, const char *field, const char *msg)
+{
+    return dm_http_error(r, dm_err_make(r->pool, code, field, "%s", msg));
+}
+
+int dm_http_cached_json(request_rec *r, const dm_rendered *doc)
+{
+    int rc;
+
+    base_headers(r);
+    apr_table_setn(r->headers_out, "ETag", doc->etag);
+    apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
+    rc = ap_meets_conditions(r);
+    if (rc != OK) {
+        /* 304 Not Modified (or 412): Apache sends it with our headers. */
+        return rc;
+    }
+    return write_json(r, HTTP_OK, doc->body, doc->len);
+}
+
+dm_err *dm_http_check_length(request_rec *r)
+{
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    apr_off_t max = dm_conf_max_body(dm_conf_get(r->server));
+    apr_off_t n;
+    char *end;
+
+    if (cl && (apr_strtoff(&n, cl, &end, 10) != APR_SUCCESS || *end || n > max)) {
+        return dm_err_make(r->pool, DM_E_TOO_LARGE, NULL,
+                           "the request body is larger than %" APR_OFF_T_FMT " bytes", max);
+    }
+    return NULL;
+}
+
+dm_err *dm_http_read_json(request_rec *r, json_t **out)
+{
+    apr_off_t max = dm_conf_max_body(dm_conf_get(r->server));
+    apr_size_t cap = 4096, used = 0;
+    char *buf;
+    long got;
+    dm_err *e = dm_http_check_length(r);
+
+    if (e) {
+        return e;
+    }
+    if (ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK) != OK) {
+        return dm_err_make(r->pool, DM_E_BAD_JSON, NULL, "the request body could not be read");
+    }
+    if (!ap_should_client_block(r)) {
+        return dm_json_parse_object(r->pool, "", 0, out);
+    }
+    buf = apr_palloc(r->pool, cap);
+    for (;;) {
+        if (used == cap) {
+            /* grow, but never beyond the limit + 1 byte (to detect "too large") */
+            apr_size_t ncap = cap * 2 > (apr_size_t)max + 1 ? (apr_size_t)max + 1 : cap * 2;
+            if (ncap <= cap) {
+                return dm_err_make(r->pool, DM_E_TOO_LARGE, NULL,
+                                   "the request body is larger than %" APR_OFF_T_FMT " bytes",
+                                   max);
+            }
+            char *nbuf = apr_palloc(r->pool, ncap);
+            memcpy(nbuf, buf, used);
+            buf = nbuf;
+            cap = ncap;
+        }
+        got = ap_get_client_block(r, buf + used, cap - used);
+        if (got == 0) {
+            break;
+        }
+        if (got < 0) {
+            return dm_err_make(r->pool, DM_E_BAD_JSON, NULL, "the request body could not be read");
+        }
+        used += (apr_size_t)got;
+        if ((apr_off_t)used > max) {
+            return dm_err_make(r->pool, DM_E_TOO_LARGE, NULL,
+                               "the request body is larger than %" APR_OFF_T_FMT " bytes", max);
+        }
+    }
+    apr_table_setn(r->notes, "dm-body-read", "1");
+    return dm_json_parse_object(r->pool, buf, used, out);
+}

@@ -1,0 +1,77 @@
+/*
+ * routes_public.c — endpoints anyone may call: health and the catalogue.
+ */
+#include "dm_http.h"
+
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include <errno.h>
+
+#include "json.h"
+#include "migrate.h"
+
+static int health(request_rec *r, const dm_route_match *m)
+{
+    dm_db *db;
+    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
+    int schema = 0;
+    json_t *o;
+    const char *body;
+    size_t len;
+
+    if (!e) {
+        e = dm_migrate_version(db, r->pool, &schema);
+    }
+    if (!e && schema != dm_migrate_latest()) {
+        /* Another node or deepminectl moved the schema on (or back): this
+         * server's queries may no longer match it. */
+        e = dm_err_make(r->pool, DM_E_UNAVAILABLE, NULL,
+                        "database schema is %d, this server is built for %d", schema,
+                        dm_migrate_latest());
+    }
+    o = dm_json_own(r->pool, json_object());
+    json_object_set_new(o, "status", json_string(e ? "degraded" : "ok"));
+    json_object_set_new(o, "version", json_string(DM_VERSION));
+    json_object_set_new(o, "schema", json_integer(schema));
+    json_object_set_new(o, "database", json_string(e ? "unavailable" : "ok"));
+    /* The cron daemon arrives with its own issue; until then it is off. */
+    json_object_set_new(o, "cron", json_pack("{s:b,s:n}", "enabled", 0, "last_heartbeat"));
+    body = dm_json_dump(r->pool, o, &len);
+    if (e) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "DM00030: health: database unwell: %s",
+                      e->message);
+    }
+    return dm_http_json(r, e ? HTTP_SERVICE_UNAVAILABLE : HTTP_OK, body, len);
+}
+
+static int packages_list(request_rec *r, const dm_route_match *m)
+{
+    dm_rendered doc;
+    dm_err *e = dm_catalogue_cache_list(dm_g.catalogue, dm_g.db, r->pool, &doc);
+
+    return e ? dm_http_error(r, e) : dm_http_cached_json(r, &doc);
+}
+
+static int package_one(request_rec *r, const dm_route_match *m)
+{
+    const char *id_text = apr_table_get(m->params, "id");
+    dm_rendered doc;
+    dm_err *e;
+    char *end;
+    apr_int64_t id;
+
+    errno = 0;
+    id = apr_strtoi64(id_text, &end, 10);
+    if (!*id_text || *end || errno || id <= 0 || !apr_isdigit(id_text[0])) {
+        return dm_http_fail(r, DM_E_INVALID, "id", "the package id must be a positive integer");
+    }
+    e = dm_catalogue_cache_one(dm_g.catalogue, dm_g.db, r->pool, (int64_t)id, &doc);
+    return e ? dm_http_error(r, e) : dm_http_cached_json(r, &doc);
+}
+
+const dm_route_def dm_routes_public[] = {
+    {"GET", "/api/health", health},
+    {"GET", "/api/packages", packages_list},
+    {"GET", "/api/packages/{id}", package_one},
+    {NULL, NULL, NULL},
+};

@@ -1,0 +1,322 @@
+/*
+ * deepmine/plugin.h — the public plugin ABI of mod_deepmine (ABI major 1).
+ *
+ * A plugin is one shared object that exports one symbol, DM_PLUGIN_ENTRY_NAME
+ * ("deepmine_plugin_entry"), of type dm_plugin_entry_fn. The host calls it
+ * once, right after loading, and reads the descriptor it returns. The
+ * descriptor and everything it points to belong to the plugin and must stay
+ * valid until the plugin's fini() has run (a static const struct is the
+ * usual choice).
+ *
+ * Versioning, after SQLite's sqlite3ext.h: structures are only ever grown at
+ * their end, and each one carries its own size. A host reads a field of a
+ * plugin structure only if the plugin's size covers it (DM_HAS_FIELD), and a
+ * plugin uses a host function only if the host table's size covers it. A
+ * plugin built for another ABI major is refused; any minor loads.
+ *
+ * Memory: neither side frees what the other allocated. Strings the plugin
+ * hands back (redirect URLs, message ids, parsed fields) must be allocated
+ * with host->alloc(call, n): that memory belongs to the call and is released
+ * by the host when the call's result has been used. Strings the host hands
+ * in are valid for the duration of the call only.
+ *
+ * Strings cross as pointer + length (dm_str); they are not necessarily
+ * NUL-terminated unless a field says so. This header uses only C99 types:
+ * no APR, SQLite, jansson or Apache type appears here.
+ *
+ * History of minors:
+ *   1.0  entry, host table, descriptor, payment/kyc/mailer function tables
+ *   1.1  dm_plugin.health (optional self-check shown to operators)
+ */
+#ifndef DEEPMINE_PLUGIN_H
+#define DEEPMINE_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DM_PLUGIN_ABI_MAJOR 1
+#define DM_PLUGIN_ABI_MINOR 1
+
+/* The one symbol a plugin exports. */
+#define DM_PLUGIN_ENTRY_NAME "deepmine_plugin_entry"
+
+#if defined(__GNUC__)
+#define DM_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define DM_PLUGIN_EXPORT
+#endif
+
+/* True when a structure whose first member is its size covers `field`. */
+#define DM_HAS_FIELD(ptr, type, field)                                                           \
+    ((ptr) != NULL && (size_t)(ptr)->size >= offsetof(type, field) + sizeof(((type *)0)->field))
+
+/* Status codes every plugin and host function returns. */
+typedef enum dm_status {
+    DM_OK = 0,
+    DM_ERR_INVALID = 1,     /* bad input: a malformed or unverifiable request */
+    DM_ERR_TEMPORARY = 2,   /* try again later: timeout, 429, 5xx */
+    DM_ERR_PERMANENT = 3,   /* will never succeed: rejected by the provider */
+    DM_ERR_UNSUPPORTED = 4, /* the plugin does not implement this */
+    DM_ERR_CONFIG = 5,      /* a setting is missing or wrong */
+    DM_ERR_INTERNAL = 6
+} dm_status;
+
+typedef enum dm_plugin_kind {
+    DM_PLUGIN_PAYMENT = 1,
+    DM_PLUGIN_KYC = 2,
+    DM_PLUGIN_MAILER = 3
+} dm_plugin_kind;
+
+typedef enum dm_log_level {
+    DM_LOG_ERROR = 3,
+    DM_LOG_WARN = 4,
+    DM_LOG_NOTICE = 5,
+    DM_LOG_INFO = 6,
+    DM_LOG_DEBUG = 7
+} dm_log_level;
+
+typedef struct dm_str {
+    const char *ptr;
+    size_t len;
+} dm_str;
+
+typedef struct dm_header {
+    dm_str name;
+    dm_str value;
+} dm_header;
+
+/* One call's context, opaque to the plugin: memory from host->alloc(call, …)
+ * lives as long as the call. During init(), it lives as long as the plugin. */
+typedef struct dm_call dm_call;
+
+/* A human-readable message a function may leave on failure (or success).
+ * The buffer belongs to the host; the plugin writes at most sizeof(text)-1
+ * bytes and NUL-terminates. */
+typedef struct dm_message {
+    char text[256];
+} dm_message;
+
+/* ---- HTTP client offered by the host (libcurl underneath) ---- */
+
+typedef struct dm_http_request {
+    uint32_t size; /* sizeof(dm_http_request) as the plugin knows it */
+    const char *method; /* NUL-terminated: "GET", "POST", … */
+    const char *url;    /* NUL-terminated */
+    const dm_header *headers;
+    size_t n_headers;
+    dm_str body;
+    uint32_t timeout_ms; /* 0: the host's default (10 s) */
+} dm_http_request;
+
+typedef struct dm_http_response {
+    uint32_t size; /* set by the plugin before the call */
+    int status;    /* HTTP status, 0 when no response arrived */
+    dm_str body;   /* host-owned, valid for the call */
+    const dm_header *headers; /* host-owned, valid for the call */
+    size_t n_headers;
+} dm_http_response;
+
+/* ---- The host table ---- */
+
+typedef struct dm_host {
+    uint32_t size; /* sizeof(dm_host) as the host knows it */
+    uint16_t abi_major;
+    uint16_t abi_minor;
+
+    /* Logging into Apache's error log, prefixed with the plugin's name. */
+    void (*log)(dm_call *call, dm_log_level level, const char *msg);
+
+    /* This plugin's setting `key` (DeepMinePluginSet), with env:/file:
+     * already resolved; NULL when unset. NUL-terminated, host-owned, valid
+     * as long as the plugin. */
+    const char *(*setting)(dm_call *call, const char *key);
+
+    /* Memory owned by the call (see above). Never NULL for n < 16 MiB. */
+    void *(*alloc)(dm_call *call, size_t n);
+
+    /* An HTTP request; DM_OK when a response arrived (any status),
+     * DM_ERR_TEMPORARY on a network error or timeout, with msg set. */
+    dm_status (*http)(dm_call *call, const dm_http_request *req, dm_http_response *resp,
+                      dm_message *msg);
+
+    /* Crypto (libsodium). out must hold 32 bytes. */
+    void (*hmac_sha256)(const void *key, size_t key_len, const void *data, size_t len,
+                        unsigned char out[32]);
+    void (*sha256)(const void *data, size_t len, unsigned char out[32]);
+    void (*random_bytes)(void *buf, size_t len);
+    /* 1 when equal, in time independent of the contents. */
+    int (*equal_ct)(const void *a, const void *b, size_t len);
+
+    /* Encodings into call memory, NUL-terminated. decode returns NULL on
+     * malformed input. */
+    char *(*hex_encode)(dm_call *call, const void *data, size_t len);
+    char *(*base64_encode)(dm_call *call, const void *data, size_t len);
+    unsigned char *(*base64_decode)(dm_call *call, const char *b64, size_t len, size_t *out_len);
+
+    /* JSON helpers. json_get looks up a dotted path ("data.object.id",
+     * "items.0.name") in a JSON text and returns the value: a string value
+     * unescaped, a number/true/false/null as its literal, an object or array
+     * as compact JSON. NULL when the text is not JSON or the path is absent.
+     * json_quote returns s as a quoted, escaped JSON string literal. */
+    const char *(*json_get)(dm_call *call, dm_str json, const char *path, size_t *out_len);
+    char *(*json_quote)(dm_call *call, dm_str s);
+} dm_host;
+
+/* ---- Per-kind function tables ---- */
+
+typedef struct dm_payment_checkout {
+    uint32_t size;
+    dm_str order_id;   /* our order id */
+    int64_t amount_micros;
+    dm_str currency;   /* ISO 4217, upper case */
+    dm_str success_url;
+    dm_str cancel_url;
+    dm_str customer_email;
+} dm_payment_checkout;
+
+typedef struct dm_payment_checkout_result {
+    uint32_t size;
+    dm_str redirect_url; /* call memory */
+    dm_str provider_ref; /* call memory */
+} dm_payment_checkout_result;
+
+typedef enum dm_payment_event_status {
+    DM_PAY_PAID = 1,
+    DM_PAY_FAILED = 2,
+    DM_PAY_REFUNDED = 3,
+    DM_PAY_EXPIRED = 4,
+    DM_PAY_IGNORED = 5 /* a verified event we do not act on */
+} dm_payment_event_status;
+
+typedef struct dm_payment_event {
+    uint32_t size;
+    dm_str event_id;     /* provider event id, unique per plugin */
+    dm_str provider_ref;
+    dm_str order_id;
+    dm_payment_event_status status;
+    int64_t amount_micros;
+    dm_str currency;
+} dm_payment_event;
+
+typedef struct dm_payment_ops {
+    uint32_t size;
+    dm_status (*create_checkout)(dm_call *call, const dm_payment_checkout *in,
+                                 dm_payment_checkout_result *out, dm_message *msg);
+    /* Verifies the raw body against the headers, then parses it. A body
+     * that fails verification must return DM_ERR_INVALID. */
+    dm_status (*parse_webhook)(dm_call *call, dm_str raw_body, const dm_header *headers,
+                               size_t n_headers, dm_payment_event *out, dm_message *msg);
+    /* Optional (NULL when unsupported). */
+    dm_status (*refund)(dm_call *call, dm_str provider_ref, int64_t amount_micros,
+                        dm_str currency, dm_message *msg);
+} dm_payment_ops;
+
+typedef enum dm_kyc_status {
+    DM_KYC_APPROVED = 1,
+    DM_KYC_REJECTED = 2,
+    DM_KYC_NEEDS_REVIEW = 3,
+    DM_KYC_PENDING = 4
+} dm_kyc_status;
+
+typedef struct dm_kyc_start_result {
+    uint32_t size;
+    dm_str url;   /* either url or token is set; call memory */
+    dm_str token;
+    dm_str provider_ref;
+} dm_kyc_start_result;
+
+typedef struct dm_kyc_event {
+    uint32_t size;
+    dm_str event_id;
+    dm_str member_id;
+    dm_kyc_status status;
+    dm_str reason;
+} dm_kyc_event;
+
+typedef struct dm_kyc_ops {
+    uint32_t size;
+    dm_status (*start)(dm_call *call, dm_str member_id, dm_str email, dm_kyc_start_result *out,
+                       dm_message *msg);
+    dm_status (*parse_webhook)(dm_call *call, dm_str raw_body, const dm_header *headers,
+                               size_t n_headers, dm_kyc_event *out, dm_message *msg);
+} dm_kyc_ops;
+
+typedef struct dm_mail {
+    uint32_t size;
+    dm_str from;
+    dm_str to;
+    dm_str subject;
+    dm_str text;
+    dm_str html;
+    const dm_header *headers; /* extra headers, e.g. List-Unsubscribe */
+    size_t n_headers;
+    dm_str idempotency_key;
+} dm_mail;
+
+typedef enum dm_mail_event_type {
+    DM_MAIL_DELIVERED = 1,
+    DM_MAIL_BOUNCED = 2,
+    DM_MAIL_COMPLAINED = 3,
+    DM_MAIL_OTHER = 4
+} dm_mail_event_type;
+
+typedef struct dm_mail_event {
+    uint32_t size;
+    dm_str event_id;
+    dm_str message_id;
+    dm_str recipient;
+    dm_mail_event_type type;
+} dm_mail_event;
+
+typedef struct dm_mailer_ops {
+    uint32_t size;
+    dm_status (*send)(dm_call *call, const dm_mail *mail, dm_str *message_id, dm_message *msg);
+    /* Optional (NULL when the provider sends no delivery webhooks). */
+    dm_status (*parse_webhook)(dm_call *call, dm_str raw_body, const dm_header *headers,
+                               size_t n_headers, dm_mail_event *out, dm_message *msg);
+} dm_mailer_ops;
+
+/* ---- The descriptor ---- */
+
+typedef struct dm_plugin {
+    uint32_t size; /* sizeof(dm_plugin) as the plugin knows it */
+    uint16_t abi_major; /* DM_PLUGIN_ABI_MAJOR the plugin was built with */
+    uint16_t abi_minor;
+    dm_plugin_kind kind;
+    const char *name;    /* the plugin's own name, e.g. "mailer-spool" */
+    const char *version; /* the plugin's release, e.g. "1.0.0" */
+
+    /* NULL-terminated list of settings that must be present; the host
+     * refuses to start when one is missing. May be NULL. */
+    const char *const *required_settings;
+
+    /* Called once at start-up, after the settings are checked; DM_OK or the
+     * host refuses to start and logs msg. May be NULL. */
+    dm_status (*init)(const dm_host *host, dm_call *call, dm_message *msg);
+    /* Called once at shutdown. May be NULL. */
+    void (*fini)(void);
+
+    /* The table for `kind`: a dm_payment_ops, dm_kyc_ops or dm_mailer_ops. */
+    const void *ops;
+
+    /* since 1.1: an optional cheap self-check (settings sane, no network). */
+    dm_status (*health)(dm_call *call, dm_message *msg);
+} dm_plugin;
+
+/* Size of a descriptor built against ABI 1.0. */
+#define DM_PLUGIN_SIZE_1_0 offsetof(dm_plugin, health)
+
+/* The entry: returns the plugin's descriptor, or NULL if it cannot run with
+ * this host at all (for example a host table too small for its needs). It
+ * must not do any work besides; init() does that. */
+typedef const dm_plugin *(*dm_plugin_entry_fn)(const dm_host *host);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DEEPMINE_PLUGIN_H */

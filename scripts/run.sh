@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `make run`: a fresh or existing VAR, migrations and the demo catalogue,
+# then Apache in the foreground until Ctrl-C (SIGINT) or SIGTERM.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+var=$1
+port=$2
+
+conf=$(bash "$root/scripts/gen-conf.sh" "$var" "$port" event /dev/stderr notice)
+var=$(dirname "$conf")
+"$root/build/deepminectl" --db "$var/deepmine.db" seed-demo
+if [ "$(id -u)" -eq 0 ]; then
+  chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
+fi
+
+echo
+echo "  DeepMine is starting on http://127.0.0.1:$port/"
+echo "  API:       http://127.0.0.1:$port/api/packages"
+echo "  Config:    $conf   (add your own directives to $var/local.conf)"
+echo "  Logs:      errors here, requests in $var/logs/access.log"
+echo "  Stop:      Ctrl-C"
+echo
+
+# A session of its own: on shutdown Apache signals its whole process group.
+setsid apache2 -f "$conf" -DFOREGROUND &
+pid=$!
+stop() {
+  kill -TERM "$pid" 2>/dev/null || true
+}
+trap stop INT TERM
+# wait returns early when a trapped signal arrives; wait again for Apache.
+wait "$pid" || true
+wait "$pid" 2>/dev/null || true
+echo "DeepMine stopped."

@@ -1,0 +1,131 @@
+"""Directive validation: a bad value makes `apache2 -t` fail, naming the
+file, the line and what is wrong."""
+import os
+import subprocess
+
+import pytest
+
+
+def local_line_error(s, directive_line, *needles):
+    s.write_local_conf("# local overrides\n" + directive_line + "\n")
+    r = s.configtest()
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert "local.conf" in out and "line 2" in out, out
+    for n in needles:
+        assert n in out, (n, out)
+    return out
+
+
+@pytest.mark.parametrize("line,needle", [
+    ("DeepMinePool 5 2", "0 <= min <= max"),
+    ("DeepMinePool x 2", "DeepMinePool takes two whole numbers"),
+    ("DeepMinePool 1 5000", "1 <= max <= 1024"),
+    ("DeepMineMaxBody abc", "DeepMineMaxBody takes a size in bytes"),
+    ("DeepMineMaxBody 0", "between 1 and 1073741824"),
+    ("DeepMineMaxBody 10M", "DeepMineMaxBody takes a size in bytes"),
+    ("DeepMinePublicURL ftp://mine.example.com", "must use http or https"),
+    ("DeepMinePublicURL mine.example.com", "not an absolute http(s) URL"),
+    ("DeepMineAllowedOrigin https://ok.example.com https://x.example.com/path",
+     "not an origin"),
+    ("DeepMineAllowedOrigin https://x.example.com?q=1", "must not carry a query"),
+    ("DeepMinePlugin courier spool /nonexistent.so", "unknown kind"),
+    ("<VirtualHost *:80>\nDeepMineDatabase /tmp/x.db\n</VirtualHost>",
+     "cannot occur within"),
+])
+def test_bad_directive_values_fail_configtest(new_server, line, needle):
+    s = new_server(seed=False)
+    if line.startswith("<VirtualHost"):
+        s.write_local_conf("# local overrides\n" + line + "\n")
+        r = s.configtest()
+        out = r.stdout + r.stderr
+        assert r.returncode != 0 and needle in out and "local.conf" in out, out
+        return
+    local_line_error(s, line, needle)
+
+
+def test_good_values_pass_configtest(new_server):
+    s = new_server(seed=False)
+    s.write_local_conf("DeepMinePool 0 8\nDeepMineMaxBody 2048\n"
+                       "DeepMinePublicURL https://mine.example.com/\n"
+                       "DeepMineAllowedOrigin https://a.example.com http://127.0.0.1:9\n")
+    r = s.configtest()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Syntax OK" in r.stdout + r.stderr
+
+
+def write_key(path, data, mode):
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+def test_world_readable_secret_key_is_refused(new_server):
+    s = new_server(seed=False)
+    key = os.path.join(s.var, "weak.key")
+    write_key(key, os.urandom(32), 0o644)
+    local_line_error(s, "DeepMineSecretKeyFile " + key, "readable by everyone")
+
+
+def test_secret_key_of_wrong_size_is_refused(new_server):
+    s = new_server(seed=False)
+    key = os.path.join(s.var, "short.key")
+    write_key(key, os.urandom(16), 0o600)
+    local_line_error(s, "DeepMineSecretKeyFile " + key, "exactly 32 random bytes")
+
+
+def test_missing_secret_key_file_is_refused(new_server):
+    s = new_server(seed=False)
+    local_line_error(s, "DeepMineSecretKeyFile /nonexistent/secret.key",
+                     "cannot be read", "deepminectl keygen")
+
+
+def test_max_body_directive_sets_the_413_limit(new_server):
+    s = new_server()
+    s.write_local_conf("DeepMineMaxBody 100\n")
+    s.start()
+    r = s.request("POST", "/api/packages", data=b"x" * 101)
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "too_large"
+    r = s.request("POST", "/api/packages", data=b"x" * 100)
+    assert r.status_code == 405
+
+
+def test_two_servers_starting_at_once_migrate_once(new_server):
+    a = new_server(seed=False)
+    b = new_server(seed=False)
+    # b serves a's database: both migrate the same fresh file at start-up
+    b.write_local_conf('DeepMineDatabase "%s"\n' % a.db)
+    a.start(wait=False)
+    b.start(wait=False)
+    import time
+    import requests
+    for s in (a, b):
+        deadline = time.time() + 15
+        while True:
+            try:
+                assert s.get("/api/health").json()["status"] == "ok"
+                break
+            except (requests.RequestException, ValueError):
+                assert time.time() < deadline, s.log_text()
+                time.sleep(0.1)
+    rows = a.sql("SELECT version, COUNT(*) FROM schema_migrations GROUP BY version")
+    assert rows and all(n == 1 for _, n in rows)
+    versions = [v for v, _ in rows]
+    assert versions == sorted(set(versions))
+    logs = a.log_text() + b.log_text()
+    assert logs.count("DM00001") == 1, logs  # exactly one of them applied them
+
+
+def test_deepminectl_exit_codes(new_server):
+    s = new_server(seed=False)
+    from conftest import CTL
+    r = subprocess.run([CTL, "--db", s.db, "status"], capture_output=True, text=True)
+    assert r.returncode == 1  # no database yet
+    assert subprocess.run([CTL, "--db", s.db, "migrate"]).returncode == 0
+    r = subprocess.run([CTL, "--db", s.db, "status"], capture_output=True, text=True)
+    assert r.returncode == 0 and "schema version" in r.stdout
+    assert subprocess.run([CTL, "frobnicate"], capture_output=True).returncode == 2
+    assert subprocess.run([CTL, "--bogus", "status"], capture_output=True).returncode == 2
+    r = subprocess.run([CTL, "help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "migrate" in r.stdout and "status" in r.stdout
