@@ -39,7 +39,7 @@ MODULE   := $(B)/.libs/mod_deepmine.so
 CLI      := $(B)/deepminectl
 
 .PHONY: all deps run test unit integration lint format check-lognums bench install clean plugins \
-        testplugins
+        testplugins fuzz
 
 all: $(MODULE) $(CLI) plugins
 
@@ -84,7 +84,7 @@ run: deps all
 	@bash scripts/run.sh "$(VAR)" "$(PORT)"
 
 # ---- tests ----
-test: deps all lint check-lognums unit integration
+test: deps all lint check-lognums unit integration fuzz
 
 testplugins:
 	@$(MAKE) -s -C tests/plugins B=$(CURDIR)/$(B)/testplugins INCLUDE=$(CURDIR)/mod_deepmine/include
@@ -95,6 +95,10 @@ unit: $(B)/libdmcore.a plugins testplugins
 
 integration: all testplugins
 	cd tests/integration && DM_ROOT=$(CURDIR) /usr/bin/python3 -m pytest -q -p no:cacheprovider
+
+fuzz:
+	@$(MAKE) -s -C tests/fuzz B=$(CURDIR)/$(B) ROOT=$(CURDIR) APR_CFLAGS="$(APR_CFLAGS)" \
+	  LIBS="$(APR_LIBS) -ljansson" run
 
 check-lognums:
 	@bash scripts/check-log-numbers.sh
@@ -112,19 +116,24 @@ bench: deps all
 	@bash scripts/bench.sh
 
 # ---- install ----
+# DESTDIR stages an install (packaging, tests); apxs -i cannot, so then the
+# module is copied into the staged LIBEXECDIR instead.
+APACHE_MODDIR := $(shell $(APXS) -q LIBEXECDIR 2>/dev/null)
 install: all
-	$(APXS) -i -n deepmine $(MODULE)
+	@if [ -z "$(DESTDIR)" ]; then $(APXS) -i -n deepmine $(MODULE); else \
+	  install -D -m 0644 $(MODULE) $(DESTDIR)$(APACHE_MODDIR)/mod_deepmine.so; fi
 	install -d $(DESTDIR)$(LIBDIR)/deepmine/plugins $(DESTDIR)$(INCLUDEDIR)/deepmine \
-	  $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(PREFIX)/bin
+	  $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/apache2/mods-available
 	install -m 0644 $(B)/plugins/*.so $(DESTDIR)$(LIBDIR)/deepmine/plugins/
 	install -m 0644 mod_deepmine/include/deepmine/plugin.h $(DESTDIR)$(INCLUDEDIR)/deepmine/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
 	  conf/deepmine-plugin.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/deepmine-plugin.pc
 	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/deepminectl
-	@if [ -d $(DESTDIR)/etc/apache2/mods-available ]; then \
-	  install -m 0644 conf/deepmine.load conf/deepmine.conf $(DESTDIR)/etc/apache2/mods-available/; \
-	  sed -i 's|@LIBDIR@|$(LIBDIR)|g' $(DESTDIR)/etc/apache2/mods-available/deepmine.conf; \
-	  echo "installed; enable with: a2enmod deepmine"; fi
+	sed -e 's|/usr/lib/apache2/modules|$(APACHE_MODDIR)|' conf/deepmine.load \
+	  > $(DESTDIR)/etc/apache2/mods-available/deepmine.load
+	sed -e 's|@LIBDIR@|$(LIBDIR)|g' conf/deepmine.conf \
+	  > $(DESTDIR)/etc/apache2/mods-available/deepmine.conf
+	@echo "installed; enable with: a2enmod deepmine (see docs/operations.md)"
 
 clean:
 	rm -rf $(B)
