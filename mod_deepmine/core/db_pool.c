@@ -30,7 +30,11 @@ static apr_status_t conn_construct(void **res, void *params, apr_pool_t *p)
     apr_pool_t *sub;
     dm_err *e;
 
-    if (apr_pool_create(&sub, p) != APR_SUCCESS) {
+    /* Not a sub-pool of p: destroying p destroys sub-pools before it runs
+     * the reslist's own cleanup, which would then destroy each connection a
+     * second time (a crash at every child exit). The reslist owns them. */
+    (void)p;
+    if (apr_pool_create_unmanaged_ex(&sub, NULL, NULL) != APR_SUCCESS) {
         return APR_ENOMEM;
     }
     c = apr_pcalloc(sub, sizeof(*c));

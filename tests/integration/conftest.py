@@ -39,6 +39,7 @@ class Server:
         self.var = tempfile.mkdtemp(prefix="dm-it-")
         self.url = "http://127.0.0.1:%d" % self.port
         self.expected_log = []  # regexes of error-log lines a test expects
+        self.stop_offsets = []
         self.proc = None
         out = subprocess.run(
             ["bash", os.path.join(ROOT, "scripts", "gen-conf.sh"), self.var,
@@ -104,6 +105,10 @@ class Server:
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
+            # Where shutdown starts in the log: the event MPM may then report
+            # AH03093 (a keep-alive socket finishing while its pollset is
+            # being torn down), a benign race of Apache's own shutdown.
+            self.stop_offsets.append(len(self.log_text()))
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=15)
@@ -124,8 +129,15 @@ class Server:
 
     def unexpected_log_lines(self):
         bad = []
-        for line in self.log_text().splitlines():
-            if re.search(r"\[[a-z_]+:(error|warn|crit|alert|emerg)\]", line):
+        text = self.log_text()
+        pos = 0
+        for line in text.splitlines(True):
+            start, pos = pos, pos + len(line)
+            if "AH03093" in line and any(start >= off for off in self.stop_offsets):
+                continue
+            # a crashed child is only a notice line, but always a failure
+            if re.search(r"\[[a-z_]+:(error|warn|crit|alert|emerg)\]", line) or \
+                    "exit signal" in line:
                 if not any(p.search(line) for p in self.expected_log):
                     bad.append(line)
         return bad
