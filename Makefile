@@ -20,7 +20,7 @@ APR_CFLAGS := $(shell apr-1-config --cflags --cppflags --includes 2>/dev/null) \
               $(shell apu-1-config --includes 2>/dev/null)
 APR_LIBS   := $(shell apr-1-config --link-ld --libs 2>/dev/null) \
               $(shell apu-1-config --link-ld --libs 2>/dev/null)
-DEP_LIBS   := -lsqlite3 -ljansson -lsodium -lcurl -lcrypt
+DEP_LIBS   := -lsqlite3 -ljansson -lsodium -lcurl -lcrypt -lpwquality
 WARN       := -Wall -Wextra -Werror -Wno-unused-parameter
 INCS       := -I$(CURDIR)/mod_deepmine/include -I$(CURDIR)/mod_deepmine/core \
               -I$(CURDIR)/mod_deepmine/http -I$(CURDIR)/$(B)

@@ -6,7 +6,10 @@
 # same Apache, and prints req/s, p50/p99 and the packages/static ratio.
 #
 # Environment: DURATION (default 10s), CONNECTIONS (64), THREADS (2),
-# PORT (default: a free port), KEEP=1 keeps the VAR for inspection.
+# PORT (default: a free port), KEEP=1 keeps the VAR for inspection,
+# MEMBERS (default 1000000; 0 skips the member benchmarks): the generated
+# population, of which CHAIN (default 10000) form one deep chain,
+# BENCH_CONF="directives" appended to the bench's local.conf (to try tunings).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 duration=${DURATION:-10s}
@@ -24,6 +27,13 @@ Alias /bench-static "$var/static"
 <Directory "$var/static">
     Require all granted
 </Directory>
+# bench: limits raised so the limiter never answers 429 here, and cheap
+# password hashing (registration is measured for the tree work, not argon2)
+DeepMineRateLimit api 1000000/1s member
+DeepMineRateLimit login 1000000/1s ip
+DeepMineRateLimit register 1000000/1s ip
+DeepMinePasswordHash 1 8
+${BENCH_CONF:-}
 CONF
 "$root/build/deepminectl" --db "$var/deepmine.db" seed-demo >/dev/null
 [ "$(id -u)" -eq 0 ] && chown -R "${DM_RUN_USER:-www-data}" "$var"
@@ -47,10 +57,11 @@ cmp -s <(curl -sf "$base/api/packages") <(curl -sf "$base/bench-static/packages.
   || { echo "bench: static twin differs from /api/packages"; exit 1; }
 
 # Returns "req/s p50 p99" for one URL.
-measure() {
+measure() { # url [wrk options…]
   local url=$1 out rps p50 p99
-  wrk -t"$threads" -c"$conns" -d2s "$url" >/dev/null 2>&1 || true   # warm-up
-  out=$(wrk -t"$threads" -c"$conns" -d"$duration" --latency "$url")
+  shift
+  wrk -t"$threads" -c"$conns" -d2s "$@" "$url" >/dev/null 2>&1 || true   # warm-up
+  out=$(wrk -t"$threads" -c"$conns" -d"$duration" --latency "$@" "$url")
   if echo "$out" | grep -q 'Non-2xx'; then
     echo "bench: non-2xx answers from $url" >&2
     echo "$out" >&2
@@ -61,6 +72,20 @@ measure() {
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   echo "$rps $p50 $p99"
 }
+
+members=${MEMBERS:-1000000}
+chain=${CHAIN:-10000}
+if [ "$members" -gt 0 ]; then
+  [ "$chain" -lt "$members" ] || chain=$((members / 10))
+  random=$((members - chain))
+  t0=$(date +%s.%N)
+  "$root/build/deepminectl" --db "$var/deepmine.db" gen-members --count "$random" --shape random --seed 1 >/dev/null
+  mid=$((random / 2))
+  "$root/build/deepminectl" --db "$var/deepmine.db" gen-members --count "$chain" --shape chain --under "$mid" --seed 2 >/dev/null
+  t1=$(date +%s.%N)
+  [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
+  gen_secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+fi
 
 echo "DeepMine bench: wrk -t$threads -c$conns -d$duration, $(nproc) cores, $(apache2 -v | head -1 | sed 's/Server version: //')"
 printf '%-34s %12s %10s %10s\n' endpoint req/s p50 p99
@@ -73,3 +98,58 @@ done
 ratio=$(awk -v a="${rps[/api/packages]}" -v b="${rps[/bench-static/packages.json]}" \
   'BEGIN { printf "%.2f", a / b }')
 echo "ratio /api/packages : static file = $ratio (target >= 1.00)"
+
+[ "$members" -gt 0 ] || exit 0
+
+# ---- members (issue 3) ----
+login() { # email -> access token
+  curl -sf "$base/api/auth/login" -H 'Content-Type: application/json' \
+    -d "{\"email\":\"$1\",\"password\":\"generated-member-password\",\"return_tokens\":true}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"]["access_token"])'
+}
+id_of() { # member id -> e-mail of a generated member
+  sqlite3 "$var/deepmine.db" "SELECT email FROM users WHERE id = $1"
+}
+tip=$(sqlite3 "$var/deepmine.db" "SELECT MAX(id) FROM users")
+root_tok=$(login "$(id_of 1)")
+mid_tok=$(login "$(id_of "$mid")")
+tip_tok=$(login "$(id_of "$tip")")
+tip_depth=$(sqlite3 "$var/deepmine.db" "SELECT depth FROM users WHERE id = $tip")
+
+echo
+echo "members: $members generated in ${gen_secs}s ($random random + a $chain-deep chain under member $mid; tip $tip at depth $tip_depth)"
+printf '%-44s %12s %10s %10s\n' endpoint req/s p50 p99
+for who in root:1:$root_tok mid:$mid:$mid_tok tip:$tip:$tip_tok; do
+  name=${who%%:*}; rest=${who#*:}; tok=${rest#*:}
+  read -r r p50 p99 < <(measure "$base/api/referrals/network" -H "Authorization: Bearer $tok")
+  printf '%-44s %12s %10s %10s\n' "/api/referrals/network ($name)" "$r" "$p50" "$p99"
+done
+read -r r p50 p99 < <(measure "$base/api/me" -H "Authorization: Bearer $mid_tok")
+printf '%-44s %12s %10s %10s\n' "/api/me" "$r" "$p50" "$p99"
+
+# Registration under the chain's tip (depth $tip_depth): 20 sign-ups.
+tip_code=$(sqlite3 "$var/deepmine.db" "SELECT referral_code FROM users WHERE id = $tip")
+terms=$(curl -sf "$base/api/legal/terms" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')
+for i in $(seq 1 20); do
+  curl -sf -o /dev/null "$base/api/auth/register" -H 'Content-Type: application/json' \
+    -d "{\"email\":\"bench$i@example.test\",\"password\":\"Glacier-Pumpkin-Orbit-42\",\"accept_terms\":true,\"terms_version\":\"$terms\",\"referral_code\":\"$tip_code\"}" \
+    || { echo "bench: registration failed"; exit 1; }
+done
+
+# Server time from the access log (%D, microseconds), per route and member.
+kill -TERM "$pid"; wait "$pid" 2>/dev/null || true   # flushes BufferedLogs
+server_time() { # route member -> "p50 p99" in ms
+  awk -F'"' -v route="$1" -v who="$2" '$4 == route && (who == "" || $5 == " " who) {
+      split($3, f, " "); print f[3] }' "$var/logs/access.log" | sort -n |
+    awk '{ v[NR] = $1 } END { if (NR == 0) { print "- -"; exit }
+      printf "%.3fms %.3fms\n", v[int(NR * 0.5) + (NR * 0.5 > int(NR * 0.5))] / 1000,
+        v[int(NR * 0.99) + (NR * 0.99 > int(NR * 0.99))] / 1000 }'
+}
+echo
+echo "server time (access log %D)                          p50        p99"
+for who in root:1 mid:$mid tip:$tip; do
+  printf '%-44s %10s %10s\n' "/api/referrals/network (${who%%:*})" $(server_time /api/referrals/network "${who#*:}")
+done
+printf '%-44s %10s %10s\n' "/api/me" $(server_time /api/me "$mid")
+printf '%-44s %10s %10s\n' "/api/auth/register under depth $tip_depth" $(server_time /api/auth/register "")
+echo "(register includes argon2id at the bench's cheap setting, DeepMinePasswordHash 1 8)"

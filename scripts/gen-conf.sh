@@ -51,6 +51,7 @@ sed -e "s|@VAR@|$var|g" \
     -e "s|@MODULE@|$root/build/.libs/mod_deepmine.so|g" \
     -e "s|@PLUGINS@|$root/build/plugins|g" \
     -e "s|@WEB@|$root/web|g" \
+    -e "s|@ROOT@|$root|g" \
     -e "s|@ERROR_LOG@|$error_log|g" \
     -e "s|@LOG_LEVEL@|$log_level|g" \
     "$root/conf/httpd.conf.in" > "$var/httpd.conf.tmp"

@@ -9,6 +9,9 @@ port=$2
 conf=$(bash "$root/scripts/gen-conf.sh" "$var" "$port" event /dev/stderr notice)
 var=$(dirname "$conf")
 "$root/build/deepminectl" --db "$var/deepmine.db" seed-demo
+# The first staff owner, on a database without one: its one-time password
+# is printed here, once (nothing is printed when an owner exists).
+"$root/build/deepminectl" --db "$var/deepmine.db" staff ensure-owner --email owner@deepmine.local
 if [ "$(id -u)" -eq 0 ]; then
   chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
 fi

@@ -16,9 +16,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "admin_users.h"
 #include "catalogue.h"
 #include "db.h"
 #include "migrate.h"
+#include "referral.h"
+#include "staff.h"
 
 #define EXIT_OK 0
 #define EXIT_FAIL 1
@@ -146,6 +149,556 @@ static int cmd_keygen(cli *c)
     return EXIT_OK;
 }
 
+/* ---- gen-members: test populations ---- */
+
+#define GEN_PASSWORD "generated-member-password"
+#define GEN_TERMS_VERSION "generated"
+#define GEN_IP "127.0.0.1"
+#define GEN_BATCH 250000 /* members per transaction */
+#define GEN_ROWS 256     /* users rows per INSERT statement */
+#define GEN_CODE_TRIES 5
+
+typedef struct gen {
+    cli *c;
+    dm_db *db;
+    apr_pool_t *tmp; /* cleared after each GEN_ROWS members */
+    int64_t count;
+    const char *shape; /* "random", "chain" or "star" */
+    int64_t under;     /* 0: the population starts new roots */
+    int per_row;       /* dm_referral_attach per member instead of the bulk path */
+    uint64_t rng;      /* splitmix64 state: the tree's shape, not the codes */
+    const char *hash;  /* one argon2id hash, shared by every generated member */
+    const char *terms_hash;
+    int64_t now;
+    apr_array_header_t *candidates; /* random: ids a new member may be placed under */
+    int64_t last;                   /* chain: the tip; star: the hub */
+    int64_t ids[GEN_ROWS], refs[GEN_ROWS];
+} gen;
+
+static uint64_t gen_next(gen *g)
+{
+    uint64_t z = (g->rng += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, n) (n > 0), by the multiply-shift method. */
+static uint64_t gen_below(gen *g, uint64_t n)
+{
+    return (uint64_t)(((unsigned __int128)gen_next(g) * n) >> 64);
+}
+
+/* The referrer of the k-th generated member (0: a root), and the shape's
+ * state updated with its id. */
+static int64_t gen_pick_referrer(gen *g, int64_t k, int64_t id)
+{
+    int64_t ref;
+
+    if (strcmp(g->shape, "chain") == 0) {
+        ref = g->last;
+        g->last = id;
+    } else if (strcmp(g->shape, "star") == 0) {
+        if (k == 0 && g->under == 0) {
+            g->last = id; /* the hub, itself a root */
+        }
+        ref = g->last == id ? 0 : g->last;
+    } else if (g->candidates->nelts == 0 || gen_below(g, 100) == 0) {
+        /* random: the population's root (--under, else none) with
+         * probability 1%, else uniformly a member that already exists */
+        ref = g->under;
+    } else {
+        ref = APR_ARRAY_IDX(g->candidates, gen_below(g, (uint64_t)g->candidates->nelts), int64_t);
+    }
+    if (strcmp(g->shape, "random") == 0) {
+        *(int64_t *)apr_array_push(g->candidates) = id;
+    }
+    return ref;
+}
+
+/* Several users rows per statement: inside a transaction every statement
+ * that writes to users_fts makes FTS5 flush its pending terms (a statement
+ * savepoint), which costs ~50 us a row when rows go one by one. The text
+ * depends only on `rows`, never on input. */
+static const char *gen_users_sql(apr_pool_t *p, int rows)
+{
+    static const char head[] =
+        "INSERT INTO users (id, email, email_key, name, password_hash, referral_code, "
+        "referrer_id, depth, vip_level, status, token_version, email_verified_at, kyc_status, "
+        "marketing_opt_in, terms_version, terms_accepted_at, created_at, updated_at) VALUES ";
+    static const char row[] =
+        "(?, ?, ?, NULL, ?, ?, ?, 0, 1, 'active', 0, NULL, 'none', 0, ?, ?, ?, ?)";
+    apr_array_header_t *parts = apr_array_make(p, 2 * rows + 1, sizeof(const char *));
+
+    *(const char **)apr_array_push(parts) = head;
+    for (int i = 0; i < rows; i++) {
+        *(const char **)apr_array_push(parts) = i ? ", " : "";
+        *(const char **)apr_array_push(parts) = row;
+    }
+    return apr_array_pstrcat(p, parts, 0);
+}
+
+#define GEN_USER_PARAMS 10
+
+/* The users rows of registration, with the generated member's values:
+ * e-mail gen<id>@example.test, the shared hash, terms "generated". Ids are
+ * given (MAX(id) + 1 onwards, what SQLite would pick) so that a member's
+ * referrer can be in the same statement. */
+static dm_err *gen_insert_users(gen *g, int rows)
+{
+    dm_stmt *st;
+    dm_err *e = NULL;
+    int row = 0;
+
+    for (int tries = 0; tries < GEN_CODE_TRIES; tries++) {
+        e = dm_db_prepare(g->db, g->tmp, gen_users_sql(g->tmp, rows), &st);
+        if (e) {
+            return e;
+        }
+        for (int j = 0; j < rows; j++) {
+            const char *email = apr_psprintf(g->tmp, "gen%" APR_INT64_T_FMT "@example.test",
+                                             (apr_int64_t)g->ids[j]);
+            int b = j * GEN_USER_PARAMS;
+            dm_stmt_bind_int64(st, b + 1, g->ids[j]);
+            dm_stmt_bind_text(st, b + 2, email, strlen(email));
+            dm_stmt_bind_text(st, b + 3, email, strlen(email));
+            dm_stmt_bind_text(st, b + 4, g->hash, strlen(g->hash));
+            dm_stmt_bind_text(st, b + 5, dm_referral_code_new(g->tmp), DM_REFERRAL_CODE_LEN);
+            if (g->refs[j]) {
+                dm_stmt_bind_int64(st, b + 6, g->refs[j]);
+            } else {
+                dm_stmt_bind_null(st, b + 6);
+            }
+            dm_stmt_bind_text(st, b + 7, GEN_TERMS_VERSION, strlen(GEN_TERMS_VERSION));
+            dm_stmt_bind_int64(st, b + 8, g->now);
+            dm_stmt_bind_int64(st, b + 9, g->now);
+            dm_stmt_bind_int64(st, b + 10, g->now);
+        }
+        e = dm_stmt_step(st, g->tmp, &row);
+        dm_stmt_done(st);
+        /* a conflict is most likely a referral code already taken: new
+         * codes and again (an address taken fails every time, and is
+         * reported) */
+        if (!e || e->code != DM_E_CONFLICT) {
+            break;
+        }
+    }
+    return e;
+}
+
+/* The rest of registration for one member: the referral placement, then
+ * the terms record. */
+static dm_err *gen_place(gen *g, int64_t id, int64_t referrer)
+{
+    dm_stmt *st;
+    dm_err *e;
+    int row = 0;
+
+    e = g->per_row ? dm_referral_attach(g->db, g->tmp, id, referrer)
+                   : dm_referral_bulk_add(g->db, g->tmp, id, referrer);
+    if (e) {
+        return e;
+    }
+    e = dm_db_prepare(g->db, g->tmp,
+                      "INSERT INTO legal_acceptances (user_id, document, version, content_hash, "
+                      "ip, accepted_at) VALUES (?, 'terms', ?, ?, ?, ?)",
+                      &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, id);
+    dm_stmt_bind_text(st, 2, GEN_TERMS_VERSION, strlen(GEN_TERMS_VERSION));
+    dm_stmt_bind_text(st, 3, g->terms_hash, strlen(g->terms_hash));
+    dm_stmt_bind_text(st, 4, GEN_IP, strlen(GEN_IP));
+    dm_stmt_bind_int64(st, 5, g->now);
+    e = dm_stmt_step(st, g->tmp, &row);
+    dm_stmt_done(st);
+    return e;
+}
+
+static dm_err *gen_prepare(gen *g)
+{
+    apr_pool_t *p = g->c->pool;
+    char hash[crypto_pwhash_STRBYTES];
+    unsigned char h[crypto_hash_sha256_BYTES];
+    char hex[2 * crypto_hash_sha256_BYTES + 1];
+    int found = 0;
+    dm_stmt *st;
+    dm_err *e;
+
+    /* One hash for everyone: hashing a million passwords would take hours. */
+    if (crypto_pwhash_str_alg(
+            hash, GEN_PASSWORD, strlen(GEN_PASSWORD), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+            crypto_pwhash_MEMLIMIT_INTERACTIVE, crypto_pwhash_ALG_ARGON2ID13) != 0) {
+        return dm_err_make(p, DM_E_INTERNAL, NULL, "cannot hash the generated password");
+    }
+    g->hash = apr_pstrdup(p, hash);
+    /* There is no terms text behind version "generated": the recorded
+     * content hash is that of the version string. */
+    crypto_hash_sha256(h, (const unsigned char *)GEN_TERMS_VERSION, strlen(GEN_TERMS_VERSION));
+    sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+    g->terms_hash = apr_pstrdup(p, hex);
+    g->now = (int64_t)apr_time_sec(apr_time_now());
+
+    if (g->under) {
+        e = dm_db_prepare(g->db, p, "SELECT id FROM users WHERE id = ?", &st);
+        if (e) {
+            return e;
+        }
+        dm_stmt_bind_int64(st, 1, g->under);
+        e = dm_stmt_step(st, p, &found);
+        dm_stmt_done(st);
+        if (e) {
+            return e;
+        }
+        if (!found) {
+            return dm_err_make(p, DM_E_NOT_FOUND, NULL,
+                               "--under: member %" APR_INT64_T_FMT " does not exist",
+                               (apr_int64_t)g->under);
+        }
+    }
+    g->last = g->under;
+    g->candidates = apr_array_make(p, 1024, sizeof(int64_t));
+    if (strcmp(g->shape, "random") != 0) {
+        return NULL;
+    }
+    if (g->under) {
+        *(int64_t *)apr_array_push(g->candidates) = g->under;
+        return NULL;
+    }
+    /* appended to whatever the database holds */
+    e = dm_db_prepare(g->db, p, "SELECT id FROM users ORDER BY id", &st);
+    if (e) {
+        return e;
+    }
+    while (!(e = dm_stmt_step(st, p, &found)) && found) {
+        *(int64_t *)apr_array_push(g->candidates) = dm_stmt_int64(st, 0);
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+/* GEN_ROWS members at most: ids and referrers first, then their users rows
+ * in one statement, then each one's placement in id order (a referrer is
+ * always placed before the members under it). */
+static dm_err *gen_chunk(gen *g, int64_t *last_id, int64_t k, int rows)
+{
+    dm_err *e;
+
+    for (int j = 0; j < rows; j++) {
+        g->ids[j] = ++*last_id;
+        g->refs[j] = gen_pick_referrer(g, k + j, g->ids[j]);
+    }
+    e = gen_insert_users(g, rows);
+    for (int j = 0; !e && j < rows; j++) {
+        e = gen_place(g, g->ids[j], g->refs[j]);
+    }
+    apr_pool_clear(g->tmp);
+    return e;
+}
+
+static dm_err *gen_run(gen *g, int64_t *rebuilt)
+{
+    apr_pool_t *p = g->c->pool;
+    dm_err *e = NULL;
+    int64_t k = 0;
+
+    while (!e && k < g->count) {
+        int64_t end = k + GEN_BATCH < g->count ? k + GEN_BATCH : g->count;
+        int64_t last_id = 0;
+        int found = 0;
+
+        e = dm_db_begin(g->db, p);
+        if (!e) {
+            /* under the write lock: nobody else inserts until commit */
+            e = dm_db_query_int64(g->db, p, "SELECT MAX(id) FROM users", &last_id, &found);
+        }
+        while (!e && k < end) {
+            int rows = end - k < GEN_ROWS ? (int)(end - k) : GEN_ROWS;
+            e = gen_chunk(g, &last_id, k, rows);
+            k += rows;
+        }
+        if (!e) {
+            e = dm_db_commit(g->db, p);
+        } else {
+            dm_db_rollback(g->db);
+        }
+    }
+    /* The bulk path leaves the ancestors' counters stale until this; it
+     * runs after a failure too, so the committed batches are counted. */
+    if (!g->per_row) {
+        dm_err *re = dm_db_begin(g->db, p);
+        if (!re) {
+            re = dm_referral_rebuild_counts(g->db, p, rebuilt);
+        }
+        if (!re) {
+            re = dm_db_commit(g->db, p);
+        } else {
+            dm_db_rollback(g->db);
+        }
+        if (!e) {
+            e = re;
+        }
+    }
+    return e;
+}
+
+static int gen_usage(void)
+{
+    fprintf(stderr, "usage: deepminectl gen-members --count N --shape random|chain|star "
+                    "[--seed S] [--under ID] [--per-row]\n");
+    return EXIT_USAGE;
+}
+
+/* Reads a positive integer option value; 0 on a bad one. */
+static int64_t gen_int_arg(const char *s)
+{
+    char *end = NULL;
+    apr_int64_t v;
+
+    errno = 0;
+    v = apr_strtoi64(s, &end, 10);
+    return (errno || !end || *end || end == s || v <= 0) ? 0 : (int64_t)v;
+}
+
+static int cmd_gen_members(cli *c)
+{
+    gen g;
+    int applied = 0, version = 0;
+    int64_t rebuilt = 0;
+    apr_time_t t0;
+    dm_err *e;
+
+    memset(&g, 0, sizeof(g));
+    g.c = c;
+    randombytes_buf(&g.rng, sizeof(g.rng));
+    for (int i = 0; i < c->argc; i++) {
+        const char *opt = c->argv[i], *val = i + 1 < c->argc ? c->argv[i + 1] : NULL;
+        if (strcmp(opt, "--per-row") == 0) {
+            g.per_row = 1;
+            continue;
+        }
+        if (!val) {
+            return gen_usage();
+        }
+        i++;
+        if (strcmp(opt, "--count") == 0 && (g.count = gen_int_arg(val)) > 0) {
+            continue;
+        }
+        if (strcmp(opt, "--under") == 0 && (g.under = gen_int_arg(val)) > 0) {
+            continue;
+        }
+        if (strcmp(opt, "--seed") == 0 && gen_int_arg(val) > 0) {
+            g.rng = (uint64_t)gen_int_arg(val);
+            continue;
+        }
+        if (strcmp(opt, "--shape") == 0 &&
+            (strcmp(val, "random") == 0 || strcmp(val, "chain") == 0 || strcmp(val, "star") == 0)) {
+            g.shape = val;
+            continue;
+        }
+        return gen_usage();
+    }
+    if (g.count <= 0 || !g.shape) {
+        return gen_usage();
+    }
+    t0 = apr_time_now();
+    e = open_db(c, &g.db);
+    if (!e) {
+        e = dm_migrate(g.db, c->pool, dm_migrations, dm_migrations_count, &applied, &version);
+    }
+    /* Test populations only: a crash mid-run loses generated members, never
+     * business data, so the generator trades durability for speed. */
+    if (!e) {
+        e = dm_db_exec(
+            g.db, c->pool,
+            "PRAGMA synchronous=OFF; PRAGMA cache_size=-1048576; PRAGMA temp_store=MEMORY");
+    }
+    if (!e) {
+        e = gen_prepare(&g);
+    }
+    if (!e) {
+        apr_pool_create(&g.tmp, c->pool);
+        e = gen_run(&g, &rebuilt);
+    }
+    if (e) {
+        return fail(e);
+    }
+    printf("gen-members: %" APR_INT64_T_FMT " %s member(s) in %.2f s (%s%s)\n",
+           (apr_int64_t)g.count, g.shape, (double)(apr_time_now() - t0) / APR_USEC_PER_SEC,
+           g.per_row ? "dm_referral_attach per member" : "bulk path, counters rebuilt: ",
+           g.per_row ? ""
+                     : apr_psprintf(c->pool, "%" APR_INT64_T_FMT " rows", (apr_int64_t)rebuilt));
+    return EXIT_OK;
+}
+
+/* ---- staff accounts and the import from the old platform ---- */
+
+#define IMPORT_MAX_BYTES ((apr_size_t)1 << 30)
+
+static dm_err *open_migrated(cli *c, dm_db **db)
+{
+    int applied = 0, version = 0;
+    dm_err *e = open_db(c, db);
+
+    return e ? e : dm_migrate(*db, c->pool, dm_migrations, dm_migrations_count, &applied, &version);
+}
+
+static int staff_usage(void)
+{
+    fprintf(stderr, "usage: deepminectl staff create --email E --role owner|finance|support|kyc\n"
+                    "       deepminectl staff list\n"
+                    "       deepminectl staff ensure-owner --email E\n");
+    return EXIT_USAGE;
+}
+
+/* --email and --role from argv[from..]; 0 on a usage error. */
+static int staff_opts(cli *c, int from, const char **email, const char **role)
+{
+    for (int i = from; i < c->argc; i += 2) {
+        const char *val = i + 1 < c->argc ? c->argv[i + 1] : NULL;
+        if (!val) {
+            return 0;
+        }
+        if (strcmp(c->argv[i], "--email") == 0) {
+            *email = val;
+        } else if (role && strcmp(c->argv[i], "--role") == 0) {
+            *role = val;
+        } else {
+            return 0;
+        }
+    }
+    return *email && (!role || *role);
+}
+
+static void print_credentials(const dm_staff *st, const char *password)
+{
+    printf("  email:    %s\n"
+           "  role:     %s\n"
+           "  password: %s\n"
+           "  (a one-time password: it is shown only now and stored only as a hash)\n",
+           st->email, st->role, password);
+}
+
+static int cmd_staff(cli *c)
+{
+    dm_services svc;
+    dm_staff st;
+    dm_db *db;
+    const char *email = NULL, *role = NULL, *password = NULL;
+    dm_err *e;
+
+    memset(&svc, 0, sizeof(svc));
+    if (c->argc < 1) {
+        return staff_usage();
+    }
+    if (strcmp(c->argv[0], "create") == 0) {
+        if (!staff_opts(c, 1, &email, &role)) {
+            return staff_usage();
+        }
+        e = open_migrated(c, &db);
+        if (!e) {
+            e = dm_staff_create(db, c->pool, &svc, 0, NULL, email, role, &st, &password);
+        }
+        if (e) {
+            return fail(e);
+        }
+        printf("staff account %" APR_INT64_T_FMT " created:\n", (apr_int64_t)st.id);
+        print_credentials(&st, password);
+        return EXIT_OK;
+    }
+    if (strcmp(c->argv[0], "ensure-owner") == 0) {
+        int created = 0;
+        if (!staff_opts(c, 1, &email, NULL)) {
+            return staff_usage();
+        }
+        e = open_migrated(c, &db);
+        if (!e) {
+            e = dm_staff_ensure_owner(db, c->pool, &svc, email, &created, &st, &password);
+        }
+        if (e) {
+            return fail(e);
+        }
+        if (created) {
+            printf("no staff owner existed; created one:\n");
+            print_credentials(&st, password);
+        }
+        return EXIT_OK;
+    }
+    if (strcmp(c->argv[0], "list") == 0 && c->argc == 1) {
+        apr_array_header_t *rows = NULL;
+        e = open_migrated(c, &db);
+        if (!e) {
+            e = dm_staff_list(db, c->pool, &rows);
+        }
+        if (e) {
+            return fail(e);
+        }
+        printf("%-6s %-8s %-9s %-21s %s\n", "id", "role", "status", "created", "email");
+        for (int i = 0; i < rows->nelts; i++) {
+            const dm_staff *s = &APR_ARRAY_IDX(rows, i, dm_staff);
+            char when[APR_RFC822_DATE_LEN + 1];
+            apr_time_exp_t tm;
+            apr_size_t n = 0;
+            apr_time_exp_gmt(&tm, apr_time_from_sec(s->created_at));
+            apr_strftime(when, &n, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+            printf("%-6" APR_INT64_T_FMT " %-8s %-9s %-21s %s\n", (apr_int64_t)s->id, s->role,
+                   s->status, when, s->email);
+        }
+        return EXIT_OK;
+    }
+    return staff_usage();
+}
+
+static int cmd_import_users(cli *c)
+{
+    apr_file_t *f;
+    apr_finfo_t fi;
+    apr_size_t got = 0;
+    char *buf;
+    dm_db *db;
+    dm_import_report rep;
+    apr_status_t rv;
+    dm_err *e;
+
+    if (c->argc != 1) {
+        fprintf(stderr, "usage: deepminectl import-users <file.csv>\n");
+        return EXIT_USAGE;
+    }
+    memset(&rep, 0, sizeof(rep));
+    rv = apr_file_open(&f, c->argv[0], APR_FOPEN_READ | APR_FOPEN_BINARY, 0, c->pool);
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_info_get(&fi, APR_FINFO_SIZE, f);
+    }
+    if (rv == APR_SUCCESS && (fi.size < 0 || (apr_size_t)fi.size > IMPORT_MAX_BYTES)) {
+        rv = APR_EINVAL;
+    }
+    if (rv == APR_SUCCESS) {
+        buf = apr_palloc(c->pool, (apr_size_t)fi.size + 1);
+        rv = fi.size ? apr_file_read_full(f, buf, (apr_size_t)fi.size, &got) : APR_SUCCESS;
+        buf[got] = '\0';
+    }
+    if (rv != APR_SUCCESS) {
+        char msg[256];
+        fprintf(stderr, "deepminectl: cannot read %s: %s\n", c->argv[0],
+                apr_strerror(rv, msg, sizeof(msg)));
+        return EXIT_FAIL;
+    }
+    e = open_migrated(c, &db);
+    if (!e) {
+        e = dm_admin_import_users(db, c->pool, buf, got, c->argv[0], &rep);
+    }
+    if (e) {
+        fprintf(stderr, "deepminectl: import-users: %s\n", e->message);
+        fprintf(stderr, "import-users: nothing imported (%" APR_INT64_T_FMT " row(s) read)\n",
+                (apr_int64_t)rep.rows);
+        return EXIT_FAIL;
+    }
+    printf("import-users: %" APR_INT64_T_FMT " member(s) imported from %s\n",
+           (apr_int64_t)rep.imported, c->argv[0]);
+    return EXIT_OK;
+}
+
 static int cmd_help(cli *c);
 
 static const struct command {
@@ -158,8 +711,16 @@ static const struct command {
     {"status", "", "schema version and counts; exit 1 if migrations are pending", cmd_status},
     {"seed-demo", "", "migrate, then add the 6-package demo catalogue if there is none",
      cmd_seed_demo},
-    {"keygen", "<path>", "create a new secret key file (32 random bytes, mode 0600)",
-     cmd_keygen},
+    {"keygen", "<path>", "create a new secret key file (32 random bytes, mode 0600)", cmd_keygen},
+    {"gen-members", "--count N --shape random|chain|star [--seed S] [--under ID] [--per-row]",
+     "add N generated test members (gen<N>@example.test); see docs/operations.md", cmd_gen_members},
+    {"staff", "create --email E --role R | list | ensure-owner --email E",
+     "staff accounts (roles owner, finance, support, kyc); create prints a one-time password",
+     cmd_staff},
+    {"import-users", "<file.csv>",
+     "import members from the old platform (email,bcrypt_hash,referral_code,referrer_code,"
+     "created_at); all or nothing",
+     cmd_import_users},
     {"help", "", "this text", cmd_help},
 };
 
@@ -212,7 +773,8 @@ int main(int argc, const char *const *argv)
         if (strcmp(argv[i], commands[k].name) == 0) {
             c.argc = argc - i - 1;
             c.argv = argv + i + 1;
-            if (commands[k].fn != cmd_keygen && c.argc != 0) {
+            /* commands whose args text is empty take no arguments */
+            if (!commands[k].args[0] && c.argc != 0) {
                 fprintf(stderr, "deepminectl: %s takes no arguments\n", commands[k].name);
                 return EXIT_USAGE;
             }

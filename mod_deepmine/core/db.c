@@ -260,6 +260,11 @@ dm_err *dm_db_query_int64(dm_db *db, apr_pool_t *p, const char *sql, int64_t *ou
     return e;
 }
 
+int64_t dm_db_changes(dm_db *db)
+{
+    return sqlite3_changes64(db->handle);
+}
+
 int64_t dm_db_last_insert_id(dm_db *db)
 {
     return sqlite3_last_insert_rowid(db->handle);

@@ -66,6 +66,9 @@ void dm_stmt_done(dm_stmt *st);
  * `*found` is 0 when there was no row. */
 dm_err *dm_db_query_int64(dm_db *db, apr_pool_t *p, const char *sql, int64_t *out, int *found);
 
+/* Rows changed by the last INSERT/UPDATE/DELETE on this connection. */
+int64_t dm_db_changes(dm_db *db);
+
 /* Row id of the last INSERT on this connection. */
 int64_t dm_db_last_insert_id(dm_db *db);
 

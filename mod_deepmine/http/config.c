@@ -23,6 +23,9 @@ void *dm_conf_create(apr_pool_t *p, server_rec *s)
     c->pool_min = DM_UNSET;
     c->pool_max = DM_UNSET;
     c->max_body = DM_UNSET;
+    c->hash_concurrency = DM_UNSET;
+    c->pw_opslimit = DM_UNSET;
+    c->pw_memlimit = DM_UNSET;
     return c;
 }
 
@@ -42,6 +45,11 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
     MERGE_NUM(max_body);
     MERGE_PTR(public_url);
     MERGE_PTR(allowed_origins);
+    MERGE_PTR(rate_rules);
+    MERGE_NUM(hash_concurrency);
+    MERGE_NUM(pw_opslimit);
+    MERGE_NUM(pw_memlimit);
+    MERGE_PTR(legal_dir);
     return m;
 }
 
@@ -200,6 +208,68 @@ static const char *add_allowed_origin(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+static const char *set_legal_dir(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    sconf(cmd)->legal_dir = ap_server_root_relative(cmd->pool, arg);
+    return NULL;
+}
+
+static const char *set_hash_concurrency(cmd_parms *cmd, void *dc, const char *arg)
+{
+    long long v = 0;
+    const char *err = dm_parse_int(cmd->temp_pool, arg, 1, 1024, &v);
+
+    if (err) {
+        return apr_pstrcat(cmd->pool, "DeepMineHashConcurrency takes the number of password "
+                                      "hashes a child runs at once: ", err, NULL);
+    }
+    sconf(cmd)->hash_concurrency = (int)v;
+    return NULL;
+}
+
+static const char *set_password_hash(cmd_parms *cmd, void *dc, const char *ops, const char *mem)
+{
+    long long o = 0, m = 0;
+
+    if (dm_parse_int(cmd->temp_pool, ops, 1, 64, &o) ||
+        dm_parse_int(cmd->temp_pool, mem, 8, 4096, &m)) {
+        return "DeepMinePasswordHash takes <opslimit> <memory MiB>: argon2id passes 1..64 and "
+               "memory 8..4096 MiB";
+    }
+    sconf(cmd)->pw_opslimit = o;
+    sconf(cmd)->pw_memlimit = m * 1024 * 1024;
+    return NULL;
+}
+
+const char *dm_conf_legal_dir(const dm_conf *c)
+{
+    return c->legal_dir ? c->legal_dir : DM_DEFAULT_LEGAL_DIR;
+}
+
+int dm_conf_hash_concurrency(const dm_conf *c)
+{
+    int threads = 0;
+
+    if (c->hash_concurrency != DM_UNSET) {
+        return c->hash_concurrency;
+    }
+    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS || threads < 4) {
+        return 1;
+    }
+    return threads / 4;
+}
+
+void dm_conf_pw_params(const dm_conf *c, dm_pw_params *out)
+{
+    out->opslimit = c->pw_opslimit != DM_UNSET ? (unsigned long long)c->pw_opslimit : 0;
+    out->memlimit = c->pw_memlimit != DM_UNSET ? (size_t)c->pw_memlimit : 0;
+}
+
 static const char *add_plugin(cmd_parms *cmd, void *dc, const char *kind, const char *name,
                               const char *path)
 {
@@ -245,9 +315,19 @@ const command_rec dm_directives[] = {
                   "the URL members reach the site at, e.g. https://mine.example.com"),
     AP_INIT_ITERATE("DeepMineAllowedOrigin", add_allowed_origin, NULL, RSRC_CONF,
                     "origins allowed for CORS and CSRF checks, scheme://host[:port]"),
+    AP_INIT_TAKE1("DeepMineLegalDir", set_legal_dir, NULL, RSRC_CONF,
+                  "directory holding terms.md and privacy.md"),
+    AP_INIT_TAKE1("DeepMineHashConcurrency", set_hash_concurrency, NULL, RSRC_CONF,
+                  "password hashes a child process runs at once (default: threads / 4)"),
+    AP_INIT_TAKE2("DeepMinePasswordHash", set_password_hash, NULL, RSRC_CONF,
+                  "<opslimit> <memory MiB> of argon2id (default: libsodium's interactive)"),
     AP_INIT_TAKE3("DeepMinePlugin", add_plugin, NULL, RSRC_CONF,
                   "<payment|kyc|mailer> <name> <path.so>"),
     AP_INIT_TAKE3("DeepMinePluginSet", set_plugin_setting, NULL, RSRC_CONF,
                   "<plugin name> <key> <value|env:VAR|file:/path>"),
+    AP_INIT_TAKE3("DeepMineRateLimit", dm_ratelimit_set_rule, NULL, RSRC_CONF,
+                  "<rule> <count>/<period> <ip|member>, e.g. login 5/1m ip"),
+    AP_INIT_TAKE1("DeepMineRateLimitTable", dm_ratelimit_set_table, NULL, RSRC_CONF,
+                  "keys the rate limiter tracks, 1024 to 16777216 (default 65536)"),
     {NULL},
 };

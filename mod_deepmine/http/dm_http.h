@@ -13,8 +13,10 @@
 #include "catalogue.h"
 #include "db_pool.h"
 #include "err.h"
+#include "members.h"
 #include "plugin_host.h"
 #include "router.h"
+#include "staff.h"
 
 extern module AP_MODULE_DECLARE_DATA deepmine_module;
 APLOG_USE_MODULE(deepmine);
@@ -25,6 +27,9 @@ APLOG_USE_MODULE(deepmine);
 #define DM_DEFAULT_DATABASE "/var/lib/deepmine/deepmine.db"
 #define DM_DEFAULT_MAX_BODY ((apr_off_t)1024 * 1024)
 #define DM_SECRET_KEY_BYTES 32
+#define DM_DEFAULT_LEGAL_DIR "/etc/deepmine/legal"
+/* How long a request waits for a password-hashing slot before 503. */
+#define DM_HASH_WAIT_MS 2000
 
 /* Server configuration. Every field starts "unset" (NULL or -1) so merge
  * can tell "not said" from "said"; defaults live in the getters. */
@@ -37,6 +42,11 @@ typedef struct dm_conf {
     apr_off_t max_body;
     const char *public_url;
     apr_array_header_t *allowed_origins; /* const char * */
+    apr_array_header_t *rate_rules;      /* ratelimit.c: rules from DeepMineRateLimit */
+    int hash_concurrency;                /* DeepMineHashConcurrency; -1 unset */
+    long long pw_opslimit;               /* DeepMinePasswordHash <ops> <mem>; -1 unset */
+    long long pw_memlimit;               /* bytes; -1 unset */
+    const char *legal_dir;               /* DeepMineLegalDir */
 } dm_conf;
 
 /* Process-wide state: built in post_config (router, plugins) and
@@ -47,6 +57,8 @@ typedef struct dm_state {
     dm_db_pool *db;          /* per child */
     dm_catalogue_cache *catalogue; /* per child */
     int schema_version;
+    dm_keys keys;     /* derived from DeepMineSecretKeyFile in post_config */
+    dm_services svc;  /* what the member functions need (keys, legal, hashing) */
 } dm_state;
 
 extern dm_state dm_g;
@@ -59,6 +71,9 @@ dm_conf *dm_conf_get(const server_rec *s);
 const char *dm_conf_database(const dm_conf *c);
 apr_off_t dm_conf_max_body(const dm_conf *c);
 void dm_conf_pool_size(const dm_conf *c, int *min, int *max);
+const char *dm_conf_legal_dir(const dm_conf *c);
+int dm_conf_hash_concurrency(const dm_conf *c);
+void dm_conf_pw_params(const dm_conf *c, dm_pw_params *out);
 
 /* respond.c — every API answer goes through these. */
 int dm_http_json(request_rec *r, int status, const char *body, apr_size_t len);
@@ -82,7 +97,57 @@ typedef struct dm_route_def {
     dm_route_fn *fn;
 } dm_route_def;
 
+/* session.c — cookies, member authentication, CSRF and CORS. */
+const char *dm_http_cookie(request_rec *r, const char *name);
+/* One Set-Cookie: Path, Max-Age, SameSite (Lax|Strict), HttpOnly when
+ * asked, Secure unless the public URL is plain http on loopback. */
+void dm_http_set_cookie(request_rec *r, const char *name, const char *value, const char *path,
+                        long max_age, int http_only, const char *samesite);
+void dm_http_set_session_cookies(request_rec *r, const dm_session *s);
+void dm_http_clear_session_cookies(request_rec *r);
+int dm_http_origin_allowed(request_rec *r, const char *origin);
+/* State-changing requests that carry an Origin (or Referer) must come from
+ * an allowed origin (login CSRF), authenticated or not. */
+dm_err *dm_http_check_origin(request_rec *r);
+/* Cookie-authenticated writes: X-CSRF-Token == dm_csrf, and an allowed
+ * Origin/Referer present. */
+dm_err *dm_http_check_csrf(request_rec *r);
+/* The calling member (Bearer token, else the dm_session cookie + CSRF),
+ * counted against the "api" rate limit. */
+dm_err *dm_http_member(request_rec *r, dm_db *db, dm_member *m);
+/* CORS headers for an allowed Origin; with allow_methods, a preflight
+ * answer's headers. Returns 1 when the origin is allowed. */
+int dm_http_cors(request_rec *r, const char *allow_methods);
+/* Query parameters of the request (ap_args_to_table). */
+const char *dm_http_arg(request_rec *r, const char *name);
+/* The usual list paging: ?limit= (1..200, default 50) and ?cursor=
+ * (opaque; here a positive id). */
+dm_err *dm_http_paging(request_rec *r, int *limit, int64_t *cursor);
+
+/* ratelimit.c — the shared-memory limiter. Checks and counts one hit of
+ * `rule` for `key` (an IP or a member id); on refusal returns
+ * DM_E_RATE_LIMITED and has set Retry-After and RateLimit-Policy/RateLimit
+ * on r->err_headers_out. Also sets the RateLimit headers when allowed. */
+dm_err *dm_http_rate_limit(request_rec *r, const char *rule, const char *key);
+/* ---- ratelimit.c: hooks and directives (rate-limiter issue) ---- */
+int dm_ratelimit_pre_config(apr_pool_t *pconf);
+int dm_ratelimit_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s);
+void dm_ratelimit_child_init(apr_pool_t *pchild, server_rec *s);
+const char *dm_ratelimit_set_rule(cmd_parms *cmd, void *dc, const char *name, const char *rate,
+                                  const char *scope);
+const char *dm_ratelimit_set_table(cmd_parms *cmd, void *dc, const char *arg);
+/* ---- end ratelimit.c ---- */
+
 /* routes_*.c: each a table ending with {NULL, NULL, NULL}. */
 extern const dm_route_def dm_routes_public[];
+extern const dm_route_def dm_routes_auth[];
+extern const dm_route_def dm_routes_me[];
+extern const dm_route_def dm_routes_admin[];
+
+/* routes_admin.c — the calling staff member: a live dm_admin session (a
+ * member's cookie or Bearer token never counts; 401), CSRF on writes, and
+ * the role table: DM_E_FORBIDDEN when the staff member's role may not use
+ * the matched route. Every /api/admin route but login/logout calls it. */
+dm_err *dm_http_staff(request_rec *r, dm_db *db, const dm_route_match *m, dm_staff *out);
 
 #endif

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <unixd.h>
 
+#include "legal.h"
 #include "log.h"
 #include "migrate.h"
 
@@ -45,7 +46,7 @@ static int dm_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, NULL, "DM00010: %s", e->message);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    return OK;
+    return dm_ratelimit_pre_config(pconf);
 }
 
 static int dm_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
@@ -97,6 +98,7 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     const char *path = dm_conf_database(c);
     dm_db *db;
     dm_err *e;
+    dm_legal *legal = NULL;
     int applied = 0;
 
     log_server = s;
@@ -124,8 +126,24 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     give_db_to_run_user(ptemp, s, path);
+    if (dm_ratelimit_post_config(pconf, ptemp, s) != OK) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    e = dm_legal_load(pconf, dm_conf_legal_dir(c), &legal);
+    if (e) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
+                     "DM00018: %s (DeepMineLegalDir names the directory)", e->message);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    dm_g.svc.legal = legal;
+    dm_keys_derive(c->secret_key, &dm_g.keys);
+    dm_g.svc.keys = &dm_g.keys;
+    dm_g.svc.public_url = c->public_url;
+    dm_conf_pw_params(c, &dm_g.svc.pw_params);
     dm_g.router = dm_router_create(pconf);
-    if (add_routes(pconf, s, dm_routes_public) != OK) {
+    if (add_routes(pconf, s, dm_routes_public) != OK ||
+        add_routes(pconf, s, dm_routes_auth) != OK || add_routes(pconf, s, dm_routes_me) != OK ||
+        add_routes(pconf, s, dm_routes_admin) != OK) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
@@ -140,10 +158,15 @@ static void dm_child_init(apr_pool_t *pchild, server_rec *s)
     int min, max;
     dm_err *e;
 
+    dm_ratelimit_child_init(pchild, s);
     dm_conf_pool_size(c, &min, &max);
     e = dm_db_pool_create(pchild, dm_conf_database(c), min, max, 60, &dm_g.db);
     if (!e) {
         e = dm_catalogue_cache_create(pchild, DM_CATALOGUE_REVALIDATE, &dm_g.catalogue);
+    }
+    if (!e) {
+        e = dm_pw_limiter_create(pchild, dm_conf_hash_concurrency(c), DM_HASH_WAIT_MS,
+                                 &dm_g.svc.pw_limiter);
     }
     if (e) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
@@ -166,12 +189,25 @@ static int dm_handler(request_rec *r)
     }
     /* A body over the limit is refused first, whatever the path. */
     e = dm_http_check_length(r);
+    /* Webhooks are limited per sender address before anything reads them.
+     * Here until the webhook routes arrive with their own issue. */
+    if (!e && strncmp(r->uri, "/api/webhooks/", 14) == 0) {
+        e = dm_http_rate_limit(r, "webhook", r->useragent_ip);
+    }
     if (!e) {
         e = dm_router_match(dm_g.router, r->pool, r->method, r->uri, &m);
     }
+    if (e && e->code == DM_E_METHOD_NOT_ALLOWED && r->method_number == M_OPTIONS) {
+        /* OPTIONS, and CORS preflight: what this path accepts. */
+        apr_table_setn(r->err_headers_out, "Allow", m.allow);
+        dm_http_cors(r, m.allow);
+        r->status = HTTP_NO_CONTENT;
+        return OK;
+    }
+    dm_http_cors(r, NULL);
     if (e) {
         if (m.allow) {
-            apr_table_setn(r->headers_out, "Allow", m.allow);
+            apr_table_setn(r->err_headers_out, "Allow", m.allow);
         }
         return dm_http_error(r, e);
     }

@@ -8,7 +8,10 @@
 #include <apr_strings.h>
 #include <http_protocol.h>
 #include <http_request.h>
+#include <stdint.h>
+#include <util_script.h>
 
+#include "confparse.h"
 #include "json.h"
 
 static void base_headers(request_rec *r)
@@ -18,6 +21,10 @@ static void base_headers(request_rec *r)
     apr_table_setn(h, "X-Content-Type-Options", "nosniff");
     apr_table_setn(h, "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
     apr_table_setn(h, "Referrer-Policy", "strict-origin-when-cross-origin");
+    if (dm_conf_get(r->server)->public_url &&
+        strncmp(dm_conf_get(r->server)->public_url, "https://", 8) == 0) {
+        apr_table_setn(h, "Strict-Transport-Security", "max-age=31536000; includeSubDomains");
+    }
 }
 
 /* True when the client announced a body that was not read to its end. */
@@ -86,6 +93,66 @@ int dm_http_cached_json(request_rec *r, const dm_rendered *doc)
         return rc;
     }
     return write_json(r, HTTP_OK, doc->body, doc->len);
+}
+
+/* application/x-www-form-urlencoded: '+' is a space, then %XX. (Apache's
+ * ap_args_to_table leaves '+' as is.) NULL when the escapes are bad. */
+static char *form_decode(apr_pool_t *p, const char *s, apr_size_t len)
+{
+    char *out = apr_pstrmemdup(p, s, len);
+
+    for (char *c = out; *c; c++) {
+        if (*c == '+') {
+            *c = ' ';
+        }
+    }
+    return ap_unescape_url(out) == OK ? out : NULL;
+}
+
+const char *dm_http_arg(request_rec *r, const char *name)
+{
+    const char *a = r->args;
+    size_t nlen = strlen(name);
+
+    while (a && *a) {
+        const char *amp = strchr(a, '&');
+        apr_size_t len = amp ? (apr_size_t)(amp - a) : strlen(a);
+        const char *eq = memchr(a, '=', len);
+        apr_size_t klen = eq ? (apr_size_t)(eq - a) : len;
+        const char *key = form_decode(r->pool, a, klen);
+        if (key && strlen(key) == nlen && strcmp(key, name) == 0) {
+            /* the first occurrence wins; an undecodable value reads as "" */
+            const char *v = eq ? form_decode(r->pool, eq + 1, len - klen - 1) : "";
+            return v ? v : "";
+        }
+        a = amp ? amp + 1 : NULL;
+    }
+    return NULL;
+}
+
+dm_err *dm_http_paging(request_rec *r, int *limit, int64_t *cursor)
+{
+    const char *l = dm_http_arg(r, "limit");
+    const char *c = dm_http_arg(r, "cursor");
+    long long v = 0;
+
+    *limit = 50;
+    *cursor = 0;
+    if (l) {
+        if (dm_parse_int(r->pool, l, 1, 200, &v)) {
+            return dm_err_make(r->pool, DM_E_INVALID, "limit",
+                               "limit must be a whole number from 1 to 200");
+        }
+        *limit = (int)v;
+    }
+    if (c && *c) {
+        if (dm_parse_int(r->pool, c, 1, INT64_MAX, &v)) {
+            return dm_err_make(r->pool, DM_E_INVALID, "cursor",
+                               "cursor must be a next_cursor value from a previous page");
+        }
+        *cursor = (int64_t)v;
+    }
+    return NULL;
 }
 
 dm_err *dm_http_check_length(request_rec *r)

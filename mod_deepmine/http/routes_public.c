@@ -69,7 +69,25 @@ static int package_one(request_rec *r, const dm_route_match *m)
     return e ? dm_http_error(r, e) : dm_http_cached_json(r, &doc);
 }
 
+static int legal(request_rec *r, const dm_route_match *m)
+{
+    const char *which = apr_table_get(m->params, "doc");
+    const dm_legal_doc *d = NULL;
+
+    if (strcmp(which, "terms") == 0) {
+        d = &dm_g.svc.legal->terms;
+    } else if (strcmp(which, "privacy") == 0) {
+        d = &dm_g.svc.legal->privacy;
+    }
+    if (!d) {
+        return dm_http_fail(r, DM_E_NOT_FOUND, NULL, "the legal documents are terms and privacy");
+    }
+    apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
+    return dm_http_json(r, HTTP_OK, d->json, strlen(d->json));
+}
+
 const dm_route_def dm_routes_public[] = {
+    {"GET", "/api/legal/{doc}", legal},
     {"GET", "/api/health", health},
     {"GET", "/api/packages", packages_list},
     {"GET", "/api/packages/{id}", package_one},

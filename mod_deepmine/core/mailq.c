@@ -1,0 +1,39 @@
+/*
+ * mailq.c — see mailq.h.
+ */
+#include "mailq.h"
+
+#include <apr_time.h>
+#include <string.h>
+
+#include "json.h"
+
+dm_err *dm_mail_enqueue(dm_db *db, apr_pool_t *p, const char *recipient, const char *tmpl,
+                        const json_t *vars, const char *idempotency_key)
+{
+    dm_stmt *st;
+    size_t vlen;
+    const char *vtext = dm_json_dump(p, vars, &vlen);
+    int64_t now = (int64_t)apr_time_sec(apr_time_now());
+    int row;
+    dm_err *e = dm_db_prepare(db, p,
+                              "INSERT INTO mail_queue (recipient, template, variables, "
+                              "idempotency_key, status, attempts, next_attempt_at, created_at, "
+                              "updated_at) VALUES (?, ?, ?, ?, 'queued', 0, ?, ?, ?) "
+                              "ON CONFLICT (idempotency_key) DO NOTHING",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_text(st, 1, recipient, strlen(recipient));
+    dm_stmt_bind_text(st, 2, tmpl, strlen(tmpl));
+    dm_stmt_bind_text(st, 3, vtext, vlen);
+    dm_stmt_bind_text(st, 4, idempotency_key, strlen(idempotency_key));
+    dm_stmt_bind_int64(st, 5, now);
+    dm_stmt_bind_int64(st, 6, now);
+    dm_stmt_bind_int64(st, 7, now);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    return e;
+}
