@@ -191,3 +191,26 @@ def test_a_new_table_size_starts_afresh_on_restart(new_server):
     wait_for_generation(s, 2)
     assert "DM00201" in s.log_text()
     assert_counted(hit(s), 4)
+
+
+def test_sixth_login_in_a_minute_is_429_on_prefork_children(new_server):
+    """The issue's case: the default `login 5/1m ip`, six logins, each on a
+    new connection so prefork spreads them over its children."""
+    s = new_server(mpm="prefork")
+    pids = os.path.join(s.var, "logs", "pids.log")
+    s.write_local_conf("DeepMinePasswordHash 1 8\n"
+                       'CustomLog "%s" "%%P %%U %%>s"\n' % pids)
+    s.start()
+    body = {"email": "nobody@example.com", "password": "Wrong-Password-1"}
+    for _ in range(5):
+        r = s.request("POST", "/api/auth/login", json=body, headers=CLOSE)
+        assert r.status_code == 401, r.text
+        assert r.headers["RateLimit-Policy"] == '"login";q=5;w=60'
+    r = s.request("POST", "/api/auth/login", json=body, headers=CLOSE)
+    assert r.status_code == 429
+    assert error_of(r)["code"] == "rate_limited"
+    assert int(r.headers["Retry-After"]) >= 1
+    s.stop()
+    with open(pids) as f:
+        served = {line.split()[0] for line in f if "/api/auth/login" in line}
+    assert len(served) >= 2, served
