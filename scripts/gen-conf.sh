@@ -25,6 +25,15 @@ if [ ! -f "$var/secret.key" ]; then
   "$root/build/deepminectl" keygen "$var/secret.key" >/dev/null
 fi
 
+# The sandbox payment plugin's webhook secret (DeepMinePluginSet sandbox
+# webhook_secret file:…): 64 random hex digits, mode 0600, never replaced.
+if [ ! -f "$var/sandbox-webhook.secret" ]; then
+  (umask 077
+   printf 'whsec_sbx_%s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+     > "$var/sandbox-webhook.secret.tmp"
+   mv "$var/sandbox-webhook.secret.tmp" "$var/sandbox-webhook.secret")
+fi
+
 user_block="# not started as root: the server runs as $(id -un)"
 if [ "$(id -u)" -eq 0 ]; then
   # Children run as www-data; they must write the database, its WAL files,
@@ -36,6 +45,9 @@ Group $run_group"
   chown -R "$run_user:$run_group" "$var"
   chown root "$var/secret.key"
   chmod 0640 "$var/secret.key"
+  # Read by the parent (root) only, when it resolves the file: setting.
+  chown root "$var/sandbox-webhook.secret"
+  chmod 0600 "$var/sandbox-webhook.secret"
   # The path to VAR must be traversable by the server's user.
   d=$var
   while [ "$d" != "/" ]; do

@@ -19,6 +19,8 @@
 #include "admin_users.h"
 #include "catalogue.h"
 #include "db.h"
+#include "ledger.h"
+#include "members.h"
 #include "migrate.h"
 #include "referral.h"
 #include "staff.h"
@@ -155,7 +157,7 @@ static int cmd_keygen(cli *c)
 #define GEN_TERMS_VERSION "generated"
 #define GEN_IP "127.0.0.1"
 #define GEN_BATCH 250000 /* members per transaction */
-#define GEN_ROWS 256     /* users rows per INSERT statement */
+#define GEN_ROWS 2048    /* users rows per INSERT statement (10 parameters each) */
 #define GEN_CODE_TRIES 5
 
 typedef struct gen {
@@ -166,8 +168,9 @@ typedef struct gen {
     const char *shape; /* "random", "chain" or "star" */
     int64_t under;     /* 0: the population starts new roots */
     int per_row;       /* dm_referral_attach per member instead of the bulk path */
-    uint64_t rng;      /* splitmix64 state: the tree's shape, not the codes */
-    const char *hash;  /* one argon2id hash, shared by every generated member */
+    dm_referral_bulk *bulk;
+    uint64_t rng;     /* splitmix64 state: the tree's shape, not the codes */
+    const char *hash; /* one argon2id hash, shared by every generated member */
     const char *terms_hash;
     int64_t now;
     apr_array_header_t *candidates; /* random: ids a new member may be placed under */
@@ -183,7 +186,7 @@ static uint64_t gen_next(gen *g)
     return z ^ (z >> 31);
 }
 
-/* Uniform in [0, n) (n > 0), by the multiply-shift method. */
+/* Uniform in [0, n) (n > 0) up to a bias of n / 2^64 (multiply-shift). */
 static uint64_t gen_below(gen *g, uint64_t n)
 {
     return (uint64_t)(((unsigned __int128)gen_next(g) * n) >> 64);
@@ -295,7 +298,7 @@ static dm_err *gen_place(gen *g, int64_t id, int64_t referrer)
     int row = 0;
 
     e = g->per_row ? dm_referral_attach(g->db, g->tmp, id, referrer)
-                   : dm_referral_bulk_add(g->db, g->tmp, id, referrer);
+                   : dm_referral_bulk_add(g->bulk, id, referrer);
     if (e) {
         return e;
     }
@@ -357,6 +360,10 @@ static dm_err *gen_prepare(gen *g)
                                (apr_int64_t)g->under);
         }
     }
+    e = dm_referral_bulk_begin(g->db, p, &g->bulk);
+    if (e) {
+        return e;
+    }
     g->last = g->under;
     g->candidates = apr_array_make(p, 1024, sizeof(int64_t));
     if (strcmp(g->shape, "random") != 0) {
@@ -417,6 +424,9 @@ static dm_err *gen_run(gen *g, int64_t *rebuilt)
             int rows = end - k < GEN_ROWS ? (int)(end - k) : GEN_ROWS;
             e = gen_chunk(g, &last_id, k, rows);
             k += rows;
+        }
+        if (!e && !g->per_row) {
+            e = dm_referral_bulk_flush(g->bulk);
         }
         if (!e) {
             e = dm_db_commit(g->db, p);
@@ -699,6 +709,171 @@ static int cmd_import_users(cli *c)
     return EXIT_OK;
 }
 
+/* ---- the ledger ---- */
+
+static int ledger_usage(void)
+{
+    fprintf(stderr, "usage: deepminectl ledger verify\n"
+                    "       deepminectl ledger show --user ID\n"
+                    "       deepminectl ledger adjust --user ID --amount MICROS --reason TEXT "
+                    "[--key adj:…]\n");
+    return EXIT_USAGE;
+}
+
+/* A signed whole number of micro-units; 0 on a bad one. */
+static int ledger_int_arg(const char *s, int64_t *out)
+{
+    char *end = NULL;
+    apr_int64_t v;
+
+    errno = 0;
+    v = apr_strtoi64(s, &end, 10);
+    if (errno || !end || *end || end == s) {
+        return 0;
+    }
+    *out = (int64_t)v;
+    return 1;
+}
+
+/* "-1.500000" for -1500000 micro-units: integer arithmetic only. */
+static const char *ledger_amount(apr_pool_t *p, int64_t micros)
+{
+    uint64_t a = micros < 0 ? 0 - (uint64_t)micros : (uint64_t)micros;
+
+    return apr_psprintf(p, "%s%" APR_UINT64_T_FMT ".%06" APR_UINT64_T_FMT, micros < 0 ? "-" : "",
+                        (apr_uint64_t)(a / 1000000), (apr_uint64_t)(a % 1000000));
+}
+
+static int ledger_verify(cli *c)
+{
+    dm_db *db;
+    dm_ledger_report rep;
+    dm_err *e = open_db(c, &db);
+
+    if (!e) {
+        e = dm_ledger_verify(db, c->pool, &rep);
+    }
+    if (e) {
+        return fail(e);
+    }
+    if (!rep.ok) {
+        if (rep.account_id) {
+            fprintf(stderr,
+                    "ledger verify: FAILED at account %" APR_INT64_T_FMT " (%s): %s: stored "
+                    "%" APR_INT64_T_FMT ", expected %" APR_INT64_T_FMT " from its transfers\n",
+                    (apr_int64_t)rep.account_id, rep.account_name, rep.problem,
+                    (apr_int64_t)rep.stored_micros, (apr_int64_t)rep.expected_micros);
+        } else {
+            fprintf(stderr, "ledger verify: FAILED: %s\n", rep.problem);
+        }
+        return EXIT_FAIL;
+    }
+    printf("ledger verify: ok: %" APR_INT64_T_FMT " accounts, %" APR_INT64_T_FMT
+           " transfers, total %" APR_INT64_T_FMT " (every balance matches its transfers)\n",
+           (apr_int64_t)rep.accounts, (apr_int64_t)rep.transfers, (apr_int64_t)rep.total_micros);
+    return EXIT_OK;
+}
+
+static int ledger_show(cli *c, int64_t user)
+{
+    dm_db *db;
+    dm_member m;
+    dm_balances b;
+    dm_err *e = open_db(c, &db);
+
+    if (!e) {
+        e = dm_member_get(db, c->pool, user, &m);
+    }
+    if (!e) {
+        e = dm_ledger_member_balances(db, c->pool, user, DM_LEDGER_CURRENCY, &b);
+    }
+    if (e) {
+        return fail(e);
+    }
+    printf("member %" APR_INT64_T_FMT " <%s>\n", (apr_int64_t)m.id, m.email);
+    printf("  wallet  %s %s (%" APR_INT64_T_FMT " micros)%s\n",
+           ledger_amount(c->pool, b.wallet_micros), DM_LEDGER_CURRENCY,
+           (apr_int64_t)b.wallet_micros,
+           b.wallet_micros < 0 ? " — a debt: later credits settle it first" : "");
+    printf("  held    %s %s (%" APR_INT64_T_FMT " micros)\n", ledger_amount(c->pool, b.held_micros),
+           DM_LEDGER_CURRENCY, (apr_int64_t)b.held_micros);
+    return EXIT_OK;
+}
+
+static int ledger_adjust(cli *c, int64_t user, int64_t amount, const char *reason, const char *key)
+{
+    dm_db *db;
+    dm_transfer t;
+    dm_balances b;
+    int created = 0;
+    dm_err *e = open_migrated(c, &db);
+
+    if (!e) {
+        e = dm_ledger_adjust(db, c->pool, 0, NULL, user, amount, reason, key, &t, &created);
+    }
+    if (!e) {
+        e = dm_ledger_member_balances(db, c->pool, user, DM_LEDGER_CURRENCY, &b);
+    }
+    if (e) {
+        return fail(e);
+    }
+    printf(created ? "adjustment posted: transfer %" APR_INT64_T_FMT "\n"
+                   : "adjustment already posted as transfer %" APR_INT64_T_FMT
+                     "; nothing changed\n",
+           (apr_int64_t)t.id);
+    printf("  idempotency key: %s\n", t.idempotency_key);
+    printf("  member %" APR_INT64_T_FMT " wallet: %s%s %s, now %s %s\n", (apr_int64_t)user,
+           t.credit_account_id == b.wallet_account_id ? "+" : "-",
+           ledger_amount(c->pool, t.amount_micros), t.currency,
+           ledger_amount(c->pool, b.wallet_micros), DM_LEDGER_CURRENCY);
+    return EXIT_OK;
+}
+
+/* `adjust` is an operator's repair tool: documented in operations.md, not
+ * listed by `help`. */
+static int cmd_ledger(cli *c)
+{
+    const char *reason = NULL, *key = NULL;
+    int64_t user = 0, amount = 0;
+    int has_amount = 0;
+
+    if (c->argc < 1) {
+        return ledger_usage();
+    }
+    for (int i = 1; i < c->argc; i += 2) {
+        const char *opt = c->argv[i], *val = i + 1 < c->argc ? c->argv[i + 1] : NULL;
+        if (!val) {
+            return ledger_usage();
+        }
+        if (strcmp(opt, "--user") == 0 && ledger_int_arg(val, &user) && user > 0) {
+            continue;
+        }
+        if (strcmp(opt, "--amount") == 0 && ledger_int_arg(val, &amount)) {
+            has_amount = 1;
+            continue;
+        }
+        if (strcmp(opt, "--reason") == 0) {
+            reason = val;
+            continue;
+        }
+        if (strcmp(opt, "--key") == 0) {
+            key = val;
+            continue;
+        }
+        return ledger_usage();
+    }
+    if (strcmp(c->argv[0], "verify") == 0 && c->argc == 1) {
+        return ledger_verify(c);
+    }
+    if (strcmp(c->argv[0], "show") == 0 && user && !has_amount && !reason && !key) {
+        return ledger_show(c, user);
+    }
+    if (strcmp(c->argv[0], "adjust") == 0 && user && has_amount && reason) {
+        return ledger_adjust(c, user, amount, reason, key);
+    }
+    return ledger_usage();
+}
+
 static int cmd_help(cli *c);
 
 static const struct command {
@@ -712,8 +887,10 @@ static const struct command {
     {"seed-demo", "", "migrate, then add the 6-package demo catalogue if there is none",
      cmd_seed_demo},
     {"keygen", "<path>", "create a new secret key file (32 random bytes, mode 0600)", cmd_keygen},
-    {"gen-members", "--count N --shape random|chain|star [--seed S] [--under ID] [--per-row]",
-     "add N generated test members (gen<N>@example.test); see docs/operations.md", cmd_gen_members},
+    {"gen-members", "--count N --shape S",
+     "add N test members gen<id>@example.test, S random|chain|star; also --seed S, --under ID, "
+     "--per-row (docs/operations.md)",
+     cmd_gen_members},
     {"staff", "create --email E --role R | list | ensure-owner --email E",
      "staff accounts (roles owner, finance, support, kyc); create prints a one-time password",
      cmd_staff},
@@ -721,6 +898,10 @@ static const struct command {
      "import members from the old platform (email,bcrypt_hash,referral_code,referrer_code,"
      "created_at); all or nothing",
      cmd_import_users},
+    {"ledger", "verify | show --user ID",
+     "verify: recompute every balance from the transfers (exit 1 names the first bad account); "
+     "show: a member's wallet and held balances",
+     cmd_ledger},
     {"help", "", "this text", cmd_help},
 };
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "ledger.h"
 #include "log.h"
 #include "mailq.h"
 #include "referral.h"
@@ -18,6 +19,15 @@
 #define USER_COLUMNS                                                                               \
     "id, email, name, referral_code, referrer_id, vip_level, status, token_version, "              \
     "email_verified_at, kyc_status, terms_version, created_at"
+
+/* The member's wallet and held balances in the platform currency (NULL,
+ * read as 0, before the ledger made the account): two point lookups in
+ * accounts_member, in the same statement as the member row, so GET /api/me
+ * stays one read. Both parameters are the currency. */
+#define BALANCE_COLUMNS                                                                            \
+    "(SELECT balance_micros FROM accounts WHERE user_id = users.id AND kind = 'wallet' AND "       \
+    "currency = ?), (SELECT balance_micros FROM accounts WHERE user_id = users.id AND "            \
+    "kind = 'held' AND currency = ?)"
 
 /* Leeway for clock differences between nodes when checking nbf/exp. */
 #define DM_CLOCK_LEEWAY 5
@@ -50,21 +60,34 @@ static void read_member(dm_stmt *st, apr_pool_t *p, int c, dm_member *m)
     m->kyc_status = apr_pstrdup(p, dm_stmt_text(st, c + 9, NULL));
     m->terms_version = apr_pstrdup(p, dm_stmt_text(st, c + 10, NULL));
     m->created_at = dm_stmt_int64(st, c + 11);
+    m->balance_micros = 0;
+    m->held_micros = 0;
+}
+
+/* The two BALANCE_COLUMNS from column c on. */
+static void read_balances(dm_stmt *st, int c, dm_member *m)
+{
+    m->balance_micros = dm_stmt_int64(st, c);
+    m->held_micros = dm_stmt_int64(st, c + 1);
 }
 
 dm_err *dm_member_get(dm_db *db, apr_pool_t *p, int64_t id, dm_member *out)
 {
     dm_stmt *st;
     int row = 0;
-    dm_err *e = dm_db_prepare(db, p, "SELECT " USER_COLUMNS " FROM users WHERE id = ?", &st);
+    dm_err *e = dm_db_prepare(
+        db, p, "SELECT " USER_COLUMNS ", " BALANCE_COLUMNS " FROM users WHERE id = ?", &st);
 
     if (e) {
         return e;
     }
-    dm_stmt_bind_int64(st, 1, id);
+    bind_str(st, 1, DM_LEDGER_CURRENCY);
+    bind_str(st, 2, DM_LEDGER_CURRENCY);
+    dm_stmt_bind_int64(st, 3, id);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         read_member(st, p, 0, out);
+        read_balances(st, 12, out);
     }
     dm_stmt_done(st);
     if (!e && !row) {
@@ -82,9 +105,11 @@ json_t *dm_member_json(apr_pool_t *p, const dm_services *s, const dm_member *m)
     json_object_set_new(o, "name", m->name ? json_string(m->name) : json_null());
     json_object_set_new(o, "referral_code", json_string(m->referral_code));
     json_object_set_new(o, "vip_level", json_integer(m->vip_level));
-    /* Wallets arrive with the ledger; until then no member holds a balance. */
-    json_object_set_new(o, "balance_micros", json_integer(0));
-    json_object_set_new(o, "currency", json_string("USD"));
+    /* The wallet (negative: a debt from a clawback) and the commissions
+     * held for the refund window, as dm_member_get read them. */
+    json_object_set_new(o, "balance_micros", json_integer(m->balance_micros));
+    json_object_set_new(o, "held_micros", json_integer(m->held_micros));
+    json_object_set_new(o, "currency", json_string(DM_LEDGER_CURRENCY));
     json_object_set_new(o, "kyc_status", json_string(m->kyc_status));
     json_object_set_new(o, "email_verified", json_boolean(m->email_verified_at != 0));
     json_object_set_new(o, "created_at", json_string(dm_json_time(p, m->created_at)));
@@ -455,15 +480,20 @@ dm_err *dm_member_login(dm_db *db, apr_pool_t *p, const dm_services *s, const ch
         return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "wrong e-mail address or password");
     }
     e = dm_db_prepare(db, p,
-                      "SELECT " USER_COLUMNS ", password_hash FROM users WHERE email_key = ?", &st);
+                      "SELECT " USER_COLUMNS ", password_hash, " BALANCE_COLUMNS
+                      " FROM users WHERE email_key = ?",
+                      &st);
     if (e) {
         return e;
     }
-    bind_str(st, 1, key);
+    bind_str(st, 1, DM_LEDGER_CURRENCY);
+    bind_str(st, 2, DM_LEDGER_CURRENCY);
+    bind_str(st, 3, key);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         read_member(st, p, 0, out);
         stored = apr_pstrdup(p, dm_stmt_text(st, 12, NULL));
+        read_balances(st, 13, out);
     }
     dm_stmt_done(st);
     if (e) {

@@ -51,6 +51,10 @@ typedef struct dm_member {
     const char *kyc_status;
     const char *terms_version;
     int64_t created_at;
+    /* Ledger balances in the platform currency, filled by dm_member_get
+     * (and login); 0 elsewhere. balance_micros < 0 is a debt. */
+    int64_t balance_micros;
+    int64_t held_micros;
 } dm_member;
 
 typedef struct dm_session {

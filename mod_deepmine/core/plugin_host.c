@@ -53,6 +53,7 @@ struct dm_plugin_host {
     apr_array_header_t *all;     /* dm_loaded_plugin *, the same, for dm_plugins_all */
     apr_hash_t *by_name;         /* configured name -> loaded * */
     apr_array_header_t *raw;     /* raw_setting, in the order given */
+    const char *public_url;      /* the reserved setting _public_url, or NULL */
     int init_done;
 };
 
@@ -939,6 +940,12 @@ dm_err *dm_plugins_set(dm_plugin_host *h, const char *name, const char *key, con
                            "plugin \"%s\": a setting needs a plugin name, a key and a value",
                            name ? name : "");
     }
+    if (key[0] == '_') {
+        return dm_err_make(h->pool, DM_E_INVALID, NULL,
+                           "plugin \"%s\": setting \"%s\": keys starting with '_' are reserved "
+                           "for the server (_name, _public_url)",
+                           name, key);
+    }
     if (h->init_done) {
         return dm_err_make(h->pool, DM_E_INVALID, NULL,
                            "plugin \"%s\": setting \"%s\" given after the plugins were "
@@ -1041,6 +1048,11 @@ static dm_err *resolve_setting(apr_pool_t *p, const loaded *pl, const raw_settin
     return NULL;
 }
 
+void dm_plugins_set_public_url(dm_plugin_host *h, const char *url)
+{
+    h->public_url = url && *url ? apr_pstrdup(h->pool, url) : NULL;
+}
+
 dm_err *dm_plugins_init_all(dm_plugin_host *h)
 {
     apr_pool_t *p = h->pool;
@@ -1066,6 +1078,12 @@ dm_err *dm_plugins_init_all(dm_plugin_host *h)
             return e;
         }
         apr_hash_set(pl->settings, raw[i].key, APR_HASH_KEY_STRING, v); /* the last one wins */
+    }
+    /* The reserved settings (ABI 1.2); dm_plugins_set refuses '_' keys, so
+     * nothing in the configuration can shadow them. */
+    for (int i = 0; i < h->plugins->nelts; i++) {
+        apr_hash_set(pls[i]->settings, "_name", APR_HASH_KEY_STRING, pls[i]->pub.name);
+        apr_hash_set(pls[i]->settings, "_public_url", APR_HASH_KEY_STRING, h->public_url);
     }
     /* 2. Required settings, for every plugin before any init() runs. */
     for (int i = 0; i < h->plugins->nelts; i++) {
@@ -1157,4 +1175,238 @@ dm_call *dm_plugins_call(const dm_plugin_host *h, const dm_loaded_plugin *pl, ap
     call->pool = p;
     call->pl = (const loaded *)pl;
     return call;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Calling plugins (ABI 1.2)                                               */
+/* ---------------------------------------------------------------------- */
+
+/* Headers the host sets on a plugin's page itself: a plugin may not replace
+ * them (the security policy, the framing of the body) nor set cookies on
+ * the site's origin. */
+static const char *const host_owned_headers[] = {
+    "Content-Type",
+    "Content-Length",
+    "Content-Encoding",
+    "Transfer-Encoding",
+    "Connection",
+    "Keep-Alive",
+    "Upgrade",
+    "Trailer",
+    "Set-Cookie",
+    "Set-Cookie2",
+    "Content-Security-Policy",
+    "Content-Security-Policy-Report-Only",
+    "X-Content-Type-Options",
+    "X-Frame-Options",
+    "Referrer-Policy",
+    "Strict-Transport-Security",
+    "Access-Control-Allow-Origin",
+    "Access-Control-Allow-Credentials",
+    NULL,
+};
+
+/* A header name is an RFC 9110 token. */
+static int is_token(dm_str s)
+{
+    static const char *const extra = "!#$%&'*+-.^_`|~";
+
+    if (!s.ptr || s.len == 0 || s.len > 256) {
+        return 0;
+    }
+    for (size_t i = 0; i < s.len; i++) {
+        char c = s.ptr[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              (c != '\0' && strchr(extra, c)))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int host_owns_header(dm_str name)
+{
+    for (const char *const *o = host_owned_headers; *o; o++) {
+        if (strlen(*o) == name.len && strncasecmp(*o, name.ptr, name.len) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A dm_str a plugin handed back: a length needs bytes. */
+static int str_ok(dm_str s)
+{
+    return s.len == 0 || s.ptr != NULL;
+}
+
+static void end_msg(dm_message *msg)
+{
+    msg->text[sizeof(msg->text) - 1] = '\0';
+}
+
+int dm_plugins_offers_requests(const dm_loaded_plugin *pl)
+{
+    return pl && DM_HAS_FIELD(pl->desc, dm_plugin, handle_request) &&
+           pl->desc->handle_request != NULL;
+}
+
+dm_status dm_plugins_handle_request(const dm_plugin_host *h, const dm_loaded_plugin *pl,
+                                    apr_pool_t *p, const dm_plugin_request *req,
+                                    dm_plugin_response *resp, dm_message *msg)
+{
+    dm_plugin_request in;
+    dm_call *call;
+    dm_status st;
+
+    memset(msg, 0, sizeof(*msg));
+    memset(resp, 0, sizeof(*resp));
+    resp->size = sizeof(*resp);
+    resp->status = 200;
+    if (!pl || !pl->initialised || !dm_plugins_offers_requests(pl)) {
+        set_msg(msg, "plugin %s serves no pages", pl ? pl->name : "(none)");
+        return DM_ERR_UNSUPPORTED;
+    }
+    call = dm_plugins_call(h, pl, p);
+    if (!call) {
+        set_msg(msg, "plugin %s is not one this host loaded", pl->name);
+        return DM_ERR_INTERNAL;
+    }
+    in = *req;
+    in.size = sizeof(in);
+    st = pl->desc->handle_request(call, &in, resp, msg);
+    end_msg(msg);
+    if (st != DM_OK) {
+        if ((int)st < (int)DM_OK || (int)st > (int)DM_ERR_INTERNAL) {
+            set_msg(msg, "plugin %s: handle_request returned the unknown status %d", pl->name,
+                    (int)st);
+            return DM_ERR_INTERNAL;
+        }
+        return st;
+    }
+    if (resp->status < 200 || resp->status > 599) {
+        set_msg(msg, "plugin %s: handle_request answered the HTTP status %d", pl->name,
+                resp->status);
+        return DM_ERR_INTERNAL;
+    }
+    if (!str_ok(resp->content_type) || !str_ok(resp->body) ||
+        has_crlf(resp->content_type.ptr, resp->content_type.len) ||
+        (resp->n_headers && !resp->headers)) {
+        set_msg(msg, "plugin %s: handle_request answered a malformed body or content type",
+                pl->name);
+        return DM_ERR_INTERNAL;
+    }
+    if (!resp->headers) {
+        resp->n_headers = 0;
+    }
+    for (size_t i = 0; i < resp->n_headers; i++) {
+        const dm_header *hd = &resp->headers[i];
+        if (!is_token(hd->name) || !str_ok(hd->value) || has_crlf(hd->value.ptr, hd->value.len)) {
+            set_msg(msg, "plugin %s: handle_request answered a malformed header %" APR_SIZE_T_FMT,
+                    pl->name, (apr_size_t)i);
+            return DM_ERR_INTERNAL;
+        }
+        if (host_owns_header(hd->name)) {
+            set_msg(msg, "plugin %s: handle_request may not set the header %.*s", pl->name,
+                    (int)hd->name.len, hd->name.ptr);
+            return DM_ERR_INTERNAL;
+        }
+    }
+    return DM_OK;
+}
+
+/* The kind's parse_webhook, or NULL (a mailer without delivery reports). */
+static dm_status call_parse_webhook(const dm_loaded_plugin *pl, dm_call *call, dm_str body,
+                                    const dm_header *headers, size_t n, dm_plugin_event *out,
+                                    dm_message *msg)
+{
+    switch (pl->kind) {
+    case DM_PLUGIN_PAYMENT: {
+        const dm_payment_ops *o = pl->desc->ops;
+        out->payment.size = sizeof(out->payment);
+        return o->parse_webhook(call, body, headers, n, &out->payment, msg);
+    }
+    case DM_PLUGIN_KYC: {
+        const dm_kyc_ops *o = pl->desc->ops;
+        out->kyc.size = sizeof(out->kyc);
+        return o->parse_webhook(call, body, headers, n, &out->kyc, msg);
+    }
+    case DM_PLUGIN_MAILER: {
+        const dm_mailer_ops *o = pl->desc->ops;
+        if (!COVERS(o, dm_mailer_ops, parse_webhook) || !o->parse_webhook) {
+            set_msg(msg, "plugin %s receives no webhooks", pl->name);
+            return DM_ERR_UNSUPPORTED;
+        }
+        out->mail.size = sizeof(out->mail);
+        return o->parse_webhook(call, body, headers, n, &out->mail, msg);
+    }
+    }
+    set_msg(msg, "plugin %s is of an unknown kind", pl->name);
+    return DM_ERR_INTERNAL;
+}
+
+/* The event id of a filled event, and whether its strings are sound. */
+static int event_ok(const dm_loaded_plugin *pl, const dm_plugin_event *ev, dm_str *id)
+{
+    switch (pl->kind) {
+    case DM_PLUGIN_PAYMENT:
+        *id = ev->payment.event_id;
+        return str_ok(ev->payment.event_id) && str_ok(ev->payment.provider_ref) &&
+               str_ok(ev->payment.order_id) && str_ok(ev->payment.currency) &&
+               ev->payment.status >= DM_PAY_PAID && ev->payment.status <= DM_PAY_IGNORED;
+    case DM_PLUGIN_KYC:
+        *id = ev->kyc.event_id;
+        return str_ok(ev->kyc.event_id) && str_ok(ev->kyc.member_id) && str_ok(ev->kyc.reason) &&
+               ev->kyc.status >= DM_KYC_APPROVED && ev->kyc.status <= DM_KYC_PENDING;
+    case DM_PLUGIN_MAILER:
+        *id = ev->mail.event_id;
+        return str_ok(ev->mail.event_id) && str_ok(ev->mail.message_id) &&
+               str_ok(ev->mail.recipient) && ev->mail.type >= DM_MAIL_DELIVERED &&
+               ev->mail.type <= DM_MAIL_OTHER;
+    }
+    return 0;
+}
+
+dm_status dm_plugins_webhook(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_pool_t *p,
+                             dm_str raw_body, const dm_header *headers, size_t n_headers,
+                             dm_plugin_event *out, dm_message *msg)
+{
+    dm_call *call;
+    dm_status st;
+    dm_str id = {NULL, 0};
+
+    memset(msg, 0, sizeof(*msg));
+    memset(out, 0, sizeof(*out));
+    if (!pl || !pl->initialised) {
+        set_msg(msg, "plugin %s is not loaded", pl ? pl->name : "(none)");
+        return DM_ERR_UNSUPPORTED;
+    }
+    call = dm_plugins_call(h, pl, p);
+    if (!call) {
+        set_msg(msg, "plugin %s is not one this host loaded", pl->name);
+        return DM_ERR_INTERNAL;
+    }
+    if (!raw_body.ptr) {
+        raw_body.ptr = "";
+        raw_body.len = 0;
+    }
+    st = call_parse_webhook(pl, call, raw_body, headers, headers ? n_headers : 0, out, msg);
+    end_msg(msg);
+    if (st != DM_OK) {
+        if ((int)st < (int)DM_OK || (int)st > (int)DM_ERR_INTERNAL) {
+            set_msg(msg, "plugin %s: parse_webhook returned the unknown status %d", pl->name,
+                    (int)st);
+            return DM_ERR_INTERNAL;
+        }
+        return st;
+    }
+    if (!event_ok(pl, out, &id)) {
+        set_msg(msg, "plugin %s: parse_webhook returned a malformed event", pl->name);
+        return DM_ERR_INTERNAL;
+    }
+    if (id.len == 0) {
+        set_msg(msg, "plugin %s: parse_webhook returned an event without an id", pl->name);
+        return DM_ERR_INTERNAL;
+    }
+    return DM_OK;
 }

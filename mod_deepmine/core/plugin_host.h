@@ -41,8 +41,14 @@ dm_err *dm_plugins_declare(dm_plugin_host *h, const char *kind, const char *name
                            const char *path);
 
 /* value may be "env:VAR" or "file:/path" (resolved at init; a file's one
- * trailing newline is dropped). A later setting of the same key wins. */
+ * trailing newline is dropped). A later setting of the same key wins. Keys
+ * starting with '_' are reserved for the host (see below) and refused. */
 dm_err *dm_plugins_set(dm_plugin_host *h, const char *name, const char *key, const char *value);
+
+/* The site's public base URL (DeepMinePublicURL), or NULL: from init on,
+ * every plugin reads it as its reserved setting "_public_url" (and its own
+ * configured name as "_name"). Call before dm_plugins_init_all. */
+void dm_plugins_set_public_url(dm_plugin_host *h, const char *url);
 
 dm_err *dm_plugins_init_all(dm_plugin_host *h);
 void dm_plugins_fini_all(dm_plugin_host *h);
@@ -58,5 +64,41 @@ const apr_array_header_t *dm_plugins_all(const dm_plugin_host *h);
 dm_call *dm_plugins_call(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_pool_t *p);
 
 const char *dm_plugin_kind_name(dm_plugin_kind kind);
+
+/* ---- Calling plugins safely (ABI 1.2) ----
+ * These read a descriptor field only when the plugin's size covers it, fill
+ * the size of what they hand in, check what comes back (a string with a
+ * length but no bytes, a status out of range) and always leave msg
+ * NUL-terminated. Memory the plugin hands back lives in `p`. */
+
+/* 1 when the plugin answers requests under /api/plugins/<name>/ (its
+ * descriptor is 1.2 or later and handle_request is not NULL). */
+int dm_plugins_offers_requests(const dm_loaded_plugin *pl);
+
+/* Calls handle_request. DM_ERR_UNSUPPORTED when the plugin has none;
+ * DM_ERR_INTERNAL (msg says why) when its answer is malformed: a status
+ * outside 200..599, a body or header without bytes, a header name that is
+ * not a token, CR/LF/NUL in a value, or a header the host sets itself. */
+dm_status dm_plugins_handle_request(const dm_plugin_host *h, const dm_loaded_plugin *pl,
+                                    apr_pool_t *p, const dm_plugin_request *req,
+                                    dm_plugin_response *resp, dm_message *msg);
+
+/* A webhook event of any kind: which member is filled follows the plugin's
+ * kind. */
+typedef union dm_plugin_event {
+    dm_payment_event payment;
+    dm_kyc_event kyc;
+    dm_mail_event mail;
+} dm_plugin_event;
+
+/* Hands the raw body and headers of a webhook to the parse_webhook of the
+ * plugin's kind, which verifies and parses it. DM_ERR_UNSUPPORTED when the
+ * kind has no webhooks for this plugin (a mailer without parse_webhook);
+ * DM_ERR_INVALID (the plugin's msg) for a body that fails verification;
+ * DM_OK with `out` filled for a verified event, whose event id is never
+ * empty (else DM_ERR_INTERNAL). */
+dm_status dm_plugins_webhook(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_pool_t *p,
+                             dm_str raw_body, const dm_header *headers, size_t n_headers,
+                             dm_plugin_event *out, dm_message *msg);
 
 #endif

@@ -9,20 +9,22 @@
  *   ancestor at depth d it is, total the size of its whole downline.
  *
  * The levels cost at most 10 row updates; `total` is bumped on every
- * ancestor up to the root, found by one recursive CTE over
- * users.referrer_id, so a registration under a member at depth D updates D
- * counter rows in one statement. Reads (network, upline, a level's page)
- * never walk the tree.
+ * ancestor up to the root, found by one recursive CTE that hops 10 levels
+ * at a time through user_ancestors, so a registration under a member at
+ * depth D updates D counter rows in one statement. Reads (network, upline,
+ * a page of a level) never walk the tree.
  *
- * Bulk loading (dm_referral_bulk_add + dm_referral_rebuild_counts) writes
- * the same depth, ancestor and counts rows without the per-member counter
- * updates, then recomputes every counter from users.referrer_id in memory
- * in one pass and writes only the rows that differ.
+ * Bulk loading (dm_referral_bulk_* + dm_referral_rebuild_counts) writes
+ * the same depth, ancestor and counts rows in batches, without the
+ * per-member counter updates, then recomputes every counter from
+ * users.referrer_id in memory in one pass and writes only the rows that
+ * differ.
  */
 #include "referral.h"
 
 #include <apr_strings.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char code_alphabet[] = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
@@ -119,17 +121,8 @@ static dm_err *read_referrer(dm_db *db, apr_pool_t *p, int64_t referrer_id, int6
     return e;
 }
 
-/* Depth, ancestor rows and a zero counts row: everything a member's own
- * rows need, O(1) whatever the depth. Shared by attach and the bulk path,
- * so both write the same rows. */
-static dm_err *place(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t referrer_id)
+static dm_err *check_placement(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t referrer_id)
 {
-    int64_t up[DM_REFERRAL_LEVELS];
-    int64_t depth = 0;
-    int n = 0, row = 0;
-    dm_stmt *st;
-    dm_err *e;
-
     if (user_id <= 0 || referrer_id < 0 || referrer_id == user_id) {
         return dm_err_make(p, DM_E_INVALID, "referrer_id",
                            "cannot place member %" APR_INT64_T_FMT " under %" APR_INT64_T_FMT,
@@ -139,15 +132,17 @@ static dm_err *place(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t referrer
         return dm_err_make(p, DM_E_INTERNAL, NULL,
                            "the referral tree is written only inside a transaction");
     }
-    if (referrer_id > 0) {
-        e = read_referrer(db, p, referrer_id, &depth, up, &n);
-        if (e) {
-            return e;
-        }
-    }
+    return NULL;
+}
 
-    /* No RETURNING here (it would make SQLite journal the statement): a
-     * member that does not exist fails the foreign keys of the rows below. */
+/* No RETURNING here (it would make SQLite journal the statement): a member
+ * that does not exist fails the foreign key of its counts row instead. */
+static dm_err *write_depth(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t depth)
+{
+    dm_stmt *st;
+    dm_err *e;
+    int row = 0;
+
     e = dm_db_prepare(db, p, "UPDATE users SET depth = ? WHERE id = ?", &st);
     if (e) {
         return e;
@@ -156,29 +151,36 @@ static dm_err *place(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t referrer
     dm_stmt_bind_int64(st, 2, user_id);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
+    return e;
+}
+
+/* One row per statement: a multi-row INSERT needs a statement journal (it
+ * could fail half-way), which costs more than the extra steps. */
+static dm_err *write_ancestor(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t depth,
+                              int64_t ancestor_id)
+{
+    dm_stmt *st;
+    dm_err *e;
+    int row = 0;
+
+    e = dm_db_prepare(
+        db, p, "INSERT INTO user_ancestors (user_id, depth, ancestor_id) VALUES (?, ?, ?)", &st);
     if (e) {
         return e;
     }
+    dm_stmt_bind_int64(st, 1, user_id);
+    dm_stmt_bind_int64(st, 2, depth);
+    dm_stmt_bind_int64(st, 3, ancestor_id);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    return e;
+}
 
-    /* One row at a time: a multi-row INSERT would need a statement journal
-     * (it could fail half-way), which costs more than the extra steps. */
-    for (int d = 0; d < n; d++) {
-        e = dm_db_prepare(db, p,
-                          "INSERT INTO user_ancestors (user_id, depth, ancestor_id) "
-                          "VALUES (?, ?, ?)",
-                          &st);
-        if (e) {
-            return e;
-        }
-        dm_stmt_bind_int64(st, 1, user_id);
-        dm_stmt_bind_int64(st, 2, d + 1);
-        dm_stmt_bind_int64(st, 3, up[d]);
-        e = dm_stmt_step(st, p, &row);
-        dm_stmt_done(st);
-        if (e) {
-            return e;
-        }
-    }
+static dm_err *write_zero_counts(dm_db *db, apr_pool_t *p, int64_t user_id)
+{
+    dm_stmt *st;
+    dm_err *e;
+    int row = 0;
 
     e = dm_db_prepare(db, p, "INSERT INTO referral_counts (user_id) VALUES (?)", &st);
     if (e) {
@@ -188,6 +190,27 @@ static dm_err *place(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t referrer
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     return e;
+}
+
+/* Depth, ancestor rows and a zero counts row: everything a member's own
+ * rows need, O(1) whatever the depth. */
+static dm_err *place(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t referrer_id)
+{
+    int64_t up[DM_REFERRAL_LEVELS];
+    int64_t depth = 0;
+    int n = 0;
+    dm_err *e = check_placement(db, p, user_id, referrer_id);
+
+    if (!e && referrer_id > 0) {
+        e = read_referrer(db, p, referrer_id, &depth, up, &n);
+    }
+    if (!e) {
+        e = write_depth(db, p, user_id, depth);
+    }
+    for (int d = 0; !e && d < n; d++) {
+        e = write_ancestor(db, p, user_id, d + 1, up[d]);
+    }
+    return e ? e : write_zero_counts(db, p, user_id);
 }
 
 dm_err *dm_referral_attach(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t referrer_id)
@@ -225,23 +248,27 @@ dm_err *dm_referral_attach(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t re
     if (e) {
         return e;
     }
-    /* `total` on every ancestor up to the root: the upline is found by a
-     * recursive CTE over users.referrer_id (a primary-key lookup per
-     * level), and the counters are updated by primary key, all in one
-     * statement. This is the O(depth) part of a registration. */
+    /* `total` on every ancestor up to the root, in one statement. The
+     * upline beyond 10 levels is found by hopping 10 levels at a time
+     * through user_ancestors (the new member, its ancestor at depth 10,
+     * that one's, ...), and each hop's 10 rows are its ancestors: half the
+     * reads of walking users.referrer_id one level at a time, on rows a
+     * tenth the size. The counters are then updated by primary key. This
+     * is the O(depth) part of a registration (~10 ms at depth 10,000). */
     e = dm_db_prepare(db, p,
-                      "WITH RECURSIVE up (id) AS ("
+                      "WITH RECURSIVE hop (id) AS ("
                       "SELECT id FROM users WHERE id = ? "
                       "UNION ALL "
-                      "SELECT u.referrer_id FROM up JOIN users u ON u.id = up.id "
-                      "WHERE u.referrer_id IS NOT NULL) "
+                      "SELECT a.ancestor_id FROM user_ancestors a JOIN hop "
+                      "ON a.user_id = hop.id AND a.depth = 10) "
                       "UPDATE referral_counts SET total = total + 1 "
-                      "WHERE user_id IN (SELECT id FROM up)",
+                      "WHERE user_id IN (SELECT a.ancestor_id FROM user_ancestors a "
+                      "WHERE a.user_id IN (SELECT id FROM hop))",
                       &st);
     if (e) {
         return e;
     }
-    dm_stmt_bind_int64(st, 1, referrer_id);
+    dm_stmt_bind_int64(st, 1, user_id);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     return e;
@@ -388,9 +415,199 @@ const char *dm_mask_email(apr_pool_t *p, const char *email)
 
 /* ---- bulk loading ---- */
 
-dm_err *dm_referral_bulk_add(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t referrer_id)
+/* Members buffered before their rows are written. Written as a batch, the
+ * ancestor rows can go in (ancestor_id, depth, user_id) order: inserts
+ * into user_ancestors_down and the foreign-key lookups of ancestor_id then
+ * walk their b-trees in order instead of at random. */
+#define BULK_FLUSH 10000
+
+/* A member added to this bulk, remembered so that members placed under it
+ * later read no rows: its upline is its referrer's (`parent`, an index in
+ * `known`), up to a member whose referrer was read from the database,
+ * whose upline is kept whole (`ext`, an index in `ext_up`). */
+typedef struct known_member {
+    int64_t id;
+    int64_t depth;
+    int32_t parent; /* -1: a root, or a referrer that was not added here */
+    int32_t ext;    /* -1: none */
+} known_member;
+
+typedef struct upline {
+    int64_t up[DM_REFERRAL_LEVELS];
+    int n;
+} upline;
+
+typedef struct bulk_member {
+    int64_t id;
+    int64_t depth;
+    upline u;
+} bulk_member;
+
+typedef struct ancestor_row {
+    int64_t ancestor_id;
+    int64_t depth;
+    int64_t user_id;
+} ancestor_row;
+
+struct dm_referral_bulk {
+    dm_db *db;
+    apr_pool_t *pool;           /* errors, and everything below */
+    apr_array_header_t *known;  /* known_member, ids ascending */
+    apr_array_header_t *ext_up; /* upline */
+    bulk_member *members;       /* the buffer: BULK_FLUSH */
+    ancestor_row *rows;         /* BULK_FLUSH * DM_REFERRAL_LEVELS */
+    int nmembers;
+};
+
+dm_err *dm_referral_bulk_begin(dm_db *db, apr_pool_t *p, dm_referral_bulk **out)
 {
-    return place(db, p, user_id, referrer_id);
+    dm_referral_bulk *b = apr_pcalloc(p, sizeof(*b));
+
+    b->db = db;
+    b->pool = p;
+    b->known = apr_array_make(p, 4096, sizeof(known_member));
+    b->ext_up = apr_array_make(p, 64, sizeof(upline));
+    b->members = apr_palloc(p, sizeof(bulk_member) * BULK_FLUSH);
+    b->rows = apr_palloc(p, sizeof(ancestor_row) * BULK_FLUSH * DM_REFERRAL_LEVELS);
+    *out = b;
+    return NULL;
+}
+
+/* Index of `id` in b->known, or -1. */
+static int32_t known_index(const dm_referral_bulk *b, int64_t id)
+{
+    const known_member *k = (const known_member *)b->known->elts;
+    int32_t lo = 0, hi = b->known->nelts - 1;
+
+    while (lo <= hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (k[mid].id == id) {
+            return mid;
+        }
+        if (k[mid].id < id) {
+            lo = mid + 1;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return -1;
+}
+
+/* The upline of a member placed under known member `r`: r, then r's own
+ * upline, which is the rule read_referrer applies to stored rows. */
+static void known_upline(const dm_referral_bulk *b, int32_t r, upline *u)
+{
+    const known_member *k = (const known_member *)b->known->elts;
+    int32_t x = r;
+
+    u->up[0] = k[r].id;
+    u->n = 1;
+    while (u->n < DM_REFERRAL_LEVELS) {
+        if (k[x].parent >= 0) {
+            x = k[x].parent;
+            u->up[u->n++] = k[x].id;
+        } else {
+            if (k[x].ext >= 0) {
+                const upline *e = &APR_ARRAY_IDX(b->ext_up, k[x].ext, upline);
+                for (int d = 0; d < e->n && u->n < DM_REFERRAL_LEVELS; d++) {
+                    u->up[u->n++] = e->up[d];
+                }
+            }
+            break;
+        }
+    }
+}
+
+dm_err *dm_referral_bulk_add(dm_referral_bulk *b, int64_t user_id, int64_t referrer_id)
+{
+    bulk_member *m = &b->members[b->nmembers];
+    known_member *k;
+    int32_t r = -1;
+    dm_err *e = check_placement(b->db, b->pool, user_id, referrer_id);
+
+    if (e) {
+        return e;
+    }
+    if (b->known->nelts > 0 &&
+        APR_ARRAY_IDX(b->known, b->known->nelts - 1, known_member).id >= user_id) {
+        return dm_err_make(b->pool, DM_E_INVALID, "user_id",
+                           "bulk members must come in increasing id order");
+    }
+    if (b->known->nelts >= INT32_MAX - 1) {
+        return dm_err_make(b->pool, DM_E_INTERNAL, NULL, "too many members in one bulk");
+    }
+    m->id = user_id;
+    m->depth = 0;
+    m->u.n = 0;
+    if (referrer_id > 0) {
+        r = known_index(b, referrer_id);
+        if (r >= 0) {
+            m->depth = APR_ARRAY_IDX(b->known, r, known_member).depth + 1;
+            known_upline(b, r, &m->u);
+        } else {
+            e = read_referrer(b->db, b->pool, referrer_id, &m->depth, m->u.up, &m->u.n);
+            if (e) {
+                return e;
+            }
+        }
+    }
+    k = apr_array_push(b->known);
+    k->id = user_id;
+    k->depth = m->depth;
+    k->parent = r;
+    k->ext = -1;
+    if (referrer_id > 0 && r < 0) {
+        k->ext = b->ext_up->nelts;
+        *(upline *)apr_array_push(b->ext_up) = m->u;
+    }
+    if (++b->nmembers == BULK_FLUSH) {
+        return dm_referral_bulk_flush(b);
+    }
+    return NULL;
+}
+
+static int ancestor_row_cmp(const void *x, const void *y)
+{
+    const ancestor_row *a = x, *b = y;
+
+    if (a->ancestor_id != b->ancestor_id) {
+        return a->ancestor_id < b->ancestor_id ? -1 : 1;
+    }
+    if (a->depth != b->depth) {
+        return a->depth < b->depth ? -1 : 1;
+    }
+    return (a->user_id > b->user_id) - (a->user_id < b->user_id);
+}
+
+dm_err *dm_referral_bulk_flush(dm_referral_bulk *b)
+{
+    apr_pool_t *p = b->pool;
+    size_t nrows = 0;
+    dm_err *e = NULL;
+
+    if (b->nmembers > 0 && !dm_db_in_transaction(b->db)) {
+        e = dm_err_make(p, DM_E_INTERNAL, NULL,
+                        "the referral tree is written only inside a transaction");
+    }
+    for (int i = 0; !e && i < b->nmembers; i++) {
+        const bulk_member *m = &b->members[i];
+        e = write_depth(b->db, p, m->id, m->depth);
+        for (int d = 0; d < m->u.n; d++) {
+            b->rows[nrows++] = (ancestor_row){m->u.up[d], d + 1, m->id};
+        }
+    }
+    if (!e) {
+        qsort(b->rows, nrows, sizeof(ancestor_row), ancestor_row_cmp);
+    }
+    for (size_t k = 0; !e && k < nrows; k++) {
+        e = write_ancestor(b->db, p, b->rows[k].user_id, b->rows[k].depth, b->rows[k].ancestor_id);
+    }
+    for (int i = 0; !e && i < b->nmembers; i++) {
+        e = write_zero_counts(b->db, p, b->members[i].id);
+    }
+    /* emptied even after an error: the caller rolls its transaction back */
+    b->nmembers = 0;
+    return e;
 }
 
 /* The whole tree in memory, by position in id order: ~70 bytes a member. */

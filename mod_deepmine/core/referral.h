@@ -58,25 +58,38 @@ typedef struct dm_referral_row {
  * paginated: `cursor` 0 for the first page, else the next_cursor of the
  * previous page; *next_cursor 0 when there is no more. Rows are
  * dm_referral_row. */
-dm_err *dm_referral_list_level(dm_db *db, apr_pool_t *p, int64_t user_id, int level,
-                               int64_t cursor, int limit, apr_array_header_t **rows,
-                               int64_t *next_cursor);
+dm_err *dm_referral_list_level(dm_db *db, apr_pool_t *p, int64_t user_id, int level, int64_t cursor,
+                               int limit, apr_array_header_t **rows, int64_t *next_cursor);
 
 /* "john@example.com" -> "j***@example.com": the first character of the
  * local part, "***", the domain. A one-character local part gives
  * "***@example.com"; no '@' gives "***". */
 const char *dm_mask_email(apr_pool_t *p, const char *email);
 
-/* Bulk loading (deepminectl gen-members). dm_referral_bulk_add writes what
- * dm_referral_attach writes for the member itself (users.depth, its
- * user_ancestors rows, a zero referral_counts row) but leaves the
- * ancestors' counters alone, so it costs the same at any depth. Counters
- * are stale until dm_referral_rebuild_counts, which recomputes every
- * member's counters from users.referrer_id in one pass in memory (~70 bytes
- * a member) and writes only the rows that differ (*changed of them). Both
- * run in the caller's transaction; the rows end up exactly those that
- * per-member dm_referral_attach would have written. */
-dm_err *dm_referral_bulk_add(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t referrer_id);
+/* Bulk loading (deepminectl gen-members): the rows dm_referral_attach
+ * writes, written faster.
+ *
+ * dm_referral_bulk_add buffers a member (its users row must exist, its
+ * referrer must exist or have been added before it, and ids must increase
+ * from one call to the next); dm_referral_bulk_flush writes the buffered
+ * members' depth, user_ancestors rows (in index order) and zero
+ * referral_counts rows. add flushes by itself every 10,000 members; call
+ * flush before each commit. Both in the caller's transaction; after an
+ * error, roll back and drop the bulk. The bulk remembers every member
+ * added (~24 bytes each, in p) so that members placed under them read no
+ * rows.
+ *
+ * The ancestors' counters are left alone: they are stale until
+ * dm_referral_rebuild_counts, which recomputes every member's l1..l10 and
+ * total from users.referrer_id in one pass in memory (~70 bytes a member)
+ * and writes only the rows that differ (*changed of them), in the caller's
+ * transaction. The result is row for row what dm_referral_attach per
+ * member would have written (tests/unit/test_referral.c checks it). */
+typedef struct dm_referral_bulk dm_referral_bulk;
+
+dm_err *dm_referral_bulk_begin(dm_db *db, apr_pool_t *p, dm_referral_bulk **out);
+dm_err *dm_referral_bulk_add(dm_referral_bulk *b, int64_t user_id, int64_t referrer_id);
+dm_err *dm_referral_bulk_flush(dm_referral_bulk *b);
 dm_err *dm_referral_rebuild_counts(dm_db *db, apr_pool_t *p, int64_t *changed);
 
 #endif

@@ -143,6 +143,8 @@ extern const dm_route_def dm_routes_public[];
 extern const dm_route_def dm_routes_auth[];
 extern const dm_route_def dm_routes_me[];
 extern const dm_route_def dm_routes_admin[];
+extern const dm_route_def dm_routes_ledger[];
+extern const dm_route_def dm_routes_plugins[];
 
 /* routes_admin.c — the calling staff member: a live dm_admin session (a
  * member's cookie or Bearer token never counts; 401), CSRF on writes, and

@@ -51,7 +51,11 @@ static int dm_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
 
 static int dm_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
 {
-    dm_err *e = dm_plugins_init_all(dm_g.plugins);
+    dm_err *e;
+
+    /* Plugins read it as their reserved setting _public_url (ABI 1.2). */
+    dm_plugins_set_public_url(dm_g.plugins, dm_conf_get(s)->public_url);
+    e = dm_plugins_init_all(dm_g.plugins);
 
     if (e) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s, "DM00011: refusing to start: %s",
@@ -143,7 +147,9 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     dm_g.router = dm_router_create(pconf);
     if (add_routes(pconf, s, dm_routes_public) != OK ||
         add_routes(pconf, s, dm_routes_auth) != OK || add_routes(pconf, s, dm_routes_me) != OK ||
-        add_routes(pconf, s, dm_routes_admin) != OK) {
+        add_routes(pconf, s, dm_routes_admin) != OK ||
+        add_routes(pconf, s, dm_routes_ledger) != OK ||
+        add_routes(pconf, s, dm_routes_plugins) != OK) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
@@ -189,8 +195,8 @@ static int dm_handler(request_rec *r)
     }
     /* A body over the limit is refused first, whatever the path. */
     e = dm_http_check_length(r);
-    /* Webhooks are limited per sender address before anything reads them.
-     * Here until the webhook routes arrive with their own issue. */
+    /* Webhooks are limited per sender address before anything reads them
+     * (routes_plugins.c): here, before routing, so unknown names count too. */
     if (!e && strncmp(r->uri, "/api/webhooks/", 14) == 0) {
         e = dm_http_rate_limit(r, "webhook", r->useragent_ip);
     }

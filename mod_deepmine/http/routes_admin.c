@@ -15,6 +15,7 @@
  *   GET   /api/admin/users/{id}      x      x       x     x
  *   PATCH /api/admin/users/{id}      x              x
  *   GET   /api/admin/audit           x
+ *   GET   /api/admin/transfers       x      x
  */
 #include "dm_http.h"
 
@@ -39,6 +40,7 @@ static const struct staff_access {
     {"GET", "/api/admin/users/{id}", DM_ROLE_FINANCE | DM_ROLE_SUPPORT | DM_ROLE_KYC},
     {"PATCH", "/api/admin/users/{id}", DM_ROLE_SUPPORT},
     {"GET", "/api/admin/audit", 0},
+    {"GET", "/api/admin/transfers", DM_ROLE_FINANCE}, /* routes_ledger.c */
 };
 
 /* The roles allowed on a route; *known 0 when the table has no row. */

@@ -24,6 +24,8 @@ BUILD = os.path.join(ROOT, "build")
 CTL = os.path.join(BUILD, "deepminectl")
 TESTPLUGINS = os.path.join(BUILD, "testplugins")
 PLUGINS = os.path.join(BUILD, "plugins")
+# The warning the sandbox payment plugin logs at every start (test_10).
+SANDBOX_WARNING = r"DM00101: plugin sandbox: SANDBOX payments are enabled"
 
 
 def free_port():
@@ -38,7 +40,9 @@ class Server:
         self.port = free_port()
         self.var = tempfile.mkdtemp(prefix="dm-it-")
         self.url = "http://127.0.0.1:%d" % self.port
-        self.expected_log = []  # regexes of error-log lines a test expects
+        # regexes of error-log lines a test expects; the generated config
+        # loads the sandbox payment plugin, which warns at every start
+        self.expected_log = [re.compile(SANDBOX_WARNING)]
         self.stop_offsets = []
         self.proc = None
         out = subprocess.run(

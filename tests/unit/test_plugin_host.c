@@ -384,7 +384,7 @@ static void test_init_logs_a_numbered_notice(void **state)
     assert_null(dm_plugins_declare(host, "mailer", "ns", tp("needs_setting")));
     assert_null(dm_plugins_set(host, "ns", "api_key", "sk_test_4242"));
     assert_null(dm_plugins_init_all(host));
-    assert_contains(logbuf, "[5] DM00100: plugin ns (mailer needs-setting 1.0.0) loaded (ABI 1.1)");
+    assert_contains(logbuf, "[5] DM00100: plugin ns (mailer needs-setting 1.0.0) loaded (ABI 1.2)");
 }
 
 static void test_fini_runs_once(void **state)

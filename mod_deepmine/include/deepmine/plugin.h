@@ -27,6 +27,9 @@
  * History of minors:
  *   1.0  entry, host table, descriptor, payment/kyc/mailer function tables
  *   1.1  dm_plugin.health (optional self-check shown to operators)
+ *   1.2  dm_plugin.handle_request (optional: answer requests under
+ *        /api/plugins/<name>/), dm_plugin_request, dm_plugin_response, and
+ *        the reserved settings _name and _public_url
  */
 #ifndef DEEPMINE_PLUGIN_H
 #define DEEPMINE_PLUGIN_H
@@ -39,7 +42,7 @@ extern "C" {
 #endif
 
 #define DM_PLUGIN_ABI_MAJOR 1
-#define DM_PLUGIN_ABI_MINOR 1
+#define DM_PLUGIN_ABI_MINOR 2
 
 /* The one symbol a plugin exports. */
 #define DM_PLUGIN_ENTRY_NAME "deepmine_plugin_entry"
@@ -132,7 +135,16 @@ typedef struct dm_host {
 
     /* This plugin's setting `key` (DeepMinePluginSet), with env:/file:
      * already resolved; NULL when unset. NUL-terminated, host-owned, valid
-     * as long as the plugin. */
+     * as long as the plugin.
+     * Keys starting with '_' are reserved: the configuration cannot set
+     * them, the host fills them (since 1.2; NULL from an older host):
+     *   "_name"        the name this instance is declared under
+     *                  (DeepMinePlugin's <name>): its requests are under
+     *                  /api/plugins/<_name>/, its webhooks at
+     *                  /api/webhooks/<_name>;
+     *   "_public_url"  the site's public base URL (DeepMinePublicURL, no
+     *                  trailing slash, e.g. "https://shop.example"); NULL
+     *                  when the server has none configured. */
     const char *(*setting)(dm_call *call, const char *key);
 
     /* Memory owned by the call (see above). Never NULL for n < 16 MiB. */
@@ -280,6 +292,44 @@ typedef struct dm_mailer_ops {
                                size_t n_headers, dm_mail_event *out, dm_message *msg);
 } dm_mailer_ops;
 
+/* ---- Requests under /api/plugins/<name>/ (since 1.2) ---- */
+
+/* What the host hands to handle_request: one HTTP request whose path starts
+ * with /api/plugins/<name>. Everything is host memory valid for the call. */
+typedef struct dm_plugin_request {
+    /* sizeof(dm_plugin_request) as the host knows it */
+    uint32_t size;
+    /* NUL-terminated: "GET", "HEAD" or "POST" */
+    const char *method;
+    /* Below /api/plugins/<name>, as decoded by the server: "/checkout/abc";
+     * "/" for the base itself. */
+    dm_str path;
+    /* The raw query string without '?', may be empty. */
+    dm_str query;
+    /* Every request header, as received. */
+    const dm_header *headers;
+    size_t n_headers;
+    /* The raw body (at most DeepMineMaxBody bytes), may be empty. */
+    dm_str body;
+} dm_plugin_request;
+
+/* What handle_request fills. The host sets size and status (200) first. */
+typedef struct dm_plugin_response {
+    /* sizeof(dm_plugin_response) as the host knows it */
+    uint32_t size;
+    /* HTTP status, 200 to 599 */
+    int status;
+    /* e.g. "text/html; charset=utf-8"; empty: "text/plain; charset=utf-8" */
+    dm_str content_type;
+    /* call memory */
+    dm_str body;
+    /* Extra headers (call memory), e.g. Location or Cache-Control. The host
+     * refuses those it sets itself (Content-Type, Content-Length,
+     * Content-Security-Policy, Set-Cookie, …; see docs/plugins.md). */
+    const dm_header *headers;
+    size_t n_headers;
+} dm_plugin_response;
+
 /* ---- The descriptor ---- */
 
 typedef struct dm_plugin {
@@ -305,10 +355,24 @@ typedef struct dm_plugin {
 
     /* since 1.1: an optional cheap self-check (settings sane, no network). */
     dm_status (*health)(dm_call *call, dm_message *msg);
+
+    /* since 1.2: optional (NULL: the plugin serves no pages). Answers a
+     * request under /api/plugins/<name>/ — a checkout page, a gateway's
+     * return URL. The host does no authentication there: the plugin checks
+     * whatever proves the caller's right (a signed token in the path, a
+     * signature). DM_OK: the host sends resp. Otherwise the host answers
+     * with an API error carrying msg: DM_ERR_INVALID 400,
+     * DM_ERR_UNSUPPORTED 404 (no such page), DM_ERR_TEMPORARY 503, any
+     * other 500. Pages are served with a strict Content-Security-Policy
+     * (no scripts; inline styles and forms posting to the same origin). */
+    dm_status (*handle_request)(dm_call *call, const dm_plugin_request *req,
+                                dm_plugin_response *resp, dm_message *msg);
 } dm_plugin;
 
 /* Size of a descriptor built against ABI 1.0. */
 #define DM_PLUGIN_SIZE_1_0 offsetof(dm_plugin, health)
+/* Size of a descriptor built against ABI 1.1. */
+#define DM_PLUGIN_SIZE_1_1 offsetof(dm_plugin, handle_request)
 
 /* The entry: returns the plugin's descriptor, or NULL if it cannot run with
  * this host at all (for example a host table too small for its needs). It
