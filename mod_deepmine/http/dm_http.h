@@ -81,8 +81,11 @@ int dm_http_error(request_rec *r, const dm_err *e);
 int dm_http_fail(request_rec *r, dm_code code, const char *field, const char *msg);
 /* Cached, validator-carrying answer: ETag + 304 on If-None-Match. */
 int dm_http_cached_json(request_rec *r, const dm_rendered *doc);
-/* Reads a JSON object body, at most DeepMineMaxBody bytes (streamed; 413
- * beyond). */
+/* The request body as received, at most DeepMineMaxBody bytes (streamed;
+ * 413 beyond, also for a chunked body), NUL-terminated, never parsed:
+ * webhook signatures are computed over these exact bytes. */
+dm_err *dm_http_read_body(request_rec *r, const char **out, apr_size_t *out_len);
+/* Reads a JSON object body (dm_http_read_body, then bad_json/invalid). */
 dm_err *dm_http_read_json(request_rec *r, json_t **out);
 /* Refuses a declared body over DeepMineMaxBody before anything reads it. */
 dm_err *dm_http_check_length(request_rec *r);

@@ -169,7 +169,7 @@ dm_err *dm_http_check_length(request_rec *r)
     return NULL;
 }
 
-dm_err *dm_http_read_json(request_rec *r, json_t **out)
+dm_err *dm_http_read_body(request_rec *r, const char **out, apr_size_t *out_len)
 {
     apr_off_t max = dm_conf_max_body(dm_conf_get(r->server));
     apr_size_t cap = 4096, used = 0;
@@ -177,26 +177,30 @@ dm_err *dm_http_read_json(request_rec *r, json_t **out)
     long got;
     dm_err *e = dm_http_check_length(r);
 
+    *out = "";
+    *out_len = 0;
     if (e) {
         return e;
     }
     if (ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK) != OK) {
-        return dm_err_make(r->pool, DM_E_BAD_JSON, NULL, "the request body could not be read");
+        return dm_err_make(r->pool, DM_E_INVALID, NULL, "the request body could not be read");
     }
     if (!ap_should_client_block(r)) {
-        return dm_json_parse_object(r->pool, "", 0, out);
+        apr_table_setn(r->notes, "dm-body-read", "1");
+        return NULL;
     }
-    buf = apr_palloc(r->pool, cap);
+    buf = apr_palloc(r->pool, cap + 1);
     for (;;) {
         if (used == cap) {
-            /* grow, but never beyond the limit + 1 byte (to detect "too large") */
+            /* Grow, but never beyond the limit + 1 byte (to see "too large"). */
             apr_size_t ncap = cap * 2 > (apr_size_t)max + 1 ? (apr_size_t)max + 1 : cap * 2;
+            char *nbuf;
             if (ncap <= cap) {
                 return dm_err_make(r->pool, DM_E_TOO_LARGE, NULL,
                                    "the request body is larger than %" APR_OFF_T_FMT " bytes",
                                    max);
             }
-            char *nbuf = apr_palloc(r->pool, ncap);
+            nbuf = apr_palloc(r->pool, ncap + 1);
             memcpy(nbuf, buf, used);
             buf = nbuf;
             cap = ncap;
@@ -206,7 +210,7 @@ dm_err *dm_http_read_json(request_rec *r, json_t **out)
             break;
         }
         if (got < 0) {
-            return dm_err_make(r->pool, DM_E_BAD_JSON, NULL, "the request body could not be read");
+            return dm_err_make(r->pool, DM_E_INVALID, NULL, "the request body could not be read");
         }
         used += (apr_size_t)got;
         if ((apr_off_t)used > max) {
@@ -214,6 +218,18 @@ dm_err *dm_http_read_json(request_rec *r, json_t **out)
                                "the request body is larger than %" APR_OFF_T_FMT " bytes", max);
         }
     }
+    buf[used] = '\0';
     apr_table_setn(r->notes, "dm-body-read", "1");
-    return dm_json_parse_object(r->pool, buf, used, out);
+    *out = buf;
+    *out_len = used;
+    return NULL;
+}
+
+dm_err *dm_http_read_json(request_rec *r, json_t **out)
+{
+    const char *body;
+    apr_size_t len;
+    dm_err *e = dm_http_read_body(r, &body, &len);
+
+    return e ? e : dm_json_parse_object(r->pool, body, len, out);
 }

@@ -45,64 +45,6 @@ static const dm_loaded_plugin *plugin_named(const char *name)
     return pl && pl->initialised ? pl : NULL;
 }
 
-/* The request body as received, at most DeepMineMaxBody bytes (413 beyond,
- * also for a chunked body), never parsed: webhook signatures are computed
- * over these exact bytes. NUL-terminated for convenience. */
-static dm_err *read_raw_body(request_rec *r, const char **out, apr_size_t *out_len)
-{
-    apr_off_t max = dm_conf_max_body(dm_conf_get(r->server));
-    apr_size_t cap = 4096, used = 0;
-    char *buf;
-    long got;
-    dm_err *e = dm_http_check_length(r);
-
-    *out = "";
-    *out_len = 0;
-    if (e) {
-        return e;
-    }
-    if (ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK) != OK) {
-        return dm_err_make(r->pool, DM_E_INVALID, NULL, "the request body could not be read");
-    }
-    if (!ap_should_client_block(r)) {
-        apr_table_setn(r->notes, "dm-body-read", "1");
-        return NULL;
-    }
-    buf = apr_palloc(r->pool, cap + 1);
-    for (;;) {
-        if (used == cap) {
-            /* Grow, but never beyond the limit + 1 byte (to see "too large"). */
-            apr_size_t ncap = cap * 2 > (apr_size_t)max + 1 ? (apr_size_t)max + 1 : cap * 2;
-            char *nbuf;
-            if (ncap <= cap) {
-                return dm_err_make(r->pool, DM_E_TOO_LARGE, NULL,
-                                   "the request body is larger than %" APR_OFF_T_FMT " bytes", max);
-            }
-            nbuf = apr_palloc(r->pool, ncap + 1);
-            memcpy(nbuf, buf, used);
-            buf = nbuf;
-            cap = ncap;
-        }
-        got = ap_get_client_block(r, buf + used, cap - used);
-        if (got == 0) {
-            break;
-        }
-        if (got < 0) {
-            return dm_err_make(r->pool, DM_E_INVALID, NULL, "the request body could not be read");
-        }
-        used += (apr_size_t)got;
-        if ((apr_off_t)used > max) {
-            return dm_err_make(r->pool, DM_E_TOO_LARGE, NULL,
-                               "the request body is larger than %" APR_OFF_T_FMT " bytes", max);
-        }
-    }
-    buf[used] = '\0';
-    apr_table_setn(r->notes, "dm-body-read", "1");
-    *out = buf;
-    *out_len = used;
-    return NULL;
-}
-
 /* Every request header, as dm_header records pointing into r->headers_in. */
 static const dm_header *request_headers(request_rec *r, size_t *n)
 {
@@ -180,7 +122,7 @@ static int plugin_request(request_rec *r, const dm_route_match *m)
         return dm_http_fail(r, DM_E_NOT_FOUND, NULL,
                             apr_psprintf(r->pool, "no plugin named %s serves pages", name));
     }
-    e = read_raw_body(r, &body, &body_len);
+    e = dm_http_read_body(r, &body, &body_len);
     if (e) {
         return dm_http_error(r, e);
     }
@@ -264,7 +206,7 @@ static int webhook_post(request_rec *r, const dm_route_match *m)
         return dm_http_fail(r, DM_E_NOT_FOUND, NULL,
                             apr_psprintf(r->pool, "no webhook receiver named %s", name));
     }
-    e = read_raw_body(r, &body, &body_len);
+    e = dm_http_read_body(r, &body, &body_len);
     if (e) {
         return dm_http_error(r, e);
     }
