@@ -9,6 +9,10 @@ port=$2
 conf=$(bash "$root/scripts/gen-conf.sh" "$var" "$port" event /dev/stderr notice)
 var=$(dirname "$conf")
 "$root/build/deepminectl" --db "$var/deepmine.db" seed-demo
+# A generous demo capacity (1,000,000 TH/s), only when none is recorded:
+# without one nothing can be sold (docs/operations.md).
+"$root/build/deepminectl" --db "$var/deepmine.db" capacity ensure --ghs 1000000000 \
+  --note "make run demo capacity"
 # The first staff owner, on a database without one: its one-time password
 # is printed here, once (nothing is printed when an owner exists).
 "$root/build/deepminectl" --db "$var/deepmine.db" staff ensure-owner --email owner@deepmine.local

@@ -7,6 +7,7 @@
 #include <apr_file_io.h>
 #include <apr_general.h>
 #include <apr_strings.h>
+#include <apr_time.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
@@ -17,7 +18,9 @@
 #include <unistd.h>
 
 #include "admin_users.h"
+#include "capacity.h"
 #include "catalogue.h"
+#include "commission.h"
 #include "db.h"
 #include "ledger.h"
 #include "members.h"
@@ -874,6 +877,123 @@ static int cmd_ledger(cli *c)
     return ledger_usage();
 }
 
+/* ---- capacity ---- */
+
+static int capacity_usage(void)
+{
+    fprintf(stderr, "usage: deepminectl capacity show\n"
+                    "       deepminectl capacity set --ghs N [--note TEXT]\n"
+                    "       deepminectl capacity ensure --ghs N [--note TEXT]\n");
+    return EXIT_USAGE;
+}
+
+static int capacity_show(cli *c, dm_db *db)
+{
+    dm_capacity_row cur;
+    int found = 0;
+    int64_t sold = 0;
+    dm_err *e = dm_capacity_current(db, c->pool, &cur, &found);
+
+    if (!e) {
+        e = dm_capacity_sold(db, c->pool, &sold);
+    }
+    if (e) {
+        return fail(e);
+    }
+    if (!found) {
+        printf("capacity: none recorded — nothing can be sold (sold: %" APR_INT64_T_FMT " GH/s)\n",
+               (apr_int64_t)sold);
+        return EXIT_OK;
+    }
+    printf("capacity: %" APR_INT64_T_FMT " GH/s, sold %" APR_INT64_T_FMT " GH/s%s%s\n",
+           (apr_int64_t)cur.hashrate_ghs, (apr_int64_t)sold, cur.note ? " — " : "",
+           cur.note ? cur.note : "");
+    return EXIT_OK;
+}
+
+/* `set` records a new capacity (audited, by the console); `ensure` only
+ * when none exists (scripts/run.sh's demo figure). */
+static int cmd_capacity(cli *c)
+{
+    const char *note = NULL;
+    int64_t ghs = -1;
+    int set = 0;
+    dm_capacity_row row;
+    dm_db *db;
+    dm_err *e;
+
+    if (c->argc < 1) {
+        return capacity_usage();
+    }
+    for (int i = 1; i < c->argc; i += 2) {
+        const char *opt = c->argv[i], *val = i + 1 < c->argc ? c->argv[i + 1] : NULL;
+        if (val && strcmp(opt, "--ghs") == 0 && ledger_int_arg(val, &ghs) && ghs >= 0) {
+            continue;
+        }
+        if (val && strcmp(opt, "--note") == 0) {
+            note = val;
+            continue;
+        }
+        return capacity_usage();
+    }
+    if (strcmp(c->argv[0], "show") != 0 && strcmp(c->argv[0], "set") != 0 &&
+        strcmp(c->argv[0], "ensure") != 0) {
+        return capacity_usage();
+    }
+    if ((strcmp(c->argv[0], "show") == 0) != (ghs < 0)) {
+        return capacity_usage();
+    }
+    e = open_migrated(c, &db);
+    if (e) {
+        return fail(e);
+    }
+    if (strcmp(c->argv[0], "show") == 0) {
+        return capacity_show(c, db);
+    }
+    if (strcmp(c->argv[0], "set") == 0) {
+        e = dm_capacity_set(db, c->pool, 0, NULL, ghs, note, &row);
+        set = 1;
+    } else {
+        e = dm_capacity_ensure(db, c->pool, ghs, note ? note : "demo capacity", &set);
+    }
+    if (e) {
+        return fail(e);
+    }
+    printf(set ? "capacity: %" APR_INT64_T_FMT " GH/s recorded\n"
+               : "capacity: already recorded, nothing changed (wanted %" APR_INT64_T_FMT " GH/s)\n",
+           (apr_int64_t)ghs);
+    return EXIT_OK;
+}
+
+/* ---- commissions ---- */
+
+/* `commissions release [--now UNIX]`: moves due held commissions to the
+ * wallets (the cron issue schedules it). --now pretends the clock says
+ * so, for tests and for catching up after downtime. */
+static int cmd_commissions(cli *c)
+{
+    dm_db *db;
+    int64_t now = (int64_t)apr_time_sec(apr_time_now()), released = 0;
+    dm_err *e;
+
+    if (c->argc < 1 || strcmp(c->argv[0], "release") != 0 ||
+        (c->argc != 1 && !(c->argc == 3 && strcmp(c->argv[1], "--now") == 0 &&
+                           ledger_int_arg(c->argv[2], &now) && now > 0))) {
+        fprintf(stderr, "usage: deepminectl commissions release [--now UNIX-SECONDS]\n");
+        return EXIT_USAGE;
+    }
+    e = open_migrated(c, &db);
+    if (!e) {
+        e = dm_commission_release_due(db, c->pool, now, &released);
+    }
+    if (e) {
+        return fail(e);
+    }
+    printf("commissions release: %" APR_INT64_T_FMT " commission(s) released\n",
+           (apr_int64_t)released);
+    return EXIT_OK;
+}
+
 static int cmd_help(cli *c);
 
 static const struct command {
@@ -902,6 +1022,13 @@ static const struct command {
      "verify: recompute every balance from the transfers (exit 1 names the first bad account); "
      "show: a member's wallet and held balances",
      cmd_ledger},
+    {"commissions", "release",
+     "move held commissions whose hold period is over to the wallets (skips flagged pairs)",
+     cmd_commissions},
+    {"capacity", "show | set --ghs N [--note T] | ensure --ghs N",
+     "the hash power owned or leased, in GH/s (nothing can be sold without one); ensure sets it "
+     "only when none is recorded",
+     cmd_capacity},
     {"help", "", "this text", cmd_help},
 };
 

@@ -16,6 +16,7 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "capacity.h"
 #include "json.h"
 #include "log.h"
 
@@ -91,6 +92,55 @@ dm_err *dm_catalogue_insert(dm_db *db, apr_pool_t *p, dm_package *pkg)
     if (!e && row) {
         pkg->id = dm_stmt_int64(st, 0);
     }
+    dm_stmt_done(st);
+    return e;
+}
+
+dm_err *dm_catalogue_get(dm_db *db, apr_pool_t *p, int64_t id, dm_package *out)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p, "SELECT " PKG_COLUMNS " FROM packages WHERE id = ?", &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, id);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        read_package(st, p, out);
+    }
+    dm_stmt_done(st);
+    if (!e && !row) {
+        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "package %" APR_INT64_T_FMT " does not exist",
+                        (apr_int64_t)id);
+    }
+    return e;
+}
+
+dm_err *dm_catalogue_update(dm_db *db, apr_pool_t *p, const dm_package *pkg)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              "UPDATE packages SET name = ?, hashrate_ghs = ?, price_micros = ?, "
+                              "daily_yield_micros = ?, duration_days = ?, active = ?, "
+                              "sort_order = ?, updated_at = ? WHERE id = ?",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_text(st, 1, pkg->name, strlen(pkg->name));
+    dm_stmt_bind_int64(st, 2, pkg->hashrate_ghs);
+    dm_stmt_bind_int64(st, 3, pkg->price_micros);
+    dm_stmt_bind_int64(st, 4, pkg->daily_yield_micros);
+    dm_stmt_bind_int64(st, 5, pkg->duration_days);
+    dm_stmt_bind_int64(st, 6, pkg->active);
+    dm_stmt_bind_int64(st, 7, pkg->sort_order);
+    dm_stmt_bind_int64(st, 8, (int64_t)apr_time_sec(apr_time_now()));
+    dm_stmt_bind_int64(st, 9, pkg->id);
+    e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     return e;
 }
@@ -213,11 +263,15 @@ static dm_err *build(dm_catalogue_cache *c, dm_db *db, apr_pool_t *tmp, int64_t 
                      snapshot **out)
 {
     apr_array_header_t *pkgs = NULL;
+    int64_t available = 0;
     dm_err *e = dm_catalogue_list(db, tmp, 1, &pkgs);
     apr_pool_t *sp;
     snapshot *s;
     json_t *arr, *root;
 
+    if (!e) {
+        e = dm_capacity_available(db, tmp, &available);
+    }
     if (e) {
         return e;
     }
@@ -230,16 +284,23 @@ static dm_err *build(dm_catalogue_cache *c, dm_db *db, apr_pool_t *tmp, int64_t 
     for (int i = 0; i < pkgs->nelts; i++) {
         const dm_package *pkg = &APR_ARRAY_IDX(pkgs, i, dm_package);
         json_t *one = dm_package_json(pkg);
-        json_t *wrap = json_pack("{s:O}", "package", one);
-        rendered_bytes *rb = apr_pcalloc(sp, sizeof(*rb));
-        int64_t *key = apr_pmemdup(sp, &pkg->id, sizeof(pkg->id));
+        json_t *wrap;
+        rendered_bytes *rb;
+        int64_t *key;
+
+        /* What capacity is left (capacity.h); a cached answer, so it is as
+         * fresh as the catalogue generation. */
+        json_object_set_new(one, "sold_out", json_boolean(pkg->hashrate_ghs > available));
+        wrap = json_pack("{s:O}", "package", one);
+        rb = apr_pcalloc(sp, sizeof(*rb));
+        key = apr_pmemdup(sp, &pkg->id, sizeof(pkg->id));
 
         render(sp, wrap, rb);
         apr_hash_set(s->by_id, key, sizeof(*key), rb);
         json_decref(wrap);
         json_array_append_new(arr, one);
     }
-    root = json_pack("{s:o}", "packages", arr);
+    root = json_pack("{s:o,s:o}", "packages", arr, "available_ths", dm_ghs_as_ths_json(available));
     render(sp, root, &s->list);
     json_decref(root);
     *out = s;

@@ -42,6 +42,13 @@ dm_err *dm_catalogue_list(dm_db *db, apr_pool_t *p, int active_only, apr_array_h
  * transaction if one is open. */
 dm_err *dm_catalogue_insert(dm_db *db, apr_pool_t *p, dm_package *pkg);
 
+/* One package, active or not; DM_E_NOT_FOUND when absent. */
+dm_err *dm_catalogue_get(dm_db *db, apr_pool_t *p, int64_t id, dm_package *out);
+
+/* Writes every field of package pkg->id but its currency. In the caller's
+ * transaction if one is open. */
+dm_err *dm_catalogue_update(dm_db *db, apr_pool_t *p, const dm_package *pkg);
+
 /* Inserts the demo catalogue of 6 packages when there is no package at all;
  * `*inserted` is 0 when the catalogue already had packages. */
 dm_err *dm_catalogue_seed_demo(dm_db *db, apr_pool_t *p, int *inserted);
@@ -62,7 +69,9 @@ typedef struct dm_rendered {
 dm_err *dm_catalogue_cache_create(apr_pool_t *p, apr_interval_time_t revalidate,
                                   dm_catalogue_cache **out);
 
-/* The whole catalogue, {"packages":[…]}. */
+/* The whole catalogue, {"packages":[…],"available_ths"}: each package
+ * also says "sold_out" (capacity.h: its hash rate is more than what is
+ * left). */
 dm_err *dm_catalogue_cache_list(dm_catalogue_cache *c, dm_db_pool *dbp, apr_pool_t *rp,
                                 dm_rendered *out);
 

@@ -9,6 +9,7 @@
 #include <apr_time.h>
 #include <string.h>
 
+#include "flags.h"
 #include "json.h"
 #include "ledger.h"
 #include "log.h"
@@ -384,6 +385,9 @@ static dm_err *register_txn(dm_db *db, apr_pool_t *p, void *baton)
     }
     if (!e) {
         e = insert_refresh(db, p, c->s, id, NULL, c->sess);
+    }
+    if (!e) {
+        e = dm_flags_check_registration(db, p, id);
     }
     return e;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "orders.h"
 
 const char *dm_payment_status_name(dm_payment_event_status st)
 {
@@ -105,6 +106,7 @@ dm_err *dm_payment_event_record(dm_db *db, apr_pool_t *p, const char *plugin,
                                 dm_payment_recorded *out)
 {
     dm_stmt *st = NULL;
+    const char *outcome = NULL;
     int row = 0;
     dm_err *e;
 
@@ -175,18 +177,34 @@ dm_err *dm_payment_event_record(dm_db *db, apr_pool_t *p, const char *plugin,
     }
     out->id = dm_db_last_insert_id(db);
 
-    /* The orders work extends this function here: act on the event in this
-     * same transaction — find the order by ev->order_id (or provider_ref),
-     * check amount and currency, mark it paid / failed / refunded, create
-     * the contract and the commissions — then set processed_at and outcome
-     * on row out->id. Events for unknown orders stay recorded with outcome
-     * 'unknown_order' (and are logged) but change nothing else. */
+    /* Act on the event in this same transaction (core/orders.c), then
+     * note what was done on the event's row: the event and its effects
+     * commit together, or neither does and the provider retries. */
+    e = dm_orders_apply_event(db, p, plugin, ev, &outcome);
+    if (e) {
+        dm_log(DM_L_ERR, "DM00706: payment event %s/%.*s could not be applied: %s", plugin,
+               (int)ev->event_id.len, ev->event_id.ptr, e->message);
+        goto cleanup;
+    }
+    e = dm_db_prepare(db, p, "UPDATE payment_events SET processed_at = ?, outcome = ? WHERE id = ?",
+                      &st);
+    if (e) {
+        goto cleanup;
+    }
+    dm_stmt_bind_int64(st, 1, (int64_t)apr_time_sec(apr_time_now()));
+    dm_stmt_bind_text(st, 2, outcome, strlen(outcome));
+    dm_stmt_bind_int64(st, 3, out->id);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (e) {
+        goto cleanup;
+    }
 
     e = dm_db_commit(db, p);
     if (!e) {
-        dm_log(DM_L_INFO, "payment event %s/%.*s recorded as #%" APR_INT64_T_FMT ": %s", plugin,
+        dm_log(DM_L_INFO, "payment event %s/%.*s recorded as #%" APR_INT64_T_FMT ": %s, %s", plugin,
                (int)ev->event_id.len, ev->event_id.ptr, (apr_int64_t)out->id,
-               dm_payment_status_name(ev->status));
+               dm_payment_status_name(ev->status), outcome);
     }
     return e;
 

@@ -3,10 +3,10 @@
  *
  * The webhook route (http/routes_plugins.c) hands the raw body and headers
  * to the payment plugin, which verifies and normalises them
- * (dm_plugins_webhook); only then does the event reach this file. Today it
- * is recorded, once per (plugin, provider event id); the orders work
- * extends dm_payment_event_record to act on it (order paid, contract,
- * commissions) in the same transaction.
+ * (dm_plugins_webhook); only then does the event reach this file. It is
+ * recorded, once per (plugin, provider event id), and acted on
+ * (dm_orders_apply_event: order paid, contract, commissions …) in the same
+ * transaction, whose outcome is kept on the event's row.
  */
 #ifndef DM_PAYMENTS_H
 #define DM_PAYMENTS_H

@@ -12,7 +12,10 @@
 #include <ap_mpm.h>
 #include <http_core.h>
 
+#include "commission.h"
 #include "confparse.h"
+#include "withdrawals.h"
+#include "vip.h"
 
 #define DM_UNSET (-1)
 
@@ -26,6 +29,11 @@ void *dm_conf_create(apr_pool_t *p, server_rec *s)
     c->hash_concurrency = DM_UNSET;
     c->pw_opslimit = DM_UNSET;
     c->pw_memlimit = DM_UNSET;
+    c->commission_hold_days = DM_UNSET;
+    c->commission_cap_bp = DM_UNSET;
+    c->wd_min = DM_UNSET;
+    c->wd_max = DM_UNSET;
+    c->wd_daily = DM_UNSET;
     return c;
 }
 
@@ -50,6 +58,11 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
     MERGE_NUM(pw_opslimit);
     MERGE_NUM(pw_memlimit);
     MERGE_PTR(legal_dir);
+    MERGE_NUM(commission_hold_days);
+    MERGE_NUM(commission_cap_bp);
+    MERGE_NUM(wd_min);
+    MERGE_NUM(wd_max);
+    MERGE_NUM(wd_daily);
     return m;
 }
 
@@ -270,6 +283,66 @@ void dm_conf_pw_params(const dm_conf *c, dm_pw_params *out)
     out->memlimit = c->pw_memlimit != DM_UNSET ? (size_t)c->pw_memlimit : 0;
 }
 
+static const char *set_commission_hold(cmd_parms *cmd, void *dc, const char *arg)
+{
+    long long v = 0;
+
+    if (dm_parse_int(cmd->temp_pool, arg, 0, 365, &v)) {
+        return "DeepMineCommissionHold takes the days a commission is held before it can be "
+               "withdrawn: a whole number from 0 to 365";
+    }
+    sconf(cmd)->commission_hold_days = (int)v;
+    return NULL;
+}
+
+static const char *set_commission_cap(cmd_parms *cmd, void *dc, const char *arg)
+{
+    long long v = 0;
+
+    if (dm_parse_int(cmd->temp_pool, arg, 0, 10000, &v)) {
+        return "DeepMineCommissionCap takes the most a VIP level may pay over its 10 depths, in "
+               "basis points: a whole number from 0 to 10000 (5000 is 50 %)";
+    }
+    sconf(cmd)->commission_cap_bp = (int)v;
+    return NULL;
+}
+
+int dm_conf_commission_hold_days(const dm_conf *c)
+{
+    return c->commission_hold_days != DM_UNSET ? c->commission_hold_days
+                                               : DM_COMMISSION_DEFAULT_HOLD_DAYS;
+}
+
+int dm_conf_commission_cap_bp(const dm_conf *c)
+{
+    return c->commission_cap_bp != DM_UNSET ? c->commission_cap_bp : DM_VIP_DEFAULT_CAP_BP;
+}
+
+static const char *set_withdrawal_limits(cmd_parms *cmd, void *dc, const char *a1,
+                                         const char *a2, const char *a3)
+{
+    long long min = 0, max = 0, daily = 0;
+    const long long top = 1000000000000000LL; /* 10^9 of the currency in micro-units */
+
+    if (dm_parse_int(cmd->temp_pool, a1, 1, top, &min) ||
+        dm_parse_int(cmd->temp_pool, a2, 1, top, &max) ||
+        dm_parse_int(cmd->temp_pool, a3, 1, top, &daily) || min > max || max > daily) {
+        return "DeepMineWithdrawalLimits takes <min> <max> <daily> in micro-units, whole "
+               "numbers with 1 <= min <= max <= daily <= 10^15";
+    }
+    sconf(cmd)->wd_min = min;
+    sconf(cmd)->wd_max = max;
+    sconf(cmd)->wd_daily = daily;
+    return NULL;
+}
+
+void dm_conf_wd_limits(const dm_conf *c, struct dm_wd_limits *out)
+{
+    out->min_micros = c->wd_min != DM_UNSET ? c->wd_min : DM_WD_DEFAULT_MIN_MICROS;
+    out->max_micros = c->wd_max != DM_UNSET ? c->wd_max : DM_WD_DEFAULT_MAX_MICROS;
+    out->daily_micros = c->wd_daily != DM_UNSET ? c->wd_daily : DM_WD_DEFAULT_DAILY_MICROS;
+}
+
 static const char *add_plugin(cmd_parms *cmd, void *dc, const char *kind, const char *name,
                               const char *path)
 {
@@ -321,6 +394,13 @@ const command_rec dm_directives[] = {
                   "password hashes a child process runs at once (default: threads / 4)"),
     AP_INIT_TAKE2("DeepMinePasswordHash", set_password_hash, NULL, RSRC_CONF,
                   "<opslimit> <memory MiB> of argon2id (default: libsodium's interactive)"),
+    AP_INIT_TAKE1("DeepMineCommissionHold", set_commission_hold, NULL, RSRC_CONF,
+                  "days a commission is held before it can be withdrawn (default 14)"),
+    AP_INIT_TAKE1("DeepMineCommissionCap", set_commission_cap, NULL, RSRC_CONF,
+                  "most a VIP level may pay over 10 depths, in basis points (default 5000)"),
+    AP_INIT_TAKE3("DeepMineWithdrawalLimits", set_withdrawal_limits, NULL, RSRC_CONF,
+                  "<min> <max> <daily> withdrawal amounts in micro-units (default 10 USD, "
+                  "10000 USD, 20000 USD per member per 24 h)"),
     AP_INIT_TAKE3("DeepMinePlugin", add_plugin, NULL, RSRC_CONF,
                   "<payment|kyc|mailer> <name> <path.so>"),
     AP_INIT_TAKE3("DeepMinePluginSet", set_plugin_setting, NULL, RSRC_CONF,

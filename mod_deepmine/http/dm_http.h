@@ -47,6 +47,11 @@ typedef struct dm_conf {
     long long pw_opslimit;               /* DeepMinePasswordHash <ops> <mem>; -1 unset */
     long long pw_memlimit;               /* bytes; -1 unset */
     const char *legal_dir;               /* DeepMineLegalDir */
+    int commission_hold_days;            /* DeepMineCommissionHold; -1 unset */
+    int commission_cap_bp;               /* DeepMineCommissionCap; -1 unset */
+    long long wd_min;                    /* DeepMineWithdrawalLimits <min> <max> <daily>; -1 unset */
+    long long wd_max;
+    long long wd_daily;
 } dm_conf;
 
 /* Process-wide state: built in post_config (router, plugins) and
@@ -74,6 +79,10 @@ void dm_conf_pool_size(const dm_conf *c, int *min, int *max);
 const char *dm_conf_legal_dir(const dm_conf *c);
 int dm_conf_hash_concurrency(const dm_conf *c);
 void dm_conf_pw_params(const dm_conf *c, dm_pw_params *out);
+struct dm_wd_limits;
+void dm_conf_wd_limits(const dm_conf *c, struct dm_wd_limits *out);
+int dm_conf_commission_hold_days(const dm_conf *c);
+int dm_conf_commission_cap_bp(const dm_conf *c);
 
 /* respond.c — every API answer goes through these. */
 int dm_http_json(request_rec *r, int status, const char *body, apr_size_t len);
@@ -148,6 +157,10 @@ extern const dm_route_def dm_routes_me[];
 extern const dm_route_def dm_routes_admin[];
 extern const dm_route_def dm_routes_ledger[];
 extern const dm_route_def dm_routes_plugins[];
+extern const dm_route_def dm_routes_withdrawals[];
+extern const dm_route_def dm_routes_catalogue_admin[];
+extern const dm_route_def dm_routes_commissions[];
+extern const dm_route_def dm_routes_orders[];
 
 /* routes_admin.c — the calling staff member: a live dm_admin session (a
  * member's cookie or Bearer token never counts; 401), CSRF on writes, and

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <unixd.h>
 
+#include "commission.h"
 #include "legal.h"
 #include "log.h"
 #include "migrate.h"
@@ -144,12 +145,17 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     dm_g.svc.keys = &dm_g.keys;
     dm_g.svc.public_url = c->public_url;
     dm_conf_pw_params(c, &dm_g.svc.pw_params);
+    dm_commission_set_hold((int64_t)dm_conf_commission_hold_days(c) * 86400);
     dm_g.router = dm_router_create(pconf);
     if (add_routes(pconf, s, dm_routes_public) != OK ||
         add_routes(pconf, s, dm_routes_auth) != OK || add_routes(pconf, s, dm_routes_me) != OK ||
         add_routes(pconf, s, dm_routes_admin) != OK ||
         add_routes(pconf, s, dm_routes_ledger) != OK ||
-        add_routes(pconf, s, dm_routes_plugins) != OK) {
+        add_routes(pconf, s, dm_routes_plugins) != OK ||
+        add_routes(pconf, s, dm_routes_commissions) != OK ||
+        add_routes(pconf, s, dm_routes_orders) != OK ||
+        add_routes(pconf, s, dm_routes_withdrawals) != OK ||
+        add_routes(pconf, s, dm_routes_catalogue_admin) != OK) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,

@@ -16,6 +16,24 @@
  *   PATCH /api/admin/users/{id}      x              x
  *   GET   /api/admin/audit           x
  *   GET   /api/admin/transfers       x      x
+ *   GET   /api/admin/withdrawals     x      x
+ *   POST  …/withdrawals/{id}/approve x      x
+ *   POST  …/withdrawals/{id}/reject  x      x
+ *   POST  …/withdrawals/decisions    x      x
+ *   PATCH /api/admin/users/{id}/kyc  x                    x
+ *   GET   /api/admin/capacity        x      x
+ *   PUT   /api/admin/capacity        x
+ *   GET   /api/admin/packages        x      x       x
+ *   POST  /api/admin/packages        x
+ *   PATCH /api/admin/packages/{id}   x
+ *   GET   /api/admin/vip-levels      x
+ *   PUT   /api/admin/vip-levels      x
+ *   PATCH /api/admin/users/{id}/vip  x
+ *   GET   /api/admin/flags           x              x
+ *   POST  /api/admin/flags/{id}/clear, /confirm  x  x (support)
+ *   GET   /api/admin/orders          x      x       x
+ *   GET   /api/admin/contracts       x      x       x
+ *   POST  /api/admin/orders/{id}/refund x   x
  */
 #include "dm_http.h"
 
@@ -41,6 +59,27 @@ static const struct staff_access {
     {"PATCH", "/api/admin/users/{id}", DM_ROLE_SUPPORT},
     {"GET", "/api/admin/audit", 0},
     {"GET", "/api/admin/transfers", DM_ROLE_FINANCE}, /* routes_ledger.c */
+    /* routes_withdrawals.c */
+    {"GET", "/api/admin/withdrawals", DM_ROLE_FINANCE},
+    {"POST", "/api/admin/withdrawals/{id}/approve", DM_ROLE_FINANCE},
+    {"POST", "/api/admin/withdrawals/{id}/reject", DM_ROLE_FINANCE},
+    {"POST", "/api/admin/withdrawals/decisions", DM_ROLE_FINANCE},
+    {"PATCH", "/api/admin/users/{id}/kyc", DM_ROLE_KYC},
+    /* routes_catalogue_admin.c */
+    {"GET", "/api/admin/capacity", DM_ROLE_FINANCE},
+    {"PUT", "/api/admin/capacity", 0},
+    {"GET", "/api/admin/packages", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},
+    {"POST", "/api/admin/packages", 0},
+    {"PATCH", "/api/admin/packages/{id}", 0},
+    {"GET", "/api/admin/vip-levels", 0},                    /* routes_commissions.c */
+    {"PUT", "/api/admin/vip-levels", 0},                    /* routes_commissions.c */
+    {"PATCH", "/api/admin/users/{id}/vip", 0},              /* routes_commissions.c */
+    {"GET", "/api/admin/flags", DM_ROLE_SUPPORT},           /* routes_commissions.c */
+    {"POST", "/api/admin/flags/{id}/clear", DM_ROLE_SUPPORT},   /* routes_commissions.c */
+    {"POST", "/api/admin/flags/{id}/confirm", DM_ROLE_SUPPORT}, /* routes_commissions.c */
+    {"GET", "/api/admin/orders", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},    /* routes_orders.c */
+    {"GET", "/api/admin/contracts", DM_ROLE_FINANCE | DM_ROLE_SUPPORT}, /* routes_orders.c */
+    {"POST", "/api/admin/orders/{id}/refund", DM_ROLE_FINANCE},          /* routes_orders.c */
 };
 
 /* The roles allowed on a route; *known 0 when the table has no row. */
