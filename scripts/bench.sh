@@ -32,6 +32,7 @@ Alias /bench-static "$var/static"
 DeepMineRateLimit api 1000000/1s member
 DeepMineRateLimit login 1000000/1s ip
 DeepMineRateLimit register 1000000/1s ip
+DeepMineRateLimit webhook 1000000/1s ip
 DeepMinePasswordHash 1 8
 ${BENCH_CONF:-}
 CONF
@@ -136,6 +137,53 @@ for i in $(seq 1 20); do
     || { echo "bench: registration failed"; exit 1; }
 done
 
+# ---- money (issue 4): paid-order webhooks with a 10-level upline ----
+# Setup: WEBHOOKS pending sandbox orders of the chain's tip (its upline is 10
+# deep), inserted with SQL as bench data (like gen-members); then each
+# order's paid event, signed as the sandbox signs it, is posted by wrk.
+webhooks=${WEBHOOKS:-40000}
+price=$(sqlite3 "$var/deepmine.db" "SELECT price_micros FROM packages WHERE id = 1")
+now=$(date +%s)
+sqlite3 "$var/deepmine.db" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $webhooks)
+  INSERT INTO orders (user_id, package_id, amount_micros, currency, status, gateway, provider_ref,
+                      created_at, updated_at)
+  SELECT $tip, 1, $price, 'USD', 'pending', 'sandbox', 'cs_bench_' || i, $now, $now FROM n;"
+first_order=$(sqlite3 "$var/deepmine.db" "SELECT MIN(id) FROM orders WHERE provider_ref LIKE 'cs_bench_%'")
+python3 - "$var/sandbox-webhook.secret" "$first_order" "$webhooks" "$price" > "$var/events.tsv" <<'PY'
+import hashlib, hmac, json, sys, time
+secret = open(sys.argv[1], "rb").read().strip()
+first, n, price = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+t = int(time.time())
+for k in range(n):
+    oid = first + k
+    body = json.dumps({"id": "evt_bench_%d" % oid, "type": "checkout.paid", "created": t,
+                       "livemode": False,
+                       "data": {"object": {"id": "cs_bench_%d" % (k + 1), "order_id": str(oid),
+                                           "amount_micros": price, "currency": "USD"}}},
+                      separators=(",", ":"))
+    sig = hmac.new(secret, ("%d.%s" % (t, body)).encode(), hashlib.sha256).hexdigest()
+    print("t=%d,v1=%s\t%s" % (t, sig, body))
+PY
+[ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
+wh_secs=${WEBHOOK_SECONDS:-10}
+BENCH_EVENTS="$var/events.tsv" BENCH_THREADS=2 wrk -t2 -c16 -d"${wh_secs}s" --latency \
+  -s "$root/scripts/bench_webhooks.lua" "$base" > "$var/wrk-webhooks.txt"
+paid=$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM orders WHERE provider_ref LIKE 'cs_bench_%' AND status = 'paid'")
+contracts=$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM contracts c JOIN orders o ON o.id = c.order_id WHERE o.provider_ref LIKE 'cs_bench_%'")
+comms=$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM commissions c JOIN orders o ON o.id = c.order_id WHERE o.provider_ref LIKE 'cs_bench_%'")
+echo
+echo "paid-order webhooks (tip of the chain, 10-level upline), wrk -t2 -c16 -d${wh_secs}s:"
+echo "  $paid orders paid end to end = $(awk -v n="$paid" -v s="$wh_secs" 'BEGIN { printf "%.0f", n / s }')/s; $contracts contracts, $comms commission credits ($(awk -v c="$comms" -v n="$paid" 'BEGIN { printf "%.1f", n ? c / n : 0 }') per order)"
+grep -E '^ +(50|99)%' "$var/wrk-webhooks.txt" | awk '{ printf "  latency %s %s\n", $1, $2 }'
+[ "$paid" -lt "$webhooks" ] || echo "  (all $webhooks events were used: raise WEBHOOKS for a longer run)"
+
+# GET /api/ledger: the referrer of the tip now has a statement of credits.
+ref=$(sqlite3 "$var/deepmine.db" "SELECT ancestor_id FROM user_ancestors WHERE user_id = $tip AND depth = 1")
+ref_tok=$(login "$(id_of "$ref")")
+read -r r p50 p99 < <(measure "$base/api/ledger" -H "Authorization: Bearer $ref_tok")
+printf '%-44s %12s %10s %10s\n' "/api/ledger (50 per page)" "$r" "$p50" "$p99"
+"$root/build/deepminectl" --db "$var/deepmine.db" ledger verify
+
 # Server time from the access log (%D, microseconds), per route and member.
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true   # flushes BufferedLogs
 server_time() { # route member -> "p50 p99" in ms
@@ -152,4 +200,5 @@ for who in root:1 mid:$mid tip:$tip; do
 done
 printf '%-44s %10s %10s\n' "/api/me" $(server_time /api/me "$mid")
 printf '%-44s %10s %10s\n' "/api/auth/register under depth $tip_depth" $(server_time /api/auth/register "")
+printf '%-44s %10s %10s\n' "/api/webhooks/{plugin} (paid order)" $(server_time "/api/webhooks/{name}" "")
 echo "(register includes argon2id at the bench's cheap setting, DeepMinePasswordHash 1 8)"

@@ -1051,6 +1051,7 @@ int main(int argc, const char *const *argv)
     int i = 1;
     const char *env = getenv("DEEPMINE_DB");
 
+    dm_db_global_init();
     if (apr_app_initialize(&argc, &argv, NULL) != APR_SUCCESS || sodium_init() < 0) {
         fprintf(stderr, "deepminectl: cannot initialise APR or libsodium\n");
         return EXIT_FAIL;

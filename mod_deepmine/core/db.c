@@ -60,6 +60,17 @@ static apr_status_t db_cleanup(void *data)
     return APR_SUCCESS;
 }
 
+void dm_db_global_init(void)
+{
+    static int done;
+
+    if (!done) {
+        /* SQLITE_MISUSE after sqlite3_initialize: then it is simply too late */
+        sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+        done = 1;
+    }
+}
+
 dm_err *dm_db_open(apr_pool_t *p, const char *path, const dm_db_options *opt, dm_db **out)
 {
     dm_db *db = apr_pcalloc(p, sizeof(*db));

@@ -24,6 +24,11 @@ typedef struct dm_db_options {
     int readonly;
 } dm_db_options;
 
+/* Process-wide SQLite settings; call once before any connection is opened
+ * (later calls do nothing). Turns off SQLite's memory statistics, whose
+ * global mutex every allocation of every connection would otherwise take. */
+void dm_db_global_init(void);
+
 /* Opens (creating if needed) with WAL, foreign keys and the busy timeout.
  * The connection is closed when `p` is cleaned up, or by dm_db_close. */
 dm_err *dm_db_open(apr_pool_t *p, const char *path, const dm_db_options *opt, dm_db **out);

@@ -22,6 +22,11 @@
  * linked LRU list orders them by last hit; each hit also drops up to two
  * expired entries from the LRU's cold end, so dead keys rarely pile up.
  */
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <unistd.h>
 #include "ratelimit.h"
 
 #include <apr_strings.h>
@@ -29,7 +34,7 @@
 #include <string.h>
 
 #define RL_MAGIC 0x444d524cu /* "DMRL" */
-#define RL_VERSION 1u
+#define RL_VERSION 2u /* 2: the lock word */
 #define RL_NIL 0u
 #define RL_EXPIRE_PER_HIT 2
 #define RL_MAX_NOW_US ((INT64_MAX - 4 * DM_RL_MAX_PERIOD_US * 1000) / 1000)
@@ -44,7 +49,7 @@ typedef struct rl_header {
     uint32_t free_head; /* singly linked through rl_entry.chain */
     uint32_t lru_head;  /* most recently hit */
     uint32_t lru_tail;  /* least recently hit */
-    uint32_t pad;
+    uint32_t lock;      /* 0 free, else the pid of the holder (dm_rl_lock) */
     uint64_t evictions;
     uint64_t size;
     unsigned char key[DM_RL_KEY_BYTES];
@@ -147,6 +152,43 @@ apr_status_t dm_rl_table_init(void *mem, size_t size, unsigned entries,
      * table costs only its bucket array at start-up. */
     memset(buckets(h), 0, (size_t)h->nbuckets * sizeof(uint32_t));
     return APR_SUCCESS;
+}
+
+/* The critical section is a hash lookup and a few additions (well under a
+ * microsecond), taken by every API request of every child. A kernel mutex
+ * (APR's process-shared pthread mutex is priority-inheriting, so every
+ * contended lock is a syscall and a context switch) turned it into a convoy
+ * that left the CPUs idle; a spin lock in the segment spins for a moment,
+ * then yields. A holder that died (a killed child) never unlocks: a waiter
+ * that finds the holder's process gone takes the lock over. */
+void dm_rl_lock(void *mem)
+{
+    rl_header *h = mem;
+    uint32_t me = (uint32_t)getpid();
+    unsigned spins = 0;
+
+    for (;;) {
+        uint32_t holder = 0;
+        if (__atomic_compare_exchange_n(&h->lock, &holder, me, 0, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED)) {
+            return;
+        }
+        if (++spins < 100) {
+            continue;
+        }
+        spins = 0;
+        if (holder != me && kill((pid_t)holder, 0) == -1 && errno == ESRCH &&
+            __atomic_compare_exchange_n(&h->lock, &holder, me, 0, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED)) {
+            return;
+        }
+        sched_yield();
+    }
+}
+
+void dm_rl_unlock(void *mem)
+{
+    __atomic_store_n(&((rl_header *)mem)->lock, 0, __ATOMIC_RELEASE);
 }
 
 int dm_rl_table_usable(const void *mem, size_t size, unsigned entries)

@@ -65,6 +65,12 @@ apr_status_t dm_rl_table_init(void *mem, size_t size, unsigned entries,
  * entries, so a surviving block can be used again (graceful restart). */
 int dm_rl_table_usable(const void *mem, size_t size, unsigned entries);
 
+/* The table's own lock (a spin lock in the segment, safe across processes
+ * and threads, taken over from a holder whose process died); hold it
+ * around dm_rl_hit. */
+void dm_rl_lock(void *mem);
+void dm_rl_unlock(void *mem);
+
 /* Counts one hit of `rule` for `key` at `now_us` (a monotonic clock). When
  * the table is full, expired entries go first, then the least recently
  * used one. */

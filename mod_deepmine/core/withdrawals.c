@@ -119,6 +119,18 @@ dm_err *dm_wd_validate_destination(apr_pool_t *p, const char *network, const cha
     return NULL;
 }
 
+const char *dm_wd_network_of(apr_pool_t *p, const char *destination)
+{
+    static const char *const networks[] = {"trc20", "erc20", "btc"};
+
+    for (size_t i = 0; destination && i < sizeof(networks) / sizeof(networks[0]); i++) {
+        if (!dm_wd_validate_destination(p, networks[i], destination, NULL)) {
+            return networks[i];
+        }
+    }
+    return NULL;
+}
+
 /* ---- rows ---- */
 
 static const char *opt_text(dm_stmt *st, apr_pool_t *p, int col)

@@ -43,6 +43,11 @@ typedef struct dm_wd_limits {
 dm_err *dm_wd_validate_destination(apr_pool_t *p, const char *network, const char *destination,
                                    const char **key);
 
+/* The network whose address shape `destination` has (the shapes do not
+ * overlap: T… base58, 0x… hex, bc1…/1…/3…), or NULL. Lets a request that
+ * names no network (API.md's {amount_micros, destination}) be served. */
+const char *dm_wd_network_of(apr_pool_t *p, const char *destination);
+
 typedef struct dm_withdrawal {
     int64_t id;
     int64_t user_id;

@@ -40,6 +40,7 @@ static int dm_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
 {
     dm_err *e;
 
+    dm_db_global_init();
     dm_log_set_sink(log_sink, NULL);
     memset(&dm_g, 0, sizeof(dm_g));
     e = dm_plugins_create(pconf, &dm_g.plugins);

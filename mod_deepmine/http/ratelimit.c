@@ -5,16 +5,15 @@
  * header fields (draft-ietf-httpapi-ratelimit-headers) and, over the limit,
  * 429 rate_limited with Retry-After.
  *
- * The table (core/ratelimit.c) lives in anonymous shared memory behind one
- * global mutex ("deepmine-ratelimit", configurable with httpd's Mutex
- * directive). Both are made once, in the parent's process pool, the way
- * mod_ssl keeps its session-cache mutex: they survive graceful (and plain)
- * restarts, so `apachectl graceful` — which logrotate runs daily — does not
+ * The table (core/ratelimit.c) lives in anonymous shared memory with its
+ * own spin lock inside (dm_rl_lock: see there why not an APR global mutex).
+ * It is made once, in the parent's process pool, the way mod_ssl keeps its
+ * session cache: it survives graceful (and plain) restarts, so `apachectl graceful` — which logrotate runs daily — does not
  * hand every client a fresh allowance. Children of the old and the new
  * generation, which overlap during a graceful restart, therefore share the
  * same table under the same lock. The table is made afresh only when
  * DeepMineRateLimitTable changes (or a new module build changes its
- * layout); the mutex mechanism is fixed until Apache is stopped.
+ * layout).
  *
  * Time is CLOCK_MONOTONIC: system-wide on Linux, so every child agrees,
  * and immune to the wall clock being set.
@@ -22,18 +21,15 @@
 #include "dm_http.h"
 
 #include <apr_atomic.h>
-#include <apr_global_mutex.h>
 #include <apr_shm.h>
 #include <apr_strings.h>
 #include <http_protocol.h>
 #include <sodium.h>
 #include <time.h>
-#include <util_mutex.h>
 
 #include "confparse.h"
 #include "ratelimit.h"
 
-#define RL_MUTEX_TYPE "deepmine-ratelimit"
 /* Process-pool key of the shared state; the table header carries its own
  * layout version, checked before a surviving table is used again. */
 #define RL_USERDATA_KEY "deepmine-ratelimit-shared"
@@ -51,7 +47,6 @@ static const dm_rl_rule default_rules[] = {
 
 /* Kept in the parent's process pool across configuration generations. */
 typedef struct rl_shared {
-    apr_global_mutex_t *mutex;
     apr_shm_t *shm;
     unsigned entries;
     apr_size_t size;
@@ -66,9 +61,7 @@ static rl_shared *shared;
 /* This child's view; NULL when the child could not attach (then every hit
  * is allowed). */
 static void *table;
-static apr_global_mutex_t *child_mutex;
 static apr_uint32_t logged_unknown_rule;
-static apr_uint32_t logged_lock_failure;
 
 const char *dm_ratelimit_set_rule(cmd_parms *cmd, void *dc, const char *name, const char *rate,
                                   const char *scope)
@@ -138,17 +131,10 @@ static const dm_rl_rule *rule_get(const dm_conf *c, const char *name)
 
 int dm_ratelimit_pre_config(apr_pool_t *pconf)
 {
-    apr_status_t rv;
-
+    (void)pconf;
     table_entries = 0;
     shared = NULL;
     table = NULL;
-    rv = ap_mutex_register(pconf, RL_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, NULL,
-                     "DM00200: cannot register the " RL_MUTEX_TYPE " mutex");
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
     return OK;
 }
 
@@ -224,13 +210,6 @@ int dm_ratelimit_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s
     apr_pool_userdata_get((void **)&sh, RL_USERDATA_KEY, proc);
     if (!sh) {
         sh = apr_pcalloc(proc, sizeof(*sh));
-        rv = ap_global_mutex_create(&sh->mutex, NULL, RL_MUTEX_TYPE, NULL, s, proc, 0);
-        if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, rv, s,
-                         "DM00203: cannot create the " RL_MUTEX_TYPE " mutex; see the Mutex "
-                         "directive");
-            return HTTP_INTERNAL_SERVER_ERROR;
-        }
         apr_pool_userdata_set(sh, RL_USERDATA_KEY, apr_pool_cleanup_null, proc);
     }
     if (sh->shm && sh->entries == entries &&
@@ -256,21 +235,12 @@ int dm_ratelimit_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s
 
 void dm_ratelimit_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    apr_status_t rv;
-
+    (void)pchild;
     table = NULL;
     if (!shared || !shared->shm) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
                      "DM00205: the rate-limit table is missing; this child does not enforce "
                      "rate limits");
-        return;
-    }
-    child_mutex = shared->mutex;
-    rv = apr_global_mutex_child_init(&child_mutex, apr_global_mutex_lockfile(child_mutex), pchild);
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
-                     "DM00206: cannot attach to the " RL_MUTEX_TYPE " mutex; this child does not "
-                     "enforce rate limits");
         return;
     }
     table = apr_shm_baseaddr_get(shared->shm);
@@ -311,7 +281,6 @@ dm_err *dm_http_rate_limit(request_rec *r, const char *rule_name, const char *ke
 {
     const dm_rl_rule *rule = rule_get(dm_conf_get(r->server), rule_name ? rule_name : "");
     dm_rl_result res;
-    apr_status_t rv;
     int64_t retry;
 
     if (!rule) {
@@ -332,17 +301,9 @@ dm_err *dm_http_rate_limit(request_rec *r, const char *rule_name, const char *ke
     if (rule->scope == DM_RL_SCOPE_IP || !key) {
         key = r->useragent_ip ? r->useragent_ip : "";
     }
-    rv = apr_global_mutex_lock(child_mutex);
-    if (rv != APR_SUCCESS) {
-        if (apr_atomic_cas32(&logged_lock_failure, 1, 0) == 0) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
-                          "DM00208: cannot take the " RL_MUTEX_TYPE " mutex: requests are let "
-                          "through unlimited; logged once per child");
-        }
-        return NULL;
-    }
+    dm_rl_lock(table);
     res = dm_rl_hit(table, rule->name, key, rule->count, rule->period_us, now_us());
-    apr_global_mutex_unlock(child_mutex);
+    dm_rl_unlock(table);
     set_headers(r, rule, &res);
     if (res.allowed) {
         return NULL;

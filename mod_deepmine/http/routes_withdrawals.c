@@ -80,7 +80,11 @@ static int wd_create(request_rec *r, const dm_route_match *m)
                                NULL);
     }
     if (!e) {
-        e = dm_json_get_string(r->pool, b, "network", 1, MAX_FIELD, &network, NULL);
+        e = dm_json_get_string(r->pool, b, "network", 0, MAX_FIELD, &network, NULL);
+    }
+    if (!e && !network && !(network = dm_wd_network_of(r->pool, destination))) {
+        e = dm_err_make(r->pool, DM_E_INVALID, "destination",
+                        "destination is not a trc20, erc20 or btc address");
     }
     if (!e) {
         e = dm_wd_request(db, r->pool, &lim, mem.id, amount, network, destination, &w, NULL);

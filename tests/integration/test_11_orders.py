@@ -379,3 +379,22 @@ def test_admin_lists_orders_and_contracts_by_role(srv):
     r = staff(srv, "owner").get(srv.url + "/api/admin/orders", params={"status": "bogus"},
                                 timeout=10)
     assert r.status_code == 400 and error_of(r)["field"] == "status"
+
+
+def test_sold_out_is_409_before_checkout_and_writes_nothing(new_server):
+    """Hash power the operator does not have is never sold: with a capacity
+    below the smallest package, both ways of paying are refused."""
+    s = new_server(local_conf=FAST)
+    s.ctl("capacity", "set", "--ghs", "100", "--note", "tiny")  # < 0.5 TH/s
+    s.start()
+    s.terms = s.get("/api/legal/terms").json()["version"]
+    _, h = member(s)
+    pkg = s.get("/api/packages").json()["packages"][0]
+    assert pkg["sold_out"] is True
+    for extra in ({"gateway": "sandbox"}, {"pay_from_balance": True}):
+        body = dict({"package_id": pkg["id"]}, **extra)
+        r = requests.post(s.url + "/api/orders", json=body, headers=h, timeout=10)
+        assert r.status_code == 409, r.text
+        err = error_of(r)
+        assert err["code"] == "conflict" and "sold out" in err["message"], err
+    assert s.sql("SELECT COUNT(*) FROM orders") == [(0,)]

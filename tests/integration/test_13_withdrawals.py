@@ -181,6 +181,10 @@ def test_insufficient_limits_and_bad_destinations(srv):
         assert r.status_code == 400 and error_of(r)["field"] == "destination", dest
     r = withdraw(srv, h, 5000, TRX, "solana")
     assert r.status_code == 400 and error_of(r)["field"] == "network"
+    # API.md's request names no network: it follows from the address shape
+    r = requests.post(srv.url + "/api/withdrawals", headers=h, timeout=10,
+                      json={"amount_micros": 5000, "destination": "not-an-address"})
+    assert r.status_code == 400 and error_of(r)["field"] == "destination"
     assert balance(srv, h) == 10000
     verify_ledger(srv)
 
@@ -310,3 +314,13 @@ def test_capacity_zero_makes_the_catalogue_sold_out(srv):
         assert all(p["sold_out"] for p in body["packages"])
     finally:
         own.put(srv.url + "/api/admin/capacity", json={"hashrate_ths": 1000000}, timeout=10)
+
+
+def test_network_follows_from_the_destination_when_not_named(srv):
+    _, h = member(srv, funds=100000)
+    r = requests.post(srv.url + "/api/withdrawals", headers=h, timeout=10,
+                      json={"amount_micros": 20000, "destination": TRX})
+    assert r.status_code == 201, r.text
+    assert r.json()["withdrawal"]["network"] == "trc20"
+    assert balance(srv, h) == 80000
+    verify_ledger(srv)
