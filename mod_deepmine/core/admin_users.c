@@ -431,74 +431,15 @@ static char *trim(char *s)
     return s;
 }
 
-static int digits(const char *s, int n, int *out)
+/* created_at of an imported row: RFC 3339 or Unix seconds, from 1970 to
+ * a day from now. */
+static const char *parse_time(apr_pool_t *p, const char *s, int64_t *out)
 {
-    int v = 0;
+    int64_t t = 0;
+    dm_err *e = dm_json_parse_time(p, "created_at", s, &t);
 
-    for (int i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') {
-            return 0;
-        }
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return 1;
-}
-
-/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    int64_t era, yoe, doy, doe;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = y - era * 400;
-    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-/* RFC 3339 ("2019-05-01T10:00:00Z", fraction and offset allowed) or Unix
- * seconds, from 1970 to a day from now. */
-static const char *parse_time(const char *s, int64_t *out)
-{
-    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int y, mo, d, h, mi, sec, oh = 0, om = 0;
-    int64_t t;
-    size_t len = strlen(s), i;
-
-    if (len > 0 && len <= 12 && strspn(s, "0123456789") == len) {
-        t = (int64_t)apr_atoi64(s);
-    } else {
-        if (len < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
-            !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-            !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
-            !digits(s + 17, 2, &sec)) {
-            return "created_at must be RFC 3339 (2019-05-01T10:00:00Z) or Unix seconds";
-        }
-        i = 19;
-        if (s[i] == '.') {
-            for (i++; s[i] >= '0' && s[i] <= '9'; i++) {
-            }
-        }
-        if (s[i] == 'Z' || s[i] == 'z') {
-            i++;
-        } else if ((s[i] == '+' || s[i] == '-') && digits(s + i + 1, 2, &oh) && s[i + 3] == ':' &&
-                   digits(s + i + 4, 2, &om) && oh < 24 && om < 60) {
-            int sign = s[i] == '+' ? 1 : -1;
-            oh *= sign;
-            om *= sign;
-            i += 6;
-        } else {
-            return "created_at needs a time zone (Z or +hh:mm)";
-        }
-        if (s[i] || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
-            (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) || h > 23 ||
-            mi > 59 || sec > 60) {
-            return "created_at is not a valid RFC 3339 time";
-        }
-        t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + (sec == 60 ? 59 : sec) -
-            (int64_t)oh * 3600 - (int64_t)om * 60;
+    if (e) {
+        return e->message;
     }
     if (t <= 0 || t > now_sec() + 86400) {
         return "created_at is out of range (1970 to now)";
@@ -513,8 +454,12 @@ static int bcrypt_shape(const char *h)
     int cost;
 
     if (strlen(h) != BCRYPT_LEN || h[0] != '$' || h[1] != '2' ||
-        (h[2] != 'a' && h[2] != 'b' && h[2] != 'y') || h[3] != '$' || !digits(h + 4, 2, &cost) ||
-        cost < 4 || cost > 31 || h[6] != '$') {
+        (h[2] != 'a' && h[2] != 'b' && h[2] != 'y') || h[3] != '$' || h[4] < '0' || h[4] > '9' ||
+        h[5] < '0' || h[5] > '9' || h[6] != '$') {
+        return 0;
+    }
+    cost = (h[4] - '0') * 10 + (h[5] - '0');
+    if (cost < 4 || cost > 31) {
         return 0;
     }
     return strspn(h + 7, "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") ==
@@ -551,7 +496,7 @@ static const char *check_row(apr_pool_t *p, imp_row *r)
             return "a member cannot refer itself";
         }
     }
-    return parse_time(r->field[4], &r->created_at);
+    return parse_time(p, r->field[4], &r->created_at);
 }
 
 static dm_err *lookup_id(dm_db *db, apr_pool_t *p, const char *sql, const char *v, int64_t *id)

@@ -68,15 +68,15 @@ dm_err *dm_json_get_string(apr_pool_t *p, json_t *obj, const char *field, int re
         return dm_err_make(p, DM_E_INVALID, field, "%s must be a string", field);
     }
     if (json_string_length(v) > max_len) {
-        return dm_err_make(p, DM_E_INVALID, field, "%s is longer than %" APR_SIZE_T_FMT " bytes", field,
-                           (apr_size_t)max_len);
+        return dm_err_make(p, DM_E_INVALID, field, "%s is longer than %" APR_SIZE_T_FMT " bytes",
+                           field, (apr_size_t)max_len);
     }
     *out = apr_pstrmemdup(p, json_string_value(v), json_string_length(v));
     return NULL;
 }
 
-dm_err *dm_json_get_int64(apr_pool_t *p, json_t *obj, const char *field, int required,
-                          int64_t min, int64_t max, int64_t *out, int *present)
+dm_err *dm_json_get_int64(apr_pool_t *p, json_t *obj, const char *field, int required, int64_t min,
+                          int64_t max, int64_t *out, int *present)
 {
     json_t *v = field_of(obj, field, present);
     json_int_t i;
@@ -89,7 +89,8 @@ dm_err *dm_json_get_int64(apr_pool_t *p, json_t *obj, const char *field, int req
     }
     i = json_integer_value(v);
     if (i < min || i > max) {
-        return dm_err_make(p, DM_E_INVALID, field, "%s must be between %" APR_INT64_T_FMT " and %" APR_INT64_T_FMT, field,
+        return dm_err_make(p, DM_E_INVALID, field,
+                           "%s must be between %" APR_INT64_T_FMT " and %" APR_INT64_T_FMT, field,
                            (apr_int64_t)min, (apr_int64_t)max);
     }
     *out = (int64_t)i;
@@ -139,4 +140,76 @@ const char *dm_json_time(apr_pool_t *p, int64_t unix_sec)
     gmtime_r(&t, &tm);
     strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
     return apr_pstrdup(p, buf);
+}
+
+static int digits(const char *s, int n, int *out)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return 0;
+        }
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    int64_t era, yoe, doy, doe;
+
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+dm_err *dm_json_parse_time(apr_pool_t *p, const char *field, const char *s, int64_t *out)
+{
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, oh = 0, om = 0;
+    size_t len = s ? strlen(s) : 0, i;
+
+    if (len > 0 && len <= 12 && strspn(s, "0123456789") == len) {
+        *out = (int64_t)apr_atoi64(s);
+        return NULL;
+    }
+    if (len < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
+        !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+        !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
+        !digits(s + 17, 2, &sec)) {
+        return dm_err_make(p, DM_E_INVALID, field,
+                           "%s must be an RFC 3339 time (2026-11-25T07:00:00Z) or Unix seconds",
+                           field);
+    }
+    i = 19;
+    if (s[i] == '.') {
+        for (i++; s[i] >= '0' && s[i] <= '9'; i++) {
+        }
+    }
+    if (s[i] == 'Z' || s[i] == 'z') {
+        i++;
+    } else if ((s[i] == '+' || s[i] == '-') && digits(s + i + 1, 2, &oh) && s[i + 3] == ':' &&
+               digits(s + i + 4, 2, &om) && oh < 24 && om < 60) {
+        if (s[i] == '-') {
+            oh = -oh;
+            om = -om;
+        }
+        i += 6;
+    } else {
+        return dm_err_make(p, DM_E_INVALID, field, "%s needs a time zone (Z or +hh:mm)", field);
+    }
+    if (s[i] || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
+        (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) || h > 23 ||
+        mi > 59 || sec > 60) {
+        return dm_err_make(p, DM_E_INVALID, field, "%s is not a valid RFC 3339 time", field);
+    }
+    *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + (sec == 60 ? 59 : sec) -
+           (int64_t)oh * 3600 - (int64_t)om * 60;
+    return NULL;
 }

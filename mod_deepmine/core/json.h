@@ -34,4 +34,9 @@ char *dm_json_dump(apr_pool_t *p, const json_t *v, size_t *len);
 /* RFC 3339 UTC ("2026-11-25T07:00:00Z") of Unix seconds, into p. */
 const char *dm_json_time(apr_pool_t *p, int64_t unix_sec);
 
+/* The reverse, for input: an RFC 3339 time ("2026-11-25T07:00:00Z", a
+ * fraction and a +hh:mm offset allowed, 'T' or a space between date and
+ * time) or plain Unix seconds. DM_E_INVALID naming `field` otherwise. */
+dm_err *dm_json_parse_time(apr_pool_t *p, const char *field, const char *s, int64_t *out);
+
 #endif

@@ -225,11 +225,6 @@ dm_err *dm_ledger_transfers_list(dm_db *db, apr_pool_t *p, const dm_transfer_fil
 /* One row as GET /api/admin/transfers' JSON (caller owns it). */
 json_t *dm_transfer_row_json(apr_pool_t *p, const dm_transfer_row *r);
 
-/* RFC 3339 ("2026-11-25T07:00:00Z"; a fraction and a +hh:mm offset are
- * accepted) or Unix seconds, for the time filters; DM_E_INVALID naming
- * `field` otherwise. */
-dm_err *dm_ledger_parse_time(apr_pool_t *p, const char *field, const char *s, int64_t *out);
-
 /* What `deepminectl ledger verify` reports. */
 typedef struct dm_ledger_report {
     int64_t accounts;

@@ -95,14 +95,14 @@ static dm_err *transfer_filter(request_rec *r, dm_transfer_filter *f)
         e = arg(r, "from", MAX_TIME_FIELD, &from);
     }
     if (!e && from) {
-        e = dm_ledger_parse_time(r->pool, "from", from, &f->from);
+        e = dm_json_parse_time(r->pool, "from", from, &f->from);
         f->has_from = 1;
     }
     if (!e) {
         e = arg(r, "to", MAX_TIME_FIELD, &to);
     }
     if (!e && to) {
-        e = dm_ledger_parse_time(r->pool, "to", to, &f->to);
+        e = dm_json_parse_time(r->pool, "to", to, &f->to);
         f->has_to = 1;
     }
     if (!e && f->has_from && f->has_to && f->to <= f->from) {

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "db.h"
+#include "json.h"
 #include "ledger.h"
 #include "members.h"
 #include "migrate.h"
@@ -649,11 +650,11 @@ static void test_parse_time_takes_rfc3339_and_unix_seconds(void **state)
 {
     int64_t t = 0;
     (void)state;
-    assert_null(dm_ledger_parse_time(pool, "from", "2026-11-25T07:00:00Z", &t));
+    assert_null(dm_json_parse_time(pool, "from", "2026-11-25T07:00:00Z", &t));
     assert_int_equal(t, 1795590000);
-    assert_null(dm_ledger_parse_time(pool, "from", "2026-11-25T09:00:00.5+02:00", &t));
+    assert_null(dm_json_parse_time(pool, "from", "2026-11-25T09:00:00.5+02:00", &t));
     assert_int_equal(t, 1795590000);
-    assert_null(dm_ledger_parse_time(pool, "from", "1795590000", &t));
+    assert_null(dm_json_parse_time(pool, "from", "1795590000", &t));
     assert_int_equal(t, 1795590000);
     const char *bad[] = {"",
                          "yesterday",
@@ -664,7 +665,7 @@ static void test_parse_time_takes_rfc3339_and_unix_seconds(void **state)
                          "-5",
                          "2026-11-25T07:00:00Zjunk"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        dm_err *e = dm_ledger_parse_time(pool, "to", bad[i], &t);
+        dm_err *e = dm_json_parse_time(pool, "to", bad[i], &t);
         assert_non_null(e);
         assert_int_equal(e->code, DM_E_INVALID);
         assert_string_equal(e->field, "to");
