@@ -264,18 +264,12 @@ dm_err *dm_capacity_check(dm_db *db, apr_pool_t *p, int64_t package_id)
     return e;
 }
 
-json_t *dm_ghs_as_ths_json(int64_t ghs)
-{
-    /* GH/s are exact to 0.001 TH/s; a double holds that for any sane rate. */
-    return ghs % 1000 == 0 ? json_integer(ghs / 1000) : json_real((double)ghs / 1000.0);
-}
-
 json_t *dm_capacity_row_json(apr_pool_t *p, const dm_capacity_row *c)
 {
     json_t *o = json_object();
 
     json_object_set_new(o, "id", json_integer(c->id));
-    json_object_set_new(o, "hashrate_ths", dm_ghs_as_ths_json(c->hashrate_ghs));
+    json_object_set_new(o, "hashrate_ths", dm_json_ths(c->hashrate_ghs));
     json_object_set_new(o, "hashrate_ghs", json_integer(c->hashrate_ghs));
     json_object_set_new(o, "note", c->note ? json_string(c->note) : json_null());
     json_object_set_new(o, "set_by", c->set_by ? json_integer(c->set_by) : json_null());

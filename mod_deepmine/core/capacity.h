@@ -69,7 +69,5 @@ dm_err *dm_capacity_check(dm_db *db, apr_pool_t *p, int64_t package_id);
 /* {"id","hashrate_ths","hashrate_ghs","note","set_by","created_at"}. */
 json_t *dm_capacity_row_json(apr_pool_t *p, const dm_capacity_row *c);
 
-/* GH/s as the JSON number of TH/s (an integer when whole). */
-json_t *dm_ghs_as_ths_json(int64_t ghs);
 
 #endif

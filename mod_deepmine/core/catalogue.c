@@ -20,8 +20,8 @@
 #include "json.h"
 #include "log.h"
 
-#define PKG_COLUMNS                                                                              \
-    "id, name, hashrate_ghs, price_micros, daily_yield_micros, duration_days, currency, active, " \
+#define PKG_COLUMNS                                                                                \
+    "id, name, hashrate_ghs, price_micros, daily_yield_micros, duration_days, currency, active, "  \
     "sort_order"
 
 static void read_package(dm_stmt *st, apr_pool_t *p, dm_package *pkg)
@@ -184,8 +184,8 @@ dm_err *dm_catalogue_seed_demo(dm_db *db, apr_pool_t *p, int *inserted)
 dm_err *dm_catalogue_generation(dm_db *db, apr_pool_t *p, int64_t *gen)
 {
     int found;
-    dm_err *e = dm_db_query_int64(db, p, "SELECT generation FROM catalogue_state WHERE id = 1",
-                                  gen, &found);
+    dm_err *e = dm_db_query_int64(db, p, "SELECT generation FROM catalogue_state WHERE id = 1", gen,
+                                  &found);
     if (!e && !found) {
         *gen = 0;
     }
@@ -195,8 +195,7 @@ dm_err *dm_catalogue_generation(dm_db *db, apr_pool_t *p, int64_t *gen)
 json_t *dm_package_json(const dm_package *pkg)
 {
     json_t *o = json_object();
-    json_t *ths = (pkg->hashrate_ghs % 1000 == 0) ? json_integer(pkg->hashrate_ghs / 1000)
-                                                   : json_real((double)pkg->hashrate_ghs / 1000.0);
+    json_t *ths = dm_json_ths(pkg->hashrate_ghs);
 
     json_object_set_new(o, "id", json_integer(pkg->id));
     json_object_set_new(o, "name", json_string(pkg->name));
@@ -225,11 +224,11 @@ typedef struct snapshot {
 
 struct dm_catalogue_cache {
     apr_pool_t *pool;
-    apr_thread_rwlock_t *rw;       /* guards `snap` */
-    apr_thread_mutex_t *refresh;   /* one rebuilder at a time */
+    apr_thread_rwlock_t *rw;     /* guards `snap` */
+    apr_thread_mutex_t *refresh; /* one rebuilder at a time */
     snapshot *snap;
     apr_interval_time_t revalidate;
-    apr_time_t last_check;         /* read without the lock: a stale value only delays */
+    apr_time_t last_check; /* read without the lock: a stale value only delays */
 };
 
 dm_err *dm_catalogue_cache_create(apr_pool_t *p, apr_interval_time_t revalidate,
@@ -259,8 +258,7 @@ static void render(apr_pool_t *p, json_t *v, rendered_bytes *out)
     out->etag = apr_pstrcat(p, "\"", hex, "\"", NULL);
 }
 
-static dm_err *build(dm_catalogue_cache *c, dm_db *db, apr_pool_t *tmp, int64_t gen,
-                     snapshot **out)
+static dm_err *build(dm_catalogue_cache *c, dm_db *db, apr_pool_t *tmp, int64_t gen, snapshot **out)
 {
     apr_array_header_t *pkgs = NULL;
     int64_t available = 0;
@@ -300,7 +298,7 @@ static dm_err *build(dm_catalogue_cache *c, dm_db *db, apr_pool_t *tmp, int64_t 
         json_decref(wrap);
         json_array_append_new(arr, one);
     }
-    root = json_pack("{s:o,s:o}", "packages", arr, "available_ths", dm_ghs_as_ths_json(available));
+    root = json_pack("{s:o,s:o}", "packages", arr, "available_ths", dm_json_ths(available));
     render(sp, root, &s->list);
     json_decref(root);
     *out = s;
@@ -383,8 +381,8 @@ dm_err *dm_catalogue_cache_list(dm_catalogue_cache *c, dm_db_pool *dbp, apr_pool
     return NULL;
 }
 
-dm_err *dm_catalogue_cache_one(dm_catalogue_cache *c, dm_db_pool *dbp, apr_pool_t *rp,
-                               int64_t id, dm_rendered *out)
+dm_err *dm_catalogue_cache_one(dm_catalogue_cache *c, dm_db_pool *dbp, apr_pool_t *rp, int64_t id,
+                               dm_rendered *out)
 {
     dm_err *e = revalidate(c, dbp, rp);
     const rendered_bytes *rb;

@@ -177,9 +177,7 @@ json_t *dm_flag_json(apr_pool_t *p, const dm_flag *f)
                         f->related_user_id ? json_integer(f->related_user_id) : json_null());
     json_object_set_new(o, "resolved_by",
                         f->resolved_by ? json_integer(f->resolved_by) : json_null());
-    json_object_set_new(o, "resolved_at",
-                        f->resolved_at ? json_string(dm_json_time(p, f->resolved_at))
-                                       : json_null());
+    json_object_set_new(o, "resolved_at", dm_json_time_or_null(p, f->resolved_at));
     return o;
 }
 

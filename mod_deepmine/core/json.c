@@ -142,6 +142,16 @@ const char *dm_json_time(apr_pool_t *p, int64_t unix_sec)
     return apr_pstrdup(p, buf);
 }
 
+json_t *dm_json_time_or_null(apr_pool_t *p, int64_t unix_sec)
+{
+    return unix_sec ? json_string(dm_json_time(p, unix_sec)) : json_null();
+}
+
+json_t *dm_json_ths(int64_t ghs)
+{
+    return ghs % 1000 == 0 ? json_integer(ghs / 1000) : json_real((double)ghs / 1000.0);
+}
+
 static int digits(const char *s, int n, int *out)
 {
     int v = 0;

@@ -34,6 +34,13 @@ char *dm_json_dump(apr_pool_t *p, const json_t *v, size_t *len);
 /* RFC 3339 UTC ("2026-11-25T07:00:00Z") of Unix seconds, into p. */
 const char *dm_json_time(apr_pool_t *p, int64_t unix_sec);
 
+/* dm_json_time, or JSON null for 0 ("not yet"). Caller owns the value. */
+json_t *dm_json_time_or_null(apr_pool_t *p, int64_t unix_sec);
+
+/* A hash rate stored in GH/s as the JSON number of TH/s: an integer when
+ * whole, else exact to 0.001 (a double holds that for any sane rate). */
+json_t *dm_json_ths(int64_t ghs);
+
 /* The reverse, for input: an RFC 3339 time ("2026-11-25T07:00:00Z", a
  * fraction and a +hh:mm offset allowed, 'T' or a space between date and
  * time) or plain Unix seconds. DM_E_INVALID naming `field` otherwise. */

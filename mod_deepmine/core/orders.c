@@ -603,18 +603,45 @@ dm_err *dm_order_create_checkout(dm_db *db, apr_pool_t *p, const dm_plugin_host 
     return dm_db_commit(db, p);
 }
 
+/* The payment of a paid order, whichever way it came: `from` (the member's
+ * wallet, or the gateway's system account) -> sales under `key`, recorded
+ * on the order, then everything a paid order brings (after_paid). */
+static dm_err *post_payment(dm_db *db, apr_pool_t *p, dm_order *o, int64_t from, const char *key)
+{
+    dm_transfer_req req;
+    dm_transfer t;
+    int64_t sales = 0;
+    int created = 0;
+    dm_err *e = dm_ledger_system_account(db, p, DM_SYS_SALES, o->currency, &sales);
+
+    if (e) {
+        return e;
+    }
+    memset(&req, 0, sizeof(req));
+    memset(&t, 0, sizeof(t));
+    req.idempotency_key = key;
+    req.debit_account_id = from;
+    req.credit_account_id = sales;
+    req.amount_micros = o->amount_micros;
+    req.currency = o->currency;
+    req.kind = DM_KIND_PURCHASE;
+    req.reference = apr_psprintf(p, "order:%" APR_INT64_T_FMT, (apr_int64_t)o->id);
+    e = dm_ledger_transfer(db, p, &req, &t, &created);
+    if (!e) {
+        o->payment_transfer_id = t.id;
+        e = set_payment_transfer(db, p, o->id, t.id);
+    }
+    return e ? e : after_paid(db, p, o);
+}
+
 dm_err *dm_order_pay_from_balance(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t package_id,
                                   dm_order *out)
 {
     dm_package pkg;
-    dm_transfer_req req;
-    dm_transfer t;
-    int64_t wallet = 0, sales = 0;
-    int created = 0;
+    int64_t wallet = 0;
     dm_err *e;
 
     memset(&pkg, 0, sizeof(pkg));
-    memset(&t, 0, sizeof(t));
     pkg.currency = "";
     e = dm_db_begin(db, p);
     if (e) {
@@ -628,26 +655,9 @@ dm_err *dm_order_pay_from_balance(dm_db *db, apr_pool_t *p, int64_t user_id, int
         e = dm_ledger_member_account(db, p, user_id, DM_ACCOUNT_WALLET, pkg.currency, &wallet);
     }
     if (!e) {
-        e = dm_ledger_system_account(db, p, DM_SYS_SALES, pkg.currency, &sales);
-    }
-    if (!e) {
-        memset(&req, 0, sizeof(req));
-        req.idempotency_key =
-            apr_psprintf(p, "order:%" APR_INT64_T_FMT ":balance", (apr_int64_t)out->id);
-        req.debit_account_id = wallet;
-        req.credit_account_id = sales;
-        req.amount_micros = out->amount_micros;
-        req.currency = out->currency;
-        req.kind = DM_KIND_PURCHASE;
-        req.reference = apr_psprintf(p, "order:%" APR_INT64_T_FMT, (apr_int64_t)out->id);
-        e = dm_ledger_transfer(db, p, &req, &t, &created);
-    }
-    if (!e) {
-        out->payment_transfer_id = t.id;
-        e = set_payment_transfer(db, p, out->id, t.id);
-    }
-    if (!e) {
-        e = after_paid(db, p, out);
+        e = post_payment(
+            db, p, out, wallet,
+            apr_psprintf(p, "order:%" APR_INT64_T_FMT ":balance", (apr_int64_t)out->id));
     }
     if (e) {
         dm_db_rollback(db);
@@ -728,10 +738,8 @@ static dm_err *apply_paid(dm_db *db, apr_pool_t *p, const char *plugin, const dm
 {
     const char *evid = apr_pstrmemdup(p, ev->event_id.ptr, ev->event_id.len);
     const char *key = apr_pstrcat(p, plugin, ":", evid, NULL);
-    dm_transfer_req req;
-    dm_transfer t = {0};
-    int64_t gw = 0, sales = 0;
-    int changed = 0, created = 0;
+    int64_t gw = 0;
+    int changed = 0;
     dm_err *e;
 
     if (strcmp(o->status, "paid") == 0 || strcmp(o->status, "refunded") == 0 ||
@@ -782,25 +790,7 @@ static dm_err *apply_paid(dm_db *db, apr_pool_t *p, const char *plugin, const dm
     e = dm_ledger_system_account(db, p, apr_pstrcat(p, DM_SYS_GATEWAY_PREFIX, plugin, NULL),
                                  o->currency, &gw);
     if (!e) {
-        e = dm_ledger_system_account(db, p, DM_SYS_SALES, o->currency, &sales);
-    }
-    if (!e) {
-        memset(&req, 0, sizeof(req));
-        req.idempotency_key = apr_pstrcat(p, "pay:", key, NULL);
-        req.debit_account_id = gw;
-        req.credit_account_id = sales;
-        req.amount_micros = o->amount_micros;
-        req.currency = o->currency;
-        req.kind = DM_KIND_PURCHASE;
-        req.reference = apr_psprintf(p, "order:%" APR_INT64_T_FMT, (apr_int64_t)o->id);
-        e = dm_ledger_transfer(db, p, &req, &t, &created);
-    }
-    if (!e) {
-        o->payment_transfer_id = t.id;
-        e = set_payment_transfer(db, p, o->id, t.id);
-    }
-    if (!e) {
-        e = after_paid(db, p, o);
+        e = post_payment(db, p, o, gw, apr_pstrcat(p, "pay:", key, NULL));
     }
     *outcome = "paid";
     return e;
@@ -1143,16 +1133,6 @@ dm_err *dm_contracts_list(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t cur
 
 /* ---- JSON ---- */
 
-static json_t *time_or_null(apr_pool_t *p, int64_t t)
-{
-    return t ? json_string(dm_json_time(p, t)) : json_null();
-}
-
-static json_t *ths(int64_t ghs)
-{
-    return ghs % 1000 == 0 ? json_integer(ghs / 1000) : json_real((double)ghs / 1000.0);
-}
-
 json_t *dm_order_json(apr_pool_t *p, const dm_order *o, int staff)
 {
     json_t *j = json_object();
@@ -1163,8 +1143,8 @@ json_t *dm_order_json(apr_pool_t *p, const dm_order *o, int staff)
     json_object_set_new(j, "currency", json_string(o->currency));
     json_object_set_new(j, "package_id", json_integer(o->package_id));
     json_object_set_new(j, "gateway", json_string(o->gateway));
-    json_object_set_new(j, "created_at", time_or_null(p, o->created_at));
-    json_object_set_new(j, "paid_at", time_or_null(p, o->paid_at));
+    json_object_set_new(j, "created_at", dm_json_time_or_null(p, o->created_at));
+    json_object_set_new(j, "paid_at", dm_json_time_or_null(p, o->paid_at));
     if (strcmp(o->status, "pending") == 0 && o->checkout_url) {
         json_object_set_new(j, "checkout_url", json_string(o->checkout_url));
     }
@@ -1175,7 +1155,7 @@ json_t *dm_order_json(apr_pool_t *p, const dm_order *o, int staff)
         json_object_set_new(j, "payment_transfer_id",
                             o->payment_transfer_id ? json_integer(o->payment_transfer_id)
                                                    : json_null());
-        json_object_set_new(j, "updated_at", time_or_null(p, o->updated_at));
+        json_object_set_new(j, "updated_at", dm_json_time_or_null(p, o->updated_at));
     }
     return j;
 }
@@ -1188,15 +1168,15 @@ json_t *dm_contract_json(apr_pool_t *p, const dm_contract *c, int staff)
     json_object_set_new(j, "order_id", json_integer(c->order_id));
     json_object_set_new(j, "package_id", json_integer(c->package_id));
     json_object_set_new(j, "name", json_string(c->name));
-    json_object_set_new(j, "hashrate_ths", ths(c->hashrate_ghs));
+    json_object_set_new(j, "hashrate_ths", dm_json_ths(c->hashrate_ghs));
     json_object_set_new(j, "price_micros", json_integer(c->price_micros));
     json_object_set_new(j, "daily_yield_micros", json_integer(c->daily_yield_micros));
     json_object_set_new(j, "duration_days", json_integer(c->duration_days));
     json_object_set_new(j, "currency", json_string(c->currency));
-    json_object_set_new(j, "started_at", time_or_null(p, c->started_at));
-    json_object_set_new(j, "expires_at", time_or_null(p, c->expires_at));
+    json_object_set_new(j, "started_at", dm_json_time_or_null(p, c->started_at));
+    json_object_set_new(j, "expires_at", dm_json_time_or_null(p, c->expires_at));
     json_object_set_new(j, "status", json_string(c->status));
-    json_object_set_new(j, "ended_at", time_or_null(p, c->ended_at));
+    json_object_set_new(j, "ended_at", dm_json_time_or_null(p, c->ended_at));
     /* No yield accrues yet (the accrual job is another issue). */
     json_object_set_new(j, "earned_micros", json_integer(0));
     if (staff) {

@@ -257,8 +257,7 @@ json_t *dm_wd_json(apr_pool_t *p, const dm_withdrawal *w, int for_staff)
     json_object_set_new(o, "txid", w->txid ? json_string(w->txid) : json_null());
     json_object_set_new(o, "reason", w->reason ? json_string(w->reason) : json_null());
     json_object_set_new(o, "requested_at", json_string(dm_json_time(p, w->requested_at)));
-    json_object_set_new(o, "decided_at",
-                        w->decided_at ? json_string(dm_json_time(p, w->decided_at)) : json_null());
+    json_object_set_new(o, "decided_at", dm_json_time_or_null(p, w->decided_at));
     if (for_staff) {
         json_object_set_new(o, "user_id", json_integer(w->user_id));
         json_object_set_new(o, "email", json_string(w->email ? w->email : ""));

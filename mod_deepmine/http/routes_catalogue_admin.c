@@ -60,8 +60,8 @@ static int capacity_answer(request_rec *r, dm_db *db)
     return send_json(r, HTTP_OK,
                      json_pack("{s:o,s:o,s:o,s:o}", "capacity",
                                found ? dm_capacity_row_json(r->pool, &cur) : json_null(),
-                               "sold_ths", dm_ghs_as_ths_json(sold), "available_ths",
-                               dm_ghs_as_ths_json(available), "history", hist));
+                               "sold_ths", dm_json_ths(sold), "available_ths",
+                               dm_json_ths(available), "history", hist));
 }
 
 static int capacity_get(request_rec *r, const dm_route_match *m)

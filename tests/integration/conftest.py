@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 
 import pytest
 import requests
@@ -209,3 +210,45 @@ def error_of(resp):
     assert isinstance(err["code"], str) and isinstance(err["message"], str)
     assert err["message"], err
     return err
+
+
+# ---- members and staff for the tests that need them ----
+
+PASSWORD = "Glacier-Pumpkin-Orbit-42"
+
+
+def tag():
+    return uuid.uuid4().hex[:10]
+
+
+def register_member(s, prefix="m", **extra):
+    """Registers a new member through the API (s.terms must be set); the
+    JSON answer, with "user" and "tokens"."""
+    body = {"email": "%s%s@example.com" % (prefix, tag()), "password": PASSWORD,
+            "accept_terms": True, "terms_version": s.terms, "return_tokens": True}
+    body.update(extra)
+    r = requests.post(s.url + "/api/auth/register", timeout=10, json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def bearer(answer):
+    """Authorization headers from a register/login answer's tokens."""
+    return {"Authorization": "Bearer " + answer["tokens"]["access_token"]}
+
+
+def staff(s, role):
+    """A logged-in staff browser of `role` (Origin and X-CSRF-Token set),
+    created with deepminectl, one per role per server (s.staff)."""
+    if role not in s.staff:
+        email = "%s-%s@staff.example.com" % (role, tag())
+        out = s.ctl("staff", "create", "--email", email, "--role", role).stdout
+        password = re.search(r"^\s+password:\s+(\S+)$", out, re.M).group(1)
+        b = requests.Session()
+        b.headers["Origin"] = s.url
+        r = b.post(s.url + "/api/admin/auth/login",
+                   json={"email": email, "password": password}, timeout=10)
+        assert r.status_code == 200, r.text
+        b.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+        s.staff[role] = b
+    return s.staff[role]

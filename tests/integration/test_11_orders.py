@@ -18,14 +18,14 @@ import uuid
 import pytest
 import requests
 
-from conftest import Server, assert_clean_log, error_of
+from conftest import (PASSWORD, Server, assert_clean_log, bearer, error_of, register_member,
+                      staff, tag)
 
 FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit register 10000/1m ip\n"
         "DeepMineRateLimit login 10000/1m ip\n"
         "DeepMineRateLimit api 100000/1m member\n"
         "DeepMineRateLimit webhook 100000/1m ip\n")
-PASSWORD = "Glacier-Pumpkin-Orbit-42"
 
 
 @pytest.fixture(scope="module")
@@ -44,33 +44,14 @@ def srv():
         s.cleanup()
 
 
-def tag():
-    return uuid.uuid4().hex[:10]
 
 
 def member(s):
     """A new member: (id, Bearer headers)."""
-    r = requests.post(s.url + "/api/auth/register", timeout=10, json={
-        "email": "o%s@example.com" % tag(), "password": PASSWORD, "accept_terms": True,
-        "terms_version": s.terms, "return_tokens": True})
-    assert r.status_code == 201, r.text
-    body = r.json()
-    return body["user"]["id"], {"Authorization": "Bearer " + body["tokens"]["access_token"]}
+    body = register_member(s, "o")
+    return body["user"]["id"], bearer(body)
 
 
-def staff(s, role):
-    if role not in s.staff:
-        email = "%s-%s@staff.example.com" % (role, tag())
-        out = s.ctl("staff", "create", "--email", email, "--role", role).stdout
-        password = re.search(r"^\s+password:\s+(\S+)$", out, re.M).group(1)
-        b = requests.Session()
-        b.headers["Origin"] = s.url
-        r = b.post(s.url + "/api/admin/auth/login",
-                   json={"email": email, "password": password}, timeout=10)
-        assert r.status_code == 200, r.text
-        b.headers["X-CSRF-Token"] = r.json()["csrf_token"]
-        s.staff[role] = b
-    return s.staff[role]
 
 
 def credit(s, user, amount):

@@ -14,13 +14,13 @@ import uuid
 import pytest
 import requests
 
-from conftest import Server, assert_clean_log, error_of
+from conftest import (PASSWORD, Server, assert_clean_log, bearer, error_of, register_member,
+                      staff, tag)
 
 FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit register 10000/1m ip\n"
         "DeepMineRateLimit login 10000/1m ip\n"
         "DeepMineRateLimit api 100000/1m member\n")
-PASSWORD = "Glacier-Pumpkin-Orbit-42"
 LEVEL1 = [500, 200, 100, 50, 50, 25, 25, 25, 25, 25]
 
 
@@ -40,20 +40,13 @@ def srv():
         s.cleanup()
 
 
-def tag():
-    return uuid.uuid4().hex[:10]
 
 
 def member(s, referral_code=None):
     """A new member: (user, Bearer headers)."""
-    body = {"email": "c%s@example.com" % tag(), "password": PASSWORD, "accept_terms": True,
-            "terms_version": s.terms, "return_tokens": True}
-    if referral_code:
-        body["referral_code"] = referral_code
-    r = requests.post(s.url + "/api/auth/register", timeout=10, json=body)
-    assert r.status_code == 201, r.text
-    b = r.json()
-    return b["user"], {"Authorization": "Bearer " + b["tokens"]["access_token"]}
+    extra = {"referral_code": referral_code} if referral_code else {}
+    b = register_member(s, "c", **extra)
+    return b["user"], bearer(b)
 
 
 def chain(s, n):
@@ -64,19 +57,6 @@ def chain(s, n):
     return out
 
 
-def staff(s, role):
-    if role not in s.staff:
-        email = "%s-%s@staff.example.com" % (role, tag())
-        out = s.ctl("staff", "create", "--email", email, "--role", role).stdout
-        password = re.search(r"^\s+password:\s+(\S+)$", out, re.M).group(1)
-        b = requests.Session()
-        b.headers["Origin"] = s.url
-        r = b.post(s.url + "/api/admin/auth/login",
-                   json={"email": email, "password": password}, timeout=10)
-        assert r.status_code == 200, r.text
-        b.headers["X-CSRF-Token"] = r.json()["csrf_token"]
-        s.staff[role] = b
-    return s.staff[role]
 
 
 def verify(s):

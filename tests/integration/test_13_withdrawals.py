@@ -14,7 +14,8 @@ import uuid
 import pytest
 import requests
 
-from conftest import Server, assert_clean_log, error_of
+from conftest import (PASSWORD, Server, assert_clean_log, bearer, error_of, register_member,
+                      staff, tag)
 
 FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit register 10000/1m ip\n"
@@ -22,7 +23,6 @@ FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit api 100000/1m member\n"
         "DeepMineRateLimit password-reset 10000/1m ip\n"
         "DeepMineWithdrawalLimits 1000 50000000 80000000\n")
-PASSWORD = "Glacier-Pumpkin-Orbit-42"
 TRX = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 
 
@@ -39,34 +39,15 @@ def srv():
         s.cleanup()
 
 
-def tag():
-    return uuid.uuid4().hex[:10]
 
 
-def staff(s, role):
-    if role not in s.staff:
-        email = "%s-%s@staff.example.com" % (role, tag())
-        out = s.ctl("staff", "create", "--email", email, "--role", role).stdout
-        password = re.search(r"^\s+password:\s+(\S+)$", out, re.M).group(1)
-        b = requests.Session()
-        b.headers["Origin"] = s.url
-        r = b.post(s.url + "/api/admin/auth/login",
-                   json={"email": email, "password": password}, timeout=10)
-        assert r.status_code == 200, r.text
-        b.headers["X-CSRF-Token"] = r.json()["csrf_token"]
-        s.staff[role] = b
-    return s.staff[role]
 
 
 def member(s, verified=True, kyc=True, funds=0):
     """A new member: (id, Bearer headers)."""
-    email = "w%s@example.com" % tag()
-    r = requests.post(s.url + "/api/auth/register", timeout=10, json={
-        "email": email, "password": PASSWORD, "accept_terms": True,
-        "terms_version": s.terms, "return_tokens": True})
-    assert r.status_code == 201, r.text
-    body = r.json()
-    uid, h = body["user"]["id"], {"Authorization": "Bearer " + body["tokens"]["access_token"]}
+    body = register_member(s, "w")
+    email = body["user"]["email"]
+    uid, h = body["user"]["id"], bearer(body)
     if verified:
         [(variables,)] = s.sql("SELECT variables FROM mail_queue WHERE recipient = '%s' AND "
                                "template = 'email_verification'" % email)
