@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "admin_users.h"
 #include "capacity.h"
 #include "catalogue.h"
@@ -344,7 +345,7 @@ static dm_err *gen_prepare(gen *g)
     crypto_hash_sha256(h, (const unsigned char *)GEN_TERMS_VERSION, strlen(GEN_TERMS_VERSION));
     sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
     g->terms_hash = apr_pstrdup(p, hex);
-    g->now = (int64_t)apr_time_sec(apr_time_now());
+    g->now = dm_now();
 
     if (g->under) {
         e = dm_db_prepare(g->db, p, "SELECT id FROM users WHERE id = ?", &st);
@@ -973,7 +974,7 @@ static int cmd_capacity(cli *c)
 static int cmd_commissions(cli *c)
 {
     dm_db *db;
-    int64_t now = (int64_t)apr_time_sec(apr_time_now()), released = 0;
+    int64_t now = dm_now(), released = 0;
     dm_err *e;
 
     if (c->argc < 1 || strcmp(c->argv[0], "release") != 0 ||

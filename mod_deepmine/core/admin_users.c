@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "clock.h"
 #include "audit.h"
 #include "json.h"
 #include "validate.h"
@@ -41,7 +42,7 @@ static int is_space(char c)
 
 static int64_t now_sec(void)
 {
-    return (int64_t)apr_time_sec(apr_time_now());
+    return dm_now();
 }
 
 /* ---- search ---- */

@@ -8,6 +8,7 @@
 #include <apr_time.h>
 #include <string.h>
 
+#include "clock.h"
 #include "json.h"
 
 #define AUDIT_LIMIT_MAX 200
@@ -78,7 +79,7 @@ dm_err *dm_audit_write(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *a
         dm_stmt_bind_null(st, 6);
     }
     bind_opt(st, 7, ip ? ip : DM_AUDIT_CONSOLE_IP);
-    dm_stmt_bind_int64(st, 8, (int64_t)apr_time_sec(apr_time_now()));
+    dm_stmt_bind_int64(st, 8, dm_now());
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     return e;

@@ -8,6 +8,7 @@
 #include <apr_time.h>
 #include <string.h>
 
+#include "clock.h"
 #include "audit.h"
 #include "json.h"
 #include "validate.h"
@@ -16,7 +17,7 @@
 
 static int64_t now_sec(void)
 {
-    return (int64_t)apr_time_sec(apr_time_now());
+    return dm_now();
 }
 
 static void read_row(dm_stmt *st, apr_pool_t *p, dm_capacity_row *c)

@@ -16,6 +16,7 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "clock.h"
 #include "capacity.h"
 #include "json.h"
 #include "log.h"
@@ -67,7 +68,7 @@ dm_err *dm_catalogue_insert(dm_db *db, apr_pool_t *p, dm_package *pkg)
 {
     dm_stmt *st;
     dm_err *e;
-    int64_t now = (int64_t)apr_time_sec(apr_time_now());
+    int64_t now = dm_now();
     int row = 0;
 
     e = dm_db_prepare(db, p,
@@ -138,7 +139,7 @@ dm_err *dm_catalogue_update(dm_db *db, apr_pool_t *p, const dm_package *pkg)
     dm_stmt_bind_int64(st, 5, pkg->duration_days);
     dm_stmt_bind_int64(st, 6, pkg->active);
     dm_stmt_bind_int64(st, 7, pkg->sort_order);
-    dm_stmt_bind_int64(st, 8, (int64_t)apr_time_sec(apr_time_now()));
+    dm_stmt_bind_int64(st, 8, dm_now());
     dm_stmt_bind_int64(st, 9, pkg->id);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);

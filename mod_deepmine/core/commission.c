@@ -11,6 +11,7 @@
 #include <apr_time.h>
 #include <string.h>
 
+#include "clock.h"
 #include "json.h"
 #include "ledger.h"
 #include "referral.h"
@@ -34,7 +35,7 @@ int64_t dm_commission_hold(void)
 
 static int64_t now_sec(void)
 {
-    return (int64_t)apr_time_sec(apr_time_now());
+    return dm_now();
 }
 
 static void bind_str(dm_stmt *st, int i, const char *s)

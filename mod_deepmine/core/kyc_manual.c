@@ -7,6 +7,7 @@
 #include <apr_time.h>
 #include <string.h>
 
+#include "clock.h"
 #include "audit.h"
 #include "json.h"
 
@@ -36,7 +37,7 @@ static dm_err *set_txn(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *i
         return e;
     }
     dm_stmt_bind_text(st, 1, status, strlen(status));
-    dm_stmt_bind_int64(st, 2, (int64_t)apr_time_sec(apr_time_now()));
+    dm_stmt_bind_int64(st, 2, dm_now());
     dm_stmt_bind_int64(st, 3, user_id);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);

@@ -16,6 +16,7 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "clock.h"
 #include "audit.h"
 #include "json.h"
 #include "validate.h"
@@ -59,7 +60,7 @@ static const char *const system_codes[] = {
 
 static int64_t now_sec(void)
 {
-    return (int64_t)apr_time_sec(apr_time_now());
+    return dm_now();
 }
 
 static void bind_str(dm_stmt *st, int i, const char *s)

@@ -6,6 +6,7 @@
 #include <apr_time.h>
 #include <string.h>
 
+#include "clock.h"
 #include "json.h"
 
 dm_err *dm_mail_enqueue(dm_db *db, apr_pool_t *p, const char *recipient, const char *tmpl,
@@ -14,7 +15,7 @@ dm_err *dm_mail_enqueue(dm_db *db, apr_pool_t *p, const char *recipient, const c
     dm_stmt *st;
     size_t vlen;
     const char *vtext = dm_json_dump(p, vars, &vlen);
-    int64_t now = (int64_t)apr_time_sec(apr_time_now());
+    int64_t now = dm_now();
     int row;
     dm_err *e = dm_db_prepare(db, p,
                               "INSERT INTO mail_queue (recipient, template, variables, "

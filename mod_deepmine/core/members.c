@@ -9,6 +9,7 @@
 #include <apr_time.h>
 #include <string.h>
 
+#include "clock.h"
 #include "flags.h"
 #include "json.h"
 #include "ledger.h"
@@ -35,7 +36,7 @@
 
 static int64_t now_sec(void)
 {
-    return (int64_t)apr_time_sec(apr_time_now());
+    return dm_now();
 }
 
 static void bind_str(dm_stmt *st, int i, const char *s)

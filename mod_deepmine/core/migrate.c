@@ -11,6 +11,7 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 
 static const char *checksum(apr_pool_t *p, const char *sql)
@@ -115,7 +116,7 @@ static dm_err *apply_pending(dm_db *db, apr_pool_t *p, const dm_migration *list,
         dm_stmt_bind_int64(ins, 1, list[i].version);
         dm_stmt_bind_text(ins, 2, list[i].name, strlen(list[i].name));
         dm_stmt_bind_text(ins, 3, sum, strlen(sum));
-        dm_stmt_bind_int64(ins, 4, (int64_t)apr_time_sec(apr_time_now()));
+        dm_stmt_bind_int64(ins, 4, dm_now());
         e = dm_stmt_step(ins, p, &row);
         dm_stmt_done(ins);
         if (e) {

@@ -10,6 +10,7 @@
 #include <apr_time.h>
 #include <string.h>
 
+#include "clock.h"
 #include "audit.h"
 #include "capacity.h"
 #include "catalogue.h"
@@ -36,7 +37,7 @@ static const char *const order_statuses[] = {"pending", "paid",         "failed"
 
 static int64_t now_sec(void)
 {
-    return (int64_t)apr_time_sec(apr_time_now());
+    return dm_now();
 }
 
 static const char *dup_text(dm_stmt *st, apr_pool_t *p, int col)

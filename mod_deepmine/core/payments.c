@@ -10,6 +10,7 @@
 #include <apr_time.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "orders.h"
 
@@ -143,7 +144,7 @@ dm_err *dm_payment_event_record(dm_db *db, apr_pool_t *p, const char *plugin,
     dm_stmt_bind_int64(st, 6, ev->amount_micros);
     bind_opt(st, 7, ev->currency);
     dm_stmt_bind_text(st, 8, raw_body ? raw_body : "", raw_body ? raw_len : 0);
-    dm_stmt_bind_int64(st, 9, (int64_t)apr_time_sec(apr_time_now()));
+    dm_stmt_bind_int64(st, 9, dm_now());
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     if (e) {
@@ -191,7 +192,7 @@ dm_err *dm_payment_event_record(dm_db *db, apr_pool_t *p, const char *plugin,
     if (e) {
         goto cleanup;
     }
-    dm_stmt_bind_int64(st, 1, (int64_t)apr_time_sec(apr_time_now()));
+    dm_stmt_bind_int64(st, 1, dm_now());
     dm_stmt_bind_text(st, 2, outcome, strlen(outcome));
     dm_stmt_bind_int64(st, 3, out->id);
     e = dm_stmt_step(st, p, &row);

@@ -11,6 +11,7 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "clock.h"
 #include "audit.h"
 #include "json.h"
 #include "validate.h"
@@ -29,7 +30,7 @@ static const char pw_alphabet[] = "ABCDEFGHJKMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxy
 
 static int64_t now_sec(void)
 {
-    return (int64_t)apr_time_sec(apr_time_now());
+    return dm_now();
 }
 
 static void bind_str(dm_stmt *st, int i, const char *s)

@@ -15,6 +15,7 @@
 #include <apr_time.h>
 #include <string.h>
 
+#include "clock.h"
 #include "audit.h"
 #include "flags.h"
 #include "json.h"
@@ -36,7 +37,7 @@ static const char HEX[] = "0123456789abcdefABCDEF";
 
 static int64_t now_sec(void)
 {
-    return (int64_t)apr_time_sec(apr_time_now());
+    return dm_now();
 }
 
 static const char *id_str(apr_pool_t *p, int64_t id)

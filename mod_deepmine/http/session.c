@@ -4,6 +4,7 @@
  * submit + Origin) for cookie-authenticated writes, and CORS for the
  * origins of DeepMineAllowedOrigin.
  */
+#include "clock.h"
 #include "dm_http.h"
 
 #include <apr_strings.h>
@@ -71,7 +72,7 @@ static void set_cookie(request_rec *r, const char *name, const char *value, cons
 
 void dm_http_set_session_cookies(request_rec *r, const dm_session *s)
 {
-    apr_time_t now = apr_time_sec(apr_time_now());
+    apr_time_t now = (apr_time_t)dm_now();
 
     set_cookie(r, "dm_session", s->access_token, "/api", (long)(s->access_expires - now), 1);
     set_cookie(r, "dm_refresh", s->refresh_token, "/api/auth", (long)(s->refresh_expires - now), 1);
