@@ -17,8 +17,11 @@
  * - each run is recorded in job_runs (UNIQUE job, period) with status
  *   running|ok|failed|dead|waiting, attempts, items, error;
  * - a failed period is retried after an exponential back-off
- *   (dm_job_backoff); after max_attempts it is `dead`, and the owners are
- *   e-mailed once (mail_queue key "job-dead:<job>:<period>").
+ *   (dm_job_backoff); after max_attempts failures it is `dead`, and the
+ *   owners are e-mailed once (staff_alert key "job-dead:<job>:<period>").
+ *   A holder that died mid-run (its lease expired, or its process is gone
+ *   on this host) is not a failure: the next holder simply runs the period
+ *   again (attempts counts starts, failures counts failures).
  */
 #ifndef DM_JOBS_H
 #define DM_JOBS_H
@@ -78,13 +81,15 @@ struct dm_job_ctx {
     const char *holder;
     int64_t lease_ttl;
     int64_t deadline;        /* wall-clock (time()) deadline of the run */
+    int64_t renewed;         /* wall-clock time of the last lease renewal */
     int lost;
 };
 
 typedef enum dm_job_sched {
     DM_SCHED_HOURLY = 1,  /* one period per UTC hour, each caught up in order,
                              due at hour end + env->accrual_delay */
-    DM_SCHED_INTERVAL = 2 /* one period per interval slot, no catch-up */
+    DM_SCHED_INTERVAL = 2, /* one period per interval slot, no catch-up */
+    DM_SCHED_MANUAL = 3    /* never scheduled: run by hand (deepminectl, admin) */
 } dm_job_sched;
 
 typedef struct dm_job_def {
@@ -98,6 +103,10 @@ typedef struct dm_job_def {
     int test_only;    /* registered only with DeepMineTestMode on */
     dm_job_fn *fn;
     const char *about; /* one line for operators */
+    /* DM_SCHED_HOURLY, optional: the first hour to process when the job has
+     * never run (e.g. the start hour of the oldest active contract), or 0
+     * for "none yet". NULL: the hour holding `now`. */
+    dm_err *(*first_period)(dm_db *db, apr_pool_t *p, int64_t now, int64_t *out);
 } dm_job_def;
 
 /* The job table (in jobs.c), NULL-name terminated. */
@@ -138,5 +147,35 @@ int64_t dm_job_backoff(int attempts);
 
 /* A fresh holder id for this process. */
 const char *dm_job_holder(apr_pool_t *p);
+
+/* ---- the scheduler (cron.c) ---- */
+
+/* One pass over the job table: runs every job-period that is due at `now`
+ * (staff requests first, then retries of failed periods, then new
+ * periods; hourly jobs catch up missed hours oldest first). Returns how
+ * many runs it made in *ran. Stops early, between runs, when *stop
+ * becomes non-zero (the daemon's signal flag). */
+dm_err *dm_cron_tick(dm_db *db, apr_pool_t *p, const dm_job_env *env, const char *holder,
+                     volatile int *stop, int *ran);
+
+/* The daemon's heartbeat row (holder, pid, started, beat = now). */
+dm_err *dm_cron_beat(dm_db *db, apr_pool_t *p, const char *holder, int64_t started);
+/* Removes this daemon's heartbeat (clean shutdown). */
+dm_err *dm_cron_unbeat(dm_db *db, apr_pool_t *p, const char *holder);
+/* Seconds since the newest heartbeat; *found 0 when no daemon ever beat. */
+dm_err *dm_cron_heartbeat_age(dm_db *db, apr_pool_t *p, int64_t *age, int *found);
+
+/* When the job runs next (Unix seconds), 0 for manual jobs. */
+dm_err *dm_job_next_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm_job_def *def,
+                        int64_t now, int64_t *out);
+
+/* Asks the daemon to run `def` now (period 0: the job's current period),
+ * recorded in job_state; the daemon picks it up within a second or two. */
+dm_err *dm_job_request(dm_db *db, apr_pool_t *p, const dm_job_def *def, int64_t period_start,
+                       const char *by);
+
+/* The period a manual run without --period uses: the hour that ended last
+ * (hourly), the current slot (interval), the current hour (manual). */
+int64_t dm_job_default_period(const dm_job_env *env, const dm_job_def *def, int64_t now);
 
 #endif

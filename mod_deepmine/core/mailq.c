@@ -3,7 +3,8 @@
  */
 #include "mailq.h"
 
-#include <apr_time.h>
+#include <apr_strings.h>
+#include <apr_tables.h>
 #include <string.h>
 
 #include "clock.h"
@@ -36,5 +37,34 @@ dm_err *dm_mail_enqueue(dm_db *db, apr_pool_t *p, const char *recipient, const c
     dm_stmt_bind_int64(st, 7, now);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
+    return e;
+}
+
+dm_err *dm_mail_staff_alert(dm_db *db, apr_pool_t *p, int with_finance, const json_t *vars,
+                            const char *key)
+{
+    dm_stmt *st;
+    int row = 0;
+    apr_array_header_t *to = apr_array_make(p, 4, sizeof(const char *));
+    dm_err *e = dm_db_prepare(db, p,
+                              with_finance
+                                  ? "SELECT email FROM staff WHERE role IN ('owner', 'finance') "
+                                    "AND status = 'active' ORDER BY id"
+                                  : "SELECT email FROM staff WHERE role = 'owner' AND "
+                                    "status = 'active' ORDER BY id",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        APR_ARRAY_PUSH(to, const char *) = apr_pstrdup(p, dm_stmt_text(st, 0, NULL));
+    }
+    dm_stmt_done(st);
+    for (int i = 0; !e && i < to->nelts; i++) {
+        const char *addr = APR_ARRAY_IDX(to, i, const char *);
+        e = dm_mail_enqueue(db, p, addr, "staff_alert", vars,
+                            apr_psprintf(p, "staff_alert:%s:%s", key, addr));
+    }
     return e;
 }

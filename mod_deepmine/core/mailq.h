@@ -18,4 +18,10 @@
 dm_err *dm_mail_enqueue(dm_db *db, apr_pool_t *p, const char *recipient, const char *tmpl,
                         const json_t *vars, const char *idempotency_key);
 
+/* A "staff_alert" message to every active owner (and finance account when
+ * with_finance), once per key and address ("staff_alert:<key>:<address>").
+ * vars: the template's variables; it has "reason" and "detail" at least. */
+dm_err *dm_mail_staff_alert(dm_db *db, apr_pool_t *p, int with_finance, const json_t *vars,
+                            const char *key);
+
 #endif

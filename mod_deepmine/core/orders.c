@@ -407,35 +407,14 @@ static dm_err *after_paid(dm_db *db, apr_pool_t *p, dm_order *o)
 static dm_err *staff_alert(dm_db *db, apr_pool_t *p, const dm_order *o, const char *reason,
                            const char *detail, const char *key)
 {
-    dm_stmt *st;
-    int row = 0;
-    apr_array_header_t *to = apr_array_make(p, 4, sizeof(const char *));
-    json_t *vars;
-    dm_err *e;
+    json_t *vars = dm_json_own(p, json_object());
 
     dm_log(DM_L_NOTICE, "DM00700: order %" APR_INT64_T_FMT " needs staff attention (%s): %s",
            (apr_int64_t)o->id, reason, detail);
-    e = dm_db_prepare(db, p,
-                      "SELECT email FROM staff WHERE role IN ('owner', 'finance') AND "
-                      "status = 'active' ORDER BY id",
-                      &st);
-    if (e) {
-        return e;
-    }
-    while (!(e = dm_stmt_step(st, p, &row)) && row) {
-        APR_ARRAY_PUSH(to, const char *) = dup_text(st, p, 0);
-    }
-    dm_stmt_done(st);
-    vars = dm_json_own(p, json_object());
     json_object_set_new(vars, "order_id", json_integer(o->id));
     json_object_set_new(vars, "reason", json_string(reason));
     json_object_set_new(vars, "detail", json_string(detail));
-    for (int i = 0; !e && i < to->nelts; i++) {
-        const char *addr = APR_ARRAY_IDX(to, i, const char *);
-        e = dm_mail_enqueue(db, p, addr, "staff_alert", vars,
-                            apr_psprintf(p, "staff_alert:%s:%s", key, addr));
-    }
-    return e;
+    return dm_mail_staff_alert(db, p, 1, vars, key);
 }
 
 /* ---- creating orders ---- */
