@@ -274,7 +274,7 @@ static dm_err *run_one(tick *t, apr_pool_t *parent, const dm_job_def *def, int64
                        int force, dm_job_outcome *out)
 {
     apr_pool_t *p;
-    dm_job_run_opts o = {.holder = t->holder, .force = force};
+    dm_job_run_opts o = {.holder = t->holder, .force = force, .stop = t->stop};
     dm_err *e;
 
     apr_pool_create(&p, parent);

@@ -82,7 +82,9 @@ struct dm_job_ctx {
     int64_t lease_ttl;
     int64_t deadline;        /* wall-clock (time()) deadline of the run */
     int64_t renewed;         /* wall-clock time of the last lease renewal */
+    volatile int *stop;      /* the runner is shutting down */
     int lost;
+    int stopped;
 };
 
 typedef enum dm_job_sched {
@@ -131,6 +133,9 @@ typedef enum dm_job_outcome {
 typedef struct dm_job_run_opts {
     const char *holder; /* unique per process: "host:pid:random" */
     int force;          /* retry a dead period / ignore the back-off */
+    volatile int *stop; /* may be NULL; when it becomes non-zero the job
+                           stops at its next dm_job_keep_going() and the
+                           period is left to the next holder (no failure) */
 } dm_job_run_opts;
 
 /* Runs `def` for the period starting at period_start through the lease.
