@@ -179,6 +179,7 @@ extern const dm_route_def dm_routes_withdrawals[];
 extern const dm_route_def dm_routes_catalogue_admin[];
 extern const dm_route_def dm_routes_commissions[];
 extern const dm_route_def dm_routes_orders[];
+extern const dm_route_def dm_routes_jobs[];
 
 /* routes_admin.c — the calling staff member: a live dm_admin session (a
  * member's cookie or Bearer token never counts; 401), CSRF on writes, and

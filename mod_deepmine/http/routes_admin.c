@@ -34,6 +34,8 @@
  *   GET   /api/admin/orders          x      x       x
  *   GET   /api/admin/contracts       x      x       x
  *   POST  /api/admin/orders/{id}/refund x   x
+ *   GET   /api/admin/jobs            x
+ *   POST  /api/admin/jobs/{job}/run  x
  */
 #include "dm_http.h"
 
@@ -80,6 +82,8 @@ static const struct staff_access {
     {"GET", "/api/admin/orders", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},    /* routes_orders.c */
     {"GET", "/api/admin/contracts", DM_ROLE_FINANCE | DM_ROLE_SUPPORT}, /* routes_orders.c */
     {"POST", "/api/admin/orders/{id}/refund", DM_ROLE_FINANCE},          /* routes_orders.c */
+    {"GET", "/api/admin/jobs", 0},                                       /* routes_jobs.c */
+    {"POST", "/api/admin/jobs/{job}/run", 0},                            /* routes_jobs.c */
 };
 
 /* The roles allowed on a route; *known 0 when the table has no row. */
