@@ -58,6 +58,7 @@ typedef struct dm_conf {
     int accrual_delay;      /* DeepMineAccrualDelay seconds; -1 unset */
     const char *mail_from;  /* DeepMineMailFrom */
     const char *mailer;     /* DeepMineMailer: the mailer plugin the queue uses */
+    int job_batch;          /* DeepMineJobBatch: rows per transaction in batch jobs; -1 unset */
 } dm_conf;
 
 /* Process-wide state: built in post_config (router, plugins) and
