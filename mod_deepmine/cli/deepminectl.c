@@ -1083,7 +1083,7 @@ static int cmd_jobs(cli *c)
     }
     memset(&env, 0, sizeof(env));
     env.database = c->db_path;
-    env.accrual_delay = delay && *delay ? atoi(delay) : 120;
+    env.accrual_delay = delay && *delay ? (int)strtol(delay, NULL, 10) : 120;
     env.test_mode = c->test_mode;
     if (strcmp(c->argv[0], "list") == 0) {
         if (c->argc != 1) {

@@ -179,6 +179,14 @@ dm_err *dm_job_next_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const d
 dm_err *dm_job_request(dm_db *db, apr_pool_t *p, const dm_job_def *def, int64_t period_start,
                        const char *by);
 
+/* GET /api/admin/jobs: {"jobs": [every job with its schedule, next run,
+ * last run and dead periods], "runs": [history newest first, filtered by
+ * job and status when not NULL, keyset paged on id], "next_cursor"}.
+ * *out belongs to p. */
+struct json_t;
+dm_err *dm_jobs_overview(dm_db *db, apr_pool_t *p, const dm_job_env *env, const char *job,
+                         const char *status, int64_t cursor, int limit, struct json_t **out);
+
 /* The period a manual run without --period uses: the hour that ended last
  * (hourly), the current slot (interval), the current hour (manual). */
 int64_t dm_job_default_period(const dm_job_env *env, const dm_job_def *def, int64_t now);

@@ -37,6 +37,7 @@ void *dm_conf_create(apr_pool_t *p, server_rec *s)
     c->cron = DM_UNSET;
     c->test_mode = DM_UNSET;
     c->accrual_delay = DM_UNSET;
+    c->job_batch = DM_UNSET;
     return c;
 }
 
@@ -72,6 +73,7 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
     MERGE_NUM(accrual_delay);
     MERGE_PTR(mail_from);
     MERGE_PTR(mailer);
+    MERGE_NUM(job_batch);
     return m;
 }
 
@@ -446,6 +448,18 @@ static const char *set_accrual_delay(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+static const char *set_job_batch(cmd_parms *cmd, void *dc, const char *arg)
+{
+    long long v = 0;
+
+    if (dm_parse_int(cmd->temp_pool, arg, 10, 100000, &v)) {
+        return "DeepMineJobBatch takes the rows a batch job (yield accrual) writes per "
+               "transaction: a whole number from 10 to 100000";
+    }
+    sconf(cmd)->job_batch = (int)v;
+    return NULL;
+}
+
 static const char *set_mail_from(cmd_parms *cmd, void *dc, const char *arg)
 {
     const char *at = strchr(arg, '@');
@@ -473,6 +487,8 @@ const command_rec dm_directives[] = {
                   "test mode: read the platform's time (RFC 3339) from this file"),
     AP_INIT_TAKE1("DeepMineAccrualDelay", set_accrual_delay, NULL, RSRC_CONF,
                   "seconds after each hour before its yield is credited (default 120)"),
+    AP_INIT_TAKE1("DeepMineJobBatch", set_job_batch, NULL, RSRC_CONF,
+                  "rows per transaction in batch jobs (default 5000)"),
     AP_INIT_TAKE1("DeepMineMailFrom", set_mail_from, NULL, RSRC_CONF,
                   "the From of the platform's e-mail"),
     AP_INIT_TAKE1("DeepMineMailer", set_mailer, NULL, RSRC_CONF,

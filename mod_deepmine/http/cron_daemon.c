@@ -73,6 +73,7 @@ void dm_cron_env(const dm_conf *c, dm_job_env *env)
     env->accrual_delay = dm_conf_accrual_delay(c);
     env->commission_hold_days = dm_conf_commission_hold_days(c);
     env->test_mode = dm_conf_test_mode(c);
+    env->batch_size = c->job_batch > 0 ? c->job_batch : 0;
 }
 
 /* Sleeps up to ms, returning early on a stop signal. */

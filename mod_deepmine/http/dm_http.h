@@ -58,6 +58,7 @@ typedef struct dm_conf {
     int accrual_delay;      /* DeepMineAccrualDelay seconds; -1 unset */
     const char *mail_from;  /* DeepMineMailFrom */
     const char *mailer;     /* DeepMineMailer: the mailer plugin the queue uses */
+    int job_batch;          /* DeepMineJobBatch: rows per transaction in batch jobs; -1 unset */
 } dm_conf;
 
 /* Process-wide state: built in post_config (router, plugins) and
@@ -180,6 +181,7 @@ extern const dm_route_def dm_routes_catalogue_admin[];
 extern const dm_route_def dm_routes_commissions[];
 extern const dm_route_def dm_routes_orders[];
 extern const dm_route_def dm_routes_accrual[];
+extern const dm_route_def dm_routes_jobs[];
 
 /* routes_admin.c — the calling staff member: a live dm_admin session (a
  * member's cookie or Bearer token never counts; 401), CSRF on writes, and

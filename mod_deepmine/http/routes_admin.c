@@ -38,6 +38,8 @@
  *   POST  /api/admin/pool-payouts    x      x
  *   GET   /api/admin/yield-commission-rates x
  *   PUT   /api/admin/yield-commission-rates x
+ *   GET   /api/admin/jobs            x
+ *   POST  /api/admin/jobs/{job}/run  x
  */
 #include "dm_http.h"
 
@@ -88,6 +90,8 @@ static const struct staff_access {
     {"POST", "/api/admin/pool-payouts", DM_ROLE_FINANCE},                /* routes_accrual.c */
     {"GET", "/api/admin/yield-commission-rates", 0},                     /* routes_accrual.c */
     {"PUT", "/api/admin/yield-commission-rates", 0},                     /* routes_accrual.c */
+    {"GET", "/api/admin/jobs", 0},                                       /* routes_jobs.c */
+    {"POST", "/api/admin/jobs/{job}/run", 0},                            /* routes_jobs.c */
 };
 
 /* The roles allowed on a route; *known 0 when the table has no row. */
