@@ -769,7 +769,10 @@ dm_err *dm_mime_build(apr_pool_t *p, const dm_mail *mail, const char *message_id
     } else {
         put_part(scratch, &b, has_html ? "text/html" : "text/plain",
                  has_html ? mail->html : mail->text);
-        mb_str(&b, "\r\n");
+        /* The message ends with a line break: the body's own, or one more. */
+        if (b.len < 2 || b.p[b.len - 2] != '\r' || b.p[b.len - 1] != '\n') {
+            mb_str(&b, "\r\n");
+        }
     }
     *out = apr_pstrmemdup(p, b.p, b.len);
     if (out_len) {

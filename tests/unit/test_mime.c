@@ -291,6 +291,8 @@ static void test_headers_come_in_order_with_crlf_line_ends(void **state)
         }
         at = next + strlen(order[i]);
     }
+    /* The text's own final line break ends the message: no empty line is added. */
+    assert_string_equal(msg + strlen(msg) - 24, "your account is ready.\r\n");
     assert_lines_within(msg, 78);
 }
 
