@@ -460,6 +460,48 @@ def test_resend_wrong_or_missing_key_is_permanent_and_says_check_api_key(standin
     assert accepted(standin) == []
 
 
+def test_resend_401_is_permanent_and_says_check_api_key(standin):
+    control(standin, "/_standin/mode", {"status": 401, "count": 1, "name": "missing_api_key"})
+    r = results([resend_plugin(standin)], [send("resend", mail())])[0]
+    assert r["status"] == "permanent", r
+    assert "401 missing_api_key" in r["message"] and "check api_key" in r["message"]
+
+
+def test_standin_checks_requests_as_resend_does(standin):
+    """The stand-in itself: what it refuses, and how it answers."""
+    url = standin.url + "/emails"
+    good = {"from": FROM, "to": ["zoe@example.com"], "subject": "Hi", "text": "Hi."}
+    auth = {"Authorization": "Bearer " + API_KEY, "Idempotency-Key": "self-test"}
+
+    def post(body=good, headers=auth, **kw):
+        return requests.post(url, json=body, headers=headers, timeout=10, **kw)
+
+    def refused(r, status, name):
+        assert r.status_code == status, r.text
+        body = r.json()
+        assert set(body) == {"statusCode", "message", "name"}
+        assert body["statusCode"] == status and body["name"] == name and body["message"]
+
+    refused(post(headers={"Idempotency-Key": "x"}), 401, "missing_api_key")
+    refused(post(headers=dict(auth, Authorization="Bearer re_other")), 403, "invalid_api_key")
+    refused(requests.post(url, data=json.dumps(good), timeout=10,
+                          headers=dict(auth, **{"Content-Type": "text/plain"})),
+            400, "validation_error")
+    refused(post({k: v for k, v in good.items() if k != "subject"}), 422,
+            "missing_required_field")
+    refused(post({k: v for k, v in good.items() if k != "text"}), 422, "validation_error")
+    refused(post(dict(good, to=["a%d@example.com" % i for i in range(51)])), 422,
+            "validation_error")
+    refused(post(headers={"Authorization": auth["Authorization"]}), 400, "validation_error")
+    refused(post(headers=dict(auth, **{"Idempotency-Key": "k" * 257})), 400,
+            "invalid_idempotency_key")
+    first = post()
+    assert first.status_code == 200 and set(first.json()) == {"id"}
+    assert post().json() == first.json()
+    refused(post(dict(good, subject="Other")), 409, "invalid_idempotent_request")
+    assert len(accepted(standin)) == 1
+
+
 @pytest.mark.parametrize("status,name", [(422, "validation_error"), (400, "validation_error"),
                                          (404, "not_found"),
                                          (409, "invalid_idempotent_request")])
