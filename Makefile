@@ -103,7 +103,7 @@ integration: all testplugins drivers
 
 fuzz:
 	@$(MAKE) -s -C tests/fuzz B=$(CURDIR)/$(B) ROOT=$(CURDIR) APR_CFLAGS="$(APR_CFLAGS)" \
-	  LIBS="$(APR_LIBS) -ljansson" run
+	  LIBS="$(APR_LIBS) -ljansson -lsodium" run
 
 check-lognums:
 	@bash scripts/check-log-numbers.sh
