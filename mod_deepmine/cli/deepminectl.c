@@ -1494,14 +1494,11 @@ static int cmd_pool_payouts(cli *c)
         }
         if (strcmp(opt, "--kind") == 0) {
             kind = val;
-        } else if (strcmp(opt, "--period") == 0 &&
-                   !dm_json_parse_time(c->pool, "period", val, &period)) {
-            continue;
-        } else if (strcmp(opt, "--amount") == 0 && ledger_int_arg(val, &amount)) {
-            continue;
         } else if (strcmp(opt, "--note") == 0) {
             note = val;
-        } else {
+        } else if (!(strcmp(opt, "--period") == 0 &&
+                     !dm_json_parse_time(c->pool, "period", val, &period)) &&
+                   !(strcmp(opt, "--amount") == 0 && ledger_int_arg(val, &amount))) {
             return payouts_usage();
         }
     }
