@@ -209,10 +209,13 @@ static dm_err *fetch(acc_run *r, apr_pool_t *p, int64_t cursor, apr_array_header
     if (e) {
         return e;
     }
-    /* Few rows: refunds since the window began (contracts_ended). */
+    /* Few rows: refunds since the window began, by contracts_ended (no
+     * expires_at term, which would tempt the planner to contracts_expiry:
+     * every refunded contract not yet past its term). A life that ended
+     * before the window simply computes to nothing. */
     e = dm_db_prepare(db, p,
                       ROW_SELECT "WHERE c.status = 'refunded' AND c.yield_mode = ? "
-                                 "AND c.ended_at > ? AND c.started_at < ? AND c.expires_at > ?",
+                                 "AND c.ended_at > ? AND c.started_at < ?",
                       &st);
     if (e) {
         return e;
@@ -220,7 +223,6 @@ static dm_err *fetch(acc_run *r, apr_pool_t *p, int64_t cursor, apr_array_header
     dm_stmt_bind_text(st, 1, r->mode, strlen(r->mode));
     dm_stmt_bind_int64(st, 2, r->ws);
     dm_stmt_bind_int64(st, 3, r->we);
-    dm_stmt_bind_int64(st, 4, r->ws);
     while (!(e = dm_stmt_step(st, p, &row)) && row) {
         if (dm_stmt_int64(st, 0) > cursor) {
             read_row(st, p, apr_array_push(all));
