@@ -676,6 +676,35 @@ static dm_err *close_payout(acc_run *r, const dm_pool_payout *pay)
     return e;
 }
 
+/* Pool-mode contracts that ran at some time during the UTC day holding
+ * ctx->period_start (refunded ones until they ended). */
+static dm_err *pool_contracts_in_day(dm_job_ctx *ctx, int64_t *n)
+{
+    dm_stmt *st;
+    int row = 0;
+    int64_t day = dm_day_floor(ctx->period_start);
+    dm_err *e = dm_db_prepare(ctx->db, ctx->pool,
+                              "SELECT count(*) FROM contracts WHERE yield_mode = ? AND "
+                              "started_at < ? AND expires_at > ? AND "
+                              "(ended_at IS NULL OR ended_at > ?)",
+                              &st);
+
+    *n = 0;
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_text(st, 1, DM_YIELD_POOL, strlen(DM_YIELD_POOL));
+    dm_stmt_bind_int64(st, 2, day + 86400);
+    dm_stmt_bind_int64(st, 3, day);
+    dm_stmt_bind_int64(st, 4, day);
+    e = dm_stmt_step(st, ctx->pool, &row);
+    if (!e && row) {
+        *n = dm_stmt_int64(st, 0);
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
 dm_err *dm_accrual_job_pool(dm_job_ctx *ctx, dm_job_result *res)
 {
     acc_run r;
@@ -693,8 +722,15 @@ dm_err *dm_accrual_job_pool(dm_job_ctx *ctx, dm_job_result *res)
         return e;
     }
     if (!found) {
-        *res = DM_JOB_WAITING; /* caught up when the payout is recorded */
-        return NULL;
+        /* Wait for the payout only when a pool contract ran during the
+         * hour's day (a day payout distributes at 23:00 over the whole
+         * day); with none, there is nobody to pay and the hour is done. */
+        int64_t active = 0;
+        e = pool_contracts_in_day(ctx, &active);
+        if (!e && active > 0) {
+            *res = DM_JOB_WAITING; /* caught up when the payout is recorded */
+        }
+        return e;
     }
     if (pay.distributed_at || ctx->period_start != pay.period_end - HOUR) {
         /* done before, or an hour of a day payout that its last hour
