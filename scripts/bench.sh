@@ -12,6 +12,9 @@
 # ACCRUAL (default 1000000; 0 skips it): active contracts whose hour of yield
 # `deepminectl jobs run accrual` credits while wrk measures /api/packages,
 # BENCH_ONLY=accrual: only that part (ACCRUAL=10000 for a quick look),
+# MAIL (default 10000; 0 skips it): messages queued and drained by the cron
+# daemon through mailer-smtp to a local SMTP server (scripts/bench_mail.py,
+# its own server), BENCH_ONLY=mail: only that part,
 # BENCH_CONF="directives" appended to the bench's local.conf (to try tunings).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -113,6 +116,15 @@ accrual_bench() {
   grep -q 'Non-2xx' "$var/wrk-accrual.txt" && echo "  (non-2xx answers: see $var/wrk-accrual.txt)"
   "$root/build/deepminectl" --db "$var/deepmine.db" ledger verify | sed 's/^/  /'
 }
+mail=${MAIL:-10000}
+mail_bench() {
+  echo
+  /usr/bin/python3 "$root/scripts/bench_mail.py" "$root" "$mail"
+}
+if [ "${BENCH_ONLY:-}" = mail ]; then
+  mail_bench
+  exit 0
+fi
 if [ "${BENCH_ONLY:-}" = accrual ]; then
   accrual_bench
   exit 0
@@ -251,3 +263,6 @@ printf '%-44s %10s %10s\n' "/api/me" $(server_time /api/me "$mid")
 printf '%-44s %10s %10s\n' "/api/auth/register under depth $tip_depth" $(server_time /api/auth/register "")
 printf '%-44s %10s %10s\n' "/api/webhooks/{plugin} (paid order)" $(server_time "/api/webhooks/{name}" "")
 echo "(register includes argon2id at the bench's cheap setting, DeepMinePasswordHash 1 8)"
+
+[ "$mail" -gt 0 ] && mail_bench
+true
