@@ -19,8 +19,8 @@ typedef struct node {
     node_type type;
     const char *s; /* N_TEXT: the text; N_VAR, N_IF: the name (NUL-terminated) */
     size_t len;
-    size_t pos;    /* byte offset of the tag (or text) in the source */
-    int jump;      /* N_IF: first node of the false branch; N_ELSE: its N_END */
+    size_t pos; /* byte offset of the tag (or text) in the source */
+    int jump;   /* N_IF: first node of the false branch; N_ELSE: its N_END */
 } node;
 
 struct dm_tmpl {
@@ -44,9 +44,9 @@ static const char *where(apr_pool_t *p, const char *src, size_t pos)
             col++;
         }
     }
-    return apr_psprintf(p, "line %" APR_SIZE_T_FMT ", column %" APR_SIZE_T_FMT
-                           " (byte %" APR_SIZE_T_FMT ")",
-                        (apr_size_t)line, (apr_size_t)col, (apr_size_t)pos);
+    return apr_psprintf(
+        p, "line %" APR_SIZE_T_FMT ", column %" APR_SIZE_T_FMT " (byte %" APR_SIZE_T_FMT ")",
+        (apr_size_t)line, (apr_size_t)col, (apr_size_t)pos);
 }
 
 static dm_err *syntax(apr_pool_t *p, const char *field, const char *src, size_t pos,
@@ -186,9 +186,9 @@ dm_err *dm_tmpl_parse(apr_pool_t *p, const char *field, const char *src, size_t 
                 n++;
             }
             if (!is_name(src + n, b - n)) {
-                return syntax(p, field, src, open_at,
-                              apr_psprintf(p, "\"%.*s\" is not a variable name", (int)(b - n),
-                                           src + n));
+                return syntax(
+                    p, field, src, open_at,
+                    apr_psprintf(p, "\"%.*s\" is not a variable name", (int)(b - n), src + n));
             }
             if (depth == DM_TMPL_MAX_DEPTH) {
                 return syntax(p, field, src, open_at,

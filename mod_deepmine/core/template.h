@@ -57,11 +57,7 @@
 #define DM_TMPL_RENDER_MAX (1024 * 1024)
 #define DM_TMPL_DEFAULT_CURRENCY "USD"
 
-typedef enum dm_tmpl_mode {
-    DM_TMPL_TEXT = 0,
-    DM_TMPL_HTML = 1,
-    DM_TMPL_HEADER = 2
-} dm_tmpl_mode;
+typedef enum dm_tmpl_mode { DM_TMPL_TEXT = 0, DM_TMPL_HTML = 1, DM_TMPL_HEADER = 2 } dm_tmpl_mode;
 
 typedef struct dm_tmpl dm_tmpl;
 

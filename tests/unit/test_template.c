@@ -79,12 +79,13 @@ static void test_variables_are_substituted(void **state)
 static void test_html_part_escapes_values_but_not_the_template(void **state)
 {
     (void)state;
-    assert_string_equal(render(DM_TMPL_HTML, "<b>{{x}}</b>",
-                               "{\"x\":\"<script>alert('1')</script> & \\\"q\\\"\"}"),
-                        "<b>&lt;script&gt;alert(&#39;1&#39;)&lt;/script&gt; &amp; &quot;q&quot;</b>");
+    assert_string_equal(
+        render(DM_TMPL_HTML, "<b>{{x}}</b>", "{\"x\":\"<script>alert('1')</script> & \\\"q\\\"\"}"),
+        "<b>&lt;script&gt;alert(&#39;1&#39;)&lt;/script&gt; &amp; &quot;q&quot;</b>");
     /* attribute context: quotes are escaped too */
-    assert_string_equal(render(DM_TMPL_HTML, "<a href=\"{{u}}\">", "{\"u\":\"x\\\" onclick=\\\"y\"}"),
-                        "<a href=\"x&quot; onclick=&quot;y\">");
+    assert_string_equal(
+        render(DM_TMPL_HTML, "<a href=\"{{u}}\">", "{\"u\":\"x\\\" onclick=\\\"y\"}"),
+        "<a href=\"x&quot; onclick=&quot;y\">");
 }
 
 static void test_text_part_writes_values_as_they_are(void **state)
@@ -165,8 +166,8 @@ static void test_syntax_errors_name_their_position(void **state)
                       "{{/if}} without its {{#if}} at line 1, column 2 (byte 1)");
     assert_invalid_at(check("text", DM_TMPL_TEXT, "{{else}}", "x"), "text",
                       "{{else}} outside {{#if}} at line 1, column 1");
-    assert_invalid_at(check("text", DM_TMPL_TEXT, "{{#if x}}{{else}}{{else}}{{/if}}", "x"),
-                      "text", "a second {{else}} in one {{#if}} at line 1, column 18");
+    assert_invalid_at(check("text", DM_TMPL_TEXT, "{{#if x}}{{else}}{{else}}{{/if}}", "x"), "text",
+                      "a second {{else}} in one {{#if}} at line 1, column 18");
     assert_invalid_at(check("text", DM_TMPL_TEXT, "hi {{name", "name"), "text",
                       "a \"{{\" without its \"}}\" at line 1, column 4 (byte 3)");
     assert_invalid_at(check("text", DM_TMPL_TEXT, "{{first name}}", "name"), "text",
@@ -196,10 +197,9 @@ static void test_nesting_is_bounded(void **state)
         strcat(src, "{{/if}}");
     }
     assert_null(check("text", DM_TMPL_TEXT, src, "x"));
-    assert_invalid_at(check("text", DM_TMPL_TEXT, apr_pstrcat(pool, "{{#if x}}", src, "{{/if}}",
-                                                              NULL),
-                            "x"),
-                      "text", "nested deeper than");
+    assert_invalid_at(
+        check("text", DM_TMPL_TEXT, apr_pstrcat(pool, "{{#if x}}", src, "{{/if}}", NULL), "x"),
+        "text", "nested deeper than");
 }
 
 static void test_nul_bytes_and_oversized_templates_are_refused(void **state)
@@ -242,9 +242,9 @@ static void test_money_and_times_are_formatted_by_name(void **state)
                         "12.345678 USD");
     /* a _micros name that holds no integer is shown as it is */
     assert_string_equal(render(DM_TMPL_TEXT, "{{x_micros}}", "{\"x_micros\":\"n/a\"}"), "n/a");
-    assert_string_equal(render(DM_TMPL_TEXT, "{{expires_at}}",
-                               "{\"expires_at\":\"2026-11-25T07:00:00Z\"}"),
-                        "2026-11-25 07:00 UTC");
+    assert_string_equal(
+        render(DM_TMPL_TEXT, "{{expires_at}}", "{\"expires_at\":\"2026-11-25T07:00:00Z\"}"),
+        "2026-11-25 07:00 UTC");
     assert_string_equal(render(DM_TMPL_TEXT, "{{paid_at}}", "{\"paid_at\":1795590000}"),
                         dm_tmpl_time(pool, 1795590000));
     assert_string_equal(dm_tmpl_time(pool, 0), "1970-01-01 00:00 UTC");
