@@ -571,6 +571,61 @@ const char *dm_mail_list_unsubscribe(apr_pool_t *p, const dm_mail_site *site, in
                        token, ">", NULL);
 }
 
+dm_err *dm_mail_preview(dm_db *db, apr_pool_t *p, const dm_mail_site *site,
+                        const dm_mail_preview_in *in, dm_mail_preview_out *out)
+{
+    dm_mail_def def;
+    dm_mail_tmpl t;
+    dm_mail_rendered r;
+    json_t *vars;
+    const char *k;
+    json_t *v;
+    dm_err *e = dm_mail_def_get(db, p, in->key, &def);
+
+    memset(out, 0, sizeof(*out));
+    if (!e) {
+        e = dm_mail_tmpl_get(db, p, in->key, in->locale, &t);
+    }
+    if (e) {
+        return e;
+    }
+    if (in->subject || in->text || in->html) {
+        t.subject = in->subject ? in->subject : t.subject;
+        t.text = in->text ? in->text : t.text;
+        t.html = in->html ? in->html : t.html;
+        e = dm_mail_tmpl_validate(p, &def, t.subject, t.text, t.html);
+        if (e) {
+            return e;
+        }
+    }
+    if (in->variables && !json_is_object(in->variables)) {
+        return dm_err_make(p, DM_E_INVALID, "variables", "variables must be an object");
+    }
+    vars = dm_json_own(p, json_deep_copy(def.sample));
+    json_object_set_new(vars, "site_url", json_string(site->public_url ? site->public_url : ""));
+    json_object_set_new(vars, "recipient", json_string("member@example.com"));
+    if (def.marketing) {
+        const char *url = apr_pstrcat(p, site->public_url ? site->public_url : "",
+                                      "/api/email/unsubscribe?token=preview", NULL);
+        json_object_set_new(vars, "unsubscribe_url", json_string(url));
+        out->list_unsubscribe = apr_pstrcat(p, "<", url, ">", NULL);
+        out->marketing = 1;
+    }
+    if (in->variables) {
+        json_object_foreach((json_t *)in->variables, k, v)
+        {
+            json_object_set(vars, k, v);
+        }
+    }
+    e = dm_mail_tmpl_render(p, &def, &t, vars, &r);
+    if (!e) {
+        out->subject = r.subject;
+        out->text = r.text;
+        out->html = r.html;
+    }
+    return e;
+}
+
 /* ---- the mail job ---- */
 
 /* TEMPORARY (until the mailplug branch, plugin ABI 1.3, is merged): its

@@ -149,4 +149,25 @@ typedef struct dm_mail_site {
 const char *dm_mail_list_unsubscribe(apr_pool_t *p, const dm_mail_site *site, int64_t user_id,
                                      const char *category, const char **url);
 
+/* What staff preview: a template's stored text, or the parts given
+ * (subject/text/html non-NULL: an unsaved edit, checked like a save), with
+ * the definition's sample variables, `variables` (an object, may be NULL)
+ * over them, and site_url, recipient and, for marketing, an
+ * unsubscribe_url and List-Unsubscribe that do nothing ("token=preview"). */
+typedef struct dm_mail_preview_in {
+    const char *key;
+    const char *locale;
+    const char *subject, *text, *html;
+    const json_t *variables;
+} dm_mail_preview_in;
+
+typedef struct dm_mail_preview_out {
+    const char *subject, *text, *html;
+    const char *list_unsubscribe; /* marketing only, else NULL */
+    int marketing;
+} dm_mail_preview_out;
+
+dm_err *dm_mail_preview(dm_db *db, apr_pool_t *p, const dm_mail_site *site,
+                        const dm_mail_preview_in *in, dm_mail_preview_out *out);
+
 #endif
