@@ -19,7 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "clock.h"
+#include "json.h"
 #include "log.h"
 
 #define BEAT_EVERY 5
@@ -196,23 +199,25 @@ int64_t dm_job_default_period(const dm_job_env *env, const dm_job_def *def, int6
 static dm_err *hourly_cursor(dm_db *db, apr_pool_t *p, const dm_job_def *def, int64_t now,
                              int64_t *cursor)
 {
-    int64_t req_at, req_period, first = 0;
+    int64_t req_at, req_period;
+    int64_t first[1] = {0};
     dm_err *e = state_get(db, p, def->name, cursor, &req_at, &req_period);
 
     if (e || *cursor) {
         return e;
     }
     if (def->first_period) {
-        e = def->first_period(db, p, now, &first);
-        if (e) {
-            return e;
+        dm_err *fe = def->first_period(db, p, now, first);
+        if (fe) {
+            return fe;
         }
     }
-    *cursor = first ? dm_hour_floor(first) : dm_hour_floor(now);
+    *cursor = first[0] ? dm_hour_floor(first[0]) : dm_hour_floor(now);
     if (*cursor > dm_hour_floor(now)) {
         *cursor = dm_hour_floor(now);
     }
-    return NULL;
+    /* Kept from now on: after downtime, the hours since are caught up. */
+    return state_set_cursor(db, p, def->name, *cursor);
 }
 
 dm_err *dm_job_next_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm_job_def *def,
@@ -274,7 +279,7 @@ static dm_err *run_one(tick *t, apr_pool_t *parent, const dm_job_def *def, int64
                        int force, dm_job_outcome *out)
 {
     apr_pool_t *p;
-    dm_job_run_opts o = {.holder = t->holder, .force = force};
+    dm_job_run_opts o = {.holder = t->holder, .force = force, .stop = t->stop};
     dm_err *e;
 
     apr_pool_create(&p, parent);
@@ -408,4 +413,134 @@ dm_err *dm_cron_tick(dm_db *db, apr_pool_t *p, const dm_job_env *env, const char
         *ran = t.ran;
     }
     return first;
+}
+
+/* ---- what staff see ---- */
+
+static const char *sched_name(const dm_job_def *d)
+{
+    return d->sched == DM_SCHED_HOURLY ? "hourly"
+           : d->sched == DM_SCHED_INTERVAL ? "interval"
+                                            : "manual";
+}
+
+static json_t *run_json(dm_stmt *st, apr_pool_t *p)
+{
+    json_t *o = json_object();
+
+    json_object_set_new(o, "id", json_integer(dm_stmt_int64(st, 0)));
+    json_object_set_new(o, "job", json_string(dm_stmt_text(st, 1, NULL)));
+    json_object_set_new(o, "period", json_string(dm_stmt_text(st, 2, NULL)));
+    json_object_set_new(o, "status", json_string(dm_stmt_text(st, 3, NULL)));
+    json_object_set_new(o, "attempts", json_integer(dm_stmt_int64(st, 4)));
+    json_object_set_new(o, "failures", json_integer(dm_stmt_int64(st, 5)));
+    json_object_set_new(o, "items", json_integer(dm_stmt_int64(st, 6)));
+    json_object_set_new(o, "started_at", dm_json_time_or_null(p, dm_stmt_int64(st, 7)));
+    json_object_set_new(o, "finished_at",
+                        dm_stmt_is_null(st, 8) ? json_null()
+                                               : dm_json_time_or_null(p, dm_stmt_int64(st, 8)));
+    json_object_set_new(o, "next_attempt_at",
+                        dm_stmt_is_null(st, 9) ? json_null()
+                                               : dm_json_time_or_null(p, dm_stmt_int64(st, 9)));
+    json_object_set_new(o, "error", dm_stmt_is_null(st, 10)
+                                        ? json_null()
+                                        : json_string(dm_stmt_text(st, 10, NULL)));
+    return o;
+}
+
+#define RUN_COLUMNS                                                                                \
+    "id, job, period, status, attempts, failures, items, started_at, finished_at, "               \
+    "next_attempt_at, error"
+
+dm_err *dm_jobs_overview(dm_db *db, apr_pool_t *p, const dm_job_env *env, const char *job,
+                         const char *status, int64_t cursor, int limit, json_t **out)
+{
+    json_t *o = dm_json_own(p, json_object()), *jobs = json_array(), *runs = json_array();
+    int64_t now = dm_now(), last_id = 0;
+    int row = 0, n = 0;
+    dm_stmt *st;
+    dm_err *e = NULL;
+
+    json_object_set_new(o, "jobs", jobs);
+    json_object_set_new(o, "runs", runs);
+    for (const dm_job_def *d = dm_jobs_table(); !e && d->name; d++) {
+        json_t *j;
+        int64_t next = 0, dead = 0;
+        int found = 0;
+        if (d->test_only && !env->test_mode) {
+            continue;
+        }
+        e = dm_job_next_run(db, p, env, d, now, &next);
+        if (!e) {
+            e = dm_db_prepare(db, p,
+                              "SELECT count(*) FROM job_runs WHERE job = ? AND status = 'dead'",
+                              &st);
+        }
+        if (e) {
+            break;
+        }
+        bind_str(st, 1, d->name);
+        e = dm_stmt_step(st, p, &row);
+        dead = (!e && row) ? dm_stmt_int64(st, 0) : 0;
+        dm_stmt_done(st);
+        if (!e) {
+            e = dm_db_prepare(db, p,
+                              "SELECT " RUN_COLUMNS " FROM job_runs WHERE job = ? "
+                              "ORDER BY period_start DESC, id DESC LIMIT 1",
+                              &st);
+        }
+        if (e) {
+            break;
+        }
+        j = json_object();
+        json_object_set_new(j, "name", json_string(d->name));
+        json_object_set_new(j, "schedule", json_string(sched_name(d)));
+        if (d->sched == DM_SCHED_INTERVAL) {
+            json_object_set_new(j, "interval_s", json_integer(d->interval_s));
+        }
+        json_object_set_new(j, "max_attempts", json_integer(d->max_attempts));
+        json_object_set_new(j, "timeout_s", json_integer(d->timeout_s));
+        json_object_set_new(j, "about", json_string(d->about));
+        json_object_set_new(j, "next_run_at", next ? json_string(dm_json_time(p, next))
+                                                   : json_null());
+        json_object_set_new(j, "dead_periods", json_integer(dead));
+        bind_str(st, 1, d->name);
+        e = dm_stmt_step(st, p, &row);
+        found = !e && row;
+        json_object_set_new(j, "last_run", found ? run_json(st, p) : json_null());
+        dm_stmt_done(st);
+        json_array_append_new(jobs, j);
+    }
+    if (e) {
+        return e;
+    }
+    e = dm_db_prepare(db, p,
+                      "SELECT " RUN_COLUMNS " FROM job_runs WHERE (? = '' OR job = ?) AND "
+                      "(? = '' OR status = ?) AND (? = 0 OR id < ?) ORDER BY id DESC LIMIT ?",
+                      &st);
+    if (e) {
+        return e;
+    }
+    bind_str(st, 1, job ? job : "");
+    bind_str(st, 2, job ? job : "");
+    bind_str(st, 3, status ? status : "");
+    bind_str(st, 4, status ? status : "");
+    dm_stmt_bind_int64(st, 5, cursor);
+    dm_stmt_bind_int64(st, 6, cursor);
+    dm_stmt_bind_int64(st, 7, limit + 1);
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        if (n == limit) {
+            break;
+        }
+        last_id = dm_stmt_int64(st, 0);
+        json_array_append_new(runs, run_json(st, p));
+        n++;
+    }
+    dm_stmt_done(st);
+    json_object_set_new(o, "next_cursor", (row && n == limit && last_id)
+                                              ? json_string(apr_psprintf(p, "%" APR_INT64_T_FMT,
+                                                                         (apr_int64_t)last_id))
+                                              : json_null());
+    *out = o;
+    return e;
 }

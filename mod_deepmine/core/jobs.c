@@ -230,7 +230,11 @@ int dm_job_keep_going(dm_job_ctx *ctx)
 {
     int64_t t = (int64_t)time(NULL);
 
-    if (ctx->lost) {
+    if (ctx->lost || ctx->stopped) {
+        return 0;
+    }
+    if (ctx->stop && *ctx->stop) {
+        ctx->stopped = 1;
         return 0;
     }
     if (ctx->deadline && t > ctx->deadline) {
@@ -382,6 +386,22 @@ static dm_err *finish(dm_job_ctx *ctx, const dm_job_def *def, const dm_err *fail
     return e;
 }
 
+static dm_err *release_lease(dm_db *db, apr_pool_t *p, const char *job, const char *holder)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p, "DELETE FROM job_leases WHERE job = ? AND holder = ?", &st);
+
+    if (e) {
+        return e;
+    }
+    bind_str(st, 1, job);
+    bind_str(st, 2, holder);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    return e;
+}
+
 /* ---- run ---- */
 
 dm_err *dm_job_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm_job_def *def,
@@ -401,6 +421,7 @@ dm_err *dm_job_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm_job
     ctx.period_start = period_start;
     ctx.period_end = period_start + (len > 0 ? len : 1);
     ctx.holder = opts->holder;
+    ctx.stop = opts->stop;
     ctx.lease_ttl = LEASE_TTL;
     ctx.renewed = (int64_t)time(NULL);
     ctx.deadline = def->timeout_s > 0 ? ctx.renewed + def->timeout_s : 0;
@@ -424,6 +445,14 @@ dm_err *dm_job_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm_job
     failure = def->fn(&ctx, &res);
     if (dm_db_in_transaction(db)) {
         dm_db_rollback(db); /* a job that failed mid-batch */
+    }
+    if (ctx.stopped) {
+        /* Shutting down: not a failure. The run row stays `running` and
+         * the lease is dropped, so the next holder redoes the period. */
+        dm_log(DM_L_NOTICE, "DM00906: job %s %s interrupted by shutdown; left to the next run",
+               def->name, ctx.period);
+        *outcome = DM_JOB_BUSY;
+        return release_lease(db, p, def->name, opts->holder);
     }
     if (!failure && ctx.lost) {
         failure = dm_err_make(p, DM_E_UNAVAILABLE, NULL, "lease lost before the run finished");

@@ -82,7 +82,9 @@ struct dm_job_ctx {
     int64_t lease_ttl;
     int64_t deadline;        /* wall-clock (time()) deadline of the run */
     int64_t renewed;         /* wall-clock time of the last lease renewal */
+    volatile int *stop;      /* the runner is shutting down */
     int lost;
+    int stopped;
 };
 
 typedef enum dm_job_sched {
@@ -131,6 +133,9 @@ typedef enum dm_job_outcome {
 typedef struct dm_job_run_opts {
     const char *holder; /* unique per process: "host:pid:random" */
     int force;          /* retry a dead period / ignore the back-off */
+    volatile int *stop; /* may be NULL; when it becomes non-zero the job
+                           stops at its next dm_job_keep_going() and the
+                           period is left to the next holder (no failure) */
 } dm_job_run_opts;
 
 /* Runs `def` for the period starting at period_start through the lease.
@@ -173,6 +178,14 @@ dm_err *dm_job_next_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const d
  * recorded in job_state; the daemon picks it up within a second or two. */
 dm_err *dm_job_request(dm_db *db, apr_pool_t *p, const dm_job_def *def, int64_t period_start,
                        const char *by);
+
+/* GET /api/admin/jobs: {"jobs": [every job with its schedule, next run,
+ * last run and dead periods], "runs": [history newest first, filtered by
+ * job and status when not NULL, keyset paged on id], "next_cursor"}.
+ * *out belongs to p. */
+struct json_t;
+dm_err *dm_jobs_overview(dm_db *db, apr_pool_t *p, const dm_job_env *env, const char *job,
+                         const char *status, int64_t cursor, int limit, struct json_t **out);
 
 /* The period a manual run without --period uses: the hour that ended last
  * (hourly), the current slot (interval), the current hour (manual). */

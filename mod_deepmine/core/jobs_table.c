@@ -9,7 +9,9 @@
 #include "jobs.h"
 
 #include <apr_strings.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "commission.h"
@@ -102,6 +104,29 @@ static dm_err *job_test_fail(dm_job_ctx *ctx, dm_job_result *res)
                        ctx->period);
 }
 
+/* Test mode only: an hourly job whose one effect is a line "<period>
+ * <pid>" appended to <database>.ticks, so tests can see which periods ran,
+ * in which order, and that none ran twice. */
+static dm_err *job_test_tick(dm_job_ctx *ctx, dm_job_result *res)
+{
+    const char *path = apr_pstrcat(ctx->pool, ctx->env->database, ".ticks", NULL);
+    const char *line = apr_psprintf(ctx->pool, "%s %ld\n", ctx->period, (long)getpid());
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    ssize_t n;
+
+    *res = DM_JOB_OK;
+    if (fd < 0) {
+        return dm_err_make(ctx->pool, DM_E_INTERNAL, NULL, "test-tick: cannot open %s", path);
+    }
+    n = write(fd, line, strlen(line));
+    close(fd);
+    if (n != (ssize_t)strlen(line)) {
+        return dm_err_make(ctx->pool, DM_E_INTERNAL, NULL, "test-tick: short write to %s", path);
+    }
+    ctx->items++;
+    return NULL;
+}
+
 static const dm_job_def jobs[] = {
     {.name = "commission-release",
      .sched = DM_SCHED_INTERVAL,
@@ -143,6 +168,13 @@ static const dm_job_def jobs[] = {
      .test_only = 1,
      .fn = job_test_fail,
      .about = "test mode only: always fails (dead-letter tests)"},
+    {.name = "test-tick",
+     .sched = DM_SCHED_HOURLY,
+     .max_attempts = 3,
+     .timeout_s = 60,
+     .test_only = 1,
+     .fn = job_test_tick,
+     .about = "test mode only: appends each hourly period it runs to <database>.ticks"},
     {.name = NULL},
 };
 

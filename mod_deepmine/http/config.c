@@ -34,6 +34,10 @@ void *dm_conf_create(apr_pool_t *p, server_rec *s)
     c->wd_min = DM_UNSET;
     c->wd_max = DM_UNSET;
     c->wd_daily = DM_UNSET;
+    c->cron = DM_UNSET;
+    c->test_mode = DM_UNSET;
+    c->accrual_delay = DM_UNSET;
+    c->job_batch = DM_UNSET;
     return c;
 }
 
@@ -63,6 +67,13 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
     MERGE_NUM(wd_min);
     MERGE_NUM(wd_max);
     MERGE_NUM(wd_daily);
+    MERGE_NUM(cron);
+    MERGE_NUM(test_mode);
+    MERGE_PTR(clock_file);
+    MERGE_NUM(accrual_delay);
+    MERGE_PTR(mail_from);
+    MERGE_PTR(mailer);
+    MERGE_NUM(job_batch);
     return m;
 }
 
@@ -375,7 +386,113 @@ static const char *set_plugin_setting(cmd_parms *cmd, void *dc, const char *name
     return e ? apr_psprintf(cmd->pool, "DeepMinePluginSet: %s", e->message) : NULL;
 }
 
+int dm_conf_cron(const dm_conf *c)
+{
+    return c->cron != DM_UNSET ? c->cron : 1;
+}
+
+int dm_conf_test_mode(const dm_conf *c)
+{
+    return c->test_mode == 1;
+}
+
+int dm_conf_accrual_delay(const dm_conf *c)
+{
+    return c->accrual_delay != DM_UNSET ? c->accrual_delay : DM_DEFAULT_ACCRUAL_DELAY;
+}
+
+static const char *set_cron(cmd_parms *cmd, void *dc, int on)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    sconf(cmd)->cron = on ? 1 : 0;
+    return NULL;
+}
+
+static const char *set_test_mode(cmd_parms *cmd, void *dc, int on)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    sconf(cmd)->test_mode = on ? 1 : 0;
+    return NULL;
+}
+
+/* Checked against DeepMineTestMode at check_config (the order of the two
+ * lines in the file must not matter). */
+static const char *set_clock_file(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    sconf(cmd)->clock_file = ap_server_root_relative(cmd->pool, arg);
+    return NULL;
+}
+
+static const char *set_accrual_delay(cmd_parms *cmd, void *dc, const char *arg)
+{
+    long long v = 0;
+
+    if (dm_parse_int(cmd->temp_pool, arg, 0, 3000, &v)) {
+        return "DeepMineAccrualDelay takes the seconds after the end of an hour before its "
+               "yield is credited: a whole number from 0 to 3000";
+    }
+    sconf(cmd)->accrual_delay = (int)v;
+    return NULL;
+}
+
+static const char *set_job_batch(cmd_parms *cmd, void *dc, const char *arg)
+{
+    long long v = 0;
+
+    if (dm_parse_int(cmd->temp_pool, arg, 10, 100000, &v)) {
+        return "DeepMineJobBatch takes the rows a batch job (yield accrual) writes per "
+               "transaction: a whole number from 10 to 100000";
+    }
+    sconf(cmd)->job_batch = (int)v;
+    return NULL;
+}
+
+static const char *set_mail_from(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *at = strchr(arg, '@');
+
+    if (!at || at == arg || !at[1] || strpbrk(arg, "\r\n\t") || strlen(arg) > 320) {
+        return "DeepMineMailFrom takes the sender of the platform's e-mail, as "
+               "noreply@example.com or \"Name <noreply@example.com>\" (one line)";
+    }
+    sconf(cmd)->mail_from = arg;
+    return NULL;
+}
+
+static const char *set_mailer(cmd_parms *cmd, void *dc, const char *arg)
+{
+    sconf(cmd)->mailer = arg;
+    return NULL;
+}
+
 const command_rec dm_directives[] = {
+    AP_INIT_FLAG("DeepMineCron", set_cron, NULL, RSRC_CONF,
+                 "On (default): Apache runs the cron daemon; Off: jobs run elsewhere"),
+    AP_INIT_FLAG("DeepMineTestMode", set_test_mode, NULL, RSRC_CONF,
+                 "On only for tests: allows DeepMineClockFile and test-only jobs"),
+    AP_INIT_TAKE1("DeepMineClockFile", set_clock_file, NULL, RSRC_CONF,
+                  "test mode: read the platform's time (RFC 3339) from this file"),
+    AP_INIT_TAKE1("DeepMineAccrualDelay", set_accrual_delay, NULL, RSRC_CONF,
+                  "seconds after each hour before its yield is credited (default 120)"),
+    AP_INIT_TAKE1("DeepMineJobBatch", set_job_batch, NULL, RSRC_CONF,
+                  "rows per transaction in batch jobs (default 5000)"),
+    AP_INIT_TAKE1("DeepMineMailFrom", set_mail_from, NULL, RSRC_CONF,
+                  "the From of the platform's e-mail"),
+    AP_INIT_TAKE1("DeepMineMailer", set_mailer, NULL, RSRC_CONF,
+                  "the mailer plugin (by name) that sends the platform's e-mail"),
     AP_INIT_TAKE1("DeepMineDatabase", set_database, NULL, RSRC_CONF,
                   "path of the SQLite database file"),
     AP_INIT_TAKE1("DeepMineSecretKeyFile", set_secret_key_file, NULL, RSRC_CONF,

@@ -52,6 +52,13 @@ typedef struct dm_conf {
     long long wd_min;                    /* DeepMineWithdrawalLimits <min> <max> <daily>; -1 unset */
     long long wd_max;
     long long wd_daily;
+    int cron;               /* DeepMineCron on|off; -1 unset (on) */
+    int test_mode;          /* DeepMineTestMode on|off; -1 unset (off) */
+    const char *clock_file; /* DeepMineClockFile (test mode only) */
+    int accrual_delay;      /* DeepMineAccrualDelay seconds; -1 unset */
+    const char *mail_from;  /* DeepMineMailFrom */
+    const char *mailer;     /* DeepMineMailer: the mailer plugin the queue uses */
+    int job_batch;          /* DeepMineJobBatch: rows per transaction in batch jobs; -1 unset */
 } dm_conf;
 
 /* Process-wide state: built in post_config (router, plugins) and
@@ -64,6 +71,7 @@ typedef struct dm_state {
     int schema_version;
     dm_keys keys;     /* derived from DeepMineSecretKeyFile in post_config */
     dm_services svc;  /* what the member functions need (keys, legal, hashing) */
+    int64_t started_at; /* post_config of this generation (dm_now()) */
 } dm_state;
 
 extern dm_state dm_g;
@@ -83,6 +91,10 @@ struct dm_wd_limits;
 void dm_conf_wd_limits(const dm_conf *c, struct dm_wd_limits *out);
 int dm_conf_commission_hold_days(const dm_conf *c);
 int dm_conf_commission_cap_bp(const dm_conf *c);
+int dm_conf_cron(const dm_conf *c);
+int dm_conf_test_mode(const dm_conf *c);
+int dm_conf_accrual_delay(const dm_conf *c);
+#define DM_DEFAULT_ACCRUAL_DELAY 120
 
 /* respond.c — every API answer goes through these. */
 int dm_http_json(request_rec *r, int status, const char *body, apr_size_t len);
@@ -152,6 +164,13 @@ const char *dm_ratelimit_set_rule(cmd_parms *cmd, void *dc, const char *name, co
 const char *dm_ratelimit_set_table(cmd_parms *cmd, void *dc, const char *arg);
 /* ---- end ratelimit.c ---- */
 
+/* cron_daemon.c — forks the cron daemon (DeepMineCron on) from the
+ * parent's post_config; and the job environment built from the
+ * configuration (also used by POST /api/admin/jobs/{job}/run). */
+struct dm_job_env;
+int dm_cron_daemon_post_config(apr_pool_t *pconf, server_rec *s);
+void dm_cron_env(const dm_conf *c, struct dm_job_env *env);
+
 /* routes_*.c: each a table ending with {NULL, NULL, NULL}. */
 extern const dm_route_def dm_routes_public[];
 extern const dm_route_def dm_routes_auth[];
@@ -163,6 +182,7 @@ extern const dm_route_def dm_routes_withdrawals[];
 extern const dm_route_def dm_routes_catalogue_admin[];
 extern const dm_route_def dm_routes_commissions[];
 extern const dm_route_def dm_routes_orders[];
+extern const dm_route_def dm_routes_jobs[];
 extern const dm_route_def dm_routes_email[];
 
 /* routes_admin.c — the calling staff member: a live dm_admin session (a

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <unixd.h>
 
+#include "clock.h"
 #include "commission.h"
 #include "legal.h"
 #include "log.h"
@@ -53,7 +54,15 @@ static int dm_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
 
 static int dm_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
 {
+    dm_conf *c = dm_conf_get(s);
     dm_err *e;
+
+    if (c->clock_file && !dm_conf_test_mode(c)) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
+                     "DM00049: refusing to start: DeepMineClockFile is for tests only and needs "
+                     "DeepMineTestMode on");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     /* Plugins read it as their reserved setting _public_url (ABI 1.2). */
     dm_plugins_set_public_url(dm_g.plugins, dm_conf_get(s)->public_url);
@@ -147,6 +156,15 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     dm_g.svc.public_url = c->public_url;
     dm_conf_pw_params(c, &dm_g.svc.pw_params);
     dm_commission_set_hold((int64_t)dm_conf_commission_hold_days(c) * 86400);
+    if (dm_conf_test_mode(c)) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "DM00050: DeepMineTestMode is on: test-only jobs are enabled%s%s. Never in "
+                     "production.",
+                     c->clock_file ? " and the clock reads " : "",
+                     c->clock_file ? c->clock_file : "");
+    }
+    dm_clock_use_file(dm_conf_test_mode(c) ? c->clock_file : NULL);
+    dm_g.started_at = dm_now();
     dm_g.router = dm_router_create(pconf);
     if (add_routes(pconf, s, dm_routes_public) != OK ||
         add_routes(pconf, s, dm_routes_auth) != OK || add_routes(pconf, s, dm_routes_me) != OK ||
@@ -157,7 +175,11 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
         add_routes(pconf, s, dm_routes_orders) != OK ||
         add_routes(pconf, s, dm_routes_withdrawals) != OK ||
         add_routes(pconf, s, dm_routes_email) != OK ||
-        add_routes(pconf, s, dm_routes_catalogue_admin) != OK) {
+        add_routes(pconf, s, dm_routes_catalogue_admin) != OK ||
+        add_routes(pconf, s, dm_routes_jobs) != OK) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (dm_cron_daemon_post_config(pconf, s) != OK) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,

@@ -34,6 +34,8 @@
  *   GET   /api/admin/orders          x      x       x
  *   GET   /api/admin/contracts       x      x       x
  *   POST  /api/admin/orders/{id}/refund x   x
+ *   GET   /api/admin/jobs            x
+ *   POST  /api/admin/jobs/{job}/run  x
  *   GET   /api/admin/health          x      x       x     x
  *   GET   /api/admin/email           x              x
  *   POST  /api/admin/email/{id}/resend x            x
@@ -91,6 +93,8 @@ static const struct staff_access {
     {"GET", "/api/admin/orders", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},    /* routes_orders.c */
     {"GET", "/api/admin/contracts", DM_ROLE_FINANCE | DM_ROLE_SUPPORT}, /* routes_orders.c */
     {"POST", "/api/admin/orders/{id}/refund", DM_ROLE_FINANCE},          /* routes_orders.c */
+    {"GET", "/api/admin/jobs", 0},                                       /* routes_jobs.c */
+    {"POST", "/api/admin/jobs/{job}/run", 0},                            /* routes_jobs.c */
     {"GET", "/api/admin/health", DM_ROLE_FINANCE | DM_ROLE_SUPPORT | DM_ROLE_KYC},
     /* routes_email.c */
     {"GET", "/api/admin/email", DM_ROLE_SUPPORT},

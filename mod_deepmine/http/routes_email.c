@@ -87,7 +87,7 @@ static dm_mail_site site(request_rec *r)
 
     s.unsubscribe_key = dm_g.keys.unsubscribe;
     s.public_url = dm_conf_get(r->server)->public_url;
-    s.from = NULL;
+    s.from = dm_conf_get(r->server)->mail_from;
     return s;
 }
 

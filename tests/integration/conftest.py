@@ -35,9 +35,22 @@ def free_port():
         return s.getsockname()[1]
 
 
+# The warning DeepMineTestMode logs at every start.
+TEST_MODE_WARNING = r"DM00050: DeepMineTestMode is on"
+
+
+def rfc3339(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
 class Server:
-    def __init__(self, mpm="event", local_conf="", seed=True):
+    def __init__(self, mpm="event", local_conf="", seed=True, clock=None):
+        """clock: None for the system clock, else the Unix time the fake
+        clock starts at (DeepMineTestMode on + DeepMineClockFile; the
+        server's deepminectl reads the same file); move it with
+        set_clock()/advance()."""
         self.mpm = mpm
+        self.clock_file = None
         self.port = free_port()
         self.var = tempfile.mkdtemp(prefix="dm-it-")
         self.url = "http://127.0.0.1:%d" % self.port
@@ -53,16 +66,34 @@ class Server:
         self.conf = out.stdout.strip()
         self.db = os.path.join(self.var, "deepmine.db")
         self.error_log = os.path.join(self.var, "logs", "error.log")
-        if local_conf:
-            self.write_local_conf(local_conf)
+        self.extra_conf = ""
+        if clock is not None:
+            self.clock_file = os.path.join(self.var, "clock")
+            self.set_clock(clock)
+            self.extra_conf = "DeepMineTestMode on\nDeepMineClockFile %s\n" % self.clock_file
+            self.expected_log.append(re.compile(TEST_MODE_WARNING))
+        self.write_local_conf(local_conf)
         if seed:
             self.ctl("seed-demo")
             # as scripts/run.sh: without a capacity nothing can be sold
             self.ctl("capacity", "ensure", "--ghs", "1000000000")
 
     # -- helpers -------------------------------------------------------
+    def set_clock(self, t):
+        """Moves the fake clock to Unix time t (written atomically)."""
+        self.now = int(t)
+        tmp = self.clock_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(rfc3339(self.now) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, self.clock_file)
+
+    def advance(self, seconds):
+        self.set_clock(self.now + seconds)
+
     def ctl(self, *args, check=True):
-        r = subprocess.run([CTL, "--db", self.db] + list(args),
+        clock = ["--clock-file", self.clock_file, "--test-mode"] if self.clock_file else []
+        r = subprocess.run([CTL, "--db", self.db] + clock + list(args),
                            capture_output=True, text=True)
         if check and r.returncode != 0:
             raise AssertionError("deepminectl %s failed: %s" % (args, r.stderr))
@@ -85,7 +116,7 @@ class Server:
 
     def write_local_conf(self, text):
         with open(os.path.join(self.var, "local.conf"), "w") as f:
-            f.write(text)
+            f.write(self.extra_conf + text)
 
     def configtest(self):
         return subprocess.run(["apache2", "-t", "-f", self.conf],
@@ -240,6 +271,8 @@ def bearer(answer):
 def staff(s, role):
     """A logged-in staff browser of `role` (Origin and X-CSRF-Token set),
     created with deepminectl, one per role per server (s.staff)."""
+    if not hasattr(s, "staff"):
+        s.staff = {}
     if role not in s.staff:
         email = "%s-%s@staff.example.com" % (role, tag())
         out = s.ctl("staff", "create", "--email", email, "--role", role).stdout

@@ -824,7 +824,7 @@ static void test_job_table_has_the_mail_jobs(void **state)
     const dm_job_def *mail = dm_job_find("mail", 0), *digest = dm_job_find("commission-digest", 0);
     dm_db *db = fresh();
     dm_job_outcome outcome;
-    dm_job_run_opts opts = {dm_job_holder(pool), 0};
+    dm_job_run_opts opts = {.holder = dm_job_holder(pool)};
     (void)state;
 
     assert_non_null(mail);
