@@ -39,7 +39,7 @@ MODULE   := $(B)/.libs/mod_deepmine.so
 CLI      := $(B)/deepminectl
 
 .PHONY: all deps run test unit integration lint format check-lognums bench install clean plugins \
-        testplugins fuzz
+        testplugins fuzz drivers
 
 all: $(MODULE) $(CLI) plugins
 
@@ -93,12 +93,17 @@ unit: $(B)/libdmcore.a plugins testplugins
 	@$(MAKE) -s -C tests/unit B=$(CURDIR)/$(B) ROOT=$(CURDIR) \
 	  CFLAGS_PROJ="$(CFLAGS_PROJ)" LIBS="$(APR_LIBS) $(DEP_LIBS)" run
 
-integration: all testplugins
+# The program that drives plugins without Apache (tests/plugins/mailer_driver.c).
+drivers: $(B)/libdmcore.a
+	@$(MAKE) -s -C tests/unit B=$(CURDIR)/$(B) ROOT=$(CURDIR) \
+	  CFLAGS_PROJ="$(CFLAGS_PROJ)" LIBS="$(APR_LIBS) $(DEP_LIBS)" driver
+
+integration: all testplugins drivers
 	cd tests/integration && DM_ROOT=$(CURDIR) /usr/bin/python3 -m pytest -q -p no:cacheprovider
 
 fuzz:
 	@$(MAKE) -s -C tests/fuzz B=$(CURDIR)/$(B) ROOT=$(CURDIR) APR_CFLAGS="$(APR_CFLAGS)" \
-	  LIBS="$(APR_LIBS) -ljansson" run
+	  LIBS="$(APR_LIBS) -ljansson -lsodium" run
 
 check-lognums:
 	@bash scripts/check-log-numbers.sh

@@ -10,7 +10,7 @@ PKGS=(
   libsqlite3-dev sqlite3 libjansson-dev libsodium-dev libcurl4-openssl-dev
   libpwquality-dev cracklib-runtime libcrypt-dev
   libcmocka-dev
-  python3 python3-pytest python3-requests
+  python3 python3-pytest python3-requests python3-aiosmtpd
   wrk curl
   clang clang-tidy clang-format cppcheck libclang-rt-14-dev
 )

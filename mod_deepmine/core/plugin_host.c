@@ -34,11 +34,14 @@
 #include <strings.h>
 
 #include "log.h"
+#include "mime.h"
 
 /* Limits of the host table (see deepmine/plugin.h). */
 #define ALLOC_MAX ((size_t)16 * 1024 * 1024)
 #define HTTP_BODY_MAX ((size_t)8 * 1024 * 1024)
 #define HTTP_DEFAULT_TIMEOUT_MS 10000u
+/* The longest wait a plugin may ask for with retry_after: a day. */
+#define RETRY_AFTER_MAX 86400u
 /* A file: setting holds a secret or a short value, never a document. */
 #define SETTING_FILE_MAX ((apr_off_t)1024 * 1024)
 
@@ -73,6 +76,10 @@ typedef struct raw_setting {
 struct dm_call {
     apr_pool_t *pool;
     const loaded *pl;
+    int in_init;         /* setting_default is allowed */
+    int retry_after_set; /* retry_after was called */
+    uint32_t retry_after_s;
+    const char *mime_refusal; /* why mime_message last returned NULL */
 };
 
 static const struct {
@@ -682,6 +689,71 @@ static char *host_json_quote(dm_call *call, dm_str s)
     return out;
 }
 
+/* ---- E-mail (ABI 1.3) ---- */
+
+static char *host_mime_message(dm_call *call, const struct dm_mail *mail, const char *message_id,
+                               int64_t date, size_t *out_len)
+{
+    dm_mail m;
+    char *out = NULL;
+    dm_err *e;
+
+    if (out_len) {
+        *out_len = 0;
+    }
+    if (!call || !call->pool || !mail) {
+        return NULL;
+    }
+    /* Only what the plugin's dm_mail covers; the rest stays empty. */
+    memset(&m, 0, sizeof(m));
+    memcpy(&m, mail, mail->size < sizeof(m) ? mail->size : sizeof(m));
+    m.size = sizeof(m);
+    if (!m.headers) {
+        m.n_headers = 0;
+    }
+    e = dm_mime_build(call->pool, &m, message_id, date, &out, out_len);
+    if (e) {
+        call->mime_refusal = e->message;
+        dm_log(DM_L_INFO, "plugin %s: message refused: %s", call->pl->pub.name, e->message);
+        return NULL;
+    }
+    call->mime_refusal = NULL;
+    return out;
+}
+
+static void host_retry_after(dm_call *call, uint32_t seconds)
+{
+    if (!call) {
+        return;
+    }
+    call->retry_after_set = 1;
+    call->retry_after_s = seconds > RETRY_AFTER_MAX ? RETRY_AFTER_MAX : seconds;
+}
+
+static const char *host_message_id_for(dm_call *call, dm_str idempotency_key, dm_str from)
+{
+    if (!call || !call->pool || (idempotency_key.len && !idempotency_key.ptr) ||
+        (from.len && !from.ptr)) {
+        return NULL;
+    }
+    return dm_mime_message_id(call->pool, idempotency_key, from);
+}
+
+static void host_setting_default(dm_call *call, const char *key, const char *value)
+{
+    apr_pool_t *p;
+
+    if (!call || !call->in_init || !call->pl || !key || !*key || key[0] == '_' || !value) {
+        return;
+    }
+    if (apr_hash_get(call->pl->settings, key, APR_HASH_KEY_STRING)) {
+        return; /* the configuration's value stands */
+    }
+    p = apr_hash_pool_get(call->pl->settings);
+    apr_hash_set(call->pl->settings, apr_pstrdup(p, key), APR_HASH_KEY_STRING,
+                 apr_pstrdup(p, value));
+}
+
 static const dm_host host_table = {
     .size = sizeof(dm_host),
     .abi_major = DM_PLUGIN_ABI_MAJOR,
@@ -699,6 +771,10 @@ static const dm_host host_table = {
     .base64_decode = host_base64_decode,
     .json_get = host_json_get,
     .json_quote = host_json_quote,
+    .mime_message = host_mime_message,
+    .retry_after = host_retry_after,
+    .message_id_for = host_message_id_for,
+    .setting_default = host_setting_default,
 };
 
 /* ---------------------------------------------------------------------- */
@@ -1115,7 +1191,9 @@ dm_err *dm_plugins_init_all(dm_plugin_host *h)
             dm_status st;
 
             memset(&msg, 0, sizeof(msg));
+            call->in_init = 1;
             st = d->init(&host_table, call, &msg);
+            call->in_init = 0;
             msg.text[sizeof(msg.text) - 1] = '\0';
             if (st != DM_OK) {
                 return dm_err_make(p, st == DM_ERR_TEMPORARY ? DM_E_UNAVAILABLE : DM_E_INVALID,
@@ -1171,7 +1249,7 @@ dm_call *dm_plugins_call(const dm_plugin_host *h, const dm_loaded_plugin *pl, ap
     if (!pl || apr_hash_get(h->by_name, pl->name, APR_HASH_KEY_STRING) != (const void *)pl) {
         return NULL;
     }
-    call = apr_palloc(p, sizeof(*call));
+    call = apr_pcalloc(p, sizeof(*call));
     call->pool = p;
     call->pl = (const loaded *)pl;
     return call;
@@ -1408,5 +1486,80 @@ dm_status dm_plugins_webhook(const dm_plugin_host *h, const dm_loaded_plugin *pl
         set_msg(msg, "plugin %s: parse_webhook returned an event without an id", pl->name);
         return DM_ERR_INTERNAL;
     }
+    return DM_OK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Mailers (ABI 1.3)                                                       */
+/* ---------------------------------------------------------------------- */
+
+const char *dm_plugins_setting(const dm_loaded_plugin *pl, const char *key)
+{
+    /* pl comes from dm_plugins_get/dm_plugins_all: the head of a loaded. */
+    const loaded *l = (const loaded *)pl;
+
+    if (!pl || !key || !l->settings) {
+        return NULL;
+    }
+    return apr_hash_get(l->settings, key, APR_HASH_KEY_STRING);
+}
+
+dm_status dm_plugins_send_mail(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_pool_t *p,
+                               const dm_mail *mail, const char **message_id,
+                               uint32_t *retry_after_s, dm_message *msg)
+{
+    const dm_mailer_ops *o;
+    dm_call *call;
+    dm_mail m;
+    dm_str id = {NULL, 0};
+    dm_status st;
+
+    memset(msg, 0, sizeof(*msg));
+    *message_id = NULL;
+    *retry_after_s = 0;
+    if (!pl || !pl->initialised || pl->kind != DM_PLUGIN_MAILER) {
+        set_msg(msg, "plugin %s is not a loaded mailer", pl ? pl->name : "(none)");
+        return DM_ERR_UNSUPPORTED;
+    }
+    call = dm_plugins_call(h, pl, p);
+    if (!call) {
+        set_msg(msg, "plugin %s is not one this host loaded", pl->name);
+        return DM_ERR_INTERNAL;
+    }
+    if (!mail) {
+        set_msg(msg, "no message to send");
+        return DM_ERR_INVALID;
+    }
+    m = *mail;
+    m.size = sizeof(m);
+    if (!m.headers) {
+        m.n_headers = 0;
+    }
+    o = pl->desc->ops; /* check_ops made sure it covers send */
+    st = o->send(call, &m, &id, msg);
+    end_msg(msg);
+    if ((int)st < (int)DM_OK || (int)st > (int)DM_ERR_INTERNAL) {
+        set_msg(msg, "plugin %s: send returned the unknown status %d", pl->name, (int)st);
+        return DM_ERR_INTERNAL;
+    }
+    if (st == DM_ERR_TEMPORARY && call->retry_after_set) {
+        *retry_after_s = call->retry_after_s;
+    }
+    if (st != DM_OK) {
+        /* The builder's reason is more precise than any plugin's summary. */
+        if (st == DM_ERR_INVALID && call->mime_refusal) {
+            set_msg(msg, "%s", call->mime_refusal);
+        }
+        if (!msg->text[0]) {
+            set_msg(msg, "plugin %s: send failed (%s) without saying why", pl->name,
+                    status_name(st));
+        }
+        return st;
+    }
+    if (!str_ok(id) || id.len == 0 || id.len > 998 || has_crlf(id.ptr, id.len)) {
+        set_msg(msg, "plugin %s: send returned no usable message id", pl->name);
+        return DM_ERR_INTERNAL;
+    }
+    *message_id = apr_pstrmemdup(p, id.ptr, id.len);
     return DM_OK;
 }

@@ -65,7 +65,7 @@ dm_call *dm_plugins_call(const dm_plugin_host *h, const dm_loaded_plugin *pl, ap
 
 const char *dm_plugin_kind_name(dm_plugin_kind kind);
 
-/* ---- Calling plugins safely (ABI 1.2) ----
+/* ---- Calling plugins safely (ABI 1.2 and later) ----
  * These read a descriptor field only when the plugin's size covers it, fill
  * the size of what they hand in, check what comes back (a string with a
  * length but no bytes, a status out of range) and always leave msg
@@ -100,5 +100,28 @@ typedef union dm_plugin_event {
 dm_status dm_plugins_webhook(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_pool_t *p,
                              dm_str raw_body, const dm_header *headers, size_t n_headers,
                              dm_plugin_event *out, dm_message *msg);
+
+/* ---- Mailers (ABI 1.3) ---- */
+
+/* A setting of a loaded plugin (pl from dm_plugins_get or dm_plugins_all),
+ * after dm_plugins_init_all: the configured value with env:/file:
+ * resolved, else the default the plugin gave in init (setting_default),
+ * else NULL. Host memory, valid as long as the plugin. The mail queue reads
+ * a mailer's "rate_per_second" through it. */
+const char *dm_plugins_setting(const dm_loaded_plugin *pl, const char *key);
+
+/* Sends one message through a mailer plugin. DM_OK with *message_id (p memory);
+ * DM_ERR_TEMPORARY with *retry_after_s set when the plugin said (else 0);
+ * other statuses as the plugin returned them, with msg.
+ * More precisely: DM_ERR_UNSUPPORTED when pl is not an initialised mailer;
+ * DM_ERR_INVALID with the message builder's reason when the plugin's
+ * mime_message refused the input (header injection, a non-ASCII address,
+ * an extra header the builder writes itself); DM_ERR_INTERNAL when the
+ * plugin answers an unknown status or DM_OK without a usable message id
+ * (empty, over 998 bytes, or with CR, LF or NUL). retry_after_s is at most
+ * 86400. msg is never empty on failure. */
+dm_status dm_plugins_send_mail(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_pool_t *p,
+                               const dm_mail *mail, const char **message_id,
+                               uint32_t *retry_after_s, dm_message *msg);
 
 #endif

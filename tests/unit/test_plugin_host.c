@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <apr_dso.h>
 #include <apr_general.h>
 #include <apr_strings.h>
 #include <arpa/inet.h>
@@ -58,6 +59,10 @@ static const char *rp(const char *name)
 {
     return plugin_path("DM_PLUGINS", name);
 }
+
+/* The ABI minor as a string literal, for expected log lines. */
+#define STR(x) #x
+#define XSTR(x) STR(x)
 
 /* Every log line, for the assertions on numbered lines. */
 static char logbuf[65536];
@@ -384,7 +389,9 @@ static void test_init_logs_a_numbered_notice(void **state)
     assert_null(dm_plugins_declare(host, "mailer", "ns", tp("needs_setting")));
     assert_null(dm_plugins_set(host, "ns", "api_key", "sk_test_4242"));
     assert_null(dm_plugins_init_all(host));
-    assert_contains(logbuf, "[5] DM00100: plugin ns (mailer needs-setting 1.0.0) loaded (ABI 1.2)");
+    assert_contains(logbuf,
+                    "[5] DM00100: plugin ns (mailer needs-setting 1.0.0) loaded (ABI 1." XSTR(
+                        DM_PLUGIN_ABI_MINOR) ")");
 }
 
 static void test_fini_runs_once(void **state)
@@ -868,6 +875,167 @@ static void test_http_refuses_bad_requests(void **state)
     assert_contains(msg.text, "Unsupported protocol");
 }
 
+/* ---- ABI 1.3: the e-mail functions of the host table ---- */
+
+static void test_host_mime_message_builds_or_refuses(void **state)
+{
+    dm_call *call;
+    dm_mail m = {.size = sizeof(m)};
+    char *out;
+    size_t len = 99;
+    (void)state;
+    call = probe();
+    m.from = S("DeepMine <noreply@deepmine.example>");
+    m.to = S("zoe@example.com");
+    m.subject = S("Hello");
+    m.text = S("Hi.\n");
+    out = probe_slot->mime_message(call, &m, "abc@deepmine.example", 0, &len);
+    assert_non_null(out);
+    assert_int_equal(strlen(out), len);
+    assert_true(strncmp(out, "Date: Thu, 01 Jan 1970 00:00:00 +0000\r\n", 39) == 0);
+    assert_contains(out, "\r\nMessage-ID: <abc@deepmine.example>\r\n");
+
+    /* Header injection: NULL, nothing to send. */
+    m.subject = S("Hello\r\nBcc: victim@example.com");
+    assert_null(probe_slot->mime_message(call, &m, "abc@deepmine.example", 0, &len));
+    assert_int_equal(len, 0);
+    assert_contains(logbuf, "plugin probe: message refused: the subject contains a control");
+
+    /* A plugin built against an older dm_mail: the host reads only what its
+     * size covers (here not the headers, whose pointer is garbage). */
+    m.subject = S("Hello");
+    m.size = offsetof(dm_mail, headers);
+    m.headers = (const dm_header *)(uintptr_t)1;
+    m.n_headers = 5;
+    out = probe_slot->mime_message(call, &m, "abc@deepmine.example", 0, &len);
+    assert_non_null(out);
+    assert_contains(out, "\r\nMIME-Version: 1.0\r\nContent-Type: text/plain");
+}
+
+static void test_host_message_id_for_is_stable_per_key(void **state)
+{
+    dm_call *call;
+    const char *a, *b, *c;
+    (void)state;
+    call = probe();
+    a = probe_slot->message_id_for(call, S("welcome:42"), S("DeepMine <noreply@deepmine.example>"));
+    b = probe_slot->message_id_for(call, S("welcome:42"), S("noreply@deepmine.example"));
+    c = probe_slot->message_id_for(call, S("welcome:43"), S("noreply@deepmine.example"));
+    assert_non_null(a);
+    assert_string_equal(a, b);
+    assert_string_not_equal(a, c);
+    assert_int_equal(strlen(a), 32 + strlen("@deepmine.example"));
+    assert_string_equal(a + 32, "@deepmine.example");
+}
+
+static void test_setting_default_fills_unset_settings_in_init_only(void **state)
+{
+    const dm_loaded_plugin *pl;
+    dm_call *call;
+    (void)state;
+    call = probe();
+    pl = dm_plugins_get(host, "probe");
+    assert_string_equal(dm_plugins_setting(pl, "probe_default"), "from-init");
+    assert_string_equal(probe_slot->setting(call, "probe_default"), "from-init");
+    /* A configured value and the reserved ones stand. */
+    assert_string_not_equal(dm_plugins_setting(pl, "slot"), "overwritten");
+    assert_string_equal(dm_plugins_setting(pl, "_name"), "probe");
+    /* After init, nothing changes. */
+    probe_slot->setting_default(call, "late", "x");
+    assert_null(dm_plugins_setting(pl, "late"));
+    assert_null(dm_plugins_setting(pl, "nothing"));
+    assert_null(dm_plugins_setting(NULL, "slot"));
+}
+
+static void test_configured_setting_beats_the_plugins_default(void **state)
+{
+    char slot[32];
+    (void)state;
+    snprintf(slot, sizeof(slot), "%p", (void *)&probe_slot);
+    assert_null(dm_plugins_declare(host, "mailer", "probe", tp("host_probe")));
+    assert_null(dm_plugins_set(host, "probe", "slot", slot));
+    assert_null(dm_plugins_set(host, "probe", "probe_default", "configured"));
+    assert_null(dm_plugins_init_all(host));
+    assert_string_equal(dm_plugins_setting(dm_plugins_get(host, "probe"), "probe_default"),
+                        "configured");
+}
+
+/* One host_probe per send mode, all initialised together. */
+static const dm_loaded_plugin *send_probe(const char *mode)
+{
+    char slot[32];
+    const char *name = apr_pstrcat(pool, "p_", mode, NULL);
+    snprintf(slot, sizeof(slot), "%p", (void *)&probe_slot);
+    assert_null(dm_plugins_declare(host, "mailer", name, tp("host_probe")));
+    assert_null(dm_plugins_set(host, name, "slot", slot));
+    assert_null(dm_plugins_set(host, name, "send", mode));
+    return dm_plugins_get(host, name);
+}
+
+static void test_send_mail_passes_ids_and_retry_after_and_checks_answers(void **state)
+{
+    const dm_loaded_plugin *ok, *tmp, *huge, *silent, *no_id, *crlf_id, *bad, *build, *pay;
+    dm_mail m = {.size = sizeof(m)};
+    const char *id = "x";
+    uint32_t retry = 99;
+    dm_message msg;
+    (void)state;
+    ok = send_probe("ok");
+    tmp = send_probe("temporary");
+    huge = send_probe("huge_retry");
+    silent = send_probe("temporary_silent");
+    no_id = send_probe("no_id");
+    crlf_id = send_probe("crlf_id");
+    bad = send_probe("bad_status");
+    build = send_probe("build");
+    assert_null(dm_plugins_declare(host, "payment", "pay", tp("kind_payment")));
+    assert_null(dm_plugins_init_all(host));
+    pay = dm_plugins_get(host, "pay");
+    m.from = S("noreply@deepmine.example");
+    m.to = S("zoe@example.com");
+    m.subject = S("Hi");
+    m.text = S("Hi.");
+
+    assert_int_equal(dm_plugins_send_mail(host, ok, pool, &m, &id, &retry, &msg), DM_OK);
+    assert_string_equal(id, "<probe-id>");
+    assert_int_equal(retry, 0);
+
+    assert_int_equal(dm_plugins_send_mail(host, tmp, pool, &m, &id, &retry, &msg),
+                     DM_ERR_TEMPORARY);
+    assert_null(id);
+    assert_int_equal(retry, 7);
+    assert_string_equal(msg.text, "slow down");
+    assert_int_equal(dm_plugins_send_mail(host, huge, pool, &m, &id, &retry, &msg),
+                     DM_ERR_TEMPORARY);
+    assert_int_equal(retry, 86400); /* capped at a day */
+    assert_int_equal(dm_plugins_send_mail(host, silent, pool, &m, &id, &retry, &msg),
+                     DM_ERR_TEMPORARY);
+    assert_int_equal(retry, 0);
+    assert_contains(msg.text, "send failed (temporary error) without saying why");
+
+    assert_int_equal(dm_plugins_send_mail(host, no_id, pool, &m, &id, &retry, &msg),
+                     DM_ERR_INTERNAL);
+    assert_contains(msg.text, "plugin p_no_id: send returned no usable message id");
+    assert_int_equal(dm_plugins_send_mail(host, crlf_id, pool, &m, &id, &retry, &msg),
+                     DM_ERR_INTERNAL);
+    assert_contains(msg.text, "no usable message id");
+    assert_int_equal(dm_plugins_send_mail(host, bad, pool, &m, &id, &retry, &msg), DM_ERR_INTERNAL);
+    assert_contains(msg.text, "unknown status 42");
+
+    assert_int_equal(dm_plugins_send_mail(host, build, pool, &m, &id, &retry, &msg), DM_OK);
+    assert_string_equal(id, "<built>");
+    /* The builder's precise reason replaces the plugin's summary. */
+    m.to = S("Eve <eve@example.com>\nBcc: victim@example.com");
+    assert_int_equal(dm_plugins_send_mail(host, build, pool, &m, &id, &retry, &msg),
+                     DM_ERR_INVALID);
+    assert_string_equal(msg.text,
+                        "the recipient (to) contains a control character (CR, LF, TAB, NUL, …)");
+
+    assert_int_equal(dm_plugins_send_mail(host, pay, pool, &m, &id, &retry, &msg),
+                     DM_ERR_UNSUPPORTED);
+    assert_contains(msg.text, "not a loaded mailer");
+}
+
 /* ---- mailer-spool ---- */
 
 static const char *make_temp_dir(void)
@@ -1043,6 +1211,8 @@ static void test_spool_text_only_and_refusals(void **state)
     dm_str mid;
     dm_message msg = {{0}};
     dm_call *call;
+    const char *id = NULL;
+    uint32_t retry = 0;
     (void)state;
     pl = spool("spool", dir);
     assert_null(dm_plugins_init_all(host));
@@ -1060,17 +1230,22 @@ static void test_spool_text_only_and_refusals(void **state)
     assert_contains(eml, "\r\nContent-Type: text/plain; charset=UTF-8\r\n");
     assert_null(strstr(eml, "multipart"));
 
+    /* Refusals, through the host as the mail queue sends: the builder's
+     * reason reaches the caller, and nothing is written. */
     m.subject = S("Bad\r\nBcc: victim@example.com");
-    assert_int_equal(ops->send(call, &m, &mid, &msg), DM_ERR_INVALID);
-    assert_contains(msg.text, "control character");
+    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_INVALID);
+    assert_contains(msg.text, "the subject contains a control character");
+    assert_null(id);
     m.subject = S("ok");
     m.headers = from_hdr;
     m.n_headers = 1;
-    assert_int_equal(ops->send(call, &m, &mid, &msg), DM_ERR_INVALID);
+    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_INVALID);
     assert_contains(msg.text, "extra header From is one the mailer sets itself");
     m.n_headers = 0;
     m.to = S("");
-    assert_int_equal(ops->send(call, &m, &mid, &msg), DM_ERR_INVALID);
+    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_INVALID);
+    assert_contains(msg.text, "no recipient");
+    assert_int_equal(retry, 0);
     assert_int_equal(count_files(dir, NULL), 1);
 
     /* 1.1: the health check, read only because the descriptor covers it. */
@@ -1094,6 +1269,37 @@ static void test_spool_refuses_a_missing_dir(void **state)
     assert_refused(dm_plugins_init_all(host), DM_E_INVALID, "spool",
                    "init failed (configuration error): dir /nonexistent/spool: No such file or "
                    "directory");
+}
+
+/* mailer-spool needs the 1.3 host functions: an older host's table gets a
+ * sentence from init (not a silent refusal from the entry). */
+static const char *old_host_setting(dm_call *call, const char *key)
+{
+    (void)call;
+    return strcmp(key, "dir") == 0 ? "/tmp" : NULL;
+}
+
+static void test_spool_refuses_a_host_older_than_1_3(void **state)
+{
+    apr_dso_handle_t *dso = NULL;
+    apr_dso_handle_sym_t sym;
+    dm_host old;
+    const dm_plugin *d;
+    dm_message msg = {{0}};
+    (void)state;
+    memset(&old, 0, sizeof(old));
+    old.size = DM_HOST_SIZE_1_2;
+    old.abi_major = 1;
+    old.abi_minor = 2;
+    old.setting = old_host_setting;
+    assert_int_equal(apr_dso_load(&dso, rp("mailer-spool"), pool), APR_SUCCESS);
+    assert_int_equal(apr_dso_sym(&sym, dso, DM_PLUGIN_ENTRY_NAME), APR_SUCCESS);
+    d = ((dm_plugin_entry_fn)sym)(&old);
+    assert_non_null(d);
+    assert_int_equal(d->init(&old, NULL, &msg), DM_ERR_CONFIG);
+    assert_contains(msg.text, "needs a server of plugin ABI 1.3 or later");
+    assert_contains(msg.text, "this one speaks 1.2");
+    apr_dso_unload(dso);
 }
 
 /* The same .so under two names keeps two configurations. */
@@ -1163,6 +1369,12 @@ int main(void)
         T(test_spool_needs_a_writable_dir),
         T(test_spool_refuses_a_missing_dir),
         T(test_spool_declared_twice_keeps_two_dirs),
+        T(test_spool_refuses_a_host_older_than_1_3),
+        T(test_host_mime_message_builds_or_refuses),
+        T(test_host_message_id_for_is_stable_per_key),
+        T(test_setting_default_fills_unset_settings_in_init_only),
+        T(test_configured_setting_beats_the_plugins_default),
+        T(test_send_mail_passes_ids_and_retry_after_and_checks_answers),
     };
     const struct CMUnitTest http_tests[] = {
         T(test_http_post_sends_headers_and_body),  T(test_http_other_methods),

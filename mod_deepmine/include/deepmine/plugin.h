@@ -30,6 +30,10 @@
  *   1.2  dm_plugin.handle_request (optional: answer requests under
  *        /api/plugins/<name>/), dm_plugin_request, dm_plugin_response, and
  *        the reserved settings _name and _public_url
+ *   1.3  dm_host.mime_message, dm_host.retry_after, dm_host.message_id_for,
+ *        dm_host.setting_default (one shared e-mail builder for every
+ *        mailer; "try again in n seconds"; stable Message-IDs; defaults a
+ *        plugin gives its own settings)
  */
 #ifndef DEEPMINE_PLUGIN_H
 #define DEEPMINE_PLUGIN_H
@@ -42,7 +46,7 @@ extern "C" {
 #endif
 
 #define DM_PLUGIN_ABI_MAJOR 1
-#define DM_PLUGIN_ABI_MINOR 2
+#define DM_PLUGIN_ABI_MINOR 3
 
 /* The one symbol a plugin exports. */
 #define DM_PLUGIN_ENTRY_NAME "deepmine_plugin_entry"
@@ -125,6 +129,8 @@ typedef struct dm_http_response {
 
 /* ---- The host table ---- */
 
+struct dm_mail; /* below, with the mailer functions */
+
 typedef struct dm_host {
     uint32_t size; /* sizeof(dm_host) as the host knows it */
     uint16_t abi_major;
@@ -176,7 +182,48 @@ typedef struct dm_host {
      * json_quote returns s as a quoted, escaped JSON string literal. */
     const char *(*json_get)(dm_call *call, dm_str json, const char *path, size_t *out_len);
     char *(*json_quote)(dm_call *call, dm_str s);
+
+    /* ---- since 1.3: e-mail (check DM_HAS_FIELD before use) ---- */
+
+    /* The complete RFC 5322 message for `mail` (CRLF line ends), as every
+     * mailer should send it: Date (`date`, Unix seconds, written in UTC),
+     * From, To, Subject, Message-ID (`<message_id>`; the argument has no
+     * brackets, see message_id_for), MIME-Version, the extra headers, then
+     * multipart/alternative with a text/plain and a text/html part, or the
+     * one part when only one body is given. Each part is quoted-printable
+     * when mostly ASCII, else base64; non-ASCII subjects, display names and
+     * header values become RFC 2047 encoded-words; lines are folded to 78
+     * characters where the words allow. mail->idempotency_key is not used.
+     * Call memory, NUL-terminated, its length in *out_len. NULL, and nothing
+     * may be sent, when the input is invalid: a CR, LF or other control
+     * character in from, to, subject or a header name or value (header
+     * injection), an address that is not plain ASCII, an extra header the
+     * builder writes itself (Date, From, To, Subject, Message-ID,
+     * MIME-Version, Content-Type, Content-Transfer-Encoding). Return
+     * DM_ERR_INVALID then: the host hands its precise reason to the
+     * caller. */
+    char *(*mime_message)(dm_call *call, const struct dm_mail *mail, const char *message_id,
+                          int64_t date, size_t *out_len);
+
+    /* With DM_ERR_TEMPORARY: try this message again in `seconds` at the
+     * earliest (a provider's 429 Retry-After). The last call wins. */
+    void (*retry_after)(dm_call *call, uint32_t seconds);
+
+    /* The Message-ID (without brackets) that belongs to an idempotency key:
+     * the first 32 hex digits of SHA-256(key) "@" the domain of `from`
+     * ("deepmine.invalid" when it has none), so a resent message keeps its
+     * id. An empty key gives a random id. Call memory, NUL-terminated. */
+    const char *(*message_id_for)(dm_call *call, dm_str idempotency_key, dm_str from);
+
+    /* In init() only: gives setting `key` the value `value` when the
+     * configuration leaves it unset, so that the host reads the plugin's
+     * default too (the mail queue reads a mailer's rate_per_second). Keys
+     * starting with '_' are ignored, as is any call outside init(). */
+    void (*setting_default)(dm_call *call, const char *key, const char *value);
 } dm_host;
+
+/* Size of a host table of ABI 1.2 (and 1.0, 1.1: the table did not grow). */
+#define DM_HOST_SIZE_1_2 offsetof(dm_host, mime_message)
 
 /* ---- Per-kind function tables ---- */
 
@@ -259,6 +306,8 @@ typedef struct dm_kyc_ops {
 
 typedef struct dm_mail {
     uint32_t size;
+    /* "addr@example.com" or "Display Name <addr@example.com>"; an empty
+     * from means the mailer's own default sender (its setting `from`). */
     dm_str from;
     dm_str to;
     dm_str subject;
