@@ -628,48 +628,6 @@ dm_err *dm_mail_preview(dm_db *db, apr_pool_t *p, const dm_mail_site *site,
 
 /* ---- the mail job ---- */
 
-/* TEMPORARY (until the mailplug branch, plugin ABI 1.3, is merged): its
- * dm_plugins_send_mail and dm_plugins_setting replace these two. Same
- * signatures and results, minus Retry-After and the settings. */
-static const char *tmp_plugin_setting(const dm_loaded_plugin *pl, const char *key)
-{
-    return NULL;
-}
-
-static dm_status tmp_send_mail(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_pool_t *p,
-                               const dm_mail *mail, const char **message_id,
-                               uint32_t *retry_after_s, dm_message *msg)
-{
-    dm_call *call = dm_plugins_call(h, pl, p);
-    const dm_mailer_ops *o;
-    dm_mail m = *mail;
-    dm_str id = {NULL, 0};
-    dm_status st;
-
-    memset(msg, 0, sizeof(*msg));
-    *message_id = NULL;
-    *retry_after_s = 0;
-    if (!call || !pl->initialised || pl->kind != DM_PLUGIN_MAILER) {
-        snprintf(msg->text, sizeof(msg->text), "plugin %s is not a loaded mailer", pl->name);
-        return DM_ERR_UNSUPPORTED;
-    }
-    o = pl->desc->ops;
-    m.size = sizeof(m);
-    st = o->send(call, &m, &id, msg);
-    msg->text[sizeof(msg->text) - 1] = '\0';
-    if ((int)st < (int)DM_OK || (int)st > (int)DM_ERR_INTERNAL) {
-        return DM_ERR_INTERNAL;
-    }
-    if (st == DM_OK) {
-        if (!id.ptr || !id.len) {
-            snprintf(msg->text, sizeof(msg->text), "plugin %s: no message id", pl->name);
-            return DM_ERR_INTERNAL;
-        }
-        *message_id = apr_pstrmemdup(p, id.ptr, id.len);
-    }
-    return st;
-}
-
 typedef struct claimed {
     int64_t id;
     const char *recipient;
@@ -744,7 +702,7 @@ static const dm_loaded_plugin *find_mailer(const dm_job_env *env, const char **w
 /* A decimal setting ("2", "0.5"), 0 when unset or malformed. */
 static double setting_rate(const dm_loaded_plugin *pl)
 {
-    const char *v = tmp_plugin_setting(pl, "rate_per_second");
+    const char *v = dm_plugins_setting(pl, "rate_per_second");
     char *end = NULL;
     double r;
 
@@ -757,7 +715,7 @@ static double setting_rate(const dm_loaded_plugin *pl)
 
 static int setting_attempts(const dm_loaded_plugin *pl)
 {
-    const char *v = tmp_plugin_setting(pl, "max_attempts");
+    const char *v = dm_plugins_setting(pl, "max_attempts");
     char *end = NULL;
     long n;
 
@@ -1067,7 +1025,7 @@ static dm_err *deliver(run *r, apr_pool_t *p, claimed *c)
         r->stop = 1;
         return NULL; /* released by the caller */
     }
-    st = tmp_send_mail(r->plugins, r->mailer, p, &mail, &provider_id, &retry_after, &msg);
+    st = dm_plugins_send_mail(r->plugins, r->mailer, p, &mail, &provider_id, &retry_after, &msg);
     switch (st) {
     case DM_OK:
         r->sent++;
