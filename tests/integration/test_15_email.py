@@ -5,20 +5,37 @@ nothing, POST needs no cookie and never redirects), the staff's view of the
 queue (filters, resend of a failed message, audited), the suppression list
 fed by a mailer's signed delivery webhooks (bad signature 400 and nothing
 changed, replay 200 and nothing changed), and the staff health page's mail
-numbers. The test mailer tests/plugins/mail_recorder.c receives the
-webhooks; SQL only reads, except where a test stages a failed message."""
+numbers, on a server without the cron daemon, so the queue stays as the
+tests leave it; the test mailer tests/plugins/mail_recorder.c receives the
+webhooks there.
+
+Then delivery end to end, by the cron daemon's mail job: through
+mailer-spool (the .eml files, their headers, a marketing message's
+List-Unsubscribe and its one-click link), and through mailer-resend against
+the Resend stand-in (the Idempotency-Key, and Svix-signed bounce webhooks:
+suppressed; forged or stale 400 and nothing changed; replayed 200 no-op;
+the next message to the address suppressed). SQL only reads, except where
+a test stages a message (a failed one, a marketing one)."""
+import base64
+import email
+import email.policy
+import glob
 import hashlib
 import hmac
 import json
 import os
 import struct
-import uuid
+import sys
+import time
 
 import pytest
 import requests
 
-from conftest import (Server, TESTPLUGINS, assert_clean_log, bearer, error_of, register_member,
-                      staff, tag)
+from conftest import (ROOT, Server, TESTPLUGINS, PLUGINS, assert_clean_log, bearer, error_of,
+                      register_member, staff, tag)
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "standins"))
+from resend_standin import ResendStandin  # noqa: E402
 
 FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit register 10000/1m ip\n"
@@ -33,7 +50,7 @@ WEBHOOK_SECRET = "whsec-recorder-test"
 def srv():
     s = Server(mpm="event")
     s.write_local_conf(
-        FAST +
+        FAST + "DeepMineCron off\n" +
         'DeepMinePlugin mailer rec "%s/mail_recorder.so"\n' % TESTPLUGINS +
         'DeepMinePluginSet rec log "%s/rec.jsonl"\n' % s.var +
         'DeepMinePluginSet rec webhook_secret "%s"\n' % WEBHOOK_SECRET)
@@ -462,3 +479,184 @@ def test_admin_health_shows_mail_delivery(srv):
         assert k in mail, k
     assert mail["window_hours"] == 24 and mail["queued"] >= 1
     assert requests.get(srv.url + "/api/admin/health", timeout=10).status_code == 401
+
+
+# ---- delivery by the cron daemon ----
+
+def wait_for(cond, timeout=30, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def status_of(s, key):
+    rows = s.sql("SELECT status FROM mail_queue WHERE idempotency_key = '%s'" % key)
+    return rows[0][0] if rows else None
+
+
+def stage(s, to, template, variables, key):
+    """A message as an event's transaction would queue it."""
+    s.sql("INSERT INTO mail_queue (recipient, template, variables, idempotency_key, status, "
+          "attempts, next_attempt_at, created_at, updated_at) VALUES ('%s', '%s', '%s', '%s', "
+          "'queued', 0, 0, 0, 0)" % (to, template, json.dumps(variables), key))
+
+
+def eml(s, key):
+    """The spool's file for an idempotency key, parsed."""
+    path = os.path.join(s.var, "mail", hashlib.sha256(key.encode()).hexdigest() + ".eml")
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        return email.message_from_binary_file(f, policy=email.policy.default)
+
+
+@pytest.fixture(scope="module")
+def spool_srv():
+    s = Server(mpm="event", local_conf=FAST).start()
+    s.terms = s.get("/api/legal/terms").json()["version"]
+    s.staff = {}
+    yield s
+    s.stop()
+    try:
+        assert_clean_log(s)
+    finally:
+        s.cleanup()
+
+
+def test_registration_mail_reaches_the_spool_with_its_headers(spool_srv):
+    s = spool_srv
+    m = register_member(s, "spool")
+    addr = m["user"]["email"]
+    key = "verify:%d" % s.sql("SELECT id FROM email_tokens WHERE user_id = %d"
+                              % m["user"]["id"])[0][0]
+    msg = wait_for(lambda: eml(s, key), what="the verification e-mail in the spool")
+    assert msg["From"] == "DeepMine <noreply@deepmine.localhost>"
+    assert msg["To"] == addr
+    assert msg["Subject"] == "Confirm your e-mail address"
+    assert msg["Message-ID"].startswith("<") and msg["Message-ID"].endswith(
+        "@deepmine.localhost>")
+    assert msg["List-Unsubscribe"] is None  # transactional
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    assert "/verify-email?token=" in text and 'href="' in html
+    wait_for(lambda: status_of(s, key) == "sent", what="the message recorded as sent")
+    [(provider_id, sent_at)] = s.sql("SELECT provider_message_id, sent_at FROM mail_queue WHERE "
+                                     "idempotency_key = '%s'" % key)
+    assert provider_id == msg["Message-ID"] and sent_at > 0
+    r = staff(s, "owner").get(s.url + "/api/admin/health", timeout=10)
+    assert r.json()["mail"]["sent"] >= 1 and r.json()["mail"]["delivery_rate"] == 1.0
+
+
+def test_marketing_mail_carries_one_click_unsubscribe_that_works(spool_srv):
+    s = spool_srv
+    m = register_member(s, "mkt")
+    addr, h = m["user"]["email"], bearer(m)
+    key = "commission_digest:%d:2026-11-24" % m["user"]["id"]
+    stage(s, addr, "commission_digest",
+          {"day": "2026-11-24", "count": 2, "total_micros": 1500000, "currency": "USD"}, key)
+    msg = wait_for(lambda: eml(s, key), what="the digest in the spool")
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    lu = msg["List-Unsubscribe"]
+    url = lu.split("<", 1)[1].split(">", 1)[0]
+    assert url.startswith(s.url + "/api/email/unsubscribe?token=")
+    assert "<mailto:unsubscribe@deepmine.localhost?subject=unsubscribe%20" in lu
+    assert "1.50 USD" in msg.get_body(("plain",)).get_content()
+    assert url in msg.get_body(("plain",)).get_content()
+    # what a mail provider does with it: POST, no cookie, no redirect
+    r = requests.post(url, data="List-Unsubscribe=One-Click", allow_redirects=False,
+                      headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=10)
+    assert r.status_code == 200 and r.json()["unsubscribed"] is True
+    assert prefs(s, h) == {"commission_digest": False}
+    # the next digest is not sent; transactional mail still is
+    key2 = "commission_digest:%d:2026-11-25" % m["user"]["id"]
+    stage(s, addr, "commission_digest", {"day": "2026-11-25"}, key2)
+    wait_for(lambda: status_of(s, key2) == "suppressed", what="the digest suppressed")
+    assert eml(s, key2) is None
+
+
+API_KEY = "re_test_mailq_0123456789abcdef"
+SECRET = "whsec_" + base64.b64encode(b"deepmine-mailq-webhook-secret-32").decode()
+
+
+@pytest.fixture(scope="module")
+def resend_srv():
+    standin = ResendStandin(API_KEY, SECRET).start()
+    s = Server(mpm="event")
+    s.write_local_conf(
+        FAST +
+        'DeepMinePlugin mailer resend "%s/mailer-resend.so"\n' % PLUGINS +
+        "DeepMinePluginSet resend api_key %s\n" % API_KEY +
+        "DeepMinePluginSet resend api_url %s\n" % standin.url +
+        "DeepMinePluginSet resend webhook_secret %s\n" % SECRET +
+        "DeepMinePluginSet resend rate_per_second 50\n"
+        "DeepMineMailer resend\n")
+    s.start()
+    s.terms = s.get("/api/legal/terms").json()["version"]
+    s.staff = {}
+    s.standin = standin
+    yield s
+    s.stop()
+    standin.stop()
+    try:
+        assert_clean_log(s)
+    finally:
+        s.cleanup()
+
+
+def resend_event(s, **spec):
+    spec.setdefault("url", s.url + "/api/webhooks/resend")
+    r = requests.post(s.standin.url + "/_standin/webhook", json=spec, timeout=20)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_resend_delivery_and_svix_bounce_suppresses(resend_srv):
+    s = resend_srv
+    m = register_member(s, "rs")
+    addr = m["user"]["email"]
+    key = "verify:%d" % s.sql("SELECT id FROM email_tokens WHERE user_id = %d"
+                              % m["user"]["id"])[0][0]
+    wait_for(lambda: status_of(s, key) == "sent", what="the verification sent through Resend")
+    emails = requests.get(s.standin.url + "/_standin/emails", timeout=10).json()
+    sent = [e for e in emails if e["idempotency_key"] == key]
+    assert len(sent) == 1
+    assert sent[0]["body"]["to"] in (addr, [addr])
+    assert sent[0]["body"]["from"] == "DeepMine <noreply@deepmine.localhost>"
+    [(email_id,)] = s.sql("SELECT provider_message_id FROM mail_queue WHERE "
+                          "idempotency_key = '%s'" % key)
+    assert email_id == sent[0]["id"]
+
+    s.expect_log(r"DM00650: webhook for plugin resend refused")
+    # forged (another secret) and stale: 400, nothing recorded
+    forged = resend_event(s, type="email.bounced", email_id=email_id, to=addr,
+                          secret="whsec_" + base64.b64encode(b"x" * 32).decode())
+    assert forged["status"] == 400, forged
+    stale = resend_event(s, type="email.bounced", email_id=email_id, to=addr,
+                         timestamp=int(time.time()) - 3600)
+    assert stale["status"] == 400, stale
+    assert s.sql("SELECT COUNT(*) FROM email_suppressions") == [(0,)]
+    assert s.sql("SELECT COUNT(*) FROM mail_events") == [(0,)]
+    # genuine: the address is suppressed, the message marked
+    msg_id = "msg_" + tag()
+    ok = resend_event(s, type="email.bounced", email_id=email_id, to=addr, msg_id=msg_id)
+    assert ok["status"] == 200 and json.loads(ok["response"])["duplicate"] is False, ok
+    assert s.sql("SELECT reason, source FROM email_suppressions WHERE email_key = '%s'"
+                 % addr.lower()) == [("bounced", "resend")]
+    assert s.sql("SELECT delivery FROM mail_queue WHERE idempotency_key = '%s'" % key) == \
+        [("bounced",)]
+    # Svix redelivers with the same id: acknowledged, nothing changes
+    again = resend_event(s, type="email.bounced", email_id=email_id, to=addr, msg_id=msg_id)
+    assert again["status"] == 200 and json.loads(again["response"])["duplicate"] is True
+    assert s.sql("SELECT COUNT(*) FROM mail_events") == [(1,)]
+    # the next message to the address is skipped
+    r = requests.post(s.url + "/api/auth/password-reset", json={"email": addr}, timeout=10)
+    assert r.status_code == 202, r.text
+    [(reset_key,)] = s.sql("SELECT idempotency_key FROM mail_queue WHERE recipient = '%s' AND "
+                           "template = 'password_reset'" % addr)
+    wait_for(lambda: status_of(s, reset_key) == "suppressed", what="the reset suppressed")
+    emails = requests.get(s.standin.url + "/_standin/emails", timeout=10).json()
+    assert not [e for e in emails if e["idempotency_key"] == reset_key]

@@ -43,7 +43,8 @@ static char dir[] = "/tmp/dm-mail-XXXXXX";
 static int serial;
 static dm_plugin_host *host;
 static dm_keys keys;
-static dm_job_env env;
+static dm_job_env env;      /* mailer "rec": no rate limit */
+static dm_job_env slow_env; /* mailer "slow": 20 a second, 2 attempts */
 static const char *log_path, *mode_path, *clock_path;
 /* 2026-11-25T07:00:00Z */
 static const int64_t T0 = 1795590000;
@@ -145,7 +146,7 @@ static void enqueue(dm_db *db, const char *to, const char *tmpl, const char *var
 }
 
 /* Runs the mail job once, as the runner would (no transaction open). */
-static int64_t run_mail_job(dm_db *db)
+static int64_t run_job_with(dm_db *db, const dm_job_env *with)
 {
     dm_job_ctx ctx;
     dm_job_result res = DM_JOB_WAITING;
@@ -153,7 +154,7 @@ static int64_t run_mail_job(dm_db *db)
     memset(&ctx, 0, sizeof(ctx));
     ctx.db = db;
     ctx.pool = pool;
-    ctx.env = &env;
+    ctx.env = with;
     ctx.job = "mail";
     ctx.period = "test";
     ctx.holder = "test";
@@ -162,6 +163,11 @@ static int64_t run_mail_job(dm_db *db)
     assert_int_equal(res, DM_JOB_OK);
     assert_false(dm_db_in_transaction(db));
     return ctx.items;
+}
+
+static int64_t run_mail_job(dm_db *db)
+{
+    return run_job_with(db, &env);
 }
 
 /* The recorder's log: one JSON object per message sent. */
@@ -635,6 +641,66 @@ static void test_temporary_failures_give_up_after_the_maximum(void **state)
     assert_int_equal(run_mail_job(db), 0);
 }
 
+static void test_retry_after_is_honoured_and_stops_the_run(void **state)
+{
+    dm_db *db = fresh();
+    (void)state;
+
+    for (int i = 0; i < 4; i++) {
+        enqueue(db, apr_psprintf(pool, "ra%d@example.com", i), "kyc_approved", "{}",
+                apr_psprintf(pool, "ra%d", i));
+    }
+    /* the provider says 429, retry in 10 minutes: the first message waits
+     * that long (not the 30-60 s of its back-off), the rest of the batch
+     * goes back unattempted with the same wait */
+    set_mode("temporary 600");
+    assert_int_equal(run_mail_job(db), 1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM mail_queue WHERE status = 'queued' AND "
+                               "next_attempt_at = 1795590600"),
+                     4);
+    assert_int_equal(count(db, "SELECT SUM(attempts) FROM mail_queue"), 1);
+    set_mode("ok");
+    set_clock(T0 + 599);
+    assert_int_equal(run_mail_job(db), 0);
+    set_clock(T0 + 600);
+    assert_int_equal(run_mail_job(db), 4);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM mail_queue WHERE status = 'sent'"), 4);
+}
+
+static void test_the_mailers_rate_and_attempts_settings_are_respected(void **state)
+{
+    dm_db *db = fresh();
+    apr_time_t t;
+    double secs;
+    (void)state;
+
+    /* 20 a second, a bucket of 20: 50 messages need at least 1.5 s */
+    assert_null(dm_db_begin(db, pool));
+    for (int i = 0; i < 50; i++) {
+        json_t *v = dm_json_own(pool, json_object());
+        assert_null(dm_mail_enqueue(db, pool, apr_psprintf(pool, "rate%d@example.com", i),
+                                    "kyc_approved", v, apr_psprintf(pool, "rate:%d", i)));
+    }
+    assert_null(dm_db_commit(db, pool));
+    t = apr_time_now();
+    assert_int_equal(run_job_with(db, &slow_env), 50);
+    secs = (double)(apr_time_now() - t) / 1e6;
+    assert_int_equal(json_array_size(sent_log()), 50);
+    if (secs < 1.4 || secs > 5) {
+        fail_msg("50 messages at 20/s took %.2f s", secs);
+    }
+    /* max_attempts 2: the second temporary failure is the last */
+    db = fresh();
+    enqueue(db, "twice@example.com", "kyc_approved", "{}", "twice");
+    set_mode("temporary");
+    assert_int_equal(run_job_with(db, &slow_env), 1);
+    assert_string_equal(status_of(db, 1), "queued");
+    set_clock(count(db, "SELECT next_attempt_at FROM mail_queue"));
+    assert_int_equal(run_job_with(db, &slow_env), 1);
+    assert_string_equal(status_of(db, 1), "failed");
+    assert_non_null(strstr(text_of(db, "SELECT last_error FROM mail_queue"), "gave up after 2"));
+}
+
 static void test_permanent_failures_fail_at_once(void **state)
 {
     static const char *const modes[] = {"permanent", "invalid", "config", NULL};
@@ -1048,7 +1114,13 @@ static int setup(void **state)
                            apr_pstrcat(pool, tp, "/mail_recorder.so", NULL)) ||
         dm_plugins_set(host, "rec", "log", log_path) ||
         dm_plugins_set(host, "rec", "mode", mode_path) ||
-        dm_plugins_set(host, "rec", "webhook_secret", "s3cret") || dm_plugins_init_all(host)) {
+        dm_plugins_set(host, "rec", "webhook_secret", "s3cret") ||
+        dm_plugins_declare(host, "mailer", "slow",
+                           apr_pstrcat(pool, tp, "/mail_recorder.so", NULL)) ||
+        dm_plugins_set(host, "slow", "log", log_path) ||
+        dm_plugins_set(host, "slow", "mode", mode_path) ||
+        dm_plugins_set(host, "slow", "rate_per_second", "20") ||
+        dm_plugins_set(host, "slow", "max_attempts", "2") || dm_plugins_init_all(host)) {
         fprintf(stderr, "cannot load the recorder plugin from %s\n", tp);
         return -1;
     }
@@ -1057,6 +1129,9 @@ static int setup(void **state)
     env.keys = &keys;
     env.public_url = "https://deepmine.test";
     env.mail_from = "DeepMine <noreply@deepmine.test>";
+    env.mailer = "rec";
+    slow_env = env;
+    slow_env.mailer = "slow";
     return 0;
 }
 
@@ -1084,6 +1159,8 @@ int main(void)
         cmocka_unit_test(test_job_sends_once_with_the_key_and_records_it),
         cmocka_unit_test(test_temporary_failure_backs_off_then_succeeds),
         cmocka_unit_test(test_temporary_failures_give_up_after_the_maximum),
+        cmocka_unit_test(test_retry_after_is_honoured_and_stops_the_run),
+        cmocka_unit_test(test_the_mailers_rate_and_attempts_settings_are_respected),
         cmocka_unit_test(test_permanent_failures_fail_at_once),
         cmocka_unit_test(test_bad_messages_fail_without_reaching_the_mailer),
         cmocka_unit_test(test_subject_injection_never_reaches_the_wire),
