@@ -660,3 +660,57 @@ def test_resend_delivery_and_svix_bounce_suppresses(resend_srv):
     wait_for(lambda: status_of(s, reset_key) == "suppressed", what="the reset suppressed")
     emails = requests.get(s.standin.url + "/_standin/emails", timeout=10).json()
     assert not [e for e in emails if e["idempotency_key"] == reset_key]
+
+
+# ---- throughput to a local SMTP server ----
+
+class SmtpSink:
+    """aiosmtpd's handler: counts what it accepts."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(envelope.original_content)
+        return "250 2.0.0 Ok: queued"
+
+
+@pytest.fixture(scope="module")
+def smtp_srv():
+    from aiosmtpd.controller import Controller
+    from conftest import free_port
+    sink = SmtpSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    s = Server(mpm="event")
+    s.write_local_conf(
+        FAST +
+        'DeepMinePlugin mailer smtp "%s/mailer-smtp.so"\n' % PLUGINS +
+        "DeepMinePluginSet smtp url smtp://127.0.0.1:%d\n" % controller.port +
+        "DeepMineMailer smtp\n")
+    s.start()
+    s.sink = sink
+    yield s
+    s.stop()
+    controller.stop()
+    try:
+        assert_clean_log(s)
+    finally:
+        s.cleanup()
+
+
+def test_queue_drains_at_least_50_messages_a_second_to_local_smtp(smtp_srv):
+    s, n = smtp_srv, 500
+    s.sql("INSERT INTO mail_queue (recipient, template, variables, idempotency_key, status, "
+          "attempts, next_attempt_at, created_at, updated_at) "
+          "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < %d) "
+          "SELECT 'bulk' || i || '@example.com', 'kyc_approved', '{}', 'bulk:' || i, 'queued', "
+          "0, 0, 0, 0 FROM k" % n)
+    wait_for(lambda: s.sql("SELECT COUNT(*) FROM mail_queue WHERE status = 'sent'")[0][0] == n,
+             timeout=90, what="%d messages sent" % n)
+    [(first, last)] = s.sql("SELECT MIN(sent_at), MAX(sent_at) FROM mail_queue")
+    rate = n / (last - first + 1)
+    assert rate >= 50, "%d messages took %d s: %.0f a second" % (n, last - first + 1, rate)
+    assert len(s.sink.messages) == n
+    ids = {email.message_from_bytes(m)["Message-ID"] for m in s.sink.messages}
+    assert len(ids) == n
