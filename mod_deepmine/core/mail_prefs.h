@@ -65,10 +65,7 @@ dm_err *dm_unsub_verify(apr_pool_t *p, const unsigned char key[DM_KEY_BYTES], co
  * exists, changes nothing and is no error. */
 dm_err *dm_unsub_apply(dm_db *db, apr_pool_t *p, int64_t user_id, const char *category);
 
-/* 1 when a one-click POST body says "List-Unsubscribe=One-Click" (RFC
- * 8058), as application/x-www-form-urlencoded or multipart/form-data
- * (content_type decides; may be NULL). */
-int dm_unsub_body_ok(const char *content_type, const char *body, size_t len);
+/* The one-click body itself: dm_unsub_body_ok() in mail_oneclick.h. */
 
 /* ---- suppressions ---- */
 

@@ -26,6 +26,7 @@
 #include "confparse.h"
 #include "json.h"
 #include "mail.h"
+#include "mail_oneclick.h"
 #include "mail_prefs.h"
 #include "mail_templates.h"
 #include "template.h"

@@ -29,6 +29,7 @@
 #include "json.h"
 #include "kyc_manual.h"
 #include "mail.h"
+#include "mail_oneclick.h"
 #include "mail_prefs.h"
 #include "mail_templates.h"
 #include "mailq.h"
