@@ -755,6 +755,12 @@ static int pace(run *r)
     return 1;
 }
 
+static int by_id(const void *a, const void *b)
+{
+    int64_t x = ((const claimed *)a)->id, y = ((const claimed *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
 static dm_err *claim(run *r, apr_pool_t *p, apr_array_header_t **out)
 {
     dm_db *db = r->ctx->db;
@@ -797,6 +803,8 @@ static dm_err *claim(run *r, apr_pool_t *p, apr_array_header_t **out)
     if (e) {
         dm_db_rollback(db);
     }
+    /* RETURNING has no order: oldest first within the batch */
+    qsort((*out)->elts, (size_t)(*out)->nelts, sizeof(claimed), by_id);
     return e;
 }
 
@@ -1004,8 +1012,19 @@ static dm_err *deliver(run *r, apr_pool_t *p, claimed *c)
     uint32_t retry_after = 0;
     dm_message msg;
     dm_status st;
-    dm_err *e = compose(r, p, c, &mail, &o, &why);
+    dm_err *e;
 
+    if (c->attempts > r->max_attempts) {
+        /* claimed again and again without an outcome: its senders died
+         * with it (a message that crashes the sender must not loop) */
+        why = apr_psprintf(p, "gave up after %" APR_INT64_T_FMT " claims without an outcome",
+                           (apr_int64_t)c->attempts - 1);
+        r->failed++;
+        dm_log(DM_L_NOTICE, "DM01005: mail %" APR_INT64_T_FMT " (%s) to %s failed: %s",
+               (apr_int64_t)c->id, c->template_key, c->recipient, why);
+        return record(r, p, c, O_FAIL, NULL, why, 0);
+    }
+    e = compose(r, p, c, &mail, &o, &why);
     if (e) {
         return e;
     }

@@ -835,6 +835,16 @@ static void test_a_dead_senders_message_is_sent_again_with_the_same_key(void **s
     assert_int_equal(count(db, "SELECT attempts FROM mail_queue WHERE id = 1"), 2);
     assert_string_equal(sent_field(0, "key"), "kyc:a");
     assert_string_equal(status_of(db, 2), "sending");
+    /* a message whose every sender died with it is given up, not looped */
+    exec_ok(db, apr_psprintf(pool,
+                             "UPDATE mail_queue SET status = 'sending', attempts = %d, "
+                             "updated_at = %d WHERE id = 2",
+                             DM_MAIL_MAX_ATTEMPTS, (int)(T0 - DM_MAIL_SENDING_STALE)));
+    assert_int_equal(run_mail_job(db), 1);
+    assert_string_equal(status_of(db, 2), "failed");
+    assert_non_null(strstr(text_of(db, "SELECT last_error FROM mail_queue WHERE id = 2"),
+                           "10 claims without an outcome"));
+    assert_int_equal(json_array_size(sent_log()), 1);
 }
 
 static void test_a_stop_gives_claimed_messages_back(void **state)
