@@ -9,6 +9,9 @@
 # PORT (default: a free port), KEEP=1 keeps the VAR for inspection,
 # MEMBERS (default 1000000; 0 skips the member benchmarks): the generated
 # population, of which CHAIN (default 10000) form one deep chain,
+# ACCRUAL (default 1000000; 0 skips it): active contracts whose hour of yield
+# `deepminectl jobs run accrual` credits while wrk measures /api/packages,
+# BENCH_ONLY=accrual: only that part (ACCRUAL=10000 for a quick look),
 # BENCH_CONF="directives" appended to the bench's local.conf (to try tunings).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,6 +37,9 @@ DeepMineRateLimit login 1000000/1s ip
 DeepMineRateLimit register 1000000/1s ip
 DeepMineRateLimit webhook 1000000/1s ip
 DeepMinePasswordHash 1 8
+# bench: jobs are timed by hand (deepminectl jobs run); a daemon catching up
+# the generated contracts' hours would race them
+DeepMineCron off
 ${BENCH_CONF:-}
 CONF
 "$root/build/deepminectl" --db "$var/deepmine.db" seed-demo >/dev/null
@@ -74,6 +80,44 @@ measure() { # url [wrk options…]
   echo "$rps $p50 $p99"
 }
 
+# ---- yield accrual: one hour of ACCRUAL contracts, /api/packages meanwhile ----
+accrual=${ACCRUAL:-1000000}
+accrual_bench() {
+  local n=$accrual have hour out line secs rate rss
+  have=$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM users")
+  if [ "$have" -lt 1000 ]; then   # BENCH_ONLY=accrual or MEMBERS=0: members to own them
+    "$root/build/deepminectl" --db "$var/deepmine.db" gen-members \
+      --count $(( n / 10 > 1000 ? n / 10 : 1000 )) --shape random --seed 3 >/dev/null
+  fi
+  "$root/build/deepminectl" --db "$var/deepmine.db" gen-contracts --count "$n" \
+    --started $(( $(date +%s) - 86400 )) >/dev/null
+  [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
+  hour=$(( $(date +%s) / 3600 * 3600 - 3600 ))   # over, and every contract ran through it
+  wrk -t1 -c16 -d600s --latency "$base/api/packages" > "$var/wrk-accrual.txt" 2>&1 &
+  local wrk_pid=$!
+  sleep 1
+  "$root/build/deepminectl" --db "$var/deepmine.db" jobs run accrual --period "$hour" \
+    > "$var/accrual.out" 2>&1 || { cat "$var/accrual.out"; kill -INT "$wrk_pid"; exit 1; }
+  kill -INT "$wrk_pid"; wait "$wrk_pid" 2>/dev/null || true
+  [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
+  line=$(grep -o 'DM00950: .*' "$var/accrual.out" || true)
+  secs=$(echo "$line" | sed -n 's/.* in \([0-9.]*\) s .*/\1/p')
+  rate=$(echo "$line" | sed -n 's/.*(\([0-9]*\) contracts\/s).*/\1/p')
+  rss=$(echo "$line" | sed -n 's/.*peak RSS \([0-9]*\) MB.*/\1/p')
+  echo
+  echo "yield accrual: one hour of $n active contracts (deepminectl jobs run accrual, batches of 5000)"
+  echo "  ${secs:-?} s = ${rate:-?} contracts/s, peak RSS ${rss:-?} MB (target: under 30 s)"
+  echo "  /api/packages meanwhile (wrk -t1 -c16): $(awk '/^Requests\/sec:/ {print $2}' "$var/wrk-accrual.txt") req/s," \
+       "p50 $(awk '$1 == "50%" {print $2}' "$var/wrk-accrual.txt")," \
+       "p99 $(awk '$1 == "99%" {print $2}' "$var/wrk-accrual.txt") (target: p99 under 50 ms)"
+  grep -q 'Non-2xx' "$var/wrk-accrual.txt" && echo "  (non-2xx answers: see $var/wrk-accrual.txt)"
+  "$root/build/deepminectl" --db "$var/deepmine.db" ledger verify | sed 's/^/  /'
+}
+if [ "${BENCH_ONLY:-}" = accrual ]; then
+  accrual_bench
+  exit 0
+fi
+
 members=${MEMBERS:-1000000}
 chain=${CHAIN:-10000}
 if [ "$members" -gt 0 ]; then
@@ -100,7 +144,10 @@ ratio=$(awk -v a="${rps[/api/packages]}" -v b="${rps[/bench-static/packages.json
   'BEGIN { printf "%.2f", a / b }')
 echo "ratio /api/packages : static file = $ratio (target >= 1.00)"
 
-[ "$members" -gt 0 ] || exit 0
+if [ "$members" -eq 0 ]; then
+  [ "$accrual" -gt 0 ] && accrual_bench
+  exit 0
+fi
 
 # ---- members (issue 3) ----
 login() { # email -> access token
@@ -183,6 +230,8 @@ ref_tok=$(login "$(id_of "$ref")")
 read -r r p50 p99 < <(measure "$base/api/ledger" -H "Authorization: Bearer $ref_tok")
 printf '%-44s %12s %10s %10s\n' "/api/ledger (50 per page)" "$r" "$p50" "$p99"
 "$root/build/deepminectl" --db "$var/deepmine.db" ledger verify
+
+[ "$accrual" -gt 0 ] && accrual_bench
 
 # Server time from the access log (%D, microseconds), per route and member.
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true   # flushes BufferedLogs

@@ -28,6 +28,7 @@
 #include "ledger.h"
 #include "members.h"
 #include "migrate.h"
+#include "pool_payouts.h"
 #include "referral.h"
 #include "staff.h"
 
@@ -1164,6 +1165,361 @@ static int cmd_jobs(cli *c)
     }
 }
 
+/* ---- gen-contracts: bench populations of contracts ---- */
+
+#define GENC_ROWS 500     /* rows per INSERT statement */
+#define GENC_BATCH 100000 /* contracts per transaction */
+#define GENC_ORDER_PARAMS 4
+#define GENC_CONTRACT_PARAMS 6
+
+typedef struct genc {
+    dm_db *db;
+    apr_pool_t *tmp; /* cleared after each chunk */
+    int64_t count;
+    const char *mode;
+    int64_t started;
+    dm_package pkg;
+    apr_array_header_t *members; /* int64_t ids */
+} genc;
+
+/* One INSERT of `rows` orders (contracts == 0) or contracts: what every
+ * row shares (the package's terms, the times) is in the text, the ids are
+ * parameters; the text depends only on `rows` and those numbers. */
+static const char *genc_sql(genc *g, int rows, int contracts)
+{
+    apr_array_header_t *parts = apr_array_make(g->tmp, 2 * rows + 1, sizeof(const char *));
+    const char *row;
+
+    if (contracts) {
+        *(const char **)apr_array_push(parts) =
+            "INSERT INTO contracts (id, order_id, user_id, package_id, name, yield_mode, "
+            "hashrate_ghs, price_micros, daily_yield_micros, duration_days, currency, "
+            "started_at, expires_at, status, fee_bp) VALUES ";
+        row = apr_psprintf(g->tmp,
+                           "(?, ?, ?, ?, ?, ?, %" APR_INT64_T_FMT ", %" APR_INT64_T_FMT
+                           ", %" APR_INT64_T_FMT ", %" APR_INT64_T_FMT ", 'USD', %" APR_INT64_T_FMT
+                           ", %" APR_INT64_T_FMT ", 'active', %" APR_INT64_T_FMT ")",
+                           (apr_int64_t)g->pkg.hashrate_ghs, (apr_int64_t)g->pkg.price_micros,
+                           (apr_int64_t)g->pkg.daily_yield_micros,
+                           (apr_int64_t)g->pkg.duration_days, (apr_int64_t)g->started,
+                           (apr_int64_t)(g->started + g->pkg.duration_days * 86400),
+                           (apr_int64_t)g->pkg.fee_bp);
+    } else {
+        *(const char **)apr_array_push(parts) =
+            "INSERT INTO orders (id, user_id, package_id, amount_micros, currency, status, "
+            "gateway, created_at, paid_at, updated_at) VALUES ";
+        row = apr_psprintf(g->tmp,
+                           "(?, ?, ?, ?, 'USD', 'paid', 'balance', %" APR_INT64_T_FMT
+                           ", %" APR_INT64_T_FMT ", %" APR_INT64_T_FMT ")",
+                           (apr_int64_t)g->started, (apr_int64_t)g->started,
+                           (apr_int64_t)g->started);
+    }
+    for (int i = 0; i < rows; i++) {
+        *(const char **)apr_array_push(parts) = i ? ", " : "";
+        *(const char **)apr_array_push(parts) = row;
+    }
+    return apr_array_pstrcat(g->tmp, parts, 0);
+}
+
+/* `rows` orders and their contracts, the k-th for member k mod members. */
+static dm_err *genc_chunk(genc *g, int64_t order_id, int64_t contract_id, int64_t k, int rows)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(g->db, g->tmp, genc_sql(g, rows, 0), &st);
+
+    if (e) {
+        return e;
+    }
+    for (int j = 0; j < rows; j++) {
+        int b = j * GENC_ORDER_PARAMS;
+        dm_stmt_bind_int64(st, b + 1, order_id + j);
+        dm_stmt_bind_int64(st, b + 2,
+                           APR_ARRAY_IDX(g->members, (k + j) % g->members->nelts, int64_t));
+        dm_stmt_bind_int64(st, b + 3, g->pkg.id);
+        dm_stmt_bind_int64(st, b + 4, g->pkg.price_micros);
+    }
+    e = dm_stmt_step(st, g->tmp, &row);
+    dm_stmt_done(st);
+    if (!e) {
+        e = dm_db_prepare(g->db, g->tmp, genc_sql(g, rows, 1), &st);
+    }
+    if (e) {
+        return e;
+    }
+    for (int j = 0; j < rows; j++) {
+        int b = j * GENC_CONTRACT_PARAMS;
+        dm_stmt_bind_int64(st, b + 1, contract_id + j);
+        dm_stmt_bind_int64(st, b + 2, order_id + j);
+        dm_stmt_bind_int64(st, b + 3,
+                           APR_ARRAY_IDX(g->members, (k + j) % g->members->nelts, int64_t));
+        dm_stmt_bind_int64(st, b + 4, g->pkg.id);
+        dm_stmt_bind_text(st, b + 5, g->pkg.name, strlen(g->pkg.name));
+        dm_stmt_bind_text(st, b + 6, g->mode, strlen(g->mode));
+    }
+    e = dm_stmt_step(st, g->tmp, &row);
+    dm_stmt_done(st);
+    return e;
+}
+
+/* The package (the first active one of the mode) and the members. */
+static dm_err *genc_prepare(genc *g, apr_pool_t *p)
+{
+    apr_array_header_t *pkgs = NULL;
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_catalogue_list(g->db, p, 1, &pkgs);
+
+    for (int i = 0; !e && i < pkgs->nelts && !g->pkg.id; i++) {
+        const dm_package *k = &APR_ARRAY_IDX(pkgs, i, dm_package);
+        if (strcmp(k->yield_mode, g->mode) == 0 && strcmp(k->currency, "USD") == 0) {
+            g->pkg = *k;
+        }
+    }
+    if (!e && !g->pkg.id) {
+        e = dm_err_make(p, DM_E_NOT_FOUND, NULL,
+                        "no active %s-yield package in USD (seed-demo has both)", g->mode);
+    }
+    if (!e) {
+        e = dm_db_prepare(g->db, p, "SELECT id FROM users WHERE status = 'active' ORDER BY id",
+                          &st);
+    }
+    if (e) {
+        return e;
+    }
+    g->members = apr_array_make(p, 1024, sizeof(int64_t));
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        APR_ARRAY_PUSH(g->members, int64_t) = dm_stmt_int64(st, 0);
+    }
+    dm_stmt_done(st);
+    if (!e && g->members->nelts == 0) {
+        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "no members: run gen-members first");
+    }
+    return e;
+}
+
+/* Every member who gets a contract has a wallet before the accrual runs,
+ * as a member who bought one has (the accrual would make it otherwise,
+ * which is not what the bench measures). Through the ledger, which alone
+ * writes accounts. */
+static dm_err *genc_wallets(genc *g, apr_pool_t *p)
+{
+    int64_t n = g->count < g->members->nelts ? g->count : g->members->nelts;
+    dm_err *e = NULL;
+
+    for (int64_t i = 0; !e && i < n; i += GENC_BATCH) {
+        e = dm_db_begin(g->db, p);
+        for (int64_t j = i; !e && j < i + GENC_BATCH && j < n; j++) {
+            int64_t id = 0;
+            e = dm_ledger_member_account(g->db, g->tmp, APR_ARRAY_IDX(g->members, j, int64_t),
+                                         DM_ACCOUNT_WALLET, "USD", &id);
+            if ((j & 1023) == 0) {
+                apr_pool_clear(g->tmp);
+            }
+        }
+        if (!e) {
+            e = dm_db_commit(g->db, p);
+        } else {
+            dm_db_rollback(g->db);
+        }
+    }
+    apr_pool_clear(g->tmp);
+    return e;
+}
+
+static dm_err *genc_run(genc *g, apr_pool_t *p)
+{
+    dm_err *e = NULL;
+
+    for (int64_t k = 0; !e && k < g->count;) {
+        int64_t end = k + GENC_BATCH < g->count ? k + GENC_BATCH : g->count;
+        int64_t orders = 0, contracts = 0;
+        int found = 0;
+
+        e = dm_db_begin(g->db, p);
+        if (!e) {
+            e = dm_db_query_int64(g->db, p, "SELECT COALESCE(MAX(id), 0) FROM orders", &orders,
+                                  &found);
+        }
+        if (!e) {
+            e = dm_db_query_int64(g->db, p, "SELECT COALESCE(MAX(id), 0) FROM contracts",
+                                  &contracts, &found);
+        }
+        while (!e && k < end) {
+            int rows = end - k < GENC_ROWS ? (int)(end - k) : GENC_ROWS;
+            e = genc_chunk(g, orders + 1, contracts + 1, k, rows);
+            orders += rows;
+            contracts += rows;
+            k += rows;
+            apr_pool_clear(g->tmp);
+        }
+        if (!e) {
+            e = dm_db_commit(g->db, p);
+        } else {
+            dm_db_rollback(g->db);
+        }
+    }
+    return e;
+}
+
+static int genc_usage(void)
+{
+    fprintf(stderr, "usage: deepminectl gen-contracts --count N [--mode fixed|pool] "
+                    "[--started RFC3339|UNIX]\n");
+    return EXIT_USAGE;
+}
+
+/* `gen-contracts --count N`: N active contracts of the first active
+ * package of the mode (default fixed), spread over the existing members
+ * round-robin, started --started (default a day ago), each with its paid
+ * order (bench data: no payment transfer, like the bench's SQL orders). */
+static int cmd_gen_contracts(cli *c)
+{
+    genc g;
+    dm_err *e;
+    apr_time_t t0 = apr_time_now();
+
+    memset(&g, 0, sizeof(g));
+    g.mode = DM_YIELD_FIXED;
+    g.started = dm_now() - 86400;
+    for (int i = 0; i < c->argc; i += 2) {
+        const char *opt = c->argv[i], *val = i + 1 < c->argc ? c->argv[i + 1] : NULL;
+        if (!val) {
+            return genc_usage();
+        }
+        if (strcmp(opt, "--count") == 0 && (g.count = gen_int_arg(val)) > 0) {
+            continue;
+        }
+        if (strcmp(opt, "--mode") == 0 &&
+            (strcmp(val, DM_YIELD_FIXED) == 0 || strcmp(val, DM_YIELD_POOL) == 0)) {
+            g.mode = strcmp(val, DM_YIELD_POOL) == 0 ? DM_YIELD_POOL : DM_YIELD_FIXED;
+            continue;
+        }
+        if (strcmp(opt, "--started") == 0 &&
+            !dm_json_parse_time(c->pool, "started", val, &g.started)) {
+            continue;
+        }
+        return genc_usage();
+    }
+    if (g.count <= 0) {
+        return genc_usage();
+    }
+    e = open_migrated(c, &g.db);
+    /* bench data: durability traded for speed, as gen-members */
+    if (!e) {
+        e = dm_db_exec(
+            g.db, c->pool,
+            "PRAGMA synchronous=OFF; PRAGMA cache_size=-262144; PRAGMA temp_store=MEMORY");
+    }
+    if (!e) {
+        apr_pool_create(&g.tmp, c->pool);
+        e = genc_prepare(&g, c->pool);
+    }
+    if (!e) {
+        e = genc_wallets(&g, c->pool);
+    }
+    if (!e) {
+        e = genc_run(&g, c->pool);
+    }
+    if (e) {
+        return fail(e);
+    }
+    printf("gen-contracts: %" APR_INT64_T_FMT " %s-yield contract(s) of package %" APR_INT64_T_FMT
+           " (%s) over %d member(s), started %s, in %.2f s\n",
+           (apr_int64_t)g.count, g.mode, (apr_int64_t)g.pkg.id, g.pkg.name, g.members->nelts,
+           dm_json_time(c->pool, g.started), (double)(apr_time_now() - t0) / APR_USEC_PER_SEC);
+    return EXIT_OK;
+}
+
+/* ---- pool payouts ---- */
+
+static int payouts_usage(void)
+{
+    fprintf(stderr, "usage: deepminectl pool-payouts record --kind hour|day --period "
+                    "RFC3339|UNIX --amount MICROS [--note TEXT]\n"
+                    "       deepminectl pool-payouts list\n");
+    return EXIT_USAGE;
+}
+
+static void payout_line(apr_pool_t *p, const dm_pool_payout *r)
+{
+    printf("%-6" APR_INT64_T_FMT " %-4s %-20s %14" APR_INT64_T_FMT " %s", (apr_int64_t)r->id,
+           r->period_kind, dm_json_time(p, r->period_start), (apr_int64_t)r->amount_micros,
+           r->currency);
+    if (r->distributed_at) {
+        printf("  distributed: credits %" APR_INT64_T_FMT " + fee %" APR_INT64_T_FMT
+               " + remainder %" APR_INT64_T_FMT " over %" APR_INT64_T_FMT " contract(s)%s\n",
+               (apr_int64_t)r->credits_micros, (apr_int64_t)r->fee_micros,
+               (apr_int64_t)r->remainder_micros, (apr_int64_t)r->contracts,
+               r->credits_micros + r->fee_micros + r->remainder_micros == r->amount_micros
+                   ? ""
+                   : "  DOES NOT BALANCE");
+    } else {
+        printf("  pending\n");
+    }
+}
+
+/* `record` is audited as the console's; the daemon is asked to run the
+ * pool-accrual period that distributes it (docs/operations.md). */
+static int cmd_pool_payouts(cli *c)
+{
+    const char *kind = NULL, *note = NULL;
+    int64_t period = 0, amount = 0;
+    dm_pool_payout r;
+    dm_db *db;
+    dm_err *e;
+
+    if (c->argc == 1 && strcmp(c->argv[0], "list") == 0) {
+        apr_array_header_t *rows = NULL;
+        int64_t next = 0;
+        e = open_migrated(c, &db);
+        if (!e) {
+            e = dm_pool_payouts_list(db, c->pool, 0, DM_POOL_PAGE_MAX, &rows, &next);
+        }
+        if (e) {
+            return fail(e);
+        }
+        for (int i = 0; i < rows->nelts; i++) {
+            payout_line(c->pool, &APR_ARRAY_IDX(rows, i, dm_pool_payout));
+        }
+        return EXIT_OK;
+    }
+    if (c->argc < 1 || strcmp(c->argv[0], "record") != 0) {
+        return payouts_usage();
+    }
+    for (int i = 1; i < c->argc; i += 2) {
+        const char *opt = c->argv[i], *val = i + 1 < c->argc ? c->argv[i + 1] : NULL;
+        if (!val) {
+            return payouts_usage();
+        }
+        if (strcmp(opt, "--kind") == 0) {
+            kind = val;
+        } else if (strcmp(opt, "--note") == 0) {
+            note = val;
+        } else if (!(strcmp(opt, "--period") == 0 &&
+                     !dm_json_parse_time(c->pool, "period", val, &period)) &&
+                   !(strcmp(opt, "--amount") == 0 && ledger_int_arg(val, &amount))) {
+            return payouts_usage();
+        }
+    }
+    if (!kind || !period || !amount) {
+        return payouts_usage();
+    }
+    e = open_migrated(c, &db);
+    if (!e) {
+        e = dm_pool_payout_record(db, c->pool, 0, NULL, kind, period, amount, DM_LEDGER_CURRENCY,
+                                  note, &r);
+    }
+    if (e) {
+        return fail(e);
+    }
+    printf("pool payout %" APR_INT64_T_FMT " recorded: %s of %s, %" APR_INT64_T_FMT
+           " micros %s; the pool-accrual job distributes it\n",
+           (apr_int64_t)r.id, r.period_kind, dm_json_time(c->pool, r.period_start),
+           (apr_int64_t)r.amount_micros, r.currency);
+    return EXIT_OK;
+}
+
 static int cmd_help(cli *c);
 
 static const struct command {
@@ -1181,6 +1537,14 @@ static const struct command {
      "add N test members gen<id>@example.test, S random|chain|star; also --seed S, --under ID, "
      "--per-row (docs/operations.md)",
      cmd_gen_members},
+    {"gen-contracts", "--count N [--mode M]",
+     "add N active bench contracts (mode fixed or pool, of the first such active package) over "
+     "the existing members, with wallets; also --started T (default a day ago)",
+     cmd_gen_contracts},
+    {"pool-payouts", "record --kind K --period P --amount M | list",
+     "the mining pool's payout for an hour or a day (audited; the pool-accrual job shares it "
+     "out), and the payouts with their reconciliation",
+     cmd_pool_payouts},
     {"staff", "create --email E --role R | list | ensure-owner --email E",
      "staff accounts (roles owner, finance, support, kyc); create prints a one-time password",
      cmd_staff},

@@ -23,7 +23,7 @@
 
 #define PKG_COLUMNS                                                                                \
     "id, name, hashrate_ghs, price_micros, daily_yield_micros, duration_days, currency, active, "  \
-    "sort_order"
+    "sort_order, yield_mode, fee_bp"
 
 static void read_package(dm_stmt *st, apr_pool_t *p, dm_package *pkg)
 {
@@ -36,6 +36,9 @@ static void read_package(dm_stmt *st, apr_pool_t *p, dm_package *pkg)
     pkg->currency = apr_pstrdup(p, dm_stmt_text(st, 6, NULL));
     pkg->active = (int)dm_stmt_int64(st, 7);
     pkg->sort_order = dm_stmt_int64(st, 8);
+    pkg->yield_mode =
+        strcmp(dm_stmt_text(st, 9, NULL), DM_YIELD_POOL) == 0 ? DM_YIELD_POOL : DM_YIELD_FIXED;
+    pkg->fee_bp = dm_stmt_int64(st, 10);
 }
 
 dm_err *dm_catalogue_list(dm_db *db, apr_pool_t *p, int active_only, apr_array_header_t **out)
@@ -73,8 +76,9 @@ dm_err *dm_catalogue_insert(dm_db *db, apr_pool_t *p, dm_package *pkg)
 
     e = dm_db_prepare(db, p,
                       "INSERT INTO packages (name, hashrate_ghs, price_micros, daily_yield_micros, "
-                      "duration_days, currency, active, sort_order, created_at, updated_at) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                      "duration_days, currency, active, sort_order, created_at, updated_at, "
+                      "yield_mode, fee_bp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                      "RETURNING id",
                       &st);
     if (e) {
         return e;
@@ -89,6 +93,11 @@ dm_err *dm_catalogue_insert(dm_db *db, apr_pool_t *p, dm_package *pkg)
     dm_stmt_bind_int64(st, 8, pkg->sort_order);
     dm_stmt_bind_int64(st, 9, now);
     dm_stmt_bind_int64(st, 10, now);
+    if (!pkg->yield_mode) {
+        pkg->yield_mode = DM_YIELD_FIXED;
+    }
+    dm_stmt_bind_text(st, 11, pkg->yield_mode, strlen(pkg->yield_mode));
+    dm_stmt_bind_int64(st, 12, pkg->fee_bp);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         pkg->id = dm_stmt_int64(st, 0);
@@ -126,7 +135,8 @@ dm_err *dm_catalogue_update(dm_db *db, apr_pool_t *p, const dm_package *pkg)
     dm_err *e = dm_db_prepare(db, p,
                               "UPDATE packages SET name = ?, hashrate_ghs = ?, price_micros = ?, "
                               "daily_yield_micros = ?, duration_days = ?, active = ?, "
-                              "sort_order = ?, updated_at = ? WHERE id = ?",
+                              "sort_order = ?, updated_at = ?, yield_mode = ?, fee_bp = ? "
+                              "WHERE id = ?",
                               &st);
 
     if (e) {
@@ -140,7 +150,10 @@ dm_err *dm_catalogue_update(dm_db *db, apr_pool_t *p, const dm_package *pkg)
     dm_stmt_bind_int64(st, 6, pkg->active);
     dm_stmt_bind_int64(st, 7, pkg->sort_order);
     dm_stmt_bind_int64(st, 8, dm_now());
-    dm_stmt_bind_int64(st, 9, pkg->id);
+    dm_stmt_bind_text(st, 9, pkg->yield_mode ? pkg->yield_mode : DM_YIELD_FIXED,
+                      strlen(pkg->yield_mode ? pkg->yield_mode : DM_YIELD_FIXED));
+    dm_stmt_bind_int64(st, 10, pkg->fee_bp);
+    dm_stmt_bind_int64(st, 11, pkg->id);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     return e;
@@ -148,14 +161,16 @@ dm_err *dm_catalogue_update(dm_db *db, apr_pool_t *p, const dm_package *pkg)
 
 dm_err *dm_catalogue_seed_demo(dm_db *db, apr_pool_t *p, int *inserted)
 {
-    /* hash rate in GH/s, money in micro-USD */
+    /* hash rate in GH/s, money in micro-USD; both yield modes, so the
+     * pages show both (a pool package's daily yield is the operator's
+     * estimate: what it credits is the pool's output less the fee) */
     static const dm_package demo[] = {
-        {0, "Trial 0.5 TH/s", 500, 5000000, 800000, 7, "USD", 1, 10},
-        {0, "Starter 5 TH/s", 5000, 29000000, 1100000, 30, "USD", 1, 20},
-        {0, "Basic 20 TH/s", 20000, 99000000, 2100000, 60, "USD", 1, 30},
-        {0, "Standard 50 TH/s", 50000, 239000000, 3400000, 90, "USD", 1, 40},
-        {0, "Pro 120 TH/s", 120000, 549000000, 4050000, 180, "USD", 1, 50},
-        {0, "Elite 300 TH/s", 300000, 1290000000, 4700000, 365, "USD", 1, 60},
+        {0, "Trial 0.5 TH/s", 500, 5000000, 800000, 7, "USD", 1, 10, DM_YIELD_FIXED, 0},
+        {0, "Starter 5 TH/s", 5000, 29000000, 1100000, 30, "USD", 1, 20, DM_YIELD_FIXED, 0},
+        {0, "Basic 20 TH/s", 20000, 99000000, 2100000, 60, "USD", 1, 30, DM_YIELD_FIXED, 0},
+        {0, "Standard 50 TH/s", 50000, 239000000, 3400000, 90, "USD", 1, 40, DM_YIELD_POOL, 500},
+        {0, "Pro 120 TH/s", 120000, 549000000, 4050000, 180, "USD", 1, 50, DM_YIELD_POOL, 400},
+        {0, "Elite 300 TH/s", 300000, 1290000000, 4700000, 365, "USD", 1, 60, DM_YIELD_POOL, 300},
     };
     int64_t count = 0;
     int found;
@@ -205,6 +220,9 @@ json_t *dm_package_json(const dm_package *pkg)
     json_object_set_new(o, "daily_yield_micros", json_integer(pkg->daily_yield_micros));
     json_object_set_new(o, "duration_days", json_integer(pkg->duration_days));
     json_object_set_new(o, "currency", json_string(pkg->currency));
+    json_object_set_new(o, "yield_mode",
+                        json_string(pkg->yield_mode ? pkg->yield_mode : DM_YIELD_FIXED));
+    json_object_set_new(o, "fee_bp", json_integer(pkg->fee_bp));
     return o;
 }
 

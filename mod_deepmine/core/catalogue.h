@@ -32,7 +32,15 @@ typedef struct dm_package {
     const char *currency;
     int active;
     int64_t sort_order;
+    /* How yield accrues (copied to each contract at the sale):
+     * DM_YIELD_POOL (the pool's recorded output, less fee_bp) or
+     * DM_YIELD_FIXED (daily_yield_micros). NULL when inserting: fixed. */
+    const char *yield_mode;
+    int64_t fee_bp; /* pool mode's maintenance fee, 0..10000 */
 } dm_package;
+
+#define DM_YIELD_POOL "pool"
+#define DM_YIELD_FIXED "fixed"
 
 /* Active packages in catalogue order (or all, with active_only == 0);
  * an array of dm_package. */
@@ -49,7 +57,8 @@ dm_err *dm_catalogue_get(dm_db *db, apr_pool_t *p, int64_t id, dm_package *out);
  * transaction if one is open. */
 dm_err *dm_catalogue_update(dm_db *db, apr_pool_t *p, const dm_package *pkg);
 
-/* Inserts the demo catalogue of 6 packages when there is no package at all;
+/* Inserts the demo catalogue of 6 packages (fixed and pool yield) when
+ * there is no package at all;
  * `*inserted` is 0 when the catalogue already had packages. */
 dm_err *dm_catalogue_seed_demo(dm_db *db, apr_pool_t *p, int *inserted);
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "accrual.h"
 #include "clock.h"
 #include "commission.h"
 #include "log.h"
@@ -128,6 +129,33 @@ static dm_err *job_test_tick(dm_job_ctx *ctx, dm_job_result *res)
 }
 
 static const dm_job_def jobs[] = {
+    /* accrual.c: never waits for data (an hour not over yet is waiting) */
+    {.name = "accrual",
+     .sched = DM_SCHED_HOURLY,
+     .max_attempts = 10,
+     .timeout_s = 3600,
+     .fn = dm_accrual_job_fixed,
+     .about = "credits each fixed-yield contract its yield for the hour (earn:<contract>:<hour>)",
+     .first_period = dm_accrual_first_fixed},
+    /* accrual.c: waits until the pool's payout covering the hour is
+     * recorded; a day payout is shared out in the day's 23:00 period */
+    {.name = "pool-accrual",
+     .sched = DM_SCHED_HOURLY,
+     .max_attempts = 10,
+     .timeout_s = 3600,
+     .fn = dm_accrual_job_pool,
+     .about = "shares the pool's recorded payout for the hour (or day) among pool-yield "
+              "contracts by hash-rate-seconds, less their maintenance fee",
+     .first_period = dm_accrual_first_pool},
+    {.name = "contract-expiry",
+     .sched = DM_SCHED_INTERVAL,
+     .interval_s = 60,
+     .max_attempts = 5,
+     .timeout_s = 600,
+     .quiet = 1,
+     .fn = dm_accrual_job_expiry,
+     .about = "marks contracts past their term expired once their last hour is credited, and "
+              "queues the contract_expired e-mail"},
     {.name = "commission-release",
      .sched = DM_SCHED_INTERVAL,
      .interval_s = 600,

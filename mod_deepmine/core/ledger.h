@@ -50,6 +50,7 @@
 #define DM_SYS_WITHDRAWALS_PAID "withdrawals_paid"
 #define DM_SYS_ROUNDING "rounding"
 #define DM_SYS_ADJUSTMENTS "adjustments"
+#define DM_SYS_MAINTENANCE_FEES "maintenance_fees" /* pool mode: the published fee */
 #define DM_SYS_GATEWAY_PREFIX "gateway:"
 
 /* Transfer kinds. The list is closed (ledger.c's kind table): an unknown
@@ -70,6 +71,8 @@
 #define DM_KIND_CHARGEBACK "chargeback"
 #define DM_KIND_ROUNDING "rounding"
 #define DM_KIND_REVERSAL "reversal"
+#define DM_KIND_MAINTENANCE_FEE "maintenance_fee"   /* yield -> maintenance_fees */
+#define DM_KIND_YIELD_COMMISSION "yield_commission" /* commissions -> an upline's wallet */
 
 /* 1 when `kind` is a transfer kind of the list above. */
 int dm_ledger_kind_known(const char *kind);
@@ -150,6 +153,27 @@ typedef struct dm_transfer {
  * only through a clawback kind). Any other error (database): roll back. */
 dm_err *dm_ledger_transfer(dm_db *db, apr_pool_t *p, const dm_transfer_req *req, dm_transfer *out,
                            int *created);
+
+/* Posts many transfers at once, for batch jobs (the hourly accrual): the
+ * same rows, keys and invariants as dm_ledger_transfer, at a fraction of
+ * the statements. MUST run inside the caller's open transaction.
+ *
+ * Each request whose key is new is inserted (created[i] = 1); a key that
+ * exists is a replay (created[i] = 0) and must name the same transfer
+ * (else DM_E_CONFLICT, as dm_ledger_transfer). Then each account's balance
+ * moves once, by the sum of its inserted transfers: a system account (the
+ * yield account of a million credits) is updated once per batch, not once
+ * per transfer.
+ *
+ * The batch debits system accounts only: a request whose debit account is
+ * a member's is refused (DM_E_INVALID), so no member balance can go below
+ * zero through it. Requests are checked (as dm_ledger_transfer) before
+ * anything is written. A refusal found while writing (an unknown account,
+ * a currency that is not the account's, a balance that would overflow)
+ * is returned AFTER rows were inserted: the caller must roll back. `ids`
+ * (may be NULL) receives each transfer's id, new or replayed. */
+dm_err *dm_ledger_post_many(dm_db *db, apr_pool_t *p, const dm_transfer_req *reqs, int n,
+                            int *created, int64_t *ids);
 
 /* Reverses transfer `transfer_id` by a new transfer of the same amount the
  * other way, of `kind` (e.g. refund, withdrawal_rejected, reversal), with

@@ -30,7 +30,8 @@
 
 #define CONTRACT_COLUMNS                                                                           \
     "id, order_id, user_id, package_id, name, hashrate_ghs, price_micros, daily_yield_micros, "    \
-    "duration_days, currency, started_at, expires_at, status, ended_at"
+    "duration_days, currency, started_at, expires_at, status, ended_at, yield_mode, fee_bp, "      \
+    "earned_micros"
 
 static const char *const order_statuses[] = {"pending", "paid",         "failed",
                                              "expired", "needs_review", "refunded"};
@@ -94,6 +95,10 @@ static void read_contract(dm_stmt *st, apr_pool_t *p, dm_contract *c)
     c->expires_at = dm_stmt_int64(st, 11);
     c->status = dup_text(st, p, 12);
     c->ended_at = dm_stmt_is_null(st, 13) ? 0 : dm_stmt_int64(st, 13);
+    c->yield_mode =
+        strcmp(dm_stmt_text(st, 14, NULL), DM_YIELD_POOL) == 0 ? DM_YIELD_POOL : DM_YIELD_FIXED;
+    c->fee_bp = dm_stmt_int64(st, 15);
+    c->earned_micros = dm_stmt_int64(st, 16);
 }
 
 /* One order by a query binding (id) or (gateway, provider_ref). */
@@ -145,7 +150,8 @@ static dm_err *package_get(dm_db *db, apr_pool_t *p, int64_t id, dm_package *pkg
     int row = 0;
     dm_err *e = dm_db_prepare(db, p,
                               "SELECT id, name, hashrate_ghs, price_micros, daily_yield_micros, "
-                              "duration_days, currency, active FROM packages WHERE id = ?",
+                              "duration_days, currency, active, yield_mode, fee_bp "
+                              "FROM packages WHERE id = ?",
                               &st);
 
     if (e) {
@@ -163,6 +169,9 @@ static dm_err *package_get(dm_db *db, apr_pool_t *p, int64_t id, dm_package *pkg
         pkg->duration_days = dm_stmt_int64(st, 5);
         pkg->currency = dup_text(st, p, 6);
         pkg->active = (int)dm_stmt_int64(st, 7);
+        pkg->yield_mode = strcmp(dm_stmt_text(st, 8, NULL), DM_YIELD_POOL) == 0 ? DM_YIELD_POOL
+                                                                              : DM_YIELD_FIXED;
+        pkg->fee_bp = dm_stmt_int64(st, 9);
     }
     dm_stmt_done(st);
     if (!e && !row) {
@@ -326,8 +335,8 @@ static dm_err *create_contract(dm_db *db, apr_pool_t *p, const dm_order *o, cons
     e = dm_db_prepare(db, p,
                       "INSERT INTO contracts (order_id, user_id, package_id, name, hashrate_ghs, "
                       "price_micros, daily_yield_micros, duration_days, currency, started_at, "
-                      "expires_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active') "
-                      "RETURNING id",
+                      "expires_at, status, yield_mode, fee_bp) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?) RETURNING id",
                       &st);
     if (e) {
         return e;
@@ -343,6 +352,8 @@ static dm_err *create_contract(dm_db *db, apr_pool_t *p, const dm_order *o, cons
     bind_str(st, 9, o->currency);
     dm_stmt_bind_int64(st, 10, now);
     dm_stmt_bind_int64(st, 11, expires);
+    bind_str(st, 12, pkg->yield_mode);
+    dm_stmt_bind_int64(st, 13, pkg->fee_bp);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         memset(c, 0, sizeof(*c));
@@ -359,6 +370,8 @@ static dm_err *create_contract(dm_db *db, apr_pool_t *p, const dm_order *o, cons
         c->started_at = now;
         c->expires_at = expires;
         c->status = "active";
+        c->yield_mode = pkg->yield_mode;
+        c->fee_bp = pkg->fee_bp;
     }
     dm_stmt_done(st);
     return e;
@@ -1003,6 +1016,29 @@ dm_err *dm_order_get(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t user_id
     return e;
 }
 
+dm_err *dm_contract_get(dm_db *db, apr_pool_t *p, int64_t contract_id, int64_t user_id,
+                        dm_contract *out)
+{
+    dm_stmt *st;
+    int found = 0;
+    dm_err *e = dm_db_prepare(db, p, "SELECT " CONTRACT_COLUMNS " FROM contracts WHERE id = ?", &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, contract_id);
+    e = dm_stmt_step(st, p, &found);
+    if (!e && found) {
+        read_contract(st, p, out);
+    }
+    dm_stmt_done(st);
+    if (!e && (!found || (user_id && out->user_id != user_id))) {
+        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "contract %" APR_INT64_T_FMT " does not exist",
+                        (apr_int64_t)contract_id);
+    }
+    return e;
+}
+
 dm_err *dm_contract_of_order(dm_db *db, apr_pool_t *p, int64_t order_id, dm_contract *out,
                              int *found)
 {
@@ -1173,8 +1209,9 @@ json_t *dm_contract_json(apr_pool_t *p, const dm_contract *c, int staff)
     json_object_set_new(j, "expires_at", dm_json_time_or_null(p, c->expires_at));
     json_object_set_new(j, "status", json_string(c->status));
     json_object_set_new(j, "ended_at", dm_json_time_or_null(p, c->ended_at));
-    /* No yield accrues yet (the accrual job is another issue). */
-    json_object_set_new(j, "earned_micros", json_integer(0));
+    json_object_set_new(j, "yield_mode", json_string(c->yield_mode));
+    json_object_set_new(j, "fee_bp", json_integer(c->fee_bp));
+    json_object_set_new(j, "earned_micros", json_integer(c->earned_micros));
     if (staff) {
         json_object_set_new(j, "user_id", json_integer(c->user_id));
     }

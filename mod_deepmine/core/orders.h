@@ -64,8 +64,11 @@ typedef struct dm_contract {
     const char *currency;
     int64_t started_at;
     int64_t expires_at;
-    const char *status; /* active|ended|refunded */
+    const char *status; /* active|ended|expired|refunded */
     int64_t ended_at;   /* 0: not ended */
+    const char *yield_mode; /* DM_YIELD_POOL | DM_YIELD_FIXED, as sold */
+    int64_t fee_bp;         /* pool mode's maintenance fee, as sold */
+    int64_t earned_micros;  /* the sum of its yield credits (core/accrual.c) */
 } dm_contract;
 
 /* A checkout order: `gateway` must name a loaded, initialised payment
@@ -112,6 +115,11 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
  * order is someone else's. */
 dm_err *dm_order_get(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t user_id, dm_order *out);
 
+/* One contract; DM_E_NOT_FOUND when absent, or when user_id != 0 and the
+ * contract is someone else's. */
+dm_err *dm_contract_get(dm_db *db, apr_pool_t *p, int64_t contract_id, int64_t user_id,
+                        dm_contract *out);
+
 /* The contract of an order; *found 0 when there is none. */
 dm_err *dm_contract_of_order(dm_db *db, apr_pool_t *p, int64_t order_id, dm_contract *out,
                              int *found);
@@ -130,7 +138,7 @@ dm_err *dm_contracts_list(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t cur
 /* JSON as the API shows it (caller owns it); `staff` adds user_id,
  * provider_ref, payment_transfer_id. */
 json_t *dm_order_json(apr_pool_t *p, const dm_order *o, int staff);
-/* earned_micros is 0 until yield accrual exists. */
+/* With yield_mode, fee_bp and earned_micros. */
 json_t *dm_contract_json(apr_pool_t *p, const dm_contract *c, int staff);
 
 #endif

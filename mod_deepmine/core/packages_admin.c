@@ -43,6 +43,33 @@ dm_err *dm_package_ths_to_ghs(apr_pool_t *p, const json_t *v, int64_t *ghs)
                        "hashrate_ths must be a positive number of TH/s with at most 3 decimals");
 }
 
+/* yield_mode ("pool" | "fixed") and fee_bp (0..10000); a fixed-yield
+ * package has no maintenance fee, so its fee_bp must be 0. */
+static dm_err *apply_yield(apr_pool_t *p, json_t *f, dm_package *pkg)
+{
+    const char *mode = NULL;
+    int present = 0;
+    dm_err *e = dm_json_get_string(p, f, "yield_mode", 0, 16, &mode, &present);
+
+    if (!e && present) {
+        if (strcmp(mode, DM_YIELD_POOL) == 0) {
+            pkg->yield_mode = DM_YIELD_POOL;
+        } else if (strcmp(mode, DM_YIELD_FIXED) == 0) {
+            pkg->yield_mode = DM_YIELD_FIXED;
+        } else {
+            e = dm_err_make(p, DM_E_INVALID, "yield_mode", "yield_mode is pool or fixed");
+        }
+    }
+    if (!e) {
+        e = dm_json_get_int64(p, f, "fee_bp", 0, 0, 10000, &pkg->fee_bp, NULL);
+    }
+    if (!e && strcmp(pkg->yield_mode, DM_YIELD_FIXED) == 0 && pkg->fee_bp != 0) {
+        e = dm_err_make(p, DM_E_INVALID, "fee_bp",
+                        "a fixed-yield package has no maintenance fee: fee_bp must be 0");
+    }
+    return e;
+}
+
 /* Applies the fields present in `f` to *pkg; `create` requires the
  * terms. */
 static dm_err *apply(apr_pool_t *p, json_t *f, int create, dm_package *pkg)
@@ -82,6 +109,9 @@ static dm_err *apply(apr_pool_t *p, json_t *f, int create, dm_package *pkg)
     if (!e) {
         e = dm_json_get_int64(p, f, "sort_order", 0, -1000000, 1000000, &pkg->sort_order, NULL);
     }
+    if (!e) {
+        e = apply_yield(p, f, pkg);
+    }
     return e;
 }
 
@@ -111,6 +141,7 @@ dm_err *dm_packages_admin_create(dm_db *db, apr_pool_t *p, int64_t staff_id, con
     memset(&pkg, 0, sizeof(pkg));
     pkg.active = 1;
     pkg.currency = DM_LEDGER_CURRENCY;
+    pkg.yield_mode = DM_YIELD_POOL; /* new packages follow the pool unless told */
     e = apply(p, fields, 1, &pkg);
     if (!e) {
         e = dm_db_begin(db, p);

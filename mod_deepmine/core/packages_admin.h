@@ -30,7 +30,8 @@ dm_err *dm_package_ths_to_ghs(apr_pool_t *p, const json_t *v, int64_t *ghs);
 
 /* Creates a package from `fields` (name, hashrate_ths, price_micros,
  * daily_yield_micros, duration_days required; active default true,
- * sort_order default 0), audited "package.create". */
+ * sort_order default 0, yield_mode "pool" (default) or "fixed", fee_bp
+ * 0..10000 default 0 and 0 for fixed yield), audited "package.create". */
 dm_err *dm_packages_admin_create(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
                                  json_t *fields, dm_package *out);
 
@@ -39,7 +40,8 @@ dm_err *dm_packages_admin_create(dm_db *db, apr_pool_t *p, int64_t staff_id, con
 dm_err *dm_packages_admin_patch(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
                                 int64_t id, json_t *fields, dm_package *out);
 
-/* The public fields plus "hashrate_ghs", "active", "sort_order". */
+/* The public fields (yield_mode and fee_bp among them) plus "hashrate_ghs",
+ * "active", "sort_order". */
 json_t *dm_package_admin_json(const dm_package *pkg);
 
 #endif

@@ -182,6 +182,7 @@ extern const dm_route_def dm_routes_withdrawals[];
 extern const dm_route_def dm_routes_catalogue_admin[];
 extern const dm_route_def dm_routes_commissions[];
 extern const dm_route_def dm_routes_orders[];
+extern const dm_route_def dm_routes_accrual[];
 extern const dm_route_def dm_routes_jobs[];
 extern const dm_route_def dm_routes_email[];
 

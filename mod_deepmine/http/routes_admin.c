@@ -34,6 +34,10 @@
  *   GET   /api/admin/orders          x      x       x
  *   GET   /api/admin/contracts       x      x       x
  *   POST  /api/admin/orders/{id}/refund x   x
+ *   GET   /api/admin/pool-payouts    x      x
+ *   POST  /api/admin/pool-payouts    x      x
+ *   GET   /api/admin/yield-commission-rates x
+ *   PUT   /api/admin/yield-commission-rates x
  *   GET   /api/admin/jobs            x
  *   POST  /api/admin/jobs/{job}/run  x
  *   GET   /api/admin/health          x      x       x     x
@@ -93,6 +97,10 @@ static const struct staff_access {
     {"GET", "/api/admin/orders", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},    /* routes_orders.c */
     {"GET", "/api/admin/contracts", DM_ROLE_FINANCE | DM_ROLE_SUPPORT}, /* routes_orders.c */
     {"POST", "/api/admin/orders/{id}/refund", DM_ROLE_FINANCE},          /* routes_orders.c */
+    {"GET", "/api/admin/pool-payouts", DM_ROLE_FINANCE},                 /* routes_accrual.c */
+    {"POST", "/api/admin/pool-payouts", DM_ROLE_FINANCE},                /* routes_accrual.c */
+    {"GET", "/api/admin/yield-commission-rates", 0},                     /* routes_accrual.c */
+    {"PUT", "/api/admin/yield-commission-rates", 0},                     /* routes_accrual.c */
     {"GET", "/api/admin/jobs", 0},                                       /* routes_jobs.c */
     {"POST", "/api/admin/jobs/{job}/run", 0},                            /* routes_jobs.c */
     {"GET", "/api/admin/health", DM_ROLE_FINANCE | DM_ROLE_SUPPORT | DM_ROLE_KYC},

@@ -5,7 +5,7 @@ import time
 from conftest import error_of
 
 FIELDS = {"id", "name", "hashrate_ths", "price_micros", "daily_yield_micros",
-          "duration_days", "currency", "sold_out"}
+          "duration_days", "currency", "sold_out", "yield_mode", "fee_bp"}
 
 
 def test_catalogue_lists_demo_packages_with_contract_fields(server):

@@ -386,7 +386,7 @@ static void test_concurrent_requests_exactly_one_succeeds(void **state)
 static void test_capacity_none_recorded_means_sold_out(void **state)
 {
     dm_db *db = open_migrated(fresh_db());
-    dm_package pkg = {0, "Cap test", 5000, 1000000, 1000, 30, "USD", 1, 0};
+    dm_package pkg = {0, "Cap test", 5000, 1000000, 1000, 30, "USD", 1, 0, DM_YIELD_FIXED, 0};
     dm_capacity_row row;
     int64_t u = member(db, 1, 1, 0), available = -1;
     dm_err *e;
