@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "commission.h"
 #include "log.h"
+#include "mail.h"
 
 /* Pending orders older than this are expired by the clean-up job (a
  * checkout that was never paid; a late payment still lands, as
@@ -171,6 +172,23 @@ static const dm_job_def jobs[] = {
      .fn = job_cleanup,
      .about = "deletes expired tokens and sessions, expires unpaid orders after 24 h, "
               "trims old job history"},
+    {.name = "mail",
+     .sched = DM_SCHED_INTERVAL,
+     .interval_s = 5,
+     .max_attempts = 100,
+     .timeout_s = 60,
+     .quiet = 1,
+     .fn = dm_mail_job,
+     .about = "sends queued e-mail through the mailer plugin (up to 20 s a run), retries "
+              "temporary failures with back-off"},
+    {.name = "commission-digest",
+     .sched = DM_SCHED_INTERVAL,
+     .interval_s = 86400,
+     .max_attempts = 5,
+     .timeout_s = 600,
+     .fn = dm_mail_job_commission_digest,
+     .about = "queues one e-mail per member summing the referral commissions of the UTC day "
+              "before"},
     {.name = "test-fail",
      .sched = DM_SCHED_MANUAL,
      .max_attempts = 3,

@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "audit.h"
 #include "json.h"
+#include "mailq.h"
 
 static int status_ok(const char *s)
 {
@@ -48,6 +49,14 @@ static dm_err *set_txn(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *i
     a = dm_json_own(p, json_pack("{s:s}", "kyc_status", status));
     e = dm_audit_write(db, p, staff_id, "user.kyc", "user",
                        apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)user_id), b, a, ip);
+    if (!e && (strcmp(status, "approved") == 0 || strcmp(status, "rejected") == 0)) {
+        /* one message per decision: the audit row's id tells decisions apart */
+        int64_t decision = dm_db_last_insert_id(db);
+        json_t *vars = dm_json_own(p, json_pack("{s:s,s:n}", "email", before.email, "reason"));
+        e = dm_mail_enqueue(db, p, before.email, apr_pstrcat(p, "kyc_", status, NULL), vars,
+                            apr_psprintf(p, "kyc_%s:%" APR_INT64_T_FMT ":%" APR_INT64_T_FMT, status,
+                                         (apr_int64_t)user_id, (apr_int64_t)decision));
+    }
     return e ? e : dm_member_get(db, p, user_id, out);
 }
 

@@ -18,6 +18,8 @@
  * "rejected"; else DM_E_INVALID naming "status") for staff `staff_id` (0:
  * the console) from `ip`, with an audit row "user.kyc" (before/after), in
  * one transaction. The same status again changes and records nothing.
+ * "approved" and "rejected" queue the member's kyc_approved / kyc_rejected
+ * e-mail in the same transaction.
  * *out gets the member afterwards. */
 dm_err *dm_kyc_set_status(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
                           int64_t user_id, const char *status, dm_member *out);

@@ -773,6 +773,7 @@ static dm_err *consume_token(dm_db *db, apr_pool_t *p, const char *purpose, cons
 static dm_err *verify_txn(dm_db *db, apr_pool_t *p, void *baton)
 {
     use_token_ctx *c = baton;
+    dm_member m;
     dm_err *e = consume_token(db, p, "verify", c->hash, &c->user_id);
 
     if (!e) {
@@ -780,6 +781,16 @@ static dm_err *verify_txn(dm_db *db, apr_pool_t *p, void *baton)
                           "UPDATE users SET email_verified_at = COALESCE(email_verified_at, ?) "
                           "WHERE id = ?",
                           now_sec(), c->user_id);
+    }
+    if (!e) {
+        e = dm_member_get(db, p, c->user_id, &m);
+    }
+    if (!e) {
+        /* once per member, however many verification links they use */
+        json_t *vars = dm_json_own(
+            p, json_pack("{s:s,s:s}", "email", m.email, "referral_code", m.referral_code));
+        e = dm_mail_enqueue(db, p, m.email, "welcome", vars,
+                            apr_psprintf(p, "welcome:%" APR_INT64_T_FMT, (apr_int64_t)m.id));
     }
     return e;
 }

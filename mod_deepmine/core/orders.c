@@ -378,7 +378,7 @@ static dm_err *create_contract(dm_db *db, apr_pool_t *p, const dm_order *o, cons
 }
 
 /* What follows a payment, in its transaction: contract, commissions, VIP
- * levels, the confirmation e-mail. */
+ * levels, the e-mails (the receipt, the contract's start). */
 static dm_err *after_paid(dm_db *db, apr_pool_t *p, dm_order *o)
 {
     dm_package pkg;
@@ -411,8 +411,24 @@ static dm_err *after_paid(dm_db *db, apr_pool_t *p, dm_order *o)
     json_object_set_new(vars, "amount_micros", json_integer(o->amount_micros));
     json_object_set_new(vars, "currency", json_string(o->currency));
     json_object_set_new(vars, "expires_at", json_string(dm_json_time(p, c.expires_at)));
-    return dm_mail_enqueue(db, p, email, "order_paid", vars,
-                           apr_psprintf(p, "order_paid:%" APR_INT64_T_FMT, (apr_int64_t)o->id));
+    e = dm_mail_enqueue(db, p, email, "order_paid", vars,
+                        apr_psprintf(p, "order_paid:%" APR_INT64_T_FMT, (apr_int64_t)o->id));
+    if (e) {
+        return e;
+    }
+    vars = dm_json_own(p, json_object());
+    json_object_set_new(vars, "contract_id", json_integer(c.id));
+    json_object_set_new(vars, "order_id", json_integer(o->id));
+    json_object_set_new(vars, "package", json_string(pkg.name));
+    json_object_set_new(vars, "hashrate_ths", dm_json_ths(c.hashrate_ghs));
+    json_object_set_new(vars, "daily_yield_micros", json_integer(c.daily_yield_micros));
+    json_object_set_new(vars, "currency", json_string(c.currency));
+    json_object_set_new(vars, "duration_days", json_integer(c.duration_days));
+    json_object_set_new(vars, "started_at", json_string(dm_json_time(p, c.started_at)));
+    json_object_set_new(vars, "expires_at", json_string(dm_json_time(p, c.expires_at)));
+    return dm_mail_enqueue(
+        db, p, email, "contract_started", vars,
+        apr_psprintf(p, "contract_started:%" APR_INT64_T_FMT, (apr_int64_t)c.id));
 }
 
 /* A staff_alert e-mail to every active owner and finance account, once per

@@ -99,6 +99,8 @@ int dm_conf_accrual_delay(const dm_conf *c);
 /* respond.c — every API answer goes through these. */
 int dm_http_json(request_rec *r, int status, const char *body, apr_size_t len);
 int dm_http_error(request_rec *r, const dm_err *e);
+/* A small HTML page (text/html, no-store, the API's security headers). */
+int dm_http_html(request_rec *r, int status, const char *body, apr_size_t len);
 int dm_http_fail(request_rec *r, dm_code code, const char *field, const char *msg);
 /* Cached, validator-carrying answer: ETag + 304 on If-None-Match. */
 int dm_http_cached_json(request_rec *r, const dm_rendered *doc);
@@ -182,6 +184,7 @@ extern const dm_route_def dm_routes_commissions[];
 extern const dm_route_def dm_routes_orders[];
 extern const dm_route_def dm_routes_accrual[];
 extern const dm_route_def dm_routes_jobs[];
+extern const dm_route_def dm_routes_email[];
 
 /* routes_admin.c — the calling staff member: a live dm_admin session (a
  * member's cookie or Bearer token never counts; 401), CSRF on writes, and

@@ -57,6 +57,21 @@ int dm_http_json(request_rec *r, int status, const char *body, apr_size_t len)
     return write_json(r, status, body, len);
 }
 
+int dm_http_html(request_rec *r, int status, const char *body, apr_size_t len)
+{
+    /* The API's own headers: "default-src 'none'" still lets a page's
+     * form post back (form-action does not fall back to default-src). */
+    base_headers(r);
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    r->status = status;
+    ap_set_content_type(r, "text/html; charset=utf-8");
+    ap_set_content_length(r, (apr_off_t)len);
+    if (!r->header_only) {
+        ap_rwrite(body, (int)len, r);
+    }
+    return OK;
+}
+
 int dm_http_error(request_rec *r, const dm_err *e)
 {
     const char *body = dm_err_to_json(r->pool, e);

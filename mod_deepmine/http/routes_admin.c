@@ -40,6 +40,15 @@
  *   PUT   /api/admin/yield-commission-rates x
  *   GET   /api/admin/jobs            x
  *   POST  /api/admin/jobs/{job}/run  x
+ *   GET   /api/admin/health          x      x       x     x
+ *   GET   /api/admin/email           x              x
+ *   POST  /api/admin/email/{id}/resend x            x
+ *   GET   /api/admin/email-templates[/{key}]  x     x
+ *   POST  …/email-templates/{key}/preview     x     x
+ *   PUT   /api/admin/email-templates/{key}    x         (templates reach
+ *   POST  …/email-templates/{key}/restore     x          every member: owner)
+ *   GET   /api/admin/email-suppressions       x     x
+ *   DELETE /api/admin/email-suppressions/{email} x  x
  */
 #include "dm_http.h"
 
@@ -50,6 +59,8 @@
 #include "audit.h"
 #include "confparse.h"
 #include "json.h"
+#include "mail.h"
+#include "migrate.h"
 
 #define MAX_EMAIL_FIELD 320
 #define MAX_PASSWORD_FIELD 1024
@@ -92,6 +103,17 @@ static const struct staff_access {
     {"PUT", "/api/admin/yield-commission-rates", 0},                     /* routes_accrual.c */
     {"GET", "/api/admin/jobs", 0},                                       /* routes_jobs.c */
     {"POST", "/api/admin/jobs/{job}/run", 0},                            /* routes_jobs.c */
+    {"GET", "/api/admin/health", DM_ROLE_FINANCE | DM_ROLE_SUPPORT | DM_ROLE_KYC},
+    /* routes_email.c */
+    {"GET", "/api/admin/email", DM_ROLE_SUPPORT},
+    {"POST", "/api/admin/email/{id}/resend", DM_ROLE_SUPPORT},
+    {"GET", "/api/admin/email-templates", DM_ROLE_SUPPORT},
+    {"GET", "/api/admin/email-templates/{key}", DM_ROLE_SUPPORT},
+    {"PUT", "/api/admin/email-templates/{key}", 0},
+    {"POST", "/api/admin/email-templates/{key}/preview", DM_ROLE_SUPPORT},
+    {"POST", "/api/admin/email-templates/{key}/restore", 0},
+    {"GET", "/api/admin/email-suppressions", DM_ROLE_SUPPORT},
+    {"DELETE", "/api/admin/email-suppressions/{email}", DM_ROLE_SUPPORT},
 };
 
 /* The roles allowed on a route; *known 0 when the table has no row. */
@@ -382,6 +404,41 @@ static int audit_list(request_rec *r, const dm_route_match *m)
         json_pack("{s:o,s:o}", "entries", arr, "next_cursor", cursor_json(r->pool, next)));
 }
 
+/* ---- health, the staff's view ---- */
+
+/* GET /api/health for staff: the same database check, plus what only staff
+ * may see (mail delivery over the last 24 hours). Always 200 when the
+ * caller is staff: the body says what is unwell. */
+static int admin_health(request_rec *r, const dm_route_match *m)
+{
+    dm_db *db;
+    dm_staff st;
+    dm_mail_stats mail;
+    int schema = 0;
+    json_t *o;
+    dm_err *e = whoami(r, m, &db, &st), *unwell = NULL;
+
+    if (e) {
+        return dm_http_error(r, e);
+    }
+    unwell = dm_migrate_version(db, r->pool, &schema);
+    if (!unwell && schema != dm_migrate_latest()) {
+        unwell = dm_err_make(r->pool, DM_E_UNAVAILABLE, NULL,
+                             "database schema is %d, this server is built for %d", schema,
+                             dm_migrate_latest());
+    }
+    if (!unwell) {
+        unwell = dm_mail_stats_get(db, r->pool, 86400, &mail);
+    }
+    o = json_object();
+    json_object_set_new(o, "status", json_string(unwell ? "degraded" : "ok"));
+    json_object_set_new(o, "version", json_string(DM_VERSION));
+    json_object_set_new(o, "schema", json_integer(schema));
+    json_object_set_new(o, "database", json_string(unwell ? unwell->message : "ok"));
+    json_object_set_new(o, "mail", unwell ? json_null() : dm_mail_stats_json(r->pool, &mail));
+    return send_json(r, HTTP_OK, o);
+}
+
 const dm_route_def dm_routes_admin[] = {
     {"POST", "/api/admin/auth/login", admin_login},
     {"POST", "/api/admin/auth/logout", admin_logout},
@@ -389,5 +446,6 @@ const dm_route_def dm_routes_admin[] = {
     {"GET", "/api/admin/users/{id}", users_get},
     {"PATCH", "/api/admin/users/{id}", users_patch},
     {"GET", "/api/admin/audit", audit_list},
+    {"GET", "/api/admin/health", admin_health},
     {NULL, NULL, NULL},
 };

@@ -7,7 +7,9 @@
  *   POST /api/webhooks/{name}        a provider's webhook: the raw body and
  *                                    every header go to the plugin's
  *                                    parse_webhook, and only an event it
- *                                    verified reaches core/payments.c.
+ *                                    verified reaches the core: a payment
+ *                                    plugin's core/payments.c, a mailer's
+ *                                    delivery report core/mail.c.
  *
  * Neither needs a member session or a CSRF token: the callers are
  * providers and buyers' browsers, and the plugin checks what proves their
@@ -24,6 +26,7 @@
 #include <apr_strings.h>
 #include <http_protocol.h>
 
+#include "mail.h"
 #include "payments.h"
 
 #define PLUGINS_PREFIX "/api/plugins/"
@@ -164,12 +167,49 @@ static int plugin_request(request_rec *r, const dm_route_match *m)
 
 /* ---- /api/webhooks/{name} ---- */
 
-/* A payment plugin's webhook endpoint; other kinds get theirs with the
- * issues that act on their events. */
+/* A payment plugin's webhook endpoint, or a mailer's that has delivery
+ * reports; KYC plugins get theirs with the issue that acts on their
+ * events. */
 static const dm_loaded_plugin *webhook_receiver(const char *name)
 {
     const dm_loaded_plugin *pl = plugin_named(name);
-    return pl && pl->kind == DM_PLUGIN_PAYMENT ? pl : NULL;
+    const dm_mailer_ops *mo;
+
+    if (!pl) {
+        return NULL;
+    }
+    if (pl->kind == DM_PLUGIN_PAYMENT) {
+        return pl;
+    }
+    mo = pl->desc->ops;
+    return pl->kind == DM_PLUGIN_MAILER && DM_HAS_FIELD(mo, dm_mailer_ops, parse_webhook) &&
+                   mo->parse_webhook
+               ? pl
+               : NULL;
+}
+
+/* A verified delivery report: recorded once (a replay is a 200 no-op). */
+static int mail_event(request_rec *r, const dm_loaded_plugin *pl, const dm_mail_event *ev)
+{
+    dm_mail_event_result res;
+    dm_db *db;
+    const char *answer;
+    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
+
+    if (!e) {
+        e = dm_mail_event_record(db, r->pool, pl->name, ev, &res);
+    }
+    if (e) {
+        if (e->code == DM_E_INVALID) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                          "DM01010: webhook for mailer %s: verified event refused: %s", pl->name,
+                          e->message);
+        }
+        return dm_http_error(r, e);
+    }
+    answer = res.duplicate ? "{\"received\":true,\"duplicate\":true}"
+                           : "{\"received\":true,\"duplicate\":false}";
+    return dm_http_json(r, HTTP_OK, answer, strlen(answer));
 }
 
 /* GET exists only so that an unknown name is 404 whatever the method (and
@@ -240,6 +280,9 @@ static int webhook_post(request_rec *r, const dm_route_match *m)
         return dm_http_json(r, HTTP_INTERNAL_SERVER_ERROR, answer, strlen(answer));
     }
 
+    if (pl->kind == DM_PLUGIN_MAILER) {
+        return mail_event(r, pl, &ev.mail);
+    }
     e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
     if (!e) {
         e = dm_payment_event_record(db, r->pool, pl->name, &ev.payment, body, body_len, &rec);
