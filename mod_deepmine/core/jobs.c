@@ -223,6 +223,20 @@ static dm_err *renew(dm_job_ctx *ctx, int *ours)
     e = dm_stmt_step(st, ctx->pool, &row);
     dm_stmt_done(st);
     *ours = !e && dm_db_changes(ctx->db) == 1;
+    if (e || !*ours) {
+        return e;
+    }
+    /* A daemon busy with a long run is alive: its heartbeat (a row only
+     * daemons have, under the same holder id) moves with the lease. */
+    e = dm_db_prepare(ctx->db, ctx->pool,
+                      "UPDATE cron_heartbeat SET beat_at = ? WHERE holder = ?", &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, dm_now());
+    bind_str(st, 2, ctx->holder);
+    e = dm_stmt_step(st, ctx->pool, &row);
+    dm_stmt_done(st);
     return e;
 }
 
