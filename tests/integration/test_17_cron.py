@@ -105,8 +105,9 @@ def test_clock_file_needs_test_mode(new_server):
     assert "DeepMineClockFile is for tests only" in r.stdout + r.stderr
 
 
-def test_apache_restarts_a_killed_daemon_and_stops_it_with_itself(cron_server):
-    s = cron_server()
+@pytest.mark.parametrize("mpm", ["event", "prefork"])
+def test_apache_restarts_a_killed_daemon_and_stops_it_with_itself(cron_server, mpm):
+    s = cron_server(mpm=mpm)
     s.expect_log(DAEMON_DIED)
     first = wait_for(lambda: daemon_pids(s), what="daemon")[0]
     os.kill(first, signal.SIGKILL)
