@@ -4,6 +4,8 @@
 #include "json.h"
 
 #include <apr_strings.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -131,15 +133,150 @@ char *dm_json_dump(apr_pool_t *p, const json_t *v, size_t *len)
     return out;
 }
 
+/* "YYYY-MM-DDTHH:MM:SSZ" of Unix seconds into out[21] (20 characters and
+ * a NUL), for years 0 to 9999; the civil date from the day count as in
+ * H. Hinnant's "chrono-compatible low-level date algorithms". */
+static void format_time(int64_t t, char out[21])
+{
+    int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
+    int64_t secs = t - days * 86400;
+    int64_t z = days + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t y = yoe + era * 400;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int64_t d = doy - (153 * mp + 2) / 5 + 1;
+    int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    int v[6];
+
+    y += m <= 2;
+    if (y < 0 || y > 9999) {
+        memcpy(out, "0000-01-01T00:00:00Z", 21);
+        return;
+    }
+    v[0] = (int)y;
+    v[1] = (int)m;
+    v[2] = (int)d;
+    v[3] = (int)(secs / 3600);
+    v[4] = (int)(secs / 60 % 60);
+    v[5] = (int)(secs % 60);
+    out[0] = (char)('0' + v[0] / 1000);
+    out[1] = (char)('0' + v[0] / 100 % 10);
+    out[2] = (char)('0' + v[0] / 10 % 10);
+    out[3] = (char)('0' + v[0] % 10);
+    for (int i = 1; i < 6; i++) {
+        out[3 + 3 * (i - 1) + 1] = "--T::"[i - 1];
+        out[3 + 3 * (i - 1) + 2] = (char)('0' + v[i] / 10);
+        out[3 + 3 * (i - 1) + 3] = (char)('0' + v[i] % 10);
+    }
+    out[19] = 'Z';
+    out[20] = '\0';
+}
+
 const char *dm_json_time(apr_pool_t *p, int64_t unix_sec)
 {
-    time_t t = (time_t)unix_sec;
-    struct tm tm;
-    char buf[32];
+    char buf[21];
 
-    gmtime_r(&t, &tm);
-    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return apr_pstrdup(p, buf);
+    format_time(unix_sec, buf);
+    return apr_pstrmemdup(p, buf, 20);
+}
+
+void dm_jbuf_init(dm_jbuf *b, apr_pool_t *p, size_t hint)
+{
+    b->pool = p;
+    b->cap = hint > 64 ? hint : 64;
+    b->p = apr_palloc(p, b->cap);
+    b->len = 0;
+}
+
+void dm_jbuf_raw(dm_jbuf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap * 2;
+        char *np;
+        while (cap < b->len + n + 1) {
+            cap *= 2;
+        }
+        np = apr_palloc(b->pool, cap);
+        memcpy(np, b->p, b->len);
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void dm_jbuf_lit(dm_jbuf *b, const char *s)
+{
+    dm_jbuf_raw(b, s, strlen(s));
+}
+
+void dm_jbuf_str(dm_jbuf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t from = 0, i;
+
+    if (!s) {
+        dm_jbuf_raw(b, "null", 4);
+        return;
+    }
+    dm_jbuf_raw(b, "\"", 1);
+    for (i = 0; s[i]; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[6];
+        size_t n = 2;
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            continue;
+        }
+        dm_jbuf_raw(b, s + from, i - from);
+        from = i + 1;
+        esc[0] = '\\';
+        switch (c) {
+        case '"':
+        case '\\':
+            esc[1] = (char)c;
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            n = 6;
+        }
+        dm_jbuf_raw(b, esc, n);
+    }
+    dm_jbuf_raw(b, s + from, i - from);
+    dm_jbuf_raw(b, "\"", 1);
+}
+
+void dm_jbuf_int(dm_jbuf *b, int64_t v)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
+    dm_jbuf_raw(b, buf, (size_t)n);
+}
+
+void dm_jbuf_time(dm_jbuf *b, int64_t unix_sec)
+{
+    char buf[23];
+
+    buf[0] = '"';
+    format_time(unix_sec, buf + 1);
+    buf[21] = '"';
+    dm_jbuf_raw(b, buf, 22);
 }
 
 json_t *dm_json_time_or_null(apr_pool_t *p, int64_t unix_sec)

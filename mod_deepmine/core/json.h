@@ -31,6 +31,27 @@ dm_err *dm_json_get_bool(apr_pool_t *p, json_t *obj, const char *field, int requ
 /* Compact serialisation into p. */
 char *dm_json_dump(apr_pool_t *p, const json_t *v, size_t *len);
 
+/* A JSON text written straight into a growing buffer, for hot lists where
+ * building a jansson tree per row costs more than the query (the member's
+ * ledger statement). Strings are escaped as JSON requires (quote,
+ * backslash, control characters); bytes >= 0x80 pass through, so callers
+ * hand it only text the platform validated as UTF-8 when it was stored. */
+typedef struct dm_jbuf {
+    apr_pool_t *pool;
+    char *p;
+    size_t len, cap;
+} dm_jbuf;
+
+void dm_jbuf_init(dm_jbuf *b, apr_pool_t *p, size_t hint);
+void dm_jbuf_raw(dm_jbuf *b, const char *s, size_t n);
+/* A literal such as "{\"id\":" (its bytes as they are). */
+void dm_jbuf_lit(dm_jbuf *b, const char *s);
+/* s as a quoted JSON string, or null when s is NULL. */
+void dm_jbuf_str(dm_jbuf *b, const char *s);
+void dm_jbuf_int(dm_jbuf *b, int64_t v);
+/* dm_json_time's text, quoted. */
+void dm_jbuf_time(dm_jbuf *b, int64_t unix_sec);
+
 /* RFC 3339 UTC ("2026-11-25T07:00:00Z") of Unix seconds, into p. */
 const char *dm_json_time(apr_pool_t *p, int64_t unix_sec);
 

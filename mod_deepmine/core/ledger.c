@@ -1094,15 +1094,42 @@ dm_err *dm_ledger_statement(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t c
     return NULL;
 }
 
-json_t *dm_statement_line_json(apr_pool_t *p, const dm_statement_line *l)
+const char *dm_statement_page_json(apr_pool_t *p, const apr_array_header_t *lines, int64_t next,
+                                   size_t *len)
 {
-    json_t *o =
-        json_pack("{s:I,s:s,s:I,s:s,s:s,s:s}", "id", (json_int_t)l->transfer_id, "kind", l->kind,
-                  "amount_micros", (json_int_t)l->amount_micros, "currency", l->currency, "account",
-                  l->account, "created_at", dm_json_time(p, l->created_at));
+    dm_jbuf b;
 
-    json_object_set_new(o, "reference", l->reference ? json_string(l->reference) : json_null());
-    return o;
+    dm_jbuf_init(&b, p, 64 + (size_t)lines->nelts * 160);
+    dm_jbuf_lit(&b, "{\"transfers\":[");
+    for (int i = 0; i < lines->nelts; i++) {
+        const dm_statement_line *l = &APR_ARRAY_IDX(lines, i, dm_statement_line);
+        dm_jbuf_lit(&b, i ? ",{\"id\":" : "{\"id\":");
+        dm_jbuf_int(&b, l->transfer_id);
+        dm_jbuf_lit(&b, ",\"kind\":");
+        dm_jbuf_str(&b, l->kind);
+        dm_jbuf_lit(&b, ",\"amount_micros\":");
+        dm_jbuf_int(&b, l->amount_micros);
+        dm_jbuf_lit(&b, ",\"currency\":");
+        dm_jbuf_str(&b, l->currency);
+        dm_jbuf_lit(&b, ",\"account\":");
+        dm_jbuf_str(&b, l->account);
+        dm_jbuf_lit(&b, ",\"created_at\":");
+        dm_jbuf_time(&b, l->created_at);
+        dm_jbuf_lit(&b, ",\"reference\":");
+        dm_jbuf_str(&b, l->reference);
+        dm_jbuf_lit(&b, "}");
+    }
+    dm_jbuf_lit(&b, "],\"next_cursor\":");
+    if (next) {
+        dm_jbuf_lit(&b, "\"");
+        dm_jbuf_int(&b, next);
+        dm_jbuf_lit(&b, "\"");
+    } else {
+        dm_jbuf_lit(&b, "null");
+    }
+    dm_jbuf_lit(&b, "}");
+    *len = b.len;
+    return b.p;
 }
 
 /* ---- staff: every transfer ---- */

@@ -218,8 +218,12 @@ typedef struct dm_statement_line {
 dm_err *dm_ledger_statement(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t cursor, int limit,
                             apr_array_header_t **lines, int64_t *next_cursor);
 
-/* One statement line as GET /api/ledger's JSON (caller owns it). */
-json_t *dm_statement_line_json(apr_pool_t *p, const dm_statement_line *l);
+/* The whole answer of GET /api/ledger for a page of lines and its next
+ * cursor (0: none): {"transfers":[{id, kind, amount_micros, currency,
+ * account, created_at, reference}…],"next_cursor":"…"|null}. Written
+ * straight into p (no jansson tree: this list is hot). */
+const char *dm_statement_page_json(apr_pool_t *p, const apr_array_header_t *lines, int64_t next,
+                                   size_t *len);
 
 /* The admin filters; zero/NULL fields do not filter. Times are Unix
  * seconds, `from` inclusive, `to` exclusive. */

@@ -38,7 +38,8 @@ static int statement(request_rec *r, const dm_route_match *m)
     apr_array_header_t *lines = NULL;
     int64_t cursor = 0, next = 0;
     int limit = 50;
-    json_t *arr;
+    const char *body;
+    size_t len;
     dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
 
     if (!e) {
@@ -53,12 +54,8 @@ static int statement(request_rec *r, const dm_route_match *m)
     if (e) {
         return dm_http_error(r, e);
     }
-    arr = json_array();
-    for (int i = 0; i < lines->nelts; i++) {
-        json_array_append_new(
-            arr, dm_statement_line_json(r->pool, &APR_ARRAY_IDX(lines, i, dm_statement_line)));
-    }
-    return send_page(r, "transfers", arr, next);
+    body = dm_statement_page_json(r->pool, lines, next, &len);
+    return dm_http_json(r, HTTP_OK, body, len);
 }
 
 /* A query parameter, NULL when absent or empty, at most `max` bytes. */

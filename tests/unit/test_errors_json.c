@@ -7,6 +7,7 @@
 
 #include <apr_general.h>
 #include <string.h>
+#include <time.h>
 
 #include "confparse.h"
 #include "json.h"
@@ -168,6 +169,61 @@ static void test_origin_and_url_parsers(void **state)
     assert_non_null(dm_parse_public_url(pool, "https://a b.com", &out));
 }
 
+/* dm_json_time (its own civil-date arithmetic) agrees with gmtime_r +
+ * strftime from 1970 to 9999, on day boundaries, leap days and a stride of
+ * odd seconds. */
+static void test_time_format_matches_strftime(void **state)
+{
+    static const int64_t fixed[] = {0, 59, 86399, 86400, 951782400 /* 2000-02-29 */,
+                                    1709164800 /* 2024-02-29 */, 2147483647, 4102444800,
+                                    253402300799 /* 9999-12-31T23:59:59 */};
+    (void)state;
+    for (int64_t t = 0, i = 0; t < 253402300799 || i < (int64_t)(sizeof(fixed) / sizeof(fixed[0]));
+         t += 86399LL * 37 + 7919, i++) {
+        int64_t v = i < (int64_t)(sizeof(fixed) / sizeof(fixed[0])) ? fixed[i] : t;
+        time_t tt = (time_t)v;
+        struct tm tm;
+        char want[32];
+        gmtime_r(&tt, &tm);
+        strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        assert_string_equal(dm_json_time(pool, v), want);
+    }
+}
+
+/* The direct writer escapes what JSON requires: jansson reads back every
+ * string exactly, and numbers and times as written. */
+static void test_jbuf_writes_what_jansson_reads(void **state)
+{
+    static const char *strings[] = {"plain", "quote \" and \\ backslash", "tab\tnl\ncr\r",
+                                    "\x01\x1f ctl", "caf\xc3\xa9 \xe2\x82\xac", ""};
+    dm_jbuf b;
+    json_t *v;
+    json_error_t err;
+    (void)state;
+    dm_jbuf_init(&b, pool, 8);
+    dm_jbuf_lit(&b, "[");
+    for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
+        dm_jbuf_str(&b, strings[i]);
+        dm_jbuf_lit(&b, ",");
+    }
+    dm_jbuf_str(&b, NULL);
+    dm_jbuf_lit(&b, ",");
+    dm_jbuf_int(&b, INT64_MIN);
+    dm_jbuf_lit(&b, ",");
+    dm_jbuf_time(&b, 1795600800);
+    dm_jbuf_lit(&b, "]");
+    assert_int_equal(strlen(b.p), b.len);
+    v = json_loadb(b.p, b.len, 0, &err);
+    assert_non_null(v);
+    for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
+        assert_string_equal(json_string_value(json_array_get(v, i)), strings[i]);
+    }
+    assert_true(json_is_null(json_array_get(v, 6)));
+    assert_true(json_integer_value(json_array_get(v, 7)) == INT64_MIN);
+    assert_string_equal(json_string_value(json_array_get(v, 8)), "2026-11-25T10:00:00Z");
+    json_decref(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -177,6 +233,8 @@ int main(void)
         cmocka_unit_test(test_field_getters_name_the_field),
         cmocka_unit_test(test_int_parser_bounds),
         cmocka_unit_test(test_origin_and_url_parsers),
+        cmocka_unit_test(test_time_format_matches_strftime),
+        cmocka_unit_test(test_jbuf_writes_what_jansson_reads),
     };
     apr_initialize();
     return cmocka_run_group_tests_name("errors_json_config", tests, setup, teardown);
