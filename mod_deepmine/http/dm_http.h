@@ -102,6 +102,13 @@ int dm_http_error(request_rec *r, const dm_err *e);
 /* A small HTML page (text/html, no-store, the API's security headers). */
 int dm_http_html(request_rec *r, int status, const char *body, apr_size_t len);
 int dm_http_fail(request_rec *r, dm_code code, const char *field, const char *msg);
+/* A JSON answer from a jansson value (taken over: released with the
+ * request). */
+int dm_http_send_json(request_rec *r, int status, json_t *o);
+/* A list page's "next_cursor": the cursor as a string, or null for none. */
+json_t *dm_http_cursor_json(apr_pool_t *p, int64_t next);
+/* 200 {"<plural>": arr, "next_cursor": …} (arr taken over). */
+int dm_http_send_page(request_rec *r, const char *plural, json_t *arr, int64_t next);
 /* Cached, validator-carrying answer: ETag + 304 on If-None-Match. */
 int dm_http_cached_json(request_rec *r, const dm_rendered *doc);
 /* The request body as received, at most DeepMineMaxBody bytes (streamed;
@@ -141,11 +148,16 @@ dm_err *dm_http_check_csrf(request_rec *r);
 /* The calling member (Bearer token, else the dm_session cookie + CSRF),
  * counted against the "api" rate limit. */
 dm_err *dm_http_member(request_rec *r, dm_db *db, dm_member *m);
+/* A pooled connection, then dm_http_member on it. */
+dm_err *dm_http_member_db(request_rec *r, dm_db **db, dm_member *m);
 /* CORS headers for an allowed Origin; with allow_methods, a preflight
  * answer's headers. Returns 1 when the origin is allowed. */
 int dm_http_cors(request_rec *r, const char *allow_methods);
 /* Query parameters of the request (ap_args_to_table). */
 const char *dm_http_arg(request_rec *r, const char *name);
+/* A query parameter as a filter: *out NULL when absent or empty;
+ * DM_E_INVALID naming it when longer than max bytes. */
+dm_err *dm_http_arg_max(request_rec *r, const char *name, apr_size_t max, const char **out);
 /* The usual list paging: ?limit= (1..200, default 50) and ?cursor=
  * (opaque; here a positive id). */
 dm_err *dm_http_paging(request_rec *r, int *limit, int64_t *cursor);
@@ -191,5 +203,8 @@ extern const dm_route_def dm_routes_email[];
  * the role table: DM_E_FORBIDDEN when the staff member's role may not use
  * the matched route. Every /api/admin route but login/logout calls it. */
 dm_err *dm_http_staff(request_rec *r, dm_db *db, const dm_route_match *m, dm_staff *out);
+/* A pooled connection, then dm_http_staff on it: how every admin handler
+ * starts. */
+dm_err *dm_http_staff_db(request_rec *r, const dm_route_match *m, dm_db **db, dm_staff *out);
 
 #endif

@@ -145,6 +145,18 @@ const char *dm_http_arg(request_rec *r, const char *name)
     return NULL;
 }
 
+dm_err *dm_http_arg_max(request_rec *r, const char *name, apr_size_t max, const char **out)
+{
+    const char *v = dm_http_arg(r, name);
+
+    *out = (v && *v) ? v : NULL;
+    if (*out && strlen(*out) > max) {
+        return dm_err_make(r->pool, DM_E_INVALID, name,
+                           "%s is longer than %" APR_SIZE_T_FMT " bytes", name, max);
+    }
+    return NULL;
+}
+
 dm_err *dm_http_paging(request_rec *r, int *limit, int64_t *cursor)
 {
     const char *l = dm_http_arg(r, "limit");
@@ -247,4 +259,24 @@ dm_err *dm_http_read_json(request_rec *r, json_t **out)
     dm_err *e = dm_http_read_body(r, &body, &len);
 
     return e ? e : dm_json_parse_object(r->pool, body, len, out);
+}
+
+int dm_http_send_json(request_rec *r, int status, json_t *o)
+{
+    size_t len;
+    const char *body = dm_json_dump(r->pool, dm_json_own(r->pool, o), &len);
+    return dm_http_json(r, status, body, len);
+}
+
+json_t *dm_http_cursor_json(apr_pool_t *p, int64_t next)
+{
+    return next ? json_string(apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)next))
+                : json_null();
+}
+
+int dm_http_send_page(request_rec *r, const char *plural, json_t *arr, int64_t next)
+{
+    return dm_http_send_json(r, HTTP_OK,
+                             json_pack("{s:o,s:o}", plural, arr, "next_cursor",
+                                       dm_http_cursor_json(r->pool, next)));
 }

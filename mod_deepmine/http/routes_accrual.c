@@ -25,25 +25,6 @@
 /* GET /api/earnings without from: the last 30 days. */
 #define DEFAULT_DAYS 30
 
-static int send_json(request_rec *r, int status, json_t *o)
-{
-    size_t len;
-    const char *body = dm_json_dump(r->pool, dm_json_own(r->pool, o), &len);
-    return dm_http_json(r, status, body, len);
-}
-
-static dm_err *member(request_rec *r, dm_db **db, dm_member *m)
-{
-    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, db);
-    return e ? e : dm_http_member(r, *db, m);
-}
-
-static dm_err *staff(request_rec *r, const dm_route_match *m, dm_db **db, dm_staff *st)
-{
-    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, db);
-    return e ? e : dm_http_staff(r, *db, m, st);
-}
-
 /* ?name= as a time (RFC 3339 or Unix seconds); *set 0 when absent. */
 static dm_err *time_arg(request_rec *r, const char *name, int64_t *out, int *set)
 {
@@ -72,7 +53,7 @@ static int earnings(request_rec *r, const dm_route_match *rm)
     int has_from = 0, has_to = 0;
     apr_array_header_t *days = NULL;
     json_t *arr;
-    dm_err *e = member(r, &db, &m);
+    dm_err *e = dm_http_member_db(r, &db, &m);
 
     if (!e && bucket && *bucket && strcmp(bucket, "day") != 0) {
         e = dm_err_make(r->pool, DM_E_INVALID, "bucket", "bucket is day (the only one so far)");
@@ -102,7 +83,7 @@ static int earnings(request_rec *r, const dm_route_match *rm)
     }
     /* the days covered: [first day, day after the last) */
     end = APR_ARRAY_IDX(days, days->nelts - 1, dm_earning_day).day + DAY;
-    return send_json(r, HTTP_OK,
+    return dm_http_send_json(r, HTTP_OK,
                      json_pack("{s:s,s:s,s:s,s:s,s:I,s:o}", "bucket", "day", "from",
                                dm_json_time(r->pool, dm_day_floor(from)), "to",
                                dm_json_time(r->pool, end), "currency", DM_LEDGER_CURRENCY,
@@ -122,7 +103,7 @@ static int statement(request_rec *r, const dm_route_match *rm)
     const char *s = apr_table_get(rm->params, "id");
     apr_array_header_t *days = NULL;
     json_t *arr, *cj;
-    dm_err *e = member(r, &db, &m);
+    dm_err *e = dm_http_member_db(r, &db, &m);
 
     if (!e && (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &id))) {
         e = dm_err_make(r->pool, DM_E_NOT_FOUND, NULL, "no such contract");
@@ -162,7 +143,7 @@ static int statement(request_rec *r, const dm_route_match *rm)
             arr, dm_earning_day_json(r->pool, &APR_ARRAY_IDX(days, i, dm_earning_day), 1, fixed));
     }
     cj = dm_contract_json(r->pool, &c, 0);
-    return send_json(r, HTTP_OK,
+    return dm_http_send_json(r, HTTP_OK,
                      json_pack("{s:o,s:s,s:s,s:o}", "contract", cj, "from",
                                dm_json_time(r->pool, dm_day_floor(from)), "to",
                                dm_json_time(r->pool, to), "days", arr));
@@ -178,7 +159,7 @@ static int payout_record(request_rec *r, const dm_route_match *rm)
     const char *kind = NULL, *currency = DM_LEDGER_CURRENCY, *note = NULL, *when = NULL;
     int64_t start = 0, amount = 0;
     dm_pool_payout out;
-    dm_err *e = staff(r, rm, &db, &st);
+    dm_err *e = dm_http_staff_db(r, rm, &db, &st);
 
     if (!e) {
         e = dm_http_read_json(r, &b);
@@ -211,7 +192,7 @@ static int payout_record(request_rec *r, const dm_route_match *rm)
                                   currency, note, &out);
     }
     return e ? dm_http_error(r, e)
-             : send_json(r, HTTP_CREATED,
+             : dm_http_send_json(r, HTTP_CREATED,
                          json_pack("{s:o}", "payout", dm_pool_payout_json(r->pool, &out)));
 }
 
@@ -223,7 +204,7 @@ static int payouts_list(request_rec *r, const dm_route_match *rm)
     int64_t cursor = 0, next = 0;
     int limit = 50;
     json_t *arr;
-    dm_err *e = staff(r, rm, &db, &st);
+    dm_err *e = dm_http_staff_db(r, rm, &db, &st);
 
     if (!e) {
         e = dm_http_paging(r, &limit, &cursor);
@@ -239,11 +220,7 @@ static int payouts_list(request_rec *r, const dm_route_match *rm)
         json_array_append_new(
             arr, dm_pool_payout_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_pool_payout)));
     }
-    return send_json(
-        r, HTTP_OK,
-        json_pack("{s:o,s:o}", "pool_payouts", arr, "next_cursor",
-                  next ? json_string(apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)next))
-                       : json_null()));
+    return dm_http_send_page(r, "pool_payouts", arr, next);
 }
 
 /* ---- owner: commissions on yield ---- */
@@ -253,13 +230,13 @@ static int yc_get(request_rec *r, const dm_route_match *rm)
     dm_db *db;
     dm_staff st;
     dm_yc_plan plan;
-    dm_err *e = staff(r, rm, &db, &st);
+    dm_err *e = dm_http_staff_db(r, rm, &db, &st);
 
     if (!e) {
         e = dm_yc_plan_load(db, r->pool, &plan);
     }
     return e ? dm_http_error(r, e)
-             : send_json(r, HTTP_OK,
+             : dm_http_send_json(r, HTTP_OK,
                          dm_yc_plan_json(&plan, dm_conf_commission_cap_bp(dm_conf_get(r->server))));
 }
 
@@ -270,7 +247,7 @@ static int yc_put(request_rec *r, const dm_route_match *rm)
     dm_yc_plan plan;
     json_t *b = NULL;
     int cap = dm_conf_commission_cap_bp(dm_conf_get(r->server));
-    dm_err *e = staff(r, rm, &db, &st);
+    dm_err *e = dm_http_staff_db(r, rm, &db, &st);
 
     if (!e) {
         e = dm_http_read_json(r, &b);
@@ -284,7 +261,7 @@ static int yc_put(request_rec *r, const dm_route_match *rm)
     if (!e) {
         e = dm_yc_plan_load(db, r->pool, &plan);
     }
-    return e ? dm_http_error(r, e) : send_json(r, HTTP_OK, dm_yc_plan_json(&plan, cap));
+    return e ? dm_http_error(r, e) : dm_http_send_json(r, HTTP_OK, dm_yc_plan_json(&plan, cap));
 }
 
 const dm_route_def dm_routes_accrual[] = {

@@ -165,37 +165,10 @@ dm_err *dm_http_staff(request_rec *r, dm_db *db, const dm_route_match *m, dm_sta
         r, "api", apr_pstrcat(r->pool, "staff:", apr_table_get(r->notes, "dm-staff"), NULL));
 }
 
-/* Database, then the calling staff member for this route. */
-static dm_err *whoami(request_rec *r, const dm_route_match *m, dm_db **db, dm_staff *st)
+dm_err *dm_http_staff_db(request_rec *r, const dm_route_match *m, dm_db **db, dm_staff *out)
 {
     dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, db);
-    return e ? e : dm_http_staff(r, *db, m, st);
-}
-
-static int send_json(request_rec *r, int status, json_t *o)
-{
-    size_t len;
-    const char *body = dm_json_dump(r->pool, dm_json_own(r->pool, o), &len);
-    return dm_http_json(r, status, body, len);
-}
-
-static json_t *cursor_json(apr_pool_t *p, int64_t next)
-{
-    return next ? json_string(apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)next))
-                : json_null();
-}
-
-/* A query parameter, NULL when absent or empty, at most `max` bytes. */
-static dm_err *filter_arg(request_rec *r, const char *name, apr_size_t max, const char **out)
-{
-    const char *v = dm_http_arg(r, name);
-
-    *out = (v && *v) ? v : NULL;
-    if (*out && strlen(*out) > max) {
-        return dm_err_make(r->pool, DM_E_INVALID, name,
-                           "%s is longer than %" APR_SIZE_T_FMT " bytes", name, max);
-    }
-    return NULL;
+    return e ? e : dm_http_staff(r, *db, m, out);
 }
 
 static dm_err *id_param(request_rec *r, const dm_route_match *m, int64_t *id)
@@ -248,7 +221,7 @@ static int admin_login(request_rec *r, const dm_route_match *m)
      * lifetime, so a staff login never cuts short a member session in the
      * same browser (see docs/decisions.md). */
     dm_http_set_cookie(r, "dm_csrf", csrf, "/", DM_REFRESH_TTL, 0, "Lax");
-    return send_json(r, HTTP_OK,
+    return dm_http_send_json(r, HTTP_OK,
                      json_pack("{s:o,s:s}", "staff", dm_staff_json(&st), "csrf_token", csrf));
 }
 
@@ -287,16 +260,16 @@ static int users_list(request_rec *r, const dm_route_match *m)
     int64_t cursor = 0, next = 0;
     int limit = 50;
     json_t *arr;
-    dm_err *e = whoami(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = dm_http_paging(r, &limit, &cursor);
     }
     if (!e) {
-        e = filter_arg(r, "q", 4 * DM_ADMIN_Q_MAX_CHARS, &q);
+        e = dm_http_arg_max(r, "q", 4 * DM_ADMIN_Q_MAX_CHARS, &q);
     }
     if (!e) {
-        e = filter_arg(r, "status", MAX_FILTER_FIELD, &status);
+        e = dm_http_arg_max(r, "status", MAX_FILTER_FIELD, &status);
     }
     if (!e) {
         e = dm_admin_users_search(db, r->pool, q, status, cursor, limit, &rows, &next);
@@ -309,9 +282,7 @@ static int users_list(request_rec *r, const dm_route_match *m)
         json_array_append_new(
             arr, dm_admin_user_row_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_admin_user_row)));
     }
-    return send_json(
-        r, HTTP_OK,
-        json_pack("{s:o,s:o}", "users", arr, "next_cursor", cursor_json(r->pool, next)));
+    return dm_http_send_page(r, "users", arr, next);
 }
 
 static int users_get(request_rec *r, const dm_route_match *m)
@@ -320,7 +291,7 @@ static int users_get(request_rec *r, const dm_route_match *m)
     dm_staff st;
     int64_t id = 0;
     dm_admin_user_detail d;
-    dm_err *e = whoami(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = id_param(r, m, &id);
@@ -329,7 +300,7 @@ static int users_get(request_rec *r, const dm_route_match *m)
         e = dm_admin_user_get(db, r->pool, id, &d);
     }
     return e ? dm_http_error(r, e)
-             : send_json(r, HTTP_OK, dm_admin_user_detail_json(r->pool, &dm_g.svc, &d));
+             : dm_http_send_json(r, HTTP_OK, dm_admin_user_detail_json(r->pool, &dm_g.svc, &d));
 }
 
 static int users_patch(request_rec *r, const dm_route_match *m)
@@ -340,7 +311,7 @@ static int users_patch(request_rec *r, const dm_route_match *m)
     json_t *b, *user;
     const char *status = NULL;
     dm_member mem;
-    dm_err *e = whoami(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = id_param(r, m, &id);
@@ -360,7 +331,7 @@ static int users_patch(request_rec *r, const dm_route_match *m)
     user = dm_member_json(r->pool, &dm_g.svc, &mem);
     json_object_set_new(user, "referrer_id",
                         mem.referrer_id ? json_integer(mem.referrer_id) : json_null());
-    return send_json(r, HTTP_OK, json_pack("{s:o}", "user", user));
+    return dm_http_send_json(r, HTTP_OK, json_pack("{s:o}", "user", user));
 }
 
 /* ---- audit ---- */
@@ -374,19 +345,19 @@ static int audit_list(request_rec *r, const dm_route_match *m)
     int64_t cursor = 0, next = 0;
     int limit = 50;
     json_t *arr;
-    dm_err *e = whoami(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = dm_http_paging(r, &limit, &cursor);
     }
     if (!e) {
-        e = filter_arg(r, "action", MAX_FILTER_FIELD, &f.action);
+        e = dm_http_arg_max(r, "action", MAX_FILTER_FIELD, &f.action);
     }
     if (!e) {
-        e = filter_arg(r, "target_type", MAX_FILTER_FIELD, &f.target_type);
+        e = dm_http_arg_max(r, "target_type", MAX_FILTER_FIELD, &f.target_type);
     }
     if (!e) {
-        e = filter_arg(r, "target_id", MAX_FILTER_FIELD, &f.target_id);
+        e = dm_http_arg_max(r, "target_id", MAX_FILTER_FIELD, &f.target_id);
     }
     if (!e) {
         e = dm_audit_list(db, r->pool, &f, cursor, limit, &rows, &next);
@@ -399,9 +370,7 @@ static int audit_list(request_rec *r, const dm_route_match *m)
         json_array_append_new(
             arr, dm_audit_entry_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_audit_entry)));
     }
-    return send_json(
-        r, HTTP_OK,
-        json_pack("{s:o,s:o}", "entries", arr, "next_cursor", cursor_json(r->pool, next)));
+    return dm_http_send_page(r, "entries", arr, next);
 }
 
 /* ---- health, the staff's view ---- */
@@ -416,7 +385,7 @@ static int admin_health(request_rec *r, const dm_route_match *m)
     dm_mail_stats mail;
     int schema = 0;
     json_t *o;
-    dm_err *e = whoami(r, m, &db, &st), *unwell = NULL;
+    dm_err *e = dm_http_staff_db(r, m, &db, &st), *unwell = NULL;
 
     if (e) {
         return dm_http_error(r, e);
@@ -436,7 +405,7 @@ static int admin_health(request_rec *r, const dm_route_match *m)
     json_object_set_new(o, "schema", json_integer(schema));
     json_object_set_new(o, "database", json_string(unwell ? unwell->message : "ok"));
     json_object_set_new(o, "mail", unwell ? json_null() : dm_mail_stats_json(r->pool, &mail));
-    return send_json(r, HTTP_OK, o);
+    return dm_http_send_json(r, HTTP_OK, o);
 }
 
 const dm_route_def dm_routes_admin[] = {

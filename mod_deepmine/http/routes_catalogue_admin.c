@@ -17,19 +17,6 @@
 
 #define HISTORY_ROWS 50
 
-static int send_json(request_rec *r, int status, json_t *o)
-{
-    size_t len;
-    const char *body = dm_json_dump(r->pool, dm_json_own(r->pool, o), &len);
-    return dm_http_json(r, status, body, len);
-}
-
-static dm_err *whoami(request_rec *r, const dm_route_match *m, dm_db **db, dm_staff *st)
-{
-    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, db);
-    return e ? e : dm_http_staff(r, *db, m, st);
-}
-
 /* {"capacity":{…}|null,"sold_ths","available_ths","history":[…]} */
 static int capacity_answer(request_rec *r, dm_db *db)
 {
@@ -57,7 +44,7 @@ static int capacity_answer(request_rec *r, dm_db *db)
         json_array_append_new(
             hist, dm_capacity_row_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_capacity_row)));
     }
-    return send_json(r, HTTP_OK,
+    return dm_http_send_json(r, HTTP_OK,
                      json_pack("{s:o,s:o,s:o,s:o}", "capacity",
                                found ? dm_capacity_row_json(r->pool, &cur) : json_null(),
                                "sold_ths", dm_json_ths(sold), "available_ths",
@@ -68,7 +55,7 @@ static int capacity_get(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
     dm_staff st;
-    dm_err *e = whoami(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     return e ? dm_http_error(r, e) : capacity_answer(r, db);
 }
@@ -81,7 +68,7 @@ static int capacity_put(request_rec *r, const dm_route_match *m)
     const char *note = NULL;
     int64_t ghs = 0;
     dm_capacity_row row;
-    dm_err *e = whoami(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = dm_http_read_json(r, &b);
@@ -116,7 +103,7 @@ static int packages_list(request_rec *r, const dm_route_match *m)
     dm_staff st;
     apr_array_header_t *pkgs = NULL;
     json_t *arr;
-    dm_err *e = whoami(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = dm_catalogue_list(db, r->pool, 0, &pkgs);
@@ -128,7 +115,7 @@ static int packages_list(request_rec *r, const dm_route_match *m)
     for (int i = 0; i < pkgs->nelts; i++) {
         json_array_append_new(arr, dm_package_admin_json(&APR_ARRAY_IDX(pkgs, i, dm_package)));
     }
-    return send_json(r, HTTP_OK, json_pack("{s:o}", "packages", arr));
+    return dm_http_send_json(r, HTTP_OK, json_pack("{s:o}", "packages", arr));
 }
 
 static int packages_create(request_rec *r, const dm_route_match *m)
@@ -137,7 +124,7 @@ static int packages_create(request_rec *r, const dm_route_match *m)
     dm_staff st;
     json_t *b;
     dm_package pkg;
-    dm_err *e = whoami(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = dm_http_read_json(r, &b);
@@ -149,7 +136,7 @@ static int packages_create(request_rec *r, const dm_route_match *m)
         return dm_http_error(r, e);
     }
     dm_catalogue_cache_invalidate(dm_g.catalogue);
-    return send_json(r, HTTP_CREATED, json_pack("{s:o}", "package", dm_package_admin_json(&pkg)));
+    return dm_http_send_json(r, HTTP_CREATED, json_pack("{s:o}", "package", dm_package_admin_json(&pkg)));
 }
 
 static int packages_patch(request_rec *r, const dm_route_match *m)
@@ -160,7 +147,7 @@ static int packages_patch(request_rec *r, const dm_route_match *m)
     dm_package pkg;
     long long id = 0;
     const char *s = apr_table_get(m->params, "id");
-    dm_err *e = whoami(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e && (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &id))) {
         e = dm_err_make(r->pool, DM_E_INVALID, "id", "the package id must be a positive number");
@@ -175,7 +162,7 @@ static int packages_patch(request_rec *r, const dm_route_match *m)
         return dm_http_error(r, e);
     }
     dm_catalogue_cache_invalidate(dm_g.catalogue);
-    return send_json(r, HTTP_OK, json_pack("{s:o}", "package", dm_package_admin_json(&pkg)));
+    return dm_http_send_json(r, HTTP_OK, json_pack("{s:o}", "package", dm_package_admin_json(&pkg)));
 }
 
 const dm_route_def dm_routes_catalogue_admin[] = {

@@ -18,19 +18,6 @@
 #include "json.h"
 #include "vip.h"
 
-static int send_json(request_rec *r, int status, json_t *o)
-{
-    size_t len;
-    const char *body = dm_json_dump(r->pool, dm_json_own(r->pool, o), &len);
-    return dm_http_json(r, status, body, len);
-}
-
-static json_t *cursor_json(apr_pool_t *p, int64_t next)
-{
-    return next ? json_string(apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)next))
-                : json_null();
-}
-
 static dm_err *id_param(request_rec *r, const dm_route_match *m, const char *what, int64_t *id)
 {
     long long v = 0;
@@ -42,12 +29,6 @@ static dm_err *id_param(request_rec *r, const dm_route_match *m, const char *wha
     }
     *id = (int64_t)v;
     return NULL;
-}
-
-static dm_err *staff_db(request_rec *r, const dm_route_match *m, dm_db **db, dm_staff *st)
-{
-    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, db);
-    return e ? e : dm_http_staff(r, *db, m, st);
 }
 
 /* ---- the member's credits ---- */
@@ -80,9 +61,7 @@ static int my_commissions(request_rec *r, const dm_route_match *m)
         json_array_append_new(
             arr, dm_commission_row_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_commission_row)));
     }
-    return send_json(
-        r, HTTP_OK,
-        json_pack("{s:o,s:o}", "commissions", arr, "next_cursor", cursor_json(r->pool, next)));
+    return dm_http_send_page(r, "commissions", arr, next);
 }
 
 /* ---- the plan ---- */
@@ -92,13 +71,13 @@ static int vip_levels_get(request_rec *r, const dm_route_match *m)
     dm_db *db;
     dm_staff st;
     dm_vip_plan plan;
-    dm_err *e = staff_db(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = dm_vip_plan_load(db, r->pool, &plan);
     }
     return e ? dm_http_error(r, e)
-             : send_json(r, HTTP_OK,
+             : dm_http_send_json(r, HTTP_OK,
                          dm_vip_plan_json(r->pool, &plan,
                                           dm_conf_commission_cap_bp(dm_conf_get(r->server))));
 }
@@ -110,7 +89,7 @@ static int vip_levels_put(request_rec *r, const dm_route_match *m)
     dm_vip_plan plan;
     json_t *b;
     int cap = dm_conf_commission_cap_bp(dm_conf_get(r->server));
-    dm_err *e = staff_db(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = dm_http_read_json(r, &b);
@@ -124,7 +103,7 @@ static int vip_levels_put(request_rec *r, const dm_route_match *m)
     if (!e) {
         e = dm_vip_plan_load(db, r->pool, &plan);
     }
-    return e ? dm_http_error(r, e) : send_json(r, HTTP_OK, dm_vip_plan_json(r->pool, &plan, cap));
+    return e ? dm_http_error(r, e) : dm_http_send_json(r, HTTP_OK, dm_vip_plan_json(r->pool, &plan, cap));
 }
 
 static int user_vip_patch(request_rec *r, const dm_route_match *m)
@@ -134,7 +113,7 @@ static int user_vip_patch(request_rec *r, const dm_route_match *m)
     dm_member mem;
     json_t *b;
     int64_t id = 0, level = 0;
-    dm_err *e = staff_db(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = id_param(r, m, "member", &id);
@@ -149,7 +128,7 @@ static int user_vip_patch(request_rec *r, const dm_route_match *m)
         e = dm_vip_set_level(db, r->pool, st.id, r->useragent_ip, id, (int)level, &mem);
     }
     return e ? dm_http_error(r, e)
-             : send_json(r, HTTP_OK,
+             : dm_http_send_json(r, HTTP_OK,
                          json_pack("{s:o}", "user", dm_member_json(r->pool, &dm_g.svc, &mem)));
 }
 
@@ -164,7 +143,7 @@ static int flags_list(request_rec *r, const dm_route_match *m)
     int limit = 50;
     const char *status = dm_http_arg(r, "status");
     json_t *arr;
-    dm_err *e = staff_db(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (status && !*status) {
         status = NULL; /* ?status= : every flag; a bad one is refused by core */
@@ -182,9 +161,7 @@ static int flags_list(request_rec *r, const dm_route_match *m)
     for (int i = 0; i < rows->nelts; i++) {
         json_array_append_new(arr, dm_flag_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_flag)));
     }
-    return send_json(
-        r, HTTP_OK,
-        json_pack("{s:o,s:o}", "flags", arr, "next_cursor", cursor_json(r->pool, next)));
+    return dm_http_send_page(r, "flags", arr, next);
 }
 
 static int flag_resolve(request_rec *r, const dm_route_match *m, const char *status)
@@ -193,7 +170,7 @@ static int flag_resolve(request_rec *r, const dm_route_match *m, const char *sta
     dm_staff st;
     dm_flag f;
     int64_t id = 0;
-    dm_err *e = staff_db(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = id_param(r, m, "flag", &id);
@@ -202,7 +179,7 @@ static int flag_resolve(request_rec *r, const dm_route_match *m, const char *sta
         e = dm_flags_resolve(db, r->pool, st.id, r->useragent_ip, id, status, &f);
     }
     return e ? dm_http_error(r, e)
-             : send_json(r, HTTP_OK, json_pack("{s:o}", "flag", dm_flag_json(r->pool, &f)));
+             : dm_http_send_json(r, HTTP_OK, json_pack("{s:o}", "flag", dm_flag_json(r->pool, &f)));
 }
 
 static int flag_clear(request_rec *r, const dm_route_match *m)

@@ -35,47 +35,9 @@
 #define MAX_KEY_FIELD 64
 #define MAX_PART_FIELD (4 * DM_TMPL_MAX_BYTES)
 
-static int send_json(request_rec *r, int status, json_t *o)
-{
-    size_t len;
-    const char *body = dm_json_dump(r->pool, dm_json_own(r->pool, o), &len);
-    return dm_http_json(r, status, body, len);
-}
-
-static json_t *cursor_json(apr_pool_t *p, int64_t next)
-{
-    return next ? json_string(apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)next))
-                : json_null();
-}
-
-static dm_err *staff(request_rec *r, const dm_route_match *m, dm_db **db, dm_staff *st)
-{
-    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, db);
-    return e ? e : dm_http_staff(r, *db, m, st);
-}
-
-static dm_err *member(request_rec *r, dm_db **db, dm_member *m)
-{
-    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, db);
-    return e ? e : dm_http_member(r, *db, m);
-}
-
-/* A query parameter, NULL when absent or empty, at most `max` bytes. */
-static dm_err *filter_arg(request_rec *r, const char *name, apr_size_t max, const char **out)
-{
-    const char *v = dm_http_arg(r, name);
-
-    *out = (v && *v) ? v : NULL;
-    if (*out && strlen(*out) > max) {
-        return dm_err_make(r->pool, DM_E_INVALID, name,
-                           "%s is longer than %" APR_SIZE_T_FMT " bytes", name, max);
-    }
-    return NULL;
-}
-
 static dm_err *locale_arg(request_rec *r, const char **out)
 {
-    dm_err *e = filter_arg(r, "locale", 16, out);
+    dm_err *e = dm_http_arg_max(r, "locale", 16, out);
     if (!e && !*out) {
         *out = DM_MAIL_LOCALE;
     }
@@ -103,16 +65,16 @@ static int email_list(request_rec *r, const dm_route_match *m)
     int64_t cursor = 0, next = 0;
     int limit = 50;
     json_t *arr;
-    dm_err *e = staff(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = dm_http_paging(r, &limit, &cursor);
     }
     if (!e) {
-        e = filter_arg(r, "status", 16, &status);
+        e = dm_http_arg_max(r, "status", 16, &status);
     }
     if (!e) {
-        e = filter_arg(r, "recipient", MAX_FILTER_FIELD, &recipient);
+        e = dm_http_arg_max(r, "recipient", MAX_FILTER_FIELD, &recipient);
     }
     if (!e) {
         e = dm_mail_list(db, r->pool, status, recipient, cursor, limit, &rows, &next);
@@ -124,9 +86,7 @@ static int email_list(request_rec *r, const dm_route_match *m)
     for (int i = 0; i < rows->nelts; i++) {
         json_array_append_new(arr, dm_mail_row_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_mail_row)));
     }
-    return send_json(
-        r, HTTP_OK,
-        json_pack("{s:o,s:o}", "messages", arr, "next_cursor", cursor_json(r->pool, next)));
+    return dm_http_send_page(r, "messages", arr, next);
 }
 
 static int email_resend(request_rec *r, const dm_route_match *m)
@@ -136,7 +96,7 @@ static int email_resend(request_rec *r, const dm_route_match *m)
     dm_mail_row row;
     long long id = 0;
     const char *s = apr_table_get(m->params, "id");
-    dm_err *e = staff(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e && (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &id))) {
         e = dm_err_make(r->pool, DM_E_NOT_FOUND, NULL, "no such message");
@@ -145,7 +105,7 @@ static int email_resend(request_rec *r, const dm_route_match *m)
         e = dm_mail_resend(db, r->pool, st.id, r->useragent_ip, (int64_t)id, &row);
     }
     return e ? dm_http_error(r, e)
-             : send_json(r, HTTP_OK,
+             : dm_http_send_json(r, HTTP_OK,
                          json_pack("{s:o}", "message", dm_mail_row_json(r->pool, &row)));
 }
 
@@ -157,7 +117,7 @@ static int templates_list(request_rec *r, const dm_route_match *m)
     dm_staff st;
     apr_array_header_t *defs = NULL, *tmpls = NULL;
     json_t *arr;
-    dm_err *e = staff(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = dm_mail_tmpl_list(db, r->pool, &defs, &tmpls);
@@ -170,7 +130,7 @@ static int templates_list(request_rec *r, const dm_route_match *m)
         json_array_append_new(arr, dm_mail_tmpl_json(r->pool, &APR_ARRAY_IDX(defs, i, dm_mail_def),
                                                      &APR_ARRAY_IDX(tmpls, i, dm_mail_tmpl), 0));
     }
-    return send_json(r, HTTP_OK, json_pack("{s:o,s:n}", "templates", arr, "next_cursor"));
+    return dm_http_send_json(r, HTTP_OK, json_pack("{s:o,s:n}", "templates", arr, "next_cursor"));
 }
 
 /* One template as GET and PUT answer it: the text and every version. */
@@ -201,7 +161,7 @@ static int send_template(request_rec *r, dm_db *db, const char *key, const char 
                            dm_json_time_or_null(r->pool, v->updated_at), "restored_from",
                            v->restored_from ? json_integer(v->restored_from) : json_null()));
     }
-    return send_json(r, status,
+    return dm_http_send_json(r, status,
                      json_pack("{s:o,s:o}", "template", dm_mail_tmpl_json(r->pool, &def, &t, 1),
                                "versions", arr));
 }
@@ -211,7 +171,7 @@ static int template_get(request_rec *r, const dm_route_match *m)
     dm_db *db;
     dm_staff st;
     const char *locale = NULL;
-    dm_err *e = staff(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = locale_arg(r, &locale);
@@ -236,7 +196,7 @@ static int template_put(request_rec *r, const dm_route_match *m)
     const char *subject = NULL, *text = NULL, *html = NULL;
     int64_t version = 0;
     dm_mail_tmpl saved;
-    dm_err *e = staff(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = dm_http_read_json(r, &b);
@@ -271,7 +231,7 @@ static int template_preview(request_rec *r, const dm_route_match *m)
     dm_mail_preview_in in;
     dm_mail_preview_out out;
     dm_mail_site s = site(r);
-    dm_err *e = staff(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     memset(&in, 0, sizeof(in));
     in.key = apr_table_get(m->params, "key");
@@ -304,7 +264,7 @@ static int template_preview(request_rec *r, const dm_route_match *m)
         json_object_set_new(headers, "List-Unsubscribe-Post",
                             json_string("List-Unsubscribe=One-Click"));
     }
-    return send_json(r, HTTP_OK,
+    return dm_http_send_json(r, HTTP_OK,
                      json_pack("{s:s,s:s,s:s,s:o}", "subject", out.subject, "text", out.text,
                                "html", out.html, "headers", headers));
 }
@@ -317,7 +277,7 @@ static int template_restore(request_rec *r, const dm_route_match *m)
     const char *key = apr_table_get(m->params, "key"), *locale = NULL;
     int64_t version = 0;
     dm_mail_tmpl saved;
-    dm_err *e = staff(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = dm_http_read_json(r, &b);
@@ -344,7 +304,7 @@ static int suppressions_list(request_rec *r, const dm_route_match *m)
     int64_t cursor = 0, next = 0;
     int limit = 50;
     json_t *arr;
-    dm_err *e = staff(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = dm_http_paging(r, &limit, &cursor);
@@ -360,9 +320,7 @@ static int suppressions_list(request_rec *r, const dm_route_match *m)
         json_array_append_new(
             arr, dm_suppression_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_suppression)));
     }
-    return send_json(
-        r, HTTP_OK,
-        json_pack("{s:o,s:o}", "suppressions", arr, "next_cursor", cursor_json(r->pool, next)));
+    return dm_http_send_page(r, "suppressions", arr, next);
 }
 
 static int suppression_delete(request_rec *r, const dm_route_match *m)
@@ -370,7 +328,7 @@ static int suppression_delete(request_rec *r, const dm_route_match *m)
     dm_db *db;
     dm_staff st;
     const char *email = apr_table_get(m->params, "email");
-    dm_err *e = staff(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e && strlen(email) > MAX_FILTER_FIELD) {
         e = dm_err_make(r->pool, DM_E_NOT_FOUND, NULL, "that address is not on the list");
@@ -379,7 +337,7 @@ static int suppression_delete(request_rec *r, const dm_route_match *m)
         e = dm_suppression_remove(db, r->pool, st.id, r->useragent_ip, email);
     }
     return e ? dm_http_error(r, e)
-             : send_json(r, HTTP_OK, json_pack("{s:b,s:s}", "removed", 1, "email", email));
+             : dm_http_send_json(r, HTTP_OK, json_pack("{s:b,s:s}", "removed", 1, "email", email));
 }
 
 /* ---- members ---- */
@@ -389,13 +347,13 @@ static int prefs_get(request_rec *r, const dm_route_match *m)
     dm_db *db;
     dm_member mem;
     json_t *prefs = NULL;
-    dm_err *e = member(r, &db, &mem);
+    dm_err *e = dm_http_member_db(r, &db, &mem);
 
     if (!e) {
         e = dm_mail_prefs_get(db, r->pool, mem.id, &prefs);
     }
     return e ? dm_http_error(r, e)
-             : send_json(r, HTTP_OK, json_pack("{s:o}", "email_preferences", prefs));
+             : dm_http_send_json(r, HTTP_OK, json_pack("{s:o}", "email_preferences", prefs));
 }
 
 static int prefs_put(request_rec *r, const dm_route_match *m)
@@ -403,7 +361,7 @@ static int prefs_put(request_rec *r, const dm_route_match *m)
     dm_db *db;
     dm_member mem;
     json_t *b, *prefs = NULL;
-    dm_err *e = member(r, &db, &mem);
+    dm_err *e = dm_http_member_db(r, &db, &mem);
 
     if (!e) {
         e = dm_http_read_json(r, &b);
@@ -412,7 +370,7 @@ static int prefs_put(request_rec *r, const dm_route_match *m)
         e = dm_mail_prefs_set(db, r->pool, mem.id, b, &prefs);
     }
     return e ? dm_http_error(r, e)
-             : send_json(r, HTTP_OK, json_pack("{s:o}", "email_preferences", prefs));
+             : dm_http_send_json(r, HTTP_OK, json_pack("{s:o}", "email_preferences", prefs));
 }
 
 /* ---- one-click unsubscribe (RFC 8058) ---- */
@@ -507,7 +465,7 @@ static int unsubscribe_post(request_rec *r, const dm_route_match *m)
                                  "preferences.</p>",
                                  ap_escape_html(r->pool, category)));
     }
-    return send_json(r, HTTP_OK, json_pack("{s:b,s:s}", "unsubscribed", 1, "category", category));
+    return dm_http_send_json(r, HTTP_OK, json_pack("{s:b,s:s}", "unsubscribed", 1, "category", category));
 }
 
 const dm_route_def dm_routes_email[] = {

@@ -30,11 +30,8 @@ static int jobs_list(request_rec *r, const dm_route_match *m)
     int64_t cursor = 0;
     size_t len;
     const char *body;
-    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
-    if (!e) {
-        e = dm_http_staff(r, db, m, &st);
-    }
     dm_cron_env(dm_conf_get(r->server), &env);
     if (!e && job && !dm_job_find(job, env.test_mode)) {
         e = dm_err_make(r->pool, DM_E_INVALID, "job", "no job named %s", job);
@@ -82,11 +79,8 @@ static int job_run(request_rec *r, const dm_route_match *m)
     const char *name = apr_table_get(m->params, "job"), *body;
     size_t len;
     dm_job_outcome outcome = DM_JOB_RAN_OK;
-    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
-    if (!e) {
-        e = dm_http_staff(r, db, m, &st);
-    }
     dm_cron_env(c, &env);
     def = dm_job_find(name, env.test_mode);
     if (!e && !def) {

@@ -17,20 +17,6 @@
 #define MAX_KIND_FIELD 64
 #define MAX_TIME_FIELD 64
 
-static int send_page(request_rec *r, const char *plural, json_t *arr, int64_t next)
-{
-    json_t *o = dm_json_own(r->pool, json_pack("{s:o}", plural, arr));
-    size_t len;
-    const char *body;
-
-    json_object_set_new(
-        o, "next_cursor",
-        next ? json_string(apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)next))
-             : json_null());
-    body = dm_json_dump(r->pool, o, &len);
-    return dm_http_json(r, HTTP_OK, body, len);
-}
-
 static int statement(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
@@ -58,28 +44,15 @@ static int statement(request_rec *r, const dm_route_match *m)
     return dm_http_json(r, HTTP_OK, body, len);
 }
 
-/* A query parameter, NULL when absent or empty, at most `max` bytes. */
-static dm_err *arg(request_rec *r, const char *name, apr_size_t max, const char **out)
-{
-    const char *v = dm_http_arg(r, name);
-
-    *out = (v && *v) ? v : NULL;
-    if (*out && strlen(*out) > max) {
-        return dm_err_make(r->pool, DM_E_INVALID, name,
-                           "%s is longer than %" APR_SIZE_T_FMT " bytes", name, max);
-    }
-    return NULL;
-}
-
 /* ?kind=&account=&from=&to= into a filter. */
 static dm_err *transfer_filter(request_rec *r, dm_transfer_filter *f)
 {
     const char *account = NULL, *from = NULL, *to = NULL;
     long long id = 0;
-    dm_err *e = arg(r, "kind", MAX_KIND_FIELD, &f->kind);
+    dm_err *e = dm_http_arg_max(r, "kind", MAX_KIND_FIELD, &f->kind);
 
     if (!e) {
-        e = arg(r, "account", MAX_KIND_FIELD, &account);
+        e = dm_http_arg_max(r, "account", MAX_KIND_FIELD, &account);
     }
     if (!e && account) {
         if (dm_parse_int(r->pool, account, 1, INT64_MAX, &id)) {
@@ -89,14 +62,14 @@ static dm_err *transfer_filter(request_rec *r, dm_transfer_filter *f)
         f->account_id = (int64_t)id;
     }
     if (!e) {
-        e = arg(r, "from", MAX_TIME_FIELD, &from);
+        e = dm_http_arg_max(r, "from", MAX_TIME_FIELD, &from);
     }
     if (!e && from) {
         e = dm_json_parse_time(r->pool, "from", from, &f->from);
         f->has_from = 1;
     }
     if (!e) {
-        e = arg(r, "to", MAX_TIME_FIELD, &to);
+        e = dm_http_arg_max(r, "to", MAX_TIME_FIELD, &to);
     }
     if (!e && to) {
         e = dm_json_parse_time(r->pool, "to", to, &f->to);
@@ -140,7 +113,7 @@ static int admin_transfers(request_rec *r, const dm_route_match *m)
         json_array_append_new(
             arr, dm_transfer_row_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_transfer_row)));
     }
-    return send_page(r, "transfers", arr, next);
+    return dm_http_send_page(r, "transfers", arr, next);
 }
 
 const dm_route_def dm_routes_ledger[] = {

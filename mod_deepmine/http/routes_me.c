@@ -22,17 +22,11 @@ static int send_user(request_rec *r, const dm_member *m)
     return dm_http_json(r, HTTP_OK, body, len);
 }
 
-static dm_err *whoami(request_rec *r, dm_db **db, dm_member *m)
-{
-    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, db);
-    return e ? e : dm_http_member(r, *db, m);
-}
-
 static int me(request_rec *r, const dm_route_match *rm)
 {
     dm_db *db;
     dm_member m;
-    dm_err *e = whoami(r, &db, &m);
+    dm_err *e = dm_http_member_db(r, &db, &m);
 
     return e ? dm_http_error(r, e) : send_user(r, &m);
 }
@@ -43,7 +37,7 @@ static int me_accept_terms(request_rec *r, const dm_route_match *rm)
     dm_member m;
     json_t *b;
     const char *version = NULL;
-    dm_err *e = whoami(r, &db, &m);
+    dm_err *e = dm_http_member_db(r, &db, &m);
 
     if (!e) {
         e = dm_http_read_json(r, &b);
@@ -68,7 +62,7 @@ static int referral_network(request_rec *r, const dm_route_match *rm)
     json_t *o, *levels;
     size_t len;
     const char *body;
-    dm_err *e = whoami(r, &db, &m);
+    dm_err *e = dm_http_member_db(r, &db, &m);
 
     if (!e) {
         e = dm_referral_network(db, r->pool, m.id, &n);
@@ -98,7 +92,7 @@ static int referral_list(request_rec *r, const dm_route_match *rm)
     json_t *arr, *o;
     size_t len;
     const char *body;
-    dm_err *e = whoami(r, &db, &m);
+    dm_err *e = dm_http_member_db(r, &db, &m);
 
     if (!e && lv && dm_parse_int(r->pool, lv, 1, DM_REFERRAL_LEVELS, &level)) {
         e = dm_err_make(r->pool, DM_E_INVALID, "level",

@@ -16,19 +16,6 @@
 #define MAX_GATEWAY_FIELD 64
 #define MAX_STATUS_FIELD 32
 
-static int send_json(request_rec *r, int status, json_t *o)
-{
-    size_t len;
-    const char *body = dm_json_dump(r->pool, dm_json_own(r->pool, o), &len);
-    return dm_http_json(r, status, body, len);
-}
-
-static json_t *cursor_json(apr_pool_t *p, int64_t next)
-{
-    return next ? json_string(apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)next))
-                : json_null();
-}
-
 static dm_err *id_param(request_rec *r, const dm_route_match *m, int64_t *id)
 {
     long long v = 0;
@@ -42,18 +29,6 @@ static dm_err *id_param(request_rec *r, const dm_route_match *m, int64_t *id)
     return NULL;
 }
 
-static dm_err *member(request_rec *r, dm_db **db, dm_member *m)
-{
-    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, db);
-    return e ? e : dm_http_member(r, *db, m);
-}
-
-static dm_err *staff(request_rec *r, const dm_route_match *m, dm_db **db, dm_staff *st)
-{
-    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, db);
-    return e ? e : dm_http_staff(r, *db, m, st);
-}
-
 static json_t *orders_page(apr_pool_t *p, const apr_array_header_t *rows, int staff_view,
                            int64_t next)
 {
@@ -62,7 +37,7 @@ static json_t *orders_page(apr_pool_t *p, const apr_array_header_t *rows, int st
     for (int i = 0; i < rows->nelts; i++) {
         json_array_append_new(arr, dm_order_json(p, &APR_ARRAY_IDX(rows, i, dm_order), staff_view));
     }
-    return json_pack("{s:o,s:o}", "orders", arr, "next_cursor", cursor_json(p, next));
+    return json_pack("{s:o,s:o}", "orders", arr, "next_cursor", dm_http_cursor_json(p, next));
 }
 
 static json_t *contracts_page(apr_pool_t *p, const apr_array_header_t *rows, int staff_view,
@@ -74,7 +49,7 @@ static json_t *contracts_page(apr_pool_t *p, const apr_array_header_t *rows, int
         json_array_append_new(
             arr, dm_contract_json(p, &APR_ARRAY_IDX(rows, i, dm_contract), staff_view));
     }
-    return json_pack("{s:o,s:o}", "contracts", arr, "next_cursor", cursor_json(p, next));
+    return json_pack("{s:o,s:o}", "contracts", arr, "next_cursor", dm_http_cursor_json(p, next));
 }
 
 /* ---- member ---- */
@@ -88,7 +63,7 @@ static int order_create(request_rec *r, const dm_route_match *rm)
     const char *gateway = NULL, *return_url = NULL;
     int64_t package_id = 0;
     int from_balance = 0, has_gateway = 0, has_balance = 0;
-    dm_err *e = member(r, &db, &m);
+    dm_err *e = dm_http_member_db(r, &db, &m);
 
     if (!e) {
         e = dm_http_read_json(r, &b);
@@ -125,7 +100,7 @@ static int order_create(request_rec *r, const dm_route_match *rm)
     if (o.checkout_url) {
         json_object_set_new(out, "checkout_url", json_string(o.checkout_url));
     }
-    return send_json(r, HTTP_CREATED, out);
+    return dm_http_send_json(r, HTTP_CREATED, out);
 }
 
 static int orders_mine(request_rec *r, const dm_route_match *rm)
@@ -135,7 +110,7 @@ static int orders_mine(request_rec *r, const dm_route_match *rm)
     apr_array_header_t *rows = NULL;
     int64_t cursor = 0, next = 0;
     int limit = 50;
-    dm_err *e = member(r, &db, &m);
+    dm_err *e = dm_http_member_db(r, &db, &m);
 
     if (!e) {
         e = dm_http_paging(r, &limit, &cursor);
@@ -143,7 +118,7 @@ static int orders_mine(request_rec *r, const dm_route_match *rm)
     if (!e) {
         e = dm_orders_list(db, r->pool, m.id, NULL, cursor, limit, &rows, &next);
     }
-    return e ? dm_http_error(r, e) : send_json(r, HTTP_OK, orders_page(r->pool, rows, 0, next));
+    return e ? dm_http_error(r, e) : dm_http_send_json(r, HTTP_OK, orders_page(r->pool, rows, 0, next));
 }
 
 static int order_mine(request_rec *r, const dm_route_match *rm)
@@ -152,7 +127,7 @@ static int order_mine(request_rec *r, const dm_route_match *rm)
     dm_member m;
     dm_order o;
     int64_t id = 0;
-    dm_err *e = member(r, &db, &m);
+    dm_err *e = dm_http_member_db(r, &db, &m);
 
     if (!e) {
         e = id_param(r, rm, &id);
@@ -161,7 +136,7 @@ static int order_mine(request_rec *r, const dm_route_match *rm)
         e = dm_order_get(db, r->pool, id, m.id, &o);
     }
     return e ? dm_http_error(r, e)
-             : send_json(r, HTTP_OK, json_pack("{s:o}", "order", dm_order_json(r->pool, &o, 0)));
+             : dm_http_send_json(r, HTTP_OK, json_pack("{s:o}", "order", dm_order_json(r->pool, &o, 0)));
 }
 
 static int contracts_mine(request_rec *r, const dm_route_match *rm)
@@ -171,7 +146,7 @@ static int contracts_mine(request_rec *r, const dm_route_match *rm)
     apr_array_header_t *rows = NULL;
     int64_t cursor = 0, next = 0;
     int limit = 50;
-    dm_err *e = member(r, &db, &m);
+    dm_err *e = dm_http_member_db(r, &db, &m);
 
     if (!e) {
         e = dm_http_paging(r, &limit, &cursor);
@@ -179,7 +154,7 @@ static int contracts_mine(request_rec *r, const dm_route_match *rm)
     if (!e) {
         e = dm_contracts_list(db, r->pool, m.id, cursor, limit, &rows, &next);
     }
-    return e ? dm_http_error(r, e) : send_json(r, HTTP_OK, contracts_page(r->pool, rows, 0, next));
+    return e ? dm_http_error(r, e) : dm_http_send_json(r, HTTP_OK, contracts_page(r->pool, rows, 0, next));
 }
 
 /* ---- staff ---- */
@@ -192,7 +167,7 @@ static int admin_orders(request_rec *r, const dm_route_match *rm)
     const char *status = dm_http_arg(r, "status");
     int64_t cursor = 0, next = 0;
     int limit = 50;
-    dm_err *e = staff(r, rm, &db, &st);
+    dm_err *e = dm_http_staff_db(r, rm, &db, &st);
 
     if (!e) {
         e = dm_http_paging(r, &limit, &cursor);
@@ -204,7 +179,7 @@ static int admin_orders(request_rec *r, const dm_route_match *rm)
         e = dm_orders_list(db, r->pool, 0, (status && *status) ? status : NULL, cursor, limit,
                            &rows, &next);
     }
-    return e ? dm_http_error(r, e) : send_json(r, HTTP_OK, orders_page(r->pool, rows, 1, next));
+    return e ? dm_http_error(r, e) : dm_http_send_json(r, HTTP_OK, orders_page(r->pool, rows, 1, next));
 }
 
 static int admin_contracts(request_rec *r, const dm_route_match *rm)
@@ -214,7 +189,7 @@ static int admin_contracts(request_rec *r, const dm_route_match *rm)
     apr_array_header_t *rows = NULL;
     int64_t cursor = 0, next = 0;
     int limit = 50;
-    dm_err *e = staff(r, rm, &db, &st);
+    dm_err *e = dm_http_staff_db(r, rm, &db, &st);
 
     if (!e) {
         e = dm_http_paging(r, &limit, &cursor);
@@ -222,7 +197,7 @@ static int admin_contracts(request_rec *r, const dm_route_match *rm)
     if (!e) {
         e = dm_contracts_list(db, r->pool, 0, cursor, limit, &rows, &next);
     }
-    return e ? dm_http_error(r, e) : send_json(r, HTTP_OK, contracts_page(r->pool, rows, 1, next));
+    return e ? dm_http_error(r, e) : dm_http_send_json(r, HTTP_OK, contracts_page(r->pool, rows, 1, next));
 }
 
 /* 200 when the order is refunded on return (a balance order, or a gateway
@@ -235,7 +210,7 @@ static int admin_refund(request_rec *r, const dm_route_match *rm)
     dm_order o;
     int64_t id = 0;
     int refunded = 0;
-    dm_err *e = staff(r, rm, &db, &st);
+    dm_err *e = dm_http_staff_db(r, rm, &db, &st);
 
     if (!e) {
         e = id_param(r, rm, &id);
@@ -246,7 +221,7 @@ static int admin_refund(request_rec *r, const dm_route_match *rm)
     if (e) {
         return dm_http_error(r, e);
     }
-    return send_json(
+    return dm_http_send_json(
         r, refunded ? HTTP_OK : HTTP_ACCEPTED,
         json_pack("{s:o,s:b}", "order", dm_order_json(r->pool, &o, 1), "refunded", refunded));
 }

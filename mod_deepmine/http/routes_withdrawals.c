@@ -18,13 +18,6 @@
 #define MAX_FIELD 64
 #define MAX_BULK 200
 
-static int send_json(request_rec *r, int status, json_t *o)
-{
-    size_t len;
-    const char *body = dm_json_dump(r->pool, dm_json_own(r->pool, o), &len);
-    return dm_http_json(r, status, body, len);
-}
-
 static int send_page(request_rec *r, apr_array_header_t *rows, int64_t next, int for_staff)
 {
     json_t *arr = json_array();
@@ -33,11 +26,7 @@ static int send_page(request_rec *r, apr_array_header_t *rows, int64_t next, int
         json_array_append_new(
             arr, dm_wd_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_withdrawal), for_staff));
     }
-    return send_json(
-        r, HTTP_OK,
-        json_pack("{s:o,s:o}", "withdrawals", arr, "next_cursor",
-                  next ? json_string(apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)next))
-                       : json_null()));
+    return dm_http_send_page(r, "withdrawals", arr, next);
 }
 
 static dm_err *id_param(request_rec *r, const dm_route_match *m, int64_t *id)
@@ -90,7 +79,7 @@ static int wd_create(request_rec *r, const dm_route_match *m)
         e = dm_wd_request(db, r->pool, &lim, mem.id, amount, network, destination, &w, NULL);
     }
     return e ? dm_http_error(r, e)
-             : send_json(r, HTTP_CREATED,
+             : dm_http_send_json(r, HTTP_CREATED,
                          json_pack("{s:o}", "withdrawal", dm_wd_json(r->pool, &w, 0)));
 }
 
@@ -115,14 +104,6 @@ static int wd_mine(request_rec *r, const dm_route_match *m)
     return e ? dm_http_error(r, e) : send_page(r, rows, next, 0);
 }
 
-/* ---- finance ---- */
-
-static dm_err *whoami(request_rec *r, const dm_route_match *m, dm_db **db, dm_staff *st)
-{
-    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, db);
-    return e ? e : dm_http_staff(r, *db, m, st);
-}
-
 static int wd_admin_list(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
@@ -131,7 +112,7 @@ static int wd_admin_list(request_rec *r, const dm_route_match *m)
     int64_t cursor = 0, next = 0;
     int limit = 50;
     const char *status = dm_http_arg(r, "status");
-    dm_err *e = whoami(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = dm_http_paging(r, &limit, &cursor);
@@ -151,7 +132,7 @@ static int decide_one(request_rec *r, const dm_route_match *m, int approve)
     json_t *b;
     const char *text = NULL;
     dm_withdrawal w;
-    dm_err *e = whoami(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = id_param(r, m, &id);
@@ -168,7 +149,7 @@ static int decide_one(request_rec *r, const dm_route_match *m, int approve)
                          approve ? NULL : text, &w);
     }
     return e ? dm_http_error(r, e)
-             : send_json(r, HTTP_OK, json_pack("{s:o}", "withdrawal", dm_wd_json(r->pool, &w, 1)));
+             : dm_http_send_json(r, HTTP_OK, json_pack("{s:o}", "withdrawal", dm_wd_json(r->pool, &w, 1)));
 }
 
 static int wd_approve(request_rec *r, const dm_route_match *m)
@@ -192,7 +173,7 @@ static int wd_bulk(request_rec *r, const dm_route_match *m)
     json_t *b, *ids, *txids, *results;
     const char *decision = NULL, *reason = NULL;
     int approve = 0;
-    dm_err *e = whoami(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = dm_http_read_json(r, &b);
@@ -249,7 +230,7 @@ static int wd_bulk(request_rec *r, const dm_route_match *m)
         }
         json_array_append_new(results, one);
     }
-    return send_json(r, HTTP_OK, json_pack("{s:o}", "results", results));
+    return dm_http_send_json(r, HTTP_OK, json_pack("{s:o}", "results", results));
 }
 
 static int kyc_set(request_rec *r, const dm_route_match *m)
@@ -260,7 +241,7 @@ static int kyc_set(request_rec *r, const dm_route_match *m)
     json_t *b;
     const char *status = NULL;
     dm_member mem;
-    dm_err *e = whoami(r, m, &db, &st);
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
         e = id_param(r, m, &id);
@@ -275,7 +256,7 @@ static int kyc_set(request_rec *r, const dm_route_match *m)
         e = dm_kyc_set_status(db, r->pool, st.id, r->useragent_ip, id, status, &mem);
     }
     return e ? dm_http_error(r, e)
-             : send_json(r, HTTP_OK,
+             : dm_http_send_json(r, HTTP_OK,
                          json_pack("{s:o}", "user", dm_member_json(r->pool, &dm_g.svc, &mem)));
 }
 

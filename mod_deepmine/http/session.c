@@ -198,6 +198,12 @@ dm_err *dm_http_member(request_rec *r, dm_db *db, dm_member *m)
     return e;
 }
 
+dm_err *dm_http_member_db(request_rec *r, dm_db **db, dm_member *m)
+{
+    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, db);
+    return e ? e : dm_http_member(r, *db, m);
+}
+
 int dm_http_cors(request_rec *r, const char *allow_methods)
 {
     const char *origin = apr_table_get(r->headers_in, "Origin");
