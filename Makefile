@@ -1,6 +1,6 @@
 # DeepMine — build, run, test. See README.md.
 #
-#   make            module (via apxs), plugins, deepminectl
+#   make            module, plugins, deepminectl (core compiled once, all under build/)
 #   make run        build + start Apache in the foreground on 127.0.0.1:$(PORT)
 #   make test       lint + unit + integration tests
 #   make bench      wrk benchmark (not a test)
@@ -20,60 +20,84 @@ APR_CFLAGS := $(shell apr-1-config --cflags --cppflags --includes 2>/dev/null) \
               $(shell apu-1-config --includes 2>/dev/null)
 APR_LIBS   := $(shell apr-1-config --link-ld --libs 2>/dev/null) \
               $(shell apu-1-config --link-ld --libs 2>/dev/null)
+HTTPD_INC  := $(shell $(APXS) -q INCLUDEDIR 2>/dev/null)
 DEP_LIBS   := -lsqlite3 -ljansson -lsodium -lcurl -lcrypt -lpwquality
 WARN       := -Wall -Wextra -Werror -Wno-unused-parameter
+# One include root for core/ ("ledger/ledger.h"), plus the public plugin
+# header and the generated sources.
 INCS       := -I$(CURDIR)/mod_deepmine/include -I$(CURDIR)/mod_deepmine/core \
               -I$(CURDIR)/mod_deepmine/http -I$(CURDIR)/$(B)
-CFLAGS_PROJ := -std=gnu11 -O2 -g $(WARN) $(INCS) $(APR_CFLAGS)
+# SAN=1 (make sanitize): the same sources under AddressSanitizer and
+# UndefinedBehaviorSanitizer, in a build directory of their own.
+SANITIZERS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SAN_FLAGS  := $(if $(SAN),$(SANITIZERS))
+OPT        := $(if $(SAN),-O1,-O2)
+CFLAGS_PROJ := -std=gnu11 $(OPT) -g $(WARN) $(SAN_FLAGS) $(INCS) $(APR_CFLAGS)
+# Every object is position-independent (it goes into the module too) and
+# hides its symbols (the module exports only its module record).
+CFLAGS_OBJ := $(CFLAGS_PROJ) -fPIC -fvisibility=hidden
+CFLAGS_HTTP := $(CFLAGS_OBJ) -I$(HTTPD_INC) -DLINUX -D_REENTRANT -D_GNU_SOURCE
 
-CORE_SRC := $(sort $(wildcard mod_deepmine/core/*.c))
-HTTP_SRC := $(sort $(wildcard mod_deepmine/http/*.c))
-CORE_HDR := $(wildcard mod_deepmine/core/*.h) mod_deepmine/include/deepmine/plugin.h
-HTTP_HDR := $(wildcard mod_deepmine/http/*.h)
+CORE_SRC := $(sort $(shell find mod_deepmine/core -name '*.c'))
+HTTP_SRC := $(sort $(shell find mod_deepmine/http -name '*.c'))
+CLI_SRC  := $(sort $(wildcard mod_deepmine/cli/*.c))
 SQL      := $(sort $(wildcard sql/*.sql))
 MIG_C    := $(B)/migrations_gen.c
-CORE_OBJ := $(patsubst mod_deepmine/core/%.c,$(B)/core/%.o,$(CORE_SRC)) $(B)/core/migrations_gen.o
+O        := $(B)/obj
+CORE_OBJ := $(patsubst %.c,$(O)/%.o,$(CORE_SRC)) $(O)/migrations_gen.o
+HTTP_OBJ := $(patsubst %.c,$(O)/%.o,$(HTTP_SRC))
+CLI_OBJ  := $(patsubst %.c,$(O)/%.o,$(CLI_SRC))
 
 PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/Makefile)))
-MODULE   := $(B)/.libs/mod_deepmine.so
+MODULE   := $(B)/mod_deepmine.so
 CLI      := $(B)/deepminectl
 
-.PHONY: all deps run test unit integration lint format check-lognums bench install clean plugins \
-        testplugins fuzz drivers
+.PHONY: all deps run test unit integration lint format check-lognums check-includes bench \
+        install clean plugins testplugins fuzz drivers sanitize
 
 all: $(MODULE) $(CLI) plugins
 
 deps:
 	@bash scripts/deps.sh
 
+# Every output is written under a temporary name and renamed into place, so
+# two builds of one tree never leave a half-written file for the other.
+TMP = $@.tmp$$$$
+
 $(MIG_C): $(SQL) scripts/embed-sql.sh
-	@mkdir -p $(B)
-	sh scripts/embed-sql.sh $(SQL) > $@.tmp && mv $@.tmp $@
+	@mkdir -p $(@D)
+	sh scripts/embed-sql.sh $(SQL) > $(TMP) && mv -f $(TMP) $@
 
-$(B)/core/%.o: mod_deepmine/core/%.c $(CORE_HDR)
-	@mkdir -p $(B)/core
-	$(CC) $(CFLAGS_PROJ) -fPIC -c -o $@ $<
+# Header dependencies are tracked (-MMD -MP): touching one .c recompiles one
+# object, touching a header recompiles what includes it.
+$(O)/mod_deepmine/core/%.o: mod_deepmine/core/%.c
+	@mkdir -p $(@D)
+	@echo '  CC    $<'; $(CC) $(CFLAGS_OBJ) -MMD -MP -MF $(TMP).d -c -o $(TMP) $< && mv -f $(TMP).d $(@:.o=.d) && mv -f $(TMP) $@
 
-$(B)/core/migrations_gen.o: $(MIG_C) mod_deepmine/core/migrate.h
-	@mkdir -p $(B)/core
-	$(CC) $(CFLAGS_PROJ) -fPIC -c -o $@ $<
+$(O)/mod_deepmine/http/%.o: mod_deepmine/http/%.c
+	@mkdir -p $(@D)
+	@echo '  CC    $<'; $(CC) $(CFLAGS_HTTP) -MMD -MP -MF $(TMP).d -c -o $(TMP) $< && mv -f $(TMP).d $(@:.o=.d) && mv -f $(TMP) $@
 
+$(O)/mod_deepmine/cli/%.o: mod_deepmine/cli/%.c
+	@mkdir -p $(@D)
+	@echo '  CC    $<'; $(CC) $(CFLAGS_OBJ) -MMD -MP -MF $(TMP).d -c -o $(TMP) $< && mv -f $(TMP).d $(@:.o=.d) && mv -f $(TMP) $@
+
+$(O)/migrations_gen.o: $(MIG_C)
+	@mkdir -p $(@D)
+	@echo '  CC    $<'; $(CC) $(CFLAGS_OBJ) -MMD -MP -MF $(TMP).d -c -o $(TMP) $< && mv -f $(TMP).d $(@:.o=.d) && mv -f $(TMP) $@
+
+-include $(CORE_OBJ:.o=.d) $(HTTP_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# core/, compiled once, linked into the module, deepminectl and the tests.
 $(B)/libdmcore.a: $(CORE_OBJ)
-	rm -f $@ && ar rcs $@ $^
+	@echo '  AR    $@'; rm -f $(TMP) && ar rcs $(TMP) $^ && mv -f $(TMP) $@
 
-# The module: core + http sources compiled and linked by apxs (libtool).
-$(MODULE): $(CORE_SRC) $(HTTP_SRC) $(CORE_HDR) $(HTTP_HDR) $(MIG_C)
-	@mkdir -p $(B)
-	$(APXS) -c -o $(B)/mod_deepmine.la \
-	  -Wc,-std=gnu11 -Wc,-Wall -Wc,-Wextra -Wc,-Werror -Wc,-Wno-unused-parameter \
-	  -Wc,-fvisibility=hidden \
-	  -Imod_deepmine/include -Imod_deepmine/core -Imod_deepmine/http -I$(B) \
-	  $(CORE_SRC) $(HTTP_SRC) $(MIG_C) $(DEP_LIBS) >$(B)/apxs.log 2>&1 \
-	  || { cat $(B)/apxs.log; exit 1; }
-	@if grep -q 'warning' $(B)/apxs.log; then cat $(B)/apxs.log; exit 1; fi
+# The module: the http/ objects and core, one shared object for Apache.
+$(MODULE): $(HTTP_OBJ) $(B)/libdmcore.a
+	@echo '  LD    $@'; $(CC) -shared $(SAN_FLAGS) -o $(TMP) $(HTTP_OBJ) $(B)/libdmcore.a $(DEP_LIBS) && mv -f $(TMP) $@
 
-$(CLI): mod_deepmine/cli/deepminectl.c $(B)/libdmcore.a $(CORE_HDR)
-	$(CC) $(CFLAGS_PROJ) -o $@ $< $(B)/libdmcore.a $(APR_LIBS) $(DEP_LIBS)
+$(CLI): $(CLI_OBJ) $(B)/libdmcore.a
+	@echo '  LD    $@'; $(CC) $(SAN_FLAGS) -o $(TMP) $(CLI_OBJ) $(B)/libdmcore.a $(APR_LIBS) $(DEP_LIBS) && mv -f $(TMP) $@
 
 plugins:
 	@for d in $(PLUGIN_DIRS); do $(MAKE) -s -C $$d B=$(CURDIR)/$(B)/plugins \
@@ -84,14 +108,26 @@ run: deps all
 	@bash scripts/run.sh "$(VAR)" "$(PORT)"
 
 # ---- tests ----
-test: deps all lint check-lognums unit integration fuzz
+test: deps all lint check-lognums check-includes unit sanitize integration fuzz
 
 testplugins:
 	@$(MAKE) -s -C tests/plugins B=$(CURDIR)/$(B)/testplugins INCLUDE=$(CURDIR)/mod_deepmine/include
 
+# PLUG_B: where the unit tests find the built plugins (the sanitizer build
+# loads the ordinary ones: a plugin is a separate shared object).
+PLUG_B ?= $(CURDIR)/$(B)
 unit: $(B)/libdmcore.a plugins testplugins
-	@$(MAKE) -s -C tests/unit B=$(CURDIR)/$(B) ROOT=$(CURDIR) \
-	  CFLAGS_PROJ="$(CFLAGS_PROJ)" LIBS="$(APR_LIBS) $(DEP_LIBS)" run
+	@$(MAKE) -s -C tests/unit B=$(CURDIR)/$(B) PLUG_B=$(PLUG_B) ROOT=$(CURDIR) \
+	  CFLAGS_PROJ="$(CFLAGS_PROJ)" LIBS="$(SAN_FLAGS) $(APR_LIBS) $(DEP_LIBS)" run
+
+# The unit tests again, built with clang under ASan + UBSan in build/san;
+# any report fails the run. detect_leaks=0: APR pools and process-wide caches
+# are freed at exit by design, not leaks; use_sigaltstack=0: the runtime's
+# alternate signal stack trips over APR threads exiting (a runtime quirk).
+SAN_ENV := ASAN_OPTIONS=detect_leaks=0:use_sigaltstack=0:abort_on_error=0:halt_on_error=1 \
+           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+sanitize: plugins testplugins
+	@$(SAN_ENV) $(MAKE) -s B=$(B)/san SAN=1 CC=clang PLUG_B=$(CURDIR)/$(B) unit
 
 # The program that drives plugins without Apache (tests/plugins/mailer_driver.c).
 drivers: $(B)/libdmcore.a
@@ -101,6 +137,7 @@ drivers: $(B)/libdmcore.a
 integration: all testplugins drivers
 	cd tests/integration && DM_ROOT=$(CURDIR) /usr/bin/python3 -m pytest -q -p no:cacheprovider
 
+# libFuzzer targets, built with clang under ASan + UBSan (tests/fuzz/Makefile).
 fuzz:
 	@$(MAKE) -s -C tests/fuzz B=$(CURDIR)/$(B) ROOT=$(CURDIR) APR_CFLAGS="$(APR_CFLAGS)" \
 	  LIBS="$(APR_LIBS) -ljansson -lsodium" run
@@ -108,14 +145,17 @@ fuzz:
 check-lognums:
 	@bash scripts/check-log-numbers.sh
 
-LINT_SRC := $(CORE_SRC) $(HTTP_SRC) mod_deepmine/cli/deepminectl.c $(wildcard plugins/*/*.c)
+check-includes:
+	@bash scripts/check-includes.sh
+
+FMT_SRC  := $(shell find mod_deepmine plugins tests/unit tests/plugins tests/fuzz -name '*.[ch]')
+LINT_SRC := $(CORE_SRC) $(HTTP_SRC) $(CLI_SRC) $(wildcard plugins/*/*.c)
 
 lint: $(MIG_C)
-	@bash scripts/lint.sh $(LINT_SRC) -- $(INCS) $(APR_CFLAGS) -I/usr/include/apache2
+	@bash scripts/lint.sh $(LINT_SRC) -- $(INCS) $(APR_CFLAGS) -I$(HTTPD_INC) -- $(FMT_SRC)
 
 format:
-	clang-format -i $(CORE_SRC) $(HTTP_SRC) $(CORE_HDR) $(HTTP_HDR) mod_deepmine/cli/*.c \
-	  $(wildcard plugins/*/*.c tests/unit/*.c tests/plugins/*.c)
+	clang-format -i $(FMT_SRC)
 
 bench: deps all
 	@bash scripts/bench.sh
@@ -142,4 +182,3 @@ install: all
 
 clean:
 	rm -rf $(B)
-	find mod_deepmine -name '*.lo' -o -name '*.slo' -o -name '*.o' -o -name '.libs' | xargs rm -rf

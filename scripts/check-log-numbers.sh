@@ -4,7 +4,7 @@
 # any ap_log_* call at notice or above without a number.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-files=$(ls mod_deepmine/core/*.c mod_deepmine/http/*.c 2>/dev/null)
+files=$(find mod_deepmine/core mod_deepmine/http -name "*.c" | sort)
 
 dups=$(grep -ohE '"DM[0-9]{5}:' $files | sort | uniq -d || true)
 if [ -n "$dups" ]; then

@@ -60,7 +60,7 @@ sed -e "s|@VAR@|$var|g" \
     -e "s|@PORT@|$port|g" \
     -e "s|@MPM@|$mpm|g" \
     -e "s|@APACHE_MODULES@|$apache_modules|g" \
-    -e "s|@MODULE@|$root/build/.libs/mod_deepmine.so|g" \
+    -e "s|@MODULE@|$root/build/mod_deepmine.so|g" \
     -e "s|@PLUGINS@|$root/build/plugins|g" \
     -e "s|@WEB@|$root/web|g" \
     -e "s|@ROOT@|$root|g" \

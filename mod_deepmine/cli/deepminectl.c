@@ -17,20 +17,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "admin_users.h"
-#include "capacity.h"
-#include "catalogue.h"
-#include "commission.h"
-#include "db.h"
-#include "jobs.h"
-#include "json.h"
-#include "ledger.h"
-#include "members.h"
-#include "migrate.h"
-#include "pool_payouts.h"
-#include "referral.h"
-#include "staff.h"
+#include "base/clock.h"
+#include "staff/member_admin.h"
+#include "shop/capacity.h"
+#include "shop/catalogue.h"
+#include "referral/commission.h"
+#include "store/db.h"
+#include "jobs/jobs.h"
+#include "base/json.h"
+#include "ledger/ledger.h"
+#include "members/members.h"
+#include "store/migrate.h"
+#include "shop/pool_payouts.h"
+#include "referral/referral.h"
+#include "staff/staff.h"
 
 #define EXIT_OK 0
 #define EXIT_FAIL 1

@@ -12,10 +12,10 @@
 #include <ap_mpm.h>
 #include <http_core.h>
 
-#include "commission.h"
-#include "confparse.h"
-#include "withdrawals.h"
-#include "vip.h"
+#include "referral/commission.h"
+#include "base/confparse.h"
+#include "withdrawals/withdrawals.h"
+#include "referral/vip.h"
 
 #define DM_UNSET (-1)
 

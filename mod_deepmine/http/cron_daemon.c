@@ -23,9 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "jobs.h"
-#include "log.h"
+#include "base/clock.h"
+#include "jobs/jobs.h"
+#include "base/log.h"
 
 /* Exit status of a daemon that could not start at all: not restarted
  * (it would fail the same way in a loop); the log says why. */

@@ -10,13 +10,13 @@
 #include <http_config.h>
 #include <http_log.h>
 
-#include "catalogue.h"
-#include "db_pool.h"
-#include "err.h"
-#include "members.h"
-#include "plugin_host.h"
-#include "router.h"
-#include "staff.h"
+#include "shop/catalogue.h"
+#include "store/db_pool.h"
+#include "base/err.h"
+#include "members/members.h"
+#include "plugins/plugin_host.h"
+#include "base/router.h"
+#include "staff/staff.h"
 
 extern module AP_MODULE_DECLARE_DATA deepmine_module;
 APLOG_USE_MODULE(deepmine);

@@ -17,11 +17,11 @@
 #include <unistd.h>
 #include <unixd.h>
 
-#include "clock.h"
-#include "commission.h"
-#include "legal.h"
-#include "log.h"
-#include "migrate.h"
+#include "base/clock.h"
+#include "referral/commission.h"
+#include "members/legal.h"
+#include "base/log.h"
+#include "store/migrate.h"
 
 dm_state dm_g;
 

@@ -11,8 +11,8 @@
 #include <stdint.h>
 #include <util_script.h>
 
-#include "confparse.h"
-#include "json.h"
+#include "base/confparse.h"
+#include "base/json.h"
 
 static void base_headers(request_rec *r)
 {

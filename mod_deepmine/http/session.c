@@ -4,7 +4,7 @@
  * submit + Origin) for cookie-authenticated writes, and CORS for the
  * origins of DeepMineAllowedOrigin.
  */
-#include "clock.h"
+#include "base/clock.h"
 #include "dm_http.h"
 
 #include <apr_strings.h>
@@ -12,7 +12,7 @@
 #include <sodium.h>
 #include <strings.h>
 
-#include "confparse.h"
+#include "base/confparse.h"
 
 static int is_write(request_rec *r)
 {

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "mime.h"
+#include "base/mime.h"
 
 static void check(const char *m, size_t n)
 {

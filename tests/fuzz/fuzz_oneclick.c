@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mail_oneclick.h"
+#include "mail/mail_oneclick.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

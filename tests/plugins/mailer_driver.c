@@ -31,8 +31,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "log.h"
-#include "plugin_host.h"
+#include "base/log.h"
+#include "plugins/plugin_host.h"
 
 static const char *status_word(dm_status st)
 {

@@ -22,20 +22,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "accrual.h"
-#include "capacity.h"
-#include "catalogue.h"
-#include "clock.h"
-#include "db.h"
-#include "jobs.h"
-#include "json.h"
-#include "ledger.h"
-#include "log.h"
-#include "migrate.h"
-#include "orders.h"
-#include "pool_payouts.h"
-#include "referral.h"
-#include "yield_commission.h"
+#include "shop/accrual.h"
+#include "shop/capacity.h"
+#include "shop/catalogue.h"
+#include "base/clock.h"
+#include "store/db.h"
+#include "jobs/jobs.h"
+#include "base/json.h"
+#include "ledger/ledger.h"
+#include "base/log.h"
+#include "store/migrate.h"
+#include "shop/orders.h"
+#include "shop/pool_payouts.h"
+#include "referral/referral.h"
+#include "referral/yield_commission.h"
 
 #define HOUR 3600
 #define DAY 86400

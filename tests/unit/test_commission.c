@@ -18,13 +18,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "commission.h"
-#include "db.h"
-#include "flags.h"
-#include "ledger.h"
-#include "migrate.h"
-#include "referral.h"
-#include "vip.h"
+#include "referral/commission.h"
+#include "store/db.h"
+#include "referral/flags.h"
+#include "ledger/ledger.h"
+#include "store/migrate.h"
+#include "referral/referral.h"
+#include "referral/vip.h"
 
 #define USD (INT64_C(1000000))
 #define CHAIN 13 /* root + 12 below it */

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "confparse.h"
-#include "json.h"
+#include "base/confparse.h"
+#include "base/json.h"
 
 static apr_pool_t *pool;
 

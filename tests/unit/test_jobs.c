@@ -17,10 +17,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "db.h"
-#include "jobs.h"
-#include "migrate.h"
+#include "base/clock.h"
+#include "store/db.h"
+#include "jobs/jobs.h"
+#include "store/migrate.h"
 
 static apr_pool_t *pool;
 static char dir[] = "/tmp/dm-unit-jobs-XXXXXX";

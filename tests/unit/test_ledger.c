@@ -17,11 +17,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "db.h"
-#include "json.h"
-#include "ledger.h"
-#include "members.h"
-#include "migrate.h"
+#include "store/db.h"
+#include "base/json.h"
+#include "ledger/ledger.h"
+#include "members/members.h"
+#include "store/migrate.h"
 
 static apr_pool_t *pool;
 static char dir[] = "/tmp/dm-unit-XXXXXX";

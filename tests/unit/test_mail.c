@@ -23,21 +23,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "db.h"
-#include "jobs.h"
-#include "json.h"
-#include "kyc_manual.h"
-#include "mail.h"
-#include "mail_oneclick.h"
-#include "mail_prefs.h"
-#include "mail_templates.h"
-#include "mailq.h"
-#include "members.h"
-#include "migrate.h"
-#include "plugin_host.h"
-#include "template.h"
-#include "token.h"
+#include "base/clock.h"
+#include "store/db.h"
+#include "jobs/jobs.h"
+#include "base/json.h"
+#include "kyc/kyc_manual.h"
+#include "mail/mail.h"
+#include "mail/mail_oneclick.h"
+#include "mail/mail_prefs.h"
+#include "mail/mail_templates.h"
+#include "mail/mailq.h"
+#include "members/members.h"
+#include "store/migrate.h"
+#include "plugins/plugin_host.h"
+#include "base/template.h"
+#include "base/token.h"
 
 static apr_pool_t *pool;
 static char dir[] = "/tmp/dm-mail-XXXXXX";

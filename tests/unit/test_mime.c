@@ -21,7 +21,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "mime.h"
+#include "base/mime.h"
 
 static apr_pool_t *pool;
 

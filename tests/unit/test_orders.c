@@ -20,15 +20,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "capacity.h"
-#include "catalogue.h"
-#include "db.h"
-#include "ledger.h"
-#include "log.h"
-#include "migrate.h"
-#include "orders.h"
-#include "payments.h"
-#include "plugin_host.h"
+#include "shop/capacity.h"
+#include "shop/catalogue.h"
+#include "store/db.h"
+#include "ledger/ledger.h"
+#include "base/log.h"
+#include "store/migrate.h"
+#include "shop/orders.h"
+#include "shop/payments.h"
+#include "plugins/plugin_host.h"
 
 #define SECRET "whsec_unit_orders_0123456789abcdef0123456789"
 #define PRICE 29000000

@@ -13,7 +13,7 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "password.h"
+#include "members/password.h"
 
 static apr_pool_t *pool;
 

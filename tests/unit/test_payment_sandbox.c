@@ -30,11 +30,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "db.h"
-#include "log.h"
-#include "migrate.h"
-#include "payments.h"
-#include "plugin_host.h"
+#include "store/db.h"
+#include "base/log.h"
+#include "store/migrate.h"
+#include "shop/payments.h"
+#include "plugins/plugin_host.h"
 
 #define SECRET "whsec_sbx_0123456789abcdef0123456789abcdef"
 

@@ -27,8 +27,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "plugin_host.h"
+#include "base/log.h"
+#include "plugins/plugin_host.h"
 
 static apr_pool_t *pool;
 static dm_plugin_host *host;

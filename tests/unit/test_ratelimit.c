@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "ratelimit.h"
+#include "base/ratelimit.h"
 
 #define S(n) ((int64_t)(n)*1000000)
 #define MIN(n) S((n)*60)

@@ -14,9 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "db.h"
-#include "migrate.h"
-#include "referral.h"
+#include "store/db.h"
+#include "store/migrate.h"
+#include "referral/referral.h"
 
 static apr_pool_t *pool;
 static char dir[] = "/tmp/dm-unit-XXXXXX";

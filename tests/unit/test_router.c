@@ -8,7 +8,7 @@
 #include <apr_general.h>
 #include <string.h>
 
-#include "router.h"
+#include "base/router.h"
 
 static apr_pool_t *pool;
 static dm_router *r;

@@ -16,12 +16,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "admin_users.h"
-#include "audit.h"
-#include "db.h"
-#include "migrate.h"
-#include "referral.h"
-#include "staff.h"
+#include "staff/member_admin.h"
+#include "store/audit.h"
+#include "store/db.h"
+#include "store/migrate.h"
+#include "referral/referral.h"
+#include "staff/staff.h"
 
 static apr_pool_t *pool;
 static char dir[] = "/tmp/dm-unit-staff-XXXXXX";

@@ -13,10 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "catalogue.h"
-#include "db.h"
-#include "db_pool.h"
-#include "migrate.h"
+#include "shop/catalogue.h"
+#include "store/db.h"
+#include "store/db_pool.h"
+#include "store/migrate.h"
 
 static apr_pool_t *pool;
 static char dir[] = "/tmp/dm-unit-XXXXXX";

@@ -11,7 +11,7 @@
 #include <apr_strings.h>
 #include <string.h>
 
-#include "template.h"
+#include "base/template.h"
 
 static apr_pool_t *pool;
 

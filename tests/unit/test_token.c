@@ -11,7 +11,7 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "token.h"
+#include "base/token.h"
 
 static apr_pool_t *pool;
 static dm_keys keys;

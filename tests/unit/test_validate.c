@@ -10,7 +10,7 @@
 #include <apr_strings.h>
 #include <string.h>
 
-#include "validate.h"
+#include "base/validate.h"
 
 static apr_pool_t *pool;
 

@@ -16,14 +16,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "capacity.h"
-#include "db.h"
-#include "kyc_manual.h"
-#include "ledger.h"
-#include "members.h"
-#include "migrate.h"
-#include "packages_admin.h"
-#include "withdrawals.h"
+#include "shop/capacity.h"
+#include "store/db.h"
+#include "kyc/kyc_manual.h"
+#include "ledger/ledger.h"
+#include "members/members.h"
+#include "store/migrate.h"
+#include "shop/packages_admin.h"
+#include "withdrawals/withdrawals.h"
 
 static apr_pool_t *pool;
 static char dir[] = "/tmp/dm-unit-XXXXXX";

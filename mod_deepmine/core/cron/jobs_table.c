@@ -1,0 +1,222 @@
+/*
+ * jobs_table.c — every scheduled job, in one table, and the small jobs that
+ * have no module of their own (commission release, clean-up, the test-only
+ * failing job). A new job is one row here plus its function.
+ *
+ * Hooks for later issues: KYC polling ("kyc-poll", interval) and backups
+ * ("backup", hourly) become rows here when their modules exist.
+ */
+#include "jobs/jobs.h"
+
+#include <apr_strings.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shop/accrual.h"
+#include "base/clock.h"
+#include "referral/commission.h"
+#include "base/log.h"
+#include "mail/mail.h"
+
+/* Pending orders older than this are expired by the clean-up job (a
+ * checkout that was never paid; a late payment still lands, as
+ * needs_review, never lost). */
+#define PENDING_ORDER_TTL (24 * 3600)
+/* Quiet-job history and finished runs are kept this long. */
+#define RUN_HISTORY_KEEP (90 * 86400)
+
+static dm_err *job_commission_release(dm_job_ctx *ctx, dm_job_result *res)
+{
+    int64_t released = 0;
+    dm_err *e = dm_commission_release_due(ctx->db, ctx->pool, dm_now(), &released);
+
+    ctx->items += released;
+    *res = DM_JOB_OK;
+    return e;
+}
+
+/* One DELETE/UPDATE of the clean-up, in its own transaction: ?1 is the
+ * threshold t, ?2 (when used) the time now. */
+static dm_err *cleanup_step(dm_job_ctx *ctx, const char *sql, int64_t t)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_begin(ctx->db, ctx->pool);
+
+    if (!e) {
+        e = dm_db_prepare(ctx->db, ctx->pool, sql, &st);
+    }
+    if (!e) {
+        dm_stmt_bind_int64(st, 1, t);
+        if (strstr(sql, "?2")) {
+            dm_stmt_bind_int64(st, 2, dm_now());
+        }
+        e = dm_stmt_step(st, ctx->pool, &row);
+        dm_stmt_done(st);
+    }
+    if (!e) {
+        ctx->items += dm_db_changes(ctx->db);
+        e = dm_db_commit(ctx->db, ctx->pool);
+    }
+    if (e) {
+        dm_db_rollback(ctx->db);
+    }
+    return e;
+}
+
+static dm_err *job_cleanup(dm_job_ctx *ctx, dm_job_result *res)
+{
+    int64_t now = dm_now();
+    dm_err *e;
+
+    *res = DM_JOB_OK;
+    /* Expired or revoked refresh tokens: a revoked one is kept while it
+     * could still be replayed (reuse detection revokes its family). */
+    e = cleanup_step(ctx, "DELETE FROM refresh_tokens WHERE expires_at < ?", now);
+    if (!e) {
+        e = cleanup_step(ctx, "DELETE FROM email_tokens WHERE expires_at < ?", now);
+    }
+    if (!e) {
+        e = cleanup_step(ctx, "DELETE FROM staff_sessions WHERE expires_at < ?", now);
+    }
+    if (!e) {
+        e = cleanup_step(ctx,
+                         "UPDATE orders SET status = 'expired', updated_at = ?2 "
+                         "WHERE status = 'pending' AND created_at < ?1",
+                         now - PENDING_ORDER_TTL);
+    }
+    if (!e) {
+        e = cleanup_step(ctx,
+                         "DELETE FROM job_runs WHERE status = 'ok' AND finished_at < ?",
+                         now - RUN_HISTORY_KEEP);
+    }
+    if (!e) {
+        e = cleanup_step(ctx, "DELETE FROM cron_heartbeat WHERE beat_at < ?", now - 86400);
+    }
+    return e;
+}
+
+/* Test mode only: fails every time, for the dead-letter tests. */
+static dm_err *job_test_fail(dm_job_ctx *ctx, dm_job_result *res)
+{
+    *res = DM_JOB_OK;
+    return dm_err_make(ctx->pool, DM_E_INTERNAL, NULL, "test-fail always fails (period %s)",
+                       ctx->period);
+}
+
+/* Test mode only: an hourly job whose one effect is a line "<period>
+ * <pid>" appended to <database>.ticks, so tests can see which periods ran,
+ * in which order, and that none ran twice. */
+static dm_err *job_test_tick(dm_job_ctx *ctx, dm_job_result *res)
+{
+    const char *path = apr_pstrcat(ctx->pool, ctx->env->database, ".ticks", NULL);
+    const char *line = apr_psprintf(ctx->pool, "%s %ld\n", ctx->period, (long)getpid());
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    ssize_t n;
+
+    *res = DM_JOB_OK;
+    if (fd < 0) {
+        return dm_err_make(ctx->pool, DM_E_INTERNAL, NULL, "test-tick: cannot open %s", path);
+    }
+    n = write(fd, line, strlen(line));
+    close(fd);
+    if (n != (ssize_t)strlen(line)) {
+        return dm_err_make(ctx->pool, DM_E_INTERNAL, NULL, "test-tick: short write to %s", path);
+    }
+    ctx->items++;
+    return NULL;
+}
+
+static const dm_job_def jobs[] = {
+    /* accrual.c: never waits for data (an hour not over yet is waiting) */
+    {.name = "accrual",
+     .sched = DM_SCHED_HOURLY,
+     .max_attempts = 10,
+     .timeout_s = 3600,
+     .fn = dm_accrual_job_fixed,
+     .about = "credits each fixed-yield contract its yield for the hour (earn:<contract>:<hour>)",
+     .first_period = dm_accrual_first_fixed},
+    /* accrual.c: waits until the pool's payout covering the hour is
+     * recorded; a day payout is shared out in the day's 23:00 period */
+    {.name = "pool-accrual",
+     .sched = DM_SCHED_HOURLY,
+     .max_attempts = 10,
+     .timeout_s = 3600,
+     .fn = dm_accrual_job_pool,
+     .about = "shares the pool's recorded payout for the hour (or day) among pool-yield "
+              "contracts by hash-rate-seconds, less their maintenance fee",
+     .first_period = dm_accrual_first_pool},
+    {.name = "contract-expiry",
+     .sched = DM_SCHED_INTERVAL,
+     .interval_s = 60,
+     .max_attempts = 5,
+     .timeout_s = 600,
+     .quiet = 1,
+     .fn = dm_accrual_job_expiry,
+     .about = "marks contracts past their term expired once their last hour is credited, and "
+              "queues the contract_expired e-mail"},
+    {.name = "commission-release",
+     .sched = DM_SCHED_INTERVAL,
+     .interval_s = 600,
+     .max_attempts = 5,
+     .timeout_s = 600,
+     .quiet = 1,
+     .fn = job_commission_release,
+     .about = "moves held commissions whose hold period has passed to the wallets"},
+    {.name = "cleanup",
+     .sched = DM_SCHED_INTERVAL,
+     .interval_s = 3600,
+     .max_attempts = 5,
+     .timeout_s = 600,
+     .fn = job_cleanup,
+     .about = "deletes expired tokens and sessions, expires unpaid orders after 24 h, "
+              "trims old job history"},
+    {.name = "mail",
+     .sched = DM_SCHED_INTERVAL,
+     .interval_s = 5,
+     .max_attempts = 100,
+     .timeout_s = 60,
+     .quiet = 1,
+     .fn = dm_mail_job,
+     .about = "sends queued e-mail through the mailer plugin (up to 20 s a run), retries "
+              "temporary failures with back-off"},
+    {.name = "commission-digest",
+     .sched = DM_SCHED_INTERVAL,
+     .interval_s = 86400,
+     .max_attempts = 5,
+     .timeout_s = 600,
+     .fn = dm_mail_job_commission_digest,
+     .about = "queues one e-mail per member summing the referral commissions of the UTC day "
+              "before"},
+    {.name = "test-fail",
+     .sched = DM_SCHED_MANUAL,
+     .max_attempts = 3,
+     .timeout_s = 60,
+     .test_only = 1,
+     .fn = job_test_fail,
+     .about = "test mode only: always fails (dead-letter tests)"},
+    {.name = "test-tick",
+     .sched = DM_SCHED_HOURLY,
+     .max_attempts = 3,
+     .timeout_s = 60,
+     .test_only = 1,
+     .fn = job_test_tick,
+     .about = "test mode only: appends each hourly period it runs to <database>.ticks"},
+    {.name = NULL},
+};
+
+const dm_job_def *dm_jobs_table(void)
+{
+    return jobs;
+}
+
+const dm_job_def *dm_job_find(const char *name, int test_mode)
+{
+    for (const dm_job_def *d = jobs; name && d->name; d++) {
+        if (strcmp(d->name, name) == 0 && (!d->test_only || test_mode)) {
+            return d;
+        }
+    }
+    return NULL;
+}

@@ -1,0 +1,27 @@
+/*
+ * mailq.h — putting messages on mail_queue. Always called inside the
+ * transaction of the event that causes the message, so a rolled-back event
+ * never e-mails; the idempotency key makes a retried event enqueue once.
+ * Delivery (templates, the mailer plugin, retries) is the mailer job's.
+ */
+#ifndef DM_MAILQ_H
+#define DM_MAILQ_H
+
+#include <apr_pools.h>
+#include <jansson.h>
+
+#include "store/db.h"
+#include "base/err.h"
+
+/* vars: a JSON object of the template's variables (not consumed). A key
+ * already queued is not an error: the message is queued once. */
+dm_err *dm_mail_enqueue(dm_db *db, apr_pool_t *p, const char *recipient, const char *tmpl,
+                        const json_t *vars, const char *idempotency_key);
+
+/* A "staff_alert" message to every active owner (and finance account when
+ * with_finance), once per key and address ("staff_alert:<key>:<address>").
+ * vars: the template's variables; it has "reason" and "detail" at least. */
+dm_err *dm_mail_staff_alert(dm_db *db, apr_pool_t *p, int with_finance, const json_t *vars,
+                            const char *key);
+
+#endif

@@ -1,0 +1,1012 @@
+/*
+ * members.c — see members.h. Every write runs in one BEGIN IMMEDIATE
+ * transaction; password hashing (slow, memory-hard) always happens before
+ * the transaction starts, never while holding the write lock.
+ */
+#include "members/members.h"
+
+#include <apr_strings.h>
+#include <apr_time.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "referral/flags.h"
+#include "base/json.h"
+#include "ledger/ledger.h"
+#include "base/log.h"
+#include "mail/mailq.h"
+#include "referral/referral.h"
+#include "base/validate.h"
+
+#define USER_COLUMNS                                                                               \
+    "id, email, name, referral_code, referrer_id, vip_level, status, token_version, "              \
+    "email_verified_at, kyc_status, terms_version, created_at"
+
+/* The member's wallet and held balances in the platform currency (NULL,
+ * read as 0, before the ledger made the account): two point lookups in
+ * accounts_member, in the same statement as the member row, so GET /api/me
+ * stays one read. Both parameters are the currency. */
+#define BALANCE_COLUMNS                                                                            \
+    "(SELECT balance_micros FROM accounts WHERE user_id = users.id AND kind = 'wallet' AND "       \
+    "currency = ?), (SELECT balance_micros FROM accounts WHERE user_id = users.id AND "            \
+    "kind = 'held' AND currency = ?)"
+
+/* Leeway for clock differences between nodes when checking nbf/exp. */
+#define DM_CLOCK_LEEWAY 5
+
+static int64_t now_sec(void)
+{
+    return dm_now();
+}
+
+static void bind_str(dm_stmt *st, int i, const char *s)
+{
+    if (s) {
+        dm_stmt_bind_text(st, i, s, strlen(s));
+    } else {
+        dm_stmt_bind_null(st, i);
+    }
+}
+
+static void read_member(dm_stmt *st, apr_pool_t *p, int c, dm_member *m)
+{
+    m->id = dm_stmt_int64(st, c + 0);
+    m->email = apr_pstrdup(p, dm_stmt_text(st, c + 1, NULL));
+    m->name = dm_stmt_is_null(st, c + 2) ? NULL : apr_pstrdup(p, dm_stmt_text(st, c + 2, NULL));
+    m->referral_code = apr_pstrdup(p, dm_stmt_text(st, c + 3, NULL));
+    m->referrer_id = dm_stmt_is_null(st, c + 4) ? 0 : dm_stmt_int64(st, c + 4);
+    m->vip_level = (int)dm_stmt_int64(st, c + 5);
+    m->status = apr_pstrdup(p, dm_stmt_text(st, c + 6, NULL));
+    m->token_version = dm_stmt_int64(st, c + 7);
+    m->email_verified_at = dm_stmt_is_null(st, c + 8) ? 0 : dm_stmt_int64(st, c + 8);
+    m->kyc_status = apr_pstrdup(p, dm_stmt_text(st, c + 9, NULL));
+    m->terms_version = apr_pstrdup(p, dm_stmt_text(st, c + 10, NULL));
+    m->created_at = dm_stmt_int64(st, c + 11);
+    m->balance_micros = 0;
+    m->held_micros = 0;
+}
+
+/* The two BALANCE_COLUMNS from column c on. */
+static void read_balances(dm_stmt *st, int c, dm_member *m)
+{
+    m->balance_micros = dm_stmt_int64(st, c);
+    m->held_micros = dm_stmt_int64(st, c + 1);
+}
+
+dm_err *dm_member_get(dm_db *db, apr_pool_t *p, int64_t id, dm_member *out)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(
+        db, p, "SELECT " USER_COLUMNS ", " BALANCE_COLUMNS " FROM users WHERE id = ?", &st);
+
+    if (e) {
+        return e;
+    }
+    bind_str(st, 1, DM_LEDGER_CURRENCY);
+    bind_str(st, 2, DM_LEDGER_CURRENCY);
+    dm_stmt_bind_int64(st, 3, id);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        read_member(st, p, 0, out);
+        read_balances(st, 12, out);
+    }
+    dm_stmt_done(st);
+    if (!e && !row) {
+        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "no such member");
+    }
+    return e;
+}
+
+json_t *dm_member_json(apr_pool_t *p, const dm_services *s, const dm_member *m)
+{
+    json_t *o = json_object();
+
+    json_object_set_new(o, "id", json_integer(m->id));
+    json_object_set_new(o, "email", json_string(m->email));
+    json_object_set_new(o, "name", m->name ? json_string(m->name) : json_null());
+    json_object_set_new(o, "referral_code", json_string(m->referral_code));
+    json_object_set_new(o, "vip_level", json_integer(m->vip_level));
+    /* The wallet (negative: a debt from a clawback) and the commissions
+     * held for the refund window, as dm_member_get read them. */
+    json_object_set_new(o, "balance_micros", json_integer(m->balance_micros));
+    json_object_set_new(o, "held_micros", json_integer(m->held_micros));
+    json_object_set_new(o, "currency", json_string(DM_LEDGER_CURRENCY));
+    json_object_set_new(o, "kyc_status", json_string(m->kyc_status));
+    json_object_set_new(o, "email_verified", json_boolean(m->email_verified_at != 0));
+    json_object_set_new(o, "created_at", json_string(dm_json_time(p, m->created_at)));
+    json_object_set_new(o, "status", json_string(m->status));
+    json_object_set_new(o, "terms_version", json_string(m->terms_version));
+    json_object_set_new(
+        o, "terms_outdated",
+        json_boolean(s->legal && strcmp(m->terms_version, s->legal->terms.version) != 0));
+    return o;
+}
+
+/* ---- sessions ---- */
+
+static dm_err *issue_access(apr_pool_t *p, const dm_services *s, const dm_member *m,
+                            dm_session *sess)
+{
+    dm_claims c;
+    int64_t now = now_sec();
+
+    c.typ = "member";
+    c.sub = m->id;
+    c.ver = m->token_version;
+    c.iat = now;
+    c.nbf = now;
+    c.exp = now + DM_ACCESS_TTL;
+    sess->access_token = dm_jwt_sign(p, s->keys->jwt, &c);
+    sess->access_expires = c.exp;
+    sess->csrf_token = dm_token_new(p);
+    return NULL;
+}
+
+/* Inserts a refresh token of `family` (a new family when NULL). */
+static dm_err *insert_refresh(dm_db *db, apr_pool_t *p, const dm_services *s, int64_t user_id,
+                              const char *family, dm_session *sess)
+{
+    dm_stmt *st;
+    int row;
+    int64_t now = now_sec();
+    const char *token = dm_token_new(p);
+    const char *hash = dm_token_hash(p, s->keys->token_hash, token);
+    dm_err *e = dm_db_prepare(db, p,
+                              "INSERT INTO refresh_tokens (user_id, family_id, token_hash, "
+                              "created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    family = family ? family : dm_token_new(p);
+    dm_stmt_bind_int64(st, 1, user_id);
+    bind_str(st, 2, family);
+    bind_str(st, 3, hash);
+    dm_stmt_bind_int64(st, 4, now);
+    dm_stmt_bind_int64(st, 5, now + DM_REFRESH_TTL);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (!e) {
+        sess->refresh_token = token;
+        sess->refresh_expires = now + DM_REFRESH_TTL;
+    }
+    return e;
+}
+
+static dm_err *run_in_txn(dm_db *db, apr_pool_t *p, dm_err *(*fn)(dm_db *, apr_pool_t *, void *),
+                          void *baton)
+{
+    dm_err *e = dm_db_begin(db, p);
+
+    if (e) {
+        return e;
+    }
+    e = fn(db, p, baton);
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    return dm_db_commit(db, p);
+}
+
+static dm_err *exec_bind_ids(dm_db *db, apr_pool_t *p, const char *sql, int64_t a, int64_t b)
+{
+    dm_stmt *st;
+    int row;
+    dm_err *e = dm_db_prepare(db, p, sql, &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, a);
+    dm_stmt_bind_int64(st, 2, b);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    return e;
+}
+
+static dm_err *record_acceptance(dm_db *db, apr_pool_t *p, int64_t user_id, const dm_legal_doc *doc,
+                                 const char *ip)
+{
+    dm_stmt *st;
+    int row;
+    dm_err *e = dm_db_prepare(db, p,
+                              "INSERT INTO legal_acceptances (user_id, document, version, "
+                              "content_hash, ip, accepted_at) VALUES (?, ?, ?, ?, ?, ?)",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, user_id);
+    bind_str(st, 2, doc->name);
+    bind_str(st, 3, doc->version);
+    bind_str(st, 4, doc->hash);
+    bind_str(st, 5, ip);
+    dm_stmt_bind_int64(st, 6, now_sec());
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    return e;
+}
+
+/* A single-use e-mail token, and its message on the queue. */
+static dm_err *email_token(dm_db *db, apr_pool_t *p, const dm_services *s, const dm_member *m,
+                           const char *purpose, int64_t ttl)
+{
+    dm_stmt *st;
+    int row = 0;
+    int64_t now = now_sec(), id = 0;
+    const char *token = dm_token_new(p);
+    int verify = strcmp(purpose, "verify") == 0;
+    json_t *vars;
+    dm_err *e = dm_db_prepare(db, p,
+                              "INSERT INTO email_tokens (user_id, purpose, token_hash, created_at, "
+                              "expires_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, m->id);
+    bind_str(st, 2, purpose);
+    bind_str(st, 3, dm_token_hash(p, s->keys->token_hash, token));
+    dm_stmt_bind_int64(st, 4, now);
+    dm_stmt_bind_int64(st, 5, now + ttl);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        id = dm_stmt_int64(st, 0);
+    }
+    dm_stmt_done(st);
+    if (e) {
+        return e;
+    }
+    vars = dm_json_own(
+        p, json_pack("{s:s,s:s,s:s,s:I}", "email", m->email, "token", token, "url",
+                     apr_pstrcat(p, s->public_url ? s->public_url : "",
+                                 verify ? "/verify-email?token=" : "/reset-password?token=", token,
+                                 NULL),
+                     "expires_in_hours", (json_int_t)(ttl / 3600)));
+    return dm_mail_enqueue(db, p, m->email, verify ? "email_verification" : "password_reset", vars,
+                           apr_psprintf(p, "%s:%" APR_INT64_T_FMT, purpose, (apr_int64_t)id));
+}
+
+/* ---- registration ---- */
+
+typedef struct reg_ctx {
+    const dm_services *s;
+    const dm_register_req *req;
+    const char *email, *email_key, *hash, *code;
+    dm_member *out;
+    dm_session *sess;
+} reg_ctx;
+
+static dm_err *find_referrer(dm_db *db, apr_pool_t *p, const char *code, int64_t *id)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p, "SELECT id FROM users WHERE referral_code = ?", &st);
+
+    if (e) {
+        return e;
+    }
+    bind_str(st, 1, code);
+    e = dm_stmt_step(st, p, &row);
+    *id = (!e && row) ? dm_stmt_int64(st, 0) : 0;
+    dm_stmt_done(st);
+    if (!e && !row) {
+        e = dm_err_make(p, DM_E_INVALID, "referral_code", "no member has this referral code");
+    }
+    return e;
+}
+
+static dm_err *email_taken(dm_db *db, apr_pool_t *p, const char *key)
+{
+    int64_t n = 0;
+    int found;
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p, "SELECT COUNT(*) FROM users WHERE email_key = ?", &st);
+
+    (void)found;
+    if (e) {
+        return e;
+    }
+    bind_str(st, 1, key);
+    e = dm_stmt_step(st, p, &row);
+    n = (!e && row) ? dm_stmt_int64(st, 0) : 0;
+    dm_stmt_done(st);
+    if (!e && n) {
+        e = dm_err_make(p, DM_E_CONFLICT, "email", "an account with this e-mail address exists");
+    }
+    return e;
+}
+
+static dm_err *register_txn(dm_db *db, apr_pool_t *p, void *baton)
+{
+    reg_ctx *c = baton;
+    int64_t referrer = 0, now = now_sec(), id = 0;
+    dm_err *e = NULL;
+    dm_stmt *st;
+    int row = 0;
+
+    if (c->code) {
+        e = find_referrer(db, p, c->code, &referrer);
+    }
+    if (!e) {
+        e = email_taken(db, p, c->email_key);
+    }
+    /* The referral code is random: on the rare collision, draw again. */
+    for (int attempt = 0; !e && !id && attempt < 8; attempt++) {
+        e = dm_db_prepare(db, p,
+                          "INSERT INTO users (email, email_key, password_hash, referral_code, "
+                          "referrer_id, terms_version, terms_accepted_at, created_at, "
+                          "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                          &st);
+        if (e) {
+            break;
+        }
+        bind_str(st, 1, c->email);
+        bind_str(st, 2, c->email_key);
+        bind_str(st, 3, c->hash);
+        bind_str(st, 4, dm_referral_code_new(p));
+        if (referrer) {
+            dm_stmt_bind_int64(st, 5, referrer);
+        } else {
+            dm_stmt_bind_null(st, 5);
+        }
+        bind_str(st, 6, c->s->legal->terms.version);
+        dm_stmt_bind_int64(st, 7, now);
+        dm_stmt_bind_int64(st, 8, now);
+        dm_stmt_bind_int64(st, 9, now);
+        e = dm_stmt_step(st, p, &row);
+        if (!e && row) {
+            id = dm_stmt_int64(st, 0);
+        }
+        dm_stmt_done(st);
+        if (e && e->code == DM_E_CONFLICT) {
+            e = NULL; /* the email was checked above: it was the code */
+        }
+    }
+    if (!e && !id) {
+        e = dm_err_make(p, DM_E_UNAVAILABLE, NULL, "could not allocate a referral code, try again");
+    }
+    if (!e) {
+        e = dm_referral_attach(db, p, id, referrer);
+    }
+    if (!e) {
+        e = record_acceptance(db, p, id, &c->s->legal->terms, c->req->ip);
+    }
+    if (!e) {
+        e = dm_member_get(db, p, id, c->out);
+    }
+    if (!e) {
+        e = email_token(db, p, c->s, c->out, "verify", DM_VERIFY_TTL);
+    }
+    if (!e) {
+        e = insert_refresh(db, p, c->s, id, NULL, c->sess);
+    }
+    if (!e) {
+        e = dm_flags_check_registration(db, p, id);
+    }
+    return e;
+}
+
+dm_err *dm_member_register(dm_db *db, apr_pool_t *p, const dm_services *s,
+                           const dm_register_req *req, dm_member *out, dm_session *sess)
+{
+    reg_ctx c;
+    dm_err *e;
+
+    memset(&c, 0, sizeof(c));
+    c.s = s;
+    c.req = req;
+    c.out = out;
+    c.sess = sess;
+    e = dm_validate_email(p, "email", req->email, &c.email, &c.email_key);
+    if (e) {
+        return e;
+    }
+    if (!req->accept_terms) {
+        return dm_err_make(p, DM_E_INVALID, "accept_terms",
+                           "the terms of service must be accepted (accept_terms: true)");
+    }
+    if (!req->terms_version || strcmp(req->terms_version, s->legal->terms.version) != 0) {
+        return dm_err_make(p, DM_E_INVALID, "terms_version",
+                           "the current terms of service are version %s; read and accept those",
+                           s->legal->terms.version);
+    }
+    if (req->referral_code && *req->referral_code &&
+        !dm_referral_code_parse(p, req->referral_code, &c.code)) {
+        return dm_err_make(p, DM_E_INVALID, "referral_code", "this is not a referral code");
+    }
+    e = dm_pw_policy_check(p, req->password, c.email);
+    if (!e) {
+        e = dm_pw_hash(p, s->pw_limiter, &s->pw_params, req->password, &c.hash);
+    }
+    if (!e) {
+        e = run_in_txn(db, p, register_txn, &c);
+    }
+    if (!e) {
+        e = issue_access(p, s, out, sess);
+    }
+    return e;
+}
+
+/* ---- login ---- */
+
+typedef struct login_ctx {
+    const dm_services *s;
+    dm_member *m;
+    dm_session *sess;
+    const char *new_hash;
+} login_ctx;
+
+static dm_err *login_txn(dm_db *db, apr_pool_t *p, void *baton)
+{
+    login_ctx *c = baton;
+    dm_err *e = NULL;
+
+    if (c->new_hash) {
+        dm_stmt *st;
+        int row;
+        e = dm_db_prepare(db, p, "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?",
+                          &st);
+        if (e) {
+            return e;
+        }
+        bind_str(st, 1, c->new_hash);
+        dm_stmt_bind_int64(st, 2, now_sec());
+        dm_stmt_bind_int64(st, 3, c->m->id);
+        e = dm_stmt_step(st, p, &row);
+        dm_stmt_done(st);
+    }
+    if (!e) {
+        e = insert_refresh(db, p, c->s, c->m->id, NULL, c->sess);
+    }
+    return e;
+}
+
+dm_err *dm_member_login(dm_db *db, apr_pool_t *p, const dm_services *s, const char *email,
+                        const char *password, const char *ip, dm_member *out, dm_session *sess)
+{
+    const char *norm, *key, *stored = NULL;
+    dm_stmt *st;
+    int row = 0, ok = 0, rehash = 0;
+    login_ctx c;
+    dm_err *e = dm_validate_email(p, "email", email, &norm, &key);
+
+    (void)ip;
+    if (e) {
+        return e;
+    }
+    if (strlen(password) > 128) {
+        return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "wrong e-mail address or password");
+    }
+    e = dm_db_prepare(db, p,
+                      "SELECT " USER_COLUMNS ", password_hash, " BALANCE_COLUMNS
+                      " FROM users WHERE email_key = ?",
+                      &st);
+    if (e) {
+        return e;
+    }
+    bind_str(st, 1, DM_LEDGER_CURRENCY);
+    bind_str(st, 2, DM_LEDGER_CURRENCY);
+    bind_str(st, 3, key);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        read_member(st, p, 0, out);
+        stored = apr_pstrdup(p, dm_stmt_text(st, 12, NULL));
+        read_balances(st, 13, out);
+    }
+    dm_stmt_done(st);
+    if (e) {
+        return e;
+    }
+    if (!stored) {
+        /* Same cost, same slot rules as a real check: no account probing
+         * by timing or by which answer comes under load. */
+        e = dm_pw_verify_dummy(p, s->pw_limiter, &s->pw_params, password);
+        return e ? e : dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "wrong e-mail address or password");
+    }
+    e = dm_pw_verify(p, s->pw_limiter, &s->pw_params, stored, password, &ok, &rehash);
+    if (e) {
+        return e;
+    }
+    if (!ok) {
+        return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "wrong e-mail address or password");
+    }
+    if (strcmp(out->status, "active") != 0) {
+        return dm_err_make(p, DM_E_FORBIDDEN, NULL, "this account is suspended");
+    }
+    memset(&c, 0, sizeof(c));
+    c.s = s;
+    c.m = out;
+    c.sess = sess;
+    if (rehash) {
+        /* An imported bcrypt hash (or old argon2 parameters): upgrade now
+         * that the password is known to be right. */
+        e = dm_pw_hash(p, s->pw_limiter, &s->pw_params, password, &c.new_hash);
+        if (e) {
+            return e;
+        }
+    }
+    e = run_in_txn(db, p, login_txn, &c);
+    if (!e) {
+        e = issue_access(p, s, out, sess);
+    }
+    return e;
+}
+
+/* ---- refresh and logout ---- */
+
+typedef struct refresh_ctx {
+    const dm_services *s;
+    const char *hash;
+    dm_member *m;
+    dm_session *sess;
+    int reused; /* set when a rotated token came back: the family is revoked */
+} refresh_ctx;
+
+static dm_err *revoke_family(dm_db *db, apr_pool_t *p, const char *family)
+{
+    dm_stmt *st;
+    int row;
+    dm_err *e = dm_db_prepare(db, p,
+                              "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND "
+                              "revoked_at IS NULL",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, now_sec());
+    bind_str(st, 2, family);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    return e;
+}
+
+static dm_err *refresh_txn(dm_db *db, apr_pool_t *p, void *baton)
+{
+    refresh_ctx *c = baton;
+    dm_stmt *st;
+    int row = 0;
+    int64_t id = 0, user = 0, expires = 0, now = now_sec();
+    int rotated = 0, revoked = 0;
+    const char *family = NULL;
+    dm_err *e = dm_db_prepare(db, p,
+                              "SELECT id, user_id, family_id, expires_at, rotated_at IS NOT NULL, "
+                              "revoked_at IS NOT NULL FROM refresh_tokens WHERE token_hash = ?",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    bind_str(st, 1, c->hash);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        id = dm_stmt_int64(st, 0);
+        user = dm_stmt_int64(st, 1);
+        family = apr_pstrdup(p, dm_stmt_text(st, 2, NULL));
+        expires = dm_stmt_int64(st, 3);
+        rotated = (int)dm_stmt_int64(st, 4);
+        revoked = (int)dm_stmt_int64(st, 5);
+    }
+    dm_stmt_done(st);
+    if (e) {
+        return e;
+    }
+    if (!row) {
+        return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "the refresh token is not valid");
+    }
+    if (rotated) {
+        /* A token that was already exchanged came back: someone else holds
+         * this family. End the whole login. (Committed by the caller.) */
+        c->reused = 1;
+        return revoke_family(db, p, family);
+    }
+    e = dm_member_get(db, p, user, c->m);
+    if (e) {
+        return e;
+    }
+    /* Suspension revokes the tokens too; say why the session ended. */
+    if (strcmp(c->m->status, "active") != 0) {
+        return dm_err_make(p, DM_E_FORBIDDEN, NULL, "this account is suspended");
+    }
+    if (revoked || expires <= now) {
+        return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "the session has ended; log in again");
+    }
+    e = exec_bind_ids(
+        db, p, "UPDATE refresh_tokens SET rotated_at = ? WHERE id = ? AND rotated_at IS NULL", now,
+        id);
+    if (!e && dm_db_changes(db) != 1) {
+        return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "the refresh token is not valid");
+    }
+    return e ? e : insert_refresh(db, p, c->s, user, family, c->sess);
+}
+
+dm_err *dm_member_refresh(dm_db *db, apr_pool_t *p, const dm_services *s, const char *refresh_token,
+                          dm_member *out, dm_session *sess)
+{
+    refresh_ctx c;
+    dm_err *e;
+
+    if (!refresh_token || !*refresh_token || strlen(refresh_token) > 128) {
+        return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "no refresh token");
+    }
+    memset(&c, 0, sizeof(c));
+    c.s = s;
+    c.hash = dm_token_hash(p, s->keys->token_hash, refresh_token);
+    c.m = out;
+    c.sess = sess;
+    e = run_in_txn(db, p, refresh_txn, &c);
+    if (!e && c.reused) {
+        dm_log(DM_L_WARN,
+               "DM00400: a rotated refresh token was presented again; its login was revoked "
+               "(possible token theft)");
+        return dm_err_make(p, DM_E_UNAUTHORIZED, NULL,
+                           "this refresh token was already used; the session was ended");
+    }
+    if (!e) {
+        e = issue_access(p, s, out, sess);
+    }
+    return e;
+}
+
+typedef struct logout_ctx {
+    const char *hash;
+} logout_ctx;
+
+static dm_err *logout_txn(dm_db *db, apr_pool_t *p, void *baton)
+{
+    logout_ctx *c = baton;
+    dm_stmt *st;
+    int row = 0;
+    const char *family = NULL;
+    dm_err *e =
+        dm_db_prepare(db, p, "SELECT family_id FROM refresh_tokens WHERE token_hash = ?", &st);
+
+    if (e) {
+        return e;
+    }
+    bind_str(st, 1, c->hash);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        family = apr_pstrdup(p, dm_stmt_text(st, 0, NULL));
+    }
+    dm_stmt_done(st);
+    return (e || !family) ? e : revoke_family(db, p, family);
+}
+
+dm_err *dm_member_logout(dm_db *db, apr_pool_t *p, const dm_services *s, const char *refresh_token)
+{
+    logout_ctx c;
+
+    if (!refresh_token || !*refresh_token || strlen(refresh_token) > 128) {
+        return NULL;
+    }
+    c.hash = dm_token_hash(p, s->keys->token_hash, refresh_token);
+    return run_in_txn(db, p, logout_txn, &c);
+}
+
+dm_err *dm_member_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s,
+                               const char *access_token, dm_member *out)
+{
+    dm_claims c;
+    dm_err *e =
+        dm_jwt_verify(p, s->keys->jwt, access_token, "member", now_sec(), DM_CLOCK_LEEWAY, &c);
+
+    if (e) {
+        return e;
+    }
+    e = dm_member_get(db, p, c.sub, out);
+    if (e) {
+        return e->code == DM_E_NOT_FOUND
+                   ? dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "the access token is not valid")
+                   : e;
+    }
+    /* Status first: a suspended member (whose suspension also bumped the
+     * token version) is told so, with 403, not merely logged out. */
+    if (strcmp(out->status, "active") != 0) {
+        return dm_err_make(p, DM_E_FORBIDDEN, NULL, "this account is suspended");
+    }
+    if (out->token_version != c.ver) {
+        return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "the session has ended; log in again");
+    }
+    return NULL;
+}
+
+/* ---- e-mail tokens ---- */
+
+typedef struct use_token_ctx {
+    const dm_services *s;
+    const char *purpose;
+    const char *hash;
+    const char *new_password_hash; /* reset only */
+    const char *password;          /* reset: for the policy check */
+    int64_t user_id;
+} use_token_ctx;
+
+/* Finds and consumes a single-use token; *user gets its member. */
+static dm_err *consume_token(dm_db *db, apr_pool_t *p, const char *purpose, const char *hash,
+                             int64_t *user)
+{
+    dm_stmt *st;
+    int row = 0;
+    int64_t id = 0, expires = 0, now = now_sec();
+    int used = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              "SELECT id, user_id, expires_at, used_at IS NOT NULL FROM "
+                              "email_tokens WHERE token_hash = ? AND purpose = ?",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    bind_str(st, 1, hash);
+    bind_str(st, 2, purpose);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        id = dm_stmt_int64(st, 0);
+        *user = dm_stmt_int64(st, 1);
+        expires = dm_stmt_int64(st, 2);
+        used = (int)dm_stmt_int64(st, 3);
+    }
+    dm_stmt_done(st);
+    if (e) {
+        return e;
+    }
+    if (!row || used || expires <= now) {
+        return dm_err_make(p, DM_E_INVALID, "token",
+                           "this link is not valid: it was already used, has expired, or is wrong");
+    }
+    e = exec_bind_ids(db, p, "UPDATE email_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL",
+                      now, id);
+    if (!e && dm_db_changes(db) != 1) {
+        e = dm_err_make(p, DM_E_INVALID, "token", "this link was already used");
+    }
+    return e;
+}
+
+static dm_err *verify_txn(dm_db *db, apr_pool_t *p, void *baton)
+{
+    use_token_ctx *c = baton;
+    dm_member m;
+    dm_err *e = consume_token(db, p, "verify", c->hash, &c->user_id);
+
+    if (!e) {
+        e = exec_bind_ids(db, p,
+                          "UPDATE users SET email_verified_at = COALESCE(email_verified_at, ?) "
+                          "WHERE id = ?",
+                          now_sec(), c->user_id);
+    }
+    if (!e) {
+        e = dm_member_get(db, p, c->user_id, &m);
+    }
+    if (!e) {
+        /* once per member, however many verification links they use */
+        json_t *vars = dm_json_own(
+            p, json_pack("{s:s,s:s}", "email", m.email, "referral_code", m.referral_code));
+        e = dm_mail_enqueue(db, p, m.email, "welcome", vars,
+                            apr_psprintf(p, "welcome:%" APR_INT64_T_FMT, (apr_int64_t)m.id));
+    }
+    return e;
+}
+
+dm_err *dm_member_verify_email(dm_db *db, apr_pool_t *p, const dm_services *s, const char *token)
+{
+    use_token_ctx c;
+
+    if (!token || !*token || strlen(token) > 128) {
+        return dm_err_make(p, DM_E_INVALID, "token", "the token is missing or malformed");
+    }
+    memset(&c, 0, sizeof(c));
+    c.hash = dm_token_hash(p, s->keys->token_hash, token);
+    return run_in_txn(db, p, verify_txn, &c);
+}
+
+typedef struct reset_req_ctx {
+    const dm_services *s;
+    const char *key;
+} reset_req_ctx;
+
+static dm_err *reset_request_txn(dm_db *db, apr_pool_t *p, void *baton)
+{
+    reset_req_ctx *c = baton;
+    dm_stmt *st;
+    int row = 0;
+    dm_member m = {0};
+    dm_err *e = dm_db_prepare(db, p, "SELECT " USER_COLUMNS " FROM users WHERE email_key = ?", &st);
+
+    if (e) {
+        return e;
+    }
+    bind_str(st, 1, c->key);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        read_member(st, p, 0, &m);
+    }
+    dm_stmt_done(st);
+    if (e || !row || strcmp(m.status, "active") != 0) {
+        return e; /* unknown or suspended: nothing to send, and nothing to tell */
+    }
+    return email_token(db, p, c->s, &m, "reset", DM_RESET_TTL);
+}
+
+dm_err *dm_member_reset_request(dm_db *db, apr_pool_t *p, const dm_services *s, const char *email,
+                                const char *ip)
+{
+    reset_req_ctx c;
+    const char *norm;
+    dm_err *e = dm_validate_email(p, "email", email, &norm, &c.key);
+
+    (void)ip;
+    if (e) {
+        return e;
+    }
+    c.s = s;
+    return run_in_txn(db, p, reset_request_txn, &c);
+}
+
+static dm_err *reset_confirm_txn(dm_db *db, apr_pool_t *p, void *baton)
+{
+    use_token_ctx *c = baton;
+    dm_stmt *st;
+    int row;
+    int64_t now = now_sec();
+    dm_err *e = consume_token(db, p, "reset", c->hash, &c->user_id);
+
+    if (e) {
+        return e;
+    }
+    e = dm_db_prepare(db, p,
+                      "UPDATE users SET password_hash = ?, token_version = token_version + 1, "
+                      "updated_at = ? WHERE id = ?",
+                      &st);
+    if (e) {
+        return e;
+    }
+    bind_str(st, 1, c->new_password_hash);
+    dm_stmt_bind_int64(st, 2, now);
+    dm_stmt_bind_int64(st, 3, c->user_id);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (!e) {
+        e = exec_bind_ids(db, p,
+                          "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND "
+                          "revoked_at IS NULL",
+                          now, c->user_id);
+    }
+    return e;
+}
+
+/* The member a reset token belongs to, without consuming it (for the
+ * password policy, which needs the e-mail address). */
+static dm_err *peek_token_member(dm_db *db, apr_pool_t *p, const char *hash, dm_member *m)
+{
+    dm_stmt *st;
+    int row = 0;
+    int64_t user = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              "SELECT user_id FROM email_tokens WHERE token_hash = ? AND purpose = "
+                              "'reset' AND used_at IS NULL AND expires_at > ?",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    bind_str(st, 1, hash);
+    dm_stmt_bind_int64(st, 2, now_sec());
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        user = dm_stmt_int64(st, 0);
+    }
+    dm_stmt_done(st);
+    if (e) {
+        return e;
+    }
+    if (!row) {
+        return dm_err_make(p, DM_E_INVALID, "token",
+                           "this link is not valid: it was already used, has expired, or is wrong");
+    }
+    return dm_member_get(db, p, user, m);
+}
+
+dm_err *dm_member_reset_confirm(dm_db *db, apr_pool_t *p, const dm_services *s, const char *token,
+                                const char *password)
+{
+    use_token_ctx c;
+    dm_member m;
+    dm_err *e;
+
+    if (!token || !*token || strlen(token) > 128) {
+        return dm_err_make(p, DM_E_INVALID, "token", "the token is missing or malformed");
+    }
+    memset(&c, 0, sizeof(c));
+    c.hash = dm_token_hash(p, s->keys->token_hash, token);
+    e = peek_token_member(db, p, c.hash, &m);
+    if (!e) {
+        e = dm_pw_policy_check(p, password, m.email);
+    }
+    if (!e) {
+        e = dm_pw_hash(p, s->pw_limiter, &s->pw_params, password, &c.new_password_hash);
+    }
+    return e ? e : run_in_txn(db, p, reset_confirm_txn, &c);
+}
+
+typedef struct terms_ctx {
+    const dm_services *s;
+    int64_t user_id;
+    const char *ip;
+} terms_ctx;
+
+static dm_err *terms_txn(dm_db *db, apr_pool_t *p, void *baton)
+{
+    terms_ctx *c = baton;
+    dm_stmt *st;
+    int row;
+    int64_t now = now_sec();
+    dm_err *e = dm_db_prepare(db, p,
+                              "UPDATE users SET terms_version = ?, terms_accepted_at = ?, "
+                              "updated_at = ? WHERE id = ?",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    bind_str(st, 1, c->s->legal->terms.version);
+    dm_stmt_bind_int64(st, 2, now);
+    dm_stmt_bind_int64(st, 3, now);
+    dm_stmt_bind_int64(st, 4, c->user_id);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    return e ? e : record_acceptance(db, p, c->user_id, &c->s->legal->terms, c->ip);
+}
+
+dm_err *dm_member_accept_terms(dm_db *db, apr_pool_t *p, const dm_services *s, int64_t user_id,
+                               const char *version, const char *ip)
+{
+    terms_ctx c;
+
+    if (!version || strcmp(version, s->legal->terms.version) != 0) {
+        return dm_err_make(p, DM_E_INVALID, "terms_version",
+                           "the current terms of service are version %s", s->legal->terms.version);
+    }
+    c.s = s;
+    c.user_id = user_id;
+    c.ip = ip;
+    return run_in_txn(db, p, terms_txn, &c);
+}
+
+dm_err *dm_member_set_suspended(dm_db *db, apr_pool_t *p, int64_t user_id, int suspended)
+{
+    dm_stmt *st;
+    int row;
+    int64_t now = now_sec();
+    dm_err *e = dm_db_prepare(db, p,
+                              "UPDATE users SET status = ?, token_version = token_version + ?, "
+                              "updated_at = ? WHERE id = ?",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    bind_str(st, 1, suspended ? "suspended" : "active");
+    dm_stmt_bind_int64(st, 2, suspended ? 1 : 0);
+    dm_stmt_bind_int64(st, 3, now);
+    dm_stmt_bind_int64(st, 4, user_id);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (!e && dm_db_changes(db) != 1) {
+        return dm_err_make(p, DM_E_NOT_FOUND, NULL, "no such member");
+    }
+    if (!e && suspended) {
+        e = exec_bind_ids(db, p,
+                          "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND "
+                          "revoked_at IS NULL",
+                          now, user_id);
+    }
+    return e;
+}

@@ -1,0 +1,123 @@
+/*
+ * members.h — member accounts and their sessions: registration (with the
+ * referral placement and the terms record, in one transaction), login with
+ * rehash-on-login, refresh-token rotation with reuse detection, logout,
+ * access-token authentication, e-mail verification, password reset, and
+ * acceptance of new terms.
+ *
+ * Access tokens are JWTs for DM_ACCESS_TTL seconds that carry the member's
+ * token_version: suspending a member or resetting the password bumps it, so
+ * live tokens stop working at the next request. Refresh tokens are opaque,
+ * stored hashed, live DM_REFRESH_TTL, and are rotated on every use; a family
+ * is one login, and presenting an already-rotated token revokes the family.
+ */
+#ifndef DM_MEMBERS_H
+#define DM_MEMBERS_H
+
+#include <apr_pools.h>
+#include <jansson.h>
+#include <stdint.h>
+
+#include "store/db.h"
+#include "base/err.h"
+#include "members/legal.h"
+#include "members/password.h"
+#include "base/token.h"
+
+#define DM_ACCESS_TTL (15 * 60)
+#define DM_REFRESH_TTL (30 * 24 * 3600)
+#define DM_VERIFY_TTL (48 * 3600)
+#define DM_RESET_TTL (3600)
+
+/* What the member functions need from their host, set up once. */
+typedef struct dm_services {
+    const dm_keys *keys;
+    dm_pw_limiter *pw_limiter; /* may be NULL (CLI) */
+    dm_pw_params pw_params;
+    const dm_legal *legal;
+    const char *public_url;    /* links in e-mails */
+} dm_services;
+
+typedef struct dm_member {
+    int64_t id;
+    const char *email;
+    const char *name;
+    const char *referral_code;
+    int64_t referrer_id; /* 0: none */
+    int vip_level;
+    const char *status;  /* "active" | "suspended" */
+    int64_t token_version;
+    int64_t email_verified_at; /* 0: not verified */
+    const char *kyc_status;
+    const char *terms_version;
+    int64_t created_at;
+    /* Ledger balances in the platform currency, filled by dm_member_get
+     * (and login); 0 elsewhere. balance_micros < 0 is a debt. */
+    int64_t balance_micros;
+    int64_t held_micros;
+} dm_member;
+
+typedef struct dm_session {
+    const char *access_token;
+    int64_t access_expires;
+    const char *refresh_token;
+    int64_t refresh_expires;
+    const char *csrf_token;
+} dm_session;
+
+typedef struct dm_register_req {
+    const char *email;
+    const char *password;
+    const char *referral_code; /* NULL: none */
+    int accept_terms;
+    const char *terms_version;
+    const char *ip;
+} dm_register_req;
+
+dm_err *dm_member_register(dm_db *db, apr_pool_t *p, const dm_services *s,
+                           const dm_register_req *req, dm_member *out, dm_session *sess);
+
+/* Wrong e-mail or password: DM_E_UNAUTHORIZED (the same answer for both,
+ * in the same time). Suspended: DM_E_FORBIDDEN. */
+dm_err *dm_member_login(dm_db *db, apr_pool_t *p, const dm_services *s, const char *email,
+                        const char *password, const char *ip, dm_member *out,
+                        dm_session *sess);
+
+dm_err *dm_member_refresh(dm_db *db, apr_pool_t *p, const dm_services *s,
+                          const char *refresh_token, dm_member *out, dm_session *sess);
+
+/* Revokes the family of `refresh_token`; an unknown token is not an error. */
+dm_err *dm_member_logout(dm_db *db, apr_pool_t *p, const dm_services *s,
+                         const char *refresh_token);
+
+/* Verifies an access token and loads its member: DM_E_UNAUTHORIZED for a
+ * bad, expired or outdated (token_version) token, DM_E_FORBIDDEN when
+ * suspended. */
+dm_err *dm_member_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s,
+                               const char *access_token, dm_member *out);
+
+dm_err *dm_member_get(dm_db *db, apr_pool_t *p, int64_t id, dm_member *out);
+
+dm_err *dm_member_verify_email(dm_db *db, apr_pool_t *p, const dm_services *s,
+                               const char *token);
+
+/* Always succeeds for a well-formed address (no account probing); queues a
+ * reset e-mail when the account exists. */
+dm_err *dm_member_reset_request(dm_db *db, apr_pool_t *p, const dm_services *s,
+                                const char *email, const char *ip);
+
+/* Sets the new password and revokes every session of the member. */
+dm_err *dm_member_reset_confirm(dm_db *db, apr_pool_t *p, const dm_services *s,
+                                const char *token, const char *password);
+
+dm_err *dm_member_accept_terms(dm_db *db, apr_pool_t *p, const dm_services *s, int64_t user_id,
+                               const char *version, const char *ip);
+
+/* Suspends (1) or reinstates (0); suspending bumps token_version and
+ * revokes every refresh token. In the caller's transaction if one is open. */
+dm_err *dm_member_set_suspended(dm_db *db, apr_pool_t *p, int64_t user_id, int suspended);
+
+/* The public JSON of a member (GET /api/me's "user"). Caller owns it. */
+json_t *dm_member_json(apr_pool_t *p, const dm_services *s, const dm_member *m);
+
+#endif

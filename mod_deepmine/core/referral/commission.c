@@ -1,0 +1,558 @@
+/*
+ * commission.c — see commission.h. A split is one indexed read (the
+ * buyer's stored upline joined with each ancestor's level, status and rate
+ * for its depth), then per credited depth one ledger transfer and one
+ * commissions row. commission_orders remembers each order counted, so a
+ * replayed payment and a clawback both know what was done.
+ */
+#include "referral/commission.h"
+
+#include <apr_strings.h>
+#include <apr_time.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/json.h"
+#include "ledger/ledger.h"
+#include "referral/referral.h"
+#include "referral/vip.h"
+
+#define PAGE_MAX 200
+#define RELEASE_BATCH 500
+
+/* Set by the host before it forks; read-only afterwards. */
+static int64_t hold_seconds = (int64_t)DM_COMMISSION_DEFAULT_HOLD_DAYS * 86400;
+
+void dm_commission_set_hold(int64_t seconds)
+{
+    hold_seconds = seconds >= 0 ? seconds : 0;
+}
+
+int64_t dm_commission_hold(void)
+{
+    return hold_seconds;
+}
+
+static int64_t now_sec(void)
+{
+    return dm_now();
+}
+
+static void bind_str(dm_stmt *st, int i, const char *s)
+{
+    dm_stmt_bind_text(st, i, s, strlen(s));
+}
+
+static dm_err *need_txn(dm_db *db, apr_pool_t *p, const char *what)
+{
+    return dm_db_in_transaction(db)
+               ? NULL
+               : dm_err_make(p, DM_E_INTERNAL, NULL,
+                             "commission: %s must run inside the caller's transaction", what);
+}
+
+/* Records the order once. *fresh 1: first time (split and count it); 0:
+ * already recorded as paid (nothing to do). A refunded order, or one
+ * recorded with another buyer, amount or currency, is DM_E_CONFLICT. */
+static dm_err *record_order(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
+                            int64_t amount, const char *currency, int *fresh)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              "INSERT INTO commission_orders (order_id, buyer_id, amount_micros, "
+                              "currency, status, created_at) VALUES (?, ?, ?, ?, 'paid', ?) "
+                              "ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
+                              &st);
+
+    *fresh = 0;
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, order_id);
+    dm_stmt_bind_int64(st, 2, buyer_id);
+    dm_stmt_bind_int64(st, 3, amount);
+    bind_str(st, 4, currency);
+    dm_stmt_bind_int64(st, 5, now_sec());
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (e || row) {
+        *fresh = row;
+        return e;
+    }
+    e = dm_db_prepare(db, p,
+                      "SELECT buyer_id, amount_micros, currency, status FROM commission_orders "
+                      "WHERE order_id = ?",
+                      &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, order_id);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row &&
+        (dm_stmt_int64(st, 0) != buyer_id || dm_stmt_int64(st, 1) != amount ||
+         strcmp(dm_stmt_text(st, 2, NULL), currency) != 0)) {
+        e = dm_err_make(p, DM_E_CONFLICT, NULL,
+                        "order %" APR_INT64_T_FMT " was already split for another buyer, amount "
+                        "or currency",
+                        (apr_int64_t)order_id);
+    } else if (!e && row && strcmp(dm_stmt_text(st, 3, NULL), "refunded") == 0) {
+        e = dm_err_make(p, DM_E_CONFLICT, NULL,
+                        "order %" APR_INT64_T_FMT " was refunded; its commissions are not paid "
+                        "again",
+                        (apr_int64_t)order_id);
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+typedef struct credit {
+    int64_t ancestor;
+    int depth;
+    int vip_level;
+    int suspended;
+    int rate_bp;
+} credit;
+
+/* The stored upline with level, status and rate of each ancestor. */
+static dm_err *read_upline(dm_db *db, apr_pool_t *p, int64_t buyer_id, credit *out, int *n)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e =
+        dm_db_prepare(db, p,
+                      "SELECT a.depth, u.id, u.vip_level, u.status, COALESCE(r.rate_bp, 0) "
+                      "FROM user_ancestors a JOIN users u ON u.id = a.ancestor_id "
+                      "LEFT JOIN commission_rates r ON r.level = u.vip_level AND r.depth = a.depth "
+                      "WHERE a.user_id = ? ORDER BY a.depth",
+                      &st);
+
+    *n = 0;
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, buyer_id);
+    while (!(e = dm_stmt_step(st, p, &row)) && row && *n < DM_REFERRAL_LEVELS) {
+        credit *c = &out[(*n)++];
+        c->depth = (int)dm_stmt_int64(st, 0);
+        c->ancestor = dm_stmt_int64(st, 1);
+        c->vip_level = (int)dm_stmt_int64(st, 2);
+        c->suspended = strcmp(dm_stmt_text(st, 3, NULL), "active") != 0;
+        c->rate_bp = (int)dm_stmt_int64(st, 4);
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+static dm_err *credit_one(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
+                          const credit *c, int64_t amount, const char *currency, int64_t source)
+{
+    int64_t held = 0, now = now_sec();
+    dm_transfer_req req;
+    dm_transfer t;
+    dm_stmt *st;
+    int created = 0, row;
+    dm_err *e = dm_ledger_member_account(db, p, c->ancestor, DM_ACCOUNT_HELD, currency, &held);
+
+    if (e) {
+        return e;
+    }
+    memset(&req, 0, sizeof(req));
+    req.idempotency_key =
+        apr_psprintf(p, "comm:%" APR_INT64_T_FMT ":%d", (apr_int64_t)order_id, c->depth);
+    req.debit_account_id = source;
+    req.credit_account_id = held;
+    req.amount_micros = amount;
+    req.currency = currency;
+    req.kind = DM_KIND_COMMISSION;
+    req.reference = apr_psprintf(p, "order:%" APR_INT64_T_FMT, (apr_int64_t)order_id);
+    e = dm_ledger_transfer(db, p, &req, &t, &created);
+    if (e) {
+        return e;
+    }
+    e = dm_db_prepare(db, p,
+                      "INSERT INTO commissions (order_id, depth, beneficiary_id, source_user_id, "
+                      "amount_micros, currency, rate_bp, vip_level, status, release_at, "
+                      "transfer_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'held', ?, ?, ?) "
+                      "ON CONFLICT (order_id, depth) DO NOTHING",
+                      &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, order_id);
+    dm_stmt_bind_int64(st, 2, c->depth);
+    dm_stmt_bind_int64(st, 3, c->ancestor);
+    dm_stmt_bind_int64(st, 4, buyer_id);
+    dm_stmt_bind_int64(st, 5, amount);
+    bind_str(st, 6, currency);
+    dm_stmt_bind_int64(st, 7, c->rate_bp);
+    dm_stmt_bind_int64(st, 8, c->vip_level);
+    dm_stmt_bind_int64(st, 9, now + hold_seconds);
+    dm_stmt_bind_int64(st, 10, t.id);
+    dm_stmt_bind_int64(st, 11, now);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    return e;
+}
+
+dm_err *dm_commission_pay(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
+                          int64_t amount_micros, const char *currency)
+{
+    credit up[DM_REFERRAL_LEVELS];
+    int64_t ids[DM_REFERRAL_LEVELS], source = 0;
+    int n = 0, fresh = 0;
+    dm_err *e = need_txn(db, p, "paying commissions");
+
+    if (e) {
+        return e;
+    }
+    if (order_id <= 0 || buyer_id <= 0) {
+        return dm_err_make(p, DM_E_INVALID, "order_id", "an order and a buyer are positive ids");
+    }
+    if (amount_micros <= 0) {
+        return dm_err_make(p, DM_E_INVALID, "amount_micros", "an order amount is more than zero");
+    }
+    if (!currency || strlen(currency) != 3) {
+        return dm_err_make(p, DM_E_INVALID, "currency", "currency is three capital letters");
+    }
+    e = record_order(db, p, order_id, buyer_id, amount_micros, currency, &fresh);
+    if (e || !fresh) {
+        return e;
+    }
+    e = read_upline(db, p, buyer_id, up, &n);
+    if (!e) {
+        e = dm_ledger_system_account(db, p, DM_SYS_COMMISSIONS, currency, &source);
+    }
+    for (int i = 0; !e && i < n; i++) {
+        int64_t product = 0, amount;
+        ids[i] = up[i].ancestor;
+        if (up[i].suspended || up[i].rate_bp <= 0) {
+            continue;
+        }
+        if (__builtin_mul_overflow(amount_micros, (int64_t)up[i].rate_bp, &product)) {
+            e = dm_err_make(p, DM_E_INVALID, "amount_micros",
+                            "order amount %" APR_INT64_T_FMT " is too large to split",
+                            (apr_int64_t)amount_micros);
+            break;
+        }
+        amount = product / 10000; /* both >= 0: division rounds down */
+        if (amount > 0) {
+            e = credit_one(db, p, order_id, buyer_id, &up[i], amount, currency, source);
+        }
+    }
+    /* Volumes are in the platform currency (docs/commissions.md). */
+    if (!e && strcmp(currency, DM_LEDGER_CURRENCY) == 0) {
+        e = dm_vip_count_order(db, p, buyer_id, ids, n, amount_micros, 1);
+    }
+    return e;
+}
+
+typedef struct held_row {
+    int64_t id;
+    int64_t beneficiary;
+    int64_t amount;
+    const char *currency;
+    int depth;
+    int held;
+} held_row;
+
+dm_err *dm_commission_clawback(dm_db *db, apr_pool_t *p, int64_t order_id)
+{
+    apr_array_header_t *rows = apr_array_make(p, DM_REFERRAL_LEVELS, sizeof(held_row));
+    int64_t buyer = 0, amount = 0, sink = 0;
+    const char *currency = NULL;
+    int64_t ids[DM_REFERRAL_LEVELS];
+    int row = 0, paid = 0, n = 0;
+    dm_stmt *st;
+    dm_err *e = need_txn(db, p, "a clawback");
+
+    if (e) {
+        return e;
+    }
+    e = dm_db_prepare(db, p,
+                      "SELECT buyer_id, amount_micros, currency, status FROM commission_orders "
+                      "WHERE order_id = ?",
+                      &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, order_id);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        buyer = dm_stmt_int64(st, 0);
+        amount = dm_stmt_int64(st, 1);
+        currency = apr_pstrdup(p, dm_stmt_text(st, 2, NULL));
+        paid = strcmp(dm_stmt_text(st, 3, NULL), "paid") == 0;
+    }
+    dm_stmt_done(st);
+    if (e || !row) {
+        return e; /* never paid: nothing to take back */
+    }
+    e = dm_db_prepare(db, p,
+                      "SELECT id, depth, beneficiary_id, amount_micros, currency, status "
+                      "FROM commissions WHERE order_id = ? AND status <> 'clawed_back' "
+                      "ORDER BY depth",
+                      &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, order_id);
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        held_row *h = apr_array_push(rows);
+        h->id = dm_stmt_int64(st, 0);
+        h->depth = (int)dm_stmt_int64(st, 1);
+        h->beneficiary = dm_stmt_int64(st, 2);
+        h->amount = dm_stmt_int64(st, 3);
+        h->currency = apr_pstrdup(p, dm_stmt_text(st, 4, NULL));
+        h->held = strcmp(dm_stmt_text(st, 5, NULL), "held") == 0;
+    }
+    dm_stmt_done(st);
+    if (!e && rows->nelts) {
+        e = dm_ledger_system_account(db, p, DM_SYS_COMMISSIONS, currency, &sink);
+    }
+    for (int i = 0; !e && i < rows->nelts; i++) {
+        const held_row *h = &APR_ARRAY_IDX(rows, i, held_row);
+        int64_t from = 0;
+        dm_transfer_req req;
+        dm_transfer t;
+        int created = 0;
+
+        e = dm_ledger_member_account(db, p, h->beneficiary,
+                                     h->held ? DM_ACCOUNT_HELD : DM_ACCOUNT_WALLET, h->currency,
+                                     &from);
+        if (e) {
+            break;
+        }
+        memset(&req, 0, sizeof(req));
+        req.idempotency_key =
+            apr_psprintf(p, "clawback:%" APR_INT64_T_FMT ":%d", (apr_int64_t)order_id, h->depth);
+        req.debit_account_id = from;
+        req.credit_account_id = sink;
+        req.amount_micros = h->amount;
+        req.currency = h->currency;
+        req.kind = DM_KIND_COMMISSION_CLAWBACK;
+        req.reference = apr_psprintf(p, "order:%" APR_INT64_T_FMT, (apr_int64_t)order_id);
+        e = dm_ledger_transfer(db, p, &req, &t, &created);
+        if (!e) {
+            e = dm_db_prepare(db, p,
+                              "UPDATE commissions SET status = 'clawed_back', "
+                              "clawback_transfer_id = ? WHERE id = ?",
+                              &st);
+        }
+        if (!e) {
+            dm_stmt_bind_int64(st, 1, t.id);
+            dm_stmt_bind_int64(st, 2, h->id);
+            e = dm_stmt_step(st, p, &row);
+            dm_stmt_done(st);
+        }
+    }
+    if (e || !paid) {
+        return e;
+    }
+    e = dm_db_prepare(db, p,
+                      "UPDATE commission_orders SET status = 'refunded', refunded_at = ? "
+                      "WHERE order_id = ?",
+                      &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, now_sec());
+    dm_stmt_bind_int64(st, 2, order_id);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (!e) {
+        e = dm_referral_upline(db, p, buyer, ids, &n);
+    }
+    if (!e && strcmp(currency, DM_LEDGER_CURRENCY) == 0) {
+        e = dm_vip_count_order(db, p, buyer, ids, n, amount, -1);
+    }
+    return e;
+}
+
+/* ---- release ---- */
+
+typedef struct due_row {
+    int64_t id;
+    int64_t beneficiary;
+    int64_t amount;
+    const char *currency;
+} due_row;
+
+/* Due, held, and no open or confirmed flag between beneficiary and buyer. */
+#define DUE_SQL                                                                                    \
+    "SELECT c.id, c.beneficiary_id, c.amount_micros, c.currency FROM commissions c "               \
+    "WHERE c.status = 'held' AND c.release_at <= ? AND c.id > ? AND NOT EXISTS ("                  \
+    "SELECT 1 FROM member_flags f WHERE f.status IN ('open', 'confirmed') AND "                    \
+    "((f.user_id = c.beneficiary_id AND f.related_user_id = c.source_user_id) OR "                 \
+    "(f.user_id = c.source_user_id AND f.related_user_id = c.beneficiary_id))) "                   \
+    "ORDER BY c.id LIMIT ?"
+
+static dm_err *release_one(dm_db *db, apr_pool_t *p, const due_row *d)
+{
+    int64_t held = 0, wallet = 0;
+    dm_transfer_req req;
+    dm_transfer t;
+    dm_stmt *st;
+    int created = 0, row;
+    dm_err *e =
+        dm_ledger_member_account(db, p, d->beneficiary, DM_ACCOUNT_HELD, d->currency, &held);
+
+    if (!e) {
+        e = dm_ledger_member_account(db, p, d->beneficiary, DM_ACCOUNT_WALLET, d->currency,
+                                     &wallet);
+    }
+    if (e) {
+        return e;
+    }
+    memset(&req, 0, sizeof(req));
+    req.idempotency_key = apr_psprintf(p, "release:%" APR_INT64_T_FMT, (apr_int64_t)d->id);
+    req.debit_account_id = held;
+    req.credit_account_id = wallet;
+    req.amount_micros = d->amount;
+    req.currency = d->currency;
+    req.kind = DM_KIND_COMMISSION_RELEASE;
+    req.reference = apr_psprintf(p, "commission:%" APR_INT64_T_FMT, (apr_int64_t)d->id);
+    e = dm_ledger_transfer(db, p, &req, &t, &created);
+    if (!e) {
+        e = dm_db_prepare(db, p,
+                          "UPDATE commissions SET status = 'available', released_transfer_id = ? "
+                          "WHERE id = ? AND status = 'held'",
+                          &st);
+    }
+    if (!e) {
+        dm_stmt_bind_int64(st, 1, t.id);
+        dm_stmt_bind_int64(st, 2, d->id);
+        e = dm_stmt_step(st, p, &row);
+        dm_stmt_done(st);
+    }
+    return e;
+}
+
+static dm_err *release_batch(dm_db *db, apr_pool_t *p, int64_t now, int64_t *after, int *count)
+{
+    apr_array_header_t *due = apr_array_make(p, 64, sizeof(due_row));
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p, DUE_SQL, &st);
+
+    *count = 0;
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, now);
+    dm_stmt_bind_int64(st, 2, *after);
+    dm_stmt_bind_int64(st, 3, RELEASE_BATCH);
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        due_row *d = apr_array_push(due);
+        d->id = dm_stmt_int64(st, 0);
+        d->beneficiary = dm_stmt_int64(st, 1);
+        d->amount = dm_stmt_int64(st, 2);
+        d->currency = apr_pstrdup(p, dm_stmt_text(st, 3, NULL));
+    }
+    dm_stmt_done(st);
+    for (int i = 0; !e && i < due->nelts; i++) {
+        const due_row *d = &APR_ARRAY_IDX(due, i, due_row);
+        e = release_one(db, p, d);
+        *after = d->id;
+    }
+    if (!e) {
+        *count = due->nelts;
+    }
+    return e;
+}
+
+dm_err *dm_commission_release_due(dm_db *db, apr_pool_t *p, int64_t now, int64_t *released)
+{
+    int own = !dm_db_in_transaction(db), count = 0;
+    int64_t after = 0;
+    dm_err *e = NULL;
+
+    *released = 0;
+    /* Batches, each in its own transaction when the caller has none, so a
+     * large backlog does not hold the write lock for long. */
+    do {
+        apr_pool_t *sub;
+        apr_pool_create(&sub, p);
+        if (own) {
+            e = dm_db_begin(db, sub);
+        }
+        if (!e) {
+            e = release_batch(db, sub, now, &after, &count);
+        }
+        if (own && e) {
+            dm_db_rollback(db);
+        } else if (own) {
+            e = dm_db_commit(db, sub);
+        }
+        if (e) {
+            e = dm_err_make(p, e->code, e->field, "%s", e->message);
+        } else {
+            *released += count;
+        }
+        apr_pool_destroy(sub);
+    } while (!e && count == RELEASE_BATCH);
+    return e;
+}
+
+/* ---- the member's list ---- */
+
+dm_err *dm_commission_list(dm_db *db, apr_pool_t *p, int64_t beneficiary_id, int64_t cursor,
+                           int limit, apr_array_header_t **rows, int64_t *next_cursor)
+{
+    dm_stmt *st;
+    int row = 0, n = 0;
+    dm_err *e;
+
+    *next_cursor = 0;
+    *rows = apr_array_make(p, limit > 0 ? limit : 1, sizeof(dm_commission_row));
+    if (limit < 1 || limit > PAGE_MAX) {
+        return dm_err_make(p, DM_E_INVALID, "limit", "limit must be from 1 to %d", PAGE_MAX);
+    }
+    e = dm_db_prepare(db, p,
+                      "SELECT c.id, c.order_id, c.depth, c.source_user_id, u.email, "
+                      "c.amount_micros, c.currency, c.rate_bp, c.vip_level, c.status, "
+                      "c.release_at, c.created_at FROM commissions c "
+                      "JOIN users u ON u.id = c.source_user_id "
+                      "WHERE c.beneficiary_id = ? AND c.id < ? ORDER BY c.id DESC LIMIT ?",
+                      &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, beneficiary_id);
+    dm_stmt_bind_int64(st, 2, cursor > 0 ? cursor : INT64_MAX);
+    dm_stmt_bind_int64(st, 3, (int64_t)limit + 1);
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        dm_commission_row *c;
+        if (n == limit) {
+            *next_cursor = APR_ARRAY_IDX(*rows, n - 1, dm_commission_row).id;
+            break;
+        }
+        c = apr_array_push(*rows);
+        c->id = dm_stmt_int64(st, 0);
+        c->order_id = dm_stmt_int64(st, 1);
+        c->depth = (int)dm_stmt_int64(st, 2);
+        c->beneficiary_id = beneficiary_id;
+        c->source_user_id = dm_stmt_int64(st, 3);
+        c->source_masked_email = dm_mask_email(p, dm_stmt_text(st, 4, NULL));
+        c->amount_micros = dm_stmt_int64(st, 5);
+        c->currency = apr_pstrdup(p, dm_stmt_text(st, 6, NULL));
+        c->rate_bp = (int)dm_stmt_int64(st, 7);
+        c->vip_level = (int)dm_stmt_int64(st, 8);
+        c->status = apr_pstrdup(p, dm_stmt_text(st, 9, NULL));
+        c->release_at = dm_stmt_int64(st, 10);
+        c->created_at = dm_stmt_int64(st, 11);
+        n++;
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+json_t *dm_commission_row_json(apr_pool_t *p, const dm_commission_row *c)
+{
+    return json_pack("{s:I,s:I,s:i,s:I,s:s,s:i,s:i,s:s,s:s,s:s,s:s}", "id", (json_int_t)c->id,
+                     "order_id", (json_int_t)c->order_id, "depth", c->depth, "amount_micros",
+                     (json_int_t)c->amount_micros, "currency", c->currency, "rate_bp", c->rate_bp,
+                     "vip_level", c->vip_level, "status", c->status, "source_email",
+                     c->source_masked_email, "release_at", dm_json_time(p, c->release_at),
+                     "created_at", dm_json_time(p, c->created_at));
+}

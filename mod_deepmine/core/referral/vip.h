@@ -1,0 +1,99 @@
+/*
+ * vip.h — VIP levels: the commission plan (what each level 1..10 needs and
+ * what it earns at each depth 1..10), the per-member volumes that qualify
+ * for a level, and the re-evaluation that raises levels.
+ *
+ * Invariants:
+ * - the stored plan always has 10 levels with non-decreasing thresholds,
+ *   rates 0..10000 bp, and each level's total over the 10 depths within
+ *   the cap it was validated against (DeepMineCommissionCap);
+ * - volumes count paid orders only: a clawback takes an order's volume
+ *   back, so refunded volume never qualifies anyone;
+ * - levels only go up automatically; staff may set one by hand (audited).
+ */
+#ifndef DM_VIP_H
+#define DM_VIP_H
+
+#include <apr_pools.h>
+#include <jansson.h>
+#include <stdint.h>
+
+#include "store/db.h"
+#include "base/err.h"
+#include "members/members.h"
+
+#define DM_VIP_LEVELS 10
+#define DM_VIP_DEPTHS 10
+#define DM_VIP_RATE_MAX_BP 10000
+/* The default of DeepMineCommissionCap: at most 50 % of an order paid out. */
+#define DM_VIP_DEFAULT_CAP_BP 5000
+
+typedef struct dm_vip_level {
+    int64_t min_personal_volume_micros;
+    int64_t min_direct_paid_referrals;
+    int64_t min_team_volume_micros;
+    int level;                   /* 1..10 */
+    int rates_bp[DM_VIP_DEPTHS]; /* [0] is depth 1 */
+} dm_vip_level;
+
+typedef struct dm_vip_plan {
+    dm_vip_level levels[DM_VIP_LEVELS]; /* [0] is level 1 */
+} dm_vip_plan;
+
+typedef struct dm_volumes {
+    int64_t personal_volume_micros; /* own paid, unrefunded orders */
+    int64_t paid_orders;            /* how many of them */
+    int64_t direct_paid_referrals;  /* direct referrals with paid_orders > 0 */
+    int64_t team_volume_micros;     /* paid, unrefunded orders 1..10 levels below */
+} dm_volumes;
+
+/* The stored plan. */
+dm_err *dm_vip_plan_load(dm_db *db, apr_pool_t *p, dm_vip_plan *out);
+
+/* Checks a plan: levels 1..10 in order, thresholds >= 0 and non-decreasing
+ * from one level to the next, rates 0..10000 bp, and each level's total
+ * over the 10 depths <= cap_bp. DM_E_INVALID naming the level (field
+ * "levels[i]...") otherwise. */
+dm_err *dm_vip_plan_validate(apr_pool_t *p, const dm_vip_plan *plan, int cap_bp);
+
+/* {"levels":[{"level","min_personal_volume_micros","min_direct_paid_referrals",
+ * "min_team_volume_micros","rates_bp":[10],"total_bp"}],"cap_bp"} (caller
+ * owns it). */
+json_t *dm_vip_plan_json(apr_pool_t *p, const dm_vip_plan *plan, int cap_bp);
+
+/* The body of PUT /api/admin/vip-levels ({"levels":[10 objects]}) into a
+ * plan, checking types and shape (not the rules: dm_vip_plan_validate). */
+dm_err *dm_vip_plan_parse(apr_pool_t *p, json_t *body, dm_vip_plan *out);
+
+/* Validates and stores `plan` in its own transaction, with an audit entry
+ * "vip_levels.update" (before and after) by staff_id from ip. */
+dm_err *dm_vip_plan_replace(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
+                            const dm_vip_plan *plan, int cap_bp);
+
+/* The highest level whose three thresholds `v` reaches (1 at least). */
+int dm_vip_qualify(const dm_vip_plan *plan, const dm_volumes *v);
+
+/* A member's volumes (zeros when none yet). */
+dm_err *dm_vip_volumes(dm_db *db, apr_pool_t *p, int64_t user_id, dm_volumes *out);
+
+/* Adds (sign 1) or takes back (sign -1) a paid order of `amount_micros` by
+ * `buyer_id`, whose upline (nearest first, n of them) is given: the
+ * buyer's personal volume and paid orders, the referrer's direct paid
+ * referrals when the buyer's paid orders go 0 -> 1 (or 1 -> 0), and every
+ * ancestor's team volume. In the caller's open transaction. */
+dm_err *dm_vip_count_order(dm_db *db, apr_pool_t *p, int64_t buyer_id, const int64_t *upline, int n,
+                           int64_t amount_micros, int sign);
+
+/* Re-evaluates the buyer and its upline (up to 10) against the plan and
+ * raises each one whose volumes reach a higher level (never lowers). Call
+ * it after dm_commission_pay, so the credits use the levels of the moment
+ * of the order. In the caller's open transaction (DM_E_INTERNAL outside
+ * one). */
+dm_err *dm_vip_reevaluate(dm_db *db, apr_pool_t *p, int64_t buyer_id);
+
+/* Staff set a member's level by hand (1..10, up or down), in its own
+ * transaction, audited "user.vip" (before/after); *out the member after. */
+dm_err *dm_vip_set_level(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
+                         int64_t user_id, int level, dm_member *out);
+
+#endif

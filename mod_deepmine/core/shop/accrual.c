@@ -1,0 +1,980 @@
+/*
+ * accrual.c — see accrual.h. One engine serves both yield modes:
+ *
+ *   a run shares out a window [ws, we) of time — the period's hour, or the
+ *   whole day for a pool day payout (distributed in the day's 23:00
+ *   period) — over the contracts alive in it, in keyset batches by
+ *   contract id. Each batch is one transaction: read the next contracts,
+ *   compute each one's credit, post the credits (dm_ledger_post_many),
+ *   and for the transfers that were new add to earned_micros and the
+ *   day's statement row and pay yield commissions. Between batches
+ *   dm_job_keep_going() may stop the run; the next run redoes the period
+ *   and the ledger keys skip what was done.
+ *
+ * Which contracts: status 'active', plus those refunded after the window
+ * began (a catch-up after downtime still owes them the hours before the
+ * refund). A contract's life is [started_at, min(expires_at, ended_at)).
+ * Each batch reads both sets for ids past the cursor, inside its
+ * transaction, and merges them by id: a contract refunded while the run
+ * goes on moves from one set to the other but is met exactly once.
+ *
+ * Pool mode needs the total hash-rate-seconds before any share: a first,
+ * read-only pass sums them; the second credits. Both meet the same
+ * contracts (lives never change inside an ended window), and a re-run
+ * recomputes the same shares — a replayed key that named another amount
+ * would be refused by the ledger (DM_E_CONFLICT), never silently doubled.
+ * The payout's fee and remainder transfers and its reconciliation are
+ * written last, in one transaction, once every share is credited.
+ */
+#include "shop/accrual.h"
+
+#include <apr_hash.h>
+#include <apr_strings.h>
+#include <apr_time.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "shop/catalogue.h"
+#include "base/clock.h"
+#include "base/json.h"
+#include "ledger/ledger.h"
+#include "base/log.h"
+#include "mail/mailq.h"
+#include "shop/pool_payouts.h"
+#include "referral/yield_commission.h"
+
+#define HOUR 3600
+#define DAY 86400
+#define EXPIRY_BATCH 500
+/* Pool pass 1 only reads (no write lock held): bigger batches. */
+#define SUM_BATCH 50000
+
+/* ---- the arithmetic ---- */
+
+/* floor(D x t / 86400) for t >= 0 and D >= 0, exact in 128 bits:
+ * |D| < 2^63 and t < 2^63 give a product below 2^126. */
+static __int128 fixed_total(int64_t daily, int64_t t)
+{
+    return ((__int128)daily * (__int128)t) / DAY;
+}
+
+int64_t dm_accrual_fixed_credit(int64_t daily_micros, int64_t started_at, int64_t a, int64_t b)
+{
+    __int128 d;
+
+    if (daily_micros <= 0 || a < started_at || b <= a) {
+        return 0;
+    }
+    d = fixed_total(daily_micros, b - started_at) - fixed_total(daily_micros, a - started_at);
+    /* one span's credit is at most D x span / 86400 + 1: within int64 for
+     * any span the caller can pass (an hour, a day) */
+    return d > INT64_MAX ? INT64_MAX : (int64_t)d;
+}
+
+void dm_accrual_pool_split(int64_t payout_micros, int64_t hash_seconds,
+                           int64_t total_hash_seconds, int64_t fee_bp, dm_pool_split *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (payout_micros <= 0 || hash_seconds <= 0 || total_hash_seconds <= 0) {
+        return;
+    }
+    if (fee_bp < 0) {
+        fee_bp = 0;
+    } else if (fee_bp > 10000) {
+        fee_bp = 10000;
+    }
+    out->gross = (int64_t)(((unsigned __int128)payout_micros * (unsigned __int128)hash_seconds) /
+                           (unsigned __int128)total_hash_seconds);
+    out->fee = (int64_t)(((__int128)out->gross * fee_bp) / 10000);
+    out->credit = out->gross - out->fee;
+}
+
+/* ---- a run ---- */
+
+typedef struct acc_row {
+    int64_t id;
+    int64_t user_id;
+    int64_t hashrate_ghs;
+    int64_t daily;
+    int64_t started;
+    int64_t end; /* min(expires_at, ended_at) */
+    int64_t fee_bp;
+    int64_t wallet; /* 0: the member has no wallet in this currency yet */
+    const char *currency;
+    int64_t hs; /* GH/s x seconds inside the window */
+    dm_pool_split s;
+} acc_row;
+
+typedef struct acc_run {
+    dm_job_ctx *ctx;
+    const char *mode; /* DM_YIELD_FIXED | DM_YIELD_POOL */
+    int64_t ws, we;   /* the window shared out */
+    int64_t hour;     /* the period: H of earn:<contract>:<H> */
+    int64_t day;      /* the statement's day */
+    const dm_pool_payout *payout; /* pool mode */
+    int64_t total_hs;             /* pool mode: pass 1's sum */
+    int batch;
+    int crediting; /* 0: pool pass 1 (sums only) */
+    dm_yc_plan plan;
+    apr_hash_t *sys; /* "code/currency" -> int64_t account id */
+    /* what the run met (pass 2 / the fixed run) */
+    int64_t contracts;
+    int64_t hs_sum;
+    int64_t gross;
+    int64_t fees;
+    int64_t credits;     /* all credits of the window, new or replayed */
+    int64_t new_credits; /* transfers made by this run */
+    int64_t new_micros;
+} acc_run;
+
+static dm_err *sys_account(acc_run *r, apr_pool_t *p, const char *code, const char *currency,
+                           int64_t *id)
+{
+    const char *k = apr_pstrcat(r->ctx->pool, code, "/", currency, NULL);
+    int64_t *cached = apr_hash_get(r->sys, k, APR_HASH_KEY_STRING);
+    dm_err *e;
+
+    if (cached) {
+        *id = *cached;
+        return NULL;
+    }
+    e = dm_ledger_system_account(r->ctx->db, p, code, currency, id);
+    if (!e) {
+        cached = apr_pmemdup(r->ctx->pool, id, sizeof(*id));
+        apr_hash_set(r->sys, k, APR_HASH_KEY_STRING, cached);
+    }
+    return e;
+}
+
+#define ROW_SELECT                                                                                 \
+    "SELECT c.id, c.user_id, c.hashrate_ghs, c.daily_yield_micros, c.started_at, c.expires_at, "   \
+    "c.ended_at, c.fee_bp, c.currency, w.id FROM contracts c "                                     \
+    "LEFT JOIN accounts w ON w.user_id = c.user_id AND w.kind = 'wallet' "                         \
+    "AND w.currency = c.currency "
+
+static void read_row(dm_stmt *st, apr_pool_t *p, acc_row *x)
+{
+    memset(x, 0, sizeof(*x));
+    x->id = dm_stmt_int64(st, 0);
+    x->user_id = dm_stmt_int64(st, 1);
+    x->hashrate_ghs = dm_stmt_int64(st, 2);
+    x->daily = dm_stmt_int64(st, 3);
+    x->started = dm_stmt_int64(st, 4);
+    x->end = dm_stmt_int64(st, 5);
+    if (!dm_stmt_is_null(st, 6) && dm_stmt_int64(st, 6) < x->end) {
+        x->end = dm_stmt_int64(st, 6);
+    }
+    x->fee_bp = dm_stmt_int64(st, 7);
+    x->currency = apr_pstrdup(p, dm_stmt_text(st, 8, NULL));
+    x->wallet = dm_stmt_is_null(st, 9) ? 0 : dm_stmt_int64(st, 9);
+}
+
+static int by_id(const void *a, const void *b)
+{
+    const acc_row *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* The next contracts after `cursor`: the active ones (at most r->batch,
+ * in id order) merged with those refunded since the window began. *last:
+ * the new cursor; *more 0 when the scan is over. */
+static dm_err *fetch(acc_run *r, apr_pool_t *p, int64_t cursor, apr_array_header_t **rows,
+                     int64_t *last, int *more)
+{
+    dm_db *db = r->ctx->db;
+    apr_array_header_t *all = apr_array_make(p, r->batch + 8, sizeof(acc_row));
+    dm_stmt *st;
+    int row = 0, active = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              ROW_SELECT "WHERE c.yield_mode = ? AND c.status = 'active' "
+                                         "AND c.id > ? AND c.started_at < ? AND c.expires_at > ? "
+                                         "ORDER BY c.id LIMIT ?",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_text(st, 1, r->mode, strlen(r->mode));
+    dm_stmt_bind_int64(st, 2, cursor);
+    dm_stmt_bind_int64(st, 3, r->we);
+    dm_stmt_bind_int64(st, 4, r->ws);
+    dm_stmt_bind_int64(st, 5, r->batch);
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        read_row(st, p, apr_array_push(all));
+        active++;
+    }
+    dm_stmt_done(st);
+    if (e) {
+        return e;
+    }
+    /* Few rows: refunds since the window began, by contracts_ended (no
+     * expires_at term, which would tempt the planner to contracts_expiry:
+     * every refunded contract not yet past its term). A life that ended
+     * before the window simply computes to nothing. */
+    e = dm_db_prepare(db, p,
+                      ROW_SELECT "WHERE c.status = 'refunded' AND c.yield_mode = ? "
+                                 "AND c.ended_at > ? AND c.started_at < ?",
+                      &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_text(st, 1, r->mode, strlen(r->mode));
+    dm_stmt_bind_int64(st, 2, r->ws);
+    dm_stmt_bind_int64(st, 3, r->we);
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        if (dm_stmt_int64(st, 0) > cursor) {
+            read_row(st, p, apr_array_push(all));
+        }
+    }
+    dm_stmt_done(st);
+    if (e) {
+        return e;
+    }
+    qsort(all->elts, (size_t)all->nelts, sizeof(acc_row), by_id);
+    *more = active == r->batch;
+    if (*more && all->nelts > r->batch) {
+        all->nelts = r->batch; /* the rest come with the next batch */
+    }
+    *last = all->nelts ? APR_ARRAY_IDX(all, all->nelts - 1, acc_row).id : cursor;
+    *rows = all;
+    return NULL;
+}
+
+/* The contract's part of the window; 0 when it has none (hs 0). */
+static dm_err *compute(acc_run *r, apr_pool_t *p, acc_row *x)
+{
+    int64_t a = x->started > r->ws ? x->started : r->ws;
+    int64_t b = x->end < r->we ? x->end : r->we;
+
+    memset(&x->s, 0, sizeof(x->s));
+    x->hs = 0;
+    if (b <= a) {
+        return NULL;
+    }
+    if (__builtin_mul_overflow(x->hashrate_ghs, b - a, &x->hs)) {
+        return dm_err_make(p, DM_E_INTERNAL, NULL,
+                           "contract %" APR_INT64_T_FMT ": hash-rate-seconds overflow",
+                           (apr_int64_t)x->id);
+    }
+    if (strcmp(r->mode, DM_YIELD_FIXED) == 0) {
+        x->s.credit = x->s.gross = dm_accrual_fixed_credit(x->daily, x->started, a, b);
+    } else if (r->crediting) {
+        if (strcmp(x->currency, r->payout->currency) != 0) {
+            x->hs = 0; /* shares only what is paid in its currency */
+            return NULL;
+        }
+        dm_accrual_pool_split(r->payout->amount_micros, x->hs, r->total_hs, x->fee_bp, &x->s);
+    } else if (strcmp(x->currency, r->payout->currency) != 0) {
+        x->hs = 0;
+    }
+    return NULL;
+}
+
+/* ---- what a new credit brings with it ---- */
+
+static dm_err *add_to_contract(acc_run *r, apr_pool_t *p, const acc_row *x)
+{
+    dm_db *db = r->ctx->db;
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              "UPDATE contracts SET earned_micros = earned_micros + ? WHERE id = ?",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, x->s.credit);
+    dm_stmt_bind_int64(st, 2, x->id);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (e) {
+        return e;
+    }
+    e = dm_db_prepare(db, p,
+                      "INSERT INTO contract_days (contract_id, day, hashrate_ghs, hash_seconds, "
+                      "share_micros, fee_micros, credit_micros) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                      "ON CONFLICT (contract_id, day) DO UPDATE SET "
+                      "hash_seconds = contract_days.hash_seconds + excluded.hash_seconds, "
+                      "share_micros = contract_days.share_micros + excluded.share_micros, "
+                      "fee_micros = contract_days.fee_micros + excluded.fee_micros, "
+                      "credit_micros = contract_days.credit_micros + excluded.credit_micros",
+                      &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, x->id);
+    dm_stmt_bind_int64(st, 2, r->day);
+    dm_stmt_bind_int64(st, 3, x->hashrate_ghs);
+    dm_stmt_bind_int64(st, 4, x->hs);
+    dm_stmt_bind_int64(st, 5, x->s.gross);
+    dm_stmt_bind_int64(st, 6, x->s.fee);
+    dm_stmt_bind_int64(st, 7, x->s.credit);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    return e;
+}
+
+/* Yield commissions on the new credits of a batch: the member's stored
+ * upline (10 at most) with each ancestor's level and status, the plan's
+ * rate for (level, depth); floor(credit x rate / 10000) to the ancestor's
+ * wallet, key ycomm:<contract>:<hour>:<depth>. Suspended ancestors, rates
+ * of 0 and amounts that floor to 0 are skipped. */
+static dm_err *yield_commissions(acc_run *r, apr_pool_t *p, const apr_array_header_t *credited)
+{
+    dm_db *db = r->ctx->db;
+    apr_array_header_t *reqs = apr_array_make(p, 16, sizeof(dm_transfer_req));
+    dm_err *e = NULL;
+
+    for (int i = 0; !e && i < credited->nelts; i++) {
+        const acc_row *x = APR_ARRAY_IDX(credited, i, const acc_row *);
+        int64_t source = 0;
+        dm_stmt *st;
+        int row = 0;
+
+        e = sys_account(r, p, DM_SYS_COMMISSIONS, x->currency, &source);
+        if (!e) {
+            e = dm_db_prepare(db, p,
+                              "SELECT a.depth, u.id, u.vip_level, u.status FROM user_ancestors a "
+                              "JOIN users u ON u.id = a.ancestor_id WHERE a.user_id = ? "
+                              "ORDER BY a.depth",
+                              &st);
+        }
+        if (e) {
+            break;
+        }
+        dm_stmt_bind_int64(st, 1, x->user_id);
+        while (!(e = dm_stmt_step(st, p, &row)) && row) {
+            int64_t depth = dm_stmt_int64(st, 0), level = dm_stmt_int64(st, 2);
+            int rate;
+            dm_transfer_req *q;
+            if (depth < 1 || depth > DM_YC_DEPTHS || level < 1 || level > DM_YC_LEVELS ||
+                strcmp(dm_stmt_text(st, 3, NULL), "active") != 0) {
+                continue;
+            }
+            rate = r->plan.rates_bp[level - 1][depth - 1];
+            if (rate <= 0 || ((__int128)x->s.credit * rate) / 10000 <= 0) {
+                continue;
+            }
+            q = apr_array_push(reqs);
+            memset(q, 0, sizeof(*q));
+            q->idempotency_key =
+                apr_psprintf(p, "ycomm:%" APR_INT64_T_FMT ":%" APR_INT64_T_FMT ":%d",
+                             (apr_int64_t)x->id, (apr_int64_t)r->hour, (int)depth);
+            q->debit_account_id = source;
+            q->credit_account_id = dm_stmt_int64(st, 1); /* the ancestor; a wallet id below */
+            q->amount_micros = (int64_t)(((__int128)x->s.credit * rate) / 10000);
+            q->currency = x->currency;
+            q->kind = DM_KIND_YIELD_COMMISSION;
+            q->reference = apr_psprintf(p, "contract:%" APR_INT64_T_FMT, (apr_int64_t)x->id);
+        }
+        dm_stmt_done(st);
+    }
+    for (int i = 0; !e && i < reqs->nelts; i++) {
+        dm_transfer_req *q = &APR_ARRAY_IDX(reqs, i, dm_transfer_req);
+        e = dm_ledger_member_account(db, p, q->credit_account_id, DM_ACCOUNT_WALLET, q->currency,
+                                     &q->credit_account_id);
+    }
+    if (!e && reqs->nelts) {
+        int *created = apr_pcalloc(p, sizeof(int) * (size_t)reqs->nelts);
+        e = dm_ledger_post_many(db, p, (const dm_transfer_req *)reqs->elts, reqs->nelts, created,
+                                NULL);
+    }
+    return e;
+}
+
+/* Credits one batch's rows (in the batch's transaction). */
+static dm_err *credit_rows(acc_run *r, apr_pool_t *p, apr_array_header_t *rows)
+{
+    dm_db *db = r->ctx->db;
+    apr_array_header_t *reqs = apr_array_make(p, rows->nelts + 1, sizeof(dm_transfer_req));
+    apr_array_header_t *of = apr_array_make(p, rows->nelts + 1, sizeof(acc_row *));
+    apr_array_header_t *credited = apr_array_make(p, rows->nelts + 1, sizeof(acc_row *));
+    int *created;
+    dm_err *e = NULL;
+
+    for (int i = 0; !e && i < rows->nelts; i++) {
+        acc_row *x = &APR_ARRAY_IDX(rows, i, acc_row);
+        dm_transfer_req *q;
+        int64_t yield = 0;
+
+        e = compute(r, p, x);
+        if (e || x->hs == 0) {
+            continue;
+        }
+        r->contracts++;
+        r->hs_sum += x->hs;
+        r->gross += x->s.gross;
+        r->fees += x->s.fee;
+        r->credits += x->s.credit;
+        if (x->s.credit <= 0) {
+            continue;
+        }
+        e = sys_account(r, p, DM_SYS_YIELD, x->currency, &yield);
+        if (!e && !x->wallet) {
+            e = dm_ledger_member_account(db, p, x->user_id, DM_ACCOUNT_WALLET, x->currency,
+                                         &x->wallet);
+        }
+        if (e) {
+            break;
+        }
+        q = apr_array_push(reqs);
+        memset(q, 0, sizeof(*q));
+        q->idempotency_key = apr_psprintf(p, "earn:%" APR_INT64_T_FMT ":%" APR_INT64_T_FMT,
+                                          (apr_int64_t)x->id, (apr_int64_t)r->hour);
+        q->debit_account_id = yield;
+        q->credit_account_id = x->wallet;
+        q->amount_micros = x->s.credit;
+        q->currency = x->currency;
+        q->kind = DM_KIND_YIELD;
+        q->reference = apr_psprintf(p, "contract:%" APR_INT64_T_FMT, (apr_int64_t)x->id);
+        APR_ARRAY_PUSH(of, acc_row *) = x;
+    }
+    if (e || reqs->nelts == 0) {
+        return e;
+    }
+    created = apr_pcalloc(p, sizeof(int) * (size_t)reqs->nelts);
+    e = dm_ledger_post_many(db, p, (const dm_transfer_req *)reqs->elts, reqs->nelts, created, NULL);
+    for (int i = 0; !e && i < reqs->nelts; i++) {
+        acc_row *x = APR_ARRAY_IDX(of, i, acc_row *);
+        if (!created[i]) {
+            continue; /* done by an earlier run: nothing else to do either */
+        }
+        e = add_to_contract(r, p, x);
+        APR_ARRAY_PUSH(credited, acc_row *) = x;
+        r->new_credits++;
+        r->new_micros += x->s.credit;
+    }
+    if (!e && r->plan.enabled && credited->nelts) {
+        e = yield_commissions(r, p, credited);
+    }
+    return e;
+}
+
+static dm_err *stopped(acc_run *r)
+{
+    return dm_err_make(r->ctx->pool, DM_E_UNAVAILABLE, NULL,
+                       "%s %s stopped between batches (lease lost or timed out); the next run "
+                       "finishes the period",
+                       r->ctx->job, r->ctx->period);
+}
+
+/* Pool pass 1: the window's total hash-rate-seconds, read in batches. */
+static dm_err *sum_hash_seconds(acc_run *r)
+{
+    apr_pool_t *bp;
+    int64_t cursor = 0;
+    int more = 1, batch = r->batch;
+    dm_err *e = NULL;
+
+    apr_pool_create(&bp, r->ctx->pool);
+    r->total_hs = 0;
+    r->batch = r->batch > SUM_BATCH ? r->batch : SUM_BATCH;
+    while (!e && more) {
+        apr_array_header_t *rows = NULL;
+        if (cursor && !dm_job_keep_going(r->ctx)) {
+            e = stopped(r);
+            break;
+        }
+        e = fetch(r, bp, cursor, &rows, &cursor, &more);
+        for (int i = 0; !e && i < rows->nelts; i++) {
+            acc_row *x = &APR_ARRAY_IDX(rows, i, acc_row);
+            e = compute(r, bp, x);
+            if (!e && __builtin_add_overflow(r->total_hs, x->hs, &r->total_hs)) {
+                e = dm_err_make(r->ctx->pool, DM_E_INTERNAL, NULL,
+                                "the hash-rate-seconds of %s overflow 64 bits", r->ctx->period);
+            }
+        }
+        apr_pool_clear(bp);
+    }
+    apr_pool_destroy(bp);
+    r->batch = batch;
+    return e;
+}
+
+/* The batches that credit. */
+static dm_err *credit_all(acc_run *r)
+{
+    dm_db *db = r->ctx->db;
+    apr_pool_t *bp;
+    int64_t cursor = 0;
+    int more = 1;
+    dm_err *e = NULL;
+
+    apr_pool_create(&bp, r->ctx->pool);
+    r->crediting = 1;
+    while (!e && more) {
+        apr_array_header_t *rows = NULL;
+        int64_t before = r->new_credits;
+        if (cursor && !dm_job_keep_going(r->ctx)) {
+            e = stopped(r);
+            break;
+        }
+        e = dm_db_begin(db, bp);
+        if (!e) {
+            e = fetch(r, bp, cursor, &rows, &cursor, &more);
+        }
+        if (!e) {
+            e = credit_rows(r, bp, rows);
+        }
+        if (!e) {
+            e = dm_db_commit(db, bp);
+        }
+        if (e) {
+            dm_db_rollback(db);
+            e = dm_err_make(r->ctx->pool, e->code, e->field, "%s", e->message);
+        } else {
+            r->ctx->items += r->new_credits - before;
+        }
+        apr_pool_clear(bp);
+    }
+    apr_pool_destroy(bp);
+    return e;
+}
+
+static void report(acc_run *r, apr_time_t t0)
+{
+    struct rusage ru;
+    double secs = (double)(apr_time_now() - t0) / APR_USEC_PER_SEC;
+    long rss_kb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
+
+    if (r->contracts == 0) {
+        return;
+    }
+    dm_log(DM_L_NOTICE,
+           "DM00950: %s %s: %" APR_INT64_T_FMT " contracts, %" APR_INT64_T_FMT
+           " new credits of %" APR_INT64_T_FMT " micros in %.2f s (%.0f contracts/s), peak RSS "
+           "%ld MB",
+           r->ctx->job, r->ctx->period, (apr_int64_t)r->contracts, (apr_int64_t)r->new_credits,
+           (apr_int64_t)r->new_micros, secs, secs > 0 ? (double)r->contracts / secs : 0.0,
+           rss_kb / 1024);
+}
+
+static dm_err *run_init(acc_run *r, dm_job_ctx *ctx, const char *mode)
+{
+    memset(r, 0, sizeof(*r));
+    r->ctx = ctx;
+    r->mode = mode;
+    r->hour = ctx->period_start;
+    r->ws = ctx->period_start;
+    r->we = ctx->period_start + HOUR;
+    r->day = dm_day_floor(ctx->period_start);
+    r->batch = ctx->env && ctx->env->batch_size > 0 ? ctx->env->batch_size : DM_ACCRUAL_BATCH;
+    r->sys = apr_hash_make(ctx->pool);
+    return dm_yc_plan_load(ctx->db, ctx->pool, &r->plan);
+}
+
+/* An hourly period can only be shared out once it is over: *res
+ * WAITING until then. A period that is not an hour is a caller's error. */
+static dm_err *check_period(dm_job_ctx *ctx, dm_job_result *res)
+{
+    *res = DM_JOB_OK;
+    if (ctx->period_start % HOUR != 0 || ctx->period_end != ctx->period_start + HOUR) {
+        return dm_err_make(ctx->pool, DM_E_INVALID, "period", "%s runs for whole UTC hours, not %s",
+                           ctx->job, ctx->period);
+    }
+    if (ctx->period_end > dm_now()) {
+        *res = DM_JOB_WAITING;
+    }
+    return NULL;
+}
+
+dm_err *dm_accrual_job_fixed(dm_job_ctx *ctx, dm_job_result *res)
+{
+    acc_run r;
+    apr_time_t t0 = apr_time_now();
+    dm_err *e;
+
+    e = check_period(ctx, res);
+    if (e || *res == DM_JOB_WAITING) {
+        return e;
+    }
+    e = run_init(&r, ctx, DM_YIELD_FIXED);
+    if (!e) {
+        e = credit_all(&r);
+    }
+    if (!e) {
+        report(&r, t0);
+    }
+    return e;
+}
+
+/* The payout's own transfers (fee to maintenance_fees, the floors'
+ * remainder to rounding) and its reconciliation, in one transaction. */
+static dm_err *close_payout(acc_run *r, const dm_pool_payout *pay)
+{
+    dm_db *db = r->ctx->db;
+    apr_pool_t *p = r->ctx->pool;
+    dm_pool_payout done = *pay;
+    int64_t yield = 0, to = 0;
+    dm_transfer t;
+    dm_transfer_req q;
+    int created = 0;
+    const char *ref = apr_psprintf(p, "pool_payout:%" APR_INT64_T_FMT, (apr_int64_t)pay->id);
+    dm_err *e;
+
+    if (r->hs_sum != r->total_hs || r->gross > pay->amount_micros) {
+        return dm_err_make(p, DM_E_INTERNAL, NULL,
+                           "%s: the contracts met while crediting (%" APR_INT64_T_FMT
+                           " GH/s x s) are not those summed first (%" APR_INT64_T_FMT ")",
+                           r->ctx->period, (apr_int64_t)r->hs_sum, (apr_int64_t)r->total_hs);
+    }
+    done.distributed_at = dm_now();
+    done.contracts = r->contracts;
+    done.hash_seconds = r->total_hs;
+    done.credits_micros = r->credits;
+    done.fee_micros = r->fees;
+    done.remainder_micros = pay->amount_micros - r->gross;
+    if ((e = dm_db_begin(db, p))) {
+        return e;
+    }
+    e = sys_account(r, p, DM_SYS_YIELD, pay->currency, &yield);
+    memset(&q, 0, sizeof(q));
+    q.debit_account_id = yield;
+    q.currency = pay->currency;
+    q.reference = ref;
+    if (!e && done.fee_micros > 0) {
+        e = sys_account(r, p, DM_SYS_MAINTENANCE_FEES, pay->currency, &to);
+        q.idempotency_key = apr_psprintf(p, "poolfee:%" APR_INT64_T_FMT, (apr_int64_t)pay->id);
+        q.credit_account_id = to;
+        q.amount_micros = done.fee_micros;
+        q.kind = DM_KIND_MAINTENANCE_FEE;
+        if (!e) {
+            e = dm_ledger_transfer(db, p, &q, &t, &created);
+        }
+    }
+    if (!e && done.remainder_micros > 0) {
+        e = sys_account(r, p, DM_SYS_ROUNDING, pay->currency, &to);
+        q.idempotency_key = apr_psprintf(p, "poolrem:%" APR_INT64_T_FMT, (apr_int64_t)pay->id);
+        q.credit_account_id = to;
+        q.amount_micros = done.remainder_micros;
+        q.kind = DM_KIND_ROUNDING;
+        if (!e) {
+            e = dm_ledger_transfer(db, p, &q, &t, &created);
+        }
+    }
+    if (!e) {
+        e = dm_pool_payout_mark_distributed(db, p, &done);
+    }
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    e = dm_db_commit(db, p);
+    if (!e) {
+        dm_log(DM_L_NOTICE,
+               "DM00951: pool payout %" APR_INT64_T_FMT " (%s %s) distributed: %" APR_INT64_T_FMT
+               " = credits %" APR_INT64_T_FMT " + fee %" APR_INT64_T_FMT
+               " + remainder %" APR_INT64_T_FMT " micros over %" APR_INT64_T_FMT " contracts",
+               (apr_int64_t)pay->id, pay->period_kind, dm_json_time(p, pay->period_start),
+               (apr_int64_t)pay->amount_micros, (apr_int64_t)done.credits_micros,
+               (apr_int64_t)done.fee_micros, (apr_int64_t)done.remainder_micros,
+               (apr_int64_t)done.contracts);
+    }
+    return e;
+}
+
+/* Pool-mode contracts that ran at some time during the UTC day holding
+ * ctx->period_start (refunded ones until they ended). */
+static dm_err *pool_contracts_in_day(dm_job_ctx *ctx, int64_t *n)
+{
+    dm_stmt *st;
+    int row = 0;
+    int64_t day = dm_day_floor(ctx->period_start);
+    dm_err *e = dm_db_prepare(ctx->db, ctx->pool,
+                              "SELECT count(*) FROM contracts WHERE yield_mode = ? AND "
+                              "started_at < ? AND expires_at > ? AND "
+                              "(ended_at IS NULL OR ended_at > ?)",
+                              &st);
+
+    *n = 0;
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_text(st, 1, DM_YIELD_POOL, strlen(DM_YIELD_POOL));
+    dm_stmt_bind_int64(st, 2, day + 86400);
+    dm_stmt_bind_int64(st, 3, day);
+    dm_stmt_bind_int64(st, 4, day);
+    e = dm_stmt_step(st, ctx->pool, &row);
+    if (!e && row) {
+        *n = dm_stmt_int64(st, 0);
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+dm_err *dm_accrual_job_pool(dm_job_ctx *ctx, dm_job_result *res)
+{
+    acc_run r;
+    dm_pool_payout pay;
+    apr_time_t t0 = apr_time_now();
+    int found = 0;
+    dm_err *e;
+
+    e = check_period(ctx, res);
+    if (e || *res == DM_JOB_WAITING) {
+        return e;
+    }
+    e = dm_pool_payout_covering(ctx->db, ctx->pool, ctx->period_start, &pay, &found);
+    if (e) {
+        return e;
+    }
+    if (!found) {
+        /* Wait for the payout only when a pool contract ran during the
+         * hour's day (a day payout distributes at 23:00 over the whole
+         * day); with none, there is nobody to pay and the hour is done. */
+        int64_t active = 0;
+        e = pool_contracts_in_day(ctx, &active);
+        if (!e && active > 0) {
+            *res = DM_JOB_WAITING; /* caught up when the payout is recorded */
+        }
+        return e;
+    }
+    if (pay.distributed_at || ctx->period_start != pay.period_end - HOUR) {
+        /* done before, or an hour of a day payout that its last hour
+         * (23:00) distributes over the whole day */
+        return NULL;
+    }
+    e = run_init(&r, ctx, DM_YIELD_POOL);
+    if (e) {
+        return e;
+    }
+    r.payout = &pay;
+    r.ws = pay.period_start;
+    r.we = pay.period_end;
+    r.day = dm_day_floor(pay.period_start);
+    e = sum_hash_seconds(&r);
+    if (!e) {
+        e = credit_all(&r);
+    }
+    if (!e) {
+        e = close_payout(&r, &pay);
+    }
+    if (!e) {
+        report(&r, t0);
+    }
+    return e;
+}
+
+/* ---- first periods ---- */
+
+static dm_err *first_of(dm_db *db, apr_pool_t *p, const char *mode, int64_t *out)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              "SELECT MIN(started_at) FROM contracts WHERE yield_mode = ? "
+                              "AND status = 'active'",
+                              &st);
+
+    *out = 0;
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_text(st, 1, mode, strlen(mode));
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row && !dm_stmt_is_null(st, 0)) {
+        *out = dm_hour_floor(dm_stmt_int64(st, 0));
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+dm_err *dm_accrual_first_fixed(dm_db *db, apr_pool_t *p, int64_t now, int64_t *out)
+{
+    (void)now;
+    return first_of(db, p, DM_YIELD_FIXED, out);
+}
+
+dm_err *dm_accrual_first_pool(dm_db *db, apr_pool_t *p, int64_t now, int64_t *out)
+{
+    (void)now;
+    return first_of(db, p, DM_YIELD_POOL, out);
+}
+
+/* ---- expiry ---- */
+
+/* Whether the hour holding a contract's last second is credited: for
+ * fixed yield, the accrual job finished that period; for pool yield, a
+ * distributed payout covers it. */
+static dm_err *last_hour_credited(dm_db *db, apr_pool_t *p, apr_hash_t *seen, const char *mode,
+                                  int64_t hour, int *credited)
+{
+    const char *k = apr_psprintf(p, "%s/%" APR_INT64_T_FMT, mode, (apr_int64_t)hour);
+    const int *cached = apr_hash_get(seen, k, APR_HASH_KEY_STRING);
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e;
+
+    if (cached) {
+        *credited = *cached;
+        return NULL;
+    }
+    *credited = 0;
+    if (strcmp(mode, DM_YIELD_FIXED) == 0) {
+        e = dm_db_prepare(db, p,
+                          "SELECT 1 FROM job_runs WHERE job = 'accrual' AND period_start = ? "
+                          "AND status = 'ok'",
+                          &st);
+        if (!e) {
+            dm_stmt_bind_int64(st, 1, hour);
+        }
+    } else {
+        e = dm_db_prepare(db, p,
+                          "SELECT 1 FROM pool_payouts WHERE distributed_at IS NOT NULL AND "
+                          "((period_kind = 'hour' AND period_start = ?) OR "
+                          "(period_kind = 'day' AND period_start = ?))",
+                          &st);
+        if (!e) {
+            dm_stmt_bind_int64(st, 1, hour);
+            dm_stmt_bind_int64(st, 2, dm_day_floor(hour));
+        }
+    }
+    if (e) {
+        return e;
+    }
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    *credited = !e && row;
+    apr_hash_set(seen, k, APR_HASH_KEY_STRING, apr_pmemdup(p, credited, sizeof(int)));
+    return e;
+}
+
+typedef struct exp_row {
+    int64_t id;
+    int64_t expires_at;
+    int64_t earned;
+    const char *mode;
+    const char *name;
+    const char *email;
+} exp_row;
+
+static dm_err *expire_one(dm_db *db, apr_pool_t *p, const exp_row *x, int *done)
+{
+    dm_stmt *st;
+    int row = 0;
+    json_t *vars;
+    dm_err *e = dm_db_prepare(db, p,
+                              "UPDATE contracts SET status = 'expired', ended_at = expires_at "
+                              "WHERE id = ? AND status = 'active'",
+                              &st);
+
+    *done = 0;
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, x->id);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (e || dm_db_changes(db) != 1) {
+        return e;
+    }
+    *done = 1;
+    vars = dm_json_own(p, json_object());
+    json_object_set_new(vars, "contract_id", json_integer(x->id));
+    json_object_set_new(vars, "package", json_string(x->name));
+    json_object_set_new(vars, "expired_at", json_string(dm_json_time(p, x->expires_at)));
+    json_object_set_new(vars, "earned_micros", json_integer(x->earned));
+    return dm_mail_enqueue(db, p, x->email, "contract_expired", vars,
+                           apr_psprintf(p, "contract_expired:%" APR_INT64_T_FMT,
+                                        (apr_int64_t)x->id));
+}
+
+/* One batch of contracts past expires_at after (after_at, after_id). */
+static dm_err *expiry_batch(dm_job_ctx *ctx, apr_pool_t *p, apr_hash_t *seen, int64_t now,
+                            int64_t *after_at, int64_t *after_id, int *more)
+{
+    dm_db *db = ctx->db;
+    dm_stmt *st;
+    int row = 0, n = 0;
+    apr_array_header_t *rows = apr_array_make(p, EXPIRY_BATCH, sizeof(exp_row));
+    dm_err *e = dm_db_begin(db, p);
+
+    *more = 0;
+    if (!e) {
+        e = dm_db_prepare(db, p,
+                          "SELECT c.id, c.expires_at, c.earned_micros, c.yield_mode, c.name, "
+                          "u.email FROM contracts c JOIN users u ON u.id = c.user_id "
+                          "WHERE c.status = 'active' AND c.expires_at <= ? "
+                          "AND (c.expires_at > ? OR (c.expires_at = ? AND c.id > ?)) "
+                          "ORDER BY c.expires_at, c.id LIMIT ?",
+                          &st);
+    }
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, now);
+    dm_stmt_bind_int64(st, 2, *after_at);
+    dm_stmt_bind_int64(st, 3, *after_at);
+    dm_stmt_bind_int64(st, 4, *after_id);
+    dm_stmt_bind_int64(st, 5, EXPIRY_BATCH);
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        exp_row *x = apr_array_push(rows);
+        x->id = dm_stmt_int64(st, 0);
+        x->expires_at = dm_stmt_int64(st, 1);
+        x->earned = dm_stmt_int64(st, 2);
+        x->mode = strcmp(dm_stmt_text(st, 3, NULL), DM_YIELD_POOL) == 0 ? DM_YIELD_POOL
+                                                                       : DM_YIELD_FIXED;
+        x->name = apr_pstrdup(p, dm_stmt_text(st, 4, NULL));
+        x->email = apr_pstrdup(p, dm_stmt_text(st, 5, NULL));
+    }
+    dm_stmt_done(st);
+    for (int i = 0; !e && i < rows->nelts; i++) {
+        const exp_row *x = &APR_ARRAY_IDX(rows, i, exp_row);
+        int credited = 0, done = 0;
+        e = last_hour_credited(db, ctx->pool, seen, x->mode, dm_hour_floor(x->expires_at - 1),
+                               &credited);
+        if (!e && credited) {
+            e = expire_one(db, p, x, &done);
+            n += done;
+        }
+    }
+    if (!e) {
+        e = dm_db_commit(db, p);
+    }
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    ctx->items += n;
+    if (rows->nelts == EXPIRY_BATCH) {
+        const exp_row *last = &APR_ARRAY_IDX(rows, rows->nelts - 1, exp_row);
+        *after_at = last->expires_at;
+        *after_id = last->id;
+        *more = 1;
+    }
+    return NULL;
+}
+
+dm_err *dm_accrual_job_expiry(dm_job_ctx *ctx, dm_job_result *res)
+{
+    apr_hash_t *seen = apr_hash_make(ctx->pool);
+    apr_pool_t *bp;
+    int64_t now = dm_now(), after_at = 0, after_id = 0;
+    int more = 1;
+    dm_err *e = NULL;
+
+    *res = DM_JOB_OK;
+    apr_pool_create(&bp, ctx->pool);
+    while (!e && more) {
+        if ((after_at || after_id) && !dm_job_keep_going(ctx)) {
+            e = dm_err_make(ctx->pool, DM_E_UNAVAILABLE, NULL,
+                            "contract expiry stopped between batches");
+            break;
+        }
+        e = expiry_batch(ctx, bp, seen, now, &after_at, &after_id, &more);
+        if (e) {
+            e = dm_err_make(ctx->pool, e->code, e->field, "%s", e->message);
+        }
+        apr_pool_clear(bp);
+    }
+    apr_pool_destroy(bp);
+    if (!e && ctx->items) {
+        dm_log(DM_L_NOTICE, "DM00952: contract-expiry: %" APR_INT64_T_FMT " contract(s) expired",
+               (apr_int64_t)ctx->items);
+    }
+    return e;
+}

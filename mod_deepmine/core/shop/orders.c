@@ -1,0 +1,1219 @@
+/*
+ * orders.c — see orders.h. The invariants: an order changes state only by
+ * a guarded UPDATE whose row count is checked, a paid order has exactly
+ * one payment transfer and one contract, and nothing here holds a write
+ * transaction across a plugin call.
+ */
+#include "shop/orders.h"
+
+#include <apr_strings.h>
+#include <apr_time.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "store/audit.h"
+#include "shop/capacity.h"
+#include "shop/catalogue.h"
+#include "referral/commission.h"
+#include "base/json.h"
+#include "ledger/ledger.h"
+#include "base/log.h"
+#include "mail/mailq.h"
+#include "referral/vip.h"
+
+#define SECONDS_PER_DAY 86400
+#define REF_MAX 255
+
+#define ORDER_COLUMNS                                                                              \
+    "id, user_id, package_id, amount_micros, currency, status, gateway, provider_ref, "            \
+    "checkout_url, payment_transfer_id, created_at, paid_at, updated_at"
+
+#define CONTRACT_COLUMNS                                                                           \
+    "id, order_id, user_id, package_id, name, hashrate_ghs, price_micros, daily_yield_micros, "    \
+    "duration_days, currency, started_at, expires_at, status, ended_at, yield_mode, fee_bp, "      \
+    "earned_micros"
+
+static const char *const order_statuses[] = {"pending", "paid",         "failed",
+                                             "expired", "needs_review", "refunded"};
+
+static int64_t now_sec(void)
+{
+    return dm_now();
+}
+
+static const char *dup_text(dm_stmt *st, apr_pool_t *p, int col)
+{
+    size_t len = 0;
+    const char *s;
+
+    if (dm_stmt_is_null(st, col)) {
+        return NULL;
+    }
+    s = dm_stmt_text(st, col, &len);
+    return apr_pstrmemdup(p, s ? s : "", len);
+}
+
+static void bind_str(dm_stmt *st, int idx, const char *s)
+{
+    if (s) {
+        dm_stmt_bind_text(st, idx, s, strlen(s));
+    } else {
+        dm_stmt_bind_null(st, idx);
+    }
+}
+
+static void read_order(dm_stmt *st, apr_pool_t *p, dm_order *o)
+{
+    o->id = dm_stmt_int64(st, 0);
+    o->user_id = dm_stmt_int64(st, 1);
+    o->package_id = dm_stmt_int64(st, 2);
+    o->amount_micros = dm_stmt_int64(st, 3);
+    o->currency = dup_text(st, p, 4);
+    o->status = dup_text(st, p, 5);
+    o->gateway = dup_text(st, p, 6);
+    o->provider_ref = dup_text(st, p, 7);
+    o->checkout_url = dup_text(st, p, 8);
+    o->payment_transfer_id = dm_stmt_is_null(st, 9) ? 0 : dm_stmt_int64(st, 9);
+    o->created_at = dm_stmt_int64(st, 10);
+    o->paid_at = dm_stmt_is_null(st, 11) ? 0 : dm_stmt_int64(st, 11);
+    o->updated_at = dm_stmt_int64(st, 12);
+}
+
+static void read_contract(dm_stmt *st, apr_pool_t *p, dm_contract *c)
+{
+    c->id = dm_stmt_int64(st, 0);
+    c->order_id = dm_stmt_int64(st, 1);
+    c->user_id = dm_stmt_int64(st, 2);
+    c->package_id = dm_stmt_int64(st, 3);
+    c->name = dup_text(st, p, 4);
+    c->hashrate_ghs = dm_stmt_int64(st, 5);
+    c->price_micros = dm_stmt_int64(st, 6);
+    c->daily_yield_micros = dm_stmt_int64(st, 7);
+    c->duration_days = dm_stmt_int64(st, 8);
+    c->currency = dup_text(st, p, 9);
+    c->started_at = dm_stmt_int64(st, 10);
+    c->expires_at = dm_stmt_int64(st, 11);
+    c->status = dup_text(st, p, 12);
+    c->ended_at = dm_stmt_is_null(st, 13) ? 0 : dm_stmt_int64(st, 13);
+    c->yield_mode =
+        strcmp(dm_stmt_text(st, 14, NULL), DM_YIELD_POOL) == 0 ? DM_YIELD_POOL : DM_YIELD_FIXED;
+    c->fee_bp = dm_stmt_int64(st, 15);
+    c->earned_micros = dm_stmt_int64(st, 16);
+}
+
+/* One order by a query binding (id) or (gateway, provider_ref). */
+static dm_err *order_by_id(dm_db *db, apr_pool_t *p, int64_t id, dm_order *out, int *found)
+{
+    dm_stmt *st;
+    dm_err *e = dm_db_prepare(db, p, "SELECT " ORDER_COLUMNS " FROM orders WHERE id = ?", &st);
+
+    *found = 0;
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, id);
+    e = dm_stmt_step(st, p, found);
+    if (!e && *found) {
+        read_order(st, p, out);
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+static dm_err *order_by_ref(dm_db *db, apr_pool_t *p, const char *gateway, dm_str ref,
+                            dm_order *out, int *found)
+{
+    dm_stmt *st;
+    dm_err *e = dm_db_prepare(db, p,
+                              "SELECT " ORDER_COLUMNS " FROM orders WHERE gateway = ? AND "
+                              "provider_ref = ? ORDER BY id LIMIT 1",
+                              &st);
+
+    *found = 0;
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_text(st, 1, gateway, strlen(gateway));
+    dm_stmt_bind_text(st, 2, ref.ptr, ref.len);
+    e = dm_stmt_step(st, p, found);
+    if (!e && *found) {
+        read_order(st, p, out);
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+/* A package whatever its active flag; DM_E_NOT_FOUND when absent. */
+static dm_err *package_get(dm_db *db, apr_pool_t *p, int64_t id, dm_package *pkg)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              "SELECT id, name, hashrate_ghs, price_micros, daily_yield_micros, "
+                              "duration_days, currency, active, yield_mode, fee_bp "
+                              "FROM packages WHERE id = ?",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    memset(pkg, 0, sizeof(*pkg));
+    dm_stmt_bind_int64(st, 1, id);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        pkg->id = dm_stmt_int64(st, 0);
+        pkg->name = dup_text(st, p, 1);
+        pkg->hashrate_ghs = dm_stmt_int64(st, 2);
+        pkg->price_micros = dm_stmt_int64(st, 3);
+        pkg->daily_yield_micros = dm_stmt_int64(st, 4);
+        pkg->duration_days = dm_stmt_int64(st, 5);
+        pkg->currency = dup_text(st, p, 6);
+        pkg->active = (int)dm_stmt_int64(st, 7);
+        pkg->yield_mode = strcmp(dm_stmt_text(st, 8, NULL), DM_YIELD_POOL) == 0 ? DM_YIELD_POOL
+                                                                              : DM_YIELD_FIXED;
+        pkg->fee_bp = dm_stmt_int64(st, 9);
+    }
+    dm_stmt_done(st);
+    if (!e && !row) {
+        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "package %" APR_INT64_T_FMT " does not exist",
+                        (apr_int64_t)id);
+    }
+    return e;
+}
+
+/* The package, which must be on sale, and room for it (capacity). Runs
+ * inside the transaction that creates the order. */
+static dm_err *sellable_package(dm_db *db, apr_pool_t *p, int64_t id, dm_package *pkg)
+{
+    dm_err *e = package_get(db, p, id, pkg);
+
+    if (!e && !pkg->active) {
+        e = dm_err_make(p, DM_E_CONFLICT, NULL,
+                        "package %" APR_INT64_T_FMT " is not on sale any more", (apr_int64_t)id);
+    }
+    if (!e) {
+        e = dm_capacity_check(db, p, id);
+    }
+    return e;
+}
+
+static dm_err *insert_order(dm_db *db, apr_pool_t *p, int64_t user_id, const dm_package *pkg,
+                            const char *gateway, int paid, dm_order *out)
+{
+    dm_stmt *st;
+    int row = 0;
+    int64_t now = now_sec();
+    dm_err *e = dm_db_prepare(db, p,
+                              "INSERT INTO orders (user_id, package_id, amount_micros, currency, "
+                              "status, gateway, created_at, paid_at, updated_at) "
+                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, user_id);
+    dm_stmt_bind_int64(st, 2, pkg->id);
+    dm_stmt_bind_int64(st, 3, pkg->price_micros);
+    bind_str(st, 4, pkg->currency);
+    bind_str(st, 5, paid ? "paid" : "pending");
+    bind_str(st, 6, gateway);
+    dm_stmt_bind_int64(st, 7, now);
+    if (paid) {
+        dm_stmt_bind_int64(st, 8, now);
+    } else {
+        dm_stmt_bind_null(st, 8);
+    }
+    dm_stmt_bind_int64(st, 9, now);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        memset(out, 0, sizeof(*out));
+        out->id = dm_stmt_int64(st, 0);
+        out->user_id = user_id;
+        out->package_id = pkg->id;
+        out->amount_micros = pkg->price_micros;
+        out->currency = pkg->currency;
+        out->status = paid ? "paid" : "pending";
+        out->gateway = gateway;
+        out->created_at = now;
+        out->paid_at = paid ? now : 0;
+        out->updated_at = now;
+    }
+    dm_stmt_done(st);
+    if (!e && !row) {
+        e = dm_err_make(p, DM_E_INTERNAL, NULL, "orders: the insert returned no id");
+    }
+    return e;
+}
+
+/* A guarded state change: `to` only when the order is still `from`.
+ * *changed says whether it happened. */
+static dm_err *transition(dm_db *db, apr_pool_t *p, int64_t id, const char *from, const char *to,
+                          int set_paid, int *changed)
+{
+    dm_stmt *st;
+    int row = 0, n = 1;
+    int64_t now = now_sec();
+    dm_err *e =
+        dm_db_prepare(db, p,
+                      set_paid ? "UPDATE orders SET status = ?, paid_at = ?, updated_at = ? "
+                                 "WHERE id = ? AND status = ?"
+                               : "UPDATE orders SET status = ?, updated_at = ? "
+                                 "WHERE id = ? AND status = ?",
+                      &st);
+
+    *changed = 0;
+    if (e) {
+        return e;
+    }
+    bind_str(st, n++, to);
+    if (set_paid) {
+        dm_stmt_bind_int64(st, n++, now);
+    }
+    dm_stmt_bind_int64(st, n++, now);
+    dm_stmt_bind_int64(st, n++, id);
+    bind_str(st, n, from);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (!e) {
+        *changed = dm_db_changes(db) == 1;
+    }
+    return e;
+}
+
+static dm_err *set_payment_transfer(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t transfer_id)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p, "UPDATE orders SET payment_transfer_id = ? WHERE id = ?", &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, transfer_id);
+    dm_stmt_bind_int64(st, 2, order_id);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    return e;
+}
+
+static dm_err *member_email(dm_db *db, apr_pool_t *p, int64_t user_id, const char **email)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p, "SELECT email FROM users WHERE id = ?", &st);
+
+    *email = NULL;
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, user_id);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        *email = dup_text(st, p, 0);
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+/* Creates the contract of a paid order with the package's terms copied
+ * (the price is the order's: fixed when the order was made). */
+static dm_err *create_contract(dm_db *db, apr_pool_t *p, const dm_order *o, const dm_package *pkg,
+                               dm_contract *c)
+{
+    dm_stmt *st;
+    int row = 0;
+    int64_t now = now_sec(), span = 0, expires = 0;
+    dm_err *e;
+
+    if (__builtin_mul_overflow(pkg->duration_days, (int64_t)SECONDS_PER_DAY, &span) ||
+        __builtin_add_overflow(now, span, &expires)) {
+        return dm_err_make(p, DM_E_INVALID, "duration_days",
+                           "package %" APR_INT64_T_FMT " has a duration that overflows",
+                           (apr_int64_t)pkg->id);
+    }
+    e = dm_db_prepare(db, p,
+                      "INSERT INTO contracts (order_id, user_id, package_id, name, hashrate_ghs, "
+                      "price_micros, daily_yield_micros, duration_days, currency, started_at, "
+                      "expires_at, status, yield_mode, fee_bp) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?) RETURNING id",
+                      &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, o->id);
+    dm_stmt_bind_int64(st, 2, o->user_id);
+    dm_stmt_bind_int64(st, 3, pkg->id);
+    bind_str(st, 4, pkg->name);
+    dm_stmt_bind_int64(st, 5, pkg->hashrate_ghs);
+    dm_stmt_bind_int64(st, 6, o->amount_micros);
+    dm_stmt_bind_int64(st, 7, pkg->daily_yield_micros);
+    dm_stmt_bind_int64(st, 8, pkg->duration_days);
+    bind_str(st, 9, o->currency);
+    dm_stmt_bind_int64(st, 10, now);
+    dm_stmt_bind_int64(st, 11, expires);
+    bind_str(st, 12, pkg->yield_mode);
+    dm_stmt_bind_int64(st, 13, pkg->fee_bp);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        memset(c, 0, sizeof(*c));
+        c->id = dm_stmt_int64(st, 0);
+        c->order_id = o->id;
+        c->user_id = o->user_id;
+        c->package_id = pkg->id;
+        c->name = pkg->name;
+        c->hashrate_ghs = pkg->hashrate_ghs;
+        c->price_micros = o->amount_micros;
+        c->daily_yield_micros = pkg->daily_yield_micros;
+        c->duration_days = pkg->duration_days;
+        c->currency = o->currency;
+        c->started_at = now;
+        c->expires_at = expires;
+        c->status = "active";
+        c->yield_mode = pkg->yield_mode;
+        c->fee_bp = pkg->fee_bp;
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+/* What follows a payment, in its transaction: contract, commissions, VIP
+ * levels, the e-mails (the receipt, the contract's start). */
+static dm_err *after_paid(dm_db *db, apr_pool_t *p, dm_order *o)
+{
+    dm_package pkg;
+    dm_contract c;
+    const char *email = NULL;
+    json_t *vars;
+    dm_err *e;
+
+    memset(&c, 0, sizeof(c));
+    e = package_get(db, p, o->package_id, &pkg);
+    if (!e) {
+        e = create_contract(db, p, o, &pkg, &c);
+    }
+    if (!e) {
+        e = dm_commission_pay(db, p, o->id, o->user_id, o->amount_micros, o->currency);
+    }
+    if (!e) {
+        e = dm_vip_reevaluate(db, p, o->user_id);
+    }
+    if (!e) {
+        e = member_email(db, p, o->user_id, &email);
+    }
+    if (e || !email) {
+        return e;
+    }
+    vars = dm_json_own(p, json_object());
+    json_object_set_new(vars, "order_id", json_integer(o->id));
+    json_object_set_new(vars, "contract_id", json_integer(c.id));
+    json_object_set_new(vars, "package", json_string(pkg.name));
+    json_object_set_new(vars, "amount_micros", json_integer(o->amount_micros));
+    json_object_set_new(vars, "currency", json_string(o->currency));
+    json_object_set_new(vars, "expires_at", json_string(dm_json_time(p, c.expires_at)));
+    e = dm_mail_enqueue(db, p, email, "order_paid", vars,
+                        apr_psprintf(p, "order_paid:%" APR_INT64_T_FMT, (apr_int64_t)o->id));
+    if (e) {
+        return e;
+    }
+    vars = dm_json_own(p, json_object());
+    json_object_set_new(vars, "contract_id", json_integer(c.id));
+    json_object_set_new(vars, "order_id", json_integer(o->id));
+    json_object_set_new(vars, "package", json_string(pkg.name));
+    json_object_set_new(vars, "hashrate_ths", dm_json_ths(c.hashrate_ghs));
+    json_object_set_new(vars, "daily_yield_micros", json_integer(c.daily_yield_micros));
+    json_object_set_new(vars, "currency", json_string(c.currency));
+    json_object_set_new(vars, "duration_days", json_integer(c.duration_days));
+    json_object_set_new(vars, "started_at", json_string(dm_json_time(p, c.started_at)));
+    json_object_set_new(vars, "expires_at", json_string(dm_json_time(p, c.expires_at)));
+    return dm_mail_enqueue(
+        db, p, email, "contract_started", vars,
+        apr_psprintf(p, "contract_started:%" APR_INT64_T_FMT, (apr_int64_t)c.id));
+}
+
+/* A staff_alert e-mail to every active owner and finance account, once per
+ * `key`; logged in any case (a site without staff still has its log). */
+static dm_err *staff_alert(dm_db *db, apr_pool_t *p, const dm_order *o, const char *reason,
+                           const char *detail, const char *key)
+{
+    json_t *vars = dm_json_own(p, json_object());
+
+    dm_log(DM_L_NOTICE, "DM00700: order %" APR_INT64_T_FMT " needs staff attention (%s): %s",
+           (apr_int64_t)o->id, reason, detail);
+    json_object_set_new(vars, "order_id", json_integer(o->id));
+    json_object_set_new(vars, "reason", json_string(reason));
+    json_object_set_new(vars, "detail", json_string(detail));
+    return dm_mail_staff_alert(db, p, 1, vars, key);
+}
+
+/* ---- creating orders ---- */
+
+static dm_err *payment_plugin(apr_pool_t *p, const dm_plugin_host *h, const char *gateway,
+                              const dm_loaded_plugin **pl, const dm_payment_ops **ops)
+{
+    const dm_loaded_plugin *l = (h && gateway) ? dm_plugins_get(h, gateway) : NULL;
+    const dm_payment_ops *o;
+
+    if (!l || !l->initialised || l->kind != DM_PLUGIN_PAYMENT || !l->desc || !l->desc->ops) {
+        return dm_err_make(p, DM_E_INVALID, "gateway", "no payment gateway named %s is loaded",
+                           gateway ? gateway : "(none)");
+    }
+    o = l->desc->ops;
+    *pl = l;
+    *ops = o;
+    return NULL;
+}
+
+/* 1..REF_MAX bytes without control characters. */
+static int plain_ref(dm_str s)
+{
+    if (!s.ptr || s.len == 0 || s.len > REF_MAX) {
+        return 0;
+    }
+    for (size_t i = 0; i < s.len; i++) {
+        if ((unsigned char)s.ptr[i] < 0x20 || s.ptr[i] == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static dm_err *fail_pending(dm_db *db, apr_pool_t *p, int64_t id)
+{
+    int changed = 0;
+    dm_err *e = dm_db_begin(db, p);
+
+    if (!e) {
+        e = transition(db, p, id, "pending", "failed", 0, &changed);
+    }
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    return dm_db_commit(db, p);
+}
+
+dm_err *dm_order_create_checkout(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64_t user_id,
+                                 const char *customer_email, int64_t package_id,
+                                 const char *gateway, const char *return_url, dm_order *out)
+{
+    const dm_loaded_plugin *pl = NULL;
+    const dm_payment_ops *ops = NULL;
+    dm_payment_checkout in;
+    dm_payment_checkout_result res;
+    dm_message msg;
+    dm_package pkg;
+    dm_call *call;
+    dm_status rc;
+    dm_stmt *st;
+    const char *oid;
+    int row = 0;
+    dm_err *e;
+
+    if (dm_db_in_transaction(db)) {
+        return dm_err_make(p, DM_E_INTERNAL, NULL,
+                           "orders: a checkout must not be created inside a transaction");
+    }
+    if (gateway && strcmp(gateway, DM_ORDER_GATEWAY_BALANCE) == 0) {
+        return dm_err_make(p, DM_E_INVALID, "gateway",
+                           "to pay from the balance, send pay_from_balance: true");
+    }
+    e = payment_plugin(p, h, gateway, &pl, &ops);
+    if (e) {
+        return e;
+    }
+    if (!DM_HAS_FIELD(ops, dm_payment_ops, create_checkout) || !ops->create_checkout) {
+        return dm_err_make(p, DM_E_INVALID, "gateway", "the gateway %s cannot take payments",
+                           gateway);
+    }
+
+    /* 1. the pending order (holds its share of the capacity), committed */
+    e = dm_db_begin(db, p);
+    if (!e) {
+        e = sellable_package(db, p, package_id, &pkg);
+    }
+    if (!e) {
+        e = insert_order(db, p, user_id, &pkg, pl->name, 0, out);
+    }
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    e = dm_db_commit(db, p);
+    if (e) {
+        return e;
+    }
+
+    /* 2. the plugin, with no transaction open (it may call the network,
+     * or this very server) */
+    oid = apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)out->id);
+    memset(&in, 0, sizeof(in));
+    memset(&res, 0, sizeof(res));
+    memset(&msg, 0, sizeof(msg));
+    in.size = sizeof(in);
+    in.order_id.ptr = oid;
+    in.order_id.len = strlen(oid);
+    in.amount_micros = out->amount_micros;
+    in.currency.ptr = out->currency;
+    in.currency.len = strlen(out->currency);
+    if (return_url) {
+        in.success_url.ptr = return_url;
+        in.success_url.len = strlen(return_url);
+        in.cancel_url = in.success_url;
+    }
+    if (customer_email) {
+        in.customer_email.ptr = customer_email;
+        in.customer_email.len = strlen(customer_email);
+    }
+    res.size = sizeof(res);
+    call = dm_plugins_call(h, pl, p);
+    rc = call ? ops->create_checkout(call, &in, &res, &msg) : DM_ERR_INTERNAL;
+    msg.text[sizeof(msg.text) - 1] = '\0';
+    if (rc == DM_OK && (!plain_ref(res.provider_ref) || !res.redirect_url.ptr ||
+                        res.redirect_url.len == 0 || res.redirect_url.len > 2048)) {
+        rc = DM_ERR_INTERNAL;
+        apr_cpystrn(msg.text, "create_checkout returned a malformed result", sizeof(msg.text));
+    }
+    if (rc != DM_OK) {
+        dm_log(DM_L_NOTICE, "DM00701: order %s: gateway %s could not create a checkout (%d): %s",
+               oid, pl->name, (int)rc, msg.text[0] ? msg.text : "no reason given");
+        e = fail_pending(db, p, out->id);
+        if (e) {
+            return e;
+        }
+        out->status = "failed";
+        return dm_err_make(p, rc == DM_ERR_TEMPORARY ? DM_E_UNAVAILABLE : DM_E_CONFLICT, NULL,
+                           "the payment gateway could not start the payment: %s",
+                           msg.text[0] ? msg.text : "no reason given");
+    }
+
+    /* 3. where to pay */
+    out->provider_ref = apr_pstrmemdup(p, res.provider_ref.ptr, res.provider_ref.len);
+    out->checkout_url = apr_pstrmemdup(p, res.redirect_url.ptr, res.redirect_url.len);
+    e = dm_db_begin(db, p);
+    if (!e) {
+        e = dm_db_prepare(db, p,
+                          "UPDATE orders SET provider_ref = ?, checkout_url = ?, updated_at = ? "
+                          "WHERE id = ? AND provider_ref IS NULL",
+                          &st);
+    }
+    if (!e) {
+        bind_str(st, 1, out->provider_ref);
+        bind_str(st, 2, out->checkout_url);
+        dm_stmt_bind_int64(st, 3, now_sec());
+        dm_stmt_bind_int64(st, 4, out->id);
+        e = dm_stmt_step(st, p, &row);
+        dm_stmt_done(st);
+    }
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    return dm_db_commit(db, p);
+}
+
+/* The payment of a paid order, whichever way it came: `from` (the member's
+ * wallet, or the gateway's system account) -> sales under `key`, recorded
+ * on the order, then everything a paid order brings (after_paid). */
+static dm_err *post_payment(dm_db *db, apr_pool_t *p, dm_order *o, int64_t from, const char *key)
+{
+    dm_transfer_req req;
+    dm_transfer t;
+    int64_t sales = 0;
+    int created = 0;
+    dm_err *e = dm_ledger_system_account(db, p, DM_SYS_SALES, o->currency, &sales);
+
+    if (e) {
+        return e;
+    }
+    memset(&req, 0, sizeof(req));
+    memset(&t, 0, sizeof(t));
+    req.idempotency_key = key;
+    req.debit_account_id = from;
+    req.credit_account_id = sales;
+    req.amount_micros = o->amount_micros;
+    req.currency = o->currency;
+    req.kind = DM_KIND_PURCHASE;
+    req.reference = apr_psprintf(p, "order:%" APR_INT64_T_FMT, (apr_int64_t)o->id);
+    e = dm_ledger_transfer(db, p, &req, &t, &created);
+    if (!e) {
+        o->payment_transfer_id = t.id;
+        e = set_payment_transfer(db, p, o->id, t.id);
+    }
+    return e ? e : after_paid(db, p, o);
+}
+
+dm_err *dm_order_pay_from_balance(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t package_id,
+                                  dm_order *out)
+{
+    dm_package pkg;
+    int64_t wallet = 0;
+    dm_err *e;
+
+    memset(&pkg, 0, sizeof(pkg));
+    pkg.currency = "";
+    e = dm_db_begin(db, p);
+    if (e) {
+        return e;
+    }
+    e = sellable_package(db, p, package_id, &pkg);
+    if (!e) {
+        e = insert_order(db, p, user_id, &pkg, DM_ORDER_GATEWAY_BALANCE, 1, out);
+    }
+    if (!e) {
+        e = dm_ledger_member_account(db, p, user_id, DM_ACCOUNT_WALLET, pkg.currency, &wallet);
+    }
+    if (!e) {
+        e = post_payment(
+            db, p, out, wallet,
+            apr_psprintf(p, "order:%" APR_INT64_T_FMT ":balance", (apr_int64_t)out->id));
+    }
+    if (e) {
+        dm_db_rollback(db);
+        if (e->code == DM_E_CONFLICT && strstr(e->message, "insufficient")) {
+            return dm_err_make(p, DM_E_CONFLICT, NULL,
+                               "insufficient balance: the package costs %" APR_INT64_T_FMT
+                               " micro-%s",
+                               (apr_int64_t)pkg.price_micros, pkg.currency);
+        }
+        return e;
+    }
+    return dm_db_commit(db, p);
+}
+
+/* ---- payment events ---- */
+
+/* Our order id as a provider echoes it: a decimal number, else 0. */
+static int64_t order_id_of(dm_str s)
+{
+    int64_t v = 0;
+
+    if (!s.ptr || s.len == 0 || s.len > 18) {
+        return 0;
+    }
+    for (size_t i = 0; i < s.len; i++) {
+        if (s.ptr[i] < '0' || s.ptr[i] > '9') {
+            return 0;
+        }
+        v = v * 10 + (s.ptr[i] - '0');
+    }
+    return v;
+}
+
+static int str_is(dm_str s, const char *z)
+{
+    size_t n = z ? strlen(z) : 0;
+    return z && s.len == n && (n == 0 || memcmp(s.ptr, z, n) == 0);
+}
+
+/* Ends the contract, reverses the payment and claws the commissions back;
+ * the order must be paid (the guard makes it once). */
+static dm_err *refund_paid_order(dm_db *db, apr_pool_t *p, const dm_order *o, int *done)
+{
+    dm_stmt *st;
+    dm_transfer t = {0};
+    int row = 0, created = 0;
+    int64_t now = now_sec();
+    dm_err *e = transition(db, p, o->id, "paid", "refunded", 0, done);
+
+    if (e || !*done) {
+        return e;
+    }
+    e = dm_db_prepare(db, p,
+                      "UPDATE contracts SET status = 'refunded', ended_at = ? "
+                      "WHERE order_id = ? AND status <> 'refunded'",
+                      &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, now);
+    dm_stmt_bind_int64(st, 2, o->id);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (!e && o->payment_transfer_id) {
+        e = dm_ledger_reverse(
+            db, p, o->payment_transfer_id,
+            apr_psprintf(p, "refund:%" APR_INT64_T_FMT, (apr_int64_t)o->id), DM_KIND_REFUND,
+            apr_psprintf(p, "order:%" APR_INT64_T_FMT, (apr_int64_t)o->id), &t, &created);
+    }
+    if (!e) {
+        e = dm_commission_clawback(db, p, o->id);
+    }
+    return e;
+}
+
+static dm_err *apply_paid(dm_db *db, apr_pool_t *p, const char *plugin, const dm_payment_event *ev,
+                          dm_order *o, const char **outcome)
+{
+    const char *evid = apr_pstrmemdup(p, ev->event_id.ptr, ev->event_id.len);
+    const char *key = apr_pstrcat(p, plugin, ":", evid, NULL);
+    int64_t gw = 0;
+    int changed = 0;
+    dm_err *e;
+
+    if (strcmp(o->status, "paid") == 0 || strcmp(o->status, "refunded") == 0 ||
+        strcmp(o->status, "needs_review") == 0) {
+        /* Money arrived twice for one checkout: staff refund it. */
+        *outcome = "duplicate_payment";
+        return staff_alert(db, p, o, "duplicate_payment",
+                           apr_psprintf(p,
+                                        "event %s paid order %" APR_INT64_T_FMT
+                                        " again (status %s); refund it at the gateway",
+                                        key, (apr_int64_t)o->id, o->status),
+                           key);
+    }
+    if (strcmp(o->status, "pending") != 0) {
+        /* failed or expired: money that came late, never credited blindly */
+        e = transition(db, p, o->id, o->status, "needs_review", 0, &changed);
+        *outcome = changed ? "late_payment" : "no_change";
+        return e || !changed ? e
+                             : staff_alert(db, p, o, "late_payment",
+                                           apr_psprintf(p, "event %s paid an order that was %s",
+                                                        key, o->status),
+                                           key);
+    }
+    if (ev->amount_micros != o->amount_micros || !str_is(ev->currency, o->currency) ||
+        (o->provider_ref && ev->provider_ref.len && !str_is(ev->provider_ref, o->provider_ref))) {
+        e = transition(db, p, o->id, "pending", "needs_review", 0, &changed);
+        *outcome = changed ? "amount_mismatch" : "no_change";
+        return e || !changed
+                   ? e
+                   : staff_alert(db, p, o, "amount_mismatch",
+                                 apr_psprintf(p,
+                                              "event %s paid %" APR_INT64_T_FMT " %.*s for %.*s; "
+                                              "the order is %" APR_INT64_T_FMT " %s",
+                                              key, (apr_int64_t)ev->amount_micros,
+                                              (int)ev->currency.len,
+                                              ev->currency.ptr ? ev->currency.ptr : "",
+                                              (int)ev->provider_ref.len,
+                                              ev->provider_ref.ptr ? ev->provider_ref.ptr : "",
+                                              (apr_int64_t)o->amount_micros, o->currency),
+                                 key);
+    }
+    e = transition(db, p, o->id, "pending", "paid", 1, &changed);
+    if (e || !changed) {
+        *outcome = "no_change";
+        return e;
+    }
+    o->status = "paid";
+    e = dm_ledger_system_account(db, p, apr_pstrcat(p, DM_SYS_GATEWAY_PREFIX, plugin, NULL),
+                                 o->currency, &gw);
+    if (!e) {
+        e = post_payment(db, p, o, gw, apr_pstrcat(p, "pay:", key, NULL));
+    }
+    *outcome = "paid";
+    return e;
+}
+
+static dm_err *apply_refunded(dm_db *db, apr_pool_t *p, const char *plugin,
+                              const dm_payment_event *ev, dm_order *o, const char **outcome)
+{
+    const char *key =
+        apr_pstrcat(p, plugin, ":", apr_pstrmemdup(p, ev->event_id.ptr, ev->event_id.len), NULL);
+    int done = 0;
+    dm_err *e;
+
+    if (strcmp(o->status, "refunded") == 0) {
+        *outcome = "already_refunded";
+        return NULL;
+    }
+    if (strcmp(o->status, "paid") != 0) {
+        *outcome = "not_paid";
+        dm_log(DM_L_NOTICE,
+               "DM00702: refund event %s for order %" APR_INT64_T_FMT
+               " that is %s: nothing to reverse",
+               key, (apr_int64_t)o->id, o->status);
+        return NULL;
+    }
+    if (ev->amount_micros != 0 && (ev->amount_micros != o->amount_micros ||
+                                   (ev->currency.len && !str_is(ev->currency, o->currency)))) {
+        *outcome = "partial_refund";
+        return staff_alert(db, p, o, "partial_refund",
+                           apr_psprintf(p,
+                                        "event %s refunded %" APR_INT64_T_FMT
+                                        " of %" APR_INT64_T_FMT "; the contract stays active",
+                                        key, (apr_int64_t)ev->amount_micros,
+                                        (apr_int64_t)o->amount_micros),
+                           key);
+    }
+    e = refund_paid_order(db, p, o, &done);
+    *outcome = done ? "refunded" : "no_change";
+    return e;
+}
+
+dm_err *dm_orders_apply_event(dm_db *db, apr_pool_t *p, const char *plugin,
+                              const dm_payment_event *ev, const char **outcome)
+{
+    dm_order o;
+    int found = 0, changed = 0;
+    int64_t id = order_id_of(ev->order_id);
+    dm_err *e = NULL;
+
+    *outcome = "ignored";
+    if (!dm_db_in_transaction(db)) {
+        return dm_err_make(p, DM_E_INTERNAL, NULL,
+                           "orders: an event must be applied in the transaction recording it");
+    }
+    if (ev->status == DM_PAY_IGNORED) {
+        return NULL;
+    }
+    if (id) {
+        e = order_by_id(db, p, id, &o, &found);
+    } else if (ev->order_id.len == 0 && ev->provider_ref.len) {
+        e = order_by_ref(db, p, plugin, ev->provider_ref, &o, &found);
+    }
+    if (e) {
+        return e;
+    }
+    if (!found) {
+        *outcome = "unknown_order";
+        dm_log(DM_L_NOTICE,
+               "DM00703: payment event %s/%.*s names no order of ours (order %.*s, "
+               "reference %.*s): recorded, nothing else done",
+               plugin, (int)ev->event_id.len, ev->event_id.ptr, (int)ev->order_id.len,
+               ev->order_id.ptr ? ev->order_id.ptr : "", (int)ev->provider_ref.len,
+               ev->provider_ref.ptr ? ev->provider_ref.ptr : "");
+        return NULL;
+    }
+    if (strcmp(o.gateway, plugin) != 0) {
+        *outcome = "wrong_gateway";
+        dm_log(DM_L_NOTICE,
+               "DM00704: payment event %s/%.*s names order %" APR_INT64_T_FMT
+               " of gateway %s: recorded, nothing else done",
+               plugin, (int)ev->event_id.len, ev->event_id.ptr, (apr_int64_t)o.id, o.gateway);
+        return NULL;
+    }
+    switch (ev->status) {
+    case DM_PAY_PAID:
+        return apply_paid(db, p, plugin, ev, &o, outcome);
+    case DM_PAY_FAILED:
+    case DM_PAY_EXPIRED:
+        e = transition(db, p, o.id, "pending", ev->status == DM_PAY_FAILED ? "failed" : "expired",
+                       0, &changed);
+        *outcome = !changed ? "no_change" : ev->status == DM_PAY_FAILED ? "failed" : "expired";
+        return e;
+    case DM_PAY_REFUNDED:
+        return apply_refunded(db, p, plugin, ev, &o, outcome);
+    case DM_PAY_IGNORED:
+        break;
+    }
+    return NULL;
+}
+
+/* ---- staff refunds ---- */
+
+static json_t *order_state(const dm_order *o)
+{
+    return json_pack("{s:s,s:I,s:s}", "status", o->status, "amount_micros",
+                     (json_int_t)o->amount_micros, "gateway", o->gateway);
+}
+
+dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64_t staff_id,
+                        const char *ip, int64_t order_id, dm_order *out, int *refunded)
+{
+    const dm_loaded_plugin *pl = NULL;
+    const dm_payment_ops *ops = NULL;
+    const char *target = apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)order_id);
+    json_t *before, *after;
+    dm_message msg;
+    dm_call *call;
+    dm_status rc;
+    dm_str ref, cur;
+    int balance, done = 0;
+    dm_err *e;
+
+    *refunded = 0;
+    if (dm_db_in_transaction(db)) {
+        return dm_err_make(p, DM_E_INTERNAL, NULL,
+                           "orders: a refund must not start inside a transaction");
+    }
+    e = dm_order_get(db, p, order_id, 0, out);
+    if (e) {
+        return e;
+    }
+    if (strcmp(out->status, "paid") != 0) {
+        return dm_err_make(p, DM_E_CONFLICT, NULL,
+                           "order %s is %s: only a paid order can be refunded", target,
+                           out->status);
+    }
+    balance = strcmp(out->gateway, DM_ORDER_GATEWAY_BALANCE) == 0;
+    if (!balance) {
+        e = payment_plugin(p, h, out->gateway, &pl, &ops);
+        if (e || !DM_HAS_FIELD(ops, dm_payment_ops, refund) || !ops->refund) {
+            return dm_err_make(p, DM_E_CONFLICT, NULL,
+                               "the gateway %s cannot refund; refund order %s at the provider",
+                               out->gateway, target);
+        }
+        if (!out->provider_ref) {
+            return dm_err_make(p, DM_E_CONFLICT, NULL, "order %s has no gateway reference", target);
+        }
+    }
+    before = dm_json_own(p, order_state(out));
+
+    /* Audited first, in its own transaction: the request is recorded even
+     * if the gateway's answer is lost. A balance order is refunded in that
+     * same transaction. */
+    e = dm_db_begin(db, p);
+    if (!e && balance) {
+        e = refund_paid_order(db, p, out, &done);
+        if (!e && !done) {
+            e = dm_err_make(p, DM_E_CONFLICT, NULL, "order %s was refunded meanwhile", target);
+        }
+    }
+    if (!e) {
+        after = dm_json_own(p, json_pack("{s:s,s:s}", "status", balance ? "refunded" : "paid",
+                                         "refund", balance ? "done" : "requested"));
+        e = dm_audit_write(db, p, staff_id, "order.refund", "order", target, before, after, ip);
+    }
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    e = dm_db_commit(db, p);
+    if (e) {
+        return e;
+    }
+    if (balance) {
+        *refunded = 1;
+        return dm_order_get(db, p, order_id, 0, out);
+    }
+
+    /* The gateway, with no transaction open: its refund webhook may reach
+     * this server before the call returns. */
+    memset(&msg, 0, sizeof(msg));
+    ref.ptr = out->provider_ref;
+    ref.len = strlen(out->provider_ref);
+    cur.ptr = out->currency;
+    cur.len = strlen(out->currency);
+    call = dm_plugins_call(h, pl, p);
+    rc = call ? ops->refund(call, ref, out->amount_micros, cur, &msg) : DM_ERR_INTERNAL;
+    msg.text[sizeof(msg.text) - 1] = '\0';
+    if (rc != DM_OK) {
+        dm_log(DM_L_NOTICE, "DM00705: order %s: gateway %s refused the refund (%d): %s", target,
+               out->gateway, (int)rc, msg.text[0] ? msg.text : "no reason given");
+        return dm_err_make(p, rc == DM_ERR_TEMPORARY ? DM_E_UNAVAILABLE : DM_E_CONFLICT, NULL,
+                           "the payment gateway did not refund: %s",
+                           msg.text[0] ? msg.text : "no reason given");
+    }
+    e = dm_order_get(db, p, order_id, 0, out);
+    if (!e) {
+        *refunded = strcmp(out->status, "refunded") == 0;
+    }
+    return e;
+}
+
+/* ---- reading ---- */
+
+dm_err *dm_order_get(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t user_id, dm_order *out)
+{
+    int found = 0;
+    dm_err *e = order_by_id(db, p, order_id, out, &found);
+
+    if (!e && (!found || (user_id && out->user_id != user_id))) {
+        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "order %" APR_INT64_T_FMT " does not exist",
+                        (apr_int64_t)order_id);
+    }
+    return e;
+}
+
+dm_err *dm_contract_get(dm_db *db, apr_pool_t *p, int64_t contract_id, int64_t user_id,
+                        dm_contract *out)
+{
+    dm_stmt *st;
+    int found = 0;
+    dm_err *e = dm_db_prepare(db, p, "SELECT " CONTRACT_COLUMNS " FROM contracts WHERE id = ?", &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, contract_id);
+    e = dm_stmt_step(st, p, &found);
+    if (!e && found) {
+        read_contract(st, p, out);
+    }
+    dm_stmt_done(st);
+    if (!e && (!found || (user_id && out->user_id != user_id))) {
+        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "contract %" APR_INT64_T_FMT " does not exist",
+                        (apr_int64_t)contract_id);
+    }
+    return e;
+}
+
+dm_err *dm_contract_of_order(dm_db *db, apr_pool_t *p, int64_t order_id, dm_contract *out,
+                             int *found)
+{
+    dm_stmt *st;
+    dm_err *e =
+        dm_db_prepare(db, p, "SELECT " CONTRACT_COLUMNS " FROM contracts WHERE order_id = ?", &st);
+
+    *found = 0;
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, order_id);
+    e = dm_stmt_step(st, p, found);
+    if (!e && *found) {
+        read_contract(st, p, out);
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+static int status_known(const char *s)
+{
+    for (size_t i = 0; i < sizeof(order_statuses) / sizeof(order_statuses[0]); i++) {
+        if (strcmp(order_statuses[i], s) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+dm_err *dm_orders_list(dm_db *db, apr_pool_t *p, int64_t user_id, const char *status,
+                       int64_t cursor, int limit, apr_array_header_t **rows, int64_t *next)
+{
+    dm_stmt *st;
+    int row = 0, n = 1;
+    dm_err *e;
+
+    *next = 0;
+    *rows = apr_array_make(p, limit > 0 ? limit : 1, sizeof(dm_order));
+    if (limit < 1 || limit > DM_ORDERS_PAGE_MAX) {
+        return dm_err_make(p, DM_E_INVALID, "limit", "limit must be 1 to %d", DM_ORDERS_PAGE_MAX);
+    }
+    if (status && !status_known(status)) {
+        return dm_err_make(p, DM_E_INVALID, "status",
+                           "status must be pending, paid, failed, expired, needs_review or "
+                           "refunded");
+    }
+    /* One statement per filter, each served by its own index. */
+    if (user_id) {
+        e = dm_db_prepare(db, p,
+                          "SELECT " ORDER_COLUMNS " FROM orders WHERE user_id = ? AND id < ? "
+                          "ORDER BY id DESC LIMIT ?",
+                          &st);
+    } else if (status) {
+        e = dm_db_prepare(db, p,
+                          "SELECT " ORDER_COLUMNS " FROM orders WHERE status = ? AND id < ? "
+                          "ORDER BY id DESC LIMIT ?",
+                          &st);
+    } else {
+        e = dm_db_prepare(db, p,
+                          "SELECT " ORDER_COLUMNS " FROM orders WHERE id < ? "
+                          "ORDER BY id DESC LIMIT ?",
+                          &st);
+    }
+    if (e) {
+        return e;
+    }
+    if (user_id) {
+        dm_stmt_bind_int64(st, n++, user_id);
+    } else if (status) {
+        bind_str(st, n++, status);
+    }
+    dm_stmt_bind_int64(st, n++, cursor > 0 ? cursor : INT64_MAX);
+    dm_stmt_bind_int64(st, n, (int64_t)limit + 1);
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        dm_order o;
+        read_order(st, p, &o);
+        if ((*rows)->nelts == limit) {
+            *next = APR_ARRAY_IDX(*rows, limit - 1, dm_order).id;
+            break;
+        }
+        APR_ARRAY_PUSH(*rows, dm_order) = o;
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+dm_err *dm_contracts_list(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t cursor, int limit,
+                          apr_array_header_t **rows, int64_t *next)
+{
+    dm_stmt *st;
+    int row = 0, n = 1;
+    dm_err *e;
+
+    *next = 0;
+    *rows = apr_array_make(p, limit > 0 ? limit : 1, sizeof(dm_contract));
+    if (limit < 1 || limit > DM_ORDERS_PAGE_MAX) {
+        return dm_err_make(p, DM_E_INVALID, "limit", "limit must be 1 to %d", DM_ORDERS_PAGE_MAX);
+    }
+    e = dm_db_prepare(db, p,
+                      user_id ? "SELECT " CONTRACT_COLUMNS " FROM contracts WHERE user_id = ? AND "
+                                "id < ? ORDER BY id DESC LIMIT ?"
+                              : "SELECT " CONTRACT_COLUMNS " FROM contracts WHERE id < ? "
+                                "ORDER BY id DESC LIMIT ?",
+                      &st);
+    if (e) {
+        return e;
+    }
+    if (user_id) {
+        dm_stmt_bind_int64(st, n++, user_id);
+    }
+    dm_stmt_bind_int64(st, n++, cursor > 0 ? cursor : INT64_MAX);
+    dm_stmt_bind_int64(st, n, (int64_t)limit + 1);
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        if ((*rows)->nelts == limit) {
+            *next = APR_ARRAY_IDX(*rows, limit - 1, dm_contract).id;
+            break;
+        }
+        read_contract(st, p, apr_array_push(*rows));
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+/* ---- JSON ---- */
+
+json_t *dm_order_json(apr_pool_t *p, const dm_order *o, int staff)
+{
+    json_t *j = json_object();
+
+    json_object_set_new(j, "id", json_integer(o->id));
+    json_object_set_new(j, "status", json_string(o->status));
+    json_object_set_new(j, "amount_micros", json_integer(o->amount_micros));
+    json_object_set_new(j, "currency", json_string(o->currency));
+    json_object_set_new(j, "package_id", json_integer(o->package_id));
+    json_object_set_new(j, "gateway", json_string(o->gateway));
+    json_object_set_new(j, "created_at", dm_json_time_or_null(p, o->created_at));
+    json_object_set_new(j, "paid_at", dm_json_time_or_null(p, o->paid_at));
+    if (strcmp(o->status, "pending") == 0 && o->checkout_url) {
+        json_object_set_new(j, "checkout_url", json_string(o->checkout_url));
+    }
+    if (staff) {
+        json_object_set_new(j, "user_id", json_integer(o->user_id));
+        json_object_set_new(j, "provider_ref",
+                            o->provider_ref ? json_string(o->provider_ref) : json_null());
+        json_object_set_new(j, "payment_transfer_id",
+                            o->payment_transfer_id ? json_integer(o->payment_transfer_id)
+                                                   : json_null());
+        json_object_set_new(j, "updated_at", dm_json_time_or_null(p, o->updated_at));
+    }
+    return j;
+}
+
+json_t *dm_contract_json(apr_pool_t *p, const dm_contract *c, int staff)
+{
+    json_t *j = json_object();
+
+    json_object_set_new(j, "id", json_integer(c->id));
+    json_object_set_new(j, "order_id", json_integer(c->order_id));
+    json_object_set_new(j, "package_id", json_integer(c->package_id));
+    json_object_set_new(j, "name", json_string(c->name));
+    json_object_set_new(j, "hashrate_ths", dm_json_ths(c->hashrate_ghs));
+    json_object_set_new(j, "price_micros", json_integer(c->price_micros));
+    json_object_set_new(j, "daily_yield_micros", json_integer(c->daily_yield_micros));
+    json_object_set_new(j, "duration_days", json_integer(c->duration_days));
+    json_object_set_new(j, "currency", json_string(c->currency));
+    json_object_set_new(j, "started_at", dm_json_time_or_null(p, c->started_at));
+    json_object_set_new(j, "expires_at", dm_json_time_or_null(p, c->expires_at));
+    json_object_set_new(j, "status", json_string(c->status));
+    json_object_set_new(j, "ended_at", dm_json_time_or_null(p, c->ended_at));
+    json_object_set_new(j, "yield_mode", json_string(c->yield_mode));
+    json_object_set_new(j, "fee_bp", json_integer(c->fee_bp));
+    json_object_set_new(j, "earned_micros", json_integer(c->earned_micros));
+    if (staff) {
+        json_object_set_new(j, "user_id", json_integer(c->user_id));
+    }
+    return j;
+}

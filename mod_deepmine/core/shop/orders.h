@@ -1,0 +1,144 @@
+/*
+ * orders.h — orders, the mining contracts they buy, and what a verified
+ * payment event does to them.
+ *
+ * An order fixes its package's price when it is made. It is paid either
+ * from the member's wallet, in the one transaction that creates it, or
+ * through a payment plugin: the plugin's create_checkout is called with no
+ * transaction open, and its verified webhook reaches
+ * dm_orders_apply_event inside the transaction that records the event
+ * (core/payments.c), so the event row and everything it causes commit or
+ * roll back together.
+ *
+ * Exactly once: every state change is a guarded UPDATE (… WHERE status =
+ * 'pending' / 'paid') whose row count is checked, ledger keys are derived
+ * from the order or the event, and a contract is UNIQUE per order. A
+ * replayed event changes nothing (payment_events catches the same event
+ * id), and a second, different "paid" event for a paid order is recorded
+ * as 'duplicate_payment' for staff — never a second contract.
+ */
+#ifndef DM_ORDERS_H
+#define DM_ORDERS_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <jansson.h>
+#include <stdint.h>
+
+#include "store/db.h"
+#include "deepmine/plugin.h"
+#include "base/err.h"
+#include "plugins/plugin_host.h"
+
+/* The gateway name of orders paid from the wallet. */
+#define DM_ORDER_GATEWAY_BALANCE "balance"
+#define DM_ORDERS_PAGE_MAX 200
+
+typedef struct dm_order {
+    int64_t id;
+    int64_t user_id;
+    int64_t package_id;
+    int64_t amount_micros;
+    const char *currency;
+    const char *status;          /* pending|paid|failed|expired|needs_review|refunded */
+    const char *gateway;         /* plugin name or "balance" */
+    const char *provider_ref;    /* NULL until the checkout exists */
+    const char *checkout_url;    /* NULL likewise */
+    int64_t payment_transfer_id; /* 0: not paid */
+    int64_t created_at;
+    int64_t paid_at; /* 0: not paid */
+    int64_t updated_at;
+} dm_order;
+
+typedef struct dm_contract {
+    int64_t id;
+    int64_t order_id;
+    int64_t user_id;
+    int64_t package_id;
+    /* the package's terms as sold */
+    const char *name;
+    int64_t hashrate_ghs;
+    int64_t price_micros;
+    int64_t daily_yield_micros;
+    int64_t duration_days;
+    const char *currency;
+    int64_t started_at;
+    int64_t expires_at;
+    const char *status; /* active|ended|expired|refunded */
+    int64_t ended_at;   /* 0: not ended */
+    const char *yield_mode; /* DM_YIELD_POOL | DM_YIELD_FIXED, as sold */
+    int64_t fee_bp;         /* pool mode's maintenance fee, as sold */
+    int64_t earned_micros;  /* the sum of its yield credits (core/accrual.c) */
+} dm_contract;
+
+/* A checkout order: `gateway` must name a loaded, initialised payment
+ * plugin with create_checkout (else DM_E_INVALID, field "gateway"); the
+ * package must exist (DM_E_NOT_FOUND) and be active (DM_E_CONFLICT); the
+ * capacity must allow it (dm_capacity_check: DM_E_CONFLICT "sold out").
+ * The pending order is committed first, then the plugin is called with no
+ * transaction open (db must not be in one), then its reference and URL
+ * are stored. A plugin failure marks the order failed and is
+ * DM_E_UNAVAILABLE. `customer_email` and `return_url` may be NULL. */
+dm_err *dm_order_create_checkout(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64_t user_id,
+                                 const char *customer_email, int64_t package_id,
+                                 const char *gateway, const char *return_url, dm_order *out);
+
+/* Buys package `package_id` from member `user_id`'s wallet in ONE
+ * transaction: order (paid), transfer wallet -> sales, contract,
+ * commissions, VIP re-evaluation, the order_paid e-mail. Insufficient
+ * balance is DM_E_CONFLICT and writes nothing; errors as above. */
+dm_err *dm_order_pay_from_balance(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t package_id,
+                                  dm_order *out);
+
+/* Acts on a verified event of payment plugin `plugin`. MUST run inside
+ * the transaction that records the event (core/payments.c); returns in
+ * *outcome what was done, for payment_events.outcome: "paid",
+ * "unknown_order", "wrong_gateway", "duplicate_payment",
+ * "amount_mismatch", "late_payment", "failed", "expired", "refunded",
+ * "already_refunded", "partial_refund", "not_paid", "no_change",
+ * "ignored". An error means: roll back (the provider retries). */
+dm_err *dm_orders_apply_event(dm_db *db, apr_pool_t *p, const char *plugin,
+                              const dm_payment_event *ev, const char **outcome);
+
+/* A staff refund of a paid order, audited ("order.refund") by `staff_id`
+ * from `ip`. Paid from the balance: refunded at once (one transaction).
+ * Through a gateway: the plugin's refund is called with no transaction
+ * open, and the order is refunded when its refund webhook arrives (the
+ * sandbox delivers it before refund returns); *refunded says whether the
+ * order is refunded on return. DM_E_NOT_FOUND (no order), DM_E_CONFLICT
+ * (not paid, or the plugin cannot refund), DM_E_UNAVAILABLE (the plugin
+ * failed). db must not be in a transaction. */
+dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64_t staff_id,
+                        const char *ip, int64_t order_id, dm_order *out, int *refunded);
+
+/* One order; DM_E_NOT_FOUND when absent, or when user_id != 0 and the
+ * order is someone else's. */
+dm_err *dm_order_get(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t user_id, dm_order *out);
+
+/* One contract; DM_E_NOT_FOUND when absent, or when user_id != 0 and the
+ * contract is someone else's. */
+dm_err *dm_contract_get(dm_db *db, apr_pool_t *p, int64_t contract_id, int64_t user_id,
+                        dm_contract *out);
+
+/* The contract of an order; *found 0 when there is none. */
+dm_err *dm_contract_of_order(dm_db *db, apr_pool_t *p, int64_t order_id, dm_contract *out,
+                             int *found);
+
+/* Newest first, keyset paginated on id (cursor 0: first page; *next 0:
+ * no more). user_id 0: everyone's; status NULL: any (an unknown status is
+ * DM_E_INVALID, field "status"); the status filter is for staff lists and
+ * is not applied with a user_id. Rows are dm_order. */
+dm_err *dm_orders_list(dm_db *db, apr_pool_t *p, int64_t user_id, const char *status,
+                       int64_t cursor, int limit, apr_array_header_t **rows, int64_t *next);
+
+/* Likewise for contracts; rows are dm_contract. */
+dm_err *dm_contracts_list(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t cursor, int limit,
+                          apr_array_header_t **rows, int64_t *next);
+
+/* JSON as the API shows it (caller owns it); `staff` adds user_id,
+ * provider_ref, payment_transfer_id. */
+json_t *dm_order_json(apr_pool_t *p, const dm_order *o, int staff);
+/* With yield_mode, fee_bp and earned_micros. */
+json_t *dm_contract_json(apr_pool_t *p, const dm_contract *c, int staff);
+
+#endif

@@ -1,0 +1,215 @@
+/*
+ * payments.c — see payments.h. The invariant: a provider event is recorded
+ * at most once per plugin, and whatever is done because of it happens in
+ * the transaction that records it, so a replay, a retry or two concurrent
+ * deliveries of one event act exactly once.
+ */
+#include "shop/payments.h"
+
+#include <apr_strings.h>
+#include <apr_time.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "shop/orders.h"
+
+const char *dm_payment_status_name(dm_payment_event_status st)
+{
+    switch (st) {
+    case DM_PAY_PAID:
+        return "paid";
+    case DM_PAY_FAILED:
+        return "failed";
+    case DM_PAY_REFUNDED:
+        return "refunded";
+    case DM_PAY_EXPIRED:
+        return "expired";
+    case DM_PAY_IGNORED:
+        return "ignored";
+    }
+    return NULL;
+}
+
+/* An id or reference as a provider sends it: bounded, no control bytes. */
+static int ref_ok(dm_str s)
+{
+    if (s.len > DM_PAYMENT_REF_MAX || (s.len && !s.ptr)) {
+        return 0;
+    }
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        if (c < 0x20 || c == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int currency_ok(dm_str s)
+{
+    if (s.len == 0) {
+        return 1; /* an event may carry no amount (ignored types) */
+    }
+    if (s.len != 3 || !s.ptr) {
+        return 0;
+    }
+    for (size_t i = 0; i < 3; i++) {
+        if (s.ptr[i] < 'A' || s.ptr[i] > 'Z') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void bind_opt(dm_stmt *st, int idx, dm_str s)
+{
+    if (s.len) {
+        dm_stmt_bind_text(st, idx, s.ptr, s.len);
+    } else {
+        dm_stmt_bind_null(st, idx);
+    }
+}
+
+static dm_err *check_event(apr_pool_t *p, const dm_payment_event *ev)
+{
+    if (ev->event_id.len == 0 || !ref_ok(ev->event_id)) {
+        return dm_err_make(p, DM_E_INVALID, "event_id",
+                           "the event id must be 1 to %d bytes without control characters",
+                           DM_PAYMENT_REF_MAX);
+    }
+    if (!ref_ok(ev->order_id)) {
+        return dm_err_make(p, DM_E_INVALID, "order_id",
+                           "the order id must be at most %d bytes without control characters",
+                           DM_PAYMENT_REF_MAX);
+    }
+    if (!ref_ok(ev->provider_ref)) {
+        return dm_err_make(p, DM_E_INVALID, "provider_ref",
+                           "the provider reference must be at most %d bytes without control "
+                           "characters",
+                           DM_PAYMENT_REF_MAX);
+    }
+    if (!dm_payment_status_name(ev->status)) {
+        return dm_err_make(p, DM_E_INVALID, "status", "unknown event status %d", (int)ev->status);
+    }
+    if (ev->amount_micros < 0) {
+        return dm_err_make(p, DM_E_INVALID, "amount_micros", "the amount must not be negative");
+    }
+    if (!currency_ok(ev->currency)) {
+        return dm_err_make(p, DM_E_INVALID, "currency",
+                           "the currency must be three capital letters (ISO 4217)");
+    }
+    return NULL;
+}
+
+dm_err *dm_payment_event_record(dm_db *db, apr_pool_t *p, const char *plugin,
+                                const dm_payment_event *ev, const char *raw_body, size_t raw_len,
+                                dm_payment_recorded *out)
+{
+    dm_stmt *st = NULL;
+    const char *outcome = NULL;
+    int row = 0;
+    dm_err *e;
+
+    memset(out, 0, sizeof(*out));
+    if (!plugin || !*plugin) {
+        return dm_err_make(p, DM_E_INTERNAL, NULL, "payments: an event needs its plugin's name");
+    }
+    e = check_event(p, ev);
+    if (e) {
+        return e;
+    }
+    e = dm_db_begin(db, p);
+    if (e) {
+        return e;
+    }
+    /* ON CONFLICT DO NOTHING rather than a SELECT first: two deliveries of
+     * one event racing on two children both reach this line, and the
+     * UNIQUE (plugin, event_id) index lets exactly one of them insert. */
+    e = dm_db_prepare(db, p,
+                      "INSERT INTO payment_events (plugin, event_id, status, order_ref, "
+                      "provider_ref, amount_micros, currency, raw_body, received_at) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                      "ON CONFLICT (plugin, event_id) DO NOTHING",
+                      &st);
+    if (e) {
+        goto cleanup;
+    }
+    dm_stmt_bind_text(st, 1, plugin, strlen(plugin));
+    dm_stmt_bind_text(st, 2, ev->event_id.ptr, ev->event_id.len);
+    dm_stmt_bind_text(st, 3, dm_payment_status_name(ev->status),
+                      strlen(dm_payment_status_name(ev->status)));
+    bind_opt(st, 4, ev->order_id);
+    bind_opt(st, 5, ev->provider_ref);
+    dm_stmt_bind_int64(st, 6, ev->amount_micros);
+    bind_opt(st, 7, ev->currency);
+    dm_stmt_bind_text(st, 8, raw_body ? raw_body : "", raw_body ? raw_len : 0);
+    dm_stmt_bind_int64(st, 9, dm_now());
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (e) {
+        goto cleanup;
+    }
+    if (dm_db_changes(db) == 0) {
+        int found = 0;
+        out->duplicate = 1;
+        e = dm_db_prepare(db, p, "SELECT id FROM payment_events WHERE plugin = ? AND event_id = ?",
+                          &st);
+        if (e) {
+            goto cleanup;
+        }
+        dm_stmt_bind_text(st, 1, plugin, strlen(plugin));
+        dm_stmt_bind_text(st, 2, ev->event_id.ptr, ev->event_id.len);
+        e = dm_stmt_step(st, p, &found);
+        if (!e && found) {
+            out->id = dm_stmt_int64(st, 0);
+        }
+        dm_stmt_done(st);
+        if (e) {
+            goto cleanup;
+        }
+        /* Nothing to do: the first delivery did (or is doing) the work. */
+        e = dm_db_commit(db, p);
+        if (!e) {
+            dm_log(DM_L_INFO, "payment event %s/%.*s received again: nothing changed", plugin,
+                   (int)ev->event_id.len, ev->event_id.ptr);
+        }
+        return e;
+    }
+    out->id = dm_db_last_insert_id(db);
+
+    /* Act on the event in this same transaction (core/orders.c), then
+     * note what was done on the event's row: the event and its effects
+     * commit together, or neither does and the provider retries. */
+    e = dm_orders_apply_event(db, p, plugin, ev, &outcome);
+    if (e) {
+        dm_log(DM_L_ERR, "DM00706: payment event %s/%.*s could not be applied: %s", plugin,
+               (int)ev->event_id.len, ev->event_id.ptr, e->message);
+        goto cleanup;
+    }
+    e = dm_db_prepare(db, p, "UPDATE payment_events SET processed_at = ?, outcome = ? WHERE id = ?",
+                      &st);
+    if (e) {
+        goto cleanup;
+    }
+    dm_stmt_bind_int64(st, 1, dm_now());
+    dm_stmt_bind_text(st, 2, outcome, strlen(outcome));
+    dm_stmt_bind_int64(st, 3, out->id);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (e) {
+        goto cleanup;
+    }
+
+    e = dm_db_commit(db, p);
+    if (!e) {
+        dm_log(DM_L_INFO, "payment event %s/%.*s recorded as #%" APR_INT64_T_FMT ": %s, %s", plugin,
+               (int)ev->event_id.len, ev->event_id.ptr, (apr_int64_t)out->id,
+               dm_payment_status_name(ev->status), outcome);
+    }
+    return e;
+
+cleanup:
+    dm_db_rollback(db);
+    return e;
+}

@@ -1,0 +1,286 @@
+/*
+ * db.c — the SQLite driver behind db.h.
+ *
+ * Invariants: every connection has WAL, foreign_keys=ON and a busy timeout;
+ * statements are prepared once per connection (cache keyed by SQL text) and
+ * always returned reset; a connection never goes back to the pool inside a
+ * transaction (db_pool.c rolls back).
+ */
+#include "store/db.h"
+
+#include <apr_hash.h>
+#include <apr_strings.h>
+#include <apr_time.h>
+#include <sqlite3.h>
+
+struct dm_db {
+    sqlite3 *handle;
+    apr_pool_t *pool;
+    apr_hash_t *stmts; /* sql text -> dm_stmt */
+    const char *path;
+    int in_txn;
+};
+
+struct dm_stmt {
+    dm_db *db;
+    sqlite3_stmt *st;
+    const char *sql;
+};
+
+__attribute__((returns_nonnull)) static dm_err *sqlite_err(apr_pool_t *p, sqlite3 *h, int rc,
+                                                          const char *what)
+{
+    int ext = h ? sqlite3_extended_errcode(h) : rc;
+    const char *msg = h ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
+
+    if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        return dm_err_make(p, DM_E_CONFLICT, NULL, "%s: already exists", what);
+    }
+    if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) {
+        return dm_err_make(p, DM_E_UNAVAILABLE, NULL, "database busy, try again (%s)", what);
+    }
+    return dm_err_make(p, DM_E_INTERNAL, NULL, "database error in %s: %s", what, msg);
+}
+
+static apr_status_t db_cleanup(void *data)
+{
+    dm_db *db = data;
+    apr_hash_index_t *hi;
+
+    if (!db->handle) {
+        return APR_SUCCESS;
+    }
+    for (hi = apr_hash_first(NULL, db->stmts); hi; hi = apr_hash_next(hi)) {
+        dm_stmt *st = apr_hash_this_val(hi);
+        sqlite3_finalize(st->st);
+    }
+    apr_hash_clear(db->stmts);
+    sqlite3_close_v2(db->handle);
+    db->handle = NULL;
+    return APR_SUCCESS;
+}
+
+void dm_db_global_init(void)
+{
+    static int done;
+
+    if (!done) {
+        /* SQLITE_MISUSE after sqlite3_initialize: then it is simply too late */
+        sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+        done = 1;
+    }
+}
+
+dm_err *dm_db_open(apr_pool_t *p, const char *path, const dm_db_options *opt, dm_db **out)
+{
+    dm_db *db = apr_pcalloc(p, sizeof(*db));
+    int flags = SQLITE_OPEN_NOMUTEX;
+    int rc;
+    dm_err *e;
+
+    flags |= (opt && opt->readonly) ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    db->pool = p;
+    db->path = apr_pstrdup(p, path);
+    db->stmts = apr_hash_make(p);
+    rc = sqlite3_open_v2(path, &db->handle, flags, NULL);
+    if (rc != SQLITE_OK) {
+        e = dm_err_make(p, DM_E_UNAVAILABLE, NULL, "cannot open database %s: %s", path,
+                        db->handle ? sqlite3_errmsg(db->handle) : sqlite3_errstr(rc));
+        sqlite3_close_v2(db->handle);
+        return e;
+    }
+    apr_pool_cleanup_register(p, db, db_cleanup, apr_pool_cleanup_null);
+    sqlite3_busy_timeout(db->handle, (opt && opt->busy_timeout_ms) ? opt->busy_timeout_ms : 5000);
+    sqlite3_extended_result_codes(db->handle, 1);
+    if (!(opt && opt->readonly)) {
+        /* Switching a new file to WAL takes a lock without calling the busy
+         * handler, so two processes opening a fresh database at once can
+         * see SQLITE_BUSY here: retry for as long as the busy timeout. */
+        int waited_ms = 0, limit_ms = (opt && opt->busy_timeout_ms) ? opt->busy_timeout_ms : 5000;
+        while ((e = dm_db_exec(db, p, "PRAGMA journal_mode=WAL")) != NULL &&
+               e->code == DM_E_UNAVAILABLE && waited_ms < limit_ms) {
+            apr_sleep(apr_time_from_msec(10));
+            waited_ms += 10;
+        }
+        if (e) {
+            dm_db_close(db);
+            return e;
+        }
+    }
+    /* mmap: pages a connection has not cached yet are read from the
+     * mapping instead of by pread(); every pooled connection starts cold. */
+    e = dm_db_exec(db, p,
+                   "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL; "
+                   "PRAGMA mmap_size=268435456");
+    if (e) {
+        dm_db_close(db);
+        return e;
+    }
+    *out = db;
+    return NULL;
+}
+
+void dm_db_close(dm_db *db)
+{
+    if (db) {
+        apr_pool_cleanup_run(db->pool, db, db_cleanup);
+    }
+}
+
+void dm_db_set_busy_timeout(dm_db *db, int ms)
+{
+    sqlite3_busy_timeout(db->handle, ms);
+}
+
+const char *dm_db_path(const dm_db *db)
+{
+    return db->path;
+}
+
+dm_err *dm_db_exec(dm_db *db, apr_pool_t *p, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db->handle, sql, NULL, NULL, &msg);
+
+    if (rc != SQLITE_OK) {
+        dm_err *e = sqlite_err(p, db->handle, rc, apr_pstrndup(p, sql, 40));
+        if (msg && e->code == DM_E_INTERNAL) {
+            e->message = apr_psprintf(p, "database error: %s", msg);
+        }
+        sqlite3_free(msg);
+        return e;
+    }
+    return NULL;
+}
+
+dm_err *dm_db_begin(dm_db *db, apr_pool_t *p)
+{
+    dm_err *e = dm_db_exec(db, p, "BEGIN IMMEDIATE");
+    if (!e) {
+        db->in_txn = 1;
+    }
+    return e;
+}
+
+dm_err *dm_db_commit(dm_db *db, apr_pool_t *p)
+{
+    dm_err *e = dm_db_exec(db, p, "COMMIT");
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    db->in_txn = 0;
+    return NULL;
+}
+
+void dm_db_rollback(dm_db *db)
+{
+    if (!sqlite3_get_autocommit(db->handle)) {
+        sqlite3_exec(db->handle, "ROLLBACK", NULL, NULL, NULL);
+    }
+    db->in_txn = 0;
+}
+
+int dm_db_in_transaction(const dm_db *db)
+{
+    return db->in_txn || !sqlite3_get_autocommit(db->handle);
+}
+
+dm_err *dm_db_prepare(dm_db *db, apr_pool_t *p, const char *sql, dm_stmt **out)
+{
+    dm_stmt *st = apr_hash_get(db->stmts, sql, APR_HASH_KEY_STRING);
+    int rc;
+
+    if (!st) {
+        st = apr_pcalloc(db->pool, sizeof(*st));
+        st->db = db;
+        st->sql = apr_pstrdup(db->pool, sql);
+        rc = sqlite3_prepare_v3(db->handle, sql, -1, SQLITE_PREPARE_PERSISTENT, &st->st, NULL);
+        if (rc != SQLITE_OK) {
+            return sqlite_err(p, db->handle, rc, "prepare");
+        }
+        apr_hash_set(db->stmts, st->sql, APR_HASH_KEY_STRING, st);
+    }
+    *out = st;
+    return NULL;
+}
+
+void dm_stmt_bind_int64(dm_stmt *st, int idx, int64_t v)
+{
+    sqlite3_bind_int64(st->st, idx, v);
+}
+
+void dm_stmt_bind_text(dm_stmt *st, int idx, const char *s, size_t len)
+{
+    sqlite3_bind_text64(st->st, idx, s, len, SQLITE_TRANSIENT, SQLITE_UTF8);
+}
+
+void dm_stmt_bind_null(dm_stmt *st, int idx)
+{
+    sqlite3_bind_null(st->st, idx);
+}
+
+dm_err *dm_stmt_step(dm_stmt *st, apr_pool_t *p, int *row)
+{
+    int rc = sqlite3_step(st->st);
+
+    *row = rc == SQLITE_ROW;
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+        return NULL;
+    }
+    return sqlite_err(p, st->db->handle, rc, "query");
+}
+
+int64_t dm_stmt_int64(dm_stmt *st, int col)
+{
+    return sqlite3_column_int64(st->st, col);
+}
+
+const char *dm_stmt_text(dm_stmt *st, int col, size_t *len)
+{
+    const char *t = (const char *)sqlite3_column_text(st->st, col);
+    if (len) {
+        *len = (size_t)sqlite3_column_bytes(st->st, col);
+    }
+    return t ? t : "";
+}
+
+int dm_stmt_is_null(dm_stmt *st, int col)
+{
+    return sqlite3_column_type(st->st, col) == SQLITE_NULL;
+}
+
+void dm_stmt_done(dm_stmt *st)
+{
+    sqlite3_reset(st->st);
+    sqlite3_clear_bindings(st->st);
+}
+
+dm_err *dm_db_query_int64(dm_db *db, apr_pool_t *p, const char *sql, int64_t *out, int *found)
+{
+    dm_stmt *st = NULL;
+    dm_err *e = dm_db_prepare(db, p, sql, &st);
+    int row = 0;
+
+    *found = 0;
+    if (e) {
+        return e;
+    }
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row && !dm_stmt_is_null(st, 0)) {
+        *out = dm_stmt_int64(st, 0);
+        *found = 1;
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+int64_t dm_db_changes(dm_db *db)
+{
+    return sqlite3_changes64(db->handle);
+}
+
+int64_t dm_db_last_insert_id(dm_db *db)
+{
+    return sqlite3_last_insert_rowid(db->handle);
+}

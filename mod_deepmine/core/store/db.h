@@ -1,0 +1,80 @@
+/*
+ * db.h — the storage interface every domain file uses. No sqlite3 type
+ * crosses it: db.c is the SQLite driver, and a PostgreSQL driver can sit
+ * behind the same functions (ARCHITECTURE §3). SQL passed in is plain text
+ * with `?` placeholders, written in the dialect both engines accept.
+ *
+ * A dm_db is one connection; it is used by one thread at a time (the pool
+ * hands it out). Statements are prepared once per connection and cached,
+ * keyed by their SQL text.
+ */
+#ifndef DM_DB_H
+#define DM_DB_H
+
+#include <apr_pools.h>
+#include <stdint.h>
+
+#include "base/err.h"
+
+typedef struct dm_db dm_db;
+typedef struct dm_stmt dm_stmt;
+
+typedef struct dm_db_options {
+    int busy_timeout_ms; /* 0: 5000 */
+    int readonly;
+} dm_db_options;
+
+/* Process-wide SQLite settings; call once before any connection is opened
+ * (later calls do nothing). Turns off SQLite's memory statistics, whose
+ * global mutex every allocation of every connection would otherwise take. */
+void dm_db_global_init(void);
+
+/* Opens (creating if needed) with WAL, foreign keys and the busy timeout.
+ * The connection is closed when `p` is cleaned up, or by dm_db_close. */
+dm_err *dm_db_open(apr_pool_t *p, const char *path, const dm_db_options *opt, dm_db **out);
+void dm_db_close(dm_db *db);
+void dm_db_set_busy_timeout(dm_db *db, int ms);
+const char *dm_db_path(const dm_db *db);
+
+/* Runs SQL text with no parameters and no rows (may hold several statements). */
+dm_err *dm_db_exec(dm_db *db, apr_pool_t *p, const char *sql);
+
+/* Transactions: writes always start with BEGIN IMMEDIATE so a writer learns
+ * at once (after the busy timeout) whether it may write. */
+dm_err *dm_db_begin(dm_db *db, apr_pool_t *p);
+dm_err *dm_db_commit(dm_db *db, apr_pool_t *p);
+void dm_db_rollback(dm_db *db);
+int dm_db_in_transaction(const dm_db *db);
+
+/* A cached prepared statement, reset and with bindings cleared. */
+dm_err *dm_db_prepare(dm_db *db, apr_pool_t *p, const char *sql, dm_stmt **out);
+
+/* Parameters are numbered from 1. */
+void dm_stmt_bind_int64(dm_stmt *st, int idx, int64_t v);
+void dm_stmt_bind_text(dm_stmt *st, int idx, const char *s, size_t len);
+void dm_stmt_bind_null(dm_stmt *st, int idx);
+
+/* One step: *row is 1 when a row is ready, 0 when done. A UNIQUE
+ * violation maps to DM_E_CONFLICT, a busy database to DM_E_UNAVAILABLE.
+ * Loop: while (!(e = dm_stmt_step(st, p, &row)) && row) { ... } */
+dm_err *dm_stmt_step(dm_stmt *st, apr_pool_t *p, int *row);
+
+/* Columns are numbered from 0. Text is valid until the next step/reset. */
+int64_t dm_stmt_int64(dm_stmt *st, int col);
+const char *dm_stmt_text(dm_stmt *st, int col, size_t *len);
+int dm_stmt_is_null(dm_stmt *st, int col);
+
+/* Returns the statement to the cache (reset, bindings cleared). */
+void dm_stmt_done(dm_stmt *st);
+
+/* Convenience: one int64 from a single-row query with no parameters;
+ * `*found` is 0 when there was no row. */
+dm_err *dm_db_query_int64(dm_db *db, apr_pool_t *p, const char *sql, int64_t *out, int *found);
+
+/* Rows changed by the last INSERT/UPDATE/DELETE on this connection. */
+int64_t dm_db_changes(dm_db *db);
+
+/* Row id of the last INSERT on this connection. */
+int64_t dm_db_last_insert_id(dm_db *db);
+
+#endif

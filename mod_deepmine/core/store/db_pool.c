@@ -1,0 +1,128 @@
+/*
+ * db_pool.c — apr_reslist of dm_db connections. Each connection lives in its
+ * own sub-pool so that closing it frees its statement cache too.
+ */
+#include "store/db_pool.h"
+
+#include <apr_reslist.h>
+#include <apr_strings.h>
+
+struct dm_db_pool {
+    apr_reslist_t *list;
+    apr_pool_t *pool;
+    const char *path;
+};
+
+typedef struct conn {
+    apr_pool_t *pool;
+    dm_db *db;
+} conn;
+
+typedef struct lease {
+    dm_db_pool *pool;
+    conn *c;
+} lease;
+
+static apr_status_t conn_construct(void **res, void *params, apr_pool_t *p)
+{
+    dm_db_pool *dp = params;
+    conn *c;
+    apr_pool_t *sub;
+    dm_err *e;
+
+    /* Not a sub-pool of p: destroying p destroys sub-pools before it runs
+     * the reslist's own cleanup, which would then destroy each connection a
+     * second time (a crash at every child exit). The reslist owns them. */
+    (void)p;
+    if (apr_pool_create_unmanaged_ex(&sub, NULL, NULL) != APR_SUCCESS) {
+        return APR_ENOMEM;
+    }
+    c = apr_pcalloc(sub, sizeof(*c));
+    c->pool = sub;
+    e = dm_db_open(sub, dp->path, NULL, &c->db);
+    if (e) {
+        apr_pool_destroy(sub);
+        return APR_EGENERAL;
+    }
+    *res = c;
+    return APR_SUCCESS;
+}
+
+static apr_status_t conn_destruct(void *res, void *params, apr_pool_t *p)
+{
+    conn *c = res;
+    (void)params;
+    (void)p;
+    apr_pool_destroy(c->pool);
+    return APR_SUCCESS;
+}
+
+dm_err *dm_db_pool_create(apr_pool_t *p, const char *path, int min, int max, int ttl_sec,
+                          dm_db_pool **out)
+{
+    dm_db_pool *dp = apr_pcalloc(p, sizeof(*dp));
+    apr_status_t rv;
+
+    if (min < 0 || max < 1 || min > max) {
+        return dm_err_make(p, DM_E_INVALID, "pool", "pool sizes must satisfy 0 <= min <= max, max >= 1");
+    }
+    dp->pool = p;
+    dp->path = apr_pstrdup(p, path);
+    rv = apr_reslist_create(&dp->list, min, min, max, apr_time_from_sec(ttl_sec), conn_construct,
+                            conn_destruct, dp, p);
+    if (rv != APR_SUCCESS) {
+        return dm_err_make(p, DM_E_UNAVAILABLE, NULL, "cannot open database pool on %s", path);
+    }
+    /* A request waits at most this long for a free connection. */
+    apr_reslist_timeout_set(dp->list, apr_time_from_sec(5));
+    *out = dp;
+    return NULL;
+}
+
+static apr_status_t lease_cleanup(void *data)
+{
+    lease *l = data;
+
+    if (dm_db_in_transaction(l->c->db)) {
+        dm_db_rollback(l->c->db);
+    }
+    apr_reslist_release(l->pool->list, l->c);
+    return APR_SUCCESS;
+}
+
+dm_err *dm_db_pool_acquire(dm_db_pool *pool, apr_pool_t *scope, dm_db **out)
+{
+    void *res;
+    lease *l;
+    apr_status_t rv = apr_reslist_acquire(pool->list, &res);
+
+    if (rv != APR_SUCCESS) {
+        return dm_err_make(scope, DM_E_UNAVAILABLE, NULL,
+                           "no database connection available, try again");
+    }
+    l = apr_palloc(scope, sizeof(*l));
+    l->pool = pool;
+    l->c = res;
+    apr_pool_cleanup_register(scope, l, lease_cleanup, apr_pool_cleanup_null);
+    /* The lease is found again by the connection on release. */
+    apr_pool_userdata_setn(l, apr_psprintf(scope, "dm_lease_%pp", (void *)l->c->db), NULL, scope);
+    *out = l->c->db;
+    return NULL;
+}
+
+void dm_db_pool_release(dm_db_pool *pool, apr_pool_t *scope, dm_db *db)
+{
+    void *data = NULL;
+    (void)pool;
+
+    apr_pool_userdata_get(&data, apr_psprintf(scope, "dm_lease_%pp", (void *)db), scope);
+    if (data) {
+        apr_pool_userdata_setn(NULL, apr_psprintf(scope, "dm_lease_%pp", (void *)db), NULL, scope);
+        apr_pool_cleanup_run(scope, data, lease_cleanup);
+    }
+}
+
+int dm_db_pool_in_use(dm_db_pool *pool)
+{
+    return (int)apr_reslist_acquired_count(pool->list);
+}

@@ -1,0 +1,634 @@
+/*
+ * withdrawals.c — see withdrawals.h. The only writer of `withdrawals`.
+ *
+ * Exactly-once: a request's transfer is posted in the transaction that
+ * inserts the row (BEGIN IMMEDIATE: two requests of one member are
+ * serialised, and the ledger's guarded UPDATE refuses the one the wallet
+ * cannot pay); a decision is a guarded UPDATE (... WHERE status =
+ * 'pending') in the transaction of its transfer, so a second decision
+ * changes nothing and answers DM_E_CONFLICT.
+ */
+#include "withdrawals/withdrawals.h"
+
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include <apr_time.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "store/audit.h"
+#include "referral/flags.h"
+#include "base/json.h"
+#include "ledger/ledger.h"
+#include "mail/mailq.h"
+#include "members/members.h"
+#include "base/validate.h"
+
+#define DAY_SECONDS (24 * 3600)
+
+#define WD_COLUMNS                                                                                 \
+    "w.id, w.user_id, w.amount_micros, w.currency, w.network, w.destination, w.status, w.txid, "   \
+    "w.reason, w.requested_at, w.decided_at, w.decided_by, w.request_transfer_id, "                \
+    "w.decision_transfer_id, u.email"
+
+static const char BASE58[] = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+static const char BECH32[] = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+static const char HEX[] = "0123456789abcdefABCDEF";
+
+static int64_t now_sec(void)
+{
+    return dm_now();
+}
+
+static const char *id_str(apr_pool_t *p, int64_t id)
+{
+    return apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)id);
+}
+
+/* ---- destinations ---- */
+
+static int only(const char *s, const char *alphabet)
+{
+    return strspn(s, alphabet) == strlen(s);
+}
+
+/* TRON: 'T' + 33 base58 characters (a base58check of 0x41 + 20 bytes). */
+static int trc20_ok(const char *s)
+{
+    return strlen(s) == 34 && s[0] == 'T' && only(s, BASE58);
+}
+
+/* Ethereum: 0x + 40 hex digits, any case (no EIP-55 checksum check). */
+static int erc20_ok(const char *s)
+{
+    return strlen(s) == 42 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && only(s + 2, HEX);
+}
+
+/* Bitcoin mainnet: bech32/bech32m "bc1" + 11..71 data characters in one
+ * case (BIP 173: 14..74 in all), or legacy base58 P2PKH ('1') / P2SH
+ * ('3'), 26..35 characters. */
+static int btc_ok(apr_pool_t *p, const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n >= 14 && n <= 74 && strncasecmp(s, "bc1", 3) == 0) {
+        char *lower = apr_pstrdup(p, s);
+        int has_lower = 0, has_upper = 0;
+        for (char *c = lower; *c; c++) {
+            has_lower |= (*c >= 'a' && *c <= 'z');
+            has_upper |= (*c >= 'A' && *c <= 'Z');
+            *c = (char)apr_tolower(*c);
+        }
+        return !(has_lower && has_upper) && only(lower + 3, BECH32);
+    }
+    return n >= 26 && n <= 35 && (s[0] == '1' || s[0] == '3') && only(s, BASE58);
+}
+
+dm_err *dm_wd_validate_destination(apr_pool_t *p, const char *network, const char *destination,
+                                   const char **key)
+{
+    int ok;
+
+    if (!network || (strcmp(network, "trc20") != 0 && strcmp(network, "erc20") != 0 &&
+                     strcmp(network, "btc") != 0)) {
+        return dm_err_make(p, DM_E_INVALID, "network",
+                           "network must be \"trc20\", \"erc20\" or \"btc\"");
+    }
+    if (!destination || !*destination || strlen(destination) > DM_WD_DESTINATION_MAX) {
+        return dm_err_make(p, DM_E_INVALID, "destination", "destination is required");
+    }
+    if (strcmp(network, "trc20") == 0) {
+        ok = trc20_ok(destination);
+    } else if (strcmp(network, "erc20") == 0) {
+        ok = erc20_ok(destination);
+    } else {
+        ok = btc_ok(p, destination);
+    }
+    if (!ok) {
+        return dm_err_make(p, DM_E_INVALID, "destination", "destination is not a %s address",
+                           network);
+    }
+    if (key) {
+        /* erc20 and bech32 addresses are case-insensitive; base58 is not */
+        int fold = strcmp(network, "erc20") == 0 || strncasecmp(destination, "bc1", 3) == 0;
+        char *k = apr_pstrdup(p, destination);
+        for (char *c = k; fold && *c; c++) {
+            *c = (char)apr_tolower(*c);
+        }
+        *key = k;
+    }
+    return NULL;
+}
+
+const char *dm_wd_network_of(apr_pool_t *p, const char *destination)
+{
+    static const char *const networks[] = {"trc20", "erc20", "btc"};
+
+    for (size_t i = 0; destination && i < sizeof(networks) / sizeof(networks[0]); i++) {
+        if (!dm_wd_validate_destination(p, networks[i], destination, NULL)) {
+            return networks[i];
+        }
+    }
+    return NULL;
+}
+
+/* ---- rows ---- */
+
+static const char *opt_text(dm_stmt *st, apr_pool_t *p, int col)
+{
+    return dm_stmt_is_null(st, col) ? NULL : apr_pstrdup(p, dm_stmt_text(st, col, NULL));
+}
+
+static int64_t opt_int(dm_stmt *st, int col)
+{
+    return dm_stmt_is_null(st, col) ? 0 : dm_stmt_int64(st, col);
+}
+
+static void read_row(dm_stmt *st, apr_pool_t *p, dm_withdrawal *w)
+{
+    w->id = dm_stmt_int64(st, 0);
+    w->user_id = dm_stmt_int64(st, 1);
+    w->amount_micros = dm_stmt_int64(st, 2);
+    w->currency = apr_pstrdup(p, dm_stmt_text(st, 3, NULL));
+    w->network = apr_pstrdup(p, dm_stmt_text(st, 4, NULL));
+    w->destination = apr_pstrdup(p, dm_stmt_text(st, 5, NULL));
+    w->status = apr_pstrdup(p, dm_stmt_text(st, 6, NULL));
+    w->txid = opt_text(st, p, 7);
+    w->reason = opt_text(st, p, 8);
+    w->requested_at = dm_stmt_int64(st, 9);
+    w->decided_at = opt_int(st, 10);
+    w->decided_by = opt_int(st, 11);
+    w->request_transfer_id = opt_int(st, 12);
+    w->decision_transfer_id = opt_int(st, 13);
+    w->email = apr_pstrdup(p, dm_stmt_text(st, 14, NULL));
+}
+
+dm_err *dm_wd_get(dm_db *db, apr_pool_t *p, int64_t id, dm_withdrawal *out)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              "SELECT " WD_COLUMNS " FROM withdrawals w JOIN users u ON u.id = "
+                              "w.user_id WHERE w.id = ?",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, id);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        read_row(st, p, out);
+    }
+    dm_stmt_done(st);
+    if (!e && !row) {
+        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "no withdrawal %" APR_INT64_T_FMT,
+                        (apr_int64_t)id);
+    }
+    return e;
+}
+
+static int status_ok(const char *s)
+{
+    return strcmp(s, "pending") == 0 || strcmp(s, "paid") == 0 || strcmp(s, "rejected") == 0;
+}
+
+dm_err *dm_wd_list(dm_db *db, apr_pool_t *p, int64_t user_id, const char *status, int64_t cursor,
+                   int limit, apr_array_header_t **rows, int64_t *next_cursor)
+{
+    dm_stmt *st;
+    int row = 0;
+    apr_array_header_t *list = apr_array_make(p, limit > 0 ? limit : 1, sizeof(dm_withdrawal));
+    dm_err *e;
+
+    *next_cursor = 0;
+    if (status && !status_ok(status)) {
+        return dm_err_make(p, DM_E_INVALID, "status",
+                           "status must be \"pending\", \"paid\" or \"rejected\"");
+    }
+    if (limit < 1 || limit > DM_WD_PAGE_MAX) {
+        return dm_err_make(p, DM_E_INVALID, "limit", "limit must be 1 to %d", DM_WD_PAGE_MAX);
+    }
+    /* One statement for the four filter combinations: a 0 / NULL
+     * parameter switches its condition off. */
+    e = dm_db_prepare(db, p,
+                      "SELECT " WD_COLUMNS " FROM withdrawals w JOIN users u ON u.id = w.user_id "
+                      "WHERE (? = 0 OR w.user_id = ?) AND (? IS NULL OR w.status = ?) "
+                      "AND (? = 0 OR w.id < ?) ORDER BY w.id DESC LIMIT ?",
+                      &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, user_id);
+    dm_stmt_bind_int64(st, 2, user_id);
+    for (int i = 3; i <= 4; i++) {
+        if (status) {
+            dm_stmt_bind_text(st, i, status, strlen(status));
+        } else {
+            dm_stmt_bind_null(st, i);
+        }
+    }
+    dm_stmt_bind_int64(st, 5, cursor);
+    dm_stmt_bind_int64(st, 6, cursor);
+    dm_stmt_bind_int64(st, 7, (int64_t)limit + 1);
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        if (list->nelts == limit) {
+            *next_cursor = APR_ARRAY_IDX(list, list->nelts - 1, dm_withdrawal).id;
+            break;
+        }
+        read_row(st, p, apr_array_push(list));
+    }
+    dm_stmt_done(st);
+    if (!e) {
+        *rows = list;
+    }
+    return e;
+}
+
+json_t *dm_wd_json(apr_pool_t *p, const dm_withdrawal *w, int for_staff)
+{
+    json_t *o = json_object();
+
+    json_object_set_new(o, "id", json_integer(w->id));
+    json_object_set_new(o, "amount_micros", json_integer(w->amount_micros));
+    json_object_set_new(o, "currency", json_string(w->currency));
+    json_object_set_new(o, "network", json_string(w->network));
+    json_object_set_new(o, "destination", json_string(w->destination));
+    json_object_set_new(o, "status", json_string(w->status));
+    json_object_set_new(o, "txid", w->txid ? json_string(w->txid) : json_null());
+    json_object_set_new(o, "reason", w->reason ? json_string(w->reason) : json_null());
+    json_object_set_new(o, "requested_at", json_string(dm_json_time(p, w->requested_at)));
+    json_object_set_new(o, "decided_at", dm_json_time_or_null(p, w->decided_at));
+    if (for_staff) {
+        json_object_set_new(o, "user_id", json_integer(w->user_id));
+        json_object_set_new(o, "email", json_string(w->email ? w->email : ""));
+        json_object_set_new(o, "decided_by",
+                            w->decided_by ? json_integer(w->decided_by) : json_null());
+        json_object_set_new(o, "request_transfer_id", json_integer(w->request_transfer_id));
+        json_object_set_new(o, "decision_transfer_id",
+                            w->decision_transfer_id ? json_integer(w->decision_transfer_id)
+                                                    : json_null());
+    }
+    return o;
+}
+
+/* ---- the e-mails ---- */
+
+static dm_err *mail(dm_db *db, apr_pool_t *p, const dm_withdrawal *w, const char *tmpl,
+                    const char *step)
+{
+    json_t *vars = dm_json_own(p, dm_wd_json(p, w, 0));
+
+    return dm_mail_enqueue(db, p, w->email, tmpl, vars,
+                           apr_psprintf(p, "wd:%" APR_INT64_T_FMT ":%s", (apr_int64_t)w->id, step));
+}
+
+/* ---- requests ---- */
+
+static dm_err *check_member(apr_pool_t *p, const dm_member *m)
+{
+    if (!m->email_verified_at) {
+        return dm_err_make(p, DM_E_FORBIDDEN, NULL,
+                           "verify your e-mail address before withdrawing");
+    }
+    if (!m->kyc_status || strcmp(m->kyc_status, "approved") != 0) {
+        return dm_err_make(p, DM_E_FORBIDDEN, NULL, "identity check required");
+    }
+    return NULL;
+}
+
+/* The member's requests in the last 24 h, rejected ones not counted. */
+static dm_err *requested_today(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t *sum)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              "SELECT COALESCE(SUM(amount_micros), 0) FROM withdrawals "
+                              "WHERE user_id = ? AND requested_at > ? AND status <> 'rejected'",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, user_id);
+    dm_stmt_bind_int64(st, 2, now_sec() - DAY_SECONDS);
+    e = dm_stmt_step(st, p, &row);
+    *sum = (!e && row) ? dm_stmt_int64(st, 0) : 0;
+    dm_stmt_done(st);
+    return e;
+}
+
+/* Another member who has used this destination (the lowest id), or 0. */
+static dm_err *destination_shared(dm_db *db, apr_pool_t *p, int64_t user_id, const char *network,
+                                  const char *key, int64_t *other)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              "SELECT user_id FROM withdrawals WHERE network = ? AND "
+                              "destination_key = ? AND user_id <> ? ORDER BY user_id LIMIT 1",
+                              &st);
+
+    *other = 0;
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_text(st, 1, network, strlen(network));
+    dm_stmt_bind_text(st, 2, key, strlen(key));
+    dm_stmt_bind_int64(st, 3, user_id);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        *other = dm_stmt_int64(st, 0);
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+static dm_err *insert_request(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t amount,
+                              const char *network, const char *destination, const char *key,
+                              int64_t *id)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              "INSERT INTO withdrawals (user_id, amount_micros, currency, network, "
+                              "destination, destination_key, status, requested_at) "
+                              "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?) RETURNING id",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, user_id);
+    dm_stmt_bind_int64(st, 2, amount);
+    dm_stmt_bind_text(st, 3, DM_LEDGER_CURRENCY, strlen(DM_LEDGER_CURRENCY));
+    dm_stmt_bind_text(st, 4, network, strlen(network));
+    dm_stmt_bind_text(st, 5, destination, strlen(destination));
+    dm_stmt_bind_text(st, 6, key, strlen(key));
+    dm_stmt_bind_int64(st, 7, now_sec());
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        *id = dm_stmt_int64(st, 0);
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+static dm_err *set_transfer(dm_db *db, apr_pool_t *p, int64_t id, int64_t transfer_id)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e =
+        dm_db_prepare(db, p, "UPDATE withdrawals SET request_transfer_id = ? WHERE id = ?", &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, transfer_id);
+    dm_stmt_bind_int64(st, 2, id);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    return e;
+}
+
+static dm_err *request_txn(dm_db *db, apr_pool_t *p, const dm_wd_limits *lim, int64_t user_id,
+                           int64_t amount, const char *network, const char *destination,
+                           const char *key, dm_withdrawal *out, int64_t *shared_with)
+{
+    dm_member m;
+    int64_t today = 0, id = 0, wallet = 0, pending = 0;
+    dm_transfer_req req;
+    dm_transfer t;
+    int created = 0;
+    dm_err *e;
+
+    memset(&t, 0, sizeof(t));
+    e = dm_member_get(db, p, user_id, &m);
+
+    if (!e) {
+        e = check_member(p, &m);
+    }
+    if (!e) {
+        e = requested_today(db, p, user_id, &today);
+    }
+    if (!e && today > lim->daily_micros - amount) {
+        e = dm_err_make(p, DM_E_CONFLICT, "amount_micros",
+                        "daily withdrawal limit: %" APR_INT64_T_FMT " of %" APR_INT64_T_FMT
+                        " micro-units already requested in the last 24 hours",
+                        (apr_int64_t)today, (apr_int64_t)lim->daily_micros);
+    }
+    if (!e) {
+        e = destination_shared(db, p, user_id, network, key, shared_with);
+    }
+    /* Two members paid out to one address: flag both (flags.h). */
+    if (!e && *shared_with) {
+        e = dm_flags_raise(db, p, user_id, *shared_with, DM_WD_FLAG_SHARED_DESTINATION);
+    }
+    if (!e && *shared_with) {
+        e = dm_flags_raise(db, p, *shared_with, user_id, DM_WD_FLAG_SHARED_DESTINATION);
+    }
+    if (!e) {
+        e = insert_request(db, p, user_id, amount, network, destination, key, &id);
+    }
+    if (!e) {
+        e = dm_ledger_member_account(db, p, user_id, DM_ACCOUNT_WALLET, DM_LEDGER_CURRENCY,
+                                     &wallet);
+    }
+    if (!e) {
+        e = dm_ledger_system_account(db, p, DM_SYS_WITHDRAWALS_PENDING, DM_LEDGER_CURRENCY,
+                                     &pending);
+    }
+    if (!e) {
+        memset(&req, 0, sizeof(req));
+        req.idempotency_key = apr_psprintf(p, "wd:%" APR_INT64_T_FMT ":request", (apr_int64_t)id);
+        req.debit_account_id = wallet;
+        req.credit_account_id = pending;
+        req.amount_micros = amount;
+        req.currency = DM_LEDGER_CURRENCY;
+        req.kind = DM_KIND_WITHDRAWAL;
+        req.reference = apr_pstrcat(p, "withdrawal:", id_str(p, id), NULL);
+        e = dm_ledger_transfer(db, p, &req, &t, &created);
+    }
+    if (!e) {
+        e = set_transfer(db, p, id, t.id);
+    }
+    if (!e) {
+        e = dm_wd_get(db, p, id, out);
+    }
+    return e ? e : mail(db, p, out, "withdrawal_requested", "requested");
+}
+
+dm_err *dm_wd_request(dm_db *db, apr_pool_t *p, const dm_wd_limits *lim, int64_t user_id,
+                      int64_t amount_micros, const char *network, const char *destination,
+                      dm_withdrawal *out, int64_t *shared_with)
+{
+    const char *key = NULL;
+    int64_t other = 0;
+    dm_err *e;
+
+    if (amount_micros < lim->min_micros || amount_micros > lim->max_micros) {
+        return dm_err_make(p, DM_E_INVALID, "amount_micros",
+                           "amount_micros must be between %" APR_INT64_T_FMT
+                           " and %" APR_INT64_T_FMT,
+                           (apr_int64_t)lim->min_micros, (apr_int64_t)lim->max_micros);
+    }
+    e = dm_wd_validate_destination(p, network, destination, &key);
+    if (!e) {
+        e = dm_db_begin(db, p);
+    }
+    if (e) {
+        return e;
+    }
+    e = request_txn(db, p, lim, user_id, amount_micros, network, destination, key, out, &other);
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    e = dm_db_commit(db, p);
+    if (!e && shared_with) {
+        *shared_with = other;
+    }
+    return e;
+}
+
+/* ---- decisions ---- */
+
+static dm_err *mark_decided(dm_db *db, apr_pool_t *p, int64_t id, const char *status,
+                            const char *txid, const char *reason, int64_t staff_id,
+                            int64_t transfer_id)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              "UPDATE withdrawals SET status = ?, txid = ?, reason = ?, "
+                              "decided_at = ?, decided_by = ?, decision_transfer_id = ? "
+                              "WHERE id = ? AND status = 'pending'",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_text(st, 1, status, strlen(status));
+    if (txid) {
+        dm_stmt_bind_text(st, 2, txid, strlen(txid));
+    } else {
+        dm_stmt_bind_null(st, 2);
+    }
+    if (reason) {
+        dm_stmt_bind_text(st, 3, reason, strlen(reason));
+    } else {
+        dm_stmt_bind_null(st, 3);
+    }
+    dm_stmt_bind_int64(st, 4, now_sec());
+    if (staff_id) {
+        dm_stmt_bind_int64(st, 5, staff_id);
+    } else {
+        dm_stmt_bind_null(st, 5);
+    }
+    dm_stmt_bind_int64(st, 6, transfer_id);
+    dm_stmt_bind_int64(st, 7, id);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (!e && dm_db_changes(db) != 1) {
+        e = dm_err_make(p, DM_E_CONFLICT, NULL,
+                        "withdrawal %" APR_INT64_T_FMT " is already decided", (apr_int64_t)id);
+    }
+    return e;
+}
+
+static dm_err *pay(dm_db *db, apr_pool_t *p, const dm_withdrawal *w, dm_transfer *t)
+{
+    int64_t pending = 0, paid = 0;
+    int created = 0;
+    dm_transfer_req req;
+    dm_err *e = dm_ledger_system_account(db, p, DM_SYS_WITHDRAWALS_PENDING, w->currency, &pending);
+
+    if (!e) {
+        e = dm_ledger_system_account(db, p, DM_SYS_WITHDRAWALS_PAID, w->currency, &paid);
+    }
+    if (e) {
+        return e;
+    }
+    memset(&req, 0, sizeof(req));
+    req.idempotency_key = apr_psprintf(p, "wd:%" APR_INT64_T_FMT ":paid", (apr_int64_t)w->id);
+    req.debit_account_id = pending;
+    req.credit_account_id = paid;
+    req.amount_micros = w->amount_micros;
+    req.currency = w->currency;
+    req.kind = DM_KIND_WITHDRAWAL_PAID;
+    req.reference = apr_pstrcat(p, "withdrawal:", id_str(p, w->id), NULL);
+    return dm_ledger_transfer(db, p, &req, t, &created);
+}
+
+static dm_err *decide_txn(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip, int64_t id,
+                          int approve, const char *txid, const char *reason, dm_withdrawal *out)
+{
+    dm_withdrawal before;
+    dm_transfer t;
+    int created = 0;
+    json_t *b, *a;
+    dm_err *e;
+
+    memset(&t, 0, sizeof(t));
+    e = dm_wd_get(db, p, id, &before);
+
+    if (!e && strcmp(before.status, "pending") != 0) {
+        e = dm_err_make(p, DM_E_CONFLICT, NULL, "withdrawal %" APR_INT64_T_FMT " is already %s",
+                        (apr_int64_t)id, before.status);
+    }
+    if (!e) {
+        e = approve ? pay(db, p, &before, &t)
+                    : dm_ledger_reverse(
+                          db, p, before.request_transfer_id,
+                          apr_psprintf(p, "wd:%" APR_INT64_T_FMT ":rejected", (apr_int64_t)id),
+                          DM_KIND_WITHDRAWAL_REJECTED, NULL, &t, &created);
+    }
+    if (!e) {
+        e = mark_decided(db, p, id, approve ? "paid" : "rejected", approve ? txid : NULL,
+                         approve ? NULL : reason, staff_id, t.id);
+    }
+    if (!e) {
+        e = dm_wd_get(db, p, id, out);
+    }
+    if (e) {
+        return e;
+    }
+    b = dm_json_own(p, dm_wd_json(p, &before, 1));
+    a = dm_json_own(p, dm_wd_json(p, out, 1));
+    e = dm_audit_write(db, p, staff_id, approve ? "withdrawal.approve" : "withdrawal.reject",
+                       "withdrawal", id_str(p, id), b, a, ip);
+    return e ? e
+             : mail(db, p, out, approve ? "withdrawal_approved" : "withdrawal_rejected",
+                    approve ? "paid" : "rejected");
+}
+
+dm_err *dm_wd_decide(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip, int64_t id,
+                     int approve, const char *txid, const char *reason, dm_withdrawal *out)
+{
+    dm_err *e = NULL;
+
+    if (approve && (!txid || !*txid || strlen(txid) > DM_WD_TXID_MAX)) {
+        return dm_err_make(p, DM_E_INVALID, "txid",
+                           "txid (the payout transaction id) is required, 1 to %d bytes",
+                           DM_WD_TXID_MAX);
+    }
+    if (approve) {
+        e = dm_validate_text(p, "txid", txid, DM_WD_TXID_MAX, 0);
+    } else if (!reason || !*reason) {
+        e = dm_err_make(p, DM_E_INVALID, "reason", "a reason is required to reject");
+    } else {
+        e = dm_validate_text(p, "reason", reason, DM_WD_REASON_MAX, 1);
+    }
+    if (!e) {
+        e = dm_db_begin(db, p);
+    }
+    if (e) {
+        return e;
+    }
+    e = decide_txn(db, p, staff_id, ip, id, approve, txid, reason, out);
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    return dm_db_commit(db, p);
+}

@@ -1,0 +1,420 @@
+/*
+ * routes_admin.c — the staff API under /api/admin: staff login and logout
+ * (the dm_admin cookie), member search, detail and suspension, and the
+ * audit log; and dm_http_staff, the one place where staff sessions and
+ * roles are checked.
+ *
+ * Who may do what is the table `staff_access` below: one row per admin
+ * route (method + pattern), the roles allowed. The owner may use every
+ * admin route; a route missing from the table is refused to everyone
+ * (and logged: it is a bug). Login and logout need no session and are not
+ * in it.
+ *
+ *   route                          owner finance support kyc
+ *   GET   /api/admin/users           x      x       x     x
+ *   GET   /api/admin/users/{id}      x      x       x     x
+ *   PATCH /api/admin/users/{id}      x              x
+ *   GET   /api/admin/audit           x
+ *   GET   /api/admin/transfers       x      x
+ *   GET   /api/admin/withdrawals     x      x
+ *   POST  …/withdrawals/{id}/approve x      x
+ *   POST  …/withdrawals/{id}/reject  x      x
+ *   POST  …/withdrawals/decisions    x      x
+ *   PATCH /api/admin/users/{id}/kyc  x                    x
+ *   GET   /api/admin/capacity        x      x
+ *   PUT   /api/admin/capacity        x
+ *   GET   /api/admin/packages        x      x       x
+ *   POST  /api/admin/packages        x
+ *   PATCH /api/admin/packages/{id}   x
+ *   GET   /api/admin/vip-levels      x
+ *   PUT   /api/admin/vip-levels      x
+ *   PATCH /api/admin/users/{id}/vip  x
+ *   GET   /api/admin/flags           x              x
+ *   POST  /api/admin/flags/{id}/clear, /confirm  x  x (support)
+ *   GET   /api/admin/orders          x      x       x
+ *   GET   /api/admin/contracts       x      x       x
+ *   POST  /api/admin/orders/{id}/refund x   x
+ *   GET   /api/admin/pool-payouts    x      x
+ *   POST  /api/admin/pool-payouts    x      x
+ *   GET   /api/admin/yield-commission-rates x
+ *   PUT   /api/admin/yield-commission-rates x
+ *   GET   /api/admin/jobs            x
+ *   POST  /api/admin/jobs/{job}/run  x
+ *   GET   /api/admin/health          x      x       x     x
+ *   GET   /api/admin/email           x              x
+ *   POST  /api/admin/email/{id}/resend x            x
+ *   GET   /api/admin/email-templates[/{key}]  x     x
+ *   POST  …/email-templates/{key}/preview     x     x
+ *   PUT   /api/admin/email-templates/{key}    x         (templates reach
+ *   POST  …/email-templates/{key}/restore     x          every member: owner)
+ *   GET   /api/admin/email-suppressions       x     x
+ *   DELETE /api/admin/email-suppressions/{email} x  x
+ */
+#include "dm_http.h"
+
+#include <apr_strings.h>
+#include <http_protocol.h>
+
+#include "staff/member_admin.h"
+#include "store/audit.h"
+#include "base/confparse.h"
+#include "base/json.h"
+#include "mail/mail.h"
+#include "store/migrate.h"
+
+#define MAX_EMAIL_FIELD 320
+#define MAX_PASSWORD_FIELD 1024
+#define MAX_FILTER_FIELD 64
+
+static const struct staff_access {
+    const char *method;
+    const char *pattern;
+    unsigned roles; /* DM_ROLE_* bits; the owner is always allowed */
+} staff_access[] = {
+    {"GET", "/api/admin/users", DM_ROLE_FINANCE | DM_ROLE_SUPPORT | DM_ROLE_KYC},
+    {"GET", "/api/admin/users/{id}", DM_ROLE_FINANCE | DM_ROLE_SUPPORT | DM_ROLE_KYC},
+    {"PATCH", "/api/admin/users/{id}", DM_ROLE_SUPPORT},
+    {"GET", "/api/admin/audit", 0},
+    {"GET", "/api/admin/transfers", DM_ROLE_FINANCE}, /* routes_ledger.c */
+    /* routes_withdrawals.c */
+    {"GET", "/api/admin/withdrawals", DM_ROLE_FINANCE},
+    {"POST", "/api/admin/withdrawals/{id}/approve", DM_ROLE_FINANCE},
+    {"POST", "/api/admin/withdrawals/{id}/reject", DM_ROLE_FINANCE},
+    {"POST", "/api/admin/withdrawals/decisions", DM_ROLE_FINANCE},
+    {"PATCH", "/api/admin/users/{id}/kyc", DM_ROLE_KYC},
+    /* routes_catalogue_admin.c */
+    {"GET", "/api/admin/capacity", DM_ROLE_FINANCE},
+    {"PUT", "/api/admin/capacity", 0},
+    {"GET", "/api/admin/packages", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},
+    {"POST", "/api/admin/packages", 0},
+    {"PATCH", "/api/admin/packages/{id}", 0},
+    {"GET", "/api/admin/vip-levels", 0},                    /* routes_commissions.c */
+    {"PUT", "/api/admin/vip-levels", 0},                    /* routes_commissions.c */
+    {"PATCH", "/api/admin/users/{id}/vip", 0},              /* routes_commissions.c */
+    {"GET", "/api/admin/flags", DM_ROLE_SUPPORT},           /* routes_commissions.c */
+    {"POST", "/api/admin/flags/{id}/clear", DM_ROLE_SUPPORT},   /* routes_commissions.c */
+    {"POST", "/api/admin/flags/{id}/confirm", DM_ROLE_SUPPORT}, /* routes_commissions.c */
+    {"GET", "/api/admin/orders", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},    /* routes_orders.c */
+    {"GET", "/api/admin/contracts", DM_ROLE_FINANCE | DM_ROLE_SUPPORT}, /* routes_orders.c */
+    {"POST", "/api/admin/orders/{id}/refund", DM_ROLE_FINANCE},          /* routes_orders.c */
+    {"GET", "/api/admin/pool-payouts", DM_ROLE_FINANCE},                 /* routes_accrual.c */
+    {"POST", "/api/admin/pool-payouts", DM_ROLE_FINANCE},                /* routes_accrual.c */
+    {"GET", "/api/admin/yield-commission-rates", 0},                     /* routes_accrual.c */
+    {"PUT", "/api/admin/yield-commission-rates", 0},                     /* routes_accrual.c */
+    {"GET", "/api/admin/jobs", 0},                                       /* routes_jobs.c */
+    {"POST", "/api/admin/jobs/{job}/run", 0},                            /* routes_jobs.c */
+    {"GET", "/api/admin/health", DM_ROLE_FINANCE | DM_ROLE_SUPPORT | DM_ROLE_KYC},
+    /* routes_email.c */
+    {"GET", "/api/admin/email", DM_ROLE_SUPPORT},
+    {"POST", "/api/admin/email/{id}/resend", DM_ROLE_SUPPORT},
+    {"GET", "/api/admin/email-templates", DM_ROLE_SUPPORT},
+    {"GET", "/api/admin/email-templates/{key}", DM_ROLE_SUPPORT},
+    {"PUT", "/api/admin/email-templates/{key}", 0},
+    {"POST", "/api/admin/email-templates/{key}/preview", DM_ROLE_SUPPORT},
+    {"POST", "/api/admin/email-templates/{key}/restore", 0},
+    {"GET", "/api/admin/email-suppressions", DM_ROLE_SUPPORT},
+    {"DELETE", "/api/admin/email-suppressions/{email}", DM_ROLE_SUPPORT},
+};
+
+/* The roles allowed on a route; *known 0 when the table has no row. */
+static unsigned route_roles(const char *method, const char *pattern, int *known)
+{
+    *known = 0;
+    for (size_t i = 0; i < sizeof(staff_access) / sizeof(staff_access[0]); i++) {
+        if (strcmp(staff_access[i].method, method) == 0 &&
+            strcmp(staff_access[i].pattern, pattern) == 0) {
+            *known = 1;
+            return staff_access[i].roles | DM_ROLE_OWNER;
+        }
+    }
+    return 0;
+}
+
+dm_err *dm_http_staff(request_rec *r, dm_db *db, const dm_route_match *m, dm_staff *out)
+{
+    const dm_route_def *d = m->data;
+    /* Only the dm_admin cookie: a member's dm_session or Bearer token is
+     * never a staff credential. */
+    const char *token = dm_http_cookie(r, "dm_admin");
+    int known = 0;
+    unsigned allowed = route_roles(d->method, m->pattern, &known);
+    dm_err *e;
+
+    if (!token) {
+        return dm_err_make(r->pool, DM_E_UNAUTHORIZED, NULL, "log in as staff first");
+    }
+    e = dm_http_check_csrf(r);
+    if (!e) {
+        e = dm_staff_authenticate(db, r->pool, &dm_g.svc, token, out);
+    }
+    if (e) {
+        return e;
+    }
+    apr_table_setn(r->notes, "dm-staff",
+                   apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)out->id));
+    if (!known) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "DM00500: %s %s has no row in the staff role table; refused (a bug)",
+                      d->method, m->pattern);
+    }
+    if (!(allowed & dm_staff_role_bit(out->role))) {
+        return dm_err_make(r->pool, DM_E_FORBIDDEN, NULL, "the %s role may not %s %s", out->role,
+                           d->method, m->pattern);
+    }
+    return dm_http_rate_limit(
+        r, "api", apr_pstrcat(r->pool, "staff:", apr_table_get(r->notes, "dm-staff"), NULL));
+}
+
+dm_err *dm_http_staff_db(request_rec *r, const dm_route_match *m, dm_db **db, dm_staff *out)
+{
+    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, db);
+    return e ? e : dm_http_staff(r, *db, m, out);
+}
+
+static dm_err *id_param(request_rec *r, const dm_route_match *m, int64_t *id)
+{
+    long long v = 0;
+    const char *s = apr_table_get(m->params, "id");
+
+    if (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &v)) {
+        return dm_err_make(r->pool, DM_E_INVALID, "id", "the member id must be a positive number");
+    }
+    *id = (int64_t)v;
+    return NULL;
+}
+
+/* ---- session ---- */
+
+static int admin_login(request_rec *r, const dm_route_match *m)
+{
+    json_t *b;
+    dm_db *db;
+    const char *email = NULL, *password = NULL, *csrf;
+    dm_staff st;
+    dm_staff_session sess;
+    dm_err *e = dm_http_check_origin(r);
+
+    if (!e) {
+        e = dm_http_rate_limit(r, "login", r->useragent_ip);
+    }
+    if (!e) {
+        e = dm_http_read_json(r, &b);
+    }
+    if (!e) {
+        e = dm_json_get_string(r->pool, b, "email", 1, MAX_EMAIL_FIELD, &email, NULL);
+    }
+    if (!e) {
+        e = dm_json_get_string(r->pool, b, "password", 1, MAX_PASSWORD_FIELD, &password, NULL);
+    }
+    if (!e) {
+        e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
+    }
+    if (!e) {
+        e = dm_staff_login(db, r->pool, &dm_g.svc, email, password, r->useragent_ip, &st, &sess);
+    }
+    if (e) {
+        return dm_http_error(r, e);
+    }
+    csrf = dm_token_new(r->pool);
+    dm_http_set_cookie(r, "dm_admin", sess.token, "/api/admin", DM_STAFF_SESSION_TTL, 1, "Strict");
+    /* The member side's double-submit cookie, with the member side's
+     * lifetime, so a staff login never cuts short a member session in the
+     * same browser (see docs/decisions.md). */
+    dm_http_set_cookie(r, "dm_csrf", csrf, "/", DM_REFRESH_TTL, 0, "Lax");
+    return dm_http_send_json(r, HTTP_OK,
+                     json_pack("{s:o,s:s}", "staff", dm_staff_json(&st), "csrf_token", csrf));
+}
+
+static int admin_logout(request_rec *r, const dm_route_match *m)
+{
+    static const char body[] = "{\"logged_out\":true}";
+    const char *token = dm_http_cookie(r, "dm_admin");
+    dm_db *db;
+    dm_err *e = dm_http_check_origin(r);
+
+    if (!e && token) {
+        e = dm_http_check_csrf(r);
+    }
+    if (!e && token) {
+        e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
+        if (!e) {
+            e = dm_staff_logout(db, r->pool, &dm_g.svc, token, r->useragent_ip);
+        }
+    }
+    if (e) {
+        return dm_http_error(r, e);
+    }
+    /* dm_csrf stays: a member session in the same browser still uses it. */
+    dm_http_set_cookie(r, "dm_admin", "", "/api/admin", 0, 1, "Strict");
+    return dm_http_json(r, HTTP_OK, body, sizeof(body) - 1);
+}
+
+/* ---- members ---- */
+
+static int users_list(request_rec *r, const dm_route_match *m)
+{
+    dm_db *db;
+    dm_staff st;
+    const char *q = NULL, *status = NULL;
+    apr_array_header_t *rows = NULL;
+    int64_t cursor = 0, next = 0;
+    int limit = 50;
+    json_t *arr;
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
+
+    if (!e) {
+        e = dm_http_paging(r, &limit, &cursor);
+    }
+    if (!e) {
+        e = dm_http_arg_max(r, "q", 4 * DM_ADMIN_Q_MAX_CHARS, &q);
+    }
+    if (!e) {
+        e = dm_http_arg_max(r, "status", MAX_FILTER_FIELD, &status);
+    }
+    if (!e) {
+        e = dm_admin_users_search(db, r->pool, q, status, cursor, limit, &rows, &next);
+    }
+    if (e) {
+        return dm_http_error(r, e);
+    }
+    arr = json_array();
+    for (int i = 0; i < rows->nelts; i++) {
+        json_array_append_new(
+            arr, dm_admin_user_row_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_admin_user_row)));
+    }
+    return dm_http_send_page(r, "users", arr, next);
+}
+
+static int users_get(request_rec *r, const dm_route_match *m)
+{
+    dm_db *db;
+    dm_staff st;
+    int64_t id = 0;
+    dm_admin_user_detail d;
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
+
+    if (!e) {
+        e = id_param(r, m, &id);
+    }
+    if (!e) {
+        e = dm_admin_user_get(db, r->pool, id, &d);
+    }
+    return e ? dm_http_error(r, e)
+             : dm_http_send_json(r, HTTP_OK, dm_admin_user_detail_json(r->pool, &dm_g.svc, &d));
+}
+
+static int users_patch(request_rec *r, const dm_route_match *m)
+{
+    dm_db *db;
+    dm_staff st;
+    int64_t id = 0;
+    json_t *b, *user;
+    const char *status = NULL;
+    dm_member mem;
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
+
+    if (!e) {
+        e = id_param(r, m, &id);
+    }
+    if (!e) {
+        e = dm_http_read_json(r, &b);
+    }
+    if (!e) {
+        e = dm_json_get_string(r->pool, b, "status", 1, MAX_FILTER_FIELD, &status, NULL);
+    }
+    if (!e) {
+        e = dm_admin_user_set_status(db, r->pool, st.id, r->useragent_ip, id, status, &mem);
+    }
+    if (e) {
+        return dm_http_error(r, e);
+    }
+    user = dm_member_json(r->pool, &dm_g.svc, &mem);
+    json_object_set_new(user, "referrer_id",
+                        mem.referrer_id ? json_integer(mem.referrer_id) : json_null());
+    return dm_http_send_json(r, HTTP_OK, json_pack("{s:o}", "user", user));
+}
+
+/* ---- audit ---- */
+
+static int audit_list(request_rec *r, const dm_route_match *m)
+{
+    dm_db *db;
+    dm_staff st;
+    dm_audit_filter f = {NULL, NULL, NULL};
+    apr_array_header_t *rows = NULL;
+    int64_t cursor = 0, next = 0;
+    int limit = 50;
+    json_t *arr;
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
+
+    if (!e) {
+        e = dm_http_paging(r, &limit, &cursor);
+    }
+    if (!e) {
+        e = dm_http_arg_max(r, "action", MAX_FILTER_FIELD, &f.action);
+    }
+    if (!e) {
+        e = dm_http_arg_max(r, "target_type", MAX_FILTER_FIELD, &f.target_type);
+    }
+    if (!e) {
+        e = dm_http_arg_max(r, "target_id", MAX_FILTER_FIELD, &f.target_id);
+    }
+    if (!e) {
+        e = dm_audit_list(db, r->pool, &f, cursor, limit, &rows, &next);
+    }
+    if (e) {
+        return dm_http_error(r, e);
+    }
+    arr = json_array();
+    for (int i = 0; i < rows->nelts; i++) {
+        json_array_append_new(
+            arr, dm_audit_entry_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_audit_entry)));
+    }
+    return dm_http_send_page(r, "entries", arr, next);
+}
+
+/* ---- health, the staff's view ---- */
+
+/* GET /api/health for staff: the same database check, plus what only staff
+ * may see (mail delivery over the last 24 hours). Always 200 when the
+ * caller is staff: the body says what is unwell. */
+static int admin_health(request_rec *r, const dm_route_match *m)
+{
+    dm_db *db;
+    dm_staff st;
+    dm_mail_stats mail;
+    int schema = 0;
+    json_t *o;
+    dm_err *e = dm_http_staff_db(r, m, &db, &st), *unwell = NULL;
+
+    if (e) {
+        return dm_http_error(r, e);
+    }
+    unwell = dm_migrate_version(db, r->pool, &schema);
+    if (!unwell && schema != dm_migrate_latest()) {
+        unwell = dm_err_make(r->pool, DM_E_UNAVAILABLE, NULL,
+                             "database schema is %d, this server is built for %d", schema,
+                             dm_migrate_latest());
+    }
+    if (!unwell) {
+        unwell = dm_mail_stats_get(db, r->pool, 86400, &mail);
+    }
+    o = json_object();
+    json_object_set_new(o, "status", json_string(unwell ? "degraded" : "ok"));
+    json_object_set_new(o, "version", json_string(DM_VERSION));
+    json_object_set_new(o, "schema", json_integer(schema));
+    json_object_set_new(o, "database", json_string(unwell ? unwell->message : "ok"));
+    json_object_set_new(o, "mail", unwell ? json_null() : dm_mail_stats_json(r->pool, &mail));
+    return dm_http_send_json(r, HTTP_OK, o);
+}
+
+const dm_route_def dm_routes_admin[] = {
+    {"POST", "/api/admin/auth/login", admin_login},
+    {"POST", "/api/admin/auth/logout", admin_logout},
+    {"GET", "/api/admin/users", users_list},
+    {"GET", "/api/admin/users/{id}", users_get},
+    {"PATCH", "/api/admin/users/{id}", users_patch},
+    {"GET", "/api/admin/audit", audit_list},
+    {"GET", "/api/admin/health", admin_health},
+    {NULL, NULL, NULL},
+};

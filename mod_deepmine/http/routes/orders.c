@@ -1,0 +1,238 @@
+/*
+ * routes_orders.c — buying packages over HTTP: a member's orders and
+ * contracts (/api/orders, /api/contracts), and the staff's view of them
+ * with the refund action (/api/admin/orders, /api/admin/contracts; roles
+ * in routes_admin.c's table). Thin: core/orders.c does the work.
+ */
+#include "dm_http.h"
+
+#include <apr_strings.h>
+#include <http_protocol.h>
+
+#include "base/confparse.h"
+#include "base/json.h"
+#include "shop/orders.h"
+
+#define MAX_GATEWAY_FIELD 64
+#define MAX_STATUS_FIELD 32
+
+static dm_err *id_param(request_rec *r, const dm_route_match *m, int64_t *id)
+{
+    long long v = 0;
+    const char *s = apr_table_get(m->params, "id");
+
+    if (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &v)) {
+        /* Not a number: no such order (a path, not a field). */
+        return dm_err_make(r->pool, DM_E_NOT_FOUND, NULL, "no such order");
+    }
+    *id = (int64_t)v;
+    return NULL;
+}
+
+static json_t *orders_page(apr_pool_t *p, const apr_array_header_t *rows, int staff_view,
+                           int64_t next)
+{
+    json_t *arr = json_array();
+
+    for (int i = 0; i < rows->nelts; i++) {
+        json_array_append_new(arr, dm_order_json(p, &APR_ARRAY_IDX(rows, i, dm_order), staff_view));
+    }
+    return json_pack("{s:o,s:o}", "orders", arr, "next_cursor", dm_http_cursor_json(p, next));
+}
+
+static json_t *contracts_page(apr_pool_t *p, const apr_array_header_t *rows, int staff_view,
+                              int64_t next)
+{
+    json_t *arr = json_array();
+
+    for (int i = 0; i < rows->nelts; i++) {
+        json_array_append_new(
+            arr, dm_contract_json(p, &APR_ARRAY_IDX(rows, i, dm_contract), staff_view));
+    }
+    return json_pack("{s:o,s:o}", "contracts", arr, "next_cursor", dm_http_cursor_json(p, next));
+}
+
+/* ---- member ---- */
+
+static int order_create(request_rec *r, const dm_route_match *rm)
+{
+    dm_db *db;
+    dm_member m;
+    dm_order o;
+    json_t *b = NULL, *out;
+    const char *gateway = NULL, *return_url = NULL;
+    int64_t package_id = 0;
+    int from_balance = 0, has_gateway = 0, has_balance = 0;
+    dm_err *e = dm_http_member_db(r, &db, &m);
+
+    if (!e) {
+        e = dm_http_read_json(r, &b);
+    }
+    if (!e) {
+        e = dm_json_get_int64(r->pool, b, "package_id", 1, 1, INT64_MAX, &package_id, NULL);
+    }
+    if (!e) {
+        e = dm_json_get_string(r->pool, b, "gateway", 0, MAX_GATEWAY_FIELD, &gateway, &has_gateway);
+    }
+    if (!e) {
+        e = dm_json_get_bool(r->pool, b, "pay_from_balance", 0, &from_balance, &has_balance);
+    }
+    if (!e && (has_gateway == (has_balance && from_balance))) {
+        e = dm_err_make(r->pool, DM_E_INVALID, "gateway",
+                        "send either gateway or pay_from_balance: true (exactly one)");
+    }
+    if (e) {
+        return dm_http_error(r, e);
+    }
+    if (from_balance) {
+        e = dm_order_pay_from_balance(db, r->pool, m.id, package_id, &o);
+    } else {
+        if (dm_g.svc.public_url) {
+            return_url = apr_pstrcat(r->pool, dm_g.svc.public_url, "/", NULL);
+        }
+        e = dm_order_create_checkout(db, r->pool, dm_g.plugins, m.id, m.email, package_id, gateway,
+                                     return_url, &o);
+    }
+    if (e) {
+        return dm_http_error(r, e);
+    }
+    out = json_pack("{s:o}", "order", dm_order_json(r->pool, &o, 0));
+    if (o.checkout_url) {
+        json_object_set_new(out, "checkout_url", json_string(o.checkout_url));
+    }
+    return dm_http_send_json(r, HTTP_CREATED, out);
+}
+
+static int orders_mine(request_rec *r, const dm_route_match *rm)
+{
+    dm_db *db;
+    dm_member m;
+    apr_array_header_t *rows = NULL;
+    int64_t cursor = 0, next = 0;
+    int limit = 50;
+    dm_err *e = dm_http_member_db(r, &db, &m);
+
+    if (!e) {
+        e = dm_http_paging(r, &limit, &cursor);
+    }
+    if (!e) {
+        e = dm_orders_list(db, r->pool, m.id, NULL, cursor, limit, &rows, &next);
+    }
+    return e ? dm_http_error(r, e) : dm_http_send_json(r, HTTP_OK, orders_page(r->pool, rows, 0, next));
+}
+
+static int order_mine(request_rec *r, const dm_route_match *rm)
+{
+    dm_db *db;
+    dm_member m;
+    dm_order o;
+    int64_t id = 0;
+    dm_err *e = dm_http_member_db(r, &db, &m);
+
+    if (!e) {
+        e = id_param(r, rm, &id);
+    }
+    if (!e) {
+        e = dm_order_get(db, r->pool, id, m.id, &o);
+    }
+    return e ? dm_http_error(r, e)
+             : dm_http_send_json(r, HTTP_OK, json_pack("{s:o}", "order", dm_order_json(r->pool, &o, 0)));
+}
+
+static int contracts_mine(request_rec *r, const dm_route_match *rm)
+{
+    dm_db *db;
+    dm_member m;
+    apr_array_header_t *rows = NULL;
+    int64_t cursor = 0, next = 0;
+    int limit = 50;
+    dm_err *e = dm_http_member_db(r, &db, &m);
+
+    if (!e) {
+        e = dm_http_paging(r, &limit, &cursor);
+    }
+    if (!e) {
+        e = dm_contracts_list(db, r->pool, m.id, cursor, limit, &rows, &next);
+    }
+    return e ? dm_http_error(r, e) : dm_http_send_json(r, HTTP_OK, contracts_page(r->pool, rows, 0, next));
+}
+
+/* ---- staff ---- */
+
+static int admin_orders(request_rec *r, const dm_route_match *rm)
+{
+    dm_db *db;
+    dm_staff st;
+    apr_array_header_t *rows = NULL;
+    const char *status = dm_http_arg(r, "status");
+    int64_t cursor = 0, next = 0;
+    int limit = 50;
+    dm_err *e = dm_http_staff_db(r, rm, &db, &st);
+
+    if (!e) {
+        e = dm_http_paging(r, &limit, &cursor);
+    }
+    if (!e && status && strlen(status) > MAX_STATUS_FIELD) {
+        e = dm_err_make(r->pool, DM_E_INVALID, "status", "unknown status");
+    }
+    if (!e) {
+        e = dm_orders_list(db, r->pool, 0, (status && *status) ? status : NULL, cursor, limit,
+                           &rows, &next);
+    }
+    return e ? dm_http_error(r, e) : dm_http_send_json(r, HTTP_OK, orders_page(r->pool, rows, 1, next));
+}
+
+static int admin_contracts(request_rec *r, const dm_route_match *rm)
+{
+    dm_db *db;
+    dm_staff st;
+    apr_array_header_t *rows = NULL;
+    int64_t cursor = 0, next = 0;
+    int limit = 50;
+    dm_err *e = dm_http_staff_db(r, rm, &db, &st);
+
+    if (!e) {
+        e = dm_http_paging(r, &limit, &cursor);
+    }
+    if (!e) {
+        e = dm_contracts_list(db, r->pool, 0, cursor, limit, &rows, &next);
+    }
+    return e ? dm_http_error(r, e) : dm_http_send_json(r, HTTP_OK, contracts_page(r->pool, rows, 1, next));
+}
+
+/* 200 when the order is refunded on return (a balance order, or a gateway
+ * that delivered its refund webhook at once), 202 when the gateway
+ * accepted the refund and its webhook is still to come. */
+static int admin_refund(request_rec *r, const dm_route_match *rm)
+{
+    dm_db *db;
+    dm_staff st;
+    dm_order o;
+    int64_t id = 0;
+    int refunded = 0;
+    dm_err *e = dm_http_staff_db(r, rm, &db, &st);
+
+    if (!e) {
+        e = id_param(r, rm, &id);
+    }
+    if (!e) {
+        e = dm_order_refund(db, r->pool, dm_g.plugins, st.id, r->useragent_ip, id, &o, &refunded);
+    }
+    if (e) {
+        return dm_http_error(r, e);
+    }
+    return dm_http_send_json(
+        r, refunded ? HTTP_OK : HTTP_ACCEPTED,
+        json_pack("{s:o,s:b}", "order", dm_order_json(r->pool, &o, 1), "refunded", refunded));
+}
+
+const dm_route_def dm_routes_orders[] = {
+    {"POST", "/api/orders", order_create},
+    {"GET", "/api/orders", orders_mine},
+    {"GET", "/api/orders/{id}", order_mine},
+    {"GET", "/api/contracts", contracts_mine},
+    {"GET", "/api/admin/orders", admin_orders},
+    {"GET", "/api/admin/contracts", admin_contracts},
+    {"POST", "/api/admin/orders/{id}/refund", admin_refund},
+    {NULL, NULL, NULL},
+};
