@@ -1098,8 +1098,7 @@ static int cmd_jobs(cli *c)
     }
     def = dm_job_find(c->argv[1], c->test_mode);
     if (!def) {
-        fprintf(stderr, "deepminectl: no job named %s (see `deepminectl jobs list`)\n",
-                c->argv[1]);
+        fprintf(stderr, "deepminectl: no job named %s (see `deepminectl jobs list`)\n", c->argv[1]);
         return EXIT_USAGE;
     }
     for (int i = 2; i < c->argc; i++) {
@@ -1146,8 +1145,8 @@ static int cmd_jobs(cli *c)
             e = dm_stmt_step(st, c->pool, &row);
             if (!e && row) {
                 items = dm_stmt_int64(st, 0);
-                err = dm_stmt_is_null(st, 1) ? NULL
-                                             : apr_pstrdup(c->pool, dm_stmt_text(st, 1, NULL));
+                err =
+                    dm_stmt_is_null(st, 1) ? NULL : apr_pstrdup(c->pool, dm_stmt_text(st, 1, NULL));
             }
             dm_stmt_done(st);
         }
@@ -1208,11 +1207,11 @@ static const char *genc_sql(genc *g, int rows, int contracts)
         *(const char **)apr_array_push(parts) =
             "INSERT INTO orders (id, user_id, package_id, amount_micros, currency, status, "
             "gateway, created_at, paid_at, updated_at) VALUES ";
-        row = apr_psprintf(g->tmp,
-                           "(?, ?, ?, ?, 'USD', 'paid', 'balance', %" APR_INT64_T_FMT
-                           ", %" APR_INT64_T_FMT ", %" APR_INT64_T_FMT ")",
-                           (apr_int64_t)g->started, (apr_int64_t)g->started,
-                           (apr_int64_t)g->started);
+        row =
+            apr_psprintf(g->tmp,
+                         "(?, ?, ?, ?, 'USD', 'paid', 'balance', %" APR_INT64_T_FMT
+                         ", %" APR_INT64_T_FMT ", %" APR_INT64_T_FMT ")",
+                         (apr_int64_t)g->started, (apr_int64_t)g->started, (apr_int64_t)g->started);
     }
     for (int i = 0; i < rows; i++) {
         *(const char **)apr_array_push(parts) = i ? ", " : "";

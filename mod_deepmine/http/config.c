@@ -249,8 +249,10 @@ static const char *set_hash_concurrency(cmd_parms *cmd, void *dc, const char *ar
     const char *err = dm_parse_int(cmd->temp_pool, arg, 1, 1024, &v);
 
     if (err) {
-        return apr_pstrcat(cmd->pool, "DeepMineHashConcurrency takes the number of password "
-                                      "hashes a child runs at once: ", err, NULL);
+        return apr_pstrcat(cmd->pool,
+                           "DeepMineHashConcurrency takes the number of password "
+                           "hashes a child runs at once: ",
+                           err, NULL);
     }
     sconf(cmd)->hash_concurrency = (int)v;
     return NULL;
@@ -329,8 +331,8 @@ int dm_conf_commission_cap_bp(const dm_conf *c)
     return c->commission_cap_bp != DM_UNSET ? c->commission_cap_bp : DM_VIP_DEFAULT_CAP_BP;
 }
 
-static const char *set_withdrawal_limits(cmd_parms *cmd, void *dc, const char *a1,
-                                         const char *a2, const char *a3)
+static const char *set_withdrawal_limits(cmd_parms *cmd, void *dc, const char *a1, const char *a2,
+                                         const char *a3)
 {
     long long min = 0, max = 0, daily = 0;
     const long long top = 1000000000000000LL; /* 10^9 of the currency in micro-units */
@@ -370,8 +372,8 @@ static const char *add_plugin(cmd_parms *cmd, void *dc, const char *kind, const 
     return e ? apr_psprintf(cmd->pool, "DeepMinePlugin: %s", e->message) : NULL;
 }
 
-static const char *set_plugin_setting(cmd_parms *cmd, void *dc, const char *name,
-                                      const char *key, const char *value)
+static const char *set_plugin_setting(cmd_parms *cmd, void *dc, const char *name, const char *key,
+                                      const char *value)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     dm_err *e;

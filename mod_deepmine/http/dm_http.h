@@ -49,7 +49,7 @@ typedef struct dm_conf {
     const char *legal_dir;               /* DeepMineLegalDir */
     int commission_hold_days;            /* DeepMineCommissionHold; -1 unset */
     int commission_cap_bp;               /* DeepMineCommissionCap; -1 unset */
-    long long wd_min;                    /* DeepMineWithdrawalLimits <min> <max> <daily>; -1 unset */
+    long long wd_min; /* DeepMineWithdrawalLimits <min> <max> <daily>; -1 unset */
     long long wd_max;
     long long wd_daily;
     int cron;               /* DeepMineCron on|off; -1 unset (on) */
@@ -65,12 +65,12 @@ typedef struct dm_conf {
  * child_init (database pool, catalogue cache). */
 typedef struct dm_state {
     dm_router *router;
-    dm_plugin_host *plugins; /* of the current configuration pass */
-    dm_db_pool *db;          /* per child */
+    dm_plugin_host *plugins;       /* of the current configuration pass */
+    dm_db_pool *db;                /* per child */
     dm_catalogue_cache *catalogue; /* per child */
     int schema_version;
-    dm_keys keys;     /* derived from DeepMineSecretKeyFile in post_config */
-    dm_services svc;  /* what the member functions need (keys, legal, hashing) */
+    dm_keys keys;       /* derived from DeepMineSecretKeyFile in post_config */
+    dm_services svc;    /* what the member functions need (keys, legal, hashing) */
     int64_t started_at; /* post_config of this generation (dm_now()) */
 } dm_state;
 

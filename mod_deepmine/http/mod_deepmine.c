@@ -87,7 +87,8 @@ static void give_db_to_run_user(apr_pool_t *p, server_rec *s, const char *path)
     }
     for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
         const char *f = apr_pstrcat(p, path, suffixes[i], NULL);
-        if (access(f, F_OK) == 0 && chown(f, ap_unixd_config.user_id, ap_unixd_config.group_id) != 0) {
+        if (access(f, F_OK) == 0 &&
+            chown(f, ap_unixd_config.user_id, ap_unixd_config.group_id) != 0) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s,
                          "DM00012: cannot give %s to the server's user; children may not write it",
                          f);
@@ -263,15 +264,15 @@ static void dm_register_hooks(apr_pool_t *p)
 }
 
 /* Not AP_DECLARE_MODULE: dm_http.h already says APLOG_USE_MODULE. */
-__attribute__((visibility("default"))) module AP_MODULE_DECLARE_DATA deepmine_module = {
-    STANDARD20_MODULE_STUFF,
-    NULL, /* per-directory config: none */
-    NULL,
-    dm_conf_create,
-    dm_conf_merge,
-    dm_directives,
-    dm_register_hooks,
+__attribute__((visibility("default")))
+module AP_MODULE_DECLARE_DATA deepmine_module = {STANDARD20_MODULE_STUFF,
+                                                 NULL, /* per-directory config: none */
+                                                 NULL,
+                                                 dm_conf_create,
+                                                 dm_conf_merge,
+                                                 dm_directives,
+                                                 dm_register_hooks,
 #if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
-    AP_MODULE_FLAG_NONE
+                                                 AP_MODULE_FLAG_NONE
 #endif
 };

@@ -8,12 +8,11 @@
  * The table (core/ratelimit.c) lives in anonymous shared memory with its
  * own spin lock inside (dm_rl_lock: see there why not an APR global mutex).
  * It is made once, in the parent's process pool, the way mod_ssl keeps its
- * session cache: it survives graceful (and plain) restarts, so `apachectl graceful` — which logrotate runs daily — does not
- * hand every client a fresh allowance. Children of the old and the new
- * generation, which overlap during a graceful restart, therefore share the
- * same table under the same lock. The table is made afresh only when
- * DeepMineRateLimitTable changes (or a new module build changes its
- * layout).
+ * session cache: it survives graceful (and plain) restarts, so `apachectl graceful` — which
+ * logrotate runs daily — does not hand every client a fresh allowance. Children of the old and the
+ * new generation, which overlap during a graceful restart, therefore share the same table under the
+ * same lock. The table is made afresh only when DeepMineRateLimitTable changes (or a new module
+ * build changes its layout).
  *
  * Time is CLOCK_MONOTONIC: system-wide on Linux, so every child agrees,
  * and immune to the wall clock being set.

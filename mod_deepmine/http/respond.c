@@ -31,8 +31,8 @@ static void base_headers(request_rec *r)
 static int body_unread(request_rec *r)
 {
     const char *cl = apr_table_get(r->headers_in, "Content-Length");
-    int announced = apr_table_get(r->headers_in, "Transfer-Encoding") != NULL ||
-                    (cl && strcmp(cl, "0") != 0);
+    int announced =
+        apr_table_get(r->headers_in, "Transfer-Encoding") != NULL || (cl && strcmp(cl, "0") != 0);
 
     return announced && !apr_table_get(r->notes, "dm-body-read");
 }
@@ -78,8 +78,8 @@ int dm_http_error(request_rec *r, const dm_err *e)
     int status = dm_err_http_status(e->code);
 
     if (status >= 500) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "DM00020: %s %s failed: %s", r->method,
-                      r->uri, e->message);
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "DM00020: %s %s failed: %s", r->method, r->uri,
+                      e->message);
     }
     if (body_unread(r)) {
         /* Answer without reading the rest of the body (it may be huge, or
@@ -224,8 +224,7 @@ dm_err *dm_http_read_body(request_rec *r, const char **out, apr_size_t *out_len)
             char *nbuf;
             if (ncap <= cap) {
                 return dm_err_make(r->pool, DM_E_TOO_LARGE, NULL,
-                                   "the request body is larger than %" APR_OFF_T_FMT " bytes",
-                                   max);
+                                   "the request body is larger than %" APR_OFF_T_FMT " bytes", max);
             }
             nbuf = apr_palloc(r->pool, ncap + 1);
             memcpy(nbuf, buf, used);
@@ -276,7 +275,7 @@ json_t *dm_http_cursor_json(apr_pool_t *p, int64_t next)
 
 int dm_http_send_page(request_rec *r, const char *plural, json_t *arr, int64_t next)
 {
-    return dm_http_send_json(r, HTTP_OK,
-                             json_pack("{s:o,s:o}", plural, arr, "next_cursor",
-                                       dm_http_cursor_json(r->pool, next)));
+    return dm_http_send_json(
+        r, HTTP_OK,
+        json_pack("{s:o,s:o}", plural, arr, "next_cursor", dm_http_cursor_json(r->pool, next)));
 }

@@ -136,34 +136,33 @@ static int64_t wallet(int64_t user)
 }
 
 /* A contract as orders.c makes it, with the start chosen by the test. */
-static int64_t contract(int64_t user, const char *mode, int64_t fee_bp, int64_t ghs,
-                        int64_t daily, int64_t days, int64_t started)
+static int64_t contract(int64_t user, const char *mode, int64_t fee_bp, int64_t ghs, int64_t daily,
+                        int64_t days, int64_t started)
 {
     const char *sql;
     int64_t oid;
 
     sql = sqlf("INSERT INTO orders (user_id, package_id, amount_micros, currency, status, "
-                       "gateway, created_at, paid_at, updated_at) SELECT %lld, MIN(id), 1000000, "
-                       "'USD', 'paid', 'balance', 0, 0, 0 FROM packages",
-                       (long long)user);
+               "gateway, created_at, paid_at, updated_at) SELECT %lld, MIN(id), 1000000, "
+               "'USD', 'paid', 'balance', 0, 0, 0 FROM packages",
+               (long long)user);
     exec(sql);
     oid = count("SELECT MAX(id) FROM orders");
     sql = sqlf("INSERT INTO contracts (order_id, user_id, package_id, name, hashrate_ghs, "
-                       "price_micros, daily_yield_micros, duration_days, currency, started_at, "
-                       "expires_at, status, yield_mode, fee_bp) SELECT %lld, %lld, MIN(id), "
-                       "'Test', %lld, 1000000, %lld, %lld, 'USD', %lld, %lld, 'active', '%s', "
-                       "%lld FROM packages",
-                       (long long)oid, (long long)user, (long long)ghs, (long long)daily,
-                       (long long)days, (long long)started, (long long)(started + days * DAY),
-                       mode, (long long)fee_bp);
+               "price_micros, daily_yield_micros, duration_days, currency, started_at, "
+               "expires_at, status, yield_mode, fee_bp) SELECT %lld, %lld, MIN(id), "
+               "'Test', %lld, 1000000, %lld, %lld, 'USD', %lld, %lld, 'active', '%s', "
+               "%lld FROM packages",
+               (long long)oid, (long long)user, (long long)ghs, (long long)daily, (long long)days,
+               (long long)started, (long long)(started + days * DAY), mode, (long long)fee_bp);
     exec(sql);
     return count("SELECT MAX(id) FROM contracts");
 }
 
 static int64_t earned(int64_t contract_id)
 {
-    return count(sqlf("SELECT earned_micros FROM contracts WHERE id = %lld",
-                              (long long)contract_id));
+    return count(
+        sqlf("SELECT earned_micros FROM contracts WHERE id = %lld", (long long)contract_id));
 }
 
 static dm_job_env env_of(int batch)
@@ -359,16 +358,16 @@ static void test_fixed_accrual_credits_each_hour_once_with_statement(void **stat
     assert_int_equal(earned(c3), 0);
     /* the statement matches the credits, day by day */
     total = count(sqlf("SELECT SUM(credit_micros) FROM contract_days WHERE "
-                                     "contract_id = %lld",
-                               (long long)c2));
+                       "contract_id = %lld",
+                       (long long)c2));
     assert_int_equal(total, 1100000);
     assert_int_equal(count(sqlf("SELECT COUNT(*) FROM contract_days WHERE "
-                                              "contract_id = %lld",
-                                        (long long)c2)),
+                                "contract_id = %lld",
+                                (long long)c2)),
                      2);
     assert_int_equal(count(sqlf("SELECT SUM(hash_seconds) FROM contract_days "
-                                              "WHERE contract_id = %lld",
-                                        (long long)c2)),
+                                "WHERE contract_id = %lld",
+                                (long long)c2)),
                      20000LL * DAY);
     /* the yield account paid exactly what the wallets got */
     assert_int_equal(count("SELECT -balance_micros FROM accounts WHERE code = 'yield'"),
@@ -408,8 +407,8 @@ static void test_a_run_stopped_between_batches_is_finished_without_double_credit
         assert_int_equal(earned(ids[i]), want);
         assert_int_equal(wallet(users[i]), want);
         assert_int_equal(count(sqlf("SELECT credit_micros FROM contract_days WHERE "
-                                                  "contract_id = %lld",
-                                            (long long)ids[i])),
+                                    "contract_id = %lld",
+                                    (long long)ids[i])),
                          want);
     }
     assert_ledger_sound();
@@ -422,8 +421,8 @@ static void test_a_contract_refunded_later_still_gets_the_hours_before(void **st
 
     /* refunded at 03:30, the accrual catches up afterwards (downtime) */
     exec(sqlf("UPDATE contracts SET status = 'refunded', ended_at = %lld WHERE "
-                            "id = %lld",
-                      (long long)(DAY0 + 3 * HOUR + 1800), (long long)c));
+              "id = %lld",
+              (long long)(DAY0 + 3 * HOUR + 1800), (long long)c));
     set_clock(DAY0 + DAY);
     for (int64_t h = DAY0; h < DAY0 + 6 * HOUR; h += HOUR) {
         assert_int_equal(run("accrual", h, 100), DM_JOB_RAN_OK);
@@ -444,7 +443,8 @@ static void test_pool_hour_waits_for_its_payout_then_splits_it_exactly(void **st
 
     for (int i = 0; i < 3; i++) {
         u[i] = new_member(0);
-        c[i] = contract(u[i], "pool", fee[i], ghs[i], 3000000, 30, DAY0 + (i == 2 ? 10 * HOUR + 900 : 0));
+        c[i] = contract(u[i], "pool", fee[i], ghs[i], 3000000, 30,
+                        DAY0 + (i == 2 ? 10 * HOUR + 900 : 0));
     }
     set_clock(h + 2 * HOUR);
     assert_int_equal(run("pool-accrual", h, 2), DM_JOB_RAN_WAITING);
@@ -468,8 +468,8 @@ static void test_pool_hour_waits_for_its_payout_then_splits_it_exactly(void **st
         assert_int_equal(earned(c[i]), s.credit);
         assert_int_equal(wallet(u[i]), s.credit);
         assert_int_equal(count(sqlf("SELECT fee_micros FROM contract_days WHERE "
-                                                  "contract_id = %lld",
-                                            (long long)c[i])),
+                                    "contract_id = %lld",
+                                    (long long)c[i])),
                          s.fee);
         credits += s.credit;
         fees += s.fee;
@@ -490,8 +490,9 @@ static void test_pool_hour_waits_for_its_payout_then_splits_it_exactly(void **st
     assert_int_equal(count("SELECT balance_micros FROM accounts WHERE code = 'rounding'"),
                      1234567 - gross);
     /* a second payout for the hour, or a day payout over it: refused */
-    assert_int_equal(dm_pool_payout_record(db, pool, 0, NULL, "hour", h, 5, "USD", NULL, &pay)->code,
-                     DM_E_CONFLICT);
+    assert_int_equal(
+        dm_pool_payout_record(db, pool, 0, NULL, "hour", h, 5, "USD", NULL, &pay)->code,
+        DM_E_CONFLICT);
     assert_int_equal(
         dm_pool_payout_record(db, pool, 0, NULL, "day", DAY0, 5, "USD", NULL, &pay)->code,
         DM_E_INVALID); /* the day is not over yet */
@@ -535,8 +536,7 @@ static void test_pool_payout_refusals(void **state)
         dm_pool_payout_record(db, pool, 0, NULL, "hour", DAY0 + 23 * HOUR, 5, "USD", NULL, &pay)
             ->code,
         DM_E_CONFLICT);
-    assert_null(
-        dm_pool_payout_record(db, pool, 0, NULL, "hour", DAY0 + DAY, 5, "USD", NULL, &pay));
+    assert_null(dm_pool_payout_record(db, pool, 0, NULL, "hour", DAY0 + DAY, 5, "USD", NULL, &pay));
     assert_int_equal(count("SELECT COUNT(*) FROM pool_payouts"), 2);
 }
 
@@ -563,12 +563,12 @@ static void test_pool_day_payout_is_shared_at_23h_over_the_whole_day(void **stat
     assert_int_equal(count("SELECT remainder_micros FROM pool_payouts"), 1);
     assert_int_equal(count("SELECT fee_micros FROM pool_payouts"), 100000);
     assert_int_equal(count(sqlf("SELECT COUNT(*) FROM transfers WHERE "
-                                              "idempotency_key = 'earn:%lld:%lld'",
-                                        (long long)c1, (long long)(DAY0 + 23 * HOUR))),
+                                "idempotency_key = 'earn:%lld:%lld'",
+                                (long long)c1, (long long)(DAY0 + 23 * HOUR))),
                      1);
     assert_int_equal(count(sqlf("SELECT day FROM contract_days WHERE "
-                                              "contract_id = %lld",
-                                        (long long)c2)),
+                                "contract_id = %lld",
+                                (long long)c2)),
                      DAY0);
     assert_ledger_sound();
 }
@@ -617,8 +617,8 @@ static void test_expiry_waits_for_the_last_hour_then_expires_and_mails(void **st
     (void)state;
 
     set_clock(start + DAY + 2 * HOUR);
-    assert_null(call(dm_accrual_job_expiry, "contract-expiry", dm_now() - dm_now() % 60, 100, 0,
-                     &res));
+    assert_null(
+        call(dm_accrual_job_expiry, "contract-expiry", dm_now() - dm_now() % 60, 100, 0, &res));
     assert_int_equal(count("SELECT COUNT(*) FROM contracts WHERE status = 'expired'"), 0);
     for (int64_t h = DAY0; h < start + DAY; h += HOUR) {
         assert_int_equal(run("accrual", h, 100), DM_JOB_RAN_OK);
@@ -626,25 +626,25 @@ static void test_expiry_waits_for_the_last_hour_then_expires_and_mails(void **st
     assert_int_equal(earned(c), 2400);
     assert_null(call(dm_accrual_job_expiry, "contract-expiry", 0, 100, 0, &res));
     assert_int_equal(count(sqlf("SELECT status = 'expired' AND ended_at = "
-                                              "expires_at FROM contracts WHERE id = %lld",
-                                        (long long)c)),
+                                "expires_at FROM contracts WHERE id = %lld",
+                                (long long)c)),
                      1);
     /* the pool one waits for a distributed payout over its last hour */
     assert_int_equal(count(sqlf("SELECT status = 'active' FROM contracts WHERE "
-                                              "id = %lld",
-                                        (long long)p)),
+                                "id = %lld",
+                                (long long)p)),
                      1);
     assert_int_equal(count("SELECT COUNT(*) FROM mail_queue WHERE template = "
                            "'contract_expired'"),
                      1);
     assert_int_equal(count(sqlf("SELECT COUNT(*) FROM mail_queue WHERE "
-                                              "idempotency_key = 'contract_expired:%lld' AND "
-                                              "json_extract(variables, '$.earned_micros') = 2400",
-                                        (long long)c)),
+                                "idempotency_key = 'contract_expired:%lld' AND "
+                                "json_extract(variables, '$.earned_micros') = 2400",
+                                (long long)c)),
                      1);
     set_clock(start + 2 * DAY + 60);
-    assert_null(dm_pool_payout_record(db, pool, 0, NULL, "day", DAY0 + DAY, 100, "USD", NULL,
-                                      &pay));
+    assert_null(
+        dm_pool_payout_record(db, pool, 0, NULL, "day", DAY0 + DAY, 100, "USD", NULL, &pay));
     assert_int_equal(run("pool-accrual", DAY0 + DAY + 23 * HOUR, 100), DM_JOB_RAN_OK);
     assert_null(call(dm_accrual_job_expiry, "contract-expiry", 0, 100, 0, &res));
     assert_int_equal(count("SELECT COUNT(*) FROM contracts WHERE status = 'expired'"), 2);
@@ -676,9 +676,9 @@ static void test_yield_commissions_follow_the_plan_once(void **state)
     assert_int_equal(wallet(mid), 10000);
     assert_int_equal(wallet(top), 5000);
     assert_int_equal(count(sqlf("SELECT COUNT(*) FROM transfers WHERE "
-                                              "idempotency_key = 'ycomm:%lld:%lld:1' AND kind = "
-                                              "'yield_commission'",
-                                        (long long)c, (long long)DAY0)),
+                                "idempotency_key = 'ycomm:%lld:%lld:1' AND kind = "
+                                "'yield_commission'",
+                                (long long)c, (long long)DAY0)),
                      1);
     /* off again: the next hour pays none */
     body = dm_json_own(pool, json_loads("{\"levels\":[]}", 0, NULL));
@@ -774,8 +774,7 @@ static void test_post_many_over_many_rows_matches_one_by_one(void **state)
     assert_null(dm_db_begin(db, pool));
     assert_null(dm_ledger_system_account(db, pool, DM_SYS_YIELD, "USD", &yield));
     for (int i = 0; i < 10; i++) {
-        assert_null(
-            dm_ledger_member_account(db, pool, w[i], DM_ACCOUNT_WALLET, "USD", &w[i]));
+        assert_null(dm_ledger_member_account(db, pool, w[i], DM_ACCOUNT_WALLET, "USD", &w[i]));
     }
     for (int i = 0; i < N; i++) {
         q[i].idempotency_key = apr_psprintf(pool, "earn:bulk:%d", i);

@@ -35,12 +35,17 @@ static void test_codes_map_to_api_names_and_statuses(void **state)
         const char *name;
         int status;
     } want[] = {
-        {DM_E_BAD_JSON, "bad_json", 400},       {DM_E_INVALID, "invalid", 400},
-        {DM_E_UNAUTHORIZED, "unauthorized", 401}, {DM_E_FORBIDDEN, "forbidden", 403},
-        {DM_E_CSRF, "csrf", 403},               {DM_E_NOT_FOUND, "not_found", 404},
+        {DM_E_BAD_JSON, "bad_json", 400},
+        {DM_E_INVALID, "invalid", 400},
+        {DM_E_UNAUTHORIZED, "unauthorized", 401},
+        {DM_E_FORBIDDEN, "forbidden", 403},
+        {DM_E_CSRF, "csrf", 403},
+        {DM_E_NOT_FOUND, "not_found", 404},
         {DM_E_METHOD_NOT_ALLOWED, "method_not_allowed", 405},
-        {DM_E_CONFLICT, "conflict", 409},       {DM_E_TOO_LARGE, "too_large", 413},
-        {DM_E_RATE_LIMITED, "rate_limited", 429}, {DM_E_UNAVAILABLE, "unavailable", 503},
+        {DM_E_CONFLICT, "conflict", 409},
+        {DM_E_TOO_LARGE, "too_large", 413},
+        {DM_E_RATE_LIMITED, "rate_limited", 429},
+        {DM_E_UNAVAILABLE, "unavailable", 503},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -58,9 +63,8 @@ static void test_error_body_has_contract_shape(void **state)
     assert_non_null(v);
     assert_string_equal(json_string_value(json_object_get(json_object_get(v, "error"), "code")),
                         "invalid");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(v, "error"), "message")),
-        "email is required");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(v, "error"), "message")),
+                        "email is required");
     assert_string_equal(json_string_value(json_object_get(json_object_get(v, "error"), "field")),
                         "email");
     json_decref(v);
@@ -174,8 +178,14 @@ static void test_origin_and_url_parsers(void **state)
  * odd seconds. */
 static void test_time_format_matches_strftime(void **state)
 {
-    static const int64_t fixed[] = {0, 59, 86399, 86400, 951782400 /* 2000-02-29 */,
-                                    1709164800 /* 2024-02-29 */, 2147483647, 4102444800,
+    static const int64_t fixed[] = {0,
+                                    59,
+                                    86399,
+                                    86400,
+                                    951782400 /* 2000-02-29 */,
+                                    1709164800 /* 2024-02-29 */,
+                                    2147483647,
+                                    4102444800,
                                     253402300799 /* 9999-12-31T23:59:59 */};
     (void)state;
     for (int64_t t = 0, i = 0; t < 253402300799 || i < (int64_t)(sizeof(fixed) / sizeof(fixed[0]));
@@ -194,8 +204,8 @@ static void test_time_format_matches_strftime(void **state)
  * string exactly, and numbers and times as written. */
 static void test_jbuf_writes_what_jansson_reads(void **state)
 {
-    static const char *strings[] = {"plain", "quote \" and \\ backslash", "tab\tnl\ncr\r",
-                                    "\x01\x1f ctl", "caf\xc3\xa9 \xe2\x82\xac", ""};
+    static const char *strings[] = {"plain",        "quote \" and \\ backslash", "tab\tnl\ncr\r",
+                                    "\x01\x1f ctl", "caf\xc3\xa9 \xe2\x82\xac",  ""};
     dm_jbuf b;
     json_t *v;
     json_error_t err;

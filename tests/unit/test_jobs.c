@@ -111,13 +111,23 @@ static dm_err *fn_batches(dm_job_ctx *ctx, dm_job_result *res)
     return NULL;
 }
 
-static const dm_job_def def_ok = {.name = "t-ok", .sched = DM_SCHED_HOURLY, .max_attempts = 3,
-                                  .timeout_s = 60, .fn = fn_ok, .about = "test"};
-static const dm_job_def def_fail = {.name = "t-fail", .sched = DM_SCHED_HOURLY,
-                                    .max_attempts = 3, .timeout_s = 60, .fn = fn_fail,
+static const dm_job_def def_ok = {.name = "t-ok",
+                                  .sched = DM_SCHED_HOURLY,
+                                  .max_attempts = 3,
+                                  .timeout_s = 60,
+                                  .fn = fn_ok,
+                                  .about = "test"};
+static const dm_job_def def_fail = {.name = "t-fail",
+                                    .sched = DM_SCHED_HOURLY,
+                                    .max_attempts = 3,
+                                    .timeout_s = 60,
+                                    .fn = fn_fail,
                                     .about = "test"};
-static const dm_job_def def_batches = {.name = "t-batches", .sched = DM_SCHED_HOURLY,
-                                       .max_attempts = 3, .timeout_s = 60, .fn = fn_batches,
+static const dm_job_def def_batches = {.name = "t-batches",
+                                       .sched = DM_SCHED_HOURLY,
+                                       .max_attempts = 3,
+                                       .timeout_s = 60,
+                                       .fn = fn_batches,
                                        .about = "test"};
 
 static dm_job_env env;

@@ -168,7 +168,8 @@ static const char *status_of(int64_t order_id)
 
 static int setup(void **state)
 {
-    dm_package pkg = {0, "Starter 5 TH/s", 5000, PRICE, 1100000, 30, "USD", 1, 10, DM_YIELD_FIXED, 0};
+    dm_package pkg = {0,  "Starter 5 TH/s", 5000, PRICE, 1100000, 30, "USD", 1,
+                      10, DM_YIELD_FIXED,   0};
     dm_capacity_row cap;
     int applied = 0, version = 0;
     const char *dirp = getenv("DM_PLUGINS");

@@ -73,8 +73,8 @@ static void test_migrate_current_database_applies_nothing(void **state)
 static void test_migrate_refuses_edited_migration(void **state)
 {
     dm_db *db = open_migrated(fresh_db());
-    dm_migration *edited = apr_pmemdup(pool, dm_migrations,
-                                       sizeof(dm_migration) * (size_t)dm_migrations_count);
+    dm_migration *edited =
+        apr_pmemdup(pool, dm_migrations, sizeof(dm_migration) * (size_t)dm_migrations_count);
     int applied = 0, version = 0;
     (void)state;
     edited[0].sql = "CREATE TABLE something_else (x INTEGER);";
@@ -82,8 +82,8 @@ static void test_migrate_refuses_edited_migration(void **state)
     assert_non_null(e);
     assert_non_null(strstr(e->message, "changed after it was applied"));
     /* and nothing of the edited text ran */
-    assert_int_equal(
-        count(db, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'something_else'"), 0);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'something_else'"),
+                     0);
 }
 
 static void test_migrate_refuses_newer_database(void **state)
@@ -187,7 +187,7 @@ static void *APR_THREAD_FUNC pool_thread(apr_thread_t *t, void *data)
             int now = __atomic_add_fetch(w->in_flight, 1, __ATOMIC_SEQ_CST);
             int seen = *w->max_seen;
             while (now > seen && !__atomic_compare_exchange_n(w->max_seen, &seen, now, 0,
-                                                               __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+                                                              __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
             }
             if (dm_db_query_int64(db, scope, "SELECT COUNT(*) FROM packages", &v, &found)) {
                 w->errors++;
@@ -284,8 +284,9 @@ static void test_cache_renders_contract_fields_and_follows_changes(void **state)
     json_t *pk = json_object_get(v, "packages");
     assert_int_equal(json_array_size(pk), 6);
     json_t *first = json_array_get(pk, 0);
-    const char *fields[] = {"id", "name", "hashrate_ths", "price_micros", "daily_yield_micros",
-                            "duration_days", "currency"};
+    const char *fields[] = {
+        "id",      "name", "hashrate_ths", "price_micros", "daily_yield_micros", "duration_days",
+        "currency"};
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         assert_non_null(json_object_get(first, fields[i]));
     }

@@ -68,8 +68,8 @@ static void test_valid_token_round_trips_claims(void **state)
 {
     dm_claims c;
     (void)state;
-    assert_null(dm_jwt_verify(pool, keys.jwt, good_token(NOW, NOW, NOW + 900), "member", NOW, 5,
-                              &c));
+    assert_null(
+        dm_jwt_verify(pool, keys.jwt, good_token(NOW, NOW, NOW + 900), "member", NOW, 5, &c));
     assert_int_equal(c.sub, 42);
     assert_int_equal(c.ver, 3);
     assert_int_equal(c.exp, NOW + 900);
@@ -97,11 +97,9 @@ static void test_other_algs_are_refused_even_when_signed(void **state)
                      DM_E_UNAUTHORIZED);
     assert_int_equal(verify_code(forge("{\"alg\":\"RS256\",\"typ\":\"JWT\"}", CLAIMS, keys.jwt)),
                      DM_E_UNAUTHORIZED);
-    assert_int_equal(verify_code(forge("{\"typ\":\"JWT\"}", CLAIMS, keys.jwt)),
+    assert_int_equal(verify_code(forge("{\"typ\":\"JWT\"}", CLAIMS, keys.jwt)), DM_E_UNAUTHORIZED);
+    assert_int_equal(verify_code(forge("{\"alg\":\"HS256\",\"alg\":\"none\"}", CLAIMS, keys.jwt)),
                      DM_E_UNAUTHORIZED);
-    assert_int_equal(
-        verify_code(forge("{\"alg\":\"HS256\",\"alg\":\"none\"}", CLAIMS, keys.jwt)),
-        DM_E_UNAUTHORIZED);
 }
 
 static void test_bad_signature_is_refused(void **state)
@@ -124,9 +122,8 @@ static void test_tampered_payload_is_refused(void **state)
     const char *evil = "{\"typ\":\"member\",\"sub\":\"1\",\"ver\":3,\"iat\":1795000000,"
                        "\"nbf\":1795000000,\"exp\":1795000900}";
     (void)state;
-    const char *tampered =
-        apr_pstrcat(pool, apr_pstrmemdup(pool, t, (apr_size_t)(dot1 - t)), ".",
-                    dm_b64url(pool, evil, strlen(evil)), dot2, NULL);
+    const char *tampered = apr_pstrcat(pool, apr_pstrmemdup(pool, t, (apr_size_t)(dot1 - t)), ".",
+                                       dm_b64url(pool, evil, strlen(evil)), dot2, NULL);
     assert_int_equal(verify_code(tampered), DM_E_UNAUTHORIZED);
 }
 

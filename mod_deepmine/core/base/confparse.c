@@ -11,23 +11,22 @@
 #include <string.h>
 #include <strings.h>
 
-const char *dm_parse_int(apr_pool_t *p, const char *s, long long min, long long max,
-                         long long *out)
+const char *dm_parse_int(apr_pool_t *p, const char *s, long long min, long long max, long long *out)
 {
     char *end;
     long long v;
 
     if (!s || !apr_isdigit(*s)) {
-        return apr_psprintf(p, "'%s' is not a whole number between %" APR_INT64_T_FMT
-                               " and %" APR_INT64_T_FMT,
-                            s ? s : "", (apr_int64_t)min, (apr_int64_t)max);
+        return apr_psprintf(
+            p, "'%s' is not a whole number between %" APR_INT64_T_FMT " and %" APR_INT64_T_FMT,
+            s ? s : "", (apr_int64_t)min, (apr_int64_t)max);
     }
     errno = 0;
     v = strtoll(s, &end, 10);
     if (errno || *end || v < min || v > max) {
-        return apr_psprintf(p, "'%s' is not a whole number between %" APR_INT64_T_FMT
-                               " and %" APR_INT64_T_FMT,
-                            s, (apr_int64_t)min, (apr_int64_t)max);
+        return apr_psprintf(
+            p, "'%s' is not a whole number between %" APR_INT64_T_FMT " and %" APR_INT64_T_FMT, s,
+            (apr_int64_t)min, (apr_int64_t)max);
     }
     *out = v;
     return NULL;

@@ -23,8 +23,8 @@ dm_err *dm_json_parse_object(apr_pool_t *p, const char *buf, size_t len, json_t 
  * untouched and returns NULL; `*present` (may be NULL) says which. */
 dm_err *dm_json_get_string(apr_pool_t *p, json_t *obj, const char *field, int required,
                            size_t max_len, const char **out, int *present);
-dm_err *dm_json_get_int64(apr_pool_t *p, json_t *obj, const char *field, int required,
-                          int64_t min, int64_t max, int64_t *out, int *present);
+dm_err *dm_json_get_int64(apr_pool_t *p, json_t *obj, const char *field, int required, int64_t min,
+                          int64_t max, int64_t *out, int *present);
 dm_err *dm_json_get_bool(apr_pool_t *p, json_t *obj, const char *field, int required, int *out,
                          int *present);
 

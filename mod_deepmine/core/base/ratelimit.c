@@ -34,7 +34,7 @@
 #include <string.h>
 
 #define RL_MAGIC 0x444d524cu /* "DMRL" */
-#define RL_VERSION 2u /* 2: the lock word */
+#define RL_VERSION 2u        /* 2: the lock word */
 #define RL_NIL 0u
 #define RL_EXPIRE_PER_HIT 2
 #define RL_MAX_NOW_US ((INT64_MAX - 4 * DM_RL_MAX_PERIOD_US * 1000) / 1000)

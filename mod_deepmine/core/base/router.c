@@ -72,8 +72,7 @@ dm_err *dm_router_add(dm_router *r, const char *method, const char *pattern, con
     int n = split(pattern, starts, lens, MAX_SEGS);
 
     if (n < 0) {
-        return dm_err_make(r->pool, DM_E_INVALID, "pattern", "malformed route pattern %s",
-                           pattern);
+        return dm_err_make(r->pool, DM_E_INVALID, "pattern", "malformed route pattern %s", pattern);
     }
     memset(&rt, 0, sizeof(rt));
     rt.method = apr_pstrdup(r->pool, method);
@@ -84,8 +83,8 @@ dm_err *dm_router_add(dm_router *r, const char *method, const char *pattern, con
         const char *s = starts[i];
         size_t len = lens[i];
         if (s[0] == '{' || memchr(s, '{', len) || memchr(s, '}', len)) {
-            if (len < 3 || s[0] != '{' || s[len - 1] != '}' ||
-                memchr(s + 1, '{', len - 2) || memchr(s + 1, '}', len - 2)) {
+            if (len < 3 || s[0] != '{' || s[len - 1] != '}' || memchr(s + 1, '{', len - 2) ||
+                memchr(s + 1, '}', len - 2)) {
                 return dm_err_make(r->pool, DM_E_INVALID, "pattern",
                                    "malformed placeholder in route pattern %s", pattern);
             }
@@ -100,8 +99,8 @@ dm_err *dm_router_add(dm_router *r, const char *method, const char *pattern, con
     for (int i = 0; i < r->routes->nelts; i++) {
         const route *o = &APR_ARRAY_IDX(r->routes, i, route);
         if (strcmp(o->method, method) == 0 && strcmp(o->pattern, pattern) == 0) {
-            return dm_err_make(r->pool, DM_E_CONFLICT, "pattern", "route %s %s added twice",
-                               method, pattern);
+            return dm_err_make(r->pool, DM_E_CONFLICT, "pattern", "route %s %s added twice", method,
+                               pattern);
         }
     }
     APR_ARRAY_PUSH(r->routes, route) = rt;

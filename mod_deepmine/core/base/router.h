@@ -16,10 +16,10 @@
 typedef struct dm_router dm_router;
 
 typedef struct dm_route_match {
-    const void *data;     /* what dm_router_add was given */
-    const char *pattern;  /* the matched pattern */
-    apr_table_t *params;  /* placeholder name -> segment */
-    const char *allow;    /* on 405: the methods the path accepts, "GET, HEAD" */
+    const void *data;    /* what dm_router_add was given */
+    const char *pattern; /* the matched pattern */
+    apr_table_t *params; /* placeholder name -> segment */
+    const char *allow;   /* on 405: the methods the path accepts, "GET, HEAD" */
 } dm_route_match;
 
 dm_router *dm_router_create(apr_pool_t *p);

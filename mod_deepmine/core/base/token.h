@@ -39,8 +39,7 @@ typedef struct dm_claims {
 } dm_claims;
 
 /* A compact JWS: base64url(header).base64url(payload).base64url(HMAC). */
-const char *dm_jwt_sign(apr_pool_t *p, const unsigned char key[DM_KEY_BYTES],
-                        const dm_claims *c);
+const char *dm_jwt_sign(apr_pool_t *p, const unsigned char key[DM_KEY_BYTES], const dm_claims *c);
 
 /* Verifies signature, `alg` == "HS256" exactly, `typ` claim == want_typ,
  * nbf <= now + leeway, exp > now - leeway. Any failure: DM_E_UNAUTHORIZED. */
@@ -52,8 +51,7 @@ const char *dm_token_new(apr_pool_t *p);
 
 /* The stored form of an opaque token: hex HMAC-SHA-256 under the
  * token-hash key. */
-const char *dm_token_hash(apr_pool_t *p, const unsigned char key[DM_KEY_BYTES],
-                          const char *token);
+const char *dm_token_hash(apr_pool_t *p, const unsigned char key[DM_KEY_BYTES], const char *token);
 
 /* base64url without padding. */
 const char *dm_b64url(apr_pool_t *p, const void *data, size_t len);

@@ -25,8 +25,8 @@ size_t dm_utf8_length(const char *s, size_t len);
  * a domain of LDH labels (1-63 each) with at least one dot; no control
  * characters. *normalised gets the address, *key the whole address
  * lower-cased (the uniqueness key: one account per address). */
-dm_err *dm_validate_email(apr_pool_t *p, const char *field, const char *in,
-                          const char **normalised, const char **key);
+dm_err *dm_validate_email(apr_pool_t *p, const char *field, const char *in, const char **normalised,
+                          const char **key);
 
 /* E.164: '+' then 8 to 15 digits, the first not 0; spaces, dots, dashes
  * and parentheses in the input are dropped. */

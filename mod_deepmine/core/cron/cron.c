@@ -76,8 +76,7 @@ dm_err *dm_cron_unbeat(dm_db *db, apr_pool_t *p, const char *holder)
 dm_err *dm_cron_heartbeat_age(dm_db *db, apr_pool_t *p, int64_t *age, int *found)
 {
     int64_t newest = 0;
-    dm_err *e = dm_db_query_int64(db, p, "SELECT max(beat_at) FROM cron_heartbeat", &newest,
-                                  found);
+    dm_err *e = dm_db_query_int64(db, p, "SELECT max(beat_at) FROM cron_heartbeat", &newest, found);
 
     if (!e && *found && newest == 0) {
         *found = 0; /* max() of no rows is NULL */
@@ -353,8 +352,8 @@ static dm_err *tick_job(tick *t, apr_pool_t *p, const dm_job_def *def)
         e = state_clear_request(t->db, p, def->name, req_at);
         if (!e) {
             dm_log(DM_L_NOTICE, "DM00904: job %s: running now, as staff asked", def->name);
-            e = run_one(t, p, def, req_period ? req_period : dm_job_default_period(t->env, def, now),
-                        1, &o);
+            e = run_one(t, p, def,
+                        req_period ? req_period : dm_job_default_period(t->env, def, now), 1, &o);
         }
     }
     if (e || def->sched == DM_SCHED_MANUAL) {
@@ -389,7 +388,10 @@ dm_err *dm_cron_tick(dm_db *db, apr_pool_t *p, const dm_job_env *env, const char
                      volatile int *stop, int *ran)
 {
     static volatile int never;
-    tick t = {.db = db, .env = env, .holder = holder, .stop = stop ? stop : &never,
+    tick t = {.db = db,
+              .env = env,
+              .holder = holder,
+              .stop = stop ? stop : &never,
               .last_beat = time(NULL)};
     dm_err *first = NULL;
 
@@ -402,8 +404,7 @@ dm_err *dm_cron_tick(dm_db *db, apr_pool_t *p, const dm_job_env *env, const char
         if (e) {
             /* A database hiccup in one job's scheduling must not starve
              * the others; logged, and the next pass tries again. */
-            dm_log(DM_L_WARN, "DM00905: cron: scheduling job %s failed: %s", d->name,
-                   e->message);
+            dm_log(DM_L_WARN, "DM00905: cron: scheduling job %s failed: %s", d->name, e->message);
             if (!first) {
                 first = e;
             }
@@ -419,9 +420,9 @@ dm_err *dm_cron_tick(dm_db *db, apr_pool_t *p, const dm_job_env *env, const char
 
 static const char *sched_name(const dm_job_def *d)
 {
-    return d->sched == DM_SCHED_HOURLY ? "hourly"
+    return d->sched == DM_SCHED_HOURLY     ? "hourly"
            : d->sched == DM_SCHED_INTERVAL ? "interval"
-                                            : "manual";
+                                           : "manual";
 }
 
 static json_t *run_json(dm_stmt *st, apr_pool_t *p)
@@ -442,14 +443,14 @@ static json_t *run_json(dm_stmt *st, apr_pool_t *p)
     json_object_set_new(o, "next_attempt_at",
                         dm_stmt_is_null(st, 9) ? json_null()
                                                : dm_json_time_or_null(p, dm_stmt_int64(st, 9)));
-    json_object_set_new(o, "error", dm_stmt_is_null(st, 10)
-                                        ? json_null()
-                                        : json_string(dm_stmt_text(st, 10, NULL)));
+    json_object_set_new(o, "error",
+                        dm_stmt_is_null(st, 10) ? json_null()
+                                                : json_string(dm_stmt_text(st, 10, NULL)));
     return o;
 }
 
 #define RUN_COLUMNS                                                                                \
-    "id, job, period, status, attempts, failures, items, started_at, finished_at, "               \
+    "id, job, period, status, attempts, failures, items, started_at, finished_at, "                \
     "next_attempt_at, error"
 
 dm_err *dm_jobs_overview(dm_db *db, apr_pool_t *p, const dm_job_env *env, const char *job,
@@ -472,9 +473,8 @@ dm_err *dm_jobs_overview(dm_db *db, apr_pool_t *p, const dm_job_env *env, const 
         }
         e = dm_job_next_run(db, p, env, d, now, &next);
         if (!e) {
-            e = dm_db_prepare(db, p,
-                              "SELECT count(*) FROM job_runs WHERE job = ? AND status = 'dead'",
-                              &st);
+            e = dm_db_prepare(
+                db, p, "SELECT count(*) FROM job_runs WHERE job = ? AND status = 'dead'", &st);
         }
         if (e) {
             break;
@@ -501,8 +501,8 @@ dm_err *dm_jobs_overview(dm_db *db, apr_pool_t *p, const dm_job_env *env, const 
         json_object_set_new(j, "max_attempts", json_integer(d->max_attempts));
         json_object_set_new(j, "timeout_s", json_integer(d->timeout_s));
         json_object_set_new(j, "about", json_string(d->about));
-        json_object_set_new(j, "next_run_at", next ? json_string(dm_json_time(p, next))
-                                                   : json_null());
+        json_object_set_new(j, "next_run_at",
+                            next ? json_string(dm_json_time(p, next)) : json_null());
         json_object_set_new(j, "dead_periods", json_integer(dead));
         bind_str(st, 1, d->name);
         e = dm_stmt_step(st, p, &row);
@@ -537,10 +537,11 @@ dm_err *dm_jobs_overview(dm_db *db, apr_pool_t *p, const dm_job_env *env, const 
         n++;
     }
     dm_stmt_done(st);
-    json_object_set_new(o, "next_cursor", (row && n == limit && last_id)
-                                              ? json_string(apr_psprintf(p, "%" APR_INT64_T_FMT,
-                                                                         (apr_int64_t)last_id))
-                                              : json_null());
+    json_object_set_new(
+        o, "next_cursor",
+        (row && n == limit && last_id)
+            ? json_string(apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)last_id))
+            : json_null());
     *out = o;
     return e;
 }

@@ -87,8 +87,7 @@ static dm_err *job_cleanup(dm_job_ctx *ctx, dm_job_result *res)
                          now - PENDING_ORDER_TTL);
     }
     if (!e) {
-        e = cleanup_step(ctx,
-                         "DELETE FROM job_runs WHERE status = 'ok' AND finished_at < ?",
+        e = cleanup_step(ctx, "DELETE FROM job_runs WHERE status = 'ok' AND finished_at < ?",
                          now - RUN_HISTORY_KEEP);
     }
     if (!e) {

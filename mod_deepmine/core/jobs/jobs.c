@@ -119,9 +119,8 @@ static dm_err *take(dm_db *db, apr_pool_t *p, const dm_job_def *def, const char 
     dm_err *e;
 
     *refused = DM_JOB_RAN_OK;
-    e = dm_db_prepare(db, p,
-                      "SELECT status, next_attempt_at FROM job_runs WHERE job = ? AND period = ?",
-                      &st);
+    e = dm_db_prepare(
+        db, p, "SELECT status, next_attempt_at FROM job_runs WHERE job = ? AND period = ?", &st);
     if (e) {
         return e;
     }
@@ -163,11 +162,12 @@ static dm_err *take(dm_db *db, apr_pool_t *p, const dm_job_def *def, const char 
         return e;
     }
 
-    e = dm_db_prepare(db, p,
-                      "INSERT INTO job_leases (job, period, holder, expires_at) VALUES (?, ?, ?, ?) "
-                      "ON CONFLICT (job) DO UPDATE SET period = excluded.period, "
-                      "holder = excluded.holder, expires_at = excluded.expires_at",
-                      &st);
+    e = dm_db_prepare(
+        db, p,
+        "INSERT INTO job_leases (job, period, holder, expires_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (job) DO UPDATE SET period = excluded.period, "
+        "holder = excluded.holder, expires_at = excluded.expires_at",
+        &st);
     if (e) {
         return e;
     }
@@ -210,9 +210,9 @@ static dm_err *renew(dm_job_ctx *ctx, int *ours)
 {
     dm_stmt *st;
     int row = 0;
-    dm_err *e = dm_db_prepare(ctx->db, ctx->pool,
-                              "UPDATE job_leases SET expires_at = ? WHERE job = ? AND holder = ?",
-                              &st);
+    dm_err *e =
+        dm_db_prepare(ctx->db, ctx->pool,
+                      "UPDATE job_leases SET expires_at = ? WHERE job = ? AND holder = ?", &st);
 
     if (e) {
         return e;
@@ -228,8 +228,8 @@ static dm_err *renew(dm_job_ctx *ctx, int *ours)
     }
     /* A daemon busy with a long run is alive: its heartbeat (a row only
      * daemons have, under the same holder id) moves with the lease. */
-    e = dm_db_prepare(ctx->db, ctx->pool,
-                      "UPDATE cron_heartbeat SET beat_at = ? WHERE holder = ?", &st);
+    e = dm_db_prepare(ctx->db, ctx->pool, "UPDATE cron_heartbeat SET beat_at = ? WHERE holder = ?",
+                      &st);
     if (e) {
         return e;
     }
@@ -258,8 +258,8 @@ int dm_job_keep_going(dm_job_ctx *ctx)
         int ours = 0;
         dm_err *e = renew(ctx, &ours);
         if (e) {
-            dm_log(DM_L_WARN, "DM00900: job %s %s: lease renewal failed: %s", ctx->job,
-                   ctx->period, e->message);
+            dm_log(DM_L_WARN, "DM00900: job %s %s: lease renewal failed: %s", ctx->job, ctx->period,
+                   e->message);
             return 1; /* try again next batch; the lease has LEASE_TTL of slack */
         }
         ctx->renewed = t;
@@ -302,8 +302,7 @@ static dm_err *finish(dm_job_ctx *ctx, const dm_job_def *def, const dm_err *fail
         return NULL;
     }
     if (!e) {
-        e = dm_db_prepare(db, p, "SELECT failures FROM job_runs WHERE job = ? AND period = ?",
-                          &st);
+        e = dm_db_prepare(db, p, "SELECT failures FROM job_runs WHERE job = ? AND period = ?", &st);
     }
     if (!e) {
         bind_str(st, 1, def->name);
@@ -381,10 +380,10 @@ static dm_err *finish(dm_job_ctx *ctx, const dm_job_def *def, const dm_err *fail
     if (!e && *outcome == DM_JOB_RAN_DEAD) {
         json_t *vars = dm_json_own(p, json_object());
         json_object_set_new(vars, "reason", json_string("job_dead"));
-        json_object_set_new(vars, "detail",
-                            json_string(apr_psprintf(p, "job %s, period %s, failed %d times: %s",
-                                                     def->name, ctx->period, (int)failures,
-                                                     failure->message)));
+        json_object_set_new(
+            vars, "detail",
+            json_string(apr_psprintf(p, "job %s, period %s, failed %d times: %s", def->name,
+                                     ctx->period, (int)failures, failure->message)));
         json_object_set_new(vars, "job", json_string(def->name));
         json_object_set_new(vars, "period", json_string(ctx->period));
         json_object_set_new(vars, "error", json_string(failure->message));
@@ -474,8 +473,7 @@ dm_err *dm_job_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm_job
         failure = dm_err_make(p, DM_E_UNAVAILABLE, NULL, "timed out after %d s", def->timeout_s);
     }
     if (failure) {
-        dm_log(DM_L_WARN, "DM00902: job %s %s failed: %s", def->name, ctx.period,
-               failure->message);
+        dm_log(DM_L_WARN, "DM00902: job %s %s failed: %s", def->name, ctx.period, failure->message);
     }
     e = finish(&ctx, def, failure, res, outcome);
     if (!e && *outcome == DM_JOB_RAN_DEAD) {

@@ -69,27 +69,27 @@ typedef enum dm_job_result {
 typedef dm_err *dm_job_fn(dm_job_ctx *ctx, dm_job_result *res);
 
 struct dm_job_ctx {
-    dm_db *db;               /* the runner's connection, no transaction open */
-    apr_pool_t *pool;        /* lives as long as the run */
+    dm_db *db;        /* the runner's connection, no transaction open */
+    apr_pool_t *pool; /* lives as long as the run */
     const dm_job_env *env;
-    const char *job;         /* name */
-    const char *period;      /* as stored: RFC 3339 of period_start */
-    int64_t period_start;    /* Unix seconds */
-    int64_t period_end;      /* period_start + the job's period length */
-    int64_t items;           /* the job adds what it processed (shown in history) */
+    const char *job;      /* name */
+    const char *period;   /* as stored: RFC 3339 of period_start */
+    int64_t period_start; /* Unix seconds */
+    int64_t period_end;   /* period_start + the job's period length */
+    int64_t items;        /* the job adds what it processed (shown in history) */
     /* private to jobs.c */
     const char *holder;
     int64_t lease_ttl;
-    int64_t deadline;        /* wall-clock (time()) deadline of the run */
-    int64_t renewed;         /* wall-clock time of the last lease renewal */
-    volatile int *stop;      /* the runner is shutting down */
+    int64_t deadline;   /* wall-clock (time()) deadline of the run */
+    int64_t renewed;    /* wall-clock time of the last lease renewal */
+    volatile int *stop; /* the runner is shutting down */
     int lost;
     int stopped;
 };
 
 typedef enum dm_job_sched {
-    DM_SCHED_HOURLY = 1,  /* one period per UTC hour, each caught up in order,
-                             due at hour end + env->accrual_delay */
+    DM_SCHED_HOURLY = 1,   /* one period per UTC hour, each caught up in order,
+                              due at hour end + env->accrual_delay */
     DM_SCHED_INTERVAL = 2, /* one period per interval slot, no catch-up */
     DM_SCHED_MANUAL = 3    /* never scheduled: run by hand (deepminectl, admin) */
 } dm_job_sched;
@@ -121,8 +121,8 @@ int dm_job_keep_going(dm_job_ctx *ctx);
 
 typedef enum dm_job_outcome {
     DM_JOB_RAN_OK = 0,
-    DM_JOB_RAN_FAILED,   /* will be retried */
-    DM_JOB_RAN_DEAD,     /* failed for the last time */
+    DM_JOB_RAN_FAILED, /* will be retried */
+    DM_JOB_RAN_DEAD,   /* failed for the last time */
     DM_JOB_RAN_WAITING,
     DM_JOB_ALREADY_DONE, /* the period finished ok before */
     DM_JOB_IS_DEAD,      /* dead, and not forced */

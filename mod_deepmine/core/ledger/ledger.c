@@ -790,7 +790,8 @@ static int by_account_id(const void *a, const void *b)
  * takes its row locks in, on engines that have them). */
 static dm_err *many_apply(dm_db *db, apr_pool_t *p, apr_hash_t *moves)
 {
-    apr_array_header_t *list = apr_array_make(p, (int)apr_hash_count(moves) + 1, sizeof(acct_move *));
+    apr_array_header_t *list =
+        apr_array_make(p, (int)apr_hash_count(moves) + 1, sizeof(acct_move *));
     dm_stmt *st;
     int row = 0;
     dm_err *e = NULL;
@@ -881,10 +882,11 @@ static dm_err *many_check(dm_db *db, apr_pool_t *p, const dm_transfer_req *reqs,
                                    (apr_int64_t)r->debit_account_id);
             }
             if (strcmp(kind, "system") != 0) {
-                return dm_err_make(p, DM_E_INVALID, "account",
-                                   "ledger: a batch debits system accounts only (account %"
-                                   APR_INT64_T_FMT " is a member's)",
-                                   (apr_int64_t)r->debit_account_id);
+                return dm_err_make(
+                    p, DM_E_INVALID, "account",
+                    "ledger: a batch debits system accounts only (account %" APR_INT64_T_FMT
+                    " is a member's)",
+                    (apr_int64_t)r->debit_account_id);
             }
             apr_hash_set(debits, &r->debit_account_id, sizeof(int64_t), kind);
         }

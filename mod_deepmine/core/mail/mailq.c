@@ -46,13 +46,13 @@ dm_err *dm_mail_staff_alert(dm_db *db, apr_pool_t *p, int with_finance, const js
     dm_stmt *st;
     int row = 0;
     apr_array_header_t *to = apr_array_make(p, 4, sizeof(const char *));
-    dm_err *e = dm_db_prepare(db, p,
-                              with_finance
-                                  ? "SELECT email FROM staff WHERE role IN ('owner', 'finance') "
-                                    "AND status = 'active' ORDER BY id"
-                                  : "SELECT email FROM staff WHERE role = 'owner' AND "
-                                    "status = 'active' ORDER BY id",
-                              &st);
+    dm_err *e =
+        dm_db_prepare(db, p,
+                      with_finance ? "SELECT email FROM staff WHERE role IN ('owner', 'finance') "
+                                     "AND status = 'active' ORDER BY id"
+                                   : "SELECT email FROM staff WHERE role = 'owner' AND "
+                                     "status = 'active' ORDER BY id",
+                      &st);
 
     if (e) {
         return e;

@@ -14,11 +14,11 @@
 #include "base/err.h"
 
 typedef struct dm_legal_doc {
-    const char *name;    /* "terms" or "privacy" */
+    const char *name; /* "terms" or "privacy" */
     const char *version;
-    const char *hash;    /* hex SHA-256 of the file */
-    const char *text;    /* the document after the version line */
-    const char *json;    /* the rendered GET /api/legal/<name> answer */
+    const char *hash; /* hex SHA-256 of the file */
+    const char *text; /* the document after the version line */
+    const char *json; /* the rendered GET /api/legal/<name> answer */
 } dm_legal_doc;
 
 typedef struct dm_legal {

@@ -35,7 +35,7 @@ typedef struct dm_services {
     dm_pw_limiter *pw_limiter; /* may be NULL (CLI) */
     dm_pw_params pw_params;
     const dm_legal *legal;
-    const char *public_url;    /* links in e-mails */
+    const char *public_url; /* links in e-mails */
 } dm_services;
 
 typedef struct dm_member {
@@ -45,7 +45,7 @@ typedef struct dm_member {
     const char *referral_code;
     int64_t referrer_id; /* 0: none */
     int vip_level;
-    const char *status;  /* "active" | "suspended" */
+    const char *status; /* "active" | "suspended" */
     int64_t token_version;
     int64_t email_verified_at; /* 0: not verified */
     const char *kyc_status;
@@ -80,15 +80,13 @@ dm_err *dm_member_register(dm_db *db, apr_pool_t *p, const dm_services *s,
 /* Wrong e-mail or password: DM_E_UNAUTHORIZED (the same answer for both,
  * in the same time). Suspended: DM_E_FORBIDDEN. */
 dm_err *dm_member_login(dm_db *db, apr_pool_t *p, const dm_services *s, const char *email,
-                        const char *password, const char *ip, dm_member *out,
-                        dm_session *sess);
+                        const char *password, const char *ip, dm_member *out, dm_session *sess);
 
-dm_err *dm_member_refresh(dm_db *db, apr_pool_t *p, const dm_services *s,
-                          const char *refresh_token, dm_member *out, dm_session *sess);
+dm_err *dm_member_refresh(dm_db *db, apr_pool_t *p, const dm_services *s, const char *refresh_token,
+                          dm_member *out, dm_session *sess);
 
 /* Revokes the family of `refresh_token`; an unknown token is not an error. */
-dm_err *dm_member_logout(dm_db *db, apr_pool_t *p, const dm_services *s,
-                         const char *refresh_token);
+dm_err *dm_member_logout(dm_db *db, apr_pool_t *p, const dm_services *s, const char *refresh_token);
 
 /* Verifies an access token and loads its member: DM_E_UNAUTHORIZED for a
  * bad, expired or outdated (token_version) token, DM_E_FORBIDDEN when
@@ -98,17 +96,16 @@ dm_err *dm_member_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s,
 
 dm_err *dm_member_get(dm_db *db, apr_pool_t *p, int64_t id, dm_member *out);
 
-dm_err *dm_member_verify_email(dm_db *db, apr_pool_t *p, const dm_services *s,
-                               const char *token);
+dm_err *dm_member_verify_email(dm_db *db, apr_pool_t *p, const dm_services *s, const char *token);
 
 /* Always succeeds for a well-formed address (no account probing); queues a
  * reset e-mail when the account exists. */
-dm_err *dm_member_reset_request(dm_db *db, apr_pool_t *p, const dm_services *s,
-                                const char *email, const char *ip);
+dm_err *dm_member_reset_request(dm_db *db, apr_pool_t *p, const dm_services *s, const char *email,
+                                const char *ip);
 
 /* Sets the new password and revokes every session of the member. */
-dm_err *dm_member_reset_confirm(dm_db *db, apr_pool_t *p, const dm_services *s,
-                                const char *token, const char *password);
+dm_err *dm_member_reset_confirm(dm_db *db, apr_pool_t *p, const dm_services *s, const char *token,
+                                const char *password);
 
 dm_err *dm_member_accept_terms(dm_db *db, apr_pool_t *p, const dm_services *s, int64_t user_id,
                                const char *version, const char *ip);

@@ -27,7 +27,7 @@
 typedef struct dm_plugin_host dm_plugin_host;
 
 typedef struct dm_loaded_plugin {
-    const char *name;   /* as configured (DeepMinePlugin's <name>) */
+    const char *name; /* as configured (DeepMinePlugin's <name>) */
     const char *path;
     dm_plugin_kind kind;
     const dm_plugin *desc; /* the plugin's descriptor */
@@ -37,8 +37,7 @@ typedef struct dm_loaded_plugin {
 dm_err *dm_plugins_create(apr_pool_t *p, dm_plugin_host **out);
 
 /* kind is "payment", "kyc" or "mailer". */
-dm_err *dm_plugins_declare(dm_plugin_host *h, const char *kind, const char *name,
-                           const char *path);
+dm_err *dm_plugins_declare(dm_plugin_host *h, const char *kind, const char *name, const char *path);
 
 /* value may be "env:VAR" or "file:/path" (resolved at init; a file's one
  * trailing newline is dropped). A later setting of the same key wins. Keys

@@ -13,8 +13,8 @@ dm_err *dm_yc_plan_load(dm_db *db, apr_pool_t *p, dm_yc_plan *out)
 {
     dm_stmt *st;
     int row = 0;
-    dm_err *e = dm_db_prepare(db, p, "SELECT level, depth, rate_bp FROM yield_commission_rates",
-                              &st);
+    dm_err *e =
+        dm_db_prepare(db, p, "SELECT level, depth, rate_bp FROM yield_commission_rates", &st);
 
     memset(out, 0, sizeof(*out));
     if (e) {
@@ -165,9 +165,8 @@ json_t *dm_yc_plan_json(const dm_yc_plan *plan, int cap_bp)
             json_array_append_new(rates, json_integer(plan->rates_bp[l][d]));
             total += plan->rates_bp[l][d];
         }
-        json_array_append_new(levels, json_pack("{s:i,s:o,s:i}", "level", l + 1, "rates_bp",
-                                                rates, "total_bp", total));
+        json_array_append_new(levels, json_pack("{s:i,s:o,s:i}", "level", l + 1, "rates_bp", rates,
+                                                "total_bp", total));
     }
-    return json_pack("{s:b,s:o,s:i}", "enabled", plan->enabled, "levels", levels, "cap_bp",
-                     cap_bp);
+    return json_pack("{s:b,s:o,s:i}", "enabled", plan->enabled, "levels", levels, "cap_bp", cap_bp);
 }

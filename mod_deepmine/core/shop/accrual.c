@@ -73,8 +73,8 @@ int64_t dm_accrual_fixed_credit(int64_t daily_micros, int64_t started_at, int64_
     return d > INT64_MAX ? INT64_MAX : (int64_t)d;
 }
 
-void dm_accrual_pool_split(int64_t payout_micros, int64_t hash_seconds,
-                           int64_t total_hash_seconds, int64_t fee_bp, dm_pool_split *out)
+void dm_accrual_pool_split(int64_t payout_micros, int64_t hash_seconds, int64_t total_hash_seconds,
+                           int64_t fee_bp, dm_pool_split *out)
 {
     memset(out, 0, sizeof(*out));
     if (payout_micros <= 0 || hash_seconds <= 0 || total_hash_seconds <= 0) {
@@ -109,10 +109,10 @@ typedef struct acc_row {
 
 typedef struct acc_run {
     dm_job_ctx *ctx;
-    const char *mode; /* DM_YIELD_FIXED | DM_YIELD_POOL */
-    int64_t ws, we;   /* the window shared out */
-    int64_t hour;     /* the period: H of earn:<contract>:<H> */
-    int64_t day;      /* the statement's day */
+    const char *mode;             /* DM_YIELD_FIXED | DM_YIELD_POOL */
+    int64_t ws, we;               /* the window shared out */
+    int64_t hour;                 /* the period: H of earn:<contract>:<H> */
+    int64_t day;                  /* the statement's day */
     const dm_pool_payout *payout; /* pool mode */
     int64_t total_hs;             /* pool mode: pass 1's sum */
     int batch;
@@ -279,9 +279,8 @@ static dm_err *add_to_contract(acc_run *r, apr_pool_t *p, const acc_row *x)
     dm_db *db = r->ctx->db;
     dm_stmt *st;
     int row = 0;
-    dm_err *e = dm_db_prepare(db, p,
-                              "UPDATE contracts SET earned_micros = earned_micros + ? WHERE id = ?",
-                              &st);
+    dm_err *e = dm_db_prepare(
+        db, p, "UPDATE contracts SET earned_micros = earned_micros + ? WHERE id = ?", &st);
 
     if (e) {
         return e;
@@ -877,9 +876,9 @@ static dm_err *expire_one(dm_db *db, apr_pool_t *p, const exp_row *x, int *done)
     json_object_set_new(vars, "package", json_string(x->name));
     json_object_set_new(vars, "expired_at", json_string(dm_json_time(p, x->expires_at)));
     json_object_set_new(vars, "earned_micros", json_integer(x->earned));
-    return dm_mail_enqueue(db, p, x->email, "contract_expired", vars,
-                           apr_psprintf(p, "contract_expired:%" APR_INT64_T_FMT,
-                                        (apr_int64_t)x->id));
+    return dm_mail_enqueue(
+        db, p, x->email, "contract_expired", vars,
+        apr_psprintf(p, "contract_expired:%" APR_INT64_T_FMT, (apr_int64_t)x->id));
 }
 
 /* One batch of contracts past expires_at after (after_at, after_id). */
@@ -916,8 +915,8 @@ static dm_err *expiry_batch(dm_job_ctx *ctx, apr_pool_t *p, apr_hash_t *seen, in
         x->id = dm_stmt_int64(st, 0);
         x->expires_at = dm_stmt_int64(st, 1);
         x->earned = dm_stmt_int64(st, 2);
-        x->mode = strcmp(dm_stmt_text(st, 3, NULL), DM_YIELD_POOL) == 0 ? DM_YIELD_POOL
-                                                                       : DM_YIELD_FIXED;
+        x->mode =
+            strcmp(dm_stmt_text(st, 3, NULL), DM_YIELD_POOL) == 0 ? DM_YIELD_POOL : DM_YIELD_FIXED;
         x->name = apr_pstrdup(p, dm_stmt_text(st, 4, NULL));
         x->email = apr_pstrdup(p, dm_stmt_text(st, 5, NULL));
     }

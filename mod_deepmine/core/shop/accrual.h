@@ -52,8 +52,8 @@ typedef struct dm_pool_split {
 
 /* The split above; all zero when total <= 0 or hash_seconds <= 0.
  * hash_seconds <= total is the caller's rule (then gross <= payout). */
-void dm_accrual_pool_split(int64_t payout_micros, int64_t hash_seconds,
-                           int64_t total_hash_seconds, int64_t fee_bp, dm_pool_split *out);
+void dm_accrual_pool_split(int64_t payout_micros, int64_t hash_seconds, int64_t total_hash_seconds,
+                           int64_t fee_bp, dm_pool_split *out);
 
 /* The jobs (dm_job_fn). */
 dm_err *dm_accrual_job_fixed(dm_job_ctx *ctx, dm_job_result *res);

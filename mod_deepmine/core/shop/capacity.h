@@ -69,5 +69,4 @@ dm_err *dm_capacity_check(dm_db *db, apr_pool_t *p, int64_t package_id);
 /* {"id","hashrate_ths","hashrate_ghs","note","set_by","created_at"}. */
 json_t *dm_capacity_row_json(apr_pool_t *p, const dm_capacity_row *c);
 
-
 #endif

@@ -85,8 +85,8 @@ dm_err *dm_catalogue_cache_list(dm_catalogue_cache *c, dm_db_pool *dbp, apr_pool
                                 dm_rendered *out);
 
 /* One active package, {"package":{…}}; DM_E_NOT_FOUND when absent. */
-dm_err *dm_catalogue_cache_one(dm_catalogue_cache *c, dm_db_pool *dbp, apr_pool_t *rp,
-                               int64_t id, dm_rendered *out);
+dm_err *dm_catalogue_cache_one(dm_catalogue_cache *c, dm_db_pool *dbp, apr_pool_t *rp, int64_t id,
+                               dm_rendered *out);
 
 /* Forces a revalidation at the next read. */
 void dm_catalogue_cache_invalidate(dm_catalogue_cache *c);

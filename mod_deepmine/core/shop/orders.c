@@ -169,8 +169,8 @@ static dm_err *package_get(dm_db *db, apr_pool_t *p, int64_t id, dm_package *pkg
         pkg->duration_days = dm_stmt_int64(st, 5);
         pkg->currency = dup_text(st, p, 6);
         pkg->active = (int)dm_stmt_int64(st, 7);
-        pkg->yield_mode = strcmp(dm_stmt_text(st, 8, NULL), DM_YIELD_POOL) == 0 ? DM_YIELD_POOL
-                                                                              : DM_YIELD_FIXED;
+        pkg->yield_mode =
+            strcmp(dm_stmt_text(st, 8, NULL), DM_YIELD_POOL) == 0 ? DM_YIELD_POOL : DM_YIELD_FIXED;
         pkg->fee_bp = dm_stmt_int64(st, 9);
     }
     dm_stmt_done(st);
@@ -1021,7 +1021,8 @@ dm_err *dm_contract_get(dm_db *db, apr_pool_t *p, int64_t contract_id, int64_t u
 {
     dm_stmt *st;
     int found = 0;
-    dm_err *e = dm_db_prepare(db, p, "SELECT " CONTRACT_COLUMNS " FROM contracts WHERE id = ?", &st);
+    dm_err *e =
+        dm_db_prepare(db, p, "SELECT " CONTRACT_COLUMNS " FROM contracts WHERE id = ?", &st);
 
     if (e) {
         return e;

@@ -64,8 +64,8 @@ typedef struct dm_contract {
     const char *currency;
     int64_t started_at;
     int64_t expires_at;
-    const char *status; /* active|ended|expired|refunded */
-    int64_t ended_at;   /* 0: not ended */
+    const char *status;     /* active|ended|expired|refunded */
+    int64_t ended_at;       /* 0: not ended */
     const char *yield_mode; /* DM_YIELD_POOL | DM_YIELD_FIXED, as sold */
     int64_t fee_bp;         /* pool mode's maintenance fee, as sold */
     int64_t earned_micros;  /* the sum of its yield credits (core/accrual.c) */

@@ -96,10 +96,9 @@ static dm_err *check_input(apr_pool_t *p, const char *kind, int64_t start, int64
     }
     len = strcmp(kind, "day") == 0 ? DAY : HOUR;
     if (start <= 0 || start % len != 0) {
-        return dm_err_make(p, DM_E_INVALID, "period_start",
-                           "period_start must be the start of a UTC %s (e.g. %s)", kind,
-                           dm_json_time(p, len == DAY ? dm_day_floor(dm_now())
-                                                      : dm_hour_floor(dm_now())));
+        return dm_err_make(
+            p, DM_E_INVALID, "period_start", "period_start must be the start of a UTC %s (e.g. %s)",
+            kind, dm_json_time(p, len == DAY ? dm_day_floor(dm_now()) : dm_hour_floor(dm_now())));
     }
     *end = start + len;
     if (*end > dm_now()) {
@@ -322,8 +321,8 @@ json_t *dm_pool_payout_json(apr_pool_t *p, const dm_pool_payout *r)
     json_object_set_new(o, "amount_micros", json_integer(r->amount_micros));
     json_object_set_new(o, "currency", json_string(r->currency));
     json_object_set_new(o, "note", r->note ? json_string(r->note) : json_null());
-    json_object_set_new(o, "recorded_by", r->recorded_by ? json_integer(r->recorded_by)
-                                                         : json_null());
+    json_object_set_new(o, "recorded_by",
+                        r->recorded_by ? json_integer(r->recorded_by) : json_null());
     json_object_set_new(o, "created_at", dm_json_time_or_null(p, r->created_at));
     json_object_set_new(o, "status", json_string(r->distributed_at ? "distributed" : "pending"));
     json_object_set_new(o, "distributed_at", dm_json_time_or_null(p, r->distributed_at));
@@ -334,8 +333,7 @@ json_t *dm_pool_payout_json(apr_pool_t *p, const dm_pool_payout *r)
                       "hash_seconds", (json_int_t)r->hash_seconds, "credits_micros",
                       (json_int_t)r->credits_micros, "fee_micros", (json_int_t)r->fee_micros,
                       "remainder_micros", (json_int_t)r->remainder_micros, "balanced",
-                      r->credits_micros + r->fee_micros + r->remainder_micros ==
-                          r->amount_micros));
+                      r->credits_micros + r->fee_micros + r->remainder_micros == r->amount_micros));
     } else {
         json_object_set_new(o, "reconciliation", json_null());
     }

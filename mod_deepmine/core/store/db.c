@@ -28,7 +28,7 @@ struct dm_stmt {
 };
 
 __attribute__((returns_nonnull)) static dm_err *sqlite_err(apr_pool_t *p, sqlite3 *h, int rc,
-                                                          const char *what)
+                                                           const char *what)
 {
     int ext = h ? sqlite3_extended_errcode(h) : rc;
     const char *msg = h ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
@@ -78,7 +78,8 @@ dm_err *dm_db_open(apr_pool_t *p, const char *path, const dm_db_options *opt, dm
     int rc;
     dm_err *e;
 
-    flags |= (opt && opt->readonly) ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    flags |=
+        (opt && opt->readonly) ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     db->pool = p;
     db->path = apr_pstrdup(p, path);
     db->stmts = apr_hash_make(p);

@@ -64,7 +64,8 @@ dm_err *dm_db_pool_create(apr_pool_t *p, const char *path, int min, int max, int
     apr_status_t rv;
 
     if (min < 0 || max < 1 || min > max) {
-        return dm_err_make(p, DM_E_INVALID, "pool", "pool sizes must satisfy 0 <= min <= max, max >= 1");
+        return dm_err_make(p, DM_E_INVALID, "pool",
+                           "pool sizes must satisfy 0 <= min <= max, max >= 1");
     }
     dp->pool = p;
     dp->path = apr_pstrdup(p, path);

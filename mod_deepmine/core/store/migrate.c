@@ -67,7 +67,8 @@ static dm_err *apply_pending(dm_db *db, apr_pool_t *p, const dm_migration *list,
     if (e) {
         return e;
     }
-    e = dm_db_prepare(db, p, "SELECT version, checksum FROM schema_migrations ORDER BY version", &sel);
+    e = dm_db_prepare(db, p, "SELECT version, checksum FROM schema_migrations ORDER BY version",
+                      &sel);
     if (e) {
         return e;
     }

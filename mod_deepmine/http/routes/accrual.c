@@ -84,10 +84,10 @@ static int earnings(request_rec *r, const dm_route_match *rm)
     /* the days covered: [first day, day after the last) */
     end = APR_ARRAY_IDX(days, days->nelts - 1, dm_earning_day).day + DAY;
     return dm_http_send_json(r, HTTP_OK,
-                     json_pack("{s:s,s:s,s:s,s:s,s:I,s:o}", "bucket", "day", "from",
-                               dm_json_time(r->pool, dm_day_floor(from)), "to",
-                               dm_json_time(r->pool, end), "currency", DM_LEDGER_CURRENCY,
-                               "total_micros", (json_int_t)total, "days", arr));
+                             json_pack("{s:s,s:s,s:s,s:s,s:I,s:o}", "bucket", "day", "from",
+                                       dm_json_time(r->pool, dm_day_floor(from)), "to",
+                                       dm_json_time(r->pool, end), "currency", DM_LEDGER_CURRENCY,
+                                       "total_micros", (json_int_t)total, "days", arr));
 }
 
 /* GET /api/contracts/{id}/statement?from=&to= — by default the contract's
@@ -144,9 +144,9 @@ static int statement(request_rec *r, const dm_route_match *rm)
     }
     cj = dm_contract_json(r->pool, &c, 0);
     return dm_http_send_json(r, HTTP_OK,
-                     json_pack("{s:o,s:s,s:s,s:o}", "contract", cj, "from",
-                               dm_json_time(r->pool, dm_day_floor(from)), "to",
-                               dm_json_time(r->pool, to), "days", arr));
+                             json_pack("{s:o,s:s,s:s,s:o}", "contract", cj, "from",
+                                       dm_json_time(r->pool, dm_day_floor(from)), "to",
+                                       dm_json_time(r->pool, to), "days", arr));
 }
 
 /* ---- staff: pool payouts ---- */
@@ -193,7 +193,7 @@ static int payout_record(request_rec *r, const dm_route_match *rm)
     }
     return e ? dm_http_error(r, e)
              : dm_http_send_json(r, HTTP_CREATED,
-                         json_pack("{s:o}", "payout", dm_pool_payout_json(r->pool, &out)));
+                                 json_pack("{s:o}", "payout", dm_pool_payout_json(r->pool, &out)));
 }
 
 static int payouts_list(request_rec *r, const dm_route_match *rm)
@@ -236,8 +236,9 @@ static int yc_get(request_rec *r, const dm_route_match *rm)
         e = dm_yc_plan_load(db, r->pool, &plan);
     }
     return e ? dm_http_error(r, e)
-             : dm_http_send_json(r, HTTP_OK,
-                         dm_yc_plan_json(&plan, dm_conf_commission_cap_bp(dm_conf_get(r->server))));
+             : dm_http_send_json(
+                   r, HTTP_OK,
+                   dm_yc_plan_json(&plan, dm_conf_commission_cap_bp(dm_conf_get(r->server))));
 }
 
 static int yc_put(request_rec *r, const dm_route_match *rm)

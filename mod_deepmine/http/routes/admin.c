@@ -88,21 +88,21 @@ static const struct staff_access {
     {"GET", "/api/admin/packages", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},
     {"POST", "/api/admin/packages", 0},
     {"PATCH", "/api/admin/packages/{id}", 0},
-    {"GET", "/api/admin/vip-levels", 0},                    /* routes_commissions.c */
-    {"PUT", "/api/admin/vip-levels", 0},                    /* routes_commissions.c */
-    {"PATCH", "/api/admin/users/{id}/vip", 0},              /* routes_commissions.c */
-    {"GET", "/api/admin/flags", DM_ROLE_SUPPORT},           /* routes_commissions.c */
-    {"POST", "/api/admin/flags/{id}/clear", DM_ROLE_SUPPORT},   /* routes_commissions.c */
-    {"POST", "/api/admin/flags/{id}/confirm", DM_ROLE_SUPPORT}, /* routes_commissions.c */
+    {"GET", "/api/admin/vip-levels", 0},                                /* routes_commissions.c */
+    {"PUT", "/api/admin/vip-levels", 0},                                /* routes_commissions.c */
+    {"PATCH", "/api/admin/users/{id}/vip", 0},                          /* routes_commissions.c */
+    {"GET", "/api/admin/flags", DM_ROLE_SUPPORT},                       /* routes_commissions.c */
+    {"POST", "/api/admin/flags/{id}/clear", DM_ROLE_SUPPORT},           /* routes_commissions.c */
+    {"POST", "/api/admin/flags/{id}/confirm", DM_ROLE_SUPPORT},         /* routes_commissions.c */
     {"GET", "/api/admin/orders", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},    /* routes_orders.c */
     {"GET", "/api/admin/contracts", DM_ROLE_FINANCE | DM_ROLE_SUPPORT}, /* routes_orders.c */
-    {"POST", "/api/admin/orders/{id}/refund", DM_ROLE_FINANCE},          /* routes_orders.c */
-    {"GET", "/api/admin/pool-payouts", DM_ROLE_FINANCE},                 /* routes_accrual.c */
-    {"POST", "/api/admin/pool-payouts", DM_ROLE_FINANCE},                /* routes_accrual.c */
-    {"GET", "/api/admin/yield-commission-rates", 0},                     /* routes_accrual.c */
-    {"PUT", "/api/admin/yield-commission-rates", 0},                     /* routes_accrual.c */
-    {"GET", "/api/admin/jobs", 0},                                       /* routes_jobs.c */
-    {"POST", "/api/admin/jobs/{job}/run", 0},                            /* routes_jobs.c */
+    {"POST", "/api/admin/orders/{id}/refund", DM_ROLE_FINANCE},         /* routes_orders.c */
+    {"GET", "/api/admin/pool-payouts", DM_ROLE_FINANCE},                /* routes_accrual.c */
+    {"POST", "/api/admin/pool-payouts", DM_ROLE_FINANCE},               /* routes_accrual.c */
+    {"GET", "/api/admin/yield-commission-rates", 0},                    /* routes_accrual.c */
+    {"PUT", "/api/admin/yield-commission-rates", 0},                    /* routes_accrual.c */
+    {"GET", "/api/admin/jobs", 0},                                      /* routes_jobs.c */
+    {"POST", "/api/admin/jobs/{job}/run", 0},                           /* routes_jobs.c */
     {"GET", "/api/admin/health", DM_ROLE_FINANCE | DM_ROLE_SUPPORT | DM_ROLE_KYC},
     /* routes_email.c */
     {"GET", "/api/admin/email", DM_ROLE_SUPPORT},
@@ -221,8 +221,8 @@ static int admin_login(request_rec *r, const dm_route_match *m)
      * lifetime, so a staff login never cuts short a member session in the
      * same browser (see docs/decisions.md). */
     dm_http_set_cookie(r, "dm_csrf", csrf, "/", DM_REFRESH_TTL, 0, "Lax");
-    return dm_http_send_json(r, HTTP_OK,
-                     json_pack("{s:o,s:s}", "staff", dm_staff_json(&st), "csrf_token", csrf));
+    return dm_http_send_json(
+        r, HTTP_OK, json_pack("{s:o,s:s}", "staff", dm_staff_json(&st), "csrf_token", csrf));
 }
 
 static int admin_logout(request_rec *r, const dm_route_match *m)

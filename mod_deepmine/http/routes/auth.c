@@ -127,7 +127,8 @@ static dm_err *refresh_token_of(request_rec *r, int *return_tokens, const char *
     const char *cookie = dm_http_cookie(r, "dm_refresh");
     dm_err *e = dm_http_check_origin(r);
     const char *cl = apr_table_get(r->headers_in, "Content-Length");
-    int has_body = apr_table_get(r->headers_in, "Transfer-Encoding") || (cl && strcmp(cl, "0") != 0);
+    int has_body =
+        apr_table_get(r->headers_in, "Transfer-Encoding") || (cl && strcmp(cl, "0") != 0);
 
     *token = NULL;
     if (!e && has_body) {

@@ -45,10 +45,10 @@ static int capacity_answer(request_rec *r, dm_db *db)
             hist, dm_capacity_row_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_capacity_row)));
     }
     return dm_http_send_json(r, HTTP_OK,
-                     json_pack("{s:o,s:o,s:o,s:o}", "capacity",
-                               found ? dm_capacity_row_json(r->pool, &cur) : json_null(),
-                               "sold_ths", dm_json_ths(sold), "available_ths",
-                               dm_json_ths(available), "history", hist));
+                             json_pack("{s:o,s:o,s:o,s:o}", "capacity",
+                                       found ? dm_capacity_row_json(r->pool, &cur) : json_null(),
+                                       "sold_ths", dm_json_ths(sold), "available_ths",
+                                       dm_json_ths(available), "history", hist));
 }
 
 static int capacity_get(request_rec *r, const dm_route_match *m)
@@ -136,7 +136,8 @@ static int packages_create(request_rec *r, const dm_route_match *m)
         return dm_http_error(r, e);
     }
     dm_catalogue_cache_invalidate(dm_g.catalogue);
-    return dm_http_send_json(r, HTTP_CREATED, json_pack("{s:o}", "package", dm_package_admin_json(&pkg)));
+    return dm_http_send_json(r, HTTP_CREATED,
+                             json_pack("{s:o}", "package", dm_package_admin_json(&pkg)));
 }
 
 static int packages_patch(request_rec *r, const dm_route_match *m)
@@ -162,7 +163,8 @@ static int packages_patch(request_rec *r, const dm_route_match *m)
         return dm_http_error(r, e);
     }
     dm_catalogue_cache_invalidate(dm_g.catalogue);
-    return dm_http_send_json(r, HTTP_OK, json_pack("{s:o}", "package", dm_package_admin_json(&pkg)));
+    return dm_http_send_json(r, HTTP_OK,
+                             json_pack("{s:o}", "package", dm_package_admin_json(&pkg)));
 }
 
 const dm_route_def dm_routes_catalogue_admin[] = {

@@ -77,9 +77,10 @@ static int vip_levels_get(request_rec *r, const dm_route_match *m)
         e = dm_vip_plan_load(db, r->pool, &plan);
     }
     return e ? dm_http_error(r, e)
-             : dm_http_send_json(r, HTTP_OK,
-                         dm_vip_plan_json(r->pool, &plan,
-                                          dm_conf_commission_cap_bp(dm_conf_get(r->server))));
+             : dm_http_send_json(
+                   r, HTTP_OK,
+                   dm_vip_plan_json(r->pool, &plan,
+                                    dm_conf_commission_cap_bp(dm_conf_get(r->server))));
 }
 
 static int vip_levels_put(request_rec *r, const dm_route_match *m)
@@ -103,7 +104,8 @@ static int vip_levels_put(request_rec *r, const dm_route_match *m)
     if (!e) {
         e = dm_vip_plan_load(db, r->pool, &plan);
     }
-    return e ? dm_http_error(r, e) : dm_http_send_json(r, HTTP_OK, dm_vip_plan_json(r->pool, &plan, cap));
+    return e ? dm_http_error(r, e)
+             : dm_http_send_json(r, HTTP_OK, dm_vip_plan_json(r->pool, &plan, cap));
 }
 
 static int user_vip_patch(request_rec *r, const dm_route_match *m)
@@ -128,8 +130,9 @@ static int user_vip_patch(request_rec *r, const dm_route_match *m)
         e = dm_vip_set_level(db, r->pool, st.id, r->useragent_ip, id, (int)level, &mem);
     }
     return e ? dm_http_error(r, e)
-             : dm_http_send_json(r, HTTP_OK,
-                         json_pack("{s:o}", "user", dm_member_json(r->pool, &dm_g.svc, &mem)));
+             : dm_http_send_json(
+                   r, HTTP_OK,
+                   json_pack("{s:o}", "user", dm_member_json(r->pool, &dm_g.svc, &mem)));
 }
 
 /* ---- fraud flags ---- */

@@ -106,7 +106,7 @@ static int email_resend(request_rec *r, const dm_route_match *m)
     }
     return e ? dm_http_error(r, e)
              : dm_http_send_json(r, HTTP_OK,
-                         json_pack("{s:o}", "message", dm_mail_row_json(r->pool, &row)));
+                                 json_pack("{s:o}", "message", dm_mail_row_json(r->pool, &row)));
 }
 
 /* ---- templates ---- */
@@ -162,8 +162,8 @@ static int send_template(request_rec *r, dm_db *db, const char *key, const char 
                            v->restored_from ? json_integer(v->restored_from) : json_null()));
     }
     return dm_http_send_json(r, status,
-                     json_pack("{s:o,s:o}", "template", dm_mail_tmpl_json(r->pool, &def, &t, 1),
-                               "versions", arr));
+                             json_pack("{s:o,s:o}", "template",
+                                       dm_mail_tmpl_json(r->pool, &def, &t, 1), "versions", arr));
 }
 
 static int template_get(request_rec *r, const dm_route_match *m)
@@ -265,8 +265,8 @@ static int template_preview(request_rec *r, const dm_route_match *m)
                             json_string("List-Unsubscribe=One-Click"));
     }
     return dm_http_send_json(r, HTTP_OK,
-                     json_pack("{s:s,s:s,s:s,s:o}", "subject", out.subject, "text", out.text,
-                               "html", out.html, "headers", headers));
+                             json_pack("{s:s,s:s,s:s,s:o}", "subject", out.subject, "text",
+                                       out.text, "html", out.html, "headers", headers));
 }
 
 static int template_restore(request_rec *r, const dm_route_match *m)
@@ -465,7 +465,8 @@ static int unsubscribe_post(request_rec *r, const dm_route_match *m)
                                  "preferences.</p>",
                                  ap_escape_html(r->pool, category)));
     }
-    return dm_http_send_json(r, HTTP_OK, json_pack("{s:b,s:s}", "unsubscribed", 1, "category", category));
+    return dm_http_send_json(r, HTTP_OK,
+                             json_pack("{s:b,s:s}", "unsubscribed", 1, "category", category));
 }
 
 const dm_route_def dm_routes_email[] = {

@@ -118,7 +118,8 @@ static int orders_mine(request_rec *r, const dm_route_match *rm)
     if (!e) {
         e = dm_orders_list(db, r->pool, m.id, NULL, cursor, limit, &rows, &next);
     }
-    return e ? dm_http_error(r, e) : dm_http_send_json(r, HTTP_OK, orders_page(r->pool, rows, 0, next));
+    return e ? dm_http_error(r, e)
+             : dm_http_send_json(r, HTTP_OK, orders_page(r->pool, rows, 0, next));
 }
 
 static int order_mine(request_rec *r, const dm_route_match *rm)
@@ -136,7 +137,8 @@ static int order_mine(request_rec *r, const dm_route_match *rm)
         e = dm_order_get(db, r->pool, id, m.id, &o);
     }
     return e ? dm_http_error(r, e)
-             : dm_http_send_json(r, HTTP_OK, json_pack("{s:o}", "order", dm_order_json(r->pool, &o, 0)));
+             : dm_http_send_json(r, HTTP_OK,
+                                 json_pack("{s:o}", "order", dm_order_json(r->pool, &o, 0)));
 }
 
 static int contracts_mine(request_rec *r, const dm_route_match *rm)
@@ -154,7 +156,8 @@ static int contracts_mine(request_rec *r, const dm_route_match *rm)
     if (!e) {
         e = dm_contracts_list(db, r->pool, m.id, cursor, limit, &rows, &next);
     }
-    return e ? dm_http_error(r, e) : dm_http_send_json(r, HTTP_OK, contracts_page(r->pool, rows, 0, next));
+    return e ? dm_http_error(r, e)
+             : dm_http_send_json(r, HTTP_OK, contracts_page(r->pool, rows, 0, next));
 }
 
 /* ---- staff ---- */
@@ -179,7 +182,8 @@ static int admin_orders(request_rec *r, const dm_route_match *rm)
         e = dm_orders_list(db, r->pool, 0, (status && *status) ? status : NULL, cursor, limit,
                            &rows, &next);
     }
-    return e ? dm_http_error(r, e) : dm_http_send_json(r, HTTP_OK, orders_page(r->pool, rows, 1, next));
+    return e ? dm_http_error(r, e)
+             : dm_http_send_json(r, HTTP_OK, orders_page(r->pool, rows, 1, next));
 }
 
 static int admin_contracts(request_rec *r, const dm_route_match *rm)
@@ -197,7 +201,8 @@ static int admin_contracts(request_rec *r, const dm_route_match *rm)
     if (!e) {
         e = dm_contracts_list(db, r->pool, 0, cursor, limit, &rows, &next);
     }
-    return e ? dm_http_error(r, e) : dm_http_send_json(r, HTTP_OK, contracts_page(r->pool, rows, 1, next));
+    return e ? dm_http_error(r, e)
+             : dm_http_send_json(r, HTTP_OK, contracts_page(r->pool, rows, 1, next));
 }
 
 /* 200 when the order is refunded on return (a balance order, or a gateway

@@ -80,7 +80,7 @@ static int wd_create(request_rec *r, const dm_route_match *m)
     }
     return e ? dm_http_error(r, e)
              : dm_http_send_json(r, HTTP_CREATED,
-                         json_pack("{s:o}", "withdrawal", dm_wd_json(r->pool, &w, 0)));
+                                 json_pack("{s:o}", "withdrawal", dm_wd_json(r->pool, &w, 0)));
 }
 
 static int wd_mine(request_rec *r, const dm_route_match *m)
@@ -149,7 +149,8 @@ static int decide_one(request_rec *r, const dm_route_match *m, int approve)
                          approve ? NULL : text, &w);
     }
     return e ? dm_http_error(r, e)
-             : dm_http_send_json(r, HTTP_OK, json_pack("{s:o}", "withdrawal", dm_wd_json(r->pool, &w, 1)));
+             : dm_http_send_json(r, HTTP_OK,
+                                 json_pack("{s:o}", "withdrawal", dm_wd_json(r->pool, &w, 1)));
 }
 
 static int wd_approve(request_rec *r, const dm_route_match *m)
@@ -256,8 +257,9 @@ static int kyc_set(request_rec *r, const dm_route_match *m)
         e = dm_kyc_set_status(db, r->pool, st.id, r->useragent_ip, id, status, &mem);
     }
     return e ? dm_http_error(r, e)
-             : dm_http_send_json(r, HTTP_OK,
-                         json_pack("{s:o}", "user", dm_member_json(r->pool, &dm_g.svc, &mem)));
+             : dm_http_send_json(
+                   r, HTTP_OK,
+                   json_pack("{s:o}", "user", dm_member_json(r->pool, &dm_g.svc, &mem)));
 }
 
 const dm_route_def dm_routes_withdrawals[] = {

@@ -58,7 +58,7 @@ extern "C" {
 #endif
 
 /* True when a structure whose first member is its size covers `field`. */
-#define DM_HAS_FIELD(ptr, type, field)                                                           \
+#define DM_HAS_FIELD(ptr, type, field)                                                             \
     ((ptr) != NULL && (size_t)(ptr)->size >= offsetof(type, field) + sizeof(((type *)0)->field))
 
 /* Status codes every plugin and host function returns. */
@@ -110,7 +110,7 @@ typedef struct dm_message {
 /* ---- HTTP client offered by the host (libcurl underneath) ---- */
 
 typedef struct dm_http_request {
-    uint32_t size; /* sizeof(dm_http_request) as the plugin knows it */
+    uint32_t size;      /* sizeof(dm_http_request) as the plugin knows it */
     const char *method; /* NUL-terminated: "GET", "POST", … */
     const char *url;    /* NUL-terminated */
     const dm_header *headers;
@@ -120,9 +120,9 @@ typedef struct dm_http_request {
 } dm_http_request;
 
 typedef struct dm_http_response {
-    uint32_t size; /* set by the plugin before the call */
-    int status;    /* HTTP status, 0 when no response arrived */
-    dm_str body;   /* host-owned, valid for the call */
+    uint32_t size;            /* set by the plugin before the call */
+    int status;               /* HTTP status, 0 when no response arrived */
+    dm_str body;              /* host-owned, valid for the call */
     const dm_header *headers; /* host-owned, valid for the call */
     size_t n_headers;
 } dm_http_response;
@@ -229,9 +229,9 @@ typedef struct dm_host {
 
 typedef struct dm_payment_checkout {
     uint32_t size;
-    dm_str order_id;   /* our order id */
+    dm_str order_id; /* our order id */
     int64_t amount_micros;
-    dm_str currency;   /* ISO 4217, upper case */
+    dm_str currency; /* ISO 4217, upper case */
     dm_str success_url;
     dm_str cancel_url;
     dm_str customer_email;
@@ -253,7 +253,7 @@ typedef enum dm_payment_event_status {
 
 typedef struct dm_payment_event {
     uint32_t size;
-    dm_str event_id;     /* provider event id, unique per plugin */
+    dm_str event_id; /* provider event id, unique per plugin */
     dm_str provider_ref;
     dm_str order_id;
     dm_payment_event_status status;
@@ -270,8 +270,8 @@ typedef struct dm_payment_ops {
     dm_status (*parse_webhook)(dm_call *call, dm_str raw_body, const dm_header *headers,
                                size_t n_headers, dm_payment_event *out, dm_message *msg);
     /* Optional (NULL when unsupported). */
-    dm_status (*refund)(dm_call *call, dm_str provider_ref, int64_t amount_micros,
-                        dm_str currency, dm_message *msg);
+    dm_status (*refund)(dm_call *call, dm_str provider_ref, int64_t amount_micros, dm_str currency,
+                        dm_message *msg);
 } dm_payment_ops;
 
 typedef enum dm_kyc_status {
@@ -283,7 +283,7 @@ typedef enum dm_kyc_status {
 
 typedef struct dm_kyc_start_result {
     uint32_t size;
-    dm_str url;   /* either url or token is set; call memory */
+    dm_str url; /* either url or token is set; call memory */
     dm_str token;
     dm_str provider_ref;
 } dm_kyc_start_result;
@@ -382,7 +382,7 @@ typedef struct dm_plugin_response {
 /* ---- The descriptor ---- */
 
 typedef struct dm_plugin {
-    uint32_t size; /* sizeof(dm_plugin) as the plugin knows it */
+    uint32_t size;      /* sizeof(dm_plugin) as the plugin knows it */
     uint16_t abi_major; /* DM_PLUGIN_ABI_MAJOR the plugin was built with */
     uint16_t abi_minor;
     dm_plugin_kind kind;
