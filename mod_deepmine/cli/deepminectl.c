@@ -23,7 +23,7 @@
 #include "shop/catalogue.h"
 #include "referral/commission.h"
 #include "store/db.h"
-#include "jobs/jobs.h"
+#include "cron/cron.h"
 #include "base/json.h"
 #include "ledger/ledger.h"
 #include "members/members.h"

@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
-#include "jobs/jobs.h"
+#include "cron/cron.h"
 #include "base/log.h"
 
 /* Exit status of a daemon that could not start at all: not restarted

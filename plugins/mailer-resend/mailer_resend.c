@@ -647,6 +647,8 @@ static dm_status resend_init(const dm_host *h, dm_call *call, dm_message *msg)
         set_msg(msg,
                 "mailer-resend " RESEND_VERSION " needs a server of plugin ABI 1.3 or later "
                 "(mime_message, retry_after, message_id_for); this one speaks %u.%u",
+                /* h is never NULL: cppcheck reads DM_HAS_FIELD's NULL test as "may be". */
+                // cppcheck-suppress nullPointerRedundantCheck
                 (unsigned)h->abi_major, (unsigned)h->abi_minor);
         return DM_ERR_CONFIG;
     }

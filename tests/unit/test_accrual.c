@@ -27,7 +27,7 @@
 #include "shop/catalogue.h"
 #include "base/clock.h"
 #include "store/db.h"
-#include "jobs/jobs.h"
+#include "cron/cron.h"
 #include "base/json.h"
 #include "ledger/ledger.h"
 #include "base/log.h"

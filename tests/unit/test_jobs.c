@@ -19,7 +19,7 @@
 
 #include "base/clock.h"
 #include "store/db.h"
-#include "jobs/jobs.h"
+#include "cron/cron.h"
 #include "store/migrate.h"
 
 static apr_pool_t *pool;
@@ -122,6 +122,7 @@ static const dm_job_def def_fail = {.name = "t-fail",
                                     .max_attempts = 3,
                                     .timeout_s = 60,
                                     .fn = fn_fail,
+                                    .on_dead = dm_cron_job_dead_alert,
                                     .about = "test"};
 static const dm_job_def def_batches = {.name = "t-batches",
                                        .sched = DM_SCHED_HOURLY,

@@ -25,7 +25,7 @@
 
 #include "base/clock.h"
 #include "store/db.h"
-#include "jobs/jobs.h"
+#include "cron/cron.h"
 #include "base/json.h"
 #include "kyc/kyc_manual.h"
 #include "mail/mail.h"

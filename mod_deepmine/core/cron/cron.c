@@ -12,7 +12,7 @@
  *      started to the last hour that is due (catch-up after downtime,
  *      oldest first); interval jobs run the current slot once.
  */
-#include "jobs/jobs.h"
+#include "cron/cron.h"
 
 #include <apr_strings.h>
 #include <string.h>
@@ -147,35 +147,6 @@ static dm_err *state_clear_request(dm_db *db, apr_pool_t *p, const char *job, in
     }
     bind_str(st, 1, job);
     dm_stmt_bind_int64(st, 2, req_at);
-    e = dm_stmt_step(st, p, &row);
-    dm_stmt_done(st);
-    return e;
-}
-
-dm_err *dm_job_request(dm_db *db, apr_pool_t *p, const dm_job_def *def, int64_t period_start,
-                       const char *by)
-{
-    dm_stmt *st;
-    int row = 0;
-    dm_err *e = dm_db_prepare(db, p,
-                              "INSERT INTO job_state (job, requested_at, requested_period, "
-                              "requested_by) VALUES (?, ?, ?, ?) ON CONFLICT (job) DO UPDATE SET "
-                              "requested_at = excluded.requested_at, "
-                              "requested_period = excluded.requested_period, "
-                              "requested_by = excluded.requested_by",
-                              &st);
-
-    if (e) {
-        return e;
-    }
-    bind_str(st, 1, def->name);
-    dm_stmt_bind_int64(st, 2, dm_now());
-    if (period_start) {
-        dm_stmt_bind_int64(st, 3, period_start);
-    } else {
-        dm_stmt_bind_null(st, 3);
-    }
-    bind_str(st, 4, by ? by : "");
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     return e;

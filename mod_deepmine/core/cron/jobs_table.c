@@ -6,7 +6,7 @@
  * Hooks for later issues: KYC polling ("kyc-poll", interval) and backups
  * ("backup", hourly) become rows here when their modules exist.
  */
-#include "jobs/jobs.h"
+#include "cron/cron.h"
 
 #include <apr_strings.h>
 #include <fcntl.h>
@@ -18,6 +18,10 @@
 #include "referral/commission.h"
 #include "base/log.h"
 #include "mail/mail.h"
+#include "mail/mailq.h"
+#include "base/json.h"
+
+#include <jansson.h>
 
 /* Pending orders older than this are expired by the clean-up job (a
  * checkout that was never paid; a late payment still lands, as
@@ -127,9 +131,27 @@ static dm_err *job_test_tick(dm_job_ctx *ctx, dm_job_result *res)
     return NULL;
 }
 
+/* A period parked dead: the operators are e-mailed (the staff alert
+ * template, reason job_dead), in the runner's transaction. */
+dm_err *dm_cron_job_dead_alert(dm_db *db, apr_pool_t *p, const char *job, const char *period,
+                               int failures, const char *error)
+{
+    json_t *vars = dm_json_own(p, json_object());
+
+    json_object_set_new(vars, "reason", json_string("job_dead"));
+    json_object_set_new(vars, "detail",
+                        json_string(apr_psprintf(p, "job %s, period %s, failed %d times: %s", job,
+                                                 period, failures, error)));
+    json_object_set_new(vars, "job", json_string(job));
+    json_object_set_new(vars, "period", json_string(period));
+    json_object_set_new(vars, "error", json_string(error));
+    return dm_mail_staff_alert(db, p, 0, vars, apr_psprintf(p, "job-dead:%s:%s", job, period));
+}
+
 static const dm_job_def jobs[] = {
     /* accrual.c: never waits for data (an hour not over yet is waiting) */
     {.name = "accrual",
+     .on_dead = dm_cron_job_dead_alert,
      .sched = DM_SCHED_HOURLY,
      .max_attempts = 10,
      .timeout_s = 3600,
@@ -139,6 +161,7 @@ static const dm_job_def jobs[] = {
     /* accrual.c: waits until the pool's payout covering the hour is
      * recorded; a day payout is shared out in the day's 23:00 period */
     {.name = "pool-accrual",
+     .on_dead = dm_cron_job_dead_alert,
      .sched = DM_SCHED_HOURLY,
      .max_attempts = 10,
      .timeout_s = 3600,
@@ -147,6 +170,7 @@ static const dm_job_def jobs[] = {
               "contracts by hash-rate-seconds, less their maintenance fee",
      .first_period = dm_accrual_first_pool},
     {.name = "contract-expiry",
+     .on_dead = dm_cron_job_dead_alert,
      .sched = DM_SCHED_INTERVAL,
      .interval_s = 60,
      .max_attempts = 5,
@@ -156,6 +180,7 @@ static const dm_job_def jobs[] = {
      .about = "marks contracts past their term expired once their last hour is credited, and "
               "queues the contract_expired e-mail"},
     {.name = "commission-release",
+     .on_dead = dm_cron_job_dead_alert,
      .sched = DM_SCHED_INTERVAL,
      .interval_s = 600,
      .max_attempts = 5,
@@ -164,6 +189,7 @@ static const dm_job_def jobs[] = {
      .fn = job_commission_release,
      .about = "moves held commissions whose hold period has passed to the wallets"},
     {.name = "cleanup",
+     .on_dead = dm_cron_job_dead_alert,
      .sched = DM_SCHED_INTERVAL,
      .interval_s = 3600,
      .max_attempts = 5,
@@ -172,6 +198,7 @@ static const dm_job_def jobs[] = {
      .about = "deletes expired tokens and sessions, expires unpaid orders after 24 h, "
               "trims old job history"},
     {.name = "mail",
+     .on_dead = dm_cron_job_dead_alert,
      .sched = DM_SCHED_INTERVAL,
      .interval_s = 5,
      .max_attempts = 100,
@@ -181,6 +208,7 @@ static const dm_job_def jobs[] = {
      .about = "sends queued e-mail through the mailer plugin (up to 20 s a run), retries "
               "temporary failures with back-off"},
     {.name = "commission-digest",
+     .on_dead = dm_cron_job_dead_alert,
      .sched = DM_SCHED_INTERVAL,
      .interval_s = 86400,
      .max_attempts = 5,
@@ -189,6 +217,7 @@ static const dm_job_def jobs[] = {
      .about = "queues one e-mail per member summing the referral commissions of the UTC day "
               "before"},
     {.name = "test-fail",
+     .on_dead = dm_cron_job_dead_alert,
      .sched = DM_SCHED_MANUAL,
      .max_attempts = 3,
      .timeout_s = 60,
@@ -196,6 +225,7 @@ static const dm_job_def jobs[] = {
      .fn = job_test_fail,
      .about = "test mode only: always fails (dead-letter tests)"},
     {.name = "test-tick",
+     .on_dead = dm_cron_job_dead_alert,
      .sched = DM_SCHED_HOURLY,
      .max_attempts = 3,
      .timeout_s = 60,

@@ -22,7 +22,6 @@
 #include "base/clock.h"
 #include "base/json.h"
 #include "base/log.h"
-#include "mail/mailq.h"
 
 /* How long a lease lasts without renewal, and how often a running job
  * renews it (through dm_job_keep_going). */
@@ -377,18 +376,8 @@ static dm_err *finish(dm_job_ctx *ctx, const dm_job_def *def, const dm_err *fail
         e = dm_stmt_step(st, p, &row);
         dm_stmt_done(st);
     }
-    if (!e && *outcome == DM_JOB_RAN_DEAD) {
-        json_t *vars = dm_json_own(p, json_object());
-        json_object_set_new(vars, "reason", json_string("job_dead"));
-        json_object_set_new(
-            vars, "detail",
-            json_string(apr_psprintf(p, "job %s, period %s, failed %d times: %s", def->name,
-                                     ctx->period, (int)failures, failure->message)));
-        json_object_set_new(vars, "job", json_string(def->name));
-        json_object_set_new(vars, "period", json_string(ctx->period));
-        json_object_set_new(vars, "error", json_string(failure->message));
-        e = dm_mail_staff_alert(db, p, 0, vars,
-                                apr_psprintf(p, "job-dead:%s:%s", def->name, ctx->period));
+    if (!e && *outcome == DM_JOB_RAN_DEAD && def->on_dead) {
+        e = def->on_dead(db, p, def->name, ctx->period, (int)failures, failure->message);
     }
     if (!e) {
         e = dm_db_commit(db, p);
@@ -480,5 +469,34 @@ dm_err *dm_job_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm_job
         dm_log(DM_L_ERR, "DM00903: job %s %s is dead after %d attempts; owners alerted", def->name,
                ctx.period, def->max_attempts);
     }
+    return e;
+}
+
+dm_err *dm_job_request(dm_db *db, apr_pool_t *p, const char *job, int64_t period_start,
+                       const char *by)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              "INSERT INTO job_state (job, requested_at, requested_period, "
+                              "requested_by) VALUES (?, ?, ?, ?) ON CONFLICT (job) DO UPDATE SET "
+                              "requested_at = excluded.requested_at, "
+                              "requested_period = excluded.requested_period, "
+                              "requested_by = excluded.requested_by",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    bind_str(st, 1, job);
+    dm_stmt_bind_int64(st, 2, dm_now());
+    if (period_start) {
+        dm_stmt_bind_int64(st, 3, period_start);
+    } else {
+        dm_stmt_bind_null(st, 3);
+    }
+    bind_str(st, 4, by ? by : "");
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
     return e;
 }

@@ -109,11 +109,11 @@ typedef struct dm_job_def {
      * never run (e.g. the start hour of the oldest active contract), or 0
      * for "none yet". NULL: the hour holding `now`. */
     dm_err *(*first_period)(dm_db *db, apr_pool_t *p, int64_t now, int64_t *out);
+    /* Optional: called in the transaction that parks a period dead, with
+     * what failed (the job table sends the operators' alert e-mail). */
+    dm_err *(*on_dead)(dm_db *db, apr_pool_t *p, const char *job, const char *period, int failures,
+                       const char *error);
 } dm_job_def;
-
-/* The job table (in jobs.c), NULL-name terminated. */
-const dm_job_def *dm_jobs_table(void);
-const dm_job_def *dm_job_find(const char *name, int test_mode);
 
 /* Between batches: renews the lease when due; 0 when the run must stop
  * (lease lost to another holder, or past its timeout). */
@@ -153,42 +153,12 @@ int64_t dm_job_backoff(int attempts);
 /* A fresh holder id for this process. */
 const char *dm_job_holder(apr_pool_t *p);
 
-/* ---- the scheduler (cron.c) ---- */
-
-/* One pass over the job table: runs every job-period that is due at `now`
- * (staff requests first, then retries of failed periods, then new
- * periods; hourly jobs catch up missed hours oldest first). Returns how
- * many runs it made in *ran. Stops early, between runs, when *stop
- * becomes non-zero (the daemon's signal flag). */
-dm_err *dm_cron_tick(dm_db *db, apr_pool_t *p, const dm_job_env *env, const char *holder,
-                     volatile int *stop, int *ran);
-
-/* The daemon's heartbeat row (holder, pid, started, beat = now). */
-dm_err *dm_cron_beat(dm_db *db, apr_pool_t *p, const char *holder, int64_t started);
-/* Removes this daemon's heartbeat (clean shutdown). */
-dm_err *dm_cron_unbeat(dm_db *db, apr_pool_t *p, const char *holder);
-/* Seconds since the newest heartbeat; *found 0 when no daemon ever beat. */
-dm_err *dm_cron_heartbeat_age(dm_db *db, apr_pool_t *p, int64_t *age, int *found);
-
-/* When the job runs next (Unix seconds), 0 for manual jobs. */
-dm_err *dm_job_next_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm_job_def *def,
-                        int64_t now, int64_t *out);
-
-/* Asks the daemon to run `def` now (period 0: the job's current period),
- * recorded in job_state; the daemon picks it up within a second or two. */
-dm_err *dm_job_request(dm_db *db, apr_pool_t *p, const dm_job_def *def, int64_t period_start,
+/* Asks the scheduler to run job `job` soon (period 0: the job's current
+ * period), recorded in job_state; the daemon picks it up within a second or
+ * two. A domain event that wants a job run soon (a pool payout recorded)
+ * calls this: the jobs layer offers it, so no domain file reaches up into
+ * the scheduler. */
+dm_err *dm_job_request(dm_db *db, apr_pool_t *p, const char *job, int64_t period_start,
                        const char *by);
-
-/* GET /api/admin/jobs: {"jobs": [every job with its schedule, next run,
- * last run and dead periods], "runs": [history newest first, filtered by
- * job and status when not NULL, keyset paged on id], "next_cursor"}.
- * *out belongs to p. */
-struct json_t;
-dm_err *dm_jobs_overview(dm_db *db, apr_pool_t *p, const dm_job_env *env, const char *job,
-                         const char *status, int64_t cursor, int limit, struct json_t **out);
-
-/* The period a manual run without --period uses: the hour that ended last
- * (hourly), the current slot (interval), the current hour (manual). */
-int64_t dm_job_default_period(const dm_job_env *env, const dm_job_def *def, int64_t now);
 
 #endif

@@ -20,11 +20,6 @@ static int64_t now_sec(void)
     return dm_now();
 }
 
-static const char *id_str(apr_pool_t *p, int64_t id)
-{
-    return apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)id);
-}
-
 dm_err *dm_vip_plan_load(dm_db *db, apr_pool_t *p, dm_vip_plan *out)
 {
     dm_stmt *st;
@@ -435,45 +430,4 @@ dm_err *dm_vip_reevaluate(dm_db *db, apr_pool_t *p, int64_t buyer_id)
         dm_stmt_done(st);
     }
     return e;
-}
-
-dm_err *dm_vip_set_level(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
-                         int64_t user_id, int level, dm_member *out)
-{
-    dm_member before;
-    dm_stmt *st;
-    int row;
-    dm_err *e;
-
-    if (level < 1 || level > DM_VIP_LEVELS) {
-        return dm_err_make(p, DM_E_INVALID, "vip_level", "vip_level is 1 to %d", DM_VIP_LEVELS);
-    }
-    if ((e = dm_db_begin(db, p))) {
-        return e;
-    }
-    e = dm_member_get(db, p, user_id, &before);
-    if (!e) {
-        e = dm_db_prepare(db, p, "UPDATE users SET vip_level = ?, updated_at = ? WHERE id = ?",
-                          &st);
-    }
-    if (!e) {
-        dm_stmt_bind_int64(st, 1, level);
-        dm_stmt_bind_int64(st, 2, now_sec());
-        dm_stmt_bind_int64(st, 3, user_id);
-        e = dm_stmt_step(st, p, &row);
-        dm_stmt_done(st);
-    }
-    if (!e) {
-        e = dm_audit_write(db, p, staff_id, "user.vip", "user", id_str(p, user_id),
-                           dm_json_own(p, json_pack("{s:i}", "vip_level", before.vip_level)),
-                           dm_json_own(p, json_pack("{s:i}", "vip_level", level)), ip);
-    }
-    if (!e) {
-        e = dm_member_get(db, p, user_id, out);
-    }
-    if (e) {
-        dm_db_rollback(db);
-        return e;
-    }
-    return dm_db_commit(db, p);
 }

@@ -20,7 +20,6 @@
 
 #include "store/db.h"
 #include "base/err.h"
-#include "members/members.h"
 
 #define DM_VIP_LEVELS 10
 #define DM_VIP_DEPTHS 10
@@ -90,10 +89,5 @@ dm_err *dm_vip_count_order(dm_db *db, apr_pool_t *p, int64_t buyer_id, const int
  * of the order. In the caller's open transaction (DM_E_INTERNAL outside
  * one). */
 dm_err *dm_vip_reevaluate(dm_db *db, apr_pool_t *p, int64_t buyer_id);
-
-/* Staff set a member's level by hand (1..10, up or down), in its own
- * transaction, audited "user.vip" (before/after); *out the member after. */
-dm_err *dm_vip_set_level(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
-                         int64_t user_id, int level, dm_member *out);
 
 #endif

@@ -126,10 +126,7 @@ static dm_err *check_input(apr_pool_t *p, const char *kind, int64_t start, int64
  * re-check. Best effort: the re-check finds it anyway. */
 static dm_err *nudge(dm_db *db, apr_pool_t *p, const dm_pool_payout *r)
 {
-    const dm_job_def *def = dm_job_find("pool-accrual", 0);
-    int64_t hour = r->period_end - HOUR;
-
-    return def ? dm_job_request(db, p, def, hour, "pool payout recorded") : NULL;
+    return dm_job_request(db, p, "pool-accrual", r->period_end - HOUR, "pool payout recorded");
 }
 
 static dm_err *record_txn(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,

@@ -23,6 +23,7 @@
 #include "store/audit.h"
 #include "base/json.h"
 #include "base/validate.h"
+#include "referral/vip.h"
 
 #define SEARCH_LIMIT_MAX 200
 
@@ -779,4 +780,46 @@ dm_err *dm_admin_import_users(dm_db *db, apr_pool_t *p, const char *csv, size_t 
                         (apr_int64_t)rep->bad_line, bad);
     }
     return e;
+}
+
+dm_err *dm_admin_user_set_vip(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
+                              int64_t user_id, int level, dm_member *out)
+{
+    dm_member before;
+    dm_stmt *st;
+    int row;
+    dm_err *e;
+
+    if (level < 1 || level > DM_VIP_LEVELS) {
+        return dm_err_make(p, DM_E_INVALID, "vip_level", "vip_level is 1 to %d", DM_VIP_LEVELS);
+    }
+    if ((e = dm_db_begin(db, p))) {
+        return e;
+    }
+    e = dm_member_get(db, p, user_id, &before);
+    if (!e) {
+        e = dm_db_prepare(db, p, "UPDATE users SET vip_level = ?, updated_at = ? WHERE id = ?",
+                          &st);
+    }
+    if (!e) {
+        dm_stmt_bind_int64(st, 1, level);
+        dm_stmt_bind_int64(st, 2, now_sec());
+        dm_stmt_bind_int64(st, 3, user_id);
+        e = dm_stmt_step(st, p, &row);
+        dm_stmt_done(st);
+    }
+    if (!e) {
+        e = dm_audit_write(db, p, staff_id, "user.vip", "user",
+                           apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)user_id),
+                           dm_json_own(p, json_pack("{s:i}", "vip_level", before.vip_level)),
+                           dm_json_own(p, json_pack("{s:i}", "vip_level", level)), ip);
+    }
+    if (!e) {
+        e = dm_member_get(db, p, user_id, out);
+    }
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    return dm_db_commit(db, p);
 }

@@ -104,4 +104,9 @@ typedef struct dm_import_report {
 dm_err *dm_admin_import_users(dm_db *db, apr_pool_t *p, const char *csv, size_t len,
                               const char *source, dm_import_report *rep);
 
+/* Staff set a member's level by hand (1..10, up or down), in its own
+ * transaction, audited "user.vip" (before/after); *out the member after. */
+dm_err *dm_admin_user_set_vip(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
+                              int64_t user_id, int level, dm_member *out);
+
 #endif

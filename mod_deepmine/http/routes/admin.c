@@ -310,7 +310,7 @@ static int users_patch(request_rec *r, const dm_route_match *m)
     int64_t id = 0;
     json_t *b, *user;
     const char *status = NULL;
-    dm_member mem;
+    dm_member mem = {0};
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {

@@ -62,7 +62,7 @@ static int auth_register(request_rec *r, const dm_route_match *m)
     json_t *b;
     dm_db *db;
     dm_register_req req;
-    dm_member mem;
+    dm_member mem = {0};
     dm_session s;
     int return_tokens = 0;
     dm_err *e = begin(r, "register", &b, &db);
@@ -98,7 +98,7 @@ static int auth_login(request_rec *r, const dm_route_match *m)
     json_t *b;
     dm_db *db;
     const char *email = NULL, *password = NULL;
-    dm_member mem;
+    dm_member mem = {0};
     dm_session s;
     int return_tokens = 0;
     dm_err *e = begin(r, "login", &b, &db);
@@ -154,7 +154,7 @@ static int auth_refresh(request_rec *r, const dm_route_match *m)
 {
     const char *token;
     dm_db *db;
-    dm_member mem;
+    dm_member mem = {0};
     dm_session s;
     int return_tokens = 0;
     dm_err *e = refresh_token_of(r, &return_tokens, &token);

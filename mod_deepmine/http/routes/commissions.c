@@ -17,6 +17,7 @@
 #include "referral/flags.h"
 #include "base/json.h"
 #include "referral/vip.h"
+#include "staff/member_admin.h"
 
 static dm_err *id_param(request_rec *r, const dm_route_match *m, const char *what, int64_t *id)
 {
@@ -36,7 +37,7 @@ static dm_err *id_param(request_rec *r, const dm_route_match *m, const char *wha
 static int my_commissions(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
-    dm_member mem;
+    dm_member mem = {0};
     apr_array_header_t *rows = NULL;
     int64_t cursor = 0, next = 0;
     int limit = 50;
@@ -112,7 +113,7 @@ static int user_vip_patch(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
     dm_staff st;
-    dm_member mem;
+    dm_member mem = {0};
     json_t *b;
     int64_t id = 0, level = 0;
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
@@ -127,7 +128,7 @@ static int user_vip_patch(request_rec *r, const dm_route_match *m)
         e = dm_json_get_int64(r->pool, b, "vip_level", 1, 1, DM_VIP_LEVELS, &level, NULL);
     }
     if (!e) {
-        e = dm_vip_set_level(db, r->pool, st.id, r->useragent_ip, id, (int)level, &mem);
+        e = dm_admin_user_set_vip(db, r->pool, st.id, r->useragent_ip, id, (int)level, &mem);
     }
     return e ? dm_http_error(r, e)
              : dm_http_send_json(

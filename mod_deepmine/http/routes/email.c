@@ -345,7 +345,7 @@ static int suppression_delete(request_rec *r, const dm_route_match *m)
 static int prefs_get(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
-    dm_member mem;
+    dm_member mem = {0};
     json_t *prefs = NULL;
     dm_err *e = dm_http_member_db(r, &db, &mem);
 
@@ -359,7 +359,7 @@ static int prefs_get(request_rec *r, const dm_route_match *m)
 static int prefs_put(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
-    dm_member mem;
+    dm_member mem = {0};
     json_t *b, *prefs = NULL;
     dm_err *e = dm_http_member_db(r, &db, &mem);
 

@@ -14,7 +14,7 @@
 
 #include "store/audit.h"
 #include "base/clock.h"
-#include "jobs/jobs.h"
+#include "cron/cron.h"
 #include "base/json.h"
 
 static const char *const run_statuses[] = {"running", "ok", "failed", "dead", "waiting", NULL};
@@ -118,7 +118,7 @@ static int job_run(request_rec *r, const dm_route_match *m)
     json_object_set_new(after, "via", json_string(dm_conf_cron(c) ? "daemon" : "request"));
     e = dm_db_begin(db, r->pool);
     if (!e && dm_conf_cron(c)) {
-        e = dm_job_request(db, r->pool, def, period, st.email);
+        e = dm_job_request(db, r->pool, def->name, period, st.email);
     }
     if (!e) {
         e = dm_audit_write(db, r->pool, st.id, "job.run", "job", def->name, NULL, after,

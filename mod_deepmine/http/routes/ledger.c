@@ -20,7 +20,7 @@
 static int statement(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
-    dm_member mem;
+    dm_member mem = {0};
     apr_array_header_t *lines = NULL;
     int64_t cursor = 0, next = 0;
     int limit = 50;

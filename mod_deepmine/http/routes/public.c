@@ -11,7 +11,7 @@
 #define DM_CRON_STALE 60
 
 #include "base/clock.h"
-#include "jobs/jobs.h"
+#include "cron/cron.h"
 #include "base/json.h"
 #include "store/migrate.h"
 

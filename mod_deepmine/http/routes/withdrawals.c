@@ -46,7 +46,7 @@ static dm_err *id_param(request_rec *r, const dm_route_match *m, int64_t *id)
 static int wd_create(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
-    dm_member mem;
+    dm_member mem = {0};
     json_t *b;
     int64_t amount = 0;
     const char *destination = NULL, *network = NULL;
@@ -86,7 +86,7 @@ static int wd_create(request_rec *r, const dm_route_match *m)
 static int wd_mine(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
-    dm_member mem;
+    dm_member mem = {0};
     apr_array_header_t *rows = NULL;
     int64_t cursor = 0, next = 0;
     int limit = 50;
@@ -241,7 +241,7 @@ static int kyc_set(request_rec *r, const dm_route_match *m)
     int64_t id = 0;
     json_t *b;
     const char *status = NULL;
-    dm_member mem;
+    dm_member mem = {0};
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
