@@ -94,7 +94,7 @@ static const char *sf(const char *fmt, ...)
 
 static const char *str(dm_str s)
 {
-    return apr_pstrmemdup(pool, s.ptr ? s.ptr : "", s.len);
+    return s.ptr ? apr_pstrmemdup(pool, s.ptr, s.len) : "";
 }
 
 /* ---- a stand-in for the site: one request per connection, recorded ---- */

@@ -173,8 +173,8 @@ static void test_code_parse_refuses_bad_characters_and_lengths(void **state)
                          "ABCDEFG",
                          "ABCDEFGHJ",
                          "",
-                         "ABCD\xc3\x89"
-                         "23"};
+                         ("ABCD\xc3\x89"
+                          "23")};
     const char *canon = "untouched";
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

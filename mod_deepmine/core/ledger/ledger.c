@@ -684,10 +684,15 @@ dm_err *dm_ledger_transfer(dm_db *db, apr_pool_t *p, const dm_transfer_req *req,
 #define MANY_ROWS 64
 #define MANY_PARAMS 8
 
+/* APR pools align to 8 bytes, __int128 wants 16: the sum is kept in a type
+ * aligned to 8 (GCC and clang allow a typedef to lower alignment), so a
+ * move allocated from a pool is never accessed misaligned. */
+typedef __int128 wide_sum __attribute__((aligned(8)));
+
 typedef struct acct_move {
     int64_t id;
     const char *currency;
-    __int128 delta;
+    wide_sum delta;
     int debited; /* a debit account: must be a system account */
 } acct_move;
 
