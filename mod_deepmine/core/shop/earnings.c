@@ -76,7 +76,7 @@ dm_err *dm_earnings_daily(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t fro
     return e;
 }
 
-dm_err *dm_contract_statement(dm_db *db, apr_pool_t *p, int64_t contract_id, int64_t user_id,
+dm_err *dm_earnings_statement(dm_db *db, apr_pool_t *p, int64_t contract_id, int64_t user_id,
                               int64_t from, int64_t to, dm_contract *contract,
                               apr_array_header_t **days)
 {

@@ -15,7 +15,7 @@
 
 #include "store/db.h"
 #include "base/err.h"
-#include "shop/orders.h"
+#include "shop/contracts.h"
 
 /* The longest range one answer covers, in days. */
 #define DM_EARNINGS_MAX_DAYS 366
@@ -39,7 +39,7 @@ dm_err *dm_earnings_daily(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t fro
 /* Contract `contract_id`'s statement over [from, to) (same day rule),
  * only the days it accrued something. user_id != 0: the member's own
  * contract only (else DM_E_NOT_FOUND). */
-dm_err *dm_contract_statement(dm_db *db, apr_pool_t *p, int64_t contract_id, int64_t user_id,
+dm_err *dm_earnings_statement(dm_db *db, apr_pool_t *p, int64_t contract_id, int64_t user_id,
                               int64_t from, int64_t to, dm_contract *contract,
                               apr_array_header_t **days);
 

@@ -1,6 +1,6 @@
 /*
- * orders.h — orders, the mining contracts they buy, and what a verified
- * payment event does to them.
+ * orders.h — orders, and what a verified payment event does to them and
+ * to the contracts they buy (shop/contracts.h).
  *
  * An order fixes its package's price when it is made. It is paid either
  * from the member's wallet, in the one transaction that creates it, or
@@ -29,6 +29,7 @@
 #include "deepmine/plugin.h"
 #include "base/err.h"
 #include "plugins/plugin_host.h"
+#include "shop/contracts.h"
 
 /* The gateway name of orders paid from the wallet. */
 #define DM_ORDER_GATEWAY_BALANCE "balance"
@@ -49,27 +50,6 @@ typedef struct dm_order {
     int64_t paid_at; /* 0: not paid */
     int64_t updated_at;
 } dm_order;
-
-typedef struct dm_contract {
-    int64_t id;
-    int64_t order_id;
-    int64_t user_id;
-    int64_t package_id;
-    /* the package's terms as sold */
-    const char *name;
-    int64_t hashrate_ghs;
-    int64_t price_micros;
-    int64_t daily_yield_micros;
-    int64_t duration_days;
-    const char *currency;
-    int64_t started_at;
-    int64_t expires_at;
-    const char *status;     /* active|ended|expired|refunded */
-    int64_t ended_at;       /* 0: not ended */
-    const char *yield_mode; /* DM_YIELD_POOL | DM_YIELD_FIXED, as sold */
-    int64_t fee_bp;         /* pool mode's maintenance fee, as sold */
-    int64_t earned_micros;  /* the sum of its yield credits (core/accrual.c) */
-} dm_contract;
 
 /* A checkout order: `gateway` must name a loaded, initialised payment
  * plugin with create_checkout (else DM_E_INVALID, field "gateway"); the
@@ -115,15 +95,6 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
  * order is someone else's. */
 dm_err *dm_order_get(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t user_id, dm_order *out);
 
-/* One contract; DM_E_NOT_FOUND when absent, or when user_id != 0 and the
- * contract is someone else's. */
-dm_err *dm_contract_get(dm_db *db, apr_pool_t *p, int64_t contract_id, int64_t user_id,
-                        dm_contract *out);
-
-/* The contract of an order; *found 0 when there is none. */
-dm_err *dm_contract_of_order(dm_db *db, apr_pool_t *p, int64_t order_id, dm_contract *out,
-                             int *found);
-
 /* Newest first, keyset paginated on id (cursor 0: first page; *next 0:
  * no more). user_id 0: everyone's; status NULL: any (an unknown status is
  * DM_E_INVALID, field "status"); the status filter is for staff lists and
@@ -131,14 +102,8 @@ dm_err *dm_contract_of_order(dm_db *db, apr_pool_t *p, int64_t order_id, dm_cont
 dm_err *dm_orders_list(dm_db *db, apr_pool_t *p, int64_t user_id, const char *status,
                        int64_t cursor, int limit, apr_array_header_t **rows, int64_t *next);
 
-/* Likewise for contracts; rows are dm_contract. */
-dm_err *dm_contracts_list(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t cursor, int limit,
-                          apr_array_header_t **rows, int64_t *next);
-
 /* JSON as the API shows it (caller owns it); `staff` adds user_id,
  * provider_ref, payment_transfer_id. */
 json_t *dm_order_json(apr_pool_t *p, const dm_order *o, int staff);
-/* With yield_mode, fee_bp and earned_micros. */
-json_t *dm_contract_json(apr_pool_t *p, const dm_contract *c, int staff);
 
 #endif

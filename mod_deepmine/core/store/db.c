@@ -12,6 +12,7 @@
 #include <apr_strings.h>
 #include <apr_time.h>
 #include <sqlite3.h>
+#include <string.h>
 
 struct dm_db {
     sqlite3 *handle;
@@ -221,6 +222,15 @@ void dm_stmt_bind_null(dm_stmt *st, int idx)
     sqlite3_bind_null(st->st, idx);
 }
 
+void dm_stmt_bind_str(dm_stmt *st, int idx, const char *s)
+{
+    if (s) {
+        dm_stmt_bind_text(st, idx, s, strlen(s));
+    } else {
+        dm_stmt_bind_null(st, idx);
+    }
+}
+
 dm_err *dm_stmt_step(dm_stmt *st, apr_pool_t *p, int *row)
 {
     int rc = sqlite3_step(st->st);
@@ -244,6 +254,18 @@ const char *dm_stmt_text(dm_stmt *st, int col, size_t *len)
         *len = (size_t)sqlite3_column_bytes(st->st, col);
     }
     return t ? t : "";
+}
+
+const char *dm_stmt_dup_text(dm_stmt *st, apr_pool_t *p, int col)
+{
+    size_t len = 0;
+    const char *s;
+
+    if (dm_stmt_is_null(st, col)) {
+        return NULL;
+    }
+    s = dm_stmt_text(st, col, &len);
+    return apr_pstrmemdup(p, s, len);
 }
 
 int dm_stmt_is_null(dm_stmt *st, int col)

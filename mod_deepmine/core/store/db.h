@@ -53,6 +53,8 @@ dm_err *dm_db_prepare(dm_db *db, apr_pool_t *p, const char *sql, dm_stmt **out);
 void dm_stmt_bind_int64(dm_stmt *st, int idx, int64_t v);
 void dm_stmt_bind_text(dm_stmt *st, int idx, const char *s, size_t len);
 void dm_stmt_bind_null(dm_stmt *st, int idx);
+/* A NUL-terminated string, or NULL when s is NULL. */
+void dm_stmt_bind_str(dm_stmt *st, int idx, const char *s);
 
 /* One step: *row is 1 when a row is ready, 0 when done. A UNIQUE
  * violation maps to DM_E_CONFLICT, a busy database to DM_E_UNAVAILABLE.
@@ -63,6 +65,8 @@ dm_err *dm_stmt_step(dm_stmt *st, apr_pool_t *p, int *row);
 int64_t dm_stmt_int64(dm_stmt *st, int col);
 const char *dm_stmt_text(dm_stmt *st, int col, size_t *len);
 int dm_stmt_is_null(dm_stmt *st, int col);
+/* A copy of a text column in p, or NULL when the column is NULL. */
+const char *dm_stmt_dup_text(dm_stmt *st, apr_pool_t *p, int col);
 
 /* Returns the statement to the cache (reset, bindings cleared). */
 void dm_stmt_done(dm_stmt *st);

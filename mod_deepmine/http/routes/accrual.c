@@ -132,7 +132,7 @@ static int statement(request_rec *r, const dm_route_match *rm)
             from = dm_day_floor(to) - (int64_t)(DM_EARNINGS_MAX_DAYS - 1) * DAY;
         }
     }
-    e = dm_contract_statement(db, r->pool, (int64_t)id, m.id, from, to, &c, &days);
+    e = dm_earnings_statement(db, r->pool, (int64_t)id, m.id, from, to, &c, &days);
     if (e) {
         return dm_http_error(r, e);
     }
