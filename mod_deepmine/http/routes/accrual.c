@@ -1,5 +1,5 @@
 /*
- * routes_accrual.c — yield over HTTP: a member's earnings (daily totals
+ * routes/accrual.c — yield over HTTP: a member's earnings (daily totals
  * for a chart) and a contract's daily statement; staff record the mining
  * pool's payouts and read their reconciliation, and the owner sets the
  * commission plan on yield. Roles are in routes_admin.c's table. Thin:

@@ -1,5 +1,5 @@
 /*
- * routes_auth.c — the /api/auth endpoints: registration, login, refresh, logout, e-mail
+ * routes/auth.c — the /api/auth endpoints: registration, login, refresh, logout, e-mail
  * verification and password reset. Each handler: rate limit, parse and type
  * check the body, one core call, map the answer.
  *

@@ -1,5 +1,5 @@
 /*
- * routes_catalogue_admin.c — the owner's side of what is for sale: the
+ * routes/catalogue_admin.c — the owner's side of what is for sale: the
  * hash-power capacity (GET/PUT /api/admin/capacity, with its history) and
  * the packages (GET/POST/PATCH /api/admin/packages). No DELETE: a package
  * is taken off sale with active:false (core/packages_admin.h says why).

@@ -1,5 +1,5 @@
 /*
- * routes_commissions.c — commissions and VIP levels over HTTP: a member's
+ * routes/commissions.c — commissions and VIP levels over HTTP: a member's
  * credits (GET /api/referrals/commissions), the plan for the owner
  * (GET/PUT /api/admin/vip-levels), a member's level set by hand
  * (PATCH /api/admin/users/{id}/vip), and fraud flags for staff

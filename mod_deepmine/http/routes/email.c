@@ -1,5 +1,5 @@
 /*
- * routes_email.c — e-mail over HTTP, thin over core/mail*.c:
+ * routes/email.c — e-mail over HTTP, thin over core/mail*.c:
  *
  *   staff (roles in routes_admin.c's table: owner and support)
  *     GET  /api/admin/email                        the queue and its history

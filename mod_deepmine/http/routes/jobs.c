@@ -1,5 +1,5 @@
 /*
- * routes_jobs.c — the scheduled jobs for staff (owner):
+ * routes/jobs.c — the scheduled jobs for staff (owner):
  *   GET  /api/admin/jobs              every job, its next run, and the run
  *                                     history (?job=, ?status=, paging)
  *   POST /api/admin/jobs/{job}/run    run one now {"period": optional};

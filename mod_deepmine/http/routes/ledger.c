@@ -1,5 +1,5 @@
 /*
- * routes_ledger.c — the ledger over HTTP: a member's statement
+ * routes/ledger.c — the ledger over HTTP: a member's statement
  * (GET /api/ledger) and every transfer for staff (GET /api/admin/transfers,
  * whose roles are in routes_admin.c's table). Read-only: transfers are
  * posted by the domain code that causes them, never by a route of their

@@ -1,5 +1,5 @@
 /*
- * routes_me.c — the calling member: /api/me, terms acceptance, and the
+ * routes/me.c — the calling member: /api/me, terms acceptance, and the
  * referral network (/api/referrals*).
  */
 #include "dm_http.h"

@@ -1,5 +1,5 @@
 /*
- * routes_orders.c — buying packages over HTTP: a member's orders and
+ * routes/orders.c — buying packages over HTTP: a member's orders and
  * contracts (/api/orders, /api/contracts), and the staff's view of them
  * with the refund action (/api/admin/orders, /api/admin/contracts; roles
  * in routes_admin.c's table). Thin: core/orders.c does the work.

@@ -1,5 +1,5 @@
 /*
- * routes_plugins.c — the two ways the outside world reaches a plugin:
+ * routes/plugins.c — the two ways the outside world reaches a plugin:
  *
  *   GET|POST /api/plugins/{name}/…   pages a plugin serves itself (ABI 1.2
  *                                    handle_request): a sandbox checkout, a

@@ -1,5 +1,5 @@
 /*
- * routes_public.c — endpoints anyone may call: health and the catalogue.
+ * routes/public.c — endpoints anyone may call: health and the catalogue.
  */
 #include "dm_http.h"
 

@@ -1,5 +1,5 @@
 /*
- * routes_withdrawals.c — withdrawals over HTTP: a member's request and
+ * routes/withdrawals.c — withdrawals over HTTP: a member's request and
  * list (/api/withdrawals), finance's queue and decisions, one by one or in
  * bulk (/api/admin/withdrawals…), and staff setting a member's KYC status
  * by hand until the KYC issue lands (/api/admin/users/{id}/kyc). Roles are

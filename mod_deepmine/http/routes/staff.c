@@ -1,5 +1,5 @@
 /*
- * routes_admin.c — the staff API under /api/admin: staff login and logout
+ * routes/staff.c — the staff API under /api/admin: staff login and logout
  * (the dm_admin cookie), member search, detail and suspension, and the
  * audit log; and dm_http_staff, the one place where staff sessions and
  * roles are checked.
