@@ -151,7 +151,7 @@ check-includes:
 FMT_SRC  := $(shell find mod_deepmine plugins tests/unit tests/plugins tests/fuzz -name '*.[ch]')
 LINT_SRC := $(CORE_SRC) $(HTTP_SRC) $(CLI_SRC) $(wildcard plugins/*/*.c)
 
-lint: $(MIG_C)
+lint: $(MIG_C) check-includes
 	@bash scripts/lint.sh $(LINT_SRC) -- $(INCS) $(APR_CFLAGS) -I$(HTTPD_INC) -- $(FMT_SRC)
 
 format:
