@@ -32,6 +32,8 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "plugins/inbound.h"
+#include "plugins/mailer.h"
 #include "plugins/plugin_host.h"
 
 static const char *status_word(dm_status st)

@@ -29,6 +29,8 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "plugins/inbound.h"
+#include "plugins/mailer.h"
 #include "plugins/plugin_host.h"
 
 static apr_pool_t *pool;

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "plugins/mailer.h"
 #include "plugins/plugin_host.h"
 
 static apr_pool_t *pool;
