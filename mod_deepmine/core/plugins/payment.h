@@ -47,9 +47,9 @@ typedef struct dm_payment_checkout_out {
 
 /* Starts a payment at the provider. DM_OK with out filled: a provider_ref
  * of 1..DM_PAYMENT_REF_MAX bytes without control characters and a
- * redirect_url of 1..DM_PAYMENT_URL_MAX bytes (else DM_ERR_INTERNAL, "
- * create_checkout returned a malformed result"). DM_ERR_UNSUPPORTED when pl
- * cannot take payments. */
+ * redirect_url of 1..DM_PAYMENT_URL_MAX bytes (a plugin answering anything
+ * else gets DM_ERR_INTERNAL, "create_checkout returned a malformed
+ * result"). DM_ERR_UNSUPPORTED when pl cannot take payments. */
 dm_status dm_payment_create_checkout(const dm_plugin_host *h, const dm_loaded_plugin *pl,
                                      apr_pool_t *p, const dm_payment_checkout_in *in,
                                      dm_payment_checkout_out *out, dm_message *msg);
