@@ -4,6 +4,15 @@
 #     root ("ledger/ledger.h"), never "../x.h" or a bare "x.h".
 #  2. core/ never includes an httpd header.
 #  3. The include graph between core folders has no cycle.
+#  4. Only core/plugins/ touches a plugin: outside it, nothing in
+#     mod_deepmine/ reads a descriptor (->desc, the dm_*_ops tables), tests a
+#     plugin structure's size (DM_HAS_FIELD), makes a call context
+#     (dm_plugins_call) or calls a plugin function by name; the rest of the
+#     server uses the typed calls (plugins/payment.h, mailer.h, kyc.h,
+#     inbound.h). The ABI header itself (mod_deepmine/include/) and plugin
+#     code (plugins/, tests/plugins/) are not checked.
+#  5. core/plugins/'s private headers (call.h, host_services.h) are included
+#     only there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 core=mod_deepmine/core
@@ -47,6 +56,19 @@ cycle=$(echo "$edges" | awk '
 if [ -n "$cycle" ]; then
   echo "check-includes: the folders of core/ include each other in a cycle:$cycle"; status=1
 fi
+
+bad=$(grep -rnE 'DM_HAS_FIELD|(->|\.)desc\b|\bdm_(payment|kyc|mailer)_ops\b|\bdm_plugins_call *\(|(->|\.)(create_checkout|parse_webhook|refund|handle_request) *\(' \
+  --include='*.[ch]' mod_deepmine | grep -vE '^mod_deepmine/(core/plugins|include)/' || true)
+if [ -n "$bad" ]; then
+  echo "check-includes: only core/plugins/ touches a plugin's descriptor or functions; use the"
+  echo "  typed calls (plugins/payment.h, mailer.h, kyc.h, inbound.h):"; echo "$bad"; status=1
+fi
+bad=$(grep -rnE '#include "plugins/(call|host_services)\.h"' --include='*.[ch]' mod_deepmine |
+  grep -v '^mod_deepmine/core/plugins/' || true)
+if [ -n "$bad" ]; then
+  echo "check-includes: a private header of core/plugins/ included outside it:"; echo "$bad"; status=1
+fi
+
 n=$(echo "$edges" | grep -c . || true)
 if [ $status -eq 0 ]; then echo "check-includes: $(ls -d $core/*/ | wc -l) folders, $n edges, no cycle"; fi
 exit $status

@@ -1,6 +1,6 @@
 """The mailer plugins through the real plugin host, without the mail queue:
 tests/plugins/mailer_driver.c loads them as Apache does
-(dm_plugins_declare/set/init_all) and sends with dm_plugins_send_mail or
+(dm_plugins_declare/set/init_all) and sends with dm_mailer_send or
 verifies webhooks with dm_plugins_webhook.
 
 - mailer-smtp against a real SMTP server (aiosmtpd) started here: the

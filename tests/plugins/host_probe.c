@@ -8,7 +8,7 @@
  * Since 1.3 it also gives its setting "probe_default" a default in init
  * (and tries to default "slot" and "_name", which must not change), and its
  * send answers as the setting "send" says, for the tests of
- * dm_plugins_send_mail: "ok" (message id "<probe-id>"), "temporary"
+ * dm_mailer_send: "ok" (message id "<probe-id>"), "temporary"
  * (retry_after 7), "huge_retry" (retry_after 4000000000), "temporary_silent"
  * (no retry_after), "no_id", "crlf_id", "bad_status", "build" (returns what
  * host->mime_message says about the mail).

@@ -1,7 +1,7 @@
 /*
  * mailer_driver — loads plugins through the plugin host exactly as Apache
  * does (dm_plugins_declare, dm_plugins_set, dm_plugins_init_all), then runs
- * a list of operations on them (dm_plugins_send_mail, dm_plugins_webhook,
+ * a list of operations on them (dm_mailer_send, dm_plugins_webhook,
  * dm_plugins_setting) and prints one JSON result, for the integration tests
  * of the mailer plugins (tests/integration/test_14_mailers.py) that run
  * without the mail queue. Not a plugin: built by tests/unit/Makefile and
@@ -32,6 +32,8 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "plugins/inbound.h"
+#include "plugins/mailer.h"
 #include "plugins/plugin_host.h"
 
 static const char *status_word(dm_status st)
@@ -126,7 +128,7 @@ static json_t *run_send(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr
     m.html = str_of(jm, "html");
     m.idempotency_key = str_of(jm, "idempotency_key");
     m.headers = headers_of(p, json_object_get(jm, "headers"), &m.n_headers);
-    st = dm_plugins_send_mail(h, pl, p, &m, &id, &retry, &msg);
+    st = dm_mailer_send(h, pl, p, &m, &id, &retry, &msg);
     return json_pack("{s:s, s:o, s:I, s:o}", "status", status_word(st), "message_id",
                      id ? text(id) : json_null(), "retry_after", (json_int_t)retry, "message",
                      text(msg.text));

@@ -1,6 +1,6 @@
 /*
  * The mailer plugins mailer-smtp and mailer-resend through the real plugin
- * host (dm_plugins_declare/set/init_all, dm_plugins_send_mail,
+ * host (dm_plugins_declare/set/init_all, dm_mailer_send,
  * dm_plugins_webhook), against two small servers on threads: a scripted
  * SMTP server and an HTTP server with a canned answer standing in for
  * Resend. The integration tests (test_14_mailers.py) run the same plugins
@@ -29,6 +29,8 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "plugins/inbound.h"
+#include "plugins/mailer.h"
 #include "plugins/plugin_host.h"
 
 static apr_pool_t *pool;
@@ -267,11 +269,11 @@ static void test_smtp_sends_many_messages_over_one_connection(void **state)
     assert_null(dm_plugins_init_all(host));
     assert_int_equal(smtp_connections, 0); /* init connects nowhere */
 
-    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id, &retry, &msg), DM_OK);
+    assert_int_equal(dm_mailer_send(host, pl, pool, &m, &id, &retry, &msg), DM_OK);
     assert_int_equal(retry, 0);
-    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id2, &retry, &msg), DM_OK);
+    assert_int_equal(dm_mailer_send(host, pl, pool, &m, &id2, &retry, &msg), DM_OK);
     m = mail("welcome:2");
-    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id2, &retry, &msg), DM_OK);
+    assert_int_equal(dm_mailer_send(host, pl, pool, &m, &id2, &retry, &msg), DM_OK);
     assert_int_equal(smtp_n_data, 3);
     assert_int_equal(smtp_connections, 1);
     /* The Message-ID sent is the one returned, and the key's. */
@@ -295,14 +297,14 @@ static void test_smtp_replies_map_to_statuses(void **state)
     pl = smtp_plugin(apr_psprintf(pool, "smtp://127.0.0.1:%d", smtp_srv.port));
     assert_null(dm_plugins_init_all(host));
     snprintf(smtp_rcpt_reply, sizeof(smtp_rcpt_reply), "550 5.1.1 no such user\r\n");
-    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_PERMANENT);
+    assert_int_equal(dm_mailer_send(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_PERMANENT);
     assert_contains(msg.text, "550 5.1.1 no such user");
     snprintf(smtp_rcpt_reply, sizeof(smtp_rcpt_reply), "451 4.3.0 later\r\n");
-    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_TEMPORARY);
+    assert_int_equal(dm_mailer_send(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_TEMPORARY);
     assert_contains(msg.text, "451 4.3.0 later");
     assert_int_equal(retry, 0);
     smtp_rcpt_reply[0] = '\0';
-    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id, &retry, &msg), DM_OK);
+    assert_int_equal(dm_mailer_send(host, pl, pool, &m, &id, &retry, &msg), DM_OK);
     assert_int_equal(smtp_n_data, 1);
 }
 
@@ -316,7 +318,7 @@ static void test_smtp_unreachable_server_is_temporary(void **state)
     (void)state;
     pl = smtp_plugin("smtp://127.0.0.1:1");
     assert_null(dm_plugins_init_all(host));
-    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_TEMPORARY);
+    assert_int_equal(dm_mailer_send(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_TEMPORARY);
     assert_contains(msg.text, "cannot hand the message to the SMTP server");
 }
 
@@ -434,7 +436,7 @@ static void test_resend_posts_json_with_key_and_idempotency_key(void **state)
     (void)state;
     pl = resend_plugin();
     answer(200, "", "{\"id\":\"49a3999c-0ce1-4ea6-ab68-afcd6dc2e794\"}");
-    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id, &retry, &msg), DM_OK);
+    assert_int_equal(dm_mailer_send(host, pl, pool, &m, &id, &retry, &msg), DM_OK);
     assert_string_equal(id, "49a3999c-0ce1-4ea6-ab68-afcd6dc2e794");
     assert_int_equal(retry, 0);
     assert_true(strncmp(http_request, "POST /emails HTTP/1.1\r\n", 23) == 0);
@@ -461,25 +463,25 @@ static void test_resend_429_and_errors(void **state)
     answer(429, "retry-after: 7\r\nratelimit-reset: 3\r\n",
            "{\"statusCode\":429,\"message\":\"Too many requests\",\"name\":"
            "\"rate_limit_exceeded\"}");
-    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_TEMPORARY);
+    assert_int_equal(dm_mailer_send(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_TEMPORARY);
     assert_int_equal(retry, 7);
     answer(429, "retry-after: 1\r\n",
            "{\"statusCode\":429,\"message\":\"You have reached your daily email sending "
            "quota.\",\"name\":\"daily_quota_exceeded\"}");
-    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_TEMPORARY);
+    assert_int_equal(dm_mailer_send(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_TEMPORARY);
     assert_int_equal(retry, 3600);
     assert_contains(msg.text, "quota");
     answer(503, "", "{}");
-    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_TEMPORARY);
+    assert_int_equal(dm_mailer_send(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_TEMPORARY);
     assert_int_equal(retry, 0);
     answer(401, "",
            "{\"statusCode\":401,\"message\":\"Missing API key\",\"name\":\"missing_api_key\"}");
-    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_PERMANENT);
+    assert_int_equal(dm_mailer_send(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_PERMANENT);
     assert_contains(msg.text, "check api_key");
     answer(422, "",
            "{\"statusCode\":422,\"message\":\"Missing `to` field.\",\"name\":"
            "\"missing_required_field\"}");
-    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_PERMANENT);
+    assert_int_equal(dm_mailer_send(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_PERMANENT);
     assert_contains(msg.text, "422 missing_required_field: Missing `to` field.");
 }
 

@@ -34,6 +34,7 @@
 #include "base/log.h"
 #include "store/migrate.h"
 #include "shop/payments.h"
+#include "plugins/inbound.h"
 #include "plugins/plugin_host.h"
 
 #define SECRET "whsec_sbx_0123456789abcdef0123456789abcdef"

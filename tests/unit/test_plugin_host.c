@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "plugins/mailer.h"
 #include "plugins/plugin_host.h"
 
 static apr_pool_t *pool;
@@ -996,43 +997,36 @@ static void test_send_mail_passes_ids_and_retry_after_and_checks_answers(void **
     m.subject = S("Hi");
     m.text = S("Hi.");
 
-    assert_int_equal(dm_plugins_send_mail(host, ok, pool, &m, &id, &retry, &msg), DM_OK);
+    assert_int_equal(dm_mailer_send(host, ok, pool, &m, &id, &retry, &msg), DM_OK);
     assert_string_equal(id, "<probe-id>");
     assert_int_equal(retry, 0);
 
-    assert_int_equal(dm_plugins_send_mail(host, tmp, pool, &m, &id, &retry, &msg),
-                     DM_ERR_TEMPORARY);
+    assert_int_equal(dm_mailer_send(host, tmp, pool, &m, &id, &retry, &msg), DM_ERR_TEMPORARY);
     assert_null(id);
     assert_int_equal(retry, 7);
     assert_string_equal(msg.text, "slow down");
-    assert_int_equal(dm_plugins_send_mail(host, huge, pool, &m, &id, &retry, &msg),
-                     DM_ERR_TEMPORARY);
+    assert_int_equal(dm_mailer_send(host, huge, pool, &m, &id, &retry, &msg), DM_ERR_TEMPORARY);
     assert_int_equal(retry, 86400); /* capped at a day */
-    assert_int_equal(dm_plugins_send_mail(host, silent, pool, &m, &id, &retry, &msg),
-                     DM_ERR_TEMPORARY);
+    assert_int_equal(dm_mailer_send(host, silent, pool, &m, &id, &retry, &msg), DM_ERR_TEMPORARY);
     assert_int_equal(retry, 0);
     assert_contains(msg.text, "send failed (temporary error) without saying why");
 
-    assert_int_equal(dm_plugins_send_mail(host, no_id, pool, &m, &id, &retry, &msg),
-                     DM_ERR_INTERNAL);
+    assert_int_equal(dm_mailer_send(host, no_id, pool, &m, &id, &retry, &msg), DM_ERR_INTERNAL);
     assert_contains(msg.text, "plugin p_no_id: send returned no usable message id");
-    assert_int_equal(dm_plugins_send_mail(host, crlf_id, pool, &m, &id, &retry, &msg),
-                     DM_ERR_INTERNAL);
+    assert_int_equal(dm_mailer_send(host, crlf_id, pool, &m, &id, &retry, &msg), DM_ERR_INTERNAL);
     assert_contains(msg.text, "no usable message id");
-    assert_int_equal(dm_plugins_send_mail(host, bad, pool, &m, &id, &retry, &msg), DM_ERR_INTERNAL);
+    assert_int_equal(dm_mailer_send(host, bad, pool, &m, &id, &retry, &msg), DM_ERR_INTERNAL);
     assert_contains(msg.text, "unknown status 42");
 
-    assert_int_equal(dm_plugins_send_mail(host, build, pool, &m, &id, &retry, &msg), DM_OK);
+    assert_int_equal(dm_mailer_send(host, build, pool, &m, &id, &retry, &msg), DM_OK);
     assert_string_equal(id, "<built>");
     /* The builder's precise reason replaces the plugin's summary. */
     m.to = S("Eve <eve@example.com>\nBcc: victim@example.com");
-    assert_int_equal(dm_plugins_send_mail(host, build, pool, &m, &id, &retry, &msg),
-                     DM_ERR_INVALID);
+    assert_int_equal(dm_mailer_send(host, build, pool, &m, &id, &retry, &msg), DM_ERR_INVALID);
     assert_string_equal(msg.text,
                         "the recipient (to) contains a control character (CR, LF, TAB, NUL, …)");
 
-    assert_int_equal(dm_plugins_send_mail(host, pay, pool, &m, &id, &retry, &msg),
-                     DM_ERR_UNSUPPORTED);
+    assert_int_equal(dm_mailer_send(host, pay, pool, &m, &id, &retry, &msg), DM_ERR_UNSUPPORTED);
     assert_contains(msg.text, "not a loaded mailer");
 }
 
@@ -1233,17 +1227,17 @@ static void test_spool_text_only_and_refusals(void **state)
     /* Refusals, through the host as the mail queue sends: the builder's
      * reason reaches the caller, and nothing is written. */
     m.subject = S("Bad\r\nBcc: victim@example.com");
-    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_INVALID);
+    assert_int_equal(dm_mailer_send(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_INVALID);
     assert_contains(msg.text, "the subject contains a control character");
     assert_null(id);
     m.subject = S("ok");
     m.headers = from_hdr;
     m.n_headers = 1;
-    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_INVALID);
+    assert_int_equal(dm_mailer_send(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_INVALID);
     assert_contains(msg.text, "extra header From is one the mailer sets itself");
     m.n_headers = 0;
     m.to = S("");
-    assert_int_equal(dm_plugins_send_mail(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_INVALID);
+    assert_int_equal(dm_mailer_send(host, pl, pool, &m, &id, &retry, &msg), DM_ERR_INVALID);
     assert_contains(msg.text, "no recipient");
     assert_int_equal(retry, 0);
     assert_int_equal(count_files(dir, NULL), 1);

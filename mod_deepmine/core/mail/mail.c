@@ -22,6 +22,7 @@
 #include "mail/mail_prefs.h"
 #include "mail/mail_templates.h"
 #include "mail/mailq.h"
+#include "plugins/mailer.h"
 #include "plugins/plugin_host.h"
 #include "base/template.h"
 #include "base/token.h"
@@ -1044,7 +1045,7 @@ static dm_err *deliver(run *r, apr_pool_t *p, claimed *c)
         r->stop = 1;
         return NULL; /* released by the caller */
     }
-    st = dm_plugins_send_mail(r->plugins, r->mailer, p, &mail, &provider_id, &retry_after, &msg);
+    st = dm_mailer_send(r->plugins, r->mailer, p, &mail, &provider_id, &retry_after, &msg);
     switch (st) {
     case DM_OK:
         r->sent++;

@@ -1,6 +1,22 @@
 /*
- * plugin_host.h — loading plugins through ABI v1 (deepmine/plugin.h) and
- * the host table they are given.
+ * plugin_host.h — the loader: plugins loaded through ABI v1
+ * (deepmine/plugin.h), their settings, and the handle (dm_loaded_plugin)
+ * every call into a plugin takes.
+ *
+ * core/plugins/ is split by job:
+ *   plugin_host.c    this loader and the settings;
+ *   host_services.c  the host table (dm_host) handed to every plugin;
+ *   http_client.c    the HTTP client behind the host table's http();
+ *   payment.h        typed calls into payment plugins (dm_payment_*),
+ *   mailer.h         into mailers (dm_mailer_*),
+ *   kyc.h            into KYC plugins (dm_kyc_*),
+ *   inbound.h        pages and webhooks of a plugin of any kind;
+ *   call.c           the checks every typed call shares (folder-private).
+ * Only core/plugins/ reads a descriptor or calls a plugin's function
+ * (make check-includes fails otherwise): a new kind (storage, monitor)
+ * gets a <kind>.h/.c of the same shape as payment.h — a lookup and a
+ * capability test on the handle, one call per plugin function taking plain
+ * C and APR types, dm_status plus a dm_message out.
  *
  * Life cycle, as the Apache glue drives it:
  *   1. dm_plugins_declare() for each `DeepMinePlugin <kind> <name> <path>`
@@ -30,7 +46,7 @@ typedef struct dm_loaded_plugin {
     const char *name; /* as configured (DeepMinePlugin's <name>) */
     const char *path;
     dm_plugin_kind kind;
-    const dm_plugin *desc; /* the plugin's descriptor */
+    const dm_plugin *desc; /* the plugin's descriptor: read in core/plugins/ only */
     int initialised;
 } dm_loaded_plugin;
 
@@ -59,48 +75,11 @@ const dm_loaded_plugin *dm_plugins_get(const dm_plugin_host *h, const char *name
 const apr_array_header_t *dm_plugins_all(const dm_plugin_host *h);
 
 /* A call context for one plugin call: memory handed out through the host
- * table's alloc() lives in `p`. */
+ * table's alloc() lives in `p`. For core/plugins/ (and tests that call a
+ * plugin's function directly): everyone else uses the typed calls. */
 dm_call *dm_plugins_call(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_pool_t *p);
 
 const char *dm_plugin_kind_name(dm_plugin_kind kind);
-
-/* ---- Calling plugins safely (ABI 1.2 and later) ----
- * These read a descriptor field only when the plugin's size covers it, fill
- * the size of what they hand in, check what comes back (a string with a
- * length but no bytes, a status out of range) and always leave msg
- * NUL-terminated. Memory the plugin hands back lives in `p`. */
-
-/* 1 when the plugin answers requests under /api/plugins/<name>/ (its
- * descriptor is 1.2 or later and handle_request is not NULL). */
-int dm_plugins_offers_requests(const dm_loaded_plugin *pl);
-
-/* Calls handle_request. DM_ERR_UNSUPPORTED when the plugin has none;
- * DM_ERR_INTERNAL (msg says why) when its answer is malformed: a status
- * outside 200..599, a body or header without bytes, a header name that is
- * not a token, CR/LF/NUL in a value, or a header the host sets itself. */
-dm_status dm_plugins_handle_request(const dm_plugin_host *h, const dm_loaded_plugin *pl,
-                                    apr_pool_t *p, const dm_plugin_request *req,
-                                    dm_plugin_response *resp, dm_message *msg);
-
-/* A webhook event of any kind: which member is filled follows the plugin's
- * kind. */
-typedef union dm_plugin_event {
-    dm_payment_event payment;
-    dm_kyc_event kyc;
-    dm_mail_event mail;
-} dm_plugin_event;
-
-/* Hands the raw body and headers of a webhook to the parse_webhook of the
- * plugin's kind, which verifies and parses it. DM_ERR_UNSUPPORTED when the
- * kind has no webhooks for this plugin (a mailer without parse_webhook);
- * DM_ERR_INVALID (the plugin's msg) for a body that fails verification;
- * DM_OK with `out` filled for a verified event, whose event id is never
- * empty (else DM_ERR_INTERNAL). */
-dm_status dm_plugins_webhook(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_pool_t *p,
-                             dm_str raw_body, const dm_header *headers, size_t n_headers,
-                             dm_plugin_event *out, dm_message *msg);
-
-/* ---- Mailers (ABI 1.3) ---- */
 
 /* A setting of a loaded plugin (pl from dm_plugins_get or dm_plugins_all),
  * after dm_plugins_init_all: the configured value with env:/file:
@@ -108,19 +87,5 @@ dm_status dm_plugins_webhook(const dm_plugin_host *h, const dm_loaded_plugin *pl
  * else NULL. Host memory, valid as long as the plugin. The mail queue reads
  * a mailer's "rate_per_second" through it. */
 const char *dm_plugins_setting(const dm_loaded_plugin *pl, const char *key);
-
-/* Sends one message through a mailer plugin. DM_OK with *message_id (p memory);
- * DM_ERR_TEMPORARY with *retry_after_s set when the plugin said (else 0);
- * other statuses as the plugin returned them, with msg.
- * More precisely: DM_ERR_UNSUPPORTED when pl is not an initialised mailer;
- * DM_ERR_INVALID with the message builder's reason when the plugin's
- * mime_message refused the input (header injection, a non-ASCII address,
- * an extra header the builder writes itself); DM_ERR_INTERNAL when the
- * plugin answers an unknown status or DM_OK without a usable message id
- * (empty, over 998 bytes, or with CR, LF or NUL). retry_after_s is at most
- * 86400. msg is never empty on failure. */
-dm_status dm_plugins_send_mail(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_pool_t *p,
-                               const dm_mail *mail, const char **message_id,
-                               uint32_t *retry_after_s, dm_message *msg);
 
 #endif

@@ -20,10 +20,10 @@
 #include "ledger/ledger.h"
 #include "base/log.h"
 #include "mail/mailq.h"
+#include "plugins/payment.h"
 #include "referral/vip.h"
 
 #define SECONDS_PER_DAY 86400
-#define REF_MAX 255
 
 #define ORDER_COLUMNS                                                                              \
     "id, user_id, package_id, amount_micros, currency, status, gateway, provider_ref, "            \
@@ -362,33 +362,14 @@ static dm_err *staff_alert(dm_db *db, apr_pool_t *p, const dm_order *o, const ch
 /* ---- creating orders ---- */
 
 static dm_err *payment_plugin(apr_pool_t *p, const dm_plugin_host *h, const char *gateway,
-                              const dm_loaded_plugin **pl, const dm_payment_ops **ops)
+                              const dm_loaded_plugin **pl)
 {
-    const dm_loaded_plugin *l = (h && gateway) ? dm_plugins_get(h, gateway) : NULL;
-    const dm_payment_ops *o;
-
-    if (!l || !l->initialised || l->kind != DM_PLUGIN_PAYMENT || !l->desc || !l->desc->ops) {
+    *pl = dm_payment_plugin(h, gateway);
+    if (!*pl) {
         return dm_err_make(p, DM_E_INVALID, "gateway", "no payment gateway named %s is loaded",
                            gateway ? gateway : "(none)");
     }
-    o = l->desc->ops;
-    *pl = l;
-    *ops = o;
     return NULL;
-}
-
-/* 1..REF_MAX bytes without control characters. */
-static int plain_ref(dm_str s)
-{
-    if (!s.ptr || s.len == 0 || s.len > REF_MAX) {
-        return 0;
-    }
-    for (size_t i = 0; i < s.len; i++) {
-        if ((unsigned char)s.ptr[i] < 0x20 || s.ptr[i] == 0x7f) {
-            return 0;
-        }
-    }
-    return 1;
 }
 
 static dm_err *fail_pending(dm_db *db, apr_pool_t *p, int64_t id)
@@ -411,12 +392,10 @@ dm_err *dm_order_create_checkout(dm_db *db, apr_pool_t *p, const dm_plugin_host 
                                  const char *gateway, const char *return_url, dm_order *out)
 {
     const dm_loaded_plugin *pl = NULL;
-    const dm_payment_ops *ops = NULL;
-    dm_payment_checkout in;
-    dm_payment_checkout_result res;
+    dm_payment_checkout_in in;
+    dm_payment_checkout_out res;
     dm_message msg;
     dm_package pkg;
-    dm_call *call;
     dm_status rc;
     dm_stmt *st;
     const char *oid;
@@ -431,11 +410,11 @@ dm_err *dm_order_create_checkout(dm_db *db, apr_pool_t *p, const dm_plugin_host 
         return dm_err_make(p, DM_E_INVALID, "gateway",
                            "to pay from the balance, send pay_from_balance: true");
     }
-    e = payment_plugin(p, h, gateway, &pl, &ops);
+    e = payment_plugin(p, h, gateway, &pl);
     if (e) {
         return e;
     }
-    if (!DM_HAS_FIELD(ops, dm_payment_ops, create_checkout) || !ops->create_checkout) {
+    if (!dm_payment_can_checkout(pl)) {
         return dm_err_make(p, DM_E_INVALID, "gateway", "the gateway %s cannot take payments",
                            gateway);
     }
@@ -461,32 +440,13 @@ dm_err *dm_order_create_checkout(dm_db *db, apr_pool_t *p, const dm_plugin_host 
      * or this very server) */
     oid = apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)out->id);
     memset(&in, 0, sizeof(in));
-    memset(&res, 0, sizeof(res));
-    memset(&msg, 0, sizeof(msg));
-    in.size = sizeof(in);
-    in.order_id.ptr = oid;
-    in.order_id.len = strlen(oid);
+    in.order_id = oid;
     in.amount_micros = out->amount_micros;
-    in.currency.ptr = out->currency;
-    in.currency.len = strlen(out->currency);
-    if (return_url) {
-        in.success_url.ptr = return_url;
-        in.success_url.len = strlen(return_url);
-        in.cancel_url = in.success_url;
-    }
-    if (customer_email) {
-        in.customer_email.ptr = customer_email;
-        in.customer_email.len = strlen(customer_email);
-    }
-    res.size = sizeof(res);
-    call = dm_plugins_call(h, pl, p);
-    rc = call ? ops->create_checkout(call, &in, &res, &msg) : DM_ERR_INTERNAL;
-    msg.text[sizeof(msg.text) - 1] = '\0';
-    if (rc == DM_OK && (!plain_ref(res.provider_ref) || !res.redirect_url.ptr ||
-                        res.redirect_url.len == 0 || res.redirect_url.len > 2048)) {
-        rc = DM_ERR_INTERNAL;
-        apr_cpystrn(msg.text, "create_checkout returned a malformed result", sizeof(msg.text));
-    }
+    in.currency = out->currency;
+    in.success_url = return_url;
+    in.cancel_url = return_url;
+    in.customer_email = customer_email;
+    rc = dm_payment_create_checkout(h, pl, p, &in, &res, &msg);
     if (rc != DM_OK) {
         dm_log(DM_L_NOTICE, "DM00701: order %s: gateway %s could not create a checkout (%d): %s",
                oid, pl->name, (int)rc, msg.text[0] ? msg.text : "no reason given");
@@ -501,8 +461,8 @@ dm_err *dm_order_create_checkout(dm_db *db, apr_pool_t *p, const dm_plugin_host 
     }
 
     /* 3. where to pay */
-    out->provider_ref = apr_pstrmemdup(p, res.provider_ref.ptr, res.provider_ref.len);
-    out->checkout_url = apr_pstrmemdup(p, res.redirect_url.ptr, res.redirect_url.len);
+    out->provider_ref = res.provider_ref;
+    out->checkout_url = res.redirect_url;
     e = dm_db_begin(db, p);
     if (!e) {
         e = dm_db_prepare(db, p,
@@ -825,13 +785,10 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
                         const char *ip, int64_t order_id, dm_order *out, int *refunded)
 {
     const dm_loaded_plugin *pl = NULL;
-    const dm_payment_ops *ops = NULL;
     const char *target = apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)order_id);
     json_t *before, *after;
     dm_message msg;
-    dm_call *call;
     dm_status rc;
-    dm_str ref, cur;
     int balance, done = 0;
     dm_err *e;
 
@@ -851,8 +808,8 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
     }
     balance = strcmp(out->gateway, DM_ORDER_GATEWAY_BALANCE) == 0;
     if (!balance) {
-        e = payment_plugin(p, h, out->gateway, &pl, &ops);
-        if (e || !DM_HAS_FIELD(ops, dm_payment_ops, refund) || !ops->refund) {
+        pl = dm_payment_plugin(h, out->gateway);
+        if (!dm_payment_can_refund(pl)) {
             return dm_err_make(p, DM_E_CONFLICT, NULL,
                                "the gateway %s cannot refund; refund order %s at the provider",
                                out->gateway, target);
@@ -893,14 +850,7 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
 
     /* The gateway, with no transaction open: its refund webhook may reach
      * this server before the call returns. */
-    memset(&msg, 0, sizeof(msg));
-    ref.ptr = out->provider_ref;
-    ref.len = strlen(out->provider_ref);
-    cur.ptr = out->currency;
-    cur.len = strlen(out->currency);
-    call = dm_plugins_call(h, pl, p);
-    rc = call ? ops->refund(call, ref, out->amount_micros, cur, &msg) : DM_ERR_INTERNAL;
-    msg.text[sizeof(msg.text) - 1] = '\0';
+    rc = dm_payment_refund(h, pl, p, out->provider_ref, out->amount_micros, out->currency, &msg);
     if (rc != DM_OK) {
         dm_log(DM_L_NOTICE, "DM00705: order %s: gateway %s refused the refund (%d): %s", target,
                out->gateway, (int)rc, msg.text[0] ? msg.text : "no reason given");

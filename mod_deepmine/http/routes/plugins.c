@@ -27,6 +27,8 @@
 #include <http_protocol.h>
 
 #include "mail/mail.h"
+#include "plugins/inbound.h"
+#include "plugins/mailer.h"
 #include "shop/payments.h"
 
 #define PLUGINS_PREFIX "/api/plugins/"
@@ -173,19 +175,11 @@ static int plugin_request(request_rec *r, const dm_route_match *m)
 static const dm_loaded_plugin *webhook_receiver(const char *name)
 {
     const dm_loaded_plugin *pl = plugin_named(name);
-    const dm_mailer_ops *mo;
 
     if (!pl) {
         return NULL;
     }
-    if (pl->kind == DM_PLUGIN_PAYMENT) {
-        return pl;
-    }
-    mo = pl->desc->ops;
-    return pl->kind == DM_PLUGIN_MAILER && DM_HAS_FIELD(mo, dm_mailer_ops, parse_webhook) &&
-                   mo->parse_webhook
-               ? pl
-               : NULL;
+    return pl->kind == DM_PLUGIN_PAYMENT || dm_mailer_has_webhooks(pl) ? pl : NULL;
 }
 
 /* A verified delivery report: recorded once (a replay is a 200 no-op). */

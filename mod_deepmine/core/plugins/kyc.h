@@ -1,0 +1,26 @@
+/*
+ * kyc.h — calling KYC plugins, typed, in the shape of payment.h and
+ * mailer.h. Today only the webhook route reaches a KYC plugin (through
+ * inbound.h), so only parse_webhook has a call; start gets its own
+ * (dm_kyc_start, plain C strings in, a dm_status and msg out) with the
+ * issue that starts verifications. Not to be confused with core/kyc/, the
+ * domain that decides a member's KYC status.
+ */
+#ifndef DM_PLUGINS_KYC_H
+#define DM_PLUGINS_KYC_H
+
+#include <apr_pools.h>
+
+#include "deepmine/plugin.h"
+#include "plugins/plugin_host.h"
+
+/* Verifies a KYC provider's webhook (raw body and every header) and parses
+ * its event. DM_ERR_INVALID (the plugin's msg) for a body that fails
+ * verification; DM_OK with a sound event: its strings have bytes for their
+ * lengths, its status is known and its event id is not empty (else
+ * DM_ERR_INTERNAL). Event strings live in p. */
+dm_status dm_kyc_parse_webhook(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_pool_t *p,
+                               dm_str raw_body, const dm_header *headers, size_t n_headers,
+                               dm_kyc_event *out, dm_message *msg);
+
+#endif
