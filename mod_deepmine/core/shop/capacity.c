@@ -24,7 +24,7 @@ static void read_row(dm_stmt *st, apr_pool_t *p, dm_capacity_row *c)
 {
     c->id = dm_stmt_int64(st, 0);
     c->hashrate_ghs = dm_stmt_int64(st, 1);
-    c->note = dm_stmt_is_null(st, 2) ? NULL : apr_pstrdup(p, dm_stmt_text(st, 2, NULL));
+    c->note = dm_stmt_dup_text(st, p, 2);
     c->set_by = dm_stmt_is_null(st, 3) ? 0 : dm_stmt_int64(st, 3);
     c->created_at = dm_stmt_int64(st, 4);
 }

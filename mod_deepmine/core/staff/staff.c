@@ -33,11 +33,6 @@ static int64_t now_sec(void)
     return dm_now();
 }
 
-static void bind_str(dm_stmt *st, int i, const char *s)
-{
-    dm_stmt_bind_text(st, i, s, strlen(s));
-}
-
 static void read_staff(dm_stmt *st, apr_pool_t *p, int c, dm_staff *out)
 {
     out->id = dm_stmt_int64(st, c);
@@ -134,10 +129,10 @@ static dm_err *create_txn(dm_db *db, apr_pool_t *p, create_ctx *c)
     if (e) {
         return e;
     }
-    bind_str(st, 1, c->email);
-    bind_str(st, 2, c->key);
-    bind_str(st, 3, c->hash);
-    bind_str(st, 4, c->role);
+    dm_stmt_bind_str(st, 1, c->email);
+    dm_stmt_bind_str(st, 2, c->key);
+    dm_stmt_bind_str(st, 3, c->hash);
+    dm_stmt_bind_str(st, 4, c->role);
     dm_stmt_bind_int64(st, 5, now);
     dm_stmt_bind_int64(st, 6, now);
     e = dm_stmt_step(st, p, &row);
@@ -257,7 +252,7 @@ static dm_err *login_txn(dm_db *db, apr_pool_t *p, const login_ctx *c)
         if (e) {
             return e;
         }
-        bind_str(st, 1, c->new_hash);
+        dm_stmt_bind_str(st, 1, c->new_hash);
         dm_stmt_bind_int64(st, 2, now);
         dm_stmt_bind_int64(st, 3, c->st->id);
         e = dm_stmt_step(st, p, &row);
@@ -287,8 +282,8 @@ static dm_err *login_txn(dm_db *db, apr_pool_t *p, const login_ctx *c)
         return e;
     }
     dm_stmt_bind_int64(st, 1, c->st->id);
-    bind_str(st, 2, c->token_hash);
-    bind_str(st, 3, c->ip);
+    dm_stmt_bind_str(st, 2, c->token_hash);
+    dm_stmt_bind_str(st, 3, c->ip);
     dm_stmt_bind_int64(st, 4, now);
     dm_stmt_bind_int64(st, 5, c->expires);
     e = dm_stmt_step(st, p, &row);
@@ -323,7 +318,7 @@ dm_err *dm_staff_login(dm_db *db, apr_pool_t *p, const dm_services *s, const cha
     if (e) {
         return e;
     }
-    bind_str(st, 1, key);
+    dm_stmt_bind_str(st, 1, key);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         read_staff(st, p, 0, out);
@@ -397,7 +392,7 @@ dm_err *dm_staff_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s, co
     if (e) {
         return e;
     }
-    bind_str(st, 1, dm_token_hash(p, s->keys->token_hash, token));
+    dm_stmt_bind_str(st, 1, dm_token_hash(p, s->keys->token_hash, token));
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         read_staff(st, p, 0, out);
@@ -431,7 +426,7 @@ static dm_err *logout_txn(dm_db *db, apr_pool_t *p, const char *hash, const char
     if (e) {
         return e;
     }
-    bind_str(st, 1, hash);
+    dm_stmt_bind_str(st, 1, hash);
     dm_stmt_bind_int64(st, 2, now);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {

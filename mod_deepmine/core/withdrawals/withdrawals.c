@@ -134,11 +134,6 @@ const char *dm_wd_network_of(apr_pool_t *p, const char *destination)
 
 /* ---- rows ---- */
 
-static const char *opt_text(dm_stmt *st, apr_pool_t *p, int col)
-{
-    return dm_stmt_is_null(st, col) ? NULL : apr_pstrdup(p, dm_stmt_text(st, col, NULL));
-}
-
 static int64_t opt_int(dm_stmt *st, int col)
 {
     return dm_stmt_is_null(st, col) ? 0 : dm_stmt_int64(st, col);
@@ -153,8 +148,8 @@ static void read_row(dm_stmt *st, apr_pool_t *p, dm_withdrawal *w)
     w->network = apr_pstrdup(p, dm_stmt_text(st, 4, NULL));
     w->destination = apr_pstrdup(p, dm_stmt_text(st, 5, NULL));
     w->status = apr_pstrdup(p, dm_stmt_text(st, 6, NULL));
-    w->txid = opt_text(st, p, 7);
-    w->reason = opt_text(st, p, 8);
+    w->txid = dm_stmt_dup_text(st, p, 7);
+    w->reason = dm_stmt_dup_text(st, p, 8);
     w->requested_at = dm_stmt_int64(st, 9);
     w->decided_at = opt_int(st, 10);
     w->decided_by = opt_int(st, 11);
