@@ -68,11 +68,6 @@ static const char *const system_codes[] = {
     "id, idempotency_key, debit_account_id, credit_account_id, amount_micros, currency, kind, "    \
     "reference, reverses_transfer_id, created_at"
 
-static int64_t now_sec(void)
-{
-    return dm_now();
-}
-
 static const char *id_str(apr_pool_t *p, int64_t id)
 {
     return apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)id);
@@ -241,7 +236,7 @@ dm_err *dm_ledger_member_account(dm_db *db, apr_pool_t *p, int64_t user_id, dm_a
     }
     dm_stmt_bind_str(st, 1, k);
     dm_stmt_bind_str(st, 2, currency);
-    dm_stmt_bind_int64(st, 3, now_sec());
+    dm_stmt_bind_int64(st, 3, dm_now());
     dm_stmt_bind_int64(st, 4, user_id);
     e = step_id(st, p, account_id, &found);
     if (!e && !found) {
@@ -298,7 +293,7 @@ dm_err *dm_ledger_system_account(dm_db *db, apr_pool_t *p, const char *code, con
     }
     dm_stmt_bind_str(st, 1, code);
     dm_stmt_bind_str(st, 2, currency);
-    dm_stmt_bind_int64(st, 3, now_sec());
+    dm_stmt_bind_int64(st, 3, dm_now());
     e = step_id(st, p, account_id, &found);
     if (!e && !found) {
         e = find_system_account(db, p, code, currency, account_id, &found);
@@ -565,7 +560,7 @@ static dm_err *post(dm_db *db, apr_pool_t *p, const dm_transfer_req *req, int64_
 {
     dm_stmt *st;
     int row = 0, done = 0, found = 0;
-    int64_t id = 0, now = now_sec();
+    int64_t id = 0, now = dm_now();
     dm_err *e;
 
     *created = 0;
@@ -889,7 +884,7 @@ dm_err *dm_ledger_post_many(dm_db *db, apr_pool_t *p, const dm_transfer_req *req
                             int *created, int64_t *ids)
 {
     apr_hash_t *index = apr_hash_make(p), *moves = apr_hash_make(p);
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     int64_t *got = ids ? ids : apr_pcalloc(p, sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
     dm_err *e;
     int i;

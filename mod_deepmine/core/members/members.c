@@ -34,11 +34,6 @@
 /* Leeway for clock differences between nodes when checking nbf/exp. */
 #define DM_CLOCK_LEEWAY 5
 
-static int64_t now_sec(void)
-{
-    return dm_now();
-}
-
 static void read_member(dm_stmt *st, apr_pool_t *p, int c, dm_member *m)
 {
     m->id = dm_stmt_int64(st, c + 0);
@@ -120,7 +115,7 @@ static dm_err *issue_access(apr_pool_t *p, const dm_services *s, const dm_member
                             dm_session *sess)
 {
     dm_claims c;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
 
     c.typ = "member";
     c.sub = m->id;
@@ -140,7 +135,7 @@ static dm_err *insert_refresh(dm_db *db, apr_pool_t *p, const dm_services *s, in
 {
     dm_stmt *st;
     int row;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     const char *token = dm_token_new(p);
     const char *hash = dm_token_hash(p, s->keys->token_hash, token);
     dm_err *e = dm_db_prepare(db, p,
@@ -216,7 +211,7 @@ static dm_err *record_acceptance(dm_db *db, apr_pool_t *p, int64_t user_id, cons
     dm_stmt_bind_str(st, 3, doc->version);
     dm_stmt_bind_str(st, 4, doc->hash);
     dm_stmt_bind_str(st, 5, ip);
-    dm_stmt_bind_int64(st, 6, now_sec());
+    dm_stmt_bind_int64(st, 6, dm_now());
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     return e;
@@ -228,7 +223,7 @@ static dm_err *email_token(dm_db *db, apr_pool_t *p, const dm_services *s, const
 {
     dm_stmt *st;
     int row = 0;
-    int64_t now = now_sec(), id = 0;
+    int64_t now = dm_now(), id = 0;
     const char *token = dm_token_new(p);
     int verify = strcmp(purpose, "verify") == 0;
     json_t *vars;
@@ -317,7 +312,7 @@ static dm_err *email_taken(dm_db *db, apr_pool_t *p, const char *key)
 static dm_err *register_txn(dm_db *db, apr_pool_t *p, void *baton)
 {
     reg_ctx *c = baton;
-    int64_t referrer = 0, now = now_sec(), id = 0;
+    int64_t referrer = 0, now = dm_now(), id = 0;
     dm_err *e = NULL;
     dm_stmt *st;
     int row = 0;
@@ -448,7 +443,7 @@ static dm_err *login_txn(dm_db *db, apr_pool_t *p, void *baton)
             return e;
         }
         dm_stmt_bind_str(st, 1, c->new_hash);
-        dm_stmt_bind_int64(st, 2, now_sec());
+        dm_stmt_bind_int64(st, 2, dm_now());
         dm_stmt_bind_int64(st, 3, c->m->id);
         e = dm_stmt_step(st, p, &row);
         dm_stmt_done(st);
@@ -552,7 +547,7 @@ static dm_err *revoke_family(dm_db *db, apr_pool_t *p, const char *family)
     if (e) {
         return e;
     }
-    dm_stmt_bind_int64(st, 1, now_sec());
+    dm_stmt_bind_int64(st, 1, dm_now());
     dm_stmt_bind_str(st, 2, family);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
@@ -564,7 +559,7 @@ static dm_err *refresh_txn(dm_db *db, apr_pool_t *p, void *baton)
     refresh_ctx *c = baton;
     dm_stmt *st;
     int row = 0;
-    int64_t id = 0, user = 0, expires = 0, now = now_sec();
+    int64_t id = 0, user = 0, expires = 0, now = dm_now();
     int rotated = 0, revoked = 0;
     const char *family = NULL;
     dm_err *e = dm_db_prepare(db, p,
@@ -687,7 +682,7 @@ dm_err *dm_member_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s,
 {
     dm_claims c;
     dm_err *e =
-        dm_jwt_verify(p, s->keys->jwt, access_token, "member", now_sec(), DM_CLOCK_LEEWAY, &c);
+        dm_jwt_verify(p, s->keys->jwt, access_token, "member", dm_now(), DM_CLOCK_LEEWAY, &c);
 
     if (e) {
         return e;
@@ -726,7 +721,7 @@ static dm_err *consume_token(dm_db *db, apr_pool_t *p, const char *purpose, cons
 {
     dm_stmt *st;
     int row = 0;
-    int64_t id = 0, expires = 0, now = now_sec();
+    int64_t id = 0, expires = 0, now = dm_now();
     int used = 0;
     dm_err *e = dm_db_prepare(db, p,
                               "SELECT id, user_id, expires_at, used_at IS NOT NULL FROM "
@@ -771,7 +766,7 @@ static dm_err *verify_txn(dm_db *db, apr_pool_t *p, void *baton)
         e = exec_bind_ids(db, p,
                           "UPDATE users SET email_verified_at = COALESCE(email_verified_at, ?) "
                           "WHERE id = ?",
-                          now_sec(), c->user_id);
+                          dm_now(), c->user_id);
     }
     if (!e) {
         e = dm_member_get(db, p, c->user_id, &m);
@@ -846,7 +841,7 @@ static dm_err *reset_confirm_txn(dm_db *db, apr_pool_t *p, void *baton)
     use_token_ctx *c = baton;
     dm_stmt *st;
     int row;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     dm_err *e = consume_token(db, p, "reset", c->hash, &c->user_id);
 
     if (e) {
@@ -889,7 +884,7 @@ static dm_err *peek_token_member(dm_db *db, apr_pool_t *p, const char *hash, dm_
         return e;
     }
     dm_stmt_bind_str(st, 1, hash);
-    dm_stmt_bind_int64(st, 2, now_sec());
+    dm_stmt_bind_int64(st, 2, dm_now());
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         user = dm_stmt_int64(st, 0);
@@ -938,7 +933,7 @@ static dm_err *terms_txn(dm_db *db, apr_pool_t *p, void *baton)
     terms_ctx *c = baton;
     dm_stmt *st;
     int row;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     dm_err *e = dm_db_prepare(db, p,
                               "UPDATE users SET terms_version = ?, terms_accepted_at = ?, "
                               "updated_at = ? WHERE id = ?",
@@ -975,7 +970,7 @@ dm_err *dm_member_set_suspended(dm_db *db, apr_pool_t *p, int64_t user_id, int s
 {
     dm_stmt *st;
     int row;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     dm_err *e = dm_db_prepare(db, p,
                               "UPDATE users SET status = ?, token_version = token_version + ?, "
                               "updated_at = ? WHERE id = ?",

@@ -32,11 +32,6 @@
 static const char *const order_statuses[] = {"pending", "paid",         "failed",
                                              "expired", "needs_review", "refunded"};
 
-static int64_t now_sec(void)
-{
-    return dm_now();
-}
-
 static void read_order(dm_stmt *st, apr_pool_t *p, dm_order *o)
 {
     o->id = dm_stmt_int64(st, 0);
@@ -155,7 +150,7 @@ static dm_err *insert_order(dm_db *db, apr_pool_t *p, int64_t user_id, const dm_
 {
     dm_stmt *st;
     int row = 0;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     dm_err *e = dm_db_prepare(db, p,
                               "INSERT INTO orders (user_id, package_id, amount_micros, currency, "
                               "status, gateway, created_at, paid_at, updated_at) "
@@ -206,7 +201,7 @@ static dm_err *transition(dm_db *db, apr_pool_t *p, int64_t id, const char *from
 {
     dm_stmt *st;
     int row = 0, n = 1;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     dm_err *e =
         dm_db_prepare(db, p,
                       set_paid ? "UPDATE orders SET status = ?, paid_at = ?, updated_at = ? "
@@ -492,7 +487,7 @@ dm_err *dm_order_create_checkout(dm_db *db, apr_pool_t *p, const dm_plugin_host 
     if (!e) {
         dm_stmt_bind_str(st, 1, out->provider_ref);
         dm_stmt_bind_str(st, 2, out->checkout_url);
-        dm_stmt_bind_int64(st, 3, now_sec());
+        dm_stmt_bind_int64(st, 3, dm_now());
         dm_stmt_bind_int64(st, 4, out->id);
         e = dm_stmt_step(st, p, &row);
         dm_stmt_done(st);
@@ -605,7 +600,7 @@ static dm_err *refund_paid_order(dm_db *db, apr_pool_t *p, const dm_order *o, in
     dm_stmt *st;
     dm_transfer t = {0};
     int row = 0, created = 0;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     dm_err *e = transition(db, p, o->id, "paid", "refunded", 0, done);
 
     if (e || !*done) {

@@ -36,11 +36,6 @@ static int is_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-static int64_t now_sec(void)
-{
-    return dm_now();
-}
-
 /* ---- search ---- */
 
 const char *dm_admin_fts_query(apr_pool_t *p, const char *q)
@@ -438,7 +433,7 @@ static const char *parse_time(apr_pool_t *p, const char *s, int64_t *out)
     if (e) {
         return e->message;
     }
-    if (t <= 0 || t > now_sec() + 86400) {
+    if (t <= 0 || t > dm_now() + 86400) {
         return "created_at is out of range (1970 to now)";
     }
     *out = t;
@@ -702,7 +697,7 @@ static dm_err *import_txn(dm_db *db, apr_pool_t *p, apr_array_header_t *rows, co
 {
     imp_row *r = (imp_row *)rows->elts;
     int *order = NULL;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     dm_err *e;
 
     for (int i = 0; i < rows->nelts; i++) {
@@ -798,7 +793,7 @@ dm_err *dm_admin_user_set_vip(dm_db *db, apr_pool_t *p, int64_t staff_id, const 
     }
     if (!e) {
         dm_stmt_bind_int64(st, 1, level);
-        dm_stmt_bind_int64(st, 2, now_sec());
+        dm_stmt_bind_int64(st, 2, dm_now());
         dm_stmt_bind_int64(st, 3, user_id);
         e = dm_stmt_step(st, p, &row);
         dm_stmt_done(st);

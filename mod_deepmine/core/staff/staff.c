@@ -28,11 +28,6 @@ static const char pw_alphabet[] = "ABCDEFGHJKMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxy
 
 #define STAFF_COLUMNS "id, email, role, status, created_at"
 
-static int64_t now_sec(void)
-{
-    return dm_now();
-}
-
 static void read_staff(dm_stmt *st, apr_pool_t *p, int c, dm_staff *out)
 {
     out->id = dm_stmt_int64(st, c);
@@ -111,7 +106,7 @@ static dm_err *create_txn(dm_db *db, apr_pool_t *p, create_ctx *c)
 {
     dm_stmt *st;
     int row = 0;
-    int64_t now = now_sec(), owners = 0;
+    int64_t now = dm_now(), owners = 0;
     json_t *after;
     dm_err *e;
 
@@ -243,7 +238,7 @@ static dm_err *login_txn(dm_db *db, apr_pool_t *p, const login_ctx *c)
 {
     dm_stmt *st;
     int row = 0;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     dm_err *e;
 
     if (c->new_hash) {
@@ -355,7 +350,7 @@ dm_err *dm_staff_login(dm_db *db, apr_pool_t *p, const dm_services *s, const cha
     }
     token = dm_token_new(p);
     c.token_hash = dm_token_hash(p, s->keys->token_hash, token);
-    c.expires = now_sec() + DM_STAFF_SESSION_TTL;
+    c.expires = dm_now() + DM_STAFF_SESSION_TTL;
     e = dm_db_begin(db, p);
     if (e) {
         return e;
@@ -403,7 +398,7 @@ dm_err *dm_staff_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s, co
     if (e) {
         return e;
     }
-    if (!row || revoked || expires <= now_sec()) {
+    if (!row || revoked || expires <= dm_now()) {
         return dm_err_make(p, DM_E_UNAUTHORIZED, NULL,
                            "the staff session has ended or is not valid; log in again");
     }
@@ -417,7 +412,7 @@ static dm_err *logout_txn(dm_db *db, apr_pool_t *p, const char *hash, const char
 {
     dm_stmt *st;
     int row = 0;
-    int64_t id = 0, staff_id = 0, now = now_sec();
+    int64_t id = 0, staff_id = 0, now = dm_now();
     dm_err *e = dm_db_prepare(db, p,
                               "SELECT id, staff_id FROM staff_sessions WHERE token_hash = ? AND "
                               "revoked_at IS NULL AND expires_at > ?",

@@ -35,11 +35,6 @@ static const char BASE58[] = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqr
 static const char BECH32[] = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
 static const char HEX[] = "0123456789abcdefABCDEF";
 
-static int64_t now_sec(void)
-{
-    return dm_now();
-}
-
 static const char *id_str(apr_pool_t *p, int64_t id)
 {
     return apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)id);
@@ -306,7 +301,7 @@ static dm_err *requested_today(dm_db *db, apr_pool_t *p, int64_t user_id, int64_
         return e;
     }
     dm_stmt_bind_int64(st, 1, user_id);
-    dm_stmt_bind_int64(st, 2, now_sec() - DAY_SECONDS);
+    dm_stmt_bind_int64(st, 2, dm_now() - DAY_SECONDS);
     e = dm_stmt_step(st, p, &row);
     *sum = (!e && row) ? dm_stmt_int64(st, 0) : 0;
     dm_stmt_done(st);
@@ -360,7 +355,7 @@ static dm_err *insert_request(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t
     dm_stmt_bind_text(st, 4, network, strlen(network));
     dm_stmt_bind_text(st, 5, destination, strlen(destination));
     dm_stmt_bind_text(st, 6, key, strlen(key));
-    dm_stmt_bind_int64(st, 7, now_sec());
+    dm_stmt_bind_int64(st, 7, dm_now());
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         *id = dm_stmt_int64(st, 0);
@@ -514,7 +509,7 @@ static dm_err *mark_decided(dm_db *db, apr_pool_t *p, int64_t id, const char *st
     } else {
         dm_stmt_bind_null(st, 3);
     }
-    dm_stmt_bind_int64(st, 4, now_sec());
+    dm_stmt_bind_int64(st, 4, dm_now());
     if (staff_id) {
         dm_stmt_bind_int64(st, 5, staff_id);
     } else {
