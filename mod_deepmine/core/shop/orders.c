@@ -91,49 +91,11 @@ static dm_err *order_by_ref(dm_db *db, apr_pool_t *p, const char *gateway, dm_st
     return e;
 }
 
-/* A package whatever its active flag; DM_E_NOT_FOUND when absent. */
-static dm_err *package_get(dm_db *db, apr_pool_t *p, int64_t id, dm_package *pkg)
-{
-    dm_stmt *st;
-    int row = 0;
-    dm_err *e = dm_db_prepare(db, p,
-                              "SELECT id, name, hashrate_ghs, price_micros, daily_yield_micros, "
-                              "duration_days, currency, active, yield_mode, fee_bp "
-                              "FROM packages WHERE id = ?",
-                              &st);
-
-    if (e) {
-        return e;
-    }
-    memset(pkg, 0, sizeof(*pkg));
-    dm_stmt_bind_int64(st, 1, id);
-    e = dm_stmt_step(st, p, &row);
-    if (!e && row) {
-        pkg->id = dm_stmt_int64(st, 0);
-        pkg->name = dm_stmt_dup_text(st, p, 1);
-        pkg->hashrate_ghs = dm_stmt_int64(st, 2);
-        pkg->price_micros = dm_stmt_int64(st, 3);
-        pkg->daily_yield_micros = dm_stmt_int64(st, 4);
-        pkg->duration_days = dm_stmt_int64(st, 5);
-        pkg->currency = dm_stmt_dup_text(st, p, 6);
-        pkg->active = (int)dm_stmt_int64(st, 7);
-        pkg->yield_mode =
-            strcmp(dm_stmt_text(st, 8, NULL), DM_YIELD_POOL) == 0 ? DM_YIELD_POOL : DM_YIELD_FIXED;
-        pkg->fee_bp = dm_stmt_int64(st, 9);
-    }
-    dm_stmt_done(st);
-    if (!e && !row) {
-        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "package %" APR_INT64_T_FMT " does not exist",
-                        (apr_int64_t)id);
-    }
-    return e;
-}
-
 /* The package, which must be on sale, and room for it (capacity). Runs
  * inside the transaction that creates the order. */
 static dm_err *sellable_package(dm_db *db, apr_pool_t *p, int64_t id, dm_package *pkg)
 {
-    dm_err *e = package_get(db, p, id, pkg);
+    dm_err *e = dm_catalogue_get(db, p, id, pkg);
 
     if (!e && !pkg->active) {
         e = dm_err_make(p, DM_E_CONFLICT, NULL,
@@ -275,7 +237,7 @@ static dm_err *after_paid(dm_db *db, apr_pool_t *p, dm_order *o)
     dm_err *e;
 
     memset(&c, 0, sizeof(c));
-    e = package_get(db, p, o->package_id, &pkg);
+    e = dm_catalogue_get(db, p, o->package_id, &pkg);
     if (!e) {
         e = dm_contract_create(db, p, o, &pkg, &c);
     }
