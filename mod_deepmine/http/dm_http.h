@@ -161,6 +161,9 @@ dm_err *dm_http_arg_max(request_rec *r, const char *name, apr_size_t max, const 
 /* The usual list paging: ?limit= (1..200, default 50) and ?cursor=
  * (opaque; here a positive id). */
 dm_err *dm_http_paging(request_rec *r, int *limit, int64_t *cursor);
+/* The route's {id} as a positive number; else DM_E_INVALID on field "id",
+ * "the <what> id must be a positive number" ("the id …" when what is NULL). */
+dm_err *dm_http_id_param(request_rec *r, const dm_route_match *m, const char *what, int64_t *id);
 
 /* ratelimit.c — the shared-memory limiter. Checks and counts one hit of
  * `rule` for `key` (an IP or a member id); on refusal returns

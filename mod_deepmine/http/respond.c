@@ -182,6 +182,20 @@ dm_err *dm_http_paging(request_rec *r, int *limit, int64_t *cursor)
     return NULL;
 }
 
+dm_err *dm_http_id_param(request_rec *r, const dm_route_match *m, const char *what, int64_t *id)
+{
+    long long v = 0;
+    const char *s = apr_table_get(m->params, "id");
+
+    if (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &v)) {
+        return what ? dm_err_make(r->pool, DM_E_INVALID, "id",
+                                  "the %s id must be a positive number", what)
+                    : dm_err_make(r->pool, DM_E_INVALID, "id", "the id must be a positive number");
+    }
+    *id = (int64_t)v;
+    return NULL;
+}
+
 dm_err *dm_http_check_length(request_rec *r)
 {
     const char *cl = apr_table_get(r->headers_in, "Content-Length");

@@ -12,7 +12,6 @@
 #include <http_protocol.h>
 
 #include "base/clock.h"
-#include "base/confparse.h"
 #include "shop/earnings.h"
 #include "base/json.h"
 #include "ledger/ledger.h"
@@ -97,19 +96,19 @@ static int statement(request_rec *r, const dm_route_match *rm)
     dm_db *db;
     dm_member m;
     dm_contract c;
-    long long id = 0;
+    int64_t id = 0;
     int64_t from = 0, to = 0;
     int has_from = 0, has_to = 0, fixed;
-    const char *s = apr_table_get(rm->params, "id");
     apr_array_header_t *days = NULL;
     json_t *arr, *cj;
     dm_err *e = dm_http_member_db(r, &db, &m);
 
-    if (!e && (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &id))) {
+    if (!e && dm_http_id_param(r, rm, "contract", &id)) {
+        /* Not a number: no such contract (a path, not a field). */
         e = dm_err_make(r->pool, DM_E_NOT_FOUND, NULL, "no such contract");
     }
     if (!e) {
-        e = dm_contract_get(db, r->pool, (int64_t)id, m.id, &c);
+        e = dm_contract_get(db, r->pool, id, m.id, &c);
     }
     if (!e) {
         e = time_arg(r, "from", &from, &has_from);

@@ -57,7 +57,6 @@
 
 #include "staff/member_admin.h"
 #include "store/audit.h"
-#include "base/confparse.h"
 #include "base/json.h"
 #include "mail/mail.h"
 #include "store/migrate.h"
@@ -171,18 +170,6 @@ dm_err *dm_http_staff_db(request_rec *r, const dm_route_match *m, dm_db **db, dm
     return e ? e : dm_http_staff(r, *db, m, out);
 }
 
-static dm_err *id_param(request_rec *r, const dm_route_match *m, int64_t *id)
-{
-    long long v = 0;
-    const char *s = apr_table_get(m->params, "id");
-
-    if (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &v)) {
-        return dm_err_make(r->pool, DM_E_INVALID, "id", "the member id must be a positive number");
-    }
-    *id = (int64_t)v;
-    return NULL;
-}
-
 /* ---- session ---- */
 
 static int admin_login(request_rec *r, const dm_route_match *m)
@@ -294,7 +281,7 @@ static int users_get(request_rec *r, const dm_route_match *m)
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
-        e = id_param(r, m, &id);
+        e = dm_http_id_param(r, m, "member", &id);
     }
     if (!e) {
         e = dm_admin_user_get(db, r->pool, id, &d);
@@ -314,7 +301,7 @@ static int users_patch(request_rec *r, const dm_route_match *m)
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
-        e = id_param(r, m, &id);
+        e = dm_http_id_param(r, m, "member", &id);
     }
     if (!e) {
         e = dm_http_read_json(r, &b);

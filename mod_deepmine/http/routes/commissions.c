@@ -13,24 +13,10 @@
 #include <http_protocol.h>
 
 #include "referral/commission.h"
-#include "base/confparse.h"
 #include "referral/flags.h"
 #include "base/json.h"
 #include "referral/vip.h"
 #include "staff/member_admin.h"
-
-static dm_err *id_param(request_rec *r, const dm_route_match *m, const char *what, int64_t *id)
-{
-    long long v = 0;
-    const char *s = apr_table_get(m->params, "id");
-
-    if (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &v)) {
-        return dm_err_make(r->pool, DM_E_INVALID, "id", "the %s id must be a positive number",
-                           what);
-    }
-    *id = (int64_t)v;
-    return NULL;
-}
 
 /* ---- the member's credits ---- */
 
@@ -119,7 +105,7 @@ static int user_vip_patch(request_rec *r, const dm_route_match *m)
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
-        e = id_param(r, m, "member", &id);
+        e = dm_http_id_param(r, m, "member", &id);
     }
     if (!e) {
         e = dm_http_read_json(r, &b);
@@ -177,7 +163,7 @@ static int flag_resolve(request_rec *r, const dm_route_match *m, const char *sta
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
-        e = id_param(r, m, "flag", &id);
+        e = dm_http_id_param(r, m, "flag", &id);
     }
     if (!e) {
         e = dm_flags_resolve(db, r->pool, st.id, r->useragent_ip, id, status, &f);

@@ -23,7 +23,6 @@
 #include <apr_strings.h>
 #include <http_protocol.h>
 
-#include "base/confparse.h"
 #include "base/json.h"
 #include "mail/mail.h"
 #include "mail/mail_oneclick.h"
@@ -94,15 +93,15 @@ static int email_resend(request_rec *r, const dm_route_match *m)
     dm_db *db;
     dm_staff st;
     dm_mail_row row;
-    long long id = 0;
-    const char *s = apr_table_get(m->params, "id");
+    int64_t id = 0;
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
-    if (!e && (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &id))) {
+    if (!e && dm_http_id_param(r, m, "message", &id)) {
+        /* Not a number: no such message (a path, not a field). */
         e = dm_err_make(r->pool, DM_E_NOT_FOUND, NULL, "no such message");
     }
     if (!e) {
-        e = dm_mail_resend(db, r->pool, st.id, r->useragent_ip, (int64_t)id, &row);
+        e = dm_mail_resend(db, r->pool, st.id, r->useragent_ip, id, &row);
     }
     return e ? dm_http_error(r, e)
              : dm_http_send_json(r, HTTP_OK,

@@ -9,25 +9,11 @@
 #include <apr_strings.h>
 #include <http_protocol.h>
 
-#include "base/confparse.h"
 #include "base/json.h"
 #include "shop/orders.h"
 
 #define MAX_GATEWAY_FIELD 64
 #define MAX_STATUS_FIELD 32
-
-static dm_err *id_param(request_rec *r, const dm_route_match *m, int64_t *id)
-{
-    long long v = 0;
-    const char *s = apr_table_get(m->params, "id");
-
-    if (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &v)) {
-        /* Not a number: no such order (a path, not a field). */
-        return dm_err_make(r->pool, DM_E_NOT_FOUND, NULL, "no such order");
-    }
-    *id = (int64_t)v;
-    return NULL;
-}
 
 static json_t *orders_page(apr_pool_t *p, const apr_array_header_t *rows, int staff_view,
                            int64_t next)
@@ -130,8 +116,9 @@ static int order_mine(request_rec *r, const dm_route_match *rm)
     int64_t id = 0;
     dm_err *e = dm_http_member_db(r, &db, &m);
 
-    if (!e) {
-        e = id_param(r, rm, &id);
+    if (!e && dm_http_id_param(r, rm, "order", &id)) {
+        /* Not a number: no such order (a path, not a field). */
+        e = dm_err_make(r->pool, DM_E_NOT_FOUND, NULL, "no such order");
     }
     if (!e) {
         e = dm_order_get(db, r->pool, id, m.id, &o);
@@ -217,8 +204,9 @@ static int admin_refund(request_rec *r, const dm_route_match *rm)
     int refunded = 0;
     dm_err *e = dm_http_staff_db(r, rm, &db, &st);
 
-    if (!e) {
-        e = id_param(r, rm, &id);
+    if (!e && dm_http_id_param(r, rm, "order", &id)) {
+        /* Not a number: no such order (a path, not a field). */
+        e = dm_err_make(r->pool, DM_E_NOT_FOUND, NULL, "no such order");
     }
     if (!e) {
         e = dm_order_refund(db, r->pool, dm_g.plugins, st.id, r->useragent_ip, id, &o, &refunded);

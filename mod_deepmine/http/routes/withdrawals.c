@@ -10,7 +10,6 @@
 #include <apr_strings.h>
 #include <http_protocol.h>
 
-#include "base/confparse.h"
 #include "base/json.h"
 #include "kyc/kyc_manual.h"
 #include "withdrawals/withdrawals.h"
@@ -27,18 +26,6 @@ static int send_page(request_rec *r, apr_array_header_t *rows, int64_t next, int
             arr, dm_wd_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_withdrawal), for_staff));
     }
     return dm_http_send_page(r, "withdrawals", arr, next);
-}
-
-static dm_err *id_param(request_rec *r, const dm_route_match *m, int64_t *id)
-{
-    long long v = 0;
-    const char *s = apr_table_get(m->params, "id");
-
-    if (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &v)) {
-        return dm_err_make(r->pool, DM_E_INVALID, "id", "the id must be a positive number");
-    }
-    *id = (int64_t)v;
-    return NULL;
 }
 
 /* ---- member ---- */
@@ -135,7 +122,7 @@ static int decide_one(request_rec *r, const dm_route_match *m, int approve)
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
-        e = id_param(r, m, &id);
+        e = dm_http_id_param(r, m, NULL, &id);
     }
     if (!e) {
         e = dm_http_read_json(r, &b);
@@ -245,7 +232,7 @@ static int kyc_set(request_rec *r, const dm_route_match *m)
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
-        e = id_param(r, m, &id);
+        e = dm_http_id_param(r, m, NULL, &id);
     }
     if (!e) {
         e = dm_http_read_json(r, &b);
