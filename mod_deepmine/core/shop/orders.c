@@ -19,6 +19,7 @@
 #include "base/json.h"
 #include "ledger/ledger.h"
 #include "base/log.h"
+#include "base/validate.h"
 #include "mail/mailq.h"
 #include "referral/vip.h"
 
@@ -319,12 +320,7 @@ static int plain_ref(dm_str s)
     if (!s.ptr || s.len == 0 || s.len > REF_MAX) {
         return 0;
     }
-    for (size_t i = 0; i < s.len; i++) {
-        if ((unsigned char)s.ptr[i] < 0x20 || s.ptr[i] == 0x7f) {
-            return 0;
-        }
-    }
-    return 1;
+    return !dm_has_control_bytes(s.ptr, s.len);
 }
 
 static dm_err *fail_pending(dm_db *db, apr_pool_t *p, int64_t id)

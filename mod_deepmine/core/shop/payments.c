@@ -12,6 +12,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/validate.h"
 #include "shop/orders.h"
 
 const char *dm_payment_status_name(dm_payment_event_status st)
@@ -37,13 +38,7 @@ static int ref_ok(dm_str s)
     if (s.len > DM_PAYMENT_REF_MAX || (s.len && !s.ptr)) {
         return 0;
     }
-    for (size_t i = 0; i < s.len; i++) {
-        unsigned char c = (unsigned char)s.ptr[i];
-        if (c < 0x20 || c == 0x7f) {
-            return 0;
-        }
-    }
-    return 1;
+    return !dm_has_control_bytes(s.ptr, s.len);
 }
 
 static int currency_ok(dm_str s)
