@@ -107,8 +107,6 @@ int dm_http_fail(request_rec *r, dm_code code, const char *field, const char *ms
 int dm_http_send_json(request_rec *r, int status, json_t *o);
 /* A list page's "next_cursor": the cursor as a string, or null for none. */
 json_t *dm_http_cursor_json(apr_pool_t *p, int64_t next);
-/* 200 {"<plural>": arr, "next_cursor": …} (arr taken over). */
-int dm_http_send_page(request_rec *r, const char *plural, json_t *arr, int64_t next);
 /* Cached, validator-carrying answer: ETag + 304 on If-None-Match. */
 int dm_http_cached_json(request_rec *r, const dm_rendered *doc);
 /* The request body as received, at most DeepMineMaxBody bytes (streamed;
@@ -164,6 +162,39 @@ dm_err *dm_http_paging(request_rec *r, int *limit, int64_t *cursor);
 /* The route's {id} as a positive number; else DM_E_INVALID on field "id",
  * "the <what> id must be a positive number" ("the id …" when what is NULL). */
 dm_err *dm_http_id_param(request_rec *r, const dm_route_match *m, const char *what, int64_t *id);
+
+/* A paginated list endpoint, in one shape:
+ *
+ *     dm_http_page pg;
+ *     dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
+ *     (filters: if (!e) e = dm_http_arg_max(…);)
+ *     if (!e) e = dm_x_list(pg.db, r->pool, …, pg.cursor, pg.limit, &pg.rows, &pg.next);
+ *     return dm_http_page_send(r, e, &pg, "xs", x_row);
+ *
+ * begin takes a pooled connection, authenticates the caller (staff through
+ * dm_http_staff, with its role table, or a member through dm_http_member)
+ * and reads ?limit= and ?cursor=; send answers the error, or 200
+ * {"<plural>": [row_json(row)…], "next_cursor": …}. */
+typedef enum { DM_HTTP_STAFF, DM_HTTP_MEMBER } dm_http_caller;
+
+typedef struct dm_http_page {
+    dm_http_caller who;
+    dm_db *db;
+    dm_staff staff;           /* DM_HTTP_STAFF */
+    dm_member member;         /* DM_HTTP_MEMBER */
+    int limit;                /* ?limit= (1..200, default 50) */
+    int64_t cursor;           /* ?cursor= (0: the first page) */
+    apr_array_header_t *rows; /* set by the handler's list call */
+    int64_t next;             /* set by the handler's list call; 0: the last page */
+} dm_http_page;
+
+/* One element of pg->rows as JSON; staff_view is 1 when staff asked. */
+typedef json_t *dm_http_row_json(apr_pool_t *p, const void *row, int staff_view);
+
+dm_err *dm_http_page_begin(request_rec *r, const dm_route_match *m, dm_http_caller who,
+                           dm_http_page *pg);
+int dm_http_page_send(request_rec *r, dm_err *e, const dm_http_page *pg, const char *plural,
+                      dm_http_row_json *row_json);
 
 /* ratelimit.c — the shared-memory limiter. Checks and counts one hit of
  * `rule` for `key` (an IP or a member id); on refusal returns

@@ -195,31 +195,20 @@ static int payout_record(request_rec *r, const dm_route_match *rm)
                                  json_pack("{s:o}", "payout", dm_pool_payout_json(r->pool, &out)));
 }
 
+static json_t *payout_row(apr_pool_t *p, const void *row, int staff_view)
+{
+    return dm_pool_payout_json(p, row);
+}
+
 static int payouts_list(request_rec *r, const dm_route_match *rm)
 {
-    dm_db *db;
-    dm_staff st;
-    apr_array_header_t *rows = NULL;
-    int64_t cursor = 0, next = 0;
-    int limit = 50;
-    json_t *arr;
-    dm_err *e = dm_http_staff_db(r, rm, &db, &st);
+    dm_http_page pg;
+    dm_err *e = dm_http_page_begin(r, rm, DM_HTTP_STAFF, &pg);
 
     if (!e) {
-        e = dm_http_paging(r, &limit, &cursor);
+        e = dm_pool_payouts_list(pg.db, r->pool, pg.cursor, pg.limit, &pg.rows, &pg.next);
     }
-    if (!e) {
-        e = dm_pool_payouts_list(db, r->pool, cursor, limit, &rows, &next);
-    }
-    if (e) {
-        return dm_http_error(r, e);
-    }
-    arr = json_array();
-    for (int i = 0; i < rows->nelts; i++) {
-        json_array_append_new(
-            arr, dm_pool_payout_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_pool_payout)));
-    }
-    return dm_http_send_page(r, "pool_payouts", arr, next);
+    return dm_http_page_send(r, e, &pg, "pool_payouts", payout_row);
 }
 
 /* ---- owner: commissions on yield ---- */

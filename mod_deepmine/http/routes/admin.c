@@ -238,20 +238,17 @@ static int admin_logout(request_rec *r, const dm_route_match *m)
 
 /* ---- members ---- */
 
+static json_t *user_row(apr_pool_t *p, const void *row, int staff_view)
+{
+    return dm_admin_user_row_json(p, row);
+}
+
 static int users_list(request_rec *r, const dm_route_match *m)
 {
-    dm_db *db;
-    dm_staff st;
+    dm_http_page pg;
     const char *q = NULL, *status = NULL;
-    apr_array_header_t *rows = NULL;
-    int64_t cursor = 0, next = 0;
-    int limit = 50;
-    json_t *arr;
-    dm_err *e = dm_http_staff_db(r, m, &db, &st);
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
 
-    if (!e) {
-        e = dm_http_paging(r, &limit, &cursor);
-    }
     if (!e) {
         e = dm_http_arg_max(r, "q", 4 * DM_ADMIN_Q_MAX_CHARS, &q);
     }
@@ -259,17 +256,10 @@ static int users_list(request_rec *r, const dm_route_match *m)
         e = dm_http_arg_max(r, "status", MAX_FILTER_FIELD, &status);
     }
     if (!e) {
-        e = dm_admin_users_search(db, r->pool, q, status, cursor, limit, &rows, &next);
+        e = dm_admin_users_search(pg.db, r->pool, q, status, pg.cursor, pg.limit, &pg.rows,
+                                  &pg.next);
     }
-    if (e) {
-        return dm_http_error(r, e);
-    }
-    arr = json_array();
-    for (int i = 0; i < rows->nelts; i++) {
-        json_array_append_new(
-            arr, dm_admin_user_row_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_admin_user_row)));
-    }
-    return dm_http_send_page(r, "users", arr, next);
+    return dm_http_page_send(r, e, &pg, "users", user_row);
 }
 
 static int users_get(request_rec *r, const dm_route_match *m)
@@ -323,20 +313,17 @@ static int users_patch(request_rec *r, const dm_route_match *m)
 
 /* ---- audit ---- */
 
+static json_t *audit_row(apr_pool_t *p, const void *row, int staff_view)
+{
+    return dm_audit_entry_json(p, row);
+}
+
 static int audit_list(request_rec *r, const dm_route_match *m)
 {
-    dm_db *db;
-    dm_staff st;
+    dm_http_page pg;
     dm_audit_filter f = {NULL, NULL, NULL};
-    apr_array_header_t *rows = NULL;
-    int64_t cursor = 0, next = 0;
-    int limit = 50;
-    json_t *arr;
-    dm_err *e = dm_http_staff_db(r, m, &db, &st);
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
 
-    if (!e) {
-        e = dm_http_paging(r, &limit, &cursor);
-    }
     if (!e) {
         e = dm_http_arg_max(r, "action", MAX_FILTER_FIELD, &f.action);
     }
@@ -347,17 +334,9 @@ static int audit_list(request_rec *r, const dm_route_match *m)
         e = dm_http_arg_max(r, "target_id", MAX_FILTER_FIELD, &f.target_id);
     }
     if (!e) {
-        e = dm_audit_list(db, r->pool, &f, cursor, limit, &rows, &next);
+        e = dm_audit_list(pg.db, r->pool, &f, pg.cursor, pg.limit, &pg.rows, &pg.next);
     }
-    if (e) {
-        return dm_http_error(r, e);
-    }
-    arr = json_array();
-    for (int i = 0; i < rows->nelts; i++) {
-        json_array_append_new(
-            arr, dm_audit_entry_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_audit_entry)));
-    }
-    return dm_http_send_page(r, "entries", arr, next);
+    return dm_http_page_send(r, e, &pg, "entries", audit_row);
 }
 
 /* ---- health, the staff's view ---- */
