@@ -31,6 +31,32 @@ APLOG_USE_MODULE(deepmine);
 /* How long a request waits for a password-hashing slot before 503. */
 #define DM_HASH_WAIT_MS 2000
 
+/* The directives' names, as the command table registers them and every
+ * message about them spells them. */
+#define DM_DIR_ACCRUAL_DELAY "DeepMineAccrualDelay"
+#define DM_DIR_ALLOWED_ORIGIN "DeepMineAllowedOrigin"
+#define DM_DIR_CLOCK_FILE "DeepMineClockFile"
+#define DM_DIR_COMMISSION_CAP "DeepMineCommissionCap"
+#define DM_DIR_COMMISSION_HOLD "DeepMineCommissionHold"
+#define DM_DIR_CRON "DeepMineCron"
+#define DM_DIR_DATABASE "DeepMineDatabase"
+#define DM_DIR_HASH_CONCURRENCY "DeepMineHashConcurrency"
+#define DM_DIR_JOB_BATCH "DeepMineJobBatch"
+#define DM_DIR_LEGAL_DIR "DeepMineLegalDir"
+#define DM_DIR_MAIL_FROM "DeepMineMailFrom"
+#define DM_DIR_MAILER "DeepMineMailer"
+#define DM_DIR_MAX_BODY "DeepMineMaxBody"
+#define DM_DIR_PASSWORD_HASH "DeepMinePasswordHash"
+#define DM_DIR_PLUGIN "DeepMinePlugin"
+#define DM_DIR_PLUGIN_SET "DeepMinePluginSet"
+#define DM_DIR_POOL "DeepMinePool"
+#define DM_DIR_PUBLIC_URL "DeepMinePublicURL"
+#define DM_DIR_RATE_LIMIT "DeepMineRateLimit"
+#define DM_DIR_RATE_LIMIT_TABLE "DeepMineRateLimitTable"
+#define DM_DIR_SECRET_KEY_FILE "DeepMineSecretKeyFile"
+#define DM_DIR_TEST_MODE "DeepMineTestMode"
+#define DM_DIR_WITHDRAWAL_LIMITS "DeepMineWithdrawalLimits"
+
 /* Server configuration. Every field starts "unset" (NULL or -1) so merge
  * can tell "not said" from "said"; defaults live in the getters. */
 typedef struct dm_conf {
