@@ -162,7 +162,6 @@ void dm_http_set_cookie(request_rec *r, const char *name, const char *value, con
                         long max_age, int http_only, const char *samesite);
 void dm_http_set_session_cookies(request_rec *r, const dm_session *s);
 void dm_http_clear_session_cookies(request_rec *r);
-int dm_http_origin_allowed(request_rec *r, const char *origin);
 /* State-changing requests that carry an Origin (or Referer) must come from
  * an allowed origin (login CSRF), authenticated or not. */
 dm_err *dm_http_check_origin(request_rec *r);
@@ -198,7 +197,7 @@ dm_err *dm_http_id_param(request_rec *r, const dm_route_match *m, const char *wh
  *     return dm_http_page_send(r, e, &pg, "xs", x_row);
  *
  * begin takes a pooled connection, authenticates the caller (staff through
- * dm_http_staff, with its role table, or a member through dm_http_member)
+ * dm_http_staff_db, with its role table, or a member through dm_http_member)
  * and reads ?limit= and ?cursor=; send answers the error, or 200
  * {"<plural>": [row_json(row)…], "next_cursor": …}. */
 typedef enum { DM_HTTP_STAFF, DM_HTTP_MEMBER } dm_http_caller;
@@ -258,13 +257,11 @@ extern const dm_route_def dm_routes_accrual[];
 extern const dm_route_def dm_routes_jobs[];
 extern const dm_route_def dm_routes_email[];
 
-/* routes_admin.c — the calling staff member: a live dm_admin session (a
- * member's cookie or Bearer token never counts; 401), CSRF on writes, and
- * the role table: DM_E_FORBIDDEN when the staff member's role may not use
- * the matched route. Every /api/admin route but login/logout calls it. */
-dm_err *dm_http_staff(request_rec *r, dm_db *db, const dm_route_match *m, dm_staff *out);
-/* A pooled connection, then dm_http_staff on it: how every admin handler
- * starts. */
+/* routes/admin.c — how every /api/admin handler but login/logout starts: a
+ * pooled connection and the calling staff member: a live dm_admin session
+ * (a member's cookie or Bearer token never counts; 401), CSRF on writes,
+ * and the role table: DM_E_FORBIDDEN when the staff member's role may not
+ * use the matched route. */
 dm_err *dm_http_staff_db(request_rec *r, const dm_route_match *m, dm_db **db, dm_staff *out);
 
 #endif

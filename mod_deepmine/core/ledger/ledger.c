@@ -83,12 +83,14 @@ static const struct kind_def *find_kind(const char *kind)
     return NULL;
 }
 
-int dm_ledger_kind_known(const char *kind)
+/* 1 when `kind` is a transfer kind of the list above. */
+static int dm_ledger_kind_known(const char *kind)
 {
     return find_kind(kind) != NULL;
 }
 
-int dm_ledger_kind_is_clawback(const char *kind)
+/* 1 when `kind` may take a wallet below zero. */
+static int dm_ledger_kind_is_clawback(const char *kind)
 {
     const struct kind_def *k = find_kind(kind);
     return k && k->clawback;
@@ -166,7 +168,8 @@ dm_err *dm_ledger_account_get(dm_db *db, apr_pool_t *p, int64_t account_id, dm_a
     return e;
 }
 
-const char *dm_ledger_account_name(apr_pool_t *p, const dm_account *a)
+/* "wallet of member 7 in USD", "system account sales in USD". */
+static const char *dm_ledger_account_name(apr_pool_t *p, const dm_account *a)
 {
     if (a->code) {
         return apr_psprintf(p, "system account %s in %s", a->code, a->currency);

@@ -155,7 +155,7 @@ dm_err *dm_mail_list(dm_db *db, apr_pool_t *p, const char *status, const char *r
     return e;
 }
 
-dm_err *dm_mail_get(dm_db *db, apr_pool_t *p, int64_t id, dm_mail_row *out)
+static dm_err *dm_mail_get(dm_db *db, apr_pool_t *p, int64_t id, dm_mail_row *out)
 {
     dm_stmt *st;
     int row = 0;
@@ -527,8 +527,12 @@ static const char *domain_of_url(apr_pool_t *p, const char *url)
     return n ? apr_pstrmemdup(p, h, n) : NULL;
 }
 
-const char *dm_mail_list_unsubscribe(apr_pool_t *p, const dm_mail_site *site, int64_t user_id,
-                                     const char *category, const char **url)
+/* The List-Unsubscribe value of a marketing message to user_id in
+ * `category`: "<url>, <mailto:…>" (the mailto only when a domain is known,
+ * from `from` or the public URL); *url gets the HTTPS (or configured)
+ * link alone. */
+static const char *dm_mail_list_unsubscribe(apr_pool_t *p, const dm_mail_site *site,
+                                            int64_t user_id, const char *category, const char **url)
 {
     const char *token = dm_unsub_token(p, site->unsubscribe_key, user_id, category);
     const char *domain = domain_of_address(p, site->from);

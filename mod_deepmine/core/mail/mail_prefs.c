@@ -32,7 +32,9 @@ static int category_ok(const char *s, size_t n)
 
 /* ---- preferences ---- */
 
-dm_err *dm_mail_categories(dm_db *db, apr_pool_t *p, apr_array_header_t **out)
+/* The marketing categories that exist (from the template definitions),
+ * const char *, sorted. */
+static dm_err *dm_mail_categories(dm_db *db, apr_pool_t *p, apr_array_header_t **out)
 {
     dm_stmt *st;
     int row = 0;

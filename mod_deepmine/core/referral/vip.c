@@ -280,7 +280,8 @@ int dm_vip_qualify(const dm_vip_plan *plan, const dm_volumes *v)
     return best;
 }
 
-dm_err *dm_vip_volumes(dm_db *db, apr_pool_t *p, int64_t user_id, dm_volumes *out)
+/* A member's volumes (zeros when none yet). */
+static dm_err *dm_vip_volumes(dm_db *db, apr_pool_t *p, int64_t user_id, dm_volumes *out)
 {
     dm_stmt *st;
     int row = 0;

@@ -15,7 +15,8 @@
 #include "base/validate.h"
 #include "shop/orders.h"
 
-const char *dm_payment_status_name(dm_payment_event_status st)
+/* "paid", "failed", "refunded", "expired", "ignored"; NULL when unknown. */
+static const char *dm_payment_status_name(dm_payment_event_status st)
 {
     switch (st) {
     case DM_PAY_PAID:

@@ -153,7 +153,7 @@ static void read_row(dm_stmt *st, apr_pool_t *p, dm_withdrawal *w)
     w->email = apr_pstrdup(p, dm_stmt_text(st, 14, NULL));
 }
 
-dm_err *dm_wd_get(dm_db *db, apr_pool_t *p, int64_t id, dm_withdrawal *out)
+static dm_err *dm_wd_get(dm_db *db, apr_pool_t *p, int64_t id, dm_withdrawal *out)
 {
     dm_stmt *st;
     int row = 0;

@@ -129,7 +129,8 @@ static unsigned route_roles(const char *method, const char *pattern, int *known)
     return 0;
 }
 
-dm_err *dm_http_staff(request_rec *r, dm_db *db, const dm_route_match *m, dm_staff *out)
+/* The calling staff member on db (see dm_http_staff_db in dm_http.h). */
+static dm_err *dm_http_staff(request_rec *r, dm_db *db, const dm_route_match *m, dm_staff *out)
 {
     const dm_route_def *d = m->data;
     /* Only the dm_admin cookie: a member's dm_session or Bearer token is
