@@ -57,7 +57,7 @@ static const char *parse_http_url(apr_pool_t *p, const char *s, apr_uri_t *u)
 
 const char *dm_parse_origin(apr_pool_t *p, const char *s, const char **out)
 {
-    apr_uri_t u;
+    apr_uri_t u = {0};
     const char *err = parse_http_url(p, s, &u);
 
     if (err) {
@@ -75,7 +75,7 @@ const char *dm_parse_origin(apr_pool_t *p, const char *s, const char **out)
 
 const char *dm_parse_public_url(apr_pool_t *p, const char *s, const char **out)
 {
-    apr_uri_t u;
+    apr_uri_t u = {0};
     const char *err = parse_http_url(p, s, &u);
     size_t n;
 
