@@ -1145,8 +1145,7 @@ static int cmd_jobs(cli *c)
             e = dm_stmt_step(st, c->pool, &row);
             if (!e && row) {
                 items = dm_stmt_int64(st, 0);
-                err =
-                    dm_stmt_is_null(st, 1) ? NULL : apr_pstrdup(c->pool, dm_stmt_text(st, 1, NULL));
+                err = dm_stmt_dup_text(st, c->pool, 1);
             }
             dm_stmt_done(st);
         }

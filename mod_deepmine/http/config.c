@@ -118,7 +118,7 @@ static const char *set_database(cmd_parms *cmd, void *dc, const char *arg)
         return err;
     }
     if (!*arg) {
-        return "DeepMineDatabase needs the path of the SQLite database file";
+        return DM_DIR_DATABASE " needs the path of the SQLite database file";
     }
     sconf(cmd)->database = ap_server_root_relative(cmd->pool, arg);
     return NULL;
@@ -141,23 +141,24 @@ static const char *set_secret_key_file(cmd_parms *cmd, void *dc, const char *arg
     rv = apr_stat(&fi, path, APR_FINFO_TYPE | APR_FINFO_PROT | APR_FINFO_SIZE, cmd->temp_pool);
     if (rv != APR_SUCCESS) {
         return apr_psprintf(cmd->pool,
-                            "DeepMineSecretKeyFile %s cannot be read; create it with "
-                            "`deepminectl keygen %s`",
+                            DM_DIR_SECRET_KEY_FILE " %s cannot be read; create it with "
+                                                   "`deepminectl keygen %s`",
                             path, path);
     }
     if (fi.filetype != APR_REG) {
-        return apr_psprintf(cmd->pool, "DeepMineSecretKeyFile %s is not a regular file", path);
+        return apr_psprintf(cmd->pool, DM_DIR_SECRET_KEY_FILE " %s is not a regular file", path);
     }
     if (fi.protection & APR_FPROT_WREAD) {
         return apr_psprintf(cmd->pool,
-                            "DeepMineSecretKeyFile %s is readable by everyone; refusing to use it "
+                            DM_DIR_SECRET_KEY_FILE
+                            " %s is readable by everyone; refusing to use it "
                             "(chmod 600 or 640)",
                             path);
     }
     if (fi.size != DM_SECRET_KEY_BYTES) {
         return apr_psprintf(cmd->pool,
-                            "DeepMineSecretKeyFile %s must hold exactly %d random bytes, it has "
-                            "%" APR_OFF_T_FMT,
+                            DM_DIR_SECRET_KEY_FILE " %s must hold exactly %d random bytes, it has "
+                                                   "%" APR_OFF_T_FMT,
                             path, DM_SECRET_KEY_BYTES, fi.size);
     }
     key = apr_palloc(cmd->pool, DM_SECRET_KEY_BYTES);
@@ -167,7 +168,7 @@ static const char *set_secret_key_file(cmd_parms *cmd, void *dc, const char *arg
         apr_file_close(f);
     }
     if (rv != APR_SUCCESS || n != DM_SECRET_KEY_BYTES) {
-        return apr_psprintf(cmd->pool, "DeepMineSecretKeyFile %s could not be read", path);
+        return apr_psprintf(cmd->pool, DM_DIR_SECRET_KEY_FILE " %s could not be read", path);
     }
     sconf(cmd)->secret_key_file = path;
     sconf(cmd)->secret_key = key;
@@ -184,8 +185,8 @@ static const char *set_pool(cmd_parms *cmd, void *dc, const char *a1, const char
     }
     if (dm_parse_int(cmd->temp_pool, a1, 0, 1024, &min) ||
         dm_parse_int(cmd->temp_pool, a2, 1, 1024, &max) || min > max) {
-        return "DeepMinePool takes two whole numbers <min> <max> with 0 <= min <= max and "
-               "1 <= max <= 1024 (database connections per child)";
+        return DM_DIR_POOL " takes two whole numbers <min> <max> with 0 <= min <= max and "
+                           "1 <= max <= 1024 (database connections per child)";
     }
     sconf(cmd)->pool_min = (int)min;
     sconf(cmd)->pool_max = (int)max;
@@ -198,7 +199,7 @@ static const char *set_max_body(cmd_parms *cmd, void *dc, const char *arg)
     const char *err = dm_parse_int(cmd->temp_pool, arg, 1, 1024LL * 1024 * 1024, &v);
 
     if (err) {
-        return apr_pstrcat(cmd->pool, "DeepMineMaxBody takes a size in bytes: ", err, NULL);
+        return apr_pstrcat(cmd->pool, DM_DIR_MAX_BODY " takes a size in bytes: ", err, NULL);
     }
     sconf(cmd)->max_body = (apr_off_t)v;
     return NULL;
@@ -210,7 +211,7 @@ static const char *set_public_url(cmd_parms *cmd, void *dc, const char *arg)
     const char *err = dm_parse_public_url(cmd->pool, arg, &url);
 
     if (err) {
-        return apr_pstrcat(cmd->pool, "DeepMinePublicURL: ", err, NULL);
+        return apr_pstrcat(cmd->pool, DM_DIR_PUBLIC_URL ": ", err, NULL);
     }
     sconf(cmd)->public_url = url;
     return NULL;
@@ -223,7 +224,7 @@ static const char *add_allowed_origin(cmd_parms *cmd, void *dc, const char *arg)
     const char *err = dm_parse_origin(cmd->pool, arg, &origin);
 
     if (err) {
-        return apr_pstrcat(cmd->pool, "DeepMineAllowedOrigin: ", err, NULL);
+        return apr_pstrcat(cmd->pool, DM_DIR_ALLOWED_ORIGIN ": ", err, NULL);
     }
     if (!c->allowed_origins) {
         c->allowed_origins = apr_array_make(cmd->pool, 4, sizeof(const char *));
@@ -250,8 +251,8 @@ static const char *set_hash_concurrency(cmd_parms *cmd, void *dc, const char *ar
 
     if (err) {
         return apr_pstrcat(cmd->pool,
-                           "DeepMineHashConcurrency takes the number of password "
-                           "hashes a child runs at once: ",
+                           DM_DIR_HASH_CONCURRENCY " takes the number of password "
+                                                   "hashes a child runs at once: ",
                            err, NULL);
     }
     sconf(cmd)->hash_concurrency = (int)v;
@@ -264,8 +265,8 @@ static const char *set_password_hash(cmd_parms *cmd, void *dc, const char *ops, 
 
     if (dm_parse_int(cmd->temp_pool, ops, 1, 64, &o) ||
         dm_parse_int(cmd->temp_pool, mem, 8, 4096, &m)) {
-        return "DeepMinePasswordHash takes <opslimit> <memory MiB>: argon2id passes 1..64 and "
-               "memory 8..4096 MiB";
+        return DM_DIR_PASSWORD_HASH " takes <opslimit> <memory MiB>: argon2id passes 1..64 and "
+                                    "memory 8..4096 MiB";
     }
     sconf(cmd)->pw_opslimit = o;
     sconf(cmd)->pw_memlimit = m * 1024 * 1024;
@@ -301,8 +302,8 @@ static const char *set_commission_hold(cmd_parms *cmd, void *dc, const char *arg
     long long v = 0;
 
     if (dm_parse_int(cmd->temp_pool, arg, 0, 365, &v)) {
-        return "DeepMineCommissionHold takes the days a commission is held before it can be "
-               "withdrawn: a whole number from 0 to 365";
+        return DM_DIR_COMMISSION_HOLD " takes the days a commission is held before it can be "
+                                      "withdrawn: a whole number from 0 to 365";
     }
     sconf(cmd)->commission_hold_days = (int)v;
     return NULL;
@@ -313,8 +314,8 @@ static const char *set_commission_cap(cmd_parms *cmd, void *dc, const char *arg)
     long long v = 0;
 
     if (dm_parse_int(cmd->temp_pool, arg, 0, 10000, &v)) {
-        return "DeepMineCommissionCap takes the most a VIP level may pay over its 10 depths, in "
-               "basis points: a whole number from 0 to 10000 (5000 is 50 %)";
+        return DM_DIR_COMMISSION_CAP " takes the most a VIP level may pay over its 10 depths, in "
+                                     "basis points: a whole number from 0 to 10000 (5000 is 50 %)";
     }
     sconf(cmd)->commission_cap_bp = (int)v;
     return NULL;
@@ -340,8 +341,8 @@ static const char *set_withdrawal_limits(cmd_parms *cmd, void *dc, const char *a
     if (dm_parse_int(cmd->temp_pool, a1, 1, top, &min) ||
         dm_parse_int(cmd->temp_pool, a2, 1, top, &max) ||
         dm_parse_int(cmd->temp_pool, a3, 1, top, &daily) || min > max || max > daily) {
-        return "DeepMineWithdrawalLimits takes <min> <max> <daily> in micro-units, whole "
-               "numbers with 1 <= min <= max <= daily <= 10^15";
+        return DM_DIR_WITHDRAWAL_LIMITS " takes <min> <max> <daily> in micro-units, whole "
+                                        "numbers with 1 <= min <= max <= daily <= 10^15";
     }
     sconf(cmd)->wd_min = min;
     sconf(cmd)->wd_max = max;
@@ -366,10 +367,10 @@ static const char *add_plugin(cmd_parms *cmd, void *dc, const char *kind, const 
         return err;
     }
     if (!dm_g.plugins) {
-        return "DeepMinePlugin: the plugin host is not ready (internal error)";
+        return DM_DIR_PLUGIN ": the plugin host is not ready (internal error)";
     }
     e = dm_plugins_declare(dm_g.plugins, kind, name, ap_server_root_relative(cmd->pool, path));
-    return e ? apr_psprintf(cmd->pool, "DeepMinePlugin: %s", e->message) : NULL;
+    return e ? apr_psprintf(cmd->pool, DM_DIR_PLUGIN ": %s", e->message) : NULL;
 }
 
 static const char *set_plugin_setting(cmd_parms *cmd, void *dc, const char *name, const char *key,
@@ -382,10 +383,10 @@ static const char *set_plugin_setting(cmd_parms *cmd, void *dc, const char *name
         return err;
     }
     if (!dm_g.plugins) {
-        return "DeepMinePluginSet: the plugin host is not ready (internal error)";
+        return DM_DIR_PLUGIN_SET ": the plugin host is not ready (internal error)";
     }
     e = dm_plugins_set(dm_g.plugins, name, key, value);
-    return e ? apr_psprintf(cmd->pool, "DeepMinePluginSet: %s", e->message) : NULL;
+    return e ? apr_psprintf(cmd->pool, DM_DIR_PLUGIN_SET ": %s", e->message) : NULL;
 }
 
 int dm_conf_cron(const dm_conf *c)
@@ -443,8 +444,8 @@ static const char *set_accrual_delay(cmd_parms *cmd, void *dc, const char *arg)
     long long v = 0;
 
     if (dm_parse_int(cmd->temp_pool, arg, 0, 3000, &v)) {
-        return "DeepMineAccrualDelay takes the seconds after the end of an hour before its "
-               "yield is credited: a whole number from 0 to 3000";
+        return DM_DIR_ACCRUAL_DELAY " takes the seconds after the end of an hour before its "
+                                    "yield is credited: a whole number from 0 to 3000";
     }
     sconf(cmd)->accrual_delay = (int)v;
     return NULL;
@@ -455,8 +456,8 @@ static const char *set_job_batch(cmd_parms *cmd, void *dc, const char *arg)
     long long v = 0;
 
     if (dm_parse_int(cmd->temp_pool, arg, 10, 100000, &v)) {
-        return "DeepMineJobBatch takes the rows a batch job (yield accrual) writes per "
-               "transaction: a whole number from 10 to 100000";
+        return DM_DIR_JOB_BATCH " takes the rows a batch job (yield accrual) writes per "
+                                "transaction: a whole number from 10 to 100000";
     }
     sconf(cmd)->job_batch = (int)v;
     return NULL;
@@ -467,8 +468,8 @@ static const char *set_mail_from(cmd_parms *cmd, void *dc, const char *arg)
     const char *at = strchr(arg, '@');
 
     if (!at || at == arg || !at[1] || strpbrk(arg, "\r\n\t") || strlen(arg) > 320) {
-        return "DeepMineMailFrom takes the sender of the platform's e-mail, as "
-               "noreply@example.com or \"Name <noreply@example.com>\" (one line)";
+        return DM_DIR_MAIL_FROM " takes the sender of the platform's e-mail, as "
+                                "noreply@example.com or \"Name <noreply@example.com>\" (one line)";
     }
     sconf(cmd)->mail_from = arg;
     return NULL;
@@ -481,52 +482,52 @@ static const char *set_mailer(cmd_parms *cmd, void *dc, const char *arg)
 }
 
 const command_rec dm_directives[] = {
-    AP_INIT_FLAG("DeepMineCron", set_cron, NULL, RSRC_CONF,
+    AP_INIT_FLAG(DM_DIR_CRON, set_cron, NULL, RSRC_CONF,
                  "On (default): Apache runs the cron daemon; Off: jobs run elsewhere"),
-    AP_INIT_FLAG("DeepMineTestMode", set_test_mode, NULL, RSRC_CONF,
+    AP_INIT_FLAG(DM_DIR_TEST_MODE, set_test_mode, NULL, RSRC_CONF,
                  "On only for tests: allows DeepMineClockFile and test-only jobs"),
-    AP_INIT_TAKE1("DeepMineClockFile", set_clock_file, NULL, RSRC_CONF,
+    AP_INIT_TAKE1(DM_DIR_CLOCK_FILE, set_clock_file, NULL, RSRC_CONF,
                   "test mode: read the platform's time (RFC 3339) from this file"),
-    AP_INIT_TAKE1("DeepMineAccrualDelay", set_accrual_delay, NULL, RSRC_CONF,
+    AP_INIT_TAKE1(DM_DIR_ACCRUAL_DELAY, set_accrual_delay, NULL, RSRC_CONF,
                   "seconds after each hour before its yield is credited (default 120)"),
-    AP_INIT_TAKE1("DeepMineJobBatch", set_job_batch, NULL, RSRC_CONF,
+    AP_INIT_TAKE1(DM_DIR_JOB_BATCH, set_job_batch, NULL, RSRC_CONF,
                   "rows per transaction in batch jobs (default 5000)"),
-    AP_INIT_TAKE1("DeepMineMailFrom", set_mail_from, NULL, RSRC_CONF,
+    AP_INIT_TAKE1(DM_DIR_MAIL_FROM, set_mail_from, NULL, RSRC_CONF,
                   "the From of the platform's e-mail"),
-    AP_INIT_TAKE1("DeepMineMailer", set_mailer, NULL, RSRC_CONF,
+    AP_INIT_TAKE1(DM_DIR_MAILER, set_mailer, NULL, RSRC_CONF,
                   "the mailer plugin (by name) that sends the platform's e-mail"),
-    AP_INIT_TAKE1("DeepMineDatabase", set_database, NULL, RSRC_CONF,
+    AP_INIT_TAKE1(DM_DIR_DATABASE, set_database, NULL, RSRC_CONF,
                   "path of the SQLite database file"),
-    AP_INIT_TAKE1("DeepMineSecretKeyFile", set_secret_key_file, NULL, RSRC_CONF,
+    AP_INIT_TAKE1(DM_DIR_SECRET_KEY_FILE, set_secret_key_file, NULL, RSRC_CONF,
                   "file holding 32 random bytes, not readable by everyone"),
-    AP_INIT_TAKE2("DeepMinePool", set_pool, NULL, RSRC_CONF,
+    AP_INIT_TAKE2(DM_DIR_POOL, set_pool, NULL, RSRC_CONF,
                   "<min> <max> database connections per child process"),
-    AP_INIT_TAKE1("DeepMineMaxBody", set_max_body, NULL, RSRC_CONF,
+    AP_INIT_TAKE1(DM_DIR_MAX_BODY, set_max_body, NULL, RSRC_CONF,
                   "largest request body accepted, in bytes (default 1048576)"),
-    AP_INIT_TAKE1("DeepMinePublicURL", set_public_url, NULL, RSRC_CONF,
+    AP_INIT_TAKE1(DM_DIR_PUBLIC_URL, set_public_url, NULL, RSRC_CONF,
                   "the URL members reach the site at, e.g. https://mine.example.com"),
-    AP_INIT_ITERATE("DeepMineAllowedOrigin", add_allowed_origin, NULL, RSRC_CONF,
+    AP_INIT_ITERATE(DM_DIR_ALLOWED_ORIGIN, add_allowed_origin, NULL, RSRC_CONF,
                     "origins allowed for CORS and CSRF checks, scheme://host[:port]"),
-    AP_INIT_TAKE1("DeepMineLegalDir", set_legal_dir, NULL, RSRC_CONF,
+    AP_INIT_TAKE1(DM_DIR_LEGAL_DIR, set_legal_dir, NULL, RSRC_CONF,
                   "directory holding terms.md and privacy.md"),
-    AP_INIT_TAKE1("DeepMineHashConcurrency", set_hash_concurrency, NULL, RSRC_CONF,
+    AP_INIT_TAKE1(DM_DIR_HASH_CONCURRENCY, set_hash_concurrency, NULL, RSRC_CONF,
                   "password hashes a child process runs at once (default: threads / 4)"),
-    AP_INIT_TAKE2("DeepMinePasswordHash", set_password_hash, NULL, RSRC_CONF,
+    AP_INIT_TAKE2(DM_DIR_PASSWORD_HASH, set_password_hash, NULL, RSRC_CONF,
                   "<opslimit> <memory MiB> of argon2id (default: libsodium's interactive)"),
-    AP_INIT_TAKE1("DeepMineCommissionHold", set_commission_hold, NULL, RSRC_CONF,
+    AP_INIT_TAKE1(DM_DIR_COMMISSION_HOLD, set_commission_hold, NULL, RSRC_CONF,
                   "days a commission is held before it can be withdrawn (default 14)"),
-    AP_INIT_TAKE1("DeepMineCommissionCap", set_commission_cap, NULL, RSRC_CONF,
+    AP_INIT_TAKE1(DM_DIR_COMMISSION_CAP, set_commission_cap, NULL, RSRC_CONF,
                   "most a VIP level may pay over 10 depths, in basis points (default 5000)"),
-    AP_INIT_TAKE3("DeepMineWithdrawalLimits", set_withdrawal_limits, NULL, RSRC_CONF,
+    AP_INIT_TAKE3(DM_DIR_WITHDRAWAL_LIMITS, set_withdrawal_limits, NULL, RSRC_CONF,
                   "<min> <max> <daily> withdrawal amounts in micro-units (default 10 USD, "
                   "10000 USD, 20000 USD per member per 24 h)"),
-    AP_INIT_TAKE3("DeepMinePlugin", add_plugin, NULL, RSRC_CONF,
+    AP_INIT_TAKE3(DM_DIR_PLUGIN, add_plugin, NULL, RSRC_CONF,
                   "<payment|kyc|mailer> <name> <path.so>"),
-    AP_INIT_TAKE3("DeepMinePluginSet", set_plugin_setting, NULL, RSRC_CONF,
+    AP_INIT_TAKE3(DM_DIR_PLUGIN_SET, set_plugin_setting, NULL, RSRC_CONF,
                   "<plugin name> <key> <value|env:VAR|file:/path>"),
-    AP_INIT_TAKE3("DeepMineRateLimit", dm_ratelimit_set_rule, NULL, RSRC_CONF,
+    AP_INIT_TAKE3(DM_DIR_RATE_LIMIT, dm_ratelimit_set_rule, NULL, RSRC_CONF,
                   "<rule> <count>/<period> <ip|member>, e.g. login 5/1m ip"),
-    AP_INIT_TAKE1("DeepMineRateLimitTable", dm_ratelimit_set_table, NULL, RSRC_CONF,
+    AP_INIT_TAKE1(DM_DIR_RATE_LIMIT_TABLE, dm_ratelimit_set_table, NULL, RSRC_CONF,
                   "keys the rate limiter tracks, 1024 to 16777216 (default 65536)"),
     {NULL},
 };

@@ -31,6 +31,32 @@ APLOG_USE_MODULE(deepmine);
 /* How long a request waits for a password-hashing slot before 503. */
 #define DM_HASH_WAIT_MS 2000
 
+/* The directives' names, as the command table registers them and every
+ * message about them spells them. */
+#define DM_DIR_ACCRUAL_DELAY "DeepMineAccrualDelay"
+#define DM_DIR_ALLOWED_ORIGIN "DeepMineAllowedOrigin"
+#define DM_DIR_CLOCK_FILE "DeepMineClockFile"
+#define DM_DIR_COMMISSION_CAP "DeepMineCommissionCap"
+#define DM_DIR_COMMISSION_HOLD "DeepMineCommissionHold"
+#define DM_DIR_CRON "DeepMineCron"
+#define DM_DIR_DATABASE "DeepMineDatabase"
+#define DM_DIR_HASH_CONCURRENCY "DeepMineHashConcurrency"
+#define DM_DIR_JOB_BATCH "DeepMineJobBatch"
+#define DM_DIR_LEGAL_DIR "DeepMineLegalDir"
+#define DM_DIR_MAIL_FROM "DeepMineMailFrom"
+#define DM_DIR_MAILER "DeepMineMailer"
+#define DM_DIR_MAX_BODY "DeepMineMaxBody"
+#define DM_DIR_PASSWORD_HASH "DeepMinePasswordHash"
+#define DM_DIR_PLUGIN "DeepMinePlugin"
+#define DM_DIR_PLUGIN_SET "DeepMinePluginSet"
+#define DM_DIR_POOL "DeepMinePool"
+#define DM_DIR_PUBLIC_URL "DeepMinePublicURL"
+#define DM_DIR_RATE_LIMIT "DeepMineRateLimit"
+#define DM_DIR_RATE_LIMIT_TABLE "DeepMineRateLimitTable"
+#define DM_DIR_SECRET_KEY_FILE "DeepMineSecretKeyFile"
+#define DM_DIR_TEST_MODE "DeepMineTestMode"
+#define DM_DIR_WITHDRAWAL_LIMITS "DeepMineWithdrawalLimits"
+
 /* Server configuration. Every field starts "unset" (NULL or -1) so merge
  * can tell "not said" from "said"; defaults live in the getters. */
 typedef struct dm_conf {
@@ -107,8 +133,6 @@ int dm_http_fail(request_rec *r, dm_code code, const char *field, const char *ms
 int dm_http_send_json(request_rec *r, int status, json_t *o);
 /* A list page's "next_cursor": the cursor as a string, or null for none. */
 json_t *dm_http_cursor_json(apr_pool_t *p, int64_t next);
-/* 200 {"<plural>": arr, "next_cursor": …} (arr taken over). */
-int dm_http_send_page(request_rec *r, const char *plural, json_t *arr, int64_t next);
 /* Cached, validator-carrying answer: ETag + 304 on If-None-Match. */
 int dm_http_cached_json(request_rec *r, const dm_rendered *doc);
 /* The request body as received, at most DeepMineMaxBody bytes (streamed;
@@ -138,7 +162,6 @@ void dm_http_set_cookie(request_rec *r, const char *name, const char *value, con
                         long max_age, int http_only, const char *samesite);
 void dm_http_set_session_cookies(request_rec *r, const dm_session *s);
 void dm_http_clear_session_cookies(request_rec *r);
-int dm_http_origin_allowed(request_rec *r, const char *origin);
 /* State-changing requests that carry an Origin (or Referer) must come from
  * an allowed origin (login CSRF), authenticated or not. */
 dm_err *dm_http_check_origin(request_rec *r);
@@ -161,6 +184,42 @@ dm_err *dm_http_arg_max(request_rec *r, const char *name, apr_size_t max, const 
 /* The usual list paging: ?limit= (1..200, default 50) and ?cursor=
  * (opaque; here a positive id). */
 dm_err *dm_http_paging(request_rec *r, int *limit, int64_t *cursor);
+/* The route's {id} as a positive number; else DM_E_INVALID on field "id",
+ * "the <what> id must be a positive number" ("the id …" when what is NULL). */
+dm_err *dm_http_id_param(request_rec *r, const dm_route_match *m, const char *what, int64_t *id);
+
+/* A paginated list endpoint, in one shape:
+ *
+ *     dm_http_page pg;
+ *     dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
+ *     (filters: if (!e) e = dm_http_arg_max(…);)
+ *     if (!e) e = dm_x_list(pg.db, r->pool, …, pg.cursor, pg.limit, &pg.rows, &pg.next);
+ *     return dm_http_page_send(r, e, &pg, "xs", x_row);
+ *
+ * begin takes a pooled connection, authenticates the caller (staff through
+ * dm_http_staff_db, with its role table, or a member through dm_http_member)
+ * and reads ?limit= and ?cursor=; send answers the error, or 200
+ * {"<plural>": [row_json(row)…], "next_cursor": …}. */
+typedef enum { DM_HTTP_STAFF, DM_HTTP_MEMBER } dm_http_caller;
+
+typedef struct dm_http_page {
+    dm_http_caller who;
+    dm_db *db;
+    dm_staff staff;           /* DM_HTTP_STAFF */
+    dm_member member;         /* DM_HTTP_MEMBER */
+    int limit;                /* ?limit= (1..200, default 50) */
+    int64_t cursor;           /* ?cursor= (0: the first page) */
+    apr_array_header_t *rows; /* set by the handler's list call */
+    int64_t next;             /* set by the handler's list call; 0: the last page */
+} dm_http_page;
+
+/* One element of pg->rows as JSON; staff_view is 1 when staff asked. */
+typedef json_t *dm_http_row_json(apr_pool_t *p, const void *row, int staff_view);
+
+dm_err *dm_http_page_begin(request_rec *r, const dm_route_match *m, dm_http_caller who,
+                           dm_http_page *pg);
+int dm_http_page_send(request_rec *r, dm_err *e, const dm_http_page *pg, const char *plural,
+                      dm_http_row_json *row_json);
 
 /* ratelimit.c — the shared-memory limiter. Checks and counts one hit of
  * `rule` for `key` (an IP or a member id); on refusal returns
@@ -198,13 +257,11 @@ extern const dm_route_def dm_routes_accrual[];
 extern const dm_route_def dm_routes_jobs[];
 extern const dm_route_def dm_routes_email[];
 
-/* routes_admin.c — the calling staff member: a live dm_admin session (a
- * member's cookie or Bearer token never counts; 401), CSRF on writes, and
- * the role table: DM_E_FORBIDDEN when the staff member's role may not use
- * the matched route. Every /api/admin route but login/logout calls it. */
-dm_err *dm_http_staff(request_rec *r, dm_db *db, const dm_route_match *m, dm_staff *out);
-/* A pooled connection, then dm_http_staff on it: how every admin handler
- * starts. */
+/* routes/admin.c — how every /api/admin handler but login/logout starts: a
+ * pooled connection and the calling staff member: a live dm_admin session
+ * (a member's cookie or Bearer token never counts; 401), CSRF on writes,
+ * and the role table: DM_E_FORBIDDEN when the staff member's role may not
+ * use the matched route. */
 dm_err *dm_http_staff_db(request_rec *r, const dm_route_match *m, dm_db **db, dm_staff *out);
 
 #endif

@@ -74,7 +74,7 @@ const char *dm_ratelimit_set_rule(cmd_parms *cmd, void *dc, const char *name, co
     }
     err = dm_rl_parse_rule(cmd->pool, name, rate, scope, &rule);
     if (err) {
-        return apr_pstrcat(cmd->pool, "DeepMineRateLimit: ", err, NULL);
+        return apr_pstrcat(cmd->pool, DM_DIR_RATE_LIMIT ": ", err, NULL);
     }
     if (!c->rate_rules) {
         c->rate_rules = apr_array_make(cmd->pool, 8, sizeof(dm_rl_rule));
@@ -102,8 +102,8 @@ const char *dm_ratelimit_set_table(cmd_parms *cmd, void *dc, const char *arg)
     }
     err = dm_parse_int(cmd->temp_pool, arg, DM_RL_MIN_ENTRIES, DM_RL_MAX_ENTRIES, &v);
     if (err) {
-        return apr_pstrcat(cmd->pool,
-                           "DeepMineRateLimitTable takes the number of keys to track: ", err, NULL);
+        return apr_pstrcat(
+            cmd->pool, DM_DIR_RATE_LIMIT_TABLE " takes the number of keys to track: ", err, NULL);
     }
     table_entries = (unsigned)v;
     return NULL;

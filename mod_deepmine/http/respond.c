@@ -9,6 +9,7 @@
 #include <http_protocol.h>
 #include <http_request.h>
 #include <stdint.h>
+#include <string.h>
 #include <util_script.h>
 
 #include "base/confparse.h"
@@ -182,6 +183,20 @@ dm_err *dm_http_paging(request_rec *r, int *limit, int64_t *cursor)
     return NULL;
 }
 
+dm_err *dm_http_id_param(request_rec *r, const dm_route_match *m, const char *what, int64_t *id)
+{
+    long long v = 0;
+    const char *s = apr_table_get(m->params, "id");
+
+    if (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &v)) {
+        return what ? dm_err_make(r->pool, DM_E_INVALID, "id",
+                                  "the %s id must be a positive number", what)
+                    : dm_err_make(r->pool, DM_E_INVALID, "id", "the id must be a positive number");
+    }
+    *id = (int64_t)v;
+    return NULL;
+}
+
 dm_err *dm_http_check_length(request_rec *r)
 {
     const char *cl = apr_table_get(r->headers_in, "Content-Length");
@@ -273,9 +288,36 @@ json_t *dm_http_cursor_json(apr_pool_t *p, int64_t next)
                 : json_null();
 }
 
-int dm_http_send_page(request_rec *r, const char *plural, json_t *arr, int64_t next)
+dm_err *dm_http_page_begin(request_rec *r, const dm_route_match *m, dm_http_caller who,
+                           dm_http_page *pg)
 {
+    dm_err *e;
+
+    memset(pg, 0, sizeof(*pg));
+    pg->who = who;
+    e = who == DM_HTTP_STAFF ? dm_http_staff_db(r, m, &pg->db, &pg->staff)
+                             : dm_http_member_db(r, &pg->db, &pg->member);
+    if (!e) {
+        e = dm_http_paging(r, &pg->limit, &pg->cursor);
+    }
+    return e;
+}
+
+int dm_http_page_send(request_rec *r, dm_err *e, const dm_http_page *pg, const char *plural,
+                      dm_http_row_json *row_json)
+{
+    json_t *arr;
+    const char *elt;
+
+    if (e) {
+        return dm_http_error(r, e);
+    }
+    arr = json_array();
+    elt = pg->rows->elts;
+    for (int i = 0; i < pg->rows->nelts; i++, elt += pg->rows->elt_size) {
+        json_array_append_new(arr, row_json(r->pool, elt, pg->who == DM_HTTP_STAFF));
+    }
     return dm_http_send_json(
         r, HTTP_OK,
-        json_pack("{s:o,s:o}", plural, arr, "next_cursor", dm_http_cursor_json(r->pool, next)));
+        json_pack("{s:o,s:o}", plural, arr, "next_cursor", dm_http_cursor_json(r->pool, pg->next)));
 }

@@ -104,7 +104,7 @@ static const char *request_origin(request_rec *r)
     return slash ? apr_pstrmemdup(r->pool, ref, (apr_size_t)(slash - ref)) : ref;
 }
 
-int dm_http_origin_allowed(request_rec *r, const char *origin)
+static int dm_http_origin_allowed(request_rec *r, const char *origin)
 {
     const dm_conf *c = dm_conf_get(r->server);
     const char *norm;

@@ -36,6 +36,7 @@
 #include "shop/pool_payouts.h"
 #include "referral/referral.h"
 #include "referral/yield_commission.h"
+#include "fixture.h"
 
 #define HOUR 3600
 #define DAY 86400
@@ -44,7 +45,6 @@
 
 static apr_pool_t *pool;
 static dm_db *db;
-static char dir[] = "/tmp/dm-accrual-XXXXXX";
 static const char *clock_path;
 static int serial;
 
@@ -218,17 +218,15 @@ static dm_err *call(dm_job_fn *fn, const char *job, int64_t period, int batch, i
 
 static int setup(void **state)
 {
-    int applied = 0, version = 0;
     dm_capacity_row cap;
     dm_package pkg = {0, "Fixed", 5000, 1000000, 1100000, 30, "USD", 1, 10, NULL, 0};
 
     (void)state;
     assert_int_equal(apr_pool_create(&pool, NULL), APR_SUCCESS);
-    clock_path = apr_psprintf(pool, "%s/clock%d", dir, ++serial);
+    clock_path = apr_psprintf(pool, "%s/clock%d", dm_fx_dir(), ++serial);
     assert_int_equal(dm_clock_use_file(clock_path), 0);
     set_clock(DAY0);
-    assert_null(dm_db_open(pool, apr_psprintf(pool, "%s/a%d.db", dir, ++serial), NULL, &db));
-    assert_null(dm_migrate(db, pool, dm_migrations, dm_migrations_count, &applied, &version));
+    db = dm_fx_db(pool);
     assert_null(dm_capacity_set(db, pool, 0, NULL, 1000000000, "unit", &cap));
     assert_null(dm_db_begin(db, pool));
     assert_null(dm_catalogue_insert(db, pool, &pkg));
@@ -842,7 +840,7 @@ static void test_migration_011_keeps_contracts_and_their_triggers(void **state)
     while (v10 < dm_migrations_count && dm_migrations[v10].version <= 10) {
         v10++;
     }
-    assert_null(dm_db_open(pool, apr_psprintf(pool, "%s/old%d.db", dir, ++serial), NULL, &old));
+    assert_null(dm_db_open(pool, dm_fx_path(pool, "old"), NULL, &old));
     assert_null(dm_migrate(old, pool, dm_migrations, v10, &applied, &version));
     assert_int_equal(version, 10);
     assert_null(dm_db_exec(
@@ -900,7 +898,7 @@ int main(void)
     int failed;
 
     apr_initialize();
-    if (sodium_init() < 0 || !mkdtemp(dir)) {
+    if (sodium_init() < 0 || dm_fx_init("accrual") != 0) {
         return 1;
     }
     dm_log_set_sink(quiet_sink, NULL);

@@ -25,6 +25,7 @@
 #include "store/migrate.h"
 #include "referral/referral.h"
 #include "referral/vip.h"
+#include "fixture.h"
 
 #define USD (INT64_C(1000000))
 #define CHAIN 13 /* root + 12 below it */
@@ -50,19 +51,7 @@ static const int64_t plan_team[10] = {0,     2000,   5000,   10000,  25000,
                                       50000, 100000, 250000, 500000, 1000000};
 
 static apr_pool_t *pool;
-static char dir[] = "/tmp/dm-unit-XXXXXX";
 static int serial;
-
-static dm_db *fresh(void)
-{
-    dm_db *db = NULL;
-    int applied = 0, version = 0;
-    const char *path = apr_psprintf(pool, "%s/c%d.db", dir, ++serial);
-
-    assert_null(dm_db_open(pool, path, NULL, &db));
-    assert_null(dm_migrate(db, pool, dm_migrations, dm_migrations_count, &applied, &version));
-    return db;
-}
 
 static int64_t q(dm_db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int64_t q(dm_db *db, const char *fmt, ...)
@@ -184,7 +173,7 @@ static int64_t credit_of(dm_db *db, int64_t order, int depth)
 
 static void test_default_plan_is_the_documented_one_and_within_the_cap(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     dm_vip_plan plan;
 
     (void)state;
@@ -206,7 +195,7 @@ static void test_default_plan_is_the_documented_one_and_within_the_cap(void **st
 
 static void test_split_pays_every_level_and_depth_and_stops_at_depth_10(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     int64_t chain[CHAIN], held[CHAIN] = {0};
     const int64_t amounts[] = {1000 * USD, 123456789};
 
@@ -255,7 +244,7 @@ static void test_split_pays_every_level_and_depth_and_stops_at_depth_10(void **s
 
 static void test_rounding_never_pays_more_than_the_cap(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     int64_t chain[CHAIN];
     const int64_t amounts[] = {1, 3, 7, 19, 99, 999999, 1000001, 33333333, INT64_C(1000000000000)};
     int64_t order = 1;
@@ -284,7 +273,7 @@ static void test_rounding_never_pays_more_than_the_cap(void **state)
 
 static void test_suspended_ancestors_are_skipped(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     int64_t chain[CHAIN];
 
     (void)state;
@@ -302,7 +291,7 @@ static void test_suspended_ancestors_are_skipped(void **state)
 
 static void test_paying_an_order_twice_credits_once(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     int64_t chain[CHAIN];
     int64_t transfers;
     dm_err *e;
@@ -339,7 +328,7 @@ static void test_paying_an_order_twice_credits_once(void **state)
 
 static void test_clawback_takes_from_held_then_from_the_wallet_leaving_a_debt(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     int64_t chain[CHAIN], wallet = 0, adj = 0, now = apr_time_sec(apr_time_now());
     dm_transfer_req req;
     dm_transfer t;
@@ -406,7 +395,7 @@ static void test_clawback_takes_from_held_then_from_the_wallet_leaving_a_debt(vo
 
 static void test_release_waits_for_the_hold_and_skips_flagged_pairs(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     int64_t chain[CHAIN], now = apr_time_sec(apr_time_now());
     dm_flag f;
     dm_err *e;
@@ -458,7 +447,7 @@ static void accept_terms(dm_db *db, int64_t user, const char *ip, int64_t at)
 
 static void test_registration_from_the_referrers_ip_within_24h_raises_a_flag(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     int64_t root = join(db, 0), t = 1700000000;
     int64_t same = join(db, root), other = join(db, root), late = join(db, root);
 
@@ -480,7 +469,7 @@ static void test_registration_from_the_referrers_ip_within_24h_raises_a_flag(voi
 
 static void test_vip_qualification_boundaries(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     dm_vip_plan plan;
 
     (void)state;
@@ -507,7 +496,7 @@ static void test_vip_qualification_boundaries(void **state)
 
 static void test_reevaluation_raises_buyer_and_upline_and_never_lowers(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     int64_t top = join(db, 0), r = join(db, top), b = join(db, r);
 
     (void)state;
@@ -538,7 +527,7 @@ static void test_reevaluation_raises_buyer_and_upline_and_never_lowers(void **st
 
 static void test_plan_validation_refuses_a_plan_over_the_cap_naming_the_level(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     dm_vip_plan plan, bad, back;
     dm_err *e;
 
@@ -592,20 +581,18 @@ int main(void)
         cmocka_unit_test(test_plan_validation_refuses_a_plan_over_the_cap_naming_the_level),
     };
     int rc;
-    char cmd[64];
 
     apr_initialize();
     if (sodium_init() < 0) {
         return 1;
     }
     apr_pool_create(&pool, NULL);
-    if (!mkdtemp(dir)) {
+    if (dm_fx_init("commission") != 0) {
         return 1;
     }
     rc = cmocka_run_group_tests_name("commission", tests, NULL, NULL);
     apr_pool_destroy(pool);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0) {
+    if (dm_fx_done() != 0) {
         return 1;
     }
     return rc;

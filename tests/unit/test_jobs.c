@@ -21,10 +21,9 @@
 #include "store/db.h"
 #include "cron/cron.h"
 #include "store/migrate.h"
+#include "fixture.h"
 
 static apr_pool_t *pool;
-static char dir[] = "/tmp/dm-unit-jobs-XXXXXX";
-static int serial;
 static const char *clock_path;
 static int64_t now_t;
 
@@ -43,17 +42,6 @@ static void set_clock(int64_t t)
     fprintf(f, "%s\n", buf);
     fclose(f);
     now_t = t;
-}
-
-static dm_db *fresh(void)
-{
-    dm_db *db = NULL;
-    int applied = 0, version = 0;
-    const char *path = apr_psprintf(pool, "%s/j%d.db", dir, ++serial);
-
-    assert_null(dm_db_open(pool, path, NULL, &db));
-    assert_null(dm_migrate(db, pool, dm_migrations, dm_migrations_count, &applied, &version));
-    return db;
 }
 
 static int64_t count(dm_db *db, const char *sql)
@@ -174,7 +162,7 @@ static void test_backoff_doubles_from_30s_up_to_an_hour(void **state)
 
 static void test_a_period_that_finished_ok_never_runs_again(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     (void)state;
     set_clock(T0 + 100);
     calls = 0;
@@ -191,7 +179,7 @@ static void test_a_period_that_finished_ok_never_runs_again(void **state)
 
 static void test_a_live_lease_makes_others_busy_until_it_expires(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     (void)state;
     set_clock(T0 + 100);
     calls = 0;
@@ -210,7 +198,7 @@ static void test_a_live_lease_makes_others_busy_until_it_expires(void **state)
 
 static void test_a_lease_of_a_dead_process_on_this_host_is_taken_at_once(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     char host[256];
     (void)state;
     set_clock(T0 + 100);
@@ -234,7 +222,7 @@ static void test_a_lease_of_a_dead_process_on_this_host_is_taken_at_once(void **
 
 static void test_failures_back_off_then_die_with_one_alert(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     (void)state;
     set_clock(T0 + 100);
     fail_calls = 0;
@@ -267,7 +255,7 @@ static void test_failures_back_off_then_die_with_one_alert(void **state)
 
 static void test_waiting_is_not_a_failure(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     (void)state;
     set_clock(T0 + 100);
     next_result = DM_JOB_WAITING;
@@ -296,7 +284,7 @@ static void raise_stop(dm_job_ctx *ctx)
 
 static void test_a_run_stops_when_its_lease_is_lost_and_records_nothing(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     (void)state;
     set_clock(T0 + 100);
     between_batches = steal_lease;
@@ -310,7 +298,7 @@ static void test_a_run_stops_when_its_lease_is_lost_and_records_nothing(void **s
 
 static void test_shutdown_leaves_the_period_to_the_next_holder(void **state)
 {
-    dm_db *db = fresh();
+    dm_db *db = dm_fx_db(pool);
     (void)state;
     set_clock(T0 + 100);
     stop_flag = 0;
@@ -329,13 +317,14 @@ static void test_shutdown_leaves_the_period_to_the_next_holder(void **state)
 
 static void test_the_scheduler_catches_up_missed_hours_in_order(void **state)
 {
-    dm_db *db = fresh();
+    const char *path = dm_fx_path(pool, "j");
+    dm_db *db = dm_fx_open_migrated(pool, path);
     int ran = 0;
     char line[128];
     FILE *f;
     int n = 0;
     (void)state;
-    env.database = apr_psprintf(pool, "%s/j%d.db", dir, serial);
+    env.database = path;
     env.test_mode = 1;
     env.accrual_delay = 0;
     set_clock(T0 + 5);
@@ -393,14 +382,14 @@ int main(void)
     apr_initialize();
     apr_pool_create(&pool, NULL);
     dm_db_global_init();
-    if (!mkdtemp(dir)) {
+    if (dm_fx_init("jobs") != 0) {
         return 1;
     }
-    clock_path = apr_pstrcat(pool, dir, "/clock", NULL);
+    clock_path = apr_pstrcat(pool, dm_fx_dir(), "/clock", NULL);
     set_clock(T0);
     dm_clock_use_file(clock_path);
     rc = cmocka_run_group_tests(tests, NULL, NULL);
-    (void)system(apr_psprintf(pool, "rm -rf %s", dir));
+    (void)dm_fx_done();
     apr_terminate();
     return rc;
 }

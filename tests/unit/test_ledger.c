@@ -22,24 +22,10 @@
 #include "ledger/ledger.h"
 #include "members/members.h"
 #include "store/migrate.h"
+#include "fixture.h"
 
 static apr_pool_t *pool;
-static char dir[] = "/tmp/dm-unit-XXXXXX";
 static int serial;
-
-static const char *fresh_db(void)
-{
-    return apr_psprintf(pool, "%s/l%d.db", dir, ++serial);
-}
-
-static dm_db *open_migrated(const char *path)
-{
-    dm_db *db = NULL;
-    int applied = 0, version = 0;
-    assert_null(dm_db_open(pool, path, NULL, &db));
-    assert_null(dm_migrate(db, pool, dm_migrations, dm_migrations_count, &applied, &version));
-    return db;
-}
 
 static int64_t count(dm_db *db, const char *sql)
 {
@@ -152,7 +138,7 @@ static void assert_verify_ok(dm_db *db)
 
 static void test_accounts_are_made_once_and_codes_are_checked(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t user = new_member(db), a = 0, b = 0;
     (void)state;
     a = wallet_of(db, user);
@@ -180,7 +166,7 @@ static void test_accounts_are_made_once_and_codes_are_checked(void **state)
 
 static void test_transfer_moves_both_balances_and_sums_stay_zero(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t user = new_member(db), w = wallet_of(db, user), y = system_acct(db, "yield");
     int64_t s = system_acct(db, "sales");
     dm_transfer t;
@@ -208,7 +194,7 @@ static void test_transfer_moves_both_balances_and_sums_stay_zero(void **state)
 
 static void test_same_key_returns_original_and_changes_nothing(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t user = new_member(db), w = wallet_of(db, user), c = system_acct(db, "commissions");
     int64_t h = held_of(db, user);
     dm_transfer first, again;
@@ -259,7 +245,7 @@ static void test_same_key_returns_original_and_changes_nothing(void **state)
 
 static void test_transfer_outside_a_transaction_is_refused(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t user = new_member(db), w = wallet_of(db, user), y = system_acct(db, "yield");
     dm_transfer_req r = req_of("earn:1:1", y, w, 10, "yield");
     dm_transfer t;
@@ -280,7 +266,7 @@ static void test_transfer_outside_a_transaction_is_refused(void **state)
 
 static void test_insufficient_balance_is_refused_and_writes_nothing(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t user = new_member(db), w = wallet_of(db, user), h = held_of(db, user);
     int64_t y = system_acct(db, "yield"), s = system_acct(db, "sales");
     int64_t c = system_acct(db, "commissions");
@@ -325,7 +311,7 @@ static void test_insufficient_balance_is_refused_and_writes_nothing(void **state
 
 static void test_bad_transfers_are_refused(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t user = new_member(db), w = wallet_of(db, user), y = system_acct(db, "yield");
     int64_t eur = 0;
     char long_key[DM_LEDGER_KEY_MAX + 2];
@@ -366,7 +352,7 @@ static void test_bad_transfers_are_refused(void **state)
 
 static void test_balances_never_overflow(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t user = new_member(db), w = wallet_of(db, user), y = system_acct(db, "yield");
     int64_t r = system_acct(db, "rounding");
     dm_err *e;
@@ -389,7 +375,7 @@ static void test_balances_never_overflow(void **state)
 
 static void test_reversal_is_a_new_opposite_transfer_at_most_once(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t user = new_member(db), w = wallet_of(db, user);
     int64_t g = system_acct(db, "gateway:sandbox"), s = system_acct(db, "sales");
     dm_transfer dep, rev, again;
@@ -447,7 +433,7 @@ static void test_reversal_is_a_new_opposite_transfer_at_most_once(void **state)
 
 static void test_clawback_leaves_a_debt_that_later_credits_settle_first(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t user = new_member(db), w = wallet_of(db, user), h = held_of(db, user);
     int64_t c = system_acct(db, "commissions"), y = system_acct(db, "yield");
     int64_t s = system_acct(db, "sales"), g = system_acct(db, "gateway:sandbox");
@@ -496,7 +482,7 @@ static void test_clawback_leaves_a_debt_that_later_credits_settle_first(void **s
 
 static void test_member_balances_and_member_get_read_wallet_and_held(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t user = new_member(db), other = new_member(db);
     int64_t c = system_acct(db, "commissions"), y = system_acct(db, "yield");
     dm_balances b;
@@ -522,7 +508,7 @@ static void test_member_balances_and_member_get_read_wallet_and_held(void **stat
 
 static void test_statement_pages_newest_first_and_never_splits_a_line(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t user = new_member(db), other = new_member(db);
     int64_t w = wallet_of(db, user), h = held_of(db, user), ow = wallet_of(db, other);
     int64_t y = system_acct(db, "yield"), c = system_acct(db, "commissions");
@@ -577,7 +563,7 @@ static void test_statement_pages_newest_first_and_never_splits_a_line(void **sta
 
 static void test_admin_list_filters_by_kind_account_and_time(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t user = new_member(db), w = wallet_of(db, user);
     int64_t y = system_acct(db, "yield"), s = system_acct(db, "sales");
     dm_transfer_filter f;
@@ -676,7 +662,7 @@ static void test_parse_time_takes_rfc3339_and_unix_seconds(void **state)
 
 static void test_verify_detects_a_tampered_balance(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t user = new_member(db), w = wallet_of(db, user), y = system_acct(db, "yield");
     dm_ledger_report rep;
     (void)state;
@@ -713,7 +699,7 @@ static void test_verify_detects_a_tampered_balance(void **state)
 
 static void test_verify_detects_a_tampered_transfer(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t user = new_member(db), w = wallet_of(db, user), y = system_acct(db, "yield");
     int64_t h = held_of(db, user);
     dm_ledger_report rep;
@@ -746,7 +732,7 @@ static void test_verify_detects_a_tampered_transfer(void **state)
 
 static void test_adjust_is_audited_idempotent_and_obeys_the_rules(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t user = new_member(db);
     dm_transfer t, again;
     int created = 0;
@@ -874,8 +860,8 @@ static void *APR_THREAD_FUNC poster_thread(apr_thread_t *thr, void *data)
 
 static void test_concurrent_posters_keep_balances_exact(void **state)
 {
-    const char *path = fresh_db();
-    dm_db *db = open_migrated(path);
+    const char *path = dm_fx_path(pool, "db");
+    dm_db *db = dm_fx_open_migrated(pool, path);
     poster w[POSTERS];
     apr_thread_t *t[POSTERS];
     apr_status_t rv;
@@ -935,19 +921,17 @@ int main(void)
         cmocka_unit_test(test_concurrent_posters_keep_balances_exact),
     };
     int rc;
-    char cmd[64];
     apr_initialize();
     if (sodium_init() < 0) {
         return 1;
     }
     apr_pool_create(&pool, NULL);
-    if (!mkdtemp(dir)) {
+    if (dm_fx_init("ledger") != 0) {
         return 1;
     }
     rc = cmocka_run_group_tests_name("ledger", tests, NULL, NULL);
     apr_pool_destroy(pool);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0) {
+    if (dm_fx_done() != 0) {
         return 1;
     }
     return rc;

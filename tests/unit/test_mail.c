@@ -38,9 +38,9 @@
 #include "plugins/plugin_host.h"
 #include "base/template.h"
 #include "base/token.h"
+#include "fixture.h"
 
 static apr_pool_t *pool;
-static char dir[] = "/tmp/dm-mail-XXXXXX";
 static int serial;
 static dm_plugin_host *host;
 static dm_keys keys;
@@ -71,12 +71,8 @@ static void set_mode(const char *mode)
 
 static dm_db *fresh(void)
 {
-    dm_db *db = NULL;
-    int applied = 0, version = 0;
-    const char *path = apr_psprintf(pool, "%s/m%d.db", dir, ++serial);
+    dm_db *db = dm_fx_db(pool);
 
-    assert_null(dm_db_open(pool, path, NULL, &db));
-    assert_null(dm_migrate(db, pool, dm_migrations, dm_migrations_count, &applied, &version));
     /* a clean log and mailer for every test */
     unlink(log_path);
     set_mode("ok");
@@ -1109,12 +1105,12 @@ static int setup(void **state)
         fprintf(stderr, "DM_TESTPLUGINS is not set: point it at the built test plugins\n");
         return -1;
     }
-    if (!mkdtemp(dir)) {
+    if (dm_fx_init("mail") != 0) {
         return -1;
     }
-    log_path = apr_pstrcat(pool, dir, "/sent.jsonl", NULL);
-    mode_path = apr_pstrcat(pool, dir, "/mode", NULL);
-    clock_path = apr_pstrcat(pool, dir, "/clock", NULL);
+    log_path = apr_pstrcat(pool, dm_fx_dir(), "/sent.jsonl", NULL);
+    mode_path = apr_pstrcat(pool, dm_fx_dir(), "/mode", NULL);
+    clock_path = apr_pstrcat(pool, dm_fx_dir(), "/clock", NULL);
     if (dm_clock_use_file(clock_path) != 0) {
         return -1;
     }

@@ -29,6 +29,7 @@
 #include "shop/orders.h"
 #include "shop/payments.h"
 #include "plugins/plugin_host.h"
+#include "fixture.h"
 
 #define SECRET "whsec_unit_orders_0123456789abcdef0123456789"
 #define PRICE 29000000
@@ -36,7 +37,6 @@
 static apr_pool_t *pool;
 static dm_plugin_host *host;
 static dm_db *db;
-static char dir[] = "/tmp/dm-orders-XXXXXX";
 static int serial;
 static int64_t pkg_id, buyer;
 
@@ -171,13 +171,11 @@ static int setup(void **state)
     dm_package pkg = {0,  "Starter 5 TH/s", 5000, PRICE, 1100000, 30, "USD", 1,
                       10, DM_YIELD_FIXED,   0};
     dm_capacity_row cap;
-    int applied = 0, version = 0;
     const char *dirp = getenv("DM_PLUGINS");
 
     (void)state;
     assert_int_equal(apr_pool_create(&pool, NULL), APR_SUCCESS);
-    assert_null(dm_db_open(pool, apr_psprintf(pool, "%s/o%d.db", dir, ++serial), NULL, &db));
-    assert_null(dm_migrate(db, pool, dm_migrations, dm_migrations_count, &applied, &version));
+    db = dm_fx_db(pool);
     assert_null(dm_capacity_set(db, pool, 0, NULL, 1000000000, "unit", &cap));
     assert_null(dm_db_begin(db, pool));
     assert_null(dm_catalogue_insert(db, pool, &pkg));
@@ -509,7 +507,7 @@ int main(void)
     int failed;
 
     apr_initialize();
-    if (sodium_init() < 0 || !mkdtemp(dir)) {
+    if (sodium_init() < 0 || dm_fx_init("orders") != 0) {
         return 1;
     }
     dm_log_set_sink(quiet_sink, NULL);

@@ -36,6 +36,7 @@
 #include "shop/payments.h"
 #include "plugins/inbound.h"
 #include "plugins/plugin_host.h"
+#include "fixture.h"
 
 #define SECRET "whsec_sbx_0123456789abcdef0123456789abcdef"
 
@@ -985,32 +986,6 @@ static void test_test_endpoint_creates_a_checkout(void **state)
 
 /* ---- recording verified events (core/payments.c) ---- */
 
-static apr_status_t remove_db(void *data)
-{
-    const char *path = data;
-    char side[256];
-    unlink(path);
-    snprintf(side, sizeof(side), "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", path);
-    unlink(side);
-    return APR_SUCCESS;
-}
-
-static dm_db *fresh_db(void)
-{
-    char *path = apr_pstrdup(pool, "/tmp/dm-payments-XXXXXX");
-    int fd = mkstemp(path), applied = 0, version = 0;
-    dm_db *db;
-    close(fd);
-    unlink(path);
-    /* Registered first, so it runs after the connection's own cleanup. */
-    apr_pool_cleanup_register(pool, path, remove_db, apr_pool_cleanup_null);
-    assert_null(dm_db_open(pool, path, NULL, &db));
-    assert_null(dm_migrate(db, pool, dm_migrations, dm_migrations_count, &applied, &version));
-    return db;
-}
-
 static int64_t count_events(dm_db *db)
 {
     int64_t n = -1;
@@ -1021,7 +996,7 @@ static int64_t count_events(dm_db *db)
 
 static void test_event_is_recorded_once_per_plugin_and_id(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     dm_payment_event ev = {.size = sizeof(ev)};
     dm_payment_recorded rec, again, other;
     (void)state;
@@ -1047,7 +1022,7 @@ static void test_event_is_recorded_once_per_plugin_and_id(void **state)
 
 static void test_unusable_event_is_refused_and_not_recorded(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     dm_payment_event ev = {.size = sizeof(ev)};
     dm_payment_recorded rec;
     dm_err *e;
@@ -1112,11 +1087,14 @@ int main(void)
 
     apr_initialize();
     signal(SIGPIPE, SIG_IGN);
-    if (sodium_init() < 0) {
+    if (sodium_init() < 0 || dm_fx_init("payments") != 0) {
         return 1;
     }
     dm_log_set_sink(capture_sink, NULL);
     failed = cmocka_run_group_tests_name("payment_sandbox", tests, group_setup, group_teardown);
+    if (dm_fx_done() != 0) {
+        failed = 1;
+    }
     apr_terminate();
     return failed ? 1 : 0;
 }

@@ -17,21 +17,10 @@
 #include "store/db.h"
 #include "store/migrate.h"
 #include "referral/referral.h"
+#include "fixture.h"
 
 static apr_pool_t *pool;
-static char dir[] = "/tmp/dm-unit-XXXXXX";
 static int serial;
-
-static dm_db *fresh_db(void)
-{
-    dm_db *db = NULL;
-    int applied = 0, version = 0;
-    const char *path = apr_psprintf(pool, "%s/r%d.db", dir, ++serial);
-
-    assert_null(dm_db_open(pool, path, NULL, &db));
-    assert_null(dm_migrate(db, pool, dm_migrations, dm_migrations_count, &applied, &version));
-    return db;
-}
 
 /* A users row as registration writes it (referrer_id included), without
  * the placement. */
@@ -190,7 +179,7 @@ static void test_code_parse_refuses_bad_characters_and_lengths(void **state)
 
 static void test_member_without_referrer_is_a_root_at_depth_0(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     int64_t ids[DM_REFERRAL_LEVELS];
     int n = -1;
     static const int64_t zeros[DM_REFERRAL_LEVELS] = {0};
@@ -206,7 +195,7 @@ static void test_member_without_referrer_is_a_root_at_depth_0(void **state)
 
 static void test_attach_writes_the_upline_nearest_first_up_to_10(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     int64_t c[12], ids[DM_REFERRAL_LEVELS];
     int n = 0;
     (void)state;
@@ -234,7 +223,7 @@ static void test_attach_writes_the_upline_nearest_first_up_to_10(void **state)
 
 static void test_commission_upline_stops_at_level_10(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     int64_t c[25], ids[DM_REFERRAL_LEVELS];
     int n = 0;
     static const int64_t ones[DM_REFERRAL_LEVELS] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
@@ -257,7 +246,7 @@ static void test_commission_upline_stops_at_level_10(void **state)
 
 static void test_counters_after_a_star(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     static const int64_t hub_levels[DM_REFERRAL_LEVELS] = {6};
     static const int64_t zeros[DM_REFERRAL_LEVELS] = {0};
     int64_t leaf = 0;
@@ -273,7 +262,7 @@ static void test_counters_after_a_star(void **state)
 
 static void test_counters_after_a_chain_count_every_level_and_the_whole_depth(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     int64_t c[15];
     static const int64_t all[DM_REFERRAL_LEVELS] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     static const int64_t four[DM_REFERRAL_LEVELS] = {1, 1, 1, 1};
@@ -302,7 +291,7 @@ static void test_counters_after_a_chain_count_every_level_and_the_whole_depth(vo
  */
 static void test_counters_after_a_mixed_tree_are_the_hand_counted_ones(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     (void)state;
     int64_t R = join(db, 0), S = join(db, 0);
     int64_t A = join(db, R), B = join(db, R);
@@ -333,7 +322,7 @@ static void test_counters_after_a_mixed_tree_are_the_hand_counted_ones(void **st
 
 static void test_attach_refuses_unknown_referrer_self_and_no_transaction(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     dm_err *e;
     int64_t id;
     (void)state;
@@ -356,7 +345,7 @@ static void test_attach_refuses_unknown_referrer_self_and_no_transaction(void **
 
 static void test_list_level_pages_newest_first_with_masked_emails(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     apr_array_header_t *rows = NULL;
     int64_t next = -1, kids[7];
     const dm_referral_row *r;
@@ -406,7 +395,7 @@ static void test_list_level_pages_newest_first_with_masked_emails(void **state)
 
 static void test_list_level_refuses_levels_outside_1_to_10_and_bad_pages(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     apr_array_header_t *rows = NULL;
     int64_t next = 0;
     dm_err *e;
@@ -504,7 +493,7 @@ static void assert_same_rows(dm_db *x, dm_db *y, const char *sql, int cols, int6
 static void test_bulk_path_writes_the_same_rows_as_attach(void **state)
 {
     static int64_t parent_of[EQ_MEMBERS], id_a[EQ_MEMBERS], id_b[EQ_MEMBERS];
-    dm_db *per_row = fresh_db(), *bulk = fresh_db();
+    dm_db *per_row = dm_fx_db(pool), *bulk = dm_fx_db(pool);
     dm_referral_bulk *bk = NULL;
     int64_t changed = -1, ancestors;
     (void)state;
@@ -567,7 +556,7 @@ static void test_bulk_path_writes_the_same_rows_as_attach(void **state)
 
 static void test_rebuild_repairs_damaged_counters(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     int64_t changed = -1;
     static const int64_t r[DM_REFERRAL_LEVELS] = {2, 1};
     static const int64_t a[DM_REFERRAL_LEVELS] = {1};
@@ -588,7 +577,7 @@ static void test_rebuild_repairs_damaged_counters(void **state)
 
 static void test_bulk_refuses_ids_out_of_order(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     dm_referral_bulk *bk = NULL;
     dm_err *e;
     (void)state;
@@ -623,16 +612,14 @@ int main(void)
         cmocka_unit_test(test_bulk_refuses_ids_out_of_order),
     };
     int rc;
-    char cmd[64];
     apr_initialize();
     apr_pool_create(&pool, NULL);
-    if (!mkdtemp(dir)) {
+    if (dm_fx_init("referral") != 0) {
         return 1;
     }
     rc = cmocka_run_group_tests_name("referral", tests, NULL, NULL);
     apr_pool_destroy(pool);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0) {
+    if (dm_fx_done() != 0) {
         return 1;
     }
     return rc;

@@ -22,10 +22,9 @@
 #include "store/migrate.h"
 #include "referral/referral.h"
 #include "staff/staff.h"
+#include "fixture.h"
 
 static apr_pool_t *pool;
-static char dir[] = "/tmp/dm-unit-staff-XXXXXX";
-static int serial;
 static dm_keys keys;
 static dm_services svc;
 
@@ -34,17 +33,6 @@ static dm_services svc;
 #define BCRYPT_2B_PASSWORD "correct horse"
 
 #define CSV_HEADER "email,bcrypt_hash,referral_code,referrer_code,created_at\n"
-
-static dm_db *fresh_db(void)
-{
-    dm_db *db = NULL;
-    int applied = 0, version = 0;
-    const char *path = apr_psprintf(pool, "%s/t%d.db", dir, ++serial);
-
-    assert_null(dm_db_open(pool, path, NULL, &db));
-    assert_null(dm_migrate(db, pool, dm_migrations, dm_migrations_count, &applied, &version));
-    return db;
-}
 
 static int64_t count(dm_db *db, const char *sql)
 {
@@ -124,7 +112,7 @@ static int64_t row_id(apr_array_header_t *rows, int i)
 
 static void test_create_login_authenticate_logout(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     dm_staff st, who, logged;
     dm_staff_session sess;
     const char *pw = NULL;
@@ -170,7 +158,7 @@ static void test_create_login_authenticate_logout(void **state)
 
 static void test_wrong_password_and_unknown_email_answer_alike(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     dm_staff st;
     dm_staff_session sess;
     const char *pw = NULL;
@@ -203,7 +191,7 @@ static void test_wrong_password_and_unknown_email_answer_alike(void **state)
 
 static void test_disabled_or_expired_session_is_refused(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     dm_staff st, who;
     dm_staff_session sess;
     const char *pw = NULL;
@@ -232,7 +220,7 @@ static void test_disabled_or_expired_session_is_refused(void **state)
 
 static void test_create_validates_role_and_email(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     dm_staff st;
     const char *pw = NULL;
     const char *roles[] = {"boss", "", "Owner", "member", NULL};
@@ -269,7 +257,7 @@ static void test_create_validates_role_and_email(void **state)
 
 static void test_ensure_owner_creates_only_when_there_is_none(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     dm_staff st;
     const char *pw = NULL;
     int created = -1;
@@ -293,7 +281,7 @@ static void test_ensure_owner_creates_only_when_there_is_none(void **state)
 
 static void test_audit_is_refused_outside_a_transaction(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     json_t *before = json_pack("{s:s}", "status", "active");
     json_t *after = json_pack("{s:s}", "status", "suspended");
     dm_err *e;
@@ -322,7 +310,7 @@ static void test_audit_is_refused_outside_a_transaction(void **state)
 
 static void test_audit_lists_newest_first_with_cursor_and_filters(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     apr_array_header_t *rows = NULL;
     int64_t next = 0;
     dm_audit_filter by_target = {NULL, "user", "7"};
@@ -384,7 +372,7 @@ static void test_fts_query_quotes_every_word(void **state)
 
 static void test_search_by_email_prefix_referral_code_and_name(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     int64_t john = add_member(db, "john.smith@example.com", NULL, "ABCD2345", 0);
     int64_t mary = add_member(db, "mary@example.org", "Mary Jönes", "WXYZ6789", john);
     int64_t zed = add_member(db, "zed@sample.net", NULL, "QRST2345", 0);
@@ -430,7 +418,7 @@ static void test_search_by_email_prefix_referral_code_and_name(void **state)
 
 static void test_search_metacharacters_never_error(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     const char *queries[] = {"\"",
                              "\"\"",
                              "*",
@@ -471,7 +459,7 @@ static void test_search_metacharacters_never_error(void **state)
 
 static void test_search_rejects_bad_input(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     apr_array_header_t *rows = NULL;
     int64_t next = 0;
     char long_q[DM_ADMIN_Q_MAX_CHARS + 2];
@@ -503,7 +491,7 @@ static void test_search_rejects_bad_input(void **state)
 
 static void test_search_pages_by_keyset_and_filters_status(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     int64_t ids[7], next = 0, cursor = 0;
     apr_array_header_t *rows;
     int seen = 0;
@@ -547,7 +535,7 @@ static void test_search_pages_by_keyset_and_filters_status(void **state)
 
 static void test_detail_has_upline_emails_and_network_counts(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     int64_t chain[12];
     dm_admin_user_detail d;
     json_t *j;
@@ -582,7 +570,7 @@ static void test_detail_has_upline_emails_and_network_counts(void **state)
 
 static void test_suspend_bumps_token_version_with_audit_in_one_transaction(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     int64_t id = add_member(db, "sus@example.com", NULL, NULL, 0);
     dm_member m;
     dm_err *e;
@@ -633,7 +621,7 @@ static dm_err *import(dm_db *db, const char *csv, dm_import_report *rep)
 
 static void test_import_orders_referrers_and_keeps_bcrypt_hashes(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     dm_import_report rep;
     dm_admin_user_detail d;
     apr_array_header_t *rows;
@@ -705,7 +693,7 @@ static void expect_bad(dm_db *db, const char *csv, int64_t line, const char *wor
 
 static void test_import_is_all_or_nothing_and_names_the_first_bad_line(void **state)
 {
-    dm_db *db = fresh_db();
+    dm_db *db = dm_fx_db(pool);
     const char *ok = "ok@x.example.com," BCRYPT_2B ",KKKK2345,,1577836800\n";
 
     (void)state;
@@ -777,14 +765,13 @@ int main(void)
     };
     unsigned char master[DM_KEY_BYTES];
     int rc;
-    char cmd[64];
 
     apr_initialize();
     if (sodium_init() < 0) {
         return 1;
     }
     apr_pool_create(&pool, NULL);
-    if (!mkdtemp(dir)) {
+    if (dm_fx_init("staff") != 0) {
         return 1;
     }
     randombytes_buf(master, sizeof(master));
@@ -796,8 +783,7 @@ int main(void)
     svc.pw_params.memlimit = crypto_pwhash_MEMLIMIT_MIN;
     rc = cmocka_run_group_tests_name("staff", tests, NULL, NULL);
     apr_pool_destroy(pool);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0) {
+    if (dm_fx_done() != 0) {
         rc = 1;
     }
     apr_terminate();

@@ -17,24 +17,9 @@
 #include "store/db.h"
 #include "store/db_pool.h"
 #include "store/migrate.h"
+#include "fixture.h"
 
 static apr_pool_t *pool;
-static char dir[] = "/tmp/dm-unit-XXXXXX";
-static int serial;
-
-static const char *fresh_db(void)
-{
-    return apr_psprintf(pool, "%s/t%d.db", dir, ++serial);
-}
-
-static dm_db *open_migrated(const char *path)
-{
-    dm_db *db = NULL;
-    int applied = 0, version = 0;
-    assert_null(dm_db_open(pool, path, NULL, &db));
-    assert_null(dm_migrate(db, pool, dm_migrations, dm_migrations_count, &applied, &version));
-    return db;
-}
 
 static int64_t count(dm_db *db, const char *sql)
 {
@@ -49,7 +34,7 @@ static void test_migrate_empty_database_applies_all(void **state)
     dm_db *db = NULL;
     int applied = 0, version = 0;
     (void)state;
-    assert_null(dm_db_open(pool, fresh_db(), NULL, &db));
+    assert_null(dm_db_open(pool, dm_fx_path(pool, "db"), NULL, &db));
     assert_null(dm_migrate_version(db, pool, &version));
     assert_int_equal(version, 0);
     assert_null(dm_migrate(db, pool, dm_migrations, dm_migrations_count, &applied, &version));
@@ -61,8 +46,8 @@ static void test_migrate_empty_database_applies_all(void **state)
 
 static void test_migrate_current_database_applies_nothing(void **state)
 {
-    const char *path = fresh_db();
-    dm_db *db = open_migrated(path);
+    const char *path = dm_fx_path(pool, "db");
+    dm_db *db = dm_fx_open_migrated(pool, path);
     int applied = -1, version = 0;
     (void)state;
     assert_null(dm_migrate(db, pool, dm_migrations, dm_migrations_count, &applied, &version));
@@ -72,7 +57,7 @@ static void test_migrate_current_database_applies_nothing(void **state)
 
 static void test_migrate_refuses_edited_migration(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     dm_migration *edited =
         apr_pmemdup(pool, dm_migrations, sizeof(dm_migration) * (size_t)dm_migrations_count);
     int applied = 0, version = 0;
@@ -88,7 +73,7 @@ static void test_migrate_refuses_edited_migration(void **state)
 
 static void test_migrate_refuses_newer_database(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int applied = 0, version = 0;
     (void)state;
     assert_null(dm_db_exec(db, pool,
@@ -107,7 +92,7 @@ static void test_migrate_failure_rolls_back_everything(void **state)
     };
     int applied = 0, version = 0;
     (void)state;
-    assert_null(dm_db_open(pool, fresh_db(), NULL, &db));
+    assert_null(dm_db_open(pool, dm_fx_path(pool, "db"), NULL, &db));
     assert_non_null(dm_migrate(db, pool, list, 2, &applied, &version));
     assert_int_equal(applied, 0);
     assert_int_equal(count(db, "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 't_%'"), 0);
@@ -137,7 +122,7 @@ static void *APR_THREAD_FUNC migrate_thread(apr_thread_t *t, void *data)
 
 static void test_two_migrators_at_once_apply_once(void **state)
 {
-    const char *path = fresh_db();
+    const char *path = dm_fx_path(pool, "db");
     race r[4];
     apr_thread_t *t[4];
     apr_status_t rv;
@@ -209,14 +194,14 @@ static void *APR_THREAD_FUNC pool_thread(apr_thread_t *t, void *data)
 
 static void test_pool_hands_out_at_most_max_under_threads(void **state)
 {
-    const char *path = fresh_db();
+    const char *path = dm_fx_path(pool, "db");
     dm_db_pool *dp = NULL;
     worker w[8];
     apr_thread_t *t[8];
     apr_status_t rv;
     volatile int in_flight = 0, max_seen = 0;
     (void)state;
-    open_migrated(path);
+    dm_fx_open_migrated(pool, path);
     assert_null(dm_db_pool_create(pool, path, 1, 3, 0, &dp));
     for (int i = 0; i < 8; i++) {
         w[i] = (worker){dp, 200, 0, &in_flight, &max_seen};
@@ -244,15 +229,15 @@ static void test_pool_refuses_bad_sizes(void **state)
 {
     dm_db_pool *dp = NULL;
     (void)state;
-    assert_non_null(dm_db_pool_create(pool, fresh_db(), 2, 1, 0, &dp));
-    assert_non_null(dm_db_pool_create(pool, fresh_db(), 0, 0, 0, &dp));
+    assert_non_null(dm_db_pool_create(pool, dm_fx_path(pool, "db"), 2, 1, 0, &dp));
+    assert_non_null(dm_db_pool_create(pool, dm_fx_path(pool, "db"), 0, 0, 0, &dp));
 }
 
 /* ---- catalogue ---- */
 
 static void test_demo_catalogue_seeds_six_once(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int inserted = 0;
     apr_array_header_t *list = NULL;
     (void)state;
@@ -266,8 +251,8 @@ static void test_demo_catalogue_seeds_six_once(void **state)
 
 static void test_cache_renders_contract_fields_and_follows_changes(void **state)
 {
-    const char *path = fresh_db();
-    dm_db *db = open_migrated(path);
+    const char *path = dm_fx_path(pool, "db");
+    dm_db *db = dm_fx_open_migrated(pool, path);
     dm_db_pool *dp = NULL;
     dm_catalogue_cache *c = NULL;
     dm_rendered a, b, one;
@@ -319,8 +304,8 @@ static void test_cache_renders_contract_fields_and_follows_changes(void **state)
 
 static void test_cache_within_interval_serves_snapshot(void **state)
 {
-    const char *path = fresh_db();
-    dm_db *db = open_migrated(path);
+    const char *path = dm_fx_path(pool, "db");
+    dm_db *db = dm_fx_open_migrated(pool, path);
     dm_db_pool *dp = NULL;
     dm_catalogue_cache *c = NULL;
     dm_rendered a, b;
@@ -355,16 +340,14 @@ int main(void)
         cmocka_unit_test(test_cache_within_interval_serves_snapshot),
     };
     int rc;
-    char cmd[64];
     apr_initialize();
     apr_pool_create(&pool, NULL);
-    if (!mkdtemp(dir)) {
+    if (dm_fx_init("storage") != 0) {
         return 1;
     }
     rc = cmocka_run_group_tests_name("storage", tests, NULL, NULL);
     apr_pool_destroy(pool);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0) {
+    if (dm_fx_done() != 0) {
         return 1;
     }
     return rc;

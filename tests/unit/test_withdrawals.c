@@ -24,25 +24,11 @@
 #include "store/migrate.h"
 #include "shop/packages_admin.h"
 #include "withdrawals/withdrawals.h"
+#include "fixture.h"
 
 static apr_pool_t *pool;
-static char dir[] = "/tmp/dm-unit-XXXXXX";
 static int serial;
 static const dm_wd_limits LIMITS = {1000, 5000000, 8000000};
-
-static const char *fresh_db(void)
-{
-    return apr_psprintf(pool, "%s/w%d.db", dir, ++serial);
-}
-
-static dm_db *open_migrated(const char *path)
-{
-    dm_db *db = NULL;
-    int applied = 0, version = 0;
-    assert_null(dm_db_open(pool, path, NULL, &db));
-    assert_null(dm_migrate(db, pool, dm_migrations, dm_migrations_count, &applied, &version));
-    return db;
-}
 
 static int64_t count(dm_db *db, const char *sql)
 {
@@ -175,7 +161,7 @@ static const char *TRX = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t";
 
 static void test_request_needs_verified_email_and_kyc(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t unverified = member(db, 0, 1, 100000), no_kyc = member(db, 1, 0, 100000);
     dm_withdrawal w;
     dm_err *e;
@@ -191,7 +177,7 @@ static void test_request_needs_verified_email_and_kyc(void **state)
 
 static void test_limits_min_max_and_daily(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t u = member(db, 1, 1, 20000000);
     dm_withdrawal w;
     (void)state;
@@ -212,7 +198,7 @@ static void test_limits_min_max_and_daily(void **state)
 
 static void test_request_moves_wallet_to_pending_then_paid(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t u = member(db, 1, 1, 100000);
     dm_withdrawal w, again;
     int64_t pending = 0, paid = 0;
@@ -254,7 +240,7 @@ static void test_request_moves_wallet_to_pending_then_paid(void **state)
 
 static void test_reject_returns_the_amount_to_the_wallet(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t u = member(db, 1, 1, 100000);
     dm_withdrawal w;
     (void)state;
@@ -273,7 +259,7 @@ static void test_reject_returns_the_amount_to_the_wallet(void **state)
 
 static void test_insufficient_balance_writes_nothing(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t u = member(db, 1, 1, 5000);
     dm_withdrawal w;
     dm_err *e;
@@ -290,7 +276,7 @@ static void test_insufficient_balance_writes_nothing(void **state)
 
 static void test_shared_destination_is_reported(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int64_t a = member(db, 1, 1, 100000), b = member(db, 1, 1, 100000), other = -1;
     dm_withdrawal w;
     (void)state;
@@ -350,8 +336,8 @@ static void *APR_THREAD_FUNC racer_thread(apr_thread_t *thr, void *data)
 
 static void test_concurrent_requests_exactly_one_succeeds(void **state)
 {
-    const char *path = fresh_db();
-    dm_db *db = open_migrated(path);
+    const char *path = dm_fx_path(pool, "db");
+    dm_db *db = dm_fx_open_migrated(pool, path);
     int64_t u = member(db, 1, 1, 100000);
     racer r[2];
     apr_thread_t *t[2];
@@ -385,7 +371,7 @@ static void test_concurrent_requests_exactly_one_succeeds(void **state)
 
 static void test_capacity_none_recorded_means_sold_out(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     dm_package pkg = {0, "Cap test", 5000, 1000000, 1000, 30, "USD", 1, 0, DM_YIELD_FIXED, 0};
     dm_capacity_row row;
     int64_t u = member(db, 1, 1, 0), available = -1;
@@ -434,7 +420,7 @@ static void test_capacity_none_recorded_means_sold_out(void **state)
 
 static void test_ensure_sets_only_once(void **state)
 {
-    dm_db *db = open_migrated(fresh_db());
+    dm_db *db = dm_fx_db(pool);
     int set = 0;
     dm_capacity_row cur;
     int found = 0;
@@ -496,19 +482,17 @@ int main(void)
         cmocka_unit_test(test_ths_is_exact_to_a_gigahash),
     };
     int rc;
-    char cmd[64];
     apr_initialize();
     if (sodium_init() < 0) {
         return 1;
     }
     apr_pool_create(&pool, NULL);
-    if (!mkdtemp(dir)) {
+    if (dm_fx_init("withdrawals") != 0) {
         return 1;
     }
     rc = cmocka_run_group_tests_name("withdrawals", tests, NULL, NULL);
     apr_pool_destroy(pool);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0) {
+    if (dm_fx_done() != 0) {
         return 1;
     }
     return rc;

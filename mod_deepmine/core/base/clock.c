@@ -32,11 +32,6 @@ int dm_clock_use_file(const char *path)
     return 0;
 }
 
-const char *dm_clock_file(void)
-{
-    return clock_on ? clock_path : NULL;
-}
-
 static int read_clock_file(int64_t *out)
 {
     char buf[128];

@@ -26,9 +26,6 @@ int64_t dm_now(void);
  * too long. */
 int dm_clock_use_file(const char *path);
 
-/* The clock file in use, or NULL. */
-const char *dm_clock_file(void);
-
 /* Start of the UTC hour / day holding t. */
 int64_t dm_hour_floor(int64_t t);
 int64_t dm_day_floor(int64_t t);

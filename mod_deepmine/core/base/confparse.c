@@ -3,6 +3,8 @@
  */
 #include "base/confparse.h"
 
+#include "base/validate.h"
+
 #include <apr_lib.h>
 #include <apr_strings.h>
 #include <apr_uri.h>
@@ -47,17 +49,15 @@ static const char *parse_http_url(apr_pool_t *p, const char *s, apr_uri_t *u)
     if (u->port_str && (!*u->port_str || u->port == 0)) {
         return apr_psprintf(p, "'%s' has an invalid port", s);
     }
-    for (const char *c = s; *c; c++) {
-        if (apr_iscntrl(*c) || *c == ' ') {
-            return apr_psprintf(p, "'%s' contains spaces or control characters", s);
-        }
+    if (strchr(s, ' ') || dm_has_control_bytes(s, strlen(s))) {
+        return apr_psprintf(p, "'%s' contains spaces or control characters", s);
     }
     return NULL;
 }
 
 const char *dm_parse_origin(apr_pool_t *p, const char *s, const char **out)
 {
-    apr_uri_t u;
+    apr_uri_t u = {0};
     const char *err = parse_http_url(p, s, &u);
 
     if (err) {
@@ -75,7 +75,7 @@ const char *dm_parse_origin(apr_pool_t *p, const char *s, const char **out)
 
 const char *dm_parse_public_url(apr_pool_t *p, const char *s, const char **out)
 {
-    apr_uri_t u;
+    apr_uri_t u = {0};
     const char *err = parse_http_url(p, s, &u);
     size_t n;
 

@@ -191,7 +191,7 @@ void dm_jbuf_init(dm_jbuf *b, apr_pool_t *p, size_t hint)
     b->len = 0;
 }
 
-void dm_jbuf_raw(dm_jbuf *b, const char *s, size_t n)
+static void dm_jbuf_raw(dm_jbuf *b, const char *s, size_t n)
 {
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap * 2;

@@ -43,7 +43,6 @@ typedef struct dm_jbuf {
 } dm_jbuf;
 
 void dm_jbuf_init(dm_jbuf *b, apr_pool_t *p, size_t hint);
-void dm_jbuf_raw(dm_jbuf *b, const char *s, size_t n);
 /* A literal such as "{\"id\":" (its bytes as they are). */
 void dm_jbuf_lit(dm_jbuf *b, const char *s);
 /* s as a quoted JSON string, or null when s is NULL. */

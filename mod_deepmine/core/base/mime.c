@@ -17,6 +17,8 @@
  */
 #include "base/mime.h"
 
+#include "base/validate.h"
+
 #include <apr_strings.h>
 #include <sodium.h>
 #include <string.h>
@@ -76,17 +78,6 @@ static void mb_str(mbuf *b, const char *s)
 
 /* ---- checks ---- */
 
-static int has_ctl(dm_str s)
-{
-    for (size_t i = 0; i < s.len; i++) {
-        unsigned char c = (unsigned char)s.ptr[i];
-        if (c < 0x20 || c == 0x7f) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 static int is_ascii(dm_str s)
 {
     for (size_t i = 0; i < s.len; i++) {
@@ -145,7 +136,7 @@ static const char *value_problem(dm_str s)
     if (s.len && !s.ptr) {
         return "has a length but no bytes";
     }
-    if (has_ctl(s)) {
+    if (dm_has_control_bytes(s.ptr, s.len)) {
         return "contains a control character (CR, LF, TAB, NUL, …)";
     }
     if (!is_utf8(s)) {

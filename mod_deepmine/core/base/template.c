@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "base/json.h"
+#include "base/validate.h"
 
 typedef enum node_type { N_TEXT, N_VAR, N_IF, N_ELSE, N_END } node_type;
 
@@ -94,17 +95,6 @@ static size_t find2(const char *s, size_t len, size_t from, char a, char b)
     return len;
 }
 
-static int has_ctl(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 static node *push(dm_tmpl *t, node_type type, const char *s, size_t len, size_t pos)
 {
     node *n = apr_array_push(t->nodes);
@@ -152,9 +142,9 @@ dm_err *dm_tmpl_parse(apr_pool_t *p, const char *field, const char *src, size_t 
         size_t open_at = find2(src, len, i, '{', '{'), close_at, a, b;
 
         if (open_at > i) {
-            if (mode == DM_TMPL_HEADER && has_ctl(src + i, open_at - i)) {
+            if (mode == DM_TMPL_HEADER && dm_has_control_bytes(src + i, open_at - i)) {
                 size_t k = i;
-                while (!has_ctl(src + k, 1)) {
+                while (!dm_has_control_bytes(src + k, 1)) {
                     k++;
                 }
                 return syntax(p, field, src, k, "a control character (a line break?)");

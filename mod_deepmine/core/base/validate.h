@@ -19,6 +19,15 @@ int dm_utf8_valid(const char *s, size_t len);
 /* Code points in valid UTF-8 text. */
 size_t dm_utf8_length(const char *s, size_t len);
 
+/* 1 when s[0..len) holds a C0 control byte (0x00-0x1f) or DEL (0x7f): the
+ * check for bytes that need not be UTF-8 (provider references, header
+ * values, template text). */
+int dm_has_control_bytes(const char *s, size_t len);
+
+/* 1 when the valid UTF-8 text s[0..len) holds a control character: C0,
+ * DEL or C1 (U+0080-U+009F). The same rule as the text validators below. */
+int dm_utf8_has_control(const char *s, size_t len);
+
 /* E-mail: trimmed of surrounding white space, the domain lower-cased (the
  * local part kept as typed); RFC 5321 lengths (local part <= 64 octets,
  * domain <= 255, whole <= 254); one '@'; a dot-atom or quoted local part;

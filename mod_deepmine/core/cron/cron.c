@@ -28,11 +28,6 @@
 #define BEAT_EVERY 5
 #define PENDING_SCAN 20
 
-static void bind_str(dm_stmt *st, int i, const char *s)
-{
-    dm_stmt_bind_text(st, i, s, strlen(s));
-}
-
 /* ---- heartbeat ---- */
 
 dm_err *dm_cron_beat(dm_db *db, apr_pool_t *p, const char *holder, int64_t started)
@@ -49,7 +44,7 @@ dm_err *dm_cron_beat(dm_db *db, apr_pool_t *p, const char *holder, int64_t start
     if (e) {
         return e;
     }
-    bind_str(st, 1, holder);
+    dm_stmt_bind_str(st, 1, holder);
     dm_stmt_bind_int64(st, 2, (int64_t)getpid());
     dm_stmt_bind_int64(st, 3, started ? started : now);
     dm_stmt_bind_int64(st, 4, now);
@@ -67,7 +62,7 @@ dm_err *dm_cron_unbeat(dm_db *db, apr_pool_t *p, const char *holder)
     if (e) {
         return e;
     }
-    bind_str(st, 1, holder);
+    dm_stmt_bind_str(st, 1, holder);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     return e;
@@ -102,7 +97,7 @@ static dm_err *state_get(dm_db *db, apr_pool_t *p, const char *job, int64_t *cur
     if (e) {
         return e;
     }
-    bind_str(st, 1, job);
+    dm_stmt_bind_str(st, 1, job);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         *cursor = dm_stmt_is_null(st, 0) ? 0 : dm_stmt_int64(st, 0);
@@ -125,7 +120,7 @@ static dm_err *state_set_cursor(dm_db *db, apr_pool_t *p, const char *job, int64
     if (e) {
         return e;
     }
-    bind_str(st, 1, job);
+    dm_stmt_bind_str(st, 1, job);
     dm_stmt_bind_int64(st, 2, cursor);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
@@ -145,7 +140,7 @@ static dm_err *state_clear_request(dm_db *db, apr_pool_t *p, const char *job, in
     if (e) {
         return e;
     }
-    bind_str(st, 1, job);
+    dm_stmt_bind_str(st, 1, job);
     dm_stmt_bind_int64(st, 2, req_at);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
@@ -210,7 +205,7 @@ dm_err *dm_job_next_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const d
     if (e) {
         return e;
     }
-    bind_str(st, 1, def->name);
+    dm_stmt_bind_str(st, 1, def->name);
     e = dm_stmt_step(st, p, &row);
     if (!e && row && !dm_stmt_is_null(st, 0)) {
         retry = dm_stmt_int64(st, 0);
@@ -286,7 +281,7 @@ static dm_err *pending(tick *t, apr_pool_t *p, const dm_job_def *def, int64_t no
     if (e) {
         return e;
     }
-    bind_str(st, 1, def->name);
+    dm_stmt_bind_str(st, 1, def->name);
     while (!(e = dm_stmt_step(st, p, &row)) && row && n < PENDING_SCAN) {
         starts[n] = dm_stmt_int64(st, 0);
         kinds[n] = dm_stmt_text(st, 1, NULL)[0];
@@ -450,7 +445,7 @@ dm_err *dm_jobs_overview(dm_db *db, apr_pool_t *p, const dm_job_env *env, const 
         if (e) {
             break;
         }
-        bind_str(st, 1, d->name);
+        dm_stmt_bind_str(st, 1, d->name);
         e = dm_stmt_step(st, p, &row);
         dead = (!e && row) ? dm_stmt_int64(st, 0) : 0;
         dm_stmt_done(st);
@@ -475,7 +470,7 @@ dm_err *dm_jobs_overview(dm_db *db, apr_pool_t *p, const dm_job_env *env, const 
         json_object_set_new(j, "next_run_at",
                             next ? json_string(dm_json_time(p, next)) : json_null());
         json_object_set_new(j, "dead_periods", json_integer(dead));
-        bind_str(st, 1, d->name);
+        dm_stmt_bind_str(st, 1, d->name);
         e = dm_stmt_step(st, p, &row);
         found = !e && row;
         json_object_set_new(j, "last_run", found ? run_json(st, p) : json_null());
@@ -492,10 +487,10 @@ dm_err *dm_jobs_overview(dm_db *db, apr_pool_t *p, const dm_job_env *env, const 
     if (e) {
         return e;
     }
-    bind_str(st, 1, job ? job : "");
-    bind_str(st, 2, job ? job : "");
-    bind_str(st, 3, status ? status : "");
-    bind_str(st, 4, status ? status : "");
+    dm_stmt_bind_str(st, 1, job ? job : "");
+    dm_stmt_bind_str(st, 2, job ? job : "");
+    dm_stmt_bind_str(st, 3, status ? status : "");
+    dm_stmt_bind_str(st, 4, status ? status : "");
     dm_stmt_bind_int64(st, 5, cursor);
     dm_stmt_bind_int64(st, 6, cursor);
     dm_stmt_bind_int64(st, 7, limit + 1);

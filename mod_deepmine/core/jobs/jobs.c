@@ -31,11 +31,6 @@
 #define WAITING_RETRY 60
 #define ERROR_MAX 1000
 
-static void bind_str(dm_stmt *st, int i, const char *s)
-{
-    dm_stmt_bind_text(st, i, s, strlen(s));
-}
-
 int64_t dm_job_backoff(int failures)
 {
     int64_t d = 30;
@@ -123,8 +118,8 @@ static dm_err *take(dm_db *db, apr_pool_t *p, const dm_job_def *def, const char 
     if (e) {
         return e;
     }
-    bind_str(st, 1, def->name);
-    bind_str(st, 2, period);
+    dm_stmt_bind_str(st, 1, def->name);
+    dm_stmt_bind_str(st, 2, period);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         const char *status = dm_stmt_text(st, 0, NULL);
@@ -147,7 +142,7 @@ static dm_err *take(dm_db *db, apr_pool_t *p, const dm_job_def *def, const char 
     if (e) {
         return e;
     }
-    bind_str(st, 1, def->name);
+    dm_stmt_bind_str(st, 1, def->name);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         const char *holder = dm_stmt_text(st, 0, NULL);
@@ -170,9 +165,9 @@ static dm_err *take(dm_db *db, apr_pool_t *p, const dm_job_def *def, const char 
     if (e) {
         return e;
     }
-    bind_str(st, 1, def->name);
-    bind_str(st, 2, period);
-    bind_str(st, 3, o->holder);
+    dm_stmt_bind_str(st, 1, def->name);
+    dm_stmt_bind_str(st, 2, period);
+    dm_stmt_bind_str(st, 3, o->holder);
     dm_stmt_bind_int64(st, 4, now + LEASE_TTL);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
@@ -193,10 +188,10 @@ static dm_err *take(dm_db *db, apr_pool_t *p, const dm_job_def *def, const char 
     if (e) {
         return e;
     }
-    bind_str(st, 1, def->name);
-    bind_str(st, 2, period);
+    dm_stmt_bind_str(st, 1, def->name);
+    dm_stmt_bind_str(st, 2, period);
     dm_stmt_bind_int64(st, 3, period_start);
-    bind_str(st, 4, o->holder);
+    dm_stmt_bind_str(st, 4, o->holder);
     dm_stmt_bind_int64(st, 5, now);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
@@ -217,8 +212,8 @@ static dm_err *renew(dm_job_ctx *ctx, int *ours)
         return e;
     }
     dm_stmt_bind_int64(st, 1, dm_now() + LEASE_TTL);
-    bind_str(st, 2, ctx->job);
-    bind_str(st, 3, ctx->holder);
+    dm_stmt_bind_str(st, 2, ctx->job);
+    dm_stmt_bind_str(st, 3, ctx->holder);
     e = dm_stmt_step(st, ctx->pool, &row);
     dm_stmt_done(st);
     *ours = !e && dm_db_changes(ctx->db) == 1;
@@ -233,7 +228,7 @@ static dm_err *renew(dm_job_ctx *ctx, int *ours)
         return e;
     }
     dm_stmt_bind_int64(st, 1, dm_now());
-    bind_str(st, 2, ctx->holder);
+    dm_stmt_bind_str(st, 2, ctx->holder);
     e = dm_stmt_step(st, ctx->pool, &row);
     dm_stmt_done(st);
     return e;
@@ -290,7 +285,7 @@ static dm_err *finish(dm_job_ctx *ctx, const dm_job_def *def, const dm_err *fail
     }
     e = dm_db_prepare(db, p, "SELECT holder FROM job_leases WHERE job = ?", &st);
     if (!e) {
-        bind_str(st, 1, def->name);
+        dm_stmt_bind_str(st, 1, def->name);
         e = dm_stmt_step(st, p, &row);
         ours = !e && row && strcmp(dm_stmt_text(st, 0, NULL), ctx->holder) == 0;
         dm_stmt_done(st);
@@ -304,8 +299,8 @@ static dm_err *finish(dm_job_ctx *ctx, const dm_job_def *def, const dm_err *fail
         e = dm_db_prepare(db, p, "SELECT failures FROM job_runs WHERE job = ? AND period = ?", &st);
     }
     if (!e) {
-        bind_str(st, 1, def->name);
-        bind_str(st, 2, ctx->period);
+        dm_stmt_bind_str(st, 1, def->name);
+        dm_stmt_bind_str(st, 2, ctx->period);
         e = dm_stmt_step(st, p, &row);
         failures = (!e && row) ? dm_stmt_int64(st, 0) : 0;
         dm_stmt_done(st);
@@ -331,8 +326,8 @@ static dm_err *finish(dm_job_ctx *ctx, const dm_job_def *def, const dm_err *fail
         /* Nothing done, nothing worth a history row. */
         e = dm_db_prepare(db, p, "DELETE FROM job_runs WHERE job = ? AND period = ?", &st);
         if (!e) {
-            bind_str(st, 1, def->name);
-            bind_str(st, 2, ctx->period);
+            dm_stmt_bind_str(st, 1, def->name);
+            dm_stmt_bind_str(st, 2, ctx->period);
         }
     } else {
         e = dm_db_prepare(db, p,
@@ -341,7 +336,7 @@ static dm_err *finish(dm_job_ctx *ctx, const dm_job_def *def, const dm_err *fail
                           "WHERE job = ? AND period = ?",
                           &st);
         if (!e) {
-            bind_str(st, 1, status);
+            dm_stmt_bind_str(st, 1, status);
             dm_stmt_bind_int64(st, 2, failures);
             dm_stmt_bind_int64(st, 3, ctx->items);
             dm_stmt_bind_int64(st, 4, now);
@@ -359,8 +354,8 @@ static dm_err *finish(dm_job_ctx *ctx, const dm_job_def *def, const dm_err *fail
             } else {
                 dm_stmt_bind_null(st, 6);
             }
-            bind_str(st, 7, def->name);
-            bind_str(st, 8, ctx->period);
+            dm_stmt_bind_str(st, 7, def->name);
+            dm_stmt_bind_str(st, 8, ctx->period);
         }
     }
     if (!e) {
@@ -371,8 +366,8 @@ static dm_err *finish(dm_job_ctx *ctx, const dm_job_def *def, const dm_err *fail
         e = dm_db_prepare(db, p, "DELETE FROM job_leases WHERE job = ? AND holder = ?", &st);
     }
     if (!e) {
-        bind_str(st, 1, def->name);
-        bind_str(st, 2, ctx->holder);
+        dm_stmt_bind_str(st, 1, def->name);
+        dm_stmt_bind_str(st, 2, ctx->holder);
         e = dm_stmt_step(st, p, &row);
         dm_stmt_done(st);
     }
@@ -397,8 +392,8 @@ static dm_err *release_lease(dm_db *db, apr_pool_t *p, const char *job, const ch
     if (e) {
         return e;
     }
-    bind_str(st, 1, job);
-    bind_str(st, 2, holder);
+    dm_stmt_bind_str(st, 1, job);
+    dm_stmt_bind_str(st, 2, holder);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     return e;
@@ -488,14 +483,14 @@ dm_err *dm_job_request(dm_db *db, apr_pool_t *p, const char *job, int64_t period
     if (e) {
         return e;
     }
-    bind_str(st, 1, job);
+    dm_stmt_bind_str(st, 1, job);
     dm_stmt_bind_int64(st, 2, dm_now());
     if (period_start) {
         dm_stmt_bind_int64(st, 3, period_start);
     } else {
         dm_stmt_bind_null(st, 3);
     }
-    bind_str(st, 4, by ? by : "");
+    dm_stmt_bind_str(st, 4, by ? by : "");
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     return e;

@@ -68,25 +68,6 @@ static const char *const system_codes[] = {
     "id, idempotency_key, debit_account_id, credit_account_id, amount_micros, currency, kind, "    \
     "reference, reverses_transfer_id, created_at"
 
-static int64_t now_sec(void)
-{
-    return dm_now();
-}
-
-static void bind_str(dm_stmt *st, int i, const char *s)
-{
-    if (s) {
-        dm_stmt_bind_text(st, i, s, strlen(s));
-    } else {
-        dm_stmt_bind_null(st, i);
-    }
-}
-
-static const char *opt_text(dm_stmt *st, apr_pool_t *p, int col)
-{
-    return dm_stmt_is_null(st, col) ? NULL : apr_pstrdup(p, dm_stmt_text(st, col, NULL));
-}
-
 static const char *id_str(apr_pool_t *p, int64_t id)
 {
     return apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)id);
@@ -102,12 +83,14 @@ static const struct kind_def *find_kind(const char *kind)
     return NULL;
 }
 
-int dm_ledger_kind_known(const char *kind)
+/* 1 when `kind` is a transfer kind of the list above. */
+static int dm_ledger_kind_known(const char *kind)
 {
     return find_kind(kind) != NULL;
 }
 
-int dm_ledger_kind_is_clawback(const char *kind)
+/* 1 when `kind` may take a wallet below zero. */
+static int dm_ledger_kind_is_clawback(const char *kind)
 {
     const struct kind_def *k = find_kind(kind);
     return k && k->clawback;
@@ -154,7 +137,7 @@ static void read_account(dm_stmt *st, apr_pool_t *p, int c, dm_account *a)
     a->id = dm_stmt_int64(st, c + 0);
     a->kind = apr_pstrdup(p, dm_stmt_text(st, c + 1, NULL));
     a->user_id = dm_stmt_is_null(st, c + 2) ? 0 : dm_stmt_int64(st, c + 2);
-    a->code = opt_text(st, p, c + 3);
+    a->code = dm_stmt_dup_text(st, p, c + 3);
     a->currency = apr_pstrdup(p, dm_stmt_text(st, c + 4, NULL));
 }
 
@@ -185,7 +168,8 @@ dm_err *dm_ledger_account_get(dm_db *db, apr_pool_t *p, int64_t account_id, dm_a
     return e;
 }
 
-const char *dm_ledger_account_name(apr_pool_t *p, const dm_account *a)
+/* "wallet of member 7 in USD", "system account sales in USD". */
+static const char *dm_ledger_account_name(apr_pool_t *p, const dm_account *a)
 {
     if (a->code) {
         return apr_psprintf(p, "system account %s in %s", a->code, a->currency);
@@ -218,8 +202,8 @@ static dm_err *find_member_account(dm_db *db, apr_pool_t *p, int64_t user_id, co
         return e;
     }
     dm_stmt_bind_int64(st, 1, user_id);
-    bind_str(st, 2, kind);
-    bind_str(st, 3, currency);
+    dm_stmt_bind_str(st, 2, kind);
+    dm_stmt_bind_str(st, 3, currency);
     return step_id(st, p, id, found);
 }
 
@@ -253,9 +237,9 @@ dm_err *dm_ledger_member_account(dm_db *db, apr_pool_t *p, int64_t user_id, dm_a
     if (e) {
         return e;
     }
-    bind_str(st, 1, k);
-    bind_str(st, 2, currency);
-    dm_stmt_bind_int64(st, 3, now_sec());
+    dm_stmt_bind_str(st, 1, k);
+    dm_stmt_bind_str(st, 2, currency);
+    dm_stmt_bind_int64(st, 3, dm_now());
     dm_stmt_bind_int64(st, 4, user_id);
     e = step_id(st, p, account_id, &found);
     if (!e && !found) {
@@ -279,8 +263,8 @@ static dm_err *find_system_account(dm_db *db, apr_pool_t *p, const char *code, c
     if (e) {
         return e;
     }
-    bind_str(st, 1, code);
-    bind_str(st, 2, currency);
+    dm_stmt_bind_str(st, 1, code);
+    dm_stmt_bind_str(st, 2, currency);
     return step_id(st, p, id, found);
 }
 
@@ -310,9 +294,9 @@ dm_err *dm_ledger_system_account(dm_db *db, apr_pool_t *p, const char *code, con
     if (e) {
         return e;
     }
-    bind_str(st, 1, code);
-    bind_str(st, 2, currency);
-    dm_stmt_bind_int64(st, 3, now_sec());
+    dm_stmt_bind_str(st, 1, code);
+    dm_stmt_bind_str(st, 2, currency);
+    dm_stmt_bind_int64(st, 3, dm_now());
     e = step_id(st, p, account_id, &found);
     if (!e && !found) {
         e = find_system_account(db, p, code, currency, account_id, &found);
@@ -338,7 +322,7 @@ dm_err *dm_ledger_member_balances(dm_db *db, apr_pool_t *p, int64_t user_id, con
         return e;
     }
     dm_stmt_bind_int64(st, 1, user_id);
-    bind_str(st, 2, currency);
+    dm_stmt_bind_str(st, 2, currency);
     while (!(e = dm_stmt_step(st, p, &row)) && row) {
         if (strcmp(dm_stmt_text(st, 0, NULL), "wallet") == 0) {
             out->wallet_account_id = dm_stmt_int64(st, 1);
@@ -363,7 +347,7 @@ static void read_transfer(dm_stmt *st, apr_pool_t *p, int c, dm_transfer *t)
     t->amount_micros = dm_stmt_int64(st, c + 4);
     t->currency = apr_pstrdup(p, dm_stmt_text(st, c + 5, NULL));
     t->kind = apr_pstrdup(p, dm_stmt_text(st, c + 6, NULL));
-    t->reference = opt_text(st, p, c + 7);
+    t->reference = dm_stmt_dup_text(st, p, c + 7);
     t->reverses_transfer_id = dm_stmt_is_null(st, c + 8) ? 0 : dm_stmt_int64(st, c + 8);
     t->created_at = dm_stmt_int64(st, c + 9);
 }
@@ -383,7 +367,7 @@ static dm_err *load_transfer(dm_db *db, apr_pool_t *p, int64_t id, const char *k
         return e;
     }
     if (key) {
-        bind_str(st, 1, key);
+        dm_stmt_bind_str(st, 1, key);
     } else {
         dm_stmt_bind_int64(st, 1, id);
     }
@@ -551,7 +535,7 @@ static dm_err *move_balance(dm_db *db, apr_pool_t *p, const dm_transfer_req *req
         }
         dm_stmt_bind_int64(st, 1, req->amount_micros);
         dm_stmt_bind_int64(st, 2, req->debit_account_id);
-        bind_str(st, 3, req->currency);
+        dm_stmt_bind_str(st, 3, req->currency);
         dm_stmt_bind_int64(st, 4, dm_ledger_kind_is_clawback(req->kind));
         dm_stmt_bind_int64(st, 5, INT64_MIN + req->amount_micros);
         dm_stmt_bind_int64(st, 6, req->amount_micros);
@@ -565,7 +549,7 @@ static dm_err *move_balance(dm_db *db, apr_pool_t *p, const dm_transfer_req *req
         }
         dm_stmt_bind_int64(st, 1, req->amount_micros);
         dm_stmt_bind_int64(st, 2, req->credit_account_id);
-        bind_str(st, 3, req->currency);
+        dm_stmt_bind_str(st, 3, req->currency);
         dm_stmt_bind_int64(st, 4, INT64_MAX - req->amount_micros);
     }
     e = dm_stmt_step(st, p, &row);
@@ -579,7 +563,7 @@ static dm_err *post(dm_db *db, apr_pool_t *p, const dm_transfer_req *req, int64_
 {
     dm_stmt *st;
     int row = 0, done = 0, found = 0;
-    int64_t id = 0, now = now_sec();
+    int64_t id = 0, now = dm_now();
     dm_err *e;
 
     *created = 0;
@@ -602,13 +586,13 @@ static dm_err *post(dm_db *db, apr_pool_t *p, const dm_transfer_req *req, int64_
     if (e) {
         return e;
     }
-    bind_str(st, 1, req->idempotency_key);
+    dm_stmt_bind_str(st, 1, req->idempotency_key);
     dm_stmt_bind_int64(st, 2, req->debit_account_id);
     dm_stmt_bind_int64(st, 3, req->credit_account_id);
     dm_stmt_bind_int64(st, 4, req->amount_micros);
-    bind_str(st, 5, req->currency);
-    bind_str(st, 6, req->kind);
-    bind_str(st, 7, req->reference);
+    dm_stmt_bind_str(st, 5, req->currency);
+    dm_stmt_bind_str(st, 6, req->kind);
+    dm_stmt_bind_str(st, 7, req->reference);
     if (reverses) {
         dm_stmt_bind_int64(st, 8, reverses);
     } else {
@@ -729,13 +713,13 @@ static dm_err *many_insert(dm_db *db, apr_pool_t *p, const dm_transfer_req *reqs
     for (int j = 0; j < rows; j++) {
         const dm_transfer_req *r = &reqs[from + j];
         int b = j * MANY_PARAMS;
-        bind_str(st, b + 1, r->idempotency_key);
+        dm_stmt_bind_str(st, b + 1, r->idempotency_key);
         dm_stmt_bind_int64(st, b + 2, r->debit_account_id);
         dm_stmt_bind_int64(st, b + 3, r->credit_account_id);
         dm_stmt_bind_int64(st, b + 4, r->amount_micros);
-        bind_str(st, b + 5, r->currency);
-        bind_str(st, b + 6, r->kind);
-        bind_str(st, b + 7, r->reference);
+        dm_stmt_bind_str(st, b + 5, r->currency);
+        dm_stmt_bind_str(st, b + 6, r->kind);
+        dm_stmt_bind_str(st, b + 7, r->reference);
         dm_stmt_bind_int64(st, b + 8, now);
     }
     while (!(e = dm_stmt_step(st, p, &row)) && row) {
@@ -830,7 +814,7 @@ static dm_err *many_apply(dm_db *db, apr_pool_t *p, apr_hash_t *moves)
         }
         dm_stmt_bind_int64(st, 1, delta);
         dm_stmt_bind_int64(st, 2, m->id);
-        bind_str(st, 3, m->currency);
+        dm_stmt_bind_str(st, 3, m->currency);
         dm_stmt_bind_int64(st, 4, delta < 0 ? INT64_MIN - delta : INT64_MIN);
         dm_stmt_bind_int64(st, 5, delta > 0 ? INT64_MAX - delta : INT64_MAX);
         dm_stmt_bind_int64(st, 6, m->debited);
@@ -903,7 +887,7 @@ dm_err *dm_ledger_post_many(dm_db *db, apr_pool_t *p, const dm_transfer_req *req
                             int *created, int64_t *ids)
 {
     apr_hash_t *index = apr_hash_make(p), *moves = apr_hash_make(p);
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     int64_t *got = ids ? ids : apr_pcalloc(p, sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
     dm_err *e;
     int i;
@@ -1036,7 +1020,7 @@ static dm_err *statement_account(dm_db *db, apr_pool_t *p, int64_t account, int 
         l->amount_micros = dm_stmt_int64(st, 2);
         l->currency = apr_pstrdup(p, dm_stmt_text(st, 3, NULL));
         l->account = wallet ? "wallet" : "held";
-        l->reference = opt_text(st, p, 4);
+        l->reference = dm_stmt_dup_text(st, p, 4);
         l->created_at = dm_stmt_int64(st, 5);
         l->position = 2 * l->transfer_id + wallet;
     }
@@ -1173,7 +1157,7 @@ static int bind_filters(dm_stmt *st, int i, const dm_transfer_filter *f, int64_t
     }
     dm_stmt_bind_int64(st, i++, before);
     if (f->kind) {
-        bind_str(st, i++, f->kind);
+        dm_stmt_bind_str(st, i++, f->kind);
     }
     if (f->has_from) {
         dm_stmt_bind_int64(st, i++, f->from);

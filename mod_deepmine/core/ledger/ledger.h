@@ -74,11 +74,6 @@
 #define DM_KIND_MAINTENANCE_FEE "maintenance_fee"   /* yield -> maintenance_fees */
 #define DM_KIND_YIELD_COMMISSION "yield_commission" /* commissions -> an upline's wallet */
 
-/* 1 when `kind` is a transfer kind of the list above. */
-int dm_ledger_kind_known(const char *kind);
-/* 1 when `kind` may take a wallet below zero. */
-int dm_ledger_kind_is_clawback(const char *kind);
-
 typedef enum dm_account_kind {
     DM_ACCOUNT_WALLET = 1, /* available money */
     DM_ACCOUNT_HELD        /* commissions held for the refund window */
@@ -108,9 +103,6 @@ dm_err *dm_ledger_system_account(dm_db *db, apr_pool_t *p, const char *code, con
 
 /* One account; DM_E_NOT_FOUND when there is none. */
 dm_err *dm_ledger_account_get(dm_db *db, apr_pool_t *p, int64_t account_id, dm_account *out);
-
-/* "wallet of member 7 in USD", "system account sales in USD". */
-const char *dm_ledger_account_name(apr_pool_t *p, const dm_account *a);
 
 typedef struct dm_transfer_req {
     const char *idempotency_key; /* 1..DM_LEDGER_KEY_MAX bytes, e.g. "comm:<order>:<level>" */

@@ -36,32 +36,6 @@
 /* Rows per transaction when the digest enqueues. */
 #define DIGEST_BATCH 200
 
-static void bind_str(dm_stmt *st, int i, const char *s)
-{
-    dm_stmt_bind_text(st, i, s, strlen(s));
-}
-
-static void bind_str_or_null(dm_stmt *st, int i, const char *s)
-{
-    if (s) {
-        bind_str(st, i, s);
-    } else {
-        dm_stmt_bind_null(st, i);
-    }
-}
-
-static const char *col_text(dm_stmt *st, apr_pool_t *p, int c)
-{
-    size_t n = 0;
-    const char *s;
-
-    if (dm_stmt_is_null(st, c)) {
-        return NULL;
-    }
-    s = dm_stmt_text(st, c, &n);
-    return s ? apr_pstrmemdup(p, s, n) : NULL;
-}
-
 static int64_t col_int_or_0(dm_stmt *st, int c)
 {
     return dm_stmt_is_null(st, c) ? 0 : dm_stmt_int64(st, c);
@@ -106,14 +80,14 @@ int64_t dm_mail_backoff(int attempts, uint32_t retry_after, uint32_t rnd)
 static void read_row(dm_stmt *st, apr_pool_t *p, dm_mail_row *m)
 {
     m->id = dm_stmt_int64(st, 0);
-    m->recipient = col_text(st, p, 1);
-    m->template_key = col_text(st, p, 2);
-    m->status = col_text(st, p, 3);
+    m->recipient = dm_stmt_dup_text(st, p, 1);
+    m->template_key = dm_stmt_dup_text(st, p, 2);
+    m->status = dm_stmt_dup_text(st, p, 3);
     m->attempts = dm_stmt_int64(st, 4);
     m->next_attempt_at = dm_stmt_int64(st, 5);
-    m->provider_message_id = col_text(st, p, 6);
-    m->last_error = col_text(st, p, 7);
-    m->delivery = col_text(st, p, 8);
+    m->provider_message_id = dm_stmt_dup_text(st, p, 6);
+    m->last_error = dm_stmt_dup_text(st, p, 7);
+    m->delivery = dm_stmt_dup_text(st, p, 8);
     m->delivery_at = col_int_or_0(st, 9);
     m->sent_at = col_int_or_0(st, 10);
     m->created_at = dm_stmt_int64(st, 11);
@@ -165,10 +139,10 @@ dm_err *dm_mail_list(dm_db *db, apr_pool_t *p, const char *status, const char *r
     }
     dm_stmt_bind_int64(st, n++, cursor > 0 ? cursor : INT64_MAX);
     if (status) {
-        bind_str(st, n++, status);
+        dm_stmt_bind_str(st, n++, status);
     }
     if (recipient) {
-        bind_str(st, n++, recipient);
+        dm_stmt_bind_str(st, n++, recipient);
     }
     dm_stmt_bind_int64(st, n, (int64_t)limit + 1);
     while (!(e = dm_stmt_step(st, p, &row)) && row) {
@@ -182,7 +156,7 @@ dm_err *dm_mail_list(dm_db *db, apr_pool_t *p, const char *status, const char *r
     return e;
 }
 
-dm_err *dm_mail_get(dm_db *db, apr_pool_t *p, int64_t id, dm_mail_row *out)
+static dm_err *dm_mail_get(dm_db *db, apr_pool_t *p, int64_t id, dm_mail_row *out)
 {
     dm_stmt *st;
     int row = 0;
@@ -418,11 +392,11 @@ static dm_err *mail_by_provider_id(dm_db *db, apr_pool_t *p, const char *provide
     if (e) {
         return e;
     }
-    bind_str(st, 1, provider_id);
+    dm_stmt_bind_str(st, 1, provider_id);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         *id = dm_stmt_int64(st, 0);
-        *recipient = col_text(st, p, 1);
+        *recipient = dm_stmt_dup_text(st, p, 1);
     }
     dm_stmt_done(st);
     return e;
@@ -454,11 +428,11 @@ static dm_err *event_txn(dm_db *db, apr_pool_t *p, const char *plugin, const dm_
     if (e) {
         return e;
     }
-    bind_str(st, 1, plugin);
-    bind_str(st, 2, event_id ? event_id : "");
-    bind_str(st, 3, type);
-    bind_str_or_null(st, 4, provider_id);
-    bind_str_or_null(st, 5, recipient);
+    dm_stmt_bind_str(st, 1, plugin);
+    dm_stmt_bind_str(st, 2, event_id ? event_id : "");
+    dm_stmt_bind_str(st, 3, type);
+    dm_stmt_bind_str(st, 4, provider_id);
+    dm_stmt_bind_str(st, 5, recipient);
     if (out->mail_id) {
         dm_stmt_bind_int64(st, 6, out->mail_id);
     } else {
@@ -491,7 +465,7 @@ static dm_err *event_txn(dm_db *db, apr_pool_t *p, const char *plugin, const dm_
         e = dm_db_prepare(db, p, "UPDATE mail_queue SET delivery = ?, delivery_at = ? WHERE id = ?",
                           &st);
         if (!e) {
-            bind_str(st, 1, type);
+            dm_stmt_bind_str(st, 1, type);
             dm_stmt_bind_int64(st, 2, now);
             dm_stmt_bind_int64(st, 3, out->mail_id);
             e = dm_stmt_step(st, p, &row);
@@ -554,8 +528,12 @@ static const char *domain_of_url(apr_pool_t *p, const char *url)
     return n ? apr_pstrmemdup(p, h, n) : NULL;
 }
 
-const char *dm_mail_list_unsubscribe(apr_pool_t *p, const dm_mail_site *site, int64_t user_id,
-                                     const char *category, const char **url)
+/* The List-Unsubscribe value of a marketing message to user_id in
+ * `category`: "<url>, <mailto:…>" (the mailto only when a domain is known,
+ * from `from` or the public URL); *url gets the HTTPS (or configured)
+ * link alone. */
+static const char *dm_mail_list_unsubscribe(apr_pool_t *p, const dm_mail_site *site,
+                                            int64_t user_id, const char *category, const char **url)
 {
     const char *token = dm_unsub_token(p, site->unsubscribe_key, user_id, category);
     const char *domain = domain_of_address(p, site->from);
@@ -789,10 +767,10 @@ static dm_err *claim(run *r, apr_pool_t *p, apr_array_header_t **out)
         while (!(e = dm_stmt_step(st, p, &row)) && row) {
             claimed *c = apr_array_push(*out);
             c->id = dm_stmt_int64(st, 0);
-            c->recipient = col_text(st, p, 1);
-            c->template_key = col_text(st, p, 2);
-            c->variables = col_text(st, p, 3);
-            c->key = col_text(st, p, 4);
+            c->recipient = dm_stmt_dup_text(st, p, 1);
+            c->template_key = dm_stmt_dup_text(st, p, 2);
+            c->variables = dm_stmt_dup_text(st, p, 3);
+            c->key = dm_stmt_dup_text(st, p, 4);
             c->attempts = dm_stmt_int64(st, 5);
             c->done = 0;
         }
@@ -836,7 +814,7 @@ static dm_err *member_of(dm_db *db, apr_pool_t *p, const char *email_key, int64_
     if (e) {
         return e;
     }
-    bind_str(st, 1, email_key);
+    dm_stmt_bind_str(st, 1, email_key);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         *id = dm_stmt_int64(st, 0);
@@ -975,13 +953,13 @@ static dm_err *record(run *r, apr_pool_t *p, claimed *c, outcome o, const char *
                       "WHERE id = ? AND status = 'sending' AND attempts = ?",
                       &st);
     if (!e) {
-        bind_str(st, 1, status[o]);
+        dm_stmt_bind_str(st, 1, status[o]);
         /* a release gives the claim's attempt back */
         dm_stmt_bind_int64(st, 2, o == O_RELEASE ? c->attempts - 1 : c->attempts);
-        bind_str_or_null(st, 3, provider_id);
+        dm_stmt_bind_str(st, 3, provider_id);
         /* a release keeps the error of the attempt before */
         dm_stmt_bind_int64(st, 4, o == O_RELEASE);
-        bind_str_or_null(st, 5, why ? short_error(p, why) : NULL);
+        dm_stmt_bind_str(st, 5, why ? short_error(p, why) : NULL);
         dm_stmt_bind_int64(st, 6, next_at ? next_at : now);
         if (o == O_SENT) {
             dm_stmt_bind_int64(st, 7, now);
@@ -1210,10 +1188,10 @@ dm_err *dm_mail_job_commission_digest(dm_job_ctx *ctx, dm_job_result *res)
     while (!(e = dm_stmt_step(st, p, &row)) && row) {
         digest_row *d = apr_array_push(rows);
         d->user_id = dm_stmt_int64(st, 0);
-        d->email = col_text(st, p, 1);
+        d->email = dm_stmt_dup_text(st, p, 1);
         d->count = dm_stmt_int64(st, 2);
         d->total_micros = dm_stmt_int64(st, 3);
-        d->currency = col_text(st, p, 4);
+        d->currency = dm_stmt_dup_text(st, p, 4);
     }
     dm_stmt_done(st);
     for (int i = 0; !e && i < rows->nelts; i += DIGEST_BATCH) {

@@ -78,8 +78,6 @@ typedef struct dm_mail_row {
 dm_err *dm_mail_list(dm_db *db, apr_pool_t *p, const char *status, const char *recipient,
                      int64_t cursor, int limit, apr_array_header_t **rows, int64_t *next_cursor);
 
-dm_err *dm_mail_get(dm_db *db, apr_pool_t *p, int64_t id, dm_mail_row *out);
-
 /* A failed message back to queued (attempts 0, due now), audited
  * "email.resend". DM_E_NOT_FOUND, or DM_E_CONFLICT when it is not failed. */
 dm_err *dm_mail_resend(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip, int64_t id,
@@ -141,13 +139,6 @@ typedef struct dm_mail_site {
     const char *public_url;               /* may be NULL */
     const char *from;                     /* may be NULL */
 } dm_mail_site;
-
-/* The List-Unsubscribe value of a marketing message to user_id in
- * `category`: "<url>, <mailto:…>" (the mailto only when a domain is known,
- * from `from` or the public URL); *url gets the HTTPS (or configured)
- * link alone. */
-const char *dm_mail_list_unsubscribe(apr_pool_t *p, const dm_mail_site *site, int64_t user_id,
-                                     const char *category, const char **url);
 
 /* What staff preview: a template's stored text, or the parts given
  * (subject/text/html non-NULL: an unsaved edit, checked like a save), with

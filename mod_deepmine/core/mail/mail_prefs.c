@@ -16,18 +16,6 @@
 #define CATEGORY_MAX 32
 #define UNSUB_CONTEXT "deepmine-unsubscribe-v1"
 
-static void bind_str(dm_stmt *st, int i, const char *s)
-{
-    dm_stmt_bind_text(st, i, s, strlen(s));
-}
-
-static const char *col_text(dm_stmt *st, apr_pool_t *p, int c)
-{
-    size_t n = 0;
-    const char *s = dm_stmt_text(st, c, &n);
-    return s ? apr_pstrmemdup(p, s, n) : NULL;
-}
-
 static int category_ok(const char *s, size_t n)
 {
     if (n == 0 || n > CATEGORY_MAX) {
@@ -44,7 +32,9 @@ static int category_ok(const char *s, size_t n)
 
 /* ---- preferences ---- */
 
-dm_err *dm_mail_categories(dm_db *db, apr_pool_t *p, apr_array_header_t **out)
+/* The marketing categories that exist (from the template definitions),
+ * const char *, sorted. */
+static dm_err *dm_mail_categories(dm_db *db, apr_pool_t *p, apr_array_header_t **out)
 {
     dm_stmt *st;
     int row = 0;
@@ -58,7 +48,7 @@ dm_err *dm_mail_categories(dm_db *db, apr_pool_t *p, apr_array_header_t **out)
         return e;
     }
     while (!(e = dm_stmt_step(st, p, &row)) && row) {
-        APR_ARRAY_PUSH(*out, const char *) = col_text(st, p, 0);
+        APR_ARRAY_PUSH(*out, const char *) = dm_stmt_dup_text(st, p, 0);
     }
     dm_stmt_done(st);
     return e;
@@ -79,7 +69,7 @@ dm_err *dm_mail_subscribed(dm_db *db, apr_pool_t *p, int64_t user_id, const char
         return e;
     }
     dm_stmt_bind_int64(st, 1, user_id);
-    bind_str(st, 2, category);
+    dm_stmt_bind_str(st, 2, category);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         *yes = dm_stmt_int64(st, 0) != 0;
@@ -122,9 +112,9 @@ static dm_err *set_one(dm_db *db, apr_pool_t *p, int64_t user_id, const char *ca
         return e;
     }
     dm_stmt_bind_int64(st, 1, user_id);
-    bind_str(st, 2, category);
+    dm_stmt_bind_str(st, 2, category);
     dm_stmt_bind_int64(st, 3, subscribed ? 1 : 0);
-    bind_str(st, 4, source);
+    dm_stmt_bind_str(st, 4, source);
     dm_stmt_bind_int64(st, 5, dm_now());
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
@@ -307,10 +297,10 @@ const char *dm_mail_address_key(apr_pool_t *p, const char *email)
 static void read_supp(dm_stmt *st, apr_pool_t *p, dm_suppression *s)
 {
     s->id = dm_stmt_int64(st, 0);
-    s->email = col_text(st, p, 1);
-    s->reason = col_text(st, p, 2);
-    s->source = dm_stmt_is_null(st, 3) ? NULL : col_text(st, p, 3);
-    s->event_id = dm_stmt_is_null(st, 4) ? NULL : col_text(st, p, 4);
+    s->email = dm_stmt_dup_text(st, p, 1);
+    s->reason = dm_stmt_dup_text(st, p, 2);
+    s->source = dm_stmt_dup_text(st, p, 3);
+    s->event_id = dm_stmt_dup_text(st, p, 4);
     s->created_at = dm_stmt_int64(st, 5);
 }
 
@@ -326,7 +316,7 @@ dm_err *dm_suppression_get(dm_db *db, apr_pool_t *p, const char *email, dm_suppr
     if (e) {
         return e;
     }
-    bind_str(st, 1, dm_mail_address_key(p, email));
+    dm_stmt_bind_str(st, 1, dm_mail_address_key(p, email));
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         read_supp(st, p, out);
@@ -351,16 +341,16 @@ dm_err *dm_suppression_add(dm_db *db, apr_pool_t *p, const char *email, const ch
     if (e) {
         return e;
     }
-    bind_str(st, 1, dm_mail_address_key(p, email));
-    bind_str(st, 2, email);
-    bind_str(st, 3, reason);
+    dm_stmt_bind_str(st, 1, dm_mail_address_key(p, email));
+    dm_stmt_bind_str(st, 2, email);
+    dm_stmt_bind_str(st, 3, reason);
     if (source) {
-        bind_str(st, 4, source);
+        dm_stmt_bind_str(st, 4, source);
     } else {
         dm_stmt_bind_null(st, 4);
     }
     if (event_id) {
-        bind_str(st, 5, event_id);
+        dm_stmt_bind_str(st, 5, event_id);
     } else {
         dm_stmt_bind_null(st, 5);
     }

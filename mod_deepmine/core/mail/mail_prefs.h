@@ -30,10 +30,6 @@
 
 /* ---- preferences ---- */
 
-/* The marketing categories that exist (from the template definitions),
- * const char *, sorted. */
-dm_err *dm_mail_categories(dm_db *db, apr_pool_t *p, apr_array_header_t **out);
-
 /* {"<category>": true|false, …} for every category (caller owns it). */
 dm_err *dm_mail_prefs_get(dm_db *db, apr_pool_t *p, int64_t user_id, json_t **out);
 

@@ -12,18 +12,6 @@
 #include "base/template.h"
 #include "base/validate.h"
 
-static void bind_str(dm_stmt *st, int i, const char *s)
-{
-    dm_stmt_bind_text(st, i, s, strlen(s));
-}
-
-static const char *col_text(dm_stmt *st, apr_pool_t *p, int c)
-{
-    size_t n = 0;
-    const char *s = dm_stmt_text(st, c, &n);
-    return s ? apr_pstrmemdup(p, s, n) : NULL;
-}
-
 static const char *id_str(apr_pool_t *p, const char *key, const char *locale)
 {
     return apr_pstrcat(p, key, "/", locale, NULL);
@@ -60,13 +48,13 @@ static dm_err *check_locale(apr_pool_t *p, const char *locale)
 static dm_err *read_def(dm_stmt *st, apr_pool_t *p, dm_mail_def *d)
 {
     json_t *vars, *sample;
-    const char *vtext = col_text(st, p, 4), *stext = col_text(st, p, 5);
+    const char *vtext = dm_stmt_dup_text(st, p, 4), *stext = dm_stmt_dup_text(st, p, 5);
 
     memset(d, 0, sizeof(*d));
-    d->key = col_text(st, p, 0);
+    d->key = dm_stmt_dup_text(st, p, 0);
     d->marketing = strcmp(dm_stmt_text(st, 1, NULL), "marketing") == 0;
-    d->category = dm_stmt_is_null(st, 2) ? NULL : col_text(st, p, 2);
-    d->description = col_text(st, p, 3);
+    d->category = dm_stmt_dup_text(st, p, 2);
+    d->description = dm_stmt_dup_text(st, p, 3);
     vars = dm_json_own(p, json_loads(vtext ? vtext : "", 0, NULL));
     sample = dm_json_own(p, json_loads(stext ? stext : "", 0, NULL));
     if (!json_is_array(vars) || !json_is_object(sample)) {
@@ -95,7 +83,7 @@ dm_err *dm_mail_def_get(dm_db *db, apr_pool_t *p, const char *key, dm_mail_def *
     if (e) {
         return e;
     }
-    bind_str(st, 1, key);
+    dm_stmt_bind_str(st, 1, key);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         e = read_def(st, p, out);
@@ -112,11 +100,11 @@ dm_err *dm_mail_def_get(dm_db *db, apr_pool_t *p, const char *key, dm_mail_def *
 static void read_tmpl(dm_stmt *st, apr_pool_t *p, int c, dm_mail_tmpl *t)
 {
     memset(t, 0, sizeof(*t));
-    t->key = col_text(st, p, c);
-    t->locale = col_text(st, p, c + 1);
-    t->subject = col_text(st, p, c + 2);
-    t->text = col_text(st, p, c + 3);
-    t->html = col_text(st, p, c + 4);
+    t->key = dm_stmt_dup_text(st, p, c);
+    t->locale = dm_stmt_dup_text(st, p, c + 1);
+    t->subject = dm_stmt_dup_text(st, p, c + 2);
+    t->text = dm_stmt_dup_text(st, p, c + 3);
+    t->html = dm_stmt_dup_text(st, p, c + 4);
     t->version = dm_stmt_int64(st, c + 5);
     t->updated_by = dm_stmt_is_null(st, c + 6) ? 0 : dm_stmt_int64(st, c + 6);
     t->updated_at = dm_stmt_int64(st, c + 7);
@@ -133,8 +121,8 @@ dm_err *dm_mail_tmpl_get(dm_db *db, apr_pool_t *p, const char *key, const char *
     if (e) {
         return e;
     }
-    bind_str(st, 1, key);
-    bind_str(st, 2, locale);
+    dm_stmt_bind_str(st, 1, key);
+    dm_stmt_bind_str(st, 2, locale);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         read_tmpl(st, p, 0, out);
@@ -165,7 +153,7 @@ dm_err *dm_mail_tmpl_list(dm_db *db, apr_pool_t *p, apr_array_header_t **defs,
     if (e) {
         return e;
     }
-    bind_str(st, 1, DM_MAIL_LOCALE);
+    dm_stmt_bind_str(st, 1, DM_MAIL_LOCALE);
     while (!e && !(e = dm_stmt_step(st, p, &row)) && row) {
         e = read_def(st, p, apr_array_push(*defs));
         read_tmpl(st, p, 6, apr_array_push(*tmpls));
@@ -189,8 +177,8 @@ dm_err *dm_mail_tmpl_versions(dm_db *db, apr_pool_t *p, const char *key, const c
     if (e) {
         return e;
     }
-    bind_str(st, 1, key);
-    bind_str(st, 2, locale);
+    dm_stmt_bind_str(st, 1, key);
+    dm_stmt_bind_str(st, 2, locale);
     while (!(e = dm_stmt_step(st, p, &row)) && row) {
         dm_mail_tmpl *t = apr_array_push(*rows);
         read_tmpl(st, p, 0, t);
@@ -294,11 +282,11 @@ static dm_err *write_version(dm_db *db, apr_pool_t *p, const dm_mail_tmpl *befor
     if (e) {
         return e;
     }
-    bind_str(st, 1, t->key);
-    bind_str(st, 2, t->locale);
-    bind_str(st, 3, t->subject);
-    bind_str(st, 4, t->text);
-    bind_str(st, 5, t->html);
+    dm_stmt_bind_str(st, 1, t->key);
+    dm_stmt_bind_str(st, 2, t->locale);
+    dm_stmt_bind_str(st, 3, t->subject);
+    dm_stmt_bind_str(st, 4, t->text);
+    dm_stmt_bind_str(st, 5, t->html);
     dm_stmt_bind_int64(st, 6, t->version);
     if (t->updated_by) {
         dm_stmt_bind_int64(st, 7, t->updated_by);
@@ -318,12 +306,12 @@ static dm_err *write_version(dm_db *db, apr_pool_t *p, const dm_mail_tmpl *befor
     if (e) {
         return e;
     }
-    bind_str(st, 1, t->key);
-    bind_str(st, 2, t->locale);
+    dm_stmt_bind_str(st, 1, t->key);
+    dm_stmt_bind_str(st, 2, t->locale);
     dm_stmt_bind_int64(st, 3, t->version);
-    bind_str(st, 4, t->subject);
-    bind_str(st, 5, t->text);
-    bind_str(st, 6, t->html);
+    dm_stmt_bind_str(st, 4, t->subject);
+    dm_stmt_bind_str(st, 5, t->text);
+    dm_stmt_bind_str(st, 6, t->html);
     if (t->updated_by) {
         dm_stmt_bind_int64(st, 7, t->updated_by);
     } else {
@@ -436,8 +424,8 @@ dm_err *dm_mail_tmpl_restore(dm_db *db, apr_pool_t *p, int64_t staff_id, const c
                           &st);
     }
     if (!e) {
-        bind_str(st, 1, key);
-        bind_str(st, 2, locale);
+        dm_stmt_bind_str(st, 1, key);
+        dm_stmt_bind_str(st, 2, locale);
         dm_stmt_bind_int64(st, 3, version);
         e = dm_stmt_step(st, p, &row);
         if (!e && row) {

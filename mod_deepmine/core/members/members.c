@@ -34,25 +34,11 @@
 /* Leeway for clock differences between nodes when checking nbf/exp. */
 #define DM_CLOCK_LEEWAY 5
 
-static int64_t now_sec(void)
-{
-    return dm_now();
-}
-
-static void bind_str(dm_stmt *st, int i, const char *s)
-{
-    if (s) {
-        dm_stmt_bind_text(st, i, s, strlen(s));
-    } else {
-        dm_stmt_bind_null(st, i);
-    }
-}
-
 static void read_member(dm_stmt *st, apr_pool_t *p, int c, dm_member *m)
 {
     m->id = dm_stmt_int64(st, c + 0);
     m->email = apr_pstrdup(p, dm_stmt_text(st, c + 1, NULL));
-    m->name = dm_stmt_is_null(st, c + 2) ? NULL : apr_pstrdup(p, dm_stmt_text(st, c + 2, NULL));
+    m->name = dm_stmt_dup_text(st, p, c + 2);
     m->referral_code = apr_pstrdup(p, dm_stmt_text(st, c + 3, NULL));
     m->referrer_id = dm_stmt_is_null(st, c + 4) ? 0 : dm_stmt_int64(st, c + 4);
     m->vip_level = (int)dm_stmt_int64(st, c + 5);
@@ -83,8 +69,8 @@ dm_err *dm_member_get(dm_db *db, apr_pool_t *p, int64_t id, dm_member *out)
     if (e) {
         return e;
     }
-    bind_str(st, 1, DM_LEDGER_CURRENCY);
-    bind_str(st, 2, DM_LEDGER_CURRENCY);
+    dm_stmt_bind_str(st, 1, DM_LEDGER_CURRENCY);
+    dm_stmt_bind_str(st, 2, DM_LEDGER_CURRENCY);
     dm_stmt_bind_int64(st, 3, id);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
@@ -129,7 +115,7 @@ static dm_err *issue_access(apr_pool_t *p, const dm_services *s, const dm_member
                             dm_session *sess)
 {
     dm_claims c;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
 
     c.typ = "member";
     c.sub = m->id;
@@ -149,7 +135,7 @@ static dm_err *insert_refresh(dm_db *db, apr_pool_t *p, const dm_services *s, in
 {
     dm_stmt *st;
     int row;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     const char *token = dm_token_new(p);
     const char *hash = dm_token_hash(p, s->keys->token_hash, token);
     dm_err *e = dm_db_prepare(db, p,
@@ -162,8 +148,8 @@ static dm_err *insert_refresh(dm_db *db, apr_pool_t *p, const dm_services *s, in
     }
     family = family ? family : dm_token_new(p);
     dm_stmt_bind_int64(st, 1, user_id);
-    bind_str(st, 2, family);
-    bind_str(st, 3, hash);
+    dm_stmt_bind_str(st, 2, family);
+    dm_stmt_bind_str(st, 3, hash);
     dm_stmt_bind_int64(st, 4, now);
     dm_stmt_bind_int64(st, 5, now + DM_REFRESH_TTL);
     e = dm_stmt_step(st, p, &row);
@@ -221,11 +207,11 @@ static dm_err *record_acceptance(dm_db *db, apr_pool_t *p, int64_t user_id, cons
         return e;
     }
     dm_stmt_bind_int64(st, 1, user_id);
-    bind_str(st, 2, doc->name);
-    bind_str(st, 3, doc->version);
-    bind_str(st, 4, doc->hash);
-    bind_str(st, 5, ip);
-    dm_stmt_bind_int64(st, 6, now_sec());
+    dm_stmt_bind_str(st, 2, doc->name);
+    dm_stmt_bind_str(st, 3, doc->version);
+    dm_stmt_bind_str(st, 4, doc->hash);
+    dm_stmt_bind_str(st, 5, ip);
+    dm_stmt_bind_int64(st, 6, dm_now());
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     return e;
@@ -237,7 +223,7 @@ static dm_err *email_token(dm_db *db, apr_pool_t *p, const dm_services *s, const
 {
     dm_stmt *st;
     int row = 0;
-    int64_t now = now_sec(), id = 0;
+    int64_t now = dm_now(), id = 0;
     const char *token = dm_token_new(p);
     int verify = strcmp(purpose, "verify") == 0;
     json_t *vars;
@@ -250,8 +236,8 @@ static dm_err *email_token(dm_db *db, apr_pool_t *p, const dm_services *s, const
         return e;
     }
     dm_stmt_bind_int64(st, 1, m->id);
-    bind_str(st, 2, purpose);
-    bind_str(st, 3, dm_token_hash(p, s->keys->token_hash, token));
+    dm_stmt_bind_str(st, 2, purpose);
+    dm_stmt_bind_str(st, 3, dm_token_hash(p, s->keys->token_hash, token));
     dm_stmt_bind_int64(st, 4, now);
     dm_stmt_bind_int64(st, 5, now + ttl);
     e = dm_stmt_step(st, p, &row);
@@ -291,7 +277,7 @@ static dm_err *find_referrer(dm_db *db, apr_pool_t *p, const char *code, int64_t
     if (e) {
         return e;
     }
-    bind_str(st, 1, code);
+    dm_stmt_bind_str(st, 1, code);
     e = dm_stmt_step(st, p, &row);
     *id = (!e && row) ? dm_stmt_int64(st, 0) : 0;
     dm_stmt_done(st);
@@ -313,7 +299,7 @@ static dm_err *email_taken(dm_db *db, apr_pool_t *p, const char *key)
     if (e) {
         return e;
     }
-    bind_str(st, 1, key);
+    dm_stmt_bind_str(st, 1, key);
     e = dm_stmt_step(st, p, &row);
     n = (!e && row) ? dm_stmt_int64(st, 0) : 0;
     dm_stmt_done(st);
@@ -326,7 +312,7 @@ static dm_err *email_taken(dm_db *db, apr_pool_t *p, const char *key)
 static dm_err *register_txn(dm_db *db, apr_pool_t *p, void *baton)
 {
     reg_ctx *c = baton;
-    int64_t referrer = 0, now = now_sec(), id = 0;
+    int64_t referrer = 0, now = dm_now(), id = 0;
     dm_err *e = NULL;
     dm_stmt *st;
     int row = 0;
@@ -347,16 +333,16 @@ static dm_err *register_txn(dm_db *db, apr_pool_t *p, void *baton)
         if (e) {
             break;
         }
-        bind_str(st, 1, c->email);
-        bind_str(st, 2, c->email_key);
-        bind_str(st, 3, c->hash);
-        bind_str(st, 4, dm_referral_code_new(p));
+        dm_stmt_bind_str(st, 1, c->email);
+        dm_stmt_bind_str(st, 2, c->email_key);
+        dm_stmt_bind_str(st, 3, c->hash);
+        dm_stmt_bind_str(st, 4, dm_referral_code_new(p));
         if (referrer) {
             dm_stmt_bind_int64(st, 5, referrer);
         } else {
             dm_stmt_bind_null(st, 5);
         }
-        bind_str(st, 6, c->s->legal->terms.version);
+        dm_stmt_bind_str(st, 6, c->s->legal->terms.version);
         dm_stmt_bind_int64(st, 7, now);
         dm_stmt_bind_int64(st, 8, now);
         dm_stmt_bind_int64(st, 9, now);
@@ -456,8 +442,8 @@ static dm_err *login_txn(dm_db *db, apr_pool_t *p, void *baton)
         if (e) {
             return e;
         }
-        bind_str(st, 1, c->new_hash);
-        dm_stmt_bind_int64(st, 2, now_sec());
+        dm_stmt_bind_str(st, 1, c->new_hash);
+        dm_stmt_bind_int64(st, 2, dm_now());
         dm_stmt_bind_int64(st, 3, c->m->id);
         e = dm_stmt_step(st, p, &row);
         dm_stmt_done(st);
@@ -491,9 +477,9 @@ dm_err *dm_member_login(dm_db *db, apr_pool_t *p, const dm_services *s, const ch
     if (e) {
         return e;
     }
-    bind_str(st, 1, DM_LEDGER_CURRENCY);
-    bind_str(st, 2, DM_LEDGER_CURRENCY);
-    bind_str(st, 3, key);
+    dm_stmt_bind_str(st, 1, DM_LEDGER_CURRENCY);
+    dm_stmt_bind_str(st, 2, DM_LEDGER_CURRENCY);
+    dm_stmt_bind_str(st, 3, key);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         read_member(st, p, 0, out);
@@ -561,8 +547,8 @@ static dm_err *revoke_family(dm_db *db, apr_pool_t *p, const char *family)
     if (e) {
         return e;
     }
-    dm_stmt_bind_int64(st, 1, now_sec());
-    bind_str(st, 2, family);
+    dm_stmt_bind_int64(st, 1, dm_now());
+    dm_stmt_bind_str(st, 2, family);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     return e;
@@ -573,7 +559,7 @@ static dm_err *refresh_txn(dm_db *db, apr_pool_t *p, void *baton)
     refresh_ctx *c = baton;
     dm_stmt *st;
     int row = 0;
-    int64_t id = 0, user = 0, expires = 0, now = now_sec();
+    int64_t id = 0, user = 0, expires = 0, now = dm_now();
     int rotated = 0, revoked = 0;
     const char *family = NULL;
     dm_err *e = dm_db_prepare(db, p,
@@ -584,7 +570,7 @@ static dm_err *refresh_txn(dm_db *db, apr_pool_t *p, void *baton)
     if (e) {
         return e;
     }
-    bind_str(st, 1, c->hash);
+    dm_stmt_bind_str(st, 1, c->hash);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         id = dm_stmt_int64(st, 0);
@@ -671,7 +657,7 @@ static dm_err *logout_txn(dm_db *db, apr_pool_t *p, void *baton)
     if (e) {
         return e;
     }
-    bind_str(st, 1, c->hash);
+    dm_stmt_bind_str(st, 1, c->hash);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         family = apr_pstrdup(p, dm_stmt_text(st, 0, NULL));
@@ -696,7 +682,7 @@ dm_err *dm_member_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s,
 {
     dm_claims c;
     dm_err *e =
-        dm_jwt_verify(p, s->keys->jwt, access_token, "member", now_sec(), DM_CLOCK_LEEWAY, &c);
+        dm_jwt_verify(p, s->keys->jwt, access_token, "member", dm_now(), DM_CLOCK_LEEWAY, &c);
 
     if (e) {
         return e;
@@ -735,7 +721,7 @@ static dm_err *consume_token(dm_db *db, apr_pool_t *p, const char *purpose, cons
 {
     dm_stmt *st;
     int row = 0;
-    int64_t id = 0, expires = 0, now = now_sec();
+    int64_t id = 0, expires = 0, now = dm_now();
     int used = 0;
     dm_err *e = dm_db_prepare(db, p,
                               "SELECT id, user_id, expires_at, used_at IS NOT NULL FROM "
@@ -745,8 +731,8 @@ static dm_err *consume_token(dm_db *db, apr_pool_t *p, const char *purpose, cons
     if (e) {
         return e;
     }
-    bind_str(st, 1, hash);
-    bind_str(st, 2, purpose);
+    dm_stmt_bind_str(st, 1, hash);
+    dm_stmt_bind_str(st, 2, purpose);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         id = dm_stmt_int64(st, 0);
@@ -780,7 +766,7 @@ static dm_err *verify_txn(dm_db *db, apr_pool_t *p, void *baton)
         e = exec_bind_ids(db, p,
                           "UPDATE users SET email_verified_at = COALESCE(email_verified_at, ?) "
                           "WHERE id = ?",
-                          now_sec(), c->user_id);
+                          dm_now(), c->user_id);
     }
     if (!e) {
         e = dm_member_get(db, p, c->user_id, &m);
@@ -823,7 +809,7 @@ static dm_err *reset_request_txn(dm_db *db, apr_pool_t *p, void *baton)
     if (e) {
         return e;
     }
-    bind_str(st, 1, c->key);
+    dm_stmt_bind_str(st, 1, c->key);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         read_member(st, p, 0, &m);
@@ -855,7 +841,7 @@ static dm_err *reset_confirm_txn(dm_db *db, apr_pool_t *p, void *baton)
     use_token_ctx *c = baton;
     dm_stmt *st;
     int row;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     dm_err *e = consume_token(db, p, "reset", c->hash, &c->user_id);
 
     if (e) {
@@ -868,7 +854,7 @@ static dm_err *reset_confirm_txn(dm_db *db, apr_pool_t *p, void *baton)
     if (e) {
         return e;
     }
-    bind_str(st, 1, c->new_password_hash);
+    dm_stmt_bind_str(st, 1, c->new_password_hash);
     dm_stmt_bind_int64(st, 2, now);
     dm_stmt_bind_int64(st, 3, c->user_id);
     e = dm_stmt_step(st, p, &row);
@@ -897,8 +883,8 @@ static dm_err *peek_token_member(dm_db *db, apr_pool_t *p, const char *hash, dm_
     if (e) {
         return e;
     }
-    bind_str(st, 1, hash);
-    dm_stmt_bind_int64(st, 2, now_sec());
+    dm_stmt_bind_str(st, 1, hash);
+    dm_stmt_bind_int64(st, 2, dm_now());
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         user = dm_stmt_int64(st, 0);
@@ -947,7 +933,7 @@ static dm_err *terms_txn(dm_db *db, apr_pool_t *p, void *baton)
     terms_ctx *c = baton;
     dm_stmt *st;
     int row;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     dm_err *e = dm_db_prepare(db, p,
                               "UPDATE users SET terms_version = ?, terms_accepted_at = ?, "
                               "updated_at = ? WHERE id = ?",
@@ -956,7 +942,7 @@ static dm_err *terms_txn(dm_db *db, apr_pool_t *p, void *baton)
     if (e) {
         return e;
     }
-    bind_str(st, 1, c->s->legal->terms.version);
+    dm_stmt_bind_str(st, 1, c->s->legal->terms.version);
     dm_stmt_bind_int64(st, 2, now);
     dm_stmt_bind_int64(st, 3, now);
     dm_stmt_bind_int64(st, 4, c->user_id);
@@ -984,7 +970,7 @@ dm_err *dm_member_set_suspended(dm_db *db, apr_pool_t *p, int64_t user_id, int s
 {
     dm_stmt *st;
     int row;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     dm_err *e = dm_db_prepare(db, p,
                               "UPDATE users SET status = ?, token_version = token_version + ?, "
                               "updated_at = ? WHERE id = ?",
@@ -993,7 +979,7 @@ dm_err *dm_member_set_suspended(dm_db *db, apr_pool_t *p, int64_t user_id, int s
     if (e) {
         return e;
     }
-    bind_str(st, 1, suspended ? "suspended" : "active");
+    dm_stmt_bind_str(st, 1, suspended ? "suspended" : "active");
     dm_stmt_bind_int64(st, 2, suspended ? 1 : 0);
     dm_stmt_bind_int64(st, 3, now);
     dm_stmt_bind_int64(st, 4, user_id);

@@ -278,20 +278,6 @@ static dm_err *policy_invalid(apr_pool_t *p, const char *msg)
     return dm_err_make(p, DM_E_INVALID, "password", "%s", msg);
 }
 
-/* C0, DEL and C1 (U+0080-U+009F, which UTF-8 writes as C2 80-9F). */
-static int has_control(const char *s, size_t len)
-{
-    const unsigned char *u = (const unsigned char *)s;
-
-    for (size_t i = 0; i < len; i++) {
-        if (u[i] < 0x20 || u[i] == 0x7f ||
-            (u[i] == 0xc2 && i + 1 < len && u[i + 1] >= 0x80 && u[i + 1] <= 0x9f)) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 dm_err *dm_pw_policy_check(apr_pool_t *p, const char *password, const char *email)
 {
     pwquality_settings_t *pwq;
@@ -315,7 +301,7 @@ dm_err *dm_pw_policy_check(apr_pool_t *p, const char *password, const char *emai
     if (!dm_utf8_valid(password, len)) {
         return policy_invalid(p, "password is not valid UTF-8 text");
     }
-    if (has_control(password, len)) {
+    if (dm_utf8_has_control(password, len)) {
         return policy_invalid(p, "password must not contain control characters");
     }
     if (dm_utf8_length(password, len) < PW_MIN_CHARS) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "plugins/call.h"
+#include "base/validate.h"
 
 static const dm_payment_ops *ops_of(const dm_loaded_plugin *pl)
 {
@@ -61,12 +62,7 @@ static int plain_ref(dm_str s)
     if (!s.ptr || s.len == 0 || s.len > DM_PAYMENT_REF_MAX) {
         return 0;
     }
-    for (size_t i = 0; i < s.len; i++) {
-        if ((unsigned char)s.ptr[i] < 0x20 || s.ptr[i] == 0x7f) {
-            return 0;
-        }
-    }
-    return 1;
+    return !dm_has_control_bytes(s.ptr, s.len);
 }
 
 dm_status dm_payment_create_checkout(const dm_plugin_host *h, const dm_loaded_plugin *pl,

@@ -33,16 +33,6 @@ int64_t dm_commission_hold(void)
     return hold_seconds;
 }
 
-static int64_t now_sec(void)
-{
-    return dm_now();
-}
-
-static void bind_str(dm_stmt *st, int i, const char *s)
-{
-    dm_stmt_bind_text(st, i, s, strlen(s));
-}
-
 static dm_err *need_txn(dm_db *db, apr_pool_t *p, const char *what)
 {
     return dm_db_in_transaction(db)
@@ -72,8 +62,8 @@ static dm_err *record_order(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t 
     dm_stmt_bind_int64(st, 1, order_id);
     dm_stmt_bind_int64(st, 2, buyer_id);
     dm_stmt_bind_int64(st, 3, amount);
-    bind_str(st, 4, currency);
-    dm_stmt_bind_int64(st, 5, now_sec());
+    dm_stmt_bind_str(st, 4, currency);
+    dm_stmt_bind_int64(st, 5, dm_now());
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     if (e || row) {
@@ -147,7 +137,7 @@ static dm_err *read_upline(dm_db *db, apr_pool_t *p, int64_t buyer_id, credit *o
 static dm_err *credit_one(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
                           const credit *c, int64_t amount, const char *currency, int64_t source)
 {
-    int64_t held = 0, now = now_sec();
+    int64_t held = 0, now = dm_now();
     dm_transfer_req req;
     dm_transfer t;
     dm_stmt *st;
@@ -184,7 +174,7 @@ static dm_err *credit_one(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t bu
     dm_stmt_bind_int64(st, 3, c->ancestor);
     dm_stmt_bind_int64(st, 4, buyer_id);
     dm_stmt_bind_int64(st, 5, amount);
-    bind_str(st, 6, currency);
+    dm_stmt_bind_str(st, 6, currency);
     dm_stmt_bind_int64(st, 7, c->rate_bp);
     dm_stmt_bind_int64(st, 8, c->vip_level);
     dm_stmt_bind_int64(st, 9, now + hold_seconds);
@@ -356,7 +346,7 @@ dm_err *dm_commission_clawback(dm_db *db, apr_pool_t *p, int64_t order_id)
     if (e) {
         return e;
     }
-    dm_stmt_bind_int64(st, 1, now_sec());
+    dm_stmt_bind_int64(st, 1, dm_now());
     dm_stmt_bind_int64(st, 2, order_id);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);

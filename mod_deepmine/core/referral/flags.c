@@ -19,11 +19,6 @@
 #define FLAG_COLUMNS                                                                               \
     "id, user_id, related_user_id, reason, status, created_at, resolved_by, resolved_at"
 
-static int64_t now_sec(void)
-{
-    return dm_now();
-}
-
 static int64_t opt_int(dm_stmt *st, int col)
 {
     return dm_stmt_is_null(st, col) ? 0 : dm_stmt_int64(st, col);
@@ -86,7 +81,7 @@ dm_err *dm_flags_raise(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t relate
         dm_stmt_bind_null(st, 2);
     }
     dm_stmt_bind_text(st, 3, reason, strlen(reason));
-    dm_stmt_bind_int64(st, 4, now_sec());
+    dm_stmt_bind_int64(st, 4, dm_now());
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     return e;
@@ -231,7 +226,7 @@ static dm_err *resolve_txn(dm_db *db, apr_pool_t *p, int64_t staff_id, const cha
     } else {
         dm_stmt_bind_null(st, 2);
     }
-    dm_stmt_bind_int64(st, 3, now_sec());
+    dm_stmt_bind_int64(st, 3, dm_now());
     dm_stmt_bind_int64(st, 4, flag_id);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);

@@ -15,11 +15,6 @@
 #include "store/audit.h"
 #include "base/json.h"
 
-static int64_t now_sec(void)
-{
-    return dm_now();
-}
-
 dm_err *dm_vip_plan_load(dm_db *db, apr_pool_t *p, dm_vip_plan *out)
 {
     dm_stmt *st;
@@ -200,7 +195,7 @@ dm_err *dm_vip_plan_parse(apr_pool_t *p, json_t *body, dm_vip_plan *out)
 
 static dm_err *store_plan(dm_db *db, apr_pool_t *p, const dm_vip_plan *plan)
 {
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     dm_err *e = NULL;
 
     for (int i = 0; !e && i < DM_VIP_LEVELS; i++) {
@@ -285,7 +280,8 @@ int dm_vip_qualify(const dm_vip_plan *plan, const dm_volumes *v)
     return best;
 }
 
-dm_err *dm_vip_volumes(dm_db *db, apr_pool_t *p, int64_t user_id, dm_volumes *out)
+/* A member's volumes (zeros when none yet). */
+static dm_err *dm_vip_volumes(dm_db *db, apr_pool_t *p, int64_t user_id, dm_volumes *out)
 {
     dm_stmt *st;
     int row = 0;
@@ -338,7 +334,7 @@ static dm_err *bump(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t personal,
     dm_stmt_bind_int64(st, 3, orders);
     dm_stmt_bind_int64(st, 4, direct);
     dm_stmt_bind_int64(st, 5, team);
-    dm_stmt_bind_int64(st, 6, now_sec());
+    dm_stmt_bind_int64(st, 6, dm_now());
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     return e;
@@ -423,7 +419,7 @@ dm_err *dm_vip_reevaluate(dm_db *db, apr_pool_t *p, int64_t buyer_id)
             break;
         }
         dm_stmt_bind_int64(st, 1, levels[i]);
-        dm_stmt_bind_int64(st, 2, now_sec());
+        dm_stmt_bind_int64(st, 2, dm_now());
         dm_stmt_bind_int64(st, 3, ids[i]);
         dm_stmt_bind_int64(st, 4, levels[i]);
         e = dm_stmt_step(st, p, &row);

@@ -72,9 +72,6 @@ dm_err *dm_vip_plan_replace(dm_db *db, apr_pool_t *p, int64_t staff_id, const ch
 /* The highest level whose three thresholds `v` reaches (1 at least). */
 int dm_vip_qualify(const dm_vip_plan *plan, const dm_volumes *v);
 
-/* A member's volumes (zeros when none yet). */
-dm_err *dm_vip_volumes(dm_db *db, apr_pool_t *p, int64_t user_id, dm_volumes *out);
-
 /* Adds (sign 1) or takes back (sign -1) a paid order of `amount_micros` by
  * `buyer_id`, whose upline (nearest first, n of them) is given: the
  * buyer's personal volume and paid orders, the referrer's direct paid

@@ -15,16 +15,11 @@
 
 #define HISTORY_MAX 200
 
-static int64_t now_sec(void)
-{
-    return dm_now();
-}
-
 static void read_row(dm_stmt *st, apr_pool_t *p, dm_capacity_row *c)
 {
     c->id = dm_stmt_int64(st, 0);
     c->hashrate_ghs = dm_stmt_int64(st, 1);
-    c->note = dm_stmt_is_null(st, 2) ? NULL : apr_pstrdup(p, dm_stmt_text(st, 2, NULL));
+    c->note = dm_stmt_dup_text(st, p, 2);
     c->set_by = dm_stmt_is_null(st, 3) ? 0 : dm_stmt_int64(st, 3);
     c->created_at = dm_stmt_int64(st, 4);
 }
@@ -102,7 +97,7 @@ static dm_err *insert_row(dm_db *db, apr_pool_t *p, int64_t staff_id, int64_t gh
     } else {
         dm_stmt_bind_null(st, 3);
     }
-    dm_stmt_bind_int64(st, 4, now_sec());
+    dm_stmt_bind_int64(st, 4, dm_now());
     memset(out, 0, sizeof(*out));
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
@@ -209,7 +204,7 @@ dm_err *dm_capacity_sold(dm_db *db, apr_pool_t *p, int64_t *sold_ghs)
     if (e) {
         return e;
     }
-    dm_stmt_bind_int64(st, 1, now_sec());
+    dm_stmt_bind_int64(st, 1, dm_now());
     e = dm_stmt_step(st, p, &row);
     *sold_ghs = (!e && row) ? dm_stmt_int64(st, 0) : 0;
     dm_stmt_done(st);

@@ -19,6 +19,7 @@
 #include "base/json.h"
 #include "ledger/ledger.h"
 #include "base/log.h"
+#include "base/validate.h"
 #include "mail/mailq.h"
 #include "plugins/payment.h"
 #include "referral/vip.h"
@@ -32,43 +33,17 @@
 static const char *const order_statuses[] = {"pending", "paid",         "failed",
                                              "expired", "needs_review", "refunded"};
 
-static int64_t now_sec(void)
-{
-    return dm_now();
-}
-
-static const char *dup_text(dm_stmt *st, apr_pool_t *p, int col)
-{
-    size_t len = 0;
-    const char *s;
-
-    if (dm_stmt_is_null(st, col)) {
-        return NULL;
-    }
-    s = dm_stmt_text(st, col, &len);
-    return apr_pstrmemdup(p, s ? s : "", len);
-}
-
-static void bind_str(dm_stmt *st, int idx, const char *s)
-{
-    if (s) {
-        dm_stmt_bind_text(st, idx, s, strlen(s));
-    } else {
-        dm_stmt_bind_null(st, idx);
-    }
-}
-
 static void read_order(dm_stmt *st, apr_pool_t *p, dm_order *o)
 {
     o->id = dm_stmt_int64(st, 0);
     o->user_id = dm_stmt_int64(st, 1);
     o->package_id = dm_stmt_int64(st, 2);
     o->amount_micros = dm_stmt_int64(st, 3);
-    o->currency = dup_text(st, p, 4);
-    o->status = dup_text(st, p, 5);
-    o->gateway = dup_text(st, p, 6);
-    o->provider_ref = dup_text(st, p, 7);
-    o->checkout_url = dup_text(st, p, 8);
+    o->currency = dm_stmt_dup_text(st, p, 4);
+    o->status = dm_stmt_dup_text(st, p, 5);
+    o->gateway = dm_stmt_dup_text(st, p, 6);
+    o->provider_ref = dm_stmt_dup_text(st, p, 7);
+    o->checkout_url = dm_stmt_dup_text(st, p, 8);
     o->payment_transfer_id = dm_stmt_is_null(st, 9) ? 0 : dm_stmt_int64(st, 9);
     o->created_at = dm_stmt_int64(st, 10);
     o->paid_at = dm_stmt_is_null(st, 11) ? 0 : dm_stmt_int64(st, 11);
@@ -117,49 +92,11 @@ static dm_err *order_by_ref(dm_db *db, apr_pool_t *p, const char *gateway, dm_st
     return e;
 }
 
-/* A package whatever its active flag; DM_E_NOT_FOUND when absent. */
-static dm_err *package_get(dm_db *db, apr_pool_t *p, int64_t id, dm_package *pkg)
-{
-    dm_stmt *st;
-    int row = 0;
-    dm_err *e = dm_db_prepare(db, p,
-                              "SELECT id, name, hashrate_ghs, price_micros, daily_yield_micros, "
-                              "duration_days, currency, active, yield_mode, fee_bp "
-                              "FROM packages WHERE id = ?",
-                              &st);
-
-    if (e) {
-        return e;
-    }
-    memset(pkg, 0, sizeof(*pkg));
-    dm_stmt_bind_int64(st, 1, id);
-    e = dm_stmt_step(st, p, &row);
-    if (!e && row) {
-        pkg->id = dm_stmt_int64(st, 0);
-        pkg->name = dup_text(st, p, 1);
-        pkg->hashrate_ghs = dm_stmt_int64(st, 2);
-        pkg->price_micros = dm_stmt_int64(st, 3);
-        pkg->daily_yield_micros = dm_stmt_int64(st, 4);
-        pkg->duration_days = dm_stmt_int64(st, 5);
-        pkg->currency = dup_text(st, p, 6);
-        pkg->active = (int)dm_stmt_int64(st, 7);
-        pkg->yield_mode =
-            strcmp(dm_stmt_text(st, 8, NULL), DM_YIELD_POOL) == 0 ? DM_YIELD_POOL : DM_YIELD_FIXED;
-        pkg->fee_bp = dm_stmt_int64(st, 9);
-    }
-    dm_stmt_done(st);
-    if (!e && !row) {
-        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "package %" APR_INT64_T_FMT " does not exist",
-                        (apr_int64_t)id);
-    }
-    return e;
-}
-
 /* The package, which must be on sale, and room for it (capacity). Runs
  * inside the transaction that creates the order. */
 static dm_err *sellable_package(dm_db *db, apr_pool_t *p, int64_t id, dm_package *pkg)
 {
-    dm_err *e = package_get(db, p, id, pkg);
+    dm_err *e = dm_catalogue_get(db, p, id, pkg);
 
     if (!e && !pkg->active) {
         e = dm_err_make(p, DM_E_CONFLICT, NULL,
@@ -176,7 +113,7 @@ static dm_err *insert_order(dm_db *db, apr_pool_t *p, int64_t user_id, const dm_
 {
     dm_stmt *st;
     int row = 0;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     dm_err *e = dm_db_prepare(db, p,
                               "INSERT INTO orders (user_id, package_id, amount_micros, currency, "
                               "status, gateway, created_at, paid_at, updated_at) "
@@ -189,9 +126,9 @@ static dm_err *insert_order(dm_db *db, apr_pool_t *p, int64_t user_id, const dm_
     dm_stmt_bind_int64(st, 1, user_id);
     dm_stmt_bind_int64(st, 2, pkg->id);
     dm_stmt_bind_int64(st, 3, pkg->price_micros);
-    bind_str(st, 4, pkg->currency);
-    bind_str(st, 5, paid ? "paid" : "pending");
-    bind_str(st, 6, gateway);
+    dm_stmt_bind_str(st, 4, pkg->currency);
+    dm_stmt_bind_str(st, 5, paid ? "paid" : "pending");
+    dm_stmt_bind_str(st, 6, gateway);
     dm_stmt_bind_int64(st, 7, now);
     if (paid) {
         dm_stmt_bind_int64(st, 8, now);
@@ -227,7 +164,7 @@ static dm_err *transition(dm_db *db, apr_pool_t *p, int64_t id, const char *from
 {
     dm_stmt *st;
     int row = 0, n = 1;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     dm_err *e =
         dm_db_prepare(db, p,
                       set_paid ? "UPDATE orders SET status = ?, paid_at = ?, updated_at = ? "
@@ -240,13 +177,13 @@ static dm_err *transition(dm_db *db, apr_pool_t *p, int64_t id, const char *from
     if (e) {
         return e;
     }
-    bind_str(st, n++, to);
+    dm_stmt_bind_str(st, n++, to);
     if (set_paid) {
         dm_stmt_bind_int64(st, n++, now);
     }
     dm_stmt_bind_int64(st, n++, now);
     dm_stmt_bind_int64(st, n++, id);
-    bind_str(st, n, from);
+    dm_stmt_bind_str(st, n, from);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     if (!e) {
@@ -284,7 +221,7 @@ static dm_err *member_email(dm_db *db, apr_pool_t *p, int64_t user_id, const cha
     dm_stmt_bind_int64(st, 1, user_id);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
-        *email = dup_text(st, p, 0);
+        *email = dm_stmt_dup_text(st, p, 0);
     }
     dm_stmt_done(st);
     return e;
@@ -301,7 +238,7 @@ static dm_err *after_paid(dm_db *db, apr_pool_t *p, dm_order *o)
     dm_err *e;
 
     memset(&c, 0, sizeof(c));
-    e = package_get(db, p, o->package_id, &pkg);
+    e = dm_catalogue_get(db, p, o->package_id, &pkg);
     if (!e) {
         e = dm_contract_create(db, p, o, &pkg, &c);
     }
@@ -471,9 +408,9 @@ dm_err *dm_order_create_checkout(dm_db *db, apr_pool_t *p, const dm_plugin_host 
                           &st);
     }
     if (!e) {
-        bind_str(st, 1, out->provider_ref);
-        bind_str(st, 2, out->checkout_url);
-        dm_stmt_bind_int64(st, 3, now_sec());
+        dm_stmt_bind_str(st, 1, out->provider_ref);
+        dm_stmt_bind_str(st, 2, out->checkout_url);
+        dm_stmt_bind_int64(st, 3, dm_now());
         dm_stmt_bind_int64(st, 4, out->id);
         e = dm_stmt_step(st, p, &row);
         dm_stmt_done(st);
@@ -586,7 +523,7 @@ static dm_err *refund_paid_order(dm_db *db, apr_pool_t *p, const dm_order *o, in
     dm_stmt *st;
     dm_transfer t = {0};
     int row = 0, created = 0;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     dm_err *e = transition(db, p, o->id, "paid", "refunded", 0, done);
 
     if (e || !*done) {
@@ -929,7 +866,7 @@ dm_err *dm_orders_list(dm_db *db, apr_pool_t *p, int64_t user_id, const char *st
     if (user_id) {
         dm_stmt_bind_int64(st, n++, user_id);
     } else if (status) {
-        bind_str(st, n++, status);
+        dm_stmt_bind_str(st, n++, status);
     }
     dm_stmt_bind_int64(st, n++, cursor > 0 ? cursor : INT64_MAX);
     dm_stmt_bind_int64(st, n, (int64_t)limit + 1);

@@ -12,9 +12,11 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/validate.h"
 #include "shop/orders.h"
 
-const char *dm_payment_status_name(dm_payment_event_status st)
+/* "paid", "failed", "refunded", "expired", "ignored"; NULL when unknown. */
+static const char *dm_payment_status_name(dm_payment_event_status st)
 {
     switch (st) {
     case DM_PAY_PAID:
@@ -37,13 +39,7 @@ static int ref_ok(dm_str s)
     if (s.len > DM_PAYMENT_REF_MAX || (s.len && !s.ptr)) {
         return 0;
     }
-    for (size_t i = 0; i < s.len; i++) {
-        unsigned char c = (unsigned char)s.ptr[i];
-        if (c < 0x20 || c == 0x7f) {
-            return 0;
-        }
-    }
-    return 1;
+    return !dm_has_control_bytes(s.ptr, s.len);
 }
 
 static int currency_ok(dm_str s)
@@ -62,7 +58,7 @@ static int currency_ok(dm_str s)
     return 1;
 }
 
-static void bind_opt(dm_stmt *st, int idx, dm_str s)
+static void bind_str_or_null_if_empty(dm_stmt *st, int idx, dm_str s)
 {
     if (s.len) {
         dm_stmt_bind_text(st, idx, s.ptr, s.len);
@@ -139,10 +135,10 @@ dm_err *dm_payment_event_record(dm_db *db, apr_pool_t *p, const char *plugin,
     dm_stmt_bind_text(st, 2, ev->event_id.ptr, ev->event_id.len);
     dm_stmt_bind_text(st, 3, dm_payment_status_name(ev->status),
                       strlen(dm_payment_status_name(ev->status)));
-    bind_opt(st, 4, ev->order_id);
-    bind_opt(st, 5, ev->provider_ref);
+    bind_str_or_null_if_empty(st, 4, ev->order_id);
+    bind_str_or_null_if_empty(st, 5, ev->provider_ref);
     dm_stmt_bind_int64(st, 6, ev->amount_micros);
-    bind_opt(st, 7, ev->currency);
+    bind_str_or_null_if_empty(st, 7, ev->currency);
     dm_stmt_bind_text(st, 8, raw_body ? raw_body : "", raw_body ? raw_len : 0);
     dm_stmt_bind_int64(st, 9, dm_now());
     e = dm_stmt_step(st, p, &row);

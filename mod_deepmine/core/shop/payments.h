@@ -21,9 +21,6 @@
 /* The longest event id, order reference and provider reference kept. */
 #define DM_PAYMENT_REF_MAX 255
 
-/* "paid", "failed", "refunded", "expired", "ignored"; NULL when unknown. */
-const char *dm_payment_status_name(dm_payment_event_status st);
-
 typedef struct dm_payment_recorded {
     int64_t id;    /* payment_events.id of the row (the earlier one on a duplicate) */
     int duplicate; /* 1 when the event was already recorded: nothing changed */

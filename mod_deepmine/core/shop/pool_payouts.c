@@ -24,15 +24,6 @@
     "created_at, distributed_at, contracts, hash_seconds, credits_micros, fee_micros, "            \
     "remainder_micros"
 
-static void bind_str(dm_stmt *st, int i, const char *s)
-{
-    if (s) {
-        dm_stmt_bind_text(st, i, s, strlen(s));
-    } else {
-        dm_stmt_bind_null(st, i);
-    }
-}
-
 static int64_t opt_int(dm_stmt *st, int col)
 {
     return dm_stmt_is_null(st, col) ? 0 : dm_stmt_int64(st, col);
@@ -46,7 +37,7 @@ static void read_payout(dm_stmt *st, apr_pool_t *p, dm_pool_payout *r)
     r->period_end = dm_stmt_int64(st, 3);
     r->amount_micros = dm_stmt_int64(st, 4);
     r->currency = apr_pstrdup(p, dm_stmt_text(st, 5, NULL));
-    r->note = dm_stmt_is_null(st, 6) ? NULL : apr_pstrdup(p, dm_stmt_text(st, 6, NULL));
+    r->note = dm_stmt_dup_text(st, p, 6);
     r->recorded_by = opt_int(st, 7);
     r->created_at = dm_stmt_int64(st, 8);
     r->distributed_at = opt_int(st, 9);
@@ -155,12 +146,12 @@ static dm_err *record_txn(dm_db *db, apr_pool_t *p, int64_t staff_id, const char
     if (e) {
         return e;
     }
-    bind_str(st, 1, r->period_kind);
+    dm_stmt_bind_str(st, 1, r->period_kind);
     dm_stmt_bind_int64(st, 2, r->period_start);
     dm_stmt_bind_int64(st, 3, r->period_end);
     dm_stmt_bind_int64(st, 4, r->amount_micros);
-    bind_str(st, 5, r->currency);
-    bind_str(st, 6, r->note);
+    dm_stmt_bind_str(st, 5, r->currency);
+    dm_stmt_bind_str(st, 6, r->note);
     if (staff_id) {
         dm_stmt_bind_int64(st, 7, staff_id);
     } else {

@@ -31,19 +31,9 @@
     "u.id, u.email, u.name, u.referral_code, u.referrer_id, u.status, u.vip_level, "               \
     "u.kyc_status, u.created_at"
 
-static void bind_str(dm_stmt *st, int i, const char *s)
-{
-    dm_stmt_bind_text(st, i, s, strlen(s));
-}
-
 static int is_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-static int64_t now_sec(void)
-{
-    return dm_now();
 }
 
 /* ---- search ---- */
@@ -102,7 +92,7 @@ static void read_row(dm_stmt *st, apr_pool_t *p, dm_admin_user_row *u)
 {
     u->id = dm_stmt_int64(st, 0);
     u->email = apr_pstrdup(p, dm_stmt_text(st, 1, NULL));
-    u->name = dm_stmt_is_null(st, 2) ? NULL : apr_pstrdup(p, dm_stmt_text(st, 2, NULL));
+    u->name = dm_stmt_dup_text(st, p, 2);
     u->referral_code = apr_pstrdup(p, dm_stmt_text(st, 3, NULL));
     u->referrer_id = dm_stmt_is_null(st, 4) ? 0 : dm_stmt_int64(st, 4);
     u->status = apr_pstrdup(p, dm_stmt_text(st, 5, NULL));
@@ -169,11 +159,11 @@ dm_err *dm_admin_users_search(dm_db *db, apr_pool_t *p, const char *q, const cha
         return e;
     }
     if (match) {
-        bind_str(st, i++, match);
+        dm_stmt_bind_str(st, i++, match);
     }
     dm_stmt_bind_int64(st, i++, cursor > 0 ? cursor : INT64_MAX);
     if (status) {
-        bind_str(st, i++, status);
+        dm_stmt_bind_str(st, i++, status);
     }
     /* one more than asked: whether there is a next page */
     dm_stmt_bind_int64(st, i, (int64_t)limit + 1);
@@ -443,7 +433,7 @@ static const char *parse_time(apr_pool_t *p, const char *s, int64_t *out)
     if (e) {
         return e->message;
     }
-    if (t <= 0 || t > now_sec() + 86400) {
+    if (t <= 0 || t > dm_now() + 86400) {
         return "created_at is out of range (1970 to now)";
     }
     *out = t;
@@ -510,7 +500,7 @@ static dm_err *lookup_id(dm_db *db, apr_pool_t *p, const char *sql, const char *
     if (e) {
         return e;
     }
-    bind_str(st, 1, v);
+    dm_stmt_bind_str(st, 1, v);
     e = dm_stmt_step(st, p, &row);
     *id = (!e && row) ? dm_stmt_int64(st, 0) : 0;
     dm_stmt_done(st);
@@ -633,16 +623,16 @@ static dm_err *insert_row(dm_db *db, apr_pool_t *p, imp_row *rows, imp_row *r, i
     if (e) {
         return e;
     }
-    bind_str(st, 1, r->email);
-    bind_str(st, 2, r->key);
-    bind_str(st, 3, r->hash);
-    bind_str(st, 4, r->code);
+    dm_stmt_bind_str(st, 1, r->email);
+    dm_stmt_bind_str(st, 2, r->key);
+    dm_stmt_bind_str(st, 3, r->hash);
+    dm_stmt_bind_str(st, 4, r->code);
     if (referrer) {
         dm_stmt_bind_int64(st, 5, referrer);
     } else {
         dm_stmt_bind_null(st, 5);
     }
-    bind_str(st, 6, DM_IMPORT_TERMS_VERSION);
+    dm_stmt_bind_str(st, 6, DM_IMPORT_TERMS_VERSION);
     dm_stmt_bind_int64(st, 7, r->created_at);
     dm_stmt_bind_int64(st, 8, r->created_at);
     dm_stmt_bind_int64(st, 9, now);
@@ -707,7 +697,7 @@ static dm_err *import_txn(dm_db *db, apr_pool_t *p, apr_array_header_t *rows, co
 {
     imp_row *r = (imp_row *)rows->elts;
     int *order = NULL;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     dm_err *e;
 
     for (int i = 0; i < rows->nelts; i++) {
@@ -803,7 +793,7 @@ dm_err *dm_admin_user_set_vip(dm_db *db, apr_pool_t *p, int64_t staff_id, const 
     }
     if (!e) {
         dm_stmt_bind_int64(st, 1, level);
-        dm_stmt_bind_int64(st, 2, now_sec());
+        dm_stmt_bind_int64(st, 2, dm_now());
         dm_stmt_bind_int64(st, 3, user_id);
         e = dm_stmt_step(st, p, &row);
         dm_stmt_done(st);

@@ -28,16 +28,6 @@ static const char pw_alphabet[] = "ABCDEFGHJKMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxy
 
 #define STAFF_COLUMNS "id, email, role, status, created_at"
 
-static int64_t now_sec(void)
-{
-    return dm_now();
-}
-
-static void bind_str(dm_stmt *st, int i, const char *s)
-{
-    dm_stmt_bind_text(st, i, s, strlen(s));
-}
-
 static void read_staff(dm_stmt *st, apr_pool_t *p, int c, dm_staff *out)
 {
     out->id = dm_stmt_int64(st, c);
@@ -116,7 +106,7 @@ static dm_err *create_txn(dm_db *db, apr_pool_t *p, create_ctx *c)
 {
     dm_stmt *st;
     int row = 0;
-    int64_t now = now_sec(), owners = 0;
+    int64_t now = dm_now(), owners = 0;
     json_t *after;
     dm_err *e;
 
@@ -134,10 +124,10 @@ static dm_err *create_txn(dm_db *db, apr_pool_t *p, create_ctx *c)
     if (e) {
         return e;
     }
-    bind_str(st, 1, c->email);
-    bind_str(st, 2, c->key);
-    bind_str(st, 3, c->hash);
-    bind_str(st, 4, c->role);
+    dm_stmt_bind_str(st, 1, c->email);
+    dm_stmt_bind_str(st, 2, c->key);
+    dm_stmt_bind_str(st, 3, c->hash);
+    dm_stmt_bind_str(st, 4, c->role);
     dm_stmt_bind_int64(st, 5, now);
     dm_stmt_bind_int64(st, 6, now);
     e = dm_stmt_step(st, p, &row);
@@ -248,7 +238,7 @@ static dm_err *login_txn(dm_db *db, apr_pool_t *p, const login_ctx *c)
 {
     dm_stmt *st;
     int row = 0;
-    int64_t now = now_sec();
+    int64_t now = dm_now();
     dm_err *e;
 
     if (c->new_hash) {
@@ -257,7 +247,7 @@ static dm_err *login_txn(dm_db *db, apr_pool_t *p, const login_ctx *c)
         if (e) {
             return e;
         }
-        bind_str(st, 1, c->new_hash);
+        dm_stmt_bind_str(st, 1, c->new_hash);
         dm_stmt_bind_int64(st, 2, now);
         dm_stmt_bind_int64(st, 3, c->st->id);
         e = dm_stmt_step(st, p, &row);
@@ -287,8 +277,8 @@ static dm_err *login_txn(dm_db *db, apr_pool_t *p, const login_ctx *c)
         return e;
     }
     dm_stmt_bind_int64(st, 1, c->st->id);
-    bind_str(st, 2, c->token_hash);
-    bind_str(st, 3, c->ip);
+    dm_stmt_bind_str(st, 2, c->token_hash);
+    dm_stmt_bind_str(st, 3, c->ip);
     dm_stmt_bind_int64(st, 4, now);
     dm_stmt_bind_int64(st, 5, c->expires);
     e = dm_stmt_step(st, p, &row);
@@ -323,7 +313,7 @@ dm_err *dm_staff_login(dm_db *db, apr_pool_t *p, const dm_services *s, const cha
     if (e) {
         return e;
     }
-    bind_str(st, 1, key);
+    dm_stmt_bind_str(st, 1, key);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         read_staff(st, p, 0, out);
@@ -360,7 +350,7 @@ dm_err *dm_staff_login(dm_db *db, apr_pool_t *p, const dm_services *s, const cha
     }
     token = dm_token_new(p);
     c.token_hash = dm_token_hash(p, s->keys->token_hash, token);
-    c.expires = now_sec() + DM_STAFF_SESSION_TTL;
+    c.expires = dm_now() + DM_STAFF_SESSION_TTL;
     e = dm_db_begin(db, p);
     if (e) {
         return e;
@@ -397,7 +387,7 @@ dm_err *dm_staff_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s, co
     if (e) {
         return e;
     }
-    bind_str(st, 1, dm_token_hash(p, s->keys->token_hash, token));
+    dm_stmt_bind_str(st, 1, dm_token_hash(p, s->keys->token_hash, token));
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         read_staff(st, p, 0, out);
@@ -408,7 +398,7 @@ dm_err *dm_staff_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s, co
     if (e) {
         return e;
     }
-    if (!row || revoked || expires <= now_sec()) {
+    if (!row || revoked || expires <= dm_now()) {
         return dm_err_make(p, DM_E_UNAUTHORIZED, NULL,
                            "the staff session has ended or is not valid; log in again");
     }
@@ -422,7 +412,7 @@ static dm_err *logout_txn(dm_db *db, apr_pool_t *p, const char *hash, const char
 {
     dm_stmt *st;
     int row = 0;
-    int64_t id = 0, staff_id = 0, now = now_sec();
+    int64_t id = 0, staff_id = 0, now = dm_now();
     dm_err *e = dm_db_prepare(db, p,
                               "SELECT id, staff_id FROM staff_sessions WHERE token_hash = ? AND "
                               "revoked_at IS NULL AND expires_at > ?",
@@ -431,7 +421,7 @@ static dm_err *logout_txn(dm_db *db, apr_pool_t *p, const char *hash, const char
     if (e) {
         return e;
     }
-    bind_str(st, 1, hash);
+    dm_stmt_bind_str(st, 1, hash);
     dm_stmt_bind_int64(st, 2, now);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {

@@ -17,20 +17,6 @@
     "SELECT a.id, a.staff_id, s.email, a.action, a.target_type, a.target_id, a.before_json, "      \
     "a.after_json, a.ip, a.created_at FROM audit_log a LEFT JOIN staff s ON s.id = a.staff_id "
 
-static void bind_opt(dm_stmt *st, int i, const char *s)
-{
-    if (s) {
-        dm_stmt_bind_text(st, i, s, strlen(s));
-    } else {
-        dm_stmt_bind_null(st, i);
-    }
-}
-
-static const char *opt_text(dm_stmt *st, apr_pool_t *p, int col)
-{
-    return dm_stmt_is_null(st, col) ? NULL : apr_pstrdup(p, dm_stmt_text(st, col, NULL));
-}
-
 dm_err *dm_audit_write(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *action,
                        const char *target_type, const char *target_id, const json_t *before,
                        const json_t *after, const char *ip)
@@ -63,9 +49,9 @@ dm_err *dm_audit_write(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *a
     } else {
         dm_stmt_bind_null(st, 1);
     }
-    bind_opt(st, 2, action);
-    bind_opt(st, 3, target_type);
-    bind_opt(st, 4, target_id);
+    dm_stmt_bind_str(st, 2, action);
+    dm_stmt_bind_str(st, 3, target_type);
+    dm_stmt_bind_str(st, 4, target_id);
     if (before) {
         text = dm_json_dump(p, before, &len);
         dm_stmt_bind_text(st, 5, text, len);
@@ -78,7 +64,7 @@ dm_err *dm_audit_write(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *a
     } else {
         dm_stmt_bind_null(st, 6);
     }
-    bind_opt(st, 7, ip ? ip : DM_AUDIT_CONSOLE_IP);
+    dm_stmt_bind_str(st, 7, ip ? ip : DM_AUDIT_CONSOLE_IP);
     dm_stmt_bind_int64(st, 8, dm_now());
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
@@ -121,14 +107,14 @@ dm_err *dm_audit_list(dm_db *db, apr_pool_t *p, const dm_audit_filter *f, int64_
         return e;
     }
     if (f->target_type) {
-        bind_opt(st, i++, f->target_type);
+        dm_stmt_bind_str(st, i++, f->target_type);
     }
     if (f->target_id) {
-        bind_opt(st, i++, f->target_id);
+        dm_stmt_bind_str(st, i++, f->target_id);
     }
     dm_stmt_bind_int64(st, i++, cursor > 0 ? cursor : INT64_MAX);
-    bind_opt(st, i++, f->action);
-    bind_opt(st, i++, f->action);
+    dm_stmt_bind_str(st, i++, f->action);
+    dm_stmt_bind_str(st, i++, f->action);
     /* one more than asked: whether there is a next page */
     dm_stmt_bind_int64(st, i, (int64_t)limit + 1);
     list = apr_array_make(p, limit, sizeof(dm_audit_entry));
@@ -141,12 +127,12 @@ dm_err *dm_audit_list(dm_db *db, apr_pool_t *p, const dm_audit_filter *f, int64_
         a = apr_array_push(list);
         a->id = dm_stmt_int64(st, 0);
         a->staff_id = dm_stmt_is_null(st, 1) ? 0 : dm_stmt_int64(st, 1);
-        a->staff_email = opt_text(st, p, 2);
+        a->staff_email = dm_stmt_dup_text(st, p, 2);
         a->action = apr_pstrdup(p, dm_stmt_text(st, 3, NULL));
-        a->target_type = opt_text(st, p, 4);
-        a->target_id = opt_text(st, p, 5);
-        a->before_json = opt_text(st, p, 6);
-        a->after_json = opt_text(st, p, 7);
+        a->target_type = dm_stmt_dup_text(st, p, 4);
+        a->target_id = dm_stmt_dup_text(st, p, 5);
+        a->before_json = dm_stmt_dup_text(st, p, 6);
+        a->after_json = dm_stmt_dup_text(st, p, 7);
         a->ip = apr_pstrdup(p, dm_stmt_text(st, 8, NULL));
         a->created_at = dm_stmt_int64(st, 9);
     }

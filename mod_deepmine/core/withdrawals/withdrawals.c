@@ -35,11 +35,6 @@ static const char BASE58[] = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqr
 static const char BECH32[] = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
 static const char HEX[] = "0123456789abcdefABCDEF";
 
-static int64_t now_sec(void)
-{
-    return dm_now();
-}
-
 static const char *id_str(apr_pool_t *p, int64_t id)
 {
     return apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)id);
@@ -134,11 +129,6 @@ const char *dm_wd_network_of(apr_pool_t *p, const char *destination)
 
 /* ---- rows ---- */
 
-static const char *opt_text(dm_stmt *st, apr_pool_t *p, int col)
-{
-    return dm_stmt_is_null(st, col) ? NULL : apr_pstrdup(p, dm_stmt_text(st, col, NULL));
-}
-
 static int64_t opt_int(dm_stmt *st, int col)
 {
     return dm_stmt_is_null(st, col) ? 0 : dm_stmt_int64(st, col);
@@ -153,8 +143,8 @@ static void read_row(dm_stmt *st, apr_pool_t *p, dm_withdrawal *w)
     w->network = apr_pstrdup(p, dm_stmt_text(st, 4, NULL));
     w->destination = apr_pstrdup(p, dm_stmt_text(st, 5, NULL));
     w->status = apr_pstrdup(p, dm_stmt_text(st, 6, NULL));
-    w->txid = opt_text(st, p, 7);
-    w->reason = opt_text(st, p, 8);
+    w->txid = dm_stmt_dup_text(st, p, 7);
+    w->reason = dm_stmt_dup_text(st, p, 8);
     w->requested_at = dm_stmt_int64(st, 9);
     w->decided_at = opt_int(st, 10);
     w->decided_by = opt_int(st, 11);
@@ -163,7 +153,7 @@ static void read_row(dm_stmt *st, apr_pool_t *p, dm_withdrawal *w)
     w->email = apr_pstrdup(p, dm_stmt_text(st, 14, NULL));
 }
 
-dm_err *dm_wd_get(dm_db *db, apr_pool_t *p, int64_t id, dm_withdrawal *out)
+static dm_err *dm_wd_get(dm_db *db, apr_pool_t *p, int64_t id, dm_withdrawal *out)
 {
     dm_stmt *st;
     int row = 0;
@@ -311,7 +301,7 @@ static dm_err *requested_today(dm_db *db, apr_pool_t *p, int64_t user_id, int64_
         return e;
     }
     dm_stmt_bind_int64(st, 1, user_id);
-    dm_stmt_bind_int64(st, 2, now_sec() - DAY_SECONDS);
+    dm_stmt_bind_int64(st, 2, dm_now() - DAY_SECONDS);
     e = dm_stmt_step(st, p, &row);
     *sum = (!e && row) ? dm_stmt_int64(st, 0) : 0;
     dm_stmt_done(st);
@@ -365,7 +355,7 @@ static dm_err *insert_request(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t
     dm_stmt_bind_text(st, 4, network, strlen(network));
     dm_stmt_bind_text(st, 5, destination, strlen(destination));
     dm_stmt_bind_text(st, 6, key, strlen(key));
-    dm_stmt_bind_int64(st, 7, now_sec());
+    dm_stmt_bind_int64(st, 7, dm_now());
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
         *id = dm_stmt_int64(st, 0);
@@ -519,7 +509,7 @@ static dm_err *mark_decided(dm_db *db, apr_pool_t *p, int64_t id, const char *st
     } else {
         dm_stmt_bind_null(st, 3);
     }
-    dm_stmt_bind_int64(st, 4, now_sec());
+    dm_stmt_bind_int64(st, 4, dm_now());
     if (staff_id) {
         dm_stmt_bind_int64(st, 5, staff_id);
     } else {

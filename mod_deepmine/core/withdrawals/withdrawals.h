@@ -87,8 +87,6 @@ dm_err *dm_wd_request(dm_db *db, apr_pool_t *p, const dm_wd_limits *lim, int64_t
 dm_err *dm_wd_decide(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip, int64_t id,
                      int approve, const char *txid, const char *reason, dm_withdrawal *out);
 
-dm_err *dm_wd_get(dm_db *db, apr_pool_t *p, int64_t id, dm_withdrawal *out);
-
 /* Newest first, keyset paginated on id (cursor 0: first page; *next 0: no
  * more); user_id 0: every member's; status NULL: any, else one of the
  * three (DM_E_INVALID naming "status"). Rows are dm_withdrawal. */

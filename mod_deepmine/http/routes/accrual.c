@@ -12,7 +12,6 @@
 #include <http_protocol.h>
 
 #include "base/clock.h"
-#include "base/confparse.h"
 #include "shop/earnings.h"
 #include "base/json.h"
 #include "ledger/ledger.h"
@@ -97,19 +96,19 @@ static int statement(request_rec *r, const dm_route_match *rm)
     dm_db *db;
     dm_member m;
     dm_contract c;
-    long long id = 0;
+    int64_t id = 0;
     int64_t from = 0, to = 0;
     int has_from = 0, has_to = 0, fixed;
-    const char *s = apr_table_get(rm->params, "id");
     apr_array_header_t *days = NULL;
     json_t *arr, *cj;
     dm_err *e = dm_http_member_db(r, &db, &m);
 
-    if (!e && (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &id))) {
+    if (!e && dm_http_id_param(r, rm, "contract", &id)) {
+        /* Not a number: no such contract (a path, not a field). */
         e = dm_err_make(r->pool, DM_E_NOT_FOUND, NULL, "no such contract");
     }
     if (!e) {
-        e = dm_contract_get(db, r->pool, (int64_t)id, m.id, &c);
+        e = dm_contract_get(db, r->pool, id, m.id, &c);
     }
     if (!e) {
         e = time_arg(r, "from", &from, &has_from);
@@ -196,31 +195,20 @@ static int payout_record(request_rec *r, const dm_route_match *rm)
                                  json_pack("{s:o}", "payout", dm_pool_payout_json(r->pool, &out)));
 }
 
+static json_t *payout_row(apr_pool_t *p, const void *row, int staff_view)
+{
+    return dm_pool_payout_json(p, row);
+}
+
 static int payouts_list(request_rec *r, const dm_route_match *rm)
 {
-    dm_db *db;
-    dm_staff st;
-    apr_array_header_t *rows = NULL;
-    int64_t cursor = 0, next = 0;
-    int limit = 50;
-    json_t *arr;
-    dm_err *e = dm_http_staff_db(r, rm, &db, &st);
+    dm_http_page pg;
+    dm_err *e = dm_http_page_begin(r, rm, DM_HTTP_STAFF, &pg);
 
     if (!e) {
-        e = dm_http_paging(r, &limit, &cursor);
+        e = dm_pool_payouts_list(pg.db, r->pool, pg.cursor, pg.limit, &pg.rows, &pg.next);
     }
-    if (!e) {
-        e = dm_pool_payouts_list(db, r->pool, cursor, limit, &rows, &next);
-    }
-    if (e) {
-        return dm_http_error(r, e);
-    }
-    arr = json_array();
-    for (int i = 0; i < rows->nelts; i++) {
-        json_array_append_new(
-            arr, dm_pool_payout_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_pool_payout)));
-    }
-    return dm_http_send_page(r, "pool_payouts", arr, next);
+    return dm_http_page_send(r, e, &pg, "pool_payouts", payout_row);
 }
 
 /* ---- owner: commissions on yield ---- */

@@ -11,7 +11,6 @@
 #include <http_protocol.h>
 
 #include "shop/capacity.h"
-#include "base/confparse.h"
 #include "base/json.h"
 #include "shop/packages_admin.h"
 
@@ -146,18 +145,17 @@ static int packages_patch(request_rec *r, const dm_route_match *m)
     dm_staff st;
     json_t *b;
     dm_package pkg;
-    long long id = 0;
-    const char *s = apr_table_get(m->params, "id");
+    int64_t id = 0;
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
-    if (!e && (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &id))) {
-        e = dm_err_make(r->pool, DM_E_INVALID, "id", "the package id must be a positive number");
+    if (!e) {
+        e = dm_http_id_param(r, m, "package", &id);
     }
     if (!e) {
         e = dm_http_read_json(r, &b);
     }
     if (!e) {
-        e = dm_packages_admin_patch(db, r->pool, st.id, r->useragent_ip, (int64_t)id, b, &pkg);
+        e = dm_packages_admin_patch(db, r->pool, st.id, r->useragent_ip, id, b, &pkg);
     }
     if (e) {
         return dm_http_error(r, e);

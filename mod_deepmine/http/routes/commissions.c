@@ -13,56 +13,28 @@
 #include <http_protocol.h>
 
 #include "referral/commission.h"
-#include "base/confparse.h"
 #include "referral/flags.h"
 #include "base/json.h"
 #include "referral/vip.h"
 #include "staff/member_admin.h"
 
-static dm_err *id_param(request_rec *r, const dm_route_match *m, const char *what, int64_t *id)
-{
-    long long v = 0;
-    const char *s = apr_table_get(m->params, "id");
-
-    if (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &v)) {
-        return dm_err_make(r->pool, DM_E_INVALID, "id", "the %s id must be a positive number",
-                           what);
-    }
-    *id = (int64_t)v;
-    return NULL;
-}
-
 /* ---- the member's credits ---- */
+
+static json_t *commission_row(apr_pool_t *p, const void *row, int staff_view)
+{
+    return dm_commission_row_json(p, row);
+}
 
 static int my_commissions(request_rec *r, const dm_route_match *m)
 {
-    dm_db *db;
-    dm_member mem = {0};
-    apr_array_header_t *rows = NULL;
-    int64_t cursor = 0, next = 0;
-    int limit = 50;
-    json_t *arr;
-    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
+    dm_http_page pg;
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_MEMBER, &pg);
 
-    memset(&mem, 0, sizeof(mem));
     if (!e) {
-        e = dm_http_member(r, db, &mem);
+        e = dm_commission_list(pg.db, r->pool, pg.member.id, pg.cursor, pg.limit, &pg.rows,
+                               &pg.next);
     }
-    if (!e) {
-        e = dm_http_paging(r, &limit, &cursor);
-    }
-    if (!e) {
-        e = dm_commission_list(db, r->pool, mem.id, cursor, limit, &rows, &next);
-    }
-    if (e) {
-        return dm_http_error(r, e);
-    }
-    arr = json_array();
-    for (int i = 0; i < rows->nelts; i++) {
-        json_array_append_new(
-            arr, dm_commission_row_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_commission_row)));
-    }
-    return dm_http_send_page(r, "commissions", arr, next);
+    return dm_http_page_send(r, e, &pg, "commissions", commission_row);
 }
 
 /* ---- the plan ---- */
@@ -119,7 +91,7 @@ static int user_vip_patch(request_rec *r, const dm_route_match *m)
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
-        e = id_param(r, m, "member", &id);
+        e = dm_http_id_param(r, m, "member", &id);
     }
     if (!e) {
         e = dm_http_read_json(r, &b);
@@ -138,34 +110,24 @@ static int user_vip_patch(request_rec *r, const dm_route_match *m)
 
 /* ---- fraud flags ---- */
 
+static json_t *flag_row(apr_pool_t *p, const void *row, int staff_view)
+{
+    return dm_flag_json(p, row);
+}
+
 static int flags_list(request_rec *r, const dm_route_match *m)
 {
-    dm_db *db;
-    dm_staff st;
-    apr_array_header_t *rows = NULL;
-    int64_t cursor = 0, next = 0;
-    int limit = 50;
+    dm_http_page pg;
     const char *status = dm_http_arg(r, "status");
-    json_t *arr;
-    dm_err *e = dm_http_staff_db(r, m, &db, &st);
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
 
     if (status && !*status) {
         status = NULL; /* ?status= : every flag; a bad one is refused by core */
     }
     if (!e) {
-        e = dm_http_paging(r, &limit, &cursor);
+        e = dm_flags_list(pg.db, r->pool, status, pg.cursor, pg.limit, &pg.rows, &pg.next);
     }
-    if (!e) {
-        e = dm_flags_list(db, r->pool, status, cursor, limit, &rows, &next);
-    }
-    if (e) {
-        return dm_http_error(r, e);
-    }
-    arr = json_array();
-    for (int i = 0; i < rows->nelts; i++) {
-        json_array_append_new(arr, dm_flag_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_flag)));
-    }
-    return dm_http_send_page(r, "flags", arr, next);
+    return dm_http_page_send(r, e, &pg, "flags", flag_row);
 }
 
 static int flag_resolve(request_rec *r, const dm_route_match *m, const char *status)
@@ -177,7 +139,7 @@ static int flag_resolve(request_rec *r, const dm_route_match *m, const char *sta
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
-        e = id_param(r, m, "flag", &id);
+        e = dm_http_id_param(r, m, "flag", &id);
     }
     if (!e) {
         e = dm_flags_resolve(db, r->pool, st.id, r->useragent_ip, id, status, &f);

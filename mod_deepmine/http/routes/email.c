@@ -23,7 +23,6 @@
 #include <apr_strings.h>
 #include <http_protocol.h>
 
-#include "base/confparse.h"
 #include "base/json.h"
 #include "mail/mail.h"
 #include "mail/mail_oneclick.h"
@@ -56,20 +55,17 @@ static dm_mail_site site(request_rec *r)
 
 /* ---- the queue ---- */
 
+static json_t *mail_row(apr_pool_t *p, const void *row, int staff_view)
+{
+    return dm_mail_row_json(p, row);
+}
+
 static int email_list(request_rec *r, const dm_route_match *m)
 {
-    dm_db *db;
-    dm_staff st;
+    dm_http_page pg;
     const char *status = NULL, *recipient = NULL;
-    apr_array_header_t *rows = NULL;
-    int64_t cursor = 0, next = 0;
-    int limit = 50;
-    json_t *arr;
-    dm_err *e = dm_http_staff_db(r, m, &db, &st);
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
 
-    if (!e) {
-        e = dm_http_paging(r, &limit, &cursor);
-    }
     if (!e) {
         e = dm_http_arg_max(r, "status", 16, &status);
     }
@@ -77,16 +73,10 @@ static int email_list(request_rec *r, const dm_route_match *m)
         e = dm_http_arg_max(r, "recipient", MAX_FILTER_FIELD, &recipient);
     }
     if (!e) {
-        e = dm_mail_list(db, r->pool, status, recipient, cursor, limit, &rows, &next);
+        e = dm_mail_list(pg.db, r->pool, status, recipient, pg.cursor, pg.limit, &pg.rows,
+                         &pg.next);
     }
-    if (e) {
-        return dm_http_error(r, e);
-    }
-    arr = json_array();
-    for (int i = 0; i < rows->nelts; i++) {
-        json_array_append_new(arr, dm_mail_row_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_mail_row)));
-    }
-    return dm_http_send_page(r, "messages", arr, next);
+    return dm_http_page_send(r, e, &pg, "messages", mail_row);
 }
 
 static int email_resend(request_rec *r, const dm_route_match *m)
@@ -94,15 +84,15 @@ static int email_resend(request_rec *r, const dm_route_match *m)
     dm_db *db;
     dm_staff st;
     dm_mail_row row;
-    long long id = 0;
-    const char *s = apr_table_get(m->params, "id");
+    int64_t id = 0;
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
-    if (!e && (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &id))) {
+    if (!e && dm_http_id_param(r, m, "message", &id)) {
+        /* Not a number: no such message (a path, not a field). */
         e = dm_err_make(r->pool, DM_E_NOT_FOUND, NULL, "no such message");
     }
     if (!e) {
-        e = dm_mail_resend(db, r->pool, st.id, r->useragent_ip, (int64_t)id, &row);
+        e = dm_mail_resend(db, r->pool, st.id, r->useragent_ip, id, &row);
     }
     return e ? dm_http_error(r, e)
              : dm_http_send_json(r, HTTP_OK,
@@ -296,31 +286,20 @@ static int template_restore(request_rec *r, const dm_route_match *m)
 
 /* ---- suppressions ---- */
 
+static json_t *suppression_row(apr_pool_t *p, const void *row, int staff_view)
+{
+    return dm_suppression_json(p, row);
+}
+
 static int suppressions_list(request_rec *r, const dm_route_match *m)
 {
-    dm_db *db;
-    dm_staff st;
-    apr_array_header_t *rows = NULL;
-    int64_t cursor = 0, next = 0;
-    int limit = 50;
-    json_t *arr;
-    dm_err *e = dm_http_staff_db(r, m, &db, &st);
+    dm_http_page pg;
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
 
     if (!e) {
-        e = dm_http_paging(r, &limit, &cursor);
+        e = dm_suppression_list(pg.db, r->pool, pg.cursor, pg.limit, &pg.rows, &pg.next);
     }
-    if (!e) {
-        e = dm_suppression_list(db, r->pool, cursor, limit, &rows, &next);
-    }
-    if (e) {
-        return dm_http_error(r, e);
-    }
-    arr = json_array();
-    for (int i = 0; i < rows->nelts; i++) {
-        json_array_append_new(
-            arr, dm_suppression_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_suppression)));
-    }
-    return dm_http_send_page(r, "suppressions", arr, next);
+    return dm_http_page_send(r, e, &pg, "suppressions", suppression_row);
 }
 
 static int suppression_delete(request_rec *r, const dm_route_match *m)

@@ -81,39 +81,25 @@ static dm_err *transfer_filter(request_rec *r, dm_transfer_filter *f)
     return e;
 }
 
+static json_t *transfer_row(apr_pool_t *p, const void *row, int staff_view)
+{
+    return dm_transfer_row_json(p, row);
+}
+
 static int admin_transfers(request_rec *r, const dm_route_match *m)
 {
-    dm_db *db;
-    dm_staff st;
+    dm_http_page pg;
     dm_transfer_filter f;
-    apr_array_header_t *rows = NULL;
-    int64_t cursor = 0, next = 0;
-    int limit = 50;
-    json_t *arr;
-    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
 
     memset(&f, 0, sizeof(f));
-    if (!e) {
-        e = dm_http_staff(r, db, m, &st);
-    }
-    if (!e) {
-        e = dm_http_paging(r, &limit, &cursor);
-    }
     if (!e) {
         e = transfer_filter(r, &f);
     }
     if (!e) {
-        e = dm_ledger_transfers_list(db, r->pool, &f, cursor, limit, &rows, &next);
+        e = dm_ledger_transfers_list(pg.db, r->pool, &f, pg.cursor, pg.limit, &pg.rows, &pg.next);
     }
-    if (e) {
-        return dm_http_error(r, e);
-    }
-    arr = json_array();
-    for (int i = 0; i < rows->nelts; i++) {
-        json_array_append_new(
-            arr, dm_transfer_row_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_transfer_row)));
-    }
-    return dm_http_send_page(r, "transfers", arr, next);
+    return dm_http_page_send(r, e, &pg, "transfers", transfer_row);
 }
 
 const dm_route_def dm_routes_ledger[] = {

@@ -116,10 +116,7 @@ static int referral_list(request_rec *r, const dm_route_match *rm)
                                              row->vip_level));
     }
     o = dm_json_own(r->pool, json_pack("{s:o,s:i}", "referrals", arr, "level", (int)level));
-    json_object_set_new(
-        o, "next_cursor",
-        next ? json_string(apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)next))
-             : json_null());
+    json_object_set_new(o, "next_cursor", dm_http_cursor_json(r->pool, next));
     body = dm_json_dump(r->pool, o, &len);
     return dm_http_json(r, HTTP_OK, body, len);
 }

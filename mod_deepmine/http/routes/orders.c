@@ -9,47 +9,20 @@
 #include <apr_strings.h>
 #include <http_protocol.h>
 
-#include "base/confparse.h"
 #include "base/json.h"
 #include "shop/orders.h"
 
 #define MAX_GATEWAY_FIELD 64
 #define MAX_STATUS_FIELD 32
 
-static dm_err *id_param(request_rec *r, const dm_route_match *m, int64_t *id)
+static json_t *order_row(apr_pool_t *p, const void *row, int staff_view)
 {
-    long long v = 0;
-    const char *s = apr_table_get(m->params, "id");
-
-    if (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &v)) {
-        /* Not a number: no such order (a path, not a field). */
-        return dm_err_make(r->pool, DM_E_NOT_FOUND, NULL, "no such order");
-    }
-    *id = (int64_t)v;
-    return NULL;
+    return dm_order_json(p, row, staff_view);
 }
 
-static json_t *orders_page(apr_pool_t *p, const apr_array_header_t *rows, int staff_view,
-                           int64_t next)
+static json_t *contract_row(apr_pool_t *p, const void *row, int staff_view)
 {
-    json_t *arr = json_array();
-
-    for (int i = 0; i < rows->nelts; i++) {
-        json_array_append_new(arr, dm_order_json(p, &APR_ARRAY_IDX(rows, i, dm_order), staff_view));
-    }
-    return json_pack("{s:o,s:o}", "orders", arr, "next_cursor", dm_http_cursor_json(p, next));
-}
-
-static json_t *contracts_page(apr_pool_t *p, const apr_array_header_t *rows, int staff_view,
-                              int64_t next)
-{
-    json_t *arr = json_array();
-
-    for (int i = 0; i < rows->nelts; i++) {
-        json_array_append_new(
-            arr, dm_contract_json(p, &APR_ARRAY_IDX(rows, i, dm_contract), staff_view));
-    }
-    return json_pack("{s:o,s:o}", "contracts", arr, "next_cursor", dm_http_cursor_json(p, next));
+    return dm_contract_json(p, row, staff_view);
 }
 
 /* ---- member ---- */
@@ -105,21 +78,14 @@ static int order_create(request_rec *r, const dm_route_match *rm)
 
 static int orders_mine(request_rec *r, const dm_route_match *rm)
 {
-    dm_db *db;
-    dm_member m;
-    apr_array_header_t *rows = NULL;
-    int64_t cursor = 0, next = 0;
-    int limit = 50;
-    dm_err *e = dm_http_member_db(r, &db, &m);
+    dm_http_page pg;
+    dm_err *e = dm_http_page_begin(r, rm, DM_HTTP_MEMBER, &pg);
 
     if (!e) {
-        e = dm_http_paging(r, &limit, &cursor);
+        e = dm_orders_list(pg.db, r->pool, pg.member.id, NULL, pg.cursor, pg.limit, &pg.rows,
+                           &pg.next);
     }
-    if (!e) {
-        e = dm_orders_list(db, r->pool, m.id, NULL, cursor, limit, &rows, &next);
-    }
-    return e ? dm_http_error(r, e)
-             : dm_http_send_json(r, HTTP_OK, orders_page(r->pool, rows, 0, next));
+    return dm_http_page_send(r, e, &pg, "orders", order_row);
 }
 
 static int order_mine(request_rec *r, const dm_route_match *rm)
@@ -130,8 +96,9 @@ static int order_mine(request_rec *r, const dm_route_match *rm)
     int64_t id = 0;
     dm_err *e = dm_http_member_db(r, &db, &m);
 
-    if (!e) {
-        e = id_param(r, rm, &id);
+    if (!e && dm_http_id_param(r, rm, "order", &id)) {
+        /* Not a number: no such order (a path, not a field). */
+        e = dm_err_make(r->pool, DM_E_NOT_FOUND, NULL, "no such order");
     }
     if (!e) {
         e = dm_order_get(db, r->pool, id, m.id, &o);
@@ -143,66 +110,43 @@ static int order_mine(request_rec *r, const dm_route_match *rm)
 
 static int contracts_mine(request_rec *r, const dm_route_match *rm)
 {
-    dm_db *db;
-    dm_member m;
-    apr_array_header_t *rows = NULL;
-    int64_t cursor = 0, next = 0;
-    int limit = 50;
-    dm_err *e = dm_http_member_db(r, &db, &m);
+    dm_http_page pg;
+    dm_err *e = dm_http_page_begin(r, rm, DM_HTTP_MEMBER, &pg);
 
     if (!e) {
-        e = dm_http_paging(r, &limit, &cursor);
+        e = dm_contracts_list(pg.db, r->pool, pg.member.id, pg.cursor, pg.limit, &pg.rows,
+                              &pg.next);
     }
-    if (!e) {
-        e = dm_contracts_list(db, r->pool, m.id, cursor, limit, &rows, &next);
-    }
-    return e ? dm_http_error(r, e)
-             : dm_http_send_json(r, HTTP_OK, contracts_page(r->pool, rows, 0, next));
+    return dm_http_page_send(r, e, &pg, "contracts", contract_row);
 }
 
 /* ---- staff ---- */
 
 static int admin_orders(request_rec *r, const dm_route_match *rm)
 {
-    dm_db *db;
-    dm_staff st;
-    apr_array_header_t *rows = NULL;
+    dm_http_page pg;
     const char *status = dm_http_arg(r, "status");
-    int64_t cursor = 0, next = 0;
-    int limit = 50;
-    dm_err *e = dm_http_staff_db(r, rm, &db, &st);
+    dm_err *e = dm_http_page_begin(r, rm, DM_HTTP_STAFF, &pg);
 
-    if (!e) {
-        e = dm_http_paging(r, &limit, &cursor);
-    }
     if (!e && status && strlen(status) > MAX_STATUS_FIELD) {
         e = dm_err_make(r->pool, DM_E_INVALID, "status", "unknown status");
     }
     if (!e) {
-        e = dm_orders_list(db, r->pool, 0, (status && *status) ? status : NULL, cursor, limit,
-                           &rows, &next);
+        e = dm_orders_list(pg.db, r->pool, 0, (status && *status) ? status : NULL, pg.cursor,
+                           pg.limit, &pg.rows, &pg.next);
     }
-    return e ? dm_http_error(r, e)
-             : dm_http_send_json(r, HTTP_OK, orders_page(r->pool, rows, 1, next));
+    return dm_http_page_send(r, e, &pg, "orders", order_row);
 }
 
 static int admin_contracts(request_rec *r, const dm_route_match *rm)
 {
-    dm_db *db;
-    dm_staff st;
-    apr_array_header_t *rows = NULL;
-    int64_t cursor = 0, next = 0;
-    int limit = 50;
-    dm_err *e = dm_http_staff_db(r, rm, &db, &st);
+    dm_http_page pg;
+    dm_err *e = dm_http_page_begin(r, rm, DM_HTTP_STAFF, &pg);
 
     if (!e) {
-        e = dm_http_paging(r, &limit, &cursor);
+        e = dm_contracts_list(pg.db, r->pool, 0, pg.cursor, pg.limit, &pg.rows, &pg.next);
     }
-    if (!e) {
-        e = dm_contracts_list(db, r->pool, 0, cursor, limit, &rows, &next);
-    }
-    return e ? dm_http_error(r, e)
-             : dm_http_send_json(r, HTTP_OK, contracts_page(r->pool, rows, 1, next));
+    return dm_http_page_send(r, e, &pg, "contracts", contract_row);
 }
 
 /* 200 when the order is refunded on return (a balance order, or a gateway
@@ -217,8 +161,9 @@ static int admin_refund(request_rec *r, const dm_route_match *rm)
     int refunded = 0;
     dm_err *e = dm_http_staff_db(r, rm, &db, &st);
 
-    if (!e) {
-        e = id_param(r, rm, &id);
+    if (!e && dm_http_id_param(r, rm, "order", &id)) {
+        /* Not a number: no such order (a path, not a field). */
+        e = dm_err_make(r->pool, DM_E_NOT_FOUND, NULL, "no such order");
     }
     if (!e) {
         e = dm_order_refund(db, r->pool, dm_g.plugins, st.id, r->useragent_ip, id, &o, &refunded);

@@ -3,9 +3,7 @@
  */
 #include "dm_http.h"
 
-#include <apr_lib.h>
 #include <apr_strings.h>
-#include <errno.h>
 
 /* A heartbeat older than this (seconds) makes the server degraded. */
 #define DM_CRON_STALE 60
@@ -108,18 +106,13 @@ static int packages_list(request_rec *r, const dm_route_match *m)
 
 static int package_one(request_rec *r, const dm_route_match *m)
 {
-    const char *id_text = apr_table_get(m->params, "id");
     dm_rendered doc;
-    dm_err *e;
-    char *end;
-    apr_int64_t id;
+    int64_t id = 0;
+    dm_err *e = dm_http_id_param(r, m, "package", &id);
 
-    errno = 0;
-    id = apr_strtoi64(id_text, &end, 10);
-    if (!*id_text || *end || errno || id <= 0 || !apr_isdigit(id_text[0])) {
-        return dm_http_fail(r, DM_E_INVALID, "id", "the package id must be a positive integer");
+    if (!e) {
+        e = dm_catalogue_cache_one(dm_g.catalogue, dm_g.db, r->pool, id, &doc);
     }
-    e = dm_catalogue_cache_one(dm_g.catalogue, dm_g.db, r->pool, (int64_t)id, &doc);
     return e ? dm_http_error(r, e) : dm_http_cached_json(r, &doc);
 }
 

@@ -57,7 +57,6 @@
 
 #include "staff/member_admin.h"
 #include "store/audit.h"
-#include "base/confparse.h"
 #include "base/json.h"
 #include "mail/mail.h"
 #include "store/migrate.h"
@@ -130,7 +129,8 @@ static unsigned route_roles(const char *method, const char *pattern, int *known)
     return 0;
 }
 
-dm_err *dm_http_staff(request_rec *r, dm_db *db, const dm_route_match *m, dm_staff *out)
+/* The calling staff member on db (see dm_http_staff_db in dm_http.h). */
+static dm_err *dm_http_staff(request_rec *r, dm_db *db, const dm_route_match *m, dm_staff *out)
 {
     const dm_route_def *d = m->data;
     /* Only the dm_admin cookie: a member's dm_session or Bearer token is
@@ -169,18 +169,6 @@ dm_err *dm_http_staff_db(request_rec *r, const dm_route_match *m, dm_db **db, dm
 {
     dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, db);
     return e ? e : dm_http_staff(r, *db, m, out);
-}
-
-static dm_err *id_param(request_rec *r, const dm_route_match *m, int64_t *id)
-{
-    long long v = 0;
-    const char *s = apr_table_get(m->params, "id");
-
-    if (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &v)) {
-        return dm_err_make(r->pool, DM_E_INVALID, "id", "the member id must be a positive number");
-    }
-    *id = (int64_t)v;
-    return NULL;
 }
 
 /* ---- session ---- */
@@ -251,20 +239,17 @@ static int admin_logout(request_rec *r, const dm_route_match *m)
 
 /* ---- members ---- */
 
+static json_t *user_row(apr_pool_t *p, const void *row, int staff_view)
+{
+    return dm_admin_user_row_json(p, row);
+}
+
 static int users_list(request_rec *r, const dm_route_match *m)
 {
-    dm_db *db;
-    dm_staff st;
+    dm_http_page pg;
     const char *q = NULL, *status = NULL;
-    apr_array_header_t *rows = NULL;
-    int64_t cursor = 0, next = 0;
-    int limit = 50;
-    json_t *arr;
-    dm_err *e = dm_http_staff_db(r, m, &db, &st);
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
 
-    if (!e) {
-        e = dm_http_paging(r, &limit, &cursor);
-    }
     if (!e) {
         e = dm_http_arg_max(r, "q", 4 * DM_ADMIN_Q_MAX_CHARS, &q);
     }
@@ -272,17 +257,10 @@ static int users_list(request_rec *r, const dm_route_match *m)
         e = dm_http_arg_max(r, "status", MAX_FILTER_FIELD, &status);
     }
     if (!e) {
-        e = dm_admin_users_search(db, r->pool, q, status, cursor, limit, &rows, &next);
+        e = dm_admin_users_search(pg.db, r->pool, q, status, pg.cursor, pg.limit, &pg.rows,
+                                  &pg.next);
     }
-    if (e) {
-        return dm_http_error(r, e);
-    }
-    arr = json_array();
-    for (int i = 0; i < rows->nelts; i++) {
-        json_array_append_new(
-            arr, dm_admin_user_row_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_admin_user_row)));
-    }
-    return dm_http_send_page(r, "users", arr, next);
+    return dm_http_page_send(r, e, &pg, "users", user_row);
 }
 
 static int users_get(request_rec *r, const dm_route_match *m)
@@ -294,7 +272,7 @@ static int users_get(request_rec *r, const dm_route_match *m)
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
-        e = id_param(r, m, &id);
+        e = dm_http_id_param(r, m, "member", &id);
     }
     if (!e) {
         e = dm_admin_user_get(db, r->pool, id, &d);
@@ -314,7 +292,7 @@ static int users_patch(request_rec *r, const dm_route_match *m)
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
-        e = id_param(r, m, &id);
+        e = dm_http_id_param(r, m, "member", &id);
     }
     if (!e) {
         e = dm_http_read_json(r, &b);
@@ -336,20 +314,17 @@ static int users_patch(request_rec *r, const dm_route_match *m)
 
 /* ---- audit ---- */
 
+static json_t *audit_row(apr_pool_t *p, const void *row, int staff_view)
+{
+    return dm_audit_entry_json(p, row);
+}
+
 static int audit_list(request_rec *r, const dm_route_match *m)
 {
-    dm_db *db;
-    dm_staff st;
+    dm_http_page pg;
     dm_audit_filter f = {NULL, NULL, NULL};
-    apr_array_header_t *rows = NULL;
-    int64_t cursor = 0, next = 0;
-    int limit = 50;
-    json_t *arr;
-    dm_err *e = dm_http_staff_db(r, m, &db, &st);
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
 
-    if (!e) {
-        e = dm_http_paging(r, &limit, &cursor);
-    }
     if (!e) {
         e = dm_http_arg_max(r, "action", MAX_FILTER_FIELD, &f.action);
     }
@@ -360,17 +335,9 @@ static int audit_list(request_rec *r, const dm_route_match *m)
         e = dm_http_arg_max(r, "target_id", MAX_FILTER_FIELD, &f.target_id);
     }
     if (!e) {
-        e = dm_audit_list(db, r->pool, &f, cursor, limit, &rows, &next);
+        e = dm_audit_list(pg.db, r->pool, &f, pg.cursor, pg.limit, &pg.rows, &pg.next);
     }
-    if (e) {
-        return dm_http_error(r, e);
-    }
-    arr = json_array();
-    for (int i = 0; i < rows->nelts; i++) {
-        json_array_append_new(
-            arr, dm_audit_entry_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_audit_entry)));
-    }
-    return dm_http_send_page(r, "entries", arr, next);
+    return dm_http_page_send(r, e, &pg, "entries", audit_row);
 }
 
 /* ---- health, the staff's view ---- */

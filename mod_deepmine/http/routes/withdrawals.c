@@ -10,7 +10,6 @@
 #include <apr_strings.h>
 #include <http_protocol.h>
 
-#include "base/confparse.h"
 #include "base/json.h"
 #include "kyc/kyc_manual.h"
 #include "withdrawals/withdrawals.h"
@@ -18,27 +17,9 @@
 #define MAX_FIELD 64
 #define MAX_BULK 200
 
-static int send_page(request_rec *r, apr_array_header_t *rows, int64_t next, int for_staff)
+static json_t *wd_row(apr_pool_t *p, const void *row, int staff_view)
 {
-    json_t *arr = json_array();
-
-    for (int i = 0; i < rows->nelts; i++) {
-        json_array_append_new(
-            arr, dm_wd_json(r->pool, &APR_ARRAY_IDX(rows, i, dm_withdrawal), for_staff));
-    }
-    return dm_http_send_page(r, "withdrawals", arr, next);
-}
-
-static dm_err *id_param(request_rec *r, const dm_route_match *m, int64_t *id)
-{
-    long long v = 0;
-    const char *s = apr_table_get(m->params, "id");
-
-    if (!s || dm_parse_int(r->pool, s, 1, INT64_MAX, &v)) {
-        return dm_err_make(r->pool, DM_E_INVALID, "id", "the id must be a positive number");
-    }
-    *id = (int64_t)v;
-    return NULL;
+    return dm_wd_json(p, row, staff_view);
 }
 
 /* ---- member ---- */
@@ -85,43 +66,26 @@ static int wd_create(request_rec *r, const dm_route_match *m)
 
 static int wd_mine(request_rec *r, const dm_route_match *m)
 {
-    dm_db *db;
-    dm_member mem = {0};
-    apr_array_header_t *rows = NULL;
-    int64_t cursor = 0, next = 0;
-    int limit = 50;
-    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
+    dm_http_page pg;
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_MEMBER, &pg);
 
     if (!e) {
-        e = dm_http_member(r, db, &mem);
+        e = dm_wd_list(pg.db, r->pool, pg.member.id, NULL, pg.cursor, pg.limit, &pg.rows, &pg.next);
     }
-    if (!e) {
-        e = dm_http_paging(r, &limit, &cursor);
-    }
-    if (!e) {
-        e = dm_wd_list(db, r->pool, mem.id, NULL, cursor, limit, &rows, &next);
-    }
-    return e ? dm_http_error(r, e) : send_page(r, rows, next, 0);
+    return dm_http_page_send(r, e, &pg, "withdrawals", wd_row);
 }
 
 static int wd_admin_list(request_rec *r, const dm_route_match *m)
 {
-    dm_db *db;
-    dm_staff st;
-    apr_array_header_t *rows = NULL;
-    int64_t cursor = 0, next = 0;
-    int limit = 50;
+    dm_http_page pg;
     const char *status = dm_http_arg(r, "status");
-    dm_err *e = dm_http_staff_db(r, m, &db, &st);
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
 
     if (!e) {
-        e = dm_http_paging(r, &limit, &cursor);
+        e = dm_wd_list(pg.db, r->pool, 0, (status && *status) ? status : NULL, pg.cursor, pg.limit,
+                       &pg.rows, &pg.next);
     }
-    if (!e) {
-        e = dm_wd_list(db, r->pool, 0, (status && *status) ? status : NULL, cursor, limit, &rows,
-                       &next);
-    }
-    return e ? dm_http_error(r, e) : send_page(r, rows, next, 1);
+    return dm_http_page_send(r, e, &pg, "withdrawals", wd_row);
 }
 
 static int decide_one(request_rec *r, const dm_route_match *m, int approve)
@@ -135,7 +99,7 @@ static int decide_one(request_rec *r, const dm_route_match *m, int approve)
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
-        e = id_param(r, m, &id);
+        e = dm_http_id_param(r, m, NULL, &id);
     }
     if (!e) {
         e = dm_http_read_json(r, &b);
@@ -245,7 +209,7 @@ static int kyc_set(request_rec *r, const dm_route_match *m)
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     if (!e) {
-        e = id_param(r, m, &id);
+        e = dm_http_id_param(r, m, NULL, &id);
     }
     if (!e) {
         e = dm_http_read_json(r, &b);
