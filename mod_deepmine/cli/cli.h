@@ -47,11 +47,18 @@ struct dm_cli_cmd {
     const char *description;
 };
 
+/* A command that left a tool, and where it went. */
+typedef struct dm_cli_moved {
+    const char *name;
+    const char *now; /* where to look instead */
+} dm_cli_moved;
+
 /* A tool: its name, its table, one paragraph about it for `help`. */
 typedef struct dm_cli_tool {
     const char *name;
     const dm_cli_cmd *const *cmds; /* NULL-terminated */
     const char *about;
+    const dm_cli_moved *moved; /* NULL, or ends with a NULL name */
 } dm_cli_tool;
 
 struct dm_cli {

@@ -385,15 +385,13 @@ static int cmd_help(dm_cli *c)
     return DM_CLI_OK;
 }
 
-const dm_cli_cmd dm_cli_help_cmd = {"help",
-                                    0,
-                                    NULL,
-                                    0,
-                                    2,
-                                    NULL,
-                                    cmd_help,
-                                    "[<command> [<sub-command>]]",
-                                    "every command, or one command with its options"};
+const dm_cli_cmd dm_cli_help_cmd = {
+    .name = "help",
+    .max_args = 2,
+    .fn = cmd_help,
+    .synopsis = "[<command> [<sub-command>]]",
+    .description = "every command, or one command with its options",
+};
 
 int dm_cli_main(const dm_cli_tool *tool, int argc, const char *const *argv)
 {
@@ -467,6 +465,12 @@ int dm_cli_main(const dm_cli_tool *tool, int argc, const char *const *argv)
         return DM_CLI_USAGE;
     }
     cmd = find(tool->cmds, os->argv[os->ind]);
+    for (const dm_cli_moved *m = tool->moved; !cmd && m && m->name; m++) {
+        if (strcmp(m->name, os->argv[os->ind]) == 0) {
+            fprintf(stderr, "%s: %s is now %s\n", tool->name, m->name, m->now);
+            return DM_CLI_USAGE;
+        }
+    }
     if (!cmd) {
         fprintf(stderr, "%s: unknown command %s (see `%s help`)\n", tool->name, os->argv[os->ind],
                 tool->name);

@@ -16,45 +16,44 @@ static const apr_getopt_option_t members_opts[] = {
     {"seed", 258, 1, "S fixes the tree's shape (the referral codes stay random)"},
     {"under", 259, 1, "ID the population's root: an existing member (default: none, new roots)"},
     {"per-row", 260, 0, "registration's insert per member instead of the bulk path, to compare"},
-    {NULL, 0, 0, NULL}};
+    {NULL, 0, 0, NULL},
+};
+static const dm_cli_cmd members = {
+    .name = "members",
+    .flags = DM_CLI_CREATES,
+    .opts = members_opts,
+    .fn = dm_bench_members,
+    .synopsis = "--count N --shape random|chain|star [--seed S] [--under ID] [--per-row]",
+    .description = "add N members gen<id>@example.test (password generated-member-password), "
+                   "appended to what the database holds, with the rows registration writes "
+                   "(docs/operations.md)",
+};
 
 static const apr_getopt_option_t contracts_opts[] = {
     {"count", 256, 1, "N how many contracts to add"},
     {"mode", 257, 1, "M fixed (default) or pool: the yield mode of the package used"},
     {"started", 258, 1, "T when they started: RFC 3339 or Unix seconds (default: a day ago)"},
-    {NULL, 0, 0, NULL}};
-
-static const dm_cli_cmd members = {
-    "members",
-    DM_CLI_CREATES,
-    members_opts,
-    0,
-    0,
-    NULL,
-    dm_bench_members,
-    "--count N --shape random|chain|star [--seed S] [--under ID] [--per-row]",
-    "add N members gen<id>@example.test (password generated-member-password), appended to "
-    "what the database holds, with the rows registration writes (docs/operations.md)"};
+    {NULL, 0, 0, NULL},
+};
 static const dm_cli_cmd contracts = {
-    "contracts",
-    0,
-    contracts_opts,
-    0,
-    0,
-    NULL,
-    dm_bench_contracts,
-    "--count N [--mode fixed|pool] [--started T]",
-    "add N active contracts of the first active package of the mode, spread over the active "
-    "members round-robin, each with its paid order and a wallet for its member (no payment "
-    "transfer: granted, not sold)"};
+    .name = "contracts",
+    .opts = contracts_opts,
+    .fn = dm_bench_contracts,
+    .synopsis = "--count N [--mode fixed|pool] [--started T]",
+    .description = "add N active contracts of the first active package of the mode, spread over "
+                   "the active members round-robin, each with its paid order and a wallet for "
+                   "its member (no payment transfer: granted, not sold)",
+};
 
 static const dm_cli_cmd *const commands[] = {&members, &contracts, &dm_cli_help_cmd, NULL};
 
 static const dm_cli_tool benchgen = {
-    "dm-benchgen", commands,
-    "Bench and test data for DeepMine: generated members and contracts. It turns SQLite's "
-    "synchronous off on its own connection (a crash loses generated rows): run it against a "
-    "test database, never a serving one."};
+    .name = "dm-benchgen",
+    .cmds = commands,
+    .about = "Bench and test data for DeepMine: generated members and contracts. It turns "
+             "SQLite's synchronous off on its own connection (a crash loses generated rows): "
+             "run it against a test database, never a serving one.",
+};
 
 int main(int argc, const char *const *argv)
 {
