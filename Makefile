@@ -1,6 +1,6 @@
 # DeepMine — build, run, test. See README.md.
 #
-#   make            module, plugins, deepminectl (core compiled once, all under build/)
+#   make            module, plugins, deepminectl, dm-benchgen (core compiled once, all under build/)
 #   make run        build + start Apache in the foreground on 127.0.0.1:$(PORT)
 #   make test       lint + unit + integration tests
 #   make bench      wrk benchmark (not a test)
@@ -41,21 +41,26 @@ CFLAGS_HTTP := $(CFLAGS_OBJ) -I$(HTTPD_INC) -DLINUX -D_REENTRANT -D_GNU_SOURCE
 CORE_SRC := $(sort $(shell find mod_deepmine/core -name '*.c'))
 HTTP_SRC := $(sort $(shell find mod_deepmine/http -name '*.c'))
 CLI_SRC  := $(sort $(wildcard mod_deepmine/cli/*.c))
+# dm-benchgen, the bench data generator: its own files and the command
+# engine it shares with deepminectl (cli/cmd.c).
+BENCH_SRC := $(sort $(wildcard mod_deepmine/cli/bench/*.c))
 SQL      := $(sort $(wildcard sql/*.sql))
 MIG_C    := $(B)/migrations_gen.c
 O        := $(B)/obj
 CORE_OBJ := $(patsubst %.c,$(O)/%.o,$(CORE_SRC)) $(O)/migrations_gen.o
 HTTP_OBJ := $(patsubst %.c,$(O)/%.o,$(HTTP_SRC))
 CLI_OBJ  := $(patsubst %.c,$(O)/%.o,$(CLI_SRC))
+BENCH_OBJ := $(patsubst %.c,$(O)/%.o,$(BENCH_SRC)) $(O)/mod_deepmine/cli/cmd.o
 
 PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/Makefile)))
 MODULE   := $(B)/mod_deepmine.so
 CLI      := $(B)/deepminectl
+BENCHGEN := $(B)/dm-benchgen
 
 .PHONY: all deps run test unit integration lint format check-lognums check-includes bench \
         install clean plugins testplugins fuzz drivers sanitize
 
-all: $(MODULE) $(CLI) plugins
+all: $(MODULE) $(CLI) $(BENCHGEN) plugins
 
 deps:
 	@bash scripts/deps.sh
@@ -86,7 +91,7 @@ $(O)/migrations_gen.o: $(MIG_C)
 	@mkdir -p $(@D)
 	@echo '  CC    $<'; $(CC) $(CFLAGS_OBJ) -MMD -MP -MF $(TMP).d -c -o $(TMP) $< && mv -f $(TMP).d $(@:.o=.d) && mv -f $(TMP) $@
 
--include $(CORE_OBJ:.o=.d) $(HTTP_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(CORE_OBJ:.o=.d) $(HTTP_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
 
 # core/, compiled once, linked into the module, deepminectl and the tests.
 $(B)/libdmcore.a: $(CORE_OBJ)
@@ -98,6 +103,10 @@ $(MODULE): $(HTTP_OBJ) $(B)/libdmcore.a
 
 $(CLI): $(CLI_OBJ) $(B)/libdmcore.a
 	@echo '  LD    $@'; $(CC) $(SAN_FLAGS) -o $(TMP) $(CLI_OBJ) $(B)/libdmcore.a $(APR_LIBS) $(DEP_LIBS) && mv -f $(TMP) $@
+
+# (its objects come from the cli/ rule above: % spans the bench/ folder)
+$(BENCHGEN): $(BENCH_OBJ) $(B)/libdmcore.a
+	@echo '  LD    $@'; $(CC) $(SAN_FLAGS) -o $(TMP) $(BENCH_OBJ) $(B)/libdmcore.a $(APR_LIBS) $(DEP_LIBS) && mv -f $(TMP) $@
 
 plugins:
 	@for d in $(PLUGIN_DIRS); do $(MAKE) -s -C $$d B=$(CURDIR)/$(B)/plugins \
@@ -149,7 +158,7 @@ check-includes:
 	@bash scripts/check-includes.sh
 
 FMT_SRC  := $(shell find mod_deepmine plugins tests/unit tests/plugins tests/fuzz -name '*.[ch]')
-LINT_SRC := $(CORE_SRC) $(HTTP_SRC) $(CLI_SRC) $(wildcard plugins/*/*.c)
+LINT_SRC := $(CORE_SRC) $(HTTP_SRC) $(CLI_SRC) $(BENCH_SRC) $(wildcard plugins/*/*.c)
 
 lint: $(MIG_C) check-includes
 	@bash scripts/lint.sh $(LINT_SRC) -- $(INCS) $(APR_CFLAGS) -I$(HTTPD_INC) -- $(FMT_SRC)

@@ -7,10 +7,12 @@
 #
 # Environment: DURATION (default 10s), CONNECTIONS (64), THREADS (2),
 # PORT (default: a free port), KEEP=1 keeps the VAR for inspection,
-# MEMBERS (default 1000000; 0 skips the member benchmarks): the generated
-# population, of which CHAIN (default 10000) form one deep chain,
-# ACCRUAL (default 1000000; 0 skips it): active contracts whose hour of yield
-# `deepminectl jobs run accrual` credits while wrk measures /api/packages,
+# MEMBERS (default 1000000; 0 skips the member benchmarks): the population
+# build/dm-benchgen generates, of which CHAIN (default 10000) form one deep
+# chain,
+# ACCRUAL (default 1000000; 0 skips it): active contracts (dm-benchgen
+# contracts) whose hour of yield `deepminectl jobs run accrual` credits
+# while wrk measures /api/packages,
 # BENCH_ONLY=accrual: only that part (ACCRUAL=10000 for a quick look),
 # MAIL (default 10000; 0 skips it): messages queued and drained by the cron
 # daemon through mailer-smtp to a local SMTP server (scripts/bench_mail.py,
@@ -89,10 +91,10 @@ accrual_bench() {
   local n=$accrual have hour out line secs rate rss
   have=$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM users")
   if [ "$have" -lt 1000 ]; then   # BENCH_ONLY=accrual or MEMBERS=0: members to own them
-    "$root/build/deepminectl" --db "$var/deepmine.db" gen-members \
+    "$root/build/dm-benchgen" --db "$var/deepmine.db" members \
       --count $(( n / 10 > 1000 ? n / 10 : 1000 )) --shape random --seed 3 >/dev/null
   fi
-  "$root/build/deepminectl" --db "$var/deepmine.db" gen-contracts --count "$n" \
+  "$root/build/dm-benchgen" --db "$var/deepmine.db" contracts --count "$n" \
     --started $(( $(date +%s) - 86400 )) >/dev/null
   [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
   hour=$(( $(date +%s) / 3600 * 3600 - 3600 ))   # over, and every contract ran through it
@@ -136,9 +138,9 @@ if [ "$members" -gt 0 ]; then
   [ "$chain" -lt "$members" ] || chain=$((members / 10))
   random=$((members - chain))
   t0=$(date +%s.%N)
-  "$root/build/deepminectl" --db "$var/deepmine.db" gen-members --count "$random" --shape random --seed 1 >/dev/null
+  "$root/build/dm-benchgen" --db "$var/deepmine.db" members --count "$random" --shape random --seed 1 >/dev/null
   mid=$((random / 2))
-  "$root/build/deepminectl" --db "$var/deepmine.db" gen-members --count "$chain" --shape chain --under "$mid" --seed 2 >/dev/null
+  "$root/build/dm-benchgen" --db "$var/deepmine.db" members --count "$chain" --shape chain --under "$mid" --seed 2 >/dev/null
   t1=$(date +%s.%N)
   [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
   gen_secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
@@ -198,7 +200,7 @@ done
 
 # ---- money (issue 4): paid-order webhooks with a 10-level upline ----
 # Setup: WEBHOOKS pending sandbox orders of the chain's tip (its upline is 10
-# deep), inserted with SQL as bench data (like gen-members); then each
+# deep), inserted with SQL as bench data; then each
 # order's paid event, signed as the sandbox signs it, is posted by wrk.
 webhooks=${WEBHOOKS:-40000}
 price=$(sqlite3 "$var/deepmine.db" "SELECT price_micros FROM packages WHERE id = 1")

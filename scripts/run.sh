@@ -8,16 +8,19 @@ port=$2
 
 conf=$(bash "$root/scripts/gen-conf.sh" "$var" "$port" event /dev/stderr notice)
 var=$(dirname "$conf")
-"$root/build/deepminectl" --db "$var/deepmine.db" seed-demo
+# The console on the database this configuration serves (local.conf
+# included: a DeepMineDatabase there wins, as it does for Apache).
+ctl() { "$root/build/deepminectl" --config "$conf" "$@"; }
+ctl seed-demo
 # A generous demo capacity (1,000,000 TH/s), only when none is recorded:
 # without one nothing can be sold (docs/operations.md).
-"$root/build/deepminectl" --db "$var/deepmine.db" capacity ensure --ghs 1000000000 \
-  --note "make run demo capacity"
+ctl capacity ensure --ghs 1000000000 --note "make run demo capacity"
 # The first staff owner, on a database without one: its one-time password
 # is printed here, once (nothing is printed when an owner exists).
-"$root/build/deepminectl" --db "$var/deepmine.db" staff ensure-owner --email owner@deepmine.local
+ctl staff ensure-owner --email owner@deepmine.local
 if [ "$(id -u)" -eq 0 ]; then
-  chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
+  db=$(ctl status | sed -n 's/^database: *//p')
+  chown "${DM_RUN_USER:-www-data}" "$db"*
 fi
 
 echo
@@ -25,6 +28,8 @@ echo "  DeepMine is starting on http://127.0.0.1:$port/"
 echo "  API:       http://127.0.0.1:$port/api/packages"
 echo "  Config:    $conf   (add your own directives to $var/local.conf)"
 echo "  Logs:      errors here, requests in $var/logs/access.log"
+echo "  Console:   $root/build/deepminectl --config $conf jobs list"
+echo "             (or export DEEPMINE_CONFIG=$conf; \`deepminectl help\` lists the commands)"
 echo "  Stop:      Ctrl-C"
 echo
 

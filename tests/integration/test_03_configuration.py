@@ -129,3 +129,46 @@ def test_deepminectl_exit_codes(new_server):
     assert subprocess.run([CTL, "--bogus", "status"], capture_output=True).returncode == 2
     r = subprocess.run([CTL, "help"], capture_output=True, text=True)
     assert r.returncode == 0 and "migrate" in r.stdout and "status" in r.stdout
+
+
+def test_deepminectl_finds_the_database_the_configuration_serves(new_server, tmp_path):
+    """--db, else $DEEPMINE_DB, else the DeepMineDatabase of --config or
+    $DEEPMINE_CONFIG (local.conf followed: the last one wins, as for
+    Apache), else ./var/deepmine.db, which must exist."""
+    s = new_server(seed=False)
+    from conftest import CTL
+
+    def ctl(*args, env=None, cwd=None):
+        e = dict(os.environ)
+        for k in ("DEEPMINE_DB", "DEEPMINE_CONFIG"):
+            e.pop(k, None)
+        e.update(env or {})
+        return subprocess.run([CTL] + list(args), capture_output=True, text=True, env=e,
+                              cwd=cwd or str(tmp_path))
+
+    r = ctl("--config", s.conf, "seed-demo")
+    assert r.returncode == 0, r.stderr
+    assert os.path.exists(s.db)  # the generated configuration's DeepMineDatabase
+    r = ctl("status", env={"DEEPMINE_CONFIG": s.conf})
+    assert r.returncode == 0 and ("database:       %s\n" % s.db) in r.stdout, r.stdout
+    # a DeepMineDatabase in local.conf (included last) wins, as it does for Apache
+    other = str(tmp_path / "other.db")
+    s.write_local_conf('DeepMineDatabase "%s"\n' % other)
+    r = ctl("--config", s.conf, "migrate")
+    assert r.returncode == 0 and os.path.exists(other), r.stderr
+    # --db and $DEEPMINE_DB come before the configuration
+    r = ctl("--db", s.db, "--config", s.conf, "status")
+    assert ("database:       %s\n" % s.db) in r.stdout
+    r = ctl("status", env={"DEEPMINE_DB": s.db, "DEEPMINE_CONFIG": s.conf})
+    assert ("database:       %s\n" % s.db) in r.stdout
+    # an unreadable configuration is a failure naming it
+    r = ctl("--config", str(tmp_path / "nope.conf"), "status")
+    assert r.returncode == 1 and "nope.conf" in r.stderr
+    # nothing named and no ./var/deepmine.db: exit 1 with the way out, no new file
+    r = ctl("jobs", "list")
+    assert r.returncode == 1 and "--config" in r.stderr, r.stderr
+    assert not (tmp_path / "var").exists()
+    # help lists every command; help <command> shows its options
+    r = ctl("help", "jobs")
+    assert r.returncode == 0 and "--period P" in r.stdout and "--force" in r.stdout
+    assert ctl("help", "nonsense").returncode == 2

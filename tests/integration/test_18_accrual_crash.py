@@ -46,9 +46,9 @@ def test_kill_9_during_accrual_never_double_credits(new_server):
     s = new_server(clock=T0 - HOUR + 60,
                    local_conf="DeepMineAccrualDelay 0\nDeepMineJobBatch 100\n")
     s.expect_log(r"DM00045: cron daemon \(pid \d+\) died")
-    s.ctl("gen-members", "--count", "500", "--shape", "random")
-    s.ctl("gen-contracts", "--count", str(CONTRACTS), "--mode", "fixed",
-          "--started", rfc3339(T0 - HOUR))
+    s.benchgen("members", "--count", "500", "--shape", "random")
+    s.benchgen("contracts", "--count", str(CONTRACTS), "--mode", "fixed",
+               "--started", rfc3339(T0 - HOUR))
     s.start()
     wait_for(lambda: daemon_pids(s), what="daemon")
     wait_for(lambda: s.sql("SELECT cursor FROM job_state WHERE job = 'accrual'"), what="cursor")

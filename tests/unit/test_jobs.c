@@ -364,6 +364,54 @@ static void test_the_scheduler_catches_up_missed_hours_in_order(void **state)
     dm_db_close(db);
 }
 
+static void test_history_reads_one_period_and_the_latest_period_not_the_latest_run(void **state)
+{
+    dm_db *db = dm_fx_db(pool);
+    dm_job_run_row r;
+    int found = -1;
+    (void)state;
+    set_clock(T0 + 100);
+    calls = fail_calls = 0;
+    next_result = DM_JOB_OK;
+    assert_int_equal(run(db, &def_ok, T0 - 3600, "h:1:a", 0), DM_JOB_RAN_OK);
+    assert_int_equal(run(db, &def_fail, T0 - 3600, "h:1:a", 0), DM_JOB_RAN_FAILED);
+    set_clock(T0 + 200);
+    /* an older period run by hand after the newer one */
+    assert_int_equal(run(db, &def_ok, T0 - 7200, "h:1:a", 0), DM_JOB_RAN_OK);
+
+    assert_null(dm_job_run_get(db, pool, "t-ok", T0 - 3600, &r, &found));
+    assert_int_equal(found, 1);
+    assert_string_equal(r.job, "t-ok");
+    assert_string_equal(r.period, "2026-11-25T09:00:00Z");
+    assert_int_equal(r.period_start, T0 - 3600);
+    assert_string_equal(r.status, "ok");
+    assert_int_equal(r.attempts, 1);
+    assert_int_equal(r.failures, 0);
+    assert_int_equal(r.items, 7);
+    assert_int_equal(r.started_at, T0 + 100);
+    assert_int_equal(r.finished_at, T0 + 100);
+    assert_int_equal(r.next_attempt_at, 0);
+    assert_null(r.error);
+
+    assert_null(dm_job_run_last(db, pool, "t-ok", &r, &found));
+    assert_int_equal(found, 1);
+    assert_int_equal(r.period_start, T0 - 3600);
+
+    assert_null(dm_job_run_get(db, pool, "t-fail", T0 - 3600, &r, &found));
+    assert_int_equal(found, 1);
+    assert_string_equal(r.status, "failed");
+    assert_int_equal(r.failures, 1);
+    assert_int_equal(r.items, 0);
+    assert_int_equal(r.next_attempt_at, T0 + 100 + 30);
+    assert_string_equal(r.error, "boom 1");
+
+    assert_null(dm_job_run_get(db, pool, "t-ok", T0, &r, &found));
+    assert_int_equal(found, 0);
+    assert_null(dm_job_run_last(db, pool, "t-never", &r, &found));
+    assert_int_equal(found, 0);
+    dm_db_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,6 +424,7 @@ int main(void)
         cmocka_unit_test(test_a_run_stops_when_its_lease_is_lost_and_records_nothing),
         cmocka_unit_test(test_shutdown_leaves_the_period_to_the_next_holder),
         cmocka_unit_test(test_the_scheduler_catches_up_missed_hours_in_order),
+        cmocka_unit_test(test_history_reads_one_period_and_the_latest_period_not_the_latest_run),
     };
     int rc;
 

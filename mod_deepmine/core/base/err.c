@@ -41,6 +41,11 @@ dm_err *dm_err_new(apr_pool_t *p, dm_code code, const char *field, const char *f
     return e;
 }
 
+dm_err *dm_err_copy(apr_pool_t *p, const dm_err *e)
+{
+    return e ? dm_err_make(p, e->code, e->field, "%s", e->message) : NULL;
+}
+
 const char *dm_err_code_name(dm_code code)
 {
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {

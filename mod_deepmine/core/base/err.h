@@ -47,6 +47,10 @@ static inline dm_err *dm_err_checked(dm_err *e)
 }
 #define dm_err_make(p, code, field, ...) dm_err_checked(dm_err_new(p, code, field, __VA_ARGS__))
 
+/* A copy of e in p (NULL for NULL): for an error made in a scratch pool
+ * that is about to be cleared. */
+dm_err *dm_err_copy(apr_pool_t *p, const dm_err *e);
+
 /* The "code" string of API.md, e.g. "bad_json". */
 const char *dm_err_code_name(dm_code code);
 

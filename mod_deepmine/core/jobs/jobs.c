@@ -495,3 +495,68 @@ dm_err *dm_job_request(dm_db *db, apr_pool_t *p, const char *job, int64_t period
     dm_stmt_done(st);
     return e;
 }
+
+/* ---- history ---- */
+
+#define RUN_ROW_COLUMNS                                                                            \
+    "id, job, period, period_start, status, attempts, failures, items, started_at, "               \
+    "finished_at, next_attempt_at, error"
+
+static void read_run(dm_stmt *st, apr_pool_t *p, dm_job_run_row *r)
+{
+    r->id = dm_stmt_int64(st, 0);
+    r->job = apr_pstrdup(p, dm_stmt_text(st, 1, NULL));
+    r->period = apr_pstrdup(p, dm_stmt_text(st, 2, NULL));
+    r->period_start = dm_stmt_int64(st, 3);
+    r->status = apr_pstrdup(p, dm_stmt_text(st, 4, NULL));
+    r->attempts = dm_stmt_int64(st, 5);
+    r->failures = dm_stmt_int64(st, 6);
+    r->items = dm_stmt_int64(st, 7);
+    r->started_at = dm_stmt_is_null(st, 8) ? 0 : dm_stmt_int64(st, 8);
+    r->finished_at = dm_stmt_is_null(st, 9) ? 0 : dm_stmt_int64(st, 9);
+    r->next_attempt_at = dm_stmt_is_null(st, 10) ? 0 : dm_stmt_int64(st, 10);
+    r->error = dm_stmt_is_null(st, 11) ? NULL : apr_pstrdup(p, dm_stmt_text(st, 11, NULL));
+}
+
+/* One row of `sql` (job bound first, then the period text when given). */
+static dm_err *run_row(dm_db *db, apr_pool_t *p, const char *sql, const char *job,
+                       const char *period, dm_job_run_row *out, int *found)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p, sql, &st);
+
+    *found = 0;
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_str(st, 1, job);
+    if (period) {
+        dm_stmt_bind_str(st, 2, period);
+    }
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        memset(out, 0, sizeof(*out));
+        read_run(st, p, out);
+        *found = 1;
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+dm_err *dm_job_run_get(dm_db *db, apr_pool_t *p, const char *job, int64_t period_start,
+                       dm_job_run_row *out, int *found)
+{
+    /* by the period's text, as the runner writes it: the UNIQUE (job,
+     * period) index answers */
+    return run_row(db, p, "SELECT " RUN_ROW_COLUMNS " FROM job_runs WHERE job = ? AND period = ?",
+                   job, dm_json_time(p, period_start), out, found);
+}
+
+dm_err *dm_job_run_last(dm_db *db, apr_pool_t *p, const char *job, dm_job_run_row *out, int *found)
+{
+    return run_row(db, p,
+                   "SELECT " RUN_ROW_COLUMNS " FROM job_runs WHERE job = ? "
+                   "ORDER BY period_start DESC, id DESC LIMIT 1",
+                   job, NULL, out, found);
+}

@@ -153,6 +153,33 @@ int64_t dm_job_backoff(int attempts);
 /* A fresh holder id for this process. */
 const char *dm_job_holder(apr_pool_t *p);
 
+/* One row of the run history (job_runs). Times are Unix seconds, 0 when
+ * unset; error is NULL when there is none. */
+typedef struct dm_job_run_row {
+    int64_t id;
+    const char *job;
+    const char *period; /* RFC 3339 of period_start */
+    int64_t period_start;
+    const char *status; /* running|ok|failed|dead|waiting */
+    int64_t attempts;
+    int64_t failures;
+    int64_t items;
+    int64_t started_at;
+    int64_t finished_at;
+    int64_t next_attempt_at;
+    const char *error;
+} dm_job_run_row;
+
+/* The run of `job` for the period starting at period_start; *found 0 when
+ * there is none (never run, or a quiet job that found nothing to do). */
+dm_err *dm_job_run_get(dm_db *db, apr_pool_t *p, const char *job, int64_t period_start,
+                       dm_job_run_row *out, int *found);
+
+/* The run of `job` with the latest period (not the latest attempt: a
+ * period redone by hand after a newer one ran is not "last"); *found 0
+ * when the job never ran. */
+dm_err *dm_job_run_last(dm_db *db, apr_pool_t *p, const char *job, dm_job_run_row *out, int *found);
+
 /* Asks the scheduler to run job `job` soon (period 0: the job's current
  * period), recorded in job_state; the daemon picks it up within a second or
  * two. A domain event that wants a job run soon (a pool payout recorded)

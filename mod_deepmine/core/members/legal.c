@@ -9,6 +9,7 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/json.h"
 #include "base/validate.h"
 
@@ -90,5 +91,29 @@ dm_err *dm_legal_load(apr_pool_t *p, const char *dir, dm_legal **out)
     if (!e) {
         *out = l;
     }
+    return e;
+}
+
+dm_err *dm_legal_record_acceptance(dm_db *db, apr_pool_t *p, int64_t user_id,
+                                   const dm_legal_doc *doc, const char *ip)
+{
+    dm_stmt *st;
+    int row;
+    dm_err *e = dm_db_prepare(db, p,
+                              "INSERT INTO legal_acceptances (user_id, document, version, "
+                              "content_hash, ip, accepted_at) VALUES (?, ?, ?, ?, ?, ?)",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, user_id);
+    dm_stmt_bind_str(st, 2, doc->name);
+    dm_stmt_bind_str(st, 3, doc->version);
+    dm_stmt_bind_str(st, 4, doc->hash);
+    dm_stmt_bind_str(st, 5, ip); /* NULL: refused by the NOT NULL column */
+    dm_stmt_bind_int64(st, 6, dm_now());
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
     return e;
 }

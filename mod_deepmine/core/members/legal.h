@@ -10,8 +10,10 @@
 #define DM_LEGAL_H
 
 #include <apr_pools.h>
+#include <stdint.h>
 
 #include "base/err.h"
+#include "store/db.h"
 
 typedef struct dm_legal_doc {
     const char *name; /* "terms" or "privacy" */
@@ -29,5 +31,11 @@ typedef struct dm_legal {
 /* Reads dir/terms.md and dir/privacy.md; refuses a missing file, a missing
  * or empty version line, or invalid UTF-8. */
 dm_err *dm_legal_load(apr_pool_t *p, const char *dir, dm_legal **out);
+
+/* Records that member `user_id` accepted `doc` (its name, version and
+ * content hash) from `ip`, now: a legal_acceptances row, in the caller's
+ * transaction. */
+dm_err *dm_legal_record_acceptance(dm_db *db, apr_pool_t *p, int64_t user_id,
+                                   const dm_legal_doc *doc, const char *ip);
 
 #endif

@@ -193,30 +193,6 @@ static dm_err *exec_bind_ids(dm_db *db, apr_pool_t *p, const char *sql, int64_t 
     return e;
 }
 
-static dm_err *record_acceptance(dm_db *db, apr_pool_t *p, int64_t user_id, const dm_legal_doc *doc,
-                                 const char *ip)
-{
-    dm_stmt *st;
-    int row;
-    dm_err *e = dm_db_prepare(db, p,
-                              "INSERT INTO legal_acceptances (user_id, document, version, "
-                              "content_hash, ip, accepted_at) VALUES (?, ?, ?, ?, ?, ?)",
-                              &st);
-
-    if (e) {
-        return e;
-    }
-    dm_stmt_bind_int64(st, 1, user_id);
-    dm_stmt_bind_str(st, 2, doc->name);
-    dm_stmt_bind_str(st, 3, doc->version);
-    dm_stmt_bind_str(st, 4, doc->hash);
-    dm_stmt_bind_str(st, 5, ip);
-    dm_stmt_bind_int64(st, 6, dm_now());
-    e = dm_stmt_step(st, p, &row);
-    dm_stmt_done(st);
-    return e;
-}
-
 /* A single-use e-mail token, and its message on the queue. */
 static dm_err *email_token(dm_db *db, apr_pool_t *p, const dm_services *s, const dm_member *m,
                            const char *purpose, int64_t ttl)
@@ -309,60 +285,84 @@ static dm_err *email_taken(dm_db *db, apr_pool_t *p, const char *key)
     return e;
 }
 
-static dm_err *register_txn(dm_db *db, apr_pool_t *p, void *baton)
+dm_err *dm_member_insert(dm_db *db, apr_pool_t *p, const dm_member_new *m, int64_t *id)
 {
-    reg_ctx *c = baton;
-    int64_t referrer = 0, now = dm_now(), id = 0;
+    int64_t now = dm_now();
     dm_err *e = NULL;
     dm_stmt *st;
     int row = 0;
 
-    if (c->code) {
-        e = find_referrer(db, p, c->code, &referrer);
-    }
-    if (!e) {
-        e = email_taken(db, p, c->email_key);
-    }
+    *id = 0;
     /* The referral code is random: on the rare collision, draw again. */
-    for (int attempt = 0; !e && !id && attempt < 8; attempt++) {
+    for (int attempt = 0; !e && !*id && attempt < 8; attempt++) {
         e = dm_db_prepare(db, p,
-                          "INSERT INTO users (email, email_key, password_hash, referral_code, "
+                          "INSERT INTO users (id, email, email_key, password_hash, referral_code, "
                           "referrer_id, terms_version, terms_accepted_at, created_at, "
-                          "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                          "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                           &st);
         if (e) {
             break;
         }
-        dm_stmt_bind_str(st, 1, c->email);
-        dm_stmt_bind_str(st, 2, c->email_key);
-        dm_stmt_bind_str(st, 3, c->hash);
-        dm_stmt_bind_str(st, 4, dm_referral_code_new(p));
-        if (referrer) {
-            dm_stmt_bind_int64(st, 5, referrer);
+        if (m->id) {
+            dm_stmt_bind_int64(st, 1, m->id);
         } else {
-            dm_stmt_bind_null(st, 5);
+            dm_stmt_bind_null(st, 1);
         }
-        dm_stmt_bind_str(st, 6, c->s->legal->terms.version);
-        dm_stmt_bind_int64(st, 7, now);
+        dm_stmt_bind_str(st, 2, m->email);
+        dm_stmt_bind_str(st, 3, m->email_key);
+        dm_stmt_bind_str(st, 4, m->password_hash);
+        dm_stmt_bind_str(st, 5, dm_referral_code_new(p));
+        if (m->referrer_id) {
+            dm_stmt_bind_int64(st, 6, m->referrer_id);
+        } else {
+            dm_stmt_bind_null(st, 6);
+        }
+        dm_stmt_bind_str(st, 7, m->terms->version);
         dm_stmt_bind_int64(st, 8, now);
         dm_stmt_bind_int64(st, 9, now);
+        dm_stmt_bind_int64(st, 10, now);
         e = dm_stmt_step(st, p, &row);
         if (!e && row) {
-            id = dm_stmt_int64(st, 0);
+            *id = dm_stmt_int64(st, 0);
         }
         dm_stmt_done(st);
         if (e && e->code == DM_E_CONFLICT) {
-            e = NULL; /* the email was checked above: it was the code */
+            e = NULL; /* the caller checked the address: it was the code */
         }
     }
-    if (!e && !id) {
+    if (!e && !*id) {
         e = dm_err_make(p, DM_E_UNAVAILABLE, NULL, "could not allocate a referral code, try again");
     }
     if (!e) {
-        e = dm_referral_attach(db, p, id, referrer);
+        e = dm_referral_attach(db, p, *id, m->referrer_id);
     }
     if (!e) {
-        e = record_acceptance(db, p, id, &c->s->legal->terms, c->req->ip);
+        e = dm_legal_record_acceptance(db, p, *id, m->terms, m->ip);
+    }
+    return e;
+}
+
+static dm_err *register_txn(dm_db *db, apr_pool_t *p, void *baton)
+{
+    reg_ctx *c = baton;
+    dm_member_new m;
+    int64_t id = 0;
+    dm_err *e = NULL;
+
+    memset(&m, 0, sizeof(m));
+    if (c->code) {
+        e = find_referrer(db, p, c->code, &m.referrer_id);
+    }
+    if (!e) {
+        e = email_taken(db, p, c->email_key);
+    }
+    if (!e) {
+        m.email = c->email;
+        m.email_key = c->email_key;
+        m.password_hash = c->hash;
+        m.terms = &c->s->legal->terms;
+        m.ip = c->req->ip;
+        e = dm_member_insert(db, p, &m, &id);
     }
     if (!e) {
         e = dm_member_get(db, p, id, c->out);
@@ -948,7 +948,7 @@ static dm_err *terms_txn(dm_db *db, apr_pool_t *p, void *baton)
     dm_stmt_bind_int64(st, 4, c->user_id);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
-    return e ? e : record_acceptance(db, p, c->user_id, &c->s->legal->terms, c->ip);
+    return e ? e : dm_legal_record_acceptance(db, p, c->user_id, &c->s->legal->terms, c->ip);
 }
 
 dm_err *dm_member_accept_terms(dm_db *db, apr_pool_t *p, const dm_services *s, int64_t user_id,

@@ -77,6 +77,25 @@ typedef struct dm_register_req {
 dm_err *dm_member_register(dm_db *db, apr_pool_t *p, const dm_services *s,
                            const dm_register_req *req, dm_member *out, dm_session *sess);
 
+/* The rows that make a member, as registration writes them once it has
+ * checked the request: the users row (with a fresh referral code, drawn
+ * again on a collision), its place in the referral tree
+ * (dm_referral_attach) and the record of its acceptance of `terms`, all
+ * at dm_now(), in the caller's transaction. Nothing is validated here:
+ * registration validates first; bulk loads (members/member_bulk.h) write
+ * the same rows their own faster way, and a unit test holds them equal. */
+typedef struct dm_member_new {
+    int64_t id; /* 0: the next id (registration); else this one */
+    const char *email;
+    const char *email_key;
+    const char *password_hash;
+    int64_t referrer_id; /* 0: a root */
+    const dm_legal_doc *terms;
+    const char *ip; /* recorded with the acceptance */
+} dm_member_new;
+
+dm_err *dm_member_insert(dm_db *db, apr_pool_t *p, const dm_member_new *m, int64_t *id);
+
 /* Wrong e-mail or password: DM_E_UNAUTHORIZED (the same answer for both,
  * in the same time). Suspended: DM_E_FORBIDDEN. */
 dm_err *dm_member_login(dm_db *db, apr_pool_t *p, const dm_services *s, const char *email,

@@ -66,7 +66,7 @@ dm_err *dm_referral_list_level(dm_db *db, apr_pool_t *p, int64_t user_id, int le
  * "***@example.com"; no '@' gives "***". */
 const char *dm_mask_email(apr_pool_t *p, const char *email);
 
-/* Bulk loading (deepminectl gen-members): the rows dm_referral_attach
+/* Bulk loading (members/member_bulk.c, for dm-benchgen): the rows dm_referral_attach
  * writes, written faster.
  *
  * dm_referral_bulk_add buffers a member (its users row must exist, its

@@ -208,6 +208,26 @@ dm_err *dm_catalogue_generation(dm_db *db, apr_pool_t *p, int64_t *gen)
     return e;
 }
 
+dm_err *dm_catalogue_count(dm_db *db, apr_pool_t *p, int64_t *total, int64_t *active)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e =
+        dm_db_prepare(db, p, "SELECT COUNT(*), COALESCE(SUM(active = 1), 0) FROM packages", &st);
+
+    *total = *active = 0;
+    if (e) {
+        return e;
+    }
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        *total = dm_stmt_int64(st, 0);
+        *active = dm_stmt_int64(st, 1);
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
 json_t *dm_package_json(const dm_package *pkg)
 {
     json_t *o = json_object();

@@ -64,6 +64,11 @@ dm_err *dm_catalogue_seed_demo(dm_db *db, apr_pool_t *p, int *inserted);
 
 dm_err *dm_catalogue_generation(dm_db *db, apr_pool_t *p, int64_t *gen);
 
+/* How many packages there are, and how many of them are active. Reads
+ * only columns of the first schema, so `deepminectl status` can count on
+ * a database whose migrations are pending. */
+dm_err *dm_catalogue_count(dm_db *db, apr_pool_t *p, int64_t *total, int64_t *active);
+
 /* The public JSON of one package (API.md). Caller owns the reference. */
 json_t *dm_package_json(const dm_package *pkg);
 

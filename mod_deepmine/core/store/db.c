@@ -155,6 +155,16 @@ dm_err *dm_db_exec(dm_db *db, apr_pool_t *p, const char *sql)
     return NULL;
 }
 
+dm_err *dm_db_bulk_load_mode(dm_db *db, apr_pool_t *p, int cache_mib)
+{
+    /* PRAGMA takes no parameters; the text holds a number, never input */
+    return dm_db_exec(db, p,
+                      apr_psprintf(p,
+                                   "PRAGMA synchronous=OFF; PRAGMA cache_size=-%d; "
+                                   "PRAGMA temp_store=MEMORY",
+                                   cache_mib > 0 ? cache_mib * 1024 : 2000));
+}
+
 dm_err *dm_db_begin(dm_db *db, apr_pool_t *p)
 {
     dm_err *e = dm_db_exec(db, p, "BEGIN IMMEDIATE");

@@ -39,6 +39,12 @@ const char *dm_db_path(const dm_db *db);
 /* Runs SQL text with no parameters and no rows (may hold several statements). */
 dm_err *dm_db_exec(dm_db *db, apr_pool_t *p, const char *sql);
 
+/* Throwaway bulk loads on this connection only (dm-benchgen): commits
+ * without fsync (synchronous OFF), a page cache of cache_mib MiB,
+ * temporary data in memory. A crash may lose recent commits: never on a
+ * connection that writes business data. */
+dm_err *dm_db_bulk_load_mode(dm_db *db, apr_pool_t *p, int cache_mib);
+
 /* Transactions: writes always start with BEGIN IMMEDIATE so a writer learns
  * at once (after the busy timeout) whether it may write. */
 dm_err *dm_db_begin(dm_db *db, apr_pool_t *p);

@@ -1,0 +1,41 @@
+/*
+ * commands.h — deepminectl's command functions, one file per group
+ * (migrate.c, ledger.c, …); main.c wires them into the table with their
+ * options and words.
+ */
+#ifndef DM_CLI_COMMANDS_H
+#define DM_CLI_COMMANDS_H
+
+#include "cli.h"
+
+/* migrate.c: the schema */
+int dm_cmd_migrate(dm_cli *c);
+int dm_cmd_status(dm_cli *c);
+/* seed_demo.c */
+int dm_cmd_seed_demo(dm_cli *c);
+/* keygen.c */
+int dm_cmd_keygen(dm_cli *c);
+/* staff.c */
+int dm_cmd_staff_create(dm_cli *c);
+int dm_cmd_staff_list(dm_cli *c);
+int dm_cmd_staff_ensure_owner(dm_cli *c);
+/* members.c */
+int dm_cmd_import_users(dm_cli *c);
+/* ledger.c */
+int dm_cmd_ledger_verify(dm_cli *c);
+int dm_cmd_ledger_show(dm_cli *c);
+int dm_cmd_ledger_adjust(dm_cli *c);
+/* commissions.c */
+int dm_cmd_commissions_release(dm_cli *c);
+/* capacity.c */
+int dm_cmd_capacity_show(dm_cli *c);
+int dm_cmd_capacity_set(dm_cli *c);
+int dm_cmd_capacity_ensure(dm_cli *c);
+/* pool_payouts.c */
+int dm_cmd_pool_payouts_record(dm_cli *c);
+int dm_cmd_pool_payouts_list(dm_cli *c);
+/* jobs.c */
+int dm_cmd_jobs_list(dm_cli *c);
+int dm_cmd_jobs_run(dm_cli *c);
+
+#endif
