@@ -49,6 +49,7 @@ typedef struct dm_conf {
     const char *legal_dir;               /* DeepMineLegalDir */
     int commission_hold_days;            /* DeepMineCommissionHold; -1 unset */
     int commission_cap_bp;               /* DeepMineCommissionCap; -1 unset */
+    int partial_refund;                  /* DeepMinePartialRefund (refunds.h mode); -1 unset */
     long long wd_min; /* DeepMineWithdrawalLimits <min> <max> <daily>; -1 unset */
     long long wd_max;
     long long wd_daily;
@@ -91,6 +92,7 @@ struct dm_wd_limits;
 void dm_conf_wd_limits(const dm_conf *c, struct dm_wd_limits *out);
 int dm_conf_commission_hold_days(const dm_conf *c);
 int dm_conf_commission_cap_bp(const dm_conf *c);
+int dm_conf_partial_refund(const dm_conf *c);
 int dm_conf_cron(const dm_conf *c);
 int dm_conf_test_mode(const dm_conf *c);
 int dm_conf_accrual_delay(const dm_conf *c);
