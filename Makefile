@@ -77,19 +77,19 @@ $(MIG_C): $(SQL) scripts/embed-sql.sh
 # object, touching a header recompiles what includes it.
 $(O)/mod_deepmine/core/%.o: mod_deepmine/core/%.c
 	@mkdir -p $(@D)
-	@echo '  CC    $<'; $(CC) $(CFLAGS_OBJ) -MMD -MP -MF $(TMP).d -c -o $(TMP) $< && mv -f $(TMP).d $(@:.o=.d) && mv -f $(TMP) $@
+	@echo '  CC    $<'; $(CC) $(CFLAGS_OBJ) -MMD -MP -MT $@ -MF $(TMP).d -c -o $(TMP) $< && mv -f $(TMP).d $(@:.o=.d) && mv -f $(TMP) $@
 
 $(O)/mod_deepmine/http/%.o: mod_deepmine/http/%.c
 	@mkdir -p $(@D)
-	@echo '  CC    $<'; $(CC) $(CFLAGS_HTTP) -MMD -MP -MF $(TMP).d -c -o $(TMP) $< && mv -f $(TMP).d $(@:.o=.d) && mv -f $(TMP) $@
+	@echo '  CC    $<'; $(CC) $(CFLAGS_HTTP) -MMD -MP -MT $@ -MF $(TMP).d -c -o $(TMP) $< && mv -f $(TMP).d $(@:.o=.d) && mv -f $(TMP) $@
 
 $(O)/mod_deepmine/cli/%.o: mod_deepmine/cli/%.c
 	@mkdir -p $(@D)
-	@echo '  CC    $<'; $(CC) $(CFLAGS_OBJ) -MMD -MP -MF $(TMP).d -c -o $(TMP) $< && mv -f $(TMP).d $(@:.o=.d) && mv -f $(TMP) $@
+	@echo '  CC    $<'; $(CC) $(CFLAGS_OBJ) -MMD -MP -MT $@ -MF $(TMP).d -c -o $(TMP) $< && mv -f $(TMP).d $(@:.o=.d) && mv -f $(TMP) $@
 
 $(O)/migrations_gen.o: $(MIG_C)
 	@mkdir -p $(@D)
-	@echo '  CC    $<'; $(CC) $(CFLAGS_OBJ) -MMD -MP -MF $(TMP).d -c -o $(TMP) $< && mv -f $(TMP).d $(@:.o=.d) && mv -f $(TMP) $@
+	@echo '  CC    $<'; $(CC) $(CFLAGS_OBJ) -MMD -MP -MT $@ -MF $(TMP).d -c -o $(TMP) $< && mv -f $(TMP).d $(@:.o=.d) && mv -f $(TMP) $@
 
 -include $(CORE_OBJ:.o=.d) $(HTTP_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
 

@@ -16,6 +16,7 @@
 #include "base/confparse.h"
 #include "withdrawals/withdrawals.h"
 #include "referral/vip.h"
+#include "shop/refunds.h"
 
 #define DM_UNSET (-1)
 
@@ -31,6 +32,7 @@ void *dm_conf_create(apr_pool_t *p, server_rec *s)
     c->pw_memlimit = DM_UNSET;
     c->commission_hold_days = DM_UNSET;
     c->commission_cap_bp = DM_UNSET;
+    c->partial_refund = DM_UNSET;
     c->wd_min = DM_UNSET;
     c->wd_max = DM_UNSET;
     c->wd_daily = DM_UNSET;
@@ -64,6 +66,7 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(legal_dir);
     MERGE_NUM(commission_hold_days);
     MERGE_NUM(commission_cap_bp);
+    MERGE_NUM(partial_refund);
     MERGE_NUM(wd_min);
     MERGE_NUM(wd_max);
     MERGE_NUM(wd_daily);
@@ -321,6 +324,26 @@ static const char *set_commission_cap(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+static const char *set_partial_refund(cmd_parms *cmd, void *dc, const char *arg)
+{
+    dm_partial_refund_mode mode;
+
+    if (dm_refund_mode_parse(arg, &mode) != 0) {
+        return apr_psprintf(cmd->pool,
+                            DM_DIR_PARTIAL_REFUND
+                            " takes prorate (a partly refunded contract "
+                            "runs on its remaining share) or end-contract (it ends), not '%s'",
+                            arg);
+    }
+    sconf(cmd)->partial_refund = (int)mode;
+    return NULL;
+}
+
+int dm_conf_partial_refund(const dm_conf *c)
+{
+    return c->partial_refund != DM_UNSET ? c->partial_refund : DM_PARTIAL_REFUND_PRORATE;
+}
+
 int dm_conf_commission_hold_days(const dm_conf *c)
 {
     return c->commission_hold_days != DM_UNSET ? c->commission_hold_days
@@ -518,6 +541,9 @@ const command_rec dm_directives[] = {
                   "days a commission is held before it can be withdrawn (default 14)"),
     AP_INIT_TAKE1(DM_DIR_COMMISSION_CAP, set_commission_cap, NULL, RSRC_CONF,
                   "most a VIP level may pay over 10 depths, in basis points (default 5000)"),
+    AP_INIT_TAKE1(DM_DIR_PARTIAL_REFUND, set_partial_refund, NULL, RSRC_CONF,
+                  "what a partial refund does to the contract: prorate (it runs on its "
+                  "remaining share; the default) or end-contract (it ends)"),
     AP_INIT_TAKE3(DM_DIR_WITHDRAWAL_LIMITS, set_withdrawal_limits, NULL, RSRC_CONF,
                   "<min> <max> <daily> withdrawal amounts in micro-units (default 10 USD, "
                   "10000 USD, 20000 USD per member per 24 h)"),

@@ -47,6 +47,7 @@ APLOG_USE_MODULE(deepmine);
 #define DM_DIR_MAILER "DeepMineMailer"
 #define DM_DIR_MAX_BODY "DeepMineMaxBody"
 #define DM_DIR_PASSWORD_HASH "DeepMinePasswordHash"
+#define DM_DIR_PARTIAL_REFUND "DeepMinePartialRefund"
 #define DM_DIR_PLUGIN "DeepMinePlugin"
 #define DM_DIR_PLUGIN_SET "DeepMinePluginSet"
 #define DM_DIR_POOL "DeepMinePool"
@@ -75,6 +76,7 @@ typedef struct dm_conf {
     const char *legal_dir;               /* DeepMineLegalDir */
     int commission_hold_days;            /* DeepMineCommissionHold; -1 unset */
     int commission_cap_bp;               /* DeepMineCommissionCap; -1 unset */
+    int partial_refund;                  /* DeepMinePartialRefund (refunds.h mode); -1 unset */
     long long wd_min; /* DeepMineWithdrawalLimits <min> <max> <daily>; -1 unset */
     long long wd_max;
     long long wd_daily;
@@ -117,6 +119,7 @@ struct dm_wd_limits;
 void dm_conf_wd_limits(const dm_conf *c, struct dm_wd_limits *out);
 int dm_conf_commission_hold_days(const dm_conf *c);
 int dm_conf_commission_cap_bp(const dm_conf *c);
+int dm_conf_partial_refund(const dm_conf *c);
 int dm_conf_cron(const dm_conf *c);
 int dm_conf_test_mode(const dm_conf *c);
 int dm_conf_accrual_delay(const dm_conf *c);

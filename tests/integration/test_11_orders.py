@@ -293,7 +293,7 @@ def test_staff_refund_ends_the_contract_and_reverses_the_payment(srv):
     path = "/api/admin/orders/%d/refund" % order["id"]
     r = staff(srv, "support").post(srv.url + path, timeout=15)
     assert r.status_code == 403, r.text
-    r = staff(srv, "finance").post(srv.url + path, timeout=20)
+    r = staff(srv, "finance").post(srv.url + path, json={"reason": "test"}, timeout=20)
     assert r.status_code == 200, r.text
     assert r.json()["refunded"] is True and r.json()["order"]["status"] == "refunded"
     assert order_of(srv, h, order["id"])["status"] == "refunded"
@@ -303,7 +303,7 @@ def test_staff_refund_ends_the_contract_and_reverses_the_payment(srv):
     assert srv.sql("SELECT COUNT(*) FROM audit_log WHERE action = 'order.refund' AND "
                    "target_id = '%d'" % order["id"]) == [(1,)]
     # again: not paid any more
-    r = staff(srv, "finance").post(srv.url + path, timeout=15)
+    r = staff(srv, "finance").post(srv.url + path, json={"reason": "test"}, timeout=15)
     assert r.status_code == 409 and error_of(r)["code"] == "conflict"
     assert_ledger_verifies(srv)
 
@@ -315,7 +315,7 @@ def test_staff_refund_of_a_balance_order_restores_the_wallet(srv):
     order = buy(srv, h, pkg["id"], pay_from_balance=True).json()["order"]
     assert wallet(srv, h) == 0
     r = staff(srv, "owner").post(srv.url + "/api/admin/orders/%d/refund" % order["id"],
-                                 timeout=15)
+                                 json={"reason": "test"}, timeout=15)
     assert r.status_code == 200 and r.json()["refunded"] is True, r.text
     assert wallet(srv, h) == pkg["price_micros"]
     assert_ledger_verifies(srv)

@@ -290,19 +290,20 @@ static void test_bulk_contracts_are_the_rows_a_sale_writes_without_the_payment(v
     assert_null(dm_contract_bulk_insert(bulk, pool, &pkg, T0 + 3600, buyers, BUYERS));
     assert_null(dm_db_commit(bulk, pool));
 
-    assert_int_equal(count(bulk, "SELECT COUNT(*) FROM pragma_table_info('contracts')"), 17);
+    assert_int_equal(count(bulk, "SELECT COUNT(*) FROM pragma_table_info('contracts')"), 20);
     assert_same_rows(sold, bulk,
                      "SELECT id, order_id, user_id, package_id, name, hashrate_ghs, price_micros, "
                      "daily_yield_micros, duration_days, currency, started_at, expires_at, "
-                     "status, ended_at, yield_mode, fee_bp, earned_micros, "
+                     "status, ended_at, yield_mode, fee_bp, earned_micros, refunded_micros, "
+                     "released_ghs, yield_clawed_micros, "
                      "expires_at - started_at FROM contracts ORDER BY id",
-                     18, BUYERS);
-    assert_int_equal(count(bulk, "SELECT COUNT(*) FROM pragma_table_info('orders')"), 13);
+                     21, BUYERS);
+    assert_int_equal(count(bulk, "SELECT COUNT(*) FROM pragma_table_info('orders')"), 14);
     assert_same_rows(sold, bulk,
                      "SELECT id, user_id, package_id, amount_micros, currency, status, gateway, "
-                     "provider_ref, checkout_url, created_at, paid_at, updated_at "
+                     "provider_ref, checkout_url, created_at, paid_at, updated_at, refunded_micros "
                      "FROM orders ORDER BY id",
-                     12, BUYERS);
+                     13, BUYERS);
     assert_int_equal(count(sold, "SELECT COUNT(*) FROM orders WHERE payment_transfer_id IS NULL"),
                      0);
     assert_int_equal(count(bulk, "SELECT COUNT(*) FROM orders WHERE payment_transfer_id IS NULL"),

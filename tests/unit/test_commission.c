@@ -494,7 +494,7 @@ static void test_vip_qualification_boundaries(void **state)
     }
 }
 
-static void test_reevaluation_raises_buyer_and_upline_and_never_lowers(void **state)
+static void test_reevaluation_raises_buyer_and_upline_and_a_refund_lowers_back(void **state)
 {
     dm_db *db = dm_fx_db(pool);
     int64_t top = join(db, 0), r = join(db, top), b = join(db, r);
@@ -513,15 +513,94 @@ static void test_reevaluation_raises_buyer_and_upline_and_never_lowers(void **st
     /* the next order pays r at its new level */
     assert_null(pay(db, 4, b, 1000 * USD));
     assert_int_equal(credit_of(db, 4, 1), 1000 * USD * 550 / 10000);
-    /* a refund takes the volume back but not the level */
+    /* a refund takes the volume back, and with it the level only that
+     * volume justified (refunded volume never counts: docs/commissions.md);
+     * re-evaluation itself never lowers */
     clawback(db, 2);
     assert_null(dm_db_begin(db, pool));
     assert_null(dm_vip_reevaluate(db, pool, b));
     assert_null(dm_db_commit(db, pool));
-    assert_int_equal(q(db, "SELECT vip_level FROM users WHERE id = %d", (int)r), 2);
+    assert_int_equal(q(db, "SELECT vip_level FROM users WHERE id = %d", (int)r), 1);
     assert_int_equal(
         q(db, "SELECT team_volume_micros FROM member_volumes WHERE user_id = %d", (int)r),
         1000 * USD + 1);
+    assert_ledger_ok(db);
+}
+
+/* Issue 11, sequence 3: R buys 500 USD, R's referral X buys 2,000 USD, R
+ * reaches level 2; X's order is refunded: R is back at level 1, audited
+ * with the reason, and a later 1,000 USD order under R pays R 50 USD (the
+ * level-1 rate), not 55. */
+static void test_a_refund_lowers_the_level_only_its_volume_justified(void **state)
+{
+    dm_db *db = dm_fx_db(pool);
+    int64_t r = join(db, 0), x = join(db, r), z = join(db, r);
+
+    (void)state;
+    assert_null(pay(db, 1, r, 500 * USD));
+    assert_null(pay(db, 2, x, 2000 * USD));
+    assert_int_equal(q(db, "SELECT vip_level FROM users WHERE id = %d", (int)r), 2);
+    clawback(db, 2);
+    assert_int_equal(q(db, "SELECT vip_level FROM users WHERE id = %d", (int)r), 1);
+    assert_int_equal(q(db, "SELECT vip_level FROM users WHERE id = %d", (int)x), 1);
+    assert_int_equal(q(db,
+                       "SELECT COUNT(*) FROM audit_log WHERE action = 'user.vip_lowered' AND "
+                       "target_type = 'user' AND target_id = '%d' AND staff_id IS NULL AND "
+                       "ip = 'system' AND before_json = '{\"vip_level\":2}' AND "
+                       "json_extract(after_json, '$.vip_level') = 1 AND "
+                       "json_extract(after_json, '$.order_id') = 2 AND "
+                       "json_extract(after_json, '$.reason') LIKE 'order 2 refunded: %%'",
+                       (int)r),
+                     1);
+    assert_int_equal(q(db, "SELECT COUNT(*) FROM audit_log"), 1); /* nobody else moved */
+    assert_null(pay(db, 3, z, 1000 * USD));
+    assert_int_equal(credit_of(db, 3, 1), 50 * USD);
+    assert_ledger_ok(db);
+}
+
+/* A level the refunded volume did not earn stays: one set by hand above
+ * the volumes, one still reached without the refunded part (a partial
+ * refund), and one earned under an easier plan (levels never fall with
+ * time or a new plan, only with the volume that earned them). */
+static void test_a_refund_leaves_levels_it_did_not_earn(void **state)
+{
+    dm_db *db = dm_fx_db(pool);
+    int64_t r = join(db, 0), xr = join(db, r), hand = join(db, 0), y = join(db, hand);
+    dm_vip_plan plan;
+
+    (void)state;
+    /* by hand: level 5 with no volume; a refund below it changes nothing */
+    x(db, "UPDATE users SET vip_level = 5 WHERE id = %d", (int)hand);
+    assert_null(pay(db, 10, y, 2000 * USD));
+    clawback(db, 10);
+    assert_int_equal(q(db, "SELECT vip_level FROM users WHERE id = %d", (int)hand), 5);
+    /* a part refunded: 2,500 of team volume - 400 still reaches 2,000 */
+    assert_null(pay(db, 1, r, 500 * USD));
+    assert_null(pay(db, 2, xr, 2500 * USD));
+    assert_int_equal(q(db, "SELECT vip_level FROM users WHERE id = %d", (int)r), 2);
+    assert_null(dm_db_begin(db, pool));
+    assert_null(dm_commission_refund(db, pool, 2, 400 * USD, NULL));
+    assert_null(dm_db_commit(db, pool));
+    assert_int_equal(q(db, "SELECT vip_level FROM users WHERE id = %d", (int)r), 2);
+    assert_int_equal(
+        q(db, "SELECT team_volume_micros FROM member_volumes WHERE user_id = %d", (int)r),
+        2100 * USD);
+    /* X still has the order (in part): still R's direct paid referral */
+    assert_int_equal(
+        q(db, "SELECT direct_paid_referrals FROM member_volumes WHERE user_id = %d", (int)r), 1);
+    /* a harder plan: level 2 now needs 3,000 of team volume; R keeps it
+     * (its volumes no longer reach it before the next refund either) */
+    assert_null(dm_vip_plan_load(db, pool, &plan));
+    plan.levels[1].min_team_volume_micros = 3000 * USD;
+    for (int l = 2; l < 10; l++) {
+        if (plan.levels[l].min_team_volume_micros < 3000 * USD) {
+            plan.levels[l].min_team_volume_micros = 3000 * USD;
+        }
+    }
+    assert_null(dm_vip_plan_replace(db, pool, 0, NULL, &plan, 5000));
+    clawback(db, 2);
+    assert_int_equal(q(db, "SELECT vip_level FROM users WHERE id = %d", (int)r), 2);
+    assert_int_equal(q(db, "SELECT COUNT(*) FROM audit_log WHERE action = 'user.vip_lowered'"), 0);
     assert_ledger_ok(db);
 }
 
@@ -577,7 +656,9 @@ int main(void)
         cmocka_unit_test(test_release_waits_for_the_hold_and_skips_flagged_pairs),
         cmocka_unit_test(test_registration_from_the_referrers_ip_within_24h_raises_a_flag),
         cmocka_unit_test(test_vip_qualification_boundaries),
-        cmocka_unit_test(test_reevaluation_raises_buyer_and_upline_and_never_lowers),
+        cmocka_unit_test(test_reevaluation_raises_buyer_and_upline_and_a_refund_lowers_back),
+        cmocka_unit_test(test_a_refund_lowers_the_level_only_its_volume_justified),
+        cmocka_unit_test(test_a_refund_leaves_levels_it_did_not_earn),
         cmocka_unit_test(test_plan_validation_refuses_a_plan_over_the_cap_naming_the_level),
     };
     int rc;

@@ -448,14 +448,14 @@ static void test_staff_refund_of_balance_order_restores_wallet_and_is_audited(vo
     credit(buyer, PRICE);
     assert_null(dm_order_pay_from_balance(db, pool, buyer, pkg_id, &o));
     assert_int_equal(wallet(buyer), 0);
-    assert_null(dm_order_refund(db, pool, host, 0, NULL, o.id, &r, &refunded));
+    assert_null(dm_order_refund(db, pool, host, 0, NULL, o.id, 0, "test", &r, &refunded));
     assert_true(refunded);
     assert_string_equal(r.status, "refunded");
     assert_int_equal(wallet(buyer), PRICE);
     assert_int_equal(count("SELECT COUNT(*) FROM contracts WHERE status = 'refunded'"), 1);
     assert_int_equal(count("SELECT COUNT(*) FROM audit_log WHERE action = 'order.refund'"), 1);
     /* again: the order is no longer paid */
-    assert_int_equal(dm_order_refund(db, pool, host, 0, NULL, o.id, &r, &refunded)->code,
+    assert_int_equal(dm_order_refund(db, pool, host, 0, NULL, o.id, 0, "test", &r, &refunded)->code,
                      DM_E_CONFLICT);
     assert_ledger_sound();
 }

@@ -51,6 +51,7 @@ static const struct kind_def {
     {DM_KIND_REVERSAL, 0},
     {DM_KIND_MAINTENANCE_FEE, 0},
     {DM_KIND_YIELD_COMMISSION, 0},
+    {DM_KIND_YIELD_CLAWBACK, 1},
 };
 
 static const char *const system_codes[] = {
@@ -981,6 +982,46 @@ dm_err *dm_ledger_reverse(dm_db *db, apr_pool_t *p, int64_t transfer_id, const c
 }
 
 /* ---- a member's statement ---- */
+
+/* ---- sums by key prefix ---- */
+
+dm_err *dm_ledger_sums_by_key_prefix(dm_db *db, apr_pool_t *p, const char *prefix,
+                                     apr_array_header_t **rows)
+{
+    size_t n = prefix ? strlen(prefix) : 0;
+    char *upper;
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e;
+
+    *rows = apr_array_make(p, 8, sizeof(dm_ledger_pair_sum));
+    if (n == 0 || (unsigned char)prefix[n - 1] == 0xff) {
+        return dm_err_make(p, DM_E_INTERNAL, NULL, "ledger: a key prefix must end below 0xff");
+    }
+    /* The keys from `prefix` up to (not including) the prefix with its last
+     * byte raised by one: a range of the idempotency key's unique index. */
+    upper = apr_pstrmemdup(p, prefix, n);
+    upper[n - 1] = (char)((unsigned char)upper[n - 1] + 1);
+    e = dm_db_prepare(db, p,
+                      "SELECT debit_account_id, credit_account_id, SUM(amount_micros) "
+                      "FROM transfers WHERE idempotency_key >= ? AND idempotency_key < ? "
+                      "GROUP BY debit_account_id, credit_account_id "
+                      "ORDER BY debit_account_id, credit_account_id",
+                      &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_text(st, 1, prefix, n);
+    dm_stmt_bind_text(st, 2, upper, n);
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        dm_ledger_pair_sum *s = apr_array_push(*rows);
+        s->debit_account_id = dm_stmt_int64(st, 0);
+        s->credit_account_id = dm_stmt_int64(st, 1);
+        s->amount_micros = dm_stmt_int64(st, 2);
+    }
+    dm_stmt_done(st);
+    return e;
+}
 
 /* A line's position: 2 * transfer id, + 1 on the wallet side, so the two
  * lines of a transfer between the member's own accounts have an order.

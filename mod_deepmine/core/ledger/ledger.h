@@ -55,8 +55,8 @@
 
 /* Transfer kinds. The list is closed (ledger.c's kind table): an unknown
  * kind is DM_E_INVALID, so a typo cannot post. The clawback kinds
- * (commission_clawback, chargeback) are the only ones that may take a
- * wallet below zero. */
+ * (commission_clawback, yield_clawback, chargeback) are the only ones that
+ * may take a wallet below zero. */
 #define DM_KIND_ADJUSTMENT "adjustment"
 #define DM_KIND_DEPOSIT "deposit"
 #define DM_KIND_PURCHASE "purchase"
@@ -73,6 +73,7 @@
 #define DM_KIND_REVERSAL "reversal"
 #define DM_KIND_MAINTENANCE_FEE "maintenance_fee"   /* yield -> maintenance_fees */
 #define DM_KIND_YIELD_COMMISSION "yield_commission" /* commissions -> an upline's wallet */
+#define DM_KIND_YIELD_CLAWBACK "yield_clawback"     /* a refund: a wallet -> yield */
 
 typedef enum dm_account_kind {
     DM_ACCOUNT_WALLET = 1, /* available money */
@@ -175,6 +176,19 @@ dm_err *dm_ledger_post_many(dm_db *db, apr_pool_t *p, const dm_transfer_req *req
  * DM_E_CONFLICT; an unknown transfer is DM_E_NOT_FOUND. */
 dm_err *dm_ledger_reverse(dm_db *db, apr_pool_t *p, int64_t transfer_id, const char *key,
                           const char *kind, const char *reference, dm_transfer *out, int *created);
+
+/* The sums of the transfers whose idempotency key starts with `prefix`
+ * (non-empty), one row per (debit, credit) account pair, in account id
+ * order: what a family of keys (ycomm:<contract>:…) moved, read from the
+ * key's unique index. Rows are dm_ledger_pair_sum. */
+typedef struct dm_ledger_pair_sum {
+    int64_t debit_account_id;
+    int64_t credit_account_id;
+    int64_t amount_micros;
+} dm_ledger_pair_sum;
+
+dm_err *dm_ledger_sums_by_key_prefix(dm_db *db, apr_pool_t *p, const char *prefix,
+                                     apr_array_header_t **rows);
 
 /* A member's wallet and held balances in `currency` (0 for an account not
  * made yet), in one indexed read. A negative wallet is a debt. */

@@ -240,19 +240,84 @@ dm_err *dm_commission_pay(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t bu
 typedef struct held_row {
     int64_t id;
     int64_t beneficiary;
-    int64_t amount;
+    int64_t kept; /* amount_micros - clawed_micros */
     const char *currency;
     int depth;
     int held;
 } held_row;
 
-dm_err *dm_commission_clawback(dm_db *db, apr_pool_t *p, int64_t order_id)
+/* floor(kept x part / left), in 128 bits; all of it when part == left. */
+static int64_t share_of(int64_t kept, int64_t part, int64_t left)
+{
+    if (part >= left) {
+        return kept;
+    }
+    return (int64_t)(((__int128)kept * part) / left);
+}
+
+static dm_err *claw_one(dm_db *db, apr_pool_t *p, int64_t order_id, const held_row *h,
+                        int64_t amount, int last, const char *key, int64_t sink)
+{
+    int64_t from = 0;
+    dm_transfer_req req;
+    dm_transfer t;
+    dm_stmt *st;
+    int created = 0, row = 0;
+    dm_err *e = dm_ledger_member_account(
+        db, p, h->beneficiary, h->held ? DM_ACCOUNT_HELD : DM_ACCOUNT_WALLET, h->currency, &from);
+
+    memset(&t, 0, sizeof(t));
+    if (!e && amount > 0) {
+        memset(&req, 0, sizeof(req));
+        req.idempotency_key = key;
+        req.debit_account_id = from;
+        req.credit_account_id = sink;
+        req.amount_micros = amount;
+        req.currency = h->currency;
+        req.kind = DM_KIND_COMMISSION_CLAWBACK;
+        req.reference = apr_psprintf(p, "order:%" APR_INT64_T_FMT, (apr_int64_t)order_id);
+        e = dm_ledger_transfer(db, p, &req, &t, &created);
+        if (!e && !created) {
+            return NULL; /* this step was taken before: the row says so already */
+        }
+    }
+    if (!e && last) {
+        e = dm_db_prepare(db, p,
+                          "UPDATE commissions SET clawed_micros = clawed_micros + ?, "
+                          "status = 'clawed_back', clawback_transfer_id = ? WHERE id = ?",
+                          &st);
+        if (!e) {
+            dm_stmt_bind_int64(st, 1, amount);
+            if (t.id) {
+                dm_stmt_bind_int64(st, 2, t.id);
+            } else {
+                dm_stmt_bind_null(st, 2);
+            }
+            dm_stmt_bind_int64(st, 3, h->id);
+        }
+    } else if (!e) {
+        e = dm_db_prepare(
+            db, p, "UPDATE commissions SET clawed_micros = clawed_micros + ? WHERE id = ?", &st);
+        if (!e) {
+            dm_stmt_bind_int64(st, 1, amount);
+            dm_stmt_bind_int64(st, 2, h->id);
+        }
+    }
+    if (!e) {
+        e = dm_stmt_step(st, p, &row);
+        dm_stmt_done(st);
+    }
+    return e;
+}
+
+dm_err *dm_commission_refund(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t part_micros,
+                             const char *why)
 {
     apr_array_header_t *rows = apr_array_make(p, DM_REFERRAL_LEVELS, sizeof(held_row));
-    int64_t buyer = 0, amount = 0, sink = 0;
-    const char *currency = NULL;
+    int64_t buyer = 0, amount = 0, refunded = 0, left, sink = 0;
+    const char *currency = NULL, *suffix;
     int64_t ids[DM_REFERRAL_LEVELS];
-    int row = 0, paid = 0, n = 0;
+    int row = 0, paid = 0, n = 0, last;
     dm_stmt *st;
     dm_err *e = need_txn(db, p, "a clawback");
 
@@ -260,8 +325,8 @@ dm_err *dm_commission_clawback(dm_db *db, apr_pool_t *p, int64_t order_id)
         return e;
     }
     e = dm_db_prepare(db, p,
-                      "SELECT buyer_id, amount_micros, currency, status FROM commission_orders "
-                      "WHERE order_id = ?",
+                      "SELECT buyer_id, amount_micros, currency, status, refunded_micros "
+                      "FROM commission_orders WHERE order_id = ?",
                       &st);
     if (e) {
         return e;
@@ -273,14 +338,28 @@ dm_err *dm_commission_clawback(dm_db *db, apr_pool_t *p, int64_t order_id)
         amount = dm_stmt_int64(st, 1);
         currency = apr_pstrdup(p, dm_stmt_text(st, 2, NULL));
         paid = strcmp(dm_stmt_text(st, 3, NULL), "paid") == 0;
+        refunded = dm_stmt_int64(st, 4);
     }
     dm_stmt_done(st);
-    if (e || !row) {
-        return e; /* never paid: nothing to take back */
+    if (e || !row || !paid) {
+        return e; /* never paid, or refunded already: nothing to take back */
     }
+    left = amount - refunded;
+    if (part_micros <= 0 || part_micros > left) {
+        return dm_err_make(p, DM_E_INVALID, "amount_micros",
+                           "order %" APR_INT64_T_FMT " has %" APR_INT64_T_FMT
+                           " left to refund, not %" APR_INT64_T_FMT,
+                           (apr_int64_t)order_id, (apr_int64_t)left, (apr_int64_t)part_micros);
+    }
+    last = part_micros == left;
+    /* The whole order at once keeps the key it always had; a part is named
+     * by the order's refunded total after it (which only grows). */
+    suffix = (last && refunded == 0)
+                 ? ""
+                 : apr_psprintf(p, ":%" APR_INT64_T_FMT, (apr_int64_t)(refunded + part_micros));
     e = dm_db_prepare(db, p,
-                      "SELECT id, depth, beneficiary_id, amount_micros, currency, status "
-                      "FROM commissions WHERE order_id = ? AND status <> 'clawed_back' "
+                      "SELECT id, depth, beneficiary_id, amount_micros - clawed_micros, currency, "
+                      "status FROM commissions WHERE order_id = ? AND status <> 'clawed_back' "
                       "ORDER BY depth",
                       &st);
     if (e) {
@@ -292,7 +371,7 @@ dm_err *dm_commission_clawback(dm_db *db, apr_pool_t *p, int64_t order_id)
         h->id = dm_stmt_int64(st, 0);
         h->depth = (int)dm_stmt_int64(st, 1);
         h->beneficiary = dm_stmt_int64(st, 2);
-        h->amount = dm_stmt_int64(st, 3);
+        h->kept = dm_stmt_int64(st, 3);
         h->currency = apr_pstrdup(p, dm_stmt_text(st, 4, NULL));
         h->held = strcmp(dm_stmt_text(st, 5, NULL), "held") == 0;
     }
@@ -302,61 +381,66 @@ dm_err *dm_commission_clawback(dm_db *db, apr_pool_t *p, int64_t order_id)
     }
     for (int i = 0; !e && i < rows->nelts; i++) {
         const held_row *h = &APR_ARRAY_IDX(rows, i, held_row);
-        int64_t from = 0;
-        dm_transfer_req req;
-        dm_transfer t;
-        int created = 0;
-
-        e = dm_ledger_member_account(db, p, h->beneficiary,
-                                     h->held ? DM_ACCOUNT_HELD : DM_ACCOUNT_WALLET, h->currency,
-                                     &from);
-        if (e) {
-            break;
-        }
-        memset(&req, 0, sizeof(req));
-        req.idempotency_key =
-            apr_psprintf(p, "clawback:%" APR_INT64_T_FMT ":%d", (apr_int64_t)order_id, h->depth);
-        req.debit_account_id = from;
-        req.credit_account_id = sink;
-        req.amount_micros = h->amount;
-        req.currency = h->currency;
-        req.kind = DM_KIND_COMMISSION_CLAWBACK;
-        req.reference = apr_psprintf(p, "order:%" APR_INT64_T_FMT, (apr_int64_t)order_id);
-        e = dm_ledger_transfer(db, p, &req, &t, &created);
-        if (!e) {
-            e = dm_db_prepare(db, p,
-                              "UPDATE commissions SET status = 'clawed_back', "
-                              "clawback_transfer_id = ? WHERE id = ?",
-                              &st);
-        }
-        if (!e) {
-            dm_stmt_bind_int64(st, 1, t.id);
-            dm_stmt_bind_int64(st, 2, h->id);
-            e = dm_stmt_step(st, p, &row);
-            dm_stmt_done(st);
-        }
+        e = claw_one(db, p, order_id, h, share_of(h->kept, part_micros, left), last,
+                     apr_psprintf(p, "clawback:%" APR_INT64_T_FMT ":%d%s", (apr_int64_t)order_id,
+                                  h->depth, suffix),
+                     sink);
     }
-    if (e || !paid) {
+    if (e) {
         return e;
     }
     e = dm_db_prepare(db, p,
-                      "UPDATE commission_orders SET status = 'refunded', refunded_at = ? "
-                      "WHERE order_id = ?",
+                      "UPDATE commission_orders SET refunded_micros = refunded_micros + ?, "
+                      "status = CASE WHEN refunded_micros + ? >= amount_micros THEN 'refunded' "
+                      "ELSE status END, refunded_at = CASE WHEN refunded_micros + ? >= "
+                      "amount_micros THEN ? ELSE refunded_at END WHERE order_id = ?",
                       &st);
     if (e) {
         return e;
     }
-    dm_stmt_bind_int64(st, 1, dm_now());
-    dm_stmt_bind_int64(st, 2, order_id);
+    dm_stmt_bind_int64(st, 1, part_micros);
+    dm_stmt_bind_int64(st, 2, part_micros);
+    dm_stmt_bind_int64(st, 3, part_micros);
+    dm_stmt_bind_int64(st, 4, dm_now());
+    dm_stmt_bind_int64(st, 5, order_id);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     if (!e) {
         e = dm_referral_upline(db, p, buyer, ids, &n);
     }
+    /* Volumes are in the platform currency (docs/commissions.md). */
     if (!e && strcmp(currency, DM_LEDGER_CURRENCY) == 0) {
-        e = dm_vip_count_order(db, p, buyer, ids, n, amount, -1);
+        e = dm_vip_refund_order(db, p, order_id, buyer, ids, n, part_micros, last, why);
     }
     return e;
+}
+
+dm_err *dm_commission_clawback(dm_db *db, apr_pool_t *p, int64_t order_id)
+{
+    int64_t left = 0;
+    int found = 0;
+    dm_stmt *st;
+    dm_err *e = need_txn(db, p, "a clawback");
+
+    if (!e) {
+        e = dm_db_prepare(db, p,
+                          "SELECT amount_micros - refunded_micros FROM commission_orders "
+                          "WHERE order_id = ? AND status = 'paid'",
+                          &st);
+    }
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, order_id);
+    e = dm_stmt_step(st, p, &found);
+    if (!e && found) {
+        left = dm_stmt_int64(st, 0);
+    }
+    dm_stmt_done(st);
+    if (e || !found || left <= 0) {
+        return e; /* never paid, or refunded already */
+    }
+    return dm_commission_refund(db, p, order_id, left, NULL);
 }
 
 /* ---- release ---- */
@@ -370,7 +454,8 @@ typedef struct due_row {
 
 /* Due, held, and no open or confirmed flag between beneficiary and buyer. */
 #define DUE_SQL                                                                                    \
-    "SELECT c.id, c.beneficiary_id, c.amount_micros, c.currency FROM commissions c "               \
+    "SELECT c.id, c.beneficiary_id, c.amount_micros - c.clawed_micros, c.currency "                \
+    "FROM commissions c "                                                                          \
     "WHERE c.status = 'held' AND c.release_at <= ? AND c.id > ? AND NOT EXISTS ("                  \
     "SELECT 1 FROM member_flags f WHERE f.status IN ('open', 'confirmed') AND "                    \
     "((f.user_id = c.beneficiary_id AND f.related_user_id = c.source_user_id) OR "                 \
@@ -501,7 +586,7 @@ dm_err *dm_commission_list(dm_db *db, apr_pool_t *p, int64_t beneficiary_id, int
     e = dm_db_prepare(db, p,
                       "SELECT c.id, c.order_id, c.depth, c.source_user_id, u.email, "
                       "c.amount_micros, c.currency, c.rate_bp, c.vip_level, c.status, "
-                      "c.release_at, c.created_at FROM commissions c "
+                      "c.release_at, c.created_at, c.clawed_micros FROM commissions c "
                       "JOIN users u ON u.id = c.source_user_id "
                       "WHERE c.beneficiary_id = ? AND c.id < ? ORDER BY c.id DESC LIMIT ?",
                       &st);
@@ -531,6 +616,7 @@ dm_err *dm_commission_list(dm_db *db, apr_pool_t *p, int64_t beneficiary_id, int
         c->status = apr_pstrdup(p, dm_stmt_text(st, 9, NULL));
         c->release_at = dm_stmt_int64(st, 10);
         c->created_at = dm_stmt_int64(st, 11);
+        c->clawed_micros = dm_stmt_int64(st, 12);
         n++;
     }
     dm_stmt_done(st);
@@ -539,10 +625,11 @@ dm_err *dm_commission_list(dm_db *db, apr_pool_t *p, int64_t beneficiary_id, int
 
 json_t *dm_commission_row_json(apr_pool_t *p, const dm_commission_row *c)
 {
-    return json_pack("{s:I,s:I,s:i,s:I,s:s,s:i,s:i,s:s,s:s,s:s,s:s}", "id", (json_int_t)c->id,
+    return json_pack("{s:I,s:I,s:i,s:I,s:s,s:i,s:i,s:s,s:s,s:s,s:s,s:I}", "id", (json_int_t)c->id,
                      "order_id", (json_int_t)c->order_id, "depth", c->depth, "amount_micros",
                      (json_int_t)c->amount_micros, "currency", c->currency, "rate_bp", c->rate_bp,
                      "vip_level", c->vip_level, "status", c->status, "source_email",
                      c->source_masked_email, "release_at", dm_json_time(p, c->release_at),
-                     "created_at", dm_json_time(p, c->created_at));
+                     "created_at", dm_json_time(p, c->created_at), "clawed_micros",
+                     (json_int_t)c->clawed_micros);
 }

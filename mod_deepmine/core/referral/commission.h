@@ -14,7 +14,12 @@
  *   wallet once release_at has passed, unless a fraud flag (flags.h) is
  *   open or confirmed between beneficiary and buyer;
  * - a clawback takes each credit back from held if still held, else from
- *   the wallet with the commission_clawback kind (which may leave a debt).
+ *   the wallet with the commission_clawback kind (which may leave a debt);
+ *   a refund of part of an order takes back the same part of what each
+ *   credit still has: floor(kept x part / left), `left` being what was
+ *   unrefunded before it, and the refund that reaches the amount takes
+ *   back all that is left — so parts that sum to the amount take back
+ *   exactly every credit.
  */
 #ifndef DM_COMMISSION_H
 #define DM_COMMISSION_H
@@ -37,9 +42,24 @@
 dm_err *dm_commission_pay(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
                           int64_t amount_micros, const char *currency);
 
-/* Takes back every commission of `order_id` not yet clawed back, and the
- * order's volume. In the caller's open transaction; again is a no-op; an
- * order never paid is a no-op. */
+/* A refund of `part_micros` of paid order `order_id`: of each of its
+ * credits still kept (amount - clawed) it takes back floor(kept x part /
+ * left), where left = the order's amount minus what was refunded before;
+ * part == left takes back everything left and marks the order refunded.
+ * From held while a credit is held, else from the wallet (a debt if it is
+ * not enough). Keys clawback:<order>:<depth> when the whole order is
+ * refunded at once, else clawback:<order>:<depth>:<refunded total after>.
+ * The part leaves the volumes too, and the buyer and its upline are
+ * re-evaluated (dm_vip_refund_order, which may lower a level; `why` goes
+ * in its audit entry, NULL for a plain "order N refunded"). In the
+ * caller's open transaction; an order never paid (or refunded already)
+ * is a no-op; part <= 0 or more than left is DM_E_INVALID. */
+dm_err *dm_commission_refund(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t part_micros,
+                             const char *why);
+
+/* dm_commission_refund of everything not yet refunded: every commission of
+ * `order_id` not yet clawed back, and the order's volume. In the caller's
+ * open transaction; again is a no-op; an order never paid is a no-op. */
 dm_err *dm_commission_clawback(dm_db *db, apr_pool_t *p, int64_t order_id);
 
 /* The hold period in seconds (default 14 days), set once by the host
@@ -61,7 +81,8 @@ typedef struct dm_commission_row {
     const char *source_masked_email;
     int64_t amount_micros;
     const char *currency;
-    const char *status; /* held | available | clawed_back */
+    const char *status;    /* held | available | clawed_back */
+    int64_t clawed_micros; /* taken back by partial refunds so far */
     int64_t release_at;
     int64_t created_at;
     int depth;

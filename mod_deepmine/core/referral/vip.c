@@ -15,6 +15,10 @@
 #include "store/audit.h"
 #include "base/json.h"
 
+/* The address recorded with a level the platform lowered by itself (a
+ * refund, whoever caused it): not a staff member's, not the console's. */
+#define AUDIT_SYSTEM_IP "system"
+
 dm_err *dm_vip_plan_load(dm_db *db, apr_pool_t *p, dm_vip_plan *out)
 {
     dm_stmt *st;
@@ -424,6 +428,116 @@ dm_err *dm_vip_reevaluate(dm_db *db, apr_pool_t *p, int64_t buyer_id)
         dm_stmt_bind_int64(st, 4, levels[i]);
         e = dm_stmt_step(st, p, &row);
         dm_stmt_done(st);
+    }
+    return e;
+}
+
+/* One member a refund touches: volumes before and after, and its level. */
+typedef struct touched {
+    int64_t id;
+    dm_volumes before;
+    dm_volumes after;
+} touched;
+
+static dm_err *lower_level(dm_db *db, apr_pool_t *p, int64_t user_id, int from, int to,
+                           int64_t order_id, const char *why)
+{
+    const char *target = apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)user_id);
+    const char *reason =
+        apr_psprintf(p,
+                     "order %" APR_INT64_T_FMT " %s: without its volume the member qualifies "
+                     "for level %d only",
+                     (apr_int64_t)order_id, why ? why : "refunded", to);
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(
+        db, p, "UPDATE users SET vip_level = ?, updated_at = ? WHERE id = ? AND vip_level = ?",
+        &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, to);
+    dm_stmt_bind_int64(st, 2, dm_now());
+    dm_stmt_bind_int64(st, 3, user_id);
+    dm_stmt_bind_int64(st, 4, from);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (e || dm_db_changes(db) != 1) {
+        return e;
+    }
+    return dm_audit_write(db, p, 0, "user.vip_lowered", "user", target,
+                          dm_json_own(p, json_pack("{s:i}", "vip_level", from)),
+                          dm_json_own(p, json_pack("{s:i,s:I,s:s}", "vip_level", to, "order_id",
+                                                   (json_int_t)order_id, "reason", reason)),
+                          AUDIT_SYSTEM_IP);
+}
+
+dm_err *dm_vip_refund_order(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
+                            const int64_t *upline, int n, int64_t part_micros, int last,
+                            const char *why)
+{
+    touched t[DM_VIP_DEPTHS + 1];
+    dm_vip_plan plan;
+    int m = 0;
+    dm_err *e;
+
+    if (!dm_db_in_transaction(db)) {
+        return dm_err_make(p, DM_E_INTERNAL, NULL, "vip: volumes change only in a transaction");
+    }
+    if (n > DM_VIP_DEPTHS) {
+        n = DM_VIP_DEPTHS;
+    }
+    memset(t, 0, sizeof(t));
+    t[m++].id = buyer_id;
+    for (int i = 0; i < n; i++) {
+        t[m++].id = upline[i];
+    }
+    e = dm_vip_plan_load(db, p, &plan);
+    for (int i = 0; !e && i < m; i++) {
+        e = dm_vip_volumes(db, p, t[i].id, &t[i].before);
+    }
+    /* The part leaves the buyer's personal volume and every ancestor's team
+     * volume; the whole order also leaves the buyer's paid orders, and the
+     * referrer's direct paid referrals when it was the buyer's last. */
+    if (!e) {
+        e = bump(db, p, buyer_id, -part_micros, last ? -1 : 0, 0, 0);
+    }
+    if (!e && n > 0 && last && t[0].before.paid_orders == 1) {
+        e = bump(db, p, upline[0], 0, 0, -1, 0);
+    }
+    for (int i = 0; !e && i < n; i++) {
+        e = bump(db, p, upline[i], 0, 0, 0, -part_micros);
+    }
+    /* A level goes down only when the volumes before the refund reached it
+     * and those after do not: a level set by hand above the volumes, or
+     * earned under an easier plan, is left alone (levels never fall with
+     * time, only with the volume that earned them). */
+    for (int i = 0; !e && i < m; i++) {
+        int current = 0, was, now;
+        int64_t v = 0;
+        int found = 0;
+        dm_stmt *st;
+
+        e = dm_vip_volumes(db, p, t[i].id, &t[i].after);
+        if (!e) {
+            e = dm_db_prepare(db, p, "SELECT vip_level FROM users WHERE id = ?", &st);
+        }
+        if (e) {
+            break;
+        }
+        dm_stmt_bind_int64(st, 1, t[i].id);
+        e = dm_stmt_step(st, p, &found);
+        if (!e && found) {
+            v = dm_stmt_int64(st, 0);
+        }
+        dm_stmt_done(st);
+        current = (int)v;
+        was = dm_vip_qualify(&plan, &t[i].before);
+        now = dm_vip_qualify(&plan, &t[i].after);
+        if (!e && found && now < current && current <= was) {
+            e = lower_level(db, p, t[i].id, current, now, order_id, why);
+        }
     }
     return e;
 }

@@ -9,7 +9,10 @@
  *   the cap it was validated against (DeepMineCommissionCap);
  * - volumes count paid orders only: a clawback takes an order's volume
  *   back, so refunded volume never qualifies anyone;
- * - levels only go up automatically; staff may set one by hand (audited).
+ * - levels go up automatically when volumes reach them, and down only when
+ *   a refund takes away the volume that justified them (audited with the
+ *   reason, dm_vip_refund_order); never with time or a change of plan.
+ *   Staff may set one by hand (audited).
  */
 #ifndef DM_VIP_H
 #define DM_VIP_H
@@ -79,6 +82,20 @@ int dm_vip_qualify(const dm_vip_plan *plan, const dm_volumes *v);
  * ancestor's team volume. In the caller's open transaction. */
 dm_err *dm_vip_count_order(dm_db *db, apr_pool_t *p, int64_t buyer_id, const int64_t *upline, int n,
                            int64_t amount_micros, int sign);
+
+/* A refund of `part_micros` of order `order_id` by `buyer_id` (upline
+ * nearest first, n of them): the part leaves the buyer's personal volume
+ * and each ancestor's team volume; `last` (the order is now wholly
+ * refunded) also takes it out of the buyer's paid orders and, when it was
+ * the buyer's last, the referrer's direct paid referrals. Then the buyer
+ * and each ancestor whose volumes before the refund reached its current
+ * level and after it do not is lowered to the level they now reach,
+ * audited "user.vip_lowered" (staff NULL, ip "system"; after: vip_level,
+ * order_id, reason, which starts "order N <why>"; why NULL: "refunded").
+ * In the caller's open transaction. */
+dm_err *dm_vip_refund_order(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
+                            const int64_t *upline, int n, int64_t part_micros, int last,
+                            const char *why);
 
 /* Re-evaluates the buyer and its upline (up to 10) against the plan and
  * raises each one whose volumes reach a higher level (never lowers). Call

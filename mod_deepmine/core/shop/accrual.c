@@ -73,6 +73,24 @@ int64_t dm_accrual_fixed_credit(int64_t daily_micros, int64_t started_at, int64_
     return d > INT64_MAX ? INT64_MAX : (int64_t)d;
 }
 
+int64_t dm_accrual_fixed_credit_share(int64_t daily_micros, int64_t started_at, int64_t a,
+                                      int64_t b, int64_t num, int64_t den)
+{
+    int64_t fa, fb;
+
+    if (num >= den || den <= 0) {
+        return dm_accrual_fixed_credit(daily_micros, started_at, a, b);
+    }
+    if (num <= 0 || daily_micros <= 0 || a < started_at || b <= a) {
+        return 0;
+    }
+    /* G(t) = floor(F(t) x num / den), F the full contract's total: both
+     * within 128 bits (F < 2^63, num < 2^63), and G telescopes like F. */
+    fa = dm_accrual_fixed_credit(daily_micros, started_at, started_at, a);
+    fb = dm_accrual_fixed_credit(daily_micros, started_at, started_at, b);
+    return (int64_t)(((__int128)fb * num) / den - ((__int128)fa * num) / den);
+}
+
 void dm_accrual_pool_split(int64_t payout_micros, int64_t hash_seconds, int64_t total_hash_seconds,
                            int64_t fee_bp, dm_pool_split *out)
 {
@@ -101,7 +119,9 @@ typedef struct acc_row {
     int64_t started;
     int64_t end; /* min(expires_at, ended_at) */
     int64_t fee_bp;
-    int64_t wallet; /* 0: the member has no wallet in this currency yet */
+    int64_t wallet;   /* 0: the member has no wallet in this currency yet */
+    int64_t price;    /* the share it runs on in the window is  */
+    int64_t refunded; /* (price - refunded) / price (shop/refunds.h) */
     const char *currency;
     int64_t hs; /* GH/s x seconds inside the window */
     dm_pool_split s;
@@ -148,9 +168,15 @@ static dm_err *sys_account(acc_run *r, apr_pool_t *p, const char *code, const ch
     return e;
 }
 
+/* Its one parameter (?1) is the window's end: a contract runs in a window
+ * on the share left by the refunds made before the window ended (read only
+ * for a contract refunded in part), so a re-run after a later refund
+ * computes the same credits. */
 #define ROW_SELECT                                                                                 \
     "SELECT c.id, c.user_id, c.hashrate_ghs, c.daily_yield_micros, c.started_at, c.expires_at, "   \
-    "c.ended_at, c.fee_bp, c.currency, w.id FROM contracts c "                                     \
+    "c.ended_at, c.fee_bp, c.currency, w.id, c.price_micros, CASE WHEN c.refunded_micros > 0 "     \
+    "THEN (SELECT COALESCE(SUM(r.amount_micros), 0) FROM order_refunds r "                         \
+    "WHERE r.order_id = c.order_id AND r.created_at < ?) ELSE 0 END FROM contracts c "             \
     "LEFT JOIN accounts w ON w.user_id = c.user_id AND w.kind = 'wallet' "                         \
     "AND w.currency = c.currency "
 
@@ -169,6 +195,8 @@ static void read_row(dm_stmt *st, apr_pool_t *p, acc_row *x)
     x->fee_bp = dm_stmt_int64(st, 7);
     x->currency = apr_pstrdup(p, dm_stmt_text(st, 8, NULL));
     x->wallet = dm_stmt_is_null(st, 9) ? 0 : dm_stmt_int64(st, 9);
+    x->price = dm_stmt_int64(st, 10);
+    x->refunded = dm_stmt_int64(st, 11);
 }
 
 static int by_id(const void *a, const void *b)
@@ -196,11 +224,12 @@ static dm_err *fetch(acc_run *r, apr_pool_t *p, int64_t cursor, apr_array_header
     if (e) {
         return e;
     }
-    dm_stmt_bind_text(st, 1, r->mode, strlen(r->mode));
-    dm_stmt_bind_int64(st, 2, cursor);
-    dm_stmt_bind_int64(st, 3, r->we);
-    dm_stmt_bind_int64(st, 4, r->ws);
-    dm_stmt_bind_int64(st, 5, r->batch);
+    dm_stmt_bind_int64(st, 1, r->we);
+    dm_stmt_bind_text(st, 2, r->mode, strlen(r->mode));
+    dm_stmt_bind_int64(st, 3, cursor);
+    dm_stmt_bind_int64(st, 4, r->we);
+    dm_stmt_bind_int64(st, 5, r->ws);
+    dm_stmt_bind_int64(st, 6, r->batch);
     while (!(e = dm_stmt_step(st, p, &row)) && row) {
         read_row(st, p, apr_array_push(all));
         active++;
@@ -209,20 +238,22 @@ static dm_err *fetch(acc_run *r, apr_pool_t *p, int64_t cursor, apr_array_header
     if (e) {
         return e;
     }
-    /* Few rows: refunds since the window began, by contracts_ended (no
-     * expires_at term, which would tempt the planner to contracts_expiry:
-     * every refunded contract not yet past its term). A life that ended
-     * before the window simply computes to nothing. */
+    /* Few rows: refunds (and ends by a partial refund) since the window
+     * began, by contracts_ended (no expires_at term, which would tempt the
+     * planner to contracts_expiry: every refunded contract not yet past
+     * its term). A life that ended before the window simply computes to
+     * nothing. */
     e = dm_db_prepare(db, p,
-                      ROW_SELECT "WHERE c.status = 'refunded' AND c.yield_mode = ? "
+                      ROW_SELECT "WHERE c.status IN ('refunded', 'ended') AND c.yield_mode = ? "
                                  "AND c.ended_at > ? AND c.started_at < ?",
                       &st);
     if (e) {
         return e;
     }
-    dm_stmt_bind_text(st, 1, r->mode, strlen(r->mode));
-    dm_stmt_bind_int64(st, 2, r->ws);
-    dm_stmt_bind_int64(st, 3, r->we);
+    dm_stmt_bind_int64(st, 1, r->we);
+    dm_stmt_bind_text(st, 2, r->mode, strlen(r->mode));
+    dm_stmt_bind_int64(st, 3, r->ws);
+    dm_stmt_bind_int64(st, 4, r->we);
     while (!(e = dm_stmt_step(st, p, &row)) && row) {
         if (dm_stmt_int64(st, 0) > cursor) {
             read_row(st, p, apr_array_push(all));
@@ -247,6 +278,7 @@ static dm_err *compute(acc_run *r, apr_pool_t *p, acc_row *x)
 {
     int64_t a = x->started > r->ws ? x->started : r->ws;
     int64_t b = x->end < r->we ? x->end : r->we;
+    int64_t den = x->price > 0 ? x->price : 1, num = den;
 
     memset(&x->s, 0, sizeof(x->s));
     x->hs = 0;
@@ -258,8 +290,17 @@ static dm_err *compute(acc_run *r, apr_pool_t *p, acc_row *x)
                            "contract %" APR_INT64_T_FMT ": hash-rate-seconds overflow",
                            (apr_int64_t)x->id);
     }
+    if (x->refunded > 0) {
+        /* a partly refunded contract runs on (price - refunded) / price */
+        num = x->refunded < x->price ? x->price - x->refunded : 0;
+        x->hs = (int64_t)(((__int128)x->hs * num) / den);
+        if (x->hs == 0) {
+            return NULL;
+        }
+    }
     if (strcmp(r->mode, DM_YIELD_FIXED) == 0) {
-        x->s.credit = x->s.gross = dm_accrual_fixed_credit(x->daily, x->started, a, b);
+        x->s.credit = x->s.gross =
+            dm_accrual_fixed_credit_share(x->daily, x->started, a, b, num, den);
     } else if (r->crediting) {
         if (strcmp(x->currency, r->payout->currency) != 0) {
             x->hs = 0; /* shares only what is paid in its currency */

@@ -43,6 +43,14 @@
  * empty or inverted interval or D <= 0. */
 int64_t dm_accrual_fixed_credit(int64_t daily_micros, int64_t started_at, int64_t a, int64_t b);
 
+/* The same credit for a contract running on num/den of its terms (a partly
+ * refunded contract: (price - refunded) / price): G(b) - G(a) with
+ * G(t) = floor(F(t) x num / den), F(t) the full contract's total above, in
+ * 128 bits. num >= den is the full credit; num <= 0 nothing. A whole term
+ * at one share sums to floor(D x days x num / den). */
+int64_t dm_accrual_fixed_credit_share(int64_t daily_micros, int64_t started_at, int64_t a,
+                                      int64_t b, int64_t num, int64_t den);
+
 /* One contract's part of a pool payout. */
 typedef struct dm_pool_split {
     int64_t gross;  /* floor(payout x hash_seconds / total_hash_seconds) */

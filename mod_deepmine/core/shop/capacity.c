@@ -192,10 +192,11 @@ dm_err *dm_capacity_sold(dm_db *db, apr_pool_t *p, int64_t *sold_ghs)
 {
     dm_stmt *st;
     int row = 0;
-    /* Two sums in one read; both tables are sql/005's (orders engineer). */
+    /* Two sums in one read; both tables are sql/005's (orders engineer). A
+     * partly refunded contract holds only its remaining share (013). */
     dm_err *e =
         dm_db_prepare(db, p,
-                      "SELECT (SELECT COALESCE(SUM(hashrate_ghs), 0) FROM contracts "
+                      "SELECT (SELECT COALESCE(SUM(hashrate_ghs - released_ghs), 0) FROM contracts "
                       "        WHERE status = 'active' AND expires_at > ?) + "
                       "       (SELECT COALESCE(SUM(k.hashrate_ghs), 0) FROM orders o "
                       "        JOIN packages k ON k.id = o.package_id WHERE o.status = 'pending')",

@@ -8,7 +8,8 @@
  * capacity set`) before the first order; `make run` records a generous
  * demo figure.
  *
- * Sold hash power = the hash rate of every active, unexpired contract +
+ * Sold hash power = the hash rate of every active, unexpired contract
+ * (less what a partial refund released: shop/refunds.h) +
  * the package hash rate of every pending order (an order being paid holds
  * its share, so two checkouts cannot both take the last terahash).
  */

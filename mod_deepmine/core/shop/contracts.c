@@ -17,7 +17,7 @@
 #define CONTRACT_COLUMNS                                                                           \
     "id, order_id, user_id, package_id, name, hashrate_ghs, price_micros, daily_yield_micros, "    \
     "duration_days, currency, started_at, expires_at, status, ended_at, yield_mode, fee_bp, "      \
-    "earned_micros"
+    "earned_micros, refunded_micros, released_ghs, yield_clawed_micros"
 
 static void read_contract(dm_stmt *st, apr_pool_t *p, dm_contract *c)
 {
@@ -39,6 +39,9 @@ static void read_contract(dm_stmt *st, apr_pool_t *p, dm_contract *c)
         strcmp(dm_stmt_text(st, 14, NULL), DM_YIELD_POOL) == 0 ? DM_YIELD_POOL : DM_YIELD_FIXED;
     c->fee_bp = dm_stmt_int64(st, 15);
     c->earned_micros = dm_stmt_int64(st, 16);
+    c->refunded_micros = dm_stmt_int64(st, 17);
+    c->released_ghs = dm_stmt_int64(st, 18);
+    c->yield_clawed_micros = dm_stmt_int64(st, 19);
 }
 
 dm_err *dm_contract_create(dm_db *db, apr_pool_t *p, const struct dm_order *o,
@@ -202,6 +205,8 @@ json_t *dm_contract_json(apr_pool_t *p, const dm_contract *c, int staff)
     json_object_set_new(j, "yield_mode", json_string(c->yield_mode));
     json_object_set_new(j, "fee_bp", json_integer(c->fee_bp));
     json_object_set_new(j, "earned_micros", json_integer(c->earned_micros));
+    json_object_set_new(j, "refunded_micros", json_integer(c->refunded_micros));
+    json_object_set_new(j, "yield_clawed_micros", json_integer(c->yield_clawed_micros));
     if (staff) {
         json_object_set_new(j, "user_id", json_integer(c->user_id));
     }

@@ -39,6 +39,11 @@ typedef struct dm_contract {
     const char *yield_mode; /* DM_YIELD_POOL | DM_YIELD_FIXED, as sold */
     int64_t fee_bp;         /* pool mode's maintenance fee, as sold */
     int64_t earned_micros;  /* the sum of its yield credits (core/accrual.c) */
+    /* refunds (shop/refunds.h): the part of price_micros refunded, the hash
+     * rate given back to capacity, what was taken back of earned_micros */
+    int64_t refunded_micros;
+    int64_t released_ghs;
+    int64_t yield_clawed_micros;
 } dm_contract;
 
 /* Creates the contract of paid order `o` with package `pkg`'s terms copied
@@ -61,7 +66,8 @@ dm_err *dm_contract_of_order(dm_db *db, apr_pool_t *p, int64_t order_id, dm_cont
 dm_err *dm_contracts_list(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t cursor, int limit,
                           apr_array_header_t **rows, int64_t *next);
 
-/* With yield_mode, fee_bp and earned_micros. */
+/* With yield_mode, fee_bp, earned_micros, refunded_micros and
+ * yield_clawed_micros. */
 json_t *dm_contract_json(apr_pool_t *p, const dm_contract *c, int staff);
 
 #endif

@@ -23,12 +23,15 @@
 #include "mail/mailq.h"
 #include "plugins/payment.h"
 #include "referral/vip.h"
+#include "shop/refunds.h"
+#include "base/validate.h"
 
 #define SECONDS_PER_DAY 86400
+#define REFUND_REASON_MAX_CHARS 500
 
 #define ORDER_COLUMNS                                                                              \
     "id, user_id, package_id, amount_micros, currency, status, gateway, provider_ref, "            \
-    "checkout_url, payment_transfer_id, created_at, paid_at, updated_at"
+    "checkout_url, payment_transfer_id, created_at, paid_at, updated_at, refunded_micros"
 
 static const char *const order_statuses[] = {"pending", "paid",         "failed",
                                              "expired", "needs_review", "refunded"};
@@ -48,6 +51,7 @@ static void read_order(dm_stmt *st, apr_pool_t *p, dm_order *o)
     o->created_at = dm_stmt_int64(st, 10);
     o->paid_at = dm_stmt_is_null(st, 11) ? 0 : dm_stmt_int64(st, 11);
     o->updated_at = dm_stmt_int64(st, 12);
+    o->refunded_micros = dm_stmt_int64(st, 13);
 }
 
 /* One order by a query binding (id) or (gateway, provider_ref). */
@@ -516,42 +520,6 @@ static int str_is(dm_str s, const char *z)
     return z && s.len == n && (n == 0 || memcmp(s.ptr, z, n) == 0);
 }
 
-/* Ends the contract, reverses the payment and claws the commissions back;
- * the order must be paid (the guard makes it once). */
-static dm_err *refund_paid_order(dm_db *db, apr_pool_t *p, const dm_order *o, int *done)
-{
-    dm_stmt *st;
-    dm_transfer t = {0};
-    int row = 0, created = 0;
-    int64_t now = dm_now();
-    dm_err *e = transition(db, p, o->id, "paid", "refunded", 0, done);
-
-    if (e || !*done) {
-        return e;
-    }
-    e = dm_db_prepare(db, p,
-                      "UPDATE contracts SET status = 'refunded', ended_at = ? "
-                      "WHERE order_id = ? AND status <> 'refunded'",
-                      &st);
-    if (e) {
-        return e;
-    }
-    dm_stmt_bind_int64(st, 1, now);
-    dm_stmt_bind_int64(st, 2, o->id);
-    e = dm_stmt_step(st, p, &row);
-    dm_stmt_done(st);
-    if (!e && o->payment_transfer_id) {
-        e = dm_ledger_reverse(
-            db, p, o->payment_transfer_id,
-            apr_psprintf(p, "refund:%" APR_INT64_T_FMT, (apr_int64_t)o->id), DM_KIND_REFUND,
-            apr_psprintf(p, "order:%" APR_INT64_T_FMT, (apr_int64_t)o->id), &t, &created);
-    }
-    if (!e) {
-        e = dm_commission_clawback(db, p, o->id);
-    }
-    return e;
-}
-
 static dm_err *apply_paid(dm_db *db, apr_pool_t *p, const char *plugin, const dm_payment_event *ev,
                           dm_order *o, const char **outcome)
 {
@@ -615,12 +583,18 @@ static dm_err *apply_paid(dm_db *db, apr_pool_t *p, const char *plugin, const dm
     return e;
 }
 
+/* A refund the gateway reports: what is left of the order, or the event's
+ * amount. More than is left (or another currency) is not posted: the
+ * order is parked for staff. */
 static dm_err *apply_refunded(dm_db *db, apr_pool_t *p, const char *plugin,
                               const dm_payment_event *ev, dm_order *o, const char **outcome)
 {
     const char *key =
         apr_pstrcat(p, plugin, ":", apr_pstrmemdup(p, ev->event_id.ptr, ev->event_id.len), NULL);
-    int done = 0;
+    int64_t left = o->amount_micros - o->refunded_micros;
+    int64_t amount = ev->amount_micros ? ev->amount_micros : left;
+    dm_refund_req req;
+    int applied = 0, complete = 0, changed = 0;
     dm_err *e;
 
     if (strcmp(o->status, "refunded") == 0) {
@@ -635,19 +609,30 @@ static dm_err *apply_refunded(dm_db *db, apr_pool_t *p, const char *plugin,
                key, (apr_int64_t)o->id, o->status);
         return NULL;
     }
-    if (ev->amount_micros != 0 && (ev->amount_micros != o->amount_micros ||
-                                   (ev->currency.len && !str_is(ev->currency, o->currency)))) {
-        *outcome = "partial_refund";
-        return staff_alert(db, p, o, "partial_refund",
-                           apr_psprintf(p,
-                                        "event %s refunded %" APR_INT64_T_FMT
-                                        " of %" APR_INT64_T_FMT "; the contract stays active",
-                                        key, (apr_int64_t)ev->amount_micros,
-                                        (apr_int64_t)o->amount_micros),
-                           key);
+    if (amount > left || (ev->currency.len && !str_is(ev->currency, o->currency))) {
+        const char *why = amount > left ? "over_refund" : "refund_currency";
+        e = transition(db, p, o->id, "paid", "needs_review", 0, &changed);
+        *outcome = changed ? "needs_review" : "no_change";
+        return e || !changed
+                   ? e
+                   : staff_alert(db, p, o, why,
+                                 apr_psprintf(p,
+                                              "event %s refunded %" APR_INT64_T_FMT " %.*s of "
+                                              "order %" APR_INT64_T_FMT " (%" APR_INT64_T_FMT
+                                              " %s) with %" APR_INT64_T_FMT
+                                              " left to refund; nothing was posted, the order "
+                                              "needs review",
+                                              key, (apr_int64_t)amount, (int)ev->currency.len,
+                                              ev->currency.ptr ? ev->currency.ptr : "",
+                                              (apr_int64_t)o->id, (apr_int64_t)o->amount_micros,
+                                              o->currency, (apr_int64_t)left),
+                                 key);
     }
-    e = refund_paid_order(db, p, o, &done);
-    *outcome = done ? "refunded" : "no_change";
+    memset(&req, 0, sizeof(req));
+    req.amount_micros = amount;
+    req.event = key;
+    e = dm_refund_post(db, p, o, &req, &applied, &complete);
+    *outcome = !applied ? "no_change" : complete ? "refunded" : "partial_refund";
     return e;
 }
 
@@ -714,25 +699,38 @@ dm_err *dm_orders_apply_event(dm_db *db, apr_pool_t *p, const char *plugin,
 
 static json_t *order_state(const dm_order *o)
 {
-    return json_pack("{s:s,s:I,s:s}", "status", o->status, "amount_micros",
-                     (json_int_t)o->amount_micros, "gateway", o->gateway);
+    return json_pack("{s:s,s:I,s:I,s:s}", "status", o->status, "amount_micros",
+                     (json_int_t)o->amount_micros, "refunded_micros",
+                     (json_int_t)o->refunded_micros, "gateway", o->gateway);
 }
 
 dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64_t staff_id,
-                        const char *ip, int64_t order_id, dm_order *out, int *refunded)
+                        const char *ip, int64_t order_id, int64_t amount_micros, const char *reason,
+                        dm_order *out, int *refunded)
 {
     const dm_loaded_plugin *pl = NULL;
     const char *target = apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)order_id);
     json_t *before, *after;
     dm_message msg;
     dm_status rc;
-    int balance, done = 0;
+    dm_refund_req req;
+    int64_t left, was;
+    int balance, applied = 0, complete = 0;
     dm_err *e;
 
     *refunded = 0;
     if (dm_db_in_transaction(db)) {
         return dm_err_make(p, DM_E_INTERNAL, NULL,
                            "orders: a refund must not start inside a transaction");
+    }
+    if (!reason || !*reason) {
+        return dm_err_make(p, DM_E_INVALID, "reason", "a refund needs a reason");
+    }
+    if ((e = dm_validate_text(p, "reason", reason, REFUND_REASON_MAX_CHARS, 0))) {
+        return e;
+    }
+    if (amount_micros < 0) {
+        return dm_err_make(p, DM_E_INVALID, "amount_micros", "amount_micros must be positive");
     }
     e = dm_order_get(db, p, order_id, 0, out);
     if (e) {
@@ -742,6 +740,16 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
         return dm_err_make(p, DM_E_CONFLICT, NULL,
                            "order %s is %s: only a paid order can be refunded", target,
                            out->status);
+    }
+    left = out->amount_micros - out->refunded_micros;
+    if (amount_micros == 0) {
+        amount_micros = left;
+    }
+    if (amount_micros > left) {
+        return dm_err_make(p, DM_E_CONFLICT, NULL,
+                           "order %s has %" APR_INT64_T_FMT
+                           " micro-%s left to refund, not %" APR_INT64_T_FMT,
+                           target, (apr_int64_t)left, out->currency, (apr_int64_t)amount_micros);
     }
     balance = strcmp(out->gateway, DM_ORDER_GATEWAY_BALANCE) == 0;
     if (!balance) {
@@ -756,20 +764,31 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
         }
     }
     before = dm_json_own(p, order_state(out));
+    was = out->refunded_micros;
 
     /* Audited first, in its own transaction: the request is recorded even
      * if the gateway's answer is lost. A balance order is refunded in that
      * same transaction. */
     e = dm_db_begin(db, p);
     if (!e && balance) {
-        e = refund_paid_order(db, p, out, &done);
-        if (!e && !done) {
+        dm_order now;
+        e = dm_order_get(db, p, order_id, 0, &now);
+        if (!e) {
+            memset(&req, 0, sizeof(req));
+            req.amount_micros = amount_micros;
+            req.staff_id = staff_id;
+            req.reason = reason;
+            e = dm_refund_post(db, p, &now, &req, &applied, &complete);
+        }
+        if (!e && !applied) {
             e = dm_err_make(p, DM_E_CONFLICT, NULL, "order %s was refunded meanwhile", target);
         }
     }
     if (!e) {
-        after = dm_json_own(p, json_pack("{s:s,s:s}", "status", balance ? "refunded" : "paid",
-                                         "refund", balance ? "done" : "requested"));
+        after = dm_json_own(p, json_pack("{s:s,s:I,s:s,s:s}", "status",
+                                         balance ? (complete ? "refunded" : "paid") : "paid",
+                                         "amount_micros", (json_int_t)amount_micros, "refund",
+                                         balance ? "done" : "requested", "reason", reason));
         e = dm_audit_write(db, p, staff_id, "order.refund", "order", target, before, after, ip);
     }
     if (e) {
@@ -787,7 +806,7 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
 
     /* The gateway, with no transaction open: its refund webhook may reach
      * this server before the call returns. */
-    rc = dm_payment_refund(h, pl, p, out->provider_ref, out->amount_micros, out->currency, &msg);
+    rc = dm_payment_refund(h, pl, p, out->provider_ref, amount_micros, out->currency, &msg);
     if (rc != DM_OK) {
         dm_log(DM_L_NOTICE, "DM00705: order %s: gateway %s refused the refund (%d): %s", target,
                out->gateway, (int)rc, msg.text[0] ? msg.text : "no reason given");
@@ -797,7 +816,8 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
     }
     e = dm_order_get(db, p, order_id, 0, out);
     if (!e) {
-        *refunded = strcmp(out->status, "refunded") == 0;
+        /* its webhook came back already when the refunded total grew by it */
+        *refunded = out->refunded_micros >= was + amount_micros;
     }
     return e;
 }
@@ -897,6 +917,7 @@ json_t *dm_order_json(apr_pool_t *p, const dm_order *o, int staff)
     json_object_set_new(j, "gateway", json_string(o->gateway));
     json_object_set_new(j, "created_at", dm_json_time_or_null(p, o->created_at));
     json_object_set_new(j, "paid_at", dm_json_time_or_null(p, o->paid_at));
+    json_object_set_new(j, "refunded_micros", json_integer(o->refunded_micros));
     if (strcmp(o->status, "pending") == 0 && o->checkout_url) {
         json_object_set_new(j, "checkout_url", json_string(o->checkout_url));
     }

@@ -49,6 +49,7 @@ typedef struct dm_order {
     int64_t created_at;
     int64_t paid_at; /* 0: not paid */
     int64_t updated_at;
+    int64_t refunded_micros; /* refunded so far (shop/refunds.h); <= amount_micros */
 } dm_order;
 
 /* A checkout order: `gateway` must name a loaded, initialised payment
@@ -74,22 +75,29 @@ dm_err *dm_order_pay_from_balance(dm_db *db, apr_pool_t *p, int64_t user_id, int
  * the transaction that records the event (core/payments.c); returns in
  * *outcome what was done, for payment_events.outcome: "paid",
  * "unknown_order", "wrong_gateway", "duplicate_payment",
- * "amount_mismatch", "late_payment", "failed", "expired", "refunded",
- * "already_refunded", "partial_refund", "not_paid", "no_change",
- * "ignored". An error means: roll back (the provider retries). */
+ * "amount_mismatch", "late_payment", "failed", "expired", "refunded" (the
+ * refund reached the price), "partial_refund" (a part was refunded: the
+ * order stays paid), "needs_review" (a refund of more than is left, or in
+ * another currency: nothing posted, the order parked, staff alerted),
+ * "already_refunded", "not_paid", "no_change", "ignored". An error means:
+ * roll back (the provider retries). */
 dm_err *dm_orders_apply_event(dm_db *db, apr_pool_t *p, const char *plugin,
                               const dm_payment_event *ev, const char **outcome);
 
-/* A staff refund of a paid order, audited ("order.refund") by `staff_id`
- * from `ip`. Paid from the balance: refunded at once (one transaction).
- * Through a gateway: the plugin's refund is called with no transaction
- * open, and the order is refunded when its refund webhook arrives (the
- * sandbox delivers it before refund returns); *refunded says whether the
- * order is refunded on return. DM_E_NOT_FOUND (no order), DM_E_CONFLICT
- * (not paid, or the plugin cannot refund), DM_E_UNAVAILABLE (the plugin
- * failed). db must not be in a transaction. */
+/* A staff refund of `amount_micros` of a paid order (0: all that is left
+ * to refund), audited ("order.refund", with the amount and the reason) by
+ * `staff_id` from `ip`. Paid from the balance: refunded at once (one
+ * transaction, shop/refunds.h). Through a gateway: the plugin's refund is
+ * asked for that amount with no transaction open, and the refund is
+ * posted when its refund webhook arrives (the sandbox delivers it before
+ * refund returns); *refunded says whether it was posted on return.
+ * DM_E_INVALID: no reason (1-500 characters, field "reason"), a negative
+ * amount; DM_E_NOT_FOUND (no order); DM_E_CONFLICT (not paid, more than
+ * is left to refund, or the plugin cannot refund); DM_E_UNAVAILABLE (the
+ * plugin failed). db must not be in a transaction. */
 dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64_t staff_id,
-                        const char *ip, int64_t order_id, dm_order *out, int *refunded);
+                        const char *ip, int64_t order_id, int64_t amount_micros, const char *reason,
+                        dm_order *out, int *refunded);
 
 /* One order; DM_E_NOT_FOUND when absent, or when user_id != 0 and the
  * order is someone else's. */

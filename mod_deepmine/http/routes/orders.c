@@ -14,6 +14,7 @@
 
 #define MAX_GATEWAY_FIELD 64
 #define MAX_STATUS_FIELD 32
+#define MAX_REASON_FIELD 2000 /* bytes; core/orders.c allows 500 characters */
 
 static json_t *order_row(apr_pool_t *p, const void *row, int staff_view)
 {
@@ -149,15 +150,18 @@ static int admin_contracts(request_rec *r, const dm_route_match *rm)
     return dm_http_page_send(r, e, &pg, "contracts", contract_row);
 }
 
-/* 200 when the order is refunded on return (a balance order, or a gateway
- * that delivered its refund webhook at once), 202 when the gateway
- * accepted the refund and its webhook is still to come. */
+/* Body {"amount_micros"?, "reason"}: without an amount, what is left to
+ * refund. 200 when the refund is posted on return (a balance order, or a
+ * gateway that delivered its refund webhook at once), 202 when the
+ * gateway accepted it and its webhook is still to come. */
 static int admin_refund(request_rec *r, const dm_route_match *rm)
 {
     dm_db *db;
     dm_staff st;
     dm_order o;
-    int64_t id = 0;
+    json_t *b = NULL;
+    const char *reason = NULL;
+    int64_t id = 0, amount = 0;
     int refunded = 0;
     dm_err *e = dm_http_staff_db(r, rm, &db, &st);
 
@@ -166,7 +170,17 @@ static int admin_refund(request_rec *r, const dm_route_match *rm)
         e = dm_err_make(r->pool, DM_E_NOT_FOUND, NULL, "no such order");
     }
     if (!e) {
-        e = dm_order_refund(db, r->pool, dm_g.plugins, st.id, r->useragent_ip, id, &o, &refunded);
+        e = dm_http_read_json(r, &b);
+    }
+    if (!e) {
+        e = dm_json_get_int64(r->pool, b, "amount_micros", 0, 1, INT64_MAX, &amount, NULL);
+    }
+    if (!e) {
+        e = dm_json_get_string(r->pool, b, "reason", 1, MAX_REASON_FIELD, &reason, NULL);
+    }
+    if (!e) {
+        e = dm_order_refund(db, r->pool, dm_g.plugins, st.id, r->useragent_ip, id, amount, reason,
+                            &o, &refunded);
     }
     if (e) {
         return dm_http_error(r, e);
