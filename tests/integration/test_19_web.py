@@ -198,3 +198,13 @@ def test_every_page_is_clean_accessible_and_pictured_at_both_sizes(srv):
     node(srv, "pages.mjs", member={"email": ref["email"], "id": ref["id"],
                                     "code": ref["referral_code"]},
          order=order, contract=contract["id"], staff={"email": owner[0], "password": owner[1]})
+
+
+def test_member_and_staff_journeys_from_the_referral_link_to_the_paid_withdrawal(srv):
+    ref = register_member(srv, "referrer")["user"]
+    owner = staff_login(srv, "owner")
+    node(srv, "journey.mjs", referrer={"email": ref["email"], "code": ref["referral_code"],
+                                       "id": ref["id"]},
+         staff={"email": owner[0], "password": owner[1]})
+    r = srv.ctl("ledger", "verify", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -66,6 +66,7 @@ function App() {
   const { path, query } = useLocation();
   const staff = useStaff();
   useEffect(() => {
+    if (location.pathname !== path) return;
     if (staff === null && path !== '/admin/login') navigate('/admin/login?next=' + encodeURIComponent(path + location.search), { replace: true });
     if (staff && path === '/admin/login') navigate('/admin', { replace: true });
   }, [staff, path]);

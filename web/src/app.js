@@ -71,7 +71,8 @@ function App() {
   const m = match(routes, path);
   const route = m ? m.route : null;
   useEffect(() => {
-    if (user === undefined || !route) return;
+    // a navigation that happened since this render decides for itself
+    if (user === undefined || !route || location.pathname !== path) return;
     if (route.auth && !user) navigate('/login?next=' + encodeURIComponent(path + location.search), { replace: true });
     if (route.guest && user) navigate('/dashboard', { replace: true });
   }, [user, route, path]);

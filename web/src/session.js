@@ -31,6 +31,18 @@ export async function loadUser() {
 }
 
 export const setUser = (u) => set(u);
+
+/** A fresher copy of the logged-in member (GET /api/me in the background):
+ * ignored when the member logged out meanwhile. */
+export const refreshUser = (u) => {
+  if (user) set(u);
+};
+
+/** Reads /api/me again for the balances; nothing happens when logged out. */
+export function reloadUser() {
+  if (!user) return Promise.resolve();
+  return get('/api/me').then(({ user: u }) => refreshUser(u), () => {});
+}
 export const currentUser = () => user;
 
 export async function logout() {

@@ -8,7 +8,7 @@ import { t } from '../lib/i18n.js';
 import { navigate } from '../lib/router.js';
 import { QrCode } from '../lib/qr.js';
 import { Alert, ErrorBox, Field, html, Loading, Money, Page, Pager, Stat, Status, Table, fieldError, useLoad, usePaged, useSubmit } from '../lib/ui.js';
-import { setUser, useUser } from '../session.js';
+import { reloadUser, setUser, useUser } from '../session.js';
 import { PackageCard, yieldText } from './public.js';
 
 const axisMoney = (v) => money(Math.round(v * 1e6), 'USD').replace(/(\.\d\d)\d+/, '$1');
@@ -57,7 +57,7 @@ export function Dashboard({ query }) {
   const user = useUser();
   const contracts = useLoad(() => get('/api/contracts?limit=200'));
   const network = useLoad(() => get('/api/referrals/network'));
-  useEffect(() => { if (user) get('/api/me').then(({ user: u }) => setUser(u), () => {}); }, []);
+  useEffect(() => { reloadUser(); }, []);
   const active = contracts.data ? contracts.data.contracts.filter((c) => c.status === 'active') : [];
   // "The dashboard is shown": balances, contracts and the chart drawn; the
   // browser test reads this mark for the budget (docs/ui.md).
@@ -170,7 +170,7 @@ export function Order({ params }) {
         if (o.status === 'paid') {
           const { contracts } = await get('/api/contracts?limit=200');
           setContract(contracts.find((c) => c.order_id === o.id) || null);
-          get('/api/me').then(({ user }) => setUser(user), () => {});
+          reloadUser();
         }
         if (!FINAL.has(o.status)) timer = setTimeout(poll, delay = Math.min(delay * 1.5, 10000));
       } catch (e) {
@@ -371,7 +371,7 @@ export function Withdrawals() {
     setDestination('');
     paged.reset();
     paged.reload();
-    get('/api/me').then(({ user: u }) => setUser(u), () => {});
+    reloadUser();
   });
   const blocked = !user.email_verified ? t('wd.need_verified') : user.kyc_status !== 'approved' ? t('wd.need_kyc', { status: t('kyc.' + user.kyc_status) }) : null;
   return html`<${Page} title=${t('wd.title')}>
