@@ -208,3 +208,14 @@ def test_member_and_staff_journeys_from_the_referral_link_to_the_paid_withdrawal
          staff={"email": owner[0], "password": owner[1]})
     r = srv.ctl("ledger", "verify", check=False)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_first_load_of_the_dashboard_stays_within_150_kb(srv):
+    m = register_member(srv, "budget")["user"]
+    srv.ctl("ledger", "adjust", "--user", str(m["id"]), "--amount", "29000000",
+            "--reason", "test credit")
+    r = srv.request("POST", "/api/orders", headers=bearer_of(srv, m["email"]),
+                    json={"package_id": 2, "pay_from_balance": True})
+    assert r.status_code == 201, r.text
+    out = node(srv, "budget.mjs", member={"email": m["email"]})
+    assert "dashboard shown at" in out

@@ -2,7 +2,9 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, api, get, patch, post, put, qs } from '../lib/api.js';
 import { BarChart } from '../lib/chart.js';
-import { bp, dateTime, money, num, ths } from '../lib/format.js';
+import { bp, dateTime, microsToDecimal, money, num, parseMoney, ths } from '../lib/format.js';
+
+const plainMoney = (m) => microsToDecimal(m).replace(/\.?0+$/, '');
 import { t } from '../lib/i18n.js';
 import { navigate } from '../lib/router.js';
 import { Alert, ErrorBox, Field, html, Loading, Money, Page, Pager, Stat, Status, Table, fieldError, useLoad, usePaged, useSubmit } from '../lib/ui.js';
@@ -125,7 +127,7 @@ export function UserDetail({ params, staff }) {
         <h2>${t('admin.upline')}</h2>
         ${data.upline.length ? html`<ol class="upline">${data.upline.map((x) => html`<li><a href=${'/admin/users/' + x.id}>${x.email}</a> (${t('ref.level', { n: x.level })})</li>`)}</ol>` : html`<p class="muted">${t('admin.no_upline')}</p>`}
         <h2>${t('admin.downline')}</h2>
-        <p>${t('dash.referrals_summary', { direct: data.network.direct, total: data.network.total })}</p>
+        <p>${t('admin.downline_summary', { direct: data.network.direct, total: data.network.total })}</p>
         <${BarChart} title=${t('ref.per_level')} height=${140} labels=${data.network.levels.map((_, i) => String(i + 1))}
           series=${[{ label: t('ref.members'), values: data.network.levels }]} yFormat=${(v) => (Number.isInteger(v) ? num(v) : '')}
           table=${data.network.levels.map((n, i) => [t('ref.level', { n: i + 1 }), num(n)])} />
@@ -144,7 +146,6 @@ export function UserDetail({ params, staff }) {
         <select id="vip" value=${vip || u.vip_level} onChange=${(e) => setVip(e.target.value)}>${Array.from({ length: 10 }, (_, i) => html`<option value=${i + 1}>${i + 1}</option>`)}</select></div>
       <button class="btn btn-secondary" type="submit">${t('admin.save')}</button>
     </form>` : null}
-    <p><a href=${'/admin/orders?user=' + u.id}>${t('admin.orders_of')}</a></p>
   </${Page}>`;
 }
 
@@ -277,8 +278,8 @@ export function Catalogue({ staff }) {
   });
   const create = useSubmit(async () => {
     await post('/api/admin/packages', {
-      name: form.name, hashrate_ths: Number(form.hashrate_ths), price_micros: Math.round(Number(form.price) * 1e6),
-      daily_yield_micros: Math.round(Number(form.daily) * 1e6), duration_days: Number(form.duration_days), yield_mode: form.yield_mode, fee_bp: Number(form.fee_bp),
+      name: form.name, hashrate_ths: Number(form.hashrate_ths), price_micros: parseMoney(form.price),
+      daily_yield_micros: parseMoney(form.daily), duration_days: Number(form.duration_days), yield_mode: form.yield_mode, fee_bp: Number(form.fee_bp),
     });
     setDone(t('admin.package_created'));
     pk.reload();
@@ -368,9 +369,9 @@ export function VipPlan() {
             <th scope="row">${l.level}</th>
             ${l.rates_bp.map((r, d) => html`<td><input inputmode="numeric" value=${r} onInput=${(e) => setRate(li, d, e.target.value)} aria-label=${t('admin.rate_named', { level: l.level, depth: d + 1 })} /></td>`)}
             <td class=${totals[li] > cap ? 'over' : ''} aria-live="polite">${bp(totals[li])}${totals[li] > cap ? ' ' + t('admin.over_cap') : ''}</td>
-            <td><input inputmode="numeric" value=${l.min_personal_volume_micros / 1e6} onInput=${(e) => setField(li, 'min_personal_volume_micros', Math.round(Number(e.target.value) * 1e6))} aria-label=${t('admin.min_personal_named', { level: l.level })} /></td>
+            <td><input inputmode="numeric" value=${plainMoney(l.min_personal_volume_micros)} onInput=${(e) => setField(li, 'min_personal_volume_micros', parseMoney(e.target.value) ?? 0)} aria-label=${t('admin.min_personal_named', { level: l.level })} /></td>
             <td><input inputmode="numeric" value=${l.min_direct_paid_referrals} onInput=${(e) => setField(li, 'min_direct_paid_referrals', e.target.value)} aria-label=${t('admin.min_direct_named', { level: l.level })} /></td>
-            <td><input inputmode="numeric" value=${l.min_team_volume_micros / 1e6} onInput=${(e) => setField(li, 'min_team_volume_micros', Math.round(Number(e.target.value) * 1e6))} aria-label=${t('admin.min_team_named', { level: l.level })} /></td>
+            <td><input inputmode="numeric" value=${plainMoney(l.min_team_volume_micros)} onInput=${(e) => setField(li, 'min_team_volume_micros', parseMoney(e.target.value) ?? 0)} aria-label=${t('admin.min_team_named', { level: l.level })} /></td>
           </tr>`)}</tbody>
         </table>
       </div>

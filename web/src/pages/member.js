@@ -337,8 +337,8 @@ export function Referrals() {
     <section aria-labelledby="com-h">
       <h2 id="com-h">${t('ref.commissions')}</h2>
       <div class="stats">
-        <${Stat} label=${t('ref.held_page')}>${money(sums('held'))}</${Stat}>
-        <${Stat} label=${t('ref.available_page')}>${money(sums('available'))}</${Stat}>
+        <${Stat} label=${t('ref.held_now')} note=${t('dash.held_note')}><${Money} micros=${user.held_micros ?? 0} currency=${user.currency} /></${Stat}>
+        <${Stat} label=${t('ref.released_page')}>${money(sums('available'))}</${Stat}>
       </div>
       ${comm.loading && !comm.data ? html`<${Loading} />` : html`<${ErrorBox} error=${comm.error} />
         <${Table} caption=${t('ref.commissions')} empty=${t('ref.no_commissions')}
