@@ -25,8 +25,10 @@
 const char *dm_payment_status_name(dm_payment_event_status st);
 
 typedef struct dm_payment_recorded {
-    int64_t id;    /* payment_events.id of the row (the earlier one on a duplicate) */
-    int duplicate; /* 1 when the event was already recorded: nothing changed */
+    int64_t id;          /* payment_events.id of the row (the earlier one on a duplicate) */
+    int duplicate;       /* 1 when the event was already recorded: nothing changed */
+    const char *outcome; /* what was done (payment_events.outcome; for a duplicate, what
+                          * the first delivery did), NULL while that one is unfinished */
 } dm_payment_recorded;
 
 /* Records a verified event of payment plugin `plugin` (its configured
