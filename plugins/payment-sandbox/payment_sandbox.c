@@ -816,8 +816,8 @@ static dm_status checkout_act(dm_call *call, const conf *c, const checkout *co, 
     }
     /* Decline pressed after Pay: the shop kept the order paid; say so
      * rather than "declined". */
-    already_paid = !paid && st == DM_OK && status >= 200 && status <= 299 &&
-                   !strcmp(outcome, "already_paid");
+    already_paid =
+        !paid && st == DM_OK && status >= 200 && status <= 299 && !strcmp(outcome, "already_paid");
     buf_str(&b, PAGE_HEAD);
     if (already_paid) {
         buf_str(&b, "<h1>Already paid</h1>\n<p>This checkout was already paid: Decline changed "

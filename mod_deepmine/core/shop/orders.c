@@ -810,7 +810,7 @@ dm_err *dm_orders_apply_event(dm_db *db, apr_pool_t *p, const char *plugin,
                        0, &changed);
         /* A decline or expiry of an order already paid changes nothing;
          * the outcome says why, so the gateway's page can tell the buyer. */
-        *outcome = changed                       ? (ev->status == DM_PAY_FAILED ? "failed" : "expired")
+        *outcome = changed ? (ev->status == DM_PAY_FAILED ? "failed" : "expired")
                    : !strcmp(o.status, "paid") ? "already_paid"
                                                : "no_change";
         return e;

@@ -153,9 +153,8 @@ dm_err *dm_payment_event_record(dm_db *db, apr_pool_t *p, const char *plugin,
     if (dm_db_changes(db) == 0) {
         int found = 0;
         out->duplicate = 1;
-        e = dm_db_prepare(db, p,
-                          "SELECT id, outcome FROM payment_events WHERE plugin = ? AND event_id = ?",
-                          &st);
+        e = dm_db_prepare(
+            db, p, "SELECT id, outcome FROM payment_events WHERE plugin = ? AND event_id = ?", &st);
         if (e) {
             goto cleanup;
         }
