@@ -109,10 +109,18 @@ export async function settled(page) {
   await page.evaluate(() => document.fonts && document.fonts.ready);
 }
 
-/** Every check of one page: clean, accessible, screenshot. */
+/** Nothing wider than the viewport: a phone never scrolls sideways (a
+ * wide table scrolls in its own box). */
+export async function assertFits(page, what) {
+  const { scroll, width } = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, width: window.innerWidth }));
+  assert.ok(scroll <= width, `${what}: the page is ${scroll} px wide in a ${width} px viewport`);
+}
+
+/** Every check of one page: clean, fits, accessible, screenshot. */
 export async function checkPage(page, name) {
   await settled(page);
   await assertClean(page, name);
+  await assertFits(page, name);
   await assertAccessible(page, name);
   await screenshot(page, name);
   await assertClean(page, name + ' (after the checks)');

@@ -160,6 +160,12 @@ def test_the_app_is_installable(srv):
     assert '<link rel="manifest" href="/manifest.webmanifest">' in srv.get("/").text
 
 
+def test_every_string_the_code_names_is_in_the_english_file():
+    r = subprocess.run(["node", os.path.join(BROWSER, "strings.mjs")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 # ---- in the browser ---------------------------------------------------------
 
 def test_every_page_is_clean_accessible_and_pictured_at_both_sizes(srv):
