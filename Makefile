@@ -1,6 +1,7 @@
 # DeepMine — build, run, test. See README.md.
 #
 #   make            module, plugins, deepminectl, dm-benchgen (core compiled once, all under build/)
+#   make web        the pages: web/ built by esbuild into build/web/ (needs make deps)
 #   make run        build + start Apache in the foreground on 127.0.0.1:$(PORT)
 #   make test       lint + unit + integration tests
 #   make bench      wrk benchmark (not a test)
@@ -58,7 +59,7 @@ CLI      := $(B)/deepminectl
 BENCHGEN := $(B)/dm-benchgen
 
 .PHONY: all deps run test unit integration lint format check-lognums check-includes bench \
-        install clean plugins testplugins fuzz drivers sanitize
+        install clean plugins testplugins fuzz drivers sanitize web
 
 all: $(MODULE) $(CLI) $(BENCHGEN) plugins
 
@@ -112,12 +113,21 @@ plugins:
 	@for d in $(PLUGIN_DIRS); do $(MAKE) -s -C $$d B=$(CURDIR)/$(B)/plugins \
 	  INCLUDE=$(CURDIR)/mod_deepmine/include || exit 1; done
 
+# ---- the pages (docs/ui.md) ----
+# web/ (sources) -> build/web/ (what Apache serves at /): one esbuild run
+# from node_modules, which `make deps` installs from package-lock.json.
+WEB_SRC := $(shell find web -type f 2>/dev/null) package-lock.json scripts/build-web.mjs
+web: $(B)/web/index.html
+$(B)/web/index.html: $(WEB_SRC)
+	@test -x node_modules/.bin/esbuild || { echo "web: node_modules missing: run make deps"; exit 1; }
+	@node scripts/build-web.mjs
+
 # ---- run ----
-run: deps all
+run: deps all web
 	@bash scripts/run.sh "$(VAR)" "$(PORT)"
 
 # ---- tests ----
-test: deps all lint check-lognums check-includes unit sanitize integration fuzz
+test: deps all web lint check-lognums check-includes unit sanitize integration fuzz
 
 testplugins:
 	@$(MAKE) -s -C tests/plugins B=$(CURDIR)/$(B)/testplugins INCLUDE=$(CURDIR)/mod_deepmine/include
@@ -143,7 +153,7 @@ drivers: $(B)/libdmcore.a
 	@$(MAKE) -s -C tests/unit B=$(CURDIR)/$(B) ROOT=$(CURDIR) \
 	  CFLAGS_PROJ="$(CFLAGS_PROJ)" LIBS="$(APR_LIBS) $(DEP_LIBS)" driver
 
-integration: all testplugins drivers
+integration: all testplugins drivers web
 	cd tests/integration && DM_ROOT=$(CURDIR) /usr/bin/python3 -m pytest -q -p no:cacheprovider
 
 # libFuzzer targets, built with clang under ASan + UBSan (tests/fuzz/Makefile).
@@ -173,7 +183,8 @@ bench: deps all
 # DESTDIR stages an install (packaging, tests); apxs -i cannot, so then the
 # module is copied into the staged LIBEXECDIR instead.
 APACHE_MODDIR := $(shell $(APXS) -q LIBEXECDIR 2>/dev/null)
-install: all
+WEBDIR  ?= $(PREFIX)/share/deepmine/web
+install: all web
 	@if [ -z "$(DESTDIR)" ]; then $(APXS) -i -n deepmine $(MODULE); else \
 	  install -D -m 0644 $(MODULE) $(DESTDIR)$(APACHE_MODDIR)/mod_deepmine.so; fi
 	install -d $(DESTDIR)$(LIBDIR)/deepmine/plugins $(DESTDIR)$(INCLUDEDIR)/deepmine \
@@ -185,7 +196,9 @@ install: all
 	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/deepminectl
 	sed -e 's|/usr/lib/apache2/modules|$(APACHE_MODDIR)|' conf/deepmine.load \
 	  > $(DESTDIR)/etc/apache2/mods-available/deepmine.load
-	sed -e 's|@LIBDIR@|$(LIBDIR)|g' conf/deepmine.conf \
+	install -d $(DESTDIR)$(WEBDIR)
+	cp -R $(B)/web/. $(DESTDIR)$(WEBDIR)/
+	sed -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@WEBDIR@|$(WEBDIR)|g' conf/deepmine.conf \
 	  > $(DESTDIR)/etc/apache2/mods-available/deepmine.conf
 	@echo "installed; enable with: a2enmod deepmine (see docs/operations.md)"
 

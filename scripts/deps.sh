@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs, idempotently, every Debian package the build, the run and the
-# tests need. Called by `make deps` (and so by `make run`, `make test` and
-# .ci/run). Only packages that are missing are installed.
+# tests need, then the pages' npm packages (package-lock.json, `npm ci`).
+# Called by `make deps` (and so by `make run`, `make test` and .ci/run).
+# Only what is missing is installed; with everything present it prints one
+# line per step.
 set -euo pipefail
 
 PKGS=(
@@ -13,6 +15,7 @@ PKGS=(
   python3 python3-pytest python3-requests python3-aiosmtpd
   wrk curl
   clang clang-tidy clang-format cppcheck libclang-rt-14-dev
+  nodejs chromium fonts-dejavu-core
 )
 
 missing=()
@@ -24,14 +27,30 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#PKGS[@]} packages present"
-  exit 0
+else
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Debian's nodejs ships npm separately; some builds of nodejs bring it.
+  if ! command -v npm >/dev/null; then
+    $SUDO apt-get install -y -qq --no-install-recommends npm
+  fi
 fi
 
-echo "deps: installing ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  SUDO="sudo"
+# The pages' packages (docs/ui.md): exactly the lock file's versions,
+# installed again only when the lock file changed since the last install.
+root=$(cd "$(dirname "$0")/.." && pwd)
+stamp="$root/node_modules/.deps-lock.sha256"
+want=$(sha256sum "$root/package-lock.json" | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$root/node_modules/.bin/esbuild" ]; then
+  echo "deps: npm packages present"
+else
+  echo "deps: npm ci"
+  (cd "$root" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" > "$stamp"
 fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

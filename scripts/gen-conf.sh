@@ -17,6 +17,9 @@ log_level=${5:-notice}
 apache_modules=$(apxs -q LIBEXECDIR 2>/dev/null || echo /usr/lib/apache2/modules)
 
 mkdir -p "$var" "$var/logs" "$var/run" "$var/mail"
+# The pages' document root (`make web` fills it; an empty one still serves
+# the API).
+mkdir -p "$root/build/web"
 var=$(cd "$var" && pwd)
 case "$error_log" in /*) ;; *) error_log="$var/${error_log}";; esac
 
@@ -62,7 +65,7 @@ sed -e "s|@VAR@|$var|g" \
     -e "s|@APACHE_MODULES@|$apache_modules|g" \
     -e "s|@MODULE@|$root/build/mod_deepmine.so|g" \
     -e "s|@PLUGINS@|$root/build/plugins|g" \
-    -e "s|@WEB@|$root/web|g" \
+    -e "s|@WEB@|$root/build/web|g" \
     -e "s|@ROOT@|$root|g" \
     -e "s|@ERROR_LOG@|$error_log|g" \
     -e "s|@LOG_LEVEL@|$log_level|g" \

@@ -173,20 +173,27 @@ dm_err *dm_http_member(request_rec *r, dm_db *db, dm_member *m)
 
     if (auth) {
         if (strncasecmp(auth, "Bearer ", 7) != 0) {
-            return dm_err_make(r->pool, DM_E_UNAUTHORIZED, NULL,
-                               "the Authorization header must be \"Bearer <token>\"");
+            e = dm_err_make(r->pool, DM_E_UNAUTHORIZED, NULL,
+                            "the Authorization header must be \"Bearer <token>\"");
+        } else {
+            token = auth + 7;
+            e = NULL;
         }
-        token = auth + 7;
     } else {
         token = dm_http_cookie(r, "dm_session");
         if (token && (e = dm_http_check_csrf(r)) != NULL) {
             return e;
         }
+        e = NULL;
     }
-    if (!token) {
-        return dm_err_make(r->pool, DM_E_UNAUTHORIZED, NULL, "log in first");
+    /* Every 401 names the scheme, a request with no token at all too
+     * (RFC 6750 section 3; docs/api.md). */
+    if (!e && !token) {
+        e = dm_err_make(r->pool, DM_E_UNAUTHORIZED, NULL, "log in first");
     }
-    e = dm_member_authenticate(db, r->pool, &dm_g.svc, token, m);
+    if (!e) {
+        e = dm_member_authenticate(db, r->pool, &dm_g.svc, token, m);
+    }
     if (!e) {
         apr_table_setn(r->notes, "dm-member",
                        apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)m->id));

@@ -528,9 +528,11 @@ cleanup:
 }
 
 /* Posts an event to this instance's own webhook endpoint. DM_OK when a
- * response arrived (its status in *status), else DM_ERR_TEMPORARY. */
+ * response arrived (its status in *status, and in *outcome, when not NULL,
+ * what the shop did with it: "already_paid", ...; "" when it did not say),
+ * else DM_ERR_TEMPORARY. */
 static dm_status post_event(dm_call *call, const conf *c, const char *body, size_t len,
-                            const char *sig, int *status, dm_message *msg)
+                            const char *sig, int *status, const char **outcome, dm_message *msg)
 {
     dm_header hs[2];
     dm_http_request req;
@@ -568,6 +570,11 @@ static dm_status post_event(dm_call *call, const conf *c, const char *body, size
         return st == DM_ERR_INVALID ? DM_ERR_INTERNAL : DM_ERR_TEMPORARY;
     }
     *status = resp.status;
+    if (outcome) {
+        size_t n = 0;
+        const char *o = host->json_get(call, resp.body, "outcome", &n);
+        *outcome = o ? o : "";
+    }
     if (resp.status < 200 || resp.status > 299) {
         /* The API's error body says why; keep its message for the page. */
         size_t n = 0;
@@ -789,10 +796,12 @@ static dm_status checkout_act(dm_call *call, const conf *c, const checkout *co, 
     const char *body, *sig;
     size_t len;
     int status = 0;
+    const char *outcome = "";
     dm_message why;
     dm_status st;
     buf b = {0};
     dm_str back = paid ? co->success_url : co->cancel_url;
+    int already_paid;
 
     memset(&why, 0, sizeof(why));
     st = make_event(call, c, paid ? "checkout.paid" : "checkout.declined", co->id, co->order,
@@ -800,13 +809,22 @@ static dm_status checkout_act(dm_call *call, const conf *c, const checkout *co, 
     if (st != DM_OK) {
         return st;
     }
-    st = post_event(call, c, body, len, sig, &status, &why);
+    st = post_event(call, c, body, len, sig, &status, &outcome, &why);
     if (st == DM_ERR_INTERNAL) {
         set_msg(msg, "%s", why.text);
         return st;
     }
+    /* Decline pressed after Pay: the shop kept the order paid; say so
+     * rather than "declined". */
+    already_paid =
+        !paid && st == DM_OK && status >= 200 && status <= 299 && !strcmp(outcome, "already_paid");
     buf_str(&b, PAGE_HEAD);
-    buf_str(&b, paid ? "<h1>Payment accepted</h1>\n" : "<h1>Payment declined</h1>\n");
+    if (already_paid) {
+        buf_str(&b, "<h1>Already paid</h1>\n<p>This checkout was already paid: Decline changed "
+                    "nothing and the order stays paid.</p>\n");
+    } else {
+        buf_str(&b, paid ? "<h1>Payment accepted</h1>\n" : "<h1>Payment declined</h1>\n");
+    }
     buf_str(&b, "<p>Order <code>");
     buf_html(&b, co->order.ptr, co->order.len);
     buf_str(&b, "</code></p>\n<p>");
@@ -1152,7 +1170,7 @@ static dm_status sandbox_refund(dm_call *call, dm_str provider_ref, int64_t amou
     if (st != DM_OK) {
         return st;
     }
-    st = post_event(call, &c, body, len, sig, &status, msg);
+    st = post_event(call, &c, body, len, sig, &status, NULL, msg);
     if (st != DM_OK) {
         return st;
     }

@@ -32,6 +32,14 @@ def test_install_stages_module_plugins_header_pc_and_a2enmod_files(tmp_path):
     conf = open(str(dest) + "/etc/apache2/mods-available/deepmine.conf").read()
     assert "/usr/local/lib/deepmine/plugins/mailer-spool.so" in conf
     assert "@" not in conf
+    # the pages, and their directory with the deep-link fallback
+    web = str(dest) + "/usr/local/share/deepmine/web"
+    for rel in ["/index.html", "/admin/index.html", "/manifest.webmanifest",
+                "/icons/icon-192.png"]:
+        assert os.path.isfile(web + rel), rel
+    assert any(f.endswith(".js") for f in os.listdir(web + "/assets"))
+    assert '<Directory "/usr/local/share/deepmine/web">' in conf
+    assert "FallbackResource /index.html" in conf and "frame-ancestors 'none'" in conf
 
 
 def build_docs_example(tmp_path):

@@ -158,6 +158,15 @@ def test_bearer_tokens_for_non_browser_clients(srv):
         r = requests.get(srv.url + "/api/me", headers={"Authorization": bad})
         assert r.status_code == 401, bad
         assert error_of(r)["code"] == "unauthorized"
+        assert r.headers["WWW-Authenticate"] == 'Bearer realm="deepmine"', bad
+
+
+def test_every_member_401_names_the_bearer_scheme_even_without_a_token(srv):
+    for path in ["/api/me", "/api/ledger", "/api/contracts", "/api/referrals/network"]:
+        r = requests.get(srv.url + path)
+        assert r.status_code == 401, path
+        assert error_of(r) == {"code": "unauthorized", "message": "log in first"}
+        assert r.headers["WWW-Authenticate"] == 'Bearer realm="deepmine"', path
 
 
 def test_refresh_token_reuse_revokes_the_family(srv):

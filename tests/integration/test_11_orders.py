@@ -167,7 +167,11 @@ def test_insufficient_balance_is_409_and_writes_nothing(srv):
     r = buy(srv, h, pkg["id"], pay_from_balance=True)
     assert r.status_code == 409, r.text
     err = error_of(r)
-    assert err["code"] == "conflict" and "insufficient balance" in err["message"]
+    assert err["code"] == "conflict"
+    # the member reads money, not micro-units and account names
+    assert pkg["price_micros"] == 5000000, pkg
+    assert err["message"] == \
+        "insufficient balance: your balance is 4.999999 USD; this package costs 5.00 USD"
     assert srv.sql("SELECT COUNT(*) FROM orders WHERE user_id = %d" % uid) == [(0,)]
     assert srv.sql("SELECT COUNT(*) FROM contracts WHERE user_id = %d" % uid) == [(0,)]
     assert srv.sql("SELECT COUNT(*) FROM transfers") == before
@@ -282,6 +286,22 @@ def test_decline_fails_the_order(srv):
     assert r.status_code == 200 and "Payment declined" in r.text
     assert order_of(srv, h, order["id"])["status"] == "failed"
     assert contract_rows(srv, order["id"]) == []
+    assert_ledger_verifies(srv)
+
+
+def test_decline_after_pay_says_the_checkout_is_already_paid(srv):
+    _, h = member(srv)
+    order, url = sandbox_order(srv, h, srv.packages[0])
+    assert requests.post(url + "/pay", timeout=15).status_code == 200
+    r = requests.post(url + "/decline", timeout=15)
+    assert r.status_code == 200
+    assert "<h1>Already paid</h1>" in r.text and "Payment declined" not in r.text
+    assert "the order stays paid" in r.text
+    assert order_of(srv, h, order["id"])["status"] == "paid"
+    assert contract_rows(srv, order["id"]) == [("active",)]
+    outcomes = sorted(o for (o,) in srv.sql(
+        "SELECT outcome FROM payment_events WHERE order_ref = '%d'" % order["id"]))
+    assert outcomes == ["already_paid", "paid"]
     assert_ledger_verifies(srv)
 
 

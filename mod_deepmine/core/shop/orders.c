@@ -19,12 +19,12 @@
 #include "base/json.h"
 #include "ledger/ledger.h"
 #include "base/log.h"
+#include "base/template.h"
 #include "base/validate.h"
 #include "mail/mailq.h"
 #include "plugins/payment.h"
 #include "referral/vip.h"
 #include "shop/refunds.h"
-#include "base/validate.h"
 
 #define SECONDS_PER_DAY 86400
 #define REFUND_REASON_MAX_CHARS 500
@@ -483,13 +483,17 @@ dm_err *dm_order_pay_from_balance(dm_db *db, apr_pool_t *p, int64_t user_id, int
             apr_psprintf(p, "order:%" APR_INT64_T_FMT ":balance", (apr_int64_t)out->id));
     }
     if (e) {
-        dm_db_rollback(db);
+        /* The member reads this: their balance and the price, in money
+         * (read before the rollback, which may take the new wallet away). */
         if (e->code == DM_E_CONFLICT && strstr(e->message, "insufficient")) {
-            return dm_err_make(p, DM_E_CONFLICT, NULL,
-                               "insufficient balance: the package costs %" APR_INT64_T_FMT
-                               " micro-%s",
-                               (apr_int64_t)pkg.price_micros, pkg.currency);
+            dm_account a = {0};
+            int64_t have = dm_ledger_account_get(db, p, wallet, &a) ? 0 : a.balance_micros;
+            e = dm_err_make(p, DM_E_CONFLICT, NULL,
+                            "insufficient balance: your balance is %s; this package costs %s",
+                            dm_tmpl_money(p, have, pkg.currency),
+                            dm_tmpl_money(p, pkg.price_micros, pkg.currency));
         }
+        dm_db_rollback(db);
         return e;
     }
     return dm_db_commit(db, p);
@@ -685,7 +689,11 @@ dm_err *dm_orders_apply_event(dm_db *db, apr_pool_t *p, const char *plugin,
     case DM_PAY_EXPIRED:
         e = transition(db, p, o.id, "pending", ev->status == DM_PAY_FAILED ? "failed" : "expired",
                        0, &changed);
-        *outcome = !changed ? "no_change" : ev->status == DM_PAY_FAILED ? "failed" : "expired";
+        /* A decline or expiry of an order already paid changes nothing;
+         * the outcome says why, so the gateway's page can tell the buyer. */
+        *outcome = changed ? (ev->status == DM_PAY_FAILED ? "failed" : "expired")
+                   : !strcmp(o.status, "paid") ? "already_paid"
+                                               : "no_change";
         return e;
     case DM_PAY_REFUNDED:
         return apply_refunded(db, p, plugin, ev, &o, outcome);

@@ -149,8 +149,8 @@ dm_err *dm_payment_event_record(dm_db *db, apr_pool_t *p, const char *plugin,
     if (dm_db_changes(db) == 0) {
         int found = 0;
         out->duplicate = 1;
-        e = dm_db_prepare(db, p, "SELECT id FROM payment_events WHERE plugin = ? AND event_id = ?",
-                          &st);
+        e = dm_db_prepare(
+            db, p, "SELECT id, outcome FROM payment_events WHERE plugin = ? AND event_id = ?", &st);
         if (e) {
             goto cleanup;
         }
@@ -159,6 +159,7 @@ dm_err *dm_payment_event_record(dm_db *db, apr_pool_t *p, const char *plugin,
         e = dm_stmt_step(st, p, &found);
         if (!e && found) {
             out->id = dm_stmt_int64(st, 0);
+            out->outcome = dm_stmt_dup_text(st, p, 1);
         }
         dm_stmt_done(st);
         if (e) {
@@ -199,6 +200,7 @@ dm_err *dm_payment_event_record(dm_db *db, apr_pool_t *p, const char *plugin,
 
     e = dm_db_commit(db, p);
     if (!e) {
+        out->outcome = outcome;
         dm_log(DM_L_INFO, "payment event %s/%.*s recorded as #%" APR_INT64_T_FMT ": %s, %s", plugin,
                (int)ev->event_id.len, ev->event_id.ptr, (apr_int64_t)out->id,
                dm_payment_status_name(ev->status), outcome);

@@ -22,8 +22,10 @@
 #define DM_PAYMENT_REF_MAX 255
 
 typedef struct dm_payment_recorded {
-    int64_t id;    /* payment_events.id of the row (the earlier one on a duplicate) */
-    int duplicate; /* 1 when the event was already recorded: nothing changed */
+    int64_t id;          /* payment_events.id of the row (the earlier one on a duplicate) */
+    int duplicate;       /* 1 when the event was already recorded: nothing changed */
+    const char *outcome; /* what was done (payment_events.outcome; for a duplicate, what
+                          * the first delivery did), NULL while that one is unfinished */
 } dm_payment_recorded;
 
 /* Records a verified event of payment plugin `plugin` (its configured

@@ -19,6 +19,7 @@
 #include "store/audit.h"
 #include "referral/flags.h"
 #include "base/json.h"
+#include "base/template.h"
 #include "ledger/ledger.h"
 #include "mail/mailq.h"
 #include "members/members.h"
@@ -438,6 +439,15 @@ static dm_err *request_txn(dm_db *db, apr_pool_t *p, const dm_wd_limits *lim, in
         req.kind = DM_KIND_WITHDRAWAL;
         req.reference = apr_pstrcat(p, "withdrawal:", id_str(p, id), NULL);
         e = dm_ledger_transfer(db, p, &req, &t, &created);
+        /* The member reads this: their balance and the amount, in money. */
+        if (e && e->code == DM_E_CONFLICT && strstr(e->message, "insufficient")) {
+            dm_account a = {0};
+            int64_t have = dm_ledger_account_get(db, p, wallet, &a) ? 0 : a.balance_micros;
+            e = dm_err_make(p, DM_E_CONFLICT, NULL,
+                            "insufficient balance: your balance is %s; you asked to withdraw %s",
+                            dm_tmpl_money(p, have, DM_LEDGER_CURRENCY),
+                            dm_tmpl_money(p, amount, DM_LEDGER_CURRENCY));
+        }
     }
     if (!e) {
         e = set_transfer(db, p, id, t.id);

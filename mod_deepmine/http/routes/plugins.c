@@ -290,9 +290,12 @@ static int webhook_post(request_rec *r, const dm_route_match *m)
         }
         return dm_http_error(r, e);
     }
-    /* core/payments.c logs the event (info), recorded or seen again. */
-    answer = rec.duplicate ? "{\"received\":true,\"duplicate\":true}"
-                           : "{\"received\":true,\"duplicate\":false}";
+    /* core/payments.c logs the event (info), recorded or seen again. The
+     * outcome lets a gateway's own page say what happened (the sandbox's
+     * "already paid"). */
+    answer = apr_psprintf(r->pool, "{\"received\":true,\"duplicate\":%s,\"outcome\":%s%s%s}",
+                          rec.duplicate ? "true" : "false", rec.outcome ? "\"" : "",
+                          rec.outcome ? rec.outcome : "null", rec.outcome ? "\"" : "");
     return dm_http_json(r, HTTP_OK, answer, strlen(answer));
 }
 

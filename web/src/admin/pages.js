@@ -1,0 +1,578 @@
+// The staff console's pages, one per area of /api/admin/ (docs/api.md).
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { ApiError, api, get, patch, post, put, qs } from '../lib/api.js';
+import { BarChart } from '../lib/chart.js';
+import { bp, dateTime, microsToDecimal, money, num, parseMoney, ths } from '../lib/format.js';
+
+const plainMoney = (m) => microsToDecimal(m).replace(/\.?0+$/, '');
+import { t } from '../lib/i18n.js';
+import { navigate } from '../lib/router.js';
+import { Alert, ErrorBox, Field, html, Loading, Money, Page, Pager, Stat, Status, Table, fieldError, useLoad, usePaged, useSubmit } from '../lib/ui.js';
+
+const can = (staff, ...roles) => staff.role === 'owner' || roles.includes(staff.role);
+
+/** A filter bar whose values live in the page's query string. */
+function useQueryState(query, names) {
+  const values = Object.fromEntries(names.map((n) => [n, query.get(n) || '']));
+  const set = (changes) => navigate(location.pathname + qs({ ...values, ...changes }), { replace: true });
+  return [values, set];
+}
+
+function StatusFilter({ label, value, options, onChange }) {
+  return html`<div class="field"><label for="status-filter">${label}</label>
+    <select id="status-filter" value=${value} onChange=${(e) => onChange(e.target.value)}>
+      <option value="">${t('admin.all')}</option>
+      ${options.map((o) => html`<option value=${o}>${t('status.' + o)}</option>`)}
+    </select></div>`;
+}
+
+function Done({ message }) {
+  return message ? html`<${Alert} kind="success">${message}</${Alert}>` : null;
+}
+
+export function NotFound() {
+  return html`<${Page} title=${t('notfound.title')}><p>${t('notfound.text')}</p></${Page}>`;
+}
+
+export function NotAllowed() {
+  return html`<${Page} title=${t('admin.not_allowed')}><p>${t('admin.not_allowed_text')}</p></${Page}>`;
+}
+
+// ---- overview ----
+
+export function Overview({ staff }) {
+  const health = useLoad(() => get('/api/admin/health'));
+  const capacity = useLoad(() => (can(staff, 'finance') ? get('/api/admin/capacity') : null));
+  const h = health.data;
+  return html`<${Page} title=${t('admin.nav.overview')}>
+    ${health.loading ? html`<${Loading} />` : health.error ? html`<${ErrorBox} error=${health.error} />` : html`
+      <section class="stats" aria-label=${t('admin.health')}>
+        <${Stat} label=${t('admin.platform')}><${Status} value=${h.status === 'ok' ? 'ok' : 'failed'} /></${Stat}>
+        <${Stat} label=${t('admin.database')}>${h.database}</${Stat}>
+        <${Stat} label=${t('admin.version')}>${h.version} (${t('admin.schema', { n: h.schema })})</${Stat}>
+        ${h.cron ? html`<${Stat} label=${t('admin.cron')}>${h.cron.status}</${Stat}>` : null}
+      </section>
+      ${h.mail ? html`<section aria-labelledby="mail-h"><h2 id="mail-h">${t('admin.mail_24h')}</h2>
+        <${BarChart} title=${t('admin.mail_24h')} height=${160}
+          labels=${['sent', 'failed', 'suppressed', 'delivered', 'bounced', 'complained', 'queued'].map((k) => t('admin.mail.' + k))}
+          series=${[{ label: t('admin.messages'), values: ['sent', 'failed', 'suppressed', 'delivered', 'bounced', 'complained', 'queued'].map((k) => h.mail[k] || 0) }]}
+          yFormat=${(v) => (Number.isInteger(v) ? num(v) : '')}
+          table=${['sent', 'failed', 'suppressed', 'delivered', 'bounced', 'complained', 'queued'].map((k) => [t('admin.mail.' + k), num(h.mail[k] || 0)])} />
+      </section>` : null}`}
+    ${capacity.data ? html`<section aria-labelledby="cap-h"><h2 id="cap-h">${t('admin.capacity')}</h2>
+      <${BarChart} title=${t('admin.capacity_chart')} height=${140}
+        labels=${[t('admin.sold'), t('admin.available')]}
+        series=${[{ label: 'TH/s', values: [capacity.data.sold_ths, capacity.data.available_ths] }]} yFormat=${(v) => num(v)}
+        table=${[[t('admin.owned'), ths(capacity.data.capacity ? capacity.data.capacity.hashrate_ths : 0)], [t('admin.sold'), ths(capacity.data.sold_ths)], [t('admin.available'), ths(capacity.data.available_ths)]]} />
+    </section>` : null}
+    <p class="muted">${t('admin.stats_soon')}</p>
+  </${Page}>`;
+}
+
+// ---- members ----
+
+export function Users({ query }) {
+  const [f, setF] = useQueryState(query, ['q', 'status']);
+  const [q, setQ] = useState(f.q);
+  const paged = usePaged((c) => get('/api/admin/users' + qs({ q: f.q, status: f.status, cursor: c, limit: 25 })), 'users', [f.q, f.status]);
+  return html`<${Page} title=${t('admin.nav.users')}>
+    <form class="toolbar" role="search" onSubmit=${(e) => { e.preventDefault(); setF({ q }); }}>
+      <div class="field"><label for="user-q">${t('admin.search')}</label><input id="user-q" type="search" value=${q} onInput=${(e) => setQ(e.target.value)} /></div>
+      <${StatusFilter} label=${t('col.status')} value=${f.status} options=${['active', 'suspended']} onChange=${(v) => setF({ status: v })} />
+      <button class="btn" type="submit">${t('admin.search_go')}</button>
+    </form>
+    ${paged.loading && !paged.data ? html`<${Loading} />` : html`<${ErrorBox} error=${paged.error} />
+      <${Table} caption=${t('admin.nav.users')} head=${['#', t('field.email'), t('admin.code'), t('col.status'), t('col.vip'), t('settings.kyc'), t('col.joined')]}
+        rows=${paged.items.map((u) => html`<tr><td>${u.id}</td><td><a href=${'/admin/users/' + u.id}>${u.email}</a></td><td class="mono">${u.referral_code}</td>
+          <td><${Status} value=${u.status} /></td><td>${u.vip_level}</td><td>${t('kyc.' + u.kyc_status)}</td><td>${dateTime(u.created_at)}</td></tr>`)} />
+      <${Pager} paged=${paged} />`}
+  </${Page}>`;
+}
+
+export function UserDetail({ params, staff }) {
+  const { data, error, loading, reload } = useLoad(() => get('/api/admin/users/' + params.id), [params.id]);
+  const [done, setDone] = useState('');
+  const [vip, setVip] = useState('');
+  const act = useSubmit(async () => {});
+  const run = (fn, msg) => async () => {
+    setDone('');
+    act.setError(null);
+    try {
+      await fn();
+      await reload();
+      setDone(msg);
+    } catch (e) {
+      act.setError(e);
+    }
+  };
+  if (loading && !data) return html`<${Page} title=${t('admin.member', { id: params.id })}><${Loading} /></${Page}>`;
+  if (error) return html`<${Page} title=${t('admin.member', { id: params.id })}><${ErrorBox} error=${error} /></${Page}>`;
+  const u = data.user;
+  return html`<${Page} title=${u.email}>
+    <${Done} message=${done} /><${ErrorBox} error=${act.error} />
+    <div class="split">
+      <dl class="facts wide">
+        <div><dt>#</dt><dd>${u.id}</dd></div>
+        <div><dt>${t('col.status')}</dt><dd><${Status} value=${u.status} /></dd></div>
+        <div><dt>${t('field.email')}</dt><dd>${u.email} <${Status} value=${u.email_verified ? 'verified' : 'unverified'} /></dd></div>
+        <div><dt>${t('admin.code')}</dt><dd class="mono">${u.referral_code}</dd></div>
+        <div><dt>${t('col.vip')}</dt><dd>${u.vip_level}</dd></div>
+        <div><dt>${t('settings.kyc')}</dt><dd>${t('kyc.' + u.kyc_status)}</dd></div>
+        <div><dt>${t('dash.available')}</dt><dd><${Money} micros=${u.balance_micros} currency=${u.currency} /></dd></div>
+        <div><dt>${t('dash.held')}</dt><dd><${Money} micros=${u.held_micros ?? 0} currency=${u.currency} /></dd></div>
+        <div><dt>${t('col.joined')}</dt><dd>${dateTime(u.created_at)}</dd></div>
+        <div><dt>${t('settings.terms')}</dt><dd>${u.terms_version || '—'}</dd></div>
+      </dl>
+      <div>
+        <h2>${t('admin.upline')}</h2>
+        ${data.upline.length ? html`<ol class="upline">${data.upline.map((x) => html`<li><a href=${'/admin/users/' + x.id}>${x.email}</a> (${t('ref.level', { n: x.level })})</li>`)}</ol>` : html`<p class="muted">${t('admin.no_upline')}</p>`}
+        <h2>${t('admin.downline')}</h2>
+        <p>${t('admin.downline_summary', { direct: data.network.direct, total: data.network.total })}</p>
+        <${BarChart} title=${t('ref.per_level')} height=${140} labels=${data.network.levels.map((_, i) => String(i + 1))}
+          series=${[{ label: t('ref.members'), values: data.network.levels }]} yFormat=${(v) => (Number.isInteger(v) ? num(v) : '')}
+          table=${data.network.levels.map((n, i) => [t('ref.level', { n: i + 1 }), num(n)])} />
+      </div>
+    </div>
+    <h2>${t('admin.actions')}</h2>
+    <div class="actions">
+      ${can(staff, 'support') ? (u.status === 'active'
+        ? html`<button class="btn btn-danger" type="button" onClick=${run(() => patch('/api/admin/users/' + u.id, { status: 'suspended' }), t('admin.suspended'))}>${t('admin.suspend')}</button>`
+        : html`<button class="btn" type="button" onClick=${run(() => patch('/api/admin/users/' + u.id, { status: 'active' }), t('admin.unsuspended'))}>${t('admin.unsuspend')}</button>`) : null}
+      ${can(staff, 'kyc') ? ['approved', 'rejected', 'pending', 'none'].filter((s) => s !== u.kyc_status).map((s) => html`
+        <button class="btn btn-secondary" type="button" onClick=${run(() => patch(`/api/admin/users/${u.id}/kyc`, { status: s }), t('admin.kyc_set', { status: t('kyc.' + s) }))}>${t('admin.kyc_to', { status: t('kyc.' + s) })}</button>`) : null}
+    </div>
+    ${can(staff) ? html`<form class="toolbar" onSubmit=${(e) => { e.preventDefault(); run(() => patch(`/api/admin/users/${u.id}/vip`, { vip_level: Number(vip) }), t('admin.vip_set'))(); }}>
+      <div class="field"><label for="vip">${t('admin.set_vip')}</label>
+        <select id="vip" value=${vip || u.vip_level} onChange=${(e) => setVip(e.target.value)}>${Array.from({ length: 10 }, (_, i) => html`<option value=${i + 1}>${i + 1}</option>`)}</select></div>
+      <button class="btn btn-secondary" type="submit">${t('admin.save')}</button>
+    </form>` : null}
+  </${Page}>`;
+}
+
+// ---- orders, contracts, transfers ----
+
+export function Orders({ query, staff }) {
+  const [f, setF] = useQueryState(query, ['status']);
+  const paged = usePaged((c) => get('/api/admin/orders' + qs({ status: f.status, cursor: c, limit: 25 })), 'orders', [f.status]);
+  const [done, setDone] = useState('');
+  const [err, setErr] = useState(null);
+  const refund = async (o) => {
+    if (!confirm(t('admin.refund_confirm', { id: o.id, amount: money(o.amount_micros, o.currency) }))) return;
+    setDone('');
+    setErr(null);
+    try {
+      const r = await post(`/api/admin/orders/${o.id}/refund`, {});
+      setDone(r.refunded ? t('admin.refunded', { id: o.id }) : t('admin.refund_pending', { id: o.id }));
+      paged.reload();
+    } catch (e) {
+      setErr(e);
+    }
+  };
+  return html`<${Page} title=${t('admin.nav.orders')}>
+    <div class="toolbar"><${StatusFilter} label=${t('col.status')} value=${f.status} options=${['pending', 'paid', 'failed', 'expired', 'needs_review', 'refunded']} onChange=${(v) => setF({ status: v })} /></div>
+    <${Done} message=${done} /><${ErrorBox} error=${err} />
+    ${paged.loading && !paged.data ? html`<${Loading} />` : html`<${ErrorBox} error=${paged.error} />
+      <${Table} caption=${t('admin.nav.orders')} head=${['#', t('admin.member_col'), t('col.amount'), t('admin.gateway'), t('col.status'), t('col.created'), '']}
+        rows=${paged.items.map((o) => html`<tr><td>${o.id}</td><td><a href=${'/admin/users/' + o.user_id}>#${o.user_id}</a></td><td><${Money} micros=${o.amount_micros} currency=${o.currency} /></td>
+          <td>${o.gateway}</td><td><${Status} value=${o.status} /></td><td>${dateTime(o.created_at)}</td>
+          <td>${o.status === 'paid' && can(staff, 'finance') ? html`<button class="btn btn-small btn-secondary" type="button" onClick=${() => refund(o)} aria-label=${t('admin.refund_named', { id: o.id })}>${t('admin.refund')}</button>` : null}</td></tr>`)} />
+      <${Pager} paged=${paged} />`}
+  </${Page}>`;
+}
+
+export function Contracts() {
+  const paged = usePaged((c) => get('/api/admin/contracts' + qs({ cursor: c, limit: 25 })), 'contracts');
+  return html`<${Page} title=${t('admin.nav.contracts')}>
+    ${paged.loading && !paged.data ? html`<${Loading} />` : html`<${ErrorBox} error=${paged.error} />
+      <${Table} caption=${t('admin.nav.contracts')} head=${['#', t('admin.member_col'), t('col.contract'), t('pkg.hashrate'), t('col.status'), t('col.expires'), t('col.earned')]}
+        rows=${paged.items.map((c) => html`<tr><td>${c.id}</td><td><a href=${'/admin/users/' + c.user_id}>#${c.user_id}</a></td><td>${c.name}</td><td>${ths(c.hashrate_ths)}</td>
+          <td><${Status} value=${c.status} /></td><td>${dateTime(c.expires_at)}</td><td><${Money} micros=${c.earned_micros} currency=${c.currency} /></td></tr>`)} />
+      <${Pager} paged=${paged} />`}
+  </${Page}>`;
+}
+
+const accountName = (a) => (a.kind === 'system' ? a.code : `${t('account.' + a.kind)} #${a.user_id}`);
+
+export function Transfers({ query }) {
+  const [f, setF] = useQueryState(query, ['kind']);
+  const paged = usePaged((c) => get('/api/admin/transfers' + qs({ kind: f.kind, cursor: c, limit: 25 })), 'transfers', [f.kind]);
+  const kinds = ['adjustment', 'purchase', 'commission', 'commission_release', 'commission_clawback', 'yield', 'withdrawal', 'withdrawal_paid', 'withdrawal_rejected', 'refund', 'reversal'];
+  return html`<${Page} title=${t('admin.nav.transfers')}>
+    <div class="toolbar"><div class="field"><label for="kind">${t('col.what')}</label>
+      <select id="kind" value=${f.kind} onChange=${(e) => setF({ kind: e.target.value })}><option value="">${t('admin.all')}</option>
+      ${kinds.map((k) => html`<option value=${k}>${t('kind.' + k)}</option>`)}</select></div></div>
+    ${paged.loading && !paged.data ? html`<${Loading} />` : html`<${ErrorBox} error=${paged.error} />
+      <${Table} caption=${t('admin.nav.transfers')} head=${['#', t('col.what'), t('admin.debit'), t('admin.credit'), t('col.amount'), t('col.reference'), t('col.date')]}
+        rows=${paged.items.map((x) => html`<tr><td>${x.id}</td><td>${t('kind.' + x.kind)}</td><td>${accountName(x.debit)}</td><td>${accountName(x.credit)}</td>
+          <td class="num"><${Money} micros=${x.amount_micros} currency=${x.currency} /></td><td>${x.reference || '—'}</td><td>${dateTime(x.created_at)}</td></tr>`)} />
+      <${Pager} paged=${paged} />`}
+  </${Page}>`;
+}
+
+// ---- withdrawals ----
+
+export function Withdrawals({ query }) {
+  const [f, setF] = useQueryState(query, ['status']);
+  const status = f.status || 'pending';
+  const paged = usePaged((c) => get('/api/admin/withdrawals' + qs({ status, cursor: c, limit: 50 })), 'withdrawals', [status]);
+  const [picked, setPicked] = useState({});
+  const [txids, setTxids] = useState({});
+  const [reason, setReason] = useState('');
+  const [results, setResults] = useState(null);
+  const decide = useSubmit(async (decision) => {});
+  const ids = Object.keys(picked).filter((k) => picked[k]).map(Number);
+  const bulk = async (decision) => {
+    decide.setError(null);
+    setResults(null);
+    try {
+      const body = decision === 'approve'
+        ? { ids, decision, txids: ids.map((id) => (txids[id] || '').trim()) }
+        : { ids, decision, reason: reason.trim() };
+      if (decision === 'approve' && body.txids.some((x) => !x)) throw new ApiError(400, { code: 'invalid', message: t('admin.txid_needed') });
+      if (decision === 'reject' && !body.reason) throw new ApiError(400, { code: 'invalid', message: t('admin.reason_needed') });
+      const r = await post('/api/admin/withdrawals/decisions', body);
+      setResults(r.results);
+      setPicked({});
+      paged.reload();
+    } catch (e) {
+      decide.setError(e);
+    }
+  };
+  return html`<${Page} title=${t('admin.nav.withdrawals')}>
+    <div class="toolbar"><${StatusFilter} label=${t('col.status')} value=${status} options=${['pending', 'paid', 'rejected']} onChange=${(v) => setF({ status: v })} /></div>
+    <${ErrorBox} error=${decide.error} />
+    ${results ? html`<${Alert} kind=${results.every((r) => r.ok) ? 'success' : 'warn'}>${results.map((r) => html`<div>#${r.id}: ${r.ok ? t('status.' + r.withdrawal.status) : r.error.message}</div>`)}</${Alert}>` : null}
+    ${paged.loading && !paged.data ? html`<${Loading} />` : html`<${ErrorBox} error=${paged.error} />
+      <${Table} caption=${t('admin.nav.withdrawals')} head=${[status === 'pending' ? t('admin.pick') : '#', t('admin.member_col'), t('col.amount'), t('wd.network'), t('wd.destination'), t('col.date'), status === 'pending' ? t('admin.txid') : t('wd.detail')]}
+        rows=${paged.items.map((w) => html`<tr>
+          <td>${status === 'pending' ? html`<input type="checkbox" id=${'pick-' + w.id} checked=${!!picked[w.id]} onChange=${(e) => setPicked({ ...picked, [w.id]: e.target.checked })} aria-label=${t('admin.pick_named', { id: w.id })} />` : w.id}</td>
+          <td><a href=${'/admin/users/' + w.user_id}>${w.email}</a></td><td><${Money} micros=${w.amount_micros} currency=${w.currency} /></td><td>${t('net.' + w.network)}</td>
+          <td class="mono">${w.destination}</td><td>${dateTime(w.requested_at)}</td>
+          <td>${status === 'pending' ? html`<input class="mono" value=${txids[w.id] || ''} onInput=${(e) => setTxids({ ...txids, [w.id]: e.target.value })} aria-label=${t('admin.txid_named', { id: w.id })} />` : html`<span class="mono">${w.txid || w.reason || '—'}</span>`}</td></tr>`)} />
+      <${Pager} paged=${paged} />`}
+    ${status === 'pending' && paged.items.length ? html`<div class="form">
+      <p>${t('admin.picked', { n: ids.length })}</p>
+      <div class="actions"><button class="btn" type="button" disabled=${!ids.length} onClick=${() => bulk('approve')}>${t('admin.approve')}</button></div>
+      <div class="toolbar">
+        <div class="field"><label for="reject-reason">${t('admin.reject_reason')}</label><input id="reject-reason" value=${reason} onInput=${(e) => setReason(e.target.value)} /></div>
+        <button class="btn btn-danger" type="button" disabled=${!ids.length} onClick=${() => bulk('reject')}>${t('admin.reject')}</button>
+      </div>
+    </div>` : null}
+  </${Page}>`;
+}
+
+// ---- catalogue and capacity ----
+
+export function Catalogue({ staff }) {
+  const pk = useLoad(() => get('/api/admin/packages'));
+  const cap = useLoad(() => (can(staff, 'finance') ? get('/api/admin/capacity') : null));
+  const [capText, setCapText] = useState('');
+  const [done, setDone] = useState('');
+  const [form, setForm] = useState({ name: '', hashrate_ths: '', price: '', daily: '', duration_days: '30', yield_mode: 'pool', fee_bp: '0' });
+  const owner = staff.role === 'owner';
+  const setCap = useSubmit(async () => {
+    await put('/api/admin/capacity', { hashrate_ths: Number(capText), note: 'staff console' });
+    setDone(t('admin.capacity_saved'));
+    setCapText('');
+    cap.reload();
+  });
+  const create = useSubmit(async () => {
+    await post('/api/admin/packages', {
+      name: form.name, hashrate_ths: Number(form.hashrate_ths), price_micros: parseMoney(form.price),
+      daily_yield_micros: parseMoney(form.daily), duration_days: Number(form.duration_days), yield_mode: form.yield_mode, fee_bp: Number(form.fee_bp),
+    });
+    setDone(t('admin.package_created'));
+    pk.reload();
+  });
+  const toggle = async (p) => {
+    try {
+      await patch('/api/admin/packages/' + p.id, { active: !p.active });
+      setDone(p.active ? t('admin.package_off', { name: p.name }) : t('admin.package_on', { name: p.name }));
+      pk.reload();
+    } catch (e) {
+      create.setError(e);
+    }
+  };
+  const upd = (k) => (v) => setForm({ ...form, [k]: v });
+  return html`<${Page} title=${t('admin.nav.catalogue')}>
+    <${Done} message=${done} />
+    ${cap.data ? html`<section aria-labelledby="cap-h"><h2 id="cap-h">${t('admin.capacity')}</h2>
+      <div class="stats">
+        <${Stat} label=${t('admin.owned')}>${ths(cap.data.capacity ? cap.data.capacity.hashrate_ths : 0)}</${Stat}>
+        <${Stat} label=${t('admin.sold')}>${ths(cap.data.sold_ths)}</${Stat}>
+        <${Stat} label=${t('admin.available')}>${ths(cap.data.available_ths)}</${Stat}>
+      </div>
+      ${owner ? html`<form class="toolbar" onSubmit=${setCap.submit}>
+        <${Field} label=${t('admin.capacity_new')} inputmode="decimal" value=${capText} onInput=${setCapText} error=${fieldError(setCap.error, 'hashrate_ths')} />
+        <button class="btn" type="submit" disabled=${setCap.busy || !capText}>${t('admin.save')}</button></form>` : null}
+    </section>` : null}
+    <h2>${t('admin.packages')}</h2>
+    <${ErrorBox} error=${create.error && !create.error.field ? create.error : null} />
+    ${pk.loading && !pk.data ? html`<${Loading} />` : pk.error ? html`<${ErrorBox} error=${pk.error} />` : html`
+      <${Table} caption=${t('admin.packages')} head=${['#', t('admin.name'), t('pkg.hashrate'), t('admin.price'), t('pkg.duration'), t('contract.yield'), t('col.status'), '']}
+        rows=${pk.data.packages.map((p) => html`<tr><td>${p.id}</td><td>${p.name}</td><td>${ths(p.hashrate_ths)}</td><td><${Money} micros=${p.price_micros} currency=${p.currency} /></td>
+          <td>${t('pkg.days', { n: p.duration_days })}</td><td>${p.yield_mode === 'pool' ? t('admin.pool_fee', { fee: bp(p.fee_bp) }) : t('admin.fixed_daily', { amount: money(p.daily_yield_micros, p.currency) })}</td>
+          <td><${Status} value=${p.active ? 'active' : 'disabled'} /></td>
+          <td>${owner ? html`<button class="btn btn-small btn-secondary" type="button" onClick=${() => toggle(p)} aria-label=${(p.active ? t('admin.take_off') : t('admin.put_on')) + ': ' + p.name}>${p.active ? t('admin.take_off') : t('admin.put_on')}</button>` : null}</td></tr>`)} />`}
+    ${owner ? html`<h2>${t('admin.new_package')}</h2>
+      <form class="form" onSubmit=${create.submit}>
+        <div class="grid">
+          <${Field} label=${t('admin.name')} value=${form.name} onInput=${upd('name')} error=${fieldError(create.error, 'name')} />
+          <${Field} label=${t('admin.hashrate_ths')} inputmode="decimal" value=${form.hashrate_ths} onInput=${upd('hashrate_ths')} error=${fieldError(create.error, 'hashrate_ths')} />
+          <${Field} label=${t('admin.price_usd')} inputmode="decimal" value=${form.price} onInput=${upd('price')} error=${fieldError(create.error, 'price_micros')} />
+          <${Field} label=${t('admin.daily_usd')} inputmode="decimal" value=${form.daily} onInput=${upd('daily')} error=${fieldError(create.error, 'daily_yield_micros')} />
+          <${Field} label=${t('admin.duration_days')} inputmode="numeric" value=${form.duration_days} onInput=${upd('duration_days')} error=${fieldError(create.error, 'duration_days')} />
+          <${Field} label=${t('admin.yield_mode')} error=${fieldError(create.error, 'yield_mode')}>${({ id }) => html`<select id=${id} value=${form.yield_mode} onChange=${(e) => upd('yield_mode')(e.target.value)}>
+            <option value="pool">${t('admin.mode_pool')}</option><option value="fixed">${t('admin.mode_fixed')}</option></select>`}</${Field}>
+          <${Field} label=${t('admin.fee_bp')} inputmode="numeric" value=${form.fee_bp} onInput=${upd('fee_bp')} error=${fieldError(create.error, 'fee_bp')} />
+        </div>
+        <button class="btn" type="submit" disabled=${create.busy}>${t('admin.create')}</button>
+      </form>` : null}
+  </${Page}>`;
+}
+
+// ---- VIP plan ----
+
+export function VipPlan() {
+  const { data, error, loading, reload } = useLoad(() => get('/api/admin/vip-levels'));
+  const [levels, setLevels] = useState(null);
+  const [done, setDone] = useState('');
+  useEffect(() => { if (data) setLevels(data.levels.map((l) => ({ ...l, rates_bp: [...l.rates_bp] }))); }, [data]);
+  const save = useSubmit(async () => {
+    await put('/api/admin/vip-levels', { levels: levels.map(({ total_bp, ...l }) => l) });
+    setDone(t('admin.vip_saved'));
+    reload();
+  });
+  if (loading || !levels) return html`<${Page} title=${t('admin.nav.vip')}>${error ? html`<${ErrorBox} error=${error} />` : html`<${Loading} />`}</${Page}>`;
+  const cap = data.cap_bp;
+  const setRate = (li, d, v) => {
+    const next = levels.map((l) => ({ ...l, rates_bp: [...l.rates_bp] }));
+    next[li].rates_bp[d] = v === '' ? 0 : Number(v);
+    setLevels(next);
+    setDone('');
+  };
+  const setField = (li, k, v) => {
+    const next = levels.map((l) => ({ ...l }));
+    next[li][k] = Number(v) || 0;
+    setLevels(next);
+  };
+  const totals = levels.map((l) => l.rates_bp.reduce((s, r) => s + (Number(r) || 0), 0));
+  const over = totals.some((x) => x > cap);
+  return html`<${Page} title=${t('admin.nav.vip')} wide>
+    <p>${t('admin.vip_explain', { cap: bp(cap) })}</p>
+    <${Done} message=${done} /><${ErrorBox} error=${save.error} />
+    <form onSubmit=${save.submit}>
+      <div class="table-wrap rates" tabindex="0" role="region" aria-label=${t('admin.vip_rates')}>
+        <table><caption class="sr-only">${t('admin.vip_rates')}</caption>
+          <thead><tr><th scope="col">${t('col.vip')}</th>${Array.from({ length: 10 }, (_, d) => html`<th scope="col">${t('admin.depth', { n: d + 1 })}</th>`)}<th scope="col">${t('admin.total')}</th><th scope="col">${t('admin.min_personal')}</th><th scope="col">${t('admin.min_direct')}</th><th scope="col">${t('admin.min_team')}</th></tr></thead>
+          <tbody>${levels.map((l, li) => html`<tr>
+            <th scope="row">${l.level}</th>
+            ${l.rates_bp.map((r, d) => html`<td><input inputmode="numeric" value=${r} onInput=${(e) => setRate(li, d, e.target.value)} aria-label=${t('admin.rate_named', { level: l.level, depth: d + 1 })} /></td>`)}
+            <td class=${totals[li] > cap ? 'over' : ''} aria-live="polite">${bp(totals[li])}${totals[li] > cap ? ' ' + t('admin.over_cap') : ''}</td>
+            <td><input inputmode="numeric" value=${plainMoney(l.min_personal_volume_micros)} onInput=${(e) => setField(li, 'min_personal_volume_micros', parseMoney(e.target.value) ?? 0)} aria-label=${t('admin.min_personal_named', { level: l.level })} /></td>
+            <td><input inputmode="numeric" value=${l.min_direct_paid_referrals} onInput=${(e) => setField(li, 'min_direct_paid_referrals', e.target.value)} aria-label=${t('admin.min_direct_named', { level: l.level })} /></td>
+            <td><input inputmode="numeric" value=${plainMoney(l.min_team_volume_micros)} onInput=${(e) => setField(li, 'min_team_volume_micros', parseMoney(e.target.value) ?? 0)} aria-label=${t('admin.min_team_named', { level: l.level })} /></td>
+          </tr>`)}</tbody>
+        </table>
+      </div>
+      <p class="hint">${t('admin.rates_in_bp')}</p>
+      ${over ? html`<${Alert} kind="error">${t('admin.cap_exceeded', { cap: bp(cap) })}</${Alert}>` : null}
+      <button class="btn" type="submit" disabled=${save.busy || over}>${t('admin.save_plan')}</button>
+    </form>
+  </${Page}>`;
+}
+
+// ---- pool payouts ----
+
+export function PoolPayouts() {
+  const paged = usePaged((c) => get('/api/admin/pool-payouts' + qs({ cursor: c, limit: 25 })), 'pool_payouts');
+  return html`<${Page} title=${t('admin.nav.pool')}>
+    ${paged.loading && !paged.data ? html`<${Loading} />` : html`<${ErrorBox} error=${paged.error} />
+      <${Table} caption=${t('admin.nav.pool')} head=${['#', t('admin.period'), t('col.amount'), t('col.status'), t('admin.credits'), t('contract.fee_taken'), t('admin.remainder'), t('admin.balanced')]}
+        rows=${paged.items.map((p) => html`<tr><td>${p.id}</td><td>${p.period_kind}: ${dateTime(p.period_start)}</td><td><${Money} micros=${p.amount_micros} currency=${p.currency} /></td>
+          <td><${Status} value=${p.status} /></td><td>${p.reconciliation ? money(p.reconciliation.credits_micros) : '—'}</td><td>${p.reconciliation ? money(p.reconciliation.fee_micros) : '—'}</td>
+          <td>${p.reconciliation ? money(p.reconciliation.remainder_micros) : '—'}</td><td>${p.reconciliation ? (p.reconciliation.balanced ? '✓' : '✗') : '—'}</td></tr>`)} />
+      <${Pager} paged=${paged} />`}
+  </${Page}>`;
+}
+
+// ---- jobs ----
+
+export function Jobs() {
+  const { data, error, loading, reload } = useLoad(() => get('/api/admin/jobs?limit=50'));
+  const [done, setDone] = useState('');
+  const [err, setErr] = useState(null);
+  const run = async (name) => {
+    setDone('');
+    setErr(null);
+    try {
+      const r = await post(`/api/admin/jobs/${encodeURIComponent(name)}/run`, {});
+      setDone(t('admin.job_ran', { job: r.job, status: r.status }));
+      reload();
+    } catch (e) {
+      setErr(e);
+    }
+  };
+  return html`<${Page} title=${t('admin.nav.jobs')}>
+    <${Done} message=${done} /><${ErrorBox} error=${err || error} />
+    ${loading && !data ? html`<${Loading} />` : data ? html`
+      ${data.cron_enabled ? null : html`<${Alert} kind="warn">${t('admin.cron_off')}</${Alert}>`}
+      <${Table} caption=${t('admin.nav.jobs')} head=${[t('admin.job'), t('admin.schedule'), t('admin.next_run'), t('admin.last_run'), t('admin.dead'), '']}
+        rows=${data.jobs.map((j) => html`<tr><td><strong>${j.name}</strong><div class="hint">${j.about}</div></td><td>${j.schedule}${j.interval_s ? ` (${num(j.interval_s)} s)` : ''}</td>
+          <td>${dateTime(j.next_run_at)}</td><td>${j.last_run ? html`<${Status} value=${j.last_run.status} /> ${dateTime(j.last_run.finished_at || j.last_run.started_at)}` : '—'}</td>
+          <td>${j.dead_periods ? html`<span class="over">${j.dead_periods}</span>` : 0}</td>
+          <td><button class="btn btn-small btn-secondary" type="button" onClick=${() => run(j.name)} aria-label=${t('admin.run_named', { job: j.name })}>${t('admin.run_now')}</button></td></tr>`)} />
+      <h2>${t('admin.history')}</h2>
+      <${Table} caption=${t('admin.history')} head=${['#', t('admin.job'), t('admin.period'), t('col.status'), t('admin.attempts'), t('admin.items'), t('admin.error')]}
+        rows=${data.runs.map((r) => html`<tr><td>${r.id}</td><td>${r.job}</td><td>${dateTime(r.period)}</td><td><${Status} value=${r.status} /></td><td>${r.attempts}</td><td>${r.items ?? '—'}</td><td>${r.error || '—'}</td></tr>`)} />` : null}
+  </${Page}>`;
+}
+
+// ---- e-mail ----
+
+export function EmailQueue({ query }) {
+  const [f, setF] = useQueryState(query, ['status']);
+  const paged = usePaged((c) => get('/api/admin/email' + qs({ status: f.status, cursor: c, limit: 25 })), 'messages', [f.status]);
+  const [done, setDone] = useState('');
+  const [err, setErr] = useState(null);
+  const resend = async (m) => {
+    setErr(null);
+    try {
+      await post(`/api/admin/email/${m.id}/resend`, {});
+      setDone(t('admin.resent', { id: m.id }));
+      paged.reload();
+    } catch (e) {
+      setErr(e);
+    }
+  };
+  return html`<${Page} title=${t('admin.nav.email')}>
+    <p><a href="/admin/templates">${t('admin.nav.templates')}</a></p>
+    <div class="toolbar"><${StatusFilter} label=${t('col.status')} value=${f.status} options=${['queued', 'sending', 'sent', 'failed', 'suppressed']} onChange=${(v) => setF({ status: v })} /></div>
+    <${Done} message=${done} /><${ErrorBox} error=${err} />
+    ${paged.loading && !paged.data ? html`<${Loading} />` : html`<${ErrorBox} error=${paged.error} />
+      <${Table} caption=${t('admin.nav.email')} head=${['#', t('admin.recipient'), t('admin.template'), t('col.status'), t('admin.delivery'), t('col.created'), '']}
+        rows=${paged.items.map((m) => html`<tr><td>${m.id}</td><td>${m.recipient}</td><td>${m.template}</td><td><${Status} value=${m.status} />${m.last_error ? html`<div class="hint">${m.last_error}</div>` : null}</td>
+          <td>${m.delivery || '—'}</td><td>${dateTime(m.created_at)}</td>
+          <td>${m.status === 'failed' ? html`<button class="btn btn-small btn-secondary" type="button" onClick=${() => resend(m)}>${t('admin.resend')}</button>` : null}</td></tr>`)} />
+      <${Pager} paged=${paged} />`}
+  </${Page}>`;
+}
+
+export function Templates() {
+  const { data, error, loading } = useLoad(() => get('/api/admin/email-templates'));
+  return html`<${Page} title=${t('admin.nav.templates')}>
+    ${loading ? html`<${Loading} />` : error ? html`<${ErrorBox} error=${error} />` : html`
+      <${Table} caption=${t('admin.nav.templates')} head=${[t('admin.template'), t('admin.class'), t('admin.subject'), t('admin.version_col'), t('admin.updated')]}
+        rows=${data.templates.map((x) => html`<tr><td><a href=${'/admin/templates/' + x.key}>${x.key}</a><div class="hint">${x.description}</div></td><td>${x.class}</td>
+          <td>${x.subject}</td><td>${x.version}</td><td>${dateTime(x.updated_at)}</td></tr>`)} />`}
+  </${Page}>`;
+}
+
+export function TemplateEditor({ params, staff }) {
+  const { data, error, loading, reload } = useLoad(() => get('/api/admin/email-templates/' + encodeURIComponent(params.key)), [params.key]);
+  const [draft, setDraft] = useState(null);
+  const [preview, setPreview] = useState(null);
+  const [previewErr, setPreviewErr] = useState(null);
+  const [done, setDone] = useState('');
+  const timer = useRef(null);
+  useEffect(() => {
+    if (data) setDraft({ subject: data.template.subject, text: data.template.text, html: data.template.html });
+  }, [data]);
+  useEffect(() => {
+    if (!draft) return undefined;
+    clearTimeout(timer.current);
+    timer.current = setTimeout(async () => {
+      try {
+        const p = await post(`/api/admin/email-templates/${encodeURIComponent(params.key)}/preview`, draft);
+        setPreview(p);
+        setPreviewErr(null);
+      } catch (e) {
+        setPreviewErr(e);
+      }
+    }, 300);
+    return () => clearTimeout(timer.current);
+  }, [draft && draft.subject, draft && draft.text, draft && draft.html]);
+  const save = useSubmit(async () => {
+    await put(`/api/admin/email-templates/${encodeURIComponent(params.key)}`, { ...draft, version: data.template.version });
+    setDone(t('admin.template_saved'));
+    reload();
+  });
+  if (loading && !data) return html`<${Page} title=${params.key}><${Loading} /></${Page}>`;
+  if (error) return html`<${Page} title=${params.key}><${ErrorBox} error=${error} /></${Page}>`;
+  if (!draft) return html`<${Page} title=${params.key}><${Loading} /></${Page}>`;
+  const tpl = data.template;
+  const owner = staff.role === 'owner';
+  const set = (k) => (v) => { setDraft({ ...draft, [k]: v }); setDone(''); };
+  return html`<${Page} title=${t('admin.template_title', { key: tpl.key })} wide>
+    <p class="muted">${tpl.description} · ${t('admin.version_n', { n: tpl.version })} · ${t('admin.variables')}: <span class="mono">${tpl.variables.join(', ')}</span></p>
+    <${Done} message=${done} /><${ErrorBox} error=${save.error && !save.error.field ? save.error : null} />
+    <div class="editor">
+      <form class="form" onSubmit=${save.submit}>
+        <${Field} label=${t('admin.subject')} value=${draft.subject} onInput=${set('subject')} readonly=${!owner} error=${fieldError(save.error, 'subject') || fieldError(previewErr, 'subject')} />
+        <${Field} label=${t('admin.text_body')} error=${fieldError(save.error, 'text') || fieldError(previewErr, 'text')}>${({ id, describedBy }) => html`<textarea id=${id} rows="10" value=${draft.text} readonly=${!owner} aria-describedby=${describedBy} onInput=${(e) => set('text')(e.target.value)}></textarea>`}</${Field}>
+        <${Field} label=${t('admin.html_body')} error=${fieldError(save.error, 'html') || fieldError(previewErr, 'html')}>${({ id, describedBy }) => html`<textarea id=${id} rows="10" value=${draft.html} readonly=${!owner} aria-describedby=${describedBy} onInput=${(e) => set('html')(e.target.value)}></textarea>`}</${Field}>
+        ${owner ? html`<button class="btn" type="submit" disabled=${save.busy || !!previewErr}>${t('admin.save_template')}</button>` : html`<p class="hint">${t('admin.owner_only')}</p>`}
+      </form>
+      <section aria-labelledby="prev-h" aria-live="polite">
+        <h2 id="prev-h">${t('admin.preview')}</h2>
+        ${previewErr ? html`<${Alert} kind="error">${previewErr.message}</${Alert}>` : preview ? html`
+          <p><strong>${t('admin.subject')}:</strong> <span id="preview-subject">${preview.subject}</span></p>
+          <div class="preview" id="preview-text">${preview.text}</div>` : html`<${Loading} />`}
+      </section>
+    </div>
+    <h2>${t('admin.versions')}</h2>
+    <${Table} caption=${t('admin.versions')} head=${[t('admin.version_col'), t('admin.subject'), t('admin.updated')]}
+      rows=${data.versions.map((v) => html`<tr><td>${v.version}</td><td>${v.subject}</td><td>${dateTime(v.created_at)}</td></tr>`)} />
+  </${Page}>`;
+}
+
+// ---- flags and audit ----
+
+export function Flags({ query }) {
+  const [f, setF] = useQueryState(query, ['status']);
+  const status = f.status || 'open';
+  const paged = usePaged((c) => get('/api/admin/flags' + qs({ status, cursor: c, limit: 25 })), 'flags', [status]);
+  const [err, setErr] = useState(null);
+  const [done, setDone] = useState('');
+  const act = async (fl, what) => {
+    setErr(null);
+    try {
+      await post(`/api/admin/flags/${fl.id}/${what}`, {});
+      setDone(t('admin.flag_' + what, { id: fl.id }));
+      paged.reload();
+    } catch (e) {
+      setErr(e);
+    }
+  };
+  return html`<${Page} title=${t('admin.nav.flags')}>
+    <div class="toolbar"><${StatusFilter} label=${t('col.status')} value=${status} options=${['open', 'cleared', 'confirmed']} onChange=${(v) => setF({ status: v })} /></div>
+    <${Done} message=${done} /><${ErrorBox} error=${err} />
+    ${paged.loading && !paged.data ? html`<${Loading} />` : html`<${ErrorBox} error=${paged.error} />
+      <${Table} caption=${t('admin.nav.flags')} head=${['#', t('admin.member_col'), t('admin.related'), t('admin.reason'), t('col.status'), t('col.created'), '']}
+        rows=${paged.items.map((fl) => html`<tr><td>${fl.id}</td><td><a href=${'/admin/users/' + fl.user_id}>#${fl.user_id}</a></td>
+          <td>${fl.related_user_id ? html`<a href=${'/admin/users/' + fl.related_user_id}>#${fl.related_user_id}</a>` : '—'}</td><td>${fl.reason}</td><td><${Status} value=${fl.status} /></td><td>${dateTime(fl.created_at)}</td>
+          <td>${fl.status === 'open' ? html`<div class="actions"><button class="btn btn-small btn-secondary" type="button" onClick=${() => act(fl, 'clear')}>${t('admin.clear')}</button>
+            <button class="btn btn-small btn-danger" type="button" onClick=${() => act(fl, 'confirm')}>${t('admin.confirm_flag')}</button></div>` : null}</td></tr>`)} />
+      <${Pager} paged=${paged} />`}
+  </${Page}>`;
+}
+
+export function Audit({ query }) {
+  const [f, setF] = useQueryState(query, ['action']);
+  const [a, setA] = useState(f.action);
+  const paged = usePaged((c) => get('/api/admin/audit' + qs({ action: f.action, cursor: c, limit: 25 })), 'entries', [f.action]);
+  return html`<${Page} title=${t('admin.nav.audit')}>
+    <form class="toolbar" onSubmit=${(e) => { e.preventDefault(); setF({ action: a }); }}>
+      <div class="field"><label for="action">${t('admin.action')}</label><input id="action" value=${a} onInput=${(e) => setA(e.target.value)} placeholder="user.suspend" /></div>
+      <button class="btn" type="submit">${t('admin.filter')}</button>
+    </form>
+    ${paged.loading && !paged.data ? html`<${Loading} />` : html`<${ErrorBox} error=${paged.error} />
+      <${Table} caption=${t('admin.nav.audit')} head=${['#', t('col.date'), t('admin.who'), t('admin.action'), t('admin.target'), t('admin.change')]}
+        rows=${paged.items.map((x) => html`<tr><td>${x.id}</td><td>${dateTime(x.created_at)}</td><td>${x.staff ? x.staff.email : t('admin.console')}</td><td class="mono">${x.action}</td>
+          <td>${x.target_type ? `${x.target_type} ${x.target_id ?? ''}` : '—'}</td>
+          <td><pre class="json">${x.before ? JSON.stringify(x.before) + ' → ' : ''}${x.after ? JSON.stringify(x.after) : ''}</pre></td></tr>`)} />
+      <${Pager} paged=${paged} />`}
+  </${Page}>`;
+}
+
+export { api };
