@@ -11,6 +11,7 @@
  * - jansson's and libsodium's own allocations never leave a service: they
  *   are copied into call memory and freed on the way out.
  */
+#include "base/rsa.h"
 #include "plugins/host_services.h"
 
 #include <apr_hash.h>
@@ -160,6 +161,17 @@ static void host_hmac_sha256(const void *key, size_t key_len, const void *data, 
     crypto_auth_hmacsha256_init(&st, key, key_len);
     crypto_auth_hmacsha256_update(&st, data, len);
     crypto_auth_hmacsha256_final(&st, out);
+    sodium_memzero(&st, sizeof(st));
+}
+
+static void host_hmac_sha512(const void *key, size_t key_len, const void *data, size_t len,
+                             unsigned char out[64])
+{
+    crypto_auth_hmacsha512_state st;
+
+    crypto_auth_hmacsha512_init(&st, key, key_len);
+    crypto_auth_hmacsha512_update(&st, data, len);
+    crypto_auth_hmacsha512_final(&st, out);
     sodium_memzero(&st, sizeof(st));
 }
 
@@ -439,6 +451,8 @@ static const dm_host host_table = {
     .retry_after = host_retry_after,
     .message_id_for = host_message_id_for,
     .setting_default = host_setting_default,
+    .rsa_sha256_verify = dm_rsa_sha256_verify,
+    .hmac_sha512 = host_hmac_sha512,
 };
 
 const dm_host *dm_host_services(void)

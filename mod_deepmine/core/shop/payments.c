@@ -29,6 +29,16 @@ static const char *dm_payment_status_name(dm_payment_event_status st)
         return "expired";
     case DM_PAY_IGNORED:
         return "ignored";
+    case DM_PAY_DISPUTE_OPENED:
+        return "dispute_opened";
+    case DM_PAY_DISPUTE_WON:
+        return "dispute_won";
+    case DM_PAY_DISPUTE_LOST:
+        return "dispute_lost";
+    case DM_PAY_NEEDS_REVIEW:
+        return "needs_review";
+    case DM_PAY_PENDING:
+        return "pending";
     }
     return NULL;
 }

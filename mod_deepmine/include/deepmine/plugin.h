@@ -46,7 +46,7 @@ extern "C" {
 #endif
 
 #define DM_PLUGIN_ABI_MAJOR 1
-#define DM_PLUGIN_ABI_MINOR 3
+#define DM_PLUGIN_ABI_MINOR 4
 
 /* The one symbol a plugin exports. */
 #define DM_PLUGIN_ENTRY_NAME "deepmine_plugin_entry"
@@ -220,10 +220,24 @@ typedef struct dm_host {
      * default too (the mail queue reads a mailer's rate_per_second). Keys
      * starting with '_' are ignored, as is any call outside init(). */
     void (*setting_default)(dm_call *call, const char *key, const char *value);
+
+    /* ---- since 1.4: more signature schemes (check DM_HAS_FIELD) ---- */
+
+    /* RSA-SHA256 (PKCS#1 v1.5) verification of `sig` over `data` with the
+     * PEM public key or X.509 certificate `pem` (OpenSSL's libcrypto).
+     * 1 when the signature is valid, 0 when it is not, -1 when the key
+     * cannot be read. */
+    int (*rsa_sha256_verify)(const char *pem, size_t pem_len, const void *data, size_t len,
+                             const void *sig, size_t sig_len);
+    /* HMAC-SHA-512 (libsodium). out must hold 64 bytes. */
+    void (*hmac_sha512)(const void *key, size_t key_len, const void *data, size_t len,
+                        unsigned char out[64]);
 } dm_host;
 
 /* Size of a host table of ABI 1.2 (and 1.0, 1.1: the table did not grow). */
 #define DM_HOST_SIZE_1_2 offsetof(dm_host, mime_message)
+/* Size of a host table of ABI 1.3. */
+#define DM_HOST_SIZE_1_3 offsetof(dm_host, rsa_sha256_verify)
 
 /* ---- Per-kind function tables ---- */
 
@@ -248,8 +262,25 @@ typedef enum dm_payment_event_status {
     DM_PAY_FAILED = 2,
     DM_PAY_REFUNDED = 3,
     DM_PAY_EXPIRED = 4,
-    DM_PAY_IGNORED = 5 /* a verified event we do not act on */
+    DM_PAY_IGNORED = 5, /* a verified event we do not act on */
+    /* since 1.4 */
+    DM_PAY_DISPUTE_OPENED = 6, /* a chargeback or dispute was opened */
+    DM_PAY_DISPUTE_WON = 7,    /* closed in the merchant's favour */
+    DM_PAY_DISPUTE_LOST = 8,   /* closed for the buyer: the money went back */
+    DM_PAY_NEEDS_REVIEW = 9,   /* money moved but not as asked: review_reason */
+    DM_PAY_PENDING = 10        /* seen, not settled yet (a query's answer, a
+                                  crypto payment waiting for confirmations) */
 } dm_payment_event_status;
+
+/* Why an event needs a person (DM_PAY_NEEDS_REVIEW), since 1.4. */
+typedef enum dm_payment_review_reason {
+    DM_REVIEW_NONE = 0,
+    DM_REVIEW_UNDERPAID = 1,
+    DM_REVIEW_OVERPAID = 2,
+    DM_REVIEW_PAID_AFTER_EXPIRY = 3,
+    DM_REVIEW_UNKNOWN_CURRENCY = 4,
+    DM_REVIEW_OTHER = 5
+} dm_payment_review_reason;
 
 typedef struct dm_payment_event {
     uint32_t size;
@@ -257,9 +288,28 @@ typedef struct dm_payment_event {
     dm_str provider_ref;
     dm_str order_id;
     dm_payment_event_status status;
+    int64_t amount_micros; /* paid; refunded (0: the whole remainder); disputed */
+    dm_str currency;
+    /* ---- since 1.4 ---- */
+    /* The provider's identity of the money itself (Stripe payment intent,
+     * PayPal capture id, BTCPay invoice id, Coinbase charge code, Binance
+     * prepay id): one payment credits an order once, whichever event, the
+     * return page or the janitor reports it. Empty: provider_ref. */
+    dm_str payment_id;
+    dm_payment_review_reason review_reason; /* with DM_PAY_NEEDS_REVIEW */
+    dm_str detail;                          /* optional words for staff ("paid 9.50 of 10.00") */
+} dm_payment_event;
+
+/* A refund request, since 1.4 (refund_ex). */
+typedef struct dm_payment_refund_request {
+    uint32_t size;
+    dm_str provider_ref;
+    dm_str payment_id; /* what the paid event named; may be empty */
     int64_t amount_micros;
     dm_str currency;
-} dm_payment_event;
+    dm_str idempotency_key; /* the same key must never refund twice */
+    dm_str reason;
+} dm_payment_refund_request;
 
 typedef struct dm_payment_ops {
     uint32_t size;
@@ -272,6 +322,26 @@ typedef struct dm_payment_ops {
     /* Optional (NULL when unsupported). */
     dm_status (*refund)(dm_call *call, dm_str provider_ref, int64_t amount_micros, dm_str currency,
                         dm_message *msg);
+
+    /* ---- since 1.4 (check DM_HAS_FIELD, then NULL) ---- */
+
+    /* Optional: the provider's current state of the checkout or payment
+     * provider_ref, as an event (for the janitor and the return page):
+     * DM_PAY_PAID, _FAILED, _EXPIRED, _PENDING, _NEEDS_REVIEW … event_id
+     * may be empty (the host names it). */
+    dm_status (*query)(dm_call *call, dm_str provider_ref, dm_payment_event *out, dm_message *msg);
+    /* Optional: refund with an idempotency key and a reason; preferred
+     * over refund when both are set. *refund_id (call memory) may be left
+     * empty. */
+    dm_status (*refund_ex)(dm_call *call, const dm_payment_refund_request *req, dm_str *refund_id,
+                           dm_message *msg);
+    /* For members choosing how to pay (GET /api/payment-methods); NULL:
+     * the plugin's name, "card", any currency. NUL-terminated, static. */
+    const char *display_name; /* "Card (Stripe)" */
+    const char *method_kind;  /* "card" | "crypto" | "wallet" */
+    const char *currencies;   /* "USD,EUR" (ISO 4217, comma-separated) or "*" */
+    /* How long a checkout can be paid, in seconds; 0: DeepMineCheckoutHold. */
+    uint32_t checkout_lifetime_s;
 } dm_payment_ops;
 
 typedef enum dm_kyc_status {
