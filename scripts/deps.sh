@@ -54,3 +54,15 @@ else
   (cd "$root" && npm ci --no-audit --no-fund --loglevel=error)
   echo "$want" > "$stamp"
 fi
+
+# The providers' own SDKs the payment tests use as independent clients
+# (tests/sdk/package-lock.json), likewise.
+stamp="$root/tests/sdk/node_modules/.deps-lock.sha256"
+want=$(sha256sum "$root/tests/sdk/package-lock.json" | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  echo "deps: provider SDKs present"
+else
+  echo "deps: npm ci (provider SDKs)"
+  (cd "$root/tests/sdk" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" > "$stamp"
+fi
