@@ -5,8 +5,11 @@
  *
  * Invariants:
  * - the stored plan always has 10 levels with non-decreasing thresholds,
- *   rates 0..10000 bp, and each level's total over the 10 depths within
- *   the cap it was validated against (DeepMineCommissionCap);
+ *   rates 0..10000 bp, and the most one order can pay within the cap it
+ *   was validated against (DeepMineCommissionCap): an order pays each
+ *   ancestor at that ancestor's level, so the sum over the 10 depths of
+ *   the highest rate any level pays at that depth is what is capped (and
+ *   with it each level's own total);
  * - volumes count paid orders only: a clawback takes an order's volume
  *   back, so refunded volume never qualifies anyone;
  * - levels only go up automatically; staff may set one by hand (audited).
@@ -50,14 +53,21 @@ typedef struct dm_volumes {
 dm_err *dm_vip_plan_load(dm_db *db, apr_pool_t *p, dm_vip_plan *out);
 
 /* Checks a plan: levels 1..10 in order, thresholds >= 0 and non-decreasing
- * from one level to the next, rates 0..10000 bp, and each level's total
- * over the 10 depths <= cap_bp. DM_E_INVALID naming the level (field
- * "levels[i]...") otherwise. */
+ * from one level to the next, rates 0..10000 bp, each level's total over
+ * the 10 depths <= cap_bp (DM_E_INVALID naming the level, field
+ * "levels[i]..."), and the most one order can pay
+ * (dm_vip_plan_order_max_bp) <= cap_bp (DM_E_INVALID, field "levels",
+ * naming each depth and the levels paying its highest rate). */
 dm_err *dm_vip_plan_validate(apr_pool_t *p, const dm_vip_plan *plan, int cap_bp);
 
+/* The most one order can pay under `plan`, in basis points: the sum over
+ * the 10 depths of the highest rate any level pays at that depth (an
+ * upline may hold any mix of levels). */
+int dm_vip_plan_order_max_bp(const dm_vip_plan *plan);
+
 /* {"levels":[{"level","min_personal_volume_micros","min_direct_paid_referrals",
- * "min_team_volume_micros","rates_bp":[10],"total_bp"}],"cap_bp"} (caller
- * owns it). */
+ * "min_team_volume_micros","rates_bp":[10],"total_bp"}],"cap_bp",
+ * "max_order_bp"} (caller owns it). */
 json_t *dm_vip_plan_json(apr_pool_t *p, const dm_vip_plan *plan, int cap_bp);
 
 /* The body of PUT /api/admin/vip-levels ({"levels":[10 objects]}) into a

