@@ -149,3 +149,54 @@ def test_put_refuses_a_plan_whose_highest_rates_per_depth_pay_an_order_over_the_
     assert r.status_code == 200, r.text
     assert plan(srv) == before and before["max_order_bp"] == 2950
     verify(srv)
+
+
+# ---- 5. a flagged member's purchase holds every depth ----
+
+LATER = 15 * 86400
+
+
+def release(s):
+    """`deepminectl commissions release` 15 days from now: how many."""
+    out = s.ctl("commissions", "release", "--now", str(int(time.time()) + LATER)).stdout
+    return int(re.search(r"(\d+) commission\(s\) released", out).group(1))
+
+
+def open_flag(s, user, related):
+    flags = staff(s, "support").get(s.url + "/api/admin/flags",
+                                    params={"status": "open", "limit": 200},
+                                    timeout=10).json()["flags"]
+    [f] = [f for f in flags if f["user_id"] == user["id"] and f["related_user_id"] == related["id"]]
+    return f
+
+
+def resolve(s, flag, how):
+    r = staff(s, "support").post(s.url + "/api/admin/flags/%d/%s" % (flag["id"], how), timeout=10)
+    assert r.status_code == 200, r.text
+
+
+def test_a_flagged_buyer_keeps_every_depth_held_until_its_flag_is_cleared(srv):
+    # A -> B -> C, all from 127.0.0.1: flags (B, A) and (C, B) are raised
+    (a, ah), (b, bh), (c, ch) = chain(srv, 3)
+    fb, fc = open_flag(srv, b, a), open_flag(srv, c, b)
+    order, price = buy(srv, c, ch)
+    release(srv)
+    [rb] = commissions(srv, bh)
+    [ra] = commissions(srv, ah)
+    assert (rb["order_id"], rb["depth"], rb["amount_micros"]) == (order["id"], 1, price * 500 // 10000)
+    assert (ra["order_id"], ra["depth"], ra["amount_micros"]) == (order["id"], 2, price * 200 // 10000)
+    # A's depth-2 credit is not between the pair (C, B), but C is flagged
+    assert ra["status"] == "held" and rb["status"] == "held"
+    assert me(srv, ah)["balance_micros"] == 0 and me(srv, ah)["held_micros"] == ra["amount_micros"]
+    verify(srv)
+    # confirming (B, A) changes nothing for C's order; clearing (C, B) frees it all
+    resolve(srv, fb, "confirm")
+    release(srv)
+    assert commissions(srv, ah)[0]["status"] == "held"
+    resolve(srv, fc, "clear")
+    release(srv)
+    assert [r["status"] for r in commissions(srv, bh) + commissions(srv, ah)] == ["available"] * 2
+    assert me(srv, bh)["balance_micros"] == price * 500 // 10000
+    assert me(srv, ah)["balance_micros"] == price * 200 // 10000
+    assert me(srv, ah)["held_micros"] == 0
+    verify(srv)

@@ -245,11 +245,129 @@ static void test_an_order_over_an_upline_of_levels_1_to_10_pays_at_most_the_cap(
     assert_ledger_ok(db);
 }
 
+/* ---- 5. a flagged member's purchase holds every depth ---- */
+
+static int64_t release(dm_db *db, int64_t now)
+{
+    int64_t n = -1;
+    assert_null(dm_commission_release_due(db, pool, now, &n));
+    return n;
+}
+
+static void raise_flag(dm_db *db, int64_t user, int64_t related)
+{
+    assert_null(dm_db_begin(db, pool));
+    assert_null(dm_flags_raise(db, pool, user, related, DM_FLAG_SAME_REGISTRATION_IP));
+    assert_null(dm_db_commit(db, pool));
+}
+
+static int64_t flag_of(dm_db *db, int64_t user, int64_t related)
+{
+    return q(db, "SELECT id FROM member_flags WHERE user_id = %d AND related_user_id = %d",
+             (int)user, (int)related);
+}
+
+static const char *status_of(dm_db *db, int64_t order, int depth)
+{
+    dm_stmt *st;
+    int row = 0;
+    const char *s = NULL;
+
+    assert_null(dm_db_prepare(
+        db, pool, "SELECT status FROM commissions WHERE order_id = ? AND depth = ?", &st));
+    dm_stmt_bind_int64(st, 1, order);
+    dm_stmt_bind_int64(st, 2, depth);
+    assert_null(dm_stmt_step(st, pool, &row));
+    s = row ? dm_stmt_dup_text(st, pool, 0) : "(none)";
+    dm_stmt_done(st);
+    return s;
+}
+
+/* Z -> A -> B -> C, flags on (B, A) and (C, B). C's 1,000 USD order pays
+ * B 50, A 20 and Z 10 USD (level 1: 500, 200, 100 bp); all three stay
+ * held while C is flagged, however far up they go. */
+static void test_a_flagged_members_purchase_holds_its_commissions_at_every_depth(void **state)
+{
+    dm_db *db = fresh();
+    int64_t c[4], now = dm_now(), later = now + 15 * DAY;
+    int64_t z, a, b, buyer;
+    dm_flag f;
+
+    (void)state;
+    make_chain(db, c, 4);
+    z = c[0], a = c[1], b = c[2], buyer = c[3];
+    raise_flag(db, b, a);
+    raise_flag(db, buyer, b);
+    assert_null(pay(db, 1, buyer, 1000 * USD));
+    assert_int_equal(release(db, later), 0);
+    assert_string_equal(status_of(db, 1, 1), "held");
+    assert_string_equal(status_of(db, 1, 2), "held"); /* A: not in C's flag, still held */
+    assert_string_equal(status_of(db, 1, 3), "held");
+    assert_int_equal(bal(db, b).held_micros, 50 * USD);
+    assert_int_equal(bal(db, a).held_micros, 20 * USD);
+    assert_int_equal(bal(db, a).wallet_micros, 0);
+    assert_int_equal(bal(db, z).held_micros, 10 * USD);
+    assert_int_equal(bal(db, z).wallet_micros, 0);
+    assert_ledger_ok(db);
+
+    /* B is flagged too (with A): B's own 200 USD order holds A's 10 USD
+     * and Z's 4 USD, and confirming the flag keeps them held */
+    assert_null(pay(db, 2, b, 200 * USD));
+    assert_null(dm_flags_resolve(db, pool, 0, NULL, flag_of(db, b, a), "confirmed", &f));
+    /* clearing (C, B) leaves C unflagged: C's order is released, all of it */
+    assert_null(dm_flags_resolve(db, pool, 0, NULL, flag_of(db, buyer, b), "cleared", &f));
+    assert_int_equal(release(db, later), 3);
+    assert_string_equal(status_of(db, 1, 1), "available");
+    assert_string_equal(status_of(db, 1, 2), "available");
+    assert_string_equal(status_of(db, 1, 3), "available");
+    assert_string_equal(status_of(db, 2, 1), "held");
+    assert_string_equal(status_of(db, 2, 2), "held");
+    assert_int_equal(bal(db, b).wallet_micros, 50 * USD);
+    assert_int_equal(bal(db, a).wallet_micros, 20 * USD);
+    assert_int_equal(bal(db, a).held_micros, 10 * USD);
+    assert_int_equal(bal(db, z).wallet_micros, 10 * USD);
+    assert_int_equal(bal(db, z).held_micros, 4 * USD);
+    assert_int_equal(release(db, later), 0);
+    assert_ledger_ok(db);
+}
+
+/* A flag on a member holds the commissions of that member's purchases,
+ * whichever side of the flag they are on; a flag on someone else in the
+ * upline does not hold an unflagged buyer's commissions. */
+static void test_a_flag_holds_purchases_of_both_its_members_and_no_one_elses(void **state)
+{
+    dm_db *db = fresh();
+    int64_t c[4], now = dm_now(), later = now + 15 * DAY;
+
+    (void)state;
+    make_chain(db, c, 4);
+    /* c[1] and c[3] share a withdrawal address: flagged the one way round */
+    raise_flag(db, c[3], c[1]);
+    assert_null(pay(db, 1, c[3], 100 * USD)); /* c[3] is the flag's user */
+    assert_null(pay(db, 2, c[1], 100 * USD)); /* c[1] its related member */
+    assert_null(pay(db, 3, c[2], 100 * USD)); /* c[2]: not flagged */
+    assert_int_equal(release(db, later), 2);
+    assert_string_equal(status_of(db, 1, 1), "held");
+    assert_string_equal(status_of(db, 1, 2), "held");
+    assert_string_equal(status_of(db, 1, 3), "held");
+    assert_string_equal(status_of(db, 2, 1), "held");
+    assert_string_equal(status_of(db, 3, 1), "available"); /* c[1] earns 5 USD from c[2] */
+    assert_string_equal(status_of(db, 3, 2), "available");
+    assert_int_equal(bal(db, c[1]).wallet_micros, 5 * USD);
+    assert_int_equal(bal(db, c[1]).held_micros, 2 * USD); /* from c[3]: 200 bp of 100 */
+    assert_int_equal(bal(db, c[0]).wallet_micros, 2 * USD);
+    assert_int_equal(bal(db, c[0]).held_micros, 1 * USD + 5 * USD);
+    assert_int_equal(q(db, "SELECT COUNT(*) FROM commissions WHERE status = 'available'"), 2);
+    assert_ledger_ok(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cap_refuses_a_plan_whose_highest_rates_per_depth_sum_over_it),
         cmocka_unit_test(test_an_order_over_an_upline_of_levels_1_to_10_pays_at_most_the_cap),
+        cmocka_unit_test(test_a_flagged_members_purchase_holds_its_commissions_at_every_depth),
+        cmocka_unit_test(test_a_flag_holds_purchases_of_both_its_members_and_no_one_elses),
     };
     int rc;
     char cmd[64];

@@ -378,13 +378,17 @@ typedef struct due_row {
     const char *currency;
 } due_row;
 
-/* Due, held, and no open or confirmed flag between beneficiary and buyer. */
+/* Due, held, and the buyer named by no open or confirmed flag, on either
+ * side: a flagged member's purchase holds what it paid at every depth, not
+ * only the pair's (each NOT EXISTS is one probe of member_flags_user or
+ * member_flags_related). */
 #define DUE_SQL                                                                                    \
     "SELECT c.id, c.beneficiary_id, c.amount_micros, c.currency FROM commissions c "               \
-    "WHERE c.status = 'held' AND c.release_at <= ? AND c.id > ? AND NOT EXISTS ("                  \
-    "SELECT 1 FROM member_flags f WHERE f.status IN ('open', 'confirmed') AND "                    \
-    "((f.user_id = c.beneficiary_id AND f.related_user_id = c.source_user_id) OR "                 \
-    "(f.user_id = c.source_user_id AND f.related_user_id = c.beneficiary_id))) "                   \
+    "WHERE c.status = 'held' AND c.release_at <= ? AND c.id > ? "                                  \
+    "AND NOT EXISTS (SELECT 1 FROM member_flags f WHERE f.user_id = c.source_user_id "             \
+    "AND f.status IN ('open', 'confirmed')) "                                                      \
+    "AND NOT EXISTS (SELECT 1 FROM member_flags f WHERE f.related_user_id = c.source_user_id "     \
+    "AND f.status IN ('open', 'confirmed')) "                                                      \
     "ORDER BY c.id LIMIT ?"
 
 static dm_err *release_one(dm_db *db, apr_pool_t *p, const due_row *d)

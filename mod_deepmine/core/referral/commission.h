@@ -11,8 +11,9 @@
  *   ancestor's at the moment of the split; suspended ancestors and zero
  *   amounts are skipped;
  * - a credit goes to the ancestor's held account; release moves it to the
- *   wallet once release_at has passed, unless a fraud flag (flags.h) is
- *   open or confirmed between beneficiary and buyer;
+ *   wallet once release_at has passed, unless an open or confirmed fraud
+ *   flag (flags.h) names the buyer (on either side): a flagged member's
+ *   purchase holds every credit it made, at every depth;
  * - a clawback takes each credit back from held if still held, else from
  *   the wallet with the commission_clawback kind (which may leave a debt).
  */
@@ -47,8 +48,8 @@ dm_err *dm_commission_clawback(dm_db *db, apr_pool_t *p, int64_t order_id);
 void dm_commission_set_hold(int64_t seconds);
 int64_t dm_commission_hold(void);
 
-/* Moves every held commission whose release_at <= now, and that no open or
- * confirmed flag links to its buyer, to the beneficiary's wallet (key
+/* Moves every held commission whose release_at <= now, and whose buyer no
+ * open or confirmed flag names, to the beneficiary's wallet (key
  * release:<commission id>). Runs its own transaction (or the caller's if
  * one is open). *released: how many. */
 dm_err *dm_commission_release_due(dm_db *db, apr_pool_t *p, int64_t now, int64_t *released);
