@@ -200,3 +200,101 @@ def test_a_flagged_buyer_keeps_every_depth_held_until_its_flag_is_cleared(srv):
     assert me(srv, ah)["balance_micros"] == price * 200 // 10000
     assert me(srv, ah)["held_micros"] == 0
     verify(srv)
+
+
+# ---- 6. suspended members and forfeits ----
+
+def admin_user(s, user):
+    r = staff(s, "finance").get(s.url + "/api/admin/users/%d" % user["id"], timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()["user"]
+
+
+def set_status(s, user, status):
+    r = staff(s, "support").patch(s.url + "/api/admin/users/%d" % user["id"],
+                                  json={"status": status}, timeout=10)
+    assert r.status_code == 200, r.text
+
+
+def staff_commissions(s, role="finance", **params):
+    r = staff(s, role).get(s.url + "/api/admin/commissions", params=params, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()["commissions"]
+
+
+def test_a_suspended_members_commission_stays_held_and_finance_forfeits_it(srv):
+    (a, ah), (b, bh) = chain(srv, 2)
+    resolve(srv, open_flag(srv, b, a), "clear")  # B's purchases are not held by a flag
+    order, price = buy(srv, b, bh)
+    want = price * 500 // 10000
+    set_status(srv, a, "suspended")
+    release(srv)
+    got = admin_user(srv, a)
+    assert (got["balance_micros"], got["held_micros"]) == (0, want)
+    [row] = staff_commissions(srv, beneficiary_id=a["id"])
+    assert (row["order_id"], row["buyer_id"], row["amount_micros"], row["status"]) == \
+        (order["id"], b["id"], want, "held")
+    verify(srv)
+    # support may look but not forfeit; a reason is required
+    assert staff(srv, "support").post(
+        srv.url + "/api/admin/users/%d/commissions/forfeit" % a["id"],
+        json={"reason": "x"}, timeout=10).status_code == 403
+    r = staff(srv, "finance").post(srv.url + "/api/admin/users/%d/commissions/forfeit" % a["id"],
+                                   json={}, timeout=10)
+    assert r.status_code == 400 and error_of(r)["field"] == "reason"
+    r = staff(srv, "finance").post(srv.url + "/api/admin/users/%d/commissions/forfeit" % a["id"],
+                                   json={"reason": "account closed: confirmed fraud"}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"user_id": a["id"], "forfeited": 1, "amount_micros": want,
+                        "currency": "USD"}
+    [row] = staff_commissions(srv, beneficiary_id=a["id"])
+    assert row["status"] == "forfeited"
+    got = admin_user(srv, a)
+    assert (got["balance_micros"], got["held_micros"]) == (0, 0)
+    [t] = staff(srv, "finance").get(srv.url + "/api/admin/transfers",
+                                    params={"kind": "commission_forfeit"},
+                                    timeout=10).json()["transfers"]
+    assert t["amount_micros"] == want and t["idempotency_key"] == "forfeit:%d" % row["id"]
+    assert t["credit"]["code"] == "forfeited_commissions"
+    [entry] = audited(srv, "commission.forfeit")
+    assert entry["target_id"] == str(row["id"])
+    assert entry["after"]["reason"] == "account closed: confirmed fraud"
+    assert entry["after"]["amount_micros"] == want
+    # unsuspended, nothing comes back; a second forfeit has nothing to do
+    set_status(srv, a, "active")
+    release(srv)
+    assert admin_user(srv, a)["balance_micros"] == 0
+    r = staff(srv, "finance").post(srv.url + "/api/admin/commissions/%d/forfeit" % row["id"],
+                                   json={"reason": "again"}, timeout=10)
+    assert r.status_code == 409, r.text
+    # an active member's held commissions cannot be forfeited wholesale
+    r = staff(srv, "finance").post(srv.url + "/api/admin/users/%d/commissions/forfeit" % a["id"],
+                                   json={"reason": "no"}, timeout=10)
+    assert r.status_code == 409 and "suspended" in error_of(r)["message"]
+    verify(srv)
+
+
+def test_commissions_held_by_a_confirmed_flag_are_forfeited_one_by_one(srv):
+    (x, xh), (y, yh) = chain(srv, 2)  # flag (Y, X) open
+    order, price = buy(srv, y, yh)
+    [row] = staff_commissions(srv, role="support", buyer_id=y["id"], status="held")
+    assert (row["beneficiary_id"], row["amount_micros"]) == (x["id"], price * 500 // 10000)
+    fin = staff(srv, "finance")
+    url = srv.url + "/api/admin/commissions/%d/forfeit" % row["id"]
+    # open: decide the flag first
+    r = fin.post(url, json={"reason": "fake account"}, timeout=10)
+    assert r.status_code == 409 and "confirm" in error_of(r)["message"]
+    resolve(srv, open_flag(srv, y, x), "confirm")
+    release(srv)
+    assert me(srv, xh)["held_micros"] == row["amount_micros"]
+    r = fin.post(url, json={"reason": "fake account"}, timeout=10)
+    assert r.status_code == 200, r.text
+    c = r.json()["commission"]
+    assert (c["id"], c["status"], c["buyer_id"]) == (row["id"], "forfeited", y["id"])
+    assert commissions(srv, xh)[0]["status"] == "forfeited"
+    assert (me(srv, xh)["held_micros"], me(srv, xh)["balance_micros"]) == (0, 0)
+    assert fin.post(srv.url + "/api/admin/commissions/999999/forfeit",
+                    json={"reason": "x"}, timeout=10).status_code == 404
+    r = fin.get(srv.url + "/api/admin/commissions", params={"status": "paid"}, timeout=10)
+    assert r.status_code == 400 and error_of(r)["field"] == "status"
+    verify(srv)

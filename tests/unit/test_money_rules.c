@@ -53,11 +53,15 @@ static int64_t q(dm_db *db, const char *fmt, ...)
     const char *sql;
     int64_t v = -1;
     int found = 0;
+    dm_err *e;
 
     va_start(ap, fmt);
     sql = apr_pvsprintf(pool, fmt, ap);
     va_end(ap);
-    assert_null(dm_db_query_int64(db, pool, sql, &v, &found));
+    e = dm_db_query_int64(db, pool, sql, &v, &found);
+    if (e) {
+        fail_msg("%s: %s", sql, e->message);
+    }
     return found ? v : -1;
 }
 
@@ -361,6 +365,168 @@ static void test_a_flag_holds_purchases_of_both_its_members_and_no_one_elses(voi
     assert_ledger_ok(db);
 }
 
+/* ---- 6. suspended members and forfeits ---- */
+
+static void suspend(dm_db *db, int64_t user, int on)
+{
+    x(db, "UPDATE users SET status = '%s' WHERE id = %d", on ? "suspended" : "active", (int)user);
+}
+
+static int64_t commission_id(dm_db *db, int64_t order, int depth)
+{
+    return q(db, "SELECT id FROM commissions WHERE order_id = %d AND depth = %d", (int)order,
+             depth);
+}
+
+static int64_t forfeited_total(dm_db *db)
+{
+    return q(db, "SELECT COALESCE(SUM(balance_micros), 0) FROM accounts WHERE kind = 'system' "
+                 "AND code = 'forfeited_commissions'");
+}
+
+/* A's 50 USD commission is credited while A is active; A is then
+ * suspended: the release job leaves it held, and releases it again only
+ * once A is active. */
+static void test_a_suspended_members_held_commissions_stay_held(void **state)
+{
+    dm_db *db = fresh();
+    int64_t c[3], later = dm_now() + 15 * DAY;
+
+    (void)state;
+    make_chain(db, c, 3);
+    assert_null(pay(db, 1, c[2], 1000 * USD)); /* c[1] 50 USD, c[0] 20 USD */
+    suspend(db, c[1], 1);
+    assert_int_equal(release(db, later), 1);
+    assert_string_equal(status_of(db, 1, 1), "held");
+    assert_string_equal(status_of(db, 1, 2), "available");
+    assert_int_equal(bal(db, c[1]).held_micros, 50 * USD);
+    assert_int_equal(bal(db, c[1]).wallet_micros, 0);
+    assert_int_equal(bal(db, c[0]).wallet_micros, 20 * USD);
+    assert_ledger_ok(db);
+    suspend(db, c[1], 0);
+    assert_int_equal(release(db, later), 1);
+    assert_int_equal(bal(db, c[1]).held_micros, 0);
+    assert_int_equal(bal(db, c[1]).wallet_micros, 50 * USD);
+    assert_ledger_ok(db);
+}
+
+/* Staff forfeit a suspended member's held commissions to the
+ * forfeited_commissions system account, audited with the reason, once. */
+static void test_staff_forfeit_a_suspended_members_held_commissions(void **state)
+{
+    dm_db *db = fresh();
+    int64_t c[3], id, later = dm_now() + 15 * DAY, count = -1, amount = -1;
+    dm_commission_row row;
+    dm_err *e;
+
+    (void)state;
+    make_chain(db, c, 3);
+    assert_null(pay(db, 1, c[2], 1000 * USD)); /* c[1] 50, c[0] 20 */
+    assert_null(pay(db, 2, c[2], 300 * USD));  /* c[1] 15, c[0] 6 */
+    id = commission_id(db, 1, 1);
+    /* an active member's commission, held only by its hold period: no */
+    e = dm_commission_forfeit(db, pool, 7, "192.0.2.1", id, "fraud", &row);
+    assert_non_null(e);
+    assert_int_equal(e->code, DM_E_CONFLICT);
+    assert_msg_has(e, "suspend");
+    suspend(db, c[1], 1);
+    /* a reason is required */
+    e = dm_commission_forfeit(db, pool, 7, "192.0.2.1", id, "", &row);
+    assert_non_null(e);
+    assert_int_equal(e->code, DM_E_INVALID);
+    assert_string_equal(e->field, "reason");
+    e = dm_commission_forfeit(db, pool, 7, "192.0.2.1", 999999, "fraud", &row);
+    assert_non_null(e);
+    assert_int_equal(e->code, DM_E_NOT_FOUND);
+    assert_int_equal(q(db, "SELECT COUNT(*) FROM audit_log"), 0);
+
+    assert_null(dm_commission_forfeit(db, pool, 0, NULL, id, "account closed for fraud", &row));
+    assert_string_equal(row.status, "forfeited");
+    assert_int_equal(row.amount_micros, 50 * USD);
+    assert_int_equal(bal(db, c[1]).held_micros, 15 * USD);
+    assert_int_equal(forfeited_total(db), 50 * USD);
+    assert_int_equal(q(db,
+                       "SELECT COUNT(*) FROM transfers WHERE idempotency_key = 'forfeit:%d' AND "
+                       "kind = 'commission_forfeit' AND amount_micros = %d",
+                       (int)id, (int)(50 * USD)),
+                     1);
+    assert_int_equal(q(db,
+                       "SELECT COUNT(*) FROM audit_log WHERE action = 'commission.forfeit' AND "
+                       "target_type = 'commission' AND target_id = '%d' AND staff_id IS NULL AND "
+                       "after_json LIKE '%%account closed for fraud%%'",
+                       (int)id),
+                     1);
+    /* once: again is a conflict and moves nothing */
+    e = dm_commission_forfeit(db, pool, 0, NULL, id, "again", &row);
+    assert_non_null(e);
+    assert_int_equal(e->code, DM_E_CONFLICT);
+    assert_int_equal(forfeited_total(db), 50 * USD);
+
+    /* the rest of the member's held commissions in one call */
+    assert_null(
+        dm_commission_forfeit_member(db, pool, 0, NULL, c[1], "account closed", &count, &amount));
+    assert_int_equal(count, 1);
+    assert_int_equal(amount, 15 * USD);
+    assert_int_equal(bal(db, c[1]).held_micros, 0);
+    assert_int_equal(forfeited_total(db), 65 * USD);
+    assert_null(
+        dm_commission_forfeit_member(db, pool, 0, NULL, c[1], "account closed", &count, &amount));
+    assert_int_equal(count, 0);
+    assert_int_equal(amount, 0);
+    /* an active member's: refused, nothing written */
+    e = dm_commission_forfeit_member(db, pool, 0, NULL, c[0], "no", &count, &amount);
+    assert_non_null(e);
+    assert_int_equal(e->code, DM_E_CONFLICT);
+    assert_int_equal(bal(db, c[0]).held_micros, 26 * USD);
+    assert_int_equal(q(db, "SELECT COUNT(*) FROM audit_log WHERE action = 'commission.forfeit'"),
+                     2);
+    /* unsuspended later: nothing forfeited comes back; a refund skips them */
+    suspend(db, c[1], 0);
+    assert_int_equal(release(db, later), 2); /* c[0]'s two */
+    assert_int_equal(bal(db, c[1]).wallet_micros, 0);
+    assert_null(dm_db_begin(db, pool));
+    assert_null(dm_commission_clawback(db, pool, 1));
+    assert_null(dm_db_commit(db, pool));
+    assert_string_equal(status_of(db, 1, 1), "forfeited");
+    assert_string_equal(status_of(db, 1, 2), "clawed_back");
+    assert_int_equal(bal(db, c[1]).wallet_micros, 0);
+    assert_int_equal(bal(db, c[0]).wallet_micros, 6 * USD);
+    assert_int_equal(forfeited_total(db), 65 * USD);
+    assert_ledger_ok(db);
+}
+
+/* A confirmed flag keeps a buyer's commissions held; staff forfeit them
+ * one by one (an open flag must be confirmed first). */
+static void test_staff_forfeit_commissions_held_by_a_confirmed_flag(void **state)
+{
+    dm_db *db = fresh();
+    int64_t c[3], later = dm_now() + 15 * DAY;
+    dm_commission_row row;
+    dm_flag f;
+    dm_err *e;
+
+    (void)state;
+    make_chain(db, c, 3);
+    raise_flag(db, c[2], c[1]);
+    assert_null(pay(db, 1, c[2], 1000 * USD));
+    e = dm_commission_forfeit(db, pool, 0, NULL, commission_id(db, 1, 2), "fake buyer", &row);
+    assert_non_null(e);
+    assert_int_equal(e->code, DM_E_CONFLICT);
+    assert_msg_has(e, "confirm");
+    assert_null(dm_flags_resolve(db, pool, 0, NULL, flag_of(db, c[2], c[1]), "confirmed", &f));
+    assert_int_equal(release(db, later), 0);
+    assert_null(
+        dm_commission_forfeit(db, pool, 0, NULL, commission_id(db, 1, 1), "fake buyer", &row));
+    assert_null(
+        dm_commission_forfeit(db, pool, 0, NULL, commission_id(db, 1, 2), "fake buyer", &row));
+    assert_int_equal(bal(db, c[1]).held_micros, 0);
+    assert_int_equal(bal(db, c[0]).held_micros, 0);
+    assert_int_equal(bal(db, c[0]).wallet_micros, 0);
+    assert_int_equal(forfeited_total(db), 70 * USD);
+    assert_int_equal(release(db, later), 0);
+    assert_ledger_ok(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,6 +534,9 @@ int main(void)
         cmocka_unit_test(test_an_order_over_an_upline_of_levels_1_to_10_pays_at_most_the_cap),
         cmocka_unit_test(test_a_flagged_members_purchase_holds_its_commissions_at_every_depth),
         cmocka_unit_test(test_a_flag_holds_purchases_of_both_its_members_and_no_one_elses),
+        cmocka_unit_test(test_a_suspended_members_held_commissions_stay_held),
+        cmocka_unit_test(test_staff_forfeit_a_suspended_members_held_commissions),
+        cmocka_unit_test(test_staff_forfeit_commissions_held_by_a_confirmed_flag),
     };
     int rc;
     char cmd[64];

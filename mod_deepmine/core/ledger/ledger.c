@@ -51,6 +51,7 @@ static const struct kind_def {
     {DM_KIND_REVERSAL, 0},
     {DM_KIND_MAINTENANCE_FEE, 0},
     {DM_KIND_YIELD_COMMISSION, 0},
+    {DM_KIND_COMMISSION_FORFEIT, 0},
 };
 
 static const char *const system_codes[] = {
@@ -62,6 +63,7 @@ static const char *const system_codes[] = {
     DM_SYS_ROUNDING,
     DM_SYS_ADJUSTMENTS,
     DM_SYS_MAINTENANCE_FEES,
+    DM_SYS_FORFEITED_COMMISSIONS,
 };
 
 #define TRANSFER_COLUMNS                                                                           \

@@ -51,6 +51,8 @@
 #define DM_SYS_ROUNDING "rounding"
 #define DM_SYS_ADJUSTMENTS "adjustments"
 #define DM_SYS_MAINTENANCE_FEES "maintenance_fees" /* pool mode: the published fee */
+/* held commissions staff forfeited (a suspended account, confirmed fraud) */
+#define DM_SYS_FORFEITED_COMMISSIONS "forfeited_commissions"
 #define DM_SYS_GATEWAY_PREFIX "gateway:"
 
 /* Transfer kinds. The list is closed (ledger.c's kind table): an unknown
@@ -71,8 +73,9 @@
 #define DM_KIND_CHARGEBACK "chargeback"
 #define DM_KIND_ROUNDING "rounding"
 #define DM_KIND_REVERSAL "reversal"
-#define DM_KIND_MAINTENANCE_FEE "maintenance_fee"   /* yield -> maintenance_fees */
-#define DM_KIND_YIELD_COMMISSION "yield_commission" /* commissions -> an upline's wallet */
+#define DM_KIND_MAINTENANCE_FEE "maintenance_fee"       /* yield -> maintenance_fees */
+#define DM_KIND_YIELD_COMMISSION "yield_commission"     /* commissions -> an upline's wallet */
+#define DM_KIND_COMMISSION_FORFEIT "commission_forfeit" /* held -> forfeited_commissions */
 
 /* 1 when `kind` is a transfer kind of the list above. */
 int dm_ledger_kind_known(const char *kind);
