@@ -22,6 +22,8 @@
 #include "members/legal.h"
 #include "base/log.h"
 #include "store/migrate.h"
+#include "ledger/ledger.h"
+#include "withdrawals/withdrawals.h"
 
 dm_state dm_g;
 
@@ -157,6 +159,8 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     dm_g.svc.public_url = c->public_url;
     dm_conf_pw_params(c, &dm_g.svc.pw_params);
     dm_commission_set_hold((int64_t)dm_conf_commission_hold_days(c) * 86400);
+    /* A clawback into debt holds the member's pending withdrawals. */
+    dm_ledger_set_debt_hook(dm_wd_hold_for_debt);
     if (dm_conf_test_mode(c)) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "DM00050: DeepMineTestMode is on: test-only jobs are enabled%s%s. Never in "

@@ -298,3 +298,71 @@ def test_commissions_held_by_a_confirmed_flag_are_forfeited_one_by_one(srv):
     r = fin.get(srv.url + "/api/admin/commissions", params={"status": "paid"}, timeout=10)
     assert r.status_code == 400 and error_of(r)["field"] == "status"
     verify(srv)
+
+
+# ---- 7. no withdrawal out of a debt ----
+
+def verified(s, user):
+    """Verifies the member's e-mail (token from the queue) and approves KYC."""
+    [(variables,)] = s.sql("SELECT variables FROM mail_queue WHERE recipient = '%s' AND "
+                           "template = 'email_verification'" % user["email"])
+    r = requests.post(s.url + "/api/auth/verify-email", timeout=10,
+                      json={"token": json.loads(variables)["token"]})
+    assert r.status_code == 200, r.text
+    r = staff(s, "kyc").patch(s.url + "/api/admin/users/%d/kyc" % user["id"],
+                              json={"status": "approved"}, timeout=10)
+    assert r.status_code == 200, r.text
+
+
+def test_a_withdrawal_is_not_paid_out_of_a_debt_and_rejecting_it_pays_the_debt(srv):
+    (a, ah), (b, bh) = chain(srv, 2)
+    verified(srv, a)
+    resolve(srv, open_flag(srv, b, a), "clear")
+    order, price = buy(srv, b, bh)
+    want = price * 500 // 10000
+    release(srv)
+    assert me(srv, ah)["balance_micros"] == want
+    r = requests.post(srv.url + "/api/withdrawals", headers=ah, timeout=10,
+                      json={"amount_micros": want, "destination": TRX, "network": "trc20"})
+    assert r.status_code == 201, r.text
+    wd = r.json()["withdrawal"]
+    assert wd["status"] == "pending" and me(srv, ah)["balance_micros"] == 0
+    # the order is refunded: A's released commission is clawed back from
+    # the wallet, which goes into debt; A's pending withdrawal is held
+    srv.expect_log(r"DM01100: member %d's wallet is in debt \(-%s USD\) after "
+                   r"commission_clawback order:%d; 1 pending withdrawal\(s\) held for review"
+                   % (a["id"], re.escape("%d.%02d" % (want // USD, want % USD // 10000)),
+                      order["id"]))
+    fin = staff(srv, "finance")
+    r = fin.post(srv.url + "/api/admin/orders/%d/refund" % order["id"],
+                 json={"reason": "customer refund"}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert me(srv, ah)["balance_micros"] == -want
+    # finance cannot pay it, alone or in bulk, and is told why
+    r = fin.post(srv.url + "/api/admin/withdrawals/%d/approve" % wd["id"],
+                 json={"txid": "0xpaid"}, timeout=10)
+    assert r.status_code == 409, r.text
+    err = error_of(r)
+    assert err["code"] == "conflict" and "in debt" in err["message"]
+    assert "member %d" % a["id"] in err["message"]
+    r = fin.post(srv.url + "/api/admin/withdrawals/decisions", timeout=10,
+                 json={"ids": [wd["id"]], "decision": "approve", "txids": ["0xpaid"]})
+    [res] = r.json()["results"]
+    assert res["ok"] is False and res["error"]["code"] == "conflict"
+    [got] = [w for w in fin.get(srv.url + "/api/admin/withdrawals",
+                                params={"status": "pending", "limit": 200},
+                                timeout=10).json()["withdrawals"] if w["id"] == wd["id"]]
+    assert got["held_for_review"] is True and got["held_at"]
+    assert "wallet in debt" in got["held_reason"] and "order:%d" % order["id"] in got["held_reason"]
+    assert srv.sql("SELECT COUNT(*) FROM mail_queue WHERE template = 'staff_alert' AND "
+                   "idempotency_key LIKE 'staff_alert:wd-debt:%'")[0][0] >= 1
+    assert srv.sql("SELECT COUNT(*) FROM transfers WHERE kind = 'withdrawal_paid' AND "
+                   "reference = 'withdrawal:%d'" % wd["id"]) == [(0,)]
+    verify(srv)
+    # rejecting returns the amount to the wallet, which pays the debt
+    r = fin.post(srv.url + "/api/admin/withdrawals/%d/reject" % wd["id"],
+                 json={"reason": "the commission was refunded"}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["withdrawal"]["status"] == "rejected"
+    assert me(srv, ah)["balance_micros"] == 0 and me(srv, ah)["held_micros"] == 0
+    verify(srv)

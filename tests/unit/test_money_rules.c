@@ -27,6 +27,7 @@
 #include "referral/vip.h"
 #include "store/db.h"
 #include "store/migrate.h"
+#include "withdrawals/withdrawals.h"
 
 #define USD (INT64_C(1000000))
 #define DAY (INT64_C(86400))
@@ -527,6 +528,132 @@ static void test_staff_forfeit_commissions_held_by_a_confirmed_flag(void **state
     assert_ledger_ok(db);
 }
 
+/* ---- 7. no withdrawal out of a debt ---- */
+
+static const dm_wd_limits LIMITS = {1000, 10000 * USD, 20000 * USD};
+#define TRX "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+
+static void kyc(dm_db *db, int64_t user)
+{
+    dm_member m;
+    assert_null(dm_kyc_set_status(db, pool, 0, NULL, user, "approved", &m));
+}
+
+static void refund(dm_db *db, int64_t order)
+{
+    assert_null(dm_db_begin(db, pool));
+    assert_null(dm_commission_clawback(db, pool, order));
+    assert_null(dm_db_commit(db, pool));
+}
+
+static int64_t wd_held(dm_db *db, int64_t id)
+{
+    return q(db, "SELECT held_at IS NOT NULL FROM withdrawals WHERE id = %d", (int)id);
+}
+
+/* The audit's sequence: A's 50 USD commission is released, A asks to
+ * withdraw 50 USD (pending), the order is refunded (A's wallet: -50 USD),
+ * finance approves. The approval is refused; the clawback marked the
+ * withdrawal held for review; rejecting it returns the 50 USD, which pays
+ * the debt. */
+static void test_a_withdrawal_is_not_paid_out_of_a_debt(void **state)
+{
+    dm_db *db = fresh();
+    int64_t c[2], later = dm_now() + 15 * DAY, alerts;
+    dm_withdrawal w, other, out;
+    dm_err *e;
+
+    (void)state;
+    make_chain(db, c, 2);
+    kyc(db, c[0]);
+    assert_null(pay(db, 1, c[1], 1000 * USD));
+    assert_int_equal(release(db, later), 1);
+    assert_int_equal(bal(db, c[0]).wallet_micros, 50 * USD);
+    assert_null(dm_wd_request(db, pool, &LIMITS, c[0], 50 * USD, "trc20", TRX, &w, NULL));
+    assert_string_equal(w.status, "pending");
+    assert_int_equal(bal(db, c[0]).wallet_micros, 0);
+    assert_int_equal(wd_held(db, w.id), 0);
+    alerts = q(db, "SELECT COUNT(*) FROM mail_queue WHERE template = 'staff_alert'");
+
+    refund(db, 1);
+    assert_int_equal(bal(db, c[0]).wallet_micros, -50 * USD);
+    assert_int_equal(wd_held(db, w.id), 1);
+    assert_null(dm_wd_get(db, pool, w.id, &out));
+    assert_non_null(out.held_reason);
+    assert_non_null(strstr(out.held_reason, "-50.00 USD"));
+    assert_int_equal(q(db, "SELECT COUNT(*) FROM mail_queue WHERE template = 'staff_alert'"),
+                     alerts); /* no staff account: nobody to tell, nothing queued */
+
+    e = dm_wd_decide(db, pool, 0, NULL, w.id, 1, "0xpaid", NULL, &out);
+    assert_non_null(e);
+    assert_int_equal(e->code, DM_E_CONFLICT);
+    assert_msg_has(e, "in debt");
+    assert_msg_has(e, "-50.00 USD");
+    assert_null(dm_wd_get(db, pool, w.id, &other));
+    assert_string_equal(other.status, "pending");
+    assert_int_equal(q(db, "SELECT COUNT(*) FROM transfers WHERE kind = 'withdrawal_paid'"), 0);
+    assert_int_equal(q(db, "SELECT COUNT(*) FROM audit_log WHERE action = 'withdrawal.approve'"),
+                     0);
+    assert_ledger_ok(db);
+
+    assert_null(dm_wd_decide(db, pool, 0, NULL, w.id, 0, NULL, "commission refunded", &out));
+    assert_string_equal(out.status, "rejected");
+    assert_int_equal(bal(db, c[0]).wallet_micros, 0);
+    assert_int_equal(bal(db, c[0]).held_micros, 0);
+    assert_ledger_ok(db);
+}
+
+/* Once the debt is repaid (a later credit), a held withdrawal can be
+ * approved; it still shows it was held. Other members' withdrawals are
+ * not touched, nor a member's that a clawback leaves above zero. */
+static void test_a_clawback_holds_only_the_indebted_members_pending_withdrawals(void **state)
+{
+    dm_db *db = fresh();
+    int64_t c[3], later = dm_now() + 15 * DAY;
+    dm_withdrawal w1, w2, w3, out;
+    dm_transfer t;
+    int created = 0;
+
+    (void)state;
+    make_chain(db, c, 3); /* c[0] <- c[1] <- c[2] */
+    kyc(db, c[0]);
+    kyc(db, c[1]);
+    assert_null(pay(db, 1, c[2], 1000 * USD)); /* c[1] 50, c[0] 20 */
+    assert_int_equal(release(db, later), 2);
+    assert_null(
+        dm_ledger_adjust(db, pool, 0, NULL, c[0], 30 * USD, "other money", NULL, &t, &created));
+    /* c[0] withdraws 20 of its 50: the clawback of 20 leaves it at 10 */
+    assert_null(dm_wd_request(db, pool, &LIMITS, c[0], 20 * USD, "trc20", TRX, &w1, NULL));
+    /* c[1] withdraws 30 and 10 of its 50: the clawback leaves -40 */
+    assert_null(dm_wd_request(db, pool, &LIMITS, c[1], 30 * USD, "trc20", TRX, &w2, NULL));
+    assert_null(dm_wd_request(db, pool, &LIMITS, c[1], 10 * USD, "trc20", TRX, &w3, NULL));
+    refund(db, 1);
+    assert_int_equal(bal(db, c[0]).wallet_micros, 10 * USD);
+    assert_int_equal(bal(db, c[1]).wallet_micros, -40 * USD);
+    assert_int_equal(wd_held(db, w1.id), 0);
+    assert_int_equal(wd_held(db, w2.id), 1);
+    assert_int_equal(wd_held(db, w3.id), 1);
+    assert_null(dm_wd_decide(db, pool, 0, NULL, w1.id, 1, "0xone", NULL, &out));
+    assert_string_equal(out.status, "paid");
+    assert_int_equal(dm_wd_decide(db, pool, 0, NULL, w2.id, 1, "0xtwo", NULL, &out)->code,
+                     DM_E_CONFLICT);
+    /* rejecting 30 pays 30 of the 40 of debt: still in debt */
+    assert_null(dm_wd_decide(db, pool, 0, NULL, w2.id, 0, NULL, "debt", &out));
+    assert_int_equal(bal(db, c[1]).wallet_micros, -10 * USD);
+    assert_int_equal(dm_wd_decide(db, pool, 0, NULL, w3.id, 1, "0xthree", NULL, &out)->code,
+                     DM_E_CONFLICT);
+    /* a later credit settles the rest: the held one may now be paid */
+    assert_null(dm_ledger_adjust(db, pool, 0, NULL, c[1], 10 * USD, "repaid", NULL, &t, &created));
+    assert_int_equal(bal(db, c[1]).wallet_micros, 0);
+    assert_null(dm_wd_decide(db, pool, 0, NULL, w3.id, 1, "0xthree", NULL, &out));
+    assert_string_equal(out.status, "paid");
+    assert_true(out.held_at > 0);
+    assert_int_equal(q(db, "SELECT COALESCE(SUM(balance_micros), 0) FROM accounts WHERE "
+                           "code = 'withdrawals_paid'"),
+                     30 * USD);
+    assert_ledger_ok(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -537,6 +664,8 @@ int main(void)
         cmocka_unit_test(test_a_suspended_members_held_commissions_stay_held),
         cmocka_unit_test(test_staff_forfeit_a_suspended_members_held_commissions),
         cmocka_unit_test(test_staff_forfeit_commissions_held_by_a_confirmed_flag),
+        cmocka_unit_test(test_a_withdrawal_is_not_paid_out_of_a_debt),
+        cmocka_unit_test(test_a_clawback_holds_only_the_indebted_members_pending_withdrawals),
     };
     int rc;
     char cmd[64];
@@ -546,6 +675,8 @@ int main(void)
         return 1;
     }
     apr_pool_create(&pool, NULL);
+    /* as the module does in post_config */
+    dm_ledger_set_debt_hook(dm_wd_hold_for_debt);
     if (!mkdtemp(dir)) {
         return 1;
     }
