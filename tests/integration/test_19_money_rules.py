@@ -366,3 +366,61 @@ def test_a_withdrawal_is_not_paid_out_of_a_debt_and_rejecting_it_pays_the_debt(s
     assert r.json()["withdrawal"]["status"] == "rejected"
     assert me(srv, ah)["balance_micros"] == 0 and me(srv, ah)["held_micros"] == 0
     verify(srv)
+
+
+# ---- the hold is the order's gateway's ----
+
+def seconds(rfc):
+    return int(time.mktime(time.strptime(rfc, "%Y-%m-%dT%H:%M:%SZ")))
+
+
+@pytest.mark.parametrize("line,needle", [
+    ("DeepMineCommissionHold 120 nosuch", "DM01101"),
+    ("DeepMineCommissionHold 120 spool", "spool is not a declared payment plugin"),
+    ("DeepMineCommissionHold 120 balance", "orders paid from the balance take the one-argument"),
+    ("DeepMineCommissionHold 366 sandbox", "a whole number from 0 to 365"),
+    ("DeepMineCommissionHold 120 sandbox extra", "takes 1-2 arguments"),
+])
+def test_a_gateway_hold_must_name_a_payment_plugin(new_server, line, needle):
+    s = new_server(seed=False)
+    s.expect_log("DM01101")
+    s.write_local_conf(line + "\n")
+    r = s.configtest()
+    out = r.stdout + r.stderr + s.log_text()
+    assert r.returncode != 0, out
+    assert needle in out, out
+
+
+def test_each_gateway_holds_its_commissions_for_its_own_days(new_server):
+    s = new_server(local_conf=FAST + "DeepMineCommissionHold 30\n"
+                                     "DeepMineCommissionHold 120 sandbox\n"
+                                     "DeepMineCommissionHold 90 sandbox\n"
+                                     "DeepMineCommissionHold 120 sandbox\n")
+    s.expect_log(r"DM00101: plugin sandbox")
+    s.start()
+    s.terms = s.get("/api/legal/terms").json()["version"]
+    s.packages = s.get("/api/packages").json()["packages"]
+    (a, ah), (b, bh) = chain(s, 2)
+    resolve(s, open_flag(s, b, a), "clear")
+    # B pays once by card (the sandbox gateway), once from the balance
+    pkg = min(s.packages, key=lambda p: p["price_micros"])
+    r = requests.post(s.url + "/api/orders", headers=bh, timeout=10,
+                      json={"package_id": pkg["id"], "gateway": "sandbox"})
+    assert r.status_code == 201, r.text
+    card, url = r.json()["order"], r.json()["checkout_url"]
+    r = requests.post(url + "/pay", timeout=15)
+    assert r.status_code == 200 and "Payment accepted" in r.text, r.text
+    balance, price = buy(s, b, bh, pkg)
+    rows = {c["order_id"]: c for c in commissions(s, ah)}
+    assert set(rows) == {card["id"], balance["id"]}
+    for oid, days in ((card["id"], 120), (balance["id"], 30)):
+        c = rows[oid]
+        assert c["amount_micros"] == price * 500 // 10000 and c["status"] == "held"
+        assert seconds(c["release_at"]) - seconds(c["created_at"]) == days * 86400, (oid, c)
+    now = int(time.time())
+    for offset, want in ((29, []), (31, [balance["id"]]), (121, [balance["id"], card["id"]])):
+        s.ctl("commissions", "release", "--now", str(now + offset * 86400))
+        assert sorted(c["order_id"] for c in commissions(s, ah)
+                      if c["status"] == "available") == sorted(want), offset
+    assert me(s, ah)["balance_micros"] == 2 * (price * 500 // 10000)
+    verify(s)

@@ -2,7 +2,8 @@
  * per-gateway hold): the commission cap holds for a whole order whatever
  * its upline's levels; a flagged member's purchase holds its commissions
  * at every depth; a suspended member's commissions stay held and staff may
- * forfeit them; a withdrawal is never paid out of a debt. Each test plays
+ * forfeit them; a withdrawal is never paid out of a debt; the hold is the
+ * order's gateway's. Each test plays
  * the sequence the audit found, with exact amounts, and ends with the
  * ledger verified. */
 #include <stdarg.h>
@@ -654,6 +655,67 @@ static void test_a_clawback_holds_only_the_indebted_members_pending_withdrawals(
     assert_ledger_ok(db);
 }
 
+/* ---- the hold is the gateway's ---- */
+
+static void pay_via(dm_db *db, int64_t order, int64_t buyer, int64_t amount, const char *gateway)
+{
+    assert_null(dm_db_begin(db, pool));
+    assert_null(dm_commission_pay_via(db, pool, order, buyer, amount, "USD", gateway));
+    assert_null(dm_db_commit(db, pool));
+}
+
+static int64_t hold_of(dm_db *db, int64_t order)
+{
+    return q(db, "SELECT release_at - created_at FROM commissions WHERE order_id = %d", (int)order);
+}
+
+/* Card payments can be charged back for ~120 days, crypto cannot: each
+ * gateway may have its own hold; balance-paid orders (and gateways not
+ * named) get the default. */
+static void test_the_hold_is_the_order_gateways_and_the_default_for_the_balance(void **state)
+{
+    dm_db *db = fresh();
+    int64_t c[2], now = dm_now();
+    char long_name[80];
+
+    (void)state;
+    dm_commission_set_hold(14 * DAY);
+    assert_int_equal(dm_commission_set_hold_for("card", 120 * DAY), 0);
+    assert_int_equal(dm_commission_set_hold_for("crypto", 0), 0);
+    assert_int_equal(dm_commission_set_hold_for("crypto", 1 * DAY), 0); /* a later one wins */
+    assert_int_equal(dm_commission_set_hold_for("crypto", 0), 0);
+    memset(long_name, 'x', 65);
+    long_name[65] = '\0';
+    assert_int_equal(dm_commission_set_hold_for(long_name, DAY), -1);
+    assert_int_equal(dm_commission_hold_for("card"), 120 * DAY);
+    assert_int_equal(dm_commission_hold_for("crypto"), 0);
+    assert_int_equal(dm_commission_hold_for("balance"), 14 * DAY);
+    assert_int_equal(dm_commission_hold_for("other"), 14 * DAY);
+    assert_int_equal(dm_commission_hold_for(NULL), 14 * DAY);
+
+    make_chain(db, c, 2);
+    pay_via(db, 1, c[1], 100 * USD, "card");
+    pay_via(db, 2, c[1], 100 * USD, "crypto");
+    pay_via(db, 3, c[1], 100 * USD, "balance");
+    assert_null(pay(db, 4, c[1], 100 * USD)); /* dm_commission_pay: no gateway */
+    assert_int_equal(hold_of(db, 1), 120 * DAY);
+    assert_int_equal(hold_of(db, 2), 0);
+    assert_int_equal(hold_of(db, 3), 14 * DAY);
+    assert_int_equal(hold_of(db, 4), 14 * DAY);
+    /* crypto at once, the balance after 14 days, the card after 120 */
+    assert_int_equal(release(db, now + 1), 1);
+    assert_int_equal(bal(db, c[0]).wallet_micros, 5 * USD);
+    assert_int_equal(release(db, now + 14 * DAY + 1), 2);
+    assert_int_equal(release(db, now + 119 * DAY), 0);
+    assert_int_equal(release(db, now + 120 * DAY + 1), 1);
+    assert_int_equal(bal(db, c[0]).wallet_micros, 20 * USD);
+    assert_int_equal(bal(db, c[0]).held_micros, 0);
+    /* setting the default again (a restart) forgets the gateways' holds */
+    dm_commission_set_hold(14 * DAY);
+    assert_int_equal(dm_commission_hold_for("card"), 14 * DAY);
+    assert_ledger_ok(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -666,6 +728,7 @@ int main(void)
         cmocka_unit_test(test_staff_forfeit_commissions_held_by_a_confirmed_flag),
         cmocka_unit_test(test_a_withdrawal_is_not_paid_out_of_a_debt),
         cmocka_unit_test(test_a_clawback_holds_only_the_indebted_members_pending_withdrawals),
+        cmocka_unit_test(test_the_hold_is_the_order_gateways_and_the_default_for_the_balance),
     };
     int rc;
     char cmd[64];

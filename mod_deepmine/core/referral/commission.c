@@ -24,14 +24,52 @@
 
 /* Set by the host before it forks; read-only afterwards. */
 static int64_t hold_seconds = (int64_t)DM_COMMISSION_DEFAULT_HOLD_DAYS * 86400;
+static struct gateway_hold {
+    char gateway[DM_COMMISSION_GATEWAY_MAX + 1];
+    int64_t seconds;
+} gateway_holds[DM_COMMISSION_HOLD_GATEWAYS];
+static int gateway_hold_count;
 
 void dm_commission_set_hold(int64_t seconds)
 {
     hold_seconds = seconds >= 0 ? seconds : 0;
+    gateway_hold_count = 0;
 }
 
 int64_t dm_commission_hold(void)
 {
+    return hold_seconds;
+}
+
+int dm_commission_set_hold_for(const char *gateway, int64_t seconds)
+{
+    size_t n = gateway ? strlen(gateway) : 0;
+    int i = 0;
+
+    if (n < 1 || n > DM_COMMISSION_GATEWAY_MAX) {
+        return -1;
+    }
+    while (i < gateway_hold_count && strcmp(gateway_holds[i].gateway, gateway) != 0) {
+        i++;
+    }
+    if (i == DM_COMMISSION_HOLD_GATEWAYS) {
+        return -1;
+    }
+    memcpy(gateway_holds[i].gateway, gateway, n + 1);
+    gateway_holds[i].seconds = seconds >= 0 ? seconds : 0;
+    if (i == gateway_hold_count) {
+        gateway_hold_count++;
+    }
+    return 0;
+}
+
+int64_t dm_commission_hold_for(const char *gateway)
+{
+    for (int i = 0; gateway && i < gateway_hold_count; i++) {
+        if (strcmp(gateway_holds[i].gateway, gateway) == 0) {
+            return gateway_holds[i].seconds;
+        }
+    }
     return hold_seconds;
 }
 
@@ -147,7 +185,8 @@ static dm_err *read_upline(dm_db *db, apr_pool_t *p, int64_t buyer_id, credit *o
 }
 
 static dm_err *credit_one(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
-                          const credit *c, int64_t amount, const char *currency, int64_t source)
+                          const credit *c, int64_t amount, const char *currency, int64_t source,
+                          int64_t hold)
 {
     int64_t held = 0, now = now_sec();
     dm_transfer_req req;
@@ -189,7 +228,7 @@ static dm_err *credit_one(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t bu
     bind_str(st, 6, currency);
     dm_stmt_bind_int64(st, 7, c->rate_bp);
     dm_stmt_bind_int64(st, 8, c->vip_level);
-    dm_stmt_bind_int64(st, 9, now + hold_seconds);
+    dm_stmt_bind_int64(st, 9, now + hold);
     dm_stmt_bind_int64(st, 10, t.id);
     dm_stmt_bind_int64(st, 11, now);
     e = dm_stmt_step(st, p, &row);
@@ -200,6 +239,13 @@ static dm_err *credit_one(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t bu
 dm_err *dm_commission_pay(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
                           int64_t amount_micros, const char *currency)
 {
+    return dm_commission_pay_via(db, p, order_id, buyer_id, amount_micros, currency, NULL);
+}
+
+dm_err *dm_commission_pay_via(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
+                              int64_t amount_micros, const char *currency, const char *gateway)
+{
+    int64_t hold = dm_commission_hold_for(gateway);
     credit up[DM_REFERRAL_LEVELS];
     int64_t ids[DM_REFERRAL_LEVELS], source = 0;
     int n = 0, fresh = 0;
@@ -239,7 +285,7 @@ dm_err *dm_commission_pay(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t bu
         }
         amount = product / 10000; /* both >= 0: division rounds down */
         if (amount > 0) {
-            e = credit_one(db, p, order_id, buyer_id, &up[i], amount, currency, source);
+            e = credit_one(db, p, order_id, buyer_id, &up[i], amount, currency, source, hold);
         }
     }
     /* Volumes are in the platform currency (docs/commissions.md). */

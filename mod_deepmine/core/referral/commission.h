@@ -33,6 +33,10 @@
 #include "base/err.h"
 
 #define DM_COMMISSION_DEFAULT_HOLD_DAYS 14
+/* Gateways (payment plugins) that may have a hold of their own, and the
+ * longest name (a plugin name's). */
+#define DM_COMMISSION_HOLD_GATEWAYS 32
+#define DM_COMMISSION_GATEWAY_MAX 64
 
 /* Splits paid order `order_id` of `amount_micros` in `currency` by
  * `buyer_id` over the buyer's upline, and counts its volume (vip.h). In
@@ -42,15 +46,33 @@
 dm_err *dm_commission_pay(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
                           int64_t amount_micros, const char *currency);
 
+/* dm_commission_pay for an order paid through `gateway` (the payment
+ * plugin's name, "balance" or NULL): the credits are held for that
+ * gateway's hold (dm_commission_hold_for). */
+dm_err *dm_commission_pay_via(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
+                              int64_t amount_micros, const char *currency, const char *gateway);
+
 /* Takes back every commission of `order_id` not yet clawed back, and the
  * order's volume. In the caller's open transaction; again is a no-op; an
  * order never paid is a no-op. */
 dm_err *dm_commission_clawback(dm_db *db, apr_pool_t *p, int64_t order_id);
 
-/* The hold period in seconds (default 14 days), set once by the host
- * (DeepMineCommissionHold) before serving. */
+/* The default hold period in seconds (default 14 days), set once by the
+ * host (DeepMineCommissionHold <days>) before serving; setting it forgets
+ * every gateway's own hold, which the host then sets again. */
 void dm_commission_set_hold(int64_t seconds);
 int64_t dm_commission_hold(void);
+
+/* A gateway's own hold (DeepMineCommissionHold <days> <plugin>), set by
+ * the host after dm_commission_set_hold; a later call for the same gateway
+ * replaces it. -1 (nothing set) for a name of 0 or more than
+ * DM_COMMISSION_GATEWAY_MAX bytes, or when DM_COMMISSION_HOLD_GATEWAYS
+ * gateways already have one. */
+int dm_commission_set_hold_for(const char *gateway, int64_t seconds);
+
+/* The hold of an order paid through `gateway`: its own, else the default
+ * (balance-paid orders, gateways without one, NULL). */
+int64_t dm_commission_hold_for(const char *gateway);
 
 /* Moves every held commission whose release_at <= now, whose beneficiary
  * is active, and whose buyer no open or confirmed flag names, to the
