@@ -151,6 +151,22 @@ def test_put_refuses_a_plan_whose_highest_rates_per_depth_pay_an_order_over_the_
     verify(srv)
 
 
+def test_put_refuses_a_yield_commission_plan_that_pays_one_credit_over_the_cap(srv):
+    owner = staff(srv, "owner")
+    url = srv.url + "/api/admin/yield-commission-rates"
+    before = owner.get(url, timeout=10).json()
+    bad = {"levels": [{"level": l, "rates_bp": [5000 if d == l else 0 for d in range(1, 11)]}
+                      for l in range(1, 11)]}
+    r = owner.put(url, json=bad, timeout=10)
+    assert r.status_code == 400, r.text
+    err = error_of(r)
+    assert err["field"] == "levels"
+    assert "one yield credit could pay 50000 bp, more than the cap of 5000 bp" in err["message"]
+    assert "depth 3 at level 3 (5000 bp)" in err["message"]
+    assert owner.get(url, timeout=10).json() == before
+    assert audited(srv, "yield_commission_rates.update") == []
+
+
 # ---- 5. a flagged member's purchase holds every depth ----
 
 LATER = 15 * 86400

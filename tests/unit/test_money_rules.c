@@ -26,6 +26,7 @@
 #include "referral/flags.h"
 #include "referral/referral.h"
 #include "referral/vip.h"
+#include "referral/yield_commission.h"
 #include "store/db.h"
 #include "store/migrate.h"
 #include "withdrawals/withdrawals.h"
@@ -249,6 +250,39 @@ static void test_an_order_over_an_upline_of_levels_1_to_10_pays_at_most_the_cap(
         assert_int_equal(bal(db, chain[10 - d]).held_micros, 50 * USD);
     }
     assert_ledger_ok(db);
+}
+
+/* The plan of commissions on yield is capped the same way: a yield credit
+ * pays each ancestor at its own level too. */
+static void test_the_yield_commission_plan_is_capped_for_one_credit_too(void **state)
+{
+    json_t *body = json_pack("{s:[]}", "levels"), *ok;
+    dm_yc_plan plan;
+    dm_err *e;
+
+    (void)state;
+    for (int l = 1; l <= 10; l++) {
+        json_t *rates = json_array();
+        for (int d = 1; d <= 10; d++) {
+            json_array_append_new(rates, json_integer(d == l ? 5000 : 0));
+        }
+        json_array_append_new(json_object_get(body, "levels"),
+                              json_pack("{s:i,s:o}", "level", l, "rates_bp", rates));
+    }
+    e = dm_yc_plan_parse(pool, body, 5000, &plan);
+    assert_non_null(e);
+    assert_int_equal(e->code, DM_E_INVALID);
+    assert_string_equal(e->field, "levels");
+    assert_msg_has(e, "one yield credit could pay 50000 bp, more than the cap of 5000 bp");
+    assert_msg_has(e, "depth 10 at level 10 (5000 bp)");
+    /* only the levels given count: two levels of 2500 at different depths */
+    ok = json_pack("{s:[{s:i,s:[i,i,i,i,i,i,i,i,i,i]},{s:i,s:[i,i,i,i,i,i,i,i,i,i]}]}", "levels",
+                   "level", 1, "rates_bp", 2500, 0, 0, 0, 0, 0, 0, 0, 0, 0, "level", 2, "rates_bp",
+                   0, 2500, 0, 0, 0, 0, 0, 0, 0, 0);
+    assert_null(dm_yc_plan_parse(pool, ok, 5000, &plan));
+    assert_non_null(dm_yc_plan_parse(pool, ok, 4999, &plan));
+    json_decref(body);
+    json_decref(ok);
 }
 
 /* ---- 5. a flagged member's purchase holds every depth ---- */
@@ -721,6 +755,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cap_refuses_a_plan_whose_highest_rates_per_depth_sum_over_it),
         cmocka_unit_test(test_an_order_over_an_upline_of_levels_1_to_10_pays_at_most_the_cap),
+        cmocka_unit_test(test_the_yield_commission_plan_is_capped_for_one_credit_too),
         cmocka_unit_test(test_a_flagged_members_purchase_holds_its_commissions_at_every_depth),
         cmocka_unit_test(test_a_flag_holds_purchases_of_both_its_members_and_no_one_elses),
         cmocka_unit_test(test_a_suspended_members_held_commissions_stay_held),

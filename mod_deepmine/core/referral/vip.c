@@ -77,18 +77,33 @@ static int level_total(const dm_vip_level *l)
     return total;
 }
 
-int dm_vip_plan_order_max_bp(const dm_vip_plan *plan)
+int dm_vip_rates_order_max_bp(const int rates[DM_VIP_LEVELS][DM_VIP_DEPTHS])
 {
     int total = 0;
 
     for (int d = 0; d < DM_VIP_DEPTHS; d++) {
         int top = 0;
         for (int l = 0; l < DM_VIP_LEVELS; l++) {
-            top = plan->levels[l].rates_bp[d] > top ? plan->levels[l].rates_bp[d] : top;
+            top = rates[l][d] > top ? rates[l][d] : top;
         }
         total += top;
     }
     return total;
+}
+
+static void plan_rates(const dm_vip_plan *plan, int rates[DM_VIP_LEVELS][DM_VIP_DEPTHS])
+{
+    for (int l = 0; l < DM_VIP_LEVELS; l++) {
+        memcpy(rates[l], plan->levels[l].rates_bp, sizeof(rates[l]));
+    }
+}
+
+int dm_vip_plan_order_max_bp(const dm_vip_plan *plan)
+{
+    int rates[DM_VIP_LEVELS][DM_VIP_DEPTHS];
+
+    plan_rates(plan, rates);
+    return dm_vip_rates_order_max_bp(rates);
 }
 
 /* "level 3" or "levels 5-7, 9": the levels whose bit is set in `mask`. */
@@ -113,14 +128,11 @@ static const char *levels_text(apr_pool_t *p, unsigned mask)
     return apr_pstrcat(p, n > 1 ? "levels " : "level ", out, NULL);
 }
 
-/* An order pays each ancestor at that ancestor's own level, so the most
- * one order can pay is, at every depth, the highest rate any level pays
- * there. Refused when that sum is over the cap, naming for each depth the
- * levels that pay its highest rate. */
-static dm_err *check_order_cap(apr_pool_t *p, const dm_vip_plan *plan, int cap_bp)
+dm_err *dm_vip_rates_check_order_cap(apr_pool_t *p, const int rates[DM_VIP_LEVELS][DM_VIP_DEPTHS],
+                                     int cap_bp, const char *what)
 {
     const char *parts = "";
-    int total = dm_vip_plan_order_max_bp(plan);
+    int total = dm_vip_rates_order_max_bp(rates);
 
     if (total <= cap_bp) {
         return NULL;
@@ -129,7 +141,7 @@ static dm_err *check_order_cap(apr_pool_t *p, const dm_vip_plan *plan, int cap_b
         int top = 0;
         unsigned mask = 0;
         for (int l = 0; l < DM_VIP_LEVELS; l++) {
-            int r = plan->levels[l].rates_bp[d];
+            int r = rates[l][d];
             if (r > top) {
                 top = r;
                 mask = 0;
@@ -144,10 +156,21 @@ static dm_err *check_order_cap(apr_pool_t *p, const dm_vip_plan *plan, int cap_b
         }
     }
     return dm_err_make(p, DM_E_INVALID, "levels",
-                       "one order could pay %d bp, more than the cap of %d bp "
+                       "one %s could pay %d bp, more than the cap of %d bp "
                        "(DeepMineCommissionCap): each ancestor is paid at its own level, so an "
                        "upline with %s takes the highest rate of every depth",
-                       total, cap_bp, parts);
+                       what, total, cap_bp, parts);
+}
+
+/* An order pays each ancestor at that ancestor's own level, so the most
+ * one order can pay is, at every depth, the highest rate any level pays
+ * there. */
+static dm_err *check_order_cap(apr_pool_t *p, const dm_vip_plan *plan, int cap_bp)
+{
+    int rates[DM_VIP_LEVELS][DM_VIP_DEPTHS];
+
+    plan_rates(plan, rates);
+    return dm_vip_rates_check_order_cap(p, rates, cap_bp, "order");
 }
 
 dm_err *dm_vip_plan_validate(apr_pool_t *p, const dm_vip_plan *plan, int cap_bp)

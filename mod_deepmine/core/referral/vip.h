@@ -65,6 +65,14 @@ dm_err *dm_vip_plan_validate(apr_pool_t *p, const dm_vip_plan *plan, int cap_bp)
  * upline may hold any mix of levels). */
 int dm_vip_plan_order_max_bp(const dm_vip_plan *plan);
 
+/* The same for any rates table rates[level-1][depth-1] (the yield plan's
+ * too), and its check: DM_E_INVALID (field "levels") when it is over
+ * cap_bp, "one <what> could pay N bp, more than the cap …", naming each
+ * depth and the levels paying its highest rate. */
+int dm_vip_rates_order_max_bp(const int rates[DM_VIP_LEVELS][DM_VIP_DEPTHS]);
+dm_err *dm_vip_rates_check_order_cap(apr_pool_t *p, const int rates[DM_VIP_LEVELS][DM_VIP_DEPTHS],
+                                     int cap_bp, const char *what);
+
 /* {"levels":[{"level","min_personal_volume_micros","min_direct_paid_referrals",
  * "min_team_volume_micros","rates_bp":[10],"total_bp"}],"cap_bp",
  * "max_order_bp"} (caller owns it). */
