@@ -588,14 +588,14 @@ static dm_err *move_balance(dm_db *db, apr_pool_t *p, const dm_transfer_req *req
  * kinds can, so the read costs nothing on the hot paths. */
 static dm_err *after_clawback(dm_db *db, apr_pool_t *p, const dm_transfer *t)
 {
-    dm_account a;
+    dm_account a = {0};
     dm_err *e;
 
     if (!debt_hook) {
         return NULL;
     }
     e = dm_ledger_account_get(db, p, t->debit_account_id, &a);
-    if (e || strcmp(a.kind, "wallet") != 0 || a.balance_micros >= 0) {
+    if (e || !a.kind || strcmp(a.kind, "wallet") != 0 || a.balance_micros >= 0) {
         return e;
     }
     return debt_hook(db, p, a.user_id, t, a.balance_micros);

@@ -763,7 +763,9 @@ static dm_err *forfeit_member_txn(dm_db *db, apr_pool_t *p, int64_t staff_id, co
     for (int i = 0; !e && i < rows->nelts; i++) {
         const forfeit_row *r = &APR_ARRAY_IDX(rows, i, forfeit_row);
         e = forfeit_one(db, p, staff_id, ip, r, reason);
-        if (!e && __builtin_add_overflow(*amount, r->amount, amount)) {
+        /* the total is in the platform currency (orders in another are rare) */
+        if (!e && strcmp(r->currency, DM_LEDGER_CURRENCY) == 0 &&
+            __builtin_add_overflow(*amount, r->amount, amount)) {
             e = dm_err_make(p, DM_E_INTERNAL, NULL, "forfeit: the total overflows");
         }
         if (!e) {

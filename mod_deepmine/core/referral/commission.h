@@ -137,7 +137,7 @@ dm_err *dm_commission_forfeit(dm_db *db, apr_pool_t *p, int64_t staff_id, const 
  * dm_commission_forfeit does one (one audit entry each), in one
  * transaction. DM_E_NOT_FOUND (no member), DM_E_CONFLICT (the member is not
  * suspended). *count and *amount_micros: what was forfeited (0 and 0 when
- * nothing was held). */
+ * nothing was held; the amount of those in the platform currency). */
 dm_err *dm_commission_forfeit_member(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
                                      int64_t user_id, const char *reason, int64_t *count,
                                      int64_t *amount_micros);
