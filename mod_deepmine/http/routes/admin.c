@@ -91,24 +91,21 @@ static const struct staff_access {
     {"GET", "/api/admin/packages", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},
     {"POST", "/api/admin/packages", 0},
     {"PATCH", "/api/admin/packages/{id}", 0},
-    {"GET", "/api/admin/vip-levels", 0},                                  /* routes_commissions.c */
-    {"PUT", "/api/admin/vip-levels", 0},                                  /* routes_commissions.c */
-    {"PATCH", "/api/admin/users/{id}/vip", 0},                            /* routes_commissions.c */
-    {"GET", "/api/admin/flags", DM_ROLE_SUPPORT},                         /* routes_commissions.c */
-    {"POST", "/api/admin/flags/{id}/clear", DM_ROLE_SUPPORT},             /* routes_commissions.c */
-    {"POST", "/api/admin/flags/{id}/confirm", DM_ROLE_SUPPORT},           /* routes_commissions.c */
-    {"GET", "/api/admin/commissions", DM_ROLE_FINANCE | DM_ROLE_SUPPORT}, /* routes_commissions.c */
-    {"POST", "/api/admin/commissions/{id}/forfeit", DM_ROLE_FINANCE},     /* routes_commissions.c */
-    {"POST", "/api/admin/users/{id}/commissions/forfeit", DM_ROLE_FINANCE}, /* ditto */
-    {"GET", "/api/admin/orders", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},        /* routes_orders.c */
-    {"GET", "/api/admin/contracts", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},     /* routes_orders.c */
-    {"POST", "/api/admin/orders/{id}/refund", DM_ROLE_FINANCE},             /* routes_orders.c */
-    {"GET", "/api/admin/pool-payouts", DM_ROLE_FINANCE},                    /* routes_accrual.c */
-    {"POST", "/api/admin/pool-payouts", DM_ROLE_FINANCE},                   /* routes_accrual.c */
-    {"GET", "/api/admin/yield-commission-rates", 0},                        /* routes_accrual.c */
-    {"PUT", "/api/admin/yield-commission-rates", 0},                        /* routes_accrual.c */
-    {"GET", "/api/admin/jobs", 0},                                          /* routes_jobs.c */
-    {"POST", "/api/admin/jobs/{job}/run", 0},                               /* routes_jobs.c */
+    {"GET", "/api/admin/vip-levels", 0},                                /* routes_commissions.c */
+    {"PUT", "/api/admin/vip-levels", 0},                                /* routes_commissions.c */
+    {"PATCH", "/api/admin/users/{id}/vip", 0},                          /* routes_commissions.c */
+    {"GET", "/api/admin/flags", DM_ROLE_SUPPORT},                       /* routes_commissions.c */
+    {"POST", "/api/admin/flags/{id}/clear", DM_ROLE_SUPPORT},           /* routes_commissions.c */
+    {"POST", "/api/admin/flags/{id}/confirm", DM_ROLE_SUPPORT},         /* routes_commissions.c */
+    {"GET", "/api/admin/orders", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},    /* routes_orders.c */
+    {"GET", "/api/admin/contracts", DM_ROLE_FINANCE | DM_ROLE_SUPPORT}, /* routes_orders.c */
+    {"POST", "/api/admin/orders/{id}/refund", DM_ROLE_FINANCE},         /* routes_orders.c */
+    {"GET", "/api/admin/pool-payouts", DM_ROLE_FINANCE},                /* routes_accrual.c */
+    {"POST", "/api/admin/pool-payouts", DM_ROLE_FINANCE},               /* routes_accrual.c */
+    {"GET", "/api/admin/yield-commission-rates", 0},                    /* routes_accrual.c */
+    {"PUT", "/api/admin/yield-commission-rates", 0},                    /* routes_accrual.c */
+    {"GET", "/api/admin/jobs", 0},                                      /* routes_jobs.c */
+    {"POST", "/api/admin/jobs/{job}/run", 0},                           /* routes_jobs.c */
     {"GET", "/api/admin/health", DM_ROLE_FINANCE | DM_ROLE_SUPPORT | DM_ROLE_KYC},
     /* routes_email.c */
     {"GET", "/api/admin/email", DM_ROLE_SUPPORT},
@@ -120,6 +117,10 @@ static const struct staff_access {
     {"POST", "/api/admin/email-templates/{key}/restore", 0},
     {"GET", "/api/admin/email-suppressions", DM_ROLE_SUPPORT},
     {"DELETE", "/api/admin/email-suppressions/{email}", DM_ROLE_SUPPORT},
+    /* routes_commissions.c: every member's commissions, forfeits */
+    {"GET", "/api/admin/commissions", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},
+    {"POST", "/api/admin/commissions/{id}/forfeit", DM_ROLE_FINANCE},
+    {"POST", "/api/admin/users/{id}/commissions/forfeit", DM_ROLE_FINANCE},
 };
 
 /* The roles allowed on a route; *known 0 when the table has no row. */
