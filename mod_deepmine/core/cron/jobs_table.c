@@ -177,7 +177,7 @@ static const dm_job_def jobs[] = {
      .timeout_s = 600,
      .quiet = 1,
      .fn = dm_accrual_job_expiry,
-     .about = "marks contracts past their term expired once their last hour is credited, and "
+     .about = "marks contracts past their term expired once every hour of it is credited, and "
               "queues the contract_expired e-mail"},
     {.name = "commission-release",
      .on_dead = dm_cron_job_dead_alert,
