@@ -774,6 +774,40 @@ test_an_hour_credits_every_contract_whose_term_covers_it_whatever_its_status(voi
     assert_ledger_sound();
 }
 
+/* The accrual's run history is what expiry reads: the clean-up, which
+ * trims `ok` runs older than 90 days, keeps the accrual's, or a contract
+ * longer than 90 days would never expire. */
+static void test_a_long_term_expires_after_the_run_history_clean_up(void **state)
+{
+    int64_t u = new_member(0), c = contract(u, "fixed", 0, 1000, 2400, 100, DAY0);
+    int64_t hours = 100 * 24;
+    dm_job_result res;
+    (void)state;
+
+    /* its 2,400 hours ran ok, each finished when its hour was over (as
+     * the daemon runs them; written here rather than run one by one) */
+    exec(sqlf("WITH RECURSIVE h(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM h WHERE k < %lld) "
+              "INSERT INTO job_runs (job, period, period_start, status, attempts, started_at, "
+              "finished_at) SELECT 'accrual', strftime('%%Y-%%m-%%dT%%H:%%M:%%SZ', %lld + k * "
+              "3600, 'unixepoch'), %lld + k * 3600, 'ok', 1, %lld + k * 3600 + 3600, "
+              "%lld + k * 3600 + 3600 FROM h",
+              (long long)(hours - 1), (long long)DAY0, (long long)DAY0, (long long)DAY0,
+              (long long)DAY0));
+    set_clock(DAY0 + 100 * DAY + HOUR);
+    assert_int_equal(run("cleanup", dm_now() - dm_now() % HOUR, 100), DM_JOB_RAN_OK);
+    assert_int_equal(count("SELECT COUNT(*) FROM job_runs WHERE job = 'accrual' AND "
+                           "status = 'ok'"),
+                     hours);
+    assert_null(call(dm_accrual_job_expiry, "contract-expiry", 0, 100, 0, &res));
+    assert_string_equal(status_of(c), "expired");
+    /* other jobs' old history still goes */
+    exec("INSERT INTO job_runs (job, period, period_start, status, attempts, started_at, "
+         "finished_at) VALUES ('cleanup', 'old', 0, 'ok', 1, 0, 0)");
+    set_clock(DAY0 + 100 * DAY + 2 * HOUR);
+    assert_int_equal(run("cleanup", dm_now() - dm_now() % HOUR, 100), DM_JOB_RAN_OK);
+    assert_int_equal(count("SELECT COUNT(*) FROM job_runs WHERE period = 'old'"), 0);
+}
+
 /* Issue 11, sequence 9: a one-day pool contract; the 23:00 payout is
  * recorded and shared first, then 22:00, then the other hours in a
  * scrambled order. None of it goes to `rounding` but the floors'
@@ -1086,6 +1120,7 @@ int main(void)
         T(test_expiry_waits_for_every_hour_of_the_term_not_only_the_last),
         T(test_an_hour_credits_every_contract_whose_term_covers_it_whatever_its_status),
         T(test_pool_payouts_in_any_order_and_after_expiry_reach_their_contracts),
+        T(test_a_long_term_expires_after_the_run_history_clean_up),
         T(test_yield_commissions_follow_the_plan_once),
         T(test_post_many_is_idempotent_and_debits_only_system_accounts),
         T(test_post_many_over_many_rows_matches_one_by_one),

@@ -854,9 +854,11 @@ dm_err *dm_accrual_first_pool(dm_db *db, apr_pool_t *p, int64_t now, int64_t *ou
 
 /* Whether every hour of a term, the hours starting at first ... last, is
  * credited: for fixed yield, the accrual job finished each of those
- * periods (`ok`; failed, waiting or dead ones are still owed); for pool
- * yield, distributed payouts cover each of them (hour and day payouts
- * never overlap, so their hours add up without double counting).
+ * periods (`ok`; failed, waiting or dead ones are still owed; the clean-up
+ * keeps the accrual's `ok` runs for this), counted from the index
+ * job_runs_ok alone; for pool yield, distributed payouts cover each of
+ * them (hour and day payouts never overlap, so their hours add up without
+ * double counting).
  * Cached per mode and term for one run: contracts bought in the same
  * hour for the same duration share the answer. */
 static dm_err *term_credited(dm_db *db, apr_pool_t *p, apr_hash_t *seen, const char *mode,
@@ -875,31 +877,46 @@ static dm_err *term_credited(dm_db *db, apr_pool_t *p, apr_hash_t *seen, const c
         return NULL;
     }
     *credited = 0;
-    /* a day payout starts at the midnight before `first`, at the latest */
-    e = dm_db_prepare(db, p,
-                      fixed
-                          ? "SELECT period_start, period_start + 3600 FROM job_runs "
-                            "WHERE job = 'accrual' AND period_start >= ? AND period_start <= ? "
-                            "AND status = 'ok'"
-                          : "SELECT period_start, period_end FROM pool_payouts WHERE "
-                            "period_start > ? AND period_start <= ? AND distributed_at IS NOT NULL",
-                      &st);
-    if (e) {
-        return e;
-    }
-    dm_stmt_bind_int64(st, 1, fixed ? first : first - DAY);
-    dm_stmt_bind_int64(st, 2, last);
-    while (!(e = dm_stmt_step(st, p, &row)) && row) {
-        int64_t a = dm_stmt_int64(st, 0), b = dm_stmt_int64(st, 1);
-        a = a > first ? a : first;
-        b = b < last + HOUR ? b : last + HOUR;
-        if (b > a) {
-            done += (b - a) / HOUR;
+    if (fixed) {
+        e = dm_db_prepare(db, p,
+                          "SELECT COUNT(*) FROM job_runs WHERE job = 'accrual' AND status = 'ok' "
+                          "AND period_start >= ? AND period_start <= ?",
+                          &st);
+        if (e) {
+            return e;
         }
-    }
-    dm_stmt_done(st);
-    if (e) {
-        return e;
+        dm_stmt_bind_int64(st, 1, first);
+        dm_stmt_bind_int64(st, 2, last);
+        e = dm_stmt_step(st, p, &row);
+        done = !e && row ? dm_stmt_int64(st, 0) : 0;
+        dm_stmt_done(st);
+        if (e) {
+            return e;
+        }
+    } else {
+        /* a day payout starts at the midnight before `first`, at the
+         * latest */
+        e = dm_db_prepare(db, p,
+                          "SELECT period_start, period_end FROM pool_payouts WHERE "
+                          "period_start > ? AND period_start <= ? AND distributed_at IS NOT NULL",
+                          &st);
+        if (e) {
+            return e;
+        }
+        dm_stmt_bind_int64(st, 1, first - DAY);
+        dm_stmt_bind_int64(st, 2, last);
+        while (!(e = dm_stmt_step(st, p, &row)) && row) {
+            int64_t a = dm_stmt_int64(st, 0), b = dm_stmt_int64(st, 1);
+            a = a > first ? a : first;
+            b = b < last + HOUR ? b : last + HOUR;
+            if (b > a) {
+                done += (b - a) / HOUR;
+            }
+        }
+        dm_stmt_done(st);
+        if (e) {
+            return e;
+        }
     }
     *credited = done == hours;
     apr_hash_set(seen, k, APR_HASH_KEY_STRING, apr_pmemdup(p, credited, sizeof(int)));
