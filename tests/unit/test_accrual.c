@@ -774,6 +774,47 @@ test_an_hour_credits_every_contract_whose_term_covers_it_whatever_its_status(voi
     assert_ledger_sound();
 }
 
+/* More candidates than one statement reads (500) and than one batch
+ * holds: each contract whose term covers the hour credited once, exactly;
+ * those whose term does not (over before it, started after it, refunded
+ * before it) not at all, wherever they fall among the others. */
+static void test_an_hour_over_many_contracts_credits_each_in_term_exactly_once(void **state)
+{
+    enum { N = 1203 };
+    int64_t u = new_member(0), h = DAY0 + 7 * HOUR, first = 0, n_in = 0, want = 0;
+    (void)state;
+
+    for (int i = 0; i < N; i++) {
+        /* every 7th over before the hour, every 11th started after it,
+         * every 13th refunded before it; the others 240 + i a day */
+        int64_t start = i % 7 == 0 ? DAY0 - 30 * DAY : i % 11 == 0 ? h + HOUR + 60 : DAY0;
+        int64_t c = contract(u, "fixed", 0, 1000, 240 + i, i % 7 == 0 ? 30 : 2, start);
+        if (!first) {
+            first = c;
+        }
+        if (i % 13 == 0 && i % 7 && i % 11) {
+            exec(sqlf("UPDATE contracts SET status = 'refunded', ended_at = %lld WHERE id = %lld",
+                      (long long)(h - 60), (long long)c));
+        } else if (i % 7 && i % 11) {
+            n_in++;
+            want += (240 + i) * 8 / 24 - (240 + i) * 7 / 24;
+        }
+    }
+    set_clock(DAY0 + DAY);
+    assert_int_equal(run("accrual", h, 1000), DM_JOB_RAN_OK);
+    assert_int_equal(count("SELECT COUNT(*) FROM transfers"), n_in);
+    assert_int_equal(wallet(u), want);
+    for (int i = 0; i < N; i++) {
+        int64_t in = i % 7 && i % 11 && i % 13;
+        assert_int_equal(earned(first + i), in ? (240 + i) * 8 / 24 - (240 + i) * 7 / 24 : 0);
+    }
+    assert_int_equal(count(sqlf("SELECT COUNT(*) FROM transfers WHERE idempotency_key LIKE "
+                                "'earn:%%:%lld'",
+                                (long long)h)),
+                     n_in);
+    assert_ledger_sound();
+}
+
 /* The accrual's run history is what expiry reads: the clean-up, which
  * trims `ok` runs older than 90 days, keeps the accrual's, or a contract
  * longer than 90 days would never expire. */
@@ -1121,6 +1162,7 @@ int main(void)
         T(test_an_hour_credits_every_contract_whose_term_covers_it_whatever_its_status),
         T(test_pool_payouts_in_any_order_and_after_expiry_reach_their_contracts),
         T(test_a_long_term_expires_after_the_run_history_clean_up),
+        T(test_an_hour_over_many_contracts_credits_each_in_term_exactly_once),
         T(test_yield_commissions_follow_the_plan_once),
         T(test_post_many_is_idempotent_and_debits_only_system_accounts),
         T(test_post_many_over_many_rows_matches_one_by_one),

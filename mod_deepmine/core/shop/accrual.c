@@ -3,8 +3,8 @@
  *
  *   a run shares out a window [ws, we) of time — the period's hour, or the
  *   whole day for a pool day payout (distributed in the day's 23:00
- *   period) — over the contracts alive in it, in keyset batches by
- *   contract id. Each batch is one transaction: read the next contracts,
+ *   period) — over the contracts alive in it, in batches of contracts in
+ *   id order. Each batch is one transaction: read the next contracts,
  *   compute each one's credit, post the credits (dm_ledger_post_many),
  *   and for the transfers that were new add to earned_micros and the
  *   day's statement row and pay yield commissions. Between batches
@@ -12,7 +12,7 @@
  *   and the ledger keys skip what was done.
  *
  * Which contracts: those whose paid term meets the window, whatever their
- * status now (docs/decisions.md, "Which contracts an hour owes"). A
+ * status now (docs/decisions.md, "Money goes only where it should"). A
  * contract's life is [started_at, min(expires_at, ended_at)) — a refund
  * sets ended_at, expiry sets it to expires_at — so an hour rerun after
  * its contract expired, or a pool payout recorded late, still reaches it,
