@@ -19,6 +19,7 @@
 
 #include "base/clock.h"
 #include "referral/commission.h"
+#include "shop/janitor.h"
 #include "shop/refunds.h"
 #include "members/legal.h"
 #include "base/log.h"
@@ -180,6 +181,11 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     }
     /* A clawback into debt holds the member's pending withdrawals. */
     dm_ledger_set_debt_hook(dm_wd_hold_for_debt);
+    {
+        dm_payment_rules pr;
+        dm_conf_payment_rules(c, &pr);
+        dm_payment_rules_set(&pr);
+    }
     if (dm_conf_test_mode(c)) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "DM00050: DeepMineTestMode is on: test-only jobs are enabled%s%s. Never in "

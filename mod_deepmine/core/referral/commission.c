@@ -514,6 +514,7 @@ typedef struct due_row {
     "AND f.status IN ('open', 'confirmed')) "                                                      \
     "AND NOT EXISTS (SELECT 1 FROM member_flags f WHERE f.related_user_id = c.source_user_id "     \
     "AND f.status IN ('open', 'confirmed')) "                                                      \
+    "AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = c.order_id AND o.dispute = 'open') "      \
     "ORDER BY c.id LIMIT ?"
 
 static dm_err *release_one(dm_db *db, apr_pool_t *p, const due_row *d)
