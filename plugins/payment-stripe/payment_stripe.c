@@ -441,8 +441,9 @@ static dm_status api(dm_call *call, const conf *c, const char *method, const cha
     st = host->http(call, &req, resp, msg);
     if (st != DM_OK) {
         /* the host's message names the URL and the network error only */
-        set_msg(msg, "Stripe did not answer %s (%s)", what,
-                msg->text[0] ? msg->text : "network error or timeout");
+        char why[sizeof(msg->text)];
+        snprintf(why, sizeof(why), "%s", msg->text[0] ? msg->text : "network error or timeout");
+        set_msg(msg, "Stripe did not answer %s (%s)", what, why);
         return DM_ERR_TEMPORARY;
     }
     if (resp->status >= 200 && resp->status <= 299) {
