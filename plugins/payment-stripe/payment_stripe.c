@@ -758,9 +758,13 @@ static dm_status charge_refunded(dm_call *call, const conf *c, dm_str body, dm_s
         set_msg(msg, "the charge's amounts are malformed");
         return DM_ERR_INVALID;
     }
-    st = session_of_payment(call, c, ev->payment_id, ev, msg);
-    if (st != DM_OK) {
-        return st;
+    if (!ev->order_id.ptr) {
+        /* Stripe copies nothing of the session to the charge: the session
+         * of the payment intent names our order */
+        st = session_of_payment(call, c, ev->payment_id, ev, msg);
+        if (st != DM_OK) {
+            return st;
+        }
     }
     if (before_s.ptr) {
         /* amount_refunded is the charge's running total: this event
