@@ -9,9 +9,8 @@ Refunds API; Stripe down on checkout → 503 and no half-made order; an
 amount Stripe cannot charge refused before any request; secrets never in
 the log. `deepminectl ledger verify` after every money scenario.
 
-Disputes, async (delayed) payments and the janitor need the 1.4 statuses
-in core (branch paycore); their mapping is unit-tested in
-tests/unit/test_stripe.c until then."""
+Delayed (async) payments pending then paid or failed; disputes won and
+lost. The janitor (query) waits for paycore's janitor job."""
 import concurrent.futures
 import hashlib
 import hmac
@@ -417,6 +416,67 @@ def test_an_expired_session_expires_the_order(srv):
     verify(srv)
 
 
+def test_a_delayed_payment_is_pending_until_stripe_says_it_succeeded(srv):
+    _, h = member(srv)
+    order, url = stripe_order(srv, h)
+    sid = session_id(url)
+    out = control(srv, "/_standin/pay/" + sid, {"async": True})
+    assert out["event"]["data"]["object"]["payment_status"] == "unpaid"
+    assert out["status"] == 200 and json.loads(out["response"])["outcome"] == "pending"
+    assert order_of(srv, h, order["id"])["status"] == "pending"
+    assert contracts_of(srv, order["id"]) == []
+    out = control(srv, "/_standin/async/" + sid, {"succeeded": True})
+    assert out["status"] == 200 and json.loads(out["response"])["outcome"] == "paid"
+    assert order_of(srv, h, order["id"])["status"] == "paid"
+    assert contracts_of(srv, order["id"]) == [("active",)]
+    verify(srv)
+
+
+def test_a_delayed_payment_that_fails_fails_the_order(srv):
+    _, h = member(srv)
+    order, url = stripe_order(srv, h)
+    sid = session_id(url)
+    control(srv, "/_standin/pay/" + sid, {"async": True})
+    out = control(srv, "/_standin/async/" + sid, {"succeeded": False})
+    assert out["status"] == 200 and json.loads(out["response"])["outcome"] == "failed"
+    assert order_of(srv, h, order["id"])["status"] == "failed"
+    assert contracts_of(srv, order["id"]) == []
+    verify(srv)
+
+
+def paid_order(srv):
+    _, h = member(srv)
+    order, url = stripe_order(srv, h)
+    paid = control(srv, "/_standin/pay/" + session_id(url))
+    assert json.loads(paid["response"])["outcome"] == "paid"
+    return h, order, paid["event"]["data"]["object"]["payment_intent"]
+
+
+def test_a_dispute_won_keeps_the_order_paid(srv):
+    h, order, pi = paid_order(srv)
+    opened = control(srv, "/_standin/dispute", {"payment_intent": pi})
+    d = opened["delivery"]
+    assert d["status"] == 200 and json.loads(d["response"])["outcome"] == "disputed", d
+    assert order_of(srv, h, order["id"])["status"] == "disputed"
+    d = control(srv, "/_standin/dispute/%s/close" % opened["id"], {"status": "won"})
+    assert d["status"] == 200 and json.loads(d["response"])["outcome"] == "dispute_won", d
+    assert order_of(srv, h, order["id"])["status"] == "paid"
+    assert contracts_of(srv, order["id"]) == [("active",)]
+    verify(srv)
+
+
+def test_a_dispute_lost_refunds_the_order(srv):
+    h, order, pi = paid_order(srv)
+    opened = control(srv, "/_standin/dispute", {"payment_intent": pi})
+    assert json.loads(opened["delivery"]["response"])["outcome"] == "disputed"
+    d = control(srv, "/_standin/dispute/%s/close" % opened["id"], {"status": "lost"})
+    assert d["status"] == 200 and json.loads(d["response"])["outcome"] == "dispute_lost", d
+    got = order_of(srv, h, order["id"])
+    assert (got["status"], got["refunded_micros"]) == ("refunded", 5000000)
+    assert contracts_of(srv, order["id"]) == [("refunded",)]
+    verify(srv)
+
+
 # ---- refunds -----------------------------------------------------------------------
 
 
@@ -435,8 +495,13 @@ def test_staff_refunds_part_then_the_rest_through_the_refunds_api(srv):
     hd = {k.lower(): v for k, v in q["headers"].items()}
     assert hd["authorization"] == "Bearer " + SECRET_KEY
     assert hd["content-type"] == "application/x-www-form-urlencoded"
-    assert hd["idempotency-key"].startswith("dm-rf-")
-    assert urllib.parse.parse_qs(q["body"]) == {"payment_intent": [pi], "amount": ["125"]}
+    # the host's refund key (order, refunded so far, amount), as Stripe's key
+    assert hd["idempotency-key"] == "dm-rf-dm-refund-%d-0-1250000" % order["id"]
+    assert urllib.parse.parse_qs(q["body"]) == {
+        "payment_intent": [pi], "amount": ["125"], "metadata[reason]": ["a quarter back"]}
+    # the paid event's payment intent is the order's: no lookup first
+    assert [(x["method"], x["path"]) for x in standin_requests(srv)] == \
+        [("POST", "/v1/checkout/sessions"), ("POST", "/v1/refunds")]
     [d] = control(srv, "/_standin/release")
     assert d["status"] == 200, d
     assert d["event"]["type"] == "charge.refunded"
@@ -450,7 +515,9 @@ def test_staff_refunds_part_then_the_rest_through_the_refunds_api(srv):
     r = staff_refund(srv, order["id"])
     assert r.status_code == 202, r.text
     q = standin_requests(srv, "/v1/refunds")[-1]
-    assert urllib.parse.parse_qs(q["body"]) == {"payment_intent": [pi], "amount": ["375"]}
+    assert q["headers"]["idempotency-key"] == "dm-rf-dm-refund-%d-1250000-3750000" % order["id"]
+    assert urllib.parse.parse_qs(q["body"]) == {
+        "payment_intent": [pi], "amount": ["375"], "metadata[reason]": ["customer asked"]}
     [d] = control(srv, "/_standin/release")
     assert d["event"]["data"]["object"]["amount_refunded"] == 500
     assert d["event"]["data"]["previous_attributes"]["amount_refunded"] == 125
