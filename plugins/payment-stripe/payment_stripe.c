@@ -516,6 +516,12 @@ static const char *minor_why(stripe_minor_result r, dm_str cur)
     return "";
 }
 
+/* NULL, or not an http(s) URL: 0. */
+static int is_http_url(const char *u)
+{
+    return u && (strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0);
+}
+
 /* ---- create_checkout ---- */
 
 static dm_status stripe_create_checkout(dm_call *call, const dm_payment_checkout *in_raw,
@@ -563,8 +569,7 @@ static dm_status stripe_create_checkout(dm_call *call, const dm_payment_checkout
     }
     if (!ok_url || !cancel_url || strlen(ok_url) > URL_MAX || strlen(cancel_url) > URL_MAX ||
         has_ctl(ok_url, strlen(ok_url)) || has_ctl(cancel_url, strlen(cancel_url)) ||
-        (strncmp(ok_url, "http://", 7) && strncmp(ok_url, "https://", 8)) ||
-        (strncmp(cancel_url, "http://", 7) && strncmp(cancel_url, "https://", 8))) {
+        !is_http_url(ok_url) || !is_http_url(cancel_url)) {
         set_msg(msg, "Stripe Checkout needs http(s) success and cancel URLs (set "
                      "DeepMinePublicURL)");
         return DM_ERR_INVALID;
@@ -624,8 +629,7 @@ static dm_status stripe_create_checkout(dm_call *call, const dm_payment_checkout
     id = field(call, resp.body, "id");
     url = field(call, resp.body, "url");
     if (!ref_ok(id) || id.len < 4 || memcmp(id.ptr, "cs_", 3) != 0 || !url.ptr ||
-        url.len > URL_MAX || has_ctl(url.ptr, url.len) ||
-        (url.len < 8 || (strncmp(url.ptr, "https://", 8) && strncmp(url.ptr, "http://", 7)))) {
+        url.len > URL_MAX || has_ctl(url.ptr, url.len) || !is_http_url(dup_str(call, url))) {
         set_msg(msg, "Stripe answered the checkout session with %d but no session id and url",
                 resp.status);
         return DM_ERR_TEMPORARY;
