@@ -598,3 +598,71 @@ def test_secrets_never_reach_the_log(env):
     assert "payment-stripe" in text  # the plugin did log (loaded)
     assert SECRET_KEY not in text and SECRET_KEY[8:] not in text
     assert WEBHOOK_SECRET not in text and WEBHOOK_SECRET[6:] not in text
+
+
+# ---- the janitor ------------------------------------------------------------------------
+
+
+T0 = 1800000000  # the fake clock's start (2027-01-15)
+
+
+def wait_for(cond, what, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+@pytest.fixture(scope="module")
+def clocked():
+    """A server on the fake clock (the janitor is due when the clock moves)
+    with its own stand-in."""
+    s = Server(mpm="event", clock=T0)
+    st = StripeStandin(SECRET_KEY, WEBHOOK_SECRET, s.url + "/api/webhooks/stripe").start()
+    key_file = write_secret(s, "stripe-secret-key", SECRET_KEY)
+    wh_file = write_secret(s, "stripe-webhook-secret", WEBHOOK_SECRET)
+    s.write_local_conf(FAST + "DeepMinePaymentSettle 600\n" + (
+        "DeepMinePlugin payment stripe %s/payment-stripe.so\n"
+        'DeepMinePluginSet stripe secret_key "file:%s"\n'
+        'DeepMinePluginSet stripe webhook_secret "file:%s"\n'
+        "DeepMinePluginSet stripe api_base %s\n") % (PLUGINS, key_file, wh_file, st.url))
+    s.start()
+    s.terms = s.get("/api/legal/terms").json()["version"]
+    s.packages = s.get("/api/packages").json()["packages"]
+    s.standin = st
+    yield s
+    s.stop()
+    st.stop()
+    try:
+        assert_clean_log(s)
+    finally:
+        s.cleanup()
+
+
+def test_the_janitor_settles_a_held_back_webhook_once(clocked):
+    s = clocked
+    _, h = member(s)
+    order, url = stripe_order(s, h)
+    sid = session_id(url)
+    control(s, "/_standin/delivery", {"mode": "hold"})
+    assert control(s, "/_standin/pay/" + sid)["held"] is True
+    assert order_of(s, h, order["id"])["status"] == "pending"
+    s.advance(601)
+    wait_for(lambda: s.sql("SELECT COUNT(*) FROM payment_events WHERE source = 'janitor' AND "
+                           "order_ref = '%d'" % order["id"])[0][0] > 0, "the janitor")
+    assert order_of(s, h, order["id"])["status"] == "paid"
+    assert contracts_of(s, order["id"]) == [("active",)]
+    gets = [q for q in standin_requests(s) if q["path"] == "/v1/checkout/sessions/" + sid]
+    assert gets and all(q["method"] == "GET" for q in gets)
+    [(pid,)] = s.sql("SELECT payment_id FROM orders WHERE id = %d" % order["id"])
+    assert pid.startswith("pi_test_")
+    # Stripe's webhook comes after all: the same payment, nothing more
+    [d] = control(s, "/_standin/release")
+    assert d["status"] == 200 and json.loads(d["response"])["outcome"] == "already_paid", d
+    assert contracts_of(s, order["id"]) == [("active",)]
+    assert s.sql("SELECT COUNT(*) FROM transfers WHERE kind = 'purchase' AND "
+                 "reference = 'order:%d'" % order["id"]) == [(1,)]
+    verify(s)
