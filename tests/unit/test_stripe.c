@@ -242,7 +242,7 @@ static void test_any_of_several_v1_and_the_whole_whsec_string_as_key(void **stat
     const char *good = sign_at(VECTOR_BODY, now, WHSEC);
     const char *old = sign_at(VECTOR_BODY, now, "whsec_previous_secret");
     /* keyed with the part after "whsec_" only: not Stripe's scheme */
-    const char *stripped = sign_at(VECTOR_BODY, now, WHSEC + 6);
+    const char *stripped = sign_at(VECTOR_BODY, now, &WHSEC[6]);
     parsed p;
     (void)state;
 
