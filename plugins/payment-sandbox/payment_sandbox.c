@@ -520,22 +520,49 @@ static int state_write(const conf *c, dm_str ref, const state *s)
     return 0;
 }
 
+/* The next space-separated word of *p into out (at most n-1 bytes). */
+static int next_word(char **p, char *out, size_t n)
+{
+    char *w = *p, *end;
+    size_t len;
+
+    while (*w == ' ') {
+        w++;
+    }
+    end = w + strcspn(w, " \n");
+    len = (size_t)(end - w);
+    if (len == 0 || len >= n) {
+        return 0;
+    }
+    memcpy(out, w, len);
+    out[len] = '\0';
+    *p = end;
+    return 1;
+}
+
 static int state_read(const conf *c, dm_str ref, state *s)
 {
-    char path[1200];
+    char path[1200], line[512], num[32];
+    char *p = line;
     FILE *f;
-    int n;
+    int ok;
+    int64_t amount = 0, exp = 0;
 
     memset(s, 0, sizeof(*s));
     if (!state_path(c, ref, path, sizeof(path)) || !(f = fopen(path, "r"))) {
         return -1;
     }
-    n = fscanf(f, "%15s %255s %lld %3s %lld %63s", s->st, s->order, &s->amount, s->currency,
-               &s->exp, s->payment_id);
+    ok = fgets(line, sizeof(line), f) != NULL;
     fclose(f);
-    if (n != 6) {
+    ok = ok && next_word(&p, s->st, sizeof(s->st)) && next_word(&p, s->order, sizeof(s->order)) &&
+         next_word(&p, num, sizeof(num)) && parse_int64(num, strlen(num), &amount) &&
+         next_word(&p, s->currency, sizeof(s->currency)) && next_word(&p, num, sizeof(num)) &&
+         parse_int64(num, strlen(num), &exp) && next_word(&p, s->payment_id, sizeof(s->payment_id));
+    if (!ok) {
         return -1;
     }
+    s->amount = (long long)amount;
+    s->exp = (long long)exp;
     if (strcmp(s->payment_id, "-") == 0) {
         s->payment_id[0] = '\0';
     }
@@ -1417,6 +1444,8 @@ static dm_status sandbox_parse_webhook(dm_call *call, dm_str raw_body, const dm_
     dm_payment_event ev;
     dm_str type, amount;
     uint32_t size = out->size;
+    /* the host's event has the fields of ABI 1.4 (DM_HAS_FIELD on size) */
+    int v14 = size >= offsetof(dm_payment_event, detail) + sizeof(dm_str);
     dm_status st = read_conf(call, &c, msg);
 
     if (st != DM_OK) {
@@ -1452,16 +1481,14 @@ static dm_status sandbox_parse_webhook(dm_call *call, dm_str raw_body, const dm_
         ev.status = DM_PAY_FAILED;
     } else if (str_eq(type, "charge.refunded")) {
         ev.status = DM_PAY_REFUNDED;
-    } else if (!DM_HAS_FIELD(out, dm_payment_event, detail)) {
-        ev.status = DM_PAY_IGNORED; /* an older host: no 1.4 statuses */
-    } else if (str_eq(type, "checkout.underpaid") || str_eq(type, "checkout.overpaid")) {
+    } else if (v14 && (str_eq(type, "checkout.underpaid") || str_eq(type, "checkout.overpaid"))) {
         ev.status = DM_PAY_NEEDS_REVIEW;
         ev.review_reason =
             str_eq(type, "checkout.underpaid") ? DM_REVIEW_UNDERPAID : DM_REVIEW_OVERPAID;
         ev.detail = field(call, raw_body, "data.object.expected_micros");
-    } else if (str_eq(type, "charge.dispute.created")) {
+    } else if (v14 && str_eq(type, "charge.dispute.created")) {
         ev.status = DM_PAY_DISPUTE_OPENED;
-    } else if (str_eq(type, "charge.dispute.closed")) {
+    } else if (v14 && str_eq(type, "charge.dispute.closed")) {
         dm_str how = field(call, raw_body, "data.object.status");
         if (str_eq(how, "won")) {
             ev.status = DM_PAY_DISPUTE_WON;
@@ -1472,9 +1499,11 @@ static dm_status sandbox_parse_webhook(dm_call *call, dm_str raw_body, const dm_
             return DM_ERR_INVALID;
         }
     } else {
-        ev.status = DM_PAY_IGNORED; /* verified, but not a type we act on */
+        /* verified, but not a type we act on (or a 1.4 type an older
+         * host cannot take) */
+        ev.status = DM_PAY_IGNORED;
     }
-    if (DM_HAS_FIELD(out, dm_payment_event, payment_id)) {
+    if (v14) {
         ev.payment_id = field(call, raw_body, "data.object.payment_id");
         if (ev.payment_id.len > REF_MAX || has_ctl(ev.payment_id.ptr, ev.payment_id.len)) {
             set_msg(msg, "the event's payment_id is not a reference");

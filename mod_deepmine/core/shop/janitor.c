@@ -169,6 +169,13 @@ dm_err *dm_janitor_run(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64_
     if (dm_db_in_transaction(db)) {
         return dm_err_make(p, DM_E_INTERNAL, NULL, "janitor: must not run inside a transaction");
     }
+    if (!h) {
+        /* without the plugins every order would look like one of a gateway
+         * that is gone: expire nothing, ask nothing */
+        return dm_err_make(p, DM_E_UNAVAILABLE, NULL,
+                           "the payment janitor runs in the cron daemon, where the payment "
+                           "plugins are loaded");
+    }
     for (;;) {
         apr_pool_t *sub;
         apr_array_header_t *due;

@@ -160,8 +160,8 @@ dm_err *dm_payment_event_record_from(dm_db *db, apr_pool_t *p, const char *plugi
     dm_err *e;
 
     memset(out, 0, sizeof(*out));
-    if (!source ||
-        (strcmp(source, "webhook") && strcmp(source, "janitor") && strcmp(source, "return"))) {
+    if (!source || (strcmp(source, "webhook") != 0 && strcmp(source, "janitor") != 0 &&
+                    strcmp(source, "return") != 0)) {
         return dm_err_make(p, DM_E_INTERNAL, NULL, "payments: unknown event source");
     }
     if (!plugin || !*plugin) {
