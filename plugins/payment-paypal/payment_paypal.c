@@ -559,10 +559,10 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
 #define TOKEN_SLOTS 4
 
 typedef struct token_slot {
-    unsigned char key[32];
-    char token[BEARER_MAX + 1];
     time_t until;
     int used;
+    unsigned char key[32];
+    char token[BEARER_MAX + 1];
 } token_slot;
 
 static token_slot token_slots[TOKEN_SLOTS];
@@ -906,7 +906,7 @@ static dm_status get_order(dm_call *call, const conf *c, dm_str ref, order_info 
         return DM_ERR_PERMANENT;
     }
     read_order(call, resp.body, o);
-    if (o->order_ref.ptr && o->order_ref.len == ref.len &&
+    if (o->order_ref.ptr && ref.ptr && o->order_ref.len == ref.len &&
         memcmp(o->order_ref.ptr, ref.ptr, ref.len) == 0) {
         return DM_OK;
     }
@@ -1050,13 +1050,28 @@ static dm_status capture_event(dm_call *call, const order_info *o, dm_payment_ev
 
 /* ---- webhook verification ---- */
 
+/* n decimal digits at p as a number; 0 when one is not a digit. */
+static int digits(const char *p, int n, int *out)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return 0;
+        }
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
 /* RFC 3339 ("2016-09-21T22:00:46Z", fractions and offsets allowed) as Unix
  * time; 0 when malformed. */
 static int parse_rfc3339(dm_str s, int64_t *out)
 {
     char t[40];
     struct tm tm;
-    int y, mo, d, h, mi, sec, n = 0, oh = 0, om = 0;
+    int y, mo, d, h, mi, sec, oh = 0, om = 0;
     const char *p;
     int64_t v;
 
@@ -1065,7 +1080,9 @@ static int parse_rfc3339(dm_str s, int64_t *out)
     }
     memcpy(t, s.ptr, s.len);
     t[s.len] = '\0';
-    if (sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19) {
+    if (!digits(t, 4, &y) || t[4] != '-' || !digits(t + 5, 2, &mo) || t[7] != '-' ||
+        !digits(t + 8, 2, &d) || (t[10] != 'T' && t[10] != 't') || !digits(t + 11, 2, &h) ||
+        t[13] != ':' || !digits(t + 14, 2, &mi) || t[16] != ':' || !digits(t + 17, 2, &sec)) {
         return 0;
     }
     p = t + 19;
@@ -1082,7 +1099,7 @@ static int parse_rfc3339(dm_str s, int64_t *out)
         p++;
     } else if (*p == '+' || *p == '-') {
         int sign = *p == '-' ? -1 : 1;
-        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5) {
+        if (strlen(p) != 6 || !digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om)) {
             return 0;
         }
         p += 6;
