@@ -389,7 +389,8 @@ def test_partial_then_full_refund_through_paypal(pp, standin):
     assert r.status_code == 202 and r.json()["refunded"] is False, r.text
     [req] = [x for x in standin.requests if x["path"] == "/v2/payments/captures/%s/refund" % cap]
     assert json.loads(req["body"]) == {"amount": {"value": "2.00", "currency_code": "USD"}}
-    assert re.fullmatch(r"dm-refund-[0-9a-f]{32}", req["headers"]["paypal-request-id"])
+    # the host's idempotency key (refund_ex), sent as PayPal-Request-Id
+    assert req["headers"]["paypal-request-id"].startswith("dm-refund-%d-" % order["id"])
     [refunded] = standin.outbox()
     assert refunded["event_type"] == "PAYMENT.CAPTURE.REFUNDED"
     status, answer = standin.deliver()[0]
@@ -403,6 +404,42 @@ def test_partial_then_full_refund_through_paypal(pp, standin):
     assert standin.captures[cap]["status"] == "REFUNDED"
     assert contracts(pp, order["id"]) == [("refunded",)]
     assert [k for k, _ in purchases(pp, order["id"])] == ["purchase", "refund", "refund"]
+    assert_ledger_verifies(pp)
+
+
+def test_dispute_opened_then_won_releases_the_order(pp, standin):
+    order, ref = paid_order(pp, standin)
+    cap = capture_id(standin, ref)
+    did = standin.open_dispute(cap)
+    [(status, answer)] = standin.deliver()
+    assert status == 200, answer
+    # (the API shows a paid order with an open dispute as "disputed")
+    assert pp.sql("SELECT status, dispute FROM orders WHERE id = %d" % order["id"]) == \
+        [("paid", "open")]
+    assert json.loads(answer)["outcome"] == "disputed"
+    assert pp.sql("SELECT event_id, status FROM payment_events WHERE plugin = 'paypal' AND "
+                  "event_id LIKE 'DISPUTE-%%' AND order_ref = '%d'" % order["id"]) == \
+        [("DISPUTE-%s-CREATED" % did, "dispute_opened")]
+    standin.resolve_dispute(did, "RESOLVED_SELLER_FAVOUR")
+    [(status, answer)] = standin.deliver()
+    assert status == 200, answer
+    assert pp.sql("SELECT status, dispute FROM orders WHERE id = %d" % order["id"]) == \
+        [("paid", "won")]
+    assert contracts(pp, order["id"]) == [("active",)]
+    assert_ledger_verifies(pp)
+
+
+def test_dispute_lost_refunds_the_order(pp, standin):
+    order, ref = paid_order(pp, standin)
+    did = standin.open_dispute(capture_id(standin, ref))
+    standin.deliver()
+    standin.resolve_dispute(did, "RESOLVED_BUYER_FAVOUR")
+    [(status, answer)] = standin.deliver()
+    assert status == 200, answer
+    assert pp.sql("SELECT status, dispute FROM orders WHERE id = %d" % order["id"]) == \
+        [("refunded", "lost")]
+    assert contracts(pp, order["id"]) == [("refunded",)]
+    assert [k for k, _ in purchases(pp, order["id"])] == ["purchase", "refund"]
     assert_ledger_verifies(pp)
 
 
