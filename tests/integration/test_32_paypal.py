@@ -484,3 +484,41 @@ def test_token_is_cached_and_renewed_once_after_a_401(pp, standin):
     assert standin.token_requests == n + 1
     buy(pp, member(pp)[1])
     assert standin.token_requests == n + 1
+
+
+# ---- the janitor (paycore) --------------------------------------------------------
+
+def test_janitor_captures_an_approved_order_whose_webhooks_were_dropped(new_server):
+    st = PayPalStandin(CLIENT_ID, CLIENT_SECRET, WEBHOOK_ID).start()
+    try:
+        s = new_server(clock=int(time.time()))
+        s.write_local_conf(FAST + "DeepMinePaymentSettle 600\n" +
+                           plugin_conf(st, s.var))
+        s.start()
+        st.webhook_url = s.url + "/api/webhooks/paypal"
+        s.terms = s.get("/api/legal/terms").json()["version"]
+        s.packages = s.get("/api/packages").json()["packages"]
+        _, h = member(s)
+        order, _ = buy(s, h)
+        _, ref, _ = order_of(s, order["id"])
+        st.approve(ref)
+        assert [e["event_type"] for e in st.take_outbox()] == ["CHECKOUT.ORDER.APPROVED"]
+        # the buyer never comes back and the webhook is dropped: the janitor
+        # asks PayPal (query), finds the order approved, captures and pays
+        s.advance(601)
+        deadline = time.time() + 30
+        while time.time() < deadline and order_of(s, order["id"])[0] != "paid":
+            time.sleep(0.1)
+        cap = capture_id(st, ref)
+        assert order_of(s, order["id"])[0] == "paid"
+        assert s.sql("SELECT event_id, source, outcome FROM payment_events WHERE "
+                     "order_ref = '%d'" % order["id"]) == \
+            [("CAPTURE-%s-COMPLETED" % cap, "janitor", "paid")]
+        # the capture's webhook, late: the same payment
+        [(status, answer)] = st.deliver()
+        assert status == 200 and json.loads(answer)["duplicate"] is True, answer
+        assert contracts(s, order["id"]) == [("active",)]
+        assert len(purchases(s, order["id"])) == 1
+        assert_ledger_verifies(s)
+    finally:
+        st.stop()
