@@ -10,10 +10,9 @@ payment) and refused when the key may not refund, and no secret in the log.
 The signatures the tests send are computed here with Python's hmac,
 independently of the plugin and of the stand-in. `deepminectl ledger
 verify` runs after every money scenario.
-
-Pending (InvoiceReceivedPayment, InvoiceProcessing) and needs_review
-(partial, over, paid after expiry) need the host to pass the ABI 1.4
-statuses on (branch paycore); until it does those tests are skipped."""
+Pending (InvoiceReceivedPayment, InvoiceProcessing) is recorded and pays
+nothing; partial, over and late payments are needs_review and credit
+nothing."""
 import concurrent.futures
 import hashlib
 import hmac
@@ -40,17 +39,9 @@ FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit login 10000/1m ip\n"
         "DeepMineRateLimit api 100000/1m member\n"
         "DeepMineRateLimit webhook 100000/1m ip\n")
-# BTCPay's webhook with only the events the host acts on today; the
-# paycore tests below subscribe to every event.
+# BTCPay's webhook with the events that settle an invoice; the pending and
+# needs_review tests subscribe to every event.
 SETTLING_EVENTS = ["InvoiceSettled", "InvoiceExpired", "InvoiceInvalid"]
-
-with open(os.path.join(ROOT, "mod_deepmine", "core", "plugins", "payment.c")) as _f:
-    _facade = _f.read()
-HOST_PASSES_14 = "DM_PAY_NEEDS_REVIEW" in _facade
-# refund_ex carries the staff's reason; the older refund call does not
-REFUND_DESCRIPTION = "customer asked" if "refund_ex" in _facade else "Refund"
-needs_paycore = pytest.mark.skipif(
-    not HOST_PASSES_14, reason="the host does not pass pending/needs_review on yet (paycore)")
 
 
 def write_secret(s, name, value):
@@ -411,7 +402,7 @@ def test_full_refund_makes_a_pull_payment_and_refunds_the_order(srv, bt):
     assert req["path"] == "/api/v1/stores/%s/invoices/%s/refund" % (STORE, ref)
     assert req["headers"]["Authorization"] == "token " + API_KEY
     assert json.loads(req["body"]) == {
-        "name": "Refund " + ref, "description": REFUND_DESCRIPTION, "paymentMethod": "BTC-CHAIN",
+        "name": "Refund " + ref, "description": "customer asked", "paymentMethod": "BTC-CHAIN",
         "refundVariant": "Custom", "customAmount": amount_str(pkg["price_micros"]),
         "customCurrency": pkg["currency"]}
     [pp] = bt.pull_payments.values()
@@ -455,7 +446,6 @@ def test_refund_the_key_may_not_make_is_refused_for_a_manual_refund(srv, bt):
 # ---- pending and needs_review (the host passes them on with paycore) -----------
 
 
-@needs_paycore
 def test_received_and_processing_are_recorded_pending_not_paid(srv, bt):
     bt.events = None
     _, h = member(srv)
@@ -469,7 +459,6 @@ def test_received_and_processing_are_recorded_pending_not_paid(srv, bt):
     assert_ledger_verifies(srv)
 
 
-@needs_paycore
 @pytest.mark.parametrize("how", ["partial", "over", "after_expiry"])
 def test_partial_over_and_late_payments_need_review_and_credit_nothing(srv, bt, how):
     bt.events = None
