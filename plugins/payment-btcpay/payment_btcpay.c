@@ -436,10 +436,9 @@ static dm_status btcpay_call(dm_call *call, const conf *c, const char *method, c
         set_msg(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
-    memcpy(url, c->server_url, c->server_url_len);
-    memcpy(url + c->server_url_len, path, plen + 1);
-    memcpy(auth, "token ", 6);
-    memcpy(auth + 6, c->api_key, klen + 1);
+    snprintf(url, c->server_url_len + plen + 1, "%.*s%s", (int)c->server_url_len, c->server_url,
+             path);
+    snprintf(auth, klen + 7, "token %s", c->api_key);
     hs[nh].name.ptr = "Authorization";
     hs[nh].name.len = 13;
     hs[nh].value.ptr = auth;
@@ -706,7 +705,7 @@ static dm_status btcpay_create_checkout(dm_call *call, const dm_payment_checkout
     }
     id = field(call, resp, "id");
     link = field(call, resp, "checkoutLink");
-    if (!is_id(id.ptr, id.len) || !is_http_url(link.ptr, link.len)) {
+    if (!id.ptr || !link.ptr || !is_id(id.ptr, id.len) || !is_http_url(link.ptr, link.len)) {
         /* garbage with a 2xx: nothing usable was made, try again later */
         set_msg(msg, "BTCPay Server answered the new invoice without a usable id and "
                      "checkoutLink");
