@@ -298,12 +298,14 @@ static void test_bulk_contracts_are_the_rows_a_sale_writes_without_the_payment(v
                      "released_ghs, yield_clawed_micros, "
                      "expires_at - started_at FROM contracts ORDER BY id",
                      21, BUYERS);
-    assert_int_equal(count(bulk, "SELECT COUNT(*) FROM pragma_table_info('orders')"), 14);
-    assert_same_rows(sold, bulk,
-                     "SELECT id, user_id, package_id, amount_micros, currency, status, gateway, "
-                     "provider_ref, checkout_url, created_at, paid_at, updated_at, refunded_micros "
-                     "FROM orders ORDER BY id",
-                     13, BUYERS);
+    assert_int_equal(count(bulk, "SELECT COUNT(*) FROM pragma_table_info('orders')"), 18);
+    assert_same_rows(
+        sold, bulk,
+        "SELECT id, user_id, package_id, amount_micros, currency, status, gateway, "
+        "provider_ref, checkout_url, created_at, paid_at, updated_at, refunded_micros, "
+        "payment_id, dispute, review_reason, hold_until "
+        "FROM orders ORDER BY id",
+        17, BUYERS);
     assert_int_equal(count(sold, "SELECT COUNT(*) FROM orders WHERE payment_transfer_id IS NULL"),
                      0);
     assert_int_equal(count(bulk, "SELECT COUNT(*) FROM orders WHERE payment_transfer_id IS NULL"),

@@ -486,6 +486,194 @@ static void test_lists_are_newest_first_and_paged(void **state)
     assert_int_equal(rows->nelts, 0);
 }
 
+/* ---- ABI 1.4 statuses, payment identity ---- */
+
+/* deliver() with the fields of ABI 1.4. */
+static const char *deliver14(const char *event_id, dm_payment_event_status status,
+                             const char *order_id, const char *payment_id, int64_t amount,
+                             dm_payment_review_reason why)
+{
+    dm_payment_event ev;
+    dm_payment_recorded rec;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.size = sizeof(ev);
+    ev.event_id = S(event_id);
+    ev.status = status;
+    ev.order_id = S(order_id);
+    ev.payment_id = S(payment_id);
+    ev.amount_micros = amount;
+    ev.currency = S("USD");
+    ev.review_reason = why;
+    ev.detail = S(why ? "paid 9.50 of 10.00" : NULL);
+    assert_null(dm_payment_event_record(db, pool, "sandbox", &ev, "{}", 2, &rec));
+    assert_false(rec.duplicate);
+    return rec.outcome;
+}
+
+static void staff_member(void)
+{
+    exec("INSERT INTO staff (email, email_key, password_hash, role, created_at, updated_at) "
+         "VALUES ('fin@example.com', 'fin@example.com', 'x', 'finance', 0, 0)");
+}
+
+static int64_t alerts(const char *reason)
+{
+    return count(apr_psprintf(pool,
+                              "SELECT COUNT(*) FROM mail_queue WHERE template = 'staff_alert' AND "
+                              "json_extract(variables, '$.reason') = '%s'",
+                              reason));
+}
+
+static void test_one_payment_identity_credits_one_order_once(void **state)
+{
+    dm_order a, b;
+    (void)state;
+
+    staff_member();
+    checkout(&a);
+    checkout(&b);
+    assert_string_equal(deliver14("e1", DM_PAY_PAID, oid(&a), "pi_1", PRICE, 0), "paid");
+    /* the same payment, reported again under other event ids (redelivery,
+     * return page, janitor): nothing to do, nobody alerted */
+    assert_string_equal(deliver14("e2", DM_PAY_PAID, oid(&a), "pi_1", PRICE, 0), "already_paid");
+    assert_string_equal(deliver14("janitor:1", DM_PAY_PAID, oid(&a), "pi_1", PRICE, 0),
+                        "already_paid");
+    /* that payment reported for another order: never a second credit */
+    assert_string_equal(deliver14("e3", DM_PAY_PAID, oid(&b), "pi_1", PRICE, 0), "payment_reused");
+    assert_string_equal(status_of(b.id), "needs_review");
+    /* a different payment of the paid order: a duplicate for staff */
+    assert_string_equal(deliver14("e4", DM_PAY_PAID, oid(&a), "pi_2", PRICE, 0),
+                        "duplicate_payment");
+    assert_int_equal(count("SELECT COUNT(*) FROM contracts"), 1);
+    assert_int_equal(count("SELECT COUNT(*) FROM transfers WHERE kind = 'purchase'"), 1);
+    assert_int_equal(count(apr_psprintf(pool,
+                                        "SELECT COUNT(*) FROM orders WHERE payment_id = 'pi_1' "
+                                        "AND id = %" APR_INT64_T_FMT,
+                                        (apr_int64_t)a.id)),
+                     1);
+    assert_int_equal(alerts("payment_reused"), 1);
+    assert_int_equal(alerts("duplicate_payment"), 1);
+    /* the history says where each outcome came from */
+    assert_int_equal(count(apr_psprintf(pool,
+                                        "SELECT COUNT(*) FROM order_events WHERE order_id = "
+                                        "%" APR_INT64_T_FMT " AND source = 'webhook'",
+                                        (apr_int64_t)a.id)),
+                     4);
+    /* and the UNIQUE index refuses a second order with that identity */
+    assert_non_null(dm_db_exec(db, pool,
+                               apr_psprintf(pool,
+                                            "UPDATE orders SET payment_id = 'pi_1' WHERE id = "
+                                            "%" APR_INT64_T_FMT,
+                                            (apr_int64_t)b.id)));
+    assert_ledger_sound();
+}
+
+static void test_dispute_opened_then_won_keeps_the_sale(void **state)
+{
+    dm_order o, now;
+    (void)state;
+
+    staff_member();
+    checkout(&o);
+    assert_string_equal(deliver14("p1", DM_PAY_PAID, oid(&o), "pi_d", PRICE, 0), "paid");
+    assert_string_equal(deliver14("d1", DM_PAY_DISPUTE_OPENED, oid(&o), "pi_d", PRICE, 0),
+                        "disputed");
+    assert_string_equal(status_of(o.id), "disputed");
+    assert_int_equal(alerts("dispute_opened"), 1);
+    /* opened again (another event id): nothing more */
+    assert_string_equal(deliver14("d1b", DM_PAY_DISPUTE_OPENED, oid(&o), "pi_d", PRICE, 0),
+                        "no_change");
+    /* no staff refund while the provider decides */
+    {
+        int refunded = 0;
+        dm_err *e = dm_order_refund(db, pool, host, 0, NULL, o.id, 0, "asked", &now, &refunded);
+        assert_non_null(e);
+        assert_int_equal(e->code, DM_E_CONFLICT);
+    }
+    assert_string_equal(deliver14("d2", DM_PAY_DISPUTE_WON, NULL, "pi_d", PRICE, 0), "dispute_won");
+    assert_null(dm_order_get(db, pool, o.id, 0, &now));
+    assert_string_equal(now.status, "paid");
+    assert_string_equal(now.dispute, "won");
+    assert_int_equal(now.refunded_micros, 0);
+    assert_int_equal(count("SELECT COUNT(*) FROM contracts WHERE status = 'active'"), 1);
+    assert_int_equal(count("SELECT COUNT(*) FROM transfers WHERE kind = 'refund'"), 0);
+    assert_ledger_sound();
+}
+
+static void test_dispute_lost_is_a_full_refund_once(void **state)
+{
+    dm_order o, now;
+    (void)state;
+
+    staff_member();
+    checkout(&o);
+    assert_string_equal(deliver14("p1", DM_PAY_PAID, oid(&o), "pi_l", PRICE, 0), "paid");
+    assert_string_equal(deliver14("d1", DM_PAY_DISPUTE_OPENED, oid(&o), "pi_l", PRICE, 0),
+                        "disputed");
+    assert_string_equal(deliver14("d2", DM_PAY_DISPUTE_LOST, oid(&o), "pi_l", PRICE, 0),
+                        "dispute_lost");
+    assert_null(dm_order_get(db, pool, o.id, 0, &now));
+    assert_string_equal(now.status, "refunded");
+    assert_string_equal(now.dispute, "lost");
+    assert_int_equal(now.refunded_micros, PRICE);
+    assert_int_equal(count("SELECT COUNT(*) FROM contracts WHERE status = 'refunded'"), 1);
+    assert_int_equal(count("SELECT COALESCE(SUM(amount_micros), 0) FROM order_refunds"), PRICE);
+    assert_int_equal(alerts("dispute_lost"), 1);
+    /* lost again, or a refund event after it: nothing more */
+    assert_string_equal(deliver14("d3", DM_PAY_DISPUTE_LOST, oid(&o), "pi_l", PRICE, 0),
+                        "already_refunded");
+    assert_int_equal(count("SELECT COUNT(*) FROM order_refunds"), 1);
+    assert_int_equal(count("SELECT balance_micros FROM accounts WHERE code = 'gateway:sandbox'"),
+                     0);
+    assert_ledger_sound();
+}
+
+static void test_needs_review_parks_the_order_with_its_reason_and_credits_nothing(void **state)
+{
+    dm_order o, now;
+    (void)state;
+
+    staff_member();
+    checkout(&o);
+    assert_string_equal(
+        deliver14("r1", DM_PAY_NEEDS_REVIEW, oid(&o), "inv_1", PRICE - 500000, DM_REVIEW_UNDERPAID),
+        "needs_review");
+    assert_null(dm_order_get(db, pool, o.id, 0, &now));
+    assert_string_equal(now.status, "needs_review");
+    assert_string_equal(now.review_reason, "underpaid");
+    assert_int_equal(alerts("underpaid"), 1);
+    assert_int_equal(count("SELECT COUNT(*) FROM transfers"), 0);
+    assert_int_equal(count("SELECT COUNT(*) FROM contracts"), 0);
+    assert_int_equal(
+        count("SELECT COUNT(*) FROM payment_events WHERE review_reason = 'underpaid' AND "
+              "detail = 'paid 9.50 of 10.00' AND payment_id = 'inv_1'"),
+        1);
+    /* a paid event later does not credit a parked order */
+    assert_string_equal(deliver14("r2", DM_PAY_PAID, oid(&o), "inv_1", PRICE, 0),
+                        "duplicate_payment");
+    assert_int_equal(count("SELECT COUNT(*) FROM transfers"), 0);
+    assert_ledger_sound();
+}
+
+static void test_pending_event_is_recorded_and_changes_nothing(void **state)
+{
+    dm_order o;
+    (void)state;
+
+    checkout(&o);
+    assert_string_equal(deliver14("w1", DM_PAY_PENDING, oid(&o), "inv_2", PRICE, 0), "pending");
+    assert_string_equal(status_of(o.id), "pending");
+    assert_int_equal(count(apr_psprintf(pool,
+                                        "SELECT COUNT(*) FROM order_events WHERE order_id = "
+                                        "%" APR_INT64_T_FMT " AND kind = 'pending'",
+                                        (apr_int64_t)o.id)),
+                     1);
+    assert_string_equal(deliver14("w2", DM_PAY_PAID, oid(&o), "inv_2", PRICE, 0), "paid");
+    assert_int_equal(count("SELECT COUNT(*) FROM contracts"), 1);
+    assert_ledger_sound();
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -503,6 +691,11 @@ int main(void)
         T(test_event_for_another_gateways_order_changes_nothing),
         T(test_staff_refund_of_balance_order_restores_wallet_and_is_audited),
         T(test_lists_are_newest_first_and_paged),
+        T(test_one_payment_identity_credits_one_order_once),
+        T(test_dispute_opened_then_won_keeps_the_sale),
+        T(test_dispute_lost_is_a_full_refund_once),
+        T(test_needs_review_parks_the_order_with_its_reason_and_credits_nothing),
+        T(test_pending_event_is_recorded_and_changes_nothing),
     };
     int failed;
 

@@ -41,6 +41,19 @@ static const char *plugin_path(const char *env, const char *file)
     return apr_psprintf(pool, "%s/%s.so", dir, file);
 }
 
+/* A refund of 1 micro-USD of `ref` through the typed call. */
+static dm_status refund(const dm_loaded_plugin *pl, const char *ref, dm_message *msg)
+{
+    dm_payment_refund_in in;
+
+    memset(&in, 0, sizeof(in));
+    in.provider_ref = ref;
+    in.amount_micros = 1;
+    in.currency = "USD";
+    in.idempotency_key = "refund:test:1";
+    return dm_payment_refund(host, pl, pool, &in, NULL, msg);
+}
+
 static void quiet(void *baton, dm_level level, const char *msg)
 {
     (void)baton;
@@ -146,22 +159,17 @@ static void test_payment_calls_pass_the_plugins_refusal_or_name_their_own(void *
     assert_string_equal(msg.text, "kind_payment takes no payments");
     assert_null(out.redirect_url);
     assert_null(out.provider_ref);
-    assert_int_equal(
-        dm_payment_refund(host, dm_plugins_get(host, "sandbox"), pool, "", 1, "USD", &msg),
-        DM_ERR_INVALID);
+    assert_int_equal(refund(dm_plugins_get(host, "sandbox"), "", &msg), DM_ERR_INVALID);
     assert_string_equal(msg.text, "the provider reference must be 1 to 255 characters");
 
     /* The host's, before any plugin function runs. */
-    assert_int_equal(
-        dm_payment_refund(host, dm_plugins_get(host, "pay"), pool, "ref", 1, "USD", &msg),
-        DM_ERR_UNSUPPORTED);
+    assert_int_equal(refund(dm_plugins_get(host, "pay"), "ref", &msg), DM_ERR_UNSUPPORTED);
     assert_string_equal(msg.text, "plugin pay cannot refund");
     assert_int_equal(
         dm_payment_create_checkout(host, dm_plugins_get(host, "m"), pool, &in, &out, &msg),
         DM_ERR_UNSUPPORTED);
     assert_string_equal(msg.text, "plugin m is not a loaded payment plugin");
-    assert_int_equal(dm_payment_refund(host, NULL, pool, "ref", 1, "USD", &msg),
-                     DM_ERR_UNSUPPORTED);
+    assert_int_equal(refund(NULL, "ref", &msg), DM_ERR_UNSUPPORTED);
     assert_string_equal(msg.text, "plugin (none) is not a loaded payment plugin");
 }
 

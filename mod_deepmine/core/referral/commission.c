@@ -460,6 +460,7 @@ typedef struct due_row {
     "SELECT 1 FROM member_flags f WHERE f.status IN ('open', 'confirmed') AND "                    \
     "((f.user_id = c.beneficiary_id AND f.related_user_id = c.source_user_id) OR "                 \
     "(f.user_id = c.source_user_id AND f.related_user_id = c.beneficiary_id))) "                   \
+    "AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = c.order_id AND o.dispute = 'open') "      \
     "ORDER BY c.id LIMIT ?"
 
 static dm_err *release_one(dm_db *db, apr_pool_t *p, const due_row *d)

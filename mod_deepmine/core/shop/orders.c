@@ -31,9 +31,10 @@
 
 #define ORDER_COLUMNS                                                                              \
     "id, user_id, package_id, amount_micros, currency, status, gateway, provider_ref, "            \
-    "checkout_url, payment_transfer_id, created_at, paid_at, updated_at, refunded_micros"
+    "checkout_url, payment_transfer_id, created_at, paid_at, updated_at, refunded_micros, "        \
+    "payment_id, dispute, review_reason, hold_until"
 
-static const char *const order_statuses[] = {"pending", "paid",         "failed",
+static const char *const order_statuses[] = {"pending", "paid",         "disputed", "failed",
                                              "expired", "needs_review", "refunded"};
 
 static void read_order(dm_stmt *st, apr_pool_t *p, dm_order *o)
@@ -52,6 +53,15 @@ static void read_order(dm_stmt *st, apr_pool_t *p, dm_order *o)
     o->paid_at = dm_stmt_is_null(st, 11) ? 0 : dm_stmt_int64(st, 11);
     o->updated_at = dm_stmt_int64(st, 12);
     o->refunded_micros = dm_stmt_int64(st, 13);
+    o->payment_id = dm_stmt_dup_text(st, p, 14);
+    o->dispute = dm_stmt_dup_text(st, p, 15);
+    o->review_reason = dm_stmt_dup_text(st, p, 16);
+    o->hold_until = dm_stmt_is_null(st, 17) ? 0 : dm_stmt_int64(st, 17);
+    /* A paid order with an open dispute shows, and is treated, as disputed:
+     * no staff refund, no "paid" guard matches it. */
+    if (o->dispute && strcmp(o->dispute, "open") == 0 && strcmp(o->status, "paid") == 0) {
+        o->status = "disputed";
+    }
 }
 
 /* One order by a query binding (id) or (gateway, provider_ref). */
@@ -73,13 +83,17 @@ static dm_err *order_by_id(dm_db *db, apr_pool_t *p, int64_t id, dm_order *out, 
     return e;
 }
 
-static dm_err *order_by_ref(dm_db *db, apr_pool_t *p, const char *gateway, dm_str ref,
-                            dm_order *out, int *found)
+/* column: "provider_ref" or "payment_id" (never input). */
+static dm_err *order_by_ref(dm_db *db, apr_pool_t *p, const char *column, const char *gateway,
+                            dm_str ref, dm_order *out, int *found)
 {
     dm_stmt *st;
     dm_err *e = dm_db_prepare(db, p,
-                              "SELECT " ORDER_COLUMNS " FROM orders WHERE gateway = ? AND "
-                              "provider_ref = ? ORDER BY id LIMIT 1",
+                              strcmp(column, "payment_id") == 0
+                                  ? "SELECT " ORDER_COLUMNS " FROM orders WHERE gateway = ? AND "
+                                    "payment_id = ? ORDER BY id LIMIT 1"
+                                  : "SELECT " ORDER_COLUMNS " FROM orders WHERE gateway = ? AND "
+                                    "provider_ref = ? ORDER BY id LIMIT 1",
                               &st);
 
     *found = 0;
@@ -524,17 +538,98 @@ static int str_is(dm_str s, const char *z)
     return z && s.len == n && (n == 0 || memcmp(s.ptr, z, n) == 0);
 }
 
+/* The payment identity of an event: its payment_id, else its provider
+ * reference; NULL when it has neither. */
+static const char *identity_of(apr_pool_t *p, const dm_payment_event *ev)
+{
+    if (ev->payment_id.len) {
+        return apr_pstrmemdup(p, ev->payment_id.ptr, ev->payment_id.len);
+    }
+    return ev->provider_ref.len ? apr_pstrmemdup(p, ev->provider_ref.ptr, ev->provider_ref.len)
+                                : NULL;
+}
+
+/* The order of gateway `plugin` other than `id` that payment identity
+ * `pid` credited; 0: none. */
+static dm_err *identity_owner(dm_db *db, apr_pool_t *p, const char *plugin, const char *pid,
+                              int64_t id, int64_t *other)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(
+        db, p, "SELECT id FROM orders WHERE gateway = ? AND payment_id = ? AND id != ?", &st);
+
+    *other = 0;
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_str(st, 1, plugin);
+    dm_stmt_bind_str(st, 2, pid);
+    dm_stmt_bind_int64(st, 3, id);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        *other = dm_stmt_int64(st, 0);
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+/* Parks order o (status `from`) as needs_review for `reason`, alerting
+ * staff with `detail` once per `key`. *outcome: `name`, or "no_change"
+ * when the order moved meanwhile. */
+static dm_err *park(dm_db *db, apr_pool_t *p, dm_order *o, const char *from, const char *reason,
+                    const char *detail, const char *key, const char *name, const char **outcome)
+{
+    dm_stmt *st;
+    int row = 0, changed = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              "UPDATE orders SET status = 'needs_review', review_reason = ?, "
+                              "updated_at = ? WHERE id = ? AND status = ?",
+                              &st);
+
+    *outcome = "no_change";
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_str(st, 1, reason);
+    dm_stmt_bind_int64(st, 2, dm_now());
+    dm_stmt_bind_int64(st, 3, o->id);
+    dm_stmt_bind_str(st, 4, from);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (e) {
+        return e;
+    }
+    changed = dm_db_changes(db) == 1;
+    if (!changed) {
+        return NULL;
+    }
+    *outcome = name;
+    o->status = "needs_review";
+    o->review_reason = reason;
+    return staff_alert(db, p, o, reason, detail, key);
+}
+
 static dm_err *apply_paid(dm_db *db, apr_pool_t *p, const char *plugin, const dm_payment_event *ev,
                           dm_order *o, const char **outcome)
 {
     const char *evid = apr_pstrmemdup(p, ev->event_id.ptr, ev->event_id.len);
     const char *key = apr_pstrcat(p, plugin, ":", evid, NULL);
-    int64_t gw = 0;
+    const char *pid = identity_of(p, ev);
+    int64_t gw = 0, other = 0;
     int changed = 0;
     dm_err *e;
 
+    /* The payment that credited this order, reported again (a webhook and
+     * the janitor, a redelivery under another event id, the return page):
+     * nothing to do. Only an explicit payment_id says so; without one a
+     * second event may be a second payment, and staff look. */
+    if (ev->payment_id.len && o->payment_id && strcmp(o->payment_id, pid) == 0) {
+        *outcome = "already_paid";
+        return NULL;
+    }
     if (strcmp(o->status, "paid") == 0 || strcmp(o->status, "refunded") == 0 ||
-        strcmp(o->status, "needs_review") == 0) {
+        strcmp(o->status, "disputed") == 0 || strcmp(o->status, "needs_review") == 0) {
         /* Money arrived twice for one checkout: staff refund it. */
         *outcome = "duplicate_payment";
         return staff_alert(db, p, o, "duplicate_payment",
@@ -572,12 +667,44 @@ static dm_err *apply_paid(dm_db *db, apr_pool_t *p, const char *plugin, const dm
                                               (apr_int64_t)o->amount_micros, o->currency),
                                  key);
     }
+    /* One payment identity credits one order. */
+    if (pid) {
+        e = identity_owner(db, p, plugin, pid, o->id, &other);
+        if (e) {
+            return e;
+        }
+        if (other) {
+            return park(db, p, o, "pending", "payment_reused",
+                        apr_psprintf(p,
+                                     "event %s reports payment %s, which already credited order "
+                                     "%" APR_INT64_T_FMT "; nothing was credited",
+                                     key, pid, (apr_int64_t)other),
+                        key, "payment_reused", outcome);
+        }
+    }
     e = transition(db, p, o->id, "pending", "paid", 1, &changed);
     if (e || !changed) {
         *outcome = "no_change";
         return e;
     }
     o->status = "paid";
+    o->payment_id = pid;
+    if (pid) {
+        dm_stmt *st;
+        int row = 0;
+        e = dm_db_prepare(db, p, "UPDATE orders SET payment_id = ?, hold_until = NULL WHERE id = ?",
+                          &st);
+        if (e) {
+            return e;
+        }
+        dm_stmt_bind_str(st, 1, pid);
+        dm_stmt_bind_int64(st, 2, o->id);
+        e = dm_stmt_step(st, p, &row);
+        dm_stmt_done(st);
+        if (e) {
+            return e;
+        }
+    }
     e = dm_ledger_system_account(db, p, apr_pstrcat(p, DM_SYS_GATEWAY_PREFIX, plugin, NULL),
                                  o->currency, &gw);
     if (!e) {
@@ -640,11 +767,199 @@ static dm_err *apply_refunded(dm_db *db, apr_pool_t *p, const char *plugin,
     return e;
 }
 
+/* Sets the order's dispute to `to` when it is `from` (NULL: none or a
+ * closed one) and the order is paid. *changed says whether it moved. */
+static dm_err *set_dispute(dm_db *db, apr_pool_t *p, int64_t id, const char *from, const char *to,
+                           int *changed)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              from ? "UPDATE orders SET dispute = ?, updated_at = ? "
+                                     "WHERE id = ? AND status = 'paid' AND dispute = ?"
+                                   : "UPDATE orders SET dispute = ?, updated_at = ? "
+                                     "WHERE id = ? AND status = 'paid' AND "
+                                     "(dispute IS NULL OR dispute != 'open')",
+                              &st);
+
+    *changed = 0;
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_str(st, 1, to);
+    dm_stmt_bind_int64(st, 2, dm_now());
+    dm_stmt_bind_int64(st, 3, id);
+    if (from) {
+        dm_stmt_bind_str(st, 4, from);
+    }
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (!e) {
+        *changed = dm_db_changes(db) == 1;
+    }
+    return e;
+}
+
+/* The amount of an event in words for staff ("12500000 USD"). */
+static const char *event_money(apr_pool_t *p, const dm_payment_event *ev, const dm_order *o)
+{
+    return apr_psprintf(p, "%" APR_INT64_T_FMT " %.*s", (apr_int64_t)ev->amount_micros,
+                        ev->currency.len ? (int)ev->currency.len : (int)strlen(o->currency),
+                        ev->currency.len ? ev->currency.ptr : o->currency);
+}
+
+/* A dispute (chargeback) opened, won or lost. Opened: the order shows as
+ * disputed and its held commissions are not released (commission.c skips
+ * them) until it closes. Won: released. Lost: the money went back — a
+ * full refund of what is left (shop/refunds.h), whose clawbacks take the
+ * commissions back. */
+static dm_err *apply_dispute(dm_db *db, apr_pool_t *p, const char *plugin,
+                             const dm_payment_event *ev, dm_order *o, const char **outcome)
+{
+    const char *key =
+        apr_pstrcat(p, plugin, ":", apr_pstrmemdup(p, ev->event_id.ptr, ev->event_id.len), NULL);
+    int changed = 0;
+    dm_err *e;
+
+    if (ev->status == DM_PAY_DISPUTE_OPENED) {
+        if (strcmp(o->status, "paid") != 0) {
+            *outcome = strcmp(o->status, "disputed") == 0 ? "no_change" : "not_paid";
+            return NULL;
+        }
+        e = set_dispute(db, p, o->id, NULL, "open", &changed);
+        *outcome = changed ? "disputed" : "no_change";
+        return e || !changed
+                   ? e
+                   : staff_alert(db, p, o, "dispute_opened",
+                                 apr_psprintf(p,
+                                              "event %s: the buyer disputed %s of order "
+                                              "%" APR_INT64_T_FMT
+                                              "; its commissions are held until the dispute "
+                                              "closes. Answer the dispute at the provider.",
+                                              key, event_money(p, ev, o), (apr_int64_t)o->id),
+                                 key);
+    }
+    if (ev->status == DM_PAY_DISPUTE_WON) {
+        e = set_dispute(db, p, o->id, "open", "won", &changed);
+        *outcome = changed ? "dispute_won" : "no_change";
+        if (changed) {
+            o->status = "paid";
+            o->dispute = "won";
+        }
+        return e;
+    }
+    /* lost: from an open dispute, or straight from paid when the opening
+     * event never came */
+    if (strcmp(o->status, "refunded") == 0) {
+        *outcome = "already_refunded";
+        return NULL;
+    }
+    if (strcmp(o->status, "paid") != 0 && strcmp(o->status, "disputed") != 0) {
+        *outcome = "not_paid";
+        return NULL;
+    }
+    e = set_dispute(db, p, o->id, strcmp(o->status, "disputed") == 0 ? "open" : NULL, "lost",
+                    &changed);
+    if (e || !changed) {
+        *outcome = "no_change";
+        return e;
+    }
+    o->status = "paid";
+    o->dispute = "lost";
+    {
+        dm_refund_req req;
+        int applied = 0, complete = 0;
+        memset(&req, 0, sizeof(req));
+        req.amount_micros = o->amount_micros - o->refunded_micros;
+        req.event = key;
+        e = dm_refund_post(db, p, o, &req, &applied, &complete);
+        if (e) {
+            return e;
+        }
+        if (!applied) {
+            return dm_err_make(p, DM_E_CONFLICT, NULL,
+                               "order %" APR_INT64_T_FMT " moved while its dispute was lost",
+                               (apr_int64_t)o->id);
+        }
+    }
+    *outcome = "dispute_lost";
+    return staff_alert(db, p, o, "dispute_lost",
+                       apr_psprintf(p,
+                                    "event %s: the dispute of order %" APR_INT64_T_FMT
+                                    " was lost; the order was refunded in full and its "
+                                    "commissions taken back",
+                                    key, (apr_int64_t)o->id),
+                       key);
+}
+
+/* The plugin says money moved but not as asked (underpaid, overpaid, paid
+ * after expiry, unknown currency): never credited; a pending, failed or
+ * expired order is parked with the reason, and staff are alerted in any
+ * case. */
+static dm_err *apply_needs_review(dm_db *db, apr_pool_t *p, const char *plugin,
+                                  const dm_payment_event *ev, dm_order *o, const char **outcome)
+{
+    static const char *const reasons[] = {
+        "other", "underpaid", "overpaid", "paid_after_expiry", "unknown_currency", "other"};
+    const char *key =
+        apr_pstrcat(p, plugin, ":", apr_pstrmemdup(p, ev->event_id.ptr, ev->event_id.len), NULL);
+    const char *reason = reasons[ev->review_reason <= DM_REVIEW_OTHER ? ev->review_reason : 0];
+    const char *detail = apr_psprintf(
+        p, "event %s: %s (%s, order %" APR_INT64_T_FMT " is %" APR_INT64_T_FMT " %s)%s%.*s", key,
+        reason, event_money(p, ev, o), (apr_int64_t)o->id, (apr_int64_t)o->amount_micros,
+        o->currency, ev->detail.len ? ": " : "", (int)ev->detail.len,
+        ev->detail.ptr ? ev->detail.ptr : "");
+
+    if (strcmp(o->status, "pending") == 0 || strcmp(o->status, "failed") == 0 ||
+        strcmp(o->status, "expired") == 0) {
+        return park(db, p, o, o->status, reason, detail, key, "needs_review", outcome);
+    }
+    *outcome = "review_noted";
+    return staff_alert(db, p, o, reason, detail, key);
+}
+
+dm_err *dm_order_history_add(dm_db *db, apr_pool_t *p, int64_t order_id, const char *kind,
+                             const char *source, const char *detail)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e =
+        dm_db_prepare(db, p,
+                      "INSERT INTO order_events (order_id, kind, source, detail, created_at) "
+                      "VALUES (?, ?, ?, ?, ?)",
+                      &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, order_id);
+    dm_stmt_bind_str(st, 2, kind);
+    dm_stmt_bind_str(st, 3, source);
+    if (detail) {
+        dm_stmt_bind_str(st, 4, detail);
+    } else {
+        dm_stmt_bind_null(st, 4);
+    }
+    dm_stmt_bind_int64(st, 5, dm_now());
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    return e;
+}
+
+static dm_err *apply_to_order(dm_db *db, apr_pool_t *p, const char *plugin,
+                              const dm_payment_event *ev, dm_order *o, const char **outcome);
+
 dm_err *dm_orders_apply_event(dm_db *db, apr_pool_t *p, const char *plugin,
                               const dm_payment_event *ev, const char **outcome)
 {
+    return dm_orders_apply_event_from(db, p, plugin, "webhook", ev, outcome);
+}
+
+dm_err *dm_orders_apply_event_from(dm_db *db, apr_pool_t *p, const char *plugin, const char *source,
+                                   const dm_payment_event *ev, const char **outcome)
+{
     dm_order o;
-    int found = 0, changed = 0;
+    int found = 0;
     int64_t id = order_id_of(ev->order_id);
     dm_err *e = NULL;
 
@@ -658,8 +973,14 @@ dm_err *dm_orders_apply_event(dm_db *db, apr_pool_t *p, const char *plugin,
     }
     if (id) {
         e = order_by_id(db, p, id, &o, &found);
-    } else if (ev->order_id.len == 0 && ev->provider_ref.len) {
-        e = order_by_ref(db, p, plugin, ev->provider_ref, &o, &found);
+    } else if (ev->order_id.len == 0) {
+        /* a refund or dispute may name only the payment, or the checkout */
+        if (ev->payment_id.len) {
+            e = order_by_ref(db, p, "payment_id", plugin, ev->payment_id, &o, &found);
+        }
+        if (!e && !found && ev->provider_ref.len) {
+            e = order_by_ref(db, p, "provider_ref", plugin, ev->provider_ref, &o, &found);
+        }
     }
     if (e) {
         return e;
@@ -682,33 +1003,51 @@ dm_err *dm_orders_apply_event(dm_db *db, apr_pool_t *p, const char *plugin,
                plugin, (int)ev->event_id.len, ev->event_id.ptr, (apr_int64_t)o.id, o.gateway);
         return NULL;
     }
+    e = apply_to_order(db, p, plugin, ev, &o, outcome);
+    if (!e && strcmp(*outcome, "no_change") != 0 && strcmp(*outcome, "ignored") != 0) {
+        e = dm_order_history_add(
+            db, p, o.id, *outcome, source ? source : "webhook",
+            apr_psprintf(p, "%s event %.*s (%s)", plugin, (int)ev->event_id.len,
+                         ev->event_id.ptr ? ev->event_id.ptr : "", event_money(p, ev, &o)));
+    }
+    return e;
+}
+
+static dm_err *apply_to_order(dm_db *db, apr_pool_t *p, const char *plugin,
+                              const dm_payment_event *ev, dm_order *o, const char **outcome)
+{
+    int changed = 0;
+    dm_err *e;
+
     switch (ev->status) {
     case DM_PAY_PAID:
-        return apply_paid(db, p, plugin, ev, &o, outcome);
+        return apply_paid(db, p, plugin, ev, o, outcome);
     case DM_PAY_FAILED:
     case DM_PAY_EXPIRED:
-        e = transition(db, p, o.id, "pending", ev->status == DM_PAY_FAILED ? "failed" : "expired",
+        e = transition(db, p, o->id, "pending", ev->status == DM_PAY_FAILED ? "failed" : "expired",
                        0, &changed);
         /* A decline or expiry of an order already paid changes nothing;
          * the outcome says why, so the gateway's page can tell the buyer. */
         *outcome = changed ? (ev->status == DM_PAY_FAILED ? "failed" : "expired")
-                   : !strcmp(o.status, "paid") ? "already_paid"
-                                               : "no_change";
+                   : !strcmp(o->status, "paid") || !strcmp(o->status, "disputed") ? "already_paid"
+                                                                                  : "no_change";
         return e;
     case DM_PAY_REFUNDED:
-        return apply_refunded(db, p, plugin, ev, &o, outcome);
-    case DM_PAY_IGNORED:
-        break;
+        return apply_refunded(db, p, plugin, ev, o, outcome);
     case DM_PAY_DISPUTE_OPENED:
     case DM_PAY_DISPUTE_WON:
     case DM_PAY_DISPUTE_LOST:
+        return apply_dispute(db, p, plugin, ev, o, outcome);
     case DM_PAY_NEEDS_REVIEW:
+        return apply_needs_review(db, p, plugin, ev, o, outcome);
     case DM_PAY_PENDING:
-        /* ABI 1.4 statuses: plugins/payment.c does not pass them on yet
-         * (they are refused there as malformed until orders act on them). */
-        *outcome = "ignored";
+        /* seen, not settled: recorded in the history, nothing changes */
+        *outcome = "pending";
+        return NULL;
+    case DM_PAY_IGNORED:
         break;
     }
+    *outcome = "ignored";
     return NULL;
 }
 
@@ -731,6 +1070,7 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
     dm_message msg;
     dm_status rc;
     dm_refund_req req;
+    dm_payment_refund_in rin;
     int64_t left, was;
     int balance, applied = 0, complete = 0;
     dm_err *e;
@@ -823,7 +1163,18 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
 
     /* The gateway, with no transaction open: its refund webhook may reach
      * this server before the call returns. */
-    rc = dm_payment_refund(h, pl, p, out->provider_ref, amount_micros, out->currency, &msg);
+    memset(&rin, 0, sizeof(rin));
+    rin.provider_ref = out->provider_ref;
+    rin.payment_id = out->payment_id;
+    rin.amount_micros = amount_micros;
+    rin.currency = out->currency;
+    /* the order and where its refunds stand: a retry of this same request
+     * carries the same key, and the provider refunds it once */
+    rin.idempotency_key =
+        apr_psprintf(p, "dm-refund-%" APR_INT64_T_FMT "-%" APR_INT64_T_FMT "-%" APR_INT64_T_FMT,
+                     (apr_int64_t)order_id, (apr_int64_t)was, (apr_int64_t)amount_micros);
+    rin.reason = reason;
+    rc = dm_payment_refund(h, pl, p, &rin, NULL, &msg);
     if (rc != DM_OK) {
         dm_log(DM_L_NOTICE, "DM00705: order %s: gateway %s refused the refund (%d): %s", target,
                out->gateway, (int)rc, msg.text[0] ? msg.text : "no reason given");

@@ -41,7 +41,8 @@ typedef struct dm_order {
     int64_t package_id;
     int64_t amount_micros;
     const char *currency;
-    const char *status;          /* pending|paid|failed|expired|needs_review|refunded */
+    const char *status;          /* pending|paid|disputed|failed|expired|needs_review|refunded
+                                  * (disputed: paid, with a dispute open) */
     const char *gateway;         /* plugin name or "balance" */
     const char *provider_ref;    /* NULL until the checkout exists */
     const char *checkout_url;    /* NULL likewise */
@@ -49,7 +50,11 @@ typedef struct dm_order {
     int64_t created_at;
     int64_t paid_at; /* 0: not paid */
     int64_t updated_at;
-    int64_t refunded_micros; /* refunded so far (shop/refunds.h); <= amount_micros */
+    int64_t refunded_micros;   /* refunded so far (shop/refunds.h); <= amount_micros */
+    const char *payment_id;    /* the payment identity that credited it; NULL: none */
+    const char *dispute;       /* NULL | open | won | lost */
+    const char *review_reason; /* why it needs review; NULL: none given */
+    int64_t hold_until;        /* a pending order holds capacity until then; 0: no hold */
 } dm_order;
 
 /* A checkout order: `gateway` must name a loaded, initialised payment
@@ -73,16 +78,36 @@ dm_err *dm_order_pay_from_balance(dm_db *db, apr_pool_t *p, int64_t user_id, int
 
 /* Acts on a verified event of payment plugin `plugin`. MUST run inside
  * the transaction that records the event (core/payments.c); returns in
- * *outcome what was done, for payment_events.outcome: "paid",
- * "unknown_order", "wrong_gateway", "duplicate_payment",
- * "amount_mismatch", "late_payment", "failed", "expired", "refunded" (the
- * refund reached the price), "partial_refund" (a part was refunded: the
- * order stays paid), "needs_review" (a refund of more than is left, or in
- * another currency: nothing posted, the order parked, staff alerted),
- * "already_refunded", "not_paid", "no_change", "ignored". An error means:
- * roll back (the provider retries). */
+ * *outcome what was done, for payment_events.outcome:
+ * - paid: "paid"; "already_paid" (the same payment identity — the event's
+ *   payment_id — reported again: nothing to do); "duplicate_payment" (a
+ *   different payment of a paid order: staff alerted); "payment_reused"
+ *   (the payment identity already credited another order: parked,
+ *   alerted); "amount_mismatch"; "late_payment"; "sold_out" (the order's
+ *   capacity hold ran out and nothing is left: parked, alerted);
+ * - "failed", "expired", "already_paid" (a decline of a paid order);
+ * - refunds: "refunded" (the refund reached the price), "partial_refund"
+ *   (a part was refunded: the order stays paid), "needs_review" (a refund
+ *   of more than is left, or in another currency: nothing posted, the
+ *   order parked, staff alerted), "already_refunded", "not_paid";
+ * - disputes: "disputed" (opened: commissions held, staff alerted),
+ *   "dispute_won" (released), "dispute_lost" (refunded in full, as a
+ *   refund: shop/refunds.h);
+ * - "needs_review" (the plugin's review: parked with its reason, alerted,
+ *   nothing credited), "pending" (recorded, nothing changes);
+ * - "unknown_order", "wrong_gateway", "no_change", "ignored".
+ * Each outcome that is not one of the last four is written to the order's
+ * history (order_events, with the source: "webhook", "janitor", ...). An
+ * error means: roll back (the provider retries). */
 dm_err *dm_orders_apply_event(dm_db *db, apr_pool_t *p, const char *plugin,
                               const dm_payment_event *ev, const char **outcome);
+dm_err *dm_orders_apply_event_from(dm_db *db, apr_pool_t *p, const char *plugin, const char *source,
+                                   const dm_payment_event *ev, const char **outcome);
+
+/* Appends to order `order_id`'s history (order_events), in the caller's
+ * transaction. detail may be NULL. */
+dm_err *dm_order_history_add(dm_db *db, apr_pool_t *p, int64_t order_id, const char *kind,
+                             const char *source, const char *detail);
 
 /* A staff refund of `amount_micros` of a paid order (0: all that is left
  * to refund), audited ("order.refund", with the amount and the reason) by

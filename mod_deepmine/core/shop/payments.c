@@ -101,9 +101,43 @@ static dm_err *check_event(apr_pool_t *p, const dm_payment_event *ev)
     if (ev->amount_micros < 0) {
         return dm_err_make(p, DM_E_INVALID, "amount_micros", "the amount must not be negative");
     }
+    if (!ref_ok(ev->payment_id)) {
+        return dm_err_make(p, DM_E_INVALID, "payment_id",
+                           "the payment id must be at most %d bytes without control characters",
+                           DM_PAYMENT_REF_MAX);
+    }
+    if (ev->detail.len > 500 ||
+        (ev->detail.len &&
+         (!ev->detail.ptr || dm_has_control_bytes(ev->detail.ptr, ev->detail.len)))) {
+        return dm_err_make(p, DM_E_INVALID, "detail",
+                           "the detail must be at most 500 bytes without control characters");
+    }
+    if (ev->review_reason < DM_REVIEW_NONE || ev->review_reason > DM_REVIEW_OTHER) {
+        return dm_err_make(p, DM_E_INVALID, "review_reason", "unknown review reason %d",
+                           (int)ev->review_reason);
+    }
     if (!currency_ok(ev->currency)) {
         return dm_err_make(p, DM_E_INVALID, "currency",
                            "the currency must be three capital letters (ISO 4217)");
+    }
+    return NULL;
+}
+
+static const char *review_name(dm_payment_review_reason r)
+{
+    switch (r) {
+    case DM_REVIEW_UNDERPAID:
+        return "underpaid";
+    case DM_REVIEW_OVERPAID:
+        return "overpaid";
+    case DM_REVIEW_PAID_AFTER_EXPIRY:
+        return "paid_after_expiry";
+    case DM_REVIEW_UNKNOWN_CURRENCY:
+        return "unknown_currency";
+    case DM_REVIEW_OTHER:
+        return "other";
+    case DM_REVIEW_NONE:
+        break;
     }
     return NULL;
 }
@@ -112,12 +146,24 @@ dm_err *dm_payment_event_record(dm_db *db, apr_pool_t *p, const char *plugin,
                                 const dm_payment_event *ev, const char *raw_body, size_t raw_len,
                                 dm_payment_recorded *out)
 {
+    return dm_payment_event_record_from(db, p, plugin, "webhook", ev, raw_body, raw_len, out);
+}
+
+dm_err *dm_payment_event_record_from(dm_db *db, apr_pool_t *p, const char *plugin,
+                                     const char *source, const dm_payment_event *ev,
+                                     const char *raw_body, size_t raw_len, dm_payment_recorded *out)
+{
+    const char *review;
     dm_stmt *st = NULL;
     const char *outcome = NULL;
     int row = 0;
     dm_err *e;
 
     memset(out, 0, sizeof(*out));
+    if (!source ||
+        (strcmp(source, "webhook") && strcmp(source, "janitor") && strcmp(source, "return"))) {
+        return dm_err_make(p, DM_E_INTERNAL, NULL, "payments: unknown event source");
+    }
     if (!plugin || !*plugin) {
         return dm_err_make(p, DM_E_INTERNAL, NULL, "payments: an event needs its plugin's name");
     }
@@ -134,8 +180,9 @@ dm_err *dm_payment_event_record(dm_db *db, apr_pool_t *p, const char *plugin,
      * UNIQUE (plugin, event_id) index lets exactly one of them insert. */
     e = dm_db_prepare(db, p,
                       "INSERT INTO payment_events (plugin, event_id, status, order_ref, "
-                      "provider_ref, amount_micros, currency, raw_body, received_at) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                      "provider_ref, amount_micros, currency, raw_body, received_at, "
+                      "payment_id, review_reason, detail, source) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                       "ON CONFLICT (plugin, event_id) DO NOTHING",
                       &st);
     if (e) {
@@ -151,6 +198,15 @@ dm_err *dm_payment_event_record(dm_db *db, apr_pool_t *p, const char *plugin,
     bind_str_or_null_if_empty(st, 7, ev->currency);
     dm_stmt_bind_text(st, 8, raw_body ? raw_body : "", raw_body ? raw_len : 0);
     dm_stmt_bind_int64(st, 9, dm_now());
+    bind_str_or_null_if_empty(st, 10, ev->payment_id);
+    review = review_name(ev->review_reason);
+    if (review) {
+        dm_stmt_bind_text(st, 11, review, strlen(review));
+    } else {
+        dm_stmt_bind_null(st, 11);
+    }
+    bind_str_or_null_if_empty(st, 12, ev->detail);
+    dm_stmt_bind_text(st, 13, source, strlen(source));
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     if (e) {
@@ -188,7 +244,7 @@ dm_err *dm_payment_event_record(dm_db *db, apr_pool_t *p, const char *plugin,
     /* Act on the event in this same transaction (core/orders.c), then
      * note what was done on the event's row: the event and its effects
      * commit together, or neither does and the provider retries. */
-    e = dm_orders_apply_event(db, p, plugin, ev, &outcome);
+    e = dm_orders_apply_event_from(db, p, plugin, source, ev, &outcome);
     if (e) {
         dm_log(DM_L_ERR, "DM00706: payment event %s/%.*s could not be applied: %s", plugin,
                (int)ev->event_id.len, ev->event_id.ptr, e->message);

@@ -40,4 +40,13 @@ dm_err *dm_payment_event_record(dm_db *db, apr_pool_t *p, const char *plugin,
                                 const dm_payment_event *ev, const char *raw_body, size_t raw_len,
                                 dm_payment_recorded *out);
 
+/* The same, for an event that did not come as a webhook: `source` is
+ * "webhook", "janitor" (the answer of the plugin's query, shop/janitor.h)
+ * or "return" (the buyer's return page); it is kept on the event's row
+ * and in the order's history. */
+dm_err *dm_payment_event_record_from(dm_db *db, apr_pool_t *p, const char *plugin,
+                                     const char *source, const dm_payment_event *ev,
+                                     const char *raw_body, size_t raw_len,
+                                     dm_payment_recorded *out);
+
 #endif
