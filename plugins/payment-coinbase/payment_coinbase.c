@@ -33,6 +33,7 @@
 #include <deepmine/plugin.h>
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,12 @@ static dm_str mkstr(const char *s)
 static int str_eq(dm_str s, const char *lit)
 {
     return s.ptr && s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
+}
+
+/* Two present strings with the same bytes. */
+static int same(dm_str a, dm_str b)
+{
+    return a.ptr && b.ptr && a.len == b.len && memcmp(a.ptr, b.ptr, a.len) == 0;
 }
 
 static int has_ctl(const char *s, size_t n)
@@ -687,8 +694,7 @@ static dm_status commerce_get_charge(dm_call *call, const conf *c, dm_str ref, c
                 (int)ref.len, ref.ptr);
         return DM_ERR_TEMPORARY;
     }
-    if (!(out->code.len == ref.len && !memcmp(out->code.ptr, ref.ptr, ref.len)) &&
-        !(out->id.len == ref.len && !memcmp(out->id.ptr, ref.ptr, ref.len))) {
+    if (!same(out->code, ref) && !same(out->id, ref)) {
         set_msg(msg, "Coinbase Commerce answered GET /charges/%.*s with another charge",
                 (int)ref.len, ref.ptr);
         return DM_ERR_TEMPORARY;
@@ -931,7 +937,9 @@ static dm_status fill_event(dm_call *call, const charge *ch, const verdict *v, d
         memcpy(detail, v->detail, strlen(v->detail) + 1);
         ev.detail = mkstr(detail);
     }
-    if (v->status > DM_PAY_IGNORED && !DM_HAS_FIELD(out, dm_payment_event, review_reason)) {
+    /* DM_HAS_FIELD without its NULL test: out is the host's, never NULL */
+    if (v->status > DM_PAY_IGNORED &&
+        size < offsetof(dm_payment_event, review_reason) + sizeof(out->review_reason)) {
         set_msg(msg,
                 "charge %.*s needs a status (%s) this host's plugin ABI cannot carry; "
                 "ABI 1.4 is needed",
