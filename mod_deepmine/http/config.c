@@ -16,6 +16,7 @@
 #include "base/confparse.h"
 #include "withdrawals/withdrawals.h"
 #include "referral/vip.h"
+#include "shop/janitor.h"
 #include "shop/refunds.h"
 
 #define DM_UNSET (-1)
@@ -40,6 +41,9 @@ void *dm_conf_create(apr_pool_t *p, server_rec *s)
     c->test_mode = DM_UNSET;
     c->accrual_delay = DM_UNSET;
     c->job_batch = DM_UNSET;
+    c->payment_settle = DM_UNSET;
+    c->checkout_hold = DM_UNSET;
+    c->pending_orders = DM_UNSET;
     return c;
 }
 
@@ -67,6 +71,9 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
     MERGE_NUM(commission_hold_days);
     MERGE_NUM(commission_cap_bp);
     MERGE_NUM(partial_refund);
+    MERGE_NUM(payment_settle);
+    MERGE_NUM(checkout_hold);
+    MERGE_NUM(pending_orders);
     MERGE_NUM(wd_min);
     MERGE_NUM(wd_max);
     MERGE_NUM(wd_daily);
@@ -339,6 +346,56 @@ static const char *set_partial_refund(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+static const char *set_payment_settle(cmd_parms *cmd, void *dc, const char *arg)
+{
+    long long v = 0;
+
+    (void)dc;
+    if (dm_parse_int(cmd->temp_pool, arg, 60, 86400, &v)) {
+        return DM_DIR_PAYMENT_SETTLE " takes the seconds a gateway order stays pending before "
+                                     "the janitor asks the gateway: a whole number from 60 to "
+                                     "86400";
+    }
+    sconf(cmd)->payment_settle = (int)v;
+    return NULL;
+}
+
+static const char *set_checkout_hold(cmd_parms *cmd, void *dc, const char *arg)
+{
+    long long v = 0;
+
+    (void)dc;
+    if (dm_parse_int(cmd->temp_pool, arg, 60, 86400, &v)) {
+        return DM_DIR_CHECKOUT_HOLD " takes the seconds a pending order holds its capacity when "
+                                    "the gateway gives no checkout lifetime: a whole number from "
+                                    "60 to 86400";
+    }
+    sconf(cmd)->checkout_hold = (int)v;
+    return NULL;
+}
+
+static const char *set_pending_orders(cmd_parms *cmd, void *dc, const char *arg)
+{
+    long long v = 0;
+
+    (void)dc;
+    if (dm_parse_int(cmd->temp_pool, arg, 1, 100, &v)) {
+        return DM_DIR_PENDING_ORDERS " takes the unpaid gateway orders a member may hold at "
+                                     "once: a whole number from 1 to 100";
+    }
+    sconf(cmd)->pending_orders = (int)v;
+    return NULL;
+}
+
+void dm_conf_payment_rules(const dm_conf *c, dm_payment_rules *out)
+{
+    out->settle_s = c->payment_settle != DM_UNSET ? c->payment_settle : DM_PAYMENT_SETTLE_DEFAULT_S;
+    out->checkout_hold_s =
+        c->checkout_hold != DM_UNSET ? c->checkout_hold : DM_CHECKOUT_HOLD_DEFAULT_S;
+    out->pending_max =
+        c->pending_orders != DM_UNSET ? c->pending_orders : DM_PENDING_ORDERS_DEFAULT;
+}
+
 int dm_conf_partial_refund(const dm_conf *c)
 {
     return c->partial_refund != DM_UNSET ? c->partial_refund : DM_PARTIAL_REFUND_PRORATE;
@@ -544,6 +601,14 @@ const command_rec dm_directives[] = {
     AP_INIT_TAKE1(DM_DIR_PARTIAL_REFUND, set_partial_refund, NULL, RSRC_CONF,
                   "what a partial refund does to the contract: prorate (it runs on its "
                   "remaining share; the default) or end-contract (it ends)"),
+    AP_INIT_TAKE1(DM_DIR_PAYMENT_SETTLE, set_payment_settle, NULL, RSRC_CONF,
+                  "seconds a gateway order stays pending before the janitor asks its gateway "
+                  "(default 900)"),
+    AP_INIT_TAKE1(DM_DIR_CHECKOUT_HOLD, set_checkout_hold, NULL, RSRC_CONF,
+                  "seconds a pending order holds capacity when its gateway gives no checkout "
+                  "lifetime (default 1800)"),
+    AP_INIT_TAKE1(DM_DIR_PENDING_ORDERS, set_pending_orders, NULL, RSRC_CONF,
+                  "unpaid gateway orders a member may hold at once (default 3)"),
     AP_INIT_TAKE3(DM_DIR_WITHDRAWAL_LIMITS, set_withdrawal_limits, NULL, RSRC_CONF,
                   "<min> <max> <daily> withdrawal amounts in micro-units (default 10 USD, "
                   "10000 USD, 20000 USD per member per 24 h)"),

@@ -48,6 +48,9 @@ APLOG_USE_MODULE(deepmine);
 #define DM_DIR_MAX_BODY "DeepMineMaxBody"
 #define DM_DIR_PASSWORD_HASH "DeepMinePasswordHash"
 #define DM_DIR_PARTIAL_REFUND "DeepMinePartialRefund"
+#define DM_DIR_PAYMENT_SETTLE "DeepMinePaymentSettle"
+#define DM_DIR_CHECKOUT_HOLD "DeepMineCheckoutHold"
+#define DM_DIR_PENDING_ORDERS "DeepMinePendingOrders"
 #define DM_DIR_PLUGIN "DeepMinePlugin"
 #define DM_DIR_PLUGIN_SET "DeepMinePluginSet"
 #define DM_DIR_POOL "DeepMinePool"
@@ -87,6 +90,9 @@ typedef struct dm_conf {
     const char *mail_from;  /* DeepMineMailFrom */
     const char *mailer;     /* DeepMineMailer: the mailer plugin the queue uses */
     int job_batch;          /* DeepMineJobBatch: rows per transaction in batch jobs; -1 unset */
+    int payment_settle;     /* DeepMinePaymentSettle seconds; -1 unset */
+    int checkout_hold;      /* DeepMineCheckoutHold seconds; -1 unset */
+    int pending_orders;     /* DeepMinePendingOrders; -1 unset */
 } dm_conf;
 
 /* Process-wide state: built in post_config (router, plugins) and
@@ -120,6 +126,10 @@ void dm_conf_wd_limits(const dm_conf *c, struct dm_wd_limits *out);
 int dm_conf_commission_hold_days(const dm_conf *c);
 int dm_conf_commission_cap_bp(const dm_conf *c);
 int dm_conf_partial_refund(const dm_conf *c);
+/* DeepMinePaymentSettle, DeepMineCheckoutHold, DeepMinePendingOrders with
+ * their defaults (shop/janitor.h). */
+struct dm_payment_rules;
+void dm_conf_payment_rules(const dm_conf *c, struct dm_payment_rules *out);
 int dm_conf_cron(const dm_conf *c);
 int dm_conf_test_mode(const dm_conf *c);
 int dm_conf_accrual_delay(const dm_conf *c);

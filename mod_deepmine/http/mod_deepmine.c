@@ -19,6 +19,7 @@
 
 #include "base/clock.h"
 #include "referral/commission.h"
+#include "shop/janitor.h"
 #include "shop/refunds.h"
 #include "members/legal.h"
 #include "base/log.h"
@@ -159,6 +160,11 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     dm_conf_pw_params(c, &dm_g.svc.pw_params);
     dm_commission_set_hold((int64_t)dm_conf_commission_hold_days(c) * 86400);
     dm_refund_set_partial_mode((dm_partial_refund_mode)dm_conf_partial_refund(c));
+    {
+        dm_payment_rules pr;
+        dm_conf_payment_rules(c, &pr);
+        dm_payment_rules_set(&pr);
+    }
     if (dm_conf_test_mode(c)) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "DM00050: DeepMineTestMode is on: test-only jobs are enabled%s%s. Never in "

@@ -252,6 +252,7 @@ typedef struct conf {
     const char *name;
     int test_endpoints;
     int64_t ttl;
+    const char *state_dir; /* NULL: stateless, no query */
 } conf;
 
 /* Reads and checks every setting; DM_ERR_CONFIG with msg when one is bad. */
@@ -300,6 +301,11 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
         return DM_ERR_CONFIG;
     }
     c->test_endpoints = v && strcmp(v, "yes") == 0;
+    c->state_dir = host->setting(call, "state_dir");
+    if (c->state_dir && (c->state_dir[0] != '/' || strlen(c->state_dir) > 1024)) {
+        set_msg(msg, "state_dir must be an absolute path of a directory the server can write");
+        return DM_ERR_CONFIG;
+    }
     c->ttl = TTL_DEFAULT;
     v = host->setting(call, "checkout_ttl");
     if (v && (!parse_int64(v, strlen(v), &c->ttl) || c->ttl < TTL_MIN || c->ttl > TTL_MAX)) {
@@ -460,12 +466,99 @@ static dm_status token_read(dm_call *call, const conf *c, dm_str token, checkout
     return DM_OK;
 }
 
+/* ---- state (setting state_dir): what query answers ---- */
+
+/* One checkout's state, one line in <state_dir>/<checkout id>:
+ * "<state> <order> <amount> <currency> <exp> <payment id or ->" where state
+ * is open, paid or declined. */
+typedef struct state {
+    char st[16];
+    char order[REF_MAX + 1];
+    long long amount;
+    char currency[4];
+    long long exp;
+    char payment_id[64];
+} state;
+
+static int state_path(const conf *c, dm_str ref, char *out, size_t n)
+{
+    if (!c->state_dir || ref.len == 0 || ref.len > 64) {
+        return 0;
+    }
+    for (size_t i = 0; i < ref.len; i++) {
+        char ch = ref.ptr[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_')) {
+            return 0;
+        }
+    }
+    return snprintf(out, n, "%s/%.*s", c->state_dir, (int)ref.len, ref.ptr) < (int)n;
+}
+
+/* Written whole to a temporary file, then renamed: a reader sees the old
+ * line or the new one. 0 on success. */
+static int state_write(const conf *c, dm_str ref, const state *s)
+{
+    char path[1200], tmp[1300];
+    FILE *f;
+    int ok;
+
+    if (!state_path(c, ref, path, sizeof(path)) || strchr(s->order, ' ')) {
+        return -1;
+    }
+    snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)rand());
+    f = fopen(tmp, "w");
+    if (!f) {
+        return -1;
+    }
+    ok = fprintf(f, "%s %s %lld %s %lld %s\n", s->st, s->order, s->amount, s->currency, s->exp,
+                 s->payment_id[0] ? s->payment_id : "-") > 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static int state_read(const conf *c, dm_str ref, state *s)
+{
+    char path[1200];
+    FILE *f;
+    int n;
+
+    memset(s, 0, sizeof(*s));
+    if (!state_path(c, ref, path, sizeof(path)) || !(f = fopen(path, "r"))) {
+        return -1;
+    }
+    n = fscanf(f, "%15s %255s %lld %3s %lld %63s", s->st, s->order, &s->amount, s->currency,
+               &s->exp, s->payment_id);
+    fclose(f);
+    if (n != 6) {
+        return -1;
+    }
+    if (strcmp(s->payment_id, "-") == 0) {
+        s->payment_id[0] = '\0';
+    }
+    return 0;
+}
+
+/* A new payment identity, "py_sbx_" + 24 hex digits, into out[64]. */
+static void new_payment_id(dm_call *call, char *out)
+{
+    unsigned char rnd[12];
+    char *hex;
+
+    host->random_bytes(rnd, sizeof(rnd));
+    hex = host->hex_encode(call, rnd, sizeof(rnd));
+    snprintf(out, 64, "py_sbx_%s", hex ? hex : "0");
+}
+
 /* ---- events ---- */
 
 /* Builds an event and signs it; *body and *sig are call memory. */
 static dm_status make_event(dm_call *call, const conf *c, const char *type, dm_str object_id,
-                            dm_str order, int64_t amount, dm_str currency, const char **body,
-                            size_t *body_len, const char **sig, dm_message *msg)
+                            dm_str order, int64_t amount, dm_str currency, const char *extra,
+                            const char **body, size_t *body_len, const char **sig, dm_message *msg)
 {
     unsigned char rnd[12], mac[32];
     char *id_hex, *q_id, *q_order = NULL, *signed_text, *mac_hex, *out_sig;
@@ -493,8 +586,8 @@ static dm_status make_event(dm_call *call, const conf *c, const char *type, dm_s
         buf_str(&b, ",\"order_id\":");
         buf_str(&b, q_order);
     }
-    buf_fmt(&b, ",\"amount_micros\":%lld,\"currency\":\"%.*s\"}}}", (long long)amount,
-            (int)currency.len, currency.ptr);
+    buf_fmt(&b, ",\"amount_micros\":%lld,\"currency\":\"%.*s\"%s}}}", (long long)amount,
+            (int)currency.len, currency.ptr, extra ? extra : "");
     *body = to_call(call, &b);
     if (!*body) {
         set_msg(msg, "out of memory");
@@ -704,11 +797,80 @@ static dm_status sandbox_create_checkout(dm_call *call, const dm_payment_checkou
         return DM_ERR_INTERNAL;
     }
     st = make_checkout(call, &c, in, &url, &ref, msg);
+    if (st == DM_OK && c.state_dir) {
+        state sv;
+        memset(&sv, 0, sizeof(sv));
+        snprintf(sv.st, sizeof(sv.st), "open");
+        snprintf(sv.order, sizeof(sv.order), "%.*s", (int)in->order_id.len, in->order_id.ptr);
+        sv.amount = (long long)in->amount_micros;
+        snprintf(sv.currency, sizeof(sv.currency), "%s", c.currency);
+        sv.exp = (long long)time(NULL) + (long long)c.ttl;
+        if (state_write(&c, ref, &sv) != 0) {
+            set_msg(msg, "the sandbox could not write its state_dir");
+            return DM_ERR_TEMPORARY;
+        }
+    }
     if (st == DM_OK) {
         out->redirect_url = url;
         out->provider_ref = ref;
     }
     return st;
+}
+
+/* ---- query (ABI 1.4): the checkout's state from state_dir ---- */
+
+static dm_status sandbox_query(dm_call *call, dm_str provider_ref, dm_payment_event *out,
+                               dm_message *msg)
+{
+    conf c;
+    state sv;
+    dm_payment_event ev;
+    uint32_t size = out->size;
+    size_t n;
+    char *buf_;
+    dm_status st = read_conf(call, &c, msg);
+
+    if (st != DM_OK) {
+        return st;
+    }
+    if (!c.state_dir) {
+        set_msg(msg, "this sandbox keeps no state (set state_dir) and cannot be queried");
+        return DM_ERR_UNSUPPORTED;
+    }
+    if (state_read(&c, provider_ref, &sv) != 0) {
+        set_msg(msg, "no such checkout");
+        return DM_ERR_PERMANENT;
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.provider_ref = provider_ref;
+    n = strlen(sv.order);
+    buf_ = host->alloc(call, n + 4 + strlen(sv.payment_id) + 1);
+    if (!buf_) {
+        set_msg(msg, "out of memory");
+        return DM_ERR_INTERNAL;
+    }
+    memcpy(buf_, sv.order, n + 1);
+    ev.order_id.ptr = buf_;
+    ev.order_id.len = n;
+    memcpy(buf_ + n + 1, sv.currency, 4);
+    ev.currency.ptr = buf_ + n + 1;
+    ev.currency.len = strlen(sv.currency);
+    memcpy(buf_ + n + 5, sv.payment_id, strlen(sv.payment_id) + 1);
+    ev.payment_id.ptr = buf_ + n + 5;
+    ev.payment_id.len = strlen(sv.payment_id);
+    ev.amount_micros = sv.amount;
+    if (strcmp(sv.st, "paid") == 0) {
+        ev.status = DM_PAY_PAID;
+    } else if (strcmp(sv.st, "declined") == 0) {
+        ev.status = DM_PAY_FAILED;
+    } else if (sv.exp < (long long)time(NULL)) {
+        ev.status = DM_PAY_EXPIRED;
+    } else {
+        ev.status = DM_PAY_PENDING;
+    }
+    memcpy(out, &ev, size < sizeof(ev) ? size : sizeof(ev));
+    out->size = size;
+    return DM_OK;
 }
 
 /* ---- pages ---- */
@@ -789,8 +951,14 @@ static dm_status checkout_page(dm_call *call, const checkout *co, dm_str token,
     return page(call, &b, 200, resp, msg);
 }
 
-/* POST checkout/<token>/pay|decline: the event, posted to ourselves. */
-static dm_status checkout_act(dm_call *call, const conf *c, const checkout *co, int paid,
+enum { ACT_PAY, ACT_DECLINE, ACT_PAY_QUIETLY, ACT_UNDERPAY, ACT_OVERPAY };
+
+/* POST checkout/<token>/<action>: the event, posted to ourselves. pay: a
+ * new payment (its own payment id); decline; and with test_endpoints yes:
+ * pay-quietly (the payment is recorded in state_dir but its webhook is
+ * lost, for the janitor), underpay / overpay (a tenth less / more: an
+ * event needing review). */
+static dm_status checkout_act(dm_call *call, const conf *c, const checkout *co, int act,
                               dm_plugin_response *resp, dm_message *msg)
 {
     const char *body, *sig;
@@ -800,12 +968,45 @@ static dm_status checkout_act(dm_call *call, const conf *c, const checkout *co, 
     dm_message why;
     dm_status st;
     buf b = {0};
+    int paid = act != ACT_DECLINE;
     dm_str back = paid ? co->success_url : co->cancel_url;
     int already_paid;
+    state sv;
+    char extra[160];
+    const char *type = act == ACT_DECLINE    ? "checkout.declined"
+                       : act == ACT_UNDERPAY ? "checkout.underpaid"
+                       : act == ACT_OVERPAY  ? "checkout.overpaid"
+                                             : "checkout.paid";
+    int64_t amount = act == ACT_UNDERPAY  ? co->amount - co->amount / 10
+                     : act == ACT_OVERPAY ? co->amount + co->amount / 10
+                                          : co->amount;
 
     memset(&why, 0, sizeof(why));
-    st = make_event(call, c, paid ? "checkout.paid" : "checkout.declined", co->id, co->order,
-                    co->amount, co->currency, &body, &len, &sig, msg);
+    memset(&sv, 0, sizeof(sv));
+    extra[0] = '\0';
+    snprintf(sv.st, sizeof(sv.st), "%s", act == ACT_DECLINE ? "declined" : "paid");
+    snprintf(sv.order, sizeof(sv.order), "%.*s", (int)co->order.len, co->order.ptr);
+    sv.amount = (long long)amount;
+    snprintf(sv.currency, sizeof(sv.currency), "%.*s", (int)co->currency.len, co->currency.ptr);
+    sv.exp = (long long)co->exp;
+    if (paid) {
+        new_payment_id(call, sv.payment_id);
+        snprintf(extra, sizeof(extra), ",\"payment_id\":\"%s\",\"expected_micros\":%lld",
+                 sv.payment_id, (long long)co->amount);
+    }
+    if (c->state_dir && act != ACT_UNDERPAY && act != ACT_OVERPAY &&
+        state_write(c, co->id, &sv) != 0) {
+        set_msg(msg, "the sandbox could not write its state_dir");
+        return DM_ERR_INTERNAL;
+    }
+    if (act == ACT_PAY_QUIETLY) {
+        buf_str(&b, PAGE_HEAD);
+        buf_str(&b, "<h1>Payment accepted</h1>\n<p>The webhook was withheld (test): the shop "
+                    "learns of this payment from the janitor or a redelivery.</p>\n");
+        return page(call, &b, 200, resp, msg);
+    }
+    st = make_event(call, c, type, co->id, co->order, amount, co->currency, extra, &body, &len,
+                    &sig, msg);
     if (st != DM_OK) {
         return st;
     }
@@ -897,6 +1098,110 @@ static dm_status test_create(dm_call *call, const conf *c, dm_str body, dm_plugi
     return DM_OK;
 }
 
+/* A JSON answer {"status":<webhook status>,"outcome":"..."}. */
+static dm_status posted_answer(dm_call *call, int status, const char *outcome,
+                               dm_plugin_response *resp, dm_message *msg)
+{
+    buf b = {0};
+    dm_str o = {outcome ? outcome : "", outcome ? strlen(outcome) : 0};
+    char *q = host->json_quote(call, o), *out;
+
+    buf_fmt(&b, "{\"status\":%d,\"outcome\":%s}", status, q ? q : "\"\"");
+    out = to_call(call, &b);
+    free(b.p);
+    if (!out) {
+        set_msg(msg, "out of memory");
+        return DM_ERR_INTERNAL;
+    }
+    resp->status = 200;
+    resp->content_type.ptr = "application/json";
+    resp->content_type.len = 16;
+    resp->body.ptr = out;
+    resp->body.len = strlen(out);
+    return DM_OK;
+}
+
+/* POST dispute (test_endpoints yes): {provider_ref, order_id?, payment_id?,
+ * status: opened|won|lost, amount_micros, currency?} posts
+ * charge.dispute.created or charge.dispute.closed. POST redeliver:
+ * {provider_ref} posts the checkout.paid event of a checkout state_dir
+ * records as paid, with its payment id (a late or repeated webhook). */
+static dm_status test_post(dm_call *call, const conf *c, int dispute, dm_str body,
+                           dm_plugin_response *resp, dm_message *msg)
+{
+    dm_str ref = field(call, body, "provider_ref"), order = field(call, body, "order_id");
+    dm_str amount_s = field(call, body, "amount_micros"), cur = field(call, body, "currency");
+    dm_str how = field(call, body, "status"), pid = field(call, body, "payment_id");
+    const char *type = "checkout.paid", *ev_body, *sig, *outcome = "";
+    char extra[200];
+    int64_t amount = 0;
+    size_t len;
+    int status = 0;
+    dm_message why;
+    dm_status st;
+
+    memset(&why, 0, sizeof(why));
+    if (!ref.len || ref.len > REF_MAX || has_ctl(ref.ptr, ref.len) || pid.len > 64 ||
+        has_ctl(pid.ptr, pid.len) || order.len > REF_MAX || has_ctl(order.ptr, order.len)) {
+        set_msg(msg, "the body needs provider_ref (and plain order_id, payment_id)");
+        return DM_ERR_INVALID;
+    }
+    if (dispute) {
+        if (!amount_s.ptr || !parse_int64(amount_s.ptr, amount_s.len, &amount)) {
+            set_msg(msg, "a dispute needs amount_micros");
+            return DM_ERR_INVALID;
+        }
+        if (!cur.len) {
+            cur.ptr = c->currency;
+            cur.len = strlen(c->currency);
+        }
+        if (!is_currency(cur.ptr, cur.len)) {
+            set_msg(msg, "currency must be an ISO 4217 code");
+            return DM_ERR_INVALID;
+        }
+        if (str_eq(how, "opened")) {
+            type = "charge.dispute.created";
+            extra[0] = '\0';
+        } else if (str_eq(how, "won") || str_eq(how, "lost")) {
+            type = "charge.dispute.closed";
+        } else {
+            set_msg(msg, "status must be opened, won or lost");
+            return DM_ERR_INVALID;
+        }
+        snprintf(extra, sizeof(extra), "%s%.*s%s,\"status\":\"%.*s\"",
+                 pid.len ? ",\"payment_id\":\"" : "", (int)pid.len, pid.ptr ? pid.ptr : "",
+                 pid.len ? "\"" : "", (int)how.len, how.ptr);
+    } else {
+        state sv;
+        if (state_read(c, ref, &sv) != 0 || strcmp(sv.st, "paid") != 0) {
+            set_msg(msg, "no paid checkout %.*s in state_dir", (int)ref.len, ref.ptr);
+            return DM_ERR_INVALID;
+        }
+        amount = sv.amount;
+        order.ptr = host->alloc(call, strlen(sv.order) + 1);
+        cur.ptr = host->alloc(call, 4);
+        if (!order.ptr || !cur.ptr) {
+            set_msg(msg, "out of memory");
+            return DM_ERR_INTERNAL;
+        }
+        memcpy((char *)order.ptr, sv.order, strlen(sv.order) + 1);
+        order.len = strlen(sv.order);
+        memcpy((char *)cur.ptr, sv.currency, 4);
+        cur.len = strlen(sv.currency);
+        snprintf(extra, sizeof(extra), ",\"payment_id\":\"%s\"", sv.payment_id);
+    }
+    st = make_event(call, c, type, ref, order, amount, cur, extra, &ev_body, &len, &sig, msg);
+    if (st != DM_OK) {
+        return st;
+    }
+    st = post_event(call, c, ev_body, len, sig, &status, &outcome, &why);
+    if (st != DM_OK) {
+        set_msg(msg, "%s", why.text);
+        return st;
+    }
+    return posted_answer(call, status, outcome, resp, msg);
+}
+
 static dm_status method_not_allowed(dm_call *call, dm_plugin_response *resp, const char *allow,
                                     dm_message *msg)
 {
@@ -947,6 +1252,14 @@ static dm_status sandbox_handle_request(dm_call *call, const dm_plugin_request *
         return is_post ? test_create(call, &c, req.body, resp, msg)
                        : method_not_allowed(call, resp, "POST", msg);
     }
+    if (str_eq(req.path, "/dispute") || str_eq(req.path, "/redeliver")) {
+        if (!c.test_endpoints) {
+            set_msg(msg, "no such page");
+            return DM_ERR_UNSUPPORTED;
+        }
+        return is_post ? test_post(call, &c, str_eq(req.path, "/dispute"), req.body, resp, msg)
+                       : method_not_allowed(call, resp, "POST", msg);
+    }
     if (req.path.len <= 10 || strncmp(req.path.ptr, "/checkout/", 10) != 0) {
         set_msg(msg, "no such page");
         return DM_ERR_UNSUPPORTED;
@@ -959,7 +1272,9 @@ static dm_status sandbox_handle_request(dm_call *call, const dm_plugin_request *
     if (slash) {
         action.ptr = slash + 1;
         action.len = rest.len - token.len - 1;
-        if (!str_eq(action, "pay") && !str_eq(action, "decline")) {
+        if (!str_eq(action, "pay") && !str_eq(action, "decline") &&
+            !(c.test_endpoints && (str_eq(action, "pay-quietly") || str_eq(action, "underpay") ||
+                                   str_eq(action, "overpay")))) {
             set_msg(msg, "no such page");
             return DM_ERR_UNSUPPORTED;
         }
@@ -976,7 +1291,13 @@ static dm_status sandbox_handle_request(dm_call *call, const dm_plugin_request *
     if (!slash) {
         return checkout_page(call, &co, token, resp, msg);
     }
-    return checkout_act(call, &c, &co, str_eq(action, "pay"), resp, msg);
+    return checkout_act(call, &c, &co,
+                        str_eq(action, "pay")           ? ACT_PAY
+                        : str_eq(action, "decline")     ? ACT_DECLINE
+                        : str_eq(action, "pay-quietly") ? ACT_PAY_QUIETLY
+                        : str_eq(action, "underpay")    ? ACT_UNDERPAY
+                                                        : ACT_OVERPAY,
+                        resp, msg);
 }
 
 /* ---- parse_webhook ---- */
@@ -1131,8 +1452,44 @@ static dm_status sandbox_parse_webhook(dm_call *call, dm_str raw_body, const dm_
         ev.status = DM_PAY_FAILED;
     } else if (str_eq(type, "charge.refunded")) {
         ev.status = DM_PAY_REFUNDED;
+    } else if (!DM_HAS_FIELD(out, dm_payment_event, detail)) {
+        ev.status = DM_PAY_IGNORED; /* an older host: no 1.4 statuses */
+    } else if (str_eq(type, "checkout.underpaid") || str_eq(type, "checkout.overpaid")) {
+        ev.status = DM_PAY_NEEDS_REVIEW;
+        ev.review_reason =
+            str_eq(type, "checkout.underpaid") ? DM_REVIEW_UNDERPAID : DM_REVIEW_OVERPAID;
+        ev.detail = field(call, raw_body, "data.object.expected_micros");
+    } else if (str_eq(type, "charge.dispute.created")) {
+        ev.status = DM_PAY_DISPUTE_OPENED;
+    } else if (str_eq(type, "charge.dispute.closed")) {
+        dm_str how = field(call, raw_body, "data.object.status");
+        if (str_eq(how, "won")) {
+            ev.status = DM_PAY_DISPUTE_WON;
+        } else if (str_eq(how, "lost")) {
+            ev.status = DM_PAY_DISPUTE_LOST;
+        } else {
+            set_msg(msg, "a closed dispute must say won or lost");
+            return DM_ERR_INVALID;
+        }
     } else {
         ev.status = DM_PAY_IGNORED; /* verified, but not a type we act on */
+    }
+    if (DM_HAS_FIELD(out, dm_payment_event, payment_id)) {
+        ev.payment_id = field(call, raw_body, "data.object.payment_id");
+        if (ev.payment_id.len > REF_MAX || has_ctl(ev.payment_id.ptr, ev.payment_id.len)) {
+            set_msg(msg, "the event's payment_id is not a reference");
+            return DM_ERR_INVALID;
+        }
+        if (ev.detail.len) {
+            /* "expected 10000000": words for staff */
+            size_t dn = ev.detail.len + 16;
+            char *d = host->alloc(call, dn);
+            if (d) {
+                ev.detail.len =
+                    (size_t)snprintf(d, dn, "expected %.*s", (int)ev.detail.len, ev.detail.ptr);
+                ev.detail.ptr = d;
+            }
+        }
     }
     /* Write only what the host's structure has room for. */
     memcpy(out, &ev, size < sizeof(ev) ? size : sizeof(ev));
@@ -1165,8 +1522,8 @@ static dm_status sandbox_refund(dm_call *call, dm_str provider_ref, int64_t amou
         set_msg(msg, "a refund needs a positive amount and an ISO 4217 currency");
         return DM_ERR_INVALID;
     }
-    st = make_event(call, &c, "charge.refunded", provider_ref, none, amount_micros, currency, &body,
-                    &len, &sig, msg);
+    st = make_event(call, &c, "charge.refunded", provider_ref, none, amount_micros, currency, NULL,
+                    &body, &len, &sig, msg);
     if (st != DM_OK) {
         return st;
     }
@@ -1222,6 +1579,10 @@ static const dm_payment_ops ops = {
     .create_checkout = sandbox_create_checkout,
     .parse_webhook = sandbox_parse_webhook,
     .refund = sandbox_refund,
+    .query = sandbox_query,
+    .display_name = "Sandbox (no money moves)",
+    .method_kind = "card",
+    .currencies = "*",
 };
 
 static const dm_plugin desc = {

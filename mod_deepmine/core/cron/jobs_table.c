@@ -20,6 +20,7 @@
 #include "mail/mail.h"
 #include "mail/mailq.h"
 #include "base/json.h"
+#include "shop/janitor.h"
 
 #include <jansson.h>
 
@@ -96,6 +97,24 @@ static dm_err *job_cleanup(dm_job_ctx *ctx, dm_job_result *res)
     }
     if (!e) {
         e = cleanup_step(ctx, "DELETE FROM cron_heartbeat WHERE beat_at < ?", now - 86400);
+    }
+    return e;
+}
+
+/* shop/janitor.c: pending gateway orders whose webhook never came. */
+static dm_err *job_payment_janitor(dm_job_ctx *ctx, dm_job_result *res)
+{
+    dm_janitor_stats st;
+    dm_err *e = dm_janitor_run(ctx->db, ctx->pool, ctx->env->plugins, dm_now(), 0, &st);
+
+    *res = DM_JOB_OK;
+    ctx->items += st.settled + st.expired;
+    if (!e && (st.settled || st.expired || st.failures)) {
+        dm_log(DM_L_INFO,
+               "payment janitor: %" APR_INT64_T_FMT " asked, %" APR_INT64_T_FMT
+               " settled, %" APR_INT64_T_FMT " expired, %" APR_INT64_T_FMT " failed",
+               (apr_int64_t)st.queried, (apr_int64_t)st.settled, (apr_int64_t)st.expired,
+               (apr_int64_t)st.failures);
     }
     return e;
 }
@@ -197,6 +216,17 @@ static const dm_job_def jobs[] = {
      .fn = job_cleanup,
      .about = "deletes expired tokens and sessions, expires unpaid orders after 24 h, "
               "trims old job history"},
+    {.name = "payment-janitor",
+     .on_dead = dm_cron_job_dead_alert,
+     .sched = DM_SCHED_INTERVAL,
+     .interval_s = 60,
+     .max_attempts = 5,
+     .timeout_s = 600,
+     .quiet = 1,
+     .fn = job_payment_janitor,
+     .about = "asks the gateway about orders still pending after DeepMinePaymentSettle and "
+              "settles them as their webhook would; expires orders whose checkout never "
+              "started"},
     {.name = "mail",
      .on_dead = dm_cron_job_dead_alert,
      .sched = DM_SCHED_INTERVAL,

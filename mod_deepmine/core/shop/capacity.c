@@ -197,14 +197,17 @@ dm_err *dm_capacity_sold(dm_db *db, apr_pool_t *p, int64_t *sold_ghs)
     dm_err *e =
         dm_db_prepare(db, p,
                       "SELECT (SELECT COALESCE(SUM(hashrate_ghs - released_ghs), 0) FROM contracts "
-                      "        WHERE status = 'active' AND expires_at > ?) + "
+                      "        WHERE status = 'active' AND expires_at > ?1) + "
                       "       (SELECT COALESCE(SUM(k.hashrate_ghs), 0) FROM orders o "
-                      "        JOIN packages k ON k.id = o.package_id WHERE o.status = 'pending')",
+                      "        JOIN packages k ON k.id = o.package_id WHERE o.status = 'pending' "
+                      "        AND (o.hold_until IS NULL OR o.hold_until > ?1))",
                       &st);
 
     if (e) {
         return e;
     }
+    /* a pending order holds its share only until its checkout's lifetime
+     * ends (hold_until, shop/orders.c); NULL: an order from before holds */
     dm_stmt_bind_int64(st, 1, dm_now());
     e = dm_stmt_step(st, p, &row);
     *sold_ghs = (!e && row) ? dm_stmt_int64(st, 0) : 0;

@@ -14,6 +14,7 @@
 #include "store/audit.h"
 #include "shop/capacity.h"
 #include "shop/catalogue.h"
+#include "shop/janitor.h"
 #include "shop/contracts.h"
 #include "referral/commission.h"
 #include "base/json.h"
@@ -382,6 +383,22 @@ dm_err *dm_order_create_checkout(dm_db *db, apr_pool_t *p, const dm_plugin_host 
     if (!e) {
         e = insert_order(db, p, user_id, &pkg, pl->name, 0, out);
     }
+    if (!e) {
+        /* it holds capacity for its checkout's lifetime only */
+        dm_payment_method m;
+        int64_t life = dm_payment_rules_get()->checkout_hold_s;
+        if (dm_payment_method_info(pl, p, &m) && m.checkout_lifetime_s) {
+            life = m.checkout_lifetime_s;
+        }
+        out->hold_until = out->created_at + life;
+        e = dm_db_prepare(db, p, "UPDATE orders SET hold_until = ? WHERE id = ?", &st);
+        if (!e) {
+            dm_stmt_bind_int64(st, 1, out->hold_until);
+            dm_stmt_bind_int64(st, 2, out->id);
+            e = dm_stmt_step(st, p, &row);
+            dm_stmt_done(st);
+        }
+    }
     if (e) {
         dm_db_rollback(db);
         return e;
@@ -666,6 +683,23 @@ static dm_err *apply_paid(dm_db *db, apr_pool_t *p, const char *plugin, const dm
                                               ev->provider_ref.ptr ? ev->provider_ref.ptr : "",
                                               (apr_int64_t)o->amount_micros, o->currency),
                                  key);
+    }
+    /* Its hold ran out before the money came: it takes capacity if some is
+     * left, else staff refund it (sold out while the buyer paid). */
+    if (o->hold_until && o->hold_until <= dm_now()) {
+        e = dm_capacity_check(db, p, o->package_id);
+        if (e && e->code == DM_E_CONFLICT) {
+            return park(db, p, o, "pending", "sold_out",
+                        apr_psprintf(p,
+                                     "event %s paid order %" APR_INT64_T_FMT
+                                     " after its capacity hold ran out, and the package is sold "
+                                     "out; refund the buyer at the gateway",
+                                     key, (apr_int64_t)o->id),
+                        key, "sold_out", outcome);
+        }
+        if (e) {
+            return e;
+        }
     }
     /* One payment identity credits one order. */
     if (pid) {
