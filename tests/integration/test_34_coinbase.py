@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import requests
@@ -412,6 +413,46 @@ def test_coinbase_down_on_the_re_read_is_503_and_the_redelivery_pays(cb):
     assert answer(again)["outcome"] == "paid"
     assert contracts(cb, o["id"]) == [("active",)]
     verify(cb)
+
+
+# ---- the janitor ---------------------------------------------------------------------
+
+
+def test_dropped_webhook_is_settled_once_by_the_janitor(new_server):
+    """A server on a fake clock: the confirmed webhook never comes; past
+    DeepMinePaymentSettle the janitor asks query (GET /charges/{code}) and
+    pays the order; the webhook arriving late changes nothing."""
+    standin = CoinbaseStandin(API_KEY, SECRET).start()
+    try:
+        s = new_server(clock=1800000000)
+        s.write_local_conf(FAST + "DeepMinePaymentSettle 600\n" +
+                           plugin_conf(s, "coinbase", standin.url))
+        standin.webhook_url = s.url + "/api/webhooks/coinbase"
+        s.standin = standin
+        s.start()
+        s.terms = s.get("/api/legal/terms").json()["version"]
+        s.packages = s.get("/api/packages").json()["packages"]
+        _, h = member(s)
+        o, code = order(s, h)
+        assert standin.move(code, "confirmed", webhook="drop") == []
+        assert status_of(s, o["id"]) == "pending"
+        s.advance(601)
+        deadline = time.time() + 30
+        while time.time() < deadline and status_of(s, o["id"]) == "pending":
+            time.sleep(0.1)
+        assert status_of(s, o["id"]) == "paid"
+        assert s.sql("SELECT status, outcome, source, payment_id FROM payment_events "
+                     "WHERE provider_ref = '%s'" % code) == [("paid", "paid", "janitor", code)]
+        assert len([r for r in standin.requests if r["method"] == "GET" and
+                    r["path"] == "/charges/" + code]) == 1
+        # the dropped webhook, delivered after all
+        [dropped] = [d for d in standin.deliveries if d.get("dropped")]
+        assert answer(standin.deliver(dropped["body"].encode()))["outcome"] == "already_paid"
+        assert contracts(s, o["id"]) == [("active",)]
+        assert len(transfers(s, o["id"])) == 1
+        verify(s)
+    finally:
+        standin.stop()
 
 
 # ---- the official SDK as an independent client ------------------------------------
