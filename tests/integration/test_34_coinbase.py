@@ -451,6 +451,7 @@ def test_dropped_webhook_is_settled_once_by_the_janitor(new_server):
         assert contracts(s, o["id"]) == [("active",)]
         assert len(transfers(s, o["id"])) == 1
         verify(s)
+        assert API_KEY not in s.log_text() and SECRET not in s.log_text()
     finally:
         standin.stop()
 
