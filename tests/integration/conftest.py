@@ -184,9 +184,15 @@ class Server:
             # AH03093/AH03092 (a keep-alive or lingering-close socket finishing
             # while its pollset is torn down), a benign race of its shutdown.
             self.stop_offsets.append(len(self.log_text()))
-            self.proc.send_signal(signal.SIGTERM)
+            # A graceful stop (apachectl graceful-stop), not SIGTERM: the event
+            # MPM's hard stop closes the sockets of busy workers without
+            # waiting for them, and a worker freeing its connection at that
+            # moment crashes the child (httpd's own race, seen here under
+            # load: close_worker_sockets reading an unmapped socket;
+            # docs/decisions.md). GracefulShutdownTimeout bounds the wait.
+            self.proc.send_signal(signal.SIGWINCH)
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
