@@ -1,4 +1,4 @@
--- 014_payments_core.sql: the core of the payment gateways (issue 12;
+-- 017_payments_core.sql: the core of the payment gateways (issue 12;
 -- core/shop/orders.c, core/shop/payments.c, core/shop/janitor.c;
 -- docs/payments.md).
 --
