@@ -586,22 +586,16 @@ static void make_nonce(char out[NONCE_LEN + 1])
 static char *sign_request(dm_call *call, const conf *c, const char *ts, const char *nonce,
                           const char *body, size_t body_len)
 {
-    size_t tl = strlen(ts), nl = strlen(nonce), n = tl + nl + body_len + 3;
-    char *payload = malloc(n);
+    size_t n = strlen(ts) + strlen(nonce) + body_len + 3;
+    char *payload = malloc(n + 1);
     unsigned char mac[64];
     char *hex;
 
-    if (!payload) {
+    if (!payload || body_len > 0x7fffffff) {
+        free(payload);
         return NULL;
     }
-    memcpy(payload, ts, tl);
-    payload[tl] = '\n';
-    memcpy(payload + tl + 1, nonce, nl);
-    payload[tl + 1 + nl] = '\n';
-    if (body_len) {
-        memcpy(payload + tl + nl + 2, body, body_len);
-    }
-    payload[n - 1] = '\n';
+    snprintf(payload, n + 1, "%s\n%s\n%.*s\n", ts, nonce, (int)body_len, body);
     host->hmac_sha512(c->secret, c->secret_len, payload, n, mac);
     free(payload);
     hex = host->hex_encode(call, mac, sizeof(mac));
@@ -758,7 +752,7 @@ static void cache_put(const char *inst, dm_str serial, dm_str pem)
     for (k = certs; k; k = k->next) {
         if (!strcmp(k->inst, inst) && strlen(k->serial) == serial.len &&
             !memcmp(k->serial, serial.ptr, serial.len)) {
-            if (k->pem_len != pem.len || memcmp(k->pem, pem.ptr, pem.len)) {
+            if (k->pem_len != pem.len || memcmp(k->pem, pem.ptr, pem.len) != 0) {
                 char *p = dup_heap(pem.ptr, pem.len);
                 if (p) {
                     free(k->pem);
@@ -1171,9 +1165,14 @@ static dm_status verify_webhook(dm_call *call, const conf *c, dm_str body, const
 
 static char *join(dm_call *call, const char *a, dm_str b, const char *c2, dm_str d)
 {
-    size_t n = strlen(a) + b.len + strlen(c2) + d.len + 1;
-    char *out = host->alloc(call, n);
+    size_t n;
+    char *out;
 
+    if (!a) {
+        return NULL; /* an earlier join ran out of memory */
+    }
+    n = strlen(a) + b.len + strlen(c2) + d.len + 1;
+    out = host->alloc(call, n);
     if (out) {
         snprintf(out, n, "%s%.*s%s%.*s", a, (int)b.len, b.ptr ? b.ptr : "", c2, (int)d.len,
                  d.ptr ? d.ptr : "");
@@ -1436,7 +1435,8 @@ static dm_status bp_init(const dm_host *h, dm_call *call, dm_message *msg)
     conf c;
 
     host = h;
-    if (!DM_HAS_FIELD(h, dm_host, hmac_sha512) || !h->rsa_sha256_verify || !h->hmac_sha512) {
+    if ((size_t)h->size < offsetof(dm_host, hmac_sha512) + sizeof(h->hmac_sha512) ||
+        !h->rsa_sha256_verify || !h->hmac_sha512) {
         set_msg(msg,
                 "needs a server of plugin ABI 1.4 or later (rsa_sha256_verify, "
                 "hmac_sha512); this one speaks 1.%u",
