@@ -27,6 +27,7 @@ int dm_cmd_ledger_show(dm_cli *c);
 int dm_cmd_ledger_adjust(dm_cli *c);
 /* commissions.c */
 int dm_cmd_commissions_release(dm_cli *c);
+int dm_cmd_commissions_forfeit(dm_cli *c);
 /* capacity.c */
 int dm_cmd_capacity_show(dm_cli *c);
 int dm_cmd_capacity_set(dm_cli *c);

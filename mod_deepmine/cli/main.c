@@ -139,7 +139,24 @@ static const dm_cli_cmd commissions_release = {
     .description =
         "move held commissions whose hold period is over to the wallets (skips flagged pairs)",
 };
-static const dm_cli_cmd *const commissions_subs[] = {&commissions_release, NULL};
+static const apr_getopt_option_t forfeit_opts[] = {
+    {"commission", 256, 1,
+     "ID one held commission (its beneficiary suspended, or its buyer named "
+     "by a confirmed flag)"},
+    {"user", 257, 1, "ID every held commission of this suspended member"},
+    {"reason", 258, 1, "TEXT why, for the audit log"},
+    {NULL, 0, 0, NULL},
+};
+static const dm_cli_cmd commissions_forfeit = {
+    .name = "forfeit",
+    .opts = forfeit_opts,
+    .fn = dm_cmd_commissions_forfeit,
+    .synopsis = "(--commission ID | --user ID) --reason TEXT",
+    .description = "move held commissions to the forfeited_commissions system account, audited "
+                   "as the console's (docs/commissions.md, Forfeits)",
+};
+static const dm_cli_cmd *const commissions_subs[] = {&commissions_release, &commissions_forfeit,
+                                                     NULL};
 static const dm_cli_cmd commissions = {
     .name = "commissions",
     .subs = commissions_subs,

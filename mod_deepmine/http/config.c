@@ -65,6 +65,7 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
     MERGE_NUM(pw_memlimit);
     MERGE_PTR(legal_dir);
     MERGE_NUM(commission_hold_days);
+    MERGE_PTR(gateway_holds);
     MERGE_NUM(commission_cap_bp);
     MERGE_NUM(partial_refund);
     MERGE_NUM(wd_min);
@@ -300,16 +301,57 @@ void dm_conf_pw_params(const dm_conf *c, dm_pw_params *out)
     out->memlimit = c->pw_memlimit != DM_UNSET ? (size_t)c->pw_memlimit : 0;
 }
 
-static const char *set_commission_hold(cmd_parms *cmd, void *dc, const char *arg)
+/* DeepMineCommissionHold <days> [plugin]: without a plugin, the default
+ * (balance-paid orders and plugins without their own); with one, the
+ * hold of orders paid through that payment plugin. Whether the plugin is
+ * a declared payment plugin is checked once the whole configuration is
+ * read (mod_deepmine.c, check_config): it may be declared further down. */
+static const char *set_commission_hold(cmd_parms *cmd, void *dc, const char *arg,
+                                       const char *plugin)
 {
+    dm_conf *c = sconf(cmd);
+    dm_conf_hold *h = NULL;
     long long v = 0;
 
     if (dm_parse_int(cmd->temp_pool, arg, 0, 365, &v)) {
-        return DM_DIR_COMMISSION_HOLD " takes the days a commission is held before it can be "
-                                      "withdrawn: a whole number from 0 to 365";
+        return DM_DIR_COMMISSION_HOLD
+            " takes the days a commission is held before it can be "
+            "withdrawn: a whole number from 0 to 365, optionally followed by the payment "
+            "plugin it applies to";
     }
-    sconf(cmd)->commission_hold_days = (int)v;
+    if (!plugin) {
+        c->commission_hold_days = (int)v;
+        return NULL;
+    }
+    if (!*plugin || strlen(plugin) > DM_COMMISSION_GATEWAY_MAX) {
+        return apr_psprintf(cmd->pool,
+                            "DeepMineCommissionHold: the plugin name is 1 to %d characters",
+                            DM_COMMISSION_GATEWAY_MAX);
+    }
+    if (!c->gateway_holds) {
+        c->gateway_holds = apr_array_make(cmd->pool, 4, sizeof(dm_conf_hold));
+    }
+    for (int i = 0; i < c->gateway_holds->nelts; i++) {
+        dm_conf_hold *old = &APR_ARRAY_IDX(c->gateway_holds, i, dm_conf_hold);
+        h = strcmp(old->plugin, plugin) == 0 ? old : h;
+    }
+    if (!h && c->gateway_holds->nelts == DM_COMMISSION_HOLD_GATEWAYS) {
+        return apr_psprintf(cmd->pool,
+                            "DeepMineCommissionHold: at most %d plugins may have a "
+                            "hold of their own",
+                            DM_COMMISSION_HOLD_GATEWAYS);
+    }
+    if (!h) {
+        h = apr_array_push(c->gateway_holds);
+        h->plugin = apr_pstrdup(cmd->pool, plugin);
+    }
+    h->days = (int)v;
     return NULL;
+}
+
+const apr_array_header_t *dm_conf_gateway_holds(const dm_conf *c)
+{
+    return c->gateway_holds;
 }
 
 static const char *set_commission_cap(cmd_parms *cmd, void *dc, const char *arg)
@@ -537,8 +579,9 @@ const command_rec dm_directives[] = {
                   "password hashes a child process runs at once (default: threads / 4)"),
     AP_INIT_TAKE2(DM_DIR_PASSWORD_HASH, set_password_hash, NULL, RSRC_CONF,
                   "<opslimit> <memory MiB> of argon2id (default: libsodium's interactive)"),
-    AP_INIT_TAKE1(DM_DIR_COMMISSION_HOLD, set_commission_hold, NULL, RSRC_CONF,
-                  "days a commission is held before it can be withdrawn (default 14)"),
+    AP_INIT_TAKE12(DM_DIR_COMMISSION_HOLD, set_commission_hold, NULL, RSRC_CONF,
+                   "<days> [payment plugin]: days a commission is held before it can be "
+                   "withdrawn (default 14), for orders paid through that plugin if named"),
     AP_INIT_TAKE1(DM_DIR_COMMISSION_CAP, set_commission_cap, NULL, RSRC_CONF,
                   "most a VIP level may pay over 10 depths, in basis points (default 5000)"),
     AP_INIT_TAKE1(DM_DIR_PARTIAL_REFUND, set_partial_refund, NULL, RSRC_CONF,

@@ -74,7 +74,8 @@ typedef struct dm_conf {
     long long pw_opslimit;               /* DeepMinePasswordHash <ops> <mem>; -1 unset */
     long long pw_memlimit;               /* bytes; -1 unset */
     const char *legal_dir;               /* DeepMineLegalDir */
-    int commission_hold_days;            /* DeepMineCommissionHold; -1 unset */
+    int commission_hold_days;            /* DeepMineCommissionHold <days>; -1 unset */
+    apr_array_header_t *gateway_holds;   /* DeepMineCommissionHold <days> <plugin>: dm_conf_hold */
     int commission_cap_bp;               /* DeepMineCommissionCap; -1 unset */
     int partial_refund;                  /* DeepMinePartialRefund (refunds.h mode); -1 unset */
     long long wd_min; /* DeepMineWithdrawalLimits <min> <max> <daily>; -1 unset */
@@ -118,6 +119,15 @@ void dm_conf_pw_params(const dm_conf *c, dm_pw_params *out);
 struct dm_wd_limits;
 void dm_conf_wd_limits(const dm_conf *c, struct dm_wd_limits *out);
 int dm_conf_commission_hold_days(const dm_conf *c);
+/* One DeepMineCommissionHold <days> <plugin>: the hold of orders paid
+ * through that payment plugin. */
+typedef struct dm_conf_hold {
+    const char *plugin;
+    int days;
+} dm_conf_hold;
+/* The per-plugin holds (dm_conf_hold, a later line for a plugin replaces
+ * an earlier one), or NULL. */
+const apr_array_header_t *dm_conf_gateway_holds(const dm_conf *c);
 int dm_conf_commission_cap_bp(const dm_conf *c);
 int dm_conf_partial_refund(const dm_conf *c);
 int dm_conf_cron(const dm_conf *c);

@@ -23,6 +23,8 @@
 #include "members/legal.h"
 #include "base/log.h"
 #include "store/migrate.h"
+#include "ledger/ledger.h"
+#include "withdrawals/withdrawals.h"
 
 dm_state dm_g;
 
@@ -63,6 +65,19 @@ static int dm_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
                      "DM00049: refusing to start: DeepMineClockFile is for tests only and needs "
                      "DeepMineTestMode on");
         return HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (int i = 0; dm_conf_gateway_holds(c) && i < dm_conf_gateway_holds(c)->nelts; i++) {
+        const dm_conf_hold *h = &APR_ARRAY_IDX(dm_conf_gateway_holds(c), i, dm_conf_hold);
+        const dm_loaded_plugin *pl = dm_plugins_get(dm_g.plugins, h->plugin);
+        if (!pl || pl->kind != DM_PLUGIN_PAYMENT) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
+                         "DM01101: refusing to start: DeepMineCommissionHold %d %s: %s is not a "
+                         "declared payment plugin (DeepMinePlugin payment %s ...); orders paid "
+                         "from the balance take the one-argument default",
+                         h->days, h->plugin, h->plugin, h->plugin);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     /* Plugins read it as their reserved setting _public_url (ABI 1.2). */
@@ -159,6 +174,12 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     dm_conf_pw_params(c, &dm_g.svc.pw_params);
     dm_commission_set_hold((int64_t)dm_conf_commission_hold_days(c) * 86400);
     dm_refund_set_partial_mode((dm_partial_refund_mode)dm_conf_partial_refund(c));
+    for (int i = 0; dm_conf_gateway_holds(c) && i < dm_conf_gateway_holds(c)->nelts; i++) {
+        const dm_conf_hold *h = &APR_ARRAY_IDX(dm_conf_gateway_holds(c), i, dm_conf_hold);
+        dm_commission_set_hold_for(h->plugin, (int64_t)h->days * 86400);
+    }
+    /* A clawback into debt holds the member's pending withdrawals. */
+    dm_ledger_set_debt_hook(dm_wd_hold_for_debt);
     if (dm_conf_test_mode(c)) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "DM00050: DeepMineTestMode is on: test-only jobs are enabled%s%s. Never in "

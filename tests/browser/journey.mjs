@@ -257,7 +257,7 @@ const steps = [
     const { page } = staff;
     await page.goto(`${BASE}/admin/orders?status=paid`);
     await settled(page);
-    page.once('dialog', (d) => d.accept());
+    page.once('dialog', (d) => d.accept('customer asked: journey'));
     await page.getByRole('button', { name: `Refund order ${orderId}` }).click();
     await page.getByText(`Order ${orderId} is refunded.`).waitFor();
     await checkPage(page, 'journey-staff-refund');

@@ -128,6 +128,8 @@ def test_full_flow_register_verify_login_me_refresh_logout(srv):
     r = b.post(srv.url + "/api/auth/logout", headers=csrf(b))
     assert r.status_code == 200
     assert not b.cookies.get("dm_session")
+    # the cookie is gone, so this presents the rotated token again: a reuse
+    srv.expect_log("DM00400: a rotated refresh token was presented again")
     r = requests.post(srv.url + "/api/auth/refresh",
                       json={"refresh_token": b.cookies.get("dm_refresh") or old_refresh})
     assert r.status_code == 401

@@ -251,6 +251,7 @@ def test_five_concurrent_payments_of_one_checkout_make_one_contract(srv):
     other four recorded as duplicate payments for staff to refund."""
     _, h = member(srv)
     order, url = sandbox_order(srv, h, srv.packages[0])
+    srv.expect_log(r"DM00700: order %d needs staff attention \(duplicate_payment\)" % order["id"])
     barrier = threading.Barrier(5)
 
     def one(_):
@@ -271,6 +272,7 @@ def test_amount_mismatch_parks_the_order_and_credits_nothing(srv):
     _, h = member(srv)
     pkg = srv.packages[1]
     order, _ = sandbox_order(srv, h, pkg)
+    srv.expect_log(r"DM00700: order %d needs staff attention \(amount_mismatch\)" % order["id"])
     r = deliver(srv, paid_event(order["id"], pkg["price_micros"] - 1))
     assert r.status_code == 200, r.text
     assert order_of(srv, h, order["id"])["status"] == "needs_review"
@@ -317,9 +319,21 @@ def test_staff_refund_ends_the_contract_and_reverses_the_payment(srv):
     assert r.status_code == 200, r.text
     assert r.json()["refunded"] is True and r.json()["order"]["status"] == "refunded"
     assert order_of(srv, h, order["id"])["status"] == "refunded"
-    assert contracts(srv, h)[0]["status"] == "refunded"
-    kinds = transfers_for(srv, order["id"])
-    assert [k for k, _, _ in kinds] == ["purchase", "refund"] and kinds[1][2] is not None
+    [c] = contracts(srv, h)
+    assert c["status"] == "refunded" and c["ended_at"] is not None
+    # the refund reverses exactly the purchase: same amount, the accounts
+    # swapped (sales back to the gateway's account)
+    rows = srv.sql("SELECT id, kind, amount_micros, debit_account_id, credit_account_id, "
+                   "reverses_transfer_id, idempotency_key FROM transfers "
+                   "WHERE reference = 'order:%d' ORDER BY id" % order["id"])
+    assert [r[1:3] for r in rows] == [("purchase", pkg["price_micros"]),
+                                      ("refund", pkg["price_micros"])]
+    (pid, _, _, p_debit, p_credit, _, _), (_, _, _, r_debit, r_credit, reverses, key) = rows
+    assert (r_debit, r_credit, reverses, key) == \
+        (p_credit, p_debit, pid, "refund:%d" % order["id"])
+    code = dict(srv.sql("SELECT id, code FROM accounts WHERE id IN (%d, %d)"
+                        % (p_debit, p_credit)))
+    assert (code[p_debit], code[p_credit]) == ("gateway:sandbox", "sales")
     assert srv.sql("SELECT COUNT(*) FROM audit_log WHERE action = 'order.refund' AND "
                    "target_id = '%d'" % order["id"]) == [(1,)]
     # again: not paid any more

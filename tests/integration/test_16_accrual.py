@@ -282,8 +282,11 @@ def test_pool_hour_waits_for_its_payout_and_is_caught_up_exactly(srv):
     r = fin.post(srv.url + "/api/admin/pool-payouts", timeout=10, json={
         "period_kind": "hour", "period_start": h, "amount_micros": 5})
     assert r.status_code == 409 and error_of(r)["code"] == "conflict"
-    audit = srv.sql("SELECT COUNT(*) FROM audit_log WHERE action = 'pool_payout.record'")
-    assert audit[0][0] >= 1
+    fin_id = srv.sql("SELECT id FROM staff WHERE email = '%s'" % srv.logins["finance"][0])[0][0]
+    audit = srv.sql("SELECT staff_id, target_type, after_json FROM audit_log WHERE action = "
+                    "'pool_payout.record' AND target_id = '%d'" % pay["id"])
+    assert [(a, t, json.loads(after)["amount_micros"]) for a, t, after in audit] == \
+        [(fin_id, "pool_payout", amount)]
     assert_ledger_verifies(srv)
 
 
@@ -392,6 +395,7 @@ def test_earnings_by_day_and_bad_parameters(srv):
         assert r.status_code == 400 and error_of(r)["field"] == field, (params, r.text)
     r = srv.get("/api/earnings")
     assert r.status_code == 401
+    assert_ledger_verifies(srv)
 
 
 def test_a_contract_expires_after_its_last_hour_with_an_email(srv):

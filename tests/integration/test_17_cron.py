@@ -5,6 +5,7 @@ endpoints. Uses the fake clock (DeepMineTestMode + DeepMineClockFile) and
 the test-only jobs test-tick (hourly; appends each period it runs to
 <database>.ticks) and test-fail (always fails)."""
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -40,6 +41,39 @@ def daemon_pids(s):
         except ProcessLookupError:
             pass
     return alive
+
+
+def uid_of(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1))
+
+
+def children_of(pid):
+    """Pids of the live processes whose parent is pid."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(d))
+    return out
+
+
+def run_user_uid(s):
+    """The uid Apache's children run as: the configuration's User when
+    started as root (gen-conf.sh writes one), else whoever started it."""
+    m = re.search(r"^User\s+(\S+)", open(s.conf).read(), re.M)
+    return pwd.getpwnam(m.group(1)).pw_uid if m else os.geteuid()
+
+
+def caught_up(s, job, cursor):
+    """Every due period of `job` has run: its cursor stands at `cursor`,
+    the first hour not over yet (the cursor moves after a period's run)."""
+    return s.sql("SELECT cursor FROM job_state WHERE job = '%s'" % job) == [(cursor,)]
 
 
 def ticks(s):
@@ -114,11 +148,10 @@ def test_apache_restarts_a_killed_daemon_and_stops_it_with_itself(cron_server, m
     second = wait_for(lambda: [p for p in daemon_pids(s) if p != first], timeout=30,
                       what="restart")[0]
     assert second != first
-    # it runs as Apache's user, like the children
-    if os.geteuid() == 0:
-        with open("/proc/%d/status" % second) as f:
-            uid = re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1)
-        assert uid != "0"
+    # it runs as Apache's user, like the children (as root: not root)
+    children = [p for p in children_of(s.proc.pid) if p != second]
+    assert children, "no Apache children"
+    assert {uid_of(p) for p in children + [second]} == {run_user_uid(s)}
     s.stop()
     assert not daemon_pids(s), "the daemon outlived Apache"
     assert "DM00043: cron daemon (pid %d) stopped" % second in s.log_text()
@@ -141,8 +174,7 @@ def test_missed_hours_are_caught_up_in_order_each_once(cron_server):
     os.kill(pid, signal.SIGSTOP)  # "down" for five hours
     s.advance(5 * 3600)
     os.kill(pid, signal.SIGCONT)
-    wait_for(lambda: len(ticks(s)) >= 5, what="catch-up")
-    time.sleep(1.5)
+    wait_for(lambda: caught_up(s, "test-tick", T0 + 5 * 3600), what="catch-up")
     assert ticks(s) == hours(T0, 5)
     runs = s.sql("SELECT period, status, attempts FROM job_runs WHERE job = 'test-tick' "
                  "ORDER BY period_start")
@@ -160,8 +192,8 @@ def test_two_apaches_on_one_database_run_each_hour_once(cron_server, new_server)
     for i in range(1, 7):
         a.set_clock(T0 + 60 + 3600 * i)
         b.set_clock(a.now)
-        wait_for(lambda: len(ticks(a)) >= i, what="hour %d" % i)
-    time.sleep(2)
+        wait_for(lambda: caught_up(a, "test-tick", T0 + 3600 * i), what="hour %d" % i)
+        assert ticks(a) == hours(T0, i)
     assert ticks(a) == hours(T0, 6)
     pids = set()
     with open(a.db + ".ticks") as f:

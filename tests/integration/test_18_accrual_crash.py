@@ -2,8 +2,10 @@
 daemon twenty times at random points while it catches up six hours of
 30,000 contracts in small batches. Apache restarts it each time, the new
 daemon takes the dead one's lease at once and redoes the interrupted
-hour; in the end every contract has exactly one credit per hour, its
-earned_micros equals its credits, and `deepminectl ledger verify` passes."""
+hour; in the end every contract has exactly one credit per hour, each
+credit and each contract's total are what the fixed-yield rule gives
+for its six hours, earned_micros and every wallet match them, and
+`deepminectl ledger verify` passes."""
 import os
 import random
 import re
@@ -86,5 +88,23 @@ def test_kill_9_during_accrual_never_double_credits(new_server):
                 "GROUP BY cid) t ON t.cid = c.id WHERE c.earned_micros != coalesce(t.total, 0) "
                 "LIMIT 5")
     assert bad == []
+    # and each contract got exactly its six hours: the ARCHITECTURE rule
+    # floor(D(h+1)/24) - floor(Dh/24) for hours 0-5 of its start
+    [(daily,)] = s.sql("SELECT DISTINCT daily_yield_micros FROM contracts")
+    per_hour = [daily * (k + 1) // 24 - daily * k // 24 for k in range(HOURS)]
+    assert s.sql("SELECT earned_micros, COUNT(*) FROM contracts GROUP BY earned_micros") == \
+        [(sum(per_hour), CONTRACTS)]
+    amounts = s.sql("SELECT substr(idempotency_key, instr(substr(idempotency_key, 6), ':') + 6), "
+                    "amount_micros, COUNT(*) FROM transfers WHERE idempotency_key LIKE 'earn:%' "
+                    "GROUP BY 1, 2 ORDER BY 1")
+    assert amounts == [(str(T0 - HOUR + k * HOUR), per_hour[k], CONTRACTS) for k in range(HOURS)]
+    # every member's wallet holds exactly its contracts' totals
+    wrong = s.sql("SELECT a.user_id FROM accounts a JOIN (SELECT user_id, COUNT(*) AS n "
+                  "FROM contracts GROUP BY user_id) c ON c.user_id = a.user_id "
+                  "WHERE a.kind = 'wallet' AND a.balance_micros != c.n * %d LIMIT 5"
+                  % sum(per_hour))
+    assert wrong == []
+    assert s.sql("SELECT SUM(balance_micros) FROM accounts WHERE kind = 'wallet'") == \
+        [(CONTRACTS * sum(per_hour),)]
     r = s.ctl("ledger", "verify")
     assert "ok" in r.stdout

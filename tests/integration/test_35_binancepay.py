@@ -63,10 +63,6 @@ def bp():
     s.terms = s.get("/api/legal/terms").json()["version"]
     s.staff = {}
     s.packages = s.get("/api/packages").json()["packages"]
-    # a checkout the stand-in could not answer in time, or at all
-    s.expect_log(r"DM00701: order \d+: gateway binancepay could not create a checkout")
-    s.expect_log(r"DM00020: POST /api/orders failed: the payment gateway could not start the "
-                 r"payment: Binance Pay")
     yield s, sd
     s.stop()
     try:
@@ -75,6 +71,13 @@ def bp():
     finally:
         sd.stop()
         s.cleanup()
+
+
+def expect_checkout_failure(s):
+    """The lines of a checkout Binance refused or did not answer."""
+    s.expect_log(r"DM00701: order \d+: gateway binancepay could not create a checkout")
+    s.expect_log(r"DM00020: POST /api/orders failed: the payment gateway could not start the "
+                 r"payment: Binance Pay")
 
 
 def member(s, referral_code=None):
@@ -164,6 +167,7 @@ def test_create_order_is_signed_and_shaped_as_binance_documents(bp):
 def test_wrong_secret_is_refused_by_binance_and_the_order_is_clean(bp):
     s, sd = bp
     _, h = member(s)
+    expect_checkout_failure(s)
     sd.secret_key, right = "another-secret", sd.secret_key
     try:
         r = buy(s, h)
@@ -310,6 +314,8 @@ def test_webhook_for_an_order_of_another_gateway_credits_nothing(bp):
     order, prepay = bought(s, sd, h)
     # a genuine Binance notification whose passThroughInfo names the other order
     sd.orders[prepay]["passThroughInfo"] = str(sandbox_order["id"])
+    s.expect_log(r"DM00704: payment event binancepay/PAY:%s:PAY_SUCCESS names order %d of "
+                 r"gateway sandbox" % (prepay, sandbox_order["id"]))
     status, answer = sd.deliver(sd.pay(prepay))
     assert status == 200, answer
     assert [e[5] for e in events_of(s, prepay)] == ["wrong_gateway"]
@@ -393,6 +399,7 @@ def test_refund_refused_by_binance_changes_nothing(bp):
 def test_binance_down_on_checkout_is_503_and_a_clean_order(bp, how):
     s, sd = bp
     uid, h = member(s)
+    expect_checkout_failure(s)
     sd.fail_next(ORDER, how)
     r = buy(s, h)
     assert r.status_code == 503, r.text

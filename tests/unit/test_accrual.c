@@ -605,7 +605,7 @@ static void test_pool_distribution_stopped_midway_is_completed_exactly(void **st
 
 /* ---- expiry ---- */
 
-static void test_expiry_waits_for_the_last_hour_then_expires_and_mails(void **state)
+static void test_expiry_waits_for_the_whole_term_then_expires_and_mails(void **state)
 {
     int64_t start = DAY0 + 1800, u = new_member(0);
     int64_t c = contract(u, "fixed", 0, 1000, 2400, 1, start);
@@ -627,7 +627,7 @@ static void test_expiry_waits_for_the_last_hour_then_expires_and_mails(void **st
                                 "expires_at FROM contracts WHERE id = %lld",
                                 (long long)c)),
                      1);
-    /* the pool one waits for a distributed payout over its last hour */
+    /* the pool one waits for distributed payouts over its whole term */
     assert_int_equal(count(sqlf("SELECT status = 'active' FROM contracts WHERE "
                                 "id = %lld",
                                 (long long)p)),
@@ -644,11 +644,278 @@ static void test_expiry_waits_for_the_last_hour_then_expires_and_mails(void **st
     assert_null(
         dm_pool_payout_record(db, pool, 0, NULL, "day", DAY0 + DAY, 100, "USD", NULL, &pay));
     assert_int_equal(run("pool-accrual", DAY0 + DAY + 23 * HOUR, 100), DM_JOB_RAN_OK);
+    assert_int_equal(earned(p), 100); /* the day's only pool contract (00:00-00:30) */
+    /* its last hour is paid, its first day (from 00:30) is not */
+    assert_null(call(dm_accrual_job_expiry, "contract-expiry", 0, 100, 0, &res));
+    assert_int_equal(count("SELECT COUNT(*) FROM contracts WHERE status = 'expired'"), 1);
+    assert_null(dm_pool_payout_record(db, pool, 0, NULL, "day", DAY0, 200, "USD", NULL, &pay));
+    assert_int_equal(run("pool-accrual", DAY0 + 23 * HOUR, 100), DM_JOB_RAN_OK);
+    assert_int_equal(earned(p), 300);
     assert_null(call(dm_accrual_job_expiry, "contract-expiry", 0, 100, 0, &res));
     assert_int_equal(count("SELECT COUNT(*) FROM contracts WHERE status = 'expired'"), 2);
+    assert_int_equal(count(sqlf("SELECT COUNT(*) FROM mail_queue WHERE "
+                                "idempotency_key = 'contract_expired:%lld' AND "
+                                "json_extract(variables, '$.earned_micros') = 300",
+                                (long long)p)),
+                     1);
     /* again: no second e-mail */
     assert_null(call(dm_accrual_job_expiry, "contract-expiry", 0, 100, 0, &res));
     assert_int_equal(count("SELECT COUNT(*) FROM mail_queue"), 2);
+    assert_ledger_sound();
+}
+
+/* The status the expiry job gave a contract before every hour of its term
+ * had to be credited (databases from before that rule). */
+static void expire_as_the_earlier_rule_did(int64_t c)
+{
+    exec(sqlf("UPDATE contracts SET status = 'expired', ended_at = expires_at WHERE id = %lld",
+              (long long)c));
+}
+
+static const char *status_of(int64_t c)
+{
+    dm_stmt *st = NULL;
+    int row = 0;
+    const char *s = NULL;
+
+    assert_null(dm_db_prepare(db, pool, "SELECT status FROM contracts WHERE id = ?", &st));
+    dm_stmt_bind_int64(st, 1, c);
+    assert_null(dm_stmt_step(st, pool, &row));
+    assert_true(row);
+    s = apr_pstrdup(pool, dm_stmt_text(st, 0, NULL));
+    dm_stmt_done(st);
+    return s;
+}
+
+/* Issue 11, sequence 8: a one-day contract at 2,400/day accrued every
+ * hour but 05:00 (a dead hour does not block the later ones). It stays
+ * active while 05:00 is owed; 05:00 run later credits its 100; then it
+ * expires. */
+static void test_expiry_waits_for_every_hour_of_the_term_not_only_the_last(void **state)
+{
+    int64_t u = new_member(0), c = contract(u, "fixed", 0, 1000, 2400, 1, DAY0);
+    dm_job_result res;
+    (void)state;
+
+    set_clock(DAY0 + DAY + HOUR);
+    for (int h = 0; h < 24; h++) {
+        if (h != 5) {
+            assert_int_equal(run("accrual", DAY0 + h * HOUR, 100), DM_JOB_RAN_OK);
+        }
+    }
+    assert_int_equal(earned(c), 2300);
+    assert_null(call(dm_accrual_job_expiry, "contract-expiry", 0, 100, 0, &res));
+    assert_string_equal(status_of(c), "active");
+    assert_int_equal(count("SELECT COUNT(*) FROM mail_queue"), 0);
+    /* an hour that is not ok (failed, dead, waiting) blocks it too */
+    exec(sqlf("INSERT INTO job_runs (job, period, period_start, status, attempts, failures, "
+              "started_at) VALUES ('accrual', '%s', %lld, 'dead', 10, 10, 0)",
+              dm_json_time(pool, DAY0 + 5 * HOUR), (long long)(DAY0 + 5 * HOUR)));
+    assert_null(call(dm_accrual_job_expiry, "contract-expiry", 0, 100, 0, &res));
+    assert_string_equal(status_of(c), "active");
+    /* staff re-run the dead hour: the contract gets its 100, then expires */
+    assert_int_equal(run("accrual", DAY0 + 5 * HOUR, 100), DM_JOB_RAN_OK);
+    assert_int_equal(earned(c), 2400);
+    assert_int_equal(wallet(u), 2400);
+    assert_null(call(dm_accrual_job_expiry, "contract-expiry", 0, 100, 0, &res));
+    assert_int_equal(count(sqlf("SELECT status = 'expired' AND ended_at = expires_at FROM "
+                                "contracts WHERE id = %lld",
+                                (long long)c)),
+                     1);
+    assert_int_equal(count(sqlf("SELECT COUNT(*) FROM mail_queue WHERE "
+                                "idempotency_key = 'contract_expired:%lld' AND "
+                                "json_extract(variables, '$.earned_micros') = 2400",
+                                (long long)c)),
+                     1);
+    assert_ledger_sound();
+}
+
+/* Issue 11, sequence 8: the accrual of an hour selects the contracts whose
+ * paid term covers it, whatever their status now. A contract expired too
+ * early (by the earlier rule) still gets its missing hour; a contract
+ * refunded at 05:30 gets 05:00 until the refund and nothing after. */
+static void
+test_an_hour_credits_every_contract_whose_term_covers_it_whatever_its_status(void **state)
+{
+    int64_t u1 = new_member(0), u2 = new_member(0), u3 = new_member(0);
+    int64_t c1 = contract(u1, "fixed", 0, 1000, 2400, 1, DAY0);
+    int64_t c2 = contract(u2, "fixed", 0, 1000, 4800, 1, DAY0);
+    int64_t c3 = contract(u3, "fixed", 0, 1000, 24000, 30, DAY0 - 30 * DAY); /* over at DAY0 */
+    (void)state;
+
+    set_clock(DAY0 + DAY + HOUR);
+    for (int h = 0; h < 24; h++) {
+        if (h != 5) {
+            assert_int_equal(run("accrual", DAY0 + h * HOUR, 100), DM_JOB_RAN_OK);
+        }
+    }
+    assert_int_equal(earned(c1), 2300);
+    assert_int_equal(earned(c2), 4600);
+    expire_as_the_earlier_rule_did(c1);
+    expire_as_the_earlier_rule_did(c3);
+    /* c2 refunded at 05:30 (after the hours 06:00-23:00 it was credited:
+     * their clawback is the refund's business, not the accrual's) */
+    exec(sqlf("UPDATE contracts SET status = 'refunded', ended_at = %lld WHERE id = %lld",
+              (long long)(DAY0 + 5 * HOUR + 1800), (long long)c2));
+    assert_int_equal(run("accrual", DAY0 + 5 * HOUR, 100), DM_JOB_RAN_OK);
+    assert_int_equal(earned(c1), 2400);
+    assert_int_equal(wallet(u1), 2400);
+    assert_int_equal(earned(c2), 4600 + 100);
+    assert_int_equal(wallet(u2), 4700);
+    assert_int_equal(earned(c3), 0); /* its term ended before the hour */
+    assert_int_equal(count(sqlf("SELECT credit_micros FROM contract_days WHERE contract_id = "
+                                "%lld AND day = %lld",
+                                (long long)c1, (long long)DAY0)),
+                     2400);
+    assert_int_equal(count("SELECT -balance_micros FROM accounts WHERE code = 'yield'"),
+                     2400 + 4700);
+    assert_ledger_sound();
+}
+
+/* More candidates than one statement reads (500) and than one batch
+ * holds: each contract whose term covers the hour credited once, exactly;
+ * those whose term does not (over before it, started after it, refunded
+ * before it) not at all, wherever they fall among the others. */
+static void test_an_hour_over_many_contracts_credits_each_in_term_exactly_once(void **state)
+{
+    enum { N = 1203 };
+    int64_t u = new_member(0), h = DAY0 + 7 * HOUR, first = 0, n_in = 0, want = 0;
+    (void)state;
+
+    for (int i = 0; i < N; i++) {
+        /* every 7th over before the hour, every 11th started after it,
+         * every 13th refunded before it; the others 240 + i a day */
+        int64_t start = i % 7 == 0 ? DAY0 - 30 * DAY : i % 11 == 0 ? h + HOUR + 60 : DAY0;
+        int64_t c = contract(u, "fixed", 0, 1000, 240 + i, i % 7 == 0 ? 30 : 2, start);
+        if (!first) {
+            first = c;
+        }
+        if (i % 13 == 0 && i % 7 && i % 11) {
+            exec(sqlf("UPDATE contracts SET status = 'refunded', ended_at = %lld WHERE id = %lld",
+                      (long long)(h - 60), (long long)c));
+        } else if (i % 7 && i % 11) {
+            n_in++;
+            want += (240 + i) * 8 / 24 - (240 + i) * 7 / 24;
+        }
+    }
+    set_clock(DAY0 + DAY);
+    assert_int_equal(run("accrual", h, 1000), DM_JOB_RAN_OK);
+    assert_int_equal(count("SELECT COUNT(*) FROM transfers"), n_in);
+    assert_int_equal(wallet(u), want);
+    for (int i = 0; i < N; i++) {
+        int64_t in = i % 7 && i % 11 && i % 13;
+        assert_int_equal(earned(first + i), in ? (240 + i) * 8 / 24 - (240 + i) * 7 / 24 : 0);
+    }
+    assert_int_equal(count(sqlf("SELECT COUNT(*) FROM transfers WHERE idempotency_key LIKE "
+                                "'earn:%%:%lld'",
+                                (long long)h)),
+                     n_in);
+    assert_ledger_sound();
+}
+
+/* The accrual's run history is what expiry reads: the clean-up, which
+ * trims `ok` runs older than 90 days, keeps the accrual's, or a contract
+ * longer than 90 days would never expire. */
+static void test_a_long_term_expires_after_the_run_history_clean_up(void **state)
+{
+    int64_t u = new_member(0), c = contract(u, "fixed", 0, 1000, 2400, 100, DAY0);
+    int64_t hours = 100 * 24;
+    dm_job_result res;
+    (void)state;
+
+    /* its 2,400 hours ran ok, each finished when its hour was over (as
+     * the daemon runs them; written here rather than run one by one) */
+    exec(sqlf("WITH RECURSIVE h(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM h WHERE k < %lld) "
+              "INSERT INTO job_runs (job, period, period_start, status, attempts, started_at, "
+              "finished_at) SELECT 'accrual', strftime('%%Y-%%m-%%dT%%H:%%M:%%SZ', %lld + k * "
+              "3600, 'unixepoch'), %lld + k * 3600, 'ok', 1, %lld + k * 3600 + 3600, "
+              "%lld + k * 3600 + 3600 FROM h",
+              (long long)(hours - 1), (long long)DAY0, (long long)DAY0, (long long)DAY0,
+              (long long)DAY0));
+    set_clock(DAY0 + 100 * DAY + HOUR);
+    assert_int_equal(run("cleanup", dm_now() - dm_now() % HOUR, 100), DM_JOB_RAN_OK);
+    assert_int_equal(count("SELECT COUNT(*) FROM job_runs WHERE job = 'accrual' AND "
+                           "status = 'ok'"),
+                     hours);
+    assert_null(call(dm_accrual_job_expiry, "contract-expiry", 0, 100, 0, &res));
+    assert_string_equal(status_of(c), "expired");
+    /* other jobs' old history still goes */
+    exec("INSERT INTO job_runs (job, period, period_start, status, attempts, started_at, "
+         "finished_at) VALUES ('cleanup', 'old', 0, 'ok', 1, 0, 0)");
+    set_clock(DAY0 + 100 * DAY + 2 * HOUR);
+    assert_int_equal(run("cleanup", dm_now() - dm_now() % HOUR, 100), DM_JOB_RAN_OK);
+    assert_int_equal(count("SELECT COUNT(*) FROM job_runs WHERE period = 'old'"), 0);
+}
+
+/* Issue 11, sequence 9: a one-day pool contract; the 23:00 payout is
+ * recorded and shared first, then 22:00, then the other hours in a
+ * scrambled order. None of it goes to `rounding` but the floors'
+ * remainders; the contract stays active until every hour is paid. A
+ * contract the earlier rule expired after 23:00 still gets its share of
+ * every later payout. */
+static void test_pool_payouts_in_any_order_and_after_expiry_reach_their_contracts(void **state)
+{
+    int64_t u1 = new_member(0), u2 = new_member(0);
+    int64_t p1 = contract(u1, "pool", 0, 1000, 0, 1, DAY0);   /* a quarter */
+    int64_t p2 = contract(u2, "pool", 500, 3000, 0, 1, DAY0); /* three quarters, 5 % fee */
+    int64_t want1 = 0, want2 = 0, fees = 0, rem = 0;
+    dm_pool_payout pay;
+    dm_job_result res;
+    (void)state;
+
+    set_clock(DAY0 + DAY + HOUR);
+    for (int k = 0; k < 24; k++) {
+        /* 23, 22, then 0..21 scrambled (7k mod 22 visits each once) */
+        int h = k == 0 ? 23 : k == 1 ? 22 : (7 * (k - 2)) % 22;
+        int64_t amount = h >= 22 ? 1000000 : 1000003 + h;
+        dm_pool_split s1, s2;
+        assert_null(dm_pool_payout_record(db, pool, 0, NULL, "hour", DAY0 + h * HOUR, amount, "USD",
+                                          NULL, &pay));
+        assert_int_equal(run("pool-accrual", DAY0 + h * HOUR, 1), DM_JOB_RAN_OK);
+        dm_accrual_pool_split(amount, 1000LL * HOUR, 4000LL * HOUR, 0, &s1);
+        dm_accrual_pool_split(amount, 3000LL * HOUR, 4000LL * HOUR, 500, &s2);
+        want1 += s1.credit;
+        want2 += s2.credit;
+        fees += s2.fee;
+        rem += amount - s1.gross - s2.gross;
+        assert_int_equal(earned(p1), want1);
+        assert_int_equal(earned(p2), want2);
+        assert_int_equal(count(sqlf("SELECT contracts = 2 AND remainder_micros = %lld FROM "
+                                    "pool_payouts WHERE id = %lld",
+                                    (long long)(amount - s1.gross - s2.gross), (long long)pay.id)),
+                         1);
+        assert_null(call(dm_accrual_job_expiry, "contract-expiry", 0, 100, 0, &res));
+        if (k < 2) {
+            /* the issue's 1,000,000 micros: 250,000 and 712,500 each time */
+            assert_int_equal(earned(p1), 250000 * (k + 1));
+            assert_int_equal(earned(p2), 712500 * (k + 1));
+            assert_int_equal(rem, 0);
+        }
+        if (k == 0) {
+            /* the 23:00 payout covers the last hour, not the term */
+            assert_string_equal(status_of(p1), "active");
+            assert_string_equal(status_of(p2), "active");
+            expire_as_the_earlier_rule_did(p1);
+        } else if (k < 23) {
+            assert_string_equal(status_of(p2), "active");
+        }
+    }
+    /* worked by hand: p1 a quarter of each payout (6,000,066), p2 three
+     * quarters less its 5 % fee (17,100,215 after 900,000 of fees), and
+     * 16 micros of floors' remainder over the 24 payouts */
+    assert_int_equal(want1, 6000066);
+    assert_int_equal(want2, 17100215);
+    assert_int_equal(fees, 900000);
+    assert_int_equal(rem, 16);
+    assert_string_equal(status_of(p2), "expired");
+    assert_int_equal(wallet(u1), want1);
+    assert_int_equal(wallet(u2), want2);
+    assert_int_equal(count("SELECT balance_micros FROM accounts WHERE code = 'rounding'"), rem);
+    assert_int_equal(count("SELECT balance_micros FROM accounts WHERE code = "
+                           "'maintenance_fees'"),
+                     fees);
+    assert_int_equal(count("SELECT -balance_micros FROM accounts WHERE code = 'yield'"),
+                     count("SELECT SUM(amount_micros) FROM pool_payouts"));
     assert_ledger_sound();
 }
 
@@ -888,7 +1155,12 @@ int main(void)
         T(test_pool_payout_refusals),
         T(test_pool_day_payout_is_shared_at_23h_over_the_whole_day),
         T(test_pool_distribution_stopped_midway_is_completed_exactly),
-        T(test_expiry_waits_for_the_last_hour_then_expires_and_mails),
+        T(test_expiry_waits_for_the_whole_term_then_expires_and_mails),
+        T(test_expiry_waits_for_every_hour_of_the_term_not_only_the_last),
+        T(test_an_hour_credits_every_contract_whose_term_covers_it_whatever_its_status),
+        T(test_pool_payouts_in_any_order_and_after_expiry_reach_their_contracts),
+        T(test_a_long_term_expires_after_the_run_history_clean_up),
+        T(test_an_hour_over_many_contracts_credits_each_in_term_exactly_once),
         T(test_yield_commissions_follow_the_plan_once),
         T(test_post_many_is_idempotent_and_debits_only_system_accounts),
         T(test_post_many_over_many_rows_matches_one_by_one),

@@ -1,7 +1,7 @@
 /* Commissions and VIP levels: the 10-level split for every VIP level and
  * depth of the default plan, rounding under the cap, suspended ancestors,
  * idempotency, clawback from held then wallet (debt), release after the
- * hold unless a fraud flag links the pair, registration-IP flags, VIP
+ * hold unless a fraud flag names the buyer, registration-IP flags, VIP
  * qualification boundaries and re-evaluation, and plan validation. The
  * orders side is played by calling the functions inside a transaction. */
 #include <stdarg.h>
@@ -393,7 +393,7 @@ static void test_clawback_takes_from_held_then_from_the_wallet_leaving_a_debt(vo
     assert_ledger_ok(db);
 }
 
-static void test_release_waits_for_the_hold_and_skips_flagged_pairs(void **state)
+static void test_release_waits_for_the_hold_and_skips_flagged_buyers(void **state)
 {
     dm_db *db = dm_fx_db(pool);
     int64_t chain[CHAIN], now = apr_time_sec(apr_time_now());
@@ -407,18 +407,19 @@ static void test_release_waits_for_the_hold_and_skips_flagged_pairs(void **state
     assert_int_equal(q(db, "SELECT MIN(release_at) - MIN(created_at) FROM commissions"),
                      14 * 86400);
     assert_int_equal(release(db, now), 0);
-    /* the buyer and its referrer are flagged (either way round counts) */
+    /* the buyer is flagged (on either side of a flag): every depth of its
+     * order stays held, not only its referrer's credit */
     assert_null(dm_db_begin(db, pool));
     assert_null(dm_flags_raise(db, pool, chain[12], chain[11], "same_registration_ip"));
     assert_null(dm_flags_raise(db, pool, chain[12], chain[11], "same_registration_ip"));
     assert_null(dm_flags_raise(db, pool, chain[8], chain[12], "shared_destination"));
     assert_null(dm_db_commit(db, pool));
     assert_int_equal(q(db, "SELECT COUNT(*) FROM member_flags WHERE status = 'open'"), 2);
-    assert_int_equal(release(db, now + 14 * 86400 + 5), 8);
-    assert_int_equal(q(db, "SELECT COUNT(*) FROM commissions WHERE status = 'held'"), 2);
+    assert_int_equal(release(db, now + 14 * 86400 + 5), 0);
+    assert_int_equal(q(db, "SELECT COUNT(*) FROM commissions WHERE status = 'held'"), 10);
     assert_int_equal(bal(db, chain[11]).held_micros, 50 * USD);
-    assert_int_equal(bal(db, chain[10]).wallet_micros, 20 * USD);
-    /* cleared: released at the next run; confirmed: stays held */
+    assert_int_equal(bal(db, chain[10]).held_micros, 20 * USD);
+    /* cleared: no longer holds; confirmed: still holds the buyer's order */
     assert_null(dm_flags_resolve(db, pool, 0, NULL, q(db, "SELECT MIN(id) FROM member_flags"),
                                  "cleared", &f));
     assert_string_equal(f.status, "cleared");
@@ -430,8 +431,14 @@ static void test_release_waits_for_the_hold_and_skips_flagged_pairs(void **state
     assert_int_equal(q(db, "SELECT COUNT(*) FROM audit_log WHERE action IN ('flag.clear', "
                            "'flag.confirm')"),
                      2);
-    assert_int_equal(release(db, now + 14 * 86400 + 5), 1);
-    assert_int_equal(bal(db, chain[11]).wallet_micros, 50 * USD);
+    assert_int_equal(release(db, now + 14 * 86400 + 5), 0);
+    assert_int_equal(bal(db, chain[11]).held_micros, 50 * USD);
+    /* chain[11] is only in the cleared flag: its own order is released at
+     * every depth, chain[8] (confirmed with chain[12]) included */
+    assert_null(pay(db, 2, chain[11], 1000 * USD));
+    assert_int_equal(release(db, now + 14 * 86400 + 5), 10);
+    assert_int_equal(bal(db, chain[10]).wallet_micros, 50 * USD);
+    assert_int_equal(bal(db, chain[8]).wallet_micros, 1000 * USD * 100 / 10000);
     assert_int_equal(bal(db, chain[8]).held_micros, 1000 * USD * 50 / 10000);
     assert_int_equal(release(db, now + 14 * 86400 + 5), 0);
     assert_ledger_ok(db);
@@ -653,7 +660,7 @@ int main(void)
         cmocka_unit_test(test_suspended_ancestors_are_skipped),
         cmocka_unit_test(test_paying_an_order_twice_credits_once),
         cmocka_unit_test(test_clawback_takes_from_held_then_from_the_wallet_leaving_a_debt),
-        cmocka_unit_test(test_release_waits_for_the_hold_and_skips_flagged_pairs),
+        cmocka_unit_test(test_release_waits_for_the_hold_and_skips_flagged_buyers),
         cmocka_unit_test(test_registration_from_the_referrers_ip_within_24h_raises_a_flag),
         cmocka_unit_test(test_vip_qualification_boundaries),
         cmocka_unit_test(test_reevaluation_raises_buyer_and_upline_and_a_refund_lowers_back),

@@ -52,6 +52,7 @@ static const struct kind_def {
     {DM_KIND_MAINTENANCE_FEE, 0},
     {DM_KIND_YIELD_COMMISSION, 0},
     {DM_KIND_YIELD_CLAWBACK, 1},
+    {DM_KIND_COMMISSION_FORFEIT, 0},
 };
 
 static const char *const system_codes[] = {
@@ -63,11 +64,20 @@ static const char *const system_codes[] = {
     DM_SYS_ROUNDING,
     DM_SYS_ADJUSTMENTS,
     DM_SYS_MAINTENANCE_FEES,
+    DM_SYS_FORFEITED_COMMISSIONS,
 };
 
 #define TRANSFER_COLUMNS                                                                           \
     "id, idempotency_key, debit_account_id, credit_account_id, amount_micros, currency, kind, "    \
     "reference, reverses_transfer_id, created_at"
+
+/* Set by the host before it forks; read-only afterwards. */
+static dm_ledger_debt_fn *debt_hook;
+
+void dm_ledger_set_debt_hook(dm_ledger_debt_fn *fn)
+{
+    debt_hook = fn;
+}
 
 static const char *id_str(apr_pool_t *p, int64_t id)
 {
@@ -559,6 +569,23 @@ static dm_err *move_balance(dm_db *db, apr_pool_t *p, const dm_transfer_req *req
     return e;
 }
 
+/* A clawback may have left a wallet in debt: tell the hook. Only clawback
+ * kinds can, so the read costs nothing on the hot paths. */
+static dm_err *after_clawback(dm_db *db, apr_pool_t *p, const dm_transfer *t)
+{
+    dm_account a = {0};
+    dm_err *e;
+
+    if (!debt_hook) {
+        return NULL;
+    }
+    e = dm_ledger_account_get(db, p, t->debit_account_id, &a);
+    if (e || !a.kind || strcmp(a.kind, "wallet") != 0 || a.balance_micros >= 0) {
+        return e;
+    }
+    return debt_hook(db, p, a.user_id, t, a.balance_micros);
+}
+
 static dm_err *post(dm_db *db, apr_pool_t *p, const dm_transfer_req *req, int64_t reverses,
                     dm_transfer *out, int *created)
 {
@@ -651,7 +678,7 @@ static dm_err *post(dm_db *db, apr_pool_t *p, const dm_transfer_req *req, int64_
     out->reverses_transfer_id = reverses;
     out->created_at = now;
     *created = 1;
-    return NULL;
+    return dm_ledger_kind_is_clawback(req->kind) ? after_clawback(db, p, out) : NULL;
 }
 
 dm_err *dm_ledger_transfer(dm_db *db, apr_pool_t *p, const dm_transfer_req *req, dm_transfer *out,

@@ -22,7 +22,8 @@
  * negative balance is the member's debt. Every later credit to the wallet
  * pays the debt first simply by being added to it, and no other debit can
  * take a wallet that is (or would become) negative any lower. There is no
- * separate debt account (docs/decisions.md says why).
+ * separate debt account (docs/decisions.md says why). A clawback that
+ * leaves a wallet in debt calls the debt hook (dm_ledger_set_debt_hook).
  */
 #ifndef DM_LEDGER_H
 #define DM_LEDGER_H
@@ -51,6 +52,8 @@
 #define DM_SYS_ROUNDING "rounding"
 #define DM_SYS_ADJUSTMENTS "adjustments"
 #define DM_SYS_MAINTENANCE_FEES "maintenance_fees" /* pool mode: the published fee */
+/* held commissions staff forfeited (a suspended account, confirmed fraud) */
+#define DM_SYS_FORFEITED_COMMISSIONS "forfeited_commissions"
 #define DM_SYS_GATEWAY_PREFIX "gateway:"
 
 /* Transfer kinds. The list is closed (ledger.c's kind table): an unknown
@@ -71,9 +74,10 @@
 #define DM_KIND_CHARGEBACK "chargeback"
 #define DM_KIND_ROUNDING "rounding"
 #define DM_KIND_REVERSAL "reversal"
-#define DM_KIND_MAINTENANCE_FEE "maintenance_fee"   /* yield -> maintenance_fees */
-#define DM_KIND_YIELD_COMMISSION "yield_commission" /* commissions -> an upline's wallet */
-#define DM_KIND_YIELD_CLAWBACK "yield_clawback"     /* a refund: a wallet -> yield */
+#define DM_KIND_MAINTENANCE_FEE "maintenance_fee"       /* yield -> maintenance_fees */
+#define DM_KIND_YIELD_COMMISSION "yield_commission"     /* commissions -> an upline's wallet */
+#define DM_KIND_YIELD_CLAWBACK "yield_clawback"         /* a refund: a wallet -> yield */
+#define DM_KIND_COMMISSION_FORFEIT "commission_forfeit" /* held -> forfeited_commissions */
 
 typedef enum dm_account_kind {
     DM_ACCOUNT_WALLET = 1, /* available money */
@@ -167,6 +171,20 @@ dm_err *dm_ledger_transfer(dm_db *db, apr_pool_t *p, const dm_transfer_req *req,
  * (may be NULL) receives each transfer's id, new or replayed. */
 dm_err *dm_ledger_post_many(dm_db *db, apr_pool_t *p, const dm_transfer_req *reqs, int n,
                             int *created, int64_t *ids);
+
+/* Called, inside the transaction, when a transfer of a clawback kind has
+ * left member `user_id`'s wallet below zero (wallet_micros: the balance
+ * now, < 0; t: the new transfer). Its error fails the transfer (the
+ * caller rolls back). Higher layers that must react to a new debt (the
+ * withdrawals: pending requests held for review) register here, so the
+ * ledger needs to know nothing of them. */
+typedef dm_err *dm_ledger_debt_fn(dm_db *db, apr_pool_t *p, int64_t user_id, const dm_transfer *t,
+                                  int64_t wallet_micros);
+
+/* Sets the one debt hook (NULL: none). Process-wide, set by the host
+ * before serving (mod_deepmine's post_config, before the fork), as
+ * dm_commission_set_hold. */
+void dm_ledger_set_debt_hook(dm_ledger_debt_fn *fn);
 
 /* Reverses transfer `transfer_id` by a new transfer of the same amount the
  * other way, of `kind` (e.g. refund, withdrawal_rejected, reversal), with

@@ -13,7 +13,9 @@
 
 #include "base/clock.h"
 #include "base/json.h"
+#include "base/validate.h"
 #include "ledger/ledger.h"
+#include "store/audit.h"
 #include "referral/referral.h"
 #include "referral/vip.h"
 
@@ -22,14 +24,52 @@
 
 /* Set by the host before it forks; read-only afterwards. */
 static int64_t hold_seconds = (int64_t)DM_COMMISSION_DEFAULT_HOLD_DAYS * 86400;
+static struct gateway_hold {
+    char gateway[DM_COMMISSION_GATEWAY_MAX + 1];
+    int64_t seconds;
+} gateway_holds[DM_COMMISSION_HOLD_GATEWAYS];
+static int gateway_hold_count;
 
 void dm_commission_set_hold(int64_t seconds)
 {
     hold_seconds = seconds >= 0 ? seconds : 0;
+    gateway_hold_count = 0;
 }
 
 int64_t dm_commission_hold(void)
 {
+    return hold_seconds;
+}
+
+int dm_commission_set_hold_for(const char *gateway, int64_t seconds)
+{
+    size_t n = gateway ? strlen(gateway) : 0;
+    int i = 0;
+
+    if (n < 1 || n > DM_COMMISSION_GATEWAY_MAX) {
+        return -1;
+    }
+    while (i < gateway_hold_count && strcmp(gateway_holds[i].gateway, gateway) != 0) {
+        i++;
+    }
+    if (i == DM_COMMISSION_HOLD_GATEWAYS) {
+        return -1;
+    }
+    memcpy(gateway_holds[i].gateway, gateway, n + 1);
+    gateway_holds[i].seconds = seconds >= 0 ? seconds : 0;
+    if (i == gateway_hold_count) {
+        gateway_hold_count++;
+    }
+    return 0;
+}
+
+int64_t dm_commission_hold_for(const char *gateway)
+{
+    for (int i = 0; gateway && i < gateway_hold_count; i++) {
+        if (strcmp(gateway_holds[i].gateway, gateway) == 0) {
+            return gateway_holds[i].seconds;
+        }
+    }
     return hold_seconds;
 }
 
@@ -135,7 +175,8 @@ static dm_err *read_upline(dm_db *db, apr_pool_t *p, int64_t buyer_id, credit *o
 }
 
 static dm_err *credit_one(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
-                          const credit *c, int64_t amount, const char *currency, int64_t source)
+                          const credit *c, int64_t amount, const char *currency, int64_t source,
+                          int64_t hold)
 {
     int64_t held = 0, now = dm_now();
     dm_transfer_req req;
@@ -177,7 +218,7 @@ static dm_err *credit_one(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t bu
     dm_stmt_bind_str(st, 6, currency);
     dm_stmt_bind_int64(st, 7, c->rate_bp);
     dm_stmt_bind_int64(st, 8, c->vip_level);
-    dm_stmt_bind_int64(st, 9, now + hold_seconds);
+    dm_stmt_bind_int64(st, 9, now + hold);
     dm_stmt_bind_int64(st, 10, t.id);
     dm_stmt_bind_int64(st, 11, now);
     e = dm_stmt_step(st, p, &row);
@@ -188,6 +229,13 @@ static dm_err *credit_one(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t bu
 dm_err *dm_commission_pay(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
                           int64_t amount_micros, const char *currency)
 {
+    return dm_commission_pay_via(db, p, order_id, buyer_id, amount_micros, currency, NULL);
+}
+
+dm_err *dm_commission_pay_via(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
+                              int64_t amount_micros, const char *currency, const char *gateway)
+{
+    int64_t hold = dm_commission_hold_for(gateway);
     credit up[DM_REFERRAL_LEVELS];
     int64_t ids[DM_REFERRAL_LEVELS], source = 0;
     int n = 0, fresh = 0;
@@ -227,7 +275,7 @@ dm_err *dm_commission_pay(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t bu
         }
         amount = product / 10000; /* both >= 0: division rounds down */
         if (amount > 0) {
-            e = credit_one(db, p, order_id, buyer_id, &up[i], amount, currency, source);
+            e = credit_one(db, p, order_id, buyer_id, &up[i], amount, currency, source, hold);
         }
     }
     /* Volumes are in the platform currency (docs/commissions.md). */
@@ -357,11 +405,12 @@ dm_err *dm_commission_refund(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t
     suffix = (last && refunded == 0)
                  ? ""
                  : apr_psprintf(p, ":%" APR_INT64_T_FMT, (apr_int64_t)(refunded + part_micros));
-    e = dm_db_prepare(db, p,
-                      "SELECT id, depth, beneficiary_id, amount_micros - clawed_micros, currency, "
-                      "status FROM commissions WHERE order_id = ? AND status <> 'clawed_back' "
-                      "ORDER BY depth",
-                      &st);
+    e = dm_db_prepare(
+        db, p,
+        "SELECT id, depth, beneficiary_id, amount_micros - clawed_micros, currency, "
+        "status FROM commissions WHERE order_id = ? AND status IN ('held', 'available') "
+        "ORDER BY depth",
+        &st);
     if (e) {
         return e;
     }
@@ -452,14 +501,19 @@ typedef struct due_row {
     const char *currency;
 } due_row;
 
-/* Due, held, and no open or confirmed flag between beneficiary and buyer. */
+/* Due, held, its beneficiary active (a suspended member's commissions stay
+ * held), and the buyer named by no open or confirmed flag, on either side:
+ * a flagged member's purchase holds what it paid at every depth, not only
+ * the pair's (each NOT EXISTS is one probe of member_flags_user or
+ * member_flags_related). */
 #define DUE_SQL                                                                                    \
     "SELECT c.id, c.beneficiary_id, c.amount_micros - c.clawed_micros, c.currency "                \
-    "FROM commissions c "                                                                          \
-    "WHERE c.status = 'held' AND c.release_at <= ? AND c.id > ? AND NOT EXISTS ("                  \
-    "SELECT 1 FROM member_flags f WHERE f.status IN ('open', 'confirmed') AND "                    \
-    "((f.user_id = c.beneficiary_id AND f.related_user_id = c.source_user_id) OR "                 \
-    "(f.user_id = c.source_user_id AND f.related_user_id = c.beneficiary_id))) "                   \
+    "FROM commissions c JOIN users b ON b.id = c.beneficiary_id AND b.status = 'active' "          \
+    "WHERE c.status = 'held' AND c.release_at <= ? AND c.id > ? "                                  \
+    "AND NOT EXISTS (SELECT 1 FROM member_flags f WHERE f.user_id = c.source_user_id "             \
+    "AND f.status IN ('open', 'confirmed')) "                                                      \
+    "AND NOT EXISTS (SELECT 1 FROM member_flags f WHERE f.related_user_id = c.source_user_id "     \
+    "AND f.status IN ('open', 'confirmed')) "                                                      \
     "ORDER BY c.id LIMIT ?"
 
 static dm_err *release_one(dm_db *db, apr_pool_t *p, const due_row *d)
@@ -569,13 +623,327 @@ dm_err *dm_commission_release_due(dm_db *db, apr_pool_t *p, int64_t now, int64_t
     return e;
 }
 
-/* ---- the member's list ---- */
+/* ---- forfeits ---- */
+
+#define FORFEIT_REASON_MAX 500
+
+typedef struct forfeit_row {
+    int64_t id;
+    int64_t beneficiary;
+    int64_t amount;
+    const char *currency;
+    const char *status;
+    const char *beneficiary_status;
+    int buyer_confirmed; /* a confirmed flag names the buyer */
+} forfeit_row;
+
+#define FORFEIT_SQL                                                                                \
+    "SELECT c.id, c.beneficiary_id, c.amount_micros, c.currency, c.status, b.status, "             \
+    "EXISTS (SELECT 1 FROM member_flags f WHERE f.status = 'confirmed' AND "                       \
+    "(f.user_id = c.source_user_id OR f.related_user_id = c.source_user_id)) "                     \
+    "FROM commissions c JOIN users b ON b.id = c.beneficiary_id "
+
+static void read_forfeit_row(dm_stmt *st, apr_pool_t *p, forfeit_row *r)
+{
+    r->id = dm_stmt_int64(st, 0);
+    r->beneficiary = dm_stmt_int64(st, 1);
+    r->amount = dm_stmt_int64(st, 2);
+    r->currency = dm_stmt_dup_text(st, p, 3);
+    r->status = dm_stmt_dup_text(st, p, 4);
+    r->beneficiary_status = dm_stmt_dup_text(st, p, 5);
+    r->buyer_confirmed = dm_stmt_int64(st, 6) != 0;
+}
+
+/* Only a held commission, and only for what a forfeit is for: its
+ * beneficiary is suspended, or a confirmed flag names its buyer. */
+static dm_err *forfeitable(apr_pool_t *p, const forfeit_row *r)
+{
+    if (strcmp(r->status, "held") != 0) {
+        return dm_err_make(p, DM_E_CONFLICT, NULL,
+                           "commission %" APR_INT64_T_FMT " is %s: only a held commission can be "
+                           "forfeited",
+                           (apr_int64_t)r->id, r->status);
+    }
+    if (strcmp(r->beneficiary_status, "active") == 0 && !r->buyer_confirmed) {
+        return dm_err_make(p, DM_E_CONFLICT, NULL,
+                           "commission %" APR_INT64_T_FMT " is held only for its hold period: its "
+                           "beneficiary (member %" APR_INT64_T_FMT ") is active and no confirmed "
+                           "flag names its buyer; suspend the member or confirm the flag first",
+                           (apr_int64_t)r->id, (apr_int64_t)r->beneficiary);
+    }
+    return NULL;
+}
+
+/* held -> forfeited_commissions, the row marked, the audit entry. */
+static dm_err *forfeit_one(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
+                           const forfeit_row *r, const char *reason)
+{
+    int64_t held = 0, sink = 0;
+    dm_transfer_req req;
+    dm_transfer t;
+    dm_stmt *st;
+    int created = 0, row = 0;
+    const char *id = apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)r->id);
+    dm_err *e =
+        dm_ledger_member_account(db, p, r->beneficiary, DM_ACCOUNT_HELD, r->currency, &held);
+
+    if (!e) {
+        e = dm_ledger_system_account(db, p, DM_SYS_FORFEITED_COMMISSIONS, r->currency, &sink);
+    }
+    if (e) {
+        return e;
+    }
+    memset(&req, 0, sizeof(req));
+    req.idempotency_key = apr_pstrcat(p, "forfeit:", id, NULL);
+    req.debit_account_id = held;
+    req.credit_account_id = sink;
+    req.amount_micros = r->amount;
+    req.currency = r->currency;
+    req.kind = DM_KIND_COMMISSION_FORFEIT;
+    req.reference = apr_pstrcat(p, "commission:", id, NULL);
+    e = dm_ledger_transfer(db, p, &req, &t, &created);
+    if (!e) {
+        e = dm_db_prepare(db, p,
+                          "UPDATE commissions SET status = 'forfeited', forfeit_transfer_id = ? "
+                          "WHERE id = ? AND status = 'held'",
+                          &st);
+    }
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, t.id);
+    dm_stmt_bind_int64(st, 2, r->id);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (!e && dm_db_changes(db) != 1) {
+        e = dm_err_make(p, DM_E_CONFLICT, NULL,
+                        "commission %s is no longer held: only a held commission can be forfeited",
+                        id);
+    }
+    if (e) {
+        return e;
+    }
+    return dm_audit_write(
+        db, p, staff_id, "commission.forfeit", "commission", id,
+        dm_json_own(p, json_pack("{s:s,s:I}", "status", "held", "beneficiary_id",
+                                 (json_int_t)r->beneficiary)),
+        dm_json_own(p, json_pack("{s:s,s:I,s:I,s:s,s:s}", "status", "forfeited", "transfer_id",
+                                 (json_int_t)t.id, "amount_micros", (json_int_t)r->amount,
+                                 "currency", r->currency, "reason", reason)),
+        ip);
+}
+
+static dm_err *check_reason(apr_pool_t *p, const char *reason)
+{
+    if (!reason || !*reason) {
+        return dm_err_make(p, DM_E_INVALID, "reason", "a forfeit needs a reason");
+    }
+    return dm_validate_text(p, "reason", reason, FORFEIT_REASON_MAX, 1);
+}
+
+static dm_err *commission_row_get(dm_db *db, apr_pool_t *p, int64_t id, dm_commission_row *out);
+
+static dm_err *forfeit_txn(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
+                           int64_t commission_id, const char *reason)
+{
+    forfeit_row r;
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p, FORFEIT_SQL "WHERE c.id = ?", &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, commission_id);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        read_forfeit_row(st, p, &r);
+    }
+    dm_stmt_done(st);
+    if (!e && !row) {
+        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "no commission %" APR_INT64_T_FMT,
+                        (apr_int64_t)commission_id);
+    }
+    if (!e) {
+        e = forfeitable(p, &r);
+    }
+    return e ? e : forfeit_one(db, p, staff_id, ip, &r, reason);
+}
+
+dm_err *dm_commission_forfeit(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
+                              int64_t commission_id, const char *reason, dm_commission_row *out)
+{
+    dm_err *e = check_reason(p, reason);
+
+    if (!e) {
+        e = dm_db_begin(db, p);
+    }
+    if (e) {
+        return e;
+    }
+    e = forfeit_txn(db, p, staff_id, ip, commission_id, reason);
+    if (!e) {
+        e = commission_row_get(db, p, commission_id, out);
+    }
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    return dm_db_commit(db, p);
+}
+
+static dm_err *forfeit_member_txn(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
+                                  int64_t user_id, const char *reason, int64_t *count,
+                                  int64_t *amount)
+{
+    apr_array_header_t *rows = apr_array_make(p, 16, sizeof(forfeit_row));
+    const char *status = NULL;
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p, "SELECT status FROM users WHERE id = ?", &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, user_id);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        status = dm_stmt_dup_text(st, p, 0);
+    }
+    dm_stmt_done(st);
+    if (!e && !row) {
+        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "no member %" APR_INT64_T_FMT,
+                        (apr_int64_t)user_id);
+    } else if (!e && strcmp(status, "suspended") != 0) {
+        e = dm_err_make(p, DM_E_CONFLICT, NULL,
+                        "member %" APR_INT64_T_FMT " is %s: all of a member's held commissions "
+                        "are forfeited only when the account is suspended (forfeit one "
+                        "commission at a time otherwise)",
+                        (apr_int64_t)user_id, status);
+    }
+    if (!e) {
+        e = dm_db_prepare(db, p,
+                          FORFEIT_SQL "WHERE c.beneficiary_id = ? AND c.status = 'held' "
+                                      "ORDER BY c.id",
+                          &st);
+    }
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, user_id);
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        read_forfeit_row(st, p, apr_array_push(rows));
+    }
+    dm_stmt_done(st);
+    for (int i = 0; !e && i < rows->nelts; i++) {
+        const forfeit_row *r = &APR_ARRAY_IDX(rows, i, forfeit_row);
+        e = forfeit_one(db, p, staff_id, ip, r, reason);
+        /* the total is in the platform currency (orders in another are rare) */
+        if (!e && strcmp(r->currency, DM_LEDGER_CURRENCY) == 0 &&
+            __builtin_add_overflow(*amount, r->amount, amount)) {
+            e = dm_err_make(p, DM_E_INTERNAL, NULL, "forfeit: the total overflows");
+        }
+        if (!e) {
+            (*count)++;
+        }
+    }
+    return e;
+}
+
+dm_err *dm_commission_forfeit_member(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
+                                     int64_t user_id, const char *reason, int64_t *count,
+                                     int64_t *amount_micros)
+{
+    dm_err *e = check_reason(p, reason);
+
+    *count = 0;
+    *amount_micros = 0;
+    if (!e) {
+        e = dm_db_begin(db, p);
+    }
+    if (e) {
+        return e;
+    }
+    e = forfeit_member_txn(db, p, staff_id, ip, user_id, reason, count, amount_micros);
+    if (e) {
+        dm_db_rollback(db);
+        *count = 0;
+        *amount_micros = 0;
+        return e;
+    }
+    return dm_db_commit(db, p);
+}
+
+/* ---- lists ---- */
+
+#define ROW_SQL                                                                                    \
+    "SELECT c.id, c.order_id, c.depth, c.beneficiary_id, c.source_user_id, u.email, "              \
+    "c.amount_micros, c.currency, c.rate_bp, c.vip_level, c.status, c.release_at, c.created_at, "  \
+    "c.clawed_micros FROM commissions c JOIN users u ON u.id = c.source_user_id "
+
+static void read_row(dm_stmt *st, apr_pool_t *p, dm_commission_row *c)
+{
+    c->id = dm_stmt_int64(st, 0);
+    c->order_id = dm_stmt_int64(st, 1);
+    c->depth = (int)dm_stmt_int64(st, 2);
+    c->beneficiary_id = dm_stmt_int64(st, 3);
+    c->source_user_id = dm_stmt_int64(st, 4);
+    c->source_masked_email = dm_mask_email(p, dm_stmt_text(st, 5, NULL));
+    c->amount_micros = dm_stmt_int64(st, 6);
+    c->currency = dm_stmt_dup_text(st, p, 7);
+    c->rate_bp = (int)dm_stmt_int64(st, 8);
+    c->vip_level = (int)dm_stmt_int64(st, 9);
+    c->status = dm_stmt_dup_text(st, p, 10);
+    c->release_at = dm_stmt_int64(st, 11);
+    c->created_at = dm_stmt_int64(st, 12);
+    c->clawed_micros = dm_stmt_int64(st, 13);
+}
+
+static dm_err *commission_row_get(dm_db *db, apr_pool_t *p, int64_t id, dm_commission_row *out)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p, ROW_SQL "WHERE c.id = ?", &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, id);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        read_row(st, p, out);
+    }
+    dm_stmt_done(st);
+    if (!e && !row) {
+        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "no commission %" APR_INT64_T_FMT,
+                        (apr_int64_t)id);
+    }
+    return e;
+}
+
+/* Steps a prepared list statement: up to limit rows, *next_cursor the last
+ * id shown when there is more. */
+static dm_err *collect(dm_stmt *st, apr_pool_t *p, int limit, apr_array_header_t *rows,
+                       int64_t *next_cursor)
+{
+    int row = 0;
+    dm_err *e;
+
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        if (rows->nelts == limit) {
+            *next_cursor = APR_ARRAY_IDX(rows, rows->nelts - 1, dm_commission_row).id;
+            break;
+        }
+        read_row(st, p, apr_array_push(rows));
+    }
+    dm_stmt_done(st);
+    return e;
+}
 
 dm_err *dm_commission_list(dm_db *db, apr_pool_t *p, int64_t beneficiary_id, int64_t cursor,
                            int limit, apr_array_header_t **rows, int64_t *next_cursor)
 {
     dm_stmt *st;
-    int row = 0, n = 0;
     dm_err *e;
 
     *next_cursor = 0;
@@ -583,44 +951,76 @@ dm_err *dm_commission_list(dm_db *db, apr_pool_t *p, int64_t beneficiary_id, int
     if (limit < 1 || limit > PAGE_MAX) {
         return dm_err_make(p, DM_E_INVALID, "limit", "limit must be from 1 to %d", PAGE_MAX);
     }
-    e = dm_db_prepare(db, p,
-                      "SELECT c.id, c.order_id, c.depth, c.source_user_id, u.email, "
-                      "c.amount_micros, c.currency, c.rate_bp, c.vip_level, c.status, "
-                      "c.release_at, c.created_at, c.clawed_micros FROM commissions c "
-                      "JOIN users u ON u.id = c.source_user_id "
-                      "WHERE c.beneficiary_id = ? AND c.id < ? ORDER BY c.id DESC LIMIT ?",
-                      &st);
+    e = dm_db_prepare(
+        db, p, ROW_SQL "WHERE c.beneficiary_id = ? AND c.id < ? ORDER BY c.id DESC LIMIT ?", &st);
     if (e) {
         return e;
     }
     dm_stmt_bind_int64(st, 1, beneficiary_id);
     dm_stmt_bind_int64(st, 2, cursor > 0 ? cursor : INT64_MAX);
     dm_stmt_bind_int64(st, 3, (int64_t)limit + 1);
-    while (!(e = dm_stmt_step(st, p, &row)) && row) {
-        dm_commission_row *c;
-        if (n == limit) {
-            *next_cursor = APR_ARRAY_IDX(*rows, n - 1, dm_commission_row).id;
-            break;
-        }
-        c = apr_array_push(*rows);
-        c->id = dm_stmt_int64(st, 0);
-        c->order_id = dm_stmt_int64(st, 1);
-        c->depth = (int)dm_stmt_int64(st, 2);
-        c->beneficiary_id = beneficiary_id;
-        c->source_user_id = dm_stmt_int64(st, 3);
-        c->source_masked_email = dm_mask_email(p, dm_stmt_text(st, 4, NULL));
-        c->amount_micros = dm_stmt_int64(st, 5);
-        c->currency = apr_pstrdup(p, dm_stmt_text(st, 6, NULL));
-        c->rate_bp = (int)dm_stmt_int64(st, 7);
-        c->vip_level = (int)dm_stmt_int64(st, 8);
-        c->status = apr_pstrdup(p, dm_stmt_text(st, 9, NULL));
-        c->release_at = dm_stmt_int64(st, 10);
-        c->created_at = dm_stmt_int64(st, 11);
-        c->clawed_micros = dm_stmt_int64(st, 12);
-        n++;
+    return collect(st, p, limit, *rows, next_cursor);
+}
+
+static int status_known(const char *s)
+{
+    return strcmp(s, "held") == 0 || strcmp(s, "available") == 0 || strcmp(s, "clawed_back") == 0 ||
+           strcmp(s, "forfeited") == 0;
+}
+
+dm_err *dm_commission_admin_list(dm_db *db, apr_pool_t *p, const dm_commission_filter *f,
+                                 int64_t cursor, int limit, apr_array_header_t **rows,
+                                 int64_t *next_cursor)
+{
+    dm_stmt *st;
+    int i = 1;
+    dm_err *e;
+
+    *next_cursor = 0;
+    *rows = apr_array_make(p, limit > 0 ? limit : 1, sizeof(dm_commission_row));
+    if (limit < 1 || limit > PAGE_MAX) {
+        return dm_err_make(p, DM_E_INVALID, "limit", "limit must be from 1 to %d", PAGE_MAX);
     }
-    dm_stmt_done(st);
-    return e;
+    if (f->status && !status_known(f->status)) {
+        return dm_err_make(p, DM_E_INVALID, "status",
+                           "status is held, available, clawed_back or forfeited");
+    }
+    /* One text per index: the beneficiary's, the buyer's, or the ids. */
+    e = dm_db_prepare(db, p,
+                      f->beneficiary_id ? ROW_SQL "WHERE c.beneficiary_id = ? AND (? = 0 OR "
+                                                  "c.source_user_id = ?) AND (? IS NULL OR "
+                                                  "c.status = ?) AND c.id < ? "
+                                                  "ORDER BY c.id DESC LIMIT ?"
+                      : f->buyer_id     ? ROW_SQL "WHERE c.source_user_id = ? AND (? IS NULL OR "
+                                                  "c.status = ?) AND c.id < ? "
+                                                  "ORDER BY c.id DESC LIMIT ?"
+                                        : ROW_SQL "WHERE (? IS NULL OR c.status = ?) AND c.id < ? "
+                                                  "ORDER BY c.id DESC LIMIT ?",
+                      &st);
+    if (e) {
+        return e;
+    }
+    if (f->beneficiary_id) {
+        dm_stmt_bind_int64(st, i++, f->beneficiary_id);
+        dm_stmt_bind_int64(st, i++, f->buyer_id);
+        dm_stmt_bind_int64(st, i++, f->buyer_id);
+    } else if (f->buyer_id) {
+        dm_stmt_bind_int64(st, i++, f->buyer_id);
+    }
+    dm_stmt_bind_str(st, i++, f->status);
+    dm_stmt_bind_str(st, i++, f->status);
+    dm_stmt_bind_int64(st, i++, cursor > 0 ? cursor : INT64_MAX);
+    dm_stmt_bind_int64(st, i, (int64_t)limit + 1);
+    return collect(st, p, limit, *rows, next_cursor);
+}
+
+json_t *dm_commission_staff_json(apr_pool_t *p, const dm_commission_row *c)
+{
+    json_t *o = dm_commission_row_json(p, c);
+
+    json_object_set_new(o, "beneficiary_id", json_integer(c->beneficiary_id));
+    json_object_set_new(o, "buyer_id", json_integer(c->source_user_id));
+    return o;
 }
 
 json_t *dm_commission_row_json(apr_pool_t *p, const dm_commission_row *c)

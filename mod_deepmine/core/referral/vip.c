@@ -76,6 +76,102 @@ static int level_total(const dm_vip_level *l)
     return total;
 }
 
+int dm_vip_rates_order_max_bp(const int rates[DM_VIP_LEVELS][DM_VIP_DEPTHS])
+{
+    int total = 0;
+
+    for (int d = 0; d < DM_VIP_DEPTHS; d++) {
+        int top = 0;
+        for (int l = 0; l < DM_VIP_LEVELS; l++) {
+            top = rates[l][d] > top ? rates[l][d] : top;
+        }
+        total += top;
+    }
+    return total;
+}
+
+static void plan_rates(const dm_vip_plan *plan, int rates[DM_VIP_LEVELS][DM_VIP_DEPTHS])
+{
+    for (int l = 0; l < DM_VIP_LEVELS; l++) {
+        memcpy(rates[l], plan->levels[l].rates_bp, sizeof(rates[l]));
+    }
+}
+
+int dm_vip_plan_order_max_bp(const dm_vip_plan *plan)
+{
+    int rates[DM_VIP_LEVELS][DM_VIP_DEPTHS];
+
+    plan_rates(plan, rates);
+    return dm_vip_rates_order_max_bp(rates);
+}
+
+/* "level 3" or "levels 5-7, 9": the levels whose bit is set in `mask`. */
+static const char *levels_text(apr_pool_t *p, unsigned mask)
+{
+    const char *out = "";
+    int n = 0;
+
+    for (int l = 0; l < DM_VIP_LEVELS; l++) {
+        int last = l;
+        if (!(mask & (1u << l))) {
+            continue;
+        }
+        while (last + 1 < DM_VIP_LEVELS && (mask & (1u << (last + 1)))) {
+            last++;
+        }
+        out = last > l ? apr_psprintf(p, "%s%s%d-%d", out, n ? ", " : "", l + 1, last + 1)
+                       : apr_psprintf(p, "%s%s%d", out, n ? ", " : "", l + 1);
+        n += last - l + 1;
+        l = last;
+    }
+    return apr_pstrcat(p, n > 1 ? "levels " : "level ", out, NULL);
+}
+
+dm_err *dm_vip_rates_check_order_cap(apr_pool_t *p, const int rates[DM_VIP_LEVELS][DM_VIP_DEPTHS],
+                                     int cap_bp, const char *what)
+{
+    const char *parts = "";
+    int total = dm_vip_rates_order_max_bp(rates);
+
+    if (total <= cap_bp) {
+        return NULL;
+    }
+    for (int d = 0; d < DM_VIP_DEPTHS; d++) {
+        int top = 0;
+        unsigned mask = 0;
+        for (int l = 0; l < DM_VIP_LEVELS; l++) {
+            int r = rates[l][d];
+            if (r > top) {
+                top = r;
+                mask = 0;
+            }
+            if (r == top) {
+                mask |= 1u << l;
+            }
+        }
+        if (top > 0) {
+            parts = apr_psprintf(p, "%s%sdepth %d at %s (%d bp)", parts, *parts ? ", " : "", d + 1,
+                                 levels_text(p, mask), top);
+        }
+    }
+    return dm_err_make(p, DM_E_INVALID, "levels",
+                       "one %s could pay %d bp, more than the cap of %d bp "
+                       "(DeepMineCommissionCap): each ancestor is paid at its own level, so an "
+                       "upline with %s takes the highest rate of every depth",
+                       what, total, cap_bp, parts);
+}
+
+/* An order pays each ancestor at that ancestor's own level, so the most
+ * one order can pay is, at every depth, the highest rate any level pays
+ * there. */
+static dm_err *check_order_cap(apr_pool_t *p, const dm_vip_plan *plan, int cap_bp)
+{
+    int rates[DM_VIP_LEVELS][DM_VIP_DEPTHS];
+
+    plan_rates(plan, rates);
+    return dm_vip_rates_check_order_cap(p, rates, cap_bp, "order");
+}
+
 dm_err *dm_vip_plan_validate(apr_pool_t *p, const dm_vip_plan *plan, int cap_bp)
 {
     for (int i = 0; i < DM_VIP_LEVELS; i++) {
@@ -114,7 +210,7 @@ dm_err *dm_vip_plan_validate(apr_pool_t *p, const dm_vip_plan *plan, int cap_bp)
                                i + 1, total, cap_bp);
         }
     }
-    return NULL;
+    return check_order_cap(p, plan, cap_bp);
 }
 
 json_t *dm_vip_plan_json(apr_pool_t *p, const dm_vip_plan *plan, int cap_bp)
@@ -136,7 +232,8 @@ json_t *dm_vip_plan_json(apr_pool_t *p, const dm_vip_plan *plan, int cap_bp)
                       (json_int_t)l->min_team_volume_micros, "rates_bp", rates, "total_bp",
                       level_total(l)));
     }
-    return json_pack("{s:o,s:i}", "levels", levels, "cap_bp", cap_bp);
+    return json_pack("{s:o,s:i,s:i}", "levels", levels, "cap_bp", cap_bp, "max_order_bp",
+                     dm_vip_plan_order_max_bp(plan));
 }
 
 dm_err *dm_vip_plan_parse(apr_pool_t *p, json_t *body, dm_vip_plan *out)

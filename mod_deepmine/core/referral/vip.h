@@ -5,8 +5,11 @@
  *
  * Invariants:
  * - the stored plan always has 10 levels with non-decreasing thresholds,
- *   rates 0..10000 bp, and each level's total over the 10 depths within
- *   the cap it was validated against (DeepMineCommissionCap);
+ *   rates 0..10000 bp, and the most one order can pay within the cap it
+ *   was validated against (DeepMineCommissionCap): an order pays each
+ *   ancestor at that ancestor's level, so the sum over the 10 depths of
+ *   the highest rate any level pays at that depth is what is capped (and
+ *   with it each level's own total);
  * - volumes count paid orders only: a clawback takes an order's volume
  *   back, so refunded volume never qualifies anyone;
  * - levels go up automatically when volumes reach them, and down only when
@@ -53,14 +56,29 @@ typedef struct dm_volumes {
 dm_err *dm_vip_plan_load(dm_db *db, apr_pool_t *p, dm_vip_plan *out);
 
 /* Checks a plan: levels 1..10 in order, thresholds >= 0 and non-decreasing
- * from one level to the next, rates 0..10000 bp, and each level's total
- * over the 10 depths <= cap_bp. DM_E_INVALID naming the level (field
- * "levels[i]...") otherwise. */
+ * from one level to the next, rates 0..10000 bp, each level's total over
+ * the 10 depths <= cap_bp (DM_E_INVALID naming the level, field
+ * "levels[i]..."), and the most one order can pay
+ * (dm_vip_plan_order_max_bp) <= cap_bp (DM_E_INVALID, field "levels",
+ * naming each depth and the levels paying its highest rate). */
 dm_err *dm_vip_plan_validate(apr_pool_t *p, const dm_vip_plan *plan, int cap_bp);
 
+/* The most one order can pay under `plan`, in basis points: the sum over
+ * the 10 depths of the highest rate any level pays at that depth (an
+ * upline may hold any mix of levels). */
+int dm_vip_plan_order_max_bp(const dm_vip_plan *plan);
+
+/* The same for any rates table rates[level-1][depth-1] (the yield plan's
+ * too), and its check: DM_E_INVALID (field "levels") when it is over
+ * cap_bp, "one <what> could pay N bp, more than the cap …", naming each
+ * depth and the levels paying its highest rate. */
+int dm_vip_rates_order_max_bp(const int rates[DM_VIP_LEVELS][DM_VIP_DEPTHS]);
+dm_err *dm_vip_rates_check_order_cap(apr_pool_t *p, const int rates[DM_VIP_LEVELS][DM_VIP_DEPTHS],
+                                     int cap_bp, const char *what);
+
 /* {"levels":[{"level","min_personal_volume_micros","min_direct_paid_referrals",
- * "min_team_volume_micros","rates_bp":[10],"total_bp"}],"cap_bp"} (caller
- * owns it). */
+ * "min_team_volume_micros","rates_bp":[10],"total_bp"}],"cap_bp",
+ * "max_order_bp"} (caller owns it). */
 json_t *dm_vip_plan_json(apr_pool_t *p, const dm_vip_plan *plan, int cap_bp);
 
 /* The body of PUT /api/admin/vip-levels ({"levels":[10 objects]}) into a

@@ -8,6 +8,7 @@
 
 #include "store/audit.h"
 #include "base/json.h"
+#include "referral/vip.h"
 
 dm_err *dm_yc_plan_load(dm_db *db, apr_pool_t *p, dm_yc_plan *out)
 {
@@ -97,7 +98,9 @@ dm_err *dm_yc_plan_parse(apr_pool_t *p, json_t *body, int cap_bp, dm_yc_plan *ou
     for (size_t i = 0; !e && i < json_array_size(levels); i++) {
         e = parse_level(p, json_array_get(levels, i), i, cap_bp, out);
     }
-    return e;
+    /* A credit pays each ancestor at its own level: what one credit can
+     * pay is the highest rate of each depth, summed (vip.h). */
+    return e ? e : dm_vip_rates_check_order_cap(p, out->rates_bp, cap_bp, "yield credit");
 }
 
 static dm_err *store(dm_db *db, apr_pool_t *p, const dm_yc_plan *plan)

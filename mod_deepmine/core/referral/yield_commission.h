@@ -8,8 +8,10 @@
  * is never refunded, so there is nothing to claw back).
  *
  * Invariant: a stored plan has levels 1..10 each at most once, rates
- * 0..10000 bp, and each level's total over the 10 depths within the cap
- * it was validated against (DeepMineCommissionCap, as the purchase plan).
+ * 0..10000 bp, and each level's total over the 10 depths, and the most one
+ * credit can pay (the highest rate of each depth, summed: an upline may
+ * hold any mix of levels), within the cap it was validated against
+ * (DeepMineCommissionCap, as the purchase plan).
  */
 #ifndef DM_YIELD_COMMISSION_H
 #define DM_YIELD_COMMISSION_H
@@ -35,7 +37,8 @@ dm_err *dm_yc_plan_load(dm_db *db, apr_pool_t *p, dm_yc_plan *out);
 
 /* {"levels":[{"level","rates_bp":[10]}, …]} → a plan. 0 to 10 entries,
  * levels 1..10 each at most once, 10 rates each 0..10000, each level's
- * total <= cap_bp. DM_E_INVALID naming the field otherwise. */
+ * total <= cap_bp, the most one credit can pay <= cap_bp. DM_E_INVALID
+ * naming the field otherwise. */
 dm_err *dm_yc_plan_parse(apr_pool_t *p, json_t *body, int cap_bp, dm_yc_plan *out);
 
 /* Replaces the stored plan, audited "yield_commission_rates.update" with

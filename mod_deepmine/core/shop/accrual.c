@@ -3,20 +3,26 @@
  *
  *   a run shares out a window [ws, we) of time — the period's hour, or the
  *   whole day for a pool day payout (distributed in the day's 23:00
- *   period) — over the contracts alive in it, in keyset batches by
- *   contract id. Each batch is one transaction: read the next contracts,
+ *   period) — over the contracts alive in it, in batches of contracts in
+ *   id order. Each batch is one transaction: read the next contracts,
  *   compute each one's credit, post the credits (dm_ledger_post_many),
  *   and for the transfers that were new add to earned_micros and the
  *   day's statement row and pay yield commissions. Between batches
  *   dm_job_keep_going() may stop the run; the next run redoes the period
  *   and the ledger keys skip what was done.
  *
- * Which contracts: status 'active', plus those refunded after the window
- * began (a catch-up after downtime still owes them the hours before the
- * refund). A contract's life is [started_at, min(expires_at, ended_at)).
- * Each batch reads both sets for ids past the cursor, inside its
- * transaction, and merges them by id: a contract refunded while the run
- * goes on moves from one set to the other but is met exactly once.
+ * Which contracts: those whose paid term meets the window, whatever their
+ * status now (docs/decisions.md, "Money goes only where it should"). A
+ * contract's life is [started_at, min(expires_at, ended_at)) — a refund
+ * sets ended_at, expiry sets it to expires_at — so an hour rerun after
+ * its contract expired, or a pool payout recorded late, still reaches it,
+ * and a refunded contract is owed nothing after its refund. A run first
+ * reads the candidates' ids from the index contracts_term (yield_mode,
+ * expires_at) — never a contract whose term was over before the window,
+ * however many pile up — and then their rows by id, in id order, batch by
+ * batch (see candidates() and fetch_chunk()). Nothing a run can meet
+ * moves a contract into or out of an ended window, so a contract refunded
+ * or expired while the run goes on is met exactly once.
  *
  * Pool mode needs the total hash-rate-seconds before any share: a first,
  * read-only pass sums them; the second credits. Both meet the same
@@ -50,6 +56,9 @@
 #define EXPIRY_BATCH 500
 /* Pool pass 1 only reads (no write lock held): bigger batches. */
 #define SUM_BATCH 50000
+/* Candidates read by one statement (c.id IN (…)); well under SQLite's
+ * limit on bound parameters. */
+#define IN_CHUNK 500
 
 /* ---- the arithmetic ---- */
 
@@ -136,7 +145,9 @@ typedef struct acc_run {
     const dm_pool_payout *payout; /* pool mode */
     int64_t total_hs;             /* pool mode: pass 1's sum */
     int batch;
-    int crediting; /* 0: pool pass 1 (sums only) */
+    int crediting;           /* 0: pool pass 1 (sums only) */
+    apr_array_header_t *ids; /* the candidates (int64_t), in id order */
+    const char *chunk_sql;
     dm_yc_plan plan;
     apr_hash_t *sys; /* "code/currency" -> int64_t account id */
     /* what the run met (pass 2 / the fixed run) */
@@ -199,78 +210,115 @@ static void read_row(dm_stmt *st, apr_pool_t *p, acc_row *x)
     x->refunded = dm_stmt_int64(st, 11);
 }
 
+/* ---- which contracts ---- */
+
+/* The run's candidates: the ids of the mode's contracts whose term ends
+ * after the window's start, read from the index contracts_term alone
+ * (yield_mode, expires_at, and the rowid every index entry carries), then
+ * sorted. Read once per run; no transaction needed: the window is over,
+ * so no change a run can meet (a refund or an expiry sets ended_at, a new
+ * contract starts now) moves a contract into or out of it. Contracts that
+ * started after the window or ended before it are left to the row reads,
+ * which test the whole term. */
 static int by_id(const void *a, const void *b)
 {
-    const acc_row *x = a, *y = b;
-    return (x->id > y->id) - (x->id < y->id);
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
 }
 
-/* The next contracts after `cursor`: the active ones (at most r->batch,
- * in id order) merged with those refunded since the window began. *last:
- * the new cursor; *more 0 when the scan is over. */
-static dm_err *fetch(acc_run *r, apr_pool_t *p, int64_t cursor, apr_array_header_t **rows,
-                     int64_t *last, int *more)
+static dm_err *candidates(acc_run *r)
 {
-    dm_db *db = r->ctx->db;
-    apr_array_header_t *all = apr_array_make(p, r->batch + 8, sizeof(acc_row));
     dm_stmt *st;
-    int row = 0, active = 0;
-    dm_err *e = dm_db_prepare(db, p,
-                              ROW_SELECT "WHERE c.yield_mode = ? AND c.status = 'active' "
-                                         "AND c.id > ? AND c.started_at < ? AND c.expires_at > ? "
-                                         "ORDER BY c.id LIMIT ?",
-                              &st);
+    int row = 0;
+    dm_err *e =
+        dm_db_prepare(r->ctx->db, r->ctx->pool,
+                      "SELECT id FROM contracts WHERE yield_mode = ? AND expires_at > ?", &st);
+
+    r->ids = apr_array_make(r->ctx->pool, 1024, sizeof(int64_t));
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_str(st, 1, r->mode);
+    dm_stmt_bind_int64(st, 2, r->ws);
+    while (!(e = dm_stmt_step(st, r->ctx->pool, &row)) && row) {
+        APR_ARRAY_PUSH(r->ids, int64_t) = dm_stmt_int64(st, 0);
+    }
+    dm_stmt_done(st);
+    qsort(r->ids->elts, (size_t)r->ids->nelts, sizeof(int64_t), by_id);
+    return e;
+}
+
+/* The rows of up to IN_CHUNK candidates (ids[from..to), in id order) whose
+ * term meets the window. By id, in id order, because each batch's writes
+ * (earned_micros, the statement rows) then fall on neighbouring pages:
+ * the same batch in expires_at order dirtied a page per contract, and one
+ * hour over a million contracts sold over time took 6 to 9 times as long
+ * (docs/decisions.md). Unused places of the list are NULL (never equal). */
+static dm_err *fetch_chunk(acc_run *r, apr_pool_t *p, int from, int to, apr_array_header_t *rows)
+{
+    dm_stmt *st;
+    int row = 0, i = 1;
+    dm_err *e = dm_db_prepare(r->ctx->db, p, r->chunk_sql, &st);
 
     if (e) {
         return e;
     }
-    dm_stmt_bind_int64(st, 1, r->we);
-    dm_stmt_bind_text(st, 2, r->mode, strlen(r->mode));
-    dm_stmt_bind_int64(st, 3, cursor);
-    dm_stmt_bind_int64(st, 4, r->we);
-    dm_stmt_bind_int64(st, 5, r->ws);
-    dm_stmt_bind_int64(st, 6, r->batch);
-    while (!(e = dm_stmt_step(st, p, &row)) && row) {
-        read_row(st, p, apr_array_push(all));
-        active++;
-    }
-    dm_stmt_done(st);
-    if (e) {
-        return e;
-    }
-    /* Few rows: refunds (and ends by a partial refund) since the window
-     * began, by contracts_ended (no expires_at term, which would tempt the
-     * planner to contracts_expiry: every refunded contract not yet past
-     * its term). A life that ended before the window simply computes to
-     * nothing. */
-    e = dm_db_prepare(db, p,
-                      ROW_SELECT "WHERE c.status IN ('refunded', 'ended') AND c.yield_mode = ? "
-                                 "AND c.ended_at > ? AND c.started_at < ?",
-                      &st);
-    if (e) {
-        return e;
-    }
-    dm_stmt_bind_int64(st, 1, r->we);
-    dm_stmt_bind_text(st, 2, r->mode, strlen(r->mode));
-    dm_stmt_bind_int64(st, 3, r->ws);
-    dm_stmt_bind_int64(st, 4, r->we);
-    while (!(e = dm_stmt_step(st, p, &row)) && row) {
-        if (dm_stmt_int64(st, 0) > cursor) {
-            read_row(st, p, apr_array_push(all));
+    /* ROW_SELECT's refund share: the refunds made before the window ended */
+    dm_stmt_bind_int64(st, i++, r->we);
+    for (int k = from; k < from + IN_CHUNK; k++, i++) {
+        if (k < to) {
+            dm_stmt_bind_int64(st, i, APR_ARRAY_IDX(r->ids, k, int64_t));
+        } else {
+            dm_stmt_bind_null(st, i);
         }
     }
+    dm_stmt_bind_int64(st, i++, r->we);
+    dm_stmt_bind_int64(st, i, r->ws);
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        read_row(st, p, apr_array_push(rows));
+    }
     dm_stmt_done(st);
+    return e;
+}
+
+/* The next r->batch candidates from *pos on: the rows of those whose term
+ * meets the window. *more is 0 when the candidates are done. */
+static dm_err *fetch(acc_run *r, apr_pool_t *p, int *pos, apr_array_header_t **rows, int *more)
+{
+    int end = r->ids->nelts - *pos > r->batch ? *pos + r->batch : r->ids->nelts;
+    apr_array_header_t *all = apr_array_make(p, end - *pos + 1, sizeof(acc_row));
+    dm_err *e = NULL;
+
+    for (int k = *pos; !e && k < end; k += IN_CHUNK) {
+        e = fetch_chunk(r, p, k, end - k > IN_CHUNK ? k + IN_CHUNK : end, all);
+    }
     if (e) {
         return e;
     }
-    qsort(all->elts, (size_t)all->nelts, sizeof(acc_row), by_id);
-    *more = active == r->batch;
-    if (*more && all->nelts > r->batch) {
-        all->nelts = r->batch; /* the rest come with the next batch */
-    }
-    *last = all->nelts ? APR_ARRAY_IDX(all, all->nelts - 1, acc_row).id : cursor;
+    *pos = end;
+    *more = end < r->ids->nelts;
     *rows = all;
     return NULL;
+}
+
+/* The statement of fetch_chunk: "c.id IN (?, ?, …)" with IN_CHUNK places. */
+static const char *chunk_sql(apr_pool_t *p)
+{
+    char *places = apr_palloc(p, 3 * IN_CHUNK);
+    char *w = places;
+
+    for (int i = 0; i < IN_CHUNK; i++) {
+        if (i) {
+            *w++ = ',';
+            *w++ = ' ';
+        }
+        *w++ = '?';
+    }
+    *w = '\0';
+    return apr_pstrcat(p, ROW_SELECT "WHERE c.id IN (", places,
+                       ") AND c.started_at < ? AND (c.ended_at IS NULL OR c.ended_at > ?) "
+                       "ORDER BY c.id",
+                       NULL);
 }
 
 /* The contract's part of the window; 0 when it has none (hs 0). */
@@ -505,20 +553,23 @@ static dm_err *stopped(acc_run *r)
 static dm_err *sum_hash_seconds(acc_run *r)
 {
     apr_pool_t *bp;
-    int64_t cursor = 0;
-    int more = 1, batch = r->batch;
+    int pos = 0, more = 1, batch = r->batch, first = 1;
     dm_err *e = NULL;
 
+    if (!r->ids && (e = candidates(r))) {
+        return e;
+    }
     apr_pool_create(&bp, r->ctx->pool);
     r->total_hs = 0;
     r->batch = r->batch > SUM_BATCH ? r->batch : SUM_BATCH;
     while (!e && more) {
         apr_array_header_t *rows = NULL;
-        if (cursor && !dm_job_keep_going(r->ctx)) {
+        if (!first && !dm_job_keep_going(r->ctx)) {
             e = stopped(r);
             break;
         }
-        e = fetch(r, bp, cursor, &rows, &cursor, &more);
+        first = 0;
+        e = fetch(r, bp, &pos, &rows, &more);
         for (int i = 0; !e && i < rows->nelts; i++) {
             acc_row *x = &APR_ARRAY_IDX(rows, i, acc_row);
             e = compute(r, bp, x);
@@ -539,22 +590,25 @@ static dm_err *credit_all(acc_run *r)
 {
     dm_db *db = r->ctx->db;
     apr_pool_t *bp;
-    int64_t cursor = 0;
-    int more = 1;
+    int pos = 0, more = 1, first = 1;
     dm_err *e = NULL;
 
+    if (!r->ids && (e = candidates(r))) {
+        return e;
+    }
     apr_pool_create(&bp, r->ctx->pool);
     r->crediting = 1;
     while (!e && more) {
         apr_array_header_t *rows = NULL;
         int64_t before = r->new_credits;
-        if (cursor && !dm_job_keep_going(r->ctx)) {
+        if (!first && !dm_job_keep_going(r->ctx)) {
             e = stopped(r);
             break;
         }
+        first = 0;
         e = dm_db_begin(db, bp);
         if (!e) {
-            e = fetch(r, bp, cursor, &rows, &cursor, &more);
+            e = fetch(r, bp, &pos, &rows, &more);
         }
         if (!e) {
             e = credit_rows(r, bp, rows);
@@ -603,6 +657,7 @@ static dm_err *run_init(acc_run *r, dm_job_ctx *ctx, const char *mode)
     r->day = dm_day_floor(ctx->period_start);
     r->batch = ctx->env && ctx->env->batch_size > 0 ? ctx->env->batch_size : DM_ACCRUAL_BATCH;
     r->sys = apr_hash_make(ctx->pool);
+    r->chunk_sql = chunk_sql(ctx->pool);
     return dm_yc_plan_load(ctx->db, ctx->pool, &r->plan);
 }
 
@@ -804,16 +859,17 @@ static dm_err *first_of(dm_db *db, apr_pool_t *p, const char *mode, int64_t *out
 {
     dm_stmt *st;
     int row = 0;
-    dm_err *e = dm_db_prepare(db, p,
-                              "SELECT MIN(started_at) FROM contracts WHERE yield_mode = ? "
-                              "AND status = 'active'",
-                              &st);
+    /* any status: a contract refunded before the job's first run is still
+     * owed the hours before its refund (read once, when the job's cursor
+     * is set up) */
+    dm_err *e =
+        dm_db_prepare(db, p, "SELECT MIN(started_at) FROM contracts WHERE yield_mode = ?", &st);
 
     *out = 0;
     if (e) {
         return e;
     }
-    dm_stmt_bind_text(st, 1, mode, strlen(mode));
+    dm_stmt_bind_str(st, 1, mode);
     e = dm_stmt_step(st, p, &row);
     if (!e && row && !dm_stmt_is_null(st, 0)) {
         *out = dm_hour_floor(dm_stmt_int64(st, 0));
@@ -836,16 +892,24 @@ dm_err *dm_accrual_first_pool(dm_db *db, apr_pool_t *p, int64_t now, int64_t *ou
 
 /* ---- expiry ---- */
 
-/* Whether the hour holding a contract's last second is credited: for
- * fixed yield, the accrual job finished that period; for pool yield, a
- * distributed payout covers it. */
-static dm_err *last_hour_credited(dm_db *db, apr_pool_t *p, apr_hash_t *seen, const char *mode,
-                                  int64_t hour, int *credited)
+/* Whether every hour of a term, the hours starting at first ... last, is
+ * credited: for fixed yield, the accrual job finished each of those
+ * periods (`ok`; failed, waiting or dead ones are still owed; the clean-up
+ * keeps the accrual's `ok` runs for this), counted from the index
+ * job_runs_ok alone; for pool yield, distributed payouts cover each of
+ * them (hour and day payouts never overlap, so their hours add up without
+ * double counting).
+ * Cached per mode and term for one run: contracts bought in the same
+ * hour for the same duration share the answer. */
+static dm_err *term_credited(dm_db *db, apr_pool_t *p, apr_hash_t *seen, const char *mode,
+                             int64_t first, int64_t last, int *credited)
 {
-    const char *k = apr_psprintf(p, "%s/%" APR_INT64_T_FMT, mode, (apr_int64_t)hour);
+    const char *k = apr_psprintf(p, "%s/%" APR_INT64_T_FMT "/%" APR_INT64_T_FMT, mode,
+                                 (apr_int64_t)first, (apr_int64_t)last);
     const int *cached = apr_hash_get(seen, k, APR_HASH_KEY_STRING);
+    int64_t hours = (last - first) / HOUR + 1, done = 0;
     dm_stmt *st;
-    int row = 0;
+    int row = 0, fixed = strcmp(mode, DM_YIELD_FIXED) == 0;
     dm_err *e;
 
     if (cached) {
@@ -853,37 +917,55 @@ static dm_err *last_hour_credited(dm_db *db, apr_pool_t *p, apr_hash_t *seen, co
         return NULL;
     }
     *credited = 0;
-    if (strcmp(mode, DM_YIELD_FIXED) == 0) {
+    if (fixed) {
         e = dm_db_prepare(db, p,
-                          "SELECT 1 FROM job_runs WHERE job = 'accrual' AND period_start = ? "
-                          "AND status = 'ok'",
+                          "SELECT COUNT(*) FROM job_runs WHERE job = 'accrual' AND status = 'ok' "
+                          "AND period_start >= ? AND period_start <= ?",
                           &st);
-        if (!e) {
-            dm_stmt_bind_int64(st, 1, hour);
+        if (e) {
+            return e;
+        }
+        dm_stmt_bind_int64(st, 1, first);
+        dm_stmt_bind_int64(st, 2, last);
+        e = dm_stmt_step(st, p, &row);
+        done = !e && row ? dm_stmt_int64(st, 0) : 0;
+        dm_stmt_done(st);
+        if (e) {
+            return e;
         }
     } else {
+        /* a day payout starts at the midnight before `first`, at the
+         * latest */
         e = dm_db_prepare(db, p,
-                          "SELECT 1 FROM pool_payouts WHERE distributed_at IS NOT NULL AND "
-                          "((period_kind = 'hour' AND period_start = ?) OR "
-                          "(period_kind = 'day' AND period_start = ?))",
+                          "SELECT period_start, period_end FROM pool_payouts WHERE "
+                          "period_start > ? AND period_start <= ? AND distributed_at IS NOT NULL",
                           &st);
-        if (!e) {
-            dm_stmt_bind_int64(st, 1, hour);
-            dm_stmt_bind_int64(st, 2, dm_day_floor(hour));
+        if (e) {
+            return e;
+        }
+        dm_stmt_bind_int64(st, 1, first - DAY);
+        dm_stmt_bind_int64(st, 2, last);
+        while (!(e = dm_stmt_step(st, p, &row)) && row) {
+            int64_t a = dm_stmt_int64(st, 0), b = dm_stmt_int64(st, 1);
+            a = a > first ? a : first;
+            b = b < last + HOUR ? b : last + HOUR;
+            if (b > a) {
+                done += (b - a) / HOUR;
+            }
+        }
+        dm_stmt_done(st);
+        if (e) {
+            return e;
         }
     }
-    if (e) {
-        return e;
-    }
-    e = dm_stmt_step(st, p, &row);
-    dm_stmt_done(st);
-    *credited = !e && row;
+    *credited = done == hours;
     apr_hash_set(seen, k, APR_HASH_KEY_STRING, apr_pmemdup(p, credited, sizeof(int)));
-    return e;
+    return NULL;
 }
 
 typedef struct exp_row {
     int64_t id;
+    int64_t started_at;
     int64_t expires_at;
     int64_t earned;
     const char *mode;
@@ -936,7 +1018,7 @@ static dm_err *expiry_batch(dm_job_ctx *ctx, apr_pool_t *p, apr_hash_t *seen, in
     if (!e) {
         e = dm_db_prepare(db, p,
                           "SELECT c.id, c.expires_at, c.earned_micros, c.yield_mode, c.name, "
-                          "u.email FROM contracts c JOIN users u ON u.id = c.user_id "
+                          "u.email, c.started_at FROM contracts c JOIN users u ON u.id = c.user_id "
                           "WHERE c.status = 'active' AND c.expires_at <= ? "
                           "AND (c.expires_at > ? OR (c.expires_at = ? AND c.id > ?)) "
                           "ORDER BY c.expires_at, c.id LIMIT ?",
@@ -958,15 +1040,16 @@ static dm_err *expiry_batch(dm_job_ctx *ctx, apr_pool_t *p, apr_hash_t *seen, in
         x->earned = dm_stmt_int64(st, 2);
         x->mode =
             strcmp(dm_stmt_text(st, 3, NULL), DM_YIELD_POOL) == 0 ? DM_YIELD_POOL : DM_YIELD_FIXED;
-        x->name = apr_pstrdup(p, dm_stmt_text(st, 4, NULL));
-        x->email = apr_pstrdup(p, dm_stmt_text(st, 5, NULL));
+        x->name = dm_stmt_dup_text(st, p, 4);
+        x->email = dm_stmt_dup_text(st, p, 5);
+        x->started_at = dm_stmt_int64(st, 6);
     }
     dm_stmt_done(st);
     for (int i = 0; !e && i < rows->nelts; i++) {
         const exp_row *x = &APR_ARRAY_IDX(rows, i, exp_row);
         int credited = 0, done = 0;
-        e = last_hour_credited(db, ctx->pool, seen, x->mode, dm_hour_floor(x->expires_at - 1),
-                               &credited);
+        e = term_credited(db, ctx->pool, seen, x->mode, dm_hour_floor(x->started_at),
+                          dm_hour_floor(x->expires_at - 1), &credited);
         if (!e && credited) {
             e = expire_one(db, p, x, &done);
             n += done;

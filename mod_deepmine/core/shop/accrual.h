@@ -1,7 +1,7 @@
 /*
  * accrual.h — hourly yield accrual (ARCHITECTURE §3): the jobs that
  * credit every contract's yield for each hour, exactly once, and expire
- * contracts whose last hour is credited. Rows of jobs_table.c:
+ * contracts with every hour of their term credited. Rows of jobs_table.c:
  *
  *   accrual          hourly; fixed-yield contracts: the operator's daily
  *                    yield D split by the second, so that any partition of
@@ -10,9 +10,14 @@
  *                    payout (pool_payouts.h) split pro rata to
  *                    hash-rate-seconds, less each contract's fee_bp; an
  *                    hour with no payout recorded waits (DM_JOB_WAITING);
- *   contract-expiry  every minute: a contract past expires_at whose last
- *                    hour is credited becomes `expired`, and its member
- *                    gets the contract_expired e-mail (queued).
+ *   contract-expiry  every minute: a contract past expires_at with every
+ *                    hour of its term credited becomes `expired`, and its
+ *                    member gets the contract_expired e-mail (queued).
+ *
+ * An hour's contracts are those whose paid term covers it, whatever their
+ * status now: an hour run late (after a dead period, a late payout) still
+ * credits a contract that expired or was refunded since, the latter only
+ * up to its refund (ended_at).
  *
  * Exactly once: every credit is a ledger transfer keyed
  * earn:<contract>:<hour start, Unix seconds>, posted in batches

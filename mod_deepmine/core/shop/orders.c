@@ -247,7 +247,8 @@ static dm_err *after_paid(dm_db *db, apr_pool_t *p, dm_order *o)
         e = dm_contract_create(db, p, o, &pkg, &c);
     }
     if (!e) {
-        e = dm_commission_pay(db, p, o->id, o->user_id, o->amount_micros, o->currency);
+        e = dm_commission_pay_via(db, p, o->id, o->user_id, o->amount_micros, o->currency,
+                                  o->gateway);
     }
     if (!e) {
         e = dm_vip_reevaluate(db, p, o->user_id);

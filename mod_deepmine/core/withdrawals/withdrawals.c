@@ -6,7 +6,10 @@
  * serialised, and the ledger's guarded UPDATE refuses the one the wallet
  * cannot pay); a decision is a guarded UPDATE (... WHERE status =
  * 'pending') in the transaction of its transfer, so a second decision
- * changes nothing and answers DM_E_CONFLICT.
+ * changes nothing and answers DM_E_CONFLICT. An approval is refused while
+ * the member's wallet is in debt; a clawback that makes the debt marks the
+ * member's pending requests held for review (dm_wd_hold_for_debt, the
+ * ledger's debt hook).
  */
 #include "withdrawals/withdrawals.h"
 
@@ -16,6 +19,8 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/log.h"
+#include "base/template.h"
 #include "store/audit.h"
 #include "referral/flags.h"
 #include "base/json.h"
@@ -30,7 +35,7 @@
 #define WD_COLUMNS                                                                                 \
     "w.id, w.user_id, w.amount_micros, w.currency, w.network, w.destination, w.status, w.txid, "   \
     "w.reason, w.requested_at, w.decided_at, w.decided_by, w.request_transfer_id, "                \
-    "w.decision_transfer_id, u.email"
+    "w.decision_transfer_id, u.email, w.held_at, w.held_reason"
 
 static const char BASE58[] = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 static const char BECH32[] = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
@@ -152,9 +157,11 @@ static void read_row(dm_stmt *st, apr_pool_t *p, dm_withdrawal *w)
     w->request_transfer_id = opt_int(st, 12);
     w->decision_transfer_id = opt_int(st, 13);
     w->email = apr_pstrdup(p, dm_stmt_text(st, 14, NULL));
+    w->held_at = opt_int(st, 15);
+    w->held_reason = dm_stmt_dup_text(st, p, 16);
 }
 
-static dm_err *dm_wd_get(dm_db *db, apr_pool_t *p, int64_t id, dm_withdrawal *out)
+dm_err *dm_wd_get(dm_db *db, apr_pool_t *p, int64_t id, dm_withdrawal *out)
 {
     dm_stmt *st;
     int row = 0;
@@ -259,6 +266,10 @@ json_t *dm_wd_json(apr_pool_t *p, const dm_withdrawal *w, int for_staff)
         json_object_set_new(o, "decision_transfer_id",
                             w->decision_transfer_id ? json_integer(w->decision_transfer_id)
                                                     : json_null());
+        json_object_set_new(o, "held_for_review", json_boolean(w->held_at != 0));
+        json_object_set_new(o, "held_at", dm_json_time_or_null(p, w->held_at));
+        json_object_set_new(o, "held_reason",
+                            w->held_reason ? json_string(w->held_reason) : json_null());
     }
     return o;
 }
@@ -560,6 +571,27 @@ static dm_err *pay(dm_db *db, apr_pool_t *p, const dm_withdrawal *w, dm_transfer
     return dm_ledger_transfer(db, p, &req, t, &created);
 }
 
+/* A withdrawal is never paid out of a debt: while the member's wallet is
+ * below zero (a clawback after the request), approval is refused with the
+ * reason finance needs. Read in the decision's transaction (BEGIN
+ * IMMEDIATE), so no clawback can come between the check and the payout. */
+static dm_err *check_not_in_debt(dm_db *db, apr_pool_t *p, const dm_withdrawal *w)
+{
+    dm_balances b;
+    dm_err *e = dm_ledger_member_balances(db, p, w->user_id, w->currency, &b);
+
+    if (e || b.wallet_micros >= 0) {
+        return e;
+    }
+    return dm_err_make(p, DM_E_CONFLICT, NULL,
+                       "member %" APR_INT64_T_FMT "'s wallet is in debt (%s): withdrawal "
+                       "%" APR_INT64_T_FMT " cannot be paid out of a debt. Reject it (its amount "
+                       "goes back to the wallet and pays the debt first) or approve it once the "
+                       "debt is repaid",
+                       (apr_int64_t)w->user_id, dm_tmpl_money(p, b.wallet_micros, w->currency),
+                       (apr_int64_t)w->id);
+}
+
 static dm_err *decide_txn(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip, int64_t id,
                           int approve, const char *txid, const char *reason, dm_withdrawal *out)
 {
@@ -575,6 +607,9 @@ static dm_err *decide_txn(dm_db *db, apr_pool_t *p, int64_t staff_id, const char
     if (!e && strcmp(before.status, "pending") != 0) {
         e = dm_err_make(p, DM_E_CONFLICT, NULL, "withdrawal %" APR_INT64_T_FMT " is already %s",
                         (apr_int64_t)id, before.status);
+    }
+    if (!e && approve) {
+        e = check_not_in_debt(db, p, &before);
     }
     if (!e) {
         e = approve ? pay(db, p, &before, &t)
@@ -600,6 +635,57 @@ static dm_err *decide_txn(dm_db *db, apr_pool_t *p, int64_t staff_id, const char
     return e ? e
              : mail(db, p, out, approve ? "withdrawal_approved" : "withdrawal_rejected",
                     approve ? "paid" : "rejected");
+}
+
+/* ---- debts ---- */
+
+dm_err *dm_wd_hold_for_debt(dm_db *db, apr_pool_t *p, int64_t user_id, const dm_transfer *t,
+                            int64_t wallet_micros)
+{
+    const char *debt = dm_tmpl_money(p, wallet_micros, t->currency);
+    const char *why =
+        apr_psprintf(p, "wallet in debt (%s) after %s %s (transfer %" APR_INT64_T_FMT ")", debt,
+                     t->kind, t->reference ? t->reference : "", (apr_int64_t)t->id);
+    json_t *vars;
+    dm_stmt *st;
+    int row = 0;
+    int64_t held;
+    dm_err *e = dm_db_prepare(db, p,
+                              "UPDATE withdrawals SET held_at = ?, held_reason = ? "
+                              "WHERE user_id = ? AND currency = ? AND status = 'pending' "
+                              "AND held_at IS NULL",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, dm_now());
+    dm_stmt_bind_str(st, 2, why);
+    dm_stmt_bind_int64(st, 3, user_id);
+    dm_stmt_bind_str(st, 4, t->currency);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    held = e ? 0 : dm_db_changes(db);
+    if (e || held == 0) {
+        return e;
+    }
+    dm_log(DM_L_WARN,
+           "DM01100: member %" APR_INT64_T_FMT
+           "'s wallet is in debt (%s) after %s %s; %" APR_INT64_T_FMT
+           " pending withdrawal(s) held for review",
+           (apr_int64_t)user_id, debt, t->kind, t->reference ? t->reference : "",
+           (apr_int64_t)held);
+    vars = dm_json_own(p, json_object());
+    json_object_set_new(vars, "reason", json_string("withdrawal_held"));
+    json_object_set_new(
+        vars, "detail",
+        json_string(apr_psprintf(p,
+                                 "Member %" APR_INT64_T_FMT ": %s. %" APR_INT64_T_FMT
+                                 " pending withdrawal(s) held for review; they cannot be approved "
+                                 "while the wallet is in debt.",
+                                 (apr_int64_t)user_id, why, (apr_int64_t)held)));
+    return dm_mail_staff_alert(db, p, 1, vars,
+                               apr_psprintf(p, "wd-debt:%" APR_INT64_T_FMT, (apr_int64_t)t->id));
 }
 
 dm_err *dm_wd_decide(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip, int64_t id,

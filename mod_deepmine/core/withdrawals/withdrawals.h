@@ -17,8 +17,9 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "store/db.h"
 #include "base/err.h"
+#include "ledger/ledger.h"
+#include "store/db.h"
 
 #define DM_WD_DEFAULT_MIN_MICROS 10000000LL      /* 10 USD */
 #define DM_WD_DEFAULT_MAX_MICROS 10000000000LL   /* 10,000 USD */
@@ -64,6 +65,8 @@ typedef struct dm_withdrawal {
     int64_t request_transfer_id;
     int64_t decision_transfer_id; /* 0: none */
     const char *email;            /* the member's, filled by the staff list only */
+    int64_t held_at;              /* 0: never held for review */
+    const char *held_reason;      /* NULL: never held */
 } dm_withdrawal;
 
 /* Member `user_id` asks to withdraw `amount_micros` of the platform
@@ -83,9 +86,25 @@ dm_err *dm_wd_request(dm_db *db, apr_pool_t *p, const dm_wd_limits *lim, int64_t
  * (reason 1..DM_WD_REASON_MAX characters, required). One transaction:
  * ledger transfer, status, audit row ("withdrawal.approve" /
  * "withdrawal.reject", before/after), e-mail. DM_E_NOT_FOUND for an
- * unknown id, DM_E_CONFLICT when it is already decided. */
+ * unknown id, DM_E_CONFLICT when it is already decided, and when approving
+ * while the member's wallet is in debt (the message says so and how much:
+ * a withdrawal is never paid out of a debt; rejecting returns the amount
+ * to the wallet, which pays the debt first). */
 dm_err *dm_wd_decide(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip, int64_t id,
                      int approve, const char *txid, const char *reason, dm_withdrawal *out);
+
+/* The ledger's debt hook (dm_ledger_set_debt_hook; the host registers it):
+ * a clawback (transfer t) left member user_id's wallet at wallet_micros <
+ * 0, so each of the member's pending withdrawals in that currency not yet
+ * held is marked held for review (held_at, held_reason naming the debt and
+ * the transfer), in the clawback's transaction; when any is, a warning
+ * (DM01100) is logged and a staff_alert e-mail queued for owners and
+ * finance (key wd-debt:<transfer id>). */
+dm_err *dm_wd_hold_for_debt(dm_db *db, apr_pool_t *p, int64_t user_id, const dm_transfer *t,
+                            int64_t wallet_micros);
+
+/* One withdrawal by id; DM_E_NOT_FOUND when absent. */
+dm_err *dm_wd_get(dm_db *db, apr_pool_t *p, int64_t id, dm_withdrawal *out);
 
 /* Newest first, keyset paginated on id (cursor 0: first page; *next 0: no
  * more); user_id 0: every member's; status NULL: any, else one of the
@@ -95,7 +114,9 @@ dm_err *dm_wd_list(dm_db *db, apr_pool_t *p, int64_t user_id, const char *status
 
 /* {"id","amount_micros","currency","network","destination","status",
  * "txid","reason","requested_at","decided_at"}; staff also get
- * "user_id","email","decided_by". Caller owns it. */
+ * "user_id","email","decided_by","request_transfer_id",
+ * "decision_transfer_id","held_for_review","held_at","held_reason".
+ * Caller owns it. */
 json_t *dm_wd_json(apr_pool_t *p, const dm_withdrawal *w, int for_staff);
 
 #endif

@@ -3,9 +3,12 @@
  * credits (GET /api/referrals/commissions), the plan for the owner
  * (GET/PUT /api/admin/vip-levels), a member's level set by hand
  * (PATCH /api/admin/users/{id}/vip), and fraud flags for staff
- * (GET /api/admin/flags, POST /api/admin/flags/{id}/clear|confirm). Roles
- * are in routes_admin.c's table; the rules are in core (commission.c,
- * vip.c, flags.c).
+ * (GET /api/admin/flags, POST /api/admin/flags/{id}/clear|confirm), and
+ * every member's commissions for staff with forfeits (GET
+ * /api/admin/commissions, POST /api/admin/commissions/{id}/forfeit, POST
+ * /api/admin/users/{id}/commissions/forfeit). Roles are in
+ * routes_admin.c's table; the rules are in core (commission.c, vip.c,
+ * flags.c).
  */
 #include "dm_http.h"
 
@@ -14,7 +17,9 @@
 
 #include "referral/commission.h"
 #include "referral/flags.h"
+#include "base/confparse.h"
 #include "base/json.h"
+#include "ledger/ledger.h"
 #include "referral/vip.h"
 #include "staff/member_admin.h"
 
@@ -158,6 +163,115 @@ static int flag_confirm(request_rec *r, const dm_route_match *m)
     return flag_resolve(r, m, "confirmed");
 }
 
+/* ---- staff: every member's commissions, forfeits ---- */
+
+#define MAX_FILTER_FIELD 32
+#define MAX_REASON_FIELD 2000 /* bytes; core counts 500 characters */
+
+static dm_err *id_arg(request_rec *r, const char *name, int64_t *out)
+{
+    const char *s = NULL;
+    long long v = 0;
+    dm_err *e = dm_http_arg_max(r, name, MAX_FILTER_FIELD, &s);
+
+    if (e || !s || !*s) {
+        return e;
+    }
+    if (dm_parse_int(r->pool, s, 1, INT64_MAX, &v)) {
+        return dm_err_make(r->pool, DM_E_INVALID, name,
+                           "%s must be a member id (a positive number)", name);
+    }
+    *out = (int64_t)v;
+    return NULL;
+}
+
+static json_t *commission_staff_row(apr_pool_t *p, const void *row, int staff_view)
+{
+    return dm_commission_staff_json(p, row);
+}
+
+static int admin_commissions(request_rec *r, const dm_route_match *m)
+{
+    dm_http_page pg;
+    dm_commission_filter f;
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
+
+    memset(&f, 0, sizeof(f));
+    if (!e) {
+        e = id_arg(r, "beneficiary_id", &f.beneficiary_id);
+    }
+    if (!e) {
+        e = id_arg(r, "buyer_id", &f.buyer_id);
+    }
+    if (!e) {
+        e = dm_http_arg_max(r, "status", MAX_FILTER_FIELD, &f.status);
+    }
+    if (!e && f.status && !*f.status) {
+        f.status = NULL;
+    }
+    if (!e) {
+        e = dm_commission_admin_list(pg.db, r->pool, &f, pg.cursor, pg.limit, &pg.rows, &pg.next);
+    }
+    return dm_http_page_send(r, e, &pg, "commissions", commission_staff_row);
+}
+
+static dm_err *reason_of(request_rec *r, const char **reason)
+{
+    json_t *b;
+    dm_err *e = dm_http_read_json(r, &b);
+
+    return e ? e : dm_json_get_string(r->pool, b, "reason", 1, MAX_REASON_FIELD, reason, NULL);
+}
+
+static int commission_forfeit(request_rec *r, const dm_route_match *m)
+{
+    dm_db *db;
+    dm_staff st;
+    dm_commission_row c;
+    int64_t id = 0;
+    const char *reason = NULL;
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
+
+    if (!e) {
+        e = dm_http_id_param(r, m, "commission", &id);
+    }
+    if (!e) {
+        e = reason_of(r, &reason);
+    }
+    if (!e) {
+        e = dm_commission_forfeit(db, r->pool, st.id, r->useragent_ip, id, reason, &c);
+    }
+    return e ? dm_http_error(r, e)
+             : dm_http_send_json(
+                   r, HTTP_OK,
+                   json_pack("{s:o}", "commission", dm_commission_staff_json(r->pool, &c)));
+}
+
+static int member_commissions_forfeit(request_rec *r, const dm_route_match *m)
+{
+    dm_db *db;
+    dm_staff st;
+    int64_t id = 0, count = 0, amount = 0;
+    const char *reason = NULL;
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
+
+    if (!e) {
+        e = dm_http_id_param(r, m, "member", &id);
+    }
+    if (!e) {
+        e = reason_of(r, &reason);
+    }
+    if (!e) {
+        e = dm_commission_forfeit_member(db, r->pool, st.id, r->useragent_ip, id, reason, &count,
+                                         &amount);
+    }
+    return e ? dm_http_error(r, e)
+             : dm_http_send_json(r, HTTP_OK,
+                                 json_pack("{s:I,s:I,s:I,s:s}", "user_id", (json_int_t)id,
+                                           "forfeited", (json_int_t)count, "amount_micros",
+                                           (json_int_t)amount, "currency", DM_LEDGER_CURRENCY));
+}
+
 const dm_route_def dm_routes_commissions[] = {
     {"GET", "/api/referrals/commissions", my_commissions},
     {"GET", "/api/admin/vip-levels", vip_levels_get},
@@ -166,5 +280,8 @@ const dm_route_def dm_routes_commissions[] = {
     {"GET", "/api/admin/flags", flags_list},
     {"POST", "/api/admin/flags/{id}/clear", flag_clear},
     {"POST", "/api/admin/flags/{id}/confirm", flag_confirm},
+    {"GET", "/api/admin/commissions", admin_commissions},
+    {"POST", "/api/admin/commissions/{id}/forfeit", commission_forfeit},
+    {"POST", "/api/admin/users/{id}/commissions/forfeit", member_commissions_forfeit},
     {NULL, NULL, NULL},
 };

@@ -31,6 +31,9 @@
  *   PATCH /api/admin/users/{id}/vip  x
  *   GET   /api/admin/flags           x              x
  *   POST  /api/admin/flags/{id}/clear, /confirm  x  x (support)
+ *   GET   /api/admin/commissions     x      x       x
+ *   POST  …/commissions/{id}/forfeit x      x
+ *   POST  …/users/{id}/commissions/forfeit x x
  *   GET   /api/admin/orders          x      x       x
  *   GET   /api/admin/contracts       x      x       x
  *   POST  /api/admin/orders/{id}/refund x   x
@@ -113,6 +116,10 @@ static const struct staff_access {
     {"POST", "/api/admin/email-templates/{key}/restore", 0},
     {"GET", "/api/admin/email-suppressions", DM_ROLE_SUPPORT},
     {"DELETE", "/api/admin/email-suppressions/{email}", DM_ROLE_SUPPORT},
+    /* routes_commissions.c: every member's commissions, forfeits */
+    {"GET", "/api/admin/commissions", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},
+    {"POST", "/api/admin/commissions/{id}/forfeit", DM_ROLE_FINANCE},
+    {"POST", "/api/admin/users/{id}/commissions/forfeit", DM_ROLE_FINANCE},
 };
 
 /* The roles allowed on a route; *known 0 when the table has no row. */

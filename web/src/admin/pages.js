@@ -157,11 +157,19 @@ export function Orders({ query, staff }) {
   const [done, setDone] = useState('');
   const [err, setErr] = useState(null);
   const refund = async (o) => {
-    if (!confirm(t('admin.refund_confirm', { id: o.id, amount: money(o.amount_micros, o.currency) }))) return;
+    // What is left to refund (the API refunds all of it without an amount);
+    // the reason is required and goes into the audit log.
+    const left = o.amount_micros - (o.refunded_micros || 0);
+    const reason = prompt(t('admin.refund_confirm', { id: o.id, amount: money(left, o.currency) }));
+    if (reason === null) return;
     setDone('');
     setErr(null);
+    if (!reason.trim()) {
+      setErr(new Error(t('admin.refund_reason_needed')));
+      return;
+    }
     try {
-      const r = await post(`/api/admin/orders/${o.id}/refund`, {});
+      const r = await post(`/api/admin/orders/${o.id}/refund`, { reason: reason.trim() });
       setDone(r.refunded ? t('admin.refunded', { id: o.id }) : t('admin.refund_pending', { id: o.id }));
       paged.reload();
     } catch (e) {
