@@ -231,6 +231,7 @@ def test_checkout_session_is_created_as_stripe_documents_it(srv):
 
 
 def test_an_amount_stripe_cannot_charge_is_refused_before_any_request(srv):
+    srv.expect_log(r"DM00701: order \d+: gateway stripe could not create a checkout")
     _, h = member(srv)
     pkg = cheapest(srv)
     srv.sql("UPDATE packages SET price_micros = 5000001 WHERE id = %d" % pkg["id"])
@@ -376,6 +377,7 @@ def test_forged_stale_and_tampered_webhooks_are_400_and_change_nothing(srv):
 
 
 def test_a_webhook_signed_by_stripes_own_sdk_is_accepted(srv):
+    srv.expect_log(r"DM00650: webhook for plugin stripe refused: the Stripe-Signature timestamp")
     _, h = member(srv)
     order, url = stripe_order(srv, h)
     event = held_event(srv, session_id(url))
@@ -453,6 +455,7 @@ def paid_order(srv):
 
 
 def test_a_dispute_won_keeps_the_order_paid(srv):
+    srv.expect_log(r"DM00700: order \d+ needs staff attention \(dispute_opened\)")
     h, order, pi = paid_order(srv)
     opened = control(srv, "/_standin/dispute", {"payment_intent": pi})
     d = opened["delivery"]
@@ -466,6 +469,7 @@ def test_a_dispute_won_keeps_the_order_paid(srv):
 
 
 def test_a_dispute_lost_refunds_the_order(srv):
+    srv.expect_log(r"DM00700: order \d+ needs staff attention \(dispute_(opened|lost)\)")
     h, order, pi = paid_order(srv)
     opened = control(srv, "/_standin/dispute", {"payment_intent": pi})
     assert json.loads(opened["delivery"]["response"])["outcome"] == "disputed"

@@ -295,6 +295,7 @@ def test_capture_webhook_before_the_approval_webhook_makes_one_contract(pp, stan
 # ---- refused webhooks ---------------------------------------------------------
 
 def test_forged_tampered_stale_and_foreign_webhooks_are_400_and_change_nothing(pp, standin):
+    pp.expect_log(r"DM00650: webhook for plugin paypal refused")
     _, h = member(pp)
     order, _ = buy(pp, h)
     _, ref, _ = order_of(pp, order["id"])
@@ -408,6 +409,7 @@ def test_partial_then_full_refund_through_paypal(pp, standin):
 
 
 def test_dispute_opened_then_won_releases_the_order(pp, standin):
+    pp.expect_log(r"DM00700: order \d+ needs staff attention \(dispute_opened\)")
     order, ref = paid_order(pp, standin)
     cap = capture_id(standin, ref)
     did = standin.open_dispute(cap)
@@ -430,6 +432,7 @@ def test_dispute_opened_then_won_releases_the_order(pp, standin):
 
 
 def test_dispute_lost_refunds_the_order(pp, standin):
+    pp.expect_log(r"DM00700: order \d+ needs staff attention \(dispute_(opened|lost)\)")
     order, ref = paid_order(pp, standin)
     did = standin.open_dispute(capture_id(standin, ref))
     standin.deliver()
@@ -452,6 +455,7 @@ def staff_session(s, role):
 
 @pytest.mark.parametrize("status", [500, 0])
 def test_paypal_down_on_checkout_is_503_and_a_clean_order(pp, standin, status):
+    pp.expect_log(r"DM00701: order \d+: gateway paypal could not create a checkout")
     _, h = member(pp)
     pkg = cheapest(pp)
     pp.expect_log(r"DM00020: POST /api/orders failed: the payment gateway could not start the "

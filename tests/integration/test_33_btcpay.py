@@ -185,6 +185,7 @@ def test_checkout_creates_a_greenfield_invoice_with_our_order_id(srv, bt):
 
 @pytest.mark.parametrize("how", [500, "garbage", "timeout"])
 def test_btcpay_down_on_checkout_is_503_and_leaves_no_reference(srv, bt, how):
+    srv.expect_log(r"DM00701: order \d+: gateway btcpay could not create a checkout")
     _, h = member(srv)
     bt.fail(how)
     srv.expect_log(r"DM00020: POST /api/orders failed: the payment gateway could not start")
@@ -291,6 +292,7 @@ def test_held_deliveries_sent_in_reverse_order_leave_the_order_paid(srv, bt):
 
 
 def test_forged_tampered_stale_and_foreign_deliveries_are_refused(srv, bt):
+    srv.expect_log(r"DM00650: webhook for plugin btcpay refused")
     _, h = member(srv)
     pkg = srv.packages[0]
     order, ref = btcpay_order(srv, h, pkg)
@@ -461,6 +463,7 @@ def test_received_and_processing_are_recorded_pending_not_paid(srv, bt):
 
 @pytest.mark.parametrize("how", ["partial", "over", "after_expiry"])
 def test_partial_over_and_late_payments_need_review_and_credit_nothing(srv, bt, how):
+    srv.expect_log(r"DM00700: order \d+ needs staff attention \((underpaid|overpaid|paid_after_expiry)\)")
     bt.events = None
     _, h = member(srv)
     order, ref = btcpay_order(srv, h, srv.packages[0])

@@ -312,6 +312,7 @@ def test_failed_and_expired_charges_end_the_order(cb, move, final):
 @pytest.mark.parametrize("move,reason", [("underpaid", "underpaid"), ("overpaid", "overpaid"),
                                          ("delayed", "paid_after_expiry")])
 def test_under_over_and_late_payment_need_review(cb, move, reason):
+    cb.expect_log(r"DM00700: order \d+ needs staff attention \((underpaid|overpaid|paid_after_expiry)\)")
     _, h = member(cb)
     o, code = order(cb, h)
     # overpaid is sent as charge:confirmed: the re-read charge decides
@@ -329,6 +330,7 @@ def test_under_over_and_late_payment_need_review(cb, move, reason):
 
 
 def test_forged_tampered_and_unsigned_webhooks_are_refused_unread(cb):
+    cb.expect_log(r"DM00650: webhook for plugin coinbase refused")
     _, h = member(cb)
     o, code = order(cb, h)
     cb.standin.move(code, "confirmed", webhook="hold")
@@ -369,6 +371,7 @@ def test_unknown_event_types_are_200_and_change_nothing(cb):
 
 
 def test_webhook_for_a_charge_coinbase_does_not_have_is_refused(cb):
+    cb.expect_log(r"DM00650: webhook for plugin coinbase refused: Coinbase Commerce has no charge")
     body = cb.standin.make_event("charge:confirmed", {"code": "NOSUCH01", "id": "x"})
     r = requests.post(cb.url + "/api/webhooks/coinbase", data=body, timeout=15,
                       headers={"Content-Type": "application/json",
@@ -382,6 +385,7 @@ def test_webhook_for_a_charge_coinbase_does_not_have_is_refused(cb):
 
 @pytest.mark.parametrize("how", [500, "timeout", "garbage"])
 def test_coinbase_down_on_checkout_is_503_and_a_clean_order(cb, how):
+    cb.expect_log(r"DM00701: order \d+: gateway coinbase could not create a checkout")
     cb.expect_log(r"DM00020: POST /api/orders failed: the payment gateway could not start the "
                   r"payment: Coinbase Commerce (answered HTTP 500 on create charge|did not answer "
                   r"POST /charges|answered the new charge with something that is not a charge)")
