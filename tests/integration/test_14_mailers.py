@@ -660,7 +660,7 @@ def test_resend_webhook_with_a_bad_signature_is_invalid(standin, receiver):
 
 
 @pytest.mark.parametrize("offset,ok,needle", [(-301, False, "more than 300 s old"),
-                                              (+301, False, "more than 300 s in the future"),
+                                              (+303, False, "more than 300 s in the future"),
                                               (-250, True, None), (+250, True, None)])
 def test_resend_webhook_timestamp_tolerance_both_ways(standin, receiver, offset, ok, needle):
     got = webhook(standin, receiver, timestamp=int(time.time()) + offset)
