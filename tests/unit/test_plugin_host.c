@@ -114,8 +114,8 @@ static int teardown(void **state)
 static void test_unknown_kind_is_refused(void **state)
 {
     (void)state;
-    assert_refused(dm_plugins_declare(host, "storage", "st", tp("kind_payment")), DM_E_INVALID,
-                   "st", "unknown kind \"storage\", expected payment, kyc or mailer");
+    assert_refused(dm_plugins_declare(host, "backup", "st", tp("kind_payment")), DM_E_INVALID, "st",
+                   "unknown kind \"backup\", expected payment, kyc, mailer, storage or monitor");
     assert_null(dm_plugins_get(host, "st"));
 }
 

@@ -142,7 +142,7 @@ static void test_host_table_offers_both_schemes_since_abi_1_4(void **state)
     (void)state;
     assert_true(DM_HAS_FIELD(h, dm_host, rsa_sha256_verify));
     assert_true(DM_HAS_FIELD(h, dm_host, hmac_sha512));
-    assert_int_equal(h->abi_minor, 4);
+    assert_int_equal(h->abi_minor, DM_PLUGIN_ABI_MINOR);
     assert_int_equal(DM_HOST_SIZE_1_3, offsetof(dm_host, rsa_sha256_verify));
     assert_int_equal(
         h->rsa_sha256_verify(pub_pem, strlen(pub_pem), message, sizeof(message) - 1, sig, sig_len),

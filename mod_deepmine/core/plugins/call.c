@@ -36,6 +36,8 @@ const char *dm_call_status_name(dm_status st)
         return "configuration error";
     case DM_ERR_INTERNAL:
         return "internal error";
+    case DM_ERR_NOT_FOUND:
+        return "not found";
     }
     return "unknown status";
 }

@@ -175,6 +175,11 @@ static void host_hmac_sha512(const void *key, size_t key_len, const void *data, 
     sodium_memzero(&st, sizeof(st));
 }
 
+static void host_sha512(const void *data, size_t len, unsigned char out[64])
+{
+    crypto_hash_sha512(out, data, len);
+}
+
 static void host_sha256(const void *data, size_t len, unsigned char out[32])
 {
     crypto_hash_sha256(out, data, len);
@@ -453,6 +458,7 @@ static const dm_host host_table = {
     .setting_default = host_setting_default,
     .rsa_sha256_verify = dm_rsa_sha256_verify,
     .hmac_sha512 = host_hmac_sha512,
+    .sha512 = host_sha512,
 };
 
 const dm_host *dm_host_services(void)

@@ -150,6 +150,11 @@ dm_status dm_plugins_webhook(const dm_plugin_host *h, const dm_loaded_plugin *pl
         return dm_kyc_parse_webhook(h, pl, p, raw_body, headers, n_headers, &out->kyc, msg);
     case DM_PLUGIN_MAILER:
         return dm_mailer_parse_webhook(h, pl, p, raw_body, headers, n_headers, &out->mail, msg);
+    case DM_PLUGIN_STORAGE:
+    case DM_PLUGIN_MONITOR:
+        dm_call_msg(msg, "plugin %s (%s) receives no webhooks", pl->name,
+                    dm_plugin_kind_name(pl->kind));
+        return DM_ERR_UNSUPPORTED;
     }
     dm_call_msg(msg, "plugin %s is of an unknown kind", pl->name);
     return DM_ERR_INTERNAL;

@@ -57,9 +57,8 @@ static const struct {
     const char *name;
     dm_plugin_kind kind;
 } kinds[] = {
-    {"payment", DM_PLUGIN_PAYMENT},
-    {"kyc", DM_PLUGIN_KYC},
-    {"mailer", DM_PLUGIN_MAILER},
+    {"payment", DM_PLUGIN_PAYMENT}, {"kyc", DM_PLUGIN_KYC},         {"mailer", DM_PLUGIN_MAILER},
+    {"storage", DM_PLUGIN_STORAGE}, {"monitor", DM_PLUGIN_MONITOR},
 };
 
 const char *dm_plugin_kind_name(dm_plugin_kind kind)
@@ -164,6 +163,30 @@ static const char *check_ops(apr_pool_t *p, const dm_plugin *d)
         }
         return NULL;
     }
+    case DM_PLUGIN_STORAGE: {
+        const dm_storage_ops *o = d->ops;
+        if (!DM_COVERS(o, dm_storage_ops, list)) {
+            return apr_psprintf(p,
+                                "its storage table is %u bytes, too small for put, get, "
+                                "remove and list",
+                                (unsigned)o->size);
+        }
+        if (!o->put || !o->get || !o->remove || !o->list) {
+            return "its storage table lacks put, get, remove or list";
+        }
+        return NULL;
+    }
+    case DM_PLUGIN_MONITOR: {
+        const dm_monitor_ops *o = d->ops;
+        if (!DM_COVERS(o, dm_monitor_ops, capture)) {
+            return apr_psprintf(p, "its monitor table is %u bytes, too small for capture",
+                                (unsigned)o->size);
+        }
+        if (!o->capture) {
+            return "its monitor table lacks capture";
+        }
+        return NULL;
+    }
     }
     return "it has an unknown kind";
 }
@@ -197,8 +220,8 @@ dm_err *dm_plugins_declare(dm_plugin_host *h, const char *kind, const char *name
     }
     if (!k) {
         return dm_err_make(p, DM_E_INVALID, NULL,
-                           "plugin \"%s\" (%s): unknown kind \"%s\", expected payment, kyc or "
-                           "mailer",
+                           "plugin \"%s\" (%s): unknown kind \"%s\", expected payment, kyc, "
+                           "mailer, storage or monitor",
                            name, path, kind ? kind : "");
     }
     if (apr_hash_get(h->by_name, name, APR_HASH_KEY_STRING)) {

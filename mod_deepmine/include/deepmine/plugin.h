@@ -34,6 +34,12 @@
  *        dm_host.setting_default (one shared e-mail builder for every
  *        mailer; "try again in n seconds"; stable Message-IDs; defaults a
  *        plugin gives its own settings)
+ *   1.4  payment: query, refund_ex, dispute/review/pending events,
+ *        method descriptions; host: rsa_sha256_verify, hmac_sha512
+ *   1.5  two new kinds, storage (dm_storage_ops) and monitor
+ *        (dm_monitor_ops); DM_ERR_NOT_FOUND; payment webhook_ack_body;
+ *        kyc: query, resubmission and ignored statuses, event time and
+ *        provider reference; host: sha512
  */
 #ifndef DEEPMINE_PLUGIN_H
 #define DEEPMINE_PLUGIN_H
@@ -46,7 +52,7 @@ extern "C" {
 #endif
 
 #define DM_PLUGIN_ABI_MAJOR 1
-#define DM_PLUGIN_ABI_MINOR 4
+#define DM_PLUGIN_ABI_MINOR 5
 
 /* The one symbol a plugin exports. */
 #define DM_PLUGIN_ENTRY_NAME "deepmine_plugin_entry"
@@ -69,13 +75,16 @@ typedef enum dm_status {
     DM_ERR_PERMANENT = 3,   /* will never succeed: rejected by the provider */
     DM_ERR_UNSUPPORTED = 4, /* the plugin does not implement this */
     DM_ERR_CONFIG = 5,      /* a setting is missing or wrong */
-    DM_ERR_INTERNAL = 6
+    DM_ERR_INTERNAL = 6,
+    DM_ERR_NOT_FOUND = 7 /* since 1.5: no such object (storage get/delete, kyc query) */
 } dm_status;
 
 typedef enum dm_plugin_kind {
     DM_PLUGIN_PAYMENT = 1,
     DM_PLUGIN_KYC = 2,
-    DM_PLUGIN_MAILER = 3
+    DM_PLUGIN_MAILER = 3,
+    DM_PLUGIN_STORAGE = 4, /* since 1.5 */
+    DM_PLUGIN_MONITOR = 5  /* since 1.5 */
 } dm_plugin_kind;
 
 typedef enum dm_log_level {
@@ -232,12 +241,19 @@ typedef struct dm_host {
     /* HMAC-SHA-512 (libsodium). out must hold 64 bytes. */
     void (*hmac_sha512)(const void *key, size_t key_len, const void *data, size_t len,
                         unsigned char out[64]);
+
+    /* ---- since 1.5 (check DM_HAS_FIELD) ---- */
+
+    /* SHA-512 (libsodium). out must hold 64 bytes. */
+    void (*sha512)(const void *data, size_t len, unsigned char out[64]);
 } dm_host;
 
 /* Size of a host table of ABI 1.2 (and 1.0, 1.1: the table did not grow). */
 #define DM_HOST_SIZE_1_2 offsetof(dm_host, mime_message)
 /* Size of a host table of ABI 1.3. */
 #define DM_HOST_SIZE_1_3 offsetof(dm_host, rsa_sha256_verify)
+/* Size of a host table of ABI 1.4. */
+#define DM_HOST_SIZE_1_4 offsetof(dm_host, sha512)
 
 /* ---- Per-kind function tables ---- */
 
@@ -342,13 +358,24 @@ typedef struct dm_payment_ops {
     const char *currencies;   /* "USD,EUR" (ISO 4217, comma-separated) or "*" */
     /* How long a checkout can be paid, in seconds; 0: DeepMineCheckoutHold. */
     uint32_t checkout_lifetime_s;
+
+    /* ---- since 1.5 ---- */
+    /* The body the provider expects in the 200 answer to a webhook it
+     * delivered and we accepted (Binance Pay:
+     * {"returnCode":"SUCCESS","returnMessage":null}); NULL: the host's own
+     * JSON answer. NUL-terminated, static; sent as application/json. */
+    const char *webhook_ack_body;
 } dm_payment_ops;
 
 typedef enum dm_kyc_status {
     DM_KYC_APPROVED = 1,
-    DM_KYC_REJECTED = 2,
-    DM_KYC_NEEDS_REVIEW = 3,
-    DM_KYC_PENDING = 4
+    DM_KYC_REJECTED = 2,     /* final: the member may not try again */
+    DM_KYC_NEEDS_REVIEW = 3, /* a person decides (iDenfy SUSPECTED) */
+    DM_KYC_PENDING = 4,
+    /* since 1.5 */
+    DM_KYC_RESUBMISSION = 5, /* rejected, the member may try again (Sumsub RED+RETRY) */
+    DM_KYC_EXPIRED = 6,      /* the member never finished; may start again */
+    DM_KYC_IGNORED = 7       /* a verified event we do not act on (not final) */
 } dm_kyc_status;
 
 typedef struct dm_kyc_start_result {
@@ -360,10 +387,16 @@ typedef struct dm_kyc_start_result {
 
 typedef struct dm_kyc_event {
     uint32_t size;
-    dm_str event_id;
+    dm_str event_id; /* unique per plugin: the host applies an event once */
     dm_str member_id;
     dm_kyc_status status;
-    dm_str reason;
+    dm_str reason; /* words safe to show the member */
+    /* ---- since 1.5 ---- */
+    /* When the provider says the event happened (Unix milliseconds; 0:
+     * unknown). The host applies a member's events in this order and
+     * ignores one older than the newest it applied. */
+    int64_t occurred_at_ms;
+    dm_str provider_ref; /* the provider's applicant / scan reference */
 } dm_kyc_event;
 
 typedef struct dm_kyc_ops {
@@ -372,7 +405,72 @@ typedef struct dm_kyc_ops {
                        dm_message *msg);
     dm_status (*parse_webhook)(dm_call *call, dm_str raw_body, const dm_header *headers,
                                size_t n_headers, dm_kyc_event *out, dm_message *msg);
+    /* ---- since 1.5 (check DM_HAS_FIELD, then NULL) ---- */
+    /* Optional: the provider's current verdict on member_id's verification
+     * provider_ref (for the polling job). DM_KYC_PENDING while undecided. */
+    dm_status (*query)(dm_call *call, dm_str member_id, dm_str provider_ref, dm_kyc_event *out,
+                       dm_message *msg);
 } dm_kyc_ops;
+
+/* ---- Storage (since 1.5) ---- */
+
+/* The host's source of an object's bytes for put: fills buf with up to cap
+ * bytes, sets *got (0 at the end). Anything but DM_OK aborts the put, and
+ * the plugin must then leave no object (nor a partial one) under the key. */
+typedef dm_status (*dm_storage_read_fn)(void *ctx, void *buf, size_t cap, size_t *got);
+/* The host's sink for get: one chunk of the object, in order. Anything but
+ * DM_OK stops the get (the plugin returns that status). */
+typedef dm_status (*dm_storage_write_fn)(void *ctx, const void *buf, size_t len);
+/* One object of a list. NUL-terminated key, valid for the call of `each`. */
+typedef dm_status (*dm_storage_each_fn)(void *ctx, const char *key, int64_t size,
+                                        int64_t mtime_unix);
+
+typedef struct dm_storage_ops {
+    uint32_t size;
+    /* Stores `length` bytes (read through `read`) under `key` (NUL-terminated;
+     * letters, digits and "/._-" only, no "..", no leading "/": the host
+     * checks). All or nothing: the object appears only when every byte is
+     * stored and durable; an existing object is replaced the same way. */
+    dm_status (*put)(dm_call *call, const char *key, const char *content_type, int64_t length,
+                     dm_storage_read_fn read, void *ctx, dm_message *msg);
+    /* Streams the object to `write` in chunks. DM_ERR_NOT_FOUND when there
+     * is none. *size_out (may be NULL) gets its size before the first chunk. */
+    dm_status (*get)(dm_call *call, const char *key, dm_storage_write_fn write, void *ctx,
+                     int64_t *size_out, dm_message *msg);
+    /* DM_OK also when there was no such object. */
+    dm_status (*remove)(dm_call *call, const char *key, dm_message *msg);
+    /* Every object whose key starts with prefix (may be ""), in key order. */
+    dm_status (*list)(dm_call *call, const char *prefix, dm_storage_each_fn each, void *ctx,
+                      dm_message *msg);
+} dm_storage_ops;
+
+/* ---- Monitoring (since 1.5) ---- */
+
+/* One error event for an error tracker. Never a request body, token,
+ * password, e-mail address or document: the host builds it from the log
+ * line and the context it knows. Empty strings mean "not known". */
+typedef struct dm_monitor_event {
+    uint32_t size;
+    dm_log_level level;
+    dm_str event_id;  /* 32 lower-case hex digits, unique per event */
+    int64_t time_ms;  /* Unix milliseconds */
+    dm_str dm_number; /* "DM00650" */
+    dm_str message;   /* the log text without the number */
+    dm_str route;     /* "POST /api/orders" (the route pattern, not the URL) */
+    dm_str plugin;    /* the plugin involved, if any */
+    dm_str job;       /* the job, if any */
+    dm_str release;   /* the module's version, "deepmine@1.2.0" */
+    dm_str environment;
+    dm_str request_id; /* Apache's UNIQUE_ID or the host's own */
+    dm_str server_name;
+} dm_monitor_event;
+
+typedef struct dm_monitor_ops {
+    uint32_t size;
+    /* Sends one event (called from a background job, never on a request's
+     * path). DM_ERR_TEMPORARY: the host keeps it and tries again later. */
+    dm_status (*capture)(dm_call *call, const dm_monitor_event *ev, dm_message *msg);
+} dm_monitor_ops;
 
 typedef struct dm_mail {
     uint32_t size;
@@ -469,7 +567,8 @@ typedef struct dm_plugin {
     /* Called once at shutdown. May be NULL. */
     void (*fini)(void);
 
-    /* The table for `kind`: a dm_payment_ops, dm_kyc_ops or dm_mailer_ops. */
+    /* The table for `kind`: a dm_payment_ops, dm_kyc_ops, dm_mailer_ops,
+     * dm_storage_ops or dm_monitor_ops. */
     const void *ops;
 
     /* since 1.1: an optional cheap self-check (settings sane, no network). */
