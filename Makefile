@@ -6,6 +6,7 @@
 #   make test       lint + unit + integration tests
 #   make bench      wrk benchmark (not a test)
 #   make install    apxs -i + plugins + header + pkg-config file + a2enmod files
+#   make deb        build/deepmine_<version>_<arch>.deb (docs/operations.md)
 
 PORT    ?= 8080
 VAR     ?= $(CURDIR)/var
@@ -59,7 +60,7 @@ CLI      := $(B)/deepminectl
 BENCHGEN := $(B)/dm-benchgen
 
 .PHONY: all deps run test unit integration lint format check-lognums check-includes bench \
-        install clean plugins testplugins fuzz drivers sanitize web
+        install clean plugins testplugins fuzz drivers sanitize web deb
 
 all: $(MODULE) $(CLI) $(BENCHGEN) plugins
 
@@ -200,7 +201,13 @@ install: all web
 	cp -R $(B)/web/. $(DESTDIR)$(WEBDIR)/
 	sed -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@WEBDIR@|$(WEBDIR)|g' conf/deepmine.conf \
 	  > $(DESTDIR)/etc/apache2/mods-available/deepmine.conf
+	install -d $(DESTDIR)/etc/deepmine/legal
+	install -m 0644 conf/legal/*.md $(DESTDIR)/etc/deepmine/legal/
 	@echo "installed; enable with: a2enmod deepmine (see docs/operations.md)"
+
+# ---- the Debian package (scripts/build-deb.sh, packaging/deb/) ----
+deb: all web
+	@bash scripts/build-deb.sh
 
 clean:
 	rm -rf $(B)

@@ -13,7 +13,7 @@ PKGS=(
   libpwquality-dev cracklib-runtime libcrypt-dev
   libcmocka-dev
   python3 python3-pytest python3-requests python3-aiosmtpd
-  wrk curl
+  wrk curl lintian
   clang clang-tidy clang-format cppcheck libclang-rt-14-dev
   nodejs chromium fonts-dejavu-core
 )

@@ -25,7 +25,9 @@ def test_install_stages_module_plugins_header_pc_and_a2enmod_files(tmp_path):
                 "/usr/local/lib/pkgconfig/deepmine-plugin.pc",
                 "/usr/local/bin/deepminectl",
                 "/etc/apache2/mods-available/deepmine.load",
-                "/etc/apache2/mods-available/deepmine.conf"]:
+                "/etc/apache2/mods-available/deepmine.conf",
+                # the default DeepMineLegalDir: the module refuses to start without them
+                "/etc/deepmine/legal/terms.md", "/etc/deepmine/legal/privacy.md"]:
         assert os.path.isfile(str(dest) + rel), rel
     load = open(str(dest) + "/etc/apache2/mods-available/deepmine.load").read()
     assert "LoadModule deepmine_module %s/mod_deepmine.so" % moddir in load
