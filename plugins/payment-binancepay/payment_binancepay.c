@@ -1468,6 +1468,8 @@ static const dm_payment_ops ops = {
     .method_kind = "wallet",
     .currencies = "USD",
     .checkout_lifetime_s = CHECKOUT_LIFETIME_S,
+    /* what Binance expects in the answer to a notification it delivered */
+    .webhook_ack_body = "{\"returnCode\":\"SUCCESS\",\"returnMessage\":null}",
 };
 
 static const char *const required[] = {"api_key", "secret_key", NULL};

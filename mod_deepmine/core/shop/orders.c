@@ -344,6 +344,55 @@ static dm_err *fail_pending(dm_db *db, apr_pool_t *p, int64_t id)
     return dm_db_commit(db, p);
 }
 
+/* The rules a member meets before a gateway order (docs/payments.md
+ * "Capacity holds"), inside the transaction that creates it (BEGIN
+ * IMMEDIATE: two requests at once count each other): a verified e-mail for
+ * a gateway that moves money, and fewer than DeepMinePendingOrders unpaid
+ * gateway orders still holding capacity. */
+static dm_err *may_order(dm_db *db, apr_pool_t *p, int64_t user_id, const dm_loaded_plugin *pl)
+{
+    dm_stmt *st;
+    int row = 0, verified = 0;
+    int64_t pending = 0;
+    int max = dm_payment_rules_get()->pending_max;
+    dm_err *e = dm_db_prepare(db, p,
+                              "SELECT u.email_verified_at IS NOT NULL, (SELECT count(*) FROM "
+                              "orders o WHERE o.user_id = u.id AND o.status = 'pending' AND "
+                              "o.gateway <> ? AND (o.hold_until IS NULL OR o.hold_until > ?)) "
+                              "FROM users u WHERE u.id = ?",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_str(st, 1, DM_ORDER_GATEWAY_BALANCE);
+    dm_stmt_bind_int64(st, 2, dm_now());
+    dm_stmt_bind_int64(st, 3, user_id);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        verified = (int)dm_stmt_int64(st, 0);
+        pending = dm_stmt_int64(st, 1);
+    }
+    dm_stmt_done(st);
+    if (e) {
+        return e;
+    }
+    if (!row) {
+        return dm_err_make(p, DM_E_NOT_FOUND, NULL, "no such member");
+    }
+    if (!verified && !dm_payment_is_sandbox(pl)) {
+        return dm_err_make(p, DM_E_FORBIDDEN, NULL,
+                           "verify your e-mail address before paying through a gateway");
+    }
+    if (max > 0 && pending >= max) {
+        return dm_err_make(p, DM_E_RATE_LIMITED, NULL,
+                           "you have %" APR_INT64_T_FMT " unpaid orders waiting for payment (at "
+                           "most %d): pay one or wait until its checkout expires",
+                           (apr_int64_t)pending, max);
+    }
+    return NULL;
+}
+
 dm_err *dm_order_create_checkout(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64_t user_id,
                                  const char *customer_email, int64_t package_id,
                                  const char *gateway, const char *return_url, dm_order *out)
@@ -378,6 +427,9 @@ dm_err *dm_order_create_checkout(dm_db *db, apr_pool_t *p, const dm_plugin_host 
 
     /* 1. the pending order (holds its share of the capacity), committed */
     e = dm_db_begin(db, p);
+    if (!e) {
+        e = may_order(db, p, user_id, pl);
+    }
     if (!e) {
         e = sellable_package(db, p, package_id, &pkg);
     }

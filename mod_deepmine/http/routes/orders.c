@@ -10,6 +10,7 @@
 #include <http_protocol.h>
 
 #include "base/json.h"
+#include "plugins/payment.h"
 #include "shop/orders.h"
 
 #define MAX_GATEWAY_FIELD 64
@@ -121,6 +122,55 @@ static int contracts_mine(request_rec *r, const dm_route_match *rm)
     return dm_http_page_send(r, e, &pg, "contracts", contract_row);
 }
 
+/* ---- anyone ---- */
+
+/* The method's currencies as a JSON array ("*": empty, any_currency). */
+static json_t *currency_list(const char *s)
+{
+    json_t *a = json_array();
+
+    while (s && *s && strcmp(s, "*") != 0) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        while (len && *s == ' ') {
+            s++;
+            len--;
+        }
+        while (len && s[len - 1] == ' ') {
+            len--;
+        }
+        if (len) {
+            json_array_append_new(a, json_stringn(s, len));
+        }
+        s = comma ? comma + 1 : NULL;
+    }
+    return a;
+}
+
+/* GET /api/payment-methods: the gateways a member can pay through, in
+ * configuration order (public: the pages show them before a login). */
+static int payment_methods(request_rec *r, const dm_route_match *rm)
+{
+    const apr_array_header_t *all = dm_plugins_all(dm_g.plugins);
+    json_t *list = json_array(), *out;
+
+    for (int i = 0; all && i < all->nelts; i++) {
+        const dm_loaded_plugin *pl = APR_ARRAY_IDX(all, i, const dm_loaded_plugin *);
+        dm_payment_method m;
+        if (!dm_payment_can_checkout(pl) || !dm_payment_method_info(pl, r->pool, &m)) {
+            continue;
+        }
+        json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:o,s:b,s:b}", "name", m.name,
+                                              "display_name", m.display_name, "kind", m.kind,
+                                              "currencies", currency_list(m.currencies),
+                                              "any_currency", strcmp(m.currencies, "*") == 0,
+                                              "sandbox", dm_payment_is_sandbox(pl)));
+    }
+    out = json_pack("{s:o}", "methods", list);
+    apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
+    return dm_http_send_json(r, HTTP_OK, out);
+}
+
 /* ---- staff ---- */
 
 static int admin_orders(request_rec *r, const dm_route_match *rm)
@@ -191,6 +241,7 @@ static int admin_refund(request_rec *r, const dm_route_match *rm)
 }
 
 const dm_route_def dm_routes_orders[] = {
+    {"GET", "/api/payment-methods", payment_methods},
     {"POST", "/api/orders", order_create},
     {"GET", "/api/orders", orders_mine},
     {"GET", "/api/orders/{id}", order_mine},
