@@ -197,9 +197,12 @@ def test_dispute_holds_commissions_until_won(srv):
     srv.advance(3600)
     wait_for(lambda: ran_since(srv, "commission-release", 600), what="a commission release")
     assert commissions_of(srv, order["id"]) == ["held", "held"]
-    assert srv.sql("SELECT COUNT(*) FROM mail_queue WHERE template = 'staff_alert' AND "
+    # the dispute alert (its own template) to the finance account
+    assert srv.sql("SELECT template, json_extract(variables, '$.amount_micros'), "
+                   "json_extract(variables, '$.gateway') FROM mail_queue WHERE "
                    "json_extract(variables, '$.reason') = 'dispute_opened' AND "
-                   "json_extract(variables, '$.order_id') = %d" % order["id"])[0][0] == 1
+                   "json_extract(variables, '$.order_id') = %d" % order["id"]) == \
+        [("dispute_alert", order["amount_micros"], "sandbox")]
     ans = plugin_post(srv, "dispute", {"provider_ref": ref, "payment_id": pid,
                                        "status": "won", "amount_micros": order["amount_micros"]})
     assert ans == {"status": 200, "outcome": "dispute_won"}
@@ -213,7 +216,7 @@ def test_dispute_holds_commissions_until_won(srv):
 
 def test_dispute_lost_refunds_the_order_and_takes_the_commissions_back(srv):
     sponsor, _ = member(srv)
-    _, h = member(srv, referral_code=sponsor["user"]["referral_code"])
+    buyer, h = member(srv, referral_code=sponsor["user"]["referral_code"])
     order, url = sandbox_order(srv, h, srv.packages[0])
     assert requests.post(url + "/pay", timeout=15).status_code == 200
     ref = provider_ref(srv, order["id"])
@@ -230,6 +233,15 @@ def test_dispute_lost_refunds_the_order_and_takes_the_commissions_back(srv):
     assert commissions_of(srv, order["id"]) == ["clawed_back"]
     assert srv.sql("SELECT COUNT(*) FROM order_refunds WHERE order_id = %d"
                    % order["id"])[0][0] == 1
+    # staff: the dispute alert when opened and when lost; the member: one
+    # refund notice for the whole price
+    assert srv.sql("SELECT json_extract(variables, '$.reason') FROM mail_queue WHERE "
+                   "template = 'dispute_alert' AND json_extract(variables, '$.order_id') = %d "
+                   "ORDER BY id" % order["id"]) == [("dispute_opened",), ("dispute_lost",)]
+    assert srv.sql("SELECT recipient, json_extract(variables, '$.amount_micros'), "
+                   "json_extract(variables, '$.fully_refunded') FROM mail_queue WHERE "
+                   "template = 'order_refunded' AND json_extract(variables, '$.order_id') = %d"
+                   % order["id"]) == [(buyer["user"]["email"], order["amount_micros"], 1)]
     assert_ledger_verifies(srv)
 
 

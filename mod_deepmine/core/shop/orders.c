@@ -316,6 +316,24 @@ static dm_err *staff_alert(dm_db *db, apr_pool_t *p, const dm_order *o, const ch
     return dm_mail_staff_alert(db, p, 1, vars, key);
 }
 
+/* A dispute_alert e-mail (opened, lost) to owners and finance, once per
+ * `key`; logged like a staff alert. */
+static dm_err *dispute_alert(dm_db *db, apr_pool_t *p, const dm_order *o, const char *reason,
+                             int64_t amount, const char *detail, const char *key)
+{
+    json_t *vars = dm_json_own(p, json_object());
+
+    dm_log(DM_L_NOTICE, "DM00700: order %" APR_INT64_T_FMT " needs staff attention (%s): %s",
+           (apr_int64_t)o->id, reason, detail);
+    json_object_set_new(vars, "reason", json_string(reason));
+    json_object_set_new(vars, "order_id", json_integer(o->id));
+    json_object_set_new(vars, "gateway", json_string(o->gateway));
+    json_object_set_new(vars, "amount_micros", json_integer(amount));
+    json_object_set_new(vars, "currency", json_string(o->currency));
+    json_object_set_new(vars, "detail", json_string(detail));
+    return dm_mail_staff_notice(db, p, 1, "dispute_alert", vars, key);
+}
+
 /* ---- creating orders ---- */
 
 static dm_err *payment_plugin(apr_pool_t *p, const dm_plugin_host *h, const char *gateway,
@@ -906,6 +924,7 @@ static dm_err *apply_dispute(dm_db *db, apr_pool_t *p, const char *plugin,
     const char *key =
         apr_pstrcat(p, plugin, ":", apr_pstrmemdup(p, ev->event_id.ptr, ev->event_id.len), NULL);
     int changed = 0;
+    int64_t was_refunded = 0;
     dm_err *e;
 
     if (ev->status == DM_PAY_DISPUTE_OPENED) {
@@ -917,14 +936,15 @@ static dm_err *apply_dispute(dm_db *db, apr_pool_t *p, const char *plugin,
         *outcome = changed ? "disputed" : "no_change";
         return e || !changed
                    ? e
-                   : staff_alert(db, p, o, "dispute_opened",
-                                 apr_psprintf(p,
-                                              "event %s: the buyer disputed %s of order "
-                                              "%" APR_INT64_T_FMT
-                                              "; its commissions are held until the dispute "
-                                              "closes. Answer the dispute at the provider.",
-                                              key, event_money(p, ev, o), (apr_int64_t)o->id),
-                                 key);
+                   : dispute_alert(db, p, o, "dispute_opened",
+                                   ev->amount_micros ? ev->amount_micros : o->amount_micros,
+                                   apr_psprintf(p,
+                                                "event %s: the buyer disputed %s of order "
+                                                "%" APR_INT64_T_FMT
+                                                "; its commissions are held until the dispute "
+                                                "closes. Answer the dispute at the provider.",
+                                                key, event_money(p, ev, o), (apr_int64_t)o->id),
+                                   key);
     }
     if (ev->status == DM_PAY_DISPUTE_WON) {
         e = set_dispute(db, p, o->id, "open", "won", &changed);
@@ -953,6 +973,7 @@ static dm_err *apply_dispute(dm_db *db, apr_pool_t *p, const char *plugin,
     }
     o->status = "paid";
     o->dispute = "lost";
+    was_refunded = o->refunded_micros;
     {
         dm_refund_req req;
         int applied = 0, complete = 0;
@@ -970,13 +991,13 @@ static dm_err *apply_dispute(dm_db *db, apr_pool_t *p, const char *plugin,
         }
     }
     *outcome = "dispute_lost";
-    return staff_alert(db, p, o, "dispute_lost",
-                       apr_psprintf(p,
-                                    "event %s: the dispute of order %" APR_INT64_T_FMT
-                                    " was lost; the order was refunded in full and its "
-                                    "commissions taken back",
-                                    key, (apr_int64_t)o->id),
-                       key);
+    return dispute_alert(db, p, o, "dispute_lost", o->amount_micros - was_refunded,
+                         apr_psprintf(p,
+                                      "event %s: the dispute of order %" APR_INT64_T_FMT
+                                      " was lost; the order was refunded in full and its "
+                                      "commissions taken back",
+                                      key, (apr_int64_t)o->id),
+                         key);
 }
 
 /* The plugin says money moved but not as asked (underpaid, overpaid, paid
@@ -1147,9 +1168,32 @@ static json_t *order_state(const dm_order *o)
                      (json_int_t)o->refunded_micros, "gateway", o->gateway);
 }
 
+static dm_err *refund_impl(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64_t staff_id,
+                           const char *ip, int64_t order_id, int64_t amount_micros,
+                           const char *reason, const char *manual_ref, int manual, dm_order *out,
+                           int *refunded);
+
 dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64_t staff_id,
                         const char *ip, int64_t order_id, int64_t amount_micros, const char *reason,
                         dm_order *out, int *refunded)
+{
+    return refund_impl(db, p, h, staff_id, ip, order_id, amount_micros, reason, NULL, 0, out,
+                       refunded);
+}
+
+dm_err *dm_order_refund_manual(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
+                               int64_t order_id, int64_t amount_micros, const char *reason,
+                               const char *provider_refund_ref, dm_order *out)
+{
+    int refunded = 0;
+    return refund_impl(db, p, NULL, staff_id, ip, order_id, amount_micros, reason,
+                       provider_refund_ref, 1, out, &refunded);
+}
+
+static dm_err *refund_impl(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64_t staff_id,
+                           const char *ip, int64_t order_id, int64_t amount_micros,
+                           const char *reason, const char *manual_ref, int manual, dm_order *out,
+                           int *refunded)
 {
     const dm_loaded_plugin *pl = NULL;
     const char *target = apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)order_id);
@@ -1159,7 +1203,7 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
     dm_refund_req req;
     dm_payment_refund_in rin;
     int64_t left, was;
-    int balance, applied = 0, complete = 0;
+    int balance, now_posted, applied = 0, complete = 0;
     dm_err *e;
 
     *refunded = 0;
@@ -1171,6 +1215,10 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
         return dm_err_make(p, DM_E_INVALID, "reason", "a refund needs a reason");
     }
     if ((e = dm_validate_text(p, "reason", reason, REFUND_REASON_MAX_CHARS, 0))) {
+        return e;
+    }
+    if (manual_ref && *manual_ref &&
+        (e = dm_validate_text(p, "provider_refund_ref", manual_ref, DM_PAYMENT_REF_MAX, 0))) {
         return e;
     }
     if (amount_micros < 0) {
@@ -1196,7 +1244,14 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
                            target, (apr_int64_t)left, out->currency, (apr_int64_t)amount_micros);
     }
     balance = strcmp(out->gateway, DM_ORDER_GATEWAY_BALANCE) == 0;
-    if (!balance) {
+    if (manual && balance) {
+        return dm_err_make(p, DM_E_INVALID, "manual",
+                           "order %s was paid from the balance: refund it without manual", target);
+    }
+    /* a manual refund was made at the provider: posted here at once, like
+     * a balance order's, without asking the plugin */
+    now_posted = balance || manual;
+    if (!now_posted) {
         pl = dm_payment_plugin(h, out->gateway);
         if (!dm_payment_can_refund(pl)) {
             return dm_err_make(p, DM_E_CONFLICT, NULL,
@@ -1214,7 +1269,7 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
      * if the gateway's answer is lost. A balance order is refunded in that
      * same transaction. */
     e = dm_db_begin(db, p);
-    if (!e && balance) {
+    if (!e && now_posted) {
         dm_order now;
         e = dm_order_get(db, p, order_id, 0, &now);
         if (!e) {
@@ -1230,10 +1285,23 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
     }
     if (!e) {
         after = dm_json_own(p, json_pack("{s:s,s:I,s:s,s:s}", "status",
-                                         balance ? (complete ? "refunded" : "paid") : "paid",
+                                         now_posted ? (complete ? "refunded" : "paid") : "paid",
                                          "amount_micros", (json_int_t)amount_micros, "refund",
-                                         balance ? "done" : "requested", "reason", reason));
-        e = dm_audit_write(db, p, staff_id, "order.refund", "order", target, before, after, ip);
+                                         manual    ? "manual"
+                                         : balance ? "done"
+                                                   : "requested",
+                                         "reason", reason));
+        if (manual) {
+            json_object_set_new(after, "provider_refund_ref",
+                                manual_ref && *manual_ref ? json_string(manual_ref) : json_null());
+            e = dm_order_history_add(db, p, order_id, "refunded_manually", "staff",
+                                     apr_psprintf(p, "%" APR_INT64_T_FMT " micros: %s",
+                                                  (apr_int64_t)amount_micros, reason));
+        }
+    }
+    if (!e) {
+        e = dm_audit_write(db, p, staff_id, manual ? "order.refund_manual" : "order.refund",
+                           "order", target, before, after, ip);
     }
     if (e) {
         dm_db_rollback(db);
@@ -1243,7 +1311,7 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
     if (e) {
         return e;
     }
-    if (balance) {
+    if (now_posted) {
         *refunded = 1;
         return dm_order_get(db, p, order_id, 0, out);
     }

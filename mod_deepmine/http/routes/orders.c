@@ -200,9 +200,10 @@ static int admin_contracts(request_rec *r, const dm_route_match *rm)
     return dm_http_page_send(r, e, &pg, "contracts", contract_row);
 }
 
-/* Body {"amount_micros"?, "reason"}: without an amount, what is left to
- * refund. 200 when the refund is posted on return (a balance order, or a
- * gateway that delivered its refund webhook at once), 202 when the
+/* Body {"amount_micros"?, "reason", "manual"?, "provider_refund_ref"?}:
+ * without an amount, what is left to refund. manual: true records a refund
+ * staff made at the provider themselves (posted at once, 200). 200 when the refund is posted on
+ * return (a balance order, or a gateway that delivered its refund webhook at once), 202 when the
  * gateway accepted it and its webhook is still to come. */
 static int admin_refund(request_rec *r, const dm_route_match *rm)
 {
@@ -210,9 +211,9 @@ static int admin_refund(request_rec *r, const dm_route_match *rm)
     dm_staff st;
     dm_order o;
     json_t *b = NULL;
-    const char *reason = NULL;
+    const char *reason = NULL, *ref = NULL;
     int64_t id = 0, amount = 0;
-    int refunded = 0;
+    int refunded = 0, manual = 0;
     dm_err *e = dm_http_staff_db(r, rm, &db, &st);
 
     if (!e && dm_http_id_param(r, rm, "order", &id)) {
@@ -229,6 +230,20 @@ static int admin_refund(request_rec *r, const dm_route_match *rm)
         e = dm_json_get_string(r->pool, b, "reason", 1, MAX_REASON_FIELD, &reason, NULL);
     }
     if (!e) {
+        e = dm_json_get_bool(r->pool, b, "manual", 0, &manual, NULL);
+    }
+    if (!e) {
+        e = dm_json_get_string(r->pool, b, "provider_refund_ref", 0, MAX_REASON_FIELD, &ref, NULL);
+    }
+    if (!e && ref && !manual) {
+        e = dm_err_make(r->pool, DM_E_INVALID, "provider_refund_ref",
+                        "provider_refund_ref goes with manual: true");
+    }
+    if (!e && manual) {
+        e = dm_order_refund_manual(db, r->pool, st.id, r->useragent_ip, id, amount, reason, ref,
+                                   &o);
+        refunded = 1;
+    } else if (!e) {
         e = dm_order_refund(db, r->pool, dm_g.plugins, st.id, r->useragent_ip, id, amount, reason,
                             &o, &refunded);
     }
