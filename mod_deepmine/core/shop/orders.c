@@ -301,37 +301,38 @@ static dm_err *after_paid(dm_db *db, apr_pool_t *p, dm_order *o)
         apr_psprintf(p, "contract_started:%" APR_INT64_T_FMT, (apr_int64_t)c.id));
 }
 
-/* A staff_alert e-mail to every active owner and finance account, once per
- * `key`; logged in any case (a site without staff still has its log). */
+/* A staff e-mail (template tmpl: staff_alert, or dispute_alert with the
+ * gateway and `amount`) to every active owner and finance account, once
+ * per `key`; logged in any case (a site without staff still has its log). */
+static dm_err *staff_notice(dm_db *db, apr_pool_t *p, const dm_order *o, const char *tmpl,
+                            const char *reason, int64_t amount, const char *detail, const char *key)
+{
+    json_t *vars = dm_json_own(p, json_object());
+
+    dm_log(DM_L_NOTICE, "DM00700: order %" APR_INT64_T_FMT " needs staff attention (%s): %s",
+           (apr_int64_t)o->id, reason, detail);
+    json_object_set_new(vars, "order_id", json_integer(o->id));
+    json_object_set_new(vars, "reason", json_string(reason));
+    json_object_set_new(vars, "detail", json_string(detail));
+    if (strcmp(tmpl, "dispute_alert") == 0) {
+        json_object_set_new(vars, "gateway", json_string(o->gateway));
+        json_object_set_new(vars, "amount_micros", json_integer(amount));
+        json_object_set_new(vars, "currency", json_string(o->currency));
+    }
+    return dm_mail_staff_notice(db, p, 1, tmpl, vars, key);
+}
+
 static dm_err *staff_alert(dm_db *db, apr_pool_t *p, const dm_order *o, const char *reason,
                            const char *detail, const char *key)
 {
-    json_t *vars = dm_json_own(p, json_object());
-
-    dm_log(DM_L_NOTICE, "DM00700: order %" APR_INT64_T_FMT " needs staff attention (%s): %s",
-           (apr_int64_t)o->id, reason, detail);
-    json_object_set_new(vars, "order_id", json_integer(o->id));
-    json_object_set_new(vars, "reason", json_string(reason));
-    json_object_set_new(vars, "detail", json_string(detail));
-    return dm_mail_staff_alert(db, p, 1, vars, key);
+    return staff_notice(db, p, o, "staff_alert", reason, 0, detail, key);
 }
 
-/* A dispute_alert e-mail (opened, lost) to owners and finance, once per
- * `key`; logged like a staff alert. */
+/* A dispute opened or lost: its own template (dispute_alert). */
 static dm_err *dispute_alert(dm_db *db, apr_pool_t *p, const dm_order *o, const char *reason,
                              int64_t amount, const char *detail, const char *key)
 {
-    json_t *vars = dm_json_own(p, json_object());
-
-    dm_log(DM_L_NOTICE, "DM00700: order %" APR_INT64_T_FMT " needs staff attention (%s): %s",
-           (apr_int64_t)o->id, reason, detail);
-    json_object_set_new(vars, "reason", json_string(reason));
-    json_object_set_new(vars, "order_id", json_integer(o->id));
-    json_object_set_new(vars, "gateway", json_string(o->gateway));
-    json_object_set_new(vars, "amount_micros", json_integer(amount));
-    json_object_set_new(vars, "currency", json_string(o->currency));
-    json_object_set_new(vars, "detail", json_string(detail));
-    return dm_mail_staff_notice(db, p, 1, "dispute_alert", vars, key);
+    return staff_notice(db, p, o, "dispute_alert", reason, amount, detail, key);
 }
 
 /* ---- creating orders ---- */
