@@ -191,7 +191,8 @@ install: all web
 	install -d $(DESTDIR)$(LIBDIR)/deepmine/plugins $(DESTDIR)$(INCLUDEDIR)/deepmine \
 	  $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/apache2/mods-available
 	install -m 0644 $(B)/plugins/*.so $(DESTDIR)$(LIBDIR)/deepmine/plugins/
-	install -m 0644 mod_deepmine/include/deepmine/plugin.h $(DESTDIR)$(INCLUDEDIR)/deepmine/
+	install -m 0644 mod_deepmine/include/deepmine/plugin.h mod_deepmine/include/deepmine/plugin_util.h \
+	  $(DESTDIR)$(INCLUDEDIR)/deepmine/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
 	  conf/deepmine-plugin.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/deepmine-plugin.pc
 	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/deepminectl

@@ -17,6 +17,10 @@
 # MAIL (default 10000; 0 skips it): messages queued and drained by the cron
 # daemon through mailer-smtp to a local SMTP server (scripts/bench_mail.py,
 # its own server), BENCH_ONLY=mail: only that part,
+# JANITOR (default 10000; 0 skips it), STRIPE_WEBHOOKS (20000): Stripe
+# webhooks/s and p99, and the payment janitor settling JANITOR stale orders
+# against the Stripe stand-in (scripts/bench_payments.py, its own server),
+# BENCH_ONLY=payments: only that part,
 # BENCH_CONF="directives" appended to the bench's local.conf (to try tunings).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -125,6 +129,18 @@ mail_bench() {
 }
 if [ "${BENCH_ONLY:-}" = mail ]; then
   mail_bench
+  exit 0
+fi
+# Stripe webhooks/s (p99) and the janitor over JANITOR stale orders, on a
+# server and a Stripe stand-in of their own (scripts/bench_payments.py).
+janitor=${JANITOR:-10000}
+payments_bench() {
+  echo
+  /usr/bin/python3 "$root/scripts/bench_payments.py" "$root" "${STRIPE_WEBHOOKS:-20000}" \
+    "${WEBHOOK_SECONDS:-10}" "$janitor"
+}
+if [ "${BENCH_ONLY:-}" = payments ]; then
+  payments_bench
   exit 0
 fi
 if [ "${BENCH_ONLY:-}" = accrual ]; then
@@ -267,4 +283,5 @@ printf '%-44s %10s %10s\n' "/api/webhooks/{plugin} (paid order)" $(server_time "
 echo "(register includes argon2id at the bench's cheap setting, DeepMinePasswordHash 1 8)"
 
 [ "$mail" -gt 0 ] && mail_bench
+[ "$janitor" -gt 0 ] && payments_bench
 true

@@ -1,6 +1,9 @@
--- wrk script for `make bench`: replays pre-signed sandbox webhooks, each
--- for a different pending order, split between wrk's threads.
+-- wrk script for `make bench`: replays pre-signed webhooks, each for a
+-- different pending order, split between wrk's threads.
 -- The events file has one "<signature header>\t<body>" per line.
+-- BENCH_WEBHOOK_PATH (default /api/webhooks/sandbox) and BENCH_SIG_HEADER
+-- (default Sandbox-Signature) name the gateway (scripts/bench_payments.py:
+-- /api/webhooks/stripe, Stripe-Signature).
 local counter = 0
 local threads = {}
 
@@ -22,6 +25,8 @@ function init(args)
     n = n + 1
   end
   next_event = 1
+  path = os.getenv("BENCH_WEBHOOK_PATH") or "/api/webhooks/sandbox"
+  sig_header = os.getenv("BENCH_SIG_HEADER") or "Sandbox-Signature"
 end
 
 function request()
@@ -31,7 +36,7 @@ function request()
   else
     next_event = next_event + 1
   end
-  return wrk.format("POST", "/api/webhooks/sandbox",
-                    {["Content-Type"] = "application/json", ["Sandbox-Signature"] = e.sig},
+  return wrk.format("POST", path,
+                    {["Content-Type"] = "application/json", [sig_header] = e.sig},
                     e.body)
 end

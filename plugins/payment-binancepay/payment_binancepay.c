@@ -30,6 +30,7 @@
  *   instance's name, under a mutex, freed in fini).
  */
 #include <deepmine/plugin.h>
+#include <deepmine/plugin_util.h>
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -75,17 +76,6 @@ static const dm_host *host;
 
 /* ---- small helpers ---- */
 
-static void set_msg(dm_message *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_msg(dm_message *msg, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg->text, sizeof(msg->text), fmt, ap);
-    va_end(ap);
-}
-
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -124,11 +114,6 @@ static int is_digits(const char *s, size_t n)
         }
     }
     return n > 0;
-}
-
-static int str_eq(dm_str s, const char *lit)
-{
-    return s.ptr && s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
 }
 
 static dm_str mk(const char *p, size_t n)
@@ -223,7 +208,7 @@ static dm_str text_field(dm_call *call, dm_str json, const char *path)
 {
     dm_str s = field(call, json, path);
 
-    if (str_eq(s, "null")) {
+    if (dm_str_eq(s, "null")) {
         s.ptr = NULL;
         s.len = 0;
     }
@@ -356,7 +341,7 @@ static dm_str member_text(dm_call *call, dm_str json, const char *key)
         return none;
     }
     if (raw.ptr == json.ptr || raw.ptr[-1] != '"') {
-        return str_eq(raw, "null") ? none : raw;
+        return dm_str_eq(raw, "null") ? none : raw;
     }
     arr = host->alloc(call, raw.len + 5);
     if (!arr) {
@@ -483,14 +468,14 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     c->api_key = host->setting(call, "api_key");
     if (!c->api_key || !*c->api_key || strlen(c->api_key) > 256 ||
         has_ctl(c->api_key, strlen(c->api_key)) || strchr(c->api_key, ' ')) {
-        set_msg(msg, "api_key must be set (the API identity key of the Merchant Admin Portal, "
-                     "sent as BinancePay-Certificate-SN), without spaces or control characters");
+        dm_msg_set(msg, "api_key must be set (the API identity key of the Merchant Admin Portal, "
+                        "sent as BinancePay-Certificate-SN), without spaces or control characters");
         return DM_ERR_CONFIG;
     }
     c->secret = host->setting(call, "secret_key");
     if (!c->secret || !*c->secret) {
-        set_msg(msg, "secret_key must be set, preferably as env:VAR or file:/path (the API "
-                     "secret key of the Merchant Admin Portal)");
+        dm_msg_set(msg, "secret_key must be set, preferably as env:VAR or file:/path (the API "
+                        "secret key of the Merchant Admin Portal)");
         return DM_ERR_CONFIG;
     }
     c->secret_len = strlen(c->secret);
@@ -503,13 +488,13 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     }
     if (n + sizeof(PATH_QUERY) + 16 > sizeof(c->base) || has_ctl(api_url, n) ||
         memchr(api_url, ' ', n) || memchr(api_url, '?', n) || memchr(api_url, '#', n)) {
-        set_msg(msg, "api_url must be a plain https:// URL, like " API_URL_DEFAULT);
+        dm_msg_set(msg, "api_url must be a plain https:// URL, like " API_URL_DEFAULT);
         return DM_ERR_CONFIG;
     }
     snprintf(c->base, sizeof(c->base), "%.*s", (int)n, api_url);
     if (!url_allowed(c->base)) {
-        set_msg(msg, "api_url must start with https:// (http:// only to 127.0.0.1 or localhost, "
-                     "for a stand-in)");
+        dm_msg_set(msg, "api_url must start with https:// (http:// only to 127.0.0.1 or localhost, "
+                        "for a stand-in)");
         return DM_ERR_CONFIG;
     }
     c->pay_currency = host->setting(call, "pay_currency");
@@ -517,8 +502,8 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
         c->pay_currency = "USDT";
     }
     if (!one_of(c->pay_currency, stablecoins)) {
-        set_msg(msg, "pay_currency must be USDT, USDC or FDUSD (a USD stablecoin Binance Pay "
-                     "takes; orders are in USD and paid at par)");
+        dm_msg_set(msg, "pay_currency must be USDT, USDC or FDUSD (a USD stablecoin Binance Pay "
+                        "takes; orders are in USD and paid at par)");
         return DM_ERR_CONFIG;
     }
     c->prefix = host->setting(call, "trade_no_prefix");
@@ -526,7 +511,7 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
         c->prefix = "";
     }
     if (strlen(c->prefix) > PREFIX_MAX || !is_alnum_str(c->prefix, strlen(c->prefix))) {
-        set_msg(msg, "trade_no_prefix must be at most %d letters or digits", PREFIX_MAX);
+        dm_msg_set(msg, "trade_no_prefix must be at most %d letters or digits", PREFIX_MAX);
         return DM_ERR_CONFIG;
     }
     c->terminal_type = host->setting(call, "terminal_type");
@@ -534,27 +519,27 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
         c->terminal_type = "WEB";
     }
     if (!one_of(c->terminal_type, terminals)) {
-        set_msg(msg, "terminal_type must be WEB, WAP, APP, MINI_PROGRAM or OTHERS");
+        dm_msg_set(msg, "terminal_type must be WEB, WAP, APP, MINI_PROGRAM or OTHERS");
         return DM_ERR_CONFIG;
     }
     c->timeout_ms = TIMEOUT_DEFAULT_MS;
     if (!setting_long(call, "timeout_ms", 100, TIMEOUT_MAX_MS, &c->timeout_ms)) {
-        set_msg(msg, "timeout_ms must be a whole number of milliseconds from 100 to %ld",
-                TIMEOUT_MAX_MS);
+        dm_msg_set(msg, "timeout_ms must be a whole number of milliseconds from 100 to %ld",
+                   TIMEOUT_MAX_MS);
         return DM_ERR_CONFIG;
     }
     c->tolerance_s = TOLERANCE_DEFAULT_S;
     if (!setting_long(call, "webhook_tolerance_s", 0, TOLERANCE_MAX_S, &c->tolerance_s)) {
-        set_msg(msg,
-                "webhook_tolerance_s must be a whole number of seconds from 0 (no check) to "
-                "%ld",
-                TOLERANCE_MAX_S);
+        dm_msg_set(msg,
+                   "webhook_tolerance_s must be a whole number of seconds from 0 (no check) to "
+                   "%ld",
+                   TOLERANCE_MAX_S);
         return DM_ERR_CONFIG;
     }
     c->cert_refresh_s = CERT_REFRESH_DEFAULT_S;
     if (!setting_long(call, "cert_refresh_min_s", 0, CERT_REFRESH_MAX_S, &c->cert_refresh_s)) {
-        set_msg(msg, "cert_refresh_min_s must be a whole number of seconds from 0 to %ld",
-                CERT_REFRESH_MAX_S);
+        dm_msg_set(msg, "cert_refresh_min_s must be a whole number of seconds from 0 to %ld",
+                   CERT_REFRESH_MAX_S);
         return DM_ERR_CONFIG;
     }
     return DM_OK;
@@ -632,7 +617,7 @@ static dm_status api_call(dm_call *call, const conf *c, const char *what, const 
     make_nonce(nonce);
     sig = sign_request(call, c, ts, nonce, body, body_len);
     if (!sig) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     hs[0].name = cstr("Content-Type");
@@ -658,8 +643,8 @@ static dm_status api_call(dm_call *call, const conf *c, const char *what, const 
     memset(&why, 0, sizeof(why));
     st = host->http(call, &req, &resp, &why);
     if (st != DM_OK) {
-        set_msg(msg, "Binance Pay did not answer the %s call: %s", what,
-                why.text[0] ? why.text : "no response");
+        dm_msg_set(msg, "Binance Pay did not answer the %s call: %s", what,
+                   why.text[0] ? why.text : "no response");
         return DM_ERR_TEMPORARY;
     }
     env = resp.body;
@@ -667,24 +652,24 @@ static dm_status api_call(dm_call *call, const conf *c, const char *what, const 
     code = text_field(call, env, "code");
     err = text_field(call, env, "errorMessage");
     if (resp.status == 429 || resp.status >= 500) {
-        set_msg(msg, "Binance Pay answered the %s call with HTTP %d%s%s; try again later", what,
-                resp.status, err.len ? ": " : "", clean(call, err.ptr, err.len));
+        dm_msg_set(msg, "Binance Pay answered the %s call with HTTP %d%s%s; try again later", what,
+                   resp.status, err.len ? ": " : "", clean(call, err.ptr, err.len));
         return DM_ERR_TEMPORARY;
     }
-    if (!status.ptr || (!str_eq(status, "SUCCESS") && !str_eq(status, "FAIL"))) {
-        set_msg(msg,
-                "Binance Pay answered the %s call with HTTP %d and no Binance Pay JSON; try "
-                "again later",
-                what, resp.status);
+    if (!status.ptr || (!dm_str_eq(status, "SUCCESS") && !dm_str_eq(status, "FAIL"))) {
+        dm_msg_set(msg,
+                   "Binance Pay answered the %s call with HTTP %d and no Binance Pay JSON; try "
+                   "again later",
+                   what, resp.status);
         return DM_ERR_TEMPORARY;
     }
-    if (resp.status != 200 || !str_eq(status, "SUCCESS")) {
-        set_msg(msg, "Binance Pay refused the %s call: HTTP %d, code %s: %s%s", what, resp.status,
-                code.ptr ? clean(call, code.ptr, code.len) : "none",
-                err.ptr ? clean(call, err.ptr, err.len) : "no message",
-                resp.status == 401 || resp.status == 403 || str_eq(code, "400002")
-                    ? " (check api_key and secret_key)"
-                    : "");
+    if (resp.status != 200 || !dm_str_eq(status, "SUCCESS")) {
+        dm_msg_set(msg, "Binance Pay refused the %s call: HTTP %d, code %s: %s%s", what,
+                   resp.status, code.ptr ? clean(call, code.ptr, code.len) : "none",
+                   err.ptr ? clean(call, err.ptr, err.len) : "no message",
+                   resp.status == 401 || resp.status == 403 || dm_str_eq(code, "400002")
+                       ? " (check api_key and secret_key)"
+                       : "");
         return DM_ERR_PERMANENT;
     }
     *data = text_field(call, env, "data");
@@ -876,7 +861,8 @@ static dm_status fetch_certs(dm_call *call, const conf *c, dm_message *msg)
         n++;
     }
     if (n == 0) {
-        set_msg(msg, "Binance Pay's certificates endpoint listed no certificate; try again later");
+        dm_msg_set(msg,
+                   "Binance Pay's certificates endpoint listed no certificate; try again later");
         return DM_ERR_TEMPORARY;
     }
     return DM_OK;
@@ -920,48 +906,48 @@ static dm_status bp_create_checkout(dm_call *call, const dm_payment_checkout *in
     if (st != DM_OK) {
         return st;
     }
-    if (!str_eq(in.currency, "USD")) {
-        set_msg(msg, "Binance Pay takes orders in USD only (paid in %s at par), not %.*s",
-                c.pay_currency, (int)(in.currency.len > 8 ? 8 : in.currency.len),
-                in.currency.ptr ? in.currency.ptr : "");
+    if (!dm_str_eq(in.currency, "USD")) {
+        dm_msg_set(msg, "Binance Pay takes orders in USD only (paid in %s at par), not %.*s",
+                   c.pay_currency, (int)(in.currency.len > 8 ? 8 : in.currency.len),
+                   in.currency.ptr ? in.currency.ptr : "");
         return DM_ERR_PERMANENT;
     }
     if (in.amount_micros <= 0 || in.amount_micros > AMOUNT_MAX) {
-        set_msg(msg, "the amount must be positive");
+        dm_msg_set(msg, "the amount must be positive");
         return DM_ERR_INVALID;
     }
     if (!trade_no(&c, in.order_id, tno)) {
-        set_msg(msg, "the order id must be letters or digits, at most %zu with trade_no_prefix",
-                (size_t)TRADE_NO_MAX - strlen(c.prefix));
+        dm_msg_set(msg, "the order id must be letters or digits, at most %zu with trade_no_prefix",
+                   (size_t)TRADE_NO_MAX - strlen(c.prefix));
         return DM_ERR_INVALID;
     }
     format_amount(in.amount_micros, amount, sizeof(amount));
     order_q = host->json_quote(call, in.order_id);
     if (in.success_url.len) {
         if (!url_ok(in.success_url, RETURN_URL_MAX)) {
-            set_msg(msg, "the return URL must be an http(s) URL of at most %d bytes",
-                    RETURN_URL_MAX);
+            dm_msg_set(msg, "the return URL must be an http(s) URL of at most %d bytes",
+                       RETURN_URL_MAX);
             return DM_ERR_INVALID;
         }
         ret_q = host->json_quote(call, in.success_url);
     }
     if (in.cancel_url.len) {
         if (!url_ok(in.cancel_url, RETURN_URL_MAX)) {
-            set_msg(msg, "the cancel URL must be an http(s) URL of at most %d bytes",
-                    RETURN_URL_MAX);
+            dm_msg_set(msg, "the cancel URL must be an http(s) URL of at most %d bytes",
+                       RETURN_URL_MAX);
             return DM_ERR_INVALID;
         }
         cancel_q = host->json_quote(call, in.cancel_url);
     }
     if (!order_q || (in.success_url.len && !ret_q) || (in.cancel_url.len && !cancel_q)) {
-        set_msg(msg, "the order's URLs are not UTF-8");
+        dm_msg_set(msg, "the order's URLs are not UTF-8");
         return DM_ERR_INVALID;
     }
     cap = 1024 + 2 * strlen(order_q) + (ret_q ? strlen(ret_q) : 0) +
           (cancel_q ? strlen(cancel_q) : 0);
     body = host->alloc(call, cap);
     if (!body) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     len = (size_t)snprintf(
@@ -974,7 +960,7 @@ static dm_status bp_create_checkout(dm_call *call, const dm_payment_checkout *in
         ret_q ? ",\"returnUrl\":" : "", ret_q ? ret_q : "", cancel_q ? ",\"cancelUrl\":" : "",
         cancel_q ? cancel_q : "");
     if (len >= cap) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     st = api_call(call, &c, "create order", PATH_ORDER, body, len, &data, msg);
@@ -988,8 +974,8 @@ static dm_status bp_create_checkout(dm_call *call, const dm_payment_checkout *in
     }
     if (!prepay.len || prepay.len > PREPAY_MAX || !is_alnum_str(prepay.ptr, prepay.len) ||
         !url_ok(url, URL_MAX)) {
-        set_msg(msg, "Binance Pay created the order without a usable prepayId and checkoutUrl; "
-                     "try again later");
+        dm_msg_set(msg, "Binance Pay created the order without a usable prepayId and checkoutUrl; "
+                        "try again later");
         return DM_ERR_TEMPORARY;
     }
     out->provider_ref = prepay;
@@ -1027,7 +1013,7 @@ static void money_of(dm_call *call, const conf *c, dm_str raw, dm_str cur, dm_pa
     int exact = decimal_micros(raw, &micros);
     char *detail;
 
-    if (exact == 1 && str_eq(cur, c->pay_currency)) {
+    if (exact == 1 && dm_str_eq(cur, c->pay_currency)) {
         ev->amount_micros = micros;
         ev->currency = cstr("USD");
         return;
@@ -1043,29 +1029,17 @@ static void money_of(dm_call *call, const conf *c, dm_str raw, dm_str cur, dm_pa
             }
         }
     }
-    ev->review_reason = str_eq(cur, c->pay_currency) ? DM_REVIEW_OTHER : DM_REVIEW_UNKNOWN_CURRENCY;
+    ev->review_reason =
+        dm_str_eq(cur, c->pay_currency) ? DM_REVIEW_OTHER : DM_REVIEW_UNKNOWN_CURRENCY;
     ev->amount_micros = exact == 1 ? micros : 0;
     ev->currency = mk(NULL, 0);
     ev->detail = cstr(detail);
     ev->status = DM_PAY_NEEDS_REVIEW;
 }
 
-static const dm_header *find_header(const dm_header *hs, size_t n, const char *name)
-{
-    size_t len = strlen(name);
-
-    for (size_t i = 0; hs && i < n; i++) {
-        if (hs[i].name.len == len && hs[i].name.ptr &&
-            strncasecmp(hs[i].name.ptr, name, len) == 0) {
-            return &hs[i];
-        }
-    }
-    return NULL;
-}
-
 static dm_str header_value(const dm_header *hs, size_t n, const char *name)
 {
-    const dm_header *h = find_header(hs, n, name);
+    const dm_header *h = dm_header_find(hs, n, name);
     return h && h->value.ptr ? h->value : mk(NULL, 0);
 }
 
@@ -1083,33 +1057,33 @@ static dm_status verify_webhook(dm_call *call, const conf *c, dm_str body, const
     int ok;
 
     if (!ts.len || ts.len > 16 || !is_digits(ts.ptr, ts.len)) {
-        set_msg(msg, "no valid " H_TS " header (milliseconds)");
+        dm_msg_set(msg, "no valid " H_TS " header (milliseconds)");
         return DM_ERR_INVALID;
     }
     for (size_t i = 0; i < ts.len; i++) {
         t = t * 10 + (ts.ptr[i] - '0');
     }
     if (!nonce.len || nonce.len > 64 || !is_alnum_str(nonce.ptr, nonce.len)) {
-        set_msg(msg, "no valid " H_NONCE " header");
+        dm_msg_set(msg, "no valid " H_NONCE " header");
         return DM_ERR_INVALID;
     }
     if (!serial.len || serial.len > SERIAL_MAX || !is_alnum_str(serial.ptr, serial.len)) {
-        set_msg(msg, "no valid " H_SN " header");
+        dm_msg_set(msg, "no valid " H_SN " header");
         return DM_ERR_INVALID;
     }
     if (!sig64.len || sig64.len > 4096 || has_ctl(sig64.ptr, sig64.len) ||
         !(sig = host->base64_decode(call, sig64.ptr, sig64.len, &sig_len)) || sig_len == 0) {
-        set_msg(msg, "no valid " H_SIG " header (base64)");
+        dm_msg_set(msg, "no valid " H_SIG " header (base64)");
         return DM_ERR_INVALID;
     }
     pem = cached_pem(call, c->name, serial, &pem_len);
     if (!pem) {
         dm_status st;
         if (!may_fetch(c->name, c->cert_refresh_s)) {
-            set_msg(msg,
-                    "the webhook names certificate %.*s, which is not among those fetched less "
-                    "than %ld s ago; try again later",
-                    (int)serial.len, serial.ptr, c->cert_refresh_s);
+            dm_msg_set(msg,
+                       "the webhook names certificate %.*s, which is not among those fetched less "
+                       "than %ld s ago; try again later",
+                       (int)serial.len, serial.ptr, c->cert_refresh_s);
             return DM_ERR_TEMPORARY;
         }
         st = fetch_certs(call, c, msg);
@@ -1118,15 +1092,15 @@ static dm_status verify_webhook(dm_call *call, const conf *c, dm_str body, const
         }
         pem = cached_pem(call, c->name, serial, &pem_len);
         if (!pem) {
-            set_msg(msg, "the webhook names certificate %.*s, which Binance Pay does not list",
-                    (int)serial.len, serial.ptr);
+            dm_msg_set(msg, "the webhook names certificate %.*s, which Binance Pay does not list",
+                       (int)serial.len, serial.ptr);
             return DM_ERR_INVALID;
         }
     }
     plen = ts.len + nonce.len + body.len + 3;
     payload = malloc(plen);
     if (!payload) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_TEMPORARY;
     }
     memcpy(payload, ts.ptr, ts.len);
@@ -1140,23 +1114,23 @@ static dm_status verify_webhook(dm_call *call, const conf *c, dm_str body, const
     ok = host->rsa_sha256_verify(pem, pem_len, payload, plen, sig, sig_len);
     free(payload);
     if (ok < 0) {
-        set_msg(msg, "certificate %.*s from Binance Pay cannot be read as an RSA key",
-                (int)serial.len, serial.ptr);
+        dm_msg_set(msg, "certificate %.*s from Binance Pay cannot be read as an RSA key",
+                   (int)serial.len, serial.ptr);
         return DM_ERR_INVALID;
     }
     if (ok != 1) {
-        set_msg(msg, "the " H_SIG " does not match the body (not signed by Binance Pay, or the "
-                     "body was altered)");
+        dm_msg_set(msg, "the " H_SIG " does not match the body (not signed by Binance Pay, or the "
+                        "body was altered)");
         return DM_ERR_INVALID;
     }
     if (c->tolerance_s > 0) {
         long long now = (long long)now_ms();
         if (t < now - (long long)c->tolerance_s * 1000) {
-            set_msg(msg, "the " H_TS " is more than %ld s old", c->tolerance_s);
+            dm_msg_set(msg, "the " H_TS " is more than %ld s old", c->tolerance_s);
             return DM_ERR_INVALID;
         }
         if (t > now + (long long)c->tolerance_s * 1000) {
-            set_msg(msg, "the " H_TS " is more than %ld s in the future", c->tolerance_s);
+            dm_msg_set(msg, "the " H_TS " is more than %ld s in the future", c->tolerance_s);
             return DM_ERR_INVALID;
         }
     }
@@ -1217,7 +1191,7 @@ static dm_status bp_parse_webhook(dm_call *call, dm_str raw_body, const dm_heade
     if (!type.len || type.len > 64 || has_ctl(type.ptr, type.len) || !id.len ||
         id.len > PREPAY_MAX || !is_alnum_str(id.ptr, id.len) || !status.len || status.len > 64 ||
         has_ctl(status.ptr, status.len)) {
-        set_msg(msg, "the notification has no bizType, bizIdStr or bizStatus");
+        dm_msg_set(msg, "the notification has no bizType, bizIdStr or bizStatus");
         return DM_ERR_INVALID;
     }
     ev.provider_ref = id;
@@ -1227,15 +1201,15 @@ static dm_status bp_parse_webhook(dm_call *call, dm_str raw_body, const dm_heade
     ev.event_id = cstr(join(call, "", type, ":", id));
     ev.event_id = cstr(join(call, ev.event_id.ptr, mk(NULL, 0), ":", status));
 
-    if (str_eq(type, "PAY") && str_eq(status, "PAY_SUCCESS")) {
+    if (dm_str_eq(type, "PAY") && dm_str_eq(status, "PAY_SUCCESS")) {
         ev.status = DM_PAY_PAID;
         if (!raw_member(inner, "totalFee", &raw)) {
             raw = mk(NULL, 0);
         }
         money_of(call, &c, raw, member_text(call, inner, "currency"), &ev, "a payment of");
-    } else if (str_eq(type, "PAY") && str_eq(status, "PAY_CLOSED")) {
+    } else if (dm_str_eq(type, "PAY") && dm_str_eq(status, "PAY_CLOSED")) {
         ev.status = DM_PAY_EXPIRED;
-    } else if (str_eq(type, "PAY_REFUND") && str_eq(status, "REFUND_SUCCESS")) {
+    } else if (dm_str_eq(type, "PAY_REFUND") && dm_str_eq(status, "REFUND_SUCCESS")) {
         dm_str info = member_text(call, inner, "refundInfo"), rid;
         rid = member_text(call, info, "refundRequestId");
         if (!info.len || !rid.len || rid.len > REFUND_ID_MAX || has_ctl(rid.ptr, rid.len) ||
@@ -1255,7 +1229,7 @@ static dm_status bp_parse_webhook(dm_call *call, dm_str raw_body, const dm_heade
         }
     }
     if (!ev.event_id.ptr) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_TEMPORARY;
     }
     if (!DM_HAS_FIELD(out, dm_payment_event, payment_id) &&
@@ -1284,7 +1258,7 @@ static dm_status bp_query(dm_call *call, dm_str provider_ref, dm_payment_event *
     }
     if (!provider_ref.len || provider_ref.len > PREPAY_MAX ||
         !is_alnum_str(provider_ref.ptr, provider_ref.len)) {
-        set_msg(msg, "a Binance Pay reference is a prepayId of letters and digits");
+        dm_msg_set(msg, "a Binance Pay reference is a prepayId of letters and digits");
         return DM_ERR_INVALID;
     }
     len = snprintf(body, sizeof(body), "{\"prepayId\":\"%.*s\"}", (int)provider_ref.len,
@@ -1298,32 +1272,32 @@ static dm_status bp_query(dm_call *call, dm_str provider_ref, dm_payment_event *
     ev.provider_ref = provider_ref;
     ev.payment_id = provider_ref;
     ev.order_id = order_of(call, &c, data);
-    if (str_eq(status, "PAID")) {
+    if (dm_str_eq(status, "PAID")) {
         ev.status = DM_PAY_PAID;
         if (!raw_member(data, "orderAmount", &raw) && !raw_member(data, "totalFee", &raw)) {
             raw = mk(NULL, 0);
         }
         money_of(call, &c, raw, text_field(call, data, "currency"), &ev, "a payment of");
-    } else if (str_eq(status, "INITIAL") || str_eq(status, "PENDING")) {
+    } else if (dm_str_eq(status, "INITIAL") || dm_str_eq(status, "PENDING")) {
         ev.status = DM_PAY_PENDING;
-    } else if (str_eq(status, "EXPIRED") || str_eq(status, "CANCELED")) {
+    } else if (dm_str_eq(status, "EXPIRED") || dm_str_eq(status, "CANCELED")) {
         ev.status = DM_PAY_EXPIRED;
-    } else if (str_eq(status, "ERROR")) {
+    } else if (dm_str_eq(status, "ERROR")) {
         ev.status = DM_PAY_FAILED;
-    } else if (str_eq(status, "REFUNDING") || str_eq(status, "REFUNDED") ||
-               str_eq(status, "FULL_REFUNDED")) {
+    } else if (dm_str_eq(status, "REFUNDING") || dm_str_eq(status, "REFUNDED") ||
+               dm_str_eq(status, "FULL_REFUNDED")) {
         /* paid, then (partly) refunded: both webhooks were missed */
         ev.status = DM_PAY_NEEDS_REVIEW;
         ev.review_reason = DM_REVIEW_OTHER;
         ev.detail = cstr(join(call, "Binance Pay says the order is ", status,
                               ": it was paid and refunded there", mk(NULL, 0)));
     } else {
-        set_msg(msg, "Binance Pay's order query answered the unknown status %s",
-                clean(call, status.ptr, status.len));
+        dm_msg_set(msg, "Binance Pay's order query answered the unknown status %s",
+                   clean(call, status.ptr, status.len));
         return DM_ERR_TEMPORARY;
     }
     if (!DM_HAS_FIELD(out, dm_payment_event, payment_id)) {
-        set_msg(msg, "query needs a host of plugin ABI 1.4");
+        dm_msg_set(msg, "query needs a host of plugin ABI 1.4");
         return DM_ERR_UNSUPPORTED;
     }
     hand_back(out, &ev);
@@ -1365,15 +1339,15 @@ static dm_status bp_refund_ex(dm_call *call, const dm_payment_refund_request *re
     }
     prepay = r.payment_id.len ? r.payment_id : r.provider_ref;
     if (!prepay.len || prepay.len > PREPAY_MAX || !is_alnum_str(prepay.ptr, prepay.len)) {
-        set_msg(msg, "a Binance Pay refund needs the order's prepayId (letters and digits)");
+        dm_msg_set(msg, "a Binance Pay refund needs the order's prepayId (letters and digits)");
         return DM_ERR_INVALID;
     }
-    if (r.amount_micros <= 0 || r.amount_micros > AMOUNT_MAX || !str_eq(r.currency, "USD")) {
-        set_msg(msg, "a Binance Pay refund needs a positive amount in USD");
+    if (r.amount_micros <= 0 || r.amount_micros > AMOUNT_MAX || !dm_str_eq(r.currency, "USD")) {
+        dm_msg_set(msg, "a Binance Pay refund needs a positive amount in USD");
         return DM_ERR_INVALID;
     }
     if (!r.idempotency_key.len) {
-        set_msg(msg, "a Binance Pay refund needs an idempotency key (its refundRequestId)");
+        dm_msg_set(msg, "a Binance Pay refund needs an idempotency key (its refundRequestId)");
         return DM_ERR_INVALID;
     }
     rrid = refund_request_id(call, r.idempotency_key);
@@ -1390,7 +1364,7 @@ static dm_status bp_refund_ex(dm_call *call, const dm_payment_refund_request *re
     cap = 256 + prepay.len + (rrid ? strlen(rrid) : 0) + (reason_q ? strlen(reason_q) : 0);
     body = host->alloc(call, cap);
     if (!rrid || !body) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     len = snprintf(body, cap,
@@ -1437,10 +1411,10 @@ static dm_status bp_init(const dm_host *h, dm_call *call, dm_message *msg)
     host = h;
     if ((size_t)h->size < offsetof(dm_host, hmac_sha512) + sizeof(h->hmac_sha512) ||
         !h->rsa_sha256_verify || !h->hmac_sha512) {
-        set_msg(msg,
-                "needs a server of plugin ABI 1.4 or later (rsa_sha256_verify, "
-                "hmac_sha512); this one speaks 1.%u",
-                (unsigned)h->abi_minor);
+        dm_msg_set(msg,
+                   "needs a server of plugin ABI 1.4 or later (rsa_sha256_verify, "
+                   "hmac_sha512); this one speaks 1.%u",
+                   (unsigned)h->abi_minor);
         return DM_ERR_CONFIG;
     }
     return read_conf(call, &c, msg);
@@ -1468,6 +1442,8 @@ static const dm_payment_ops ops = {
     .method_kind = "wallet",
     .currencies = "USD",
     .checkout_lifetime_s = CHECKOUT_LIFETIME_S,
+    /* what Binance expects in the answer to a notification it delivered */
+    .webhook_ack_body = "{\"returnCode\":\"SUCCESS\",\"returnMessage\":null}",
 };
 
 static const char *const required[] = {"api_key", "secret_key", NULL};

@@ -26,6 +26,7 @@
  *   static is the host table (the .so may be declared twice).
  */
 #include <deepmine/plugin.h>
+#include <deepmine/plugin_util.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -55,17 +56,6 @@
 static const dm_host *host;
 
 /* ---- small helpers ---- */
-
-static void set_msg(dm_message *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_msg(dm_message *msg, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg->text, sizeof(msg->text), fmt, ap);
-    va_end(ap);
-}
 
 /* A growable buffer owned by this plugin (freed by the caller). */
 typedef struct buf {
@@ -199,11 +189,6 @@ static int parse_int64(const char *s, size_t n, int64_t *out)
     return 1;
 }
 
-static int str_eq(dm_str s, const char *lit)
-{
-    return s.ptr && s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
-}
-
 /* Micro-units as the decimal string BTCPay takes: at least two decimals,
  * up to six: 12500000 → "12.50", 1 → "0.000001". */
 static void format_amount(int64_t micros, char *out, size_t outsz)
@@ -278,19 +263,6 @@ static dm_str field(dm_call *call, dm_str json, const char *path)
     return s;
 }
 
-static const dm_header *find_header(const dm_header *hs, size_t n, const char *name)
-{
-    size_t len = strlen(name);
-
-    for (size_t i = 0; hs && i < n; i++) {
-        if (hs[i].name.len == len && hs[i].name.ptr &&
-            strncasecmp(hs[i].name.ptr, name, len) == 0) {
-            return &hs[i];
-        }
-    }
-    return NULL;
-}
-
 /* ---- settings ---- */
 
 typedef struct conf {
@@ -318,8 +290,8 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     c->public_url = host->setting(call, "_public_url");
     c->server_url = host->setting(call, "server_url");
     if (!c->server_url || !is_http_url(c->server_url, strlen(c->server_url))) {
-        set_msg(msg, "server_url must be the http(s) URL of the BTCPay Server, like "
-                     "https://btcpay.example.com");
+        dm_msg_set(msg, "server_url must be the http(s) URL of the BTCPay Server, like "
+                        "https://btcpay.example.com");
         return DM_ERR_CONFIG;
     }
     c->server_url_len = strlen(c->server_url);
@@ -328,37 +300,37 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     }
     c->store_id = host->setting(call, "store_id");
     if (!c->store_id || !is_id(c->store_id, strlen(c->store_id))) {
-        set_msg(msg, "store_id must be the BTCPay store's id (letters, digits, - and _)");
+        dm_msg_set(msg, "store_id must be the BTCPay store's id (letters, digits, - and _)");
         return DM_ERR_CONFIG;
     }
     c->api_key = host->setting(call, "api_key");
     if (!c->api_key || !*c->api_key || has_ctl(c->api_key, strlen(c->api_key)) ||
         strchr(c->api_key, ' ')) {
-        set_msg(msg, "api_key is missing or malformed; give it as env:VAR or file:/path");
+        dm_msg_set(msg, "api_key is missing or malformed; give it as env:VAR or file:/path");
         return DM_ERR_CONFIG;
     }
     c->secret = host->setting(call, "webhook_secret");
     c->secret_len = c->secret ? strlen(c->secret) : 0;
     if (c->secret_len < SECRET_MIN) {
-        set_msg(msg,
-                "webhook_secret must be the secret of the store's webhook at BTCPay, at least "
-                "%d characters; give it as env:VAR or file:/path",
-                SECRET_MIN);
+        dm_msg_set(msg,
+                   "webhook_secret must be the secret of the store's webhook at BTCPay, at least "
+                   "%d characters; give it as env:VAR or file:/path",
+                   SECRET_MIN);
         return DM_ERR_CONFIG;
     }
     c->timeout_ms = TIMEOUT_DEFAULT;
     v = host->setting(call, "timeout_ms");
     if (v) {
         if (!parse_int64(v, strlen(v), &n) || n < TIMEOUT_MIN || n > TIMEOUT_MAX) {
-            set_msg(msg, "timeout_ms must be a number of milliseconds from %d to %d", TIMEOUT_MIN,
-                    TIMEOUT_MAX);
+            dm_msg_set(msg, "timeout_ms must be a number of milliseconds from %d to %d",
+                       TIMEOUT_MIN, TIMEOUT_MAX);
             return DM_ERR_CONFIG;
         }
         c->timeout_ms = (uint32_t)n;
     }
     v = host->setting(call, "refunds");
     if (v && strcmp(v, "api") != 0 && strcmp(v, "manual") != 0) {
-        set_msg(msg, "refunds must be api or manual");
+        dm_msg_set(msg, "refunds must be api or manual");
         return DM_ERR_CONFIG;
     }
     c->refunds_api = !v || strcmp(v, "api") == 0;
@@ -367,14 +339,15 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
         c->refund_method = "BTC-CHAIN";
     }
     if (!is_id(c->refund_method, strlen(c->refund_method))) {
-        set_msg(msg, "refund_payment_method must be a BTCPay payment method id, like BTC-CHAIN");
+        dm_msg_set(msg, "refund_payment_method must be a BTCPay payment method id, like BTC-CHAIN");
         return DM_ERR_CONFIG;
     }
     c->max_age = MAX_AGE_DEFAULT;
     v = host->setting(call, "webhook_max_age");
     if (v &&
         (!parse_int64(v, strlen(v), &c->max_age) || c->max_age < 0 || c->max_age > 365 * 86400)) {
-        set_msg(msg, "webhook_max_age must be a number of seconds from 0 (no limit) to 31536000");
+        dm_msg_set(msg,
+                   "webhook_max_age must be a number of seconds from 0 (no limit) to 31536000");
         return DM_ERR_CONFIG;
     }
     return DM_OK;
@@ -433,7 +406,7 @@ static dm_status btcpay_call(dm_call *call, const conf *c, const char *method, c
     resp->ptr = NULL;
     resp->len = 0;
     if (!url || !auth) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(url, c->server_url_len + plen + 1, "%.*s%s", (int)c->server_url_len, c->server_url,
@@ -468,7 +441,7 @@ static dm_status btcpay_call(dm_call *call, const conf *c, const char *method, c
     memset(auth, 0, klen + 6);
     if (st != DM_OK) {
         if (!msg->text[0]) {
-            set_msg(msg, "BTCPay Server did not answer");
+            dm_msg_set(msg, "BTCPay Server did not answer");
         }
         return DM_ERR_TEMPORARY;
     }
@@ -478,16 +451,16 @@ static dm_status btcpay_call(dm_call *call, const conf *c, const char *method, c
         return DM_OK;
     }
     why = btcpay_error(call, res.body);
-    set_msg(msg, "BTCPay Server answered %s %s with HTTP %d%s%s", method, path, res.status,
-            *why ? ": " : "", why);
+    dm_msg_set(msg, "BTCPay Server answered %s %s with HTTP %d%s%s", method, path, res.status,
+               *why ? ": " : "", why);
     if (res.status == 429 || res.status >= 500 || res.status < 200) {
         return DM_ERR_TEMPORARY;
     }
     if (res.status == 401 || res.status == 403) {
-        set_msg(msg,
-                "BTCPay Server refused the API key for %s %s (HTTP %d): check the key and its "
-                "permissions",
-                method, path, res.status);
+        dm_msg_set(msg,
+                   "BTCPay Server refused the API key for %s %s (HTTP %d): check the key and its "
+                   "permissions",
+                   method, path, res.status);
         return DM_ERR_CONFIG;
     }
     return DM_ERR_PERMANENT;
@@ -516,7 +489,7 @@ static dm_status get_invoice(dm_call *call, const conf *c, dm_str id, invoice *i
 
     memset(inv, 0, sizeof(*inv));
     if (!is_id(id.ptr, id.len)) {
-        set_msg(msg, "the invoice id is malformed");
+        dm_msg_set(msg, "the invoice id is malformed");
         return DM_ERR_INVALID;
     }
     snprintf(path, sizeof(path), "/api/v1/stores/%s/invoices/%.*s", c->store_id, (int)id.len,
@@ -535,7 +508,8 @@ static dm_status get_invoice(dm_call *call, const conf *c, dm_str id, invoice *i
     inv->amount_ok = parse_amount(amount.ptr, amount.len, &inv->amount_micros);
     if (!inv->id.ptr || inv->id.len != id.len || memcmp(inv->id.ptr, id.ptr, id.len) != 0 ||
         !inv->status.ptr) {
-        set_msg(msg, "BTCPay Server answered GET %s with something that is not that invoice", path);
+        dm_msg_set(msg, "BTCPay Server answered GET %s with something that is not that invoice",
+                   path);
         return DM_ERR_TEMPORARY;
     }
     if (inv->order_id.ptr &&
@@ -578,11 +552,11 @@ static void note(dm_payment_event *ev, const char *detail)
  * part (over = the webhook's overPaid flag). */
 static void settled(const invoice *inv, int over, int marked, dm_payment_event *ev)
 {
-    if (over || str_eq(inv->additional_status, "PaidOver")) {
+    if (over || dm_str_eq(inv->additional_status, "PaidOver")) {
         review(ev, DM_REVIEW_OVERPAID, "BTCPay settled the invoice with more than was asked");
-    } else if (str_eq(inv->additional_status, "PaidLate")) {
+    } else if (dm_str_eq(inv->additional_status, "PaidLate")) {
         review(ev, DM_REVIEW_PAID_AFTER_EXPIRY, "BTCPay settled the invoice after it expired");
-    } else if (str_eq(inv->additional_status, "PaidPartial")) {
+    } else if (dm_str_eq(inv->additional_status, "PaidPartial")) {
         review(ev, DM_REVIEW_UNDERPAID, "BTCPay settled the invoice with less than was asked");
     } else if (!ev->currency.len) {
         review(ev, DM_REVIEW_UNKNOWN_CURRENCY, "the invoice's currency is not an ISO 4217 code");
@@ -590,7 +564,7 @@ static void settled(const invoice *inv, int over, int marked, dm_payment_event *
         review(ev, DM_REVIEW_OTHER, "the invoice's amount is not one the ledger can hold");
     } else {
         ev->status = DM_PAY_PAID;
-        if (marked || str_eq(inv->additional_status, "Marked")) {
+        if (marked || dm_str_eq(inv->additional_status, "Marked")) {
             note(ev, "marked settled by hand at BTCPay");
         }
     }
@@ -599,9 +573,9 @@ static void settled(const invoice *inv, int over, int marked, dm_payment_event *
 /* An expired invoice: expired, unless money came (partly, or late). */
 static void expired(const invoice *inv, int partly, dm_payment_event *ev)
 {
-    if (partly || str_eq(inv->additional_status, "PaidPartial")) {
+    if (partly || dm_str_eq(inv->additional_status, "PaidPartial")) {
         review(ev, DM_REVIEW_UNDERPAID, "the invoice expired paid in part");
-    } else if (str_eq(inv->additional_status, "PaidLate")) {
+    } else if (dm_str_eq(inv->additional_status, "PaidLate")) {
         review(ev, DM_REVIEW_PAID_AFTER_EXPIRY, "the invoice was paid after it expired");
     } else {
         ev->status = DM_PAY_EXPIRED;
@@ -612,21 +586,21 @@ static void expired(const invoice *inv, int partly, dm_payment_event *ev)
 static dm_status state_of(const invoice *inv, dm_payment_event *ev, dm_message *msg)
 {
     event_from_invoice(inv, ev);
-    if (str_eq(inv->status, "Settled")) {
+    if (dm_str_eq(inv->status, "Settled")) {
         settled(inv, 0, 0, ev);
-    } else if (str_eq(inv->status, "Expired")) {
+    } else if (dm_str_eq(inv->status, "Expired")) {
         expired(inv, 0, ev);
-    } else if (str_eq(inv->status, "Invalid")) {
+    } else if (dm_str_eq(inv->status, "Invalid")) {
         ev->status = DM_PAY_FAILED;
-    } else if (str_eq(inv->status, "New") || str_eq(inv->status, "Processing")) {
+    } else if (dm_str_eq(inv->status, "New") || dm_str_eq(inv->status, "Processing")) {
         ev->status = DM_PAY_PENDING;
-        if (str_eq(inv->additional_status, "PaidPartial")) {
+        if (dm_str_eq(inv->additional_status, "PaidPartial")) {
             note(ev, "paid in part so far");
-        } else if (str_eq(inv->status, "Processing")) {
+        } else if (dm_str_eq(inv->status, "Processing")) {
             note(ev, "paid, waiting for confirmations");
         }
     } else {
-        set_msg(msg, "BTCPay Server reports the invoice in a status this plugin does not know");
+        dm_msg_set(msg, "BTCPay Server reports the invoice in a status this plugin does not know");
         return DM_ERR_PERMANENT;
     }
     return DM_OK;
@@ -660,20 +634,20 @@ static dm_status btcpay_create_checkout(dm_call *call, const dm_payment_checkout
         return st;
     }
     if (in->amount_micros <= 0 || in->amount_micros > AMOUNT_MAX) {
-        set_msg(msg, "the amount must be positive and at most 10^9 units");
+        dm_msg_set(msg, "the amount must be positive and at most 10^9 units");
         return DM_ERR_INVALID;
     }
     if (!is_currency(in->currency.ptr, in->currency.len)) {
-        set_msg(msg, "the currency must be an ISO 4217 code in capitals");
+        dm_msg_set(msg, "the currency must be an ISO 4217 code in capitals");
         return DM_ERR_INVALID;
     }
     if (!in->order_id.ptr || in->order_id.len == 0 || in->order_id.len > REF_MAX ||
         has_ctl(in->order_id.ptr, in->order_id.len)) {
-        set_msg(msg, "the order id must be 1 to %d characters", REF_MAX);
+        dm_msg_set(msg, "the order id must be 1 to %d characters", REF_MAX);
         return DM_ERR_INVALID;
     }
     if (in->success_url.len && !is_http_url(in->success_url.ptr, in->success_url.len)) {
-        set_msg(msg, "the return URL must be an http(s) URL");
+        dm_msg_set(msg, "the return URL must be an http(s) URL");
         return DM_ERR_INVALID;
     }
     format_amount(in->amount_micros, amount, sizeof(amount));
@@ -695,7 +669,7 @@ static dm_status btcpay_create_checkout(dm_call *call, const dm_payment_checkout
     body_len = b.len;
     free(b.p);
     if (!body) {
-        set_msg(msg, "the order id or return URL is not UTF-8");
+        dm_msg_set(msg, "the order id or return URL is not UTF-8");
         return DM_ERR_INVALID;
     }
     snprintf(path, sizeof(path), "/api/v1/stores/%s/invoices", c.store_id);
@@ -707,14 +681,14 @@ static dm_status btcpay_create_checkout(dm_call *call, const dm_payment_checkout
     link = field(call, resp, "checkoutLink");
     if (!id.ptr || !link.ptr || !is_id(id.ptr, id.len) || !is_http_url(link.ptr, link.len)) {
         /* garbage with a 2xx: nothing usable was made, try again later */
-        set_msg(msg, "BTCPay Server answered the new invoice without a usable id and "
-                     "checkoutLink");
+        dm_msg_set(msg, "BTCPay Server answered the new invoice without a usable id and "
+                        "checkoutLink");
         return DM_ERR_TEMPORARY;
     }
     rid = host->alloc(call, id.len + 1);
     rlink = host->alloc(call, link.len + 1);
     if (!rid || !rlink) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     memcpy(rid, id.ptr, id.len);
@@ -745,19 +719,19 @@ static int is_hex(const char *s, size_t n)
 static dm_status verify_signature(dm_call *call, const conf *c, dm_str body, const dm_header *hs,
                                   size_t n, dm_message *msg)
 {
-    const dm_header *h = find_header(hs, n, SIG_HEADER);
+    const dm_header *h = dm_header_find(hs, n, SIG_HEADER);
     size_t plen = sizeof(SIG_PREFIX) - 1;
     unsigned char mac[32];
     char got[65];
     char *expected;
 
     if (!h || !h->value.ptr || h->value.len == 0) {
-        set_msg(msg, "no " SIG_HEADER " header");
+        dm_msg_set(msg, "no " SIG_HEADER " header");
         return DM_ERR_INVALID;
     }
     if (h->value.len != plen + 64 || strncasecmp(h->value.ptr, SIG_PREFIX, plen) != 0 ||
         !is_hex(h->value.ptr + plen, 64)) {
-        set_msg(msg, SIG_HEADER " is not sha256=<64 hex digits>");
+        dm_msg_set(msg, SIG_HEADER " is not sha256=<64 hex digits>");
         return DM_ERR_INVALID;
     }
     for (size_t i = 0; i < 64; i++) {
@@ -769,12 +743,12 @@ static dm_status verify_signature(dm_call *call, const conf *c, dm_str body, con
     expected = host->hex_encode(call, mac, sizeof(mac));
     memset(mac, 0, sizeof(mac));
     if (!expected) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_TEMPORARY;
     }
     if (!host->equal_ct(expected, got, 64)) {
-        set_msg(msg, "the " SIG_HEADER " does not match the body (wrong secret, or the body was "
-                     "altered)");
+        dm_msg_set(msg, "the " SIG_HEADER " does not match the body (wrong secret, or the body was "
+                        "altered)");
         return DM_ERR_INVALID;
     }
     return DM_OK;
@@ -782,7 +756,7 @@ static dm_status verify_signature(dm_call *call, const conf *c, dm_str body, con
 
 static int is_true(dm_str s)
 {
-    return str_eq(s, "true");
+    return dm_str_eq(s, "true");
 }
 
 /* Our own refund note (see the file comment): a refunded event for the
@@ -797,7 +771,7 @@ static dm_status refund_note(dm_call *call, dm_str body, dm_payment_event *ev, d
     if (!is_id(ev->provider_ref.ptr, ev->provider_ref.len) ||
         !is_currency(ev->currency.ptr, ev->currency.len) ||
         !parse_amount(amount.ptr, amount.len, &ev->amount_micros) || ev->amount_micros <= 0) {
-        set_msg(msg, "the refund event needs invoiceId, a positive amount and a currency");
+        dm_msg_set(msg, "the refund event needs invoiceId, a positive amount and a currency");
         return DM_ERR_INVALID;
     }
     ev->status = DM_PAY_REFUNDED;
@@ -830,45 +804,46 @@ static dm_status btcpay_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
     invoice_id = field(call, raw_body, "invoiceId");
     ts = field(call, raw_body, "timestamp");
     if (!type.ptr || !is_id(delivery.ptr, delivery.len)) {
-        set_msg(msg, "the event has no type or deliveryId");
+        dm_msg_set(msg, "the event has no type or deliveryId");
         return DM_ERR_INVALID;
     }
-    if (!str_eq(store, c.store_id)) {
-        set_msg(msg, "the event is for another BTCPay store");
+    if (!dm_str_eq(store, c.store_id)) {
+        dm_msg_set(msg, "the event is for another BTCPay store");
         return DM_ERR_INVALID;
     }
     if (ts.ptr && (!parse_int64(ts.ptr, ts.len, &t) || t <= 0)) {
-        set_msg(msg, "the event's timestamp is not a Unix time");
+        dm_msg_set(msg, "the event's timestamp is not a Unix time");
         return DM_ERR_INVALID;
     }
     if (t && c.max_age > 0 && t < now - c.max_age) {
-        set_msg(msg, "the event is older than webhook_max_age (%lld s)", (long long)c.max_age);
+        dm_msg_set(msg, "the event is older than webhook_max_age (%lld s)", (long long)c.max_age);
         return DM_ERR_INVALID;
     }
     if (t > now + FUTURE_SKEW_S) {
-        set_msg(msg, "the event's timestamp is in the future");
+        dm_msg_set(msg, "the event's timestamp is in the future");
         return DM_ERR_INVALID;
     }
     /* A redelivery is the same event as the delivery it repeats. */
     ev.event_id = delivery;
     if (is_true(field(call, raw_body, "isRedelivery"))) {
         if (!is_id(original.ptr, original.len)) {
-            set_msg(msg, "a redelivery without an originalDeliveryId");
+            dm_msg_set(msg, "a redelivery without an originalDeliveryId");
             return DM_ERR_INVALID;
         }
         ev.event_id = original;
     }
 
-    if (str_eq(type, REFUND_TYPE)) {
+    if (dm_str_eq(type, REFUND_TYPE)) {
         st = refund_note(call, raw_body, &ev, msg);
         if (st == DM_OK) {
             give(out, &ev);
         }
         return st;
     }
-    needs_invoice = str_eq(type, "InvoiceSettled") || str_eq(type, "InvoiceExpired") ||
-                    str_eq(type, "InvoiceInvalid") || str_eq(type, "InvoiceProcessing") ||
-                    str_eq(type, "InvoiceReceivedPayment") || str_eq(type, "InvoicePaymentSettled");
+    needs_invoice = dm_str_eq(type, "InvoiceSettled") || dm_str_eq(type, "InvoiceExpired") ||
+                    dm_str_eq(type, "InvoiceInvalid") || dm_str_eq(type, "InvoiceProcessing") ||
+                    dm_str_eq(type, "InvoiceReceivedPayment") ||
+                    dm_str_eq(type, "InvoicePaymentSettled");
     if (!needs_invoice) {
         /* InvoiceCreated and whatever BTCPay adds: verified, not acted on */
         ev.status = DM_PAY_IGNORED;
@@ -879,12 +854,12 @@ static dm_status btcpay_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
         return DM_OK;
     }
     if (!is_id(invoice_id.ptr, invoice_id.len)) {
-        set_msg(msg, "the event names no invoiceId");
+        dm_msg_set(msg, "the event names no invoiceId");
         return DM_ERR_INVALID;
     }
     st = get_invoice(call, &c, invoice_id, &inv, msg);
     if (st == DM_ERR_PERMANENT) {
-        set_msg(msg, "BTCPay Server does not know the event's invoice");
+        dm_msg_set(msg, "BTCPay Server does not know the event's invoice");
         return DM_ERR_INVALID;
     }
     if (st != DM_OK) {
@@ -892,12 +867,12 @@ static dm_status btcpay_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
         return st == DM_ERR_CONFIG ? DM_ERR_TEMPORARY : st;
     }
     event_from_invoice(&inv, &ev);
-    if (str_eq(type, "InvoiceSettled")) {
+    if (dm_str_eq(type, "InvoiceSettled")) {
         settled(&inv, is_true(field(call, raw_body, "overPaid")),
                 is_true(field(call, raw_body, "manuallyMarked")), &ev);
-    } else if (str_eq(type, "InvoiceExpired")) {
+    } else if (dm_str_eq(type, "InvoiceExpired")) {
         expired(&inv, is_true(field(call, raw_body, "partiallyPaid")), &ev);
-    } else if (str_eq(type, "InvoiceInvalid")) {
+    } else if (dm_str_eq(type, "InvoiceInvalid")) {
         ev.status = DM_PAY_FAILED;
         if (is_true(field(call, raw_body, "manuallyMarked"))) {
             note(&ev, "marked invalid by hand at BTCPay");
@@ -907,8 +882,8 @@ static dm_status btcpay_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
         review(&ev, DM_REVIEW_PAID_AFTER_EXPIRY, "a payment arrived after the invoice expired");
     } else {
         ev.status = DM_PAY_PENDING;
-        note(&ev, str_eq(type, "InvoiceProcessing") ? "paid, waiting for confirmations"
-                                                    : "a payment was received");
+        note(&ev, dm_str_eq(type, "InvoiceProcessing") ? "paid, waiting for confirmations"
+                                                       : "a payment was received");
     }
     give(out, &ev);
     return DM_OK;
@@ -973,7 +948,7 @@ static dm_status post_refund_note(dm_call *call, const conf *c, dm_str invoice_i
     free(b.p);
     url = host->alloc(call, strlen(c->public_url) + strlen(c->name) + 16);
     if (!body || !url) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     sprintf(url, "%s/api/webhooks/%s", c->public_url, c->name);
@@ -981,13 +956,13 @@ static dm_status post_refund_note(dm_call *call, const conf *c, dm_str invoice_i
     sig = host->hex_encode(call, mac, sizeof(mac));
     memset(mac, 0, sizeof(mac));
     if (!sig) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     {
         char *v = host->alloc(call, strlen(sig) + 8);
         if (!v) {
-            set_msg(msg, "out of memory");
+            dm_msg_set(msg, "out of memory");
             return DM_ERR_INTERNAL;
         }
         sprintf(v, SIG_PREFIX "%s", sig);
@@ -1014,7 +989,7 @@ static dm_status post_refund_note(dm_call *call, const conf *c, dm_str invoice_i
     st = host->http(call, &req, &res, msg);
     if (st != DM_OK || res.status < 200 || res.status > 299) {
         if (st == DM_OK) {
-            set_msg(msg, "this site's webhook answered HTTP %d", res.status);
+            dm_msg_set(msg, "this site's webhook answered HTTP %d", res.status);
         }
         return DM_ERR_TEMPORARY;
     }
@@ -1042,22 +1017,22 @@ static dm_status btcpay_refund_ex(dm_call *call, const dm_payment_refund_request
         return st;
     }
     if (!c.refunds_api) {
-        set_msg(msg, "refunds are set to manual for BTCPay: refund at BTCPay Server and record "
-                     "it as a manual refund");
+        dm_msg_set(msg, "refunds are set to manual for BTCPay: refund at BTCPay Server and record "
+                        "it as a manual refund");
         return DM_ERR_UNSUPPORTED;
     }
     if (!c.name || !c.public_url) {
-        set_msg(msg, "BTCPay refunds need DeepMinePublicURL (the refund is recorded through "
-                     "this site's webhook); record a manual refund instead");
+        dm_msg_set(msg, "BTCPay refunds need DeepMinePublicURL (the refund is recorded through "
+                        "this site's webhook); record a manual refund instead");
         return DM_ERR_UNSUPPORTED;
     }
     if (!is_id(rq.provider_ref.ptr, rq.provider_ref.len)) {
-        set_msg(msg, "the provider reference is not a BTCPay invoice id");
+        dm_msg_set(msg, "the provider reference is not a BTCPay invoice id");
         return DM_ERR_INVALID;
     }
     if (rq.amount_micros <= 0 || rq.amount_micros > AMOUNT_MAX ||
         !is_currency(rq.currency.ptr, rq.currency.len)) {
-        set_msg(msg, "a refund needs a positive amount and an ISO 4217 currency");
+        dm_msg_set(msg, "a refund needs a positive amount and an ISO 4217 currency");
         return DM_ERR_INVALID;
     }
     format_amount(rq.amount_micros, amount, sizeof(amount));
@@ -1080,7 +1055,7 @@ static dm_status btcpay_refund_ex(dm_call *call, const dm_payment_refund_request
     body_len = b.len;
     free(b.p);
     if (!body) {
-        set_msg(msg, "the refund's reason is not UTF-8");
+        dm_msg_set(msg, "the refund's reason is not UTF-8");
         return DM_ERR_INVALID;
     }
     snprintf(path, sizeof(path), "/api/v1/stores/%s/invoices/%.*s/refund", c.store_id,
@@ -1088,10 +1063,10 @@ static dm_status btcpay_refund_ex(dm_call *call, const dm_payment_refund_request
     st = btcpay_call(call, &c, "POST", path, body, body_len, &status, &resp, msg);
     if (st == DM_ERR_CONFIG) {
         /* the key may not refund (btcpay.store.canmodifystoresettings) */
-        set_msg(msg,
-                "BTCPay Server does not let this API key refund (HTTP %d): refund at BTCPay "
-                "Server and record it as a manual refund",
-                status);
+        dm_msg_set(msg,
+                   "BTCPay Server does not let this API key refund (HTTP %d): refund at BTCPay "
+                   "Server and record it as a manual refund",
+                   status);
         return DM_ERR_UNSUPPORTED;
     }
     if (st != DM_OK) {
@@ -1100,7 +1075,7 @@ static dm_status btcpay_refund_ex(dm_call *call, const dm_payment_refund_request
     pp_id = field(call, resp, "id");
     link = field(call, resp, "viewLink");
     if (!is_id(pp_id.ptr, pp_id.len)) {
-        set_msg(msg, "BTCPay Server answered the refund without a pull payment id");
+        dm_msg_set(msg, "BTCPay Server answered the refund without a pull payment id");
         return DM_ERR_TEMPORARY;
     }
     memset(&why, 0, sizeof(why));
@@ -1112,15 +1087,15 @@ static dm_status btcpay_refund_ex(dm_call *call, const dm_payment_refund_request
     if (st != DM_OK) {
         /* BTCPay holds the refund: it must not be asked twice. */
         host->log(call, DM_LOG_WARN, "a BTCPay refund was made but could not be recorded here");
-        set_msg(msg, "BTCPay pull payment %.*s was made but this site could not record it (%s)",
-                (int)pp_id.len, pp_id.ptr, why.text);
+        dm_msg_set(msg, "BTCPay pull payment %.*s was made but this site could not record it (%s)",
+                   (int)pp_id.len, pp_id.ptr, why.text);
         return DM_OK;
     }
     if (link.ptr && is_http_url(link.ptr, link.len)) {
-        set_msg(msg, "BTCPay pull payment %.*s: send the buyer %.*s", (int)pp_id.len, pp_id.ptr,
-                (int)link.len, link.ptr);
+        dm_msg_set(msg, "BTCPay pull payment %.*s: send the buyer %.*s", (int)pp_id.len, pp_id.ptr,
+                   (int)link.len, link.ptr);
     } else {
-        set_msg(msg, "BTCPay pull payment %.*s", (int)pp_id.len, pp_id.ptr);
+        dm_msg_set(msg, "BTCPay pull payment %.*s", (int)pp_id.len, pp_id.ptr);
     }
     return DM_OK;
 }

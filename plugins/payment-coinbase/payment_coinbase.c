@@ -31,6 +31,7 @@
  *   static is the host table (the .so may be declared twice).
  */
 #include <deepmine/plugin.h>
+#include <deepmine/plugin_util.h>
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -61,26 +62,10 @@ static const dm_host *host;
 
 /* ---- small helpers ---- */
 
-static void set_msg(dm_message *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_msg(dm_message *msg, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg->text, sizeof(msg->text), fmt, ap);
-    va_end(ap);
-}
-
 static dm_str mkstr(const char *s)
 {
     dm_str out = {s, s ? strlen(s) : 0};
     return out;
-}
-
-static int str_eq(dm_str s, const char *lit)
-{
-    return s.ptr && s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
 }
 
 /* Two present strings with the same bytes. */
@@ -308,23 +293,23 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     }
     c->api_key = host->setting(call, "api_key");
     if (!c->api_key || !*c->api_key) {
-        set_msg(msg,
-                "api_key is missing; add DeepMinePluginSet %s api_key file:/path (the API key "
-                "from Coinbase Commerce, Settings, Security)",
-                c->name);
+        dm_msg_set(msg,
+                   "api_key is missing; add DeepMinePluginSet %s api_key file:/path (the API key "
+                   "from Coinbase Commerce, Settings, Security)",
+                   c->name);
         return DM_ERR_CONFIG;
     }
     if (!is_token(mkstr(c->api_key), 256, 0)) {
-        set_msg(msg, "api_key must be 1 to 256 visible ASCII characters (no spaces)");
+        dm_msg_set(msg, "api_key must be 1 to 256 visible ASCII characters (no spaces)");
         return DM_ERR_CONFIG;
     }
     c->secret = host->setting(call, "webhook_secret");
     if (!c->secret || !*c->secret) {
-        set_msg(msg,
-                "webhook_secret is missing; add DeepMinePluginSet %s webhook_secret "
-                "file:/path (the shared secret from Coinbase Commerce, Settings, "
-                "Notifications)",
-                c->name);
+        dm_msg_set(msg,
+                   "webhook_secret is missing; add DeepMinePluginSet %s webhook_secret "
+                   "file:/path (the shared secret from Coinbase Commerce, Settings, "
+                   "Notifications)",
+                   c->name);
         return DM_ERR_CONFIG;
     }
     c->secret_len = strlen(c->secret);
@@ -333,8 +318,8 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
         v = DEFAULT_API_BASE;
     }
     if (!api_base_ok(v)) {
-        set_msg(msg, "api_base must be an https:// URL (or http:// to 127.0.0.1, localhost or "
-                     "[::1], for a test stand-in)");
+        dm_msg_set(msg, "api_base must be an https:// URL (or http:// to 127.0.0.1, localhost or "
+                        "[::1], for a test stand-in)");
         return DM_ERR_CONFIG;
     }
     n = strlen(v);
@@ -349,15 +334,15 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     } else if (strcmp(v, "pending") == 0) {
         c->paid_at_pending = 1;
     } else {
-        set_msg(msg, "paid_at must be pending or confirmed");
+        dm_msg_set(msg, "paid_at must be pending or confirmed");
         return DM_ERR_CONFIG;
     }
     c->timeout_ms = TIMEOUT_DEFAULT;
     v = host->setting(call, "timeout_ms");
     if (v) {
         if (!parse_uint(v, &t) || t < TIMEOUT_MIN || t > TIMEOUT_MAX) {
-            set_msg(msg, "timeout_ms must be a number of milliseconds from %d to %d", TIMEOUT_MIN,
-                    TIMEOUT_MAX);
+            dm_msg_set(msg, "timeout_ms must be a number of milliseconds from %d to %d",
+                       TIMEOUT_MIN, TIMEOUT_MAX);
             return DM_ERR_CONFIG;
         }
         c->timeout_ms = (uint32_t)t;
@@ -447,7 +432,7 @@ static dm_status commerce_call(dm_call *call, const conf *c, const char *method,
     dm_status st;
 
     if (!url) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(url, ulen, "%s%s", c->api_base, path);
@@ -475,7 +460,7 @@ static dm_status commerce_call(dm_call *call, const conf *c, const char *method,
     st = host->http(call, &req, resp, &why);
     if (st != DM_OK) {
         /* The host's message names the URL and the error, never headers. */
-        set_msg(msg, "Coinbase Commerce did not answer %s %s: %s", method, path, why.text);
+        dm_msg_set(msg, "Coinbase Commerce did not answer %s %s: %s", method, path, why.text);
         return DM_ERR_TEMPORARY;
     }
     return DM_OK;
@@ -489,14 +474,14 @@ static dm_status commerce_refusal(dm_call *call, const char *what, const dm_http
     int shown = m.ptr && !has_ctl(m.ptr, m.len);
 
     if (resp->status == 401 || resp->status == 403) {
-        set_msg(msg,
-                "Coinbase Commerce refused the API key (HTTP %d) on %s: check the setting "
-                "api_key",
-                resp->status, what);
+        dm_msg_set(msg,
+                   "Coinbase Commerce refused the API key (HTTP %d) on %s: check the setting "
+                   "api_key",
+                   resp->status, what);
         return DM_ERR_CONFIG;
     }
-    set_msg(msg, "Coinbase Commerce answered HTTP %d on %s%s%.*s", resp->status, what,
-            shown ? ": " : "", shown ? (int)(m.len > 160 ? 160 : m.len) : 0, shown ? m.ptr : "");
+    dm_msg_set(msg, "Coinbase Commerce answered HTTP %d on %s%s%.*s", resp->status, what,
+               shown ? ": " : "", shown ? (int)(m.len > 160 ? 160 : m.len) : 0, shown ? m.ptr : "");
     if (resp->status == 429 || resp->status >= 500 || resp->status < 200) {
         return DM_ERR_TEMPORARY;
     }
@@ -528,7 +513,7 @@ static charge_state commerce_state(dm_str s)
     };
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (str_eq(s, names[i].name)) {
+        if (dm_str_eq(s, names[i].name)) {
             return names[i].st;
         }
     }
@@ -615,7 +600,7 @@ static dm_status commerce_create_charge(dm_call *call, const conf *c, const new_
     dm_status st;
 
     if (!q_order || (in->redirect_url.len && !q_ok) || (in->cancel_url.len && !q_cancel)) {
-        set_msg(msg, "the order id and return URLs must be UTF-8");
+        dm_msg_set(msg, "the order id and return URLs must be UTF-8");
         return DM_ERR_INVALID;
     }
     /* The body is built once, as sent: Commerce's documented fields. */
@@ -623,7 +608,7 @@ static dm_status commerce_create_charge(dm_call *call, const conf *c, const new_
           strlen(in->amount) + 256;
     body = host->alloc(call, cap);
     if (!body) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     /* name and description: "Order <id>" (the quoted id without its
@@ -643,7 +628,7 @@ static dm_status commerce_create_charge(dm_call *call, const conf *c, const new_
     }
     n += (size_t)snprintf(body + n, cap - n, "}");
     if (n >= cap) {
-        set_msg(msg, "the charge request is too long");
+        dm_msg_set(msg, "the charge request is too long");
         return DM_ERR_INTERNAL;
     }
     st = commerce_call(call, c, "POST", "/charges", (dm_str){body, n}, &resp, msg);
@@ -655,8 +640,8 @@ static dm_status commerce_create_charge(dm_call *call, const conf *c, const new_
     }
     data = jget(call, resp.body, "data");
     if (!data.ptr || !commerce_read_charge(call, data, out) || !is_http_url(out->hosted_url)) {
-        set_msg(msg, "Coinbase Commerce answered the new charge with something that is not a "
-                     "charge (no code, hosted_url or pricing)");
+        dm_msg_set(msg, "Coinbase Commerce answered the new charge with something that is not a "
+                        "charge (no code, hosted_url or pricing)");
         return DM_ERR_TEMPORARY;
     }
     return DM_OK;
@@ -671,7 +656,7 @@ static dm_status commerce_get_charge(dm_call *call, const conf *c, dm_str ref, c
     dm_status st;
 
     if (!is_token(ref, REF_MAX, 1)) {
-        set_msg(msg, "a charge reference is 1 to %d letters, digits or dashes", REF_MAX);
+        dm_msg_set(msg, "a charge reference is 1 to %d letters, digits or dashes", REF_MAX);
         return DM_ERR_INVALID;
     }
     snprintf(path, sizeof(path), "/charges/%.*s", (int)ref.len, ref.ptr);
@@ -680,7 +665,7 @@ static dm_status commerce_get_charge(dm_call *call, const conf *c, dm_str ref, c
         return st;
     }
     if (resp.status == 404) {
-        set_msg(msg, "Coinbase Commerce has no charge %.*s", (int)ref.len, ref.ptr);
+        dm_msg_set(msg, "Coinbase Commerce has no charge %.*s", (int)ref.len, ref.ptr);
         return DM_ERR_INVALID;
     }
     if (resp.status != 200) {
@@ -688,31 +673,18 @@ static dm_status commerce_get_charge(dm_call *call, const conf *c, dm_str ref, c
     }
     data = jget(call, resp.body, "data");
     if (!data.ptr || !commerce_read_charge(call, data, out)) {
-        set_msg(msg,
-                "Coinbase Commerce answered GET /charges/%.*s with something that is not a "
-                "charge",
-                (int)ref.len, ref.ptr);
+        dm_msg_set(msg,
+                   "Coinbase Commerce answered GET /charges/%.*s with something that is not a "
+                   "charge",
+                   (int)ref.len, ref.ptr);
         return DM_ERR_TEMPORARY;
     }
     if (!same(out->code, ref) && !same(out->id, ref)) {
-        set_msg(msg, "Coinbase Commerce answered GET /charges/%.*s with another charge",
-                (int)ref.len, ref.ptr);
+        dm_msg_set(msg, "Coinbase Commerce answered GET /charges/%.*s with another charge",
+                   (int)ref.len, ref.ptr);
         return DM_ERR_TEMPORARY;
     }
     return DM_OK;
-}
-
-static const dm_header *find_header(const dm_header *hs, size_t n, const char *name)
-{
-    size_t len = strlen(name);
-
-    for (size_t i = 0; hs && i < n; i++) {
-        if (hs[i].name.len == len && hs[i].name.ptr &&
-            strncasecmp(hs[i].name.ptr, name, len) == 0) {
-            return &hs[i];
-        }
-    }
-    return NULL;
 }
 
 /* X-CC-Webhook-Signature: lower-case hex HMAC-SHA-256 of the raw body,
@@ -720,24 +692,24 @@ static const dm_header *find_header(const dm_header *hs, size_t n, const char *n
 static dm_status commerce_verify(dm_call *call, const conf *c, dm_str body, const dm_header *hs,
                                  size_t n, dm_message *msg)
 {
-    const dm_header *h = find_header(hs, n, SIG_HEADER);
+    const dm_header *h = dm_header_find(hs, n, SIG_HEADER);
     unsigned char mac[32];
     char *expected;
 
     if (!h || !h->value.ptr || h->value.len == 0) {
-        set_msg(msg, "no " SIG_HEADER " header");
+        dm_msg_set(msg, "no " SIG_HEADER " header");
         return DM_ERR_INVALID;
     }
     host->hmac_sha256(c->secret, c->secret_len, body.ptr ? body.ptr : "", body.len, mac);
     expected = host->hex_encode(call, mac, sizeof(mac));
     memset(mac, 0, sizeof(mac));
     if (!expected) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_TEMPORARY;
     }
     if (h->value.len != 64 || !host->equal_ct(expected, h->value.ptr, 64)) {
-        set_msg(msg, "the " SIG_HEADER " does not match the body (wrong secret, or the body was "
-                     "altered)");
+        dm_msg_set(msg, "the " SIG_HEADER " does not match the body (wrong secret, or the body was "
+                        "altered)");
         return DM_ERR_INVALID;
     }
     return DM_OK;
@@ -764,21 +736,21 @@ static dm_status commerce_read_webhook(dm_call *call, const conf *c, dm_str body
     }
     if (!is_token(out->event_id, EVENT_ID_MAX, 0) || !out->type.ptr ||
         has_ctl(out->type.ptr, out->type.len)) {
-        set_msg(msg, "the webhook has no event.id or event.type");
+        dm_msg_set(msg, "the webhook has no event.id or event.type");
         return DM_ERR_INVALID;
     }
     if (out->ref.len && !is_token(out->ref, REF_MAX, 1)) {
-        set_msg(msg, "the webhook's charge code is not a charge code");
+        dm_msg_set(msg, "the webhook's charge code is not a charge code");
         return DM_ERR_INVALID;
     }
     for (size_t i = 0; re_read[i]; i++) {
-        if (str_eq(out->type, re_read[i])) {
+        if (dm_str_eq(out->type, re_read[i])) {
             out->re_read = 1;
         }
     }
     if (out->re_read && !out->ref.len) {
-        set_msg(msg, "the %.*s webhook names no charge (event.data.code)", (int)out->type.len,
-                out->type.ptr);
+        dm_msg_set(msg, "the %.*s webhook names no charge (event.data.code)", (int)out->type.len,
+                   out->type.ptr);
         return DM_ERR_INVALID;
     }
     return DM_OK;
@@ -885,11 +857,11 @@ static void judge(const conf *c, const charge *ch, verdict *v)
         v->word = "failed";
         break;
     case CS_UNRESOLVED:
-        if (str_eq(ch->context, "UNDERPAID")) {
+        if (dm_str_eq(ch->context, "UNDERPAID")) {
             review(v, ch, DM_REVIEW_UNDERPAID, "underpaid");
-        } else if (str_eq(ch->context, "OVERPAID")) {
+        } else if (dm_str_eq(ch->context, "OVERPAID")) {
             review(v, ch, DM_REVIEW_OVERPAID, "overpaid");
-        } else if (str_eq(ch->context, "DELAYED")) {
+        } else if (dm_str_eq(ch->context, "DELAYED")) {
             review(v, ch, DM_REVIEW_PAID_AFTER_EXPIRY, "paid after the charge expired");
         } else {
             review(v, ch, DM_REVIEW_OTHER, "unresolved at Coinbase");
@@ -931,7 +903,7 @@ static dm_status fill_event(dm_call *call, const charge *ch, const verdict *v, d
     if (v->detail[0]) {
         detail = host->alloc(call, strlen(v->detail) + 1);
         if (!detail) {
-            set_msg(msg, "out of memory");
+            dm_msg_set(msg, "out of memory");
             return DM_ERR_INTERNAL;
         }
         memcpy(detail, v->detail, strlen(v->detail) + 1);
@@ -940,10 +912,10 @@ static dm_status fill_event(dm_call *call, const charge *ch, const verdict *v, d
     /* DM_HAS_FIELD without its NULL test: out is the host's, never NULL */
     if (v->status > DM_PAY_IGNORED &&
         size < offsetof(dm_payment_event, review_reason) + sizeof(out->review_reason)) {
-        set_msg(msg,
-                "charge %.*s needs a status (%s) this host's plugin ABI cannot carry; "
-                "ABI 1.4 is needed",
-                (int)ch->code.len, ch->code.ptr, v->word);
+        dm_msg_set(msg,
+                   "charge %.*s needs a status (%s) this host's plugin ABI cannot carry; "
+                   "ABI 1.4 is needed",
+                   (int)ch->code.len, ch->code.ptr, v->word);
         return DM_ERR_TEMPORARY;
     }
     memcpy(out, &ev, size < sizeof(ev) ? size : sizeof(ev));
@@ -967,33 +939,33 @@ static dm_status coinbase_create_checkout(dm_call *call, const dm_payment_checko
         return st;
     }
     if (!DM_HAS_FIELD(out, dm_payment_checkout_result, provider_ref)) {
-        set_msg(msg, "the host's checkout result has no room for the provider reference");
+        dm_msg_set(msg, "the host's checkout result has no room for the provider reference");
         return DM_ERR_INTERNAL;
     }
     memset(&in, 0, sizeof(in));
     memcpy(&in, in_raw, in_raw->size < sizeof(in) ? in_raw->size : sizeof(in));
     if (!in.order_id.ptr || in.order_id.len == 0 || in.order_id.len > ORDER_MAX ||
         has_ctl(in.order_id.ptr, in.order_id.len)) {
-        set_msg(msg, "the order id must be 1 to %d characters without control characters",
-                ORDER_MAX);
+        dm_msg_set(msg, "the order id must be 1 to %d characters without control characters",
+                   ORDER_MAX);
         return DM_ERR_INVALID;
     }
     if (in.amount_micros <= 0 || in.amount_micros > AMOUNT_MAX) {
-        set_msg(msg, "the amount must be positive and at most a billion units");
+        dm_msg_set(msg, "the amount must be positive and at most a billion units");
         return DM_ERR_INVALID;
     }
     if (!is_currency(in.currency)) {
-        set_msg(msg, "a Coinbase charge needs an ISO 4217 currency in capitals");
+        dm_msg_set(msg, "a Coinbase charge needs an ISO 4217 currency in capitals");
         return DM_ERR_INVALID;
     }
     if (!format_amount(in.amount_micros, in.currency, amount, sizeof(amount))) {
-        set_msg(msg, "%lld micro-units is not a whole number of %.3s's minor unit",
-                (long long)in.amount_micros, in.currency.ptr);
+        dm_msg_set(msg, "%lld micro-units is not a whole number of %.3s's minor unit",
+                   (long long)in.amount_micros, in.currency.ptr);
         return DM_ERR_INVALID;
     }
     if ((in.success_url.len && !is_http_url(in.success_url)) ||
         (in.cancel_url.len && !is_http_url(in.cancel_url))) {
-        set_msg(msg, "return URLs must be http(s) URLs of at most %d characters", URL_MAX);
+        dm_msg_set(msg, "return URLs must be http(s) URLs of at most %d characters", URL_MAX);
         return DM_ERR_INVALID;
     }
     memset(&nc, 0, sizeof(nc));
@@ -1052,7 +1024,7 @@ static dm_status coinbase_parse_webhook(dm_call *call, dm_str raw_body, const dm
     idlen = h.event_id.len + 1 + strlen(v.word);
     id = host->alloc(call, idlen + 1);
     if (!id) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(id, idlen + 1, "%.*s/%s", (int)h.event_id.len, h.event_id.ptr, v.word);

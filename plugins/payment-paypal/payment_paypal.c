@@ -36,6 +36,7 @@
  *   whole number of minor units is refused before any request.
  */
 #include <deepmine/plugin.h>
+#include <deepmine/plugin_util.h>
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -70,17 +71,6 @@
 static const dm_host *host;
 
 /* ---- small helpers ---- */
-
-static void set_msg(dm_message *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_msg(dm_message *msg, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg->text, sizeof(msg->text), fmt, ap);
-    va_end(ap);
-}
 
 /* A growable buffer owned by this plugin (freed by the caller). */
 typedef struct buf {
@@ -203,11 +193,6 @@ static int has_ctl(const char *s, size_t n)
     return 0;
 }
 
-static int str_eq(dm_str s, const char *lit)
-{
-    return s.ptr && s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
-}
-
 static dm_str mkstr(const char *s)
 {
     dm_str out = {s, s ? strlen(s) : 0};
@@ -290,19 +275,6 @@ static dm_str field(dm_call *call, dm_str json, const char *path)
     return s;
 }
 
-static const dm_header *find_header(const dm_header *hs, size_t n, const char *name)
-{
-    size_t len = strlen(name);
-
-    for (size_t i = 0; hs && i < n; i++) {
-        if (hs[i].name.len == len && hs[i].name.ptr &&
-            strncasecmp(hs[i].name.ptr, name, len) == 0) {
-            return &hs[i];
-        }
-    }
-    return NULL;
-}
-
 static dm_header hdr(const char *name, const char *value)
 {
     dm_header h;
@@ -338,7 +310,7 @@ static const currency_info currencies[] = {
 static const currency_info *currency_of(dm_str code)
 {
     for (size_t i = 0; i < sizeof(currencies) / sizeof(currencies[0]); i++) {
-        if (str_eq(code, currencies[i].code)) {
+        if (dm_str_eq(code, currencies[i].code)) {
             return &currencies[i];
         }
     }
@@ -473,41 +445,42 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     c->name = host->setting(call, "_name");
     c->public_url = host->setting(call, "_public_url");
     if (!c->name) {
-        set_msg(msg, "this server gives plugins no _name setting; payment-paypal needs a host of "
-                     "plugin ABI 1.2 or later");
+        dm_msg_set(msg,
+                   "this server gives plugins no _name setting; payment-paypal needs a host of "
+                   "plugin ABI 1.2 or later");
         return DM_ERR_CONFIG;
     }
     if (!c->public_url || !is_http_url(c->public_url, strlen(c->public_url))) {
-        set_msg(msg,
-                "DeepMinePublicURL is not set: PayPal sends the buyer back to "
-                "<public URL>/api/plugins/%s/return",
-                c->name);
+        dm_msg_set(msg,
+                   "DeepMinePublicURL is not set: PayPal sends the buyer back to "
+                   "<public URL>/api/plugins/%s/return",
+                   c->name);
         return DM_ERR_CONFIG;
     }
     c->client_id = host->setting(call, "client_id");
     if (!c->client_id || !*c->client_id || strlen(c->client_id) > SETTING_MAX ||
         has_ctl(c->client_id, strlen(c->client_id))) {
-        set_msg(msg,
-                "client_id is missing or malformed; add DeepMinePluginSet %s client_id "
-                "<the REST app's client ID>",
-                c->name);
+        dm_msg_set(msg,
+                   "client_id is missing or malformed; add DeepMinePluginSet %s client_id "
+                   "<the REST app's client ID>",
+                   c->name);
         return DM_ERR_CONFIG;
     }
     c->secret = host->setting(call, "client_secret");
     if (!c->secret || !*c->secret || strlen(c->secret) > SETTING_MAX ||
         has_ctl(c->secret, strlen(c->secret))) {
-        set_msg(msg,
-                "client_secret is missing or malformed; add DeepMinePluginSet %s "
-                "client_secret file:/path/to/secret (or env:VAR)",
-                c->name);
+        dm_msg_set(msg,
+                   "client_secret is missing or malformed; add DeepMinePluginSet %s "
+                   "client_secret file:/path/to/secret (or env:VAR)",
+                   c->name);
         return DM_ERR_CONFIG;
     }
     c->webhook_id = host->setting(call, "webhook_id");
     if (!c->webhook_id || !is_paypal_id(mkstr(c->webhook_id))) {
-        set_msg(msg,
-                "webhook_id is missing or malformed; add DeepMinePluginSet %s webhook_id "
-                "<the id PayPal shows for this site's webhook>",
-                c->name);
+        dm_msg_set(msg,
+                   "webhook_id is missing or malformed; add DeepMinePluginSet %s webhook_id "
+                   "<the id PayPal shows for this site's webhook>",
+                   c->name);
         return DM_ERR_CONFIG;
     }
     v = host->setting(call, "api_base");
@@ -519,7 +492,7 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
         len--;
     }
     if (len > SETTING_MAX || !is_http_url(v, len) || memchr(v, '?', len) || memchr(v, '#', len)) {
-        set_msg(msg, "api_base must be an http(s) URL such as %s", API_BASE_DEFAULT);
+        dm_msg_set(msg, "api_base must be an http(s) URL such as %s", API_BASE_DEFAULT);
         return DM_ERR_CONFIG;
     }
     c->api_base = dup_call(call, v, len);
@@ -527,8 +500,8 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     v = host->setting(call, "timeout_ms");
     if (v) {
         if (!parse_int64(v, strlen(v), &n) || n < TIMEOUT_MIN || n > TIMEOUT_MAX) {
-            set_msg(msg, "timeout_ms must be a number of milliseconds from %d to %d", TIMEOUT_MIN,
-                    TIMEOUT_MAX);
+            dm_msg_set(msg, "timeout_ms must be a number of milliseconds from %d to %d",
+                       TIMEOUT_MIN, TIMEOUT_MAX);
             return DM_ERR_CONFIG;
         }
         c->timeout_ms = (uint32_t)n;
@@ -537,18 +510,18 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     v = host->setting(call, "webhook_max_age_s");
     if (v && (!parse_int64(v, strlen(v), &c->max_age_s) || c->max_age_s < MAX_AGE_MIN ||
               c->max_age_s > MAX_AGE_MAX)) {
-        set_msg(msg, "webhook_max_age_s must be a number of seconds from %d to %d", MAX_AGE_MIN,
-                MAX_AGE_MAX);
+        dm_msg_set(msg, "webhook_max_age_s must be a number of seconds from %d to %d", MAX_AGE_MIN,
+                   MAX_AGE_MAX);
         return DM_ERR_CONFIG;
     }
     c->brand_name = host->setting(call, "brand_name");
     if (c->brand_name &&
         (strlen(c->brand_name) > 127 || has_ctl(c->brand_name, strlen(c->brand_name)))) {
-        set_msg(msg, "brand_name must be at most 127 characters");
+        dm_msg_set(msg, "brand_name must be at most 127 characters");
         return DM_ERR_CONFIG;
     }
     if (!c->api_base) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     return DM_OK;
@@ -714,8 +687,8 @@ static dm_status http_send(dm_call *call, const conf *c, const char *method, con
     resp->size = sizeof(*resp);
     st = host->http(call, &req, resp, &why);
     if (st != DM_OK) {
-        set_msg(msg, "PayPal did not answer %s %s: %s", method, url + strlen(c->api_base),
-                why.text[0] ? why.text : "no response");
+        dm_msg_set(msg, "PayPal did not answer %s %s: %s", method, url + strlen(c->api_base),
+                   why.text[0] ? why.text : "no response");
         return DM_ERR_TEMPORARY;
     }
     return DM_OK;
@@ -745,7 +718,7 @@ static dm_status fetch_token(dm_call *call, const conf *c, char **token, dm_mess
     free(cred.p);
     basic = b64 ? host->alloc(call, strlen(b64) + 7) : NULL;
     if (!basic || !url) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(basic, strlen(b64) + 7, "Basic %s", b64);
@@ -759,15 +732,15 @@ static dm_status fetch_token(dm_call *call, const conf *c, char **token, dm_mess
         return st;
     }
     if (resp.status == 429 || resp.status >= 500) {
-        set_msg(msg, "PayPal's token endpoint answered HTTP %d", resp.status);
+        dm_msg_set(msg, "PayPal's token endpoint answered HTTP %d", resp.status);
         return DM_ERR_TEMPORARY;
     }
     if (resp.status != 200) {
         paypal_reason(call, resp.body, reason, sizeof(reason));
-        set_msg(msg,
-                "PayPal refused the client credentials (HTTP %d%s%s): check client_id, "
-                "client_secret and api_base",
-                resp.status, reason[0] ? ", " : "", reason);
+        dm_msg_set(msg,
+                   "PayPal refused the client credentials (HTTP %d%s%s): check client_id, "
+                   "client_secret and api_base",
+                   resp.status, reason[0] ? ", " : "", reason);
         return DM_ERR_PERMANENT;
     }
     tok = field(call, resp.body, "access_token");
@@ -776,12 +749,12 @@ static dm_status fetch_token(dm_call *call, const conf *c, char **token, dm_mess
     if (!tok.ptr || tok.len == 0 || tok.len > BEARER_MAX || has_ctl(tok.ptr, tok.len) ||
         (type.ptr && strncasecmp(type.ptr, "Bearer", type.len) != 0) ||
         (exp.ptr && !parse_int64(exp.ptr, exp.len, &expires_in))) {
-        set_msg(msg, "PayPal's token endpoint answered something that is not a token");
+        dm_msg_set(msg, "PayPal's token endpoint answered something that is not a token");
         return DM_ERR_TEMPORARY;
     }
     *token = dup_call(call, tok.ptr, tok.len);
     if (!*token) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     cache_put(c, *token, expires_in);
@@ -802,7 +775,7 @@ static dm_status api(dm_call *call, const conf *c, const char *method, const cha
     dm_status st;
 
     if (!url) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -814,7 +787,7 @@ static dm_status api(dm_call *call, const conf *c, const char *method, const cha
         }
         bearer = host->alloc(call, strlen(token) + 8);
         if (!bearer) {
-            set_msg(msg, "out of memory");
+            dm_msg_set(msg, "out of memory");
             return DM_ERR_INTERNAL;
         }
         snprintf(bearer, strlen(token) + 8, "Bearer %s", token);
@@ -839,14 +812,14 @@ static dm_status api(dm_call *call, const conf *c, const char *method, const cha
         token = NULL;
     }
     if (resp->status == 401) {
-        set_msg(msg, "PayPal refused a fresh access token on %s %s (HTTP 401)", method, path);
+        dm_msg_set(msg, "PayPal refused a fresh access token on %s %s (HTTP 401)", method, path);
         return DM_ERR_PERMANENT;
     }
     if (resp->status == 429 || resp->status >= 500) {
         char reason[160];
         paypal_reason(call, resp->body, reason, sizeof(reason));
-        set_msg(msg, "PayPal answered HTTP %d on %s %s%s%s", resp->status, method, path,
-                reason[0] ? ": " : "", reason);
+        dm_msg_set(msg, "PayPal answered HTTP %d on %s %s%s%s", resp->status, method, path,
+                   reason[0] ? ": " : "", reason);
         return DM_ERR_TEMPORARY;
     }
     return DM_OK;
@@ -901,8 +874,8 @@ static dm_status get_order(dm_call *call, const conf *c, dm_str ref, order_info 
     }
     if (resp.status != 200) {
         paypal_reason(call, resp.body, reason, sizeof(reason));
-        set_msg(msg, "PayPal answered HTTP %d for order %.*s%s%s", resp.status, (int)ref.len,
-                ref.ptr, reason[0] ? ": " : "", reason);
+        dm_msg_set(msg, "PayPal answered HTTP %d for order %.*s%s%s", resp.status, (int)ref.len,
+                   ref.ptr, reason[0] ? ": " : "", reason);
         return DM_ERR_PERMANENT;
     }
     read_order(call, resp.body, o);
@@ -910,7 +883,7 @@ static dm_status get_order(dm_call *call, const conf *c, dm_str ref, order_info 
         memcmp(o->order_ref.ptr, ref.ptr, ref.len) == 0) {
         return DM_OK;
     }
-    set_msg(msg, "PayPal answered an order that is not %.*s", (int)ref.len, ref.ptr);
+    dm_msg_set(msg, "PayPal answered an order that is not %.*s", (int)ref.len, ref.ptr);
     return DM_ERR_TEMPORARY;
 }
 
@@ -927,7 +900,7 @@ static dm_status capture_order(dm_call *call, const conf *c, dm_str ref, order_i
     dm_status st;
 
     if (!is_paypal_id(ref)) {
-        set_msg(msg, "the PayPal order id is malformed");
+        dm_msg_set(msg, "the PayPal order id is malformed");
         return DM_ERR_INVALID;
     }
     snprintf(path, sizeof(path), "/v2/checkout/orders/%.*s/capture", (int)ref.len, ref.ptr);
@@ -944,12 +917,12 @@ static dm_status capture_order(dm_call *call, const conf *c, dm_str ref, order_i
         return DM_OK;
     }
     issue = field(call, resp.body, "details.0.issue");
-    if (resp.status == 422 && str_eq(issue, "ORDER_ALREADY_CAPTURED")) {
+    if (resp.status == 422 && dm_str_eq(issue, "ORDER_ALREADY_CAPTURED")) {
         return get_order(call, c, ref, o, msg);
     }
     paypal_reason(call, resp.body, reason, sizeof(reason));
-    set_msg(msg, "PayPal did not capture order %.*s (HTTP %d%s%s)", (int)ref.len, ref.ptr,
-            resp.status, reason[0] ? ", " : "", reason);
+    dm_msg_set(msg, "PayPal did not capture order %.*s (HTTP %d%s%s)", (int)ref.len, ref.ptr,
+               resp.status, reason[0] ? ", " : "", reason);
     return DM_ERR_PERMANENT;
 }
 
@@ -963,7 +936,7 @@ static dm_status get_capture(dm_call *call, const conf *c, dm_str capture_id, dm
     dm_status st;
 
     if (!is_paypal_id(capture_id)) {
-        set_msg(msg, "the event names no well-formed capture id");
+        dm_msg_set(msg, "the event names no well-formed capture id");
         return DM_ERR_INVALID;
     }
     snprintf(path, sizeof(path), "/v2/payments/captures/%.*s", (int)capture_id.len, capture_id.ptr);
@@ -973,8 +946,8 @@ static dm_status get_capture(dm_call *call, const conf *c, dm_str capture_id, dm
     }
     if (resp.status != 200) {
         paypal_reason(call, resp.body, reason, sizeof(reason));
-        set_msg(msg, "PayPal answered HTTP %d for capture %.*s%s%s", resp.status,
-                (int)capture_id.len, capture_id.ptr, reason[0] ? ": " : "", reason);
+        dm_msg_set(msg, "PayPal answered HTTP %d for capture %.*s%s%s", resp.status,
+                   (int)capture_id.len, capture_id.ptr, reason[0] ? ": " : "", reason);
         return resp.status == 404 ? DM_ERR_PERMANENT : DM_ERR_TEMPORARY;
     }
     *custom_id = field(call, resp.body, "custom_id");
@@ -1013,29 +986,29 @@ static dm_status capture_event(dm_call *call, const order_info *o, dm_payment_ev
     ev->order_id = our_order(o->custom_id);
     ev->provider_ref = is_paypal_id(o->order_ref) ? o->order_ref : (dm_str){NULL, 0};
     if (!is_paypal_id(o->capture_id)) {
-        set_msg(msg, "PayPal's answer names no capture");
+        dm_msg_set(msg, "PayPal's answer names no capture");
         return DM_ERR_INVALID;
     }
     ev->payment_id = o->capture_id;
-    if (str_eq(o->cap_status, "COMPLETED") || str_eq(o->cap_status, "PARTIALLY_REFUNDED") ||
-        str_eq(o->cap_status, "REFUNDED")) {
+    if (dm_str_eq(o->cap_status, "COMPLETED") || dm_str_eq(o->cap_status, "PARTIALLY_REFUNDED") ||
+        dm_str_eq(o->cap_status, "REFUNDED")) {
         /* (a refunded capture was paid first: its refunds are events of
          * their own) */
         ev->event_id = fmt_id(call, "CAPTURE-", o->capture_id, "-COMPLETED");
         ev->status = DM_PAY_PAID;
-    } else if (str_eq(o->cap_status, "PENDING")) {
+    } else if (dm_str_eq(o->cap_status, "PENDING")) {
         ev->event_id = fmt_id(call, "CAPTURE-", o->capture_id, "-PENDING");
         ev->status = DM_PAY_PENDING;
-    } else if (str_eq(o->cap_status, "DECLINED") || str_eq(o->cap_status, "FAILED")) {
+    } else if (dm_str_eq(o->cap_status, "DECLINED") || dm_str_eq(o->cap_status, "FAILED")) {
         ev->event_id = fmt_id(call, "CAPTURE-", o->capture_id, "-DECLINED");
         ev->status = DM_PAY_FAILED;
     } else {
-        set_msg(msg, "PayPal's capture has the status %.*s", (int)o->cap_status.len,
-                o->cap_status.ptr ? o->cap_status.ptr : "");
+        dm_msg_set(msg, "PayPal's capture has the status %.*s", (int)o->cap_status.len,
+                   o->cap_status.ptr ? o->cap_status.ptr : "");
         return DM_ERR_INVALID;
     }
     if (!o->amount_ok) {
-        set_msg(msg, "PayPal's capture has no readable amount");
+        dm_msg_set(msg, "PayPal's capture has no readable amount");
         return DM_ERR_INVALID;
     }
     ev->amount_micros = o->amount < 0 ? -o->amount : o->amount;
@@ -1125,7 +1098,7 @@ static int parse_rfc3339(dm_str s, int64_t *out)
 
 static dm_str header_value(const dm_header *hs, size_t n, const char *name)
 {
-    const dm_header *h = find_header(hs, n, name);
+    const dm_header *h = dm_header_find(hs, n, name);
     dm_str none = {NULL, 0};
 
     return h && h->value.ptr && h->value.len > 0 && !has_ctl(h->value.ptr, h->value.len) ? h->value
@@ -1155,22 +1128,22 @@ static dm_status verify_paypal(dm_call *call, const conf *c, dm_str body, const 
     for (size_t i = 0; i < 5; i++) {
         v[i] = header_value(hs, n, names[i]);
         if (!v[i].ptr || v[i].len > URL_MAX) {
-            set_msg(msg, "no %s header", names[i]);
+            dm_msg_set(msg, "no %s header", names[i]);
             return DM_ERR_INVALID;
         }
     }
     if (!parse_rfc3339(v[4], &when)) {
-        set_msg(msg, "PAYPAL-TRANSMISSION-TIME is not an RFC 3339 time");
+        dm_msg_set(msg, "PAYPAL-TRANSMISSION-TIME is not an RFC 3339 time");
         return DM_ERR_INVALID;
     }
     if (when < now - c->max_age_s) {
-        set_msg(msg, "the webhook's PAYPAL-TRANSMISSION-TIME is more than %lld s old",
-                (long long)c->max_age_s);
+        dm_msg_set(msg, "the webhook's PAYPAL-TRANSMISSION-TIME is more than %lld s old",
+                   (long long)c->max_age_s);
         return DM_ERR_INVALID;
     }
     if (when > now + FUTURE_SKEW_S) {
-        set_msg(msg, "the webhook's PAYPAL-TRANSMISSION-TIME is more than %d s in the future",
-                FUTURE_SKEW_S);
+        dm_msg_set(msg, "the webhook's PAYPAL-TRANSMISSION-TIME is more than %d s in the future",
+                   FUTURE_SKEW_S);
         return DM_ERR_INVALID;
     }
     /* The body must be one JSON object (spliced verbatim below). */
@@ -1181,7 +1154,7 @@ static dm_status verify_paypal(dm_call *call, const conf *c, dm_str body, const 
             i++;
         }
         if (i == body.len || body.ptr[i] != '{' || !field(call, body, "id").ptr) {
-            set_msg(msg, "the webhook body is not a PayPal event (a JSON object with an id)");
+            dm_msg_set(msg, "the webhook body is not a PayPal event (a JSON object with an id)");
             return DM_ERR_INVALID;
         }
     }
@@ -1190,7 +1163,7 @@ static dm_status verify_paypal(dm_call *call, const conf *c, dm_str body, const 
         q = host->json_quote(call, v[i]);
         if (!q) {
             free(b.p);
-            set_msg(msg, "the %s header is not UTF-8", names[i]);
+            dm_msg_set(msg, "the %s header is not UTF-8", names[i]);
             return DM_ERR_INVALID;
         }
         buf_fmt(&b, "\"%s\":", keys[i]);
@@ -1206,7 +1179,7 @@ static dm_status verify_paypal(dm_call *call, const conf *c, dm_str body, const 
     json = to_call(call, &b);
     free(b.p);
     if (!json) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     st = api(call, c, "POST", "/v1/notifications/verify-webhook-signature", json, NULL, &resp, msg);
@@ -1220,20 +1193,20 @@ static dm_status verify_paypal(dm_call *call, const conf *c, dm_str body, const 
     if (resp.status != 200) {
         char reason[160];
         paypal_reason(call, resp.body, reason, sizeof(reason));
-        set_msg(msg, "PayPal's verify-webhook-signature answered HTTP %d%s%s", resp.status,
-                reason[0] ? ": " : "", reason);
+        dm_msg_set(msg, "PayPal's verify-webhook-signature answered HTTP %d%s%s", resp.status,
+                   reason[0] ? ": " : "", reason);
         return resp.status == 400 || resp.status == 422 ? DM_ERR_INVALID : DM_ERR_TEMPORARY;
     }
     verdict = field(call, resp.body, "verification_status");
-    if (str_eq(verdict, "SUCCESS")) {
+    if (dm_str_eq(verdict, "SUCCESS")) {
         return DM_OK;
     }
-    if (str_eq(verdict, "FAILURE")) {
-        set_msg(msg, "PayPal says this webhook's signature is not valid (verification_status "
-                     "FAILURE): not sent by PayPal for webhook_id, or altered");
+    if (dm_str_eq(verdict, "FAILURE")) {
+        dm_msg_set(msg, "PayPal says this webhook's signature is not valid (verification_status "
+                        "FAILURE): not sent by PayPal for webhook_id, or altered");
         return DM_ERR_INVALID;
     }
-    set_msg(msg, "PayPal's verify-webhook-signature answered no verification_status");
+    dm_msg_set(msg, "PayPal's verify-webhook-signature answered no verification_status");
     return DM_ERR_TEMPORARY;
 }
 
@@ -1284,20 +1257,21 @@ static dm_status verify_return(dm_call *call, const conf *c, dm_str body, dm_str
     comma = memchr(sig.ptr, ',', sig.len);
     if (sig.len < 3 || strncmp(sig.ptr, "t=", 2) != 0 || !comma ||
         !parse_int64(sig.ptr + 2, (size_t)(comma - sig.ptr - 2), &t) || t <= 0) {
-        set_msg(msg, RETURN_HEADER " is malformed");
+        dm_msg_set(msg, RETURN_HEADER " is malformed");
         return DM_ERR_INVALID;
     }
     expected = return_signature(call, c, t, body);
     if (!expected) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     if (strlen(expected) != sig.len || !host->equal_ct(expected, sig.ptr, sig.len)) {
-        set_msg(msg, "the " RETURN_HEADER " signature does not match the body");
+        dm_msg_set(msg, "the " RETURN_HEADER " signature does not match the body");
         return DM_ERR_INVALID;
     }
     if (t < now - RETURN_TOLERANCE_S || t > now + RETURN_TOLERANCE_S) {
-        set_msg(msg, "the " RETURN_HEADER " timestamp is more than %d s away", RETURN_TOLERANCE_S);
+        dm_msg_set(msg, "the " RETURN_HEADER " timestamp is more than %d s away",
+                   RETURN_TOLERANCE_S);
         return DM_ERR_INVALID;
     }
     return DM_OK;
@@ -1319,7 +1293,7 @@ static dm_str up_capture(dm_call *call, dm_str body)
         if (!rel.ptr) {
             break;
         }
-        if (!str_eq(rel, "up")) {
+        if (!dm_str_eq(rel, "up")) {
             continue;
         }
         snprintf(p, sizeof(p), "resource.links.%d.href", i);
@@ -1364,10 +1338,10 @@ static dm_status on_refund(dm_call *call, const conf *c, dm_str body, int revers
     dm_status st;
 
     if (!is_paypal_id(id)) {
-        set_msg(msg, "the refund event has no resource id");
+        dm_msg_set(msg, "the refund event has no resource id");
         return DM_ERR_INVALID;
     }
-    if (reversed && str_eq(rtype, "capture")) {
+    if (reversed && dm_str_eq(rtype, "capture")) {
         /* the capture itself was reversed: whatever is left of it */
         capture_id = id;
         ev->event_id = fmt_id(call, "REVERSAL-", id, "");
@@ -1376,12 +1350,12 @@ static dm_status on_refund(dm_call *call, const conf *c, dm_str body, int revers
     } else {
         capture_id = up_capture(call, body);
         if (!capture_id.ptr) {
-            set_msg(msg, "the refund event links to no capture");
+            dm_msg_set(msg, "the refund event links to no capture");
             return DM_ERR_INVALID;
         }
         if (!money_at(call, body, "resource.amount", &amount, &ev->currency, &known) ||
             amount == 0) {
-            set_msg(msg, "the refund event has no readable amount");
+            dm_msg_set(msg, "the refund event has no readable amount");
             return DM_ERR_INVALID;
         }
         ev->amount_micros = amount < 0 ? -amount : amount;
@@ -1406,11 +1380,11 @@ static dm_status on_dispute(dm_call *call, const conf *c, dm_str body, int resol
     dm_status st;
 
     if (!is_paypal_id(id)) {
-        set_msg(msg, "the dispute event has no dispute_id");
+        dm_msg_set(msg, "the dispute event has no dispute_id");
         return DM_ERR_INVALID;
     }
     if (!is_paypal_id(capture_id)) {
-        set_msg(msg, "the dispute event names no seller_transaction_id");
+        dm_msg_set(msg, "the dispute event names no seller_transaction_id");
         return DM_ERR_INVALID;
     }
     money_at(call, body, "resource.dispute_amount", &amount, &ev->currency, &known);
@@ -1419,11 +1393,11 @@ static dm_status on_dispute(dm_call *call, const conf *c, dm_str body, int resol
         ev->event_id = fmt_id(call, "DISPUTE-", id, "-CREATED");
     } else {
         ev->event_id = fmt_id(call, "DISPUTE-", id, "-RESOLVED");
-        if (str_eq(outcome, "RESOLVED_SELLER_FAVOUR") || str_eq(outcome, "CANCELED_BY_BUYER") ||
-            str_eq(outcome, "DENIED")) {
+        if (dm_str_eq(outcome, "RESOLVED_SELLER_FAVOUR") ||
+            dm_str_eq(outcome, "CANCELED_BY_BUYER") || dm_str_eq(outcome, "DENIED")) {
             ev->status = DM_PAY_DISPUTE_WON;
-        } else if (str_eq(outcome, "RESOLVED_BUYER_FAVOUR") ||
-                   str_eq(outcome, "RESOLVED_WITH_PAYOUT") || str_eq(outcome, "ACCEPTED")) {
+        } else if (dm_str_eq(outcome, "RESOLVED_BUYER_FAVOUR") ||
+                   dm_str_eq(outcome, "RESOLVED_WITH_PAYOUT") || dm_str_eq(outcome, "ACCEPTED")) {
             int64_t refunded = 0;
             dm_str cur2 = {NULL, 0};
             ev->status = DM_PAY_DISPUTE_LOST;
@@ -1458,7 +1432,7 @@ static dm_status paypal_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
         return st;
     }
     ret_sig = header_value(headers, n_headers, RETURN_HEADER);
-    if (find_header(headers, n_headers, "PAYPAL-TRANSMISSION-SIG") || !ret_sig.ptr) {
+    if (dm_header_find(headers, n_headers, "PAYPAL-TRANSMISSION-SIG") || !ret_sig.ptr) {
         st = verify_paypal(call, &c, raw_body, headers, n_headers, msg);
     } else {
         st = verify_return(call, &c, raw_body, ret_sig, msg);
@@ -1473,13 +1447,13 @@ static dm_status paypal_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
     type = field(call, raw_body, "event_type");
     if (!wh_id.ptr || wh_id.len == 0 || wh_id.len > 200 || has_ctl(wh_id.ptr, wh_id.len) ||
         !type.ptr) {
-        set_msg(msg, "the event has no id or event_type");
+        dm_msg_set(msg, "the event has no id or event_type");
         return DM_ERR_INVALID;
     }
     ev.event_id = wh_id;
     ev.status = DM_PAY_IGNORED;
 
-    if (str_eq(type, "CHECKOUT.ORDER.APPROVED")) {
+    if (dm_str_eq(type, "CHECKOUT.ORDER.APPROVED")) {
         dm_str ref = field(call, raw_body, "resource.id");
         dm_message why;
         memset(&why, 0, sizeof(why));
@@ -1497,20 +1471,22 @@ static dm_status paypal_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
             host->log(call, DM_LOG_NOTICE, why.text);
             st = DM_OK;
         } else {
-            set_msg(msg, "%s", why.text);
+            dm_msg_set(msg, "%s", why.text);
         }
-    } else if (str_eq(type, "PAYMENT.CAPTURE.COMPLETED") ||
-               str_eq(type, "PAYMENT.CAPTURE.PENDING") || str_eq(type, "PAYMENT.CAPTURE.DENIED") ||
-               str_eq(type, "PAYMENT.CAPTURE.DECLINED")) {
+    } else if (dm_str_eq(type, "PAYMENT.CAPTURE.COMPLETED") ||
+               dm_str_eq(type, "PAYMENT.CAPTURE.PENDING") ||
+               dm_str_eq(type, "PAYMENT.CAPTURE.DENIED") ||
+               dm_str_eq(type, "PAYMENT.CAPTURE.DECLINED")) {
         o.capture_id = field(call, raw_body, "resource.id");
         o.cap_status = field(call, raw_body, "resource.status");
         o.custom_id = field(call, raw_body, "resource.custom_id");
         o.order_ref = field(call, raw_body, "resource.supplementary_data.related_ids.order_id");
         o.amount_ok =
             money_at(call, raw_body, "resource.amount", &o.amount, &o.currency, &o.currency_known);
-        if (str_eq(type, "PAYMENT.CAPTURE.DENIED") || str_eq(type, "PAYMENT.CAPTURE.DECLINED")) {
+        if (dm_str_eq(type, "PAYMENT.CAPTURE.DENIED") ||
+            dm_str_eq(type, "PAYMENT.CAPTURE.DECLINED")) {
             o.cap_status = mkstr("DECLINED");
-        } else if (str_eq(type, "PAYMENT.CAPTURE.PENDING")) {
+        } else if (dm_str_eq(type, "PAYMENT.CAPTURE.PENDING")) {
             o.cap_status = mkstr("PENDING");
         } else {
             o.cap_status = mkstr("COMPLETED");
@@ -1525,15 +1501,15 @@ static dm_status paypal_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
             o.custom_id = full.custom_id;
         }
         st = capture_event(call, &o, &ev, msg);
-    } else if (str_eq(type, "PAYMENT.CAPTURE.REFUNDED")) {
+    } else if (dm_str_eq(type, "PAYMENT.CAPTURE.REFUNDED")) {
         st = on_refund(call, &c, raw_body, 0, &ev, msg);
-    } else if (str_eq(type, "PAYMENT.CAPTURE.REVERSED")) {
+    } else if (dm_str_eq(type, "PAYMENT.CAPTURE.REVERSED")) {
         st = on_refund(call, &c, raw_body, 1, &ev, msg);
-    } else if (str_eq(type, "CUSTOMER.DISPUTE.CREATED")) {
+    } else if (dm_str_eq(type, "CUSTOMER.DISPUTE.CREATED")) {
         st = on_dispute(call, &c, raw_body, 0, &ev, msg);
-    } else if (str_eq(type, "CUSTOMER.DISPUTE.RESOLVED")) {
+    } else if (dm_str_eq(type, "CUSTOMER.DISPUTE.RESOLVED")) {
         st = on_dispute(call, &c, raw_body, 1, &ev, msg);
-    } else if (str_eq(type, "CHECKOUT.PAYMENT-APPROVAL.REVERSED")) {
+    } else if (dm_str_eq(type, "CHECKOUT.PAYMENT-APPROVAL.REVERSED")) {
         dm_str ref = field(call, raw_body, "resource.order_id");
         ev.status = DM_PAY_EXPIRED;
         ev.provider_ref = is_paypal_id(ref) ? ref : (dm_str){NULL, 0};
@@ -1544,7 +1520,7 @@ static dm_status paypal_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
         return st;
     }
     if (!ev.event_id.ptr) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     /* Write only what the host's structure has room for (an older host has
@@ -1605,28 +1581,28 @@ static dm_status paypal_create_checkout(dm_call *call, const dm_payment_checkout
         return st;
     }
     if (!DM_HAS_FIELD(out, dm_payment_checkout_result, provider_ref)) {
-        set_msg(msg, "the host's checkout result has no room for the provider reference");
+        dm_msg_set(msg, "the host's checkout result has no room for the provider reference");
         return DM_ERR_INTERNAL;
     }
     memset(&in, 0, sizeof(in));
     memcpy(&in, in_raw, in_raw->size < sizeof(in) ? in_raw->size : sizeof(in));
     if (!is_order_id(in.order_id)) {
-        set_msg(msg, "the order id must be a decimal number");
+        dm_msg_set(msg, "the order id must be a decimal number");
         return DM_ERR_INVALID;
     }
     ci = currency_of(in.currency);
     if (!ci || !ci->paypal) {
-        set_msg(msg, "PayPal does not take payments in %.*s",
-                (int)(in.currency.len > 8 ? 8 : in.currency.len),
-                in.currency.ptr ? in.currency.ptr : "");
+        dm_msg_set(msg, "PayPal does not take payments in %.*s",
+                   (int)(in.currency.len > 8 ? 8 : in.currency.len),
+                   in.currency.ptr ? in.currency.ptr : "");
         return DM_ERR_INVALID;
     }
     if (in.amount_micros <= 0 ||
         !micros_to_decimal(in.amount_micros, ci->decimals, value, sizeof(value))) {
-        set_msg(msg,
-                "the amount %lld micro-%s is not a positive whole number of %s's minor "
-                "units (%d decimals at PayPal)",
-                (long long)in.amount_micros, ci->code, ci->code, ci->decimals);
+        dm_msg_set(msg,
+                   "the amount %lld micro-%s is not a positive whole number of %s's minor "
+                   "units (%d decimals at PayPal)",
+                   (long long)in.amount_micros, ci->code, ci->code, ci->decimals);
         return DM_ERR_INVALID;
     }
 
@@ -1634,7 +1610,7 @@ static dm_status paypal_create_checkout(dm_call *call, const dm_payment_checkout
     ret_url = host->alloc(call, ulen);
     cancel_url = host->alloc(call, ulen);
     if (!ret_url || !cancel_url) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(ret_url, ulen, "%s/api/plugins/%s/return?order=%.*s", c.public_url, c.name,
@@ -1647,7 +1623,7 @@ static dm_status paypal_create_checkout(dm_call *call, const dm_payment_checkout
         q_brand = host->json_quote(call, mkstr(c.brand_name));
     }
     if (!q_return || !q_cancel || (c.brand_name && !q_brand)) {
-        set_msg(msg, "the public URL or brand_name is not UTF-8");
+        dm_msg_set(msg, "the public URL or brand_name is not UTF-8");
         return DM_ERR_CONFIG;
     }
     buf_str(&b, "{\"intent\":\"CAPTURE\",\"purchase_units\":[{");
@@ -1670,7 +1646,7 @@ static dm_status paypal_create_checkout(dm_call *call, const dm_payment_checkout
     free(b.p);
     rid = order_request_id(call, &c, in.order_id, value, in.currency);
     if (!body || !rid) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     st = api(call, &c, "POST", "/v2/checkout/orders", body, rid, &resp, msg);
@@ -1679,8 +1655,8 @@ static dm_status paypal_create_checkout(dm_call *call, const dm_payment_checkout
     }
     if (resp.status != 200 && resp.status != 201) {
         paypal_reason(call, resp.body, reason, sizeof(reason));
-        set_msg(msg, "PayPal did not create the order (HTTP %d%s%s)", resp.status,
-                reason[0] ? ", " : "", reason);
+        dm_msg_set(msg, "PayPal did not create the order (HTTP %d%s%s)", resp.status,
+                   reason[0] ? ", " : "", reason);
         return resp.status == 408 ? DM_ERR_TEMPORARY : DM_ERR_PERMANENT;
     }
     id = field(call, resp.body, "id");
@@ -1695,15 +1671,15 @@ static dm_status paypal_create_checkout(dm_call *call, const dm_payment_checkout
         if (!rel.ptr) {
             break;
         }
-        if (str_eq(rel, "payer-action") || str_eq(rel, "approve")) {
+        if (dm_str_eq(rel, "payer-action") || dm_str_eq(rel, "approve")) {
             snprintf(p, sizeof(p), "links.%d.href", i);
             link = field(call, resp.body, p);
         }
     }
     if (!is_paypal_id(id) || !link.ptr || !is_http_url(link.ptr, link.len) ||
-        !(str_eq(status, "CREATED") || str_eq(status, "PAYER_ACTION_REQUIRED"))) {
-        set_msg(msg, "PayPal answered an order without an id, a payer-action link or the "
-                     "status CREATED");
+        !(dm_str_eq(status, "CREATED") || dm_str_eq(status, "PAYER_ACTION_REQUIRED"))) {
+        dm_msg_set(msg, "PayPal answered an order without an id, a payer-action link or the "
+                        "status CREATED");
         return DM_ERR_TEMPORARY;
     }
     out->redirect_url = link;
@@ -1726,14 +1702,14 @@ static dm_status paypal_query(dm_call *call, dm_str provider_ref, dm_payment_eve
         return st;
     }
     if (!is_paypal_id(provider_ref)) {
-        set_msg(msg, "the PayPal order id is malformed");
+        dm_msg_set(msg, "the PayPal order id is malformed");
         return DM_ERR_INVALID;
     }
     st = get_order(call, &c, provider_ref, &o, msg);
     if (st != DM_OK) {
         return st;
     }
-    if (str_eq(o.status, "APPROVED")) {
+    if (dm_str_eq(o.status, "APPROVED")) {
         /* approved and never captured (return page and webhook lost) */
         st = capture_order(call, &c, provider_ref, &o, msg);
         if (st != DM_OK) {
@@ -1751,15 +1727,16 @@ static dm_status paypal_query(dm_call *call, dm_str provider_ref, dm_payment_eve
         ev.provider_ref = provider_ref;
         ev.amount_micros = o.amount_ok ? o.amount : 0;
         ev.currency = o.amount_ok ? o.currency : (dm_str){NULL, 0};
-        if (str_eq(o.status, "VOIDED")) {
+        if (dm_str_eq(o.status, "VOIDED")) {
             ev.status = DM_PAY_EXPIRED;
-        } else if (str_eq(o.status, "CREATED") || str_eq(o.status, "SAVED") ||
-                   str_eq(o.status, "PAYER_ACTION_REQUIRED") || str_eq(o.status, "APPROVED")) {
+        } else if (dm_str_eq(o.status, "CREATED") || dm_str_eq(o.status, "SAVED") ||
+                   dm_str_eq(o.status, "PAYER_ACTION_REQUIRED") ||
+                   dm_str_eq(o.status, "APPROVED")) {
             ev.status = DM_PAY_PENDING;
         } else {
-            set_msg(msg, "PayPal's order %.*s has the status %.*s and no capture",
-                    (int)provider_ref.len, provider_ref.ptr, (int)o.status.len,
-                    o.status.ptr ? o.status.ptr : "");
+            dm_msg_set(msg, "PayPal's order %.*s has the status %.*s and no capture",
+                       (int)provider_ref.len, provider_ref.ptr, (int)o.status.len,
+                       o.status.ptr ? o.status.ptr : "");
             return DM_ERR_PERMANENT;
         }
     }
@@ -1784,18 +1761,18 @@ static dm_status do_refund(dm_call *call, const conf *c, dm_str provider_ref, dm
     dm_status st;
 
     if (!ci) {
-        set_msg(msg, "a refund needs a currency PayPal takes");
+        dm_msg_set(msg, "a refund needs a currency PayPal takes");
         return DM_ERR_INVALID;
     }
     if (amount_micros < 0 || (amount_micros > 0 && !micros_to_decimal(amount_micros, ci->decimals,
                                                                       value, sizeof(value)))) {
-        set_msg(msg, "the refund amount is not a whole number of %s's minor units", ci->code);
+        dm_msg_set(msg, "the refund amount is not a whole number of %s's minor units", ci->code);
         return DM_ERR_INVALID;
     }
     if (!is_paypal_id(capture_id)) {
         order_info o;
         if (!is_paypal_id(provider_ref)) {
-            set_msg(msg, "the refund names neither a capture nor a PayPal order");
+            dm_msg_set(msg, "the refund names neither a capture nor a PayPal order");
             return DM_ERR_INVALID;
         }
         st = get_order(call, c, provider_ref, &o, msg);
@@ -1803,8 +1780,8 @@ static dm_status do_refund(dm_call *call, const conf *c, dm_str provider_ref, dm
             return st;
         }
         if (!is_paypal_id(o.capture_id)) {
-            set_msg(msg, "PayPal's order %.*s has no capture to refund", (int)provider_ref.len,
-                    provider_ref.ptr);
+            dm_msg_set(msg, "PayPal's order %.*s has no capture to refund", (int)provider_ref.len,
+                       provider_ref.ptr);
             return DM_ERR_PERMANENT;
         }
         capture_id = o.capture_id;
@@ -1817,7 +1794,7 @@ static dm_status do_refund(dm_call *call, const conf *c, dm_str provider_ref, dm
     body = to_call(call, &b);
     free(b.p);
     if (!body) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(path, sizeof(path), "/v2/payments/captures/%.*s/refund", (int)capture_id.len,
@@ -1828,8 +1805,8 @@ static dm_status do_refund(dm_call *call, const conf *c, dm_str provider_ref, dm
     }
     if (resp.status != 200 && resp.status != 201) {
         paypal_reason(call, resp.body, reason, sizeof(reason));
-        set_msg(msg, "PayPal did not refund capture %.*s (HTTP %d%s%s)", (int)capture_id.len,
-                capture_id.ptr, resp.status, reason[0] ? ", " : "", reason);
+        dm_msg_set(msg, "PayPal did not refund capture %.*s (HTTP %d%s%s)", (int)capture_id.len,
+                   capture_id.ptr, resp.status, reason[0] ? ", " : "", reason);
         return DM_ERR_PERMANENT;
     }
     rid = field(call, resp.body, "id");
@@ -1854,12 +1831,12 @@ static dm_status paypal_refund_ex(dm_call *call, const dm_payment_refund_request
     memcpy(&req, req_raw, req_raw->size < sizeof(req) ? req_raw->size : sizeof(req));
     if (!req.idempotency_key.ptr || req.idempotency_key.len == 0 || req.idempotency_key.len > 108 ||
         has_ctl(req.idempotency_key.ptr, req.idempotency_key.len)) {
-        set_msg(msg, "a refund needs an idempotency key of 1 to 108 characters");
+        dm_msg_set(msg, "a refund needs an idempotency key of 1 to 108 characters");
         return DM_ERR_INVALID;
     }
     key = dup_call(call, req.idempotency_key.ptr, req.idempotency_key.len);
     if (!key) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     return do_refund(call, &c, req.provider_ref, req.payment_id, req.amount_micros, req.currency,
@@ -1884,7 +1861,7 @@ static dm_status paypal_refund(dm_call *call, dm_str provider_ref, int64_t amoun
     hex = host->hex_encode(call, rnd, sizeof(rnd));
     key = hex ? host->alloc(call, strlen(hex) + 12) : NULL;
     if (!key) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(key, strlen(hex) + 12, "dm-refund-%s", hex);
@@ -1947,7 +1924,7 @@ static dm_status page(dm_call *call, int status, const char *heading, const char
         }
     }
     if (!body || (location && !h)) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     resp->status = status;
@@ -1974,7 +1951,7 @@ static dm_status post_return_event(dm_call *call, const conf *c, const order_inf
     dm_status st;
 
     if (!ci || !micros_to_decimal(o->amount, ci->decimals, value, sizeof(value))) {
-        set_msg(msg, "the capture's amount cannot be written back");
+        dm_msg_set(msg, "the capture's amount cannot be written back");
         return DM_ERR_INVALID;
     }
     buf_fmt(&b,
@@ -1991,13 +1968,13 @@ static dm_status post_return_event(dm_call *call, const conf *c, const order_inf
     free(b.p);
     url = host->alloc(call, ulen);
     if (!body || !url) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(url, ulen, "%s/api/webhooks/%s", c->public_url, c->name);
     sig = return_signature(call, c, (int64_t)time(NULL), mkstr(body));
     if (!sig) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     hs[0] = hdr("Content-Type", "application/json");
@@ -2007,8 +1984,8 @@ static dm_status post_return_event(dm_call *call, const conf *c, const order_inf
         return st;
     }
     if (resp.status < 200 || resp.status > 299) {
-        set_msg(msg, "the site's webhook endpoint answered HTTP %d to the return event",
-                resp.status);
+        dm_msg_set(msg, "the site's webhook endpoint answered HTTP %d to the return event",
+                   resp.status);
         return DM_ERR_TEMPORARY;
     }
     return DM_OK;
@@ -2032,14 +2009,14 @@ static dm_status paypal_handle_request(dm_call *call, const dm_plugin_request *r
     if (st != DM_OK) {
         return st;
     }
-    if (!str_eq(req.path, "/return")) {
-        set_msg(msg, "no such page");
+    if (!dm_str_eq(req.path, "/return")) {
+        dm_msg_set(msg, "no such page");
         return DM_ERR_UNSUPPORTED;
     }
     if (!req.method || strcmp(req.method, "GET") != 0) {
         dm_header *h = host->alloc(call, sizeof(*h));
         if (!h) {
-            set_msg(msg, "out of memory");
+            dm_msg_set(msg, "out of memory");
             return DM_ERR_INTERNAL;
         }
         *h = hdr("Allow", "GET");
@@ -2069,11 +2046,11 @@ static dm_status paypal_handle_request(dm_call *call, const dm_plugin_request *r
     ulen = strlen(c.public_url) + order.len + 16;
     location = host->alloc(call, ulen);
     if (!location) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(location, ulen, "%s/orders/%.*s", c.public_url, (int)order.len, order.ptr);
-    if (st == DM_OK && str_eq(o.cap_status, "COMPLETED")) {
+    if (st == DM_OK && dm_str_eq(o.cap_status, "COMPLETED")) {
         dm_message post_why;
         memset(&post_why, 0, sizeof(post_why));
         if (post_return_event(call, &c, &o, &post_why) != DM_OK) {

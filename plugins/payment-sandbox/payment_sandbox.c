@@ -26,6 +26,7 @@
  * "success_url"?,"cancel_url"?}. base64url is unpadded (RFC 4648 §5).
  */
 #include <deepmine/plugin.h>
+#include <deepmine/plugin_util.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -52,17 +53,6 @@
 static const dm_host *host;
 
 /* ---- small helpers ---- */
-
-static void set_msg(dm_message *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_msg(dm_message *msg, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg->text, sizeof(msg->text), fmt, ap);
-    va_end(ap);
-}
 
 /* A growable buffer owned by this plugin (freed by the caller). */
 typedef struct buf {
@@ -220,11 +210,6 @@ static int parse_int64(const char *s, size_t n, int64_t *out)
     return 1;
 }
 
-static int str_eq(dm_str s, const char *lit)
-{
-    return s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
-}
-
 /* Micro-units as a decimal amount with 2 to 6 decimals: 12500000 → "12.50",
  * 1 → "0.000001". */
 static void format_amount(int64_t micros, char *out, size_t outsz)
@@ -264,27 +249,27 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     c->name = host->setting(call, "_name");
     c->public_url = host->setting(call, "_public_url");
     if (!c->name) {
-        set_msg(msg, "this server gives plugins no _name setting; the sandbox needs a host of "
-                     "plugin ABI 1.2 or later");
+        dm_msg_set(msg, "this server gives plugins no _name setting; the sandbox needs a host of "
+                        "plugin ABI 1.2 or later");
         return DM_ERR_CONFIG;
     }
     if (!c->public_url || !is_http_url(c->public_url, strlen(c->public_url))) {
-        set_msg(msg, "DeepMinePublicURL is not set: the sandbox builds its checkout URLs and "
-                     "posts its webhooks to it");
+        dm_msg_set(msg, "DeepMinePublicURL is not set: the sandbox builds its checkout URLs and "
+                        "posts its webhooks to it");
         return DM_ERR_CONFIG;
     }
     c->secret = host->setting(call, "webhook_secret");
     if (!c->secret || !*c->secret) {
-        set_msg(msg,
-                "webhook_secret is missing; add DeepMinePluginSet %s webhook_secret "
-                "file:/path/to/secret (at least %d characters)",
-                c->name, SECRET_MIN);
+        dm_msg_set(msg,
+                   "webhook_secret is missing; add DeepMinePluginSet %s webhook_secret "
+                   "file:/path/to/secret (at least %d characters)",
+                   c->name, SECRET_MIN);
         return DM_ERR_CONFIG;
     }
     c->secret_len = strlen(c->secret);
     if (c->secret_len < SECRET_MIN) {
-        set_msg(msg, "webhook_secret is %zu characters; it must have at least %d", c->secret_len,
-                SECRET_MIN);
+        dm_msg_set(msg, "webhook_secret is %zu characters; it must have at least %d", c->secret_len,
+                   SECRET_MIN);
         return DM_ERR_CONFIG;
     }
     c->currency = host->setting(call, "currency");
@@ -292,24 +277,24 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
         c->currency = "USD";
     }
     if (!is_currency(c->currency, strlen(c->currency))) {
-        set_msg(msg, "currency must be an ISO 4217 code in capitals, like USD");
+        dm_msg_set(msg, "currency must be an ISO 4217 code in capitals, like USD");
         return DM_ERR_CONFIG;
     }
     v = host->setting(call, "test_endpoints");
     if (v && strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
-        set_msg(msg, "test_endpoints must be yes or no");
+        dm_msg_set(msg, "test_endpoints must be yes or no");
         return DM_ERR_CONFIG;
     }
     c->test_endpoints = v && strcmp(v, "yes") == 0;
     c->state_dir = host->setting(call, "state_dir");
     if (c->state_dir && (c->state_dir[0] != '/' || strlen(c->state_dir) > 1024)) {
-        set_msg(msg, "state_dir must be an absolute path of a directory the server can write");
+        dm_msg_set(msg, "state_dir must be an absolute path of a directory the server can write");
         return DM_ERR_CONFIG;
     }
     c->ttl = TTL_DEFAULT;
     v = host->setting(call, "checkout_ttl");
     if (v && (!parse_int64(v, strlen(v), &c->ttl) || c->ttl < TTL_MIN || c->ttl > TTL_MAX)) {
-        set_msg(msg, "checkout_ttl must be a number of seconds from %d to %d", TTL_MIN, TTL_MAX);
+        dm_msg_set(msg, "checkout_ttl must be a number of seconds from %d to %d", TTL_MIN, TTL_MAX);
         return DM_ERR_CONFIG;
     }
     return DM_OK;
@@ -428,19 +413,19 @@ static dm_status token_read(dm_call *call, const conf *c, dm_str token, checkout
     memset(out, 0, sizeof(*out));
     dot = token.len <= TOKEN_MAX ? memchr(token.ptr, '.', token.len) : NULL;
     if (!dot) {
-        set_msg(msg, "this checkout link is malformed");
+        dm_msg_set(msg, "this checkout link is malformed");
         return DM_ERR_INVALID;
     }
     plen = (size_t)(dot - token.ptr);
     mac = token_mac(call, c, token.ptr, plen);
     if (!mac || strlen(mac) != token.len - plen - 1 ||
         !host->equal_ct(mac, dot + 1, token.len - plen - 1)) {
-        set_msg(msg, "this checkout link is not one of ours (bad signature)");
+        dm_msg_set(msg, "this checkout link is not one of ours (bad signature)");
         return DM_ERR_INVALID;
     }
     json = b64url_decode(call, token.ptr, plen, &json_len);
     if (!json) {
-        set_msg(msg, "this checkout link is malformed");
+        dm_msg_set(msg, "this checkout link is malformed");
         return DM_ERR_INVALID;
     }
     j.ptr = (const char *)json;
@@ -453,14 +438,14 @@ static dm_status token_read(dm_call *call, const conf *c, dm_str token, checkout
     out->cancel_url = field(call, j, "cancel_url");
     amount = field(call, j, "amount");
     exp = field(call, j, "exp");
-    if (!str_eq(v, "1") || !out->id.len || !out->order.len || !out->currency.len ||
+    if (!dm_str_eq(v, "1") || !out->id.len || !out->order.len || !out->currency.len ||
         !parse_int64(amount.ptr, amount.len, &out->amount) ||
         !parse_int64(exp.ptr, exp.len, &out->exp)) {
-        set_msg(msg, "this checkout link is malformed");
+        dm_msg_set(msg, "this checkout link is malformed");
         return DM_ERR_INVALID;
     }
     if (out->exp < (int64_t)time(NULL)) {
-        set_msg(msg, "this checkout link has expired");
+        dm_msg_set(msg, "this checkout link has expired");
         return DM_ERR_INVALID;
     }
     return DM_OK;
@@ -602,7 +587,7 @@ static dm_status make_event(dm_call *call, const conf *c, const char *type, dm_s
         q_order = host->json_quote(call, order);
     }
     if (!id_hex || !q_id || (order.len && !q_order)) {
-        set_msg(msg, "the checkout's references are not UTF-8");
+        dm_msg_set(msg, "the checkout's references are not UTF-8");
         return DM_ERR_INVALID;
     }
     buf_fmt(&b, "{\"id\":\"evt_%s\",\"type\":\"%s\",\"created\":%lld,\"livemode\":false,", id_hex,
@@ -617,7 +602,7 @@ static dm_status make_event(dm_call *call, const conf *c, const char *type, dm_s
             (int)currency.len, currency.ptr, extra ? extra : "");
     *body = to_call(call, &b);
     if (!*body) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         goto cleanup;
     }
     *body_len = b.len;
@@ -626,7 +611,7 @@ static dm_status make_event(dm_call *call, const conf *c, const char *type, dm_s
     tlen = (size_t)snprintf(tbuf, sizeof(tbuf), "%lld.", now);
     signed_text = host->alloc(call, tlen + b.len);
     if (!signed_text) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         goto cleanup;
     }
     memcpy(signed_text, tbuf, tlen);
@@ -635,7 +620,7 @@ static dm_status make_event(dm_call *call, const conf *c, const char *type, dm_s
     mac_hex = host->hex_encode(call, mac, sizeof(mac));
     out_sig = host->alloc(call, 128);
     if (!mac_hex || !out_sig) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         goto cleanup;
     }
     snprintf(out_sig, 128, "t=%lld,v1=%s", now, mac_hex);
@@ -662,7 +647,7 @@ static dm_status post_event(dm_call *call, const conf *c, const char *body, size
     dm_status st;
 
     if (!url) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(url, ulen, "%s/api/webhooks/%s", c->public_url, c->name);
@@ -700,7 +685,7 @@ static dm_status post_event(dm_call *call, const conf *c, const char *body, size
         size_t n = 0;
         dm_str rb = resp.body;
         const char *m = host->json_get(call, rb, "error.message", &n);
-        set_msg(msg, "%.*s", m ? (int)(n > 200 ? 200 : n) : 0, m ? m : "");
+        dm_msg_set(msg, "%.*s", m ? (int)(n > 200 ? 200 : n) : 0, m ? m : "");
     }
     return DM_OK;
 }
@@ -723,11 +708,12 @@ static dm_status make_checkout(dm_call *call, const conf *c, const dm_payment_ch
     memcpy(&in, in_raw, in_raw->size < sizeof(in) ? in_raw->size : sizeof(in));
     if (in.order_id.len == 0 || in.order_id.len > REF_MAX || !in.order_id.ptr ||
         has_ctl(in.order_id.ptr, in.order_id.len)) {
-        set_msg(msg, "the order id must be 1 to %d characters without control characters", REF_MAX);
+        dm_msg_set(msg, "the order id must be 1 to %d characters without control characters",
+                   REF_MAX);
         return DM_ERR_INVALID;
     }
     if (in.amount_micros <= 0 || in.amount_micros > AMOUNT_MAX) {
-        set_msg(msg, "the amount must be positive and at most a billion units");
+        dm_msg_set(msg, "the amount must be positive and at most a billion units");
         return DM_ERR_INVALID;
     }
     cur = in.currency;
@@ -736,14 +722,15 @@ static dm_status make_checkout(dm_call *call, const conf *c, const dm_payment_ch
         cur.len = strlen(c->currency);
     }
     if (!cur.ptr || cur.len != strlen(c->currency) || memcmp(cur.ptr, c->currency, cur.len) != 0) {
-        set_msg(msg, "this sandbox takes payments in %s only (its setting currency)", c->currency);
+        dm_msg_set(msg, "this sandbox takes payments in %s only (its setting currency)",
+                   c->currency);
         return DM_ERR_INVALID;
     }
     if ((in.success_url.len &&
          (!in.success_url.ptr || !is_http_url(in.success_url.ptr, in.success_url.len))) ||
         (in.cancel_url.len &&
          (!in.cancel_url.ptr || !is_http_url(in.cancel_url.ptr, in.cancel_url.len)))) {
-        set_msg(msg, "return URLs must be http(s) URLs of at most %d characters", URL_MAX);
+        dm_msg_set(msg, "return URLs must be http(s) URLs of at most %d characters", URL_MAX);
         return DM_ERR_INVALID;
     }
 
@@ -757,7 +744,7 @@ static dm_status make_checkout(dm_call *call, const conf *c, const dm_payment_ch
         q_cancel = host->json_quote(call, in.cancel_url);
     }
     if (!id_hex || !q_order || (in.success_url.len && !q_ok) || (in.cancel_url.len && !q_cancel)) {
-        set_msg(msg, "the order id and return URLs must be UTF-8");
+        dm_msg_set(msg, "the order id and return URLs must be UTF-8");
         return DM_ERR_INVALID;
     }
     buf_fmt(&b, "{\"v\":1,\"id\":\"cs_sbx_%s\",\"order\":", id_hex);
@@ -774,26 +761,26 @@ static dm_status make_checkout(dm_call *call, const conf *c, const dm_payment_ch
     }
     buf_str(&b, "}");
     if (b.oom) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         ret = DM_ERR_INTERNAL;
         goto cleanup;
     }
     payload_b64 = b64url(call, b.p, b.len);
     mac = payload_b64 ? token_mac(call, c, payload_b64, strlen(payload_b64)) : NULL;
     if (!mac) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         ret = DM_ERR_INTERNAL;
         goto cleanup;
     }
     if (strlen(payload_b64) + 1 + strlen(mac) > TOKEN_MAX) {
-        set_msg(msg, "the order id and return URLs are too long for a checkout link");
+        dm_msg_set(msg, "the order id and return URLs are too long for a checkout link");
         goto cleanup;
     }
     ulen = strlen(c->public_url) + strlen(c->name) + strlen(payload_b64) + strlen(mac) + 40;
     url = host->alloc(call, ulen);
     ref = host->alloc(call, 48);
     if (!url || !ref) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         ret = DM_ERR_INTERNAL;
         goto cleanup;
     }
@@ -820,7 +807,7 @@ static dm_status sandbox_create_checkout(dm_call *call, const dm_payment_checkou
         return st;
     }
     if (!DM_HAS_FIELD(out, dm_payment_checkout_result, provider_ref)) {
-        set_msg(msg, "the host's checkout result has no room for the provider reference");
+        dm_msg_set(msg, "the host's checkout result has no room for the provider reference");
         return DM_ERR_INTERNAL;
     }
     st = make_checkout(call, &c, in, &url, &ref, msg);
@@ -833,7 +820,7 @@ static dm_status sandbox_create_checkout(dm_call *call, const dm_payment_checkou
         snprintf(sv.currency, sizeof(sv.currency), "%s", c.currency);
         sv.exp = (long long)time(NULL) + (long long)c.ttl;
         if (state_write(&c, ref, &sv) != 0) {
-            set_msg(msg, "the sandbox could not write its state_dir");
+            dm_msg_set(msg, "the sandbox could not write its state_dir");
             return DM_ERR_TEMPORARY;
         }
     }
@@ -861,11 +848,11 @@ static dm_status sandbox_query(dm_call *call, dm_str provider_ref, dm_payment_ev
         return st;
     }
     if (!c.state_dir) {
-        set_msg(msg, "this sandbox keeps no state (set state_dir) and cannot be queried");
+        dm_msg_set(msg, "this sandbox keeps no state (set state_dir) and cannot be queried");
         return DM_ERR_UNSUPPORTED;
     }
     if (state_read(&c, provider_ref, &sv) != 0) {
-        set_msg(msg, "no such checkout");
+        dm_msg_set(msg, "no such checkout");
         return DM_ERR_PERMANENT;
     }
     memset(&ev, 0, sizeof(ev));
@@ -873,7 +860,7 @@ static dm_status sandbox_query(dm_call *call, dm_str provider_ref, dm_payment_ev
     n = strlen(sv.order);
     buf_ = host->alloc(call, n + 4 + strlen(sv.payment_id) + 1);
     if (!buf_) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     memcpy(buf_, sv.order, n + 1);
@@ -927,7 +914,7 @@ static dm_status page(dm_call *call, buf *b, int status, dm_plugin_response *res
     free(b->p);
     b->p = NULL;
     if (!body) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     resp->status = status;
@@ -1023,7 +1010,7 @@ static dm_status checkout_act(dm_call *call, const conf *c, const checkout *co, 
     }
     if (c->state_dir && act != ACT_UNDERPAY && act != ACT_OVERPAY &&
         state_write(c, co->id, &sv) != 0) {
-        set_msg(msg, "the sandbox could not write its state_dir");
+        dm_msg_set(msg, "the sandbox could not write its state_dir");
         return DM_ERR_INTERNAL;
     }
     if (act == ACT_PAY_QUIETLY) {
@@ -1039,7 +1026,7 @@ static dm_status checkout_act(dm_call *call, const conf *c, const checkout *co, 
     }
     st = post_event(call, c, body, len, sig, &status, &outcome, &why);
     if (st == DM_ERR_INTERNAL) {
-        set_msg(msg, "%s", why.text);
+        dm_msg_set(msg, "%s", why.text);
         return st;
     }
     /* Decline pressed after Pay: the shop kept the order paid; say so
@@ -1093,7 +1080,7 @@ static dm_status test_create(dm_call *call, const conf *c, dm_str body, dm_plugi
     memset(&in, 0, sizeof(in));
     in.size = sizeof(in);
     if (!order.ptr || !amount.ptr || !parse_int64(amount.ptr, amount.len, &in.amount_micros)) {
-        set_msg(msg, "the body must be a JSON object with order_id and amount_micros");
+        dm_msg_set(msg, "the body must be a JSON object with order_id and amount_micros");
         return DM_ERR_INVALID;
     }
     in.order_id = order;
@@ -1114,7 +1101,7 @@ static dm_status test_create(dm_call *call, const conf *c, dm_str body, dm_plugi
     out = to_call(call, &b);
     free(b.p);
     if (!out) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     resp->status = 201;
@@ -1137,7 +1124,7 @@ static dm_status posted_answer(dm_call *call, int status, const char *outcome,
     out = to_call(call, &b);
     free(b.p);
     if (!out) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     resp->status = 200;
@@ -1170,12 +1157,12 @@ static dm_status test_post(dm_call *call, const conf *c, int dispute, dm_str bod
     memset(&why, 0, sizeof(why));
     if (!ref.len || ref.len > REF_MAX || has_ctl(ref.ptr, ref.len) || pid.len > 64 ||
         has_ctl(pid.ptr, pid.len) || order.len > REF_MAX || has_ctl(order.ptr, order.len)) {
-        set_msg(msg, "the body needs provider_ref (and plain order_id, payment_id)");
+        dm_msg_set(msg, "the body needs provider_ref (and plain order_id, payment_id)");
         return DM_ERR_INVALID;
     }
     if (dispute) {
         if (!amount_s.ptr || !parse_int64(amount_s.ptr, amount_s.len, &amount)) {
-            set_msg(msg, "a dispute needs amount_micros");
+            dm_msg_set(msg, "a dispute needs amount_micros");
             return DM_ERR_INVALID;
         }
         if (!cur.len) {
@@ -1183,16 +1170,16 @@ static dm_status test_post(dm_call *call, const conf *c, int dispute, dm_str bod
             cur.len = strlen(c->currency);
         }
         if (!is_currency(cur.ptr, cur.len)) {
-            set_msg(msg, "currency must be an ISO 4217 code");
+            dm_msg_set(msg, "currency must be an ISO 4217 code");
             return DM_ERR_INVALID;
         }
-        if (str_eq(how, "opened")) {
+        if (dm_str_eq(how, "opened")) {
             type = "charge.dispute.created";
             extra[0] = '\0';
-        } else if (str_eq(how, "won") || str_eq(how, "lost")) {
+        } else if (dm_str_eq(how, "won") || dm_str_eq(how, "lost")) {
             type = "charge.dispute.closed";
         } else {
-            set_msg(msg, "status must be opened, won or lost");
+            dm_msg_set(msg, "status must be opened, won or lost");
             return DM_ERR_INVALID;
         }
         snprintf(extra, sizeof(extra), "%s%.*s%s,\"status\":\"%.*s\"",
@@ -1201,14 +1188,14 @@ static dm_status test_post(dm_call *call, const conf *c, int dispute, dm_str bod
     } else {
         state sv;
         if (state_read(c, ref, &sv) != 0 || strcmp(sv.st, "paid") != 0) {
-            set_msg(msg, "no paid checkout %.*s in state_dir", (int)ref.len, ref.ptr);
+            dm_msg_set(msg, "no paid checkout %.*s in state_dir", (int)ref.len, ref.ptr);
             return DM_ERR_INVALID;
         }
         amount = sv.amount;
         order.ptr = host->alloc(call, strlen(sv.order) + 1);
         cur.ptr = host->alloc(call, 4);
         if (!order.ptr || !cur.ptr) {
-            set_msg(msg, "out of memory");
+            dm_msg_set(msg, "out of memory");
             return DM_ERR_INTERNAL;
         }
         memcpy((char *)order.ptr, sv.order, strlen(sv.order) + 1);
@@ -1223,7 +1210,7 @@ static dm_status test_post(dm_call *call, const conf *c, int dispute, dm_str bod
     }
     st = post_event(call, c, ev_body, len, sig, &status, &outcome, &why);
     if (st != DM_OK) {
-        set_msg(msg, "%s", why.text);
+        dm_msg_set(msg, "%s", why.text);
         return st;
     }
     return posted_answer(call, status, outcome, resp, msg);
@@ -1236,7 +1223,7 @@ static dm_status method_not_allowed(dm_call *call, dm_plugin_response *resp, con
     dm_header *h = host->alloc(call, sizeof(*h));
 
     if (!h) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     h->name.ptr = "Allow";
@@ -1271,24 +1258,24 @@ static dm_status sandbox_handle_request(dm_call *call, const dm_plugin_request *
     is_get = req.method && (!strcmp(req.method, "GET") || !strcmp(req.method, "HEAD"));
     is_post = req.method && !strcmp(req.method, "POST");
 
-    if (str_eq(req.path, "/checkout")) {
+    if (dm_str_eq(req.path, "/checkout")) {
         if (!c.test_endpoints) {
-            set_msg(msg, "no such page");
+            dm_msg_set(msg, "no such page");
             return DM_ERR_UNSUPPORTED;
         }
         return is_post ? test_create(call, &c, req.body, resp, msg)
                        : method_not_allowed(call, resp, "POST", msg);
     }
-    if (str_eq(req.path, "/dispute") || str_eq(req.path, "/redeliver")) {
+    if (dm_str_eq(req.path, "/dispute") || dm_str_eq(req.path, "/redeliver")) {
         if (!c.test_endpoints) {
-            set_msg(msg, "no such page");
+            dm_msg_set(msg, "no such page");
             return DM_ERR_UNSUPPORTED;
         }
-        return is_post ? test_post(call, &c, str_eq(req.path, "/dispute"), req.body, resp, msg)
+        return is_post ? test_post(call, &c, dm_str_eq(req.path, "/dispute"), req.body, resp, msg)
                        : method_not_allowed(call, resp, "POST", msg);
     }
     if (req.path.len <= 10 || strncmp(req.path.ptr, "/checkout/", 10) != 0) {
-        set_msg(msg, "no such page");
+        dm_msg_set(msg, "no such page");
         return DM_ERR_UNSUPPORTED;
     }
     rest.ptr = req.path.ptr + 10;
@@ -1299,10 +1286,11 @@ static dm_status sandbox_handle_request(dm_call *call, const dm_plugin_request *
     if (slash) {
         action.ptr = slash + 1;
         action.len = rest.len - token.len - 1;
-        if (!str_eq(action, "pay") && !str_eq(action, "decline") &&
-            !(c.test_endpoints && (str_eq(action, "pay-quietly") || str_eq(action, "underpay") ||
-                                   str_eq(action, "overpay")))) {
-            set_msg(msg, "no such page");
+        if (!dm_str_eq(action, "pay") && !dm_str_eq(action, "decline") &&
+            !(c.test_endpoints &&
+              (dm_str_eq(action, "pay-quietly") || dm_str_eq(action, "underpay") ||
+               dm_str_eq(action, "overpay")))) {
+            dm_msg_set(msg, "no such page");
             return DM_ERR_UNSUPPORTED;
         }
         if (!is_post) {
@@ -1319,28 +1307,15 @@ static dm_status sandbox_handle_request(dm_call *call, const dm_plugin_request *
         return checkout_page(call, &co, token, resp, msg);
     }
     return checkout_act(call, &c, &co,
-                        str_eq(action, "pay")           ? ACT_PAY
-                        : str_eq(action, "decline")     ? ACT_DECLINE
-                        : str_eq(action, "pay-quietly") ? ACT_PAY_QUIETLY
-                        : str_eq(action, "underpay")    ? ACT_UNDERPAY
-                                                        : ACT_OVERPAY,
+                        dm_str_eq(action, "pay")           ? ACT_PAY
+                        : dm_str_eq(action, "decline")     ? ACT_DECLINE
+                        : dm_str_eq(action, "pay-quietly") ? ACT_PAY_QUIETLY
+                        : dm_str_eq(action, "underpay")    ? ACT_UNDERPAY
+                                                           : ACT_OVERPAY,
                         resp, msg);
 }
 
 /* ---- parse_webhook ---- */
-
-static const dm_header *find_header(const dm_header *hs, size_t n, const char *name)
-{
-    size_t len = strlen(name);
-
-    for (size_t i = 0; hs && i < n; i++) {
-        if (hs[i].name.len == len && hs[i].name.ptr &&
-            strncasecmp(hs[i].name.ptr, name, len) == 0) {
-            return &hs[i];
-        }
-    }
-    return NULL;
-}
 
 static int is_lower_hex(const char *s, size_t n)
 {
@@ -1356,7 +1331,7 @@ static int is_lower_hex(const char *s, size_t n)
 static dm_status verify_signature(dm_call *call, const conf *c, dm_str body, const dm_header *hs,
                                   size_t n, dm_message *msg)
 {
-    const dm_header *h = find_header(hs, n, SIG_HEADER);
+    const dm_header *h = dm_header_find(hs, n, SIG_HEADER);
     const char *p, *end, *t = NULL, *v1[V1_MAX];
     size_t t_len = 0, n_v1 = 0;
     int64_t ts;
@@ -1365,7 +1340,7 @@ static dm_status verify_signature(dm_call *call, const conf *c, dm_str body, con
     int ok = 0;
 
     if (!h || !h->value.ptr || h->value.len == 0) {
-        set_msg(msg, "no " SIG_HEADER " header");
+        dm_msg_set(msg, "no " SIG_HEADER " header");
         return DM_ERR_INVALID;
     }
     /* "t=<unix>,v1=<hex>[,v1=<hex>…]": elements split on ',', each on its
@@ -1381,7 +1356,7 @@ static dm_status verify_signature(dm_call *call, const conf *c, dm_str body, con
         }
         if (eq && eq - p == 1 && *p == 't') {
             if (t) {
-                set_msg(msg, SIG_HEADER " has more than one timestamp");
+                dm_msg_set(msg, SIG_HEADER " has more than one timestamp");
                 return DM_ERR_INVALID;
             }
             t = eq + 1;
@@ -1393,16 +1368,16 @@ static dm_status verify_signature(dm_call *call, const conf *c, dm_str body, con
         p = comma ? comma + 1 : end;
     }
     if (!t || t_len == 0 || t_len > 12 || !parse_int64(t, t_len, &ts) || ts <= 0) {
-        set_msg(msg, SIG_HEADER " has no valid timestamp t=");
+        dm_msg_set(msg, SIG_HEADER " has no valid timestamp t=");
         return DM_ERR_INVALID;
     }
     if (n_v1 == 0) {
-        set_msg(msg, SIG_HEADER " has no v1 signature");
+        dm_msg_set(msg, SIG_HEADER " has no v1 signature");
         return DM_ERR_INVALID;
     }
     signed_text = malloc(t_len + 1 + body.len);
     if (!signed_text) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_TEMPORARY;
     }
     memcpy(signed_text, t, t_len);
@@ -1414,7 +1389,7 @@ static dm_status verify_signature(dm_call *call, const conf *c, dm_str body, con
     free(signed_text);
     expected = host->hex_encode(call, mac, sizeof(mac));
     if (!expected) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_TEMPORARY;
     }
     for (size_t i = 0; i < n_v1; i++) {
@@ -1422,16 +1397,17 @@ static dm_status verify_signature(dm_call *call, const conf *c, dm_str body, con
         ok |= host->equal_ct(expected, v1[i], 64);
     }
     if (!ok) {
-        set_msg(msg, "the " SIG_HEADER " does not match the body (wrong secret, or the body "
-                     "was altered)");
+        dm_msg_set(msg, "the " SIG_HEADER " does not match the body (wrong secret, or the body "
+                        "was altered)");
         return DM_ERR_INVALID;
     }
     if (ts < (int64_t)time(NULL) - TOLERANCE_S) {
-        set_msg(msg, "the " SIG_HEADER " timestamp is more than %d s old", TOLERANCE_S);
+        dm_msg_set(msg, "the " SIG_HEADER " timestamp is more than %d s old", TOLERANCE_S);
         return DM_ERR_INVALID;
     }
     if (ts > (int64_t)time(NULL) + TOLERANCE_S) {
-        set_msg(msg, "the " SIG_HEADER " timestamp is more than %d s in the future", TOLERANCE_S);
+        dm_msg_set(msg, "the " SIG_HEADER " timestamp is more than %d s in the future",
+                   TOLERANCE_S);
         return DM_ERR_INVALID;
     }
     return DM_OK;
@@ -1463,39 +1439,40 @@ static dm_status sandbox_parse_webhook(dm_call *call, dm_str raw_body, const dm_
     ev.currency = field(call, raw_body, "data.object.currency");
     amount = field(call, raw_body, "data.object.amount_micros");
     if (!ev.event_id.len || ev.event_id.len > REF_MAX || !type.ptr) {
-        set_msg(msg, "the event has no id or type");
+        dm_msg_set(msg, "the event has no id or type");
         return DM_ERR_INVALID;
     }
     if (amount.ptr &&
         (!parse_int64(amount.ptr, amount.len, &ev.amount_micros) || ev.amount_micros < 0)) {
-        set_msg(msg, "the event's amount_micros is not a non-negative integer");
+        dm_msg_set(msg, "the event's amount_micros is not a non-negative integer");
         return DM_ERR_INVALID;
     }
     if (ev.currency.len && !is_currency(ev.currency.ptr, ev.currency.len)) {
-        set_msg(msg, "the event's currency is not an ISO 4217 code");
+        dm_msg_set(msg, "the event's currency is not an ISO 4217 code");
         return DM_ERR_INVALID;
     }
-    if (str_eq(type, "checkout.paid")) {
+    if (dm_str_eq(type, "checkout.paid")) {
         ev.status = DM_PAY_PAID;
-    } else if (str_eq(type, "checkout.declined")) {
+    } else if (dm_str_eq(type, "checkout.declined")) {
         ev.status = DM_PAY_FAILED;
-    } else if (str_eq(type, "charge.refunded")) {
+    } else if (dm_str_eq(type, "charge.refunded")) {
         ev.status = DM_PAY_REFUNDED;
-    } else if (v14 && (str_eq(type, "checkout.underpaid") || str_eq(type, "checkout.overpaid"))) {
+    } else if (v14 &&
+               (dm_str_eq(type, "checkout.underpaid") || dm_str_eq(type, "checkout.overpaid"))) {
         ev.status = DM_PAY_NEEDS_REVIEW;
         ev.review_reason =
-            str_eq(type, "checkout.underpaid") ? DM_REVIEW_UNDERPAID : DM_REVIEW_OVERPAID;
+            dm_str_eq(type, "checkout.underpaid") ? DM_REVIEW_UNDERPAID : DM_REVIEW_OVERPAID;
         ev.detail = field(call, raw_body, "data.object.expected_micros");
-    } else if (v14 && str_eq(type, "charge.dispute.created")) {
+    } else if (v14 && dm_str_eq(type, "charge.dispute.created")) {
         ev.status = DM_PAY_DISPUTE_OPENED;
-    } else if (v14 && str_eq(type, "charge.dispute.closed")) {
+    } else if (v14 && dm_str_eq(type, "charge.dispute.closed")) {
         dm_str how = field(call, raw_body, "data.object.status");
-        if (str_eq(how, "won")) {
+        if (dm_str_eq(how, "won")) {
             ev.status = DM_PAY_DISPUTE_WON;
-        } else if (str_eq(how, "lost")) {
+        } else if (dm_str_eq(how, "lost")) {
             ev.status = DM_PAY_DISPUTE_LOST;
         } else {
-            set_msg(msg, "a closed dispute must say won or lost");
+            dm_msg_set(msg, "a closed dispute must say won or lost");
             return DM_ERR_INVALID;
         }
     } else {
@@ -1506,7 +1483,7 @@ static dm_status sandbox_parse_webhook(dm_call *call, dm_str raw_body, const dm_
     if (v14) {
         ev.payment_id = field(call, raw_body, "data.object.payment_id");
         if (ev.payment_id.len > REF_MAX || has_ctl(ev.payment_id.ptr, ev.payment_id.len)) {
-            set_msg(msg, "the event's payment_id is not a reference");
+            dm_msg_set(msg, "the event's payment_id is not a reference");
             return DM_ERR_INVALID;
         }
         if (ev.detail.len) {
@@ -1543,12 +1520,12 @@ static dm_status sandbox_refund(dm_call *call, dm_str provider_ref, int64_t amou
     }
     if (provider_ref.len == 0 || provider_ref.len > REF_MAX || !provider_ref.ptr ||
         has_ctl(provider_ref.ptr, provider_ref.len)) {
-        set_msg(msg, "the provider reference must be 1 to %d characters", REF_MAX);
+        dm_msg_set(msg, "the provider reference must be 1 to %d characters", REF_MAX);
         return DM_ERR_INVALID;
     }
     if (amount_micros <= 0 || amount_micros > AMOUNT_MAX || !currency.ptr ||
         !is_currency(currency.ptr, currency.len)) {
-        set_msg(msg, "a refund needs a positive amount and an ISO 4217 currency");
+        dm_msg_set(msg, "a refund needs a positive amount and an ISO 4217 currency");
         return DM_ERR_INVALID;
     }
     st = make_event(call, &c, "charge.refunded", provider_ref, none, amount_micros, currency, NULL,
@@ -1564,7 +1541,7 @@ static dm_status sandbox_refund(dm_call *call, dm_str provider_ref, int64_t amou
         return DM_OK;
     }
     if (!msg->text[0]) {
-        set_msg(msg, "the refund webhook answered HTTP %d", status);
+        dm_msg_set(msg, "the refund webhook answered HTTP %d", status);
     }
     return status == 429 || status >= 500 ? DM_ERR_TEMPORARY : DM_ERR_PERMANENT;
 }
@@ -1580,11 +1557,11 @@ static dm_status sandbox_init(const dm_host *h, dm_call *call, dm_message *msg)
 
     host = h;
     if (!enabled || strcmp(enabled, "yes") != 0) {
-        set_msg(msg,
-                "the sandbox payment gateway accepts payments that move no money and must never "
-                "run in production; to use it for development or a demo, add "
-                "DeepMinePluginSet %s enabled yes",
-                name ? name : "<name>");
+        dm_msg_set(msg,
+                   "the sandbox payment gateway accepts payments that move no money and must never "
+                   "run in production; to use it for development or a demo, add "
+                   "DeepMinePluginSet %s enabled yes",
+                   name ? name : "<name>");
         return DM_ERR_CONFIG;
     }
     st = read_conf(call, &c, msg);

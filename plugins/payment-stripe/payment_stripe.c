@@ -23,6 +23,7 @@
  *   static is the host table (the .so may be declared twice).
  */
 #include <deepmine/plugin.h>
+#include <deepmine/plugin_util.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -52,17 +53,6 @@
 static const dm_host *host;
 
 /* ---- small helpers ---- */
-
-static void set_msg(dm_message *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_msg(dm_message *msg, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg->text, sizeof(msg->text), fmt, ap);
-    va_end(ap);
-}
 
 /* The clock of the webhook tolerance and of expires_at. */
 static int64_t now_sec(void)
@@ -153,11 +143,6 @@ static int has_ctl(const char *s, size_t n)
     return 0;
 }
 
-static int str_eq(dm_str s, const char *lit)
-{
-    return s.ptr && s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
-}
-
 /* A decimal integer, the whole text, '-' allowed, no overflow. */
 static int parse_int64(const char *s, size_t n, int64_t *out)
 {
@@ -202,7 +187,7 @@ static dm_str field(dm_call *call, dm_str json, const char *path)
     dm_str s = {NULL, 0};
 
     s.ptr = host->json_get(call, json, path, &s.len);
-    if (!s.ptr || memchr(s.ptr, '\0', s.len) || str_eq(s, "null")) {
+    if (!s.ptr || memchr(s.ptr, '\0', s.len) || dm_str_eq(s, "null")) {
         s.ptr = NULL;
         s.len = 0;
     }
@@ -239,19 +224,6 @@ static dm_str upper_currency(dm_call *call, dm_str cur)
     out.ptr = u;
     out.len = 3;
     return out;
-}
-
-static const dm_header *find_header(const dm_header *hs, size_t n, const char *name)
-{
-    size_t len = strlen(name);
-
-    for (size_t i = 0; hs && i < n; i++) {
-        if (hs[i].name.len == len && hs[i].name.ptr &&
-            strncasecmp(hs[i].name.ptr, name, len) == 0) {
-            return &hs[i];
-        }
-    }
-    return NULL;
 }
 
 static int is_lower_hex(const char *s, size_t n)
@@ -315,15 +287,17 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     c->public_url = host->setting(call, "_public_url");
     c->secret_key = host->setting(call, "secret_key");
     if (!key_ok(c->secret_key)) {
-        set_msg(msg, "secret_key must be a Stripe secret key (sk_test_…, sk_live_…) or restricted "
-                     "key (rk_…), without spaces; give it as env:VAR or file:/path");
+        dm_msg_set(msg,
+                   "secret_key must be a Stripe secret key (sk_test_…, sk_live_…) or restricted "
+                   "key (rk_…), without spaces; give it as env:VAR or file:/path");
         return DM_ERR_CONFIG;
     }
     c->webhook_secret = host->setting(call, "webhook_secret");
     if (!c->webhook_secret || strncmp(c->webhook_secret, "whsec_", 6) != 0 ||
         strlen(c->webhook_secret) < 7 || has_ctl(c->webhook_secret, strlen(c->webhook_secret))) {
-        set_msg(msg, "webhook_secret must be the endpoint's signing secret, whsec_…, from "
-                     "Stripe's dashboard (Developers, Webhooks); give it as env:VAR or file:/path");
+        dm_msg_set(msg,
+                   "webhook_secret must be the endpoint's signing secret, whsec_…, from "
+                   "Stripe's dashboard (Developers, Webhooks); give it as env:VAR or file:/path");
         return DM_ERR_CONFIG;
     }
     c->webhook_secret_len = strlen(c->webhook_secret);
@@ -336,20 +310,21 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     }
     if (n == 0 || n + 64 > sizeof(c->api_base) || has_ctl(base, n) || memchr(base, ' ', n) ||
         memchr(base, '?', n) || memchr(base, '#', n)) {
-        set_msg(msg, "api_base must be a plain URL, like " API_BASE_DEFAULT);
+        dm_msg_set(msg, "api_base must be a plain URL, like " API_BASE_DEFAULT);
         return DM_ERR_CONFIG;
     }
     snprintf(c->api_base, sizeof(c->api_base), "%.*s", (int)n, base);
     if (!url_allowed(c->api_base)) {
-        set_msg(msg, "api_base must start with https:// (http:// only to 127.0.0.1 or localhost, "
-                     "for a stand-in)");
+        dm_msg_set(msg,
+                   "api_base must start with https:// (http:// only to 127.0.0.1 or localhost, "
+                   "for a stand-in)");
         return DM_ERR_CONFIG;
     }
     c->timeout_ms = TIMEOUT_DEFAULT_MS;
     v = host->setting(call, "timeout_ms");
     if (v && !parse_long(v, 100, TIMEOUT_MAX_MS, &c->timeout_ms)) {
-        set_msg(msg, "timeout_ms must be a whole number of milliseconds from 100 to %ld",
-                TIMEOUT_MAX_MS);
+        dm_msg_set(msg, "timeout_ms must be a whole number of milliseconds from 100 to %ld",
+                   TIMEOUT_MAX_MS);
         return DM_ERR_CONFIG;
     }
     c->item_name = host->setting(call, "item_name");
@@ -357,7 +332,7 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
         c->item_name = ITEM_NAME_DEFAULT;
     }
     if (strlen(c->item_name) > 200 || has_ctl(c->item_name, strlen(c->item_name))) {
-        set_msg(msg, "item_name must be at most 200 characters without control characters");
+        dm_msg_set(msg, "item_name must be at most 200 characters without control characters");
         return DM_ERR_CONFIG;
     }
     return DM_OK;
@@ -401,7 +376,7 @@ static dm_status api(dm_call *call, const conf *c, const char *method, const cha
     dm_status st;
 
     if (!url || !auth || (form && form->oom)) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(url, ulen, "%s%s", c->api_base, path);
@@ -443,7 +418,7 @@ static dm_status api(dm_call *call, const conf *c, const char *method, const cha
         /* the host's message names the URL and the network error only */
         char why[sizeof(msg->text)];
         snprintf(why, sizeof(why), "%s", msg->text[0] ? msg->text : "network error or timeout");
-        set_msg(msg, "Stripe did not answer %s (%s)", what, why);
+        dm_msg_set(msg, "Stripe did not answer %s (%s)", what, why);
         return DM_ERR_TEMPORARY;
     }
     if (resp->status >= 200 && resp->status <= 299) {
@@ -454,10 +429,10 @@ static dm_status api(dm_call *call, const conf *c, const char *method, const cha
         dm_str text = field(call, resp->body, "error.message");
         int temporary =
             resp->status == 409 || resp->status == 429 || resp->status >= 500 || resp->status < 400;
-        set_msg(msg, "Stripe answered %s with %d %s: %s%s", what, resp->status,
-                type.ptr ? clean(call, type) : "(no error type)",
-                text.ptr ? clean(call, text) : "(no message)",
-                resp->status == 401 || resp->status == 403 ? " (check secret_key)" : "");
+        dm_msg_set(msg, "Stripe answered %s with %d %s: %s%s", what, resp->status,
+                   type.ptr ? clean(call, type) : "(no error type)",
+                   text.ptr ? clean(call, text) : "(no message)",
+                   resp->status == 401 || resp->status == 403 ? " (check secret_key)" : "");
         return temporary ? DM_ERR_TEMPORARY : DM_ERR_PERMANENT;
     }
 }
@@ -543,20 +518,20 @@ static dm_status stripe_create_checkout(dm_call *call, const dm_payment_checkout
         return st;
     }
     if (!DM_HAS_FIELD(out, dm_payment_checkout_result, provider_ref)) {
-        set_msg(msg, "the host's checkout result has no room for the provider reference");
+        dm_msg_set(msg, "the host's checkout result has no room for the provider reference");
         return DM_ERR_INTERNAL;
     }
     memset(&in, 0, sizeof(in));
     memcpy(&in, in_raw, in_raw->size < sizeof(in) ? in_raw->size : sizeof(in));
     if (!ref_ok(in.order_id) || in.order_id.len > 200) {
-        set_msg(msg, "the order id must be 1 to 200 characters without control characters");
+        dm_msg_set(msg, "the order id must be 1 to 200 characters without control characters");
         return DM_ERR_INVALID;
     }
     mr = stripe_to_minor(in.currency.ptr, in.currency.len, in.amount_micros, &minor);
     if (mr != STRIPE_MINOR_OK) {
-        set_msg(msg, "Stripe cannot charge %lld micro-units of %.*s: %s",
-                (long long)in.amount_micros, (int)(in.currency.len <= 3 ? in.currency.len : 3),
-                in.currency.ptr ? in.currency.ptr : "", minor_why(mr, in.currency));
+        dm_msg_set(msg, "Stripe cannot charge %lld micro-units of %.*s: %s",
+                   (long long)in.amount_micros, (int)(in.currency.len <= 3 ? in.currency.len : 3),
+                   in.currency.ptr ? in.currency.ptr : "", minor_why(mr, in.currency));
         return DM_ERR_INVALID;
     }
     ok_url = in.success_url.len ? dup_str(call, in.success_url) : NULL;
@@ -570,8 +545,8 @@ static dm_status stripe_create_checkout(dm_call *call, const dm_payment_checkout
     if (!ok_url || !cancel_url || strlen(ok_url) > URL_MAX || strlen(cancel_url) > URL_MAX ||
         has_ctl(ok_url, strlen(ok_url)) || has_ctl(cancel_url, strlen(cancel_url)) ||
         !is_http_url(ok_url) || !is_http_url(cancel_url)) {
-        set_msg(msg, "Stripe Checkout needs http(s) success and cancel URLs (set "
-                     "DeepMinePublicURL)");
+        dm_msg_set(msg, "Stripe Checkout needs http(s) success and cancel URLs (set "
+                        "DeepMinePublicURL)");
         return DM_ERR_INVALID;
     }
     for (size_t i = 0; i < 3; i++) {
@@ -589,7 +564,7 @@ static dm_status stripe_create_checkout(dm_call *call, const dm_payment_checkout
     parts[4] = lower;
     idem = digest_hex(call, parts, 5);
     if (!order || !name || !idem) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(name, nlen, "%s %s", c.item_name, order);
@@ -615,7 +590,7 @@ static dm_status stripe_create_checkout(dm_call *call, const dm_payment_checkout
         char *key = host->alloc(call, 80);
         if (!key) {
             free(form.p);
-            set_msg(msg, "out of memory");
+            dm_msg_set(msg, "out of memory");
             return DM_ERR_INTERNAL;
         }
         snprintf(key, 80, "dm-co-%s", idem);
@@ -630,8 +605,8 @@ static dm_status stripe_create_checkout(dm_call *call, const dm_payment_checkout
     url = field(call, resp.body, "url");
     if (!ref_ok(id) || id.len < 4 || memcmp(id.ptr, "cs_", 3) != 0 || !url.ptr ||
         url.len > URL_MAX || has_ctl(url.ptr, url.len) || !is_http_url(dup_str(call, url))) {
-        set_msg(msg, "Stripe answered the checkout session with %d but no session id and url",
-                resp.status);
+        dm_msg_set(msg, "Stripe answered the checkout session with %d but no session id and url",
+                   resp.status);
         return DM_ERR_TEMPORARY;
     }
     out->provider_ref = id;
@@ -661,8 +636,8 @@ static dm_status object_amount(dm_call *call, dm_str obj, const char *amount_pat
 
     if (!a.ptr || !parse_int64(a.ptr, a.len, &minor) || minor < 0 || !cur.ptr ||
         !stripe_from_minor(cur.ptr, cur.len, minor, &ev->amount_micros)) {
-        set_msg(msg, "the event's %s and currency are not an amount Stripe would send",
-                amount_path);
+        dm_msg_set(msg, "the event's %s and currency are not an amount Stripe would send",
+                   amount_path);
         return DM_ERR_INVALID;
     }
     ev->currency = cur;
@@ -689,7 +664,7 @@ static dm_status session_event(dm_call *call, dm_str s, dm_payment_event_status 
     ev->payment_id = field(call, s, "payment_intent");
     ev->status = status;
     if (!ref_ok(ev->provider_ref)) {
-        set_msg(msg, "the checkout session has no id");
+        dm_msg_set(msg, "the checkout session has no id");
         return DM_ERR_INVALID;
     }
     if (status == DM_PAY_PAID || status == DM_PAY_PENDING) {
@@ -722,7 +697,7 @@ static dm_status session_of_payment(dm_call *call, const conf *c, dm_str pi, dm_
     n = pi.len + 64;
     path = host->alloc(call, n);
     if (!path) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(path, n, "/v1/checkout/sessions?payment_intent=%.*s&limit=1", (int)pi.len, pi.ptr);
@@ -759,7 +734,7 @@ static dm_status charge_refunded(dm_call *call, const conf *c, dm_str body, dm_s
     if (!parse_int64(now_s.ptr, now_s.len, &now_r) ||
         !parse_int64(amount_s.ptr, amount_s.len, &amount) || now_r > amount ||
         (before_s.ptr && (!parse_int64(before_s.ptr, before_s.len, &before_r) || before_r < 0))) {
-        set_msg(msg, "the charge's amounts are malformed");
+        dm_msg_set(msg, "the charge's amounts are malformed");
         return DM_ERR_INVALID;
     }
     if (!ev->order_id.ptr) {
@@ -815,9 +790,9 @@ static dm_status dispute_event(dm_call *call, const conf *c, dm_str dp, int clos
     }
     if (!closed) {
         ev->status = DM_PAY_DISPUTE_OPENED;
-    } else if (str_eq(status, "won") || str_eq(status, "warning_closed")) {
+    } else if (dm_str_eq(status, "won") || dm_str_eq(status, "warning_closed")) {
         ev->status = DM_PAY_DISPUTE_WON;
-    } else if (str_eq(status, "lost")) {
+    } else if (dm_str_eq(status, "lost")) {
         ev->status = DM_PAY_DISPUTE_LOST;
     } else {
         ev->status = DM_PAY_IGNORED;
@@ -844,7 +819,7 @@ static dm_status dispute_event(dm_call *call, const conf *c, dm_str dp, int clos
 static dm_status verify_signature(dm_call *call, const conf *c, dm_str body, const dm_header *hs,
                                   size_t n, dm_message *msg)
 {
-    const dm_header *h = find_header(hs, n, SIG_HEADER);
+    const dm_header *h = dm_header_find(hs, n, SIG_HEADER);
     const char *p, *end, *t = NULL, *v1[V1_MAX];
     size_t t_len = 0, n_v1 = 0;
     int64_t ts;
@@ -853,7 +828,7 @@ static dm_status verify_signature(dm_call *call, const conf *c, dm_str body, con
     int ok = 0;
 
     if (!h || !h->value.ptr || h->value.len == 0) {
-        set_msg(msg, "no " SIG_HEADER " header");
+        dm_msg_set(msg, "no " SIG_HEADER " header");
         return DM_ERR_INVALID;
     }
     /* "t=<unix>,v1=<hex>[,v1=<hex>…][,v0=…]": elements split on ',', each
@@ -870,7 +845,7 @@ static dm_status verify_signature(dm_call *call, const conf *c, dm_str body, con
         }
         if (eq && eq - p == 1 && *p == 't') {
             if (t) {
-                set_msg(msg, SIG_HEADER " has more than one timestamp");
+                dm_msg_set(msg, SIG_HEADER " has more than one timestamp");
                 return DM_ERR_INVALID;
             }
             t = eq + 1;
@@ -882,16 +857,16 @@ static dm_status verify_signature(dm_call *call, const conf *c, dm_str body, con
         p = comma ? comma + 1 : end;
     }
     if (!t || t_len == 0 || t_len > 12 || !parse_int64(t, t_len, &ts) || ts <= 0) {
-        set_msg(msg, SIG_HEADER " has no valid timestamp t=");
+        dm_msg_set(msg, SIG_HEADER " has no valid timestamp t=");
         return DM_ERR_INVALID;
     }
     if (n_v1 == 0) {
-        set_msg(msg, SIG_HEADER " has no v1 signature");
+        dm_msg_set(msg, SIG_HEADER " has no v1 signature");
         return DM_ERR_INVALID;
     }
     signed_text = malloc(t_len + 1 + body.len);
     if (!signed_text) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_TEMPORARY;
     }
     memcpy(signed_text, t, t_len);
@@ -904,23 +879,24 @@ static dm_status verify_signature(dm_call *call, const conf *c, dm_str body, con
     free(signed_text);
     expected = host->hex_encode(call, mac, sizeof(mac));
     if (!expected) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_TEMPORARY;
     }
     for (size_t i = 0; i < n_v1; i++) {
         ok |= host->equal_ct(expected, v1[i], 64); /* no early exit */
     }
     if (!ok) {
-        set_msg(msg, "the " SIG_HEADER " does not match the body (wrong webhook_secret, or the "
-                     "body was altered)");
+        dm_msg_set(msg, "the " SIG_HEADER " does not match the body (wrong webhook_secret, or the "
+                        "body was altered)");
         return DM_ERR_INVALID;
     }
     if (ts < now_sec() - TOLERANCE_S) {
-        set_msg(msg, "the " SIG_HEADER " timestamp is more than %d s old", TOLERANCE_S);
+        dm_msg_set(msg, "the " SIG_HEADER " timestamp is more than %d s old", TOLERANCE_S);
         return DM_ERR_INVALID;
     }
     if (ts > now_sec() + TOLERANCE_S) {
-        set_msg(msg, "the " SIG_HEADER " timestamp is more than %d s in the future", TOLERANCE_S);
+        dm_msg_set(msg, "the " SIG_HEADER " timestamp is more than %d s in the future",
+                   TOLERANCE_S);
         return DM_ERR_INVALID;
     }
     return DM_OK;
@@ -938,8 +914,8 @@ static dm_status stripe_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
         return st;
     }
     if (!DM_HAS_FIELD(out, dm_payment_event, detail)) {
-        set_msg(msg, "this host's payment events are older than ABI 1.4; payment-stripe needs "
-                     "payment_id");
+        dm_msg_set(msg, "this host's payment events are older than ABI 1.4; payment-stripe needs "
+                        "payment_id");
         return DM_ERR_INTERNAL;
     }
     st = verify_signature(call, &c, raw_body, headers, n_headers, msg);
@@ -952,28 +928,28 @@ static dm_status stripe_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
     type = field(call, raw_body, "type");
     obj = field(call, raw_body, "data.object");
     if (!ref_ok(ev.event_id) || !type.ptr || !obj.ptr) {
-        set_msg(msg, "the event has no id, type or data.object");
+        dm_msg_set(msg, "the event has no id, type or data.object");
         return DM_ERR_INVALID;
     }
     ev.status = DM_PAY_IGNORED;
-    if (str_eq(type, "checkout.session.completed")) {
+    if (dm_str_eq(type, "checkout.session.completed")) {
         /* paid only when the money is there; a delayed method says
          * "unpaid" and its async_payment_* event follows */
         st = session_event(call, obj,
-                           str_eq(field(call, obj, "payment_status"), "paid") ? DM_PAY_PAID
-                                                                              : DM_PAY_PENDING,
+                           dm_str_eq(field(call, obj, "payment_status"), "paid") ? DM_PAY_PAID
+                                                                                 : DM_PAY_PENDING,
                            &ev, msg);
-    } else if (str_eq(type, "checkout.session.async_payment_succeeded")) {
+    } else if (dm_str_eq(type, "checkout.session.async_payment_succeeded")) {
         st = session_event(call, obj, DM_PAY_PAID, &ev, msg);
-    } else if (str_eq(type, "checkout.session.async_payment_failed")) {
+    } else if (dm_str_eq(type, "checkout.session.async_payment_failed")) {
         st = session_event(call, obj, DM_PAY_FAILED, &ev, msg);
-    } else if (str_eq(type, "checkout.session.expired")) {
+    } else if (dm_str_eq(type, "checkout.session.expired")) {
         st = session_event(call, obj, DM_PAY_EXPIRED, &ev, msg);
-    } else if (str_eq(type, "charge.refunded")) {
+    } else if (dm_str_eq(type, "charge.refunded")) {
         st = charge_refunded(call, &c, raw_body, obj, &ev, msg);
-    } else if (str_eq(type, "charge.dispute.created")) {
+    } else if (dm_str_eq(type, "charge.dispute.created")) {
         st = dispute_event(call, &c, obj, 0, &ev, msg);
-    } else if (str_eq(type, "charge.dispute.closed")) {
+    } else if (dm_str_eq(type, "charge.dispute.closed")) {
         st = dispute_event(call, &c, obj, 1, &ev, msg);
     }
     if (st != DM_OK) {
@@ -982,7 +958,7 @@ static dm_status stripe_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
     if ((ev.payment_id.ptr && !ref_ok(ev.payment_id)) ||
         (ev.order_id.ptr && !ref_ok(ev.order_id)) ||
         (ev.provider_ref.ptr && !ref_ok(ev.provider_ref))) {
-        set_msg(msg, "the event carries a malformed id");
+        dm_msg_set(msg, "the event carries a malformed id");
         return DM_ERR_INVALID;
     }
     put_event(out, &ev);
@@ -1013,12 +989,12 @@ static dm_status get_session(dm_call *call, const conf *c, dm_str ref, dm_http_r
     char *path;
 
     if (!safe_id(ref)) {
-        set_msg(msg, "the provider reference is not a Checkout Session id");
+        dm_msg_set(msg, "the provider reference is not a Checkout Session id");
         return DM_ERR_INVALID;
     }
     path = host->alloc(call, n);
     if (!path) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(path, n, "/v1/checkout/sessions/%.*s", (int)ref.len, ref.ptr);
@@ -1039,7 +1015,7 @@ static dm_status stripe_query(dm_call *call, dm_str provider_ref, dm_payment_eve
         return st;
     }
     if (!DM_HAS_FIELD(out, dm_payment_event, detail)) {
-        set_msg(msg, "this host's payment events are older than ABI 1.4");
+        dm_msg_set(msg, "this host's payment events are older than ABI 1.4");
         return DM_ERR_INTERNAL;
     }
     st = get_session(call, &c, provider_ref, &resp, msg);
@@ -1048,14 +1024,14 @@ static dm_status stripe_query(dm_call *call, dm_str provider_ref, dm_payment_eve
     }
     status = field(call, resp.body, "status");
     pay = field(call, resp.body, "payment_status");
-    if (str_eq(status, "complete") && str_eq(pay, "paid")) {
+    if (dm_str_eq(status, "complete") && dm_str_eq(pay, "paid")) {
         s = DM_PAY_PAID;
-    } else if (str_eq(status, "expired")) {
+    } else if (dm_str_eq(status, "expired")) {
         s = DM_PAY_EXPIRED;
-    } else if (str_eq(status, "open") || str_eq(status, "complete")) {
+    } else if (dm_str_eq(status, "open") || dm_str_eq(status, "complete")) {
         s = DM_PAY_PENDING;
     } else {
-        set_msg(msg, "Stripe answered the checkout session query with no status we know");
+        dm_msg_set(msg, "Stripe answered the checkout session query with no status we know");
         return DM_ERR_TEMPORARY;
     }
     memset(&ev, 0, sizeof(ev));
@@ -1082,15 +1058,15 @@ static dm_status do_refund(dm_call *call, const conf *c, dm_str provider_ref, dm
     dm_status st;
 
     if (amount_micros < 0) {
-        set_msg(msg, "a refund amount cannot be negative");
+        dm_msg_set(msg, "a refund amount cannot be negative");
         return DM_ERR_INVALID;
     }
     if (amount_micros > 0) {
         mr = stripe_to_minor(currency.ptr, currency.len, amount_micros, &minor);
         if (mr != STRIPE_MINOR_OK) {
-            set_msg(msg, "Stripe cannot refund %lld micro-units of %.*s: %s",
-                    (long long)amount_micros, (int)(currency.len <= 3 ? currency.len : 3),
-                    currency.ptr ? currency.ptr : "", minor_why(mr, currency));
+            dm_msg_set(msg, "Stripe cannot refund %lld micro-units of %.*s: %s",
+                       (long long)amount_micros, (int)(currency.len <= 3 ? currency.len : 3),
+                       currency.ptr ? currency.ptr : "", minor_why(mr, currency));
             return DM_ERR_INVALID;
         }
     }
@@ -1102,8 +1078,8 @@ static dm_status do_refund(dm_call *call, const conf *c, dm_str provider_ref, dm
         }
         pi = field(call, resp.body, "payment_intent");
         if (!safe_id(pi)) {
-            set_msg(msg, "checkout session %.*s has no payment to refund",
-                    (int)(provider_ref.len > 100 ? 100 : provider_ref.len), provider_ref.ptr);
+            dm_msg_set(msg, "checkout session %.*s has no payment to refund",
+                       (int)(provider_ref.len > 100 ? 100 : provider_ref.len), provider_ref.ptr);
             return DM_ERR_PERMANENT;
         }
     }
@@ -1122,12 +1098,12 @@ static dm_status do_refund(dm_call *call, const conf *c, dm_str provider_ref, dm
     id = field(call, resp.body, "id");
     status = field(call, resp.body, "status");
     if (!ref_ok(id)) {
-        set_msg(msg, "Stripe answered the refund with %d but no refund id", resp.status);
+        dm_msg_set(msg, "Stripe answered the refund with %d but no refund id", resp.status);
         return DM_ERR_TEMPORARY;
     }
-    if (str_eq(status, "failed") || str_eq(status, "canceled")) {
-        set_msg(msg, "Stripe refused refund %.*s: status %.*s", (int)(id.len > 64 ? 64 : id.len),
-                id.ptr, (int)(status.len > 20 ? 20 : status.len), status.ptr);
+    if (dm_str_eq(status, "failed") || dm_str_eq(status, "canceled")) {
+        dm_msg_set(msg, "Stripe refused refund %.*s: status %.*s", (int)(id.len > 64 ? 64 : id.len),
+                   id.ptr, (int)(status.len > 20 ? 20 : status.len), status.ptr);
         return DM_ERR_PERMANENT;
     }
     if (refund_id) {
@@ -1187,7 +1163,7 @@ static dm_status stripe_refund_ex(dm_call *call, const dm_payment_refund_request
     memcpy(&r, req_raw, req_raw->size < sizeof(r) ? req_raw->size : sizeof(r));
     key = refund_key(call, r.idempotency_key);
     if (!key) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     return do_refund(call, &c, r.provider_ref, r.payment_id, r.amount_micros, r.currency, key,
@@ -1209,7 +1185,7 @@ static dm_status stripe_refund(dm_call *call, dm_str provider_ref, int64_t amoun
     }
     key = refund_key(call, none);
     if (!key) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     return do_refund(call, &c, provider_ref, none, amount_micros, currency, key, none, NULL, msg);
@@ -1228,8 +1204,8 @@ static dm_status stripe_init(const dm_host *h, dm_call *call, dm_message *msg)
         return st;
     }
     if (!c.public_url) {
-        set_msg(msg, "DeepMinePublicURL is not set: Stripe Checkout needs the URLs to send the "
-                     "buyer back to");
+        dm_msg_set(msg, "DeepMinePublicURL is not set: Stripe Checkout needs the URLs to send the "
+                        "buyer back to");
         return DM_ERR_CONFIG;
     }
     if (!strncmp(c.secret_key, "sk_test_", 8) || !strncmp(c.secret_key, "rk_test_", 8)) {

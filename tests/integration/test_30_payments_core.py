@@ -197,9 +197,12 @@ def test_dispute_holds_commissions_until_won(srv):
     srv.advance(3600)
     wait_for(lambda: ran_since(srv, "commission-release", 600), what="a commission release")
     assert commissions_of(srv, order["id"]) == ["held", "held"]
-    assert srv.sql("SELECT COUNT(*) FROM mail_queue WHERE template = 'staff_alert' AND "
+    # the dispute alert (its own template) to the finance account
+    assert srv.sql("SELECT template, json_extract(variables, '$.amount_micros'), "
+                   "json_extract(variables, '$.gateway') FROM mail_queue WHERE "
                    "json_extract(variables, '$.reason') = 'dispute_opened' AND "
-                   "json_extract(variables, '$.order_id') = %d" % order["id"])[0][0] == 1
+                   "json_extract(variables, '$.order_id') = %d" % order["id"]) == \
+        [("dispute_alert", order["amount_micros"], "sandbox")]
     ans = plugin_post(srv, "dispute", {"provider_ref": ref, "payment_id": pid,
                                        "status": "won", "amount_micros": order["amount_micros"]})
     assert ans == {"status": 200, "outcome": "dispute_won"}
@@ -213,7 +216,7 @@ def test_dispute_holds_commissions_until_won(srv):
 
 def test_dispute_lost_refunds_the_order_and_takes_the_commissions_back(srv):
     sponsor, _ = member(srv)
-    _, h = member(srv, referral_code=sponsor["user"]["referral_code"])
+    buyer, h = member(srv, referral_code=sponsor["user"]["referral_code"])
     order, url = sandbox_order(srv, h, srv.packages[0])
     assert requests.post(url + "/pay", timeout=15).status_code == 200
     ref = provider_ref(srv, order["id"])
@@ -230,6 +233,15 @@ def test_dispute_lost_refunds_the_order_and_takes_the_commissions_back(srv):
     assert commissions_of(srv, order["id"]) == ["clawed_back"]
     assert srv.sql("SELECT COUNT(*) FROM order_refunds WHERE order_id = %d"
                    % order["id"])[0][0] == 1
+    # staff: the dispute alert when opened and when lost; the member: one
+    # refund notice for the whole price
+    assert srv.sql("SELECT json_extract(variables, '$.reason') FROM mail_queue WHERE "
+                   "template = 'dispute_alert' AND json_extract(variables, '$.order_id') = %d "
+                   "ORDER BY id" % order["id"]) == [("dispute_opened",), ("dispute_lost",)]
+    assert srv.sql("SELECT recipient, json_extract(variables, '$.amount_micros'), "
+                   "json_extract(variables, '$.fully_refunded') FROM mail_queue WHERE "
+                   "template = 'order_refunded' AND json_extract(variables, '$.order_id') = %d"
+                   % order["id"]) == [(buyer["user"]["email"], order["amount_micros"], 1)]
     assert_ledger_verifies(srv)
 
 
@@ -250,4 +262,99 @@ def test_under_or_over_payment_needs_review_and_credits_nothing(srv, how, reason
     assert srv.sql("SELECT COUNT(*) FROM mail_queue WHERE template = 'staff_alert' AND "
                    "json_extract(variables, '$.reason') = '%s' AND "
                    "json_extract(variables, '$.order_id') = %d" % (reason, order["id"]))[0][0] == 1
+    assert_ledger_verifies(srv)
+
+
+# ---- payment methods, the pending cap, the janitor's expiries (issue 12) ----
+
+
+def test_payment_methods_lists_the_enabled_gateways_to_anyone(srv):
+    r = requests.get(srv.url + "/api/payment-methods", timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
+    assert r.json() == {"methods": [{"name": "sandbox", "display_name": "Sandbox (no money moves)",
+                                     "kind": "card", "currencies": [], "any_currency": True,
+                                     "sandbox": True}]}
+
+
+def test_a_member_may_hold_at_most_three_unpaid_orders_then_429(srv):
+    _, h = member(srv)
+    pkg = srv.packages[0]
+    held = [sandbox_order(srv, h, pkg)[0]["id"] for _ in range(3)]
+    before = srv.sql("SELECT COUNT(*) FROM orders")[0][0]
+    r = srv.request("POST", "/api/orders", headers=h,
+                    json={"package_id": pkg["id"], "gateway": "sandbox"})
+    assert r.status_code == 429, r.text
+    err = r.json()["error"]
+    assert err["code"] == "rate_limited"
+    assert err["message"] == ("you have 3 unpaid orders waiting for payment (at most 3): pay "
+                              "one or wait until its checkout expires")
+    assert srv.sql("SELECT COUNT(*) FROM orders")[0][0] == before
+    # paying from the balance is not a pending gateway order: not capped
+    r = srv.request("POST", "/api/orders", headers=h,
+                    json={"package_id": pkg["id"], "pay_from_balance": True})
+    assert r.status_code == 409 and "insufficient balance" in r.json()["error"]["message"]
+    # one paid: room for one more
+    url = srv.sql("SELECT checkout_url FROM orders WHERE id = %d" % held[0])[0][0]
+    assert requests.post(url + "/pay", timeout=15).status_code == 200
+    sandbox_order(srv, h, pkg)
+    assert srv.request("POST", "/api/orders", headers=h,
+                       json={"package_id": pkg["id"], "gateway": "sandbox"}).status_code == 429
+    assert_ledger_verifies(srv)
+
+
+def test_five_orders_at_once_leave_exactly_three_pending(srv):
+    _, h = member(srv)
+    pkg = srv.packages[0]
+    barrier = threading.Barrier(5)
+
+    def one(_):
+        barrier.wait()
+        return srv.request("POST", "/api/orders", headers=h,
+                           json={"package_id": pkg["id"], "gateway": "sandbox"}).status_code
+    with concurrent.futures.ThreadPoolExecutor(5) as ex:
+        codes = sorted(ex.map(one, range(5)))
+    assert codes == [201, 201, 201, 429, 429]
+
+
+def test_an_order_without_a_checkout_is_expired_once_its_hold_ran_out(srv):
+    """The server stopped between the order and the gateway's answer: no
+    provider reference. The janitor expires it after the checkout hold
+    (DeepMineCheckoutHold, 1800 s), not before."""
+    _, h = member(srv)
+    order, _ = sandbox_order(srv, h, srv.packages[0])
+    srv.sql("UPDATE orders SET provider_ref = NULL, checkout_url = NULL WHERE id = %d"
+            % order["id"])
+    hold = srv.sql("SELECT hold_until - created_at FROM orders WHERE id = %d" % order["id"])[0][0]
+    assert hold == 1800
+    srv.advance(601)  # settled-due, but the hold has not run out
+    wait_for(lambda: ran_since(srv, "payment-janitor", 60), what="a janitor run")
+    assert order_row(srv, order["id"])[0] == "pending"
+    srv.advance(1200)  # 1801 s: past the hold
+    wait_for(lambda: order_row(srv, order["id"])[0] == "expired", what="the expiry")
+    assert srv.sql("SELECT kind, source, detail FROM order_events WHERE order_id = %d"
+                   % order["id"]) == [("expired", "janitor",
+                                       "no checkout was created before its lifetime ran out")]
+    assert srv.sql("SELECT COUNT(*) FROM payment_events WHERE order_ref = '%d'"
+                   % order["id"])[0][0] == 0
+    assert purchases(srv, order["id"]) == 0
+    assert_ledger_verifies(srv)
+
+
+def test_an_order_of_a_gateway_that_cannot_be_asked_expires_after_hold_and_settle(srv):
+    """A gateway without query (here: one no longer loaded) is never asked:
+    its order is expired once its hold and DeepMinePaymentSettle (600 s)
+    have both passed, i.e. at created_at + 2400 s."""
+    _, h = member(srv)
+    order, _ = sandbox_order(srv, h, srv.packages[0])
+    srv.sql("UPDATE orders SET gateway = 'retired' WHERE id = %d" % order["id"])
+    srv.advance(1801)  # past the hold, not past hold + settle
+    wait_for(lambda: ran_since(srv, "payment-janitor", 60), what="a janitor run")
+    assert order_row(srv, order["id"])[0] == "pending"
+    srv.advance(600)
+    wait_for(lambda: order_row(srv, order["id"])[0] == "expired", what="the expiry")
+    assert srv.sql("SELECT kind, source, detail FROM order_events WHERE order_id = %d"
+                   % order["id"]) == [("expired", "janitor",
+                                       "its gateway is not loaded; its checkout's lifetime "
+                                       "ran out")]
+    assert purchases(srv, order["id"]) == 0
     assert_ledger_verifies(srv)

@@ -91,6 +91,8 @@ def srv(env):
 def member(s, referral_code=None):
     extra = {"referral_code": referral_code} if referral_code else {}
     b = register_member(s, "st", **extra)
+    # a gateway that moves money needs a verified e-mail (docs/payments.md)
+    s.sql("UPDATE users SET email_verified_at = 1 WHERE id = %d" % b["user"]["id"])
     return b["user"], bearer(b)
 
 
@@ -266,6 +268,26 @@ def test_stripe_down_on_checkout_is_503_and_no_half_made_order(srv, mode):
     srv.expect_log(r"DM00020: POST /api/orders failed: the payment gateway could not start the "
                    r"payment: Stripe (answered|did not answer) the checkout session")
     verify(srv)
+
+
+def test_a_member_without_a_verified_email_cannot_order_through_stripe(srv):
+    b = register_member(srv, "nv")
+    h = bearer(b)
+    r = srv.request("POST", "/api/orders", headers=h,
+                    json={"package_id": cheapest(srv)["id"], "gateway": "stripe"})
+    assert r.status_code == 403, r.text
+    err = error_of(r)
+    assert (err["code"], err["message"]) == \
+        ("forbidden", "verify your e-mail address before paying through a gateway")
+    assert srv.sql("SELECT COUNT(*) FROM orders WHERE user_id = %d" % b["user"]["id"]) == [(0,)]
+    assert standin_requests(srv, "/v1/checkout/sessions") == []
+
+
+def test_payment_methods_name_stripe_as_a_card_gateway(srv):
+    r = requests.get(srv.url + "/api/payment-methods", timeout=10)
+    assert r.status_code == 200, r.text
+    assert {"name": "stripe", "display_name": "Card (Stripe)", "kind": "card",
+            "currencies": [], "any_currency": True, "sandbox": False} in r.json()["methods"]
 
 
 # ---- paid ------------------------------------------------------------------------

@@ -93,6 +93,8 @@ def standin(pp):
 def member(s, referral_code=None):
     extra = {"referral_code": referral_code} if referral_code else {}
     b = register_member(s, "pp", **extra)
+    # a gateway that moves money needs a verified e-mail (docs/payments.md)
+    s.sql("UPDATE users SET email_verified_at = 1 WHERE id = %d" % b["user"]["id"])
     return b["user"], bearer(b)
 
 

@@ -23,7 +23,8 @@ import time
 import pytest
 import requests
 
-from conftest import PLUGINS, ROOT, Server, assert_clean_log, bearer, error_of, register_member
+from conftest import (PLUGINS, ROOT, Server, assert_clean_log, bearer, error_of, register_member,
+                      staff)
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "standins"))
 from coinbase_standin import CoinbaseStandin, signature  # noqa: E402
@@ -89,6 +90,8 @@ def webhook_target(cb):
 def member(s, referral_code=None):
     extra = {"referral_code": referral_code} if referral_code else {}
     b = register_member(s, "cb", **extra)
+    # a gateway that moves money needs a verified e-mail (docs/payments.md)
+    s.sql("UPDATE users SET email_verified_at = 1 WHERE id = %d" % b["user"]["id"])
     return b["user"], bearer(b)
 
 
@@ -520,3 +523,112 @@ def test_no_secret_in_the_log_or_the_events(cb):
     assert API_KEY not in text and SECRET not in text
     for (raw,) in cb.sql("SELECT raw_body FROM payment_events"):
         assert API_KEY not in raw and SECRET not in raw
+
+
+# ---- manual refunds, the statement (Commerce has no refund API) ---------------
+
+
+def refund(s, oid, **body):
+    body.setdefault("reason", "refunded in the Coinbase dashboard")
+    return staff(s, "finance").post(s.url + "/api/admin/orders/%d/refund" % oid, json=body,
+                                    timeout=20)
+
+
+def test_coinbase_cannot_refund_so_staff_record_manual_refunds(cb):
+    """No refund function: a refund through the plugin is 409; staff refund
+    in Coinbase's dashboard and record it (manual: true), posted at once by
+    the refund rules, audited with the reason, the member told each time."""
+    sponsor, _ = member(cb)
+    buyer, h = member(cb, sponsor["referral_code"])
+    pkg = cheapest(cb)
+    o, code = order(cb, h, pkg=pkg)
+    [d] = cb.standin.move(code, "confirmed")
+    assert answer(d)["outcome"] == "paid"
+    price = pkg["price_micros"]
+    r = refund(cb, o["id"])
+    assert r.status_code == 409, r.text
+    assert error_of(r)["message"] == ("the gateway coinbase cannot refund; refund order %d at "
+                                      "the provider" % o["id"])
+    # bad input: nothing written
+    for body, field in (({"manual": True, "amount_micros": price + 1}, None),
+                        ({"provider_refund_ref": "x"}, "provider_refund_ref"),
+                        ({"manual": "yes"}, "manual")):
+        r = refund(cb, o["id"], **body)
+        assert r.status_code in (400, 409), r.text
+        if field:
+            assert error_of(r)["field"] == field
+    assert cb.sql("SELECT COUNT(*) FROM order_refunds WHERE order_id = %d" % o["id"]) == [(0,)]
+
+    quarter = price // 4
+    r = refund(cb, o["id"], manual=True, amount_micros=quarter, reason="a quarter, ticket 12",
+               provider_refund_ref="0xabc123")
+    assert r.status_code == 200, r.text
+    assert r.json()["refunded"] is True
+    assert (r.json()["order"]["status"], r.json()["order"]["refunded_micros"]) == ("paid", quarter)
+    [(action, after)] = cb.sql("SELECT action, after_json FROM audit_log WHERE target_type = 'order' "
+                               "AND target_id = '%d'" % o["id"])
+    assert action == "order.refund_manual"
+    assert json.loads(after) == {"status": "paid", "amount_micros": quarter, "refund": "manual",
+                                 "reason": "a quarter, ticket 12",
+                                 "provider_refund_ref": "0xabc123"}
+    # the rest, without an amount
+    r = refund(cb, o["id"], manual=True)
+    assert r.status_code == 200 and r.json()["order"]["status"] == "refunded", r.text
+    assert cb.sql("SELECT amount_micros, source, event, reason FROM order_refunds WHERE "
+                  "order_id = %d ORDER BY id" % o["id"]) == [
+        (quarter, "staff", None, "a quarter, ticket 12"),
+        (price - quarter, "staff", None, "refunded in the Coinbase dashboard")]
+    assert contracts(cb, o["id"]) == [("refunded",)]
+    assert cb.sql("SELECT status FROM commissions WHERE order_id = %d" % o["id"]) == \
+        [("clawed_back",)]
+    assert cb.sql("SELECT kind, source FROM order_events WHERE order_id = %d AND "
+                  "kind = 'refunded_manually'" % o["id"]) == [("refunded_manually", "staff")] * 2
+    # the member was told twice: a part, then the whole
+    assert cb.sql("SELECT recipient, json_extract(variables, '$.amount_micros'), "
+                  "json_extract(variables, '$.refunded_micros'), "
+                  "json_extract(variables, '$.fully_refunded') FROM mail_queue WHERE "
+                  "template = 'order_refunded' AND json_extract(variables, '$.order_id') = %d "
+                  "ORDER BY id" % o["id"]) == [
+        (buyer["email"], quarter, quarter, 0), (buyer["email"], price - quarter, price, 1)]
+    # nothing left: a third is 409
+    assert refund(cb, o["id"], manual=True).status_code == 409
+    verify(cb)
+
+    # the member's statement: the purchase and both refunds, at the gateway
+    r = requests.get(cb.url + "/api/ledger", headers=h, timeout=10)
+    assert r.status_code == 200, r.text
+    lines = [(t["kind"], t["amount_micros"], t["account"], t["reference"])
+             for t in r.json()["transfers"]]
+    ref = "order:%d" % o["id"]
+    assert lines == [("refund", price - quarter, "gateway", ref),
+                     ("refund", quarter, "gateway", ref),
+                     ("purchase", -price, "gateway", ref)]
+    # paged one line at a time: the same lines, none twice
+    seen, cursor = [], None
+    while True:
+        q = {"limit": 1} if cursor is None else {"limit": 1, "cursor": cursor}
+        page = requests.get(cb.url + "/api/ledger", headers=h, params=q, timeout=10).json()
+        seen += [(t["kind"], t["amount_micros"]) for t in page["transfers"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [(k, a) for (k, a, _, _) in lines]
+    # the wallet did not move
+    assert requests.get(cb.url + "/api/me", headers=h, timeout=10).json()["user"][
+        "balance_micros"] == 0
+
+
+def test_a_balance_order_cannot_be_refunded_manually(cb):
+    _, h = member(cb)
+    pkg = cheapest(cb)
+    uid = requests.get(cb.url + "/api/me", headers=h, timeout=10).json()["user"]["id"]
+    cb.ctl("ledger", "adjust", "--user", str(uid), "--amount", str(pkg["price_micros"]),
+           "--reason", "test credit")
+    r = requests.post(cb.url + "/api/orders", headers=h, timeout=15,
+                      json={"package_id": pkg["id"], "pay_from_balance": True})
+    assert r.status_code == 201, r.text
+    oid = r.json()["order"]["id"]
+    r = refund(cb, oid, manual=True)
+    assert r.status_code == 400 and error_of(r)["field"] == "manual", r.text
+    assert cb.sql("SELECT COUNT(*) FROM order_refunds WHERE order_id = %d" % oid) == [(0,)]
+    verify(cb)

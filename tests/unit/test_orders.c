@@ -520,8 +520,10 @@ static void staff_member(void)
 static int64_t alerts(const char *reason)
 {
     return count(apr_psprintf(pool,
-                              "SELECT COUNT(*) FROM mail_queue WHERE template = 'staff_alert' AND "
+                              "SELECT COUNT(*) FROM mail_queue WHERE template = '%s' AND "
                               "json_extract(variables, '$.reason') = '%s'",
+                              /* disputes have a template of their own */
+                              strncmp(reason, "dispute_", 8) == 0 ? "dispute_alert" : "staff_alert",
                               reason));
 }
 
@@ -616,6 +618,10 @@ static void test_dispute_lost_is_a_full_refund_once(void **state)
     assert_null(dm_order_get(db, pool, o.id, 0, &now));
     assert_string_equal(now.status, "refunded");
     assert_string_equal(now.dispute, "lost");
+    /* the member is told the money went back, once */
+    assert_int_equal(count("SELECT COUNT(*) FROM mail_queue WHERE template = 'order_refunded' AND "
+                           "json_extract(variables, '$.fully_refunded') = 1"),
+                     1);
     assert_int_equal(now.refunded_micros, PRICE);
     assert_int_equal(count("SELECT COUNT(*) FROM contracts WHERE status = 'refunded'"), 1);
     assert_int_equal(count("SELECT COALESCE(SUM(amount_micros), 0) FROM order_refunds"), PRICE);

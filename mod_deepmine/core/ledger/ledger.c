@@ -1096,6 +1096,69 @@ static dm_err *statement_account(dm_db *db, apr_pool_t *p, int64_t account, int 
     return e;
 }
 
+/* The member's payments and refunds at a gateway: the order's payment
+ * transfer (gateway -> sales) and its refunds (sales -> gateway) touch no
+ * account of the member, yet they are the member's money; they show as
+ * lines of account "gateway" (the wallet did not move), signed from the
+ * member's side: the purchase negative, a refund positive. The orders and
+ * order_refunds tables (shop/) name them; a gateway line is the only line
+ * of its transfer, so its position is 2 * id. */
+#define STATEMENT_GATEWAY(sign, join)                                                              \
+    "SELECT t.id, t.kind, " sign "t.amount_micros, t.currency, t.reference, t.created_at "         \
+    "FROM orders o " join " WHERE o.user_id = ? AND o.gateway <> 'balance' AND t.id <= ? "         \
+    "AND 2 * t.id < ? "
+
+static dm_err *statement_gateway(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t cursor,
+                                 int limit, apr_array_header_t *lines)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(
+        db, p,
+        STATEMENT_GATEWAY("-", "JOIN transfers t ON t.id = "
+                               "o.payment_transfer_id") "UNION "
+                                                        "ALL"
+                                                        " " STATEMENT_GATEWAY("", "JOIN "
+                                                                                  "order_"
+                                                                                  "refunds f "
+                                                                                  "ON "
+                                                                                  "f.order_id "
+                                                                                  "= o.id "
+                                                                                  "JOIN "
+                                                                                  "transfers t "
+                                                                                  "ON t.id = "
+                                                                                  "f.transfer_"
+                                                                                  "id") "ORDER "
+                                                                                        "BY 1 "
+                                                                                        "DESC "
+                                                                                        "LIMIT "
+                                                                                        "?",
+        &st);
+
+    if (e) {
+        return e;
+    }
+    for (int side = 0; side < 2; side++) {
+        dm_stmt_bind_int64(st, 3 * side + 1, user_id);
+        dm_stmt_bind_int64(st, 3 * side + 2, cursor > 0 ? cursor / 2 : INT64_MAX);
+        dm_stmt_bind_int64(st, 3 * side + 3, cursor > 0 ? cursor : INT64_MAX);
+    }
+    dm_stmt_bind_int64(st, 7, (int64_t)limit + 1);
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        dm_statement_line *l = apr_array_push(lines);
+        l->transfer_id = dm_stmt_int64(st, 0);
+        l->kind = apr_pstrdup(p, dm_stmt_text(st, 1, NULL));
+        l->amount_micros = dm_stmt_int64(st, 2);
+        l->currency = apr_pstrdup(p, dm_stmt_text(st, 3, NULL));
+        l->account = "gateway";
+        l->reference = dm_stmt_dup_text(st, p, 4);
+        l->created_at = dm_stmt_int64(st, 5);
+        l->position = 2 * l->transfer_id;
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
 typedef struct member_account {
     int64_t id;
     int wallet;
@@ -1141,6 +1204,9 @@ dm_err *dm_ledger_statement(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t c
     for (int i = 0; !e && i < accounts->nelts; i++) {
         const member_account *a = &APR_ARRAY_IDX(accounts, i, member_account);
         e = statement_account(db, p, a->id, a->wallet, cursor, limit, all);
+    }
+    if (!e) {
+        e = statement_gateway(db, p, user_id, cursor, limit, all);
     }
     if (e) {
         return e;

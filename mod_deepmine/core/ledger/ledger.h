@@ -228,7 +228,8 @@ typedef struct dm_statement_line {
     const char *kind;
     int64_t amount_micros; /* signed: < 0 when it left the member's account */
     const char *currency;
-    const char *account; /* "wallet" | "held" */
+    const char *account; /* "wallet" | "held" | "gateway" (paid or refunded at a payment
+                            gateway: no account of the member moved) */
     const char *reference;
     int64_t created_at;
     int64_t position; /* where the line sorts: a cursor for the lines after it */

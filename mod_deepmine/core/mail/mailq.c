@@ -43,6 +43,12 @@ dm_err *dm_mail_enqueue(dm_db *db, apr_pool_t *p, const char *recipient, const c
 dm_err *dm_mail_staff_alert(dm_db *db, apr_pool_t *p, int with_finance, const json_t *vars,
                             const char *key)
 {
+    return dm_mail_staff_notice(db, p, with_finance, "staff_alert", vars, key);
+}
+
+dm_err *dm_mail_staff_notice(dm_db *db, apr_pool_t *p, int with_finance, const char *tmpl,
+                             const json_t *vars, const char *key)
+{
     dm_stmt *st;
     int row = 0;
     apr_array_header_t *to = apr_array_make(p, 4, sizeof(const char *));
@@ -63,8 +69,7 @@ dm_err *dm_mail_staff_alert(dm_db *db, apr_pool_t *p, int with_finance, const js
     dm_stmt_done(st);
     for (int i = 0; !e && i < to->nelts; i++) {
         const char *addr = APR_ARRAY_IDX(to, i, const char *);
-        e = dm_mail_enqueue(db, p, addr, "staff_alert", vars,
-                            apr_psprintf(p, "staff_alert:%s:%s", key, addr));
+        e = dm_mail_enqueue(db, p, addr, tmpl, vars, apr_psprintf(p, "%s:%s:%s", tmpl, key, addr));
     }
     return e;
 }

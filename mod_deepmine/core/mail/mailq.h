@@ -24,4 +24,9 @@ dm_err *dm_mail_enqueue(dm_db *db, apr_pool_t *p, const char *recipient, const c
 dm_err *dm_mail_staff_alert(dm_db *db, apr_pool_t *p, int with_finance, const json_t *vars,
                             const char *key);
 
+/* The same for another staff template (tmpl, e.g. "dispute_alert"): once
+ * per key and address ("<tmpl>:<key>:<address>"). */
+dm_err *dm_mail_staff_notice(dm_db *db, apr_pool_t *p, int with_finance, const char *tmpl,
+                             const json_t *vars, const char *key);
+
 #endif

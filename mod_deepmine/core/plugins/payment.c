@@ -139,6 +139,27 @@ int dm_payment_method_takes(const dm_payment_method *m, const char *currency)
     return 0;
 }
 
+#define ACK_BODY_MAX 4096
+
+const char *dm_payment_webhook_ack_body(const dm_loaded_plugin *pl)
+{
+    const dm_payment_ops *o;
+
+    if (!pl || !pl->initialised || pl->kind != DM_PLUGIN_PAYMENT || !pl->desc || !pl->desc->ops) {
+        return NULL;
+    }
+    o = ops_of(pl);
+    return DM_HAS_FIELD(o, dm_payment_ops, webhook_ack_body)
+               ? plain_static(o->webhook_ack_body, ACK_BODY_MAX)
+               : NULL;
+}
+
+int dm_payment_is_sandbox(const dm_loaded_plugin *pl)
+{
+    return pl && pl->kind == DM_PLUGIN_PAYMENT && pl->desc && pl->desc->name &&
+           strcmp(pl->desc->name, "payment-sandbox") == 0;
+}
+
 /* 1..DM_PAYMENT_REF_MAX bytes without control characters. */
 static int plain_ref(dm_str s)
 {

@@ -52,6 +52,16 @@ int dm_payment_method_info(const dm_loaded_plugin *pl, apr_pool_t *p, dm_payment
 /* 1 when `currency` (three capital letters) is among the method's. */
 int dm_payment_method_takes(const dm_payment_method *m, const char *currency);
 
+/* The body the provider expects in the 200 answer to a webhook we accepted
+ * (ABI 1.5 webhook_ack_body: a printable static string of at most 4096
+ * bytes), else NULL (the host's own JSON answer). */
+const char *dm_payment_webhook_ack_body(const dm_loaded_plugin *pl);
+
+/* 1 when pl is the development sandbox (plugin "payment-sandbox"), which
+ * moves no money: the rules for real money (a verified e-mail before a
+ * checkout) do not apply to it. */
+int dm_payment_is_sandbox(const dm_loaded_plugin *pl);
+
 typedef struct dm_payment_checkout_in {
     const char *order_id; /* our order id */
     int64_t amount_micros;

@@ -301,10 +301,11 @@ static dm_err *after_paid(dm_db *db, apr_pool_t *p, dm_order *o)
         apr_psprintf(p, "contract_started:%" APR_INT64_T_FMT, (apr_int64_t)c.id));
 }
 
-/* A staff_alert e-mail to every active owner and finance account, once per
- * `key`; logged in any case (a site without staff still has its log). */
-static dm_err *staff_alert(dm_db *db, apr_pool_t *p, const dm_order *o, const char *reason,
-                           const char *detail, const char *key)
+/* A staff e-mail (template tmpl: staff_alert, or dispute_alert with the
+ * gateway and `amount`) to every active owner and finance account, once
+ * per `key`; logged in any case (a site without staff still has its log). */
+static dm_err *staff_notice(dm_db *db, apr_pool_t *p, const dm_order *o, const char *tmpl,
+                            const char *reason, int64_t amount, const char *detail, const char *key)
 {
     json_t *vars = dm_json_own(p, json_object());
 
@@ -313,7 +314,25 @@ static dm_err *staff_alert(dm_db *db, apr_pool_t *p, const dm_order *o, const ch
     json_object_set_new(vars, "order_id", json_integer(o->id));
     json_object_set_new(vars, "reason", json_string(reason));
     json_object_set_new(vars, "detail", json_string(detail));
-    return dm_mail_staff_alert(db, p, 1, vars, key);
+    if (strcmp(tmpl, "dispute_alert") == 0) {
+        json_object_set_new(vars, "gateway", json_string(o->gateway));
+        json_object_set_new(vars, "amount_micros", json_integer(amount));
+        json_object_set_new(vars, "currency", json_string(o->currency));
+    }
+    return dm_mail_staff_notice(db, p, 1, tmpl, vars, key);
+}
+
+static dm_err *staff_alert(dm_db *db, apr_pool_t *p, const dm_order *o, const char *reason,
+                           const char *detail, const char *key)
+{
+    return staff_notice(db, p, o, "staff_alert", reason, 0, detail, key);
+}
+
+/* A dispute opened or lost: its own template (dispute_alert). */
+static dm_err *dispute_alert(dm_db *db, apr_pool_t *p, const dm_order *o, const char *reason,
+                             int64_t amount, const char *detail, const char *key)
+{
+    return staff_notice(db, p, o, "dispute_alert", reason, amount, detail, key);
 }
 
 /* ---- creating orders ---- */
@@ -342,6 +361,55 @@ static dm_err *fail_pending(dm_db *db, apr_pool_t *p, int64_t id)
         return e;
     }
     return dm_db_commit(db, p);
+}
+
+/* The rules a member meets before a gateway order (docs/payments.md
+ * "Capacity holds"), inside the transaction that creates it (BEGIN
+ * IMMEDIATE: two requests at once count each other): a verified e-mail for
+ * a gateway that moves money, and fewer than DeepMinePendingOrders unpaid
+ * gateway orders still holding capacity. */
+static dm_err *may_order(dm_db *db, apr_pool_t *p, int64_t user_id, const dm_loaded_plugin *pl)
+{
+    dm_stmt *st;
+    int row = 0, verified = 0;
+    int64_t pending = 0;
+    int max = dm_payment_rules_get()->pending_max;
+    dm_err *e = dm_db_prepare(db, p,
+                              "SELECT u.email_verified_at IS NOT NULL, (SELECT count(*) FROM "
+                              "orders o WHERE o.user_id = u.id AND o.status = 'pending' AND "
+                              "o.gateway <> ? AND (o.hold_until IS NULL OR o.hold_until > ?)) "
+                              "FROM users u WHERE u.id = ?",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_str(st, 1, DM_ORDER_GATEWAY_BALANCE);
+    dm_stmt_bind_int64(st, 2, dm_now());
+    dm_stmt_bind_int64(st, 3, user_id);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        verified = (int)dm_stmt_int64(st, 0);
+        pending = dm_stmt_int64(st, 1);
+    }
+    dm_stmt_done(st);
+    if (e) {
+        return e;
+    }
+    if (!row) {
+        return dm_err_make(p, DM_E_NOT_FOUND, NULL, "no such member");
+    }
+    if (!verified && !dm_payment_is_sandbox(pl)) {
+        return dm_err_make(p, DM_E_FORBIDDEN, NULL,
+                           "verify your e-mail address before paying through a gateway");
+    }
+    if (max > 0 && pending >= max) {
+        return dm_err_make(p, DM_E_RATE_LIMITED, NULL,
+                           "you have %" APR_INT64_T_FMT " unpaid orders waiting for payment (at "
+                           "most %d): pay one or wait until its checkout expires",
+                           (apr_int64_t)pending, max);
+    }
+    return NULL;
 }
 
 dm_err *dm_order_create_checkout(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64_t user_id,
@@ -378,6 +446,9 @@ dm_err *dm_order_create_checkout(dm_db *db, apr_pool_t *p, const dm_plugin_host 
 
     /* 1. the pending order (holds its share of the capacity), committed */
     e = dm_db_begin(db, p);
+    if (!e) {
+        e = may_order(db, p, user_id, pl);
+    }
     if (!e) {
         e = sellable_package(db, p, package_id, &pkg);
     }
@@ -854,6 +925,7 @@ static dm_err *apply_dispute(dm_db *db, apr_pool_t *p, const char *plugin,
     const char *key =
         apr_pstrcat(p, plugin, ":", apr_pstrmemdup(p, ev->event_id.ptr, ev->event_id.len), NULL);
     int changed = 0;
+    int64_t was_refunded = 0;
     dm_err *e;
 
     if (ev->status == DM_PAY_DISPUTE_OPENED) {
@@ -865,14 +937,15 @@ static dm_err *apply_dispute(dm_db *db, apr_pool_t *p, const char *plugin,
         *outcome = changed ? "disputed" : "no_change";
         return e || !changed
                    ? e
-                   : staff_alert(db, p, o, "dispute_opened",
-                                 apr_psprintf(p,
-                                              "event %s: the buyer disputed %s of order "
-                                              "%" APR_INT64_T_FMT
-                                              "; its commissions are held until the dispute "
-                                              "closes. Answer the dispute at the provider.",
-                                              key, event_money(p, ev, o), (apr_int64_t)o->id),
-                                 key);
+                   : dispute_alert(db, p, o, "dispute_opened",
+                                   ev->amount_micros ? ev->amount_micros : o->amount_micros,
+                                   apr_psprintf(p,
+                                                "event %s: the buyer disputed %s of order "
+                                                "%" APR_INT64_T_FMT
+                                                "; its commissions are held until the dispute "
+                                                "closes. Answer the dispute at the provider.",
+                                                key, event_money(p, ev, o), (apr_int64_t)o->id),
+                                   key);
     }
     if (ev->status == DM_PAY_DISPUTE_WON) {
         e = set_dispute(db, p, o->id, "open", "won", &changed);
@@ -901,6 +974,7 @@ static dm_err *apply_dispute(dm_db *db, apr_pool_t *p, const char *plugin,
     }
     o->status = "paid";
     o->dispute = "lost";
+    was_refunded = o->refunded_micros;
     {
         dm_refund_req req;
         int applied = 0, complete = 0;
@@ -918,13 +992,13 @@ static dm_err *apply_dispute(dm_db *db, apr_pool_t *p, const char *plugin,
         }
     }
     *outcome = "dispute_lost";
-    return staff_alert(db, p, o, "dispute_lost",
-                       apr_psprintf(p,
-                                    "event %s: the dispute of order %" APR_INT64_T_FMT
-                                    " was lost; the order was refunded in full and its "
-                                    "commissions taken back",
-                                    key, (apr_int64_t)o->id),
-                       key);
+    return dispute_alert(db, p, o, "dispute_lost", o->amount_micros - was_refunded,
+                         apr_psprintf(p,
+                                      "event %s: the dispute of order %" APR_INT64_T_FMT
+                                      " was lost; the order was refunded in full and its "
+                                      "commissions taken back",
+                                      key, (apr_int64_t)o->id),
+                         key);
 }
 
 /* The plugin says money moved but not as asked (underpaid, overpaid, paid
@@ -1095,9 +1169,32 @@ static json_t *order_state(const dm_order *o)
                      (json_int_t)o->refunded_micros, "gateway", o->gateway);
 }
 
+static dm_err *refund_impl(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64_t staff_id,
+                           const char *ip, int64_t order_id, int64_t amount_micros,
+                           const char *reason, const char *manual_ref, int manual, dm_order *out,
+                           int *refunded);
+
 dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64_t staff_id,
                         const char *ip, int64_t order_id, int64_t amount_micros, const char *reason,
                         dm_order *out, int *refunded)
+{
+    return refund_impl(db, p, h, staff_id, ip, order_id, amount_micros, reason, NULL, 0, out,
+                       refunded);
+}
+
+dm_err *dm_order_refund_manual(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
+                               int64_t order_id, int64_t amount_micros, const char *reason,
+                               const char *provider_refund_ref, dm_order *out)
+{
+    int refunded = 0;
+    return refund_impl(db, p, NULL, staff_id, ip, order_id, amount_micros, reason,
+                       provider_refund_ref, 1, out, &refunded);
+}
+
+static dm_err *refund_impl(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64_t staff_id,
+                           const char *ip, int64_t order_id, int64_t amount_micros,
+                           const char *reason, const char *manual_ref, int manual, dm_order *out,
+                           int *refunded)
 {
     const dm_loaded_plugin *pl = NULL;
     const char *target = apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)order_id);
@@ -1107,7 +1204,7 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
     dm_refund_req req;
     dm_payment_refund_in rin;
     int64_t left, was;
-    int balance, applied = 0, complete = 0;
+    int balance, now_posted, applied = 0, complete = 0;
     dm_err *e;
 
     *refunded = 0;
@@ -1119,6 +1216,10 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
         return dm_err_make(p, DM_E_INVALID, "reason", "a refund needs a reason");
     }
     if ((e = dm_validate_text(p, "reason", reason, REFUND_REASON_MAX_CHARS, 0))) {
+        return e;
+    }
+    if (manual_ref && *manual_ref &&
+        (e = dm_validate_text(p, "provider_refund_ref", manual_ref, DM_PAYMENT_REF_MAX, 0))) {
         return e;
     }
     if (amount_micros < 0) {
@@ -1144,7 +1245,14 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
                            target, (apr_int64_t)left, out->currency, (apr_int64_t)amount_micros);
     }
     balance = strcmp(out->gateway, DM_ORDER_GATEWAY_BALANCE) == 0;
-    if (!balance) {
+    if (manual && balance) {
+        return dm_err_make(p, DM_E_INVALID, "manual",
+                           "order %s was paid from the balance: refund it without manual", target);
+    }
+    /* a manual refund was made at the provider: posted here at once, like
+     * a balance order's, without asking the plugin */
+    now_posted = balance || manual;
+    if (!now_posted) {
         pl = dm_payment_plugin(h, out->gateway);
         if (!dm_payment_can_refund(pl)) {
             return dm_err_make(p, DM_E_CONFLICT, NULL,
@@ -1162,7 +1270,7 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
      * if the gateway's answer is lost. A balance order is refunded in that
      * same transaction. */
     e = dm_db_begin(db, p);
-    if (!e && balance) {
+    if (!e && now_posted) {
         dm_order now;
         e = dm_order_get(db, p, order_id, 0, &now);
         if (!e) {
@@ -1178,10 +1286,23 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
     }
     if (!e) {
         after = dm_json_own(p, json_pack("{s:s,s:I,s:s,s:s}", "status",
-                                         balance ? (complete ? "refunded" : "paid") : "paid",
+                                         now_posted ? (complete ? "refunded" : "paid") : "paid",
                                          "amount_micros", (json_int_t)amount_micros, "refund",
-                                         balance ? "done" : "requested", "reason", reason));
-        e = dm_audit_write(db, p, staff_id, "order.refund", "order", target, before, after, ip);
+                                         manual    ? "manual"
+                                         : balance ? "done"
+                                                   : "requested",
+                                         "reason", reason));
+        if (manual) {
+            json_object_set_new(after, "provider_refund_ref",
+                                manual_ref && *manual_ref ? json_string(manual_ref) : json_null());
+            e = dm_order_history_add(db, p, order_id, "refunded_manually", "staff",
+                                     apr_psprintf(p, "%" APR_INT64_T_FMT " micros: %s",
+                                                  (apr_int64_t)amount_micros, reason));
+        }
+    }
+    if (!e) {
+        e = dm_audit_write(db, p, staff_id, manual ? "order.refund_manual" : "order.refund",
+                           "order", target, before, after, ip);
     }
     if (e) {
         dm_db_rollback(db);
@@ -1191,7 +1312,7 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
     if (e) {
         return e;
     }
-    if (balance) {
+    if (now_posted) {
         *refunded = 1;
         return dm_order_get(db, p, order_id, 0, out);
     }

@@ -124,6 +124,18 @@ dm_err *dm_order_refund(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64
                         const char *ip, int64_t order_id, int64_t amount_micros, const char *reason,
                         dm_order *out, int *refunded);
 
+/* A manual refund (docs/payments.md "Manual refunds"): staff refunded
+ * `amount_micros` (0: all that is left) of a paid gateway order at the
+ * provider themselves (its plugin has no refund, or the provider's store
+ * refuses API refunds). Posted at once by the refund rules
+ * (shop/refunds.h), audited ("order.refund_manual", with the amount, the
+ * reason and the provider's id of the refund when given), noted in the
+ * order's history. The plugin is not asked. A balance order is
+ * DM_E_INVALID (field manual); the errors of dm_order_refund otherwise. */
+dm_err *dm_order_refund_manual(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *ip,
+                               int64_t order_id, int64_t amount_micros, const char *reason,
+                               const char *provider_refund_ref, dm_order *out);
+
 /* One order; DM_E_NOT_FOUND when absent, or when user_id != 0 and the
  * order is someone else's. */
 dm_err *dm_order_get(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t user_id, dm_order *out);

@@ -19,7 +19,9 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/json.h"
 #include "ledger/ledger.h"
+#include "mail/mailq.h"
 #include "referral/commission.h"
 #include "shop/contracts.h"
 #include "shop/orders.h"
@@ -341,6 +343,48 @@ static dm_err *refund_contract(refund_run *r)
     return e;
 }
 
+/* The member's refund notice (template order_refunded), once per refund
+ * (the key is the order and its refunded total after this one). */
+static dm_err *refund_mail(const refund_run *r)
+{
+    dm_stmt *st;
+    int row = 0;
+    const char *email = NULL, *package = NULL;
+    json_t *vars;
+    dm_err *e =
+        dm_db_prepare(r->db, r->p,
+                      "SELECT u.email, k.name FROM users u LEFT JOIN packages k ON k.id = ? "
+                      "WHERE u.id = ?",
+                      &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, r->o->package_id);
+    dm_stmt_bind_int64(st, 2, r->o->user_id);
+    e = dm_stmt_step(st, r->p, &row);
+    if (!e && row) {
+        email = dm_stmt_dup_text(st, r->p, 0);
+        package = dm_stmt_dup_text(st, r->p, 1);
+    }
+    dm_stmt_done(st);
+    if (e || !email) {
+        return e;
+    }
+    vars = dm_json_own(r->p, json_object());
+    json_object_set_new(vars, "order_id", json_integer(r->o->id));
+    json_object_set_new(vars, "package", json_string(package ? package : ""));
+    json_object_set_new(vars, "amount_micros", json_integer(r->part));
+    json_object_set_new(vars, "refunded_micros", json_integer(r->after));
+    json_object_set_new(vars, "price_micros", json_integer(r->o->amount_micros));
+    json_object_set_new(vars, "currency", json_string(r->o->currency));
+    json_object_set_new(vars, "fully_refunded", json_boolean(r->last));
+    return dm_mail_enqueue(r->db, r->p, email, "order_refunded", vars,
+                           apr_psprintf(r->p,
+                                        "order_refunded:%" APR_INT64_T_FMT ":%" APR_INT64_T_FMT,
+                                        (apr_int64_t)r->o->id, (apr_int64_t)r->after));
+}
+
 dm_err *dm_refund_post(dm_db *db, apr_pool_t *p, const dm_order *o, const dm_refund_req *req,
                        int *applied, int *complete)
 {
@@ -394,6 +438,9 @@ dm_err *dm_refund_post(dm_db *db, apr_pool_t *p, const dm_order *o, const dm_ref
     }
     if (!e) {
         e = refund_contract(&r);
+    }
+    if (!e) {
+        e = refund_mail(&r);
     }
     if (!e) {
         *complete = r.last;

@@ -10,6 +10,7 @@
 #include <http_protocol.h>
 
 #include "base/json.h"
+#include "plugins/payment.h"
 #include "shop/orders.h"
 
 #define MAX_GATEWAY_FIELD 64
@@ -121,6 +122,55 @@ static int contracts_mine(request_rec *r, const dm_route_match *rm)
     return dm_http_page_send(r, e, &pg, "contracts", contract_row);
 }
 
+/* ---- anyone ---- */
+
+/* The method's currencies as a JSON array ("*": empty, any_currency). */
+static json_t *currency_list(const char *s)
+{
+    json_t *a = json_array();
+
+    while (s && *s && strcmp(s, "*") != 0) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        while (len && *s == ' ') {
+            s++;
+            len--;
+        }
+        while (len && s[len - 1] == ' ') {
+            len--;
+        }
+        if (len) {
+            json_array_append_new(a, json_stringn(s, len));
+        }
+        s = comma ? comma + 1 : NULL;
+    }
+    return a;
+}
+
+/* GET /api/payment-methods: the gateways a member can pay through, in
+ * configuration order (public: the pages show them before a login). */
+static int payment_methods(request_rec *r, const dm_route_match *rm)
+{
+    const apr_array_header_t *all = dm_plugins_all(dm_g.plugins);
+    json_t *list = json_array(), *out;
+
+    for (int i = 0; all && i < all->nelts; i++) {
+        const dm_loaded_plugin *pl = APR_ARRAY_IDX(all, i, const dm_loaded_plugin *);
+        dm_payment_method m;
+        if (!dm_payment_can_checkout(pl) || !dm_payment_method_info(pl, r->pool, &m)) {
+            continue;
+        }
+        json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:o,s:b,s:b}", "name", m.name,
+                                              "display_name", m.display_name, "kind", m.kind,
+                                              "currencies", currency_list(m.currencies),
+                                              "any_currency", strcmp(m.currencies, "*") == 0,
+                                              "sandbox", dm_payment_is_sandbox(pl)));
+    }
+    out = json_pack("{s:o}", "methods", list);
+    apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
+    return dm_http_send_json(r, HTTP_OK, out);
+}
+
 /* ---- staff ---- */
 
 static int admin_orders(request_rec *r, const dm_route_match *rm)
@@ -150,9 +200,10 @@ static int admin_contracts(request_rec *r, const dm_route_match *rm)
     return dm_http_page_send(r, e, &pg, "contracts", contract_row);
 }
 
-/* Body {"amount_micros"?, "reason"}: without an amount, what is left to
- * refund. 200 when the refund is posted on return (a balance order, or a
- * gateway that delivered its refund webhook at once), 202 when the
+/* Body {"amount_micros"?, "reason", "manual"?, "provider_refund_ref"?}:
+ * without an amount, what is left to refund. manual: true records a refund
+ * staff made at the provider themselves (posted at once, 200). 200 when the refund is posted on
+ * return (a balance order, or a gateway that delivered its refund webhook at once), 202 when the
  * gateway accepted it and its webhook is still to come. */
 static int admin_refund(request_rec *r, const dm_route_match *rm)
 {
@@ -160,9 +211,9 @@ static int admin_refund(request_rec *r, const dm_route_match *rm)
     dm_staff st;
     dm_order o;
     json_t *b = NULL;
-    const char *reason = NULL;
+    const char *reason = NULL, *ref = NULL;
     int64_t id = 0, amount = 0;
-    int refunded = 0;
+    int refunded = 0, manual = 0;
     dm_err *e = dm_http_staff_db(r, rm, &db, &st);
 
     if (!e && dm_http_id_param(r, rm, "order", &id)) {
@@ -179,6 +230,20 @@ static int admin_refund(request_rec *r, const dm_route_match *rm)
         e = dm_json_get_string(r->pool, b, "reason", 1, MAX_REASON_FIELD, &reason, NULL);
     }
     if (!e) {
+        e = dm_json_get_bool(r->pool, b, "manual", 0, &manual, NULL);
+    }
+    if (!e) {
+        e = dm_json_get_string(r->pool, b, "provider_refund_ref", 0, MAX_REASON_FIELD, &ref, NULL);
+    }
+    if (!e && ref && !manual) {
+        e = dm_err_make(r->pool, DM_E_INVALID, "provider_refund_ref",
+                        "provider_refund_ref goes with manual: true");
+    }
+    if (!e && manual) {
+        e = dm_order_refund_manual(db, r->pool, st.id, r->useragent_ip, id, amount, reason, ref,
+                                   &o);
+        refunded = 1;
+    } else if (!e) {
         e = dm_order_refund(db, r->pool, dm_g.plugins, st.id, r->useragent_ip, id, amount, reason,
                             &o, &refunded);
     }
@@ -191,6 +256,7 @@ static int admin_refund(request_rec *r, const dm_route_match *rm)
 }
 
 const dm_route_def dm_routes_orders[] = {
+    {"GET", "/api/payment-methods", payment_methods},
     {"POST", "/api/orders", order_create},
     {"GET", "/api/orders", orders_mine},
     {"GET", "/api/orders/{id}", order_mine},

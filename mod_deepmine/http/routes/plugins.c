@@ -29,6 +29,7 @@
 #include "mail/mail.h"
 #include "plugins/inbound.h"
 #include "plugins/mailer.h"
+#include "plugins/payment.h"
 #include "shop/payments.h"
 
 #define PLUGINS_PREFIX "/api/plugins/"
@@ -290,9 +291,14 @@ static int webhook_post(request_rec *r, const dm_route_match *m)
         }
         return dm_http_error(r, e);
     }
-    /* core/payments.c logs the event (info), recorded or seen again. The
-     * outcome lets a gateway's own page say what happened (the sandbox's
-     * "already paid"). */
+    /* core/payments.c logs the event (info), recorded or seen again. A
+     * provider that expects an answer of its own (Binance Pay) gets it;
+     * else the outcome lets a gateway's own page say what happened (the
+     * sandbox's "already paid"). */
+    answer = dm_payment_webhook_ack_body(pl);
+    if (answer) {
+        return dm_http_json(r, HTTP_OK, answer, strlen(answer));
+    }
     answer = apr_psprintf(r->pool, "{\"received\":true,\"duplicate\":%s,\"outcome\":%s%s%s}",
                           rec.duplicate ? "true" : "false", rec.outcome ? "\"" : "",
                           rec.outcome ? rec.outcome : "null", rec.outcome ? "\"" : "");
