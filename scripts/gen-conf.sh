@@ -16,12 +16,28 @@ error_log=${4:-$var/logs/error.log}
 log_level=${5:-notice}
 apache_modules=$(apxs -q LIBEXECDIR 2>/dev/null || echo /usr/lib/apache2/modules)
 
+# VAR holds the database, the logs, queued and spooled mail and the
+# secrets: readable by the server's user only. Everything created from here
+# on is private (umask 077), and directories made before this change are
+# closed too (docs/security.md "Hardening").
+umask 077
 mkdir -p "$var" "$var/logs" "$var/run" "$var/mail"
+chmod 0700 "$var" "$var/logs" "$var/run" "$var/mail"
 # The pages' document root (`make web` fills it; an empty one still serves
-# the API).
-mkdir -p "$root/build/web"
+# the API): readable by everyone, unlike VAR.
+(umask 022; mkdir -p "$root/build/web")
 var=$(cd "$var" && pwd)
 case "$error_log" in /*) ;; *) error_log="$var/${error_log}";; esac
+# Apache creates its logs with the mode its own umask allows; create them
+# first, 0600, and it appends to them as they are.
+for log in "$var/logs/access.log" "$error_log"; do
+  case "$log" in "$var"/*) [ -e "$log" ] || : > "$log"; chmod 0600 "$log";; esac
+done
+# A database from before files were created private: close it (the module
+# refuses to start on one others can read).
+for f in "$var/deepmine.db" "$var/deepmine.db-wal" "$var/deepmine.db-shm"; do
+  if [ -e "$f" ]; then chmod go-rwx "$f"; fi
+done
 
 # The secret key: 32 random bytes, never world-readable, never replaced.
 if [ ! -f "$var/secret.key" ]; then

@@ -2,6 +2,9 @@
 # `make run`: a fresh or existing VAR, migrations and the demo catalogue,
 # then Apache in the foreground until Ctrl-C (SIGINT) or SIGTERM.
 set -euo pipefail
+# Whatever Apache and the console create in VAR (database, logs, mail) is
+# readable by the server's user only.
+umask 077
 root=$(cd "$(dirname "$0")/.." && pwd)
 var=$1
 port=$2

@@ -113,6 +113,25 @@ static void give_db_to_run_user(apr_pool_t *p, server_rec *s, const char *path)
     }
 }
 
+/* The database, its -wal and its -shm hold password hashes, sessions and
+ * queued mail: refuse to start on any of them that others can read, as
+ * DeepMineSecretKeyFile is refused (new files are created 0600 by
+ * dm_db_open). Returns the offending file, or NULL. */
+static const char *db_readable_by_others(apr_pool_t *p, const char *path)
+{
+    static const char *suffixes[] = {"", "-wal", "-shm"};
+    apr_finfo_t fi;
+
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        const char *f = apr_pstrcat(p, path, suffixes[i], NULL);
+        if (apr_stat(&fi, f, APR_FINFO_PROT, p) == APR_SUCCESS &&
+            (fi.protection & APR_FPROT_WREAD)) {
+            return f;
+        }
+    }
+    return NULL;
+}
+
 static int add_routes(apr_pool_t *p, server_rec *s, const dm_route_def *defs)
 {
     for (const dm_route_def *d = defs; d->method; d++) {
@@ -146,6 +165,16 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
                      "`deepminectl keygen /etc/deepmine/secret.key` and name it in the "
                      "configuration");
         return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    {
+        const char *open_file = db_readable_by_others(ptemp, path);
+        if (open_file) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
+                         "DM01400: database file %s is readable by everyone; refusing to use it "
+                         "(chmod 600 %s*: it holds password hashes, sessions and queued mail)",
+                         open_file, path);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
     e = dm_db_open(ptemp, path, NULL, &db);
     if (!e) {

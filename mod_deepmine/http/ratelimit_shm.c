@@ -41,6 +41,7 @@ static const dm_rl_rule default_rules[] = {
     {"register", 3, (int64_t)3600 * US_PER_S, DM_RL_SCOPE_IP},
     {"api", 100, (int64_t)60 * US_PER_S, DM_RL_SCOPE_MEMBER},
     {"password-reset", 3, (int64_t)3600 * US_PER_S, DM_RL_SCOPE_IP},
+    {"verify-email", 10, (int64_t)3600 * US_PER_S, DM_RL_SCOPE_IP},
     {"webhook", 50, (int64_t)1 * US_PER_S, DM_RL_SCOPE_IP},
 };
 

@@ -176,8 +176,13 @@ dm_err *dm_http_member(request_rec *r, dm_db *db, dm_member *m)
             e = dm_err_make(r->pool, DM_E_UNAUTHORIZED, NULL,
                             "the Authorization header must be \"Bearer <token>\"");
         } else {
+            /* A write carrying a foreign Origin is refused with a Bearer
+             * token too (docs/decisions.md "Origin applies to Bearer
+             * writes"): no browser attaches our token cross-site by
+             * itself, but a page that obtained one must not write from an
+             * origin the operator did not allow. */
             token = auth + 7;
-            e = NULL;
+            e = dm_http_check_origin(r);
         }
     } else {
         token = dm_http_cookie(r, "dm_session");

@@ -336,6 +336,45 @@ def register_member(s, prefix="m", **extra):
     return r.json()
 
 
+def mail_seal_key(s):
+    """The key the server seals mail_queue secrets with (core/base/token.c):
+    libsodium's crypto_kdf (BLAKE2b) of the secret key, subkey 1, context
+    "DMmailq1"."""
+    import hashlib
+    import struct
+    with open(os.path.join(s.var, "secret.key"), "rb") as f:
+        master = f.read()
+    return hashlib.blake2b(b"", digest_size=32, key=master,
+                           salt=struct.pack("<Q", 1) + b"\0" * 8,
+                           person=b"DMmailq1" + b"\0" * 8).digest()
+
+
+def unseal(s, recipient, template, key, variables):
+    """The variables of a mail_queue row (JSON text) with its sealed secrets
+    opened, as the mail job opens them (core/mail/mailq.c)."""
+    import base64
+    import json
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    v = json.loads(variables)
+    sealed = v.pop("sealed", None)
+    if sealed is None:
+        return v
+    assert sealed.startswith("v1."), sealed
+    raw = base64.urlsafe_b64decode(sealed[3:] + "=" * (-len(sealed[3:]) % 4))
+    ad = ("deepmine-mail-v1\n%s\n%s\n%s" % (recipient, template, key)).encode()
+    v.update(json.loads(ChaCha20Poly1305(mail_seal_key(s)).decrypt(raw[:12], raw[12:], ad)))
+    return v
+
+
+def queued_mail(s, email, template):
+    """The variables (secrets opened) of each message of `template` queued
+    for `email`, oldest first."""
+    rows = s.sql("SELECT recipient, template, idempotency_key, variables FROM mail_queue "
+                 "WHERE recipient = '%s' AND template = '%s' ORDER BY id"
+                 % (email.replace("'", "''"), template))
+    return [unseal(s, *row) for row in rows]
+
+
 def bearer(answer):
     """Authorization headers from a register/login answer's tokens."""
     return {"Authorization": "Bearer " + answer["tokens"]["access_token"]}

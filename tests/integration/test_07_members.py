@@ -8,7 +8,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import Server, assert_clean_log, error_of
+from conftest import Server, assert_clean_log, error_of, queued_mail
 
 # Cheap hashing and roomy limits: these tests are about the flows, not the
 # limiter (test_06) or the hashing cost.
@@ -16,6 +16,7 @@ FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit register 10000/1m ip\n"
         "DeepMineRateLimit login 10000/1m ip\n"
         "DeepMineRateLimit password-reset 10000/1m ip\n"
+        "DeepMineRateLimit verify-email 10000/1m ip\n"
         "DeepMineRateLimit api 100000/1m member\n")
 PASSWORD = "Glacier-Pumpkin-Orbit-42"
 
@@ -56,9 +57,7 @@ def csrf(b):
 
 
 def queued(s, email, template):
-    rows = s.sql("SELECT variables FROM mail_queue WHERE recipient = '%s' AND template = '%s' "
-                 "ORDER BY id" % (email.replace("'", "''"), template))
-    return [json.loads(r[0]) for r in rows]
+    return queued_mail(s, email, template)
 
 
 def test_legal_documents_have_version_hash_and_text(srv):

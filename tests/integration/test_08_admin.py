@@ -17,6 +17,7 @@ FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit register 10000/1m ip\n"
         "DeepMineRateLimit login 10000/1m ip\n"
         "DeepMineRateLimit password-reset 10000/1m ip\n"
+        "DeepMineRateLimit verify-email 10000/1m ip\n"
         "DeepMineRateLimit api 100000/1m member\n")
 PASSWORD = "Glacier-Pumpkin-Orbit-42"
 

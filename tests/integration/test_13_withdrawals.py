@@ -15,13 +15,14 @@ import pytest
 import requests
 
 from conftest import (PASSWORD, Server, assert_clean_log, bearer, error_of, register_member,
-                      staff, tag)
+                      queued_mail, staff, tag)
 
 FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit register 10000/1m ip\n"
         "DeepMineRateLimit login 10000/1m ip\n"
         "DeepMineRateLimit api 100000/1m member\n"
         "DeepMineRateLimit password-reset 10000/1m ip\n"
+        "DeepMineRateLimit verify-email 10000/1m ip\n"
         "DeepMineWithdrawalLimits 1000 50000000 80000000\n")
 TRX = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 
@@ -49,10 +50,9 @@ def member(s, verified=True, kyc=True, funds=0):
     email = body["user"]["email"]
     uid, h = body["user"]["id"], bearer(body)
     if verified:
-        [(variables,)] = s.sql("SELECT variables FROM mail_queue WHERE recipient = '%s' AND "
-                               "template = 'email_verification'" % email)
+        [variables] = queued_mail(s, email, "email_verification")
         r = requests.post(s.url + "/api/auth/verify-email", timeout=10,
-                          json={"token": json.loads(variables)["token"]})
+                          json={"token": variables["token"]})
         assert r.status_code == 200, r.text
     if kyc:
         r = staff(s, "kyc").patch(s.url + "/api/admin/users/%d/kyc" % uid,

@@ -32,7 +32,7 @@ import pytest
 import requests
 
 from conftest import (ROOT, Server, TESTPLUGINS, PLUGINS, assert_clean_log, bearer, error_of,
-                      register_member, staff, tag)
+                      queued_mail, register_member, staff, tag)
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "standins"))
 from resend_standin import ResendStandin  # noqa: E402
@@ -42,7 +42,8 @@ FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit login 10000/1m ip\n"
         "DeepMineRateLimit api 100000/1m member\n"
         "DeepMineRateLimit webhook 100000/1s ip\n"
-        "DeepMineRateLimit password-reset 10000/1m ip\n")
+        "DeepMineRateLimit password-reset 10000/1m ip\n"
+        "DeepMineRateLimit verify-email 10000/1m ip\n")
 WEBHOOK_SECRET = "whsec-recorder-test"
 
 
@@ -379,10 +380,9 @@ def test_kyc_decisions_and_verification_queue_their_messages(srv):
     r = staff(srv, "kyc").patch(srv.url + "/api/admin/users/%d/kyc" % uid,
                                 json={"status": "rejected"}, timeout=10)
     assert r.status_code == 200, r.text
-    [(variables,)] = srv.sql("SELECT variables FROM mail_queue WHERE recipient = '%s' AND "
-                             "template = 'email_verification'" % email)
+    [variables] = queued_mail(srv, email, "email_verification")
     r = requests.post(srv.url + "/api/auth/verify-email", timeout=10,
-                      json={"token": json.loads(variables)["token"]})
+                      json={"token": variables["token"]})
     assert r.status_code == 200, r.text
     rows = srv.sql("SELECT template FROM mail_queue WHERE recipient = '%s' ORDER BY id" % email)
     assert [t for (t,) in rows] == ["email_verification", "kyc_rejected", "welcome"]

@@ -26,6 +26,7 @@ FAST = ("DeepMineAccrualDelay 0\n"
         "DeepMineRateLimit register 10000/1m ip\n"
         "DeepMineRateLimit login 10000/1m ip\n"
         "DeepMineRateLimit password-reset 10000/1m ip\n"
+        "DeepMineRateLimit verify-email 10000/1m ip\n"
         "DeepMineRateLimit api 100000/1m member\n")
 BROWSER = os.path.join(ROOT, "tests", "browser")
 

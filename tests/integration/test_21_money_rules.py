@@ -15,7 +15,8 @@ import time
 import pytest
 import requests
 
-from conftest import Server, assert_clean_log, bearer, error_of, register_member, staff
+from conftest import (Server, assert_clean_log, bearer, error_of, queued_mail, register_member,
+                      staff)
 
 FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit register 10000/1m ip\n"
@@ -343,10 +344,9 @@ def test_commissions_held_by_a_confirmed_flag_are_forfeited_one_by_one(srv):
 
 def verified(s, user):
     """Verifies the member's e-mail (token from the queue) and approves KYC."""
-    [(variables,)] = s.sql("SELECT variables FROM mail_queue WHERE recipient = '%s' AND "
-                           "template = 'email_verification'" % user["email"])
+    [variables] = queued_mail(s, user["email"], "email_verification")
     r = requests.post(s.url + "/api/auth/verify-email", timeout=10,
-                      json={"token": json.loads(variables)["token"]})
+                      json={"token": variables["token"]})
     assert r.status_code == 200, r.text
     r = staff(s, "kyc").patch(s.url + "/api/admin/users/%d/kyc" % user["id"],
                               json={"status": "approved"}, timeout=10)

@@ -1118,6 +1118,60 @@ static void test_verifying_the_address_queues_one_welcome(void **state)
         strstr(sent_field(0, "text"), json_string_value(json_object_get(v, "referral_code"))));
 }
 
+/* A reset token waits in the queue encrypted, reaches the mailer in clear,
+ * and is gone from the row once the message is sent; a row whose sealed
+ * secrets were tampered with (or moved to another recipient) fails without
+ * reaching the mailer. */
+static void test_queued_tokens_are_sealed_and_scrubbed_once_sent(void **state)
+{
+    dm_db *db = fresh();
+    json_t *vars = dm_json_own(
+        pool, json_pack("{s:s,s:i}", "email", "seal@example.com", "expires_in_hours", 1));
+    json_t *secrets = dm_json_own(pool, json_pack("{s:s,s:s}", "token", "SECRET-TOKEN-1", "url",
+                                                  "https://x/reset-password?token=SECRET-TOKEN-1"));
+    const char *row;
+    (void)state;
+
+    assert_null(dm_db_begin(db, pool));
+    assert_null(dm_mail_enqueue_sealed(db, pool, keys.mail_seal, "seal@example.com",
+                                       "password_reset", vars, secrets, "reset:1"));
+    assert_null(dm_mail_enqueue_sealed(db, pool, keys.mail_seal, "seal@example.com",
+                                       "password_reset", vars, secrets, "reset:2"));
+    assert_null(dm_db_commit(db, pool));
+    /* in the database: no token, no link, a sealed value */
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM mail_queue WHERE variables LIKE "
+                               "'%SECRET-TOKEN%' OR variables LIKE '%reset-password%'"),
+                     0);
+    row = text_of(db, "SELECT variables FROM mail_queue WHERE idempotency_key = 'reset:1'");
+    assert_non_null(strstr(row, "\"sealed\":\"v1."));
+    /* the second row's sealed value moved to another recipient: refused */
+    exec_ok(db, "UPDATE mail_queue SET recipient = 'thief@example.com' WHERE idempotency_key = "
+                "'reset:2'");
+    assert_int_equal(run_mail_job(db), 2);
+    assert_int_equal(json_array_size(sent_log()), 1);
+    assert_non_null(strstr(sent_field(0, "text"), "https://x/reset-password?token=SECRET-TOKEN-1"));
+    assert_string_equal(status_of(db, 1), "sent");
+    assert_string_equal(status_of(db, 2), "failed");
+    assert_non_null(
+        strstr(text_of(db, "SELECT last_error FROM mail_queue WHERE id = 2"), "cannot be opened"));
+    /* sent: the sealed secrets are scrubbed, the rest stays */
+    row = text_of(db, "SELECT variables FROM mail_queue WHERE id = 1");
+    assert_null(strstr(row, "sealed"));
+    assert_non_null(strstr(row, "seal@example.com"));
+    /* a clear token queued before sealing existed is scrubbed at send too */
+    enqueue(db, "old@example.com", "email_verification",
+            "{\"email\":\"old@example.com\",\"url\":\"https://x/verify?token=OLD\","
+            "\"token\":\"OLD\",\"expires_in_hours\":48}",
+            "verify:old");
+    assert_int_equal(run_mail_job(db), 1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM mail_queue WHERE variables GLOB '*token=OLD*' "
+                               "OR variables GLOB '*\"OLD\"*'"),
+                     0);
+    assert_non_null(strstr(text_of(db, "SELECT variables FROM mail_queue WHERE idempotency_key = "
+                                       "'verify:old'"),
+                           "old@example.com"));
+}
+
 static int setup(void **state)
 {
     const char *tp = getenv("DM_TESTPLUGINS");
@@ -1212,6 +1266,7 @@ int main(void)
         cmocka_unit_test(test_list_filters_and_hides_variables),
         cmocka_unit_test(test_kyc_decisions_queue_their_messages),
         cmocka_unit_test(test_verifying_the_address_queues_one_welcome),
+        cmocka_unit_test(test_queued_tokens_are_sealed_and_scrubbed_once_sent),
     };
     int rc;
 

@@ -36,7 +36,7 @@ static int teardown(void **state)
 
 static const char *good_token(int64_t iat, int64_t nbf, int64_t exp)
 {
-    dm_claims c = {"member", 42, 3, iat, nbf, exp};
+    dm_claims c = {"member", 42, 3, iat, nbf, exp, NULL};
     return dm_jwt_sign(pool, keys.jwt, &c);
 }
 
@@ -63,6 +63,26 @@ static const char *forge(const char *header, const char *claims, const unsigned 
 static const char *CLAIMS =
     "{\"typ\":\"member\",\"sub\":\"42\",\"ver\":3,\"iat\":1795000000,\"nbf\":1795000000,"
     "\"exp\":1795000900}";
+
+static void test_family_claim_round_trips_and_must_be_a_string(void **state)
+{
+    dm_claims c = {"member", 42, 3, NOW, NOW, NOW + 900, "fam-abc"};
+    dm_claims out;
+    (void)state;
+    assert_null(
+        dm_jwt_verify(pool, keys.jwt, dm_jwt_sign(pool, keys.jwt, &c), "member", NOW, 5, &out));
+    assert_string_equal(out.fam, "fam-abc");
+    /* absent: NULL (the member layer refuses such a token) */
+    assert_null(
+        dm_jwt_verify(pool, keys.jwt, good_token(NOW, NOW, NOW + 900), "member", NOW, 5, &out));
+    assert_null(out.fam);
+    assert_int_equal(verify_code(forge("{\"alg\":\"HS256\",\"typ\":\"JWT\"}",
+                                       "{\"typ\":\"member\",\"sub\":\"42\",\"ver\":3,"
+                                       "\"iat\":1795000000,\"nbf\":1795000000,"
+                                       "\"exp\":1795000900,\"fam\":7}",
+                                       keys.jwt)),
+                     DM_E_UNAUTHORIZED);
+}
 
 static void test_valid_token_round_trips_claims(void **state)
 {
@@ -140,7 +160,7 @@ static void test_expired_and_not_yet_valid_are_refused(void **state)
 
 static void test_wrong_type_or_claims_are_refused(void **state)
 {
-    dm_claims c = {"staff", 42, 3, NOW, NOW, NOW + 900};
+    dm_claims c = {"staff", 42, 3, NOW, NOW, NOW + 900, NULL};
     (void)state;
     assert_int_equal(verify_code(dm_jwt_sign(pool, keys.jwt, &c)), DM_E_UNAUTHORIZED);
     assert_int_equal(verify_code(forge("{\"alg\":\"HS256\"}",
@@ -202,6 +222,7 @@ int main(void)
         cmocka_unit_test(test_expired_and_not_yet_valid_are_refused),
         cmocka_unit_test(test_wrong_type_or_claims_are_refused),
         cmocka_unit_test(test_malformed_tokens_are_refused),
+        cmocka_unit_test(test_family_claim_round_trips_and_must_be_a_string),
         cmocka_unit_test(test_opaque_tokens_are_random_and_hash_stably),
         cmocka_unit_test(test_derived_keys_differ_per_purpose),
     };

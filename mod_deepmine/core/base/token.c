@@ -22,6 +22,11 @@ void dm_keys_derive(const unsigned char master[DM_KEY_BYTES], dm_keys *out)
                                master);
     crypto_kdf_derive_from_key(out->unsubscribe, sizeof(out->unsubscribe), DM_KEY_UNSUBSCRIBE, ctx,
                                master);
+    {
+        static const char mail_ctx[crypto_kdf_CONTEXTBYTES] = {'D', 'M', 'm', 'a',
+                                                               'i', 'l', 'q', '1'};
+        crypto_kdf_derive_from_key(out->mail_seal, sizeof(out->mail_seal), 1, mail_ctx, master);
+    }
 }
 
 const char *dm_b64url(apr_pool_t *p, const void *data, size_t len)
@@ -60,6 +65,10 @@ const char *dm_jwt_sign(apr_pool_t *p, const unsigned char key[DM_KEY_BYTES], co
     const char *payload, *signing;
     unsigned char mac[crypto_auth_hmacsha256_BYTES];
 
+    /* the login it belongs to: revoked with its refresh family */
+    if (c->fam) {
+        json_object_set_new(claims, "fam", json_string(c->fam));
+    }
     payload = dm_json_dump(p, dm_json_own(p, claims), &plen);
     signing = apr_pstrcat(p, dm_b64url(p, header, sizeof(header) - 1), ".",
                           dm_b64url(p, payload, plen), NULL);
@@ -91,6 +100,7 @@ dm_err *dm_jwt_verify(apr_pool_t *p, const unsigned char key[DM_KEY_BYTES], cons
     size_t hlen, blen, slen;
     json_t *h, *c;
     const char *alg, *typ, *sub;
+    json_t *fam;
     char *end;
 
     if (!token || strlen(token) > 4096 || !(dot1 = strchr(token, '.')) ||
@@ -122,6 +132,11 @@ dm_err *dm_jwt_verify(apr_pool_t *p, const unsigned char key[DM_KEY_BYTES], cons
         !get_int(c, "nbf", &out->nbf) || !get_int(c, "exp", &out->exp)) {
         return unauthorized(p, "the access token's claims are not valid");
     }
+    fam = json_object_get(c, "fam");
+    if (fam && !json_is_string(fam)) {
+        return unauthorized(p, "the access token's claims are not valid");
+    }
+    out->fam = fam ? apr_pstrdup(p, json_string_value(fam)) : NULL;
     out->sub = (int64_t)apr_strtoi64(sub, &end, 10);
     if (*end || out->sub <= 0) {
         return unauthorized(p, "the access token's subject is not valid");

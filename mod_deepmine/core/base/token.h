@@ -27,6 +27,10 @@ typedef struct dm_keys {
     unsigned char jwt[DM_KEY_BYTES];
     unsigned char token_hash[DM_KEY_BYTES];
     unsigned char unsubscribe[DM_KEY_BYTES];
+    /* Encrypts the secrets that wait in mail_queue (mail/mailq.h). Derived
+     * under a context of its own ("DMmailq1", subkey 1) rather than a
+     * purpose id of "DeepMine", so no later purpose id can collide. */
+    unsigned char mail_seal[DM_KEY_BYTES];
 } dm_keys;
 
 void dm_keys_derive(const unsigned char master[DM_KEY_BYTES], dm_keys *out);
@@ -36,13 +40,16 @@ typedef struct dm_claims {
     int64_t sub;           /* member id */
     int64_t ver;           /* the member's token_version when issued */
     int64_t iat, nbf, exp; /* Unix seconds */
+    const char *fam;       /* the refresh family (login) it belongs to; NULL:
+                              none (signed without, verified as absent) */
 } dm_claims;
 
 /* A compact JWS: base64url(header).base64url(payload).base64url(HMAC). */
 const char *dm_jwt_sign(apr_pool_t *p, const unsigned char key[DM_KEY_BYTES], const dm_claims *c);
 
 /* Verifies signature, `alg` == "HS256" exactly, `typ` claim == want_typ,
- * nbf <= now + leeway, exp > now - leeway. Any failure: DM_E_UNAUTHORIZED. */
+ * nbf <= now + leeway, exp > now - leeway, `fam` a string when present
+ * (out->fam NULL when absent). Any failure: DM_E_UNAUTHORIZED. */
 dm_err *dm_jwt_verify(apr_pool_t *p, const unsigned char key[DM_KEY_BYTES], const char *token,
                       const char *want_typ, int64_t now, int64_t leeway, dm_claims *out);
 

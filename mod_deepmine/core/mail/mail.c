@@ -866,6 +866,17 @@ static dm_err *compose(run *r, apr_pool_t *p, const claimed *c, dm_mail *mail, o
         *why = "the message's variables are not a JSON object";
         return NULL;
     }
+    if (json_object_get(vars, DM_MAIL_SEALED_VAR)) {
+        dm_err *se = r->ctx->env->keys ? dm_mail_unseal(p, r->ctx->env->keys->mail_seal,
+                                                        c->recipient, c->template_key, c->key, vars)
+                                       : dm_err_make(p, DM_E_INVALID, NULL,
+                                                     "no secret key to open the message's "
+                                                     "sealed variables");
+        if (se) {
+            *why = se->message;
+            return NULL;
+        }
+    }
     json_object_set_new(vars, "site_url",
                         json_string(r->site.public_url ? r->site.public_url : ""));
     json_object_set_new(vars, "recipient", json_string(addr));
@@ -949,8 +960,16 @@ static dm_err *record(run *r, apr_pool_t *p, claimed *c, outcome o, const char *
                       "UPDATE mail_queue SET status = ?, attempts = ?, "
                       "provider_message_id = COALESCE(?, provider_message_id), "
                       "last_error = CASE WHEN ? = 1 THEN last_error ELSE ? END, "
-                      "next_attempt_at = ?, sent_at = ?, updated_at = ? "
-                      "WHERE id = ? AND status = 'sending' AND attempts = ?",
+                      "next_attempt_at = ?, sent_at = ?, updated_at = ?, "
+                      /* Sent or suppressed for good: the sealed secrets (and
+                       * the clear token of a row queued before they were
+                       * sealed) are no longer needed; a failed message keeps
+                       * them for a resend. */
+                      "variables = CASE WHEN ?11 = 0 OR NOT json_valid(variables) THEN "
+                      "variables WHEN template IN ('email_verification', 'password_reset') "
+                      "THEN json_remove(variables, '$.sealed', '$.token', '$.url') "
+                      "ELSE json_remove(variables, '$.sealed') END "
+                      "WHERE id = ?9 AND status = 'sending' AND attempts = ?10",
                       &st);
     if (!e) {
         dm_stmt_bind_str(st, 1, status[o]);
@@ -969,6 +988,7 @@ static dm_err *record(run *r, apr_pool_t *p, claimed *c, outcome o, const char *
         dm_stmt_bind_int64(st, 8, now);
         dm_stmt_bind_int64(st, 9, c->id);
         dm_stmt_bind_int64(st, 10, c->attempts);
+        dm_stmt_bind_int64(st, 11, o == O_SENT || o == O_SUPPRESS);
         e = dm_stmt_step(st, p, &row);
         dm_stmt_done(st);
     }

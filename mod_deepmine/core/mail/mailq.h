@@ -18,6 +18,24 @@
 dm_err *dm_mail_enqueue(dm_db *db, apr_pool_t *p, const char *recipient, const char *tmpl,
                         const json_t *vars, const char *idempotency_key);
 
+/* As dm_mail_enqueue, with `secrets` (a JSON object of variables such as a
+ * token or a link that carries one; not consumed) stored encrypted under
+ * `key` (dm_keys.mail_seal): ChaCha20-Poly1305 with a random nonce, bound
+ * to the recipient, template and idempotency key, in the variable
+ * DM_MAIL_SEALED_VAR ("v1." base64url(nonce || ciphertext)). The mail job
+ * opens it when it composes the message and removes it once the message is
+ * sent, so the database never holds a usable token in clear. */
+#define DM_MAIL_SEALED_VAR "sealed"
+dm_err *dm_mail_enqueue_sealed(dm_db *db, apr_pool_t *p, const unsigned char *key,
+                               const char *recipient, const char *tmpl, const json_t *vars,
+                               const json_t *secrets, const char *idempotency_key);
+
+/* Opens the sealed variables of a queued message into `vars` (which loses
+ * DM_MAIL_SEALED_VAR). No sealed variable: nothing to do. DM_E_INVALID when
+ * they cannot be opened (another secret key, a changed row). */
+dm_err *dm_mail_unseal(apr_pool_t *p, const unsigned char *key, const char *recipient,
+                       const char *tmpl, const char *idempotency_key, json_t *vars);
+
 /* A "staff_alert" message to every active owner (and finance account when
  * with_finance), once per key and address ("staff_alert:<key>:<address>").
  * vars: the template's variables; it has "reason" and "detail" at least. */

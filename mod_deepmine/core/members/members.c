@@ -123,6 +123,7 @@ static dm_err *issue_access(apr_pool_t *p, const dm_services *s, const dm_member
     c.iat = now;
     c.nbf = now;
     c.exp = now + DM_ACCESS_TTL;
+    c.fam = sess->family;
     sess->access_token = dm_jwt_sign(p, s->keys->jwt, &c);
     sess->access_expires = c.exp;
     sess->csrf_token = dm_token_new(p);
@@ -157,6 +158,7 @@ static dm_err *insert_refresh(dm_db *db, apr_pool_t *p, const dm_services *s, in
     if (!e) {
         sess->refresh_token = token;
         sess->refresh_expires = now + DM_REFRESH_TTL;
+        sess->family = family;
     }
     return e;
 }
@@ -202,7 +204,7 @@ static dm_err *email_token(dm_db *db, apr_pool_t *p, const dm_services *s, const
     int64_t now = dm_now(), id = 0;
     const char *token = dm_token_new(p);
     int verify = strcmp(purpose, "verify") == 0;
-    json_t *vars;
+    json_t *vars, *secrets;
     dm_err *e = dm_db_prepare(db, p,
                               "INSERT INTO email_tokens (user_id, purpose, token_hash, created_at, "
                               "expires_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -224,14 +226,18 @@ static dm_err *email_token(dm_db *db, apr_pool_t *p, const dm_services *s, const
     if (e) {
         return e;
     }
+    /* The token and the link that carries it wait in the queue encrypted
+     * (a copy of the database must not yield a working token). */
     vars = dm_json_own(
-        p, json_pack("{s:s,s:s,s:s,s:I}", "email", m->email, "token", token, "url",
+        p, json_pack("{s:s,s:I}", "email", m->email, "expires_in_hours", (json_int_t)(ttl / 3600)));
+    secrets = dm_json_own(
+        p, json_pack("{s:s,s:s}", "token", token, "url",
                      apr_pstrcat(p, s->public_url ? s->public_url : "",
                                  verify ? "/verify-email?token=" : "/reset-password?token=", token,
-                                 NULL),
-                     "expires_in_hours", (json_int_t)(ttl / 3600)));
-    return dm_mail_enqueue(db, p, m->email, verify ? "email_verification" : "password_reset", vars,
-                           apr_psprintf(p, "%s:%" APR_INT64_T_FMT, purpose, (apr_int64_t)id));
+                                 NULL)));
+    return dm_mail_enqueue_sealed(
+        db, p, s->keys->mail_seal, m->email, verify ? "email_verification" : "password_reset", vars,
+        secrets, apr_psprintf(p, "%s:%" APR_INT64_T_FMT, purpose, (apr_int64_t)id));
 }
 
 /* ---- registration ---- */
@@ -677,17 +683,58 @@ dm_err *dm_member_logout(dm_db *db, apr_pool_t *p, const dm_services *s, const c
     return run_in_txn(db, p, logout_txn, &c);
 }
 
+/* dm_member_get and, in the same statement (GET /api/me stays one read),
+ * whether the login `family` still holds a refresh token that was not
+ * revoked: logout and refresh-token reuse revoke the whole family, and its
+ * access tokens stop working at their next request. */
+static dm_err *member_get_live(dm_db *db, apr_pool_t *p, int64_t id, const char *family,
+                               dm_member *out, int *live)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              "SELECT " USER_COLUMNS ", " BALANCE_COLUMNS
+                              ", EXISTS (SELECT 1 FROM refresh_tokens WHERE family_id = ? AND "
+                              "user_id = users.id AND revoked_at IS NULL) FROM users WHERE id = ?",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_str(st, 1, DM_LEDGER_CURRENCY);
+    dm_stmt_bind_str(st, 2, DM_LEDGER_CURRENCY);
+    dm_stmt_bind_str(st, 3, family);
+    dm_stmt_bind_int64(st, 4, id);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        read_member(st, p, 0, out);
+        read_balances(st, 12, out);
+        *live = dm_stmt_int64(st, 14) != 0;
+    }
+    dm_stmt_done(st);
+    if (!e && !row) {
+        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "no such member");
+    }
+    return e;
+}
+
 dm_err *dm_member_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s,
                                const char *access_token, dm_member *out)
 {
     dm_claims c;
+    int live = 0;
     dm_err *e =
         dm_jwt_verify(p, s->keys->jwt, access_token, "member", dm_now(), DM_CLOCK_LEEWAY, &c);
 
     if (e) {
         return e;
     }
-    e = dm_member_get(db, p, c.sub, out);
+    /* Every member access token names its login (tokens from before the
+     * family claim are refused: the refresh token gets a new one). */
+    if (!c.fam) {
+        return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "the session has ended; log in again");
+    }
+    e = member_get_live(db, p, c.sub, c.fam, out, &live);
     if (e) {
         return e->code == DM_E_NOT_FOUND
                    ? dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "the access token is not valid")
@@ -698,7 +745,7 @@ dm_err *dm_member_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s,
     if (strcmp(out->status, "active") != 0) {
         return dm_err_make(p, DM_E_FORBIDDEN, NULL, "this account is suspended");
     }
-    if (out->token_version != c.ver) {
+    if (out->token_version != c.ver || !live) {
         return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "the session has ended; log in again");
     }
     return NULL;

@@ -63,6 +63,7 @@ typedef struct dm_session {
     const char *refresh_token;
     int64_t refresh_expires;
     const char *csrf_token;
+    const char *family; /* the refresh family (login) the tokens belong to */
 } dm_session;
 
 typedef struct dm_register_req {
@@ -108,7 +109,8 @@ dm_err *dm_member_refresh(dm_db *db, apr_pool_t *p, const dm_services *s, const 
 dm_err *dm_member_logout(dm_db *db, apr_pool_t *p, const dm_services *s, const char *refresh_token);
 
 /* Verifies an access token and loads its member: DM_E_UNAUTHORIZED for a
- * bad, expired or outdated (token_version) token, DM_E_FORBIDDEN when
+ * bad, expired or outdated (token_version) token or one whose login (refresh
+ * family) was revoked by logout or refresh-token reuse, DM_E_FORBIDDEN when
  * suspended. */
 dm_err *dm_member_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s,
                                const char *access_token, dm_member *out);

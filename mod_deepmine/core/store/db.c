@@ -11,8 +11,10 @@
 #include <apr_hash.h>
 #include <apr_strings.h>
 #include <apr_time.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <string.h>
+#include <unistd.h>
 
 struct dm_db {
     sqlite3 *handle;
@@ -72,6 +74,24 @@ void dm_db_global_init(void)
     }
 }
 
+/* A new database file is created here, mode 0600, before SQLite sees it:
+ * SQLite would create it 0644 (less the umask), and its -wal and -shm
+ * files take the mode of the database file. The file holds password
+ * hashes and queued mail; nobody but the server's user reads it. An
+ * existing file is left alone (the module refuses one others can read). */
+static void create_private(const char *path)
+{
+    int fd;
+
+    if (!*path || *path == ':' || strncmp(path, "file:", 5) == 0) {
+        return;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
+        close(fd);
+    }
+}
+
 dm_err *dm_db_open(apr_pool_t *p, const char *path, const dm_db_options *opt, dm_db **out)
 {
     dm_db *db = apr_pcalloc(p, sizeof(*db));
@@ -84,6 +104,9 @@ dm_err *dm_db_open(apr_pool_t *p, const char *path, const dm_db_options *opt, dm
     db->pool = p;
     db->path = apr_pstrdup(p, path);
     db->stmts = apr_hash_make(p);
+    if (!(opt && opt->readonly)) {
+        create_private(path);
+    }
     rc = sqlite3_open_v2(path, &db->handle, flags, NULL);
     if (rc != SQLITE_OK) {
         e = dm_err_make(p, DM_E_UNAVAILABLE, NULL, "cannot open database %s: %s", path,

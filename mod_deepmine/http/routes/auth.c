@@ -201,7 +201,7 @@ static int auth_verify_email(request_rec *r, const dm_route_match *m)
     dm_db *db;
     const char *token = NULL;
     static const char body[] = "{\"email_verified\":true}";
-    dm_err *e = begin(r, "password-reset", &b, &db);
+    dm_err *e = begin(r, "verify-email", &b, &db);
 
     if (!e) {
         e = dm_json_get_string(r->pool, b, "token", 1, MAX_TOKEN_FIELD, &token, NULL);
@@ -235,7 +235,7 @@ static int auth_reset_confirm(request_rec *r, const dm_route_match *m)
     dm_db *db;
     const char *token = NULL, *password = NULL;
     static const char body[] = "{\"password_changed\":true}";
-    dm_err *e = begin(r, "password-reset", &b, &db);
+    dm_err *e = begin(r, "verify-email", &b, &db);
 
     if (!e) {
         e = dm_json_get_string(r->pool, b, "token", 1, MAX_TOKEN_FIELD, &token, NULL);
