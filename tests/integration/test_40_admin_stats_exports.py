@@ -215,3 +215,15 @@ def test_member_detail_shows_contracts_and_orders(srv):
 def srv_verify(s):
     r = s.ctl("ledger", "verify", check=False)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_stats_by_month_cut_by_the_range(srv):
+    # (to 09-25: the tests above register members on 09-26)
+    r = staff(srv, "finance").get(
+        srv.url + "/api/admin/stats?from=2026-08-30T00:00:00Z&to=2026-09-25T00:00:00Z&bucket=month")
+    assert r.status_code == 200, r.text
+    st = r.json()
+    assert st["buckets"] == ["2026-08-30", "2026-09-01"]
+    assert st["signups"] == [0, 2]
+    assert st["orders_paid"] == [0, 1]
+    assert st["contracts_active"] == [0, 1]
