@@ -173,7 +173,7 @@ if [ "${BENCH_ONLY:-}" = stats ]; then
   for d in $(seq 89 -1 0); do   # a day's sign-ups at a time, on that day's clock
     date -u -d "@$(( $(date +%s) - d * 86400 ))" +%Y-%m-%dT%H:%M:%SZ > "$var/bench-clock"
     "$root/build/dm-benchgen" --db "$var/deepmine.db" --clock-file "$var/bench-clock" members \
-      --count "$per" --shape random --seed "$d" >/dev/null
+      --count "$per" --shape random --seed "$((d + 1))" >/dev/null
   done
   "$root/build/dm-benchgen" --db "$var/deepmine.db" contracts --count "${STATS_CONTRACTS:-100000}" \
     --started $(( $(date +%s) - 30 * 86400 )) >/dev/null
