@@ -4,6 +4,7 @@
 #   make web        the pages: web/ built by esbuild into build/web/ (needs make deps)
 #   make run        build + start Apache in the foreground on 127.0.0.1:$(PORT)
 #   make test       lint + unit + integration tests
+#   make demo       make run with a demo population (build/demo)
 #   make bench      wrk benchmark (not a test)
 #   make install    apxs -i + plugins + header + pkg-config file + a2enmod files
 #   make deb        build/deepmine_<version>_<arch>.deb (docs/operations.md)
@@ -59,7 +60,7 @@ MODULE   := $(B)/mod_deepmine.so
 CLI      := $(B)/deepminectl
 BENCHGEN := $(B)/dm-benchgen
 
-.PHONY: all deps run test unit integration lint format check-lognums check-includes bench \
+.PHONY: all deps run demo test unit integration lint format check-lognums check-includes bench \
         install clean plugins testplugins fuzz drivers sanitize web deb
 
 all: $(MODULE) $(CLI) $(BENCHGEN) plugins
@@ -126,6 +127,11 @@ $(B)/web/index.html: $(WEB_SRC)
 # ---- run ----
 run: deps all web
 	@bash scripts/run.sh "$(VAR)" "$(PORT)"
+
+# make run with a demo population on a fresh VAR (docs/ui.md "Demo data")
+DEMO_VAR ?= $(CURDIR)/build/demo
+demo: deps all web
+	@bash scripts/demo.sh "$(DEMO_VAR)" "$(PORT)"
 
 # ---- tests ----
 test: deps all web lint check-lognums check-includes unit sanitize integration fuzz

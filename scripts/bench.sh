@@ -21,6 +21,12 @@
 # webhooks/s and p99, and the payment janitor settling JANITOR stale orders
 # against the Stripe stand-in (scripts/bench_payments.py, its own server),
 # BENCH_ONLY=payments: only that part,
+
+# STATS: GET /api/admin/stats?days=90 (staff statistics, issue 14) is
+# measured on the member population (MEMBERS); BENCH_ONLY=stats: only that,
+# on MEMBERS members whose sign-ups are spread over the last 90 days (with
+# STATS_CONTRACTS contracts, default 100000), target: server time under
+# 200 ms,
 # BENCH_CONF="directives" appended to the bench's local.conf (to try tunings).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -148,6 +154,58 @@ if [ "${BENCH_ONLY:-}" = accrual ]; then
   exit 0
 fi
 
+# ---- staff statistics (issue 14): GET /api/admin/stats?days=90 ----
+# An owner's dm_admin session for wrk; then wrk, then the server time of
+# each answer from the access log (%D).
+staff_cookie() {
+  local out pw
+  out=$("$root/build/deepminectl" --db "$var/deepmine.db" staff create \
+    --email "bench-owner-$RANDOM@example.test" --role owner)
+  pw=$(echo "$out" | sed -n 's/^ *password: *//p')
+  [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
+  curl -sf -o /dev/null -c "$var/staff.jar" "$base/api/admin/auth/login" -H "Origin: $base" \
+    -H 'Content-Type: application/json' \
+    -d "{\"email\":\"$(echo "$out" | sed -n 's/^ *email: *//p')\",\"password\":\"$pw\"}"
+  awk '$6 == "dm_admin" { print "dm_admin=" $7 }' "$var/staff.jar"
+}
+stats_bench() {
+  local cookie r p50 p99
+  cookie=$(staff_cookie)
+  [ -n "$cookie" ] || { echo "bench: staff login failed"; exit 1; }
+  curl -sf -H "Cookie: $cookie" "$base/api/admin/stats?days=90" -o "$var/stats.json" \
+    || { echo "bench: /api/admin/stats failed"; exit 1; }
+  read -r r p50 p99 < <(measure "$base/api/admin/stats?days=90" -H "Cookie: $cookie")
+  printf '%-44s %12s %10s %10s\n' "/api/admin/stats?days=90" "$r" "$p50" "$p99"
+  python3 - "$var/stats.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print("  (90 days: %d sign-ups, %d active contracts at the end, %d GH/s sold)" % (
+    sum(s["signups"]), s["contracts_active"][-1], s["hashrate_sold_ghs"][-1]))
+PY
+}
+if [ "${BENCH_ONLY:-}" = stats ]; then
+  n=${MEMBERS:-1000000}
+  per=$(( n / 90 ))
+  t0=$(date +%s.%N)
+  for d in $(seq 89 -1 0); do   # a day's sign-ups at a time, on that day's clock
+    date -u -d "@$(( $(date +%s) - d * 86400 ))" +%Y-%m-%dT%H:%M:%SZ > "$var/bench-clock"
+    "$root/build/dm-benchgen" --db "$var/deepmine.db" --clock-file "$var/bench-clock" members \
+      --count "$per" --shape random --seed "$((d + 1))" >/dev/null
+  done
+  "$root/build/dm-benchgen" --db "$var/deepmine.db" contracts --count "${STATS_CONTRACTS:-100000}" \
+    --started $(( $(date +%s) - 30 * 86400 )) >/dev/null
+  [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
+  echo "staff statistics: $(( per * 90 )) members over 90 days generated in" \
+    "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')s, ${STATS_CONTRACTS:-100000} contracts"
+  printf '%-44s %12s %10s %10s\n' endpoint req/s p50 p99
+  stats_bench
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  awk -F'"' '$4 == "/api/admin/stats" { split($3, f, " "); print f[3] }' "$var/logs/access.log" |
+    sort -n | awk '{ v[NR] = $1 } END { printf "server time of /api/admin/stats?days=90 (access log %%D): p50 %.3f ms, p99 %.3f ms (target: under 200 ms)\n",
+      v[int(NR * 0.5) + 1] / 1000, v[int(NR * 0.99) + 1] / 1000 }'
+  exit 0
+fi
+
 members=${MEMBERS:-1000000}
 chain=${CHAIN:-10000}
 if [ "$members" -gt 0 ]; then
@@ -259,6 +317,7 @@ ref=$(sqlite3 "$var/deepmine.db" "SELECT ancestor_id FROM user_ancestors WHERE u
 ref_tok=$(login "$(id_of "$ref")")
 read -r r p50 p99 < <(measure "$base/api/ledger" -H "Authorization: Bearer $ref_tok")
 printf '%-44s %12s %10s %10s\n' "/api/ledger (50 per page)" "$r" "$p50" "$p99"
+stats_bench
 "$root/build/deepminectl" --db "$var/deepmine.db" ledger verify
 
 [ "$accrual" -gt 0 ] && accrual_bench
@@ -280,6 +339,7 @@ done
 printf '%-44s %10s %10s\n' "/api/me" $(server_time /api/me "$mid")
 printf '%-44s %10s %10s\n' "/api/auth/register under depth $tip_depth" $(server_time /api/auth/register "")
 printf '%-44s %10s %10s\n' "/api/webhooks/{plugin} (paid order)" $(server_time "/api/webhooks/{name}" "")
+printf '%-44s %10s %10s\n' "/api/admin/stats?days=90 (target < 200 ms)" $(server_time /api/admin/stats "")
 echo "(register includes argon2id at the bench's cheap setting, DeepMinePasswordHash 1 8)"
 
 [ "$mail" -gt 0 ] && mail_bench

@@ -151,6 +151,10 @@ int dm_http_error(request_rec *r, const dm_err *e);
 /* A small HTML page (text/html, no-store, the API's security headers). */
 int dm_http_html(request_rec *r, int status, const char *body, apr_size_t len);
 int dm_http_fail(request_rec *r, dm_code code, const char *field, const char *msg);
+/* Starts a streamed CSV answer (200, text/csv, Content-Disposition:
+ * attachment with `filename`, no-store, the API's security headers); the
+ * caller then writes the body with ap_rwrite/ap_rputs. */
+void dm_http_csv_begin(request_rec *r, const char *filename);
 /* A JSON answer from a jansson value (taken over: released with the
  * request). */
 int dm_http_send_json(request_rec *r, int status, json_t *o);
@@ -210,18 +214,26 @@ dm_err *dm_http_paging(request_rec *r, int *limit, int64_t *cursor);
 /* The route's {id} as a positive number; else DM_E_INVALID on field "id",
  * "the <what> id must be a positive number" ("the id …" when what is NULL). */
 dm_err *dm_http_id_param(request_rec *r, const dm_route_match *m, const char *what, int64_t *id);
+/* Every list endpoint's guard: each query parameter's name must be one of
+ * `allowed` (names separated by spaces; NULL or "": none). Otherwise
+ * DM_E_INVALID (400 "invalid") naming the first unknown parameter as its
+ * field, the message listing what the endpoint takes. A filter a client
+ * misspells is refused instead of silently ignored. */
+dm_err *dm_http_check_args(request_rec *r, const char *allowed);
 
 /* A paginated list endpoint, in one shape:
  *
  *     dm_http_page pg;
- *     dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
+ *     dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, "status user_id", &pg);
  *     (filters: if (!e) e = dm_http_arg_max(…);)
  *     if (!e) e = dm_x_list(pg.db, r->pool, …, pg.cursor, pg.limit, &pg.rows, &pg.next);
  *     return dm_http_page_send(r, e, &pg, "xs", x_row);
  *
  * begin takes a pooled connection, authenticates the caller (staff through
- * dm_http_staff_db, with its role table, or a member through dm_http_member)
- * and reads ?limit= and ?cursor=; send answers the error, or 200
+ * dm_http_staff_db, with its role table, or a member through dm_http_member),
+ * refuses any query parameter but ?limit=, ?cursor= and the `filters`
+ * named (space-separated; NULL: none) with dm_http_check_args, and reads
+ * ?limit= and ?cursor=; send answers the error, or 200
  * {"<plural>": [row_json(row)…], "next_cursor": …}. */
 typedef enum { DM_HTTP_STAFF, DM_HTTP_MEMBER } dm_http_caller;
 
@@ -240,7 +252,7 @@ typedef struct dm_http_page {
 typedef json_t *dm_http_row_json(apr_pool_t *p, const void *row, int staff_view);
 
 dm_err *dm_http_page_begin(request_rec *r, const dm_route_match *m, dm_http_caller who,
-                           dm_http_page *pg);
+                           const char *filters, dm_http_page *pg);
 int dm_http_page_send(request_rec *r, dm_err *e, const dm_http_page *pg, const char *plural,
                       dm_http_row_json *row_json);
 
@@ -279,6 +291,7 @@ extern const dm_route_def dm_routes_orders[];
 extern const dm_route_def dm_routes_accrual[];
 extern const dm_route_def dm_routes_jobs[];
 extern const dm_route_def dm_routes_email[];
+extern const dm_route_def dm_routes_stats[]; /* routes/stats.c: statistics, CSV exports */
 
 /* routes/admin.c — how every /api/admin handler but login/logout starts: a
  * pooled connection and the calling staff member: a live dm_admin session

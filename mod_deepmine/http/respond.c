@@ -73,6 +73,16 @@ int dm_http_html(request_rec *r, int status, const char *body, apr_size_t len)
     return OK;
 }
 
+void dm_http_csv_begin(request_rec *r, const char *filename)
+{
+    base_headers(r);
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    apr_table_setn(r->headers_out, "Content-Disposition",
+                   apr_psprintf(r->pool, "attachment; filename=\"%s\"", filename));
+    r->status = HTTP_OK;
+    ap_set_content_type(r, "text/csv; charset=utf-8; header=present");
+}
+
 int dm_http_error(request_rec *r, const dm_err *e)
 {
     const char *body = dm_err_to_json(r->pool, e);
@@ -288,8 +298,48 @@ json_t *dm_http_cursor_json(apr_pool_t *p, int64_t next)
                 : json_null();
 }
 
+/* 1 when `name` is one of the space-separated words of `list`. */
+static int word_in(const char *list, const char *name, apr_size_t nlen)
+{
+    const char *w = list;
+
+    while (w && *w) {
+        apr_size_t wl = strcspn(w, " ");
+        if (wl == nlen && strncmp(w, name, nlen) == 0) {
+            return 1;
+        }
+        w += wl;
+        w += strspn(w, " ");
+    }
+    return 0;
+}
+
+dm_err *dm_http_check_args(request_rec *r, const char *allowed)
+{
+    const char *a = r->args;
+
+    while (a && *a) {
+        const char *amp = strchr(a, '&');
+        apr_size_t len = amp ? (apr_size_t)(amp - a) : strlen(a);
+        const char *eq = memchr(a, '=', len);
+        apr_size_t klen = eq ? (apr_size_t)(eq - a) : len;
+        const char *key = form_decode(r->pool, a, klen);
+        if (len > 0 && (!key || !word_in(allowed, key, strlen(key)))) {
+            const char *shown = key ? key : apr_pstrmemdup(r->pool, a, klen);
+            if (strlen(shown) > 64) {
+                shown = apr_pstrcat(r->pool, apr_pstrmemdup(r->pool, shown, 64), "…", NULL);
+            }
+            return dm_err_make(r->pool, DM_E_INVALID, shown,
+                               "unknown query parameter \"%s\"; this endpoint takes %s", shown,
+                               (allowed && *allowed) ? allowed : "none");
+        }
+        a = amp ? amp + 1 : NULL;
+    }
+    return NULL;
+}
+
 dm_err *dm_http_page_begin(request_rec *r, const dm_route_match *m, dm_http_caller who,
-                           dm_http_page *pg)
+                           const char *filters, dm_http_page *pg)
 {
     dm_err *e;
 
@@ -297,6 +347,11 @@ dm_err *dm_http_page_begin(request_rec *r, const dm_route_match *m, dm_http_call
     pg->who = who;
     e = who == DM_HTTP_STAFF ? dm_http_staff_db(r, m, &pg->db, &pg->staff)
                              : dm_http_member_db(r, &pg->db, &pg->member);
+    if (!e) {
+        e = dm_http_check_args(r, (filters && *filters)
+                                      ? apr_pstrcat(r->pool, "limit cursor ", filters, NULL)
+                                      : "limit cursor");
+    }
     if (!e) {
         e = dm_http_paging(r, &pg->limit, &pg->cursor);
     }

@@ -10,10 +10,11 @@
 //
 // staff: log in -> find the member -> approve the withdrawal with its
 // transaction id -> refund an order -> edit an e-mail template with the live
-// preview -> the audit log shows it all. (CSV export comes with its
-// endpoint: docs/ui.md.)
+// preview -> the audit log shows it all -> export the members as CSV
+// (parsed back) -> the statistics page draws its charts.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import {
   BASE, assertAccessible, assertClean, checkPage, clockNow, ctl, env, launch, mailsTo, newContext, run, screenshot,
   setClock, settled, unQP, waitFor,
@@ -297,9 +298,57 @@ const steps = [
     }
     await checkPage(page, 'journey-staff-audit');
     await assertAccessible(page, 'audit');
+  }],
+  ['staff export the members found as CSV, parsed back', async () => {
+    const { page } = staff;
+    await page.goto(`${BASE}/admin/users?q=${encodeURIComponent(newEmail)}`);
+    await settled(page);
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('link', { name: 'Export CSV' }).click(),
+    ]);
+    assert.match(download.suggestedFilename(), /^users-\d{4}-\d{2}-\d{2}\.csv$/);
+    const text = fs.readFileSync(await download.path(), 'utf8');
+    const rows = parseCsv(text);
+    assert.deepEqual(rows[0], ['id', 'email', 'name', 'referral_code', 'referrer_id', 'status', 'vip_level', 'kyc_status', 'created_at']);
+    assert.equal(rows.length, 2, text);
+    assert.equal(rows[1][0], String(memberId));
+    assert.equal(rows[1][1], newEmail);
+    assert.equal(rows[1][4], sql(`SELECT referrer_id FROM users WHERE id = ${memberId}`));
+    assert.equal(rows[1][7], 'approved');
+    await page.goto(`${BASE}/admin/audit?action=export.users`);
+    await page.getByRole('cell', { name: 'export.users', exact: true }).first().waitFor();
+  }],
+  ['staff see the statistics drawn: the sign-up and the sale of the journey', async () => {
+    const { page } = staff;
+    await page.goto(`${BASE}/admin/stats?days=7`);
+    await settled(page);
+    // every chart drew its canvas (uPlot), and the table under the sign-ups
+    // chart says what it draws
+    await page.waitForFunction(() => document.querySelectorAll('.chart-grid figure canvas').length >= 7);
+    const figures = await page.locator('.chart-grid figure').count();
+    assert.equal(await page.locator('.chart-grid figure canvas').count(), figures);
+    await checkPage(page, 'journey-staff-stats');
     await screenshot(page, 'journey-end');
   }],
 ];
+
+/** RFC 4180, as a spreadsheet reads it (quotes doubled, CRLF rows). */
+function parseCsv(text) {
+  const rows = [];
+  let row = [], cell = '', quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') { cell += '"'; i++; } else if (c === '"') quoted = false; else cell += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') { row.push(cell); cell = ''; }
+    else if (c === '\r' && text[i + 1] === '\n') { row.push(cell); rows.push(row); row = []; cell = ''; i++; }
+    else cell += c;
+  }
+  if (cell || row.length) { row.push(cell); rows.push(row); }
+  return rows;
+}
 
 const ok = await run('journey', steps);
 await browser.close();

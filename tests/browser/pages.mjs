@@ -37,10 +37,13 @@ const memberPages = [
 
 const staffPages = [
   ['staff-overview', '/admin'],
+  ['staff-stats', '/admin/stats'],
+  ['staff-stats-weeks', '/admin/stats?days=90&bucket=week'],
   ['staff-users', '/admin/users'],
   ['staff-user', `/admin/users/${m.id}`],
   ['staff-orders', '/admin/orders'],
   ['staff-contracts', '/admin/contracts'],
+  ['staff-contracts-filtered', `/admin/contracts?status=active&user_id=${m.id}`],
   ['staff-transfers', '/admin/transfers'],
   ['staff-withdrawals', '/admin/withdrawals'],
   ['staff-catalogue', '/admin/packages'],

@@ -1134,8 +1134,11 @@ static void test_migration_011_keeps_contracts_and_their_triggers(void **state)
     assert_null(dm_catalogue_generation(db, pool, &gen));
     exec("UPDATE contracts SET status = 'expired' WHERE id = 1");
     assert_int_equal(count("SELECT generation FROM catalogue_state"), gen + 1);
+    /* (by name: later migrations add triggers of their own, e.g. 024's
+     * statistics rollup) */
     assert_int_equal(count("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND "
-                           "tbl_name = 'contracts'"),
+                           "tbl_name = 'contracts' AND name IN ('contracts_ai_catalogue', "
+                           "'contracts_au_catalogue')"),
                      2);
     assert_int_equal(count("SELECT COUNT(*) FROM pragma_foreign_key_check"), 0);
 }

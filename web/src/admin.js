@@ -13,6 +13,7 @@ import { Login, staffUser, setStaff, useStaff } from './admin/session.js';
 // roles: who sees the page ('owner' sees everything)
 const routes = [
   { path: '/admin', page: P.Overview, nav: 'admin.nav.overview', roles: ['finance', 'support', 'kyc'] },
+  { path: '/admin/stats', page: P.Stats, nav: 'admin.nav.stats', roles: ['finance'] },
   { path: '/admin/users', page: P.Users, nav: 'admin.nav.users', roles: ['finance', 'support', 'kyc'] },
   { path: '/admin/users/:id', page: P.UserDetail, roles: ['finance', 'support', 'kyc'] },
   { path: '/admin/orders', page: P.Orders, nav: 'admin.nav.orders', roles: ['finance', 'support'] },
@@ -28,8 +29,8 @@ const routes = [
   { path: '/admin/templates/:key', page: P.TemplateEditor, roles: ['support'] },
   { path: '/admin/flags', page: P.Flags, nav: 'admin.nav.flags', roles: ['support'] },
   { path: '/admin/audit', page: P.Audit, nav: 'admin.nav.audit', roles: [] },
-  // The KYC queue, statistics charts, CSV exports and 2FA join here when
-  // their API lands (docs/ui.md "Extension points").
+  // The KYC queue and 2FA join here when their API lands (docs/ui.md
+  // "Extension points").
 ];
 
 const allowed = (route, staff) => staff && (staff.role === 'owner' || route.roles.includes(staff.role));

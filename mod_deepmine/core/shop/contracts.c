@@ -147,9 +147,10 @@ dm_err *dm_contract_of_order(dm_db *db, apr_pool_t *p, int64_t order_id, dm_cont
     return e;
 }
 
-dm_err *dm_contracts_list(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t cursor, int limit,
-                          apr_array_header_t **rows, int64_t *next)
+dm_err *dm_contracts_list(dm_db *db, apr_pool_t *p, int64_t user_id, const char *status,
+                          int64_t cursor, int limit, apr_array_header_t **rows, int64_t *next)
 {
+    static const char *const statuses[] = {"active", "ended", "expired", "refunded", NULL};
     dm_stmt *st;
     int row = 0, n = 1;
     dm_err *e;
@@ -160,17 +161,32 @@ dm_err *dm_contracts_list(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t cur
         return dm_err_make(p, DM_E_INVALID, "limit", "limit must be 1 to %d",
                            DM_CONTRACTS_PAGE_MAX);
     }
+    if (status) {
+        int ok = 0;
+        for (int i = 0; statuses[i]; i++) {
+            ok |= strcmp(statuses[i], status) == 0;
+        }
+        if (!ok) {
+            return dm_err_make(p, DM_E_INVALID, "status",
+                               "status must be active, ended, expired or refunded");
+        }
+    }
+    /* (user_id, id) and (status, id) are indexed: contracts_user,
+     * contracts_status. */
     e = dm_db_prepare(db, p,
-                      user_id ? "SELECT " CONTRACT_COLUMNS " FROM contracts WHERE user_id = ? AND "
-                                "id < ? ORDER BY id DESC LIMIT ?"
-                              : "SELECT " CONTRACT_COLUMNS " FROM contracts WHERE id < ? "
-                                "ORDER BY id DESC LIMIT ?",
+                      apr_pstrcat(p, "SELECT " CONTRACT_COLUMNS " FROM contracts WHERE ",
+                                  user_id ? "user_id = ? AND " : "",
+                                  status ? "status = ? AND " : "",
+                                  "id < ? ORDER BY id DESC LIMIT ?", NULL),
                       &st);
     if (e) {
         return e;
     }
     if (user_id) {
         dm_stmt_bind_int64(st, n++, user_id);
+    }
+    if (status) {
+        dm_stmt_bind_str(st, n++, status);
     }
     dm_stmt_bind_int64(st, n++, cursor > 0 ? cursor : INT64_MAX);
     dm_stmt_bind_int64(st, n, (int64_t)limit + 1);

@@ -62,9 +62,11 @@ dm_err *dm_contract_of_order(dm_db *db, apr_pool_t *p, int64_t order_id, dm_cont
                              int *found);
 
 /* Newest first, keyset paginated on id (cursor 0: first page; *next 0:
- * no more); user_id 0: everyone's. Rows are dm_contract. */
-dm_err *dm_contracts_list(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t cursor, int limit,
-                          apr_array_header_t **rows, int64_t *next);
+ * no more); user_id 0: everyone's; status NULL: any, else one of
+ * active|ended|expired|refunded (anything else DM_E_INVALID "status").
+ * Rows are dm_contract. */
+dm_err *dm_contracts_list(dm_db *db, apr_pool_t *p, int64_t user_id, const char *status,
+                          int64_t cursor, int limit, apr_array_header_t **rows, int64_t *next);
 
 /* With yield_mode, fee_bp, earned_micros, refunded_micros and
  * yield_clawed_micros. */

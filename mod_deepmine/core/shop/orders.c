@@ -1387,8 +1387,14 @@ dm_err *dm_orders_list(dm_db *db, apr_pool_t *p, int64_t user_id, const char *st
                            "status must be pending, paid, failed, expired, needs_review or "
                            "refunded");
     }
-    /* One statement per filter, each served by its own index. */
-    if (user_id) {
+    /* One statement per filter, each served by its own index (a member's
+     * orders by status: orders_user, a member has few). */
+    if (user_id && status) {
+        e = dm_db_prepare(db, p,
+                          "SELECT " ORDER_COLUMNS " FROM orders WHERE user_id = ? AND status = ? "
+                          "AND id < ? ORDER BY id DESC LIMIT ?",
+                          &st);
+    } else if (user_id) {
         e = dm_db_prepare(db, p,
                           "SELECT " ORDER_COLUMNS " FROM orders WHERE user_id = ? AND id < ? "
                           "ORDER BY id DESC LIMIT ?",
@@ -1409,7 +1415,8 @@ dm_err *dm_orders_list(dm_db *db, apr_pool_t *p, int64_t user_id, const char *st
     }
     if (user_id) {
         dm_stmt_bind_int64(st, n++, user_id);
-    } else if (status) {
+    }
+    if (status) {
         dm_stmt_bind_str(st, n++, status);
     }
     dm_stmt_bind_int64(st, n++, cursor > 0 ? cursor : INT64_MAX);

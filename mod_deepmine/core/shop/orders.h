@@ -142,8 +142,8 @@ dm_err *dm_order_get(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t user_id
 
 /* Newest first, keyset paginated on id (cursor 0: first page; *next 0:
  * no more). user_id 0: everyone's; status NULL: any (an unknown status is
- * DM_E_INVALID, field "status"); the status filter is for staff lists and
- * is not applied with a user_id. Rows are dm_order. */
+ * DM_E_INVALID, field "status"); both filters apply together. Rows are
+ * dm_order. */
 dm_err *dm_orders_list(dm_db *db, apr_pool_t *p, int64_t user_id, const char *status,
                        int64_t cursor, int limit, apr_array_header_t **rows, int64_t *next);
 

@@ -54,6 +54,9 @@ static int earnings(request_rec *r, const dm_route_match *rm)
     json_t *arr;
     dm_err *e = dm_http_member_db(r, &db, &m);
 
+    if (!e) {
+        e = dm_http_check_args(r, "from to bucket");
+    }
     if (!e && bucket && *bucket && strcmp(bucket, "day") != 0) {
         e = dm_err_make(r->pool, DM_E_INVALID, "bucket", "bucket is day (the only one so far)");
     }
@@ -203,7 +206,7 @@ static json_t *payout_row(apr_pool_t *p, const void *row, int staff_view)
 static int payouts_list(request_rec *r, const dm_route_match *rm)
 {
     dm_http_page pg;
-    dm_err *e = dm_http_page_begin(r, rm, DM_HTTP_STAFF, &pg);
+    dm_err *e = dm_http_page_begin(r, rm, DM_HTTP_STAFF, NULL, &pg);
 
     if (!e) {
         e = dm_pool_payouts_list(pg.db, r->pool, pg.cursor, pg.limit, &pg.rows, &pg.next);

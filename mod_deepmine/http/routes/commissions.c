@@ -33,7 +33,7 @@ static json_t *commission_row(apr_pool_t *p, const void *row, int staff_view)
 static int my_commissions(request_rec *r, const dm_route_match *m)
 {
     dm_http_page pg;
-    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_MEMBER, &pg);
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_MEMBER, NULL, &pg);
 
     if (!e) {
         e = dm_commission_list(pg.db, r->pool, pg.member.id, pg.cursor, pg.limit, &pg.rows,
@@ -124,7 +124,7 @@ static int flags_list(request_rec *r, const dm_route_match *m)
 {
     dm_http_page pg;
     const char *status = dm_http_arg(r, "status");
-    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, "status", &pg);
 
     if (status && !*status) {
         status = NULL; /* ?status= : every flag; a bad one is refused by core */
@@ -194,7 +194,7 @@ static int admin_commissions(request_rec *r, const dm_route_match *m)
 {
     dm_http_page pg;
     dm_commission_filter f;
-    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, "beneficiary_id buyer_id status", &pg);
 
     memset(&f, 0, sizeof(f));
     if (!e) {

@@ -64,7 +64,7 @@ static int email_list(request_rec *r, const dm_route_match *m)
 {
     dm_http_page pg;
     const char *status = NULL, *recipient = NULL;
-    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, "status recipient", &pg);
 
     if (!e) {
         e = dm_http_arg_max(r, "status", 16, &status);
@@ -294,7 +294,7 @@ static json_t *suppression_row(apr_pool_t *p, const void *row, int staff_view)
 static int suppressions_list(request_rec *r, const dm_route_match *m)
 {
     dm_http_page pg;
-    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, NULL, &pg);
 
     if (!e) {
         e = dm_suppression_list(pg.db, r->pool, pg.cursor, pg.limit, &pg.rows, &pg.next);

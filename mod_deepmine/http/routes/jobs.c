@@ -33,6 +33,9 @@ static int jobs_list(request_rec *r, const dm_route_match *m)
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
     dm_cron_env(dm_conf_get(r->server), &env);
+    if (!e) {
+        e = dm_http_check_args(r, "job status limit cursor");
+    }
     if (!e && job && !dm_job_find(job, env.test_mode)) {
         e = dm_err_make(r->pool, DM_E_INVALID, "job", "no job named %s", job);
     }

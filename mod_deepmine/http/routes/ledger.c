@@ -32,6 +32,9 @@ static int statement(request_rec *r, const dm_route_match *m)
         e = dm_http_member(r, db, &mem);
     }
     if (!e) {
+        e = dm_http_check_args(r, "limit cursor");
+    }
+    if (!e) {
         e = dm_http_paging(r, &limit, &cursor);
     }
     if (!e) {
@@ -90,7 +93,7 @@ static int admin_transfers(request_rec *r, const dm_route_match *m)
 {
     dm_http_page pg;
     dm_transfer_filter f;
-    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, "kind account from to", &pg);
 
     memset(&f, 0, sizeof(f));
     if (!e) {

@@ -94,6 +94,9 @@ static int referral_list(request_rec *r, const dm_route_match *rm)
     const char *body;
     dm_err *e = dm_http_member_db(r, &db, &m);
 
+    if (!e) {
+        e = dm_http_check_args(r, "level limit cursor");
+    }
     if (!e && lv && dm_parse_int(r->pool, lv, 1, DM_REFERRAL_LEVELS, &level)) {
         e = dm_err_make(r->pool, DM_E_INVALID, "level",
                         "level must be a whole number from 1 to 10");

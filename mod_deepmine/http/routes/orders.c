@@ -9,6 +9,7 @@
 #include <apr_strings.h>
 #include <http_protocol.h>
 
+#include "base/confparse.h"
 #include "base/json.h"
 #include "plugins/payment.h"
 #include "shop/orders.h"
@@ -81,7 +82,7 @@ static int order_create(request_rec *r, const dm_route_match *rm)
 static int orders_mine(request_rec *r, const dm_route_match *rm)
 {
     dm_http_page pg;
-    dm_err *e = dm_http_page_begin(r, rm, DM_HTTP_MEMBER, &pg);
+    dm_err *e = dm_http_page_begin(r, rm, DM_HTTP_MEMBER, NULL, &pg);
 
     if (!e) {
         e = dm_orders_list(pg.db, r->pool, pg.member.id, NULL, pg.cursor, pg.limit, &pg.rows,
@@ -113,10 +114,10 @@ static int order_mine(request_rec *r, const dm_route_match *rm)
 static int contracts_mine(request_rec *r, const dm_route_match *rm)
 {
     dm_http_page pg;
-    dm_err *e = dm_http_page_begin(r, rm, DM_HTTP_MEMBER, &pg);
+    dm_err *e = dm_http_page_begin(r, rm, DM_HTTP_MEMBER, NULL, &pg);
 
     if (!e) {
-        e = dm_contracts_list(pg.db, r->pool, pg.member.id, pg.cursor, pg.limit, &pg.rows,
+        e = dm_contracts_list(pg.db, r->pool, pg.member.id, NULL, pg.cursor, pg.limit, &pg.rows,
                               &pg.next);
     }
     return dm_http_page_send(r, e, &pg, "contracts", contract_row);
@@ -173,17 +174,36 @@ static int payment_methods(request_rec *r, const dm_route_match *rm)
 
 /* ---- staff ---- */
 
+/* ?user_id= as a member id (0 when absent or empty). */
+static dm_err *user_id_arg(request_rec *r, int64_t *out)
+{
+    const char *v = dm_http_arg(r, "user_id");
+    long long id = 0;
+
+    *out = 0;
+    if (v && *v && dm_parse_int(r->pool, v, 1, INT64_MAX, &id)) {
+        return dm_err_make(r->pool, DM_E_INVALID, "user_id",
+                           "user_id must be a member id (a positive number)");
+    }
+    *out = (int64_t)id;
+    return NULL;
+}
+
 static int admin_orders(request_rec *r, const dm_route_match *rm)
 {
     dm_http_page pg;
     const char *status = dm_http_arg(r, "status");
-    dm_err *e = dm_http_page_begin(r, rm, DM_HTTP_STAFF, &pg);
+    int64_t user_id = 0;
+    dm_err *e = dm_http_page_begin(r, rm, DM_HTTP_STAFF, "status user_id", &pg);
 
     if (!e && status && strlen(status) > MAX_STATUS_FIELD) {
         e = dm_err_make(r->pool, DM_E_INVALID, "status", "unknown status");
     }
     if (!e) {
-        e = dm_orders_list(pg.db, r->pool, 0, (status && *status) ? status : NULL, pg.cursor,
+        e = user_id_arg(r, &user_id);
+    }
+    if (!e) {
+        e = dm_orders_list(pg.db, r->pool, user_id, (status && *status) ? status : NULL, pg.cursor,
                            pg.limit, &pg.rows, &pg.next);
     }
     return dm_http_page_send(r, e, &pg, "orders", order_row);
@@ -192,10 +212,19 @@ static int admin_orders(request_rec *r, const dm_route_match *rm)
 static int admin_contracts(request_rec *r, const dm_route_match *rm)
 {
     dm_http_page pg;
-    dm_err *e = dm_http_page_begin(r, rm, DM_HTTP_STAFF, &pg);
+    const char *status = NULL;
+    int64_t user_id = 0;
+    dm_err *e = dm_http_page_begin(r, rm, DM_HTTP_STAFF, "user_id status", &pg);
 
     if (!e) {
-        e = dm_contracts_list(pg.db, r->pool, 0, pg.cursor, pg.limit, &pg.rows, &pg.next);
+        e = user_id_arg(r, &user_id);
+    }
+    if (!e) {
+        e = dm_http_arg_max(r, "status", MAX_STATUS_FIELD, &status);
+    }
+    if (!e) {
+        e = dm_contracts_list(pg.db, r->pool, user_id, status, pg.cursor, pg.limit, &pg.rows,
+                              &pg.next);
     }
     return dm_http_page_send(r, e, &pg, "contracts", contract_row);
 }

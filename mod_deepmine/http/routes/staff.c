@@ -52,6 +52,13 @@
  *   POST  …/email-templates/{key}/restore     x          every member: owner)
  *   GET   /api/admin/email-suppressions       x     x
  *   DELETE /api/admin/email-suppressions/{email} x  x
+ *   GET   /api/admin/stats           x      x
+ *   GET   /api/admin/export/users.csv        x  x  x
+ *   GET   /api/admin/export/orders.csv       x  x  x
+ *   GET   /api/admin/export/contracts.csv    x  x  x
+ *   GET   /api/admin/export/commissions.csv  x  x  x
+ *   GET   /api/admin/export/withdrawals.csv  x  x
+ *   GET   /api/admin/export/transfers.csv    x  x
  */
 #include "dm_http.h"
 
@@ -63,10 +70,15 @@
 #include "base/json.h"
 #include "mail/mail.h"
 #include "store/migrate.h"
+#include "shop/contracts.h"
+#include "shop/orders.h"
 
 #define MAX_EMAIL_FIELD 320
 #define MAX_PASSWORD_FIELD 1024
 #define MAX_FILTER_FIELD 64
+/* The member detail's newest contracts and orders (the rest: the lists'
+ * ?user_id= filter from *_next_cursor). */
+#define DETAIL_ROWS 50
 
 static const struct staff_access {
     const char *method;
@@ -120,6 +132,15 @@ static const struct staff_access {
     {"GET", "/api/admin/commissions", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},
     {"POST", "/api/admin/commissions/{id}/forfeit", DM_ROLE_FINANCE},
     {"POST", "/api/admin/users/{id}/commissions/forfeit", DM_ROLE_FINANCE},
+    /* routes/stats.c: statistics and CSV exports (an export shows what its
+     * list shows, to the same roles) */
+    {"GET", "/api/admin/stats", DM_ROLE_FINANCE},
+    {"GET", "/api/admin/export/users.csv", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},
+    {"GET", "/api/admin/export/orders.csv", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},
+    {"GET", "/api/admin/export/contracts.csv", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},
+    {"GET", "/api/admin/export/commissions.csv", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},
+    {"GET", "/api/admin/export/withdrawals.csv", DM_ROLE_FINANCE},
+    {"GET", "/api/admin/export/transfers.csv", DM_ROLE_FINANCE},
 };
 
 /* The roles allowed on a route; *known 0 when the table has no row. */
@@ -255,7 +276,7 @@ static int users_list(request_rec *r, const dm_route_match *m)
 {
     dm_http_page pg;
     const char *q = NULL, *status = NULL;
-    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, "q status", &pg);
 
     if (!e) {
         e = dm_http_arg_max(r, "q", 4 * DM_ADMIN_Q_MAX_CHARS, &q);
@@ -276,16 +297,44 @@ static int users_get(request_rec *r, const dm_route_match *m)
     dm_staff st;
     int64_t id = 0;
     dm_admin_user_detail d;
+    apr_array_header_t *contracts = NULL, *orders = NULL;
+    int64_t contracts_next = 0, orders_next = 0;
+    json_t *out, *arr;
     dm_err *e = dm_http_staff_db(r, m, &db, &st);
 
+    if (!e) {
+        e = dm_http_check_args(r, NULL);
+    }
     if (!e) {
         e = dm_http_id_param(r, m, "member", &id);
     }
     if (!e) {
         e = dm_admin_user_get(db, r->pool, id, &d);
     }
-    return e ? dm_http_error(r, e)
-             : dm_http_send_json(r, HTTP_OK, dm_admin_user_detail_json(r->pool, &dm_g.svc, &d));
+    if (!e) {
+        e = dm_contracts_list(db, r->pool, id, NULL, 0, DETAIL_ROWS, &contracts, &contracts_next);
+    }
+    if (!e) {
+        e = dm_orders_list(db, r->pool, id, NULL, 0, DETAIL_ROWS, &orders, &orders_next);
+    }
+    if (e) {
+        return dm_http_error(r, e);
+    }
+    out = dm_admin_user_detail_json(r->pool, &dm_g.svc, &d);
+    arr = json_array();
+    for (int i = 0; i < contracts->nelts; i++) {
+        json_array_append_new(
+            arr, dm_contract_json(r->pool, &APR_ARRAY_IDX(contracts, i, dm_contract), 1));
+    }
+    json_object_set_new(out, "contracts", arr);
+    json_object_set_new(out, "contracts_next_cursor", dm_http_cursor_json(r->pool, contracts_next));
+    arr = json_array();
+    for (int i = 0; i < orders->nelts; i++) {
+        json_array_append_new(arr, dm_order_json(r->pool, &APR_ARRAY_IDX(orders, i, dm_order), 1));
+    }
+    json_object_set_new(out, "orders", arr);
+    json_object_set_new(out, "orders_next_cursor", dm_http_cursor_json(r->pool, orders_next));
+    return dm_http_send_json(r, HTTP_OK, out);
 }
 
 static int users_patch(request_rec *r, const dm_route_match *m)
@@ -330,7 +379,7 @@ static int audit_list(request_rec *r, const dm_route_match *m)
 {
     dm_http_page pg;
     dm_audit_filter f = {NULL, NULL, NULL};
-    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, "action target_type target_id", &pg);
 
     if (!e) {
         e = dm_http_arg_max(r, "action", MAX_FILTER_FIELD, &f.action);

@@ -10,6 +10,7 @@
 #include <apr_strings.h>
 #include <http_protocol.h>
 
+#include "base/confparse.h"
 #include "base/json.h"
 #include "kyc/kyc_manual.h"
 #include "withdrawals/withdrawals.h"
@@ -67,7 +68,7 @@ static int wd_create(request_rec *r, const dm_route_match *m)
 static int wd_mine(request_rec *r, const dm_route_match *m)
 {
     dm_http_page pg;
-    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_MEMBER, &pg);
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_MEMBER, NULL, &pg);
 
     if (!e) {
         e = dm_wd_list(pg.db, r->pool, pg.member.id, NULL, pg.cursor, pg.limit, &pg.rows, &pg.next);
@@ -78,12 +79,20 @@ static int wd_mine(request_rec *r, const dm_route_match *m)
 static int wd_admin_list(request_rec *r, const dm_route_match *m)
 {
     dm_http_page pg;
-    const char *status = dm_http_arg(r, "status");
-    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, &pg);
+    const char *status = dm_http_arg(r, "status"), *user = NULL;
+    long long user_id = 0;
+    dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, "status user_id", &pg);
 
     if (!e) {
-        e = dm_wd_list(pg.db, r->pool, 0, (status && *status) ? status : NULL, pg.cursor, pg.limit,
-                       &pg.rows, &pg.next);
+        e = dm_http_arg_max(r, "user_id", 32, &user);
+    }
+    if (!e && user && dm_parse_int(r->pool, user, 1, INT64_MAX, &user_id)) {
+        e = dm_err_make(r->pool, DM_E_INVALID, "user_id",
+                        "user_id must be a member id (a positive number)");
+    }
+    if (!e) {
+        e = dm_wd_list(pg.db, r->pool, (int64_t)user_id, (status && *status) ? status : NULL,
+                       pg.cursor, pg.limit, &pg.rows, &pg.next);
     }
     return dm_http_page_send(r, e, &pg, "withdrawals", wd_row);
 }

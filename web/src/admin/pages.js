@@ -65,7 +65,62 @@ export function Overview({ staff }) {
         series=${[{ label: 'TH/s', values: [capacity.data.sold_ths, capacity.data.available_ths] }]} yFormat=${(v) => num(v)}
         table=${[[t('admin.owned'), ths(capacity.data.capacity ? capacity.data.capacity.hashrate_ths : 0)], [t('admin.sold'), ths(capacity.data.sold_ths)], [t('admin.available'), ths(capacity.data.available_ths)]]} />
     </section>` : null}
-    <p class="muted">${t('admin.stats_soon')}</p>
+    ${can(staff, 'finance') ? html`<p><a href="/admin/stats">${t('admin.stats_link')}</a></p>` : null}
+  </${Page}>`;
+}
+
+// ---- statistics (GET /api/admin/stats) ----
+
+/** A CSV export of a list, with the list's current filters: a plain link
+ * (the dm_admin cookie goes with it; the server answers an attachment). */
+function ExportLink({ name, filters = {} }) {
+  return html`<a class="btn btn-secondary" href=${'/api/admin/export/' + name + '.csv' + qs(filters)} download=${name + '.csv'}>${t('admin.export_csv')}</a>`;
+}
+
+// micros -> a plain number for drawing only (axis and bar heights); every
+// figure shown as text comes from money() on the integer micros.
+const drawMicros = (m) => Number(microsToDecimal(m));
+
+export function Stats({ query }) {
+  const [f, setF] = useQueryState(query, ['days', 'bucket']);
+  const days = f.days || '90';
+  const bucket = f.bucket || 'day';
+  const { data, error, loading } = useLoad(() => get('/api/admin/stats' + qs({ days, bucket })), [days, bucket]);
+  const charts = [];
+  if (data) {
+    const labels = data.buckets.map((d) => d.slice(5));
+    const count = (key, title) => charts.push(html`<${BarChart} title=${title} labels=${labels} height=${160}
+      series=${[{ label: title, values: data[key] }]} yFormat=${(v) => (Number.isInteger(v) ? num(v) : '')}
+      table=${data.buckets.map((d, i) => [d, num(data[key][i])])} />`);
+    count('signups', t('admin.stats.signups'));
+    count('orders_paid', t('admin.stats.orders'));
+    for (const [cur, m] of Object.entries(data.currencies)) {
+      const cash = (key, title) => charts.push(html`<${BarChart} title=${title + ' (' + cur + ')'} labels=${labels} height=${160}
+        series=${[{ label: title, values: m[key].map(drawMicros) }]} yFormat=${(v) => num(v)}
+        table=${data.buckets.map((d, i) => [d, money(m[key][i], cur)])} />`);
+      cash('revenue_micros', t('admin.stats.revenue'));
+      cash('commissions_micros', t('admin.stats.commissions'));
+      charts.push(html`<${BarChart} title=${t('admin.stats.withdrawals') + ' (' + cur + ')'} labels=${labels} height=${160}
+        series=${[{ label: t('admin.stats.wd_requested'), values: m.withdrawals_requested_micros.map(drawMicros) }, { label: t('admin.stats.wd_paid'), values: m.withdrawals_paid_micros.map(drawMicros) }]}
+        yFormat=${(v) => num(v)}
+        table=${data.buckets.map((d, i) => [d, t('admin.stats.wd_pair', { requested: money(m.withdrawals_requested_micros[i], cur), paid: money(m.withdrawals_paid_micros[i], cur) })])} />`);
+    }
+    count('contracts_active', t('admin.stats.active'));
+    charts.push(html`<${BarChart} title=${t('admin.stats.hashpower')} labels=${labels} height=${160}
+      series=${[{ label: t('admin.sold'), values: data.hashrate_sold_ghs.map((g) => g / 1000) }, { label: t('admin.owned'), values: data.capacity_ghs.map((g) => g / 1000) }]}
+      yFormat=${(v) => num(v)}
+      table=${data.buckets.map((d, i) => [d, t('admin.stats.sold_of', { sold: ths(data.hashrate_sold_ghs[i] / 1000), owned: ths(data.capacity_ghs[i] / 1000) })])} />`);
+  }
+  return html`<${Page} title=${t('admin.nav.stats')} wide>
+    <div class="toolbar">
+      <div class="field"><label for="stats-days">${t('admin.stats.range')}</label>
+        <select id="stats-days" value=${days} onChange=${(e) => setF({ days: e.target.value })}>
+          ${['7', '30', '90', '365'].map((d) => html`<option value=${d}>${t('admin.stats.days', { n: d })}</option>`)}</select></div>
+      <div class="field"><label for="stats-bucket">${t('admin.stats.bucket')}</label>
+        <select id="stats-bucket" value=${bucket} onChange=${(e) => setF({ bucket: e.target.value })}>
+          ${['day', 'week', 'month'].map((b) => html`<option value=${b}>${t('admin.stats.by_' + b)}</option>`)}</select></div>
+    </div>
+    ${loading && !data ? html`<${Loading} />` : error ? html`<${ErrorBox} error=${error} />` : html`<div class="chart-grid" data-ready="stats">${charts}</div>`}
   </${Page}>`;
 }
 
@@ -80,6 +135,7 @@ export function Users({ query }) {
       <div class="field"><label for="user-q">${t('admin.search')}</label><input id="user-q" type="search" value=${q} onInput=${(e) => setQ(e.target.value)} /></div>
       <${StatusFilter} label=${t('col.status')} value=${f.status} options=${['active', 'suspended']} onChange=${(v) => setF({ status: v })} />
       <button class="btn" type="submit">${t('admin.search_go')}</button>
+      <${ExportLink} name="users" filters=${{ q: f.q, status: f.status }} />
     </form>
     ${paged.loading && !paged.data ? html`<${Loading} />` : html`<${ErrorBox} error=${paged.error} />
       <${Table} caption=${t('admin.nav.users')} head=${['#', t('field.email'), t('admin.code'), t('col.status'), t('col.vip'), t('settings.kyc'), t('col.joined')]}
@@ -133,6 +189,17 @@ export function UserDetail({ params, staff }) {
           table=${data.network.levels.map((n, i) => [t('ref.level', { n: i + 1 }), num(n)])} />
       </div>
     </div>
+    <h2 id="contracts-h">${t('admin.nav.contracts')}</h2>
+    <${Table} caption=${t('admin.member_contracts')} head=${['#', t('col.contract'), t('pkg.hashrate'), t('col.status'), t('col.expires'), t('col.earned')]}
+      empty=${t('admin.none_yet')}
+      rows=${data.contracts.map((c) => html`<tr><td>${c.id}</td><td>${c.name}</td><td>${ths(c.hashrate_ths)}</td>
+        <td><${Status} value=${c.status} /></td><td>${dateTime(c.expires_at)}</td><td><${Money} micros=${c.earned_micros} currency=${c.currency} /></td></tr>`)} />
+    ${data.contracts_next_cursor ? html`<p><a href=${'/admin/contracts?user_id=' + u.id}>${t('admin.all_contracts')}</a></p>` : null}
+    <h2 id="orders-h">${t('admin.nav.orders')}</h2>
+    <${Table} caption=${t('admin.member_orders')} head=${['#', t('col.amount'), t('admin.gateway'), t('col.status'), t('col.created')]}
+      empty=${t('admin.none_yet')}
+      rows=${data.orders.map((o) => html`<tr><td>${o.id}</td><td><${Money} micros=${o.amount_micros} currency=${o.currency} /></td>
+        <td>${o.gateway}</td><td><${Status} value=${o.status} /></td><td>${dateTime(o.created_at)}</td></tr>`)} />
     <h2>${t('admin.actions')}</h2>
     <div class="actions">
       ${can(staff, 'support') ? (u.status === 'active'
@@ -177,7 +244,8 @@ export function Orders({ query, staff }) {
     }
   };
   return html`<${Page} title=${t('admin.nav.orders')}>
-    <div class="toolbar"><${StatusFilter} label=${t('col.status')} value=${f.status} options=${['pending', 'paid', 'failed', 'expired', 'needs_review', 'refunded']} onChange=${(v) => setF({ status: v })} /></div>
+    <div class="toolbar"><${StatusFilter} label=${t('col.status')} value=${f.status} options=${['pending', 'paid', 'failed', 'expired', 'needs_review', 'refunded']} onChange=${(v) => setF({ status: v })} />
+      <${ExportLink} name="orders" filters=${{ status: f.status }} /></div>
     <${Done} message=${done} /><${ErrorBox} error=${err} />
     ${paged.loading && !paged.data ? html`<${Loading} />` : html`<${ErrorBox} error=${paged.error} />
       <${Table} caption=${t('admin.nav.orders')} head=${['#', t('admin.member_col'), t('col.amount'), t('admin.gateway'), t('col.status'), t('col.created'), '']}
@@ -188,9 +256,17 @@ export function Orders({ query, staff }) {
   </${Page}>`;
 }
 
-export function Contracts() {
-  const paged = usePaged((c) => get('/api/admin/contracts' + qs({ cursor: c, limit: 25 })), 'contracts');
+export function Contracts({ query }) {
+  const [f, setF] = useQueryState(query, ['status', 'user_id']);
+  const [user, setUser] = useState(f.user_id);
+  const paged = usePaged((c) => get('/api/admin/contracts' + qs({ status: f.status, user_id: f.user_id, cursor: c, limit: 25 })), 'contracts', [f.status, f.user_id]);
   return html`<${Page} title=${t('admin.nav.contracts')}>
+    <form class="toolbar" onSubmit=${(e) => { e.preventDefault(); setF({ user_id: user.trim() }); }}>
+      <${StatusFilter} label=${t('col.status')} value=${f.status} options=${['active', 'ended', 'expired', 'refunded']} onChange=${(v) => setF({ status: v })} />
+      <div class="field"><label for="contract-user">${t('admin.member_id')}</label><input id="contract-user" inputmode="numeric" value=${user} onInput=${(e) => setUser(e.target.value)} /></div>
+      <button class="btn" type="submit">${t('admin.filter')}</button>
+      <${ExportLink} name="contracts" filters=${{ status: f.status, user_id: f.user_id }} />
+    </form>
     ${paged.loading && !paged.data ? html`<${Loading} />` : html`<${ErrorBox} error=${paged.error} />
       <${Table} caption=${t('admin.nav.contracts')} head=${['#', t('admin.member_col'), t('col.contract'), t('pkg.hashrate'), t('col.status'), t('col.expires'), t('col.earned')]}
         rows=${paged.items.map((c) => html`<tr><td>${c.id}</td><td><a href=${'/admin/users/' + c.user_id}>#${c.user_id}</a></td><td>${c.name}</td><td>${ths(c.hashrate_ths)}</td>
@@ -208,7 +284,8 @@ export function Transfers({ query }) {
   return html`<${Page} title=${t('admin.nav.transfers')}>
     <div class="toolbar"><div class="field"><label for="kind">${t('col.what')}</label>
       <select id="kind" value=${f.kind} onChange=${(e) => setF({ kind: e.target.value })}><option value="">${t('admin.all')}</option>
-      ${kinds.map((k) => html`<option value=${k}>${t('kind.' + k)}</option>`)}</select></div></div>
+      ${kinds.map((k) => html`<option value=${k}>${t('kind.' + k)}</option>`)}</select></div>
+      <${ExportLink} name="transfers" filters=${{ kind: f.kind }} /></div>
     ${paged.loading && !paged.data ? html`<${Loading} />` : html`<${ErrorBox} error=${paged.error} />
       <${Table} caption=${t('admin.nav.transfers')} head=${['#', t('col.what'), t('admin.debit'), t('admin.credit'), t('col.amount'), t('col.reference'), t('col.date')]}
         rows=${paged.items.map((x) => html`<tr><td>${x.id}</td><td>${t('kind.' + x.kind)}</td><td>${accountName(x.debit)}</td><td>${accountName(x.credit)}</td>
@@ -247,7 +324,8 @@ export function Withdrawals({ query }) {
     }
   };
   return html`<${Page} title=${t('admin.nav.withdrawals')}>
-    <div class="toolbar"><${StatusFilter} label=${t('col.status')} value=${status} options=${['pending', 'paid', 'rejected']} onChange=${(v) => setF({ status: v })} /></div>
+    <div class="toolbar"><${StatusFilter} label=${t('col.status')} value=${status} options=${['pending', 'paid', 'rejected']} onChange=${(v) => setF({ status: v })} />
+      <${ExportLink} name="withdrawals" filters=${{ status }} /></div>
     <${ErrorBox} error=${decide.error} />
     ${results ? html`<${Alert} kind=${results.every((r) => r.ok) ? 'success' : 'warn'}>${results.map((r) => html`<div>#${r.id}: ${r.ok ? t('status.' + r.withdrawal.status) : r.error.message}</div>`)}</${Alert}>` : null}
     ${paged.loading && !paged.data ? html`<${Loading} />` : html`<${ErrorBox} error=${paged.error} />
