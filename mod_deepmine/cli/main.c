@@ -260,16 +260,17 @@ static const apr_getopt_option_t storage_opts[] = {
 static const apr_getopt_option_t storage_put_opts[] = {
     {"plugin", 256, 1, "NAME a declared storage plugin other than DeepMineStorage's"},
     {"type", 257, 1, "TYPE the object's Content-Type (default application/octet-stream)"},
+    {"stdin", 258, 0, "read the object from standard input instead of a file"},
     {NULL, 0, 0, NULL},
 };
 static const dm_cli_cmd storage_put = {
     .name = "put",
     .opts = storage_put_opts,
-    .min_args = 2,
+    .min_args = 1,
     .max_args = 2,
     .fn = dm_cmd_storage_put,
-    .synopsis = "<key> <file|-> [--type TYPE] [--plugin NAME]",
-    .description = "store a file (or stdin) under key, all or nothing",
+    .synopsis = "<key> <file>|--stdin [--type TYPE] [--plugin NAME]",
+    .description = "store a file (or standard input) under key, all or nothing",
 };
 static const dm_cli_cmd storage_get = {
     .name = "get",
@@ -277,8 +278,8 @@ static const dm_cli_cmd storage_get = {
     .min_args = 1,
     .max_args = 2,
     .fn = dm_cmd_storage_get,
-    .synopsis = "<key> [file|-] [--plugin NAME]",
-    .description = "write the object to a file (only when it arrived whole) or stdout",
+    .synopsis = "<key> [file] [--plugin NAME]",
+    .description = "write the object to a file (only when it arrived whole), else to stdout",
 };
 static const dm_cli_cmd storage_ls = {
     .name = "ls",

@@ -126,17 +126,21 @@ static dm_status fd_read(void *ctx, void *buf, size_t cap, size_t *got)
 
 int dm_cmd_storage_put(dm_cli *c)
 {
-    const char *key = c->argv[0], *file = c->argv[1];
+    const char *key = c->argv[0], *file = c->argc > 1 ? c->argv[1] : NULL;
     const char *type = dm_cli_opt(c, "type");
     loaded l;
     dm_message msg;
     dm_status st;
-    int rc = load(c, &l);
+    int rc;
 
+    if (!file == !dm_cli_flag(c, "stdin")) {
+        return dm_cli_usage(c);
+    }
+    rc = load(c, &l);
     if (rc != DM_CLI_OK) {
         return rc;
     }
-    if (!strcmp(file, "-")) {
+    if (!file) {
         /* stdin: read whole first, since a put announces its length */
         char *buf = NULL;
         size_t len = 0, cap = 0;
@@ -217,7 +221,7 @@ static dm_status fd_write(void *ctx, const void *buf, size_t len)
 int dm_cmd_storage_get(dm_cli *c)
 {
     const char *key = c->argv[0];
-    const char *file = c->argc > 1 ? c->argv[1] : "-";
+    const char *file = c->argc > 1 ? c->argv[1] : NULL;
     const char *part = NULL;
     loaded l;
     dm_message msg;
@@ -228,7 +232,7 @@ int dm_cmd_storage_get(dm_cli *c)
     if (rc != DM_CLI_OK) {
         return rc;
     }
-    if (strcmp(file, "-") != 0) {
+    if (file) {
         part = apr_pstrcat(c->pool, file, ".part", NULL);
         fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0) {
