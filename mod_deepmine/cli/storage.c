@@ -142,17 +142,15 @@ int dm_cmd_storage_put(dm_cli *c)
     }
     if (!file) {
         /* stdin: read whole first, since a put announces its length */
-        char *buf = NULL;
-        size_t len = 0, cap = 0;
+        size_t len = 0, cap = 65536;
+        char *buf = apr_palloc(c->pool, cap);
         for (;;) {
             ssize_t n;
             if (len == cap) {
-                char *nb = apr_palloc(c->pool, cap ? cap * 2 : 65536);
-                if (len) {
-                    memcpy(nb, buf, len);
-                }
+                char *nb = apr_palloc(c->pool, cap * 2);
+                memcpy(nb, buf, len);
                 buf = nb;
-                cap = cap ? cap * 2 : 65536;
+                cap *= 2;
             }
             n = read(0, buf + len, cap - len);
             if (n < 0 && errno == EINTR) {

@@ -664,13 +664,37 @@ static dm_status s3_remove(dm_call *call, const char *key, dm_message *msg)
     return st;
 }
 
+/* n decimal digits at s, or -1. */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return -1;
+        }
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
 /* "2026-12-06T10:00:00.000Z" → Unix seconds; 0 when unreadable. */
 static int64_t iso_time(const char *s)
 {
     struct tm tm;
     int y, mo, d, h, mi, se;
 
-    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &se) != 6) {
+    if (!s || strlen(s) < 19 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+        s[16] != ':') {
+        return 0;
+    }
+    y = digits(s, 4);
+    mo = digits(s + 5, 2);
+    d = digits(s + 8, 2);
+    h = digits(s + 11, 2);
+    mi = digits(s + 14, 2);
+    se = digits(s + 17, 2);
+    if (y < 0 || mo < 1 || d < 1 || h < 0 || mi < 0 || se < 0) {
         return 0;
     }
     memset(&tm, 0, sizeof(tm));
