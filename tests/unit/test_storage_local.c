@@ -3,9 +3,12 @@
  * set/init_all and the typed calls of plugins/storage.h), and the host's own
  * checks around every storage call: the key rules, a source that gives more
  * or fewer bytes than announced, a source that fails (nothing is left under
- * the key, an older object stays), streamed gets, list order.
+ * the key, an older object stays), streamed gets, list order; and, with the
+ * test plugin storage_liar (tests/plugins/), that the host catches a plugin
+ * breaking the contract.
  *
- * Needs the built plugins in $DM_PLUGINS.
+ * Needs the built plugins in $DM_PLUGINS and the test plugins in
+ * $DM_TESTPLUGINS.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -420,6 +423,110 @@ static void test_the_only_storage_plugin_is_found_and_a_wrong_name_is_explained(
                         "the configured storage (DeepMineStorage) is not a loaded storage plugin");
 }
 
+/* ---- the host's checks, against a lying plugin ---- */
+
+static const dm_loaded_plugin *liar(const char *what)
+{
+    const char *dirp = getenv("DM_TESTPLUGINS");
+    const char *name = apr_psprintf(pool, "liar_%s", what);
+
+    assert_non_null(dirp);
+    assert_null(
+        dm_plugins_declare(host, "storage", name, apr_psprintf(pool, "%s/storage_liar.so", dirp)));
+    assert_null(dm_plugins_set(host, name, "lie", what));
+    assert_null(dm_plugins_init_all(host));
+    return dm_plugins_get(host, name);
+}
+
+static int liar_setup(void **state)
+{
+    (void)state;
+    assert_int_equal(apr_pool_create(&pool, NULL), APR_SUCCESS);
+    assert_null(dm_plugins_create(pool, &host));
+    return 0;
+}
+
+static int liar_teardown(void **state)
+{
+    (void)state;
+    apr_pool_destroy(pool);
+    return 0;
+}
+
+static void test_a_plugin_that_stores_without_reading_every_byte_is_an_internal_error(void **state)
+{
+    dm_message msg;
+    const dm_loaded_plugin *pl = liar("short_read");
+    (void)state;
+    assert_int_equal(dm_storage_put_buffer(host, pl, pool, "k", NULL, "0123456789", 10, &msg),
+                     DM_ERR_INTERNAL);
+    assert_string_equal(msg.text,
+                        "plugin liar_short_read: put of k returned ok without reading every byte");
+}
+
+static void test_a_plugin_that_ignores_an_aborted_source_is_an_internal_error(void **state)
+{
+    source src = {100, 0, 5};
+    dm_message msg;
+    const dm_loaded_plugin *pl = liar("ignore_abort");
+    (void)state;
+    assert_int_equal(dm_storage_put(host, pl, pool, "k", NULL, 100, source_read, &src, &msg),
+                     DM_ERR_INTERNAL);
+    assert_string_equal(msg.text,
+                        "plugin liar_ignore_abort: put of k returned ok after its source failed");
+}
+
+static void test_a_get_delivering_less_than_it_announced_is_an_internal_error(void **state)
+{
+    dm_message msg;
+    void *buf;
+    size_t len;
+    const dm_loaded_plugin *pl = liar("short_get");
+    (void)state;
+    assert_int_equal(dm_storage_get_buffer(host, pl, pool, "k", 100, &buf, &len, &msg),
+                     DM_ERR_INTERNAL);
+    assert_string_equal(msg.text, "plugin liar_short_get: get of k delivered 4 bytes of 10");
+}
+
+static void test_a_list_out_of_order_outside_its_prefix_or_with_a_bad_key_is_refused(void **state)
+{
+    static const char *const lies[] = {"unordered", "outside", "bad_key"};
+    static const char *const why[] = {
+        "plugin liar_unordered: listed keys out of order",
+        "plugin liar_outside: listed a malformed key, one outside the prefix, or a negative size",
+        "plugin liar_bad_key: listed a malformed key, one outside the prefix, or a negative size"};
+    (void)state;
+    for (size_t i = 0; i < 3; i++) {
+        char *out = "";
+        dm_message msg;
+        const dm_loaded_plugin *pl;
+        assert_null(dm_plugins_create(pool, &host));
+        pl = liar(lies[i]);
+        assert_int_equal(dm_storage_list(host, pl, pool, "p/", collect, &out, &msg),
+                         DM_ERR_INTERNAL);
+        assert_string_equal(msg.text, why[i]);
+    }
+}
+
+static void test_a_made_up_status_becomes_internal(void **state)
+{
+    dm_message msg;
+    const dm_loaded_plugin *pl = liar("status");
+    (void)state;
+    assert_int_equal(dm_storage_remove(host, pl, pool, "k", &msg), DM_ERR_INTERNAL);
+    assert_string_equal(msg.text, "plugin liar_status: remove returned the unknown status 42");
+}
+
+static void test_an_honest_list_passes_the_checks(void **state)
+{
+    char *out = "";
+    dm_message msg;
+    const dm_loaded_plugin *pl = liar("none");
+    (void)state;
+    assert_int_equal(dm_storage_list(host, pl, pool, "p/", collect, &out, &msg), DM_OK);
+    assert_string_equal(out, "p/a=1 p/b=2");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -449,6 +556,22 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_skips_temporary_files_and_links, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_the_only_storage_plugin_is_found_and_a_wrong_name_is_explained, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_plugin_that_stores_without_reading_every_byte_is_an_internal_error, liar_setup,
+            liar_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_plugin_that_ignores_an_aborted_source_is_an_internal_error, liar_setup,
+            liar_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_get_delivering_less_than_it_announced_is_an_internal_error, liar_setup,
+            liar_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_list_out_of_order_outside_its_prefix_or_with_a_bad_key_is_refused, liar_setup,
+            liar_teardown),
+        cmocka_unit_test_setup_teardown(test_a_made_up_status_becomes_internal, liar_setup,
+                                        liar_teardown),
+        cmocka_unit_test_setup_teardown(test_an_honest_list_passes_the_checks, liar_setup,
+                                        liar_teardown),
     };
 
     apr_initialize();
