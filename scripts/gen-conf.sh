@@ -23,6 +23,8 @@ apache_modules=$(apxs -q LIBEXECDIR 2>/dev/null || echo /usr/lib/apache2/modules
 umask 077
 mkdir -p "$var" "$var/logs" "$var/run" "$var/mail"
 chmod 0700 "$var" "$var/logs" "$var/run" "$var/mail"
+# The storage plugin's directory (storage-local): the server's user only.
+mkdir -p "$var/storage" && chmod 0700 "$var/storage"
 # The pages' document root (`make web` fills it; an empty one still serves
 # the API): readable by everyone, unlike VAR.
 (umask 022; mkdir -p "$root/build/web")
