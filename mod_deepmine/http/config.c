@@ -44,6 +44,7 @@ void *dm_conf_create(apr_pool_t *p, server_rec *s)
     c->payment_settle = DM_UNSET;
     c->checkout_hold = DM_UNSET;
     c->pending_orders = DM_UNSET;
+    c->monitor_queue = DM_UNSET;
     return c;
 }
 
@@ -83,6 +84,8 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(clock_file);
     MERGE_NUM(accrual_delay);
     MERGE_PTR(mail_from);
+    MERGE_PTR(environment);
+    MERGE_NUM(monitor_queue);
     MERGE_PTR(mailer);
     MERGE_PTR(storage);
     MERGE_NUM(job_batch);
@@ -586,6 +589,32 @@ static const char *set_job_batch(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+static const char *set_environment(cmd_parms *cmd, void *dc, const char *arg)
+{
+    size_t n = strlen(arg);
+
+    if (n == 0 || n > 64 ||
+        strspn(arg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                    "0123456789._-") != n) {
+        return DM_DIR_ENVIRONMENT " takes the name error reports carry (production, staging, "
+                                  "…): 1 to 64 letters, digits, '.', '_' or '-'";
+    }
+    sconf(cmd)->environment = arg;
+    return NULL;
+}
+
+static const char *set_monitor_queue(cmd_parms *cmd, void *dc, const char *arg)
+{
+    long long v = 0;
+
+    if (dm_parse_int(cmd->temp_pool, arg, 16, 65536, &v)) {
+        return DM_DIR_MONITOR_QUEUE " takes how many error reports may wait for the monitor "
+                                    "plugins: a whole number from 16 to 65536";
+    }
+    sconf(cmd)->monitor_queue = (int)v;
+    return NULL;
+}
+
 static const char *set_mail_from(cmd_parms *cmd, void *dc, const char *arg)
 {
     const char *at = strchr(arg, '@');
@@ -623,6 +652,10 @@ const command_rec dm_directives[] = {
                   "test mode: read the platform's time (RFC 3339) from this file"),
     AP_INIT_TAKE1(DM_DIR_ACCRUAL_DELAY, set_accrual_delay, NULL, RSRC_CONF,
                   "seconds after each hour before its yield is credited (default 120)"),
+    AP_INIT_TAKE1(DM_DIR_ENVIRONMENT, set_environment, NULL, RSRC_CONF,
+                  "the environment error reports carry (default production)"),
+    AP_INIT_TAKE1(DM_DIR_MONITOR_QUEUE, set_monitor_queue, NULL, RSRC_CONF,
+                  "error reports that may wait for the monitor plugins (default 256)"),
     AP_INIT_TAKE1(DM_DIR_JOB_BATCH, set_job_batch, NULL, RSRC_CONF,
                   "rows per transaction in batch jobs (default 5000)"),
     AP_INIT_TAKE1(DM_DIR_MAIL_FROM, set_mail_from, NULL, RSRC_CONF,

@@ -124,6 +124,7 @@ static int daemon_main(apr_pool_t *p, server_rec *s)
             }
         }
         (void)dm_cron_tick(db, it, &env, holder, &daemon_stop, &ran);
+        dm_monitor_drain(it, s);
         apr_pool_destroy(it);
         nap(ran ? 100 : 1000);
     }

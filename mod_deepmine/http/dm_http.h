@@ -44,6 +44,8 @@ APLOG_USE_MODULE(deepmine);
 #define DM_DIR_JOB_BATCH "DeepMineJobBatch"
 #define DM_DIR_LEGAL_DIR "DeepMineLegalDir"
 #define DM_DIR_MAIL_FROM "DeepMineMailFrom"
+#define DM_DIR_ENVIRONMENT "DeepMineEnvironment"
+#define DM_DIR_MONITOR_QUEUE "DeepMineMonitorQueue"
 #define DM_DIR_MAILER "DeepMineMailer"
 #define DM_DIR_STORAGE "DeepMineStorage"
 #define DM_DIR_MAX_BODY "DeepMineMaxBody"
@@ -96,6 +98,8 @@ typedef struct dm_conf {
     int payment_settle;     /* DeepMinePaymentSettle seconds; -1 unset */
     int checkout_hold;      /* DeepMineCheckoutHold seconds; -1 unset */
     int pending_orders;     /* DeepMinePendingOrders; -1 unset */
+    const char *environment; /* DeepMineEnvironment (error reports); NULL: production */
+    int monitor_queue;       /* DeepMineMonitorQueue: reports waiting at most; -1 unset */
 } dm_conf;
 
 /* Process-wide state: built in post_config (router, plugins) and
@@ -271,6 +275,17 @@ const char *dm_ratelimit_set_rule(cmd_parms *cmd, void *dc, const char *name, co
                                   const char *scope);
 const char *dm_ratelimit_set_table(cmd_parms *cmd, void *dc, const char *arg);
 /* ---- end ratelimit.c ---- */
+
+/* monitor.c — error reports to the monitor plugins (docs/operations.md,
+ * "Error reporting"): the queue in shared memory (post_config), the hooks
+ * that fill it, and the drain the cron daemon runs. dm_monitor_stats: the
+ * queue's counters (0 when no monitor plugin is declared). */
+struct dm_mq_stats;
+int dm_monitor_post_config(apr_pool_t *pconf, server_rec *s);
+void dm_monitor_register_hooks(void);
+void dm_monitor_request_start(request_rec *r);
+void dm_monitor_drain(apr_pool_t *p, server_rec *s);
+int dm_monitor_stats(struct dm_mq_stats *out);
 
 /* cron_daemon.c — forks the cron daemon (DeepMineCron on) from the
  * parent's post_config; and the job environment built from the

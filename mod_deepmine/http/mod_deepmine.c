@@ -199,7 +199,7 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     give_db_to_run_user(ptemp, s, path);
-    if (dm_ratelimit_post_config(pconf, ptemp, s) != OK) {
+    if (dm_ratelimit_post_config(pconf, ptemp, s) != OK || dm_monitor_post_config(pconf, s) != OK) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     e = dm_legal_load(pconf, dm_conf_legal_dir(c), &legal);
@@ -291,6 +291,7 @@ static int dm_handler(request_rec *r)
     if (!r->handler || strcmp(r->handler, "deepmine") != 0) {
         return DECLINED;
     }
+    dm_monitor_request_start(r);
     if (!dm_g.db || !dm_g.router) {
         return dm_http_fail(r, DM_E_UNAVAILABLE, NULL, "the service is not available");
     }
@@ -330,6 +331,7 @@ static void dm_register_hooks(apr_pool_t *p)
     ap_hook_post_config(dm_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(dm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(dm_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    dm_monitor_register_hooks();
 }
 
 /* Not AP_DECLARE_MODULE: dm_http.h already says APLOG_USE_MODULE. */

@@ -41,6 +41,14 @@ static dm_status handle_request(dm_call *call, const dm_plugin_request *req,
         snprintf(msg->text, sizeof(msg->text), "pages: bad request");
         return DM_ERR_INVALID;
     }
+    if (is(req->path, "/fail")) {
+        /* an internal failure whose words hold what must never reach an
+         * error tracker (test_47_monitor.py) */
+        host->log(call, DM_LOG_ERROR, "pages: failing on purpose");
+        snprintf(msg->text, sizeof(msg->text),
+                 "pages: failed for alice@example.com with key sk_test_4eC39HqLyjWDarjtT1zdp7dc");
+        return DM_ERR_INTERNAL;
+    }
     resp->content_type.ptr = "text/html; charset=utf-8";
     resp->content_type.len = strlen(resp->content_type.ptr);
     resp->body.ptr = page;

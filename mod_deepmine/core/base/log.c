@@ -39,3 +39,17 @@ void dm_log(dm_level level, const char *fmt, ...)
     va_end(ap);
     sink(sink_baton, level, buf);
 }
+
+static __thread const char *contexts[2];
+
+void dm_log_context_set(dm_log_ctx which, const char *value)
+{
+    if ((unsigned)which < sizeof(contexts) / sizeof(contexts[0])) {
+        contexts[which] = value;
+    }
+}
+
+const char *dm_log_context(dm_log_ctx which)
+{
+    return (unsigned)which < sizeof(contexts) / sizeof(contexts[0]) ? contexts[which] : NULL;
+}

@@ -28,6 +28,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 #include "base/ratelimit.h"
+#include "base/spinlock.h"
 
 #include <apr_strings.h>
 #include <sodium.h>
@@ -163,32 +164,12 @@ apr_status_t dm_rl_table_init(void *mem, size_t size, unsigned entries,
  * that finds the holder's process gone takes the lock over. */
 void dm_rl_lock(void *mem)
 {
-    rl_header *h = mem;
-    uint32_t me = (uint32_t)getpid();
-    unsigned spins = 0;
-
-    for (;;) {
-        uint32_t holder = 0;
-        if (__atomic_compare_exchange_n(&h->lock, &holder, me, 0, __ATOMIC_ACQUIRE,
-                                        __ATOMIC_RELAXED)) {
-            return;
-        }
-        if (++spins < 100) {
-            continue;
-        }
-        spins = 0;
-        if (holder != me && kill((pid_t)holder, 0) == -1 && errno == ESRCH &&
-            __atomic_compare_exchange_n(&h->lock, &holder, me, 0, __ATOMIC_ACQUIRE,
-                                        __ATOMIC_RELAXED)) {
-            return;
-        }
-        sched_yield();
-    }
+    dm_spin_lock(&((rl_header *)mem)->lock);
 }
 
 void dm_rl_unlock(void *mem)
 {
-    __atomic_store_n(&((rl_header *)mem)->lock, 0, __ATOMIC_RELEASE);
+    dm_spin_unlock(&((rl_header *)mem)->lock);
 }
 
 int dm_rl_table_usable(const void *mem, size_t size, unsigned entries)

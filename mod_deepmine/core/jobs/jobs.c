@@ -401,8 +401,8 @@ static dm_err *release_lease(dm_db *db, apr_pool_t *p, const char *job, const ch
 
 /* ---- run ---- */
 
-dm_err *dm_job_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm_job_def *def,
-                   int64_t period_start, const dm_job_run_opts *opts, dm_job_outcome *outcome)
+static dm_err *job_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm_job_def *def,
+                       int64_t period_start, const dm_job_run_opts *opts, dm_job_outcome *outcome)
 {
     dm_job_ctx ctx;
     dm_job_result res = DM_JOB_OK;
@@ -559,4 +559,17 @@ dm_err *dm_job_run_last(dm_db *db, apr_pool_t *p, const char *job, dm_job_run_ro
                    "SELECT " RUN_ROW_COLUMNS " FROM job_runs WHERE job = ? "
                    "ORDER BY period_start DESC, id DESC LIMIT 1",
                    job, NULL, out, found);
+}
+
+dm_err *dm_job_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm_job_def *def,
+                   int64_t period_start, const dm_job_run_opts *opts, dm_job_outcome *outcome)
+{
+    const char *outer = dm_log_context(DM_LOG_CTX_JOB);
+    dm_err *e;
+
+    /* Error reports name the job whose run logged them (docs/operations.md). */
+    dm_log_context_set(DM_LOG_CTX_JOB, def->name);
+    e = job_run(db, p, env, def, period_start, opts, outcome);
+    dm_log_context_set(DM_LOG_CTX_JOB, outer);
+    return e;
 }

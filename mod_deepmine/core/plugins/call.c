@@ -3,6 +3,8 @@
  */
 #include "plugins/call.h"
 
+#include "base/log.h"
+
 #include <apr_strings.h>
 #include <stdarg.h>
 #include <string.h>
@@ -66,12 +68,15 @@ dm_status dm_call_begin(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr
         dm_call_msg(msg, "plugin %s is not one this host loaded", pl->name);
         return DM_ERR_INTERNAL;
     }
+    /* Lines logged during the call name the plugin in error reports. */
+    dm_log_context_set(DM_LOG_CTX_PLUGIN, pl->name);
     return DM_OK;
 }
 
 dm_status dm_call_end(const dm_loaded_plugin *pl, const char *fn, dm_status st, dm_message *msg)
 {
     msg->text[sizeof(msg->text) - 1] = '\0';
+    dm_log_context_set(DM_LOG_CTX_PLUGIN, NULL);
     if ((int)st < (int)DM_OK || (int)st > (int)DM_ERR_NOT_FOUND) {
         dm_call_msg(msg, "plugin %s: %s returned the unknown status %d", pl->name, fn, (int)st);
         return DM_ERR_INTERNAL;

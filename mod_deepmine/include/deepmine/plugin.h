@@ -467,8 +467,11 @@ typedef struct dm_monitor_event {
 
 typedef struct dm_monitor_ops {
     uint32_t size;
-    /* Sends one event (called from a background job, never on a request's
-     * path). DM_ERR_TEMPORARY: the host keeps it and tries again later. */
+    /* Sends one event (called from the cron daemon's drain of the error
+     * queue, never on a request's path). DM_ERR_TEMPORARY: the host keeps it
+     * and tries again later. host->retry_after(call, n), with any status
+     * (a provider's rate limit seen on a success too): the host sends this
+     * plugin nothing for n seconds. Other errors: the event is dropped. */
     dm_status (*capture)(dm_call *call, const dm_monitor_event *ev, dm_message *msg);
 } dm_monitor_ops;
 
