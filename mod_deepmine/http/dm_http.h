@@ -89,16 +89,16 @@ typedef struct dm_conf {
     long long wd_min; /* DeepMineWithdrawalLimits <min> <max> <daily>; -1 unset */
     long long wd_max;
     long long wd_daily;
-    int cron;               /* DeepMineCron on|off; -1 unset (on) */
-    int test_mode;          /* DeepMineTestMode on|off; -1 unset (off) */
-    const char *clock_file; /* DeepMineClockFile (test mode only) */
-    int accrual_delay;      /* DeepMineAccrualDelay seconds; -1 unset */
-    const char *mail_from;  /* DeepMineMailFrom */
-    const char *mailer;     /* DeepMineMailer: the mailer plugin the queue uses */
-    int job_batch;          /* DeepMineJobBatch: rows per transaction in batch jobs; -1 unset */
-    int payment_settle;     /* DeepMinePaymentSettle seconds; -1 unset */
-    int checkout_hold;      /* DeepMineCheckoutHold seconds; -1 unset */
-    int pending_orders;     /* DeepMinePendingOrders; -1 unset */
+    int cron;                  /* DeepMineCron on|off; -1 unset (on) */
+    int test_mode;             /* DeepMineTestMode on|off; -1 unset (off) */
+    const char *clock_file;    /* DeepMineClockFile (test mode only) */
+    int accrual_delay;         /* DeepMineAccrualDelay seconds; -1 unset */
+    const char *mail_from;     /* DeepMineMailFrom */
+    const char *mailer;        /* DeepMineMailer: the mailer plugin the queue uses */
+    int job_batch;             /* DeepMineJobBatch: rows per transaction in batch jobs; -1 unset */
+    int payment_settle;        /* DeepMinePaymentSettle seconds; -1 unset */
+    int checkout_hold;         /* DeepMineCheckoutHold seconds; -1 unset */
+    int pending_orders;        /* DeepMinePendingOrders; -1 unset */
     const char *metrics_token; /* DeepMineMetricsToken: a scraper's Bearer token; NULL unset */
 } dm_conf;
 

@@ -154,8 +154,8 @@ static void count_webhook(const request_rec *r, int status)
         apr_cpystrn(plugin, "unknown", sizeof(plugin));
     }
     dm_metrics_inc(DM_M_WEBHOOKS_RECEIVED, "plugin", plugin, NULL);
-    dm_metrics_inc(status < 300 ? DM_M_WEBHOOKS_ACCEPTED : DM_M_WEBHOOKS_REFUSED, "plugin",
-                   plugin, NULL);
+    dm_metrics_inc(status < 300 ? DM_M_WEBHOOKS_ACCEPTED : DM_M_WEBHOOKS_REFUSED, "plugin", plugin,
+                   NULL);
 }
 
 /* log_transaction: every request our handlers answered, once, with its

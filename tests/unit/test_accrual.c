@@ -1134,8 +1134,9 @@ static void test_migration_011_keeps_contracts_and_their_triggers(void **state)
     assert_null(dm_catalogue_generation(db, pool, &gen));
     exec("UPDATE contracts SET status = 'expired' WHERE id = 1");
     assert_int_equal(count("SELECT generation FROM catalogue_state"), gen + 1);
+    /* (the running totals of 025 add their own, metrics_*) */
     assert_int_equal(count("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND "
-                           "tbl_name = 'contracts'"),
+                           "tbl_name = 'contracts' AND name NOT LIKE 'metrics\\_%' ESCAPE '\\'"),
                      2);
     assert_int_equal(count("SELECT COUNT(*) FROM pragma_foreign_key_check"), 0);
 }

@@ -24,8 +24,7 @@
 #define REGION_MAGIC 0x444d4d31u /* "DMM1" */
 /* Changes whenever the slot layout or the family list changes, so a region
  * that survived a graceful restart into a new build is made afresh. */
-#define REGION_VERSION                                                                             \
-    ((uint32_t)(sizeof(slot) * 131u + DM_M_COUNT * 7u + DM_METRICS_BUCKETS))
+#define REGION_VERSION ((uint32_t)(sizeof(slot) * 131u + DM_M_COUNT * 7u + DM_METRICS_BUCKETS))
 /* How many slots a lookup probes before it gives up (the table is then
  * nearly full: the series is dropped and counted). */
 #define MAX_PROBE 64
@@ -514,9 +513,8 @@ void dm_metrics_render(dm_metrics_buf *b)
         /* Families that take no labels read 0 before their first update. */
         if (!any && (f == DM_M_DB_POOL_IN_USE || f == DM_M_DB_POOL_WAITS ||
                      f == DM_M_DB_POOL_TIMEOUTS || f == DM_M_DB_WRITE_LOCK_TIMEOUT ||
-                     f == DM_M_DB_STORAGE_FULL ||
-                     f == DM_M_TWOFA_FAILURES || f == DM_M_MAIL_SENT || f == DM_M_MAIL_FAILED ||
-                     f == DM_M_MAIL_SUPPRESSED)) {
+                     f == DM_M_DB_STORAGE_FULL || f == DM_M_TWOFA_FAILURES || f == DM_M_MAIL_SENT ||
+                     f == DM_M_MAIL_FAILED || f == DM_M_MAIL_SUPPRESSED)) {
             dm_metrics_printf(b, "%s 0\n", name);
         }
     }

@@ -108,7 +108,8 @@ typedef struct dm_metrics_buf {
 } dm_metrics_buf;
 
 void dm_metrics_buf_init(dm_metrics_buf *b, apr_pool_t *p);
-void dm_metrics_printf(dm_metrics_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void dm_metrics_printf(dm_metrics_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* # HELP and # TYPE lines of a family rendered outside the region (the
  * gauges read from the database at scrape time). */
 void dm_metrics_header(dm_metrics_buf *b, const char *name, const char *type, const char *help);

@@ -50,10 +50,10 @@ static dm_err *balances(dm_db *db, apr_pool_t *p, dm_metrics_buf *b)
                       "Sum of the members' balances in currency units, by account kind (wallet: "
                       "spendable, held: withdrawals and holds in progress) and currency.");
     while (!(e = dm_stmt_step(st, p, &row)) && row) {
-        dm_metrics_printf(
-            b, "deepmine_ledger_member_balance{kind=\"%s\",currency=\"%s\"} %s\n",
-            dm_metrics_escape(p, dm_stmt_text(st, 0, NULL)),
-            dm_metrics_escape(p, dm_stmt_text(st, 1, NULL)), units(p, dm_stmt_int64(st, 2)));
+        dm_metrics_printf(b, "deepmine_ledger_member_balance{kind=\"%s\",currency=\"%s\"} %s\n",
+                          dm_metrics_escape(p, dm_stmt_text(st, 0, NULL)),
+                          dm_metrics_escape(p, dm_stmt_text(st, 1, NULL)),
+                          units(p, dm_stmt_int64(st, 2)));
     }
     dm_stmt_done(st);
     return e;

@@ -467,8 +467,8 @@ dm_err *dm_job_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm_job
     e = finish(&ctx, def, failure, res, outcome);
     if (!e) {
         dm_metrics_inc(DM_M_JOB_RUNS, "job", def->name, "result",
-                       *outcome == DM_JOB_RAN_DEAD     ? "dead"
-                       : *outcome == DM_JOB_RAN_FAILED ? "failed"
+                       *outcome == DM_JOB_RAN_DEAD      ? "dead"
+                       : *outcome == DM_JOB_RAN_FAILED  ? "failed"
                        : *outcome == DM_JOB_RAN_WAITING ? "waiting"
                                                         : "ok",
                        NULL);

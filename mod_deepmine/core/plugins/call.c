@@ -79,9 +79,8 @@ dm_status dm_call_begin(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr
 /* The status as a metric label value. */
 static const char *status_label(dm_status st)
 {
-    static const char *names[] = {"ok",           "invalid",  "temporary",
-                                  "permanent",    "unsupported", "config",
-                                  "internal",     "not_found"};
+    static const char *names[] = {"ok",          "invalid", "temporary", "permanent",
+                                  "unsupported", "config",  "internal",  "not_found"};
     unsigned i = (unsigned)st;
 
     return i < sizeof(names) / sizeof(names[0]) ? names[i] : "unknown";

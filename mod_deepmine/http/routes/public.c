@@ -32,7 +32,8 @@ static json_t *cron_health(request_rec *r, dm_db *db, int *ok)
         json_object_set_new(o, "last_heartbeat", json_null());
     } else {
         json_object_set_new(o, "heartbeat_age_s", json_integer(age));
-        json_object_set_new(o, "last_heartbeat", json_string(dm_json_time(r->pool, dm_now() - age)));
+        json_object_set_new(o, "last_heartbeat",
+                            json_string(dm_json_time(r->pool, dm_now() - age)));
     }
     if (dm_conf_cron(c)) {
         const char *state = "ok";
@@ -90,10 +91,11 @@ static int health(request_rec *r, const dm_route_match *m)
     json_object_set_new(o, "status", json_string(e || !cron_ok ? "degraded" : "ok"));
     json_object_set_new(o, "version", json_string(DM_VERSION));
     json_object_set_new(o, "schema", json_integer(schema));
-    json_object_set_new(o, "database", json_string(storage == 1   ? "full"
-                                                   : storage == 2 ? "io_error"
-                                                   : e            ? "unavailable"
-                                                                  : "ok"));
+    json_object_set_new(o, "database",
+                        json_string(storage == 1   ? "full"
+                                    : storage == 2 ? "io_error"
+                                    : e            ? "unavailable"
+                                                   : "ok"));
     if (cron) {
         json_object_set_new(o, "cron", cron);
     }
