@@ -153,9 +153,9 @@ static void count_webhook(const request_rec *r, int status)
     if (!dm_g.plugins || !dm_plugins_get(dm_g.plugins, plugin)) {
         apr_cpystrn(plugin, "unknown", sizeof(plugin));
     }
-    dm_metrics_inc(DM_M_WEBHOOKS_RECEIVED, "plugin", plugin, NULL);
+    dm_metrics_inc(DM_M_WEBHOOKS_RECEIVED, "plugin", plugin, DM_ML_END);
     dm_metrics_inc(status < 300 ? DM_M_WEBHOOKS_ACCEPTED : DM_M_WEBHOOKS_REFUSED, "plugin", plugin,
-                   NULL);
+                   DM_ML_END);
 }
 
 /* log_transaction: every request our handlers answered, once, with its
@@ -187,9 +187,9 @@ static int count_request(request_rec *r)
     cls[2] = 'x';
     cls[3] = '\0';
     dm_metrics_inc(DM_M_HTTP_REQUESTS, "route", route, "method", method_label(r), "class", cls,
-                   NULL);
+                   DM_ML_END);
     dm_metrics_observe_us(DM_M_HTTP_DURATION, (int64_t)(apr_time_now() - r->request_time), "route",
-                          route, "method", method_label(r), "class", cls, NULL);
+                          route, "method", method_label(r), "class", cls, DM_ML_END);
     if (strcmp(route, "/api/webhooks/{name}") == 0 && r->method_number == M_POST) {
         count_webhook(r, status);
     }

@@ -308,7 +308,7 @@ dm_err *dm_http_rate_limit(request_rec *r, const char *rule_name, const char *ke
     if (res.allowed) {
         return NULL;
     }
-    dm_metrics_inc(DM_M_RATE_LIMIT_REFUSED, "rule", rule->name, NULL);
+    dm_metrics_inc(DM_M_RATE_LIMIT_REFUSED, "rule", rule->name, DM_ML_END);
     retry = seconds_up(res.retry_after_us);
     if (retry < 1) {
         retry = 1;

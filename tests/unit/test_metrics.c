@@ -62,22 +62,22 @@ static void test_nothing_attached_counts_nothing(void **state)
 {
     (void)state;
     dm_metrics_attach(NULL);
-    dm_metrics_inc(DM_M_LOGIN_FAILURES, "realm", "member", NULL);
-    assert_int_equal(dm_metrics_get(DM_M_LOGIN_FAILURES, "realm", "member", NULL), 0);
-    assert_int_equal(dm_metrics_swap(DM_M_DB_STORAGE_FULL, 1, NULL), 0);
+    dm_metrics_inc(DM_M_LOGIN_FAILURES, "realm", "member", DM_ML_END);
+    assert_int_equal(dm_metrics_get(DM_M_LOGIN_FAILURES, "realm", "member", DM_ML_END), 0);
+    assert_int_equal(dm_metrics_swap(DM_M_DB_STORAGE_FULL, 1, DM_ML_END), 0);
     assert_int_equal(dm_metrics_series_used(), 0);
 }
 
 static void test_a_series_is_its_family_and_label_values(void **state)
 {
     (void)state;
-    dm_metrics_inc(DM_M_LOGIN_FAILURES, "realm", "member", NULL);
-    dm_metrics_inc(DM_M_LOGIN_FAILURES, "realm", "member", NULL);
-    dm_metrics_add(DM_M_LOGIN_FAILURES, 5, "realm", "staff", NULL);
-    dm_metrics_inc(DM_M_RATE_LIMIT_REFUSED, "rule", "member", NULL);
-    assert_int_equal(dm_metrics_get(DM_M_LOGIN_FAILURES, "realm", "member", NULL), 2);
-    assert_int_equal(dm_metrics_get(DM_M_LOGIN_FAILURES, "realm", "staff", NULL), 5);
-    assert_int_equal(dm_metrics_get(DM_M_RATE_LIMIT_REFUSED, "rule", "member", NULL), 1);
+    dm_metrics_inc(DM_M_LOGIN_FAILURES, "realm", "member", DM_ML_END);
+    dm_metrics_inc(DM_M_LOGIN_FAILURES, "realm", "member", DM_ML_END);
+    dm_metrics_add(DM_M_LOGIN_FAILURES, 5, "realm", "staff", DM_ML_END);
+    dm_metrics_inc(DM_M_RATE_LIMIT_REFUSED, "rule", "member", DM_ML_END);
+    assert_int_equal(dm_metrics_get(DM_M_LOGIN_FAILURES, "realm", "member", DM_ML_END), 2);
+    assert_int_equal(dm_metrics_get(DM_M_LOGIN_FAILURES, "realm", "staff", DM_ML_END), 5);
+    assert_int_equal(dm_metrics_get(DM_M_RATE_LIMIT_REFUSED, "rule", "member", DM_ML_END), 1);
     assert_int_equal(dm_metrics_series_used(), 3);
     assert_non_null(strstr(render(), "deepmine_login_failures_total{realm=\"member\"} 2\n"));
     assert_non_null(strstr(render(), "deepmine_login_failures_total{realm=\"staff\"} 5\n"));
@@ -86,7 +86,7 @@ static void test_a_series_is_its_family_and_label_values(void **state)
 static void test_label_values_are_escaped(void **state)
 {
     (void)state;
-    dm_metrics_inc(DM_M_WEBHOOKS_RECEIVED, "plugin", "a\"b\\c\nd", NULL);
+    dm_metrics_inc(DM_M_WEBHOOKS_RECEIVED, "plugin", "a\"b\\c\nd", DM_ML_END);
     assert_non_null(
         strstr(render(), "deepmine_webhooks_received_total{plugin=\"a\\\"b\\\\c\\nd\"} 1\n"));
 }
@@ -99,7 +99,7 @@ static void test_a_long_label_value_is_cut_and_stays_well_formed(void **state)
     (void)state;
     memset(longv, '"', sizeof(longv) - 1);
     longv[sizeof(longv) - 1] = '\0';
-    dm_metrics_inc(DM_M_WEBHOOKS_RECEIVED, "plugin", longv, NULL);
+    dm_metrics_inc(DM_M_WEBHOOKS_RECEIVED, "plugin", longv, DM_ML_END);
     text = render();
     line = strstr(text, "deepmine_webhooks_received_total{plugin=\"");
     assert_non_null(line);
@@ -127,9 +127,9 @@ static void test_histograms_render_cumulative_buckets_in_seconds(void **state)
     const char *text;
 
     (void)state;
-    dm_metrics_observe_us(DM_M_JOB_DURATION, 700, "job", "mail", NULL);      /* <= 1 ms */
-    dm_metrics_observe_us(DM_M_JOB_DURATION, 5000, "job", "mail", NULL);     /* <= 5 ms */
-    dm_metrics_observe_us(DM_M_JOB_DURATION, 20000000, "job", "mail", NULL); /* > 10 s */
+    dm_metrics_observe_us(DM_M_JOB_DURATION, 700, "job", "mail", DM_ML_END);      /* <= 1 ms */
+    dm_metrics_observe_us(DM_M_JOB_DURATION, 5000, "job", "mail", DM_ML_END);     /* <= 5 ms */
+    dm_metrics_observe_us(DM_M_JOB_DURATION, 20000000, "job", "mail", DM_ML_END); /* > 10 s */
     text = render();
     assert_non_null(strstr(text,
                            "deepmine_job_duration_seconds_bucket{job=\"mail\",le=\"0.001\"} 1\n"
@@ -145,14 +145,14 @@ static void test_histograms_render_cumulative_buckets_in_seconds(void **state)
 static void test_gauges_set_and_swap(void **state)
 {
     (void)state;
-    assert_int_equal(dm_metrics_swap(DM_M_DB_STORAGE_FULL, 1, NULL), 0);
-    assert_int_equal(dm_metrics_swap(DM_M_DB_STORAGE_FULL, 0, NULL), 1);
-    dm_metrics_add(DM_M_DB_POOL_IN_USE, 1, NULL);
-    dm_metrics_add(DM_M_DB_POOL_IN_USE, 1, NULL);
-    dm_metrics_add(DM_M_DB_POOL_IN_USE, -1, NULL);
-    assert_int_equal(dm_metrics_get(DM_M_DB_POOL_IN_USE, NULL), 1);
-    dm_metrics_set(DM_M_JOB_LAST_SUCCESS, 1700000000, "job", "mail", NULL);
-    assert_int_equal(dm_metrics_get(DM_M_JOB_LAST_SUCCESS, "job", "mail", NULL), 1700000000);
+    assert_int_equal(dm_metrics_swap(DM_M_DB_STORAGE_FULL, 1, DM_ML_END), 0);
+    assert_int_equal(dm_metrics_swap(DM_M_DB_STORAGE_FULL, 0, DM_ML_END), 1);
+    dm_metrics_add(DM_M_DB_POOL_IN_USE, 1, DM_ML_END);
+    dm_metrics_add(DM_M_DB_POOL_IN_USE, 1, DM_ML_END);
+    dm_metrics_add(DM_M_DB_POOL_IN_USE, -1, DM_ML_END);
+    assert_int_equal(dm_metrics_get(DM_M_DB_POOL_IN_USE, DM_ML_END), 1);
+    dm_metrics_set(DM_M_JOB_LAST_SUCCESS, 1700000000, "job", "mail", DM_ML_END);
+    assert_int_equal(dm_metrics_get(DM_M_JOB_LAST_SUCCESS, "job", "mail", DM_ML_END), 1700000000);
     /* a family its reader renders is not in the region's own text */
     assert_null(strstr(render(), "1700000000"));
 }
@@ -164,12 +164,12 @@ static void test_a_full_table_drops_new_series_and_counts_them(void **state)
     (void)state;
     for (int i = 0; i < 64; i++) {
         snprintf(name, sizeof(name), "r%d", i);
-        dm_metrics_inc(DM_M_RATE_LIMIT_REFUSED, "rule", name, NULL);
+        dm_metrics_inc(DM_M_RATE_LIMIT_REFUSED, "rule", name, DM_ML_END);
     }
     assert_int_equal(dm_metrics_series_used(), 64);
-    dm_metrics_inc(DM_M_RATE_LIMIT_REFUSED, "rule", "one-too-many", NULL);
-    dm_metrics_inc(DM_M_RATE_LIMIT_REFUSED, "rule", "r5", NULL); /* still counted */
-    assert_int_equal(dm_metrics_get(DM_M_RATE_LIMIT_REFUSED, "rule", "r5", NULL), 2);
+    dm_metrics_inc(DM_M_RATE_LIMIT_REFUSED, "rule", "one-too-many", DM_ML_END);
+    dm_metrics_inc(DM_M_RATE_LIMIT_REFUSED, "rule", "r5", DM_ML_END); /* still counted */
+    assert_int_equal(dm_metrics_get(DM_M_RATE_LIMIT_REFUSED, "rule", "r5", DM_ML_END), 2);
     assert_non_null(strstr(render(), "deepmine_metrics_series_dropped_total 1\n"));
 }
 
@@ -183,8 +183,8 @@ static void test_processes_count_into_one_region(void **state)
         if (kids[k] == 0) {
             for (int i = 0; i < 10000; i++) {
                 dm_metrics_inc(DM_M_HTTP_REQUESTS, "route", "/api/x", "method", "GET", "class",
-                               "2xx", NULL);
-                dm_metrics_observe_us(DM_M_HTTP_DURATION, i, "route", "/api/x", NULL);
+                               "2xx", DM_ML_END);
+                dm_metrics_observe_us(DM_M_HTTP_DURATION, i, "route", "/api/x", DM_ML_END);
             }
             _exit(0);
         }
@@ -195,7 +195,7 @@ static void test_processes_count_into_one_region(void **state)
         assert_int_equal(st, 0);
     }
     assert_int_equal(dm_metrics_get(DM_M_HTTP_REQUESTS, "route", "/api/x", "method", "GET", "class",
-                                    "2xx", NULL),
+                                    "2xx", DM_ML_END),
                      40000);
     assert_int_equal(dm_metrics_series_used(), 2);
     assert_non_null(strstr(render(),

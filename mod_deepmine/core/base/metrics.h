@@ -75,8 +75,12 @@ void dm_metrics_attach(void *mem);
 /* Series in use in the attached region (0 when none is attached). */
 unsigned dm_metrics_series_used(void);
 
-/* Counting. After the value come label name/value pairs, then NULL:
- *     dm_metrics_inc(DM_M_LOGIN_FAILURES, "realm", "member", NULL);
+/* The end of a label list: a pointer, as a variadic argument must be
+ * (plain NULL may be an int 0). */
+#define DM_ML_END ((const char *)NULL)
+
+/* Counting. After the value come label name/value pairs, then DM_ML_END:
+ *     dm_metrics_inc(DM_M_LOGIN_FAILURES, "realm", "member", DM_ML_END);
  * A value longer than the label text allows is cut; quotes, backslashes
  * and newlines are escaped. */
 void dm_metrics_inc(dm_metric m, ...);

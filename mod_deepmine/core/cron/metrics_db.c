@@ -221,7 +221,7 @@ static dm_err *jobs(dm_db *db, apr_pool_t *p, dm_metrics_buf *b)
         }
         dm_stmt_done(st);
         {
-            int64_t counted = dm_metrics_get(DM_M_JOB_LAST_SUCCESS, "job", d->name, NULL);
+            int64_t counted = dm_metrics_get(DM_M_JOB_LAST_SUCCESS, "job", d->name, DM_ML_END);
             if (counted > f->last_ok) {
                 f->last_ok = counted;
             }

@@ -444,7 +444,7 @@ dm_err *dm_job_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm_job
     started_us = dm_metrics_now_us();
     failure = def->fn(&ctx, &res);
     dm_metrics_observe_us(DM_M_JOB_DURATION, dm_metrics_now_us() - started_us, "job", def->name,
-                          NULL);
+                          DM_ML_END);
     if (dm_db_in_transaction(db)) {
         dm_db_rollback(db); /* a job that failed mid-batch */
     }
@@ -471,10 +471,10 @@ dm_err *dm_job_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm_job
                        : *outcome == DM_JOB_RAN_FAILED  ? "failed"
                        : *outcome == DM_JOB_RAN_WAITING ? "waiting"
                                                         : "ok",
-                       NULL);
+                       DM_ML_END);
     }
     if (!e && *outcome == DM_JOB_RAN_OK) {
-        dm_metrics_set(DM_M_JOB_LAST_SUCCESS, dm_now(), "job", def->name, NULL);
+        dm_metrics_set(DM_M_JOB_LAST_SUCCESS, dm_now(), "job", def->name, DM_ML_END);
     }
     if (!e && *outcome == DM_JOB_RAN_DEAD) {
         dm_log(DM_L_ERR, "DM00903: job %s %s is dead after %d attempts; owners alerted", def->name,

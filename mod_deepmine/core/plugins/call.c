@@ -91,12 +91,12 @@ dm_status dm_call_end(const dm_loaded_plugin *pl, const char *fn, dm_status st, 
     msg->text[sizeof(msg->text) - 1] = '\0';
     if (call_started_us) {
         dm_metrics_observe_us(DM_M_PLUGIN_CALL_DURATION, dm_metrics_now_us() - call_started_us,
-                              "plugin", pl->name, "function", fn, NULL);
+                              "plugin", pl->name, "function", fn, DM_ML_END);
         call_started_us = 0;
     }
     if (st != DM_OK) {
         dm_metrics_inc(DM_M_PLUGIN_CALL_ERRORS, "plugin", pl->name, "function", fn, "status",
-                       status_label(st), NULL);
+                       status_label(st), DM_ML_END);
     }
     if ((int)st < (int)DM_OK || (int)st > (int)DM_ERR_INTERNAL) {
         dm_call_msg(msg, "plugin %s: %s returned the unknown status %d", pl->name, fn, (int)st);

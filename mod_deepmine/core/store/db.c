@@ -35,8 +35,8 @@ struct dm_stmt {
  * (the state is shared by every process: see dm_db_storage_full). */
 static void storage_failed(const char *kind, const char *msg)
 {
-    dm_metrics_inc(DM_M_DB_STORAGE_ERRORS, "kind", kind, NULL);
-    if (dm_metrics_swap(DM_M_DB_STORAGE_FULL, strcmp(kind, "full") == 0 ? 1 : 2, NULL) == 0) {
+    dm_metrics_inc(DM_M_DB_STORAGE_ERRORS, "kind", kind, DM_ML_END);
+    if (dm_metrics_swap(DM_M_DB_STORAGE_FULL, strcmp(kind, "full") == 0 ? 1 : 2, DM_ML_END) == 0) {
         dm_log(DM_L_ERR,
                "DM01550: the database's storage refuses writes (%s: %s): writes answer 503 "
                "until space or the disk is back",
@@ -46,7 +46,7 @@ static void storage_failed(const char *kind, const char *msg)
 
 int dm_db_storage_full(void)
 {
-    return (int)dm_metrics_get(DM_M_DB_STORAGE_FULL, NULL);
+    return (int)dm_metrics_get(DM_M_DB_STORAGE_FULL, DM_ML_END);
 }
 
 __attribute__((returns_nonnull)) static dm_err *sqlite_err(apr_pool_t *p, sqlite3 *h, int rc,
@@ -204,11 +204,11 @@ dm_err *dm_db_begin(dm_db *db, apr_pool_t *p)
     int64_t t0 = dm_metrics_now_us();
     dm_err *e = dm_db_exec(db, p, "BEGIN IMMEDIATE");
 
-    dm_metrics_observe_us(DM_M_DB_WRITE_LOCK_WAIT, dm_metrics_now_us() - t0, NULL);
+    dm_metrics_observe_us(DM_M_DB_WRITE_LOCK_WAIT, dm_metrics_now_us() - t0, DM_ML_END);
     if (!e) {
         db->in_txn = 1;
     } else if (e->code == DM_E_UNAVAILABLE && strncmp(e->message, "database busy", 13) == 0) {
-        dm_metrics_inc(DM_M_DB_WRITE_LOCK_TIMEOUT, NULL);
+        dm_metrics_inc(DM_M_DB_WRITE_LOCK_TIMEOUT, DM_ML_END);
     }
     return e;
 }
@@ -222,7 +222,8 @@ dm_err *dm_db_commit(dm_db *db, apr_pool_t *p)
     }
     db->in_txn = 0;
     /* A write went through: whatever refused writes before is over. */
-    if (dm_metrics_swap(DM_M_DB_STORAGE_FULL, 0, NULL) != 0) {
+    if (dm_metrics_get(DM_M_DB_STORAGE_FULL, DM_ML_END) != 0 &&
+        dm_metrics_swap(DM_M_DB_STORAGE_FULL, 0, DM_ML_END) != 0) {
         dm_log(DM_L_NOTICE, "DM01551: the database's storage accepts writes again");
     }
     return NULL;

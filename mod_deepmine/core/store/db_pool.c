@@ -92,7 +92,7 @@ static apr_status_t lease_cleanup(void *data)
         dm_db_rollback(l->c->db);
     }
     apr_reslist_release(l->pool->list, l->c);
-    dm_metrics_add(DM_M_DB_POOL_IN_USE, -1, NULL);
+    dm_metrics_add(DM_M_DB_POOL_IN_USE, -1, DM_ML_END);
     return APR_SUCCESS;
 }
 
@@ -104,15 +104,15 @@ dm_err *dm_db_pool_acquire(dm_db_pool *pool, apr_pool_t *scope, dm_db **out)
 
     /* Every connection of this child handed out: this request waits. */
     if (apr_reslist_acquired_count(pool->list) >= (unsigned)pool->max) {
-        dm_metrics_inc(DM_M_DB_POOL_WAITS, NULL);
+        dm_metrics_inc(DM_M_DB_POOL_WAITS, DM_ML_END);
     }
     rv = apr_reslist_acquire(pool->list, &res);
     if (rv != APR_SUCCESS) {
-        dm_metrics_inc(DM_M_DB_POOL_TIMEOUTS, NULL);
+        dm_metrics_inc(DM_M_DB_POOL_TIMEOUTS, DM_ML_END);
         return dm_err_make(scope, DM_E_UNAVAILABLE, NULL,
                            "no database connection available, try again");
     }
-    dm_metrics_add(DM_M_DB_POOL_IN_USE, 1, NULL);
+    dm_metrics_add(DM_M_DB_POOL_IN_USE, 1, DM_ML_END);
     l = apr_palloc(scope, sizeof(*l));
     l->pool = pool;
     l->c = res;

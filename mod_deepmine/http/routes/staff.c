@@ -212,7 +212,7 @@ static int admin_login(request_rec *r, const dm_route_match *m)
     if (!e) {
         e = dm_staff_login(db, r->pool, &dm_g.svc, email, password, r->useragent_ip, &st, &sess);
         if (e && (e->code == DM_E_UNAUTHORIZED || e->code == DM_E_FORBIDDEN)) {
-            dm_metrics_inc(DM_M_LOGIN_FAILURES, "realm", "staff", NULL);
+            dm_metrics_inc(DM_M_LOGIN_FAILURES, "realm", "staff", DM_ML_END);
         }
     }
     if (e) {
