@@ -499,3 +499,27 @@ def test_a_full_disk_answers_503_and_recovers_when_space_returns(new_server):
     finally:
         s.stop()
         subprocess.run(["umount", "-l", fs], check=False)
+
+
+def test_a_job_that_dies_shows_as_failing_then_dead(new_server):
+    t0 = int(time.time()) // 3600 * 3600
+    s = new_server(mpm="event", clock=t0)
+    s.write_local_conf(local_conf(s, "DeepMineCron off\n"))
+    s.start()
+    period = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0))
+    samples = scrape(s)
+    # a test-only job appears once it did something
+    assert ("deepmine_job_dead_periods", frozenset({("job", "test-fail")})) not in samples
+    assert value(samples, "deepmine_job_dead_periods", job="accrual") == 0
+    r = s.ctl("jobs", "run", "test-fail", "--period", period, check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    samples = scrape(s)
+    assert value(samples, "deepmine_job_failing_periods", job="test-fail") == 1
+    assert value(samples, "deepmine_job_dead_periods", job="test-fail") == 0
+    for _ in range(2):
+        s.advance(3600)
+        s.ctl("jobs", "run", "test-fail", "--period", period, check=False)
+    assert s.sql("SELECT status FROM job_runs WHERE job = 'test-fail'") == [("dead",)]
+    samples = scrape(s)
+    assert value(samples, "deepmine_job_failing_periods", job="test-fail") == 0
+    assert value(samples, "deepmine_job_dead_periods", job="test-fail") == 1
