@@ -17,7 +17,6 @@ import subprocess
 import time
 
 import pytest
-import requests
 
 from conftest import (PASSWORD, assert_clean_log, bearer, error_of, register_member,
                       staff, tag)
