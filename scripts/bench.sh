@@ -21,12 +21,16 @@
 # webhooks/s and p99, and the payment janitor settling JANITOR stale orders
 # against the Stripe stand-in (scripts/bench_payments.py, its own server),
 # BENCH_ONLY=payments: only that part,
-
 # STATS: GET /api/admin/stats?days=90 (staff statistics, issue 14) is
 # measured on the member population (MEMBERS); BENCH_ONLY=stats: only that,
 # on MEMBERS members whose sign-ups are spread over the last 90 days (with
 # STATS_CONTRACTS contracts, default 100000), target: server time under
 # 200 ms,
+# METRICS (default 50; 0 skips it): scrapes of /api/admin/metrics (with the
+# bench's DeepMineMetricsToken) on the populated database, reporting the
+# server's own gathering time (deepmine_metrics_scrape_duration_seconds; target
+# under 10 ms) and the round trip, BENCH_ONLY=metrics: only that part (on
+# ACCRUAL contracts and their members, generated as for BENCH_ONLY=accrual),
 # BENCH_CONF="directives" appended to the bench's local.conf (to try tunings).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,6 +56,8 @@ DeepMineRateLimit login 1000000/1s ip
 DeepMineRateLimit register 1000000/1s ip
 DeepMineRateLimit webhook 1000000/1s ip
 DeepMinePasswordHash 1 8
+# bench: the scrape token of the metrics part
+DeepMineMetricsToken bench-metrics-token-0123456789
 # bench: jobs are timed by hand (deepminectl jobs run); a daemon catching up
 # the generated contracts' hours would race them
 DeepMineCron off
@@ -97,8 +103,8 @@ measure() { # url [wrk options…]
 
 # ---- yield accrual: one hour of ACCRUAL contracts, /api/packages meanwhile ----
 accrual=${ACCRUAL:-1000000}
-accrual_bench() {
-  local n=$accrual have hour out line secs rate rss
+accrual_populate() {
+  local n=$accrual have
   have=$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM users")
   if [ "$have" -lt 1000 ]; then   # BENCH_ONLY=accrual or MEMBERS=0: members to own them
     "$root/build/dm-benchgen" --db "$var/deepmine.db" members \
@@ -107,6 +113,10 @@ accrual_bench() {
   "$root/build/dm-benchgen" --db "$var/deepmine.db" contracts --count "$n" \
     --started $(( $(date +%s) - 86400 )) >/dev/null
   [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
+}
+accrual_bench() {
+  local n=$accrual hour out line secs rate rss
+  accrual_populate
   hour=$(( $(date +%s) / 3600 * 3600 - 3600 ))   # over, and every contract ran through it
   wrk -t1 -c16 -d600s --latency "$base/api/packages" > "$var/wrk-accrual.txt" 2>&1 &
   local wrk_pid=$!
@@ -128,6 +138,31 @@ accrual_bench() {
   grep -q 'Non-2xx' "$var/wrk-accrual.txt" && echo "  (non-2xx answers: see $var/wrk-accrual.txt)"
   "$root/build/deepminectl" --db "$var/deepmine.db" ledger verify | sed 's/^/  /'
 }
+# ---- the metrics scrape on the populated database ----
+metrics=${METRICS:-50}
+metrics_bench() {
+  local n=$metrics i gather=() trip=() out
+  for i in $(seq 1 "$n"); do
+    out=$(curl -sf -w '\n@trip %{time_total}\n' "$base/api/admin/metrics" \
+      -H 'Authorization: Bearer bench-metrics-token-0123456789') ||
+      { echo "bench: /api/admin/metrics failed"; exit 1; }
+    gather+=("$(echo "$out" | awk '$1 == "deepmine_metrics_scrape_duration_seconds" {print $2 * 1000}')")
+    trip+=("$(echo "$out" | awk '$1 == "@trip" {print $2 * 1000}')")
+  done
+  echo
+  echo "metrics scrape: $n scrapes of /api/admin/metrics on $(sqlite3 "$var/deepmine.db" \
+    'SELECT COUNT(*) FROM users') members, $(sqlite3 "$var/deepmine.db" 'SELECT COUNT(*) FROM contracts') contracts"
+  printf '%s\n' "${gather[@]}" | sort -n | awk '{ v[NR] = $1 } END {
+    printf "  gathering (server): p50 %.2f ms, max %.2f ms (target: under 10 ms)\n", v[int((NR + 1) / 2)], v[NR] }'
+  printf '%s\n' "${trip[@]}" | sort -n | awk '{ v[NR] = $1 } END {
+    printf "  round trip (curl):  p50 %.2f ms, max %.2f ms\n", v[int((NR + 1) / 2)], v[NR] }'
+}
+if [ "${BENCH_ONLY:-}" = metrics ]; then
+  accrual_populate
+  metrics_bench
+  exit 0
+fi
+
 mail=${MAIL:-10000}
 mail_bench() {
   echo
@@ -234,6 +269,7 @@ echo "ratio /api/packages : static file = $ratio (target >= 1.00)"
 
 if [ "$members" -eq 0 ]; then
   [ "$accrual" -gt 0 ] && accrual_bench
+  [ "$metrics" -gt 0 ] && metrics_bench
   exit 0
 fi
 
@@ -321,6 +357,7 @@ stats_bench
 "$root/build/deepminectl" --db "$var/deepmine.db" ledger verify
 
 [ "$accrual" -gt 0 ] && accrual_bench
+[ "$metrics" -gt 0 ] && metrics_bench
 
 # Server time from the access log (%D, microseconds), per route and member.
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true   # flushes BufferedLogs

@@ -14,6 +14,7 @@ PKGS=(
   libcmocka-dev
   python3 python3-pytest python3-requests python3-aiosmtpd
   wrk curl lintian
+  prometheus
   clang clang-tidy clang-format cppcheck libclang-rt-14-dev
   nodejs chromium fonts-dejavu-core
 )

@@ -88,6 +88,7 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
     MERGE_NUM(monitor_queue);
     MERGE_PTR(mailer);
     MERGE_PTR(storage);
+    MERGE_PTR(metrics_token);
     MERGE_NUM(job_batch);
     return m;
 }
@@ -707,6 +708,9 @@ const command_rec dm_directives[] = {
                   "<plugin name> <key> <value|env:VAR|file:/path>"),
     AP_INIT_TAKE3(DM_DIR_RATE_LIMIT, dm_ratelimit_set_rule, NULL, RSRC_CONF,
                   "<rule> <count>/<period> <ip|member>, e.g. login 5/1m ip"),
+    AP_INIT_TAKE1(DM_DIR_METRICS_TOKEN, dm_metrics_set_token, NULL, RSRC_CONF,
+                  "a Bearer token (16+ characters, or file:/path) a scraper may read "
+                  "/api/admin/metrics with"),
     AP_INIT_TAKE1(DM_DIR_RATE_LIMIT_TABLE, dm_ratelimit_set_table, NULL, RSRC_CONF,
                   "keys the rate limiter tracks, 1024 to 16777216 (default 65536)"),
     {NULL},

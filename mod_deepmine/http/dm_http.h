@@ -28,6 +28,10 @@ APLOG_USE_MODULE(deepmine);
 #define DM_DEFAULT_MAX_BODY ((apr_off_t)1024 * 1024)
 #define DM_SECRET_KEY_BYTES 32
 #define DM_DEFAULT_LEGAL_DIR "/etc/deepmine/legal"
+/* Retry-After (seconds) of a 503 while the database's storage refuses
+ * writes (full disk): long enough not to hammer it, short enough that
+ * webhook senders come back soon after space returns. */
+#define DM_STORAGE_RETRY_AFTER "60"
 /* How long a request waits for a password-hashing slot before 503. */
 #define DM_HASH_WAIT_MS 2000
 
@@ -49,6 +53,7 @@ APLOG_USE_MODULE(deepmine);
 #define DM_DIR_MAILER "DeepMineMailer"
 #define DM_DIR_STORAGE "DeepMineStorage"
 #define DM_DIR_MAX_BODY "DeepMineMaxBody"
+#define DM_DIR_METRICS_TOKEN "DeepMineMetricsToken"
 #define DM_DIR_PASSWORD_HASH "DeepMinePasswordHash"
 #define DM_DIR_PARTIAL_REFUND "DeepMinePartialRefund"
 #define DM_DIR_PAYMENT_SETTLE "DeepMinePaymentSettle"
@@ -87,19 +92,20 @@ typedef struct dm_conf {
     long long wd_min; /* DeepMineWithdrawalLimits <min> <max> <daily>; -1 unset */
     long long wd_max;
     long long wd_daily;
-    int cron;               /* DeepMineCron on|off; -1 unset (on) */
-    int test_mode;          /* DeepMineTestMode on|off; -1 unset (off) */
-    const char *clock_file; /* DeepMineClockFile (test mode only) */
-    int accrual_delay;      /* DeepMineAccrualDelay seconds; -1 unset */
-    const char *mail_from;  /* DeepMineMailFrom */
-    const char *mailer;     /* DeepMineMailer: the mailer plugin the queue uses */
-    const char *storage;    /* DeepMineStorage: the storage plugin for documents, backups */
-    int job_batch;          /* DeepMineJobBatch: rows per transaction in batch jobs; -1 unset */
-    int payment_settle;     /* DeepMinePaymentSettle seconds; -1 unset */
-    int checkout_hold;      /* DeepMineCheckoutHold seconds; -1 unset */
-    int pending_orders;     /* DeepMinePendingOrders; -1 unset */
-    const char *environment; /* DeepMineEnvironment (error reports); NULL: production */
-    int monitor_queue;       /* DeepMineMonitorQueue: reports waiting at most; -1 unset */
+    int cron;                  /* DeepMineCron on|off; -1 unset (on) */
+    int test_mode;             /* DeepMineTestMode on|off; -1 unset (off) */
+    const char *clock_file;    /* DeepMineClockFile (test mode only) */
+    int accrual_delay;         /* DeepMineAccrualDelay seconds; -1 unset */
+    const char *mail_from;     /* DeepMineMailFrom */
+    const char *mailer;        /* DeepMineMailer: the mailer plugin the queue uses */
+    const char *storage;       /* DeepMineStorage: the storage plugin for documents, backups */
+    int job_batch;             /* DeepMineJobBatch: rows per transaction in batch jobs; -1 unset */
+    int payment_settle;        /* DeepMinePaymentSettle seconds; -1 unset */
+    int checkout_hold;         /* DeepMineCheckoutHold seconds; -1 unset */
+    int pending_orders;        /* DeepMinePendingOrders; -1 unset */
+    const char *environment;   /* DeepMineEnvironment (error reports); NULL: production */
+    int monitor_queue;         /* DeepMineMonitorQueue: reports waiting at most; -1 unset */
+    const char *metrics_token; /* DeepMineMetricsToken: a scraper's Bearer token; NULL unset */
 } dm_conf;
 
 /* Process-wide state: built in post_config (router, plugins) and
@@ -287,6 +293,18 @@ void dm_monitor_request_start(request_rec *r);
 void dm_monitor_drain(apr_pool_t *p, server_rec *s);
 int dm_monitor_stats(struct dm_mq_stats *out);
 
+/* ---- metrics.c: the shared metrics region, request counting, the
+ * deepmine-metrics handler and the Prometheus answer ---- */
+const char *dm_metrics_set_token(cmd_parms *cmd, void *dc, const char *arg);
+/* Makes (or keeps) the region and attaches it; before the cron daemon's
+ * fork, so the daemon counts into it too. */
+int dm_metrics_post_config(server_rec *s);
+void dm_metrics_register_hooks(apr_pool_t *p);
+/* The Prometheus answer (200, text/plain; version=0.0.4). */
+int dm_http_metrics_send(request_rec *r);
+/* The request carries "Authorization: Bearer <DeepMineMetricsToken>". */
+int dm_http_metrics_token_ok(request_rec *r);
+
 /* cron_daemon.c — forks the cron daemon (DeepMineCron on) from the
  * parent's post_config; and the job environment built from the
  * configuration (also used by POST /api/admin/jobs/{job}/run). */
@@ -309,6 +327,8 @@ extern const dm_route_def dm_routes_accrual[];
 extern const dm_route_def dm_routes_jobs[];
 extern const dm_route_def dm_routes_email[];
 extern const dm_route_def dm_routes_stats[]; /* routes/stats.c: statistics, CSV exports */
+
+extern const dm_route_def dm_routes_ops[];
 
 /* routes/admin.c — how every /api/admin handler but login/logout starts: a
  * pooled connection and the calling staff member: a live dm_admin session

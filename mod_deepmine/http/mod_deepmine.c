@@ -199,6 +199,9 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     give_db_to_run_user(ptemp, s, path);
+    if (dm_metrics_post_config(s) != OK) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     if (dm_ratelimit_post_config(pconf, ptemp, s) != OK || dm_monitor_post_config(pconf, s) != OK) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -247,7 +250,8 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
         add_routes(pconf, s, dm_routes_withdrawals) != OK ||
         add_routes(pconf, s, dm_routes_email) != OK ||
         add_routes(pconf, s, dm_routes_catalogue_admin) != OK ||
-        add_routes(pconf, s, dm_routes_jobs) != OK || add_routes(pconf, s, dm_routes_stats) != OK) {
+        add_routes(pconf, s, dm_routes_jobs) != OK || add_routes(pconf, s, dm_routes_stats) != OK ||
+        add_routes(pconf, s, dm_routes_ops) != OK) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (dm_cron_daemon_post_config(pconf, s) != OK) {
@@ -332,6 +336,7 @@ static void dm_register_hooks(apr_pool_t *p)
     ap_hook_child_init(dm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(dm_handler, NULL, NULL, APR_HOOK_MIDDLE);
     dm_monitor_register_hooks();
+    dm_metrics_register_hooks(p);
 }
 
 /* Not AP_DECLARE_MODULE: dm_http.h already says APLOG_USE_MODULE. */

@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "base/confparse.h"
+#include "base/metrics.h"
 #include "base/ratelimit.h"
 
 /* Process-pool key of the shared state; the table header carries its own
@@ -308,6 +309,7 @@ dm_err *dm_http_rate_limit(request_rec *r, const char *rule_name, const char *ke
     if (res.allowed) {
         return NULL;
     }
+    dm_metrics_inc(DM_M_RATE_LIMIT_REFUSED, "rule", rule->name, DM_ML_END);
     retry = seconds_up(res.retry_after_us);
     if (retry < 1) {
         retry = 1;

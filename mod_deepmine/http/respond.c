@@ -97,6 +97,13 @@ int dm_http_error(request_rec *r, const dm_err *e)
          * never come): the connection cannot be reused after that. */
         r->connection->keepalive = AP_CONN_CLOSE;
     }
+    /* Every 503 says when to come back (webhook senders retry on it);
+     * the rate limiter and others may have set their own. */
+    if (status == HTTP_SERVICE_UNAVAILABLE && !apr_table_get(r->err_headers_out, "Retry-After") &&
+        !apr_table_get(r->headers_out, "Retry-After")) {
+        apr_table_setn(r->err_headers_out, "Retry-After",
+                       dm_db_storage_full() ? DM_STORAGE_RETRY_AFTER : "5");
+    }
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     return dm_http_json(r, status, body, strlen(body));
 }

@@ -128,7 +128,8 @@ def test_cron_off_runs_no_daemon(new_server):
     s.expect_log(r"DM00048")
     r = s.get("/api/health")
     assert r.status_code == 200
-    assert r.json()["cron"] == {"enabled": False, "heartbeat_age_s": None, "status": "off"}
+    assert r.json()["cron"] == {"enabled": False, "heartbeat_age_s": None, "last_heartbeat": None,
+                                "status": "off"}
     assert "DM00041" not in s.log_text()
 
 

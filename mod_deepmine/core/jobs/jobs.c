@@ -22,6 +22,7 @@
 #include "base/clock.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "base/metrics.h"
 
 /* How long a lease lasts without renewal, and how often a running job
  * renews it (through dm_job_keep_going). */
@@ -407,6 +408,7 @@ static dm_err *job_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm
     dm_job_ctx ctx;
     dm_job_result res = DM_JOB_OK;
     dm_err *e, *failure;
+    int64_t started_us;
     int64_t len = def->sched == DM_SCHED_HOURLY ? 3600 : def->interval_s;
 
     memset(&ctx, 0, sizeof(ctx));
@@ -439,7 +441,10 @@ static dm_err *job_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm
         return NULL;
     }
 
+    started_us = dm_metrics_now_us();
     failure = def->fn(&ctx, &res);
+    dm_metrics_observe_us(DM_M_JOB_DURATION, dm_metrics_now_us() - started_us, "job", def->name,
+                          DM_ML_END);
     if (dm_db_in_transaction(db)) {
         dm_db_rollback(db); /* a job that failed mid-batch */
     }
@@ -460,6 +465,17 @@ static dm_err *job_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm
         dm_log(DM_L_WARN, "DM00902: job %s %s failed: %s", def->name, ctx.period, failure->message);
     }
     e = finish(&ctx, def, failure, res, outcome);
+    if (!e) {
+        dm_metrics_inc(DM_M_JOB_RUNS, "job", def->name, "result",
+                       *outcome == DM_JOB_RAN_DEAD      ? "dead"
+                       : *outcome == DM_JOB_RAN_FAILED  ? "failed"
+                       : *outcome == DM_JOB_RAN_WAITING ? "waiting"
+                                                        : "ok",
+                       DM_ML_END);
+    }
+    if (!e && *outcome == DM_JOB_RAN_OK) {
+        dm_metrics_set(DM_M_JOB_LAST_SUCCESS, dm_now(), "job", def->name, DM_ML_END);
+    }
     if (!e && *outcome == DM_JOB_RAN_DEAD) {
         dm_log(DM_L_ERR, "DM00903: job %s %s is dead after %d attempts; owners alerted", def->name,
                ctx.period, def->max_attempts);

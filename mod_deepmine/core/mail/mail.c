@@ -19,6 +19,7 @@
 #include "base/clock.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "base/metrics.h"
 #include "mail/mail_prefs.h"
 #include "mail/mail_templates.h"
 #include "mail/mailq.h"
@@ -1156,6 +1157,9 @@ dm_err *dm_mail_job(dm_job_ctx *ctx, dm_job_result *res)
         }
         apr_pool_destroy(bp);
     }
+    dm_metrics_add(DM_M_MAIL_SENT, r.sent, DM_ML_END);
+    dm_metrics_add(DM_M_MAIL_FAILED, r.failed, DM_ML_END);
+    dm_metrics_add(DM_M_MAIL_SUPPRESSED, r.suppressed, DM_ML_END);
     if (r.sent + r.failed + r.retried + r.suppressed > 0) {
         dm_log(DM_L_INFO,
                "mail job: %" APR_INT64_T_FMT " sent, %" APR_INT64_T_FMT

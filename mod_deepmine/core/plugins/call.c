@@ -9,6 +9,12 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "base/metrics.h"
+
+/* When this thread's current plugin call began (dm_call_begin), for its
+ * latency in dm_call_end: calls into plugins do not nest. */
+static __thread int64_t call_started_us;
+
 void dm_call_msg(dm_message *msg, const char *fmt, ...)
 {
     va_list ap;
@@ -70,13 +76,33 @@ dm_status dm_call_begin(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr
     }
     /* Lines logged during the call name the plugin in error reports. */
     dm_log_context_set(DM_LOG_CTX_PLUGIN, pl->name);
+    call_started_us = dm_metrics_now_us();
     return DM_OK;
+}
+
+/* The status as a metric label value. */
+static const char *status_label(dm_status st)
+{
+    static const char *names[] = {"ok",          "invalid", "temporary", "permanent",
+                                  "unsupported", "config",  "internal",  "not_found"};
+    unsigned i = (unsigned)st;
+
+    return i < sizeof(names) / sizeof(names[0]) ? names[i] : "unknown";
 }
 
 dm_status dm_call_end(const dm_loaded_plugin *pl, const char *fn, dm_status st, dm_message *msg)
 {
     msg->text[sizeof(msg->text) - 1] = '\0';
     dm_log_context_set(DM_LOG_CTX_PLUGIN, NULL);
+    if (call_started_us) {
+        dm_metrics_observe_us(DM_M_PLUGIN_CALL_DURATION, dm_metrics_now_us() - call_started_us,
+                              "plugin", pl->name, "function", fn, DM_ML_END);
+        call_started_us = 0;
+    }
+    if (st != DM_OK) {
+        dm_metrics_inc(DM_M_PLUGIN_CALL_ERRORS, "plugin", pl->name, "function", fn, "status",
+                       status_label(st), DM_ML_END);
+    }
     if ((int)st < (int)DM_OK || (int)st > (int)DM_ERR_NOT_FOUND) {
         dm_call_msg(msg, "plugin %s: %s returned the unknown status %d", pl->name, fn, (int)st);
         return DM_ERR_INTERNAL;

@@ -569,3 +569,33 @@ const char *dm_plugins_setting(const dm_loaded_plugin *pl, const char *key)
     }
     return apr_hash_get(l->settings, key, APR_HASH_KEY_STRING);
 }
+
+/* ---- what operators see (GET /api/admin/plugins) ---- */
+
+void dm_plugins_describe(const dm_loaded_plugin *pl, dm_plugin_about *out)
+{
+    const dm_plugin *d = pl->desc;
+
+    memset(out, 0, sizeof(*out));
+    out->plugin_name = d && d->name ? d->name : pl->name;
+    out->version = d && d->version ? d->version : "";
+    out->abi_major = d ? d->abi_major : 0;
+    out->abi_minor = d ? d->abi_minor : 0;
+    out->has_health = d && offers_health(d);
+}
+
+dm_status dm_plugins_health(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_pool_t *p,
+                            dm_message *msg)
+{
+    dm_call *call = NULL;
+    dm_status st = dm_call_begin(h, pl, p, 0, "plugin", &call, msg);
+
+    if (st != DM_OK) {
+        return st;
+    }
+    if (!offers_health(pl->desc)) {
+        dm_call_msg(msg, "plugin %s offers no health check", pl->name);
+        return DM_ERR_UNSUPPORTED;
+    }
+    return dm_call_end(pl, "health", pl->desc->health(call, msg), msg);
+}

@@ -89,4 +89,20 @@ const char *dm_plugin_kind_name(dm_plugin_kind kind);
  * a mailer's "rate_per_second" through it. */
 const char *dm_plugins_setting(const dm_loaded_plugin *pl, const char *key);
 
+/* What a loaded plugin says about itself (its descriptor), for operators. */
+typedef struct dm_plugin_about {
+    const char *plugin_name; /* the plugin's own name, e.g. "mailer-spool" */
+    const char *version;     /* "" when it gives none */
+    unsigned abi_major;
+    unsigned abi_minor;
+    int has_health; /* it offers a health check (ABI 1.1) */
+} dm_plugin_about;
+
+void dm_plugins_describe(const dm_loaded_plugin *pl, dm_plugin_about *out);
+
+/* Runs the plugin's own cheap self-check (no network, by contract).
+ * DM_ERR_UNSUPPORTED with msg when it offers none. */
+dm_status dm_plugins_health(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_pool_t *p,
+                            dm_message *msg);
+
 #endif

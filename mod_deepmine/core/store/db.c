@@ -16,6 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/log.h"
+#include "base/metrics.h"
+
 struct dm_db {
     sqlite3 *handle;
     apr_pool_t *pool;
@@ -30,6 +33,24 @@ struct dm_stmt {
     const char *sql;
 };
 
+/* Counts a refusal by the storage; the first after a success is logged
+ * (the state is shared by every process: see dm_db_storage_full). */
+static void storage_failed(const char *kind, const char *msg)
+{
+    dm_metrics_inc(DM_M_DB_STORAGE_ERRORS, "kind", kind, DM_ML_END);
+    if (dm_metrics_swap(DM_M_DB_STORAGE_FULL, strcmp(kind, "full") == 0 ? 1 : 2, DM_ML_END) == 0) {
+        dm_log(DM_L_ERR,
+               "DM01550: the database's storage refuses writes (%s: %s): writes answer 503 "
+               "until space or the disk is back",
+               kind, msg);
+    }
+}
+
+int dm_db_storage_full(void)
+{
+    return (int)dm_metrics_get(DM_M_DB_STORAGE_FULL, DM_ML_END);
+}
+
 __attribute__((returns_nonnull)) static dm_err *sqlite_err(apr_pool_t *p, sqlite3 *h, int rc,
                                                            const char *what)
 {
@@ -41,6 +62,19 @@ __attribute__((returns_nonnull)) static dm_err *sqlite_err(apr_pool_t *p, sqlite
     }
     if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) {
         return dm_err_make(p, DM_E_UNAVAILABLE, NULL, "database busy, try again (%s)", what);
+    }
+    /* Storage that refuses writes is the server's condition, not the
+     * request's fault: 503 with Retry-After, so clients and webhook senders
+     * try again once space (or the disk) is back. */
+    if ((rc & 0xff) == SQLITE_FULL || (ext & 0xff) == SQLITE_FULL) {
+        storage_failed("full", msg);
+        return dm_err_make(p, DM_E_UNAVAILABLE, NULL,
+                           "the database's storage is full; try again later");
+    }
+    if ((rc & 0xff) == SQLITE_IOERR || (ext & 0xff) == SQLITE_IOERR) {
+        storage_failed("io", msg);
+        return dm_err_make(p, DM_E_UNAVAILABLE, NULL,
+                           "the database's storage failed to read or write; try again later");
     }
     return dm_err_make(p, DM_E_INTERNAL, NULL, "database error in %s: %s", what, msg);
 }
@@ -190,9 +224,14 @@ dm_err *dm_db_bulk_load_mode(dm_db *db, apr_pool_t *p, int cache_mib)
 
 dm_err *dm_db_begin(dm_db *db, apr_pool_t *p)
 {
+    int64_t t0 = dm_metrics_now_us();
     dm_err *e = dm_db_exec(db, p, "BEGIN IMMEDIATE");
+
+    dm_metrics_observe_us(DM_M_DB_WRITE_LOCK_WAIT, dm_metrics_now_us() - t0, DM_ML_END);
     if (!e) {
         db->in_txn = 1;
+    } else if (e->code == DM_E_UNAVAILABLE && strncmp(e->message, "database busy", 13) == 0) {
+        dm_metrics_inc(DM_M_DB_WRITE_LOCK_TIMEOUT, DM_ML_END);
     }
     return e;
 }
@@ -205,6 +244,11 @@ dm_err *dm_db_commit(dm_db *db, apr_pool_t *p)
         return e;
     }
     db->in_txn = 0;
+    /* A write went through: whatever refused writes before is over. */
+    if (dm_metrics_get(DM_M_DB_STORAGE_FULL, DM_ML_END) != 0 &&
+        dm_metrics_swap(DM_M_DB_STORAGE_FULL, 0, DM_ML_END) != 0) {
+        dm_log(DM_L_NOTICE, "DM01551: the database's storage accepts writes again");
+    }
     return NULL;
 }
 

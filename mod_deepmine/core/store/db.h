@@ -36,6 +36,12 @@ void dm_db_close(dm_db *db);
 void dm_db_set_busy_timeout(dm_db *db, int ms);
 const char *dm_db_path(const dm_db *db);
 
+/* What the storage said last, for the whole server (base/metrics.h's
+ * shared region): 0 writes go through, 1 a write was refused because the
+ * disk or file is full, 2 an I/O error — until a commit succeeds again.
+ * SQLITE_FULL and I/O errors reach callers as DM_E_UNAVAILABLE (503). */
+int dm_db_storage_full(void);
+
 /* Runs SQL text with no parameters and no rows (may hold several statements). */
 dm_err *dm_db_exec(dm_db *db, apr_pool_t *p, const char *sql);
 

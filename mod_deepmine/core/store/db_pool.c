@@ -7,10 +7,13 @@
 #include <apr_reslist.h>
 #include <apr_strings.h>
 
+#include "base/metrics.h"
+
 struct dm_db_pool {
     apr_reslist_t *list;
     apr_pool_t *pool;
     const char *path;
+    int max;
 };
 
 typedef struct conn {
@@ -69,6 +72,7 @@ dm_err *dm_db_pool_create(apr_pool_t *p, const char *path, int min, int max, int
     }
     dp->pool = p;
     dp->path = apr_pstrdup(p, path);
+    dp->max = max;
     rv = apr_reslist_create(&dp->list, min, min, max, apr_time_from_sec(ttl_sec), conn_construct,
                             conn_destruct, dp, p);
     if (rv != APR_SUCCESS) {
@@ -88,6 +92,7 @@ static apr_status_t lease_cleanup(void *data)
         dm_db_rollback(l->c->db);
     }
     apr_reslist_release(l->pool->list, l->c);
+    dm_metrics_add(DM_M_DB_POOL_IN_USE, -1, DM_ML_END);
     return APR_SUCCESS;
 }
 
@@ -95,12 +100,19 @@ dm_err *dm_db_pool_acquire(dm_db_pool *pool, apr_pool_t *scope, dm_db **out)
 {
     void *res;
     lease *l;
-    apr_status_t rv = apr_reslist_acquire(pool->list, &res);
+    apr_status_t rv;
 
+    /* Every connection of this child handed out: this request waits. */
+    if (apr_reslist_acquired_count(pool->list) >= (unsigned)pool->max) {
+        dm_metrics_inc(DM_M_DB_POOL_WAITS, DM_ML_END);
+    }
+    rv = apr_reslist_acquire(pool->list, &res);
     if (rv != APR_SUCCESS) {
+        dm_metrics_inc(DM_M_DB_POOL_TIMEOUTS, DM_ML_END);
         return dm_err_make(scope, DM_E_UNAVAILABLE, NULL,
                            "no database connection available, try again");
     }
+    dm_metrics_add(DM_M_DB_POOL_IN_USE, 1, DM_ML_END);
     l = apr_palloc(scope, sizeof(*l));
     l->pool = pool;
     l->c = res;

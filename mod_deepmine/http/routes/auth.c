@@ -13,6 +13,7 @@
 #include <http_protocol.h>
 
 #include "base/json.h"
+#include "base/metrics.h"
 
 /* Fields are capped well above any valid value, so a 10 KB string is a
  * clean 400 before any work. */
@@ -114,6 +115,9 @@ static int auth_login(request_rec *r, const dm_route_match *m)
     }
     if (!e) {
         e = dm_member_login(db, r->pool, &dm_g.svc, email, password, r->useragent_ip, &mem, &s);
+        if (e && (e->code == DM_E_UNAUTHORIZED || e->code == DM_E_FORBIDDEN)) {
+            dm_metrics_inc(DM_M_LOGIN_FAILURES, "realm", "member", DM_ML_END);
+        }
     }
     return e ? dm_http_error(r, e) : answer_session(r, HTTP_OK, &mem, &s, return_tokens);
 }

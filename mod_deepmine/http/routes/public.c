@@ -29,8 +29,11 @@ static json_t *cron_health(request_rec *r, dm_db *db, int *ok)
     e = dm_cron_heartbeat_age(db, r->pool, &age, &found);
     if (e || !found) {
         json_object_set_new(o, "heartbeat_age_s", json_null());
+        json_object_set_new(o, "last_heartbeat", json_null());
     } else {
         json_object_set_new(o, "heartbeat_age_s", json_integer(age));
+        json_object_set_new(o, "last_heartbeat",
+                            json_string(dm_json_time(r->pool, dm_now() - age)));
     }
     if (dm_conf_cron(c)) {
         const char *state = "ok";
@@ -58,7 +61,7 @@ static int health(request_rec *r, const dm_route_match *m)
     int cron_ok = 1;
     dm_db *db;
     dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
-    int schema = 0;
+    int schema = 0, storage = 0;
     json_t *o;
     const char *body;
     size_t len;
@@ -76,11 +79,23 @@ static int health(request_rec *r, const dm_route_match *m)
     if (!e) {
         cron = cron_health(r, db, &cron_ok);
     }
+    /* Reads still work on a full disk; what the last write met is shared
+     * by every process (store/db.h). */
+    storage = dm_db_storage_full();
+    if (!e && storage) {
+        e = dm_err_make(r->pool, DM_E_UNAVAILABLE, NULL, "the database's storage %s",
+                        storage == 1 ? "is full" : "fails with I/O errors");
+        apr_table_setn(r->err_headers_out, "Retry-After", DM_STORAGE_RETRY_AFTER);
+    }
     o = dm_json_own(r->pool, json_object());
     json_object_set_new(o, "status", json_string(e || !cron_ok ? "degraded" : "ok"));
     json_object_set_new(o, "version", json_string(DM_VERSION));
     json_object_set_new(o, "schema", json_integer(schema));
-    json_object_set_new(o, "database", json_string(e ? "unavailable" : "ok"));
+    json_object_set_new(o, "database",
+                        json_string(storage == 1   ? "full"
+                                    : storage == 2 ? "io_error"
+                                    : e            ? "unavailable"
+                                                   : "ok"));
     if (cron) {
         json_object_set_new(o, "cron", cron);
     }

@@ -44,6 +44,8 @@
  *   GET   /api/admin/jobs            x
  *   POST  /api/admin/jobs/{job}/run  x
  *   GET   /api/admin/health          x      x       x     x
+ *   GET   /api/admin/metrics         x   (or DeepMineMetricsToken: routes/ops.c)
+ *   GET   /api/admin/plugins         x
  *   GET   /api/admin/email           x              x
  *   POST  /api/admin/email/{id}/resend x            x
  *   GET   /api/admin/email-templates[/{key}]  x     x
@@ -68,6 +70,7 @@
 #include "staff/member_admin.h"
 #include "store/audit.h"
 #include "base/json.h"
+#include "base/metrics.h"
 #include "mail/mail.h"
 #include "store/migrate.h"
 #include "shop/contracts.h"
@@ -118,6 +121,8 @@ static const struct staff_access {
     {"GET", "/api/admin/jobs", 0},                                      /* routes_jobs.c */
     {"POST", "/api/admin/jobs/{job}/run", 0},                           /* routes_jobs.c */
     {"GET", "/api/admin/health", DM_ROLE_FINANCE | DM_ROLE_SUPPORT | DM_ROLE_KYC},
+    {"GET", "/api/admin/metrics", 0}, /* routes/ops.c */
+    {"GET", "/api/admin/plugins", 0}, /* routes/ops.c */
     /* routes_email.c */
     {"GET", "/api/admin/email", DM_ROLE_SUPPORT},
     {"POST", "/api/admin/email/{id}/resend", DM_ROLE_SUPPORT},
@@ -227,6 +232,9 @@ static int admin_login(request_rec *r, const dm_route_match *m)
     }
     if (!e) {
         e = dm_staff_login(db, r->pool, &dm_g.svc, email, password, r->useragent_ip, &st, &sess);
+        if (e && (e->code == DM_E_UNAUTHORIZED || e->code == DM_E_FORBIDDEN)) {
+            dm_metrics_inc(DM_M_LOGIN_FAILURES, "realm", "staff", DM_ML_END);
+        }
     }
     if (e) {
         return dm_http_error(r, e);
