@@ -16,6 +16,8 @@
  */
 #include "dm_http.h"
 
+#include "base/monitor_queue.h"
+
 #include <apr_shm.h>
 #include <apr_strings.h>
 #include <http_protocol.h>
@@ -219,6 +221,28 @@ static int send_metrics(request_rec *r)
     if (e) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "DM01553: metrics: the database's figures are left out: %s", e->message);
+    }
+    {
+        /* the error-report queue of the monitor plugins (http/monitor.c);
+         * all zero when none is declared */
+        dm_mq_stats mq;
+        (void)dm_monitor_stats(&mq);
+        dm_metrics_header(&b, "deepmine_monitor_reports_queued", "gauge",
+                          "Error reports waiting for the monitor plugins.");
+        dm_metrics_printf(&b, "deepmine_monitor_reports_queued %" APR_UINT64_T_FMT "\n",
+                          (apr_uint64_t)mq.queued);
+        dm_metrics_header(&b, "deepmine_monitor_reports_dropped_total", "counter",
+                          "Error reports dropped because the queue was full.");
+        dm_metrics_printf(&b, "deepmine_monitor_reports_dropped_total %" APR_UINT64_T_FMT "\n",
+                          (apr_uint64_t)mq.dropped);
+        dm_metrics_header(&b, "deepmine_monitor_reports_sent_total", "counter",
+                          "Error reports every monitor plugin took.");
+        dm_metrics_printf(&b, "deepmine_monitor_reports_sent_total %" APR_UINT64_T_FMT "\n",
+                          (apr_uint64_t)mq.sent);
+        dm_metrics_header(&b, "deepmine_monitor_reports_failed_total", "counter",
+                          "Error reports given up on (refused, or older than a day).");
+        dm_metrics_printf(&b, "deepmine_monitor_reports_failed_total %" APR_UINT64_T_FMT "\n",
+                          (apr_uint64_t)mq.failed);
     }
     dm_metrics_header(&b, "deepmine_metrics_database_up", "gauge",
                       "1 when this scrape read the database's figures, else 0.");

@@ -374,7 +374,8 @@ def test_plugins_endpoint_lists_kind_version_abi_and_health(srv):
     r = staff(srv, "owner").get(srv.url + "/api/admin/plugins", timeout=10)
     assert r.status_code == 200, r.text
     plugins = {p["name"]: p for p in r.json()["plugins"]}
-    assert set(plugins) == {"spool", "sandbox"}
+    # the generated configuration's three: mailer, payment sandbox, storage
+    assert set(plugins) == {"spool", "sandbox", "local"}
     spool = plugins["spool"]
     assert spool["kind"] == "mailer" and spool["plugin"] == "mailer-spool"
     assert re.fullmatch(r"\d+\.\d+\.\d+", spool["version"])
@@ -382,6 +383,7 @@ def test_plugins_endpoint_lists_kind_version_abi_and_health(srv):
     assert spool["health"]["status"] == "ok"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", spool["health"]["checked_at"])
     assert plugins["sandbox"]["kind"] == "payment"
+    assert plugins["local"]["kind"] == "storage" and plugins["local"]["plugin"] == "storage-local"
     r = staff(srv, "finance").get(srv.url + "/api/admin/plugins", timeout=10)
     assert r.status_code == 403
     assert srv.get("/api/admin/plugins").status_code == 401

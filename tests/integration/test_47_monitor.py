@@ -202,8 +202,9 @@ def test_a_monitor_that_is_down_never_fails_a_request(new_server):
     with socket.socket() as so:
         so.bind(("127.0.0.1", 0))
         port = so.getsockname()[1]
+    token = "scrape-token-0123456789"
     s = monitored(new_server, "http://%s@127.0.0.1:%d/42" % (KEY, port),
-                  "DeepMineMonitorQueue 16\n").start()
+                  "DeepMineMonitorQueue 16\nDeepMineMetricsToken %s\n" % token).start()
     s.expect_log(r"pages: failing on purpose|DM00653: plugin pages failed")
     s.expect_log(r"DM01601: monitor sentry cannot take reports for now")
     for _ in range(30):  # 90 reports into a queue of 16: most are dropped
@@ -213,6 +214,15 @@ def test_a_monitor_that_is_down_never_fails_a_request(new_server):
     while time.time() < deadline and "DM01601" not in s.log_text():
         time.sleep(0.2)
     assert "DM01601: monitor sentry cannot take reports for now" in s.log_text()
+    # what was dropped is counted, and the scrape says so
+    m = requests.get(s.url + "/api/admin/metrics", timeout=10,
+                     headers={"Authorization": "Bearer " + token})
+    assert m.status_code == 200
+    figures = dict(line.rsplit(" ", 1) for line in m.text.splitlines()
+                   if line.startswith("deepmine_monitor_"))
+    assert int(figures["deepmine_monitor_reports_queued"]) == 16
+    assert int(figures["deepmine_monitor_reports_dropped_total"]) >= 90 - 16 - 1
+    assert int(figures["deepmine_monitor_reports_sent_total"]) == 0
 
 
 @pytest.mark.parametrize("dsn,says", [
