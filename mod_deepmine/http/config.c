@@ -16,6 +16,7 @@
 #include "base/confparse.h"
 #include "withdrawals/withdrawals.h"
 #include "referral/vip.h"
+#include "kyc/kyc_events.h"
 #include "shop/janitor.h"
 #include "shop/refunds.h"
 
@@ -42,6 +43,7 @@ void *dm_conf_create(apr_pool_t *p, server_rec *s)
     c->accrual_delay = DM_UNSET;
     c->job_batch = DM_UNSET;
     c->payment_settle = DM_UNSET;
+    c->kyc_poll_after = DM_UNSET;
     c->checkout_hold = DM_UNSET;
     c->pending_orders = DM_UNSET;
     return c;
@@ -73,6 +75,7 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
     MERGE_NUM(commission_cap_bp);
     MERGE_NUM(partial_refund);
     MERGE_NUM(payment_settle);
+    MERGE_NUM(kyc_poll_after);
     MERGE_NUM(checkout_hold);
     MERGE_NUM(pending_orders);
     MERGE_NUM(wd_min);
@@ -402,6 +405,25 @@ static const char *set_payment_settle(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+static const char *set_kyc_poll_after(cmd_parms *cmd, void *dc, const char *arg)
+{
+    long long v = 0;
+
+    (void)dc;
+    if (dm_parse_int(cmd->temp_pool, arg, 300, 7 * 86400, &v)) {
+        return DM_DIR_KYC_POLL_AFTER " takes the seconds a provider's identity check stays "
+                                     "pending before the kyc-poll job asks the provider: a "
+                                     "whole number from 300 to 604800";
+    }
+    sconf(cmd)->kyc_poll_after = (int)v;
+    return NULL;
+}
+
+int dm_conf_kyc_poll_after(const dm_conf *c)
+{
+    return c->kyc_poll_after != DM_UNSET ? c->kyc_poll_after : DM_KYC_POLL_AFTER_DEFAULT_S;
+}
+
 static const char *set_checkout_hold(cmd_parms *cmd, void *dc, const char *arg)
 {
     long long v = 0;
@@ -644,6 +666,9 @@ const command_rec dm_directives[] = {
     AP_INIT_TAKE1(DM_DIR_PARTIAL_REFUND, set_partial_refund, NULL, RSRC_CONF,
                   "what a partial refund does to the contract: prorate (it runs on its "
                   "remaining share; the default) or end-contract (it ends)"),
+    AP_INIT_TAKE1(DM_DIR_KYC_POLL_AFTER, set_kyc_poll_after, NULL, RSRC_CONF,
+                  "seconds a provider's identity check stays pending before the kyc-poll job "
+                  "asks the provider (default 3600)"),
     AP_INIT_TAKE1(DM_DIR_PAYMENT_SETTLE, set_payment_settle, NULL, RSRC_CONF,
                   "seconds a gateway order stays pending before the janitor asks its gateway "
                   "(default 900)"),

@@ -42,6 +42,7 @@ APLOG_USE_MODULE(deepmine);
 #define DM_DIR_DATABASE "DeepMineDatabase"
 #define DM_DIR_HASH_CONCURRENCY "DeepMineHashConcurrency"
 #define DM_DIR_JOB_BATCH "DeepMineJobBatch"
+#define DM_DIR_KYC_POLL_AFTER "DeepMineKycPollAfter"
 #define DM_DIR_LEGAL_DIR "DeepMineLegalDir"
 #define DM_DIR_MAIL_FROM "DeepMineMailFrom"
 #define DM_DIR_MAILER "DeepMineMailer"
@@ -94,6 +95,7 @@ typedef struct dm_conf {
     int payment_settle;     /* DeepMinePaymentSettle seconds; -1 unset */
     int checkout_hold;      /* DeepMineCheckoutHold seconds; -1 unset */
     int pending_orders;     /* DeepMinePendingOrders; -1 unset */
+    int kyc_poll_after;     /* DeepMineKycPollAfter seconds; -1 unset */
 } dm_conf;
 
 /* Process-wide state: built in post_config (router, plugins) and
@@ -140,6 +142,8 @@ int dm_conf_partial_refund(const dm_conf *c);
  * their defaults (shop/janitor.h). */
 struct dm_payment_rules;
 void dm_conf_payment_rules(const dm_conf *c, struct dm_payment_rules *out);
+/* DeepMineKycPollAfter with its default (kyc/kyc_events.h). */
+int dm_conf_kyc_poll_after(const dm_conf *c);
 int dm_conf_cron(const dm_conf *c);
 int dm_conf_test_mode(const dm_conf *c);
 int dm_conf_accrual_delay(const dm_conf *c);

@@ -19,6 +19,7 @@
 
 #include "base/clock.h"
 #include "referral/commission.h"
+#include "kyc/kyc_events.h"
 #include "shop/janitor.h"
 #include "shop/refunds.h"
 #include "members/legal.h"
@@ -186,6 +187,7 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
         dm_conf_payment_rules(c, &pr);
         dm_payment_rules_set(&pr);
     }
+    dm_kyc_poll_set_after(dm_conf_kyc_poll_after(c));
     if (dm_conf_test_mode(c)) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "DM00050: DeepMineTestMode is on: test-only jobs are enabled%s%s. Never in "

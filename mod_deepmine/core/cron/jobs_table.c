@@ -3,8 +3,8 @@
  * have no module of their own (commission release, clean-up, the test-only
  * failing job). A new job is one row here plus its function.
  *
- * Hooks for later issues: KYC polling ("kyc-poll", interval) and backups
- * ("backup", hourly) become rows here when their modules exist.
+ * Hook for a later issue: backups ("backup", hourly) become a row here
+ * when their module exists.
  */
 #include "cron/cron.h"
 
@@ -21,6 +21,7 @@
 #include "mail/mailq.h"
 #include "base/json.h"
 #include "shop/janitor.h"
+#include "kyc/kyc_events.h"
 
 #include <jansson.h>
 
@@ -120,6 +121,24 @@ static dm_err *job_payment_janitor(dm_job_ctx *ctx, dm_job_result *res)
                " settled, %" APR_INT64_T_FMT " expired, %" APR_INT64_T_FMT " failed",
                (apr_int64_t)st.queried, (apr_int64_t)st.settled, (apr_int64_t)st.expired,
                (apr_int64_t)st.failures);
+    }
+    return e;
+}
+
+/* kyc/kyc_events.c: provider verifications pending past
+ * DeepMineKycPollAfter whose webhook may have been lost. */
+static dm_err *job_kyc_poll(dm_job_ctx *ctx, dm_job_result *res)
+{
+    dm_kyc_poll_stats st;
+    dm_err *e = dm_kyc_poll_run(ctx->db, ctx->pool, ctx->env->plugins, dm_now(), &st);
+
+    *res = DM_JOB_OK;
+    ctx->items += st.queried;
+    if (!e && st.queried) {
+        dm_log(DM_L_INFO,
+               "kyc-poll: %" APR_INT64_T_FMT " asked, %" APR_INT64_T_FMT
+               " changed a member, %" APR_INT64_T_FMT " failed",
+               (apr_int64_t)st.queried, (apr_int64_t)st.applied, (apr_int64_t)st.failures);
     }
     return e;
 }
@@ -232,6 +251,17 @@ static const dm_job_def jobs[] = {
      .about = "asks the gateway about orders still pending after DeepMinePaymentSettle and "
               "settles them as their webhook would; expires orders whose checkout never "
               "started"},
+    {.name = "kyc-poll",
+     .on_dead = dm_cron_job_dead_alert,
+     .sched = DM_SCHED_INTERVAL,
+     .interval_s = 300,
+     .max_attempts = 5,
+     .timeout_s = 600,
+     .quiet = 1,
+     .fn = job_kyc_poll,
+     .about = "asks the KYC provider about identity checks still pending after "
+              "DeepMineKycPollAfter (each at most once per that age, or per the plugin's "
+              "poll_every_s) and applies the answer as its webhook would"},
     {.name = "mail",
      .on_dead = dm_cron_job_dead_alert,
      .sched = DM_SCHED_INTERVAL,
