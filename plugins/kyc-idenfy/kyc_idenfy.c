@@ -579,8 +579,8 @@ static dm_status idenfy_query(dm_call *call, dm_str member_id, dm_str provider_r
         set_msg(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
-    snprintf(id, n, "status/%.*s/%.*s", (int)provider_ref.len, provider_ref.ptr,
-             (int)overall.len, overall.ptr);
+    snprintf(id, n, "status/%.*s/%.*s", (int)provider_ref.len, provider_ref.ptr, (int)overall.len,
+             overall.ptr);
     out->event_id = mkstr(id);
     out->member_id = member_id;
     out->status = status;

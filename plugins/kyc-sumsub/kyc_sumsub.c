@@ -371,8 +371,9 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
         c->level = DEFAULT_LEVEL;
     }
     if (!*c->level || strlen(c->level) > LEVEL_MAX || has_ctl(c->level, strlen(c->level))) {
-        set_msg(msg, "level_name must be 1 to %d characters: the level's name in Sumsub's "
-                     "dashboard (case-sensitive)",
+        set_msg(msg,
+                "level_name must be 1 to %d characters: the level's name in Sumsub's "
+                "dashboard (case-sensitive)",
                 LEVEL_MAX);
         return DM_ERR_CONFIG;
     }
@@ -805,8 +806,7 @@ static dm_status sumsub_query(dm_call *call, dm_str member_id, dm_str provider_r
         set_msg(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
-    snprintf(path, n, "/resources/applicants/%.*s/status", (int)provider_ref.len,
-             provider_ref.ptr);
+    snprintf(path, n, "/resources/applicants/%.*s/status", (int)provider_ref.len, provider_ref.ptr);
     st = api_call(call, &c, "GET", path, mkstr(""), &resp, msg);
     if (st != DM_OK) {
         return st;
@@ -834,7 +834,12 @@ static dm_status sumsub_query(dm_call *call, dm_str member_id, dm_str provider_r
     out->status = status;
     out->reason = reason;
     if (DM_HAS_FIELD(out, dm_kyc_event, provider_ref)) {
+        /* reviewDate is known to the second: it counts as that second's
+         * end, so it is never older than an event of the same second */
         out->occurred_at_ms = parse_time_ms(when);
+        if (out->occurred_at_ms && when.len == 19) {
+            out->occurred_at_ms += 999;
+        }
         out->provider_ref = provider_ref;
     }
     return DM_OK;

@@ -135,9 +135,8 @@ static dm_err *seen(dm_db *db, apr_pool_t *p, const char *plugin, const char *ev
 {
     dm_stmt *st;
     int row = 0;
-    dm_err *e = dm_db_prepare(db, p,
-                              "SELECT outcome FROM kyc_events WHERE plugin = ? AND event_id = ?",
-                              &st);
+    dm_err *e = dm_db_prepare(
+        db, p, "SELECT outcome FROM kyc_events WHERE plugin = ? AND event_id = ?", &st);
 
     *outcome = NULL;
     if (e) {
@@ -276,8 +275,8 @@ static int applies(dm_kyc_status s, const char *now_status, const char *verdict)
     case DM_KYC_PENDING:
         /* opens a case; never reopens a decision, except a resubmission */
         return strcmp(now_status, "none") == 0 || strcmp(now_status, "pending") == 0 ||
-               (verdict && (strcmp(verdict, "resubmission") == 0 ||
-                            strcmp(verdict, "expired") == 0));
+               (verdict &&
+                (strcmp(verdict, "resubmission") == 0 || strcmp(verdict, "expired") == 0));
     case DM_KYC_IGNORED:
         break;
     }
@@ -401,8 +400,8 @@ dm_err *dm_kyc_provider_started(dm_db *db, apr_pool_t *p, const char *plugin, in
     ev.provider_ref.ptr = provider_ref ? provider_ref : "";
     ev.provider_ref.len = provider_ref ? strlen(provider_ref) : 0;
     ev.occurred_at_ms = now * 1000;
-    ev.event_id.ptr = apr_psprintf(p, "start/%s/%" APR_INT64_T_FMT, ev.provider_ref.ptr,
-                                   (apr_int64_t)now);
+    ev.event_id.ptr =
+        apr_psprintf(p, "start/%s/%" APR_INT64_T_FMT, ev.provider_ref.ptr, (apr_int64_t)now);
     ev.event_id.len = strlen(ev.event_id.ptr);
     return dm_kyc_event_apply(db, p, plugin, &ev, "start", now, &res);
 }
@@ -449,8 +448,8 @@ static dm_err *mark_polled(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t no
 {
     dm_stmt *st;
     int row = 0;
-    dm_err *e = dm_db_prepare(db, p, "UPDATE kyc_provider_state SET polled_at = ? WHERE user_id = ?",
-                              &st);
+    dm_err *e =
+        dm_db_prepare(db, p, "UPDATE kyc_provider_state SET polled_at = ? WHERE user_id = ?", &st);
 
     if (e) {
         return e;

@@ -67,35 +67,6 @@ dm_status dm_kyc_parse_webhook(const dm_plugin_host *h, const dm_loaded_plugin *
     return check_event(pl, "parse_webhook", out, 1, msg);
 }
 
-dm_status dm_kyc_start(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_pool_t *p,
-                       const char *member_id, const char *email, dm_kyc_start_result *out,
-                       dm_message *msg)
-{
-    dm_call *call;
-    dm_status st;
-
-    memset(out, 0, sizeof(*out));
-    st = dm_call_begin(h, pl, p, DM_PLUGIN_KYC, "KYC plugin", &call, msg);
-    if (st != DM_OK) {
-        return st;
-    }
-    out->size = sizeof(*out);
-    st = dm_call_end(pl, "start",
-                     ops_of(pl)->start(call, str_of(member_id), str_of(email), out, msg), msg);
-    if (st != DM_OK) {
-        return st;
-    }
-    if (!dm_call_str_ok(out->url) || !dm_call_str_ok(out->token) ||
-        !dm_call_str_ok(out->provider_ref) || (out->url.len == 0) == (out->token.len == 0) ||
-        dm_call_has_crlf(out->url.ptr, out->url.len) ||
-        dm_call_has_crlf(out->token.ptr, out->token.len) ||
-        dm_call_has_crlf(out->provider_ref.ptr, out->provider_ref.len)) {
-        dm_call_msg(msg, "plugin %s: start returned neither one url nor one token", pl->name);
-        return DM_ERR_INTERNAL;
-    }
-    return DM_OK;
-}
-
 int dm_kyc_can_query(const dm_loaded_plugin *pl)
 {
     const dm_kyc_ops *o;
@@ -124,9 +95,9 @@ dm_status dm_kyc_query(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_
         return DM_ERR_UNSUPPORTED;
     }
     out->size = sizeof(*out);
-    st = dm_call_end(
-        pl, "query",
-        ops_of(pl)->query(call, str_of(member_id), str_of(provider_ref), out, msg), msg);
+    st = dm_call_end(pl, "query",
+                     ops_of(pl)->query(call, str_of(member_id), str_of(provider_ref), out, msg),
+                     msg);
     if (st != DM_OK) {
         return st;
     }

@@ -1,7 +1,7 @@
 /*
  * kyc.h — calling KYC plugins, typed, in the shape of payment.h and
- * mailer.h: start (a member's verification flow), parse_webhook (through
- * inbound.h, the webhook route) and query (ABI 1.5, the polling job). Not
+ * mailer.h: parse_webhook (through inbound.h, the webhook route) and query
+ * (ABI 1.5, the polling job); start comes with the member's routes. Not
  * to be confused with core/kyc/, the domain that decides a member's KYC
  * status.
  */
@@ -23,13 +23,6 @@
 dm_status dm_kyc_parse_webhook(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_pool_t *p,
                                dm_str raw_body, const dm_header *headers, size_t n_headers,
                                dm_kyc_event *out, dm_message *msg);
-
-/* Starts member_id's verification (email may be NULL): DM_OK with out->url
- * or out->token set (exactly one, without CR/LF) and out->provider_ref
- * (may be empty). Strings live in p. */
-dm_status dm_kyc_start(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_pool_t *p,
-                       const char *member_id, const char *email, dm_kyc_start_result *out,
-                       dm_message *msg);
 
 /* 1 when the plugin has query (ABI 1.5, not NULL). */
 int dm_kyc_can_query(const dm_loaded_plugin *pl);
