@@ -47,6 +47,11 @@
 #define ID_MAX 128
 #define URL_MAX 2048
 
+/* The host's event has the 1.5 fields (occurred_at_ms, provider_ref):
+ * DM_HAS_FIELD without its NULL test, out never being NULL here. */
+#define HAS_1_5_FIELDS(ev)                                                                         \
+    ((size_t)(ev)->size >= offsetof(dm_kyc_event, provider_ref) + sizeof(dm_str))
+
 static const dm_host *host;
 
 /* ---- small helpers ---- */
@@ -518,7 +523,7 @@ static dm_status idenfy_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
     out->member_id = is_digits(client, 20) ? client : mkstr("");
     out->status = status;
     out->reason = reason;
-    if (DM_HAS_FIELD(out, dm_kyc_event, provider_ref)) {
+    if (HAS_1_5_FIELDS(out)) {
         out->occurred_at_ms = seconds_ms(jget(call, raw_body, "finishTime"));
         out->provider_ref = scan;
     }
@@ -585,7 +590,7 @@ static dm_status idenfy_query(dm_call *call, dm_str member_id, dm_str provider_r
     out->member_id = member_id;
     out->status = status;
     out->reason = reason;
-    if (DM_HAS_FIELD(out, dm_kyc_event, provider_ref)) {
+    if (HAS_1_5_FIELDS(out)) {
         out->occurred_at_ms = seconds_ms(jget(call, resp.body, "finishTime"));
         out->provider_ref = provider_ref;
     }

@@ -56,6 +56,11 @@
 #define ID_MAX 128
 #define REASON_MAX 200
 
+/* The host's event has the 1.5 fields (occurred_at_ms, provider_ref):
+ * DM_HAS_FIELD without its NULL test, out never being NULL here. */
+#define HAS_1_5_FIELDS(ev)                                                                         \
+    ((size_t)(ev)->size >= offsetof(dm_kyc_event, provider_ref) + sizeof(dm_str))
+
 static const dm_host *host;
 
 /* ---- small helpers ---- */
@@ -773,7 +778,7 @@ static dm_status sumsub_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
     out->member_id = is_digits(ext, 20) ? ext : mkstr("");
     out->status = status;
     out->reason = reason;
-    if (DM_HAS_FIELD(out, dm_kyc_event, provider_ref)) {
+    if (HAS_1_5_FIELDS(out)) {
         out->occurred_at_ms = parse_time_ms(created);
         out->provider_ref = app.len ? app : mkstr("");
     }
@@ -833,7 +838,7 @@ static dm_status sumsub_query(dm_call *call, dm_str member_id, dm_str provider_r
     out->member_id = member_id;
     out->status = status;
     out->reason = reason;
-    if (DM_HAS_FIELD(out, dm_kyc_event, provider_ref)) {
+    if (HAS_1_5_FIELDS(out)) {
         /* reviewDate is known to the second: it counts as that second's
          * end, so it is never older than an event of the same second */
         out->occurred_at_ms = parse_time_ms(when);
