@@ -34,8 +34,8 @@ CREATE TABLE kyc_documents (
     size BIGINT NOT NULL CHECK (size > 0),   -- plaintext bytes
     sha256 TEXT NOT NULL,                    -- of the plaintext, hex
     storage_key TEXT NOT NULL UNIQUE,
-    wrapped_key BLOB NOT NULL,               -- crypto_secretbox of the document key
-    wrap_nonce BLOB NOT NULL,
+    wrapped_key TEXT NOT NULL,               -- the document key, wrapped (aead), hex
+    wrap_nonce TEXT NOT NULL,                -- hex
     key_id TEXT NOT NULL,                    -- which secret wrapped it (16 hex)
     created_at BIGINT NOT NULL,
     UNIQUE (user_id, kind)
