@@ -84,6 +84,7 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
     MERGE_NUM(accrual_delay);
     MERGE_PTR(mail_from);
     MERGE_PTR(mailer);
+    MERGE_PTR(storage);
     MERGE_NUM(job_batch);
     return m;
 }
@@ -603,6 +604,16 @@ static const char *set_mailer(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+static const char *set_storage(cmd_parms *cmd, void *dc, const char *arg)
+{
+    (void)dc;
+    if (!*arg) {
+        return DM_DIR_STORAGE " needs the name of a declared storage plugin";
+    }
+    sconf(cmd)->storage = arg;
+    return NULL;
+}
+
 const command_rec dm_directives[] = {
     AP_INIT_FLAG(DM_DIR_CRON, set_cron, NULL, RSRC_CONF,
                  "On (default): Apache runs the cron daemon; Off: jobs run elsewhere"),
@@ -618,6 +629,8 @@ const command_rec dm_directives[] = {
                   "the From of the platform's e-mail"),
     AP_INIT_TAKE1(DM_DIR_MAILER, set_mailer, NULL, RSRC_CONF,
                   "the mailer plugin (by name) that sends the platform's e-mail"),
+    AP_INIT_TAKE1(DM_DIR_STORAGE, set_storage, NULL, RSRC_CONF,
+                  "the storage plugin (by name) that holds documents and backups"),
     AP_INIT_TAKE1(DM_DIR_DATABASE, set_database, NULL, RSRC_CONF,
                   "path of the SQLite database file"),
     AP_INIT_TAKE1(DM_DIR_SECRET_KEY_FILE, set_secret_key_file, NULL, RSRC_CONF,

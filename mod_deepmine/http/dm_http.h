@@ -45,6 +45,7 @@ APLOG_USE_MODULE(deepmine);
 #define DM_DIR_LEGAL_DIR "DeepMineLegalDir"
 #define DM_DIR_MAIL_FROM "DeepMineMailFrom"
 #define DM_DIR_MAILER "DeepMineMailer"
+#define DM_DIR_STORAGE "DeepMineStorage"
 #define DM_DIR_MAX_BODY "DeepMineMaxBody"
 #define DM_DIR_PASSWORD_HASH "DeepMinePasswordHash"
 #define DM_DIR_PARTIAL_REFUND "DeepMinePartialRefund"
@@ -90,6 +91,7 @@ typedef struct dm_conf {
     int accrual_delay;      /* DeepMineAccrualDelay seconds; -1 unset */
     const char *mail_from;  /* DeepMineMailFrom */
     const char *mailer;     /* DeepMineMailer: the mailer plugin the queue uses */
+    const char *storage;    /* DeepMineStorage: the storage plugin for documents, backups */
     int job_batch;          /* DeepMineJobBatch: rows per transaction in batch jobs; -1 unset */
     int payment_settle;     /* DeepMinePaymentSettle seconds; -1 unset */
     int checkout_hold;      /* DeepMineCheckoutHold seconds; -1 unset */

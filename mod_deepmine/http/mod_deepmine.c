@@ -23,6 +23,7 @@
 #include "shop/refunds.h"
 #include "members/legal.h"
 #include "base/log.h"
+#include "plugins/storage.h"
 #include "store/migrate.h"
 #include "ledger/ledger.h"
 #include "withdrawals/withdrawals.h"
@@ -89,6 +90,16 @@ static int dm_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s, "DM00011: refusing to start: %s",
                      e->message);
         return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (c->storage) {
+        const char *why = NULL;
+        if (!dm_storage_plugin(dm_g.plugins, c->storage, &why)) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
+                         "DM01200: refusing to start: DeepMineStorage %s: %s is not a declared "
+                         "storage plugin (DeepMinePlugin storage %s ...)",
+                         c->storage, c->storage, c->storage);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
     return OK;
 }
