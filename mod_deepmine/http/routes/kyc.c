@@ -366,8 +366,9 @@ static int admin_document(request_rec *r, const dm_route_match *m)
     apr_table_setn(r->headers_out, "Content-Security-Policy", "default-src 'none'; sandbox");
     apr_table_setn(r->headers_out, "Referrer-Policy", "no-referrer");
     apr_table_setn(r->headers_out, "Content-Disposition",
-                   apr_psprintf(r->pool, "attachment; filename=\"member-%lld-%s.%s\"", uid, kind,
-                                ext_of(d.content_type)));
+                   apr_psprintf(r->pool,
+                                "attachment; filename=\"member-%" APR_INT64_T_FMT "-%s.%s\"",
+                                (apr_int64_t)uid, kind, ext_of(d.content_type)));
     ap_set_content_type(r, d.content_type);
     ap_set_content_length(r, (apr_off_t)len);
     r->status = HTTP_OK;
