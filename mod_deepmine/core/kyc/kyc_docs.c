@@ -185,7 +185,7 @@ static dm_err *doc_row_put(dm_db *db, apr_pool_t *p, int64_t user_id, const char
                            const char *ct, size_t len, const char *sha, const char *key,
                            const dm_kyc_sealed *s, const char **old_key)
 {
-    dm_kyc_doc old;
+    dm_kyc_doc old = {0};
     int found = 0, row = 0;
     int64_t now = dm_now();
     dm_stmt *st;
@@ -426,13 +426,19 @@ static dm_err *valid_date_of_birth(apr_pool_t *p, const char *s, int64_t now)
     int y, m, d;
     struct tm tm, today;
     time_t t;
-    char tail;
 
-    if (!s || strlen(s) != 10 || sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 ||
-        s[4] != '-' || s[7] != '-') {
+    for (int i = 0; s && i < 10; i++) {
+        if ((i == 4 || i == 7) ? s[i] != '-' : !apr_isdigit(s[i])) {
+            s = NULL;
+        }
+    }
+    if (!s || s[10] != '\0') {
         return dm_err_make(p, DM_E_INVALID, "date_of_birth",
                            "date_of_birth must be a date YYYY-MM-DD");
     }
+    y = (int)strtol(s, NULL, 10);
+    m = (int)strtol(s + 5, NULL, 10);
+    d = (int)strtol(s + 8, NULL, 10);
     memset(&tm, 0, sizeof(tm));
     tm.tm_year = y - 1900;
     tm.tm_mon = m - 1;

@@ -66,7 +66,7 @@ static dm_kyc_actor actor(request_rec *r, int64_t staff_id, const char *source)
 static int kyc_get(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
-    dm_member me;
+    dm_member me = {0};
     kyc_ctx k;
     dm_kyc_overview o;
     dm_err *e = dm_http_member_db(r, &db, &me);
@@ -156,7 +156,7 @@ static dm_err *read_document(request_rec *r, int64_t max, const char **out, apr_
 static int kyc_document_put(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
-    dm_member me;
+    dm_member me = {0};
     kyc_ctx k;
     dm_kyc_doc d;
     const char *kind = apr_table_get(m->params, "doc"), *body = NULL;
@@ -193,7 +193,7 @@ static dm_err *opt_string(apr_pool_t *p, json_t *b, const char *field, const cha
 static int kyc_details_put(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
-    dm_member me;
+    dm_member me = {0};
     json_t *b;
     kyc_ctx k;
     dm_kyc_details in = {0};
@@ -238,7 +238,7 @@ static int kyc_details_put(request_rec *r, const dm_route_match *m)
 static int kyc_submit(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
-    dm_member me, after;
+    dm_member me = {0}, after;
     kyc_ctx k;
     dm_kyc_overview o;
     dm_kyc_actor who = actor(r, 0, "member");
@@ -258,7 +258,7 @@ static int kyc_submit(request_rec *r, const dm_route_match *m)
 static int kyc_start(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
-    dm_member me;
+    dm_member me = {0};
     const dm_loaded_plugin *pl;
     const char *url = NULL, *token = NULL, *ref = NULL;
     dm_message msg = {{0}};
