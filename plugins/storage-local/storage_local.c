@@ -165,7 +165,7 @@ static dm_status local_put(dm_call *call, const char *key, const char *content_t
     const char *dir = host->setting(call, "dir");
     const char *base = NULL;
     unsigned char rnd[8];
-    char *rnd_hex, tmp[64];
+    char *rnd_hex, tmp[64] = "";
     unsigned char *buf = host->alloc(call, CHUNK);
     int dfd = -1, fd = -1;
     int64_t written = 0;
