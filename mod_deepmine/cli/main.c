@@ -271,12 +271,14 @@ static const dm_cli_cmd *const kyc_subs[] = {&kyc_rekey, NULL};
 static const dm_cli_cmd kyc = {
     .name = "kyc",
     .subs = kyc_subs,
-    /* ---- storage (the server's DeepMineStorage plugin, through --config) ---- */
+};
 
-    static const apr_getopt_option_t storage_opts[] = {
-        {"plugin", 256, 1, "NAME a declared storage plugin other than DeepMineStorage's"},
-        {NULL, 0, 0, NULL},
-    };
+/* ---- storage (the server's DeepMineStorage plugin, through --config) ---- */
+
+static const apr_getopt_option_t storage_opts[] = {
+    {"plugin", 256, 1, "NAME a declared storage plugin other than DeepMineStorage's"},
+    {NULL, 0, 0, NULL},
+};
 static const apr_getopt_option_t storage_put_opts[] = {
     {"plugin", 256, 1, "NAME a declared storage plugin other than DeepMineStorage's"},
     {"type", 257, 1, "TYPE the object's Content-Type (default application/octet-stream)"},
