@@ -17,6 +17,8 @@ log_level=${5:-notice}
 apache_modules=$(apxs -q LIBEXECDIR 2>/dev/null || echo /usr/lib/apache2/modules)
 
 mkdir -p "$var" "$var/logs" "$var/run" "$var/mail"
+# The storage plugin's directory (storage-local): the server's user only.
+mkdir -p "$var/storage" && chmod 0700 "$var/storage"
 # The pages' document root (`make web` fills it; an empty one still serves
 # the API).
 mkdir -p "$root/build/web"

@@ -13,6 +13,9 @@ int dm_cmd_migrate(dm_cli *c);
 int dm_cmd_status(dm_cli *c);
 /* seed_demo.c */
 int dm_cmd_seed_demo(dm_cli *c);
+/* kyc.c */
+int dm_cmd_kyc_rekey(dm_cli *c);
+
 /* keygen.c */
 int dm_cmd_keygen(dm_cli *c);
 /* staff.c */
@@ -38,5 +41,10 @@ int dm_cmd_pool_payouts_list(dm_cli *c);
 /* jobs.c */
 int dm_cmd_jobs_list(dm_cli *c);
 int dm_cmd_jobs_run(dm_cli *c);
+/* storage.c */
+int dm_cmd_storage_put(dm_cli *c);
+int dm_cmd_storage_get(dm_cli *c);
+int dm_cmd_storage_ls(dm_cli *c);
+int dm_cmd_storage_rm(dm_cli *c);
 
 #endif

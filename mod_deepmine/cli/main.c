@@ -251,10 +251,87 @@ static const dm_cli_cmd jobs = {
     .subs = jobs_subs,
 };
 
+/* ---- identity checks ---- */
+
+static const apr_getopt_option_t kyc_rekey_opts[] = {
+    {"new-key-file", 256, 1, "F the new secret key file (deepminectl keygen F)"},
+    {"key-file", 257, 1, "F the current secret (default: DeepMineSecretKeyFile of --config)"},
+    {"batch", 258, 1, "N documents per transaction (default 100)"},
+    {NULL, 0, 0, NULL},
+};
+static const dm_cli_cmd kyc_rekey = {
+    .name = "rekey",
+    .opts = kyc_rekey_opts,
+    .fn = dm_cmd_kyc_rekey,
+    .synopsis = "--new-key-file F [--key-file F] [--batch N]",
+    .description = "re-wrap every identity document's key under a new secret; safe to interrupt "
+                   "and run again (docs/security.md)",
+};
+static const dm_cli_cmd *const kyc_subs[] = {&kyc_rekey, NULL};
+static const dm_cli_cmd kyc = {
+    .name = "kyc",
+    .subs = kyc_subs,
+};
+
+/* ---- storage (the server's DeepMineStorage plugin, through --config) ---- */
+
+static const apr_getopt_option_t storage_opts[] = {
+    {"plugin", 256, 1, "NAME a declared storage plugin other than DeepMineStorage's"},
+    {NULL, 0, 0, NULL},
+};
+static const apr_getopt_option_t storage_put_opts[] = {
+    {"plugin", 256, 1, "NAME a declared storage plugin other than DeepMineStorage's"},
+    {"type", 257, 1, "TYPE the object's Content-Type (default application/octet-stream)"},
+    {"stdin", 258, 0, "read the object from standard input instead of a file"},
+    {NULL, 0, 0, NULL},
+};
+static const dm_cli_cmd storage_put = {
+    .name = "put",
+    .opts = storage_put_opts,
+    .min_args = 1,
+    .max_args = 2,
+    .fn = dm_cmd_storage_put,
+    .synopsis = "<key> <file>|--stdin [--type TYPE] [--plugin NAME]",
+    .description = "store a file (or standard input) under key, all or nothing",
+};
+static const dm_cli_cmd storage_get = {
+    .name = "get",
+    .opts = storage_opts,
+    .min_args = 1,
+    .max_args = 2,
+    .fn = dm_cmd_storage_get,
+    .synopsis = "<key> [file] [--plugin NAME]",
+    .description = "write the object to a file (only when it arrived whole), else to stdout",
+};
+static const dm_cli_cmd storage_ls = {
+    .name = "ls",
+    .opts = storage_opts,
+    .min_args = 0,
+    .max_args = 1,
+    .fn = dm_cmd_storage_ls,
+    .synopsis = "[prefix] [--plugin NAME]",
+    .description = "the objects under prefix in key order: size, time (UTC), key",
+};
+static const dm_cli_cmd storage_rm = {
+    .name = "rm",
+    .opts = storage_opts,
+    .min_args = 1,
+    .max_args = 1,
+    .fn = dm_cmd_storage_rm,
+    .synopsis = "<key> [--plugin NAME]",
+    .description = "remove the object (no error when there is none)",
+};
+static const dm_cli_cmd *const storage_subs[] = {&storage_put, &storage_get, &storage_ls,
+                                                 &storage_rm, NULL};
+static const dm_cli_cmd storage = {
+    .name = "storage",
+    .subs = storage_subs,
+};
+
 /* The order of `help`. */
 static const dm_cli_cmd *const commands[] = {
-    &migrate,     &status,   &seed_demo,    &keygen, &staff,           &import_users, &ledger,
-    &commissions, &capacity, &pool_payouts, &jobs,   &dm_cli_help_cmd, NULL,
+    &migrate,  &status,       &seed_demo, &keygen,  &staff, &import_users,    &ledger, &commissions,
+    &capacity, &pool_payouts, &jobs,      &storage, &kyc,   &dm_cli_help_cmd, NULL,
 };
 
 /* Bench data left the operator's console (bench/). */

@@ -41,11 +41,16 @@ APLOG_USE_MODULE(deepmine);
 #define DM_DIR_CRON "DeepMineCron"
 #define DM_DIR_DATABASE "DeepMineDatabase"
 #define DM_DIR_HASH_CONCURRENCY "DeepMineHashConcurrency"
+#define DM_DIR_KYC_MAX_DOCUMENT "DeepMineKycMaxDocument"
+#define DM_DIR_KYC_PROVIDER "DeepMineKycProvider"
+#define DM_DIR_KYC_REQUIRED "DeepMineKycRequired"
+#define DM_DIR_KYC_RETENTION "DeepMineKycRetention"
 #define DM_DIR_JOB_BATCH "DeepMineJobBatch"
 #define DM_DIR_KYC_POLL_AFTER "DeepMineKycPollAfter"
 #define DM_DIR_LEGAL_DIR "DeepMineLegalDir"
 #define DM_DIR_MAIL_FROM "DeepMineMailFrom"
 #define DM_DIR_MAILER "DeepMineMailer"
+#define DM_DIR_STORAGE "DeepMineStorage"
 #define DM_DIR_MAX_BODY "DeepMineMaxBody"
 #define DM_DIR_PASSWORD_HASH "DeepMinePasswordHash"
 #define DM_DIR_PARTIAL_REFUND "DeepMinePartialRefund"
@@ -91,11 +96,18 @@ typedef struct dm_conf {
     int accrual_delay;      /* DeepMineAccrualDelay seconds; -1 unset */
     const char *mail_from;  /* DeepMineMailFrom */
     const char *mailer;     /* DeepMineMailer: the mailer plugin the queue uses */
-    int job_batch;          /* DeepMineJobBatch: rows per transaction in batch jobs; -1 unset */
-    int payment_settle;     /* DeepMinePaymentSettle seconds; -1 unset */
-    int checkout_hold;      /* DeepMineCheckoutHold seconds; -1 unset */
-    int pending_orders;     /* DeepMinePendingOrders; -1 unset */
-    int kyc_poll_after;     /* DeepMineKycPollAfter seconds; -1 unset */
+    const char *storage;    /* DeepMineStorage: the storage plugin for documents, backups */
+    /* KYC (kyc_docs.h); -1 / NULL unset */
+    long long kyc_max_document; /* DeepMineKycMaxDocument bytes */
+    int kyc_required;           /* DeepMineKycRequired: dm_kyc_kind bits */
+    long long kyc_retention;    /* DeepMineKycRetention <approved> [<abandoned>], seconds */
+    long long kyc_abandoned;
+    const char *kyc_provider; /* DeepMineKycProvider: a KYC plugin's name, or "manual" */
+    int job_batch;            /* DeepMineJobBatch: rows per transaction in batch jobs; -1 unset */
+    int payment_settle;       /* DeepMinePaymentSettle seconds; -1 unset */
+    int checkout_hold;        /* DeepMineCheckoutHold seconds; -1 unset */
+    int pending_orders;       /* DeepMinePendingOrders; -1 unset */
+    int kyc_poll_after;       /* DeepMineKycPollAfter seconds; -1 unset */
 } dm_conf;
 
 /* Process-wide state: built in post_config (router, plugins) and
@@ -147,6 +159,9 @@ int dm_conf_kyc_poll_after(const dm_conf *c);
 int dm_conf_cron(const dm_conf *c);
 int dm_conf_test_mode(const dm_conf *c);
 int dm_conf_accrual_delay(const dm_conf *c);
+/* The KYC settings with their defaults (kyc_docs.h). */
+struct dm_kyc_env;
+void dm_conf_kyc(const dm_conf *c, struct dm_kyc_env *env, int64_t *retention, int64_t *abandoned);
 #define DM_DEFAULT_ACCRUAL_DELAY 120
 
 /* respond.c — every API answer goes through these. */
@@ -283,6 +298,7 @@ extern const dm_route_def dm_routes_orders[];
 extern const dm_route_def dm_routes_accrual[];
 extern const dm_route_def dm_routes_jobs[];
 extern const dm_route_def dm_routes_email[];
+extern const dm_route_def dm_routes_kyc[];
 
 /* routes/admin.c — how every /api/admin handler but login/logout starts: a
  * pooled connection and the calling staff member: a live dm_admin session

@@ -24,6 +24,7 @@
 #include "shop/refunds.h"
 #include "members/legal.h"
 #include "base/log.h"
+#include "plugins/storage.h"
 #include "store/migrate.h"
 #include "ledger/ledger.h"
 #include "withdrawals/withdrawals.h"
@@ -90,6 +91,16 @@ static int dm_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s, "DM00011: refusing to start: %s",
                      e->message);
         return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (c->storage) {
+        const char *why = NULL;
+        if (!dm_storage_plugin(dm_g.plugins, c->storage, &why)) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
+                         "DM01200: refusing to start: DeepMineStorage %s: %s is not a declared "
+                         "storage plugin (DeepMinePlugin storage %s ...)",
+                         c->storage, c->storage, c->storage);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
     return OK;
 }
@@ -209,7 +220,7 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
         add_routes(pconf, s, dm_routes_withdrawals) != OK ||
         add_routes(pconf, s, dm_routes_email) != OK ||
         add_routes(pconf, s, dm_routes_catalogue_admin) != OK ||
-        add_routes(pconf, s, dm_routes_jobs) != OK) {
+        add_routes(pconf, s, dm_routes_jobs) != OK || add_routes(pconf, s, dm_routes_kyc) != OK) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (dm_cron_daemon_post_config(pconf, s) != OK) {
@@ -256,8 +267,12 @@ static int dm_handler(request_rec *r)
     if (!dm_g.db || !dm_g.router) {
         return dm_http_fail(r, DM_E_UNAVAILABLE, NULL, "the service is not available");
     }
-    /* A body over the limit is refused first, whatever the path. */
-    e = dm_http_check_length(r);
+    /* A body over the limit is refused first, whatever the path, but for
+     * identity documents: their larger cap (DeepMineKycMaxDocument) is
+     * checked the same way, before reading, by routes/kyc.c. */
+    e = r->method_number == M_PUT && strncmp(r->uri, "/api/kyc/documents/", 19) == 0
+            ? NULL
+            : dm_http_check_length(r);
     /* Webhooks are limited per sender address before anything reads them
      * (routes_plugins.c): here, before routing, so unknown names count too. */
     if (!e && strncmp(r->uri, "/api/webhooks/", 14) == 0) {

@@ -20,7 +20,9 @@ import sys
 
 import pytest
 
-from conftest import PLUGINS, ROOT, Server, assert_clean_log, register_member, staff
+import requests
+
+from conftest import PLUGINS, ROOT, Server, assert_clean_log, bearer, register_member, staff
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "standins"))
 from idenfy_standin import IdenfyStandin  # noqa: E402
@@ -42,7 +44,8 @@ FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit login 10000/1m ip\n"
         "DeepMineRateLimit webhook 100000/1m ip\n"
         "DeepMineCron off\n"
-        "DeepMineKycPollAfter 3600\n")
+        "DeepMineKycPollAfter 3600\n"
+        "DeepMineKycProvider sumsub\n")
 
 
 def secret_file(s, name, value):
@@ -132,6 +135,35 @@ def run_poll(s):
 # ---- Sumsub ----
 
 
+def test_sumsub_start_creates_the_applicant_and_hands_out_a_websdk_token(kyc):
+    b = register_member(kyc, "kyc")
+    uid = str(b["user"]["id"])
+    before = len(kyc.sumsub.requests)
+    r = requests.post(kyc.url + "/api/kyc/start", headers=bearer(b), timeout=15)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["provider"] == "sumsub" and body["token"].startswith("_act-sbx-")
+    assert "url" not in body
+    sent = kyc.sumsub.requests[before:]
+    # the stand-in checked token, timestamp, signature and content type
+    assert [(m, p.split("?")[0], v) for m, p, _, v in sent] == [
+        ("POST", "/resources/applicants", "ok"), ("POST", "/resources/accessTokens/sdk", "ok")]
+    assert sent[0][1] == "/resources/applicants?levelName=basic-kyc-level"
+    assert '"externalUserId":"%s"' % uid in sent[0][2]
+    app = kyc.sumsub.by_external(uid)["id"]
+    assert kyc.sql("SELECT plugin, provider_ref, verdict FROM kyc_provider_state WHERE "
+                   "user_id = %s" % uid) == [("sumsub", app, "pending")]
+    assert kyc_status(kyc, uid) == "pending"
+    # a second start finds the applicant (409 → lookup by externalUserId)
+    r = requests.post(kyc.url + "/api/kyc/start", headers=bearer(b), timeout=15)
+    assert r.status_code == 200, r.text
+    assert [v for _, _, _, v in kyc.sumsub.requests[before:]] == ["ok"] * 5
+    assert len(kyc.sumsub.applicants) == len({a["externalUserId"]
+                                              for a in kyc.sumsub.applicants.values()})
+    ok(kyc.sumsub.review(uid, "GREEN"), "applied")
+    assert kyc_status(kyc, uid) == "approved"
+
+
 def test_sumsub_green_approves_once_and_a_replay_changes_nothing(kyc):
     uid = member(kyc)
     hook = kyc.sumsub.review(uid, "GREEN", send=False)
@@ -150,8 +182,9 @@ def test_sumsub_red_retry_asks_for_resubmission_with_sha512(kyc):
     uid = member(kyc)
     d = kyc.sumsub.review(uid, "RED", "RETRY", "The photo is blurred.", alg="HMAC_SHA512_HEX")
     ok(d, "applied")
-    # this branch keeps a resubmission as "rejected" (docs/kyc.md, Providers)
-    assert kyc_status(kyc, uid) == "rejected"
+    assert kyc_status(kyc, uid) == "resubmission"
+    [(reason,)] = kyc.sql("SELECT reason FROM kyc_cases WHERE user_id = %s" % uid)
+    assert reason == "The photo is blurred."
     assert verdict(kyc, uid) == ("sumsub", "resubmission")
     # the member tries again: applicantPending reopens the case
     ok(kyc.sumsub.pending(uid), "applied")
@@ -242,7 +275,7 @@ def test_idenfy_non_final_is_ignored_then_final_approves(kyc):
 def test_idenfy_suspected_goes_to_staff_review(kyc):
     uid = member(kyc)
     ok(kyc.idenfy.finish(uid, "SUSPECTED"), "applied")
-    assert kyc_status(kyc, uid) == "pending"
+    assert kyc_status(kyc, uid) == "review"
     assert verdict(kyc, uid) == ("idenfy", "needs_review")
     # staff review is not a provider case to poll
     assert kyc.sql("SELECT pending_since FROM kyc_provider_state WHERE user_id = %s"

@@ -126,7 +126,9 @@ static void test_green_approves_once_and_a_replay_changes_nothing(void **state)
     assert_string_equal(apply("sumsub", "c1/applicantReviewed", u, DM_KYC_APPROVED, 1000, "app1"),
                         "dup:applied");
     assert_int_equal(count("SELECT COUNT(*) FROM kyc_events"), 1);
-    assert_int_equal(count("SELECT COUNT(*) FROM audit_log WHERE action = 'user.kyc'"), 1);
+    assert_int_equal(count("SELECT COUNT(*) FROM audit_log WHERE action = 'user.kyc' AND "
+                           "after_json LIKE '%provider:sumsub%'"),
+                     1);
     assert_int_equal(count("SELECT COUNT(*) FROM mail_queue WHERE template = 'kyc_approved'"), 1);
 }
 
@@ -175,9 +177,9 @@ static void test_resubmission_lets_a_new_attempt_open_again(void **state)
     (void)state;
 
     assert_string_equal(apply("sumsub", "c1/r", u, DM_KYC_RESUBMISSION, 1000, "app1"), "applied");
-    /* this branch's status function has no "resubmission": kept as
-     * rejected, the verdict says which */
-    assert_string_equal(kyc_status(u), "rejected");
+    assert_string_equal(kyc_status(u), "resubmission");
+    assert_int_equal(count("SELECT COUNT(*) FROM mail_queue WHERE template = 'kyc_resubmission'"),
+                     1);
     assert_string_equal(apply("sumsub", "c2/p", u, DM_KYC_PENDING, 2000, "app1"), "applied");
     assert_string_equal(kyc_status(u), "pending");
 }
@@ -192,7 +194,7 @@ static void test_expired_and_suspected(void **state)
     assert_string_equal(kyc_status(a), "none");
     assert_string_equal(apply("idenfy", "s2/I/SUSPECTED/final", b, DM_KYC_NEEDS_REVIEW, 0, "s2"),
                         "applied");
-    assert_string_equal(kyc_status(b), "pending");
+    assert_string_equal(kyc_status(b), "review");
 }
 
 static void test_ignored_and_unknown_members_are_recorded(void **state)

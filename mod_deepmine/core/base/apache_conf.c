@@ -24,6 +24,7 @@ typedef struct reader {
     const char *server_root; /* the latest ServerRoot */
     dm_apache_directive hit;
     int found;
+    apr_array_header_t *all; /* find_all: every occurrence (dm_apache_args) */
 } reader;
 
 static dm_err *read_conf(reader *r, const char *path, int depth);
@@ -188,6 +189,19 @@ static dm_err *directive(reader *r, const char *file, int lineno, const char *te
     if (!name || name[0] == '#' || name[0] == '<') {
         return NULL; /* blank, comment, or a section's opening or closing */
     }
+    if (r->all && strcasecmp(name, r->name) == 0) {
+        dm_apache_args *a = apr_array_push(r->all);
+        apr_array_header_t *words = apr_array_make(r->p, 4, sizeof(const char *));
+        const char *w;
+        while ((w = next_word(r->p, &s)) != NULL) {
+            APR_ARRAY_PUSH(words, const char *) = w;
+        }
+        a->file = file;
+        a->line = lineno;
+        a->argc = words->nelts;
+        a->argv = (const char **)words->elts;
+        return NULL;
+    }
     arg = next_word(r->p, &s);
     if (strcasecmp(name, r->name) == 0 && arg) {
         r->hit.value = arg;
@@ -288,5 +302,31 @@ dm_err *dm_apache_conf_find(apr_pool_t *p, const char *conf, const char *name, i
         out->value = under_root(&r, r.hit.value);
     }
     *found = 1;
+    return NULL;
+}
+
+dm_err *dm_apache_conf_find_all(apr_pool_t *p, const char *conf, const char *name,
+                                apr_array_header_t **out, const char **server_root)
+{
+    reader r;
+    const char *slash = strrchr(conf, '/');
+    dm_err *e;
+
+    memset(&r, 0, sizeof(r));
+    r.p = p;
+    r.name = name;
+    r.defines = apr_table_make(p, 8);
+    r.all = apr_array_make(p, 4, sizeof(dm_apache_args));
+    r.server_root =
+        slash ? (slash == conf ? "/" : apr_pstrndup(p, conf, (apr_size_t)(slash - conf))) : ".";
+    *out = NULL;
+    e = read_conf(&r, conf, 0);
+    if (e) {
+        return e;
+    }
+    *out = r.all;
+    if (server_root) {
+        *server_root = r.server_root;
+    }
     return NULL;
 }

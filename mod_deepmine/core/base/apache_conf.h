@@ -24,6 +24,7 @@
 #define DM_APACHE_CONF_H
 
 #include <apr_pools.h>
+#include <apr_tables.h>
 
 #include "base/err.h"
 
@@ -38,5 +39,20 @@ typedef struct dm_apache_directive {
  * under ServerRoot. An unreadable file is DM_E_UNAVAILABLE naming it. */
 dm_err *dm_apache_conf_find(apr_pool_t *p, const char *conf, const char *name, int path,
                             dm_apache_directive *out, int *found);
+
+/* Every occurrence of `name`, with all its arguments. */
+typedef struct dm_apache_args {
+    const char *file;
+    int line;
+    int argc;
+    const char **argv;
+} dm_apache_args;
+
+/* Every occurrence of `name` in order (an array of dm_apache_args, maybe
+ * empty), and the ServerRoot relative paths are under (see above). For
+ * directives that repeat: deepminectl storage reads DeepMinePlugin and
+ * DeepMinePluginSet so. */
+dm_err *dm_apache_conf_find_all(apr_pool_t *p, const char *conf, const char *name,
+                                apr_array_header_t **out, const char **server_root);
 
 #endif

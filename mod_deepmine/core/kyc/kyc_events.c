@@ -1,15 +1,14 @@
 /*
  * kyc_events.c — see kyc_events.h.
  *
- * The order of work for one event: (1) seen before? then nothing; (2) the
- * member and their provider state are read; (3) the decision (apply,
- * stale, recorded) is made; (4) an applied status goes through the status
- * function; (5) the event row and the member's provider state are written
- * in one transaction. The status function keeps a transaction of its own
- * today (dm_kyc_set_status), so (4) commits before (5): a crash between
- * them leaves the event unrecorded, and the provider's redelivery applies
- * the same status again, which changes and records nothing. The UNIQUE
- * event row decides a race between two deliveries of one event.
+ * The order of work for one event: (1) seen before? then nothing (a fast
+ * answer to a replay); then, in one transaction: (2) the member and their
+ * provider state are read; (3) the decision (apply, stale, recorded) is
+ * made; (4) the event row is inserted (UNIQUE plugin, event id: a
+ * concurrent delivery of the same event finds it there and changes
+ * nothing); (5) an applied status goes through the one status function,
+ * dm_kyc_apply_status (audit row, e-mail), inside the same transaction;
+ * (6) the member's provider state is written. All of it commits together.
  */
 #include "kyc/kyc_events.h"
 
@@ -18,7 +17,7 @@
 #include <string.h>
 
 #include "base/log.h"
-#include "kyc/kyc_manual.h"
+#include "kyc/kyc.h"
 #include "members/members.h"
 #include "plugins/kyc.h"
 
@@ -57,38 +56,37 @@ static const char *status_name(dm_kyc_status s)
     return "ignored";
 }
 
-/* users.kyc_status for a provider's verdict. The status function of this
- * branch (dm_kyc_set_status) knows none, pending, approved and rejected:
- * "resubmission" is kept as rejected (the member is told; the provider's
- * flow lets them try again, and the verdict kept in kyc_provider_state
- * says which), "needs review" as pending (the staff queue), "expired" as
- * none (start again). docs/kyc.md "Providers" lists this mapping; the
- * status function of the kyccore branch takes resubmission and review
- * as they are. */
+/* users.kyc_status for a provider's verdict (kyc.h): needs review is the
+ * staff queue's "review", expired is "none" (the member may start again). */
 static const char *member_status(dm_kyc_status s)
 {
     switch (s) {
     case DM_KYC_APPROVED:
-        return "approved";
+        return DM_KYC_S_APPROVED;
     case DM_KYC_REJECTED:
+        return DM_KYC_S_REJECTED;
     case DM_KYC_RESUBMISSION:
-        return "rejected";
+        return DM_KYC_S_RESUBMISSION;
     case DM_KYC_NEEDS_REVIEW:
+        return DM_KYC_S_REVIEW;
     case DM_KYC_PENDING:
-        return "pending";
+        return DM_KYC_S_PENDING;
     case DM_KYC_EXPIRED:
-        return "none";
+        return DM_KYC_S_NONE;
     case DM_KYC_IGNORED:
         break;
     }
     return NULL;
 }
 
-/* The one place a provider's verdict changes a member. */
-static dm_err *change_status(dm_db *db, apr_pool_t *p, int64_t user_id, dm_kyc_status s,
-                             dm_member *out)
+/* The one place a provider's verdict changes a member: inside the caller's
+ * transaction. */
+static dm_err *change_status(dm_db *db, apr_pool_t *p, const char *plugin, int64_t user_id,
+                             dm_kyc_status s, const char *reason, dm_member *out)
 {
-    return dm_kyc_set_status(db, p, 0, NULL, user_id, member_status(s), out);
+    dm_kyc_actor who = {0, apr_pstrcat(p, "provider:", plugin, NULL), NULL};
+
+    return dm_kyc_apply_status(db, p, &who, user_id, member_status(s), reason, out, NULL);
 }
 
 typedef struct pstate {
@@ -167,6 +165,7 @@ typedef struct record {
     const char *verdict;
     int64_t newest_ms;
     int pending; /* set pending_since (kept when already pending) */
+    int timed;   /* occurred_ms is the provider's time (not ours, not unknown) */
 } record;
 
 static dm_err *insert_event(dm_db *db, apr_pool_t *p, const record *r, int *inserted)
@@ -271,7 +270,7 @@ static int applies(dm_kyc_status s, const char *now_status, const char *verdict)
         return 1;
     case DM_KYC_NEEDS_REVIEW:
         /* a person decides, but a needs-review never undoes an approval */
-        return strcmp(now_status, "approved") != 0;
+        return strcmp(now_status, DM_KYC_S_APPROVED) != 0;
     case DM_KYC_PENDING:
         /* opens a case; never reopens a decision, except a resubmission */
         return strcmp(now_status, "none") == 0 || strcmp(now_status, "pending") == 0 ||
@@ -283,13 +282,68 @@ static int applies(dm_kyc_status s, const char *now_status, const char *verdict)
     return 0;
 }
 
+/* Steps 2 to 6 (the header comment), in the caller's transaction.
+ * DM_E_NOT_FOUND: no such member. */
+static dm_err *decide_and_record(dm_db *db, apr_pool_t *p, const dm_kyc_event *ev, record *r,
+                                 dm_kyc_applied *out)
+{
+    pstate ps;
+    dm_member m;
+    const char *reason = str_dup(p, ev->reason);
+    int inserted = 0, apply = 0;
+    dm_err *e = dm_member_get(db, p, r->user_id, &m);
+
+    if (!e) {
+        e = read_state(db, p, r->user_id, &ps);
+    }
+    if (e) {
+        return e;
+    }
+    out->kyc_status = m.kyc_status;
+    r->write_state = 1;
+    r->verdict = ps.found ? ps.verdict : "none";
+    r->newest_ms = ps.found ? ps.newest_ms : 0;
+    if (r->timed && ps.found && strcmp(ps.plugin, r->plugin) == 0 &&
+        r->occurred_ms < ps.newest_ms) {
+        /* older than what the member's status already reflects */
+        r->outcome = "stale";
+        r->write_state = 0;
+    } else if (applies(ev->status, m.kyc_status, ps.found ? ps.verdict : NULL)) {
+        apply = 1;
+        r->outcome = "applied";
+        r->verdict = r->status;
+        if (r->timed && r->occurred_ms > r->newest_ms) {
+            r->newest_ms = r->occurred_ms;
+        }
+        r->pending = ev->status == DM_KYC_PENDING;
+    } else {
+        /* kept, with the reference the polling job may need, no change */
+        r->outcome = "recorded";
+        r->pending = ps.found && ps.pending;
+    }
+    out->outcome = r->outcome;
+    e = insert_event(db, p, r, &inserted);
+    if (!e && !inserted) {
+        /* a concurrent delivery of this event was first */
+        out->duplicate = 1;
+        return seen(db, p, r->plugin, r->event_id, &out->outcome);
+    }
+    if (!e && apply) {
+        e = change_status(db, p, r->plugin, r->user_id, ev->status, reason, &m);
+        if (!e) {
+            out->kyc_status = m.kyc_status;
+        }
+    }
+    if (!e && r->write_state) {
+        e = write_state(db, p, r);
+    }
+    return e;
+}
+
 dm_err *dm_kyc_event_apply(dm_db *db, apr_pool_t *p, const char *plugin, const dm_kyc_event *ev,
                            const char *source, int64_t now, dm_kyc_applied *out)
 {
     record r;
-    pstate ps;
-    dm_member m;
-    const char *before;
     char *end = NULL;
     int inserted = 0;
     dm_err *e;
@@ -300,6 +354,10 @@ dm_err *dm_kyc_event_apply(dm_db *db, apr_pool_t *p, const char *plugin, const d
     r.status = status_name(ev->status);
     r.provider_ref = str_dup(p, ev->provider_ref);
     r.occurred_ms = ev->occurred_at_ms > 0 ? ev->occurred_at_ms : now * 1000;
+    /* Only the provider's own clock orders its events: an event without a
+     * time, and the start of a flow (our clock), are applied in arrival
+     * order and never make a provider's event stale. */
+    r.timed = ev->occurred_at_ms > 0 && strcmp(source, "start") != 0;
     r.source = source;
     r.now = now;
     r.event_id = str_dup(p, ev->event_id);
@@ -333,55 +391,34 @@ dm_err *dm_kyc_event_apply(dm_db *db, apr_pool_t *p, const char *plugin, const d
         return dm_err_make(p, DM_E_INVALID, "member_id",
                            "the provider's event names no member id of ours");
     }
-    e = dm_member_get(db, p, r.user_id, &m);
-    if (e && e->code == DM_E_NOT_FOUND) {
-        r.user_id = 0;
-        r.outcome = "unknown_member";
-        out->outcome = r.outcome;
-        e = record_event(db, p, &r, &inserted);
-        out->duplicate = !e && !inserted;
-        return e;
-    }
-    if (!e) {
-        e = read_state(db, p, r.user_id, &ps);
-    }
+    e = dm_db_begin(db, p);
     if (e) {
         return e;
     }
-    before = m.kyc_status;
-    out->kyc_status = before;
-    r.write_state = 1;
-    r.verdict = ps.found ? ps.verdict : "none";
-    r.newest_ms = ps.found ? ps.newest_ms : 0;
-    if (ps.found && strcmp(ps.plugin, plugin) == 0 && r.occurred_ms < ps.newest_ms) {
-        /* older than what the member's status already reflects */
-        r.outcome = "stale";
-        r.write_state = 0;
-    } else if (applies(ev->status, before, ps.found ? ps.verdict : NULL)) {
-        e = change_status(db, p, r.user_id, ev->status, &m);
-        if (e) {
-            return e;
+    e = decide_and_record(db, p, ev, &r, out);
+    if (!e) {
+        e = dm_db_commit(db, p);
+    }
+    if (e) {
+        dm_db_rollback(db);
+        if (e->code == DM_E_NOT_FOUND) {
+            /* no member of ours: recorded, answered, nothing else */
+            r.user_id = 0;
+            r.write_state = 0;
+            r.outcome = "unknown_member";
+            out->outcome = r.outcome;
+            out->kyc_status = NULL;
+            e = record_event(db, p, &r, &inserted);
+            out->duplicate = !e && !inserted;
         }
-        r.outcome = "applied";
-        r.verdict = r.status;
-        r.newest_ms = r.occurred_ms;
-        r.pending = ev->status == DM_KYC_PENDING;
-        out->kyc_status = m.kyc_status;
-    } else {
-        /* kept, with the reference the polling job may need, no change */
-        r.outcome = "recorded";
-        r.pending = ps.found && ps.pending;
+        return e;
     }
-    out->outcome = r.outcome;
-    e = record_event(db, p, &r, &inserted);
-    out->duplicate = !e && !inserted;
-    if (!e && inserted) {
+    if (!out->duplicate) {
         dm_log(DM_L_INFO,
-               "KYC %s event %s (%s, %s) for member %" APR_INT64_T_FMT ": %s, status %s -> %s",
-               plugin, r.event_id, r.status, source, (apr_int64_t)r.user_id, r.outcome, before,
-               out->kyc_status);
+               "KYC %s event %s (%s, %s) for member %" APR_INT64_T_FMT ": %s, status -> %s", plugin,
+               r.event_id, r.status, source, (apr_int64_t)r.user_id, r.outcome, out->kyc_status);
     }
-    return e;
+    return NULL;
 }
 
 dm_err *dm_kyc_provider_started(dm_db *db, apr_pool_t *p, const char *plugin, int64_t user_id,

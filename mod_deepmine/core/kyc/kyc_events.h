@@ -8,10 +8,10 @@
  * - an event is applied once: (plugin, event id) is UNIQUE in kyc_events,
  *   a replay answers "duplicate" and changes nothing;
  * - a member's events are applied in the provider's time order
- *   (occurred_at_ms; 0, unknown, counts as the time it arrived): one older
- *   than the newest applied for the member is recorded as stale and does
- *   nothing. So a late RED after a GREEN revokes the approval, while a
- *   GREEN delivered after a newer RED does not restore it;
+ *   (occurred_at_ms): one older than the newest applied for the member is
+ *   recorded as stale and does nothing. An event without a time (0), and
+ *   the start of a flow, are applied in arrival order and move nothing. So a late RED after a GREEN
+ * revokes the approval, while a GREEN delivered after a newer RED does not restore it;
  * - approved, rejected, resubmission and expired always apply; needs
  *   review never undoes an approval; pending only opens a case (a member
  *   with no decision, or one asked to resubmit, or whose session expired);

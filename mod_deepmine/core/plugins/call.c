@@ -72,7 +72,7 @@ dm_status dm_call_begin(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr
 dm_status dm_call_end(const dm_loaded_plugin *pl, const char *fn, dm_status st, dm_message *msg)
 {
     msg->text[sizeof(msg->text) - 1] = '\0';
-    if ((int)st < (int)DM_OK || (int)st > (int)DM_ERR_INTERNAL) {
+    if ((int)st < (int)DM_OK || (int)st > (int)DM_ERR_NOT_FOUND) {
         dm_call_msg(msg, "plugin %s: %s returned the unknown status %d", pl->name, fn, (int)st);
         return DM_ERR_INTERNAL;
     }

@@ -24,6 +24,21 @@ dm_status dm_kyc_parse_webhook(const dm_plugin_host *h, const dm_loaded_plugin *
                                dm_str raw_body, const dm_header *headers, size_t n_headers,
                                dm_kyc_event *out, dm_message *msg);
 
+/* The KYC provider in use: the initialised KYC plugin named `name`
+ * (DeepMineKycProvider), or, when name is NULL, the only KYC plugin loaded
+ * (none or several: NULL). Name "manual": NULL (staff review documents). */
+const dm_loaded_plugin *dm_kyc_plugin(const dm_plugin_host *h, const char *name);
+
+/* Starts the provider's verification flow for member_id (our member id as
+ * a decimal string: the provider's externalUserId / clientId) with the
+ * member's e-mail. DM_OK: exactly one of *url and *token is set (the
+ * other NULL), *provider_ref may be NULL; NUL-terminated, in p. Another
+ * status with msg from the plugin; DM_ERR_INTERNAL for a malformed
+ * answer (neither or both of url and token). */
+dm_status dm_kyc_start(const dm_plugin_host *h, const dm_loaded_plugin *pl, apr_pool_t *p,
+                       const char *member_id, const char *email, const char **url,
+                       const char **token, const char **provider_ref, dm_message *msg);
+
 /* 1 when the plugin has query (ABI 1.5, not NULL). */
 int dm_kyc_can_query(const dm_loaded_plugin *pl);
 

@@ -10,6 +10,7 @@
  *   payment.h        typed calls into payment plugins (dm_payment_*),
  *   mailer.h         into mailers (dm_mailer_*),
  *   kyc.h            into KYC plugins (dm_kyc_*),
+ *   storage.h        into storage plugins (dm_storage_*),
  *   inbound.h        pages and webhooks of a plugin of any kind;
  *   call.c           the checks every typed call shares (folder-private).
  * Only core/plugins/ reads a descriptor or calls a plugin's function
@@ -52,7 +53,7 @@ typedef struct dm_loaded_plugin {
 
 dm_err *dm_plugins_create(apr_pool_t *p, dm_plugin_host **out);
 
-/* kind is "payment", "kyc" or "mailer". */
+/* kind is "payment", "kyc", "mailer", "storage" or "monitor". */
 dm_err *dm_plugins_declare(dm_plugin_host *h, const char *kind, const char *name, const char *path);
 
 /* value may be "env:VAR" or "file:/path" (resolved at init; a file's one
