@@ -13,6 +13,9 @@ int dm_cmd_migrate(dm_cli *c);
 int dm_cmd_status(dm_cli *c);
 /* seed_demo.c */
 int dm_cmd_seed_demo(dm_cli *c);
+/* kyc.c */
+int dm_cmd_kyc_rekey(dm_cli *c);
+
 /* keygen.c */
 int dm_cmd_keygen(dm_cli *c);
 /* staff.c */

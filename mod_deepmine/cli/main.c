@@ -251,6 +251,28 @@ static const dm_cli_cmd jobs = {
     .subs = jobs_subs,
 };
 
+/* ---- identity checks ---- */
+
+static const apr_getopt_option_t kyc_rekey_opts[] = {
+    {"new-key-file", 256, 1, "F the new secret key file (deepminectl keygen F)"},
+    {"key-file", 257, 1, "F the current secret (default: DeepMineSecretKeyFile of --config)"},
+    {"batch", 258, 1, "N documents per transaction (default 100)"},
+    {NULL, 0, 0, NULL},
+};
+static const dm_cli_cmd kyc_rekey = {
+    .name = "rekey",
+    .opts = kyc_rekey_opts,
+    .fn = dm_cmd_kyc_rekey,
+    .synopsis = "--new-key-file F [--key-file F] [--batch N]",
+    .description = "re-wrap every identity document's key under a new secret; safe to interrupt "
+                   "and run again (docs/security.md)",
+};
+static const dm_cli_cmd *const kyc_subs[] = {&kyc_rekey, NULL};
+static const dm_cli_cmd kyc = {
+    .name = "kyc",
+    .subs = kyc_subs,
+};
+
 /* ---- storage (the server's DeepMineStorage plugin, through --config) ---- */
 
 static const apr_getopt_option_t storage_opts[] = {
@@ -308,8 +330,8 @@ static const dm_cli_cmd storage = {
 
 /* The order of `help`. */
 static const dm_cli_cmd *const commands[] = {
-    &migrate,     &status,   &seed_demo,    &keygen, &staff,   &import_users,    &ledger,
-    &commissions, &capacity, &pool_payouts, &jobs,   &storage, &dm_cli_help_cmd, NULL,
+    &migrate,  &status,       &seed_demo, &keygen,  &staff, &import_users,    &ledger, &commissions,
+    &capacity, &pool_payouts, &jobs,      &storage, &kyc,   &dm_cli_help_cmd, NULL,
 };
 
 /* Bench data left the operator's console (bench/). */

@@ -16,8 +16,10 @@
 #include "base/confparse.h"
 #include "withdrawals/withdrawals.h"
 #include "referral/vip.h"
+#include "kyc/kyc_events.h"
 #include "shop/janitor.h"
 #include "shop/refunds.h"
+#include "kyc/kyc_docs.h"
 
 #define DM_UNSET (-1)
 
@@ -42,9 +44,14 @@ void *dm_conf_create(apr_pool_t *p, server_rec *s)
     c->accrual_delay = DM_UNSET;
     c->job_batch = DM_UNSET;
     c->payment_settle = DM_UNSET;
+    c->kyc_poll_after = DM_UNSET;
     c->checkout_hold = DM_UNSET;
     c->pending_orders = DM_UNSET;
     c->monitor_queue = DM_UNSET;
+    c->kyc_max_document = DM_UNSET;
+    c->kyc_required = DM_UNSET;
+    c->kyc_retention = DM_UNSET;
+    c->kyc_abandoned = DM_UNSET;
     return c;
 }
 
@@ -74,6 +81,7 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
     MERGE_NUM(commission_cap_bp);
     MERGE_NUM(partial_refund);
     MERGE_NUM(payment_settle);
+    MERGE_NUM(kyc_poll_after);
     MERGE_NUM(checkout_hold);
     MERGE_NUM(pending_orders);
     MERGE_NUM(wd_min);
@@ -89,6 +97,11 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(mailer);
     MERGE_PTR(storage);
     MERGE_PTR(metrics_token);
+    MERGE_NUM(kyc_max_document);
+    MERGE_NUM(kyc_required);
+    MERGE_NUM(kyc_retention);
+    MERGE_NUM(kyc_abandoned);
+    MERGE_PTR(kyc_provider);
     MERGE_NUM(job_batch);
     return m;
 }
@@ -407,6 +420,25 @@ static const char *set_payment_settle(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+static const char *set_kyc_poll_after(cmd_parms *cmd, void *dc, const char *arg)
+{
+    long long v = 0;
+
+    (void)dc;
+    if (dm_parse_int(cmd->temp_pool, arg, 300, 7 * 86400, &v)) {
+        return DM_DIR_KYC_POLL_AFTER " takes the seconds a provider's identity check stays "
+                                     "pending before the kyc-poll job asks the provider: a "
+                                     "whole number from 300 to 604800";
+    }
+    sconf(cmd)->kyc_poll_after = (int)v;
+    return NULL;
+}
+
+int dm_conf_kyc_poll_after(const dm_conf *c)
+{
+    return c->kyc_poll_after != DM_UNSET ? c->kyc_poll_after : DM_KYC_POLL_AFTER_DEFAULT_S;
+}
+
 static const char *set_checkout_hold(cmd_parms *cmd, void *dc, const char *arg)
 {
     long long v = 0;
@@ -644,7 +676,104 @@ static const char *set_storage(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+void dm_conf_kyc(const dm_conf *c, dm_kyc_env *env, int64_t *retention, int64_t *abandoned)
+{
+    env->max_document =
+        c->kyc_max_document != DM_UNSET ? c->kyc_max_document : DM_KYC_DEFAULT_MAX_DOCUMENT;
+    env->required =
+        c->kyc_required != DM_UNSET ? (unsigned)c->kyc_required : DM_KYC_DEFAULT_REQUIRED;
+    *retention = c->kyc_retention != DM_UNSET ? c->kyc_retention : DM_KYC_DEFAULT_RETENTION;
+    *abandoned = c->kyc_abandoned != DM_UNSET ? c->kyc_abandoned : DM_KYC_DEFAULT_ABANDONED;
+}
+
+static const char *set_kyc_max_document(cmd_parms *cmd, void *dc, const char *arg)
+{
+    long long v = 0;
+    const char *err = dm_parse_int(cmd->temp_pool, arg, 1024, 512LL * 1024 * 1024, &v);
+
+    if (err) {
+        return apr_pstrcat(
+            cmd->pool, DM_DIR_KYC_MAX_DOCUMENT " takes a size in bytes (1024 to 536870912): ", err,
+            NULL);
+    }
+    sconf(cmd)->kyc_max_document = v;
+    return NULL;
+}
+
+static const char *set_kyc_required(cmd_parms *cmd, void *dc, const char *arg)
+{
+    dm_conf *c = sconf(cmd);
+    int k = dm_kyc_kind_of(arg);
+
+    if (k < 0) {
+        return apr_psprintf(cmd->pool,
+                            DM_DIR_KYC_REQUIRED " %s: the documents are id_front, id_back, "
+                                                "selfie and proof_of_address",
+                            arg);
+    }
+    /* the first word of the first line replaces the default */
+    c->kyc_required = (c->kyc_required == DM_UNSET ? 0 : c->kyc_required) | (1 << k);
+    return NULL;
+}
+
+/* "<n>d" days or "<n>y" years (365 days) as seconds. */
+static const char *parse_period(apr_pool_t *p, const char *arg, long long *out)
+{
+    size_t n = strlen(arg);
+    long long v = 0;
+    const char *err;
+
+    if (n < 2 || (arg[n - 1] != 'd' && arg[n - 1] != 'y')) {
+        return "a period is a number of days (90d) or years (5y)";
+    }
+    err = dm_parse_int(p, apr_pstrndup(p, arg, n - 1), 1, 36500, &v);
+    if (err) {
+        return err;
+    }
+    *out = v * 86400 * (arg[n - 1] == 'y' ? 365 : 1);
+    if (*out > 36500LL * 86400) {
+        return "at most 100 years";
+    }
+    return NULL;
+}
+
+static const char *set_kyc_retention(cmd_parms *cmd, void *dc, const char *a1, const char *a2)
+{
+    long long r = 0, a = DM_KYC_DEFAULT_ABANDONED;
+    const char *err = parse_period(cmd->temp_pool, a1, &r);
+
+    if (!err && a2) {
+        err = parse_period(cmd->temp_pool, a2, &a);
+    }
+    if (err) {
+        return apr_pstrcat(cmd->pool, DM_DIR_KYC_RETENTION " <approved> [<abandoned>]: ", err,
+                           NULL);
+    }
+    sconf(cmd)->kyc_retention = r;
+    sconf(cmd)->kyc_abandoned = a;
+    return NULL;
+}
+
+static const char *set_kyc_provider(cmd_parms *cmd, void *dc, const char *arg)
+{
+    if (!*arg) {
+        return DM_DIR_KYC_PROVIDER " needs the name of a declared kyc plugin, or manual";
+    }
+    sconf(cmd)->kyc_provider = arg;
+    return NULL;
+}
+
 const command_rec dm_directives[] = {
+    AP_INIT_TAKE1(DM_DIR_KYC_MAX_DOCUMENT, set_kyc_max_document, NULL, RSRC_CONF,
+                  "largest identity document accepted, in bytes (default 10485760)"),
+    AP_INIT_ITERATE(DM_DIR_KYC_REQUIRED, set_kyc_required, NULL, RSRC_CONF,
+                    "documents a hand-in needs: id_front id_back selfie proof_of_address "
+                    "(default id_front selfie)"),
+    AP_INIT_TAKE12(DM_DIR_KYC_RETENTION, set_kyc_retention, NULL, RSRC_CONF,
+                   "<approved> [<abandoned>]: how long documents are kept after the account "
+                   "closes (default 5y) and of rejected or abandoned cases (default 90d)"),
+    AP_INIT_TAKE1(DM_DIR_KYC_PROVIDER, set_kyc_provider, NULL, RSRC_CONF,
+                  "the KYC plugin (by name) whose flow POST /api/kyc/start starts, or manual"),
     AP_INIT_FLAG(DM_DIR_CRON, set_cron, NULL, RSRC_CONF,
                  "On (default): Apache runs the cron daemon; Off: jobs run elsewhere"),
     AP_INIT_FLAG(DM_DIR_TEST_MODE, set_test_mode, NULL, RSRC_CONF,
@@ -691,6 +820,9 @@ const command_rec dm_directives[] = {
     AP_INIT_TAKE1(DM_DIR_PARTIAL_REFUND, set_partial_refund, NULL, RSRC_CONF,
                   "what a partial refund does to the contract: prorate (it runs on its "
                   "remaining share; the default) or end-contract (it ends)"),
+    AP_INIT_TAKE1(DM_DIR_KYC_POLL_AFTER, set_kyc_poll_after, NULL, RSRC_CONF,
+                  "seconds a provider's identity check stays pending before the kyc-poll job "
+                  "asks the provider (default 3600)"),
     AP_INIT_TAKE1(DM_DIR_PAYMENT_SETTLE, set_payment_settle, NULL, RSRC_CONF,
                   "seconds a gateway order stays pending before the janitor asks its gateway "
                   "(default 900)"),

@@ -12,6 +12,8 @@
  */
 #include "dm_http.h"
 
+#include "kyc/kyc_docs.h"
+
 #include <ap_listen.h>
 #include <ap_mpm.h>
 #include <apr_strings.h>
@@ -74,6 +76,11 @@ void dm_cron_env(const dm_conf *c, dm_job_env *env)
     env->commission_hold_days = dm_conf_commission_hold_days(c);
     env->test_mode = dm_conf_test_mode(c);
     env->batch_size = c->job_batch > 0 ? c->job_batch : 0;
+    env->storage = c->storage;
+    {
+        dm_kyc_env k;
+        dm_conf_kyc(c, &k, &env->kyc_retention, &env->kyc_abandoned);
+    }
 }
 
 /* Sleeps up to ms, returning early on a stop signal. */

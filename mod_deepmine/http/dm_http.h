@@ -45,7 +45,12 @@ APLOG_USE_MODULE(deepmine);
 #define DM_DIR_CRON "DeepMineCron"
 #define DM_DIR_DATABASE "DeepMineDatabase"
 #define DM_DIR_HASH_CONCURRENCY "DeepMineHashConcurrency"
+#define DM_DIR_KYC_MAX_DOCUMENT "DeepMineKycMaxDocument"
+#define DM_DIR_KYC_PROVIDER "DeepMineKycProvider"
+#define DM_DIR_KYC_REQUIRED "DeepMineKycRequired"
+#define DM_DIR_KYC_RETENTION "DeepMineKycRetention"
 #define DM_DIR_JOB_BATCH "DeepMineJobBatch"
+#define DM_DIR_KYC_POLL_AFTER "DeepMineKycPollAfter"
 #define DM_DIR_LEGAL_DIR "DeepMineLegalDir"
 #define DM_DIR_MAIL_FROM "DeepMineMailFrom"
 #define DM_DIR_ENVIRONMENT "DeepMineEnvironment"
@@ -92,17 +97,24 @@ typedef struct dm_conf {
     long long wd_min; /* DeepMineWithdrawalLimits <min> <max> <daily>; -1 unset */
     long long wd_max;
     long long wd_daily;
-    int cron;                  /* DeepMineCron on|off; -1 unset (on) */
-    int test_mode;             /* DeepMineTestMode on|off; -1 unset (off) */
-    const char *clock_file;    /* DeepMineClockFile (test mode only) */
-    int accrual_delay;         /* DeepMineAccrualDelay seconds; -1 unset */
-    const char *mail_from;     /* DeepMineMailFrom */
-    const char *mailer;        /* DeepMineMailer: the mailer plugin the queue uses */
-    const char *storage;       /* DeepMineStorage: the storage plugin for documents, backups */
+    int cron;               /* DeepMineCron on|off; -1 unset (on) */
+    int test_mode;          /* DeepMineTestMode on|off; -1 unset (off) */
+    const char *clock_file; /* DeepMineClockFile (test mode only) */
+    int accrual_delay;      /* DeepMineAccrualDelay seconds; -1 unset */
+    const char *mail_from;  /* DeepMineMailFrom */
+    const char *mailer;     /* DeepMineMailer: the mailer plugin the queue uses */
+    const char *storage;    /* DeepMineStorage: the storage plugin for documents, backups */
+    /* KYC (kyc_docs.h); -1 / NULL unset */
+    long long kyc_max_document; /* DeepMineKycMaxDocument bytes */
+    int kyc_required;           /* DeepMineKycRequired: dm_kyc_kind bits */
+    long long kyc_retention;    /* DeepMineKycRetention <approved> [<abandoned>], seconds */
+    long long kyc_abandoned;
+    const char *kyc_provider;  /* DeepMineKycProvider: a KYC plugin's name, or "manual" */
     int job_batch;             /* DeepMineJobBatch: rows per transaction in batch jobs; -1 unset */
     int payment_settle;        /* DeepMinePaymentSettle seconds; -1 unset */
     int checkout_hold;         /* DeepMineCheckoutHold seconds; -1 unset */
     int pending_orders;        /* DeepMinePendingOrders; -1 unset */
+    int kyc_poll_after;        /* DeepMineKycPollAfter seconds; -1 unset */
     const char *environment;   /* DeepMineEnvironment (error reports); NULL: production */
     int monitor_queue;         /* DeepMineMonitorQueue: reports waiting at most; -1 unset */
     const char *metrics_token; /* DeepMineMetricsToken: a scraper's Bearer token; NULL unset */
@@ -152,9 +164,14 @@ int dm_conf_partial_refund(const dm_conf *c);
  * their defaults (shop/janitor.h). */
 struct dm_payment_rules;
 void dm_conf_payment_rules(const dm_conf *c, struct dm_payment_rules *out);
+/* DeepMineKycPollAfter with its default (kyc/kyc_events.h). */
+int dm_conf_kyc_poll_after(const dm_conf *c);
 int dm_conf_cron(const dm_conf *c);
 int dm_conf_test_mode(const dm_conf *c);
 int dm_conf_accrual_delay(const dm_conf *c);
+/* The KYC settings with their defaults (kyc_docs.h). */
+struct dm_kyc_env;
+void dm_conf_kyc(const dm_conf *c, struct dm_kyc_env *env, int64_t *retention, int64_t *abandoned);
 #define DM_DEFAULT_ACCRUAL_DELAY 120
 
 /* respond.c — every API answer goes through these. */
@@ -329,6 +346,7 @@ extern const dm_route_def dm_routes_email[];
 extern const dm_route_def dm_routes_stats[]; /* routes/stats.c: statistics, CSV exports */
 
 extern const dm_route_def dm_routes_ops[];
+extern const dm_route_def dm_routes_kyc[];
 
 /* routes/admin.c — how every /api/admin handler but login/logout starts: a
  * pooled connection and the calling staff member: a live dm_admin session

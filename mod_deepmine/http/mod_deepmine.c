@@ -19,6 +19,7 @@
 
 #include "base/clock.h"
 #include "referral/commission.h"
+#include "kyc/kyc_events.h"
 #include "shop/janitor.h"
 #include "shop/refunds.h"
 #include "members/legal.h"
@@ -229,6 +230,7 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
         dm_conf_payment_rules(c, &pr);
         dm_payment_rules_set(&pr);
     }
+    dm_kyc_poll_set_after(dm_conf_kyc_poll_after(c));
     if (dm_conf_test_mode(c)) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "DM00050: DeepMineTestMode is on: test-only jobs are enabled%s%s. Never in "
@@ -251,7 +253,7 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
         add_routes(pconf, s, dm_routes_email) != OK ||
         add_routes(pconf, s, dm_routes_catalogue_admin) != OK ||
         add_routes(pconf, s, dm_routes_jobs) != OK || add_routes(pconf, s, dm_routes_stats) != OK ||
-        add_routes(pconf, s, dm_routes_ops) != OK) {
+        add_routes(pconf, s, dm_routes_ops) != OK || add_routes(pconf, s, dm_routes_kyc) != OK) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (dm_cron_daemon_post_config(pconf, s) != OK) {
@@ -299,8 +301,12 @@ static int dm_handler(request_rec *r)
     if (!dm_g.db || !dm_g.router) {
         return dm_http_fail(r, DM_E_UNAVAILABLE, NULL, "the service is not available");
     }
-    /* A body over the limit is refused first, whatever the path. */
-    e = dm_http_check_length(r);
+    /* A body over the limit is refused first, whatever the path, but for
+     * identity documents: their larger cap (DeepMineKycMaxDocument) is
+     * checked the same way, before reading, by routes/kyc.c. */
+    e = r->method_number == M_PUT && strncmp(r->uri, "/api/kyc/documents/", 19) == 0
+            ? NULL
+            : dm_http_check_length(r);
     /* Webhooks are limited per sender address before anything reads them
      * (routes_plugins.c): here, before routing, so unknown names count too. */
     if (!e && strncmp(r->uri, "/api/webhooks/", 14) == 0) {

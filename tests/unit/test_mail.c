@@ -211,11 +211,23 @@ static const char *status_of(dm_db *db, int64_t id)
 
 static void test_every_template_the_code_queues_is_seeded_and_valid(void **state)
 {
-    static const char *const keys_used[] = {
-        "email_verification",  "password_reset",      "welcome",           "order_paid",
-        "contract_started",    "contract_expired",    "commission_digest", "withdrawal_requested",
-        "withdrawal_approved", "withdrawal_rejected", "kyc_approved",      "kyc_rejected",
-        "staff_alert",         "order_refunded",      "dispute_alert",     NULL};
+    static const char *const keys_used[] = {"email_verification",
+                                            "password_reset",
+                                            "welcome",
+                                            "order_paid",
+                                            "contract_started",
+                                            "contract_expired",
+                                            "commission_digest",
+                                            "withdrawal_requested",
+                                            "withdrawal_approved",
+                                            "withdrawal_rejected",
+                                            "kyc_approved",
+                                            "kyc_rejected",
+                                            "kyc_resubmission",
+                                            "staff_alert",
+                                            "order_refunded",
+                                            "dispute_alert",
+                                            NULL};
     dm_db *db = fresh();
     apr_array_header_t *defs, *tmpls;
     (void)state;
@@ -228,7 +240,7 @@ static void test_every_template_the_code_queues_is_seeded_and_valid(void **state
         }
     }
     assert_null(dm_mail_tmpl_list(db, pool, &defs, &tmpls));
-    assert_int_equal(defs->nelts, 15);
+    assert_int_equal(defs->nelts, 16);
     for (int i = 0; i < defs->nelts; i++) {
         const dm_mail_def *d = &APR_ARRAY_IDX(defs, i, dm_mail_def);
         const dm_mail_tmpl *t = &APR_ARRAY_IDX(tmpls, i, dm_mail_tmpl);

@@ -3,8 +3,8 @@
  * have no module of their own (commission release, clean-up, the test-only
  * failing job). A new job is one row here plus its function.
  *
- * Hooks for later issues: KYC polling ("kyc-poll", interval) and backups
- * ("backup", hourly) become rows here when their modules exist.
+ * Hook for a later issue: backups ("backup", hourly) become a row here
+ * when their module exists.
  */
 #include "cron/cron.h"
 
@@ -21,6 +21,10 @@
 #include "mail/mailq.h"
 #include "base/json.h"
 #include "shop/janitor.h"
+#include "kyc/kyc_docs.h"
+#include "kyc/kyc_store.h"
+#include "plugins/storage.h"
+#include "kyc/kyc_events.h"
 
 #include <jansson.h>
 
@@ -120,6 +124,60 @@ static dm_err *job_payment_janitor(dm_job_ctx *ctx, dm_job_result *res)
                " settled, %" APR_INT64_T_FMT " expired, %" APR_INT64_T_FMT " failed",
                (apr_int64_t)st.queried, (apr_int64_t)st.settled, (apr_int64_t)st.expired,
                (apr_int64_t)st.failures);
+    }
+    return e;
+}
+
+/* kyc/kyc_events.c: provider verifications pending past
+ * DeepMineKycPollAfter whose webhook may have been lost. */
+static dm_err *job_kyc_poll(dm_job_ctx *ctx, dm_job_result *res)
+{
+    dm_kyc_poll_stats st;
+    dm_err *e = dm_kyc_poll_run(ctx->db, ctx->pool, ctx->env->plugins, dm_now(), &st);
+
+    *res = DM_JOB_OK;
+    ctx->items += st.queried;
+    if (!e && st.queried) {
+        dm_log(DM_L_INFO,
+               "kyc-poll: %" APR_INT64_T_FMT " asked, %" APR_INT64_T_FMT
+               " changed a member, %" APR_INT64_T_FMT " failed",
+               (apr_int64_t)st.queried, (apr_int64_t)st.applied, (apr_int64_t)st.failures);
+    }
+    return e;
+}
+
+/* kyc_docs.c: identity documents past their retention are deleted (rows,
+ * then objects), one audit row per member. Needs the storage plugin, so
+ * it runs where plugins are loaded (the cron daemon, or staff's "run"). */
+static dm_err *job_kyc_retention(dm_job_ctx *ctx, dm_job_result *res)
+{
+    const char *why = NULL;
+    const dm_loaded_plugin *pl =
+        ctx->env->plugins ? dm_storage_plugin(ctx->env->plugins, ctx->env->storage, &why) : NULL;
+    dm_kyc_plugin_store store;
+    dm_kyc_env kenv = {0};
+    int64_t deleted = 0;
+    dm_err *e;
+
+    *res = DM_JOB_OK;
+    if (!pl) {
+        return dm_err_make(
+            ctx->pool, DM_E_UNAVAILABLE, NULL,
+            "kyc-retention needs the storage plugin (it runs in the cron daemon)%s%s",
+            why ? ": " : "", why ? why : "");
+    }
+    dm_kyc_store_plugin(&store, ctx->env->plugins, pl);
+    kenv.store = &store.store;
+    e = dm_kyc_retention_run(
+        ctx->db, ctx->pool, &kenv, dm_now(),
+        ctx->env->kyc_retention > 0 ? ctx->env->kyc_retention : DM_KYC_DEFAULT_RETENTION,
+        ctx->env->kyc_abandoned > 0 ? ctx->env->kyc_abandoned : DM_KYC_DEFAULT_ABANDONED, &deleted);
+    ctx->items += deleted;
+    if (!e && deleted) {
+        dm_log(DM_L_NOTICE,
+               "DM01257: kyc-retention deleted %" APR_INT64_T_FMT
+               " document(s) past their retention",
+               (apr_int64_t)deleted);
     }
     return e;
 }
@@ -232,6 +290,17 @@ static const dm_job_def jobs[] = {
      .about = "asks the gateway about orders still pending after DeepMinePaymentSettle and "
               "settles them as their webhook would; expires orders whose checkout never "
               "started"},
+    {.name = "kyc-poll",
+     .on_dead = dm_cron_job_dead_alert,
+     .sched = DM_SCHED_INTERVAL,
+     .interval_s = 300,
+     .max_attempts = 5,
+     .timeout_s = 600,
+     .quiet = 1,
+     .fn = job_kyc_poll,
+     .about = "asks the KYC provider about identity checks still pending after "
+              "DeepMineKycPollAfter (each at most once per that age, or per the plugin's "
+              "poll_every_s) and applies the answer as its webhook would"},
     {.name = "mail",
      .on_dead = dm_cron_job_dead_alert,
      .sched = DM_SCHED_INTERVAL,
@@ -251,6 +320,15 @@ static const dm_job_def jobs[] = {
      .fn = dm_mail_job_commission_digest,
      .about = "queues one e-mail per member summing the referral commissions of the UTC day "
               "before"},
+    {.name = "kyc-retention",
+     .on_dead = dm_cron_job_dead_alert,
+     .sched = DM_SCHED_INTERVAL,
+     .interval_s = 86400,
+     .max_attempts = 5,
+     .timeout_s = 600,
+     .fn = job_kyc_retention,
+     .about = "deletes identity documents past DeepMineKycRetention (approved members: after "
+              "the account closes; rejected or abandoned cases: 90 days) and audits it"},
     {.name = "test-fail",
      .on_dead = dm_cron_job_dead_alert,
      .sched = DM_SCHED_MANUAL,

@@ -50,6 +50,11 @@ typedef struct dm_job_env {
     int commission_hold_days;             /* DeepMineCommissionHold */
     int test_mode;                        /* DeepMineTestMode on */
     int batch_size;                       /* rows per transaction in batch jobs; 0: default */
+    /* kyc-retention (kyc_docs.h): DeepMineStorage's plugin name (NULL: the
+     * only one) and DeepMineKycRetention in seconds (0: the defaults) */
+    const char *storage;
+    int64_t kyc_retention;
+    int64_t kyc_abandoned;
 } dm_job_env;
 
 typedef struct dm_job_ctx dm_job_ctx;

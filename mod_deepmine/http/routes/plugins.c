@@ -9,7 +9,8 @@
  *                                    parse_webhook, and only an event it
  *                                    verified reaches the core: a payment
  *                                    plugin's core/payments.c, a mailer's
- *                                    delivery report core/mail.c.
+ *                                    delivery report core/mail.c, a KYC
+ *                                    provider's verdict core/kyc/kyc_events.c.
  *
  * Neither needs a member session or a CSRF token: the callers are
  * providers and buyers' browsers, and the plugin checks what proves their
@@ -26,6 +27,8 @@
 #include <apr_strings.h>
 #include <http_protocol.h>
 
+#include "base/clock.h"
+#include "kyc/kyc_events.h"
 #include "mail/mail.h"
 #include "plugins/inbound.h"
 #include "plugins/mailer.h"
@@ -170,9 +173,8 @@ static int plugin_request(request_rec *r, const dm_route_match *m)
 
 /* ---- /api/webhooks/{name} ---- */
 
-/* A payment plugin's webhook endpoint, or a mailer's that has delivery
- * reports; KYC plugins get theirs with the issue that acts on their
- * events. */
+/* A payment plugin's webhook endpoint, a KYC plugin's, or a mailer's that
+ * has delivery reports. */
 static const dm_loaded_plugin *webhook_receiver(const char *name)
 {
     const dm_loaded_plugin *pl = plugin_named(name);
@@ -180,7 +182,34 @@ static const dm_loaded_plugin *webhook_receiver(const char *name)
     if (!pl) {
         return NULL;
     }
-    return pl->kind == DM_PLUGIN_PAYMENT || dm_mailer_has_webhooks(pl) ? pl : NULL;
+    return pl->kind == DM_PLUGIN_PAYMENT || pl->kind == DM_PLUGIN_KYC || dm_mailer_has_webhooks(pl)
+               ? pl
+               : NULL;
+}
+
+/* A verified KYC verdict: applied to the member once, in the provider's
+ * time order (a replay or an older event is a 200 that changes nothing). */
+static int kyc_event(request_rec *r, const dm_loaded_plugin *pl, const dm_kyc_event *ev)
+{
+    dm_kyc_applied res;
+    dm_db *db;
+    const char *answer;
+    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
+
+    if (!e) {
+        e = dm_kyc_event_apply(db, r->pool, pl->name, ev, "webhook", dm_now(), &res);
+    }
+    if (e) {
+        if (e->code == DM_E_INVALID) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                          "DM01302: webhook for KYC plugin %s: verified event refused: %s",
+                          pl->name, e->message);
+        }
+        return dm_http_error(r, e);
+    }
+    answer = apr_psprintf(r->pool, "{\"received\":true,\"duplicate\":%s,\"outcome\":\"%s\"}",
+                          res.duplicate ? "true" : "false", res.outcome);
+    return dm_http_json(r, HTTP_OK, answer, strlen(answer));
 }
 
 /* A verified delivery report: recorded once (a replay is a 200 no-op). */
@@ -277,6 +306,9 @@ static int webhook_post(request_rec *r, const dm_route_match *m)
 
     if (pl->kind == DM_PLUGIN_MAILER) {
         return mail_event(r, pl, &ev.mail);
+    }
+    if (pl->kind == DM_PLUGIN_KYC) {
+        return kyc_event(r, pl, &ev.kyc);
     }
     e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
     if (!e) {

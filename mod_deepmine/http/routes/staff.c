@@ -21,6 +21,9 @@
  *   POST  …/withdrawals/{id}/reject  x      x
  *   POST  …/withdrawals/decisions    x      x
  *   PATCH /api/admin/users/{id}/kyc  x                    x
+ *   GET   /api/admin/kyc             x                    x
+ *   GET   …/kyc/{user}/documents/{doc} x                  x  (audited)
+ *   POST  /api/admin/kyc/decisions   x                    x
  *   GET   /api/admin/capacity        x      x
  *   PUT   /api/admin/capacity        x
  *   GET   /api/admin/packages        x      x       x
@@ -99,6 +102,10 @@ static const struct staff_access {
     {"POST", "/api/admin/withdrawals/{id}/reject", DM_ROLE_FINANCE},
     {"POST", "/api/admin/withdrawals/decisions", DM_ROLE_FINANCE},
     {"PATCH", "/api/admin/users/{id}/kyc", DM_ROLE_KYC},
+    /* routes/kyc.c */
+    {"GET", "/api/admin/kyc", DM_ROLE_KYC},
+    {"GET", "/api/admin/kyc/{user}/documents/{doc}", DM_ROLE_KYC},
+    {"POST", "/api/admin/kyc/decisions", DM_ROLE_KYC},
     /* routes_catalogue_admin.c */
     {"GET", "/api/admin/capacity", DM_ROLE_FINANCE},
     {"PUT", "/api/admin/capacity", 0},
