@@ -685,8 +685,10 @@ dm_err *dm_member_logout(dm_db *db, apr_pool_t *p, const dm_services *s, const c
 
 /* dm_member_get and, in the same statement (GET /api/me stays one read),
  * whether the login `family` still holds a refresh token that was not
- * revoked: logout and refresh-token reuse revoke the whole family, and its
- * access tokens stop working at their next request. */
+ * revoked (one seek in a partial index of live rows): logout and
+ * refresh-token reuse revoke the whole family, and its access tokens stop
+ * working at their next request. The family is not matched to the member:
+ * both come from the same signed token, and family ids are 256-bit random. */
 static dm_err *member_get_live(dm_db *db, apr_pool_t *p, int64_t id, const char *family,
                                dm_member *out, int *live)
 {
@@ -694,8 +696,9 @@ static dm_err *member_get_live(dm_db *db, apr_pool_t *p, int64_t id, const char 
     int row = 0;
     dm_err *e = dm_db_prepare(db, p,
                               "SELECT " USER_COLUMNS ", " BALANCE_COLUMNS
-                              ", EXISTS (SELECT 1 FROM refresh_tokens WHERE family_id = ? AND "
-                              "user_id = users.id AND revoked_at IS NULL) FROM users WHERE id = ?",
+                              ", EXISTS (SELECT 1 FROM refresh_tokens INDEXED BY "
+                              "refresh_tokens_live_family WHERE family_id = ? AND revoked_at IS "
+                              "NULL) FROM users WHERE id = ?",
                               &st);
 
     if (e) {
