@@ -19,13 +19,15 @@ import time
 import pytest
 import requests
 
-from conftest import (CTL, Server, assert_clean_log, bearer, error_of, register_member, staff)
+from conftest import (CTL, Server, assert_clean_log, bearer, error_of, queued_mail,
+                      register_member, staff)
 
 FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit register 10000/1m ip\n"
         "DeepMineRateLimit login 10000/1m ip\n"
         "DeepMineRateLimit api 100000/1m member\n"
         "DeepMineRateLimit password-reset 10000/1m ip\n"
+        "DeepMineRateLimit verify-email 10000/1m ip\n"
         "DeepMineWithdrawalLimits 1000 50000000 80000000\n"
         "DeepMineCron off\n"
         "DeepMineKycRequired id_front selfie\n")
@@ -55,10 +57,9 @@ def member(s, verified=True):
     email = body["user"]["email"]
     uid, h = body["user"]["id"], bearer(body)
     if verified:
-        [(variables,)] = s.sql("SELECT variables FROM mail_queue WHERE recipient = '%s' AND "
-                               "template = 'email_verification'" % email)
+        [variables] = queued_mail(s, email, "email_verification")
         r = requests.post(s.url + "/api/auth/verify-email", timeout=10,
-                          json={"token": json.loads(variables)["token"]})
+                          json={"token": variables["token"]})
         assert r.status_code == 200, r.text
     return uid, h
 
