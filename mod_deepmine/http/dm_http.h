@@ -60,6 +60,8 @@ APLOG_USE_MODULE(deepmine);
 #define DM_DIR_SECRET_KEY_FILE "DeepMineSecretKeyFile"
 #define DM_DIR_TEST_MODE "DeepMineTestMode"
 #define DM_DIR_WITHDRAWAL_LIMITS "DeepMineWithdrawalLimits"
+#define DM_DIR_STAFF_2FA "DeepMineStaff2FA"
+#define DM_DIR_WITHDRAWAL_ADDRESS_DELAY "DeepMineWithdrawalAddressDelay"
 
 /* Server configuration. Every field starts "unset" (NULL or -1) so merge
  * can tell "not said" from "said"; defaults live in the getters. */
@@ -84,16 +86,18 @@ typedef struct dm_conf {
     long long wd_min; /* DeepMineWithdrawalLimits <min> <max> <daily>; -1 unset */
     long long wd_max;
     long long wd_daily;
-    int cron;               /* DeepMineCron on|off; -1 unset (on) */
-    int test_mode;          /* DeepMineTestMode on|off; -1 unset (off) */
-    const char *clock_file; /* DeepMineClockFile (test mode only) */
-    int accrual_delay;      /* DeepMineAccrualDelay seconds; -1 unset */
-    const char *mail_from;  /* DeepMineMailFrom */
-    const char *mailer;     /* DeepMineMailer: the mailer plugin the queue uses */
-    int job_batch;          /* DeepMineJobBatch: rows per transaction in batch jobs; -1 unset */
-    int payment_settle;     /* DeepMinePaymentSettle seconds; -1 unset */
-    int checkout_hold;      /* DeepMineCheckoutHold seconds; -1 unset */
-    int pending_orders;     /* DeepMinePendingOrders; -1 unset */
+    int cron;                /* DeepMineCron on|off; -1 unset (on) */
+    int test_mode;           /* DeepMineTestMode on|off; -1 unset (off) */
+    const char *clock_file;  /* DeepMineClockFile (test mode only) */
+    int accrual_delay;       /* DeepMineAccrualDelay seconds; -1 unset */
+    const char *mail_from;   /* DeepMineMailFrom */
+    const char *mailer;      /* DeepMineMailer: the mailer plugin the queue uses */
+    int job_batch;           /* DeepMineJobBatch: rows per transaction in batch jobs; -1 unset */
+    int payment_settle;      /* DeepMinePaymentSettle seconds; -1 unset */
+    int checkout_hold;       /* DeepMineCheckoutHold seconds; -1 unset */
+    int pending_orders;      /* DeepMinePendingOrders; -1 unset */
+    int staff_2fa;           /* DeepMineStaff2FA required (1) | optional (0); -1 unset */
+    long long address_delay; /* DeepMineWithdrawalAddressDelay seconds; -1 unset */
 } dm_conf;
 
 /* Process-wide state: built in post_config (router, plugins) and
@@ -143,6 +147,10 @@ void dm_conf_payment_rules(const dm_conf *c, struct dm_payment_rules *out);
 int dm_conf_cron(const dm_conf *c);
 int dm_conf_test_mode(const dm_conf *c);
 int dm_conf_accrual_delay(const dm_conf *c);
+/* DeepMineStaff2FA: 1 (required, the default) or 0 (optional). */
+int dm_conf_staff_2fa(const dm_conf *c);
+/* DeepMineWithdrawalAddressDelay in seconds (default 24 h). */
+long long dm_conf_address_delay(const dm_conf *c);
 #define DM_DEFAULT_ACCRUAL_DELAY 120
 
 /* respond.c — every API answer goes through these. */
@@ -279,6 +287,7 @@ extern const dm_route_def dm_routes_orders[];
 extern const dm_route_def dm_routes_accrual[];
 extern const dm_route_def dm_routes_jobs[];
 extern const dm_route_def dm_routes_email[];
+extern const dm_route_def dm_routes_twofa[];
 
 /* routes/admin.c — how every /api/admin handler but login/logout starts: a
  * pooled connection and the calling staff member: a live dm_admin session

@@ -22,6 +22,7 @@ void dm_keys_derive(const unsigned char master[DM_KEY_BYTES], dm_keys *out)
                                master);
     crypto_kdf_derive_from_key(out->unsubscribe, sizeof(out->unsubscribe), DM_KEY_UNSUBSCRIBE, ctx,
                                master);
+    crypto_kdf_derive_from_key(out->totp, sizeof(out->totp), DM_KEY_TOTP, ctx, master);
 }
 
 const char *dm_b64url(apr_pool_t *p, const void *data, size_t len)
