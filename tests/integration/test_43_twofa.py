@@ -285,6 +285,24 @@ def test_a_challenge_dies_after_five_wrong_codes(srv):
     assert r.status_code == 400 and error_of(r)["code"] == "bad_json"
 
 
+def test_the_operator_resets_a_lost_enrolment_from_the_console(srv):
+    body = register_member(srv, "tf")
+    user, h = body["user"], bearer(body)
+    enrol(srv, h)
+    assert "challenge" in login(srv, user["email"])
+    out = srv.ctl("twofa", "reset", "--member", str(user["id"])).stdout
+    assert out.strip() == "two-factor sign-in removed from member %d" % user["id"]
+    assert "user" in login(srv, user["email"])
+    assert mails(srv, "twofa_disabled", user["email"]) == 1
+    assert mails(srv, "withdrawals_locked", user["email"]) == 2  # enrolment, reset
+    r = srv.ctl("twofa", "reset", "--member", str(user["id"]), check=False)
+    assert r.returncode != 0 and "has no 2FA enrolment" in r.stderr
+    r = srv.ctl("twofa", "reset", check=False)
+    assert r.returncode != 0
+    assert srv.sql("SELECT COUNT(*) FROM audit_log WHERE action = 'twofa.reset' AND "
+                   "target_id = '%d'" % user["id"]) == [(1,)]
+
+
 # ---- staff ----
 
 def new_staff(s, role):

@@ -16,6 +16,7 @@
 #include "base/json.h"
 #include "base/validate.h"
 #include "members/twofa.h"
+#include "mail/mailq.h"
 
 /* No 0/O/o, 1/I/i/L/l: read aloud or copied by hand without mistakes.
  * 54 symbols, so 20 of them carry about 115 bits. */
@@ -680,6 +681,50 @@ dm_err *dm_staff_2fa_disable(dm_db *db, apr_pool_t *p, const dm_services *s, con
     if (!e) {
         e = dm_audit_write(db, p, st->id, "staff.2fa.disable", "staff", id_text(p, st->id), NULL,
                            NULL, ip ? ip : DM_AUDIT_CONSOLE_IP);
+    }
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    return dm_db_commit(db, p);
+}
+
+dm_err *dm_2fa_console_reset(dm_db *db, apr_pool_t *p, const char *subject, int64_t owner)
+{
+    dm_2fa_state tf;
+    int member = strcmp(subject, DM_2FA_MEMBER) == 0;
+    dm_member m;
+    json_t *vars;
+    dm_err *e = dm_db_begin(db, p);
+
+    if (e) {
+        return e;
+    }
+    e = dm_2fa_state_get(db, p, subject, owner, &tf);
+    if (!e && !tf.enabled && !tf.pending) {
+        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "%s %" APR_INT64_T_FMT " has no 2FA enrolment",
+                        subject, (apr_int64_t)owner);
+    }
+    if (!e) {
+        e = dm_2fa_remove(db, p, subject, owner);
+    }
+    if (!e && member) {
+        e = dm_member_get(db, p, owner, &m);
+        if (!e) {
+            vars = dm_json_own(p, json_pack("{s:s}", "email", m.email));
+            e = dm_mail_enqueue(
+                db, p, m.email, "twofa_disabled", vars,
+                apr_psprintf(p, "twofa_disabled:%" APR_INT64_T_FMT ":%" APR_INT64_T_FMT ":console",
+                             (apr_int64_t)owner, (apr_int64_t)dm_now()));
+        }
+        if (!e) {
+            e = dm_member_lock_withdrawals(db, p, &m, "two-factor sign-in was reset by support",
+                                           "2fa-reset");
+        }
+    }
+    if (!e) {
+        e = dm_audit_write(db, p, 0, "twofa.reset", member ? "user" : "staff", id_text(p, owner),
+                           NULL, NULL, DM_AUDIT_CONSOLE_IP);
     }
     if (e) {
         dm_db_rollback(db);

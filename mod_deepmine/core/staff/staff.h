@@ -101,6 +101,14 @@ dm_err *dm_staff_2fa_enable(dm_db *db, apr_pool_t *p, const dm_services *s, cons
 dm_err *dm_staff_2fa_disable(dm_db *db, apr_pool_t *p, const dm_services *s, const dm_staff *st,
                              const char *code, const char *ip, int require_2fa);
 
+/* The operator's way out for an account that lost its authenticator and
+ * its recovery codes (deepminectl twofa reset): removes the enrolment of
+ * member or staff `owner` (subject DM_2FA_MEMBER / DM_2FA_STAFF), audited
+ * "twofa.reset" as the console. A member is e-mailed ("twofa_disabled") and
+ * their withdrawals paused, as when they turn it off. DM_E_NOT_FOUND when
+ * the account has no enrolment. */
+dm_err *dm_2fa_console_reset(dm_db *db, apr_pool_t *p, const char *subject, int64_t owner);
+
 /* The staff member of a live session: DM_E_UNAUTHORIZED for an unknown,
  * expired or revoked token, DM_E_FORBIDDEN for a disabled account. */
 dm_err *dm_staff_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s, const char *token,
