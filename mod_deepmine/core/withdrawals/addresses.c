@@ -374,7 +374,11 @@ static dm_err *guard(dm_db *db, apr_pool_t *p, void *baton)
     dm_wd_address a;
     dm_2fa_state tf;
     int64_t now = dm_now();
-    dm_err *e = check_locked(db, p, g->user_id);
+    dm_err *e;
+
+    memset(&a, 0, sizeof(a));
+    memset(&tf, 0, sizeof(tf));
+    e = check_locked(db, p, g->user_id);
 
     if (!e) {
         e = get_addr(db, p, g->user_id, g->address_id, &a);
@@ -442,6 +446,7 @@ dm_err *dm_wd_request_protected(dm_db *db, apr_pool_t *p, const dm_services *s,
     int64_t id = req->address_id;
     dm_err *e = NULL;
 
+    memset(&a, 0, sizeof(a));
     if (!id) {
         if (!network && !(network = dm_wd_network_of(p, req->destination))) {
             return dm_err_make(p, DM_E_INVALID, "destination",
