@@ -446,7 +446,7 @@ typedef struct login_ctx {
 static dm_err *login_txn(dm_db *db, apr_pool_t *p, void *baton)
 {
     login_ctx *c = baton;
-    dm_2fa_state tf;
+    dm_2fa_state tf = {0};
     dm_err *e = NULL;
 
     if (c->new_hash) {
@@ -910,7 +910,7 @@ dm_err *dm_member_reset_request(dm_db *db, apr_pool_t *p, const dm_services *s, 
 static dm_err *password_changed(dm_db *db, apr_pool_t *p, int64_t user_id, const char *ip,
                                 const char *reason, const char *event)
 {
-    dm_member m;
+    dm_member m = {0};
     json_t *vars;
     dm_err *e = dm_member_get(db, p, user_id, &m);
 
@@ -1139,7 +1139,7 @@ dm_err *dm_member_change_password(dm_db *db, apr_pool_t *p, const dm_services *s
     int row = 0, ok = 0, rehash = 0;
     const char *stored = NULL;
     chpw_ctx c;
-    dm_member m;
+    dm_member m = {0};
     dm_err *e = dm_member_get(db, p, user_id, &m);
 
     if (e) {

@@ -144,7 +144,7 @@ static dm_err *exec_owner(dm_db *db, apr_pool_t *p, const char *sql, const char 
 dm_err *dm_2fa_state_get(dm_db *db, apr_pool_t *p, const char *subject, int64_t owner,
                          dm_2fa_state *out)
 {
-    row2fa r;
+    row2fa r = {0};
     dm_stmt *st;
     int row = 0;
     dm_err *e = load(db, p, subject, owner, &r);
@@ -199,7 +199,7 @@ dm_err *dm_2fa_setup(dm_db *db, apr_pool_t *p, const dm_keys *keys, const char *
                      int64_t owner, const char *account, const char **secret, const char **uri)
 {
     unsigned char raw[DM_TOTP_SECRET_BYTES];
-    row2fa r;
+    row2fa r = {0};
     dm_stmt *st;
     int row = 0;
     const char *sealed, *b32;
@@ -354,7 +354,7 @@ static dm_err *new_recovery_codes(dm_db *db, apr_pool_t *p, const dm_keys *keys,
 dm_err *dm_2fa_enable(dm_db *db, apr_pool_t *p, const dm_keys *keys, const char *subject,
                       int64_t owner, const char *code, apr_array_header_t **codes)
 {
-    row2fa r;
+    row2fa r = {0};
     unsigned char *secret = NULL;
     size_t len = 0;
     int64_t step;
@@ -406,7 +406,7 @@ dm_err *dm_2fa_enable(dm_db *db, apr_pool_t *p, const dm_keys *keys, const char 
 dm_err *dm_2fa_verify(dm_db *db, apr_pool_t *p, const dm_keys *keys, const char *subject,
                       int64_t owner, const char *code, int allow_recovery, int *used_recovery)
 {
-    row2fa r;
+    row2fa r = {0};
     unsigned char *secret = NULL;
     size_t len = 0;
     int64_t step;

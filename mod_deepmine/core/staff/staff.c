@@ -283,7 +283,7 @@ static dm_err *login_txn(dm_db *db, apr_pool_t *p, login_ctx *c)
     dm_stmt *st;
     int row = 0;
     int64_t now = dm_now();
-    dm_2fa_state tf;
+    dm_2fa_state tf = {0};
     dm_err *e;
 
     if (c->new_hash) {
@@ -691,9 +691,9 @@ dm_err *dm_staff_2fa_disable(dm_db *db, apr_pool_t *p, const dm_services *s, con
 
 dm_err *dm_2fa_console_reset(dm_db *db, apr_pool_t *p, const char *subject, int64_t owner)
 {
-    dm_2fa_state tf;
+    dm_2fa_state tf = {0};
     int member = strcmp(subject, DM_2FA_MEMBER) == 0;
-    dm_member m;
+    dm_member m = {0};
     json_t *vars;
     dm_err *e = dm_db_begin(db, p);
 

@@ -206,7 +206,7 @@ static dm_err *confirm_txn(dm_db *db, apr_pool_t *p, const char *hash, dm_wd_add
     dm_stmt *st;
     int row = 0;
     int64_t now = dm_now(), id = 0, user = 0;
-    dm_member m;
+    dm_member m = {0};
     json_t *vars;
     dm_err *e = dm_db_prepare(db, p,
                               "UPDATE withdrawal_addresses SET confirmed_at = ?, usable_at = ?, "
