@@ -228,6 +228,35 @@ const steps = [
     await page.getByText('Identity check set to approved.').waitFor();
     await checkPage(page, 'journey-staff-kyc');
   }],
+  ['the member adds the withdrawal address, the e-mailed link confirms it, the delay passes', async () => {
+    // through the API from the member's page (the pages have no address
+    // book yet): POST /api/me/addresses with the session cookie and CSRF
+    const { page } = member;
+    const added = await page.evaluate(async (address) => {
+      const csrf = () => document.cookie.split('; ').find((c) => c.startsWith('dm_csrf='))?.slice(8);
+      const add = () => fetch('/api/me/addresses', {
+        method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf() },
+        body: JSON.stringify({ address, network: 'trc20' }),
+      });
+      let r = await add();
+      if (r.status === 401) { // the access token expired with the clock
+        await fetch('/api/auth/refresh', { method: 'POST', headers: { 'X-CSRF-Token': csrf() } });
+        r = await add();
+      }
+      return { status: r.status, body: await r.json() };
+    }, 'T' + 'A'.repeat(33));
+    assert.equal(added.status, 201, JSON.stringify(added.body));
+    // the e-mailed link (its token waits in the queue sealed: read the
+    // spooled message, as the member would) opens the page that confirms it
+    const sent = await waitFor(() => {
+      setClock(clockNow() + 6);
+      return mailsTo(newEmail).find((m) => linkIn(m, '/confirm-address?token='));
+    }, 'the address confirmation e-mail in the spool');
+    await page.goto(new URL(linkIn(sent, '/confirm-address?token=')).href.replace(/^https?:\/\/[^/]+/, BASE));
+    await page.getByText(/^The address TA{33} is confirmed\./).waitFor();
+    await checkPage(page, 'journey-address-confirmed');
+    setClock(clockNow() + env.address_delay + 1);
+  }],
   ['the member requests a withdrawal', async () => {
     const { page } = member;
     await page.goto(`${BASE}/withdrawals`);
