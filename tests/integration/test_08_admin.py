@@ -328,7 +328,9 @@ def test_detail_has_upline_and_downline_counts(srv):
         return r.json()
 
     da = detail(a)
-    assert set(da) == {"user", "upline", "network"}
+    assert set(da) == {"user", "upline", "network", "contracts", "contracts_next_cursor",
+                       "orders", "orders_next_cursor"}
+    assert da["contracts"] == [] and da["orders"] == [] and da["contracts_next_cursor"] is None
     assert da["user"]["id"] == a["id"] and da["user"]["referrer_id"] is None
     assert da["user"]["status"] == "active" and da["upline"] == []
     assert da["network"] == {"direct": 1, "total": 3, "levels": [1, 2] + [0] * 8}
