@@ -27,6 +27,7 @@
  * (the first try is still running: temporary).
  */
 #include <deepmine/plugin.h>
+#include <deepmine/plugin_util.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -62,17 +63,6 @@ typedef struct conf {
     long timeout_ms;
 } conf;
 
-static void set_msg(dm_message *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_msg(dm_message *msg, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg->text, sizeof(msg->text), fmt, ap);
-    va_end(ap);
-}
-
 /* The clock of the webhook tolerance. The host will offer one (tests will
  * then move it); until then, the system's, kept to this one place. */
 static int64_t now_sec(void)
@@ -91,36 +81,10 @@ static int has_ctl(const char *s, size_t n)
     return 0;
 }
 
-static int str_eq(dm_str s, const char *lit)
-{
-    return s.ptr && s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
-}
-
-/* A whole decimal number in [min, max]. */
-static int parse_long(const char *s, size_t n, long min, long max, long *out)
-{
-    long v = 0;
-
-    if (n == 0 || n > 12) {
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') {
-            return 0;
-        }
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < min || v > max) {
-        return 0;
-    }
-    *out = v;
-    return 1;
-}
-
 static int setting_long(dm_call *call, const char *key, long min, long max, long *out)
 {
     const char *v = host->setting(call, key);
-    return !v || parse_long(v, strlen(v), min, max, out);
+    return !v || dm_parse_long(v, strlen(v), min, max, out);
 }
 
 /* http:// is only for a stand-in on this machine: the key is a secret. */
@@ -150,7 +114,7 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     c->api_key = host->setting(call, "api_key");
     if (!c->api_key || !*c->api_key || has_ctl(c->api_key, strlen(c->api_key)) ||
         strchr(c->api_key, ' ')) {
-        set_msg(msg, "api_key must be set (re_…), without spaces or control characters");
+        dm_msg_set(msg, "api_key must be set (re_…), without spaces or control characters");
         return DM_ERR_CONFIG;
     }
     if (!api_url || !*api_url) {
@@ -162,29 +126,29 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     }
     if (n + sizeof("/emails") > sizeof(c->url) || has_ctl(api_url, n) || memchr(api_url, ' ', n) ||
         memchr(api_url, '?', n) || memchr(api_url, '#', n)) {
-        set_msg(msg, "api_url must be a plain https:// URL, like " API_URL_DEFAULT);
+        dm_msg_set(msg, "api_url must be a plain https:// URL, like " API_URL_DEFAULT);
         return DM_ERR_CONFIG;
     }
     snprintf(c->url, sizeof(c->url), "%.*s/emails", (int)n, api_url);
     if (!url_allowed(c->url)) {
-        set_msg(msg, "api_url must start with https:// (http:// only to 127.0.0.1 or "
-                     "localhost, for a stand-in)");
+        dm_msg_set(msg, "api_url must start with https:// (http:// only to 127.0.0.1 or "
+                        "localhost, for a stand-in)");
         return DM_ERR_CONFIG;
     }
     c->from = host->setting(call, "from");
     if (c->from && (has_ctl(c->from, strlen(c->from)) || !strchr(c->from, '@'))) {
-        set_msg(msg, "from must be an address (noreply@example.com or Name "
-                     "<noreply@example.com>) without control characters");
+        dm_msg_set(msg, "from must be an address (noreply@example.com or Name "
+                        "<noreply@example.com>) without control characters");
         return DM_ERR_CONFIG;
     }
     c->timeout_ms = TIMEOUT_DEFAULT_MS;
     if (!setting_long(call, "timeout_ms", 100, TIMEOUT_MAX_MS, &c->timeout_ms)) {
-        set_msg(msg, "timeout_ms must be a whole number of milliseconds from 100 to %ld",
-                TIMEOUT_MAX_MS);
+        dm_msg_set(msg, "timeout_ms must be a whole number of milliseconds from 100 to %ld",
+                   TIMEOUT_MAX_MS);
         return DM_ERR_CONFIG;
     }
     if (!setting_long(call, "rate_per_second", 1, RATE_MAX, &rate)) {
-        set_msg(msg, "rate_per_second must be a whole number from 1 to %ld", RATE_MAX);
+        dm_msg_set(msg, "rate_per_second must be a whole number from 1 to %ld", RATE_MAX);
         return DM_ERR_CONFIG;
     }
     secret = host->setting(call, "webhook_secret");
@@ -195,10 +159,10 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
         }
         c->secret = host->base64_decode(call, secret, strlen(secret), &c->secret_len);
         if (!c->secret || c->secret_len < SECRET_MIN_BYTES) {
-            set_msg(msg,
-                    "webhook_secret must be Resend's signing secret, whsec_ followed by "
-                    "base64 of at least %d bytes",
-                    SECRET_MIN_BYTES);
+            dm_msg_set(msg,
+                       "webhook_secret must be Resend's signing secret, whsec_ followed by "
+                       "base64 of at least %d bytes",
+                       SECRET_MIN_BYTES);
             return DM_ERR_CONFIG;
         }
     }
@@ -227,26 +191,13 @@ static const char *clean(dm_call *call, const char *s, size_t n)
     return out;
 }
 
-static const dm_header *find_header(const dm_header *hs, size_t n, const char *name)
-{
-    size_t len = strlen(name);
-
-    for (size_t i = 0; hs && i < n; i++) {
-        if (hs[i].name.len == len && hs[i].name.ptr &&
-            strncasecmp(hs[i].name.ptr, name, len) == 0) {
-            return &hs[i];
-        }
-    }
-    return NULL;
-}
-
 /* Seconds from a response header of delay-seconds, or `dflt`. */
 static long header_seconds(const dm_http_response *r, const char *name, long dflt)
 {
-    const dm_header *h = find_header(r->headers, r->n_headers, name);
+    const dm_header *h = dm_header_find(r->headers, r->n_headers, name);
     long v;
 
-    if (h && h->value.ptr && parse_long(h->value.ptr, h->value.len, 0, RETRY_AFTER_MAX_S, &v)) {
+    if (h && h->value.ptr && dm_parse_long(h->value.ptr, h->value.len, 0, RETRY_AFTER_MAX_S, &v)) {
         return v;
     }
     return dflt;
@@ -356,31 +307,32 @@ static dm_status judge(dm_call *call, const dm_http_response *r, dm_message *msg
 
     if (r->status == 429) {
         long wait;
-        if (str_eq(nm, "daily_quota_exceeded") || str_eq(nm, "monthly_quota_exceeded")) {
+        if (dm_str_eq(nm, "daily_quota_exceeded") || dm_str_eq(nm, "monthly_quota_exceeded")) {
             host->retry_after(call, QUOTA_RETRY_S);
-            set_msg(msg, "Resend's %s sending quota is used up (%s): %s; trying again in an hour",
-                    str_eq(nm, "daily_quota_exceeded") ? "daily" : "monthly", shown_name,
-                    shown_text);
+            dm_msg_set(msg,
+                       "Resend's %s sending quota is used up (%s): %s; trying again in an hour",
+                       dm_str_eq(nm, "daily_quota_exceeded") ? "daily" : "monthly", shown_name,
+                       shown_text);
             return DM_ERR_TEMPORARY;
         }
         /* retry-after, else the older ratelimit-reset, else a second. */
         wait = header_seconds(r, "retry-after", header_seconds(r, "ratelimit-reset", 1));
         host->retry_after(call, (uint32_t)wait);
-        set_msg(msg, "Resend is rate limiting (429 %s): try again in %ld s", shown_name, wait);
+        dm_msg_set(msg, "Resend is rate limiting (429 %s): try again in %ld s", shown_name, wait);
         return DM_ERR_TEMPORARY;
     }
     if (r->status >= 500 || r->status < 400) {
-        set_msg(msg, "Resend answered %d (%s): %s; trying again later", r->status, shown_name,
-                shown_text);
+        dm_msg_set(msg, "Resend answered %d (%s): %s; trying again later", r->status, shown_name,
+                   shown_text);
         return DM_ERR_TEMPORARY;
     }
-    if (r->status == 409 && str_eq(nm, "concurrent_idempotent_requests")) {
+    if (r->status == 409 && dm_str_eq(nm, "concurrent_idempotent_requests")) {
         host->retry_after(call, 1);
-        set_msg(msg, "Resend is still sending the first try of this key (409 %s)", shown_name);
+        dm_msg_set(msg, "Resend is still sending the first try of this key (409 %s)", shown_name);
         return DM_ERR_TEMPORARY;
     }
-    set_msg(msg, "Resend refused the message: %d %s: %s%s", r->status, shown_name, shown_text,
-            r->status == 401 || r->status == 403 ? " (check api_key)" : "");
+    dm_msg_set(msg, "Resend refused the message: %d %s: %s%s", r->status, shown_name, shown_text,
+               r->status == 401 || r->status == 403 ? " (check api_key)" : "");
     return DM_ERR_PERMANENT;
 }
 
@@ -412,24 +364,24 @@ static dm_status resend_send(dm_call *call, const dm_mail *mail_in, dm_str *mess
         m.from.len = strlen(c.from);
     }
     if (m.from.len == 0) {
-        set_msg(msg, "the mail has no sender and the setting from is not set");
+        dm_msg_set(msg, "the mail has no sender and the setting from is not set");
         return DM_ERR_CONFIG;
     }
     /* The host's builder is the judge of what may be sent. */
     mid = host->message_id_for(call, m.idempotency_key, m.from);
     if (!mid || !host->mime_message(call, &m, mid, now_sec(), &len)) {
-        set_msg(msg, "the message cannot be built from these fields");
+        dm_msg_set(msg, "the message cannot be built from these fields");
         return DM_ERR_INVALID;
     }
     body = json_body(call, &m, &body_len);
     if (!body) {
-        set_msg(msg, "the text or HTML body is not UTF-8 (JSON cannot carry it)");
+        dm_msg_set(msg, "the text or HTML body is not UTF-8 (JSON cannot carry it)");
         return DM_ERR_INVALID;
     }
     key = idempotency_key(call, m.idempotency_key);
     auth = host->alloc(call, strlen(c.api_key) + 8);
     if (!key || !auth) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_TEMPORARY;
     }
     sprintf(auth, "Bearer %s", c.api_key);
@@ -458,7 +410,7 @@ static dm_status resend_send(dm_call *call, const dm_mail *mail_in, dm_str *mess
     id = host->json_get(call, resp.body, "id", &id_len);
     if (!id || id_len == 0 || id_len > PROVIDER_ID_MAX || has_ctl(id, id_len)) {
         /* Sent or not, a retry with the same key is answered alike. */
-        set_msg(msg, "Resend answered %d without an email id", resp.status);
+        dm_msg_set(msg, "Resend answered %d without an email id", resp.status);
         return DM_ERR_TEMPORARY;
     }
     message_id->ptr = id;
@@ -470,7 +422,7 @@ static dm_status resend_send(dm_call *call, const dm_mail *mail_in, dm_str *mess
 
 static dm_str header_value(const dm_header *hs, size_t n, const char *name)
 {
-    const dm_header *h = find_header(hs, n, name);
+    const dm_header *h = dm_header_find(hs, n, name);
     dm_str none = {NULL, 0};
     return h && h->value.ptr && h->value.len ? h->value : none;
 }
@@ -481,7 +433,7 @@ static dm_status verify_svix(dm_call *call, const conf *c, dm_str body, const dm
                              size_t n, dm_str *event_id, dm_message *msg)
 {
     /* Svix's own names, or Standard Webhooks' for white-labelled senders. */
-    const char *prefix = find_header(hs, n, "svix-id") ? "svix" : "webhook";
+    const char *prefix = dm_header_find(hs, n, "svix-id") ? "svix" : "webhook";
     char name[32];
     dm_str id, ts, sig;
     unsigned char mac[32];
@@ -498,21 +450,21 @@ static dm_status verify_svix(dm_call *call, const conf *c, dm_str body, const dm
     snprintf(name, sizeof(name), "%s-signature", prefix);
     sig = header_value(hs, n, name);
     if (!id.ptr || !ts.ptr || !sig.ptr) {
-        set_msg(msg, "not a signed Resend webhook: the svix-id, svix-timestamp and "
-                     "svix-signature headers are required");
+        dm_msg_set(msg, "not a signed Resend webhook: the svix-id, svix-timestamp and "
+                        "svix-signature headers are required");
         return DM_ERR_INVALID;
     }
     if (id.len > PROVIDER_ID_MAX || has_ctl(id.ptr, id.len)) {
-        set_msg(msg, "the %s-id header is malformed", prefix);
+        dm_msg_set(msg, "the %s-id header is malformed", prefix);
         return DM_ERR_INVALID;
     }
-    if (!parse_long(ts.ptr, ts.len, 1, 99999999999L, &t)) {
-        set_msg(msg, "the %s-timestamp header is not a Unix time in seconds", prefix);
+    if (!dm_parse_long(ts.ptr, ts.len, 1, 99999999999L, &t)) {
+        dm_msg_set(msg, "the %s-timestamp header is not a Unix time in seconds", prefix);
         return DM_ERR_INVALID;
     }
     signed_text = host->alloc(call, id.len + ts.len + body.len + 3);
     if (!signed_text) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_TEMPORARY;
     }
     memcpy(signed_text, id.ptr, id.len);
@@ -525,7 +477,7 @@ static dm_status verify_svix(dm_call *call, const conf *c, dm_str body, const dm
     host->hmac_sha256(c->secret, c->secret_len, signed_text, id.len + ts.len + 2 + body.len, mac);
     expected = host->base64_encode(call, mac, sizeof(mac));
     if (!expected) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_TEMPORARY;
     }
     /* "v1,<b64> v1,<b64> …": any v1 entry may match (secret rotation);
@@ -545,19 +497,20 @@ static dm_status verify_svix(dm_call *call, const conf *c, dm_str body, const dm
         p = sp ? sp + 1 : end;
     }
     if (!ok) {
-        set_msg(msg, "%s",
-                seen_v1 ? "the webhook signature does not match the body (wrong "
-                          "webhook_secret, or the body was altered)"
-                        : "the webhook carries no v1 signature");
+        dm_msg_set(msg, "%s",
+                   seen_v1 ? "the webhook signature does not match the body (wrong "
+                             "webhook_secret, or the body was altered)"
+                           : "the webhook carries no v1 signature");
         return DM_ERR_INVALID;
     }
     now = now_sec();
     if ((int64_t)t < now - SVIX_TOLERANCE_S) {
-        set_msg(msg, "the webhook timestamp is more than %d s old (a replay?)", SVIX_TOLERANCE_S);
+        dm_msg_set(msg, "the webhook timestamp is more than %d s old (a replay?)",
+                   SVIX_TOLERANCE_S);
         return DM_ERR_INVALID;
     }
     if ((int64_t)t > now + SVIX_TOLERANCE_S) {
-        set_msg(msg, "the webhook timestamp is more than %d s in the future", SVIX_TOLERANCE_S);
+        dm_msg_set(msg, "the webhook timestamp is more than %d s in the future", SVIX_TOLERANCE_S);
         return DM_ERR_INVALID;
     }
     *event_id = id;
@@ -589,7 +542,7 @@ static dm_status resend_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
         return st;
     }
     if (!c.secret) {
-        set_msg(msg, "webhook_secret is not set: Resend's webhooks cannot be verified");
+        dm_msg_set(msg, "webhook_secret is not set: Resend's webhooks cannot be verified");
         return DM_ERR_CONFIG;
     }
     memset(&ev, 0, sizeof(ev));
@@ -599,7 +552,7 @@ static dm_status resend_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
     }
     type = field(call, raw_body, "type");
     if (!type.ptr || type.len == 0) {
-        set_msg(msg, "the event has no type");
+        dm_msg_set(msg, "the event has no type");
         return DM_ERR_INVALID;
     }
     ev.message_id = field(call, raw_body, "data.email_id");
@@ -611,22 +564,22 @@ static dm_status resend_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
             ev.recipient = to;
         }
     }
-    if (str_eq(type, "email.delivered")) {
+    if (dm_str_eq(type, "email.delivered")) {
         ev.type = DM_MAIL_DELIVERED;
-    } else if (str_eq(type, "email.bounced")) {
+    } else if (dm_str_eq(type, "email.bounced")) {
         ev.type = DM_MAIL_BOUNCED;
-    } else if (str_eq(type, "email.complained")) {
+    } else if (dm_str_eq(type, "email.complained")) {
         ev.type = DM_MAIL_COMPLAINED;
     } else {
         ev.type = DM_MAIL_OTHER; /* verified, but not a type the core acts on */
     }
     if (ev.type != DM_MAIL_OTHER && ev.message_id.len == 0) {
-        set_msg(msg, "the %.*s event has no data.email_id", (int)type.len, type.ptr);
+        dm_msg_set(msg, "the %.*s event has no data.email_id", (int)type.len, type.ptr);
         return DM_ERR_INVALID;
     }
     if (ev.message_id.len > PROVIDER_ID_MAX || has_ctl(ev.message_id.ptr, ev.message_id.len) ||
         ev.recipient.len > 320 || has_ctl(ev.recipient.ptr, ev.recipient.len)) {
-        set_msg(msg, "the event's email_id or recipient is malformed");
+        dm_msg_set(msg, "the event's email_id or recipient is malformed");
         return DM_ERR_INVALID;
     }
     /* Write only what the host's structure has room for. */
@@ -644,12 +597,12 @@ static dm_status resend_init(const dm_host *h, dm_call *call, dm_message *msg)
     conf c;
 
     if (!DM_HAS_FIELD(h, dm_host, setting_default)) {
-        set_msg(msg,
-                "mailer-resend " RESEND_VERSION " needs a server of plugin ABI 1.3 or later "
-                "(mime_message, retry_after, message_id_for); this one speaks %u.%u",
-                /* h is never NULL: cppcheck reads DM_HAS_FIELD's NULL test as "may be". */
-                // cppcheck-suppress nullPointerRedundantCheck
-                (unsigned)h->abi_major, (unsigned)h->abi_minor);
+        dm_msg_set(msg,
+                   "mailer-resend " RESEND_VERSION " needs a server of plugin ABI 1.3 or later "
+                   "(mime_message, retry_after, message_id_for); this one speaks %u.%u",
+                   /* h is never NULL: cppcheck reads DM_HAS_FIELD's NULL test as "may be". */
+                   // cppcheck-suppress nullPointerRedundantCheck
+                   (unsigned)h->abi_major, (unsigned)h->abi_minor);
         return DM_ERR_CONFIG;
     }
     host = h;

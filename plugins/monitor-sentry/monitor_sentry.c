@@ -19,6 +19,7 @@
  *   next sends the same way.
  */
 #include <deepmine/plugin.h>
+#include <deepmine/plugin_util.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -46,17 +47,6 @@ typedef struct conf {
     long timeout_ms;
 } conf;
 
-static void set_msg(dm_message *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_msg(dm_message *msg, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg->text, sizeof(msg->text), fmt, ap);
-    va_end(ap);
-}
-
 static int has_ctl_or_space(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -66,26 +56,6 @@ static int has_ctl_or_space(const char *s, size_t n)
         }
     }
     return 0;
-}
-
-static int parse_long(const char *s, size_t n, long min, long max, long *out)
-{
-    long v = 0;
-
-    if (n == 0 || n > 12) {
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') {
-            return 0;
-        }
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < min || v > max) {
-        return 0;
-    }
-    *out = v;
-    return 1;
 }
 
 /* Loopback hosts may be reached over plain http (a stand-in, a local
@@ -106,12 +76,12 @@ static dm_status parse_dsn(const char *dsn, conf *c, dm_message *msg)
     int https;
 
     if (!dsn || !n || has_ctl_or_space(dsn, n) || strpbrk(dsn, "?#")) {
-        set_msg(msg, "dsn must be the project's DSN, " DSN_FORM);
+        dm_msg_set(msg, "dsn must be the project's DSN, " DSN_FORM);
         return DM_ERR_CONFIG;
     }
     https = !strncmp(dsn, "https://", 8);
     if (!https && strncmp(dsn, "http://", 7) != 0) {
-        set_msg(msg, "dsn must start with https:// (" DSN_FORM ")");
+        dm_msg_set(msg, "dsn must start with https:// (" DSN_FORM ")");
         return DM_ERR_CONFIG;
     }
     scheme_len = https ? 8 : 7;
@@ -119,13 +89,13 @@ static dm_status parse_dsn(const char *dsn, conf *c, dm_message *msg)
     slash = strchr(p, '/');
     at = memchr(p, '@', slash ? (size_t)(slash - p) : strlen(p));
     if (!at || at == p || !slash) {
-        set_msg(msg, "dsn has no public key or no project id (" DSN_FORM ")");
+        dm_msg_set(msg, "dsn has no public key or no project id (" DSN_FORM ")");
         return DM_ERR_CONFIG;
     }
     colon = memchr(p, ':', (size_t)(at - p));
     if ((size_t)((colon ? colon : at) - p) >= sizeof(c->key) ||
         (colon && (size_t)(at - colon - 1) >= sizeof(c->secret))) {
-        set_msg(msg, "dsn's key is too long");
+        dm_msg_set(msg, "dsn's key is too long");
         return DM_ERR_CONFIG;
     }
     memcpy(c->key, p, (size_t)((colon ? colon : at) - p));
@@ -135,26 +105,26 @@ static dm_status parse_dsn(const char *dsn, conf *c, dm_message *msg)
         c->secret[at - colon - 1] = '\0';
     }
     if (!c->key[0]) {
-        set_msg(msg, "dsn has an empty public key (" DSN_FORM ")");
+        dm_msg_set(msg, "dsn has an empty public key (" DSN_FORM ")");
         return DM_ERR_CONFIG;
     }
     host_start = at + 1;
     if (slash == host_start) {
-        set_msg(msg, "dsn has no host (" DSN_FORM ")");
+        dm_msg_set(msg, "dsn has no host (" DSN_FORM ")");
         return DM_ERR_CONFIG;
     }
     if (!https && !loopback(host_start, (size_t)(slash - host_start))) {
-        set_msg(msg, "dsn must use https:// (http:// only to 127.0.0.1 or localhost)");
+        dm_msg_set(msg, "dsn must use https:// (http:// only to 127.0.0.1 or localhost)");
         return DM_ERR_CONFIG;
     }
     last = strrchr(slash, '/');
     if (!last[1]) {
-        set_msg(msg, "dsn has no project id after its last '/' (" DSN_FORM ")");
+        dm_msg_set(msg, "dsn has no project id after its last '/' (" DSN_FORM ")");
         return DM_ERR_CONFIG;
     }
     /* base = scheme + host + path (up to the last '/'), then the endpoint */
     if ((size_t)(last - dsn) + strlen(last + 1) + sizeof("/api//envelope/") >= sizeof(c->url)) {
-        set_msg(msg, "dsn is too long");
+        dm_msg_set(msg, "dsn is too long");
         return DM_ERR_CONFIG;
     }
     snprintf(c->url, sizeof(c->url), "%.*s%.*s/api/%s/envelope/", (int)scheme_len, dsn,
@@ -173,15 +143,15 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
         return st;
     }
     c->timeout_ms = TIMEOUT_DEFAULT_MS;
-    if (t && !parse_long(t, strlen(t), 100, TIMEOUT_MAX_MS, &c->timeout_ms)) {
-        set_msg(msg, "timeout_ms must be a whole number of milliseconds from 100 to %ld",
-                TIMEOUT_MAX_MS);
+    if (t && !dm_parse_long(t, strlen(t), 100, TIMEOUT_MAX_MS, &c->timeout_ms)) {
+        dm_msg_set(msg, "timeout_ms must be a whole number of milliseconds from 100 to %ld",
+                   TIMEOUT_MAX_MS);
         return DM_ERR_CONFIG;
     }
     env = host->setting(call, "environment");
     if (env && *env) {
         if (strlen(env) > 64 || has_ctl_or_space(env, strlen(env))) {
-            set_msg(msg, "environment must be one word of at most 64 characters");
+            dm_msg_set(msg, "environment must be one word of at most 64 characters");
             return DM_ERR_CONFIG;
         }
         c->environment = env;
@@ -353,19 +323,6 @@ static char *envelope(dm_call *call, const conf *c, const dm_monitor_event *ev, 
 
 /* ---- rate limits ---- */
 
-static const dm_header *find_header(const dm_header *hs, size_t n, const char *name)
-{
-    size_t len = strlen(name);
-
-    for (size_t i = 0; hs && i < n; i++) {
-        if (hs[i].name.len == len && hs[i].name.ptr &&
-            strncasecmp(hs[i].name.ptr, name, len) == 0) {
-            return &hs[i];
-        }
-    }
-    return NULL;
-}
-
 /* Does a ';'-separated category list (empty: all) cover error events? */
 static int covers_errors(const char *cats, size_t n)
 {
@@ -415,7 +372,7 @@ static long sentry_limit(const dm_header *h)
             if (!c2) {
                 c2 = e;
             }
-            if (parse_long(s, (size_t)(c1 - s), 0, RETRY_MAX_S, &v) &&
+            if (dm_parse_long(s, (size_t)(c1 - s), 0, RETRY_MAX_S, &v) &&
                 covers_errors(c1 + 1, (size_t)(c2 - c1 - 1)) && v > best) {
                 best = v;
             }
@@ -447,12 +404,12 @@ static dm_status sentry_capture(dm_call *call, const dm_monitor_event *ev_in, dm
         return st;
     }
     if (ev.event_id.len != 32) {
-        set_msg(msg, "the event has no 32-digit id");
+        dm_msg_set(msg, "the event has no 32-digit id");
         return DM_ERR_INVALID;
     }
     body = envelope(call, &c, &ev, &body_len);
     if (!body) {
-        set_msg(msg, "the event cannot be written as JSON (not UTF-8, or out of memory)");
+        dm_msg_set(msg, "the event cannot be written as JSON (not UTF-8, or out of memory)");
         return DM_ERR_INVALID;
     }
     snprintf(auth, sizeof(auth),
@@ -478,16 +435,16 @@ static dm_status sentry_capture(dm_call *call, const dm_monitor_event *ev_in, dm
     if (st != DM_OK) {
         return DM_ERR_TEMPORARY; /* no answer: msg says why */
     }
-    limit = sentry_limit(find_header(resp.headers, resp.n_headers, "x-sentry-rate-limits"));
+    limit = sentry_limit(dm_header_find(resp.headers, resp.n_headers, "x-sentry-rate-limits"));
     if (resp.status == 429) {
-        const dm_header *ra = find_header(resp.headers, resp.n_headers, "retry-after");
+        const dm_header *ra = dm_header_find(resp.headers, resp.n_headers, "retry-after");
         wait = limit;
         if (wait < 0 && !(ra && ra->value.ptr &&
-                          parse_long(ra->value.ptr, ra->value.len, 0, RETRY_MAX_S, &wait))) {
+                          dm_parse_long(ra->value.ptr, ra->value.len, 0, RETRY_MAX_S, &wait))) {
             wait = BARE_429_S;
         }
         host->retry_after(call, (uint32_t)wait);
-        set_msg(msg, "Sentry is rate limiting (429): sending again in %ld s", wait);
+        dm_msg_set(msg, "Sentry is rate limiting (429): sending again in %ld s", wait);
         return DM_ERR_TEMPORARY;
     }
     if (limit > 0) {
@@ -497,14 +454,14 @@ static dm_status sentry_capture(dm_call *call, const dm_monitor_event *ev_in, dm
         return DM_OK;
     }
     if (resp.status >= 500 || resp.status < 200) {
-        set_msg(msg, "Sentry answered %d; sending again later", resp.status);
+        dm_msg_set(msg, "Sentry answered %d; sending again later", resp.status);
         return DM_ERR_TEMPORARY;
     }
     if (resp.status == 401 || resp.status == 403) {
-        set_msg(msg, "Sentry refused the DSN's key (%d): check the setting dsn", resp.status);
+        dm_msg_set(msg, "Sentry refused the DSN's key (%d): check the setting dsn", resp.status);
         return DM_ERR_CONFIG;
     }
-    set_msg(msg, "Sentry refused the event (%d)", resp.status);
+    dm_msg_set(msg, "Sentry refused the event (%d)", resp.status);
     return DM_ERR_PERMANENT;
 }
 
@@ -517,12 +474,12 @@ static dm_status sentry_init(const dm_host *h, dm_call *call, dm_message *msg)
     conf c;
 
     if (!DM_HAS_FIELD(h, dm_host, retry_after)) {
-        set_msg(msg,
-                "monitor-sentry " SENTRY_VERSION " needs a server of plugin ABI 1.5 or later "
-                "(monitor plugins, retry_after); "
-                "this one speaks %u.%u",
-                // cppcheck-suppress nullPointerRedundantCheck
-                (unsigned)h->abi_major, (unsigned)h->abi_minor);
+        dm_msg_set(msg,
+                   "monitor-sentry " SENTRY_VERSION " needs a server of plugin ABI 1.5 or later "
+                   "(monitor plugins, retry_after); "
+                   "this one speaks %u.%u",
+                   // cppcheck-suppress nullPointerRedundantCheck
+                   (unsigned)h->abi_major, (unsigned)h->abi_minor);
         return DM_ERR_CONFIG;
     }
     host = h;

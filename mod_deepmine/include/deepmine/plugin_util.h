@@ -1,7 +1,7 @@
 /*
  * deepmine/plugin_util.h — small helpers every plugin wrote again: a
  * message into dm_message, a dm_str compared with a C string, a request
- * header found by name. Header-only (static inline), over the types of
+ * header found by name, a bounded decimal number. Header-only (static inline), over the types of
  * deepmine/plugin.h and the C library alone: a plugin that includes it
  * links against nothing more, and the ABI does not change.
  */
@@ -48,6 +48,29 @@ static inline const dm_header *dm_header_find(const dm_header *hs, size_t n, con
         }
     }
     return NULL;
+}
+
+/* A whole decimal number of n bytes (no sign, at most 12 digits) within
+ * [min, max] into *out: 1, else 0 and *out untouched. For settings and
+ * header values such as Retry-After. */
+static inline int dm_parse_long(const char *s, size_t n, long min, long max, long *out)
+{
+    long v = 0;
+
+    if (!s || n == 0 || n > 12) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return 0;
+        }
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < min || v > max) {
+        return 0;
+    }
+    *out = v;
+    return 1;
 }
 
 #endif
