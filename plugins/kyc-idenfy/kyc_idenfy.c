@@ -28,6 +28,7 @@
  * call; the only static is the host table.
  */
 #include <deepmine/plugin.h>
+#include <deepmine/plugin_util.h>
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -56,37 +57,10 @@ static const dm_host *host;
 
 /* ---- small helpers ---- */
 
-static void set_msg(dm_message *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_msg(dm_message *msg, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg->text, sizeof(msg->text), fmt, ap);
-    va_end(ap);
-}
-
 static dm_str mkstr(const char *s)
 {
     dm_str out = {s, s ? strlen(s) : 0};
     return out;
-}
-
-static int str_eq(dm_str s, const char *lit)
-{
-    return s.ptr && s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
-}
-
-static int has_ctl(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            return 1;
-        }
-    }
-    return 0;
 }
 
 /* Letters, digits and "-_.:" only: safe in a URL path, a header, a log. */
@@ -151,19 +125,6 @@ static dm_str jget(dm_call *call, dm_str json, const char *path)
     return s;
 }
 
-static const dm_header *find_header(const dm_header *hs, size_t n, const char *name)
-{
-    size_t len = strlen(name);
-
-    for (size_t i = 0; hs && i < n; i++) {
-        if (hs[i].name.len == len && hs[i].name.ptr &&
-            strncasecmp(hs[i].name.ptr, name, len) == 0) {
-            return &hs[i];
-        }
-    }
-    return NULL;
-}
-
 /* ---- settings ---- */
 
 typedef struct conf {
@@ -181,7 +142,7 @@ static int api_base_ok(const char *v)
                                            NULL};
     size_t n = strlen(v);
 
-    if (n == 0 || n >= BASE_MAX || has_ctl(v, n) || strchr(v, '?') || strchr(v, '#') ||
+    if (n == 0 || n >= BASE_MAX || dm_has_ctl(v, n) || strchr(v, '?') || strchr(v, '#') ||
         strchr(v, ' ')) {
         return 0;
     }
@@ -203,8 +164,8 @@ static dm_status need(const conf *c, const char *key, const char *v, const char 
     if (v && *v) {
         return DM_OK;
     }
-    set_msg(msg, "%s is missing; add DeepMinePluginSet %s %s file:/path (%s)", key, c->name, key,
-            where);
+    dm_msg_set(msg, "%s is missing; add DeepMinePluginSet %s %s file:/path (%s)", key, c->name, key,
+               where);
     return DM_ERR_CONFIG;
 }
 
@@ -234,10 +195,10 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     if (st != DM_OK) {
         return st;
     }
-    if (has_ctl(c->api_key, strlen(c->api_key)) || strchr(c->api_key, ':') ||
-        has_ctl(c->api_secret, strlen(c->api_secret))) {
-        set_msg(msg, "api_key must be visible characters without ':' and api_secret visible "
-                     "characters");
+    if (dm_has_ctl(c->api_key, strlen(c->api_key)) || strchr(c->api_key, ':') ||
+        dm_has_ctl(c->api_secret, strlen(c->api_secret))) {
+        dm_msg_set(msg, "api_key must be visible characters without ':' and api_secret visible "
+                        "characters");
         return DM_ERR_CONFIG;
     }
     v = host->setting(call, "api_base");
@@ -245,8 +206,8 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
         v = DEFAULT_API_BASE;
     }
     if (!api_base_ok(v)) {
-        set_msg(msg, "api_base must be an https:// URL (or http:// to 127.0.0.1, localhost or "
-                     "[::1], for a test stand-in)");
+        dm_msg_set(msg, "api_base must be an https:// URL (or http:// to 127.0.0.1, localhost or "
+                        "[::1], for a test stand-in)");
         return DM_ERR_CONFIG;
     }
     n = strlen(v);
@@ -257,15 +218,15 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     c->api_base[n] = '\0';
     v = host->setting(call, "poll_every_s");
     if (v && (!parse_uint(v, &t) || t < 3600 || t > 30 * 86400)) {
-        set_msg(msg, "poll_every_s must be a number of seconds from 3600 to 2592000");
+        dm_msg_set(msg, "poll_every_s must be a number of seconds from 3600 to 2592000");
         return DM_ERR_CONFIG;
     }
     c->timeout_ms = TIMEOUT_DEFAULT;
     v = host->setting(call, "timeout_ms");
     if (v) {
         if (!parse_uint(v, &t) || t < TIMEOUT_MIN || t > TIMEOUT_MAX) {
-            set_msg(msg, "timeout_ms must be a number of milliseconds from %d to %d", TIMEOUT_MIN,
-                    TIMEOUT_MAX);
+            dm_msg_set(msg, "timeout_ms must be a number of milliseconds from %d to %d",
+                       TIMEOUT_MIN, TIMEOUT_MAX);
             return DM_ERR_CONFIG;
         }
         c->timeout_ms = (uint32_t)t;
@@ -287,7 +248,7 @@ static dm_status api_call(dm_call *call, const conf *c, const char *path, dm_str
     dm_status st;
 
     if (!url || !cred) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(url, ulen, "%s%s", c->api_base, path);
@@ -295,12 +256,12 @@ static dm_status api_call(dm_call *call, const conf *c, const char *path, dm_str
     b64 = host->base64_encode(call, cred, strlen(cred));
     memset(cred, 0, clen);
     if (!b64) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     auth = host->alloc(call, strlen(b64) + 7);
     if (!auth) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(auth, strlen(b64) + 7, "Basic %s", b64);
@@ -323,7 +284,7 @@ static dm_status api_call(dm_call *call, const conf *c, const char *path, dm_str
     memset(&why, 0, sizeof(why));
     st = host->http(call, &req, resp, &why);
     if (st != DM_OK) {
-        set_msg(msg, "iDenfy did not answer POST %s: %s", path, why.text);
+        dm_msg_set(msg, "iDenfy did not answer POST %s: %s", path, why.text);
         return DM_ERR_TEMPORARY;
     }
     return DM_OK;
@@ -333,15 +294,15 @@ static dm_status refusal(dm_call *call, const char *what, const dm_http_response
                          dm_message *msg)
 {
     dm_str m = jget(call, resp->body, "message");
-    int shown = m.ptr && !has_ctl(m.ptr, m.len);
+    int shown = m.ptr && !dm_has_ctl(m.ptr, m.len);
 
     if (resp->status == 401 || resp->status == 403) {
-        set_msg(msg, "iDenfy refused the API key (HTTP %d) on %s: check api_key and api_secret",
-                resp->status, what);
+        dm_msg_set(msg, "iDenfy refused the API key (HTTP %d) on %s: check api_key and api_secret",
+                   resp->status, what);
         return DM_ERR_CONFIG;
     }
-    set_msg(msg, "iDenfy answered HTTP %d on %s%s%.*s", resp->status, what, shown ? ": " : "",
-            shown ? (int)(m.len > 160 ? 160 : m.len) : 0, shown ? m.ptr : "");
+    dm_msg_set(msg, "iDenfy answered HTTP %d on %s%s%.*s", resp->status, what, shown ? ": " : "",
+               shown ? (int)(m.len > 160 ? 160 : m.len) : 0, shown ? m.ptr : "");
     if (resp->status == 429 || resp->status >= 500 || resp->status < 200) {
         return DM_ERR_TEMPORARY;
     }
@@ -355,7 +316,7 @@ static dm_status refusal(dm_call *call, const char *what, const dm_http_response
 
 static int is_http_url(dm_str s)
 {
-    return s.ptr && s.len <= URL_MAX && !has_ctl(s.ptr, s.len) &&
+    return s.ptr && s.len <= URL_MAX && !dm_has_ctl(s.ptr, s.len) &&
            ((s.len > 7 && strncmp(s.ptr, "http://", 7) == 0) ||
             (s.len > 8 && strncmp(s.ptr, "https://", 8) == 0));
 }
@@ -376,14 +337,14 @@ static dm_status idenfy_start(dm_call *call, dm_str member_id, dm_str email,
         return st;
     }
     if (!is_digits(member_id, 20)) {
-        set_msg(msg, "the member id must be digits");
+        dm_msg_set(msg, "the member id must be digits");
         return DM_ERR_INVALID;
     }
     qid = host->json_quote(call, member_id);
     n = (qid ? strlen(qid) : 0) + 32;
     body = host->alloc(call, n);
     if (!qid || !body) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(body, n, "{\"clientId\":%s}", qid);
@@ -397,7 +358,7 @@ static dm_status idenfy_start(dm_call *call, dm_str member_id, dm_str email,
     url = jget(call, resp.body, "redirectUrl");
     scan = jget(call, resp.body, "scanRef");
     if (!is_http_url(url) || !is_id(scan, ID_MAX)) {
-        set_msg(msg, "iDenfy's token answer has no redirectUrl or scanRef");
+        dm_msg_set(msg, "iDenfy's token answer has no redirectUrl or scanRef");
         return DM_ERR_TEMPORARY;
     }
     out->url = url;
@@ -410,12 +371,12 @@ static dm_status idenfy_start(dm_call *call, dm_str member_id, dm_str email,
 static dm_status verify(dm_call *call, const conf *c, dm_str body, const dm_header *hs, size_t n,
                         dm_message *msg)
 {
-    const dm_header *h = find_header(hs, n, SIG_HEADER);
+    const dm_header *h = dm_header_find(hs, n, SIG_HEADER);
     unsigned char mac[32];
     char *expected;
 
     if (!h || !h->value.ptr || h->value.len == 0) {
-        set_msg(msg, "no " SIG_HEADER " header");
+        dm_msg_set(msg, "no " SIG_HEADER " header");
         return DM_ERR_INVALID;
     }
     host->hmac_sha256(c->webhook_secret, strlen(c->webhook_secret), body.ptr ? body.ptr : "",
@@ -423,12 +384,12 @@ static dm_status verify(dm_call *call, const conf *c, dm_str body, const dm_head
     expected = host->hex_encode(call, mac, sizeof(mac));
     memset(mac, 0, sizeof(mac));
     if (!expected) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_TEMPORARY;
     }
     if (h->value.len != 64 || !host->equal_ct(expected, h->value.ptr, 64)) {
-        set_msg(msg, "the " SIG_HEADER " does not match the body (wrong webhook_secret, or the "
-                     "body was altered)");
+        dm_msg_set(msg, "the " SIG_HEADER " does not match the body (wrong webhook_secret, or the "
+                        "body was altered)");
         return DM_ERR_INVALID;
     }
     return DM_OK;
@@ -438,21 +399,21 @@ static dm_status verify(dm_call *call, const conf *c, dm_str body, const dm_head
 static dm_kyc_status overall_status(dm_str overall, dm_str *reason)
 {
     *reason = mkstr("");
-    if (str_eq(overall, "APPROVED")) {
+    if (dm_str_eq(overall, "APPROVED")) {
         return DM_KYC_APPROVED;
     }
-    if (str_eq(overall, "DENIED")) {
+    if (dm_str_eq(overall, "DENIED")) {
         *reason = mkstr("The identity check was not passed.");
         return DM_KYC_REJECTED;
     }
-    if (str_eq(overall, "SUSPECTED")) {
+    if (dm_str_eq(overall, "SUSPECTED")) {
         return DM_KYC_NEEDS_REVIEW;
     }
-    if (str_eq(overall, "EXPIRED") || str_eq(overall, "EXPIRED-DELETED")) {
+    if (dm_str_eq(overall, "EXPIRED") || dm_str_eq(overall, "EXPIRED-DELETED")) {
         *reason = mkstr("The verification session expired before it was finished.");
         return DM_KYC_EXPIRED;
     }
-    if (str_eq(overall, "ACTIVE") || str_eq(overall, "REVIEWING")) {
+    if (dm_str_eq(overall, "ACTIVE") || dm_str_eq(overall, "REVIEWING")) {
         return DM_KYC_PENDING;
     }
     return DM_KYC_IGNORED;
@@ -498,23 +459,23 @@ static dm_status idenfy_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
         kind = mkstr("IDENTIFICATION");
     }
     if (!is_id(scan, ID_MAX) || !is_id(overall, 32) || !is_id(kind, 64) ||
-        !(str_eq(fin, "true") || str_eq(fin, "false"))) {
-        set_msg(msg, "the webhook has no scanRef, final or status.overall");
+        !(dm_str_eq(fin, "true") || dm_str_eq(fin, "false"))) {
+        dm_msg_set(msg, "the webhook has no scanRef, final or status.overall");
         return DM_ERR_INVALID;
     }
-    final = str_eq(fin, "true");
+    final = dm_str_eq(fin, "true");
     status = final ? overall_status(overall, &reason) : DM_KYC_IGNORED;
     if (status == DM_KYC_PENDING) {
         status = DM_KYC_IGNORED; /* a final event is a verdict or nothing */
     }
     if (status != DM_KYC_IGNORED && !is_digits(client, 20)) {
-        set_msg(msg, "the webhook's clientId is not one of our member ids");
+        dm_msg_set(msg, "the webhook's clientId is not one of our member ids");
         return DM_ERR_INVALID;
     }
     n = scan.len + kind.len + overall.len + 16;
     id = host->alloc(call, n);
     if (!id) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(id, n, "%.*s/%.*s/%.*s/%s", (int)scan.len, scan.ptr, (int)kind.len, kind.ptr,
@@ -548,14 +509,14 @@ static dm_status idenfy_query(dm_call *call, dm_str member_id, dm_str provider_r
         return st;
     }
     if (!is_id(provider_ref, ID_MAX)) {
-        set_msg(msg, "the scanRef is malformed");
+        dm_msg_set(msg, "the scanRef is malformed");
         return DM_ERR_INVALID;
     }
     q = host->json_quote(call, provider_ref);
     n = (q ? strlen(q) : 0) + 32;
     body = host->alloc(call, n);
     if (!q || !body) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(body, n, "{\"scanRef\":%s}", q);
@@ -571,7 +532,7 @@ static dm_status idenfy_query(dm_call *call, dm_str member_id, dm_str provider_r
         overall = jget(call, resp.body, "status");
     }
     if (!is_id(overall, 32)) {
-        set_msg(msg, "iDenfy's status answer has no status");
+        dm_msg_set(msg, "iDenfy's status answer has no status");
         return DM_ERR_TEMPORARY;
     }
     status = overall_status(overall, &reason);
@@ -581,7 +542,7 @@ static dm_status idenfy_query(dm_call *call, dm_str member_id, dm_str provider_r
     n = provider_ref.len + overall.len + 16;
     id = host->alloc(call, n);
     if (!id) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(id, n, "status/%.*s/%.*s", (int)provider_ref.len, provider_ref.ptr, (int)overall.len,

@@ -33,6 +33,7 @@
  * call (the .so may be declared twice); the only static is the host table.
  */
 #include <deepmine/plugin.h>
+#include <deepmine/plugin_util.h>
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -65,37 +66,10 @@ static const dm_host *host;
 
 /* ---- small helpers ---- */
 
-static void set_msg(dm_message *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_msg(dm_message *msg, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg->text, sizeof(msg->text), fmt, ap);
-    va_end(ap);
-}
-
 static dm_str mkstr(const char *s)
 {
     dm_str out = {s, s ? strlen(s) : 0};
     return out;
-}
-
-static int str_eq(dm_str s, const char *lit)
-{
-    return s.ptr && s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
-}
-
-static int has_ctl(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            return 1;
-        }
-    }
-    return 0;
 }
 
 /* Letters, digits and "-_.:" only: safe in a URL path, a header, a log. */
@@ -282,19 +256,6 @@ static int64_t parse_time_ms(dm_str s)
     return ((days_from_civil(y, mo, d) * 86400) + h * 3600 + mi * 60 + sec) * 1000 + ms;
 }
 
-static const dm_header *find_header(const dm_header *hs, size_t n, const char *name)
-{
-    size_t len = strlen(name);
-
-    for (size_t i = 0; hs && i < n; i++) {
-        if (hs[i].name.len == len && hs[i].name.ptr &&
-            strncasecmp(hs[i].name.ptr, name, len) == 0) {
-            return &hs[i];
-        }
-    }
-    return NULL;
-}
-
 /* ---- settings ---- */
 
 typedef struct conf {
@@ -314,7 +275,7 @@ static int api_base_ok(const char *v)
                                            NULL};
     size_t n = strlen(v);
 
-    if (n == 0 || n >= BASE_MAX || has_ctl(v, n) || strchr(v, '?') || strchr(v, '#') ||
+    if (n == 0 || n >= BASE_MAX || dm_has_ctl(v, n) || strchr(v, '?') || strchr(v, '#') ||
         strchr(v, ' ')) {
         return 0;
     }
@@ -336,8 +297,8 @@ static dm_status need(const conf *c, const char *key, const char *v, const char 
     if (v && *v) {
         return DM_OK;
     }
-    set_msg(msg, "%s is missing; add DeepMinePluginSet %s %s file:/path (%s)", key, c->name, key,
-            where);
+    dm_msg_set(msg, "%s is missing; add DeepMinePluginSet %s %s file:/path (%s)", key, c->name, key,
+               where);
     return DM_ERR_CONFIG;
 }
 
@@ -367,19 +328,19 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     if (st != DM_OK) {
         return st;
     }
-    if (has_ctl(c->app_token, strlen(c->app_token)) || strchr(c->app_token, ' ')) {
-        set_msg(msg, "app_token must be visible ASCII characters (no spaces)");
+    if (dm_has_ctl(c->app_token, strlen(c->app_token)) || strchr(c->app_token, ' ')) {
+        dm_msg_set(msg, "app_token must be visible ASCII characters (no spaces)");
         return DM_ERR_CONFIG;
     }
     c->level = host->setting(call, "level_name");
     if (!c->level) {
         c->level = DEFAULT_LEVEL;
     }
-    if (!*c->level || strlen(c->level) > LEVEL_MAX || has_ctl(c->level, strlen(c->level))) {
-        set_msg(msg,
-                "level_name must be 1 to %d characters: the level's name in Sumsub's "
-                "dashboard (case-sensitive)",
-                LEVEL_MAX);
+    if (!*c->level || strlen(c->level) > LEVEL_MAX || dm_has_ctl(c->level, strlen(c->level))) {
+        dm_msg_set(msg,
+                   "level_name must be 1 to %d characters: the level's name in Sumsub's "
+                   "dashboard (case-sensitive)",
+                   LEVEL_MAX);
         return DM_ERR_CONFIG;
     }
     v = host->setting(call, "api_base");
@@ -387,8 +348,8 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
         v = DEFAULT_API_BASE;
     }
     if (!api_base_ok(v)) {
-        set_msg(msg, "api_base must be an https:// URL (or http:// to 127.0.0.1, localhost or "
-                     "[::1], for a test stand-in)");
+        dm_msg_set(msg, "api_base must be an https:// URL (or http:// to 127.0.0.1, localhost or "
+                        "[::1], for a test stand-in)");
         return DM_ERR_CONFIG;
     }
     n = strlen(v);
@@ -400,15 +361,15 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     c->ttl_s = TTL_DEFAULT;
     v = host->setting(call, "token_ttl_s");
     if (v && (!parse_uint(v, &c->ttl_s) || c->ttl_s < 60 || c->ttl_s > 86400)) {
-        set_msg(msg, "token_ttl_s must be a number of seconds from 60 to 86400");
+        dm_msg_set(msg, "token_ttl_s must be a number of seconds from 60 to 86400");
         return DM_ERR_CONFIG;
     }
     c->timeout_ms = TIMEOUT_DEFAULT;
     v = host->setting(call, "timeout_ms");
     if (v) {
         if (!parse_uint(v, &t) || t < TIMEOUT_MIN || t > TIMEOUT_MAX) {
-            set_msg(msg, "timeout_ms must be a number of milliseconds from %d to %d", TIMEOUT_MIN,
-                    TIMEOUT_MAX);
+            dm_msg_set(msg, "timeout_ms must be a number of milliseconds from %d to %d",
+                       TIMEOUT_MIN, TIMEOUT_MAX);
             return DM_ERR_CONFIG;
         }
         c->timeout_ms = (uint32_t)t;
@@ -435,7 +396,7 @@ static dm_status api_call(dm_call *call, const conf *c, const char *method, cons
     slen = strlen(ts) + strlen(method) + strlen(path) + body.len;
     to_sign = host->alloc(call, slen + 1);
     if (!url || !to_sign) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(url, ulen, "%s%s", c->api_base, path);
@@ -447,7 +408,7 @@ static dm_status api_call(dm_call *call, const conf *c, const char *method, cons
     sig = host->hex_encode(call, mac, sizeof(mac));
     memset(mac, 0, sizeof(mac));
     if (!sig) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     hs[n].name = mkstr("X-App-Token");
@@ -474,7 +435,7 @@ static dm_status api_call(dm_call *call, const conf *c, const char *method, cons
     memset(&why, 0, sizeof(why));
     st = host->http(call, &req, resp, &why);
     if (st != DM_OK) {
-        set_msg(msg, "Sumsub did not answer %s %s: %s", method, path, why.text);
+        dm_msg_set(msg, "Sumsub did not answer %s %s: %s", method, path, why.text);
         return DM_ERR_TEMPORARY;
     }
     return DM_OK;
@@ -484,17 +445,17 @@ static dm_status refusal(dm_call *call, const char *what, const dm_http_response
                          dm_message *msg)
 {
     dm_str m = jget(call, resp->body, "description");
-    int shown = m.ptr && !has_ctl(m.ptr, m.len);
+    int shown = m.ptr && !dm_has_ctl(m.ptr, m.len);
 
     if (resp->status == 401 || resp->status == 403) {
-        set_msg(msg,
-                "Sumsub refused the app token or signature (HTTP %d) on %s: check app_token and "
-                "secret_key (and the server's clock: Sumsub allows one minute)",
-                resp->status, what);
+        dm_msg_set(msg,
+                   "Sumsub refused the app token or signature (HTTP %d) on %s: check app_token and "
+                   "secret_key (and the server's clock: Sumsub allows one minute)",
+                   resp->status, what);
         return DM_ERR_CONFIG;
     }
-    set_msg(msg, "Sumsub answered HTTP %d on %s%s%.*s", resp->status, what, shown ? ": " : "",
-            shown ? (int)(m.len > 160 ? 160 : m.len) : 0, shown ? m.ptr : "");
+    dm_msg_set(msg, "Sumsub answered HTTP %d on %s%s%.*s", resp->status, what, shown ? ": " : "",
+               shown ? (int)(m.len > 160 ? 160 : m.len) : 0, shown ? m.ptr : "");
     if (resp->status == 429 || resp->status >= 500 || resp->status < 200) {
         return DM_ERR_TEMPORARY;
     }
@@ -516,13 +477,13 @@ static dm_status applicant_id(dm_call *call, const conf *c, dm_str member, dm_st
     dm_status st;
 
     if (!level || !mid) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     qid = host->json_quote(call, member);
     qmail = email.len ? host->json_quote(call, email) : NULL;
     if (!qid || (email.len && !qmail)) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     {
@@ -530,7 +491,7 @@ static dm_status applicant_id(dm_call *call, const conf *c, dm_str member, dm_st
         char *json = host->alloc(call, n);
         char *p2 = host->alloc(call, strlen(level) + 48);
         if (!json || !p2) {
-            set_msg(msg, "out of memory");
+            dm_msg_set(msg, "out of memory");
             return DM_ERR_INTERNAL;
         }
         if (qmail) {
@@ -549,7 +510,7 @@ static dm_status applicant_id(dm_call *call, const conf *c, dm_str member, dm_st
         size_t n = strlen(mid) + 64;
         char *p3 = host->alloc(call, n);
         if (!p3) {
-            set_msg(msg, "out of memory");
+            dm_msg_set(msg, "out of memory");
             return DM_ERR_INTERNAL;
         }
         snprintf(p3, n, "/resources/applicants/-;externalUserId=%s/one", mid);
@@ -565,7 +526,7 @@ static dm_status applicant_id(dm_call *call, const conf *c, dm_str member, dm_st
     }
     *out = jget(call, resp.body, "id");
     if (!is_id(*out, ID_MAX)) {
-        set_msg(msg, "Sumsub's applicant has no usable id");
+        dm_msg_set(msg, "Sumsub's applicant has no usable id");
         return DM_ERR_TEMPORARY;
     }
     return DM_OK;
@@ -586,10 +547,10 @@ static dm_status sumsub_start(dm_call *call, dm_str member_id, dm_str email,
         return st;
     }
     if (!is_digits(member_id, 20)) {
-        set_msg(msg, "the member id must be digits");
+        dm_msg_set(msg, "the member id must be digits");
         return DM_ERR_INVALID;
     }
-    if (email.len && (has_ctl(email.ptr, email.len) || email.len > 254)) {
+    if (email.len && (dm_has_ctl(email.ptr, email.len) || email.len > 254)) {
         email.len = 0;
     }
     st = applicant_id(call, &c, member_id, email, &app, msg);
@@ -599,13 +560,13 @@ static dm_status sumsub_start(dm_call *call, dm_str member_id, dm_str email,
     uid = host->json_quote(call, member_id);
     lvl = host->json_quote(call, mkstr(c.level));
     if (!uid || !lvl) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     n = strlen(uid) + strlen(lvl) + 80;
     body = host->alloc(call, n);
     if (!body) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(body, n, "{\"userId\":%s,\"levelName\":%s,\"ttlInSecs\":%ld}", uid, lvl, c.ttl_s);
@@ -617,8 +578,8 @@ static dm_status sumsub_start(dm_call *call, dm_str member_id, dm_str email,
         return refusal(call, "minting a WebSDK access token", &resp, msg);
     }
     token = jget(call, resp.body, "token");
-    if (!token.ptr || token.len == 0 || token.len > 4096 || has_ctl(token.ptr, token.len)) {
-        set_msg(msg, "Sumsub's access token answer has no token");
+    if (!token.ptr || token.len == 0 || token.len > 4096 || dm_has_ctl(token.ptr, token.len)) {
+        dm_msg_set(msg, "Sumsub's access token answer has no token");
         return DM_ERR_TEMPORARY;
     }
     out->token = token;
@@ -631,48 +592,48 @@ static dm_status sumsub_start(dm_call *call, dm_str member_id, dm_str email,
 static dm_status verify(dm_call *call, const conf *c, dm_str body, const dm_header *hs, size_t n,
                         dm_message *msg)
 {
-    const dm_header *dig = find_header(hs, n, DIGEST_HEADER);
-    const dm_header *alg = find_header(hs, n, ALG_HEADER);
+    const dm_header *dig = dm_header_find(hs, n, DIGEST_HEADER);
+    const dm_header *alg = dm_header_find(hs, n, ALG_HEADER);
     unsigned char mac[64];
     size_t maclen;
     char *expected;
     const char *key = c->webhook_secret;
 
-    if (alg && str_eq(alg->value, "HMAC_SHA1_HEX")) {
-        set_msg(msg, "this Sumsub webhook is signed with HMAC-SHA1 (X-Payload-Digest-Alg "
-                     "HMAC_SHA1_HEX), which DeepMine does not accept: in Sumsub's dashboard "
-                     "(Dev space, Webhooks) set the webhook's signature algorithm to SHA256 "
-                     "(or SHA512)");
+    if (alg && dm_str_eq(alg->value, "HMAC_SHA1_HEX")) {
+        dm_msg_set(msg, "this Sumsub webhook is signed with HMAC-SHA1 (X-Payload-Digest-Alg "
+                        "HMAC_SHA1_HEX), which DeepMine does not accept: in Sumsub's dashboard "
+                        "(Dev space, Webhooks) set the webhook's signature algorithm to SHA256 "
+                        "(or SHA512)");
         return DM_ERR_INVALID;
     }
-    if (!alg || str_eq(alg->value, "HMAC_SHA256_HEX")) {
+    if (!alg || dm_str_eq(alg->value, "HMAC_SHA256_HEX")) {
         host->hmac_sha256(key, strlen(key), body.ptr ? body.ptr : "", body.len, mac);
         maclen = 32;
-    } else if (str_eq(alg->value, "HMAC_SHA512_HEX")) {
+    } else if (dm_str_eq(alg->value, "HMAC_SHA512_HEX")) {
         if (!DM_HAS_FIELD(host, dm_host, hmac_sha512)) {
-            set_msg(msg, "this server cannot check HMAC_SHA512_HEX: set the webhook to SHA256");
+            dm_msg_set(msg, "this server cannot check HMAC_SHA512_HEX: set the webhook to SHA256");
             return DM_ERR_INVALID;
         }
         host->hmac_sha512(key, strlen(key), body.ptr ? body.ptr : "", body.len, mac);
         maclen = 64;
     } else {
-        set_msg(msg, "unknown " ALG_HEADER " (expected HMAC_SHA256_HEX or HMAC_SHA512_HEX)");
+        dm_msg_set(msg, "unknown " ALG_HEADER " (expected HMAC_SHA256_HEX or HMAC_SHA512_HEX)");
         return DM_ERR_INVALID;
     }
     if (!dig || !dig->value.ptr || dig->value.len == 0) {
         memset(mac, 0, sizeof(mac));
-        set_msg(msg, "no " DIGEST_HEADER " header");
+        dm_msg_set(msg, "no " DIGEST_HEADER " header");
         return DM_ERR_INVALID;
     }
     expected = host->hex_encode(call, mac, maclen);
     memset(mac, 0, sizeof(mac));
     if (!expected) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_TEMPORARY;
     }
     if (dig->value.len != 2 * maclen || !host->equal_ct(expected, dig->value.ptr, 2 * maclen)) {
-        set_msg(msg, "the " DIGEST_HEADER " does not match the body (wrong webhook_secret, or "
-                     "the body was altered)");
+        dm_msg_set(msg, "the " DIGEST_HEADER " does not match the body (wrong webhook_secret, or "
+                        "the body was altered)");
         return DM_ERR_INVALID;
     }
     return DM_OK;
@@ -711,14 +672,14 @@ static dm_kyc_status verdict(dm_call *call, dm_str json, dm_str *reason)
     dm_str type = jget(call, json, "reviewResult.reviewRejectType");
 
     *reason = mkstr("");
-    if (str_eq(answer, "GREEN")) {
+    if (dm_str_eq(answer, "GREEN")) {
         return DM_KYC_APPROVED;
     }
-    if (!str_eq(answer, "RED")) {
+    if (!dm_str_eq(answer, "RED")) {
         return DM_KYC_PENDING;
     }
     *reason = safe_reason(call, jget(call, json, "reviewResult.moderationComment"));
-    return str_eq(type, "RETRY") ? DM_KYC_RESUBMISSION : DM_KYC_REJECTED;
+    return dm_str_eq(type, "RETRY") ? DM_KYC_RESUBMISSION : DM_KYC_REJECTED;
 }
 
 static dm_status sumsub_parse_webhook(dm_call *call, dm_str raw_body, const dm_header *headers,
@@ -744,33 +705,33 @@ static dm_status sumsub_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
     app = jget(call, raw_body, "applicantId");
     created = jget(call, raw_body, "createdAtMs");
     if (!is_id(type, 64) || !is_id(corr, ID_MAX)) {
-        set_msg(msg, "the webhook has no type or correlationId");
+        dm_msg_set(msg, "the webhook has no type or correlationId");
         return DM_ERR_INVALID;
     }
-    if (str_eq(type, "applicantReviewed")) {
+    if (dm_str_eq(type, "applicantReviewed")) {
         status = verdict(call, raw_body, &reason);
         if (status == DM_KYC_PENDING) {
-            set_msg(msg, "the applicantReviewed webhook has no reviewAnswer GREEN or RED");
+            dm_msg_set(msg, "the applicantReviewed webhook has no reviewAnswer GREEN or RED");
             return DM_ERR_INVALID;
         }
-    } else if (str_eq(type, "applicantPending")) {
+    } else if (dm_str_eq(type, "applicantPending")) {
         status = DM_KYC_PENDING;
-    } else if (str_eq(type, "applicantOnHold")) {
+    } else if (dm_str_eq(type, "applicantOnHold")) {
         status = DM_KYC_NEEDS_REVIEW;
     }
     if (status != DM_KYC_IGNORED && !is_digits(ext, 20)) {
-        set_msg(msg, "the %.*s webhook's externalUserId is not one of our member ids",
-                (int)type.len, type.ptr);
+        dm_msg_set(msg, "the %.*s webhook's externalUserId is not one of our member ids",
+                   (int)type.len, type.ptr);
         return DM_ERR_INVALID;
     }
     if (app.len && !is_id(app, ID_MAX)) {
-        set_msg(msg, "the webhook's applicantId is malformed");
+        dm_msg_set(msg, "the webhook's applicantId is malformed");
         return DM_ERR_INVALID;
     }
     n = corr.len + type.len + 2;
     id = host->alloc(call, n);
     if (!id) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(id, n, "%.*s/%.*s", (int)corr.len, corr.ptr, (int)type.len, type.ptr);
@@ -802,13 +763,13 @@ static dm_status sumsub_query(dm_call *call, dm_str member_id, dm_str provider_r
         return st;
     }
     if (!is_id(provider_ref, ID_MAX)) {
-        set_msg(msg, "the applicant id is malformed");
+        dm_msg_set(msg, "the applicant id is malformed");
         return DM_ERR_INVALID;
     }
     n = provider_ref.len + 48;
     path = host->alloc(call, n);
     if (!path) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(path, n, "/resources/applicants/%.*s/status", (int)provider_ref.len, provider_ref.ptr);
@@ -821,15 +782,15 @@ static dm_status sumsub_query(dm_call *call, dm_str member_id, dm_str provider_r
     }
     rs = jget(call, resp.body, "reviewStatus");
     status = verdict(call, resp.body, &reason);
-    if (!str_eq(rs, "completed")) {
-        status = str_eq(rs, "onHold") ? DM_KYC_NEEDS_REVIEW : DM_KYC_PENDING;
+    if (!dm_str_eq(rs, "completed")) {
+        status = dm_str_eq(rs, "onHold") ? DM_KYC_NEEDS_REVIEW : DM_KYC_PENDING;
         reason = mkstr("");
     }
     when = jget(call, resp.body, "reviewDate");
     n = provider_ref.len + 96;
     id = host->alloc(call, n);
     if (!id) {
-        set_msg(msg, "out of memory");
+        dm_msg_set(msg, "out of memory");
         return DM_ERR_INTERNAL;
     }
     snprintf(id, n, "status/%.*s/%d/%lld", (int)provider_ref.len, provider_ref.ptr, (int)status,

@@ -70,17 +70,6 @@ static int64_t now_sec(void)
     return (int64_t)time(NULL);
 }
 
-static int has_ctl(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 static int setting_long(dm_call *call, const char *key, long min, long max, long *out)
 {
     const char *v = host->setting(call, key);
@@ -112,7 +101,7 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
 
     memset(c, 0, sizeof(*c));
     c->api_key = host->setting(call, "api_key");
-    if (!c->api_key || !*c->api_key || has_ctl(c->api_key, strlen(c->api_key)) ||
+    if (!c->api_key || !*c->api_key || dm_has_ctl(c->api_key, strlen(c->api_key)) ||
         strchr(c->api_key, ' ')) {
         dm_msg_set(msg, "api_key must be set (re_…), without spaces or control characters");
         return DM_ERR_CONFIG;
@@ -124,8 +113,8 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     while (n > 0 && api_url[n - 1] == '/') {
         n--;
     }
-    if (n + sizeof("/emails") > sizeof(c->url) || has_ctl(api_url, n) || memchr(api_url, ' ', n) ||
-        memchr(api_url, '?', n) || memchr(api_url, '#', n)) {
+    if (n + sizeof("/emails") > sizeof(c->url) || dm_has_ctl(api_url, n) ||
+        memchr(api_url, ' ', n) || memchr(api_url, '?', n) || memchr(api_url, '#', n)) {
         dm_msg_set(msg, "api_url must be a plain https:// URL, like " API_URL_DEFAULT);
         return DM_ERR_CONFIG;
     }
@@ -136,7 +125,7 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
         return DM_ERR_CONFIG;
     }
     c->from = host->setting(call, "from");
-    if (c->from && (has_ctl(c->from, strlen(c->from)) || !strchr(c->from, '@'))) {
+    if (c->from && (dm_has_ctl(c->from, strlen(c->from)) || !strchr(c->from, '@'))) {
         dm_msg_set(msg, "from must be an address (noreply@example.com or Name "
                         "<noreply@example.com>) without control characters");
         return DM_ERR_CONFIG;
@@ -408,7 +397,7 @@ static dm_status resend_send(dm_call *call, const dm_mail *mail_in, dm_str *mess
         return judge(call, &resp, msg);
     }
     id = host->json_get(call, resp.body, "id", &id_len);
-    if (!id || id_len == 0 || id_len > PROVIDER_ID_MAX || has_ctl(id, id_len)) {
+    if (!id || id_len == 0 || id_len > PROVIDER_ID_MAX || dm_has_ctl(id, id_len)) {
         /* Sent or not, a retry with the same key is answered alike. */
         dm_msg_set(msg, "Resend answered %d without an email id", resp.status);
         return DM_ERR_TEMPORARY;
@@ -454,7 +443,7 @@ static dm_status verify_svix(dm_call *call, const conf *c, dm_str body, const dm
                         "svix-signature headers are required");
         return DM_ERR_INVALID;
     }
-    if (id.len > PROVIDER_ID_MAX || has_ctl(id.ptr, id.len)) {
+    if (id.len > PROVIDER_ID_MAX || dm_has_ctl(id.ptr, id.len)) {
         dm_msg_set(msg, "the %s-id header is malformed", prefix);
         return DM_ERR_INVALID;
     }
@@ -577,8 +566,8 @@ static dm_status resend_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
         dm_msg_set(msg, "the %.*s event has no data.email_id", (int)type.len, type.ptr);
         return DM_ERR_INVALID;
     }
-    if (ev.message_id.len > PROVIDER_ID_MAX || has_ctl(ev.message_id.ptr, ev.message_id.len) ||
-        ev.recipient.len > 320 || has_ctl(ev.recipient.ptr, ev.recipient.len)) {
+    if (ev.message_id.len > PROVIDER_ID_MAX || dm_has_ctl(ev.message_id.ptr, ev.message_id.len) ||
+        ev.recipient.len > 320 || dm_has_ctl(ev.recipient.ptr, ev.recipient.len)) {
         dm_msg_set(msg, "the event's email_id or recipient is malformed");
         return DM_ERR_INVALID;
     }

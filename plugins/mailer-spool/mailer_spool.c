@@ -18,6 +18,7 @@
  *   nothing is malloc'd.
  */
 #include <deepmine/plugin.h>
+#include <deepmine/plugin_util.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,17 +44,6 @@ static void set_msg(dm_message *msg, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg->text, sizeof(msg->text), fmt, ap);
     va_end(ap);
-}
-
-static int has_ctl(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            return 1;
-        }
-    }
-    return 0;
 }
 
 /* The time for the Date header: the system clock. */
@@ -248,7 +238,7 @@ static dm_status spool_init(const dm_host *h, dm_call *call, dm_message *msg)
         return st;
     }
     from = h->setting(call, "from");
-    if (from && has_ctl(from, strlen(from))) {
+    if (from && dm_has_ctl(from, strlen(from))) {
         set_msg(msg, "from contains a control character");
         return DM_ERR_CONFIG;
     }

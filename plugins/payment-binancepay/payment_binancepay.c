@@ -84,17 +84,6 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int has_ctl(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 static int is_alnum_str(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -467,7 +456,7 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     }
     c->api_key = host->setting(call, "api_key");
     if (!c->api_key || !*c->api_key || strlen(c->api_key) > 256 ||
-        has_ctl(c->api_key, strlen(c->api_key)) || strchr(c->api_key, ' ')) {
+        dm_has_ctl(c->api_key, strlen(c->api_key)) || strchr(c->api_key, ' ')) {
         dm_msg_set(msg, "api_key must be set (the API identity key of the Merchant Admin Portal, "
                         "sent as BinancePay-Certificate-SN), without spaces or control characters");
         return DM_ERR_CONFIG;
@@ -486,7 +475,7 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     while (n > 0 && api_url[n - 1] == '/') {
         n--;
     }
-    if (n + sizeof(PATH_QUERY) + 16 > sizeof(c->base) || has_ctl(api_url, n) ||
+    if (n + sizeof(PATH_QUERY) + 16 > sizeof(c->base) || dm_has_ctl(api_url, n) ||
         memchr(api_url, ' ', n) || memchr(api_url, '?', n) || memchr(api_url, '#', n)) {
         dm_msg_set(msg, "api_url must be a plain https:// URL, like " API_URL_DEFAULT);
         return DM_ERR_CONFIG;
@@ -853,7 +842,7 @@ static dm_status fetch_certs(dm_call *call, const conf *c, dm_message *msg)
         if (!serial.ptr || !pem.ptr) {
             break;
         }
-        if (serial.len == 0 || serial.len > SERIAL_MAX || has_ctl(serial.ptr, serial.len) ||
+        if (serial.len == 0 || serial.len > SERIAL_MAX || dm_has_ctl(serial.ptr, serial.len) ||
             pem.len == 0) {
             continue;
         }
@@ -885,7 +874,7 @@ static int trade_no(const conf *c, dm_str order, char out[TRADE_NO_MAX + 1])
 
 static int url_ok(dm_str u, size_t max)
 {
-    return u.ptr && u.len <= max && !has_ctl(u.ptr, u.len) &&
+    return u.ptr && u.len <= max && !dm_has_ctl(u.ptr, u.len) &&
            ((u.len > 7 && !strncmp(u.ptr, "http://", 7)) ||
             (u.len > 8 && !strncmp(u.ptr, "https://", 8)));
 }
@@ -1071,7 +1060,7 @@ static dm_status verify_webhook(dm_call *call, const conf *c, dm_str body, const
         dm_msg_set(msg, "no valid " H_SN " header");
         return DM_ERR_INVALID;
     }
-    if (!sig64.len || sig64.len > 4096 || has_ctl(sig64.ptr, sig64.len) ||
+    if (!sig64.len || sig64.len > 4096 || dm_has_ctl(sig64.ptr, sig64.len) ||
         !(sig = host->base64_decode(call, sig64.ptr, sig64.len, &sig_len)) || sig_len == 0) {
         dm_msg_set(msg, "no valid " H_SIG " header (base64)");
         return DM_ERR_INVALID;
@@ -1188,9 +1177,9 @@ static dm_status bp_parse_webhook(dm_call *call, dm_str raw_body, const dm_heade
     /* data is a JSON string holding JSON (unescaped here); an object is
      * read the same way. */
     inner = member_text(call, raw_body, "data");
-    if (!type.len || type.len > 64 || has_ctl(type.ptr, type.len) || !id.len ||
+    if (!type.len || type.len > 64 || dm_has_ctl(type.ptr, type.len) || !id.len ||
         id.len > PREPAY_MAX || !is_alnum_str(id.ptr, id.len) || !status.len || status.len > 64 ||
-        has_ctl(status.ptr, status.len)) {
+        dm_has_ctl(status.ptr, status.len)) {
         dm_msg_set(msg, "the notification has no bizType, bizIdStr or bizStatus");
         return DM_ERR_INVALID;
     }
@@ -1212,7 +1201,7 @@ static dm_status bp_parse_webhook(dm_call *call, dm_str raw_body, const dm_heade
     } else if (dm_str_eq(type, "PAY_REFUND") && dm_str_eq(status, "REFUND_SUCCESS")) {
         dm_str info = member_text(call, inner, "refundInfo"), rid;
         rid = member_text(call, info, "refundRequestId");
-        if (!info.len || !rid.len || rid.len > REFUND_ID_MAX || has_ctl(rid.ptr, rid.len) ||
+        if (!info.len || !rid.len || rid.len > REFUND_ID_MAX || dm_has_ctl(rid.ptr, rid.len) ||
             !raw_member(info, "refundAmount", &raw)) {
             /* Binance sends refundInfo only to merchants it approved:
              * without it the amount is unknown, and a refund of unknown
@@ -1376,7 +1365,7 @@ static dm_status bp_refund_ex(dm_call *call, const dm_payment_refund_request *re
         return st;
     }
     rid = text_field(call, data, "refundId");
-    if (refund_id && rid.len && rid.len <= REF_MAX && !has_ctl(rid.ptr, rid.len)) {
+    if (refund_id && rid.len && rid.len <= REF_MAX && !dm_has_ctl(rid.ptr, rid.len)) {
         *refund_id = rid;
     }
     return DM_OK;

@@ -115,17 +115,6 @@ static char *to_call(dm_call *call, const buf *b)
     return out;
 }
 
-static int has_ctl(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 static int is_currency(const char *s, size_t n)
 {
     if (!s || n != 3) {
@@ -141,7 +130,7 @@ static int is_currency(const char *s, size_t n)
 
 static int is_http_url(const char *s, size_t n)
 {
-    return s && n <= URL_MAX && !has_ctl(s, n) &&
+    return s && n <= URL_MAX && !dm_has_ctl(s, n) &&
            ((n > 7 && strncmp(s, "http://", 7) == 0) || (n > 8 && strncmp(s, "https://", 8) == 0));
 }
 
@@ -304,7 +293,7 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
         return DM_ERR_CONFIG;
     }
     c->api_key = host->setting(call, "api_key");
-    if (!c->api_key || !*c->api_key || has_ctl(c->api_key, strlen(c->api_key)) ||
+    if (!c->api_key || !*c->api_key || dm_has_ctl(c->api_key, strlen(c->api_key)) ||
         strchr(c->api_key, ' ')) {
         dm_msg_set(msg, "api_key is missing or malformed; give it as env:VAR or file:/path");
         return DM_ERR_CONFIG;
@@ -513,7 +502,7 @@ static dm_status get_invoice(dm_call *call, const conf *c, dm_str id, invoice *i
         return DM_ERR_TEMPORARY;
     }
     if (inv->order_id.ptr &&
-        (inv->order_id.len > REF_MAX || has_ctl(inv->order_id.ptr, inv->order_id.len))) {
+        (inv->order_id.len > REF_MAX || dm_has_ctl(inv->order_id.ptr, inv->order_id.len))) {
         inv->order_id.ptr = NULL;
         inv->order_id.len = 0;
     }
@@ -642,7 +631,7 @@ static dm_status btcpay_create_checkout(dm_call *call, const dm_payment_checkout
         return DM_ERR_INVALID;
     }
     if (!in->order_id.ptr || in->order_id.len == 0 || in->order_id.len > REF_MAX ||
-        has_ctl(in->order_id.ptr, in->order_id.len)) {
+        dm_has_ctl(in->order_id.ptr, in->order_id.len)) {
         dm_msg_set(msg, "the order id must be 1 to %d characters", REF_MAX);
         return DM_ERR_INVALID;
     }

@@ -74,17 +74,6 @@ static int same(dm_str a, dm_str b)
     return a.ptr && b.ptr && a.len == b.len && memcmp(a.ptr, b.ptr, a.len) == 0;
 }
 
-static int has_ctl(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* Visible ASCII only: safe in a URL path, a header and a log line. */
 static int is_token(dm_str s, size_t max, int dash_alnum_only)
 {
@@ -120,7 +109,7 @@ static int is_currency(dm_str s)
 
 static int is_http_url(dm_str s)
 {
-    return s.ptr && s.len <= URL_MAX && !has_ctl(s.ptr, s.len) &&
+    return s.ptr && s.len <= URL_MAX && !dm_has_ctl(s.ptr, s.len) &&
            ((s.len > 7 && strncmp(s.ptr, "http://", 7) == 0) ||
             (s.len > 8 && strncmp(s.ptr, "https://", 8) == 0));
 }
@@ -262,7 +251,7 @@ static int api_base_ok(const char *v)
                                            NULL};
     size_t n = strlen(v);
 
-    if (n == 0 || n >= BASE_MAX || has_ctl(v, n) || strchr(v, '?') || strchr(v, '#') ||
+    if (n == 0 || n >= BASE_MAX || dm_has_ctl(v, n) || strchr(v, '?') || strchr(v, '#') ||
         strchr(v, ' ')) {
         return 0;
     }
@@ -471,7 +460,7 @@ static dm_status commerce_refusal(dm_call *call, const char *what, const dm_http
                                   dm_message *msg)
 {
     dm_str m = jget(call, resp->body, "error.message");
-    int shown = m.ptr && !has_ctl(m.ptr, m.len);
+    int shown = m.ptr && !dm_has_ctl(m.ptr, m.len);
 
     if (resp->status == 401 || resp->status == 403) {
         dm_msg_set(msg,
@@ -537,7 +526,7 @@ static int commerce_read_charge(dm_call *call, dm_str data, charge *out)
     if (!is_token(out->code, REF_MAX, 1) || !is_currency(out->currency) ||
         !parse_amount(amount, 1, &out->price_micros) || out->price_micros > AMOUNT_MAX ||
         (out->id.len && !is_token(out->id, REF_MAX, 1)) ||
-        (out->order_id.len && has_ctl(out->order_id.ptr, out->order_id.len))) {
+        (out->order_id.len && dm_has_ctl(out->order_id.ptr, out->order_id.len))) {
         return 0;
     }
     /* The timeline, oldest first: the last status is the charge's state;
@@ -735,7 +724,7 @@ static dm_status commerce_read_webhook(dm_call *call, const conf *c, dm_str body
         out->ref = jget(call, body, "event.data.id");
     }
     if (!is_token(out->event_id, EVENT_ID_MAX, 0) || !out->type.ptr ||
-        has_ctl(out->type.ptr, out->type.len)) {
+        dm_has_ctl(out->type.ptr, out->type.len)) {
         dm_msg_set(msg, "the webhook has no event.id or event.type");
         return DM_ERR_INVALID;
     }
@@ -945,7 +934,7 @@ static dm_status coinbase_create_checkout(dm_call *call, const dm_payment_checko
     memset(&in, 0, sizeof(in));
     memcpy(&in, in_raw, in_raw->size < sizeof(in) ? in_raw->size : sizeof(in));
     if (!in.order_id.ptr || in.order_id.len == 0 || in.order_id.len > ORDER_MAX ||
-        has_ctl(in.order_id.ptr, in.order_id.len)) {
+        dm_has_ctl(in.order_id.ptr, in.order_id.len)) {
         dm_msg_set(msg, "the order id must be 1 to %d characters without control characters",
                    ORDER_MAX);
         return DM_ERR_INVALID;

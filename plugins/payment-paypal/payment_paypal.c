@@ -182,17 +182,6 @@ static char *dup_call(dm_call *call, const char *s, size_t n)
     return out;
 }
 
-static int has_ctl(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 static dm_str mkstr(const char *s)
 {
     dm_str out = {s, s ? strlen(s) : 0};
@@ -232,7 +221,7 @@ static int is_order_id(dm_str s)
 
 static int is_http_url(const char *s, size_t n)
 {
-    return n <= URL_MAX && !has_ctl(s, n) && !memchr(s, ' ', n) &&
+    return n <= URL_MAX && !dm_has_ctl(s, n) && !memchr(s, ' ', n) &&
            ((n > 7 && strncmp(s, "http://", 7) == 0) || (n > 8 && strncmp(s, "https://", 8) == 0));
 }
 
@@ -459,7 +448,7 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     }
     c->client_id = host->setting(call, "client_id");
     if (!c->client_id || !*c->client_id || strlen(c->client_id) > SETTING_MAX ||
-        has_ctl(c->client_id, strlen(c->client_id))) {
+        dm_has_ctl(c->client_id, strlen(c->client_id))) {
         dm_msg_set(msg,
                    "client_id is missing or malformed; add DeepMinePluginSet %s client_id "
                    "<the REST app's client ID>",
@@ -468,7 +457,7 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     }
     c->secret = host->setting(call, "client_secret");
     if (!c->secret || !*c->secret || strlen(c->secret) > SETTING_MAX ||
-        has_ctl(c->secret, strlen(c->secret))) {
+        dm_has_ctl(c->secret, strlen(c->secret))) {
         dm_msg_set(msg,
                    "client_secret is missing or malformed; add DeepMinePluginSet %s "
                    "client_secret file:/path/to/secret (or env:VAR)",
@@ -516,7 +505,7 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     }
     c->brand_name = host->setting(call, "brand_name");
     if (c->brand_name &&
-        (strlen(c->brand_name) > 127 || has_ctl(c->brand_name, strlen(c->brand_name)))) {
+        (strlen(c->brand_name) > 127 || dm_has_ctl(c->brand_name, strlen(c->brand_name)))) {
         dm_msg_set(msg, "brand_name must be at most 127 characters");
         return DM_ERR_CONFIG;
     }
@@ -654,13 +643,13 @@ static void paypal_reason(dm_call *call, dm_str body, char *out, size_t outsz)
     dm_str oauth = field(call, body, "error");
 
     out[0] = '\0';
-    if (name.ptr && name.len < 64 && !has_ctl(name.ptr, name.len)) {
-        if (issue.ptr && issue.len < 64 && !has_ctl(issue.ptr, issue.len)) {
+    if (name.ptr && name.len < 64 && !dm_has_ctl(name.ptr, name.len)) {
+        if (issue.ptr && issue.len < 64 && !dm_has_ctl(issue.ptr, issue.len)) {
             snprintf(out, outsz, "%.*s: %.*s", (int)name.len, name.ptr, (int)issue.len, issue.ptr);
         } else {
             snprintf(out, outsz, "%.*s", (int)name.len, name.ptr);
         }
-    } else if (oauth.ptr && oauth.len < 64 && !has_ctl(oauth.ptr, oauth.len)) {
+    } else if (oauth.ptr && oauth.len < 64 && !dm_has_ctl(oauth.ptr, oauth.len)) {
         snprintf(out, outsz, "%.*s", (int)oauth.len, oauth.ptr);
     }
 }
@@ -746,7 +735,7 @@ static dm_status fetch_token(dm_call *call, const conf *c, char **token, dm_mess
     tok = field(call, resp.body, "access_token");
     type = field(call, resp.body, "token_type");
     exp = field(call, resp.body, "expires_in");
-    if (!tok.ptr || tok.len == 0 || tok.len > BEARER_MAX || has_ctl(tok.ptr, tok.len) ||
+    if (!tok.ptr || tok.len == 0 || tok.len > BEARER_MAX || dm_has_ctl(tok.ptr, tok.len) ||
         (type.ptr && strncasecmp(type.ptr, "Bearer", type.len) != 0) ||
         (exp.ptr && !parse_int64(exp.ptr, exp.len, &expires_in))) {
         dm_msg_set(msg, "PayPal's token endpoint answered something that is not a token");
@@ -1101,8 +1090,9 @@ static dm_str header_value(const dm_header *hs, size_t n, const char *name)
     const dm_header *h = dm_header_find(hs, n, name);
     dm_str none = {NULL, 0};
 
-    return h && h->value.ptr && h->value.len > 0 && !has_ctl(h->value.ptr, h->value.len) ? h->value
-                                                                                         : none;
+    return h && h->value.ptr && h->value.len > 0 && !dm_has_ctl(h->value.ptr, h->value.len)
+               ? h->value
+               : none;
 }
 
 /* PayPal's postback (PROVIDERS.md §2, option A): POST
@@ -1445,7 +1435,7 @@ static dm_status paypal_parse_webhook(dm_call *call, dm_str raw_body, const dm_h
     memset(&o, 0, sizeof(o));
     wh_id = field(call, raw_body, "id");
     type = field(call, raw_body, "event_type");
-    if (!wh_id.ptr || wh_id.len == 0 || wh_id.len > 200 || has_ctl(wh_id.ptr, wh_id.len) ||
+    if (!wh_id.ptr || wh_id.len == 0 || wh_id.len > 200 || dm_has_ctl(wh_id.ptr, wh_id.len) ||
         !type.ptr) {
         dm_msg_set(msg, "the event has no id or event_type");
         return DM_ERR_INVALID;
@@ -1830,7 +1820,7 @@ static dm_status paypal_refund_ex(dm_call *call, const dm_payment_refund_request
     memset(&req, 0, sizeof(req));
     memcpy(&req, req_raw, req_raw->size < sizeof(req) ? req_raw->size : sizeof(req));
     if (!req.idempotency_key.ptr || req.idempotency_key.len == 0 || req.idempotency_key.len > 108 ||
-        has_ctl(req.idempotency_key.ptr, req.idempotency_key.len)) {
+        dm_has_ctl(req.idempotency_key.ptr, req.idempotency_key.len)) {
         dm_msg_set(msg, "a refund needs an idempotency key of 1 to 108 characters");
         return DM_ERR_INVALID;
     }

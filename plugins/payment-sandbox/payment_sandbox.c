@@ -152,17 +152,6 @@ static char *to_call(dm_call *call, const buf *b)
     return out;
 }
 
-static int has_ctl(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 static int is_currency(const char *s, size_t n)
 {
     if (n != 3) {
@@ -178,7 +167,7 @@ static int is_currency(const char *s, size_t n)
 
 static int is_http_url(const char *s, size_t n)
 {
-    return n <= URL_MAX && !has_ctl(s, n) &&
+    return n <= URL_MAX && !dm_has_ctl(s, n) &&
            ((n > 7 && strncmp(s, "http://", 7) == 0) || (n > 8 && strncmp(s, "https://", 8) == 0));
 }
 
@@ -707,7 +696,7 @@ static dm_status make_checkout(dm_call *call, const conf *c, const dm_payment_ch
     memset(&in, 0, sizeof(in));
     memcpy(&in, in_raw, in_raw->size < sizeof(in) ? in_raw->size : sizeof(in));
     if (in.order_id.len == 0 || in.order_id.len > REF_MAX || !in.order_id.ptr ||
-        has_ctl(in.order_id.ptr, in.order_id.len)) {
+        dm_has_ctl(in.order_id.ptr, in.order_id.len)) {
         dm_msg_set(msg, "the order id must be 1 to %d characters without control characters",
                    REF_MAX);
         return DM_ERR_INVALID;
@@ -1155,8 +1144,8 @@ static dm_status test_post(dm_call *call, const conf *c, int dispute, dm_str bod
     dm_status st;
 
     memset(&why, 0, sizeof(why));
-    if (!ref.len || ref.len > REF_MAX || has_ctl(ref.ptr, ref.len) || pid.len > 64 ||
-        has_ctl(pid.ptr, pid.len) || order.len > REF_MAX || has_ctl(order.ptr, order.len)) {
+    if (!ref.len || ref.len > REF_MAX || dm_has_ctl(ref.ptr, ref.len) || pid.len > 64 ||
+        dm_has_ctl(pid.ptr, pid.len) || order.len > REF_MAX || dm_has_ctl(order.ptr, order.len)) {
         dm_msg_set(msg, "the body needs provider_ref (and plain order_id, payment_id)");
         return DM_ERR_INVALID;
     }
@@ -1482,7 +1471,7 @@ static dm_status sandbox_parse_webhook(dm_call *call, dm_str raw_body, const dm_
     }
     if (v14) {
         ev.payment_id = field(call, raw_body, "data.object.payment_id");
-        if (ev.payment_id.len > REF_MAX || has_ctl(ev.payment_id.ptr, ev.payment_id.len)) {
+        if (ev.payment_id.len > REF_MAX || dm_has_ctl(ev.payment_id.ptr, ev.payment_id.len)) {
             dm_msg_set(msg, "the event's payment_id is not a reference");
             return DM_ERR_INVALID;
         }
@@ -1519,7 +1508,7 @@ static dm_status sandbox_refund(dm_call *call, dm_str provider_ref, int64_t amou
         return st;
     }
     if (provider_ref.len == 0 || provider_ref.len > REF_MAX || !provider_ref.ptr ||
-        has_ctl(provider_ref.ptr, provider_ref.len)) {
+        dm_has_ctl(provider_ref.ptr, provider_ref.len)) {
         dm_msg_set(msg, "the provider reference must be 1 to %d characters", REF_MAX);
         return DM_ERR_INVALID;
     }

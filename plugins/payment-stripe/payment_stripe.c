@@ -132,17 +132,6 @@ static void form_int(buf *b, const char *key, int64_t v)
     form_str(b, key, t);
 }
 
-static int has_ctl(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* A decimal integer, the whole text, '-' allowed, no overflow. */
 static int parse_int64(const char *s, size_t n, int64_t *out)
 {
@@ -197,7 +186,7 @@ static dm_str field(dm_call *call, dm_str json, const char *path)
 /* An id or reference we pass on: 1..REF_MAX bytes, no control bytes. */
 static int ref_ok(dm_str s)
 {
-    return s.ptr && s.len > 0 && s.len <= REF_MAX && !has_ctl(s.ptr, s.len);
+    return s.ptr && s.len > 0 && s.len <= REF_MAX && !dm_has_ctl(s.ptr, s.len);
 }
 
 /* Stripe's lower-case currency as ISO 4217 upper case, in call memory. */
@@ -268,7 +257,7 @@ static int url_allowed(const char *u)
 
 static int key_ok(const char *k)
 {
-    if (!k || has_ctl(k, strlen(k)) || strchr(k, ' ')) {
+    if (!k || dm_has_ctl(k, strlen(k)) || strchr(k, ' ')) {
         return 0;
     }
     return (!strncmp(k, "sk_test_", 8) || !strncmp(k, "sk_live_", 8) ||
@@ -294,7 +283,7 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     }
     c->webhook_secret = host->setting(call, "webhook_secret");
     if (!c->webhook_secret || strncmp(c->webhook_secret, "whsec_", 6) != 0 ||
-        strlen(c->webhook_secret) < 7 || has_ctl(c->webhook_secret, strlen(c->webhook_secret))) {
+        strlen(c->webhook_secret) < 7 || dm_has_ctl(c->webhook_secret, strlen(c->webhook_secret))) {
         dm_msg_set(msg,
                    "webhook_secret must be the endpoint's signing secret, whsec_…, from "
                    "Stripe's dashboard (Developers, Webhooks); give it as env:VAR or file:/path");
@@ -308,7 +297,7 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     while (n > 0 && base[n - 1] == '/') {
         n--;
     }
-    if (n == 0 || n + 64 > sizeof(c->api_base) || has_ctl(base, n) || memchr(base, ' ', n) ||
+    if (n == 0 || n + 64 > sizeof(c->api_base) || dm_has_ctl(base, n) || memchr(base, ' ', n) ||
         memchr(base, '?', n) || memchr(base, '#', n)) {
         dm_msg_set(msg, "api_base must be a plain URL, like " API_BASE_DEFAULT);
         return DM_ERR_CONFIG;
@@ -331,7 +320,7 @@ static dm_status read_conf(dm_call *call, conf *c, dm_message *msg)
     if (!c->item_name || !*c->item_name) {
         c->item_name = ITEM_NAME_DEFAULT;
     }
-    if (strlen(c->item_name) > 200 || has_ctl(c->item_name, strlen(c->item_name))) {
+    if (strlen(c->item_name) > 200 || dm_has_ctl(c->item_name, strlen(c->item_name))) {
         dm_msg_set(msg, "item_name must be at most 200 characters without control characters");
         return DM_ERR_CONFIG;
     }
@@ -543,7 +532,7 @@ static dm_status stripe_create_checkout(dm_call *call, const dm_payment_checkout
         cancel_url = ok_url;
     }
     if (!ok_url || !cancel_url || strlen(ok_url) > URL_MAX || strlen(cancel_url) > URL_MAX ||
-        has_ctl(ok_url, strlen(ok_url)) || has_ctl(cancel_url, strlen(cancel_url)) ||
+        dm_has_ctl(ok_url, strlen(ok_url)) || dm_has_ctl(cancel_url, strlen(cancel_url)) ||
         !is_http_url(ok_url) || !is_http_url(cancel_url)) {
         dm_msg_set(msg, "Stripe Checkout needs http(s) success and cancel URLs (set "
                         "DeepMinePublicURL)");
@@ -581,7 +570,7 @@ static dm_status stripe_create_checkout(dm_call *call, const dm_payment_checkout
     form_str(&form, "cancel_url", cancel_url);
     form_int(&form, "expires_at", now_sec() + LIFETIME_S);
     if (in.customer_email.len && in.customer_email.len <= 254 &&
-        !has_ctl(in.customer_email.ptr, in.customer_email.len) &&
+        !dm_has_ctl(in.customer_email.ptr, in.customer_email.len) &&
         memchr(in.customer_email.ptr, '@', in.customer_email.len)) {
         form_add(&form, "customer_email", in.customer_email.ptr, in.customer_email.len);
     }
@@ -604,7 +593,7 @@ static dm_status stripe_create_checkout(dm_call *call, const dm_payment_checkout
     id = field(call, resp.body, "id");
     url = field(call, resp.body, "url");
     if (!ref_ok(id) || id.len < 4 || memcmp(id.ptr, "cs_", 3) != 0 || !url.ptr ||
-        url.len > URL_MAX || has_ctl(url.ptr, url.len) || !is_http_url(dup_str(call, url))) {
+        url.len > URL_MAX || dm_has_ctl(url.ptr, url.len) || !is_http_url(dup_str(call, url))) {
         dm_msg_set(msg, "Stripe answered the checkout session with %d but no session id and url",
                    resp.status);
         return DM_ERR_TEMPORARY;
@@ -805,7 +794,7 @@ static dm_status dispute_event(dm_call *call, const conf *c, dm_str dp, int clos
                      id.ptr ? id.ptr : "", (int)(reason.len > 40 ? 40 : reason.len),
                      reason.ptr ? reason.ptr : "no reason",
                      (int)(status.len > 30 ? 30 : status.len), status.ptr ? status.ptr : "unknown");
-            if (has_ctl(d, strlen(d))) {
+            if (dm_has_ctl(d, strlen(d))) {
                 snprintf(d, 200, "dispute");
             }
             ev->detail.ptr = d;

@@ -1,7 +1,8 @@
 /*
  * deepmine/plugin_util.h — small helpers every plugin wrote again: a
  * message into dm_message, a dm_str compared with a C string, a request
- * header found by name, a bounded decimal number. Header-only (static inline), over the types of
+ * header found by name, a bounded decimal number, a control-character
+ * check. Header-only (static inline), over the types of
  * deepmine/plugin.h and the C library alone: a plugin that includes it
  * links against nothing more, and the ABI does not change.
  */
@@ -48,6 +49,19 @@ static inline const dm_header *dm_header_find(const dm_header *hs, size_t n, con
         }
     }
     return NULL;
+}
+
+/* 1 when the n bytes at s hold a control character (below 0x20, or DEL):
+ * what must never reach a header, a URL or a log line. */
+static inline int dm_has_ctl(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* A whole decimal number of n bytes (no sign, at most 12 digits) within
