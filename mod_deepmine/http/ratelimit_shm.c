@@ -44,6 +44,9 @@ static const dm_rl_rule default_rules[] = {
     {"password-reset", 3, (int64_t)3600 * US_PER_S, DM_RL_SCOPE_IP},
     {"verify-email", 10, (int64_t)3600 * US_PER_S, DM_RL_SCOPE_IP},
     {"webhook", 50, (int64_t)1 * US_PER_S, DM_RL_SCOPE_IP},
+    /* members' data (routes/gdpr.c): the export, the erasure request */
+    {"export", 5, (int64_t)3600 * US_PER_S, DM_RL_SCOPE_MEMBER},
+    {"erasure", 5, (int64_t)3600 * US_PER_S, DM_RL_SCOPE_MEMBER},
 };
 
 /* Kept in the parent's process pool across configuration generations. */

@@ -153,6 +153,10 @@ static const struct staff_access {
     {"GET", "/api/admin/export/commissions.csv", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},
     {"GET", "/api/admin/export/withdrawals.csv", DM_ROLE_FINANCE},
     {"GET", "/api/admin/export/transfers.csv", DM_ROLE_FINANCE},
+    /* routes/gdpr.c: erasure requests (owner only) */
+    {"GET", "/api/admin/erasures", 0},
+    {"POST", "/api/admin/erasures/{id}/process", 0},
+    {"POST", "/api/admin/erasures/{id}/cancel", 0},
 };
 
 /* The roles allowed on a route; *known 0 when the table has no row. */
