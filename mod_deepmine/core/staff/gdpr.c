@@ -593,7 +593,9 @@ static const char *const erase_sql[] = {
     "status = 'suspended', token_version = token_version + 1, marketing_opt_in = 0, "
     "updated_at = ?2 WHERE id = ?1",
     "DELETE FROM refresh_tokens WHERE user_id = ?1",
-    "DELETE FROM email_tokens WHERE user_id = ?1",
+    /* spent, not deleted: the mail queue's idempotency keys name token
+     * ids ("verify:<id>"), and a deleted highest id would be reused */
+    "UPDATE email_tokens SET used_at = COALESCE(used_at, ?2) WHERE user_id = ?1",
     "DELETE FROM email_preferences WHERE user_id = ?1",
     "UPDATE legal_acceptances SET ip = '' WHERE user_id = ?1",
     "UPDATE withdrawals SET destination = 'erased', destination_key = 'erased:' || id "
