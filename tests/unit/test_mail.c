@@ -227,6 +227,8 @@ static void test_every_template_the_code_queues_is_seeded_and_valid(void **state
                                             "staff_alert",
                                             "order_refunded",
                                             "dispute_alert",
+                                            "erasure_confirm",
+                                            "staff_digest",
                                             NULL};
     dm_db *db = fresh();
     apr_array_header_t *defs, *tmpls;
@@ -240,7 +242,7 @@ static void test_every_template_the_code_queues_is_seeded_and_valid(void **state
         }
     }
     assert_null(dm_mail_tmpl_list(db, pool, &defs, &tmpls));
-    assert_int_equal(defs->nelts, 16);
+    assert_int_equal(defs->nelts, 18);
     for (int i = 0; i < defs->nelts; i++) {
         const dm_mail_def *d = &APR_ARRAY_IDX(defs, i, dm_mail_def);
         const dm_mail_tmpl *t = &APR_ARRAY_IDX(tmpls, i, dm_mail_tmpl);
