@@ -26,7 +26,7 @@ INSERT INTO email_template_defs (key, class, category, description, variables, s
 ('erasure_confirm', 'transactional', NULL,
  'Sent when a member asks for the erasure of the account: the link that confirms it.',
  '["email","url","token","expires_in_hours","delay_days","site_url","recipient"]',
- '{"email":"ada@example.com","url":"https://deepmine.example/api/me/delete/confirm?token=abc","token":"abc","expires_in_hours":24,"delay_days":14}'),
+ '{"email":"ada@example.com","url":"https://deepmine.example/confirm-erasure?token=abc","token":"abc","expires_in_hours":24,"delay_days":14}'),
 ('staff_digest', 'transactional', NULL,
  'To owners, daily when DeepMineStaffDigest is on: the day before in figures.',
  '["day","signups","revenue_micros","currency","orders_review","kyc_waiting","withdrawals_waiting","jobs_dead","errors","site_url","recipient"]',

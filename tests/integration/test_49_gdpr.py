@@ -86,7 +86,7 @@ def link_token(s, email, n=-1):
     mails = queued_mail(s, email, "erasure_confirm")
     assert mails, "no erasure_confirm mail"
     v = mails[n]
-    assert v["url"].endswith("/api/me/delete/confirm?token=" + v["token"])
+    assert v["url"].endswith("/confirm-erasure?token=" + v["token"])
     assert v["delay_days"] == 14 and v["expires_in_hours"] == 24
     return v["token"]
 

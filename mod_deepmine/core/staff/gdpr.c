@@ -469,10 +469,9 @@ dm_err *dm_gdpr_request(dm_db *db, apr_pool_t *p, const dm_services *s, const dm
         vars = dm_json_own(p, json_pack("{s:s,s:I,s:I}", "email", m->email, "expires_in_hours",
                                         (json_int_t)(DM_ERASURE_LINK_TTL / 3600), "delay_days",
                                         (json_int_t)((delay + 86399) / 86400)));
-        secrets =
-            dm_json_own(p, json_pack("{s:s,s:s}", "token", token, "url",
-                                     apr_pstrcat(p, s->public_url ? s->public_url : "",
-                                                 "/api/me/delete/confirm?token=", token, NULL)));
+        secrets = dm_json_own(p, json_pack("{s:s,s:s}", "token", token, "url",
+                                           apr_pstrcat(p, s->public_url ? s->public_url : "",
+                                                       "/confirm-erasure?token=", token, NULL)));
         e = dm_mail_enqueue_sealed(db, p, s->keys->mail_seal, m->email, "erasure_confirm", vars,
                                    secrets,
                                    apr_psprintf(p, "erasure:%" APR_INT64_T_FMT, (apr_int64_t)id));
