@@ -183,12 +183,21 @@ def test_erasure_refusal_lists_pending_withdrawals_and_active_contracts(srv):
     srv.sql("INSERT INTO withdrawals (user_id, amount_micros, currency, network, destination, "
             "destination_key, status, requested_at) VALUES (%d, 1000000, 'USD', 'trc20', "
             "'TX', 'trc20:TX', 'pending', %d)" % (uid, srv.now))
+    pkg, price = srv.sql("SELECT id, price_micros FROM packages LIMIT 1")[0]
+    srv.sql("INSERT INTO orders (user_id, package_id, amount_micros, currency, status, gateway, "
+            "created_at, paid_at, updated_at) VALUES (%d, %d, %d, 'USD', 'paid', 'sandbox', "
+            "%d, %d, %d)" % (uid, pkg, price, srv.now, srv.now, srv.now))
+    [(oid,)] = srv.sql("SELECT id FROM orders WHERE user_id = %d" % uid)
+    srv.sql("INSERT INTO contracts (order_id, user_id, package_id, name, hashrate_ghs, "
+            "price_micros, daily_yield_micros, duration_days, currency, started_at, expires_at) "
+            "VALUES (%d, %d, %d, 'S19', 100, %d, 1000, 30, 'USD', %d, %d)"
+            % (oid, uid, pkg, price, srv.now, srv.now + 30 * DAY))
     r = ask(srv, h)
     assert r.status_code == 409
     assert error_of(r)["message"] == ("the account cannot be erased yet: 1 withdrawal(s) "
-                                      "pending: wait for the decision")
-    srv.sql("UPDATE withdrawals SET status = 'rejected', decided_at = %d, reason = 'x' "
-            "WHERE user_id = %d" % (srv.now, uid))
+                                      "pending: wait for the decision; 1 contract(s) still "
+                                      "active: wait for the end of their term")
+    assert srv.sql("SELECT COUNT(*) FROM erasure_requests WHERE user_id = %d" % uid) == [(0,)]
 
 
 # ---- the whole flow ----
