@@ -382,7 +382,7 @@ dm_err *dm_gdpr_list(dm_db *db, apr_pool_t *p, const char *status, int64_t curso
     dm_stmt_bind_str(st, 2, status);
     dm_stmt_bind_int64(st, 3, (int64_t)limit + 1);
     while (!(e = dm_stmt_step(st, p, &row)) && row) {
-        dm_erasure x;
+        dm_erasure x = {0};
         if ((*rows)->nelts == limit) {
             *next = APR_ARRAY_IDX(*rows, limit - 1, dm_erasure).id;
             break;
@@ -416,7 +416,7 @@ dm_err *dm_gdpr_request(dm_db *db, apr_pool_t *p, const dm_services *s, const dm
                         int64_t delay, dm_erasure *out)
 {
     apr_array_header_t *blockers;
-    dm_erasure cur;
+    dm_erasure cur = {0};
     int found = 0;
     int64_t now = dm_now(), id = 0;
     const char *token = dm_token_new(p);
@@ -540,7 +540,6 @@ dm_err *dm_gdpr_cancel(dm_db *db, apr_pool_t *p, int64_t request_id, int64_t use
     dm_stmt *st;
     int row = 0;
     int64_t id = 0;
-    dm_erasure before;
     dm_err *e = dm_db_begin(db, p);
 
     if (!e) {
@@ -567,8 +566,6 @@ dm_err *dm_gdpr_cancel(dm_db *db, apr_pool_t *p, int64_t request_id, int64_t use
         e = dm_gdpr_get(db, p, id, out);
     }
     if (!e && staff_id) {
-        before = *out;
-        (void)before;
         e = dm_audit_write(db, p, staff_id, "erasure.cancel", "erasure",
                            apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)id), NULL,
                            dm_json_own(p, dm_erasure_json(p, out)), ip);
@@ -633,7 +630,7 @@ static dm_err *run_list(dm_db *db, apr_pool_t *p, const char *const *list, int64
 dm_err *dm_gdpr_erase(dm_db *db, apr_pool_t *p, const dm_kyc_store *store, int64_t id,
                       const char *by, int64_t staff_id, const char *ip, dm_erasure *out)
 {
-    dm_erasure x;
+    dm_erasure x = {0};
     apr_array_header_t *blockers, *keys = apr_array_make(p, 4, sizeof(const char *));
     dm_stmt *st;
     int row = 0, aml_hold = 0;
@@ -744,7 +741,7 @@ dm_err *dm_gdpr_erase(dm_db *db, apr_pool_t *p, const dm_kyc_store *store, int64
     }
     /* the rows are gone: now the objects (an orphan is harmless: its key is
      * wrapped in no row any more) */
-    for (int i = 0; i < keys->nelts; i++) {
+    for (int i = 0; store && i < keys->nelts; i++) {
         const char *k = APR_ARRAY_IDX(keys, i, const char *);
         dm_err *r = store->remove(store->ctx, p, k);
         if (r) {
@@ -777,7 +774,7 @@ dm_err *dm_gdpr_erase_due(dm_db *db, apr_pool_t *p, const dm_kyc_store *store, i
     }
     dm_stmt_done(st);
     for (int i = 0; !e && i < ids->nelts; i++) {
-        dm_erasure x;
+        dm_erasure x = {0};
         int64_t id = APR_ARRAY_IDX(ids, i, int64_t);
         dm_err *r = dm_gdpr_erase(db, p, store, id, "job:erasure", 0, NULL, &x);
         if (r && r->code == DM_E_CONFLICT) {

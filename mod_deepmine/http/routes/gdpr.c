@@ -58,7 +58,7 @@ static int me_delete_get(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
     dm_member me;
-    dm_erasure x;
+    dm_erasure x = {0};
     int found = 0;
     apr_array_header_t *blockers = NULL;
     json_t *o, *arr;
@@ -86,7 +86,7 @@ static int me_delete(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
     dm_member me;
-    dm_erasure x;
+    dm_erasure x = {0};
     json_t *b;
     dm_err *e = dm_http_member_db(r, &db, &me);
 
@@ -113,7 +113,7 @@ static int me_delete_confirm(request_rec *r, const dm_route_match *m)
     dm_db *db;
     json_t *b;
     const char *token = NULL;
-    dm_erasure x;
+    dm_erasure x = {0};
     dm_err *e = dm_http_check_origin(r);
 
     if (!e) {
@@ -144,7 +144,7 @@ static int me_delete_cancel(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
     dm_member me;
-    dm_erasure x;
+    dm_erasure x = {0};
     dm_err *e = dm_http_member_db(r, &db, &me);
 
     if (!e) {
@@ -166,8 +166,8 @@ static int admin_list(request_rec *r, const dm_route_match *m)
     const char *status = dm_http_arg(r, "status");
     dm_err *e = dm_http_page_begin(r, m, DM_HTTP_STAFF, "status", &pg);
 
-    if (!e && status && strcmp(status, "unconfirmed") && strcmp(status, "scheduled") &&
-        strcmp(status, "done") && strcmp(status, "cancelled")) {
+    if (!e && status && strcmp(status, "unconfirmed") != 0 && strcmp(status, "scheduled") != 0 &&
+        strcmp(status, "done") != 0 && strcmp(status, "cancelled") != 0) {
         e = dm_err_make(r->pool, DM_E_INVALID, "status",
                         "status is one of unconfirmed, scheduled, done, cancelled");
     }
@@ -183,7 +183,7 @@ static int admin_process(request_rec *r, const dm_route_match *m)
     dm_staff st;
     int64_t id = 0;
     json_t *b;
-    dm_erasure x;
+    dm_erasure x = {0};
     const dm_conf *c = dm_conf_get(r->server);
     const char *why = NULL;
     const dm_loaded_plugin *pl = dm_storage_plugin(dm_g.plugins, c->storage, &why);
