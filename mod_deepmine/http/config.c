@@ -21,6 +21,7 @@
 #include "shop/janitor.h"
 #include "shop/refunds.h"
 #include "kyc/kyc_docs.h"
+#include "staff/gdpr.h"
 
 #define DM_UNSET (-1)
 
@@ -55,6 +56,8 @@ void *dm_conf_create(apr_pool_t *p, server_rec *s)
     c->kyc_abandoned = DM_UNSET;
     c->staff_2fa = DM_UNSET;
     c->address_delay = DM_UNSET;
+    c->erasure_delay = DM_UNSET;
+    c->staff_digest = DM_UNSET;
     return c;
 }
 
@@ -108,6 +111,8 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
     MERGE_NUM(job_batch);
     MERGE_NUM(staff_2fa);
     MERGE_NUM(address_delay);
+    MERGE_NUM(erasure_delay);
+    MERGE_NUM(staff_digest);
     return m;
 }
 
@@ -805,6 +810,49 @@ static const char *set_kyc_retention(cmd_parms *cmd, void *dc, const char *a1, c
     return NULL;
 }
 
+/* "<n>s|m|h|d": the grace period of an erasure (0 allowed: the next run of
+ * the erasure job). */
+static const char *set_erasure_delay(cmd_parms *cmd, void *dc, const char *arg)
+{
+    size_t n = strlen(arg);
+    long long v = 0, unit = 0;
+    const char *err = NULL;
+
+    if (n >= 2) {
+        unit = arg[n - 1] == 's'   ? 1
+               : arg[n - 1] == 'm' ? 60
+               : arg[n - 1] == 'h' ? 3600
+               : arg[n - 1] == 'd' ? 86400
+                                   : 0;
+    }
+    if (!unit) {
+        err = "a period is a number with a unit: 3600s, 60m, 24h or 14d";
+    }
+    if (!err) {
+        err = dm_parse_int(cmd->temp_pool, apr_pstrndup(cmd->temp_pool, arg, n - 1), 0,
+                           3650LL * 86400, &v);
+    }
+    if (!err && v * unit > 3650LL * 86400) {
+        err = "at most 3650 days";
+    }
+    if (err) {
+        return apr_pstrcat(cmd->pool, DM_DIR_ERASURE_DELAY " ", arg, ": ", err, NULL);
+    }
+    sconf(cmd)->erasure_delay = v * unit;
+    return NULL;
+}
+
+int64_t dm_conf_erasure_delay(const dm_conf *c)
+{
+    return c->erasure_delay != DM_UNSET ? (int64_t)c->erasure_delay : DM_ERASURE_DEFAULT_DELAY;
+}
+
+static const char *set_staff_digest(cmd_parms *cmd, void *dc, int on)
+{
+    sconf(cmd)->staff_digest = on ? 1 : 0;
+    return NULL;
+}
+
 static const char *set_kyc_provider(cmd_parms *cmd, void *dc, const char *arg)
 {
     if (!*arg) {
@@ -825,6 +873,11 @@ const command_rec dm_directives[] = {
                    "closes (default 5y) and of rejected or abandoned cases (default 90d)"),
     AP_INIT_TAKE1(DM_DIR_KYC_PROVIDER, set_kyc_provider, NULL, RSRC_CONF,
                   "the KYC plugin (by name) whose flow POST /api/kyc/start starts, or manual"),
+    AP_INIT_TAKE1(DM_DIR_ERASURE_DELAY, set_erasure_delay, NULL, RSRC_CONF,
+                  "grace period between a confirmed erasure request and the erasure "
+                  "(default 14d)"),
+    AP_INIT_FLAG(DM_DIR_STAFF_DIGEST, set_staff_digest, NULL, RSRC_CONF,
+                 "On: owners get the daily staff digest e-mail (default Off)"),
     AP_INIT_FLAG(DM_DIR_CRON, set_cron, NULL, RSRC_CONF,
                  "On (default): Apache runs the cron daemon; Off: jobs run elsewhere"),
     AP_INIT_FLAG(DM_DIR_TEST_MODE, set_test_mode, NULL, RSRC_CONF,

@@ -77,6 +77,7 @@ void dm_cron_env(const dm_conf *c, dm_job_env *env)
     env->test_mode = dm_conf_test_mode(c);
     env->batch_size = c->job_batch > 0 ? c->job_batch : 0;
     env->storage = c->storage;
+    env->staff_digest = c->staff_digest == 1;
     {
         dm_kyc_env k;
         dm_conf_kyc(c, &k, &env->kyc_retention, &env->kyc_abandoned);

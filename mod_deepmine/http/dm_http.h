@@ -49,6 +49,8 @@ APLOG_USE_MODULE(deepmine);
 #define DM_DIR_KYC_PROVIDER "DeepMineKycProvider"
 #define DM_DIR_KYC_REQUIRED "DeepMineKycRequired"
 #define DM_DIR_KYC_RETENTION "DeepMineKycRetention"
+#define DM_DIR_ERASURE_DELAY "DeepMineErasureDelay"
+#define DM_DIR_STAFF_DIGEST "DeepMineStaffDigest"
 #define DM_DIR_JOB_BATCH "DeepMineJobBatch"
 #define DM_DIR_KYC_POLL_AFTER "DeepMineKycPollAfter"
 #define DM_DIR_LEGAL_DIR "DeepMineLegalDir"
@@ -122,6 +124,8 @@ typedef struct dm_conf {
     const char *metrics_token; /* DeepMineMetricsToken: a scraper's Bearer token; NULL unset */
     int staff_2fa;             /* DeepMineStaff2FA required (1) | optional (0); -1 unset */
     long long address_delay;   /* DeepMineWithdrawalAddressDelay seconds; -1 unset */
+    long long erasure_delay;   /* DeepMineErasureDelay seconds; -1 unset (14 days) */
+    int staff_digest;          /* DeepMineStaffDigest on|off; -1 unset (off) */
 } dm_conf;
 
 /* Process-wide state: built in post_config (router, plugins) and
@@ -172,6 +176,8 @@ void dm_conf_payment_rules(const dm_conf *c, struct dm_payment_rules *out);
 int dm_conf_kyc_poll_after(const dm_conf *c);
 int dm_conf_cron(const dm_conf *c);
 int dm_conf_test_mode(const dm_conf *c);
+/* DeepMineErasureDelay in seconds (default 14 days). */
+int64_t dm_conf_erasure_delay(const dm_conf *c);
 int dm_conf_accrual_delay(const dm_conf *c);
 /* The KYC settings with their defaults (kyc_docs.h). */
 struct dm_kyc_env;
@@ -356,6 +362,7 @@ extern const dm_route_def dm_routes_stats[]; /* routes/stats.c: statistics, CSV 
 extern const dm_route_def dm_routes_ops[];
 extern const dm_route_def dm_routes_kyc[];
 extern const dm_route_def dm_routes_twofa[];
+extern const dm_route_def dm_routes_gdpr[]; /* routes/gdpr.c: members' data */
 
 /* routes/admin.c — how every /api/admin handler but login/logout starts: a
  * pooled connection and the calling staff member: a live dm_admin session

@@ -256,7 +256,8 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
         add_routes(pconf, s, dm_routes_twofa) != OK ||
         add_routes(pconf, s, dm_routes_catalogue_admin) != OK ||
         add_routes(pconf, s, dm_routes_jobs) != OK || add_routes(pconf, s, dm_routes_stats) != OK ||
-        add_routes(pconf, s, dm_routes_ops) != OK || add_routes(pconf, s, dm_routes_kyc) != OK) {
+        add_routes(pconf, s, dm_routes_ops) != OK || add_routes(pconf, s, dm_routes_kyc) != OK ||
+        add_routes(pconf, s, dm_routes_gdpr) != OK) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (dm_cron_daemon_post_config(pconf, s) != OK) {

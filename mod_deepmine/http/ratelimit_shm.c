@@ -50,6 +50,9 @@ static const dm_rl_rule default_rules[] = {
     {"login-2fa-member", 5, (int64_t)300 * US_PER_S, DM_RL_SCOPE_MEMBER},
     /* the e-mailed link that confirms a withdrawal address */
     {"confirm-address", 10, (int64_t)3600 * US_PER_S, DM_RL_SCOPE_IP},
+    /* members' data (routes/gdpr.c): the export, the erasure request */
+    {"export", 5, (int64_t)3600 * US_PER_S, DM_RL_SCOPE_MEMBER},
+    {"erasure", 5, (int64_t)3600 * US_PER_S, DM_RL_SCOPE_MEMBER},
 };
 
 /* Kept in the parent's process pool across configuration generations. */

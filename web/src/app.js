@@ -6,7 +6,7 @@ import { match, navigate, startRouter, useLocation } from './lib/router.js';
 import { html, Loading } from './lib/ui.js';
 import { loadUser, logout, useUser } from './session.js';
 import {
-  ConfirmAddress, Home, Legal, Login, NotFound, Register, ResetPassword, VerifyEmail,
+  ConfirmAddress, ConfirmErasure, Home, Legal, Login, NotFound, Register, ResetPassword, VerifyEmail,
 } from './pages/public.js';
 import {
   Buy, BuyList, Contract, Contracts, Dashboard, Order, Orders, Referrals, Settings, TermsBanner, VerifyBanner, Wallet, Withdrawals,
@@ -22,6 +22,7 @@ const routes = [
   { path: '/verify-email', page: VerifyEmail },
   { path: '/reset-password', page: ResetPassword },
   { path: '/confirm-address', page: ConfirmAddress },
+  { path: '/confirm-erasure', page: ConfirmErasure },
   { path: '/dashboard', page: Dashboard, auth: true },
   { path: '/buy', page: BuyList, auth: true },
   { path: '/buy/:id', page: Buy, auth: true },

@@ -25,6 +25,7 @@
 #include "kyc/kyc_store.h"
 #include "plugins/storage.h"
 #include "kyc/kyc_events.h"
+#include "staff/gdpr.h"
 
 #include <jansson.h>
 
@@ -182,6 +183,41 @@ static dm_err *job_kyc_retention(dm_job_ctx *ctx, dm_job_result *res)
     return e;
 }
 
+/* staff/gdpr.c: confirmed erasure requests whose grace period is over.
+ * KYC objects go through the storage plugin when one is loaded; without
+ * one the documents stay for kyc-retention (the erasure closes the case). */
+static dm_err *job_erasure(dm_job_ctx *ctx, dm_job_result *res)
+{
+    const char *why = NULL;
+    const dm_loaded_plugin *pl =
+        ctx->env->plugins ? dm_storage_plugin(ctx->env->plugins, ctx->env->storage, &why) : NULL;
+    dm_kyc_plugin_store store;
+    int64_t done = 0;
+    dm_err *e;
+
+    *res = DM_JOB_OK;
+    if (pl) {
+        dm_kyc_store_plugin(&store, ctx->env->plugins, pl);
+    }
+    e = dm_gdpr_erase_due(ctx->db, ctx->pool, pl ? &store.store : NULL, dm_now(), &done);
+    ctx->items += done;
+    return e;
+}
+
+/* staff/gdpr.c: the owners' daily digest, when DeepMineStaffDigest is on. */
+static dm_err *job_staff_digest(dm_job_ctx *ctx, dm_job_result *res)
+{
+    int64_t sent = 0;
+    dm_err *e = NULL;
+
+    *res = DM_JOB_OK;
+    if (ctx->env->staff_digest) {
+        e = dm_gdpr_staff_digest(ctx->db, ctx->pool, dm_now(), &sent);
+    }
+    ctx->items += sent;
+    return e;
+}
+
 /* Test mode only: fails every time, for the dead-letter tests. */
 static dm_err *job_test_fail(dm_job_ctx *ctx, dm_job_result *res)
 {
@@ -329,6 +365,24 @@ static const dm_job_def jobs[] = {
      .fn = job_kyc_retention,
      .about = "deletes identity documents past DeepMineKycRetention (approved members: after "
               "the account closes; rejected or abandoned cases: 90 days) and audits it"},
+    {.name = "erasure",
+     .on_dead = dm_cron_job_dead_alert,
+     .sched = DM_SCHED_INTERVAL,
+     .interval_s = 3600,
+     .max_attempts = 5,
+     .timeout_s = 600,
+     .fn = job_erasure,
+     .about = "erases the members whose confirmed erasure request is past "
+              "DeepMineErasureDelay (a member still holding money waits, logged)"},
+    {.name = "staff-digest",
+     .on_dead = dm_cron_job_dead_alert,
+     .sched = DM_SCHED_INTERVAL,
+     .interval_s = 86400,
+     .max_attempts = 5,
+     .timeout_s = 600,
+     .fn = job_staff_digest,
+     .about = "when DeepMineStaffDigest is on, e-mails each owner the day before in figures "
+              "(sign-ups, revenue, work waiting, dead jobs, failures)"},
     {.name = "test-fail",
      .on_dead = dm_cron_job_dead_alert,
      .sched = DM_SCHED_MANUAL,

@@ -55,6 +55,7 @@ typedef struct dm_job_env {
     const char *storage;
     int64_t kyc_retention;
     int64_t kyc_abandoned;
+    int staff_digest; /* DeepMineStaffDigest on: the staff-digest job sends */
 } dm_job_env;
 
 typedef struct dm_job_ctx dm_job_ctx;

@@ -345,6 +345,30 @@ const char *dm_stmt_dup_text(dm_stmt *st, apr_pool_t *p, int col)
     return apr_pstrmemdup(p, s, len);
 }
 
+int dm_stmt_column_count(dm_stmt *st)
+{
+    return sqlite3_column_count(st->st);
+}
+
+const char *dm_stmt_column_name(dm_stmt *st, int col)
+{
+    return sqlite3_column_name(st->st, col);
+}
+
+int dm_stmt_column_kind(dm_stmt *st, int col)
+{
+    switch (sqlite3_column_type(st->st, col)) {
+    case SQLITE_NULL:
+        return 0;
+    case SQLITE_INTEGER:
+        return 1;
+    case SQLITE_TEXT:
+        return 2;
+    default:
+        return 3;
+    }
+}
+
 int dm_stmt_is_null(dm_stmt *st, int col)
 {
     return sqlite3_column_type(st->st, col) == SQLITE_NULL;

@@ -77,6 +77,11 @@ dm_err *dm_stmt_step(dm_stmt *st, apr_pool_t *p, int *row);
 int64_t dm_stmt_int64(dm_stmt *st, int col);
 const char *dm_stmt_text(dm_stmt *st, int col, size_t *len);
 int dm_stmt_is_null(dm_stmt *st, int col);
+/* The result's column count, a column's name, and whether a row's value
+ * is an integer (1), text (2), null (0) or other (3) (generic exports). */
+int dm_stmt_column_count(dm_stmt *st);
+const char *dm_stmt_column_name(dm_stmt *st, int col);
+int dm_stmt_column_kind(dm_stmt *st, int col);
 /* A copy of a text column in p, or NULL when the column is NULL. */
 const char *dm_stmt_dup_text(dm_stmt *st, apr_pool_t *p, int col);
 

@@ -161,6 +161,10 @@ static const struct staff_access {
     {"POST", "/api/admin/me/2fa/setup", DM_ROLE_ANY},
     {"POST", "/api/admin/me/2fa/enable", DM_ROLE_ANY},
     {"POST", "/api/admin/me/2fa/disable", DM_ROLE_ANY},
+    /* routes/gdpr.c: erasure requests (owner only) */
+    {"GET", "/api/admin/erasures", 0},
+    {"POST", "/api/admin/erasures/{id}/process", 0},
+    {"POST", "/api/admin/erasures/{id}/cancel", 0},
 };
 
 /* What a session that may only enrol (DeepMineStaff2FA required, owner or

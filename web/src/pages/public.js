@@ -198,6 +198,29 @@ export function ConfirmAddress({ query }) {
   </${Page}>`;
 }
 
+// The erasure link (POST /api/me/delete): confirmed by a deliberate click,
+// never on load (mail scanners open links).
+export function ConfirmErasure({ query }) {
+  const token = query.get('token');
+  const [state, setState] = useState(token ? 'ask' : 'missing');
+  const [error, setError] = useState(null);
+  const [due, setDue] = useState(null);
+  const confirm = () => {
+    setState('working');
+    post('/api/me/delete/confirm', { token }).then((b) => {
+      setDue(b.erasure.due_at); setState('done');
+    }, (e) => { setError(e); setState('failed'); });
+  };
+  return html`<${Page} title=${t('erasure.title')}>
+    ${state === 'ask' ? html`<p>${t('erasure.ask')}</p>
+      <p><button class="btn" type="button" onClick=${confirm}>${t('erasure.confirm')}</button></p>` : null}
+    ${state === 'working' ? html`<${Loading} />` : null}
+    ${state === 'done' ? html`<${Alert} kind="success">${t('erasure.done', { due })}</${Alert}>` : null}
+    ${state === 'failed' ? html`<${Alert} kind="error">${t('erasure.failed')} ${error && error.message}</${Alert}>` : null}
+    ${state === 'missing' ? html`<${Alert} kind="error">${t('verify.missing')}</${Alert}>` : null}
+  </${Page}>`;
+}
+
 export function ResetPassword({ query }) {
   const token = query.get('token');
   const [email, setEmail] = useState('');
