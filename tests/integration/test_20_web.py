@@ -226,3 +226,11 @@ def test_first_load_of_the_dashboard_stays_within_150_kb(srv):
     assert r.status_code == 201, r.text
     out = node(srv, "budget.mjs", member={"email": m["email"]})
     assert "dashboard shown at" in out
+
+
+def test_identity_check_and_payment_methods_pages_from_upload_to_approval(srv):
+    m = register_member(srv, "kyc")["user"]
+    srv.sql("UPDATE users SET email_verified_at = %d WHERE id = %d" % (T0, m["id"]))
+    owner = staff_login(srv, "owner")
+    node(srv, "kyc.mjs", member={"email": m["email"], "id": m["id"]},
+         staff={"email": owner[0], "password": owner[1]})

@@ -20,6 +20,7 @@ const routes = [
   { path: '/admin/contracts', page: P.Contracts, nav: 'admin.nav.contracts', roles: ['finance', 'support'] },
   { path: '/admin/transfers', page: P.Transfers, nav: 'admin.nav.transfers', roles: ['finance'] },
   { path: '/admin/withdrawals', page: P.Withdrawals, nav: 'admin.nav.withdrawals', roles: ['finance'] },
+  { path: '/admin/kyc', page: P.KycQueue, nav: 'admin.nav.kyc', roles: ['kyc'] },
   { path: '/admin/packages', page: P.Catalogue, nav: 'admin.nav.catalogue', roles: ['finance', 'support'] },
   { path: '/admin/vip', page: P.VipPlan, nav: 'admin.nav.vip', roles: [] },
   { path: '/admin/pool-payouts', page: P.PoolPayouts, nav: 'admin.nav.pool', roles: ['finance'] },

@@ -9,6 +9,7 @@ import { Home, Legal, Login, NotFound, Register, ResetPassword, VerifyEmail } fr
 import {
   Buy, BuyList, Contract, Contracts, Dashboard, Order, Orders, Referrals, Settings, TermsBanner, VerifyBanner, Wallet, Withdrawals,
 } from './pages/member.js';
+import { Kyc } from './pages/kyc.js';
 
 // auth: true — only for a logged-in member (others go to /login?next=…)
 const routes = [
@@ -30,13 +31,14 @@ const routes = [
   { path: '/referrals', page: Referrals, auth: true },
   { path: '/withdrawals', page: Withdrawals, auth: true },
   { path: '/settings', page: Settings, auth: true },
+  { path: '/kyc', page: Kyc, auth: true },
   // Identity check, 2FA, sessions, the address book and data export get
   // their routes here when their API lands (docs/ui.md "Extension points").
 ];
 
 const memberNav = [
   ['/dashboard', 'nav.dashboard'], ['/buy', 'nav.buy'], ['/contracts', 'nav.contracts'], ['/wallet', 'nav.wallet'],
-  ['/referrals', 'nav.referrals'], ['/withdrawals', 'nav.withdrawals'], ['/settings', 'nav.settings'],
+  ['/referrals', 'nav.referrals'], ['/withdrawals', 'nav.withdrawals'], ['/kyc', 'nav.kyc'], ['/settings', 'nav.settings'],
 ];
 
 function Header({ user, path }) {

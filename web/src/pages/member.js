@@ -67,6 +67,7 @@ export function Dashboard({ query }) {
   }, [chartReady, contracts.data, network.data]);
   return html`<${Page} title=${t('dash.title')}>
     ${query.get('welcome') ? html`<${Alert} kind="success">${t('dash.welcome')}</${Alert}>` : null}
+    ${user.kyc_status !== 'approved' ? html`<p class="hint">${t('dash.kyc', { status: t('kyc.' + user.kyc_status) })} <a href="/kyc">${t('dash.kyc_link')}</a></p>` : null}
     <section class="stats" aria-label=${t('dash.balances')}>
       <${Stat} label=${t('dash.available')} note=${t('dash.available_note')}><${Money} micros=${user.balance_micros} currency=${user.currency} /></${Stat}>
       <${Stat} label=${t('dash.held')} note=${t('dash.held_note')}><${Money} micros=${user.held_micros ?? 0} currency=${user.currency} /></${Stat}>
@@ -93,12 +94,20 @@ export function Dashboard({ query }) {
 
 // ---- buy ----
 
-/** The ways to pay. Today the sandbox gateway is the one payment plugin
- * the API has; when the payment-gateway issue adds GET /api/payment-methods
- * this becomes that list (name, display_name, kind): the one place to
- * change (docs/ui.md "Extension points"). */
+/** The ways to pay: the gateways of GET /api/payment-methods (name,
+ * display_name, kind, currencies), in the server's order. */
 export async function paymentMethods() {
-  return [{ name: 'sandbox', label: t('buy.sandbox'), kind: 'card' }];
+  const r = await get('/api/payment-methods');
+  return r.methods.map((m) => ({ ...m, label: m.display_name || m.name }));
+}
+
+/** Whether a method takes the package's currency. */
+const takes = (m, currency) => m.any_currency || !m.currencies || !m.currencies.length || m.currencies.includes(currency);
+
+function methodNote(m) {
+  const kind = t('pay.kind.' + (['card', 'crypto', 'wallet'].includes(m.kind) ? m.kind : 'card'));
+  const cur = m.any_currency || !m.currencies || !m.currencies.length ? t('pay.any_currency') : m.currencies.join(', ');
+  return t('pay.note', { kind, currencies: cur }) + (m.sandbox ? ' · ' + t('pay.sandbox') : '');
 }
 
 export function BuyList() {
@@ -115,7 +124,12 @@ export function Buy({ params }) {
   const pkg = useLoad(() => get('/api/packages/' + params.id), [params.id]);
   const [methods, setMethods] = useState([]);
   const [how, setHow] = useState(null);
-  useEffect(() => { paymentMethods().then((m) => { setMethods(m); setHow((h) => h || (m[0] && m[0].name)); }); }, []);
+  const [methodsError, setMethodsError] = useState(null);
+  useEffect(() => {
+    paymentMethods().then((m) => { setMethods(m); }, setMethodsError);
+  }, []);
+  const usable = pkg.data ? methods.filter((m) => takes(m, pkg.data.package.currency)) : [];
+  useEffect(() => { if (!how && usable.length) setHow(usable[0].name); }, [usable.length]);
   const f = useSubmit(async () => {
     const p = pkg.data.package;
     const body = how === 'balance' ? { package_id: p.id, pay_from_balance: true } : { package_id: p.id, gateway: how };
@@ -137,8 +151,10 @@ export function Buy({ params }) {
       <form class="form" onSubmit=${f.submit}>
         <fieldset>
           <legend>${t('buy.how')}</legend>
-          ${methods.map((m) => html`<div class="radio"><input type="radio" name="how" id=${'how-' + m.name} value=${m.name} checked=${how === m.name} onChange=${() => setHow(m.name)} />
-            <label for=${'how-' + m.name}>${m.label}</label></div>`)}
+          ${methods.map((m) => { const ok = takes(m, p.currency); return html`<div class="radio"><input type="radio" name="how" id=${'how-' + m.name} value=${m.name} checked=${how === m.name} disabled=${!ok} onChange=${() => setHow(m.name)} aria-describedby=${'how-' + m.name + '-note'} />
+            <label for=${'how-' + m.name}>${m.label}</label>
+            <p class="hint" id=${'how-' + m.name + '-note'}>${ok ? methodNote(m) : t('pay.not_currency', { currency: p.currency })}</p></div>`; })}
+          ${methodsError ? html`<${ErrorBox} error=${methodsError} />` : !methods.length ? html`<p class="hint">${t('pay.none')}</p>` : null}
           <div class="radio"><input type="radio" name="how" id="how-balance" value="balance" checked=${how === 'balance'} disabled=${!enough} onChange=${() => setHow('balance')} />
             <label for="how-balance">${t('buy.from_balance', { balance: money(user.balance_micros, user.currency) })}</label></div>
           ${enough ? null : html`<p class="hint">${t('buy.balance_short', { balance: money(user.balance_micros, user.currency), price: money(p.price_micros, p.currency) })}</p>`}
@@ -377,7 +393,7 @@ export function Withdrawals() {
   return html`<${Page} title=${t('wd.title')}>
     <section class="stats"><${Stat} label=${t('dash.available')}><${Money} micros=${user.balance_micros} currency=${user.currency} /></${Stat}></section>
     <h2>${t('wd.request')}</h2>
-    ${blocked ? html`<${Alert} kind="info">${blocked}</${Alert}>` : html`
+    ${blocked ? html`<${Alert} kind="info">${blocked}${user.email_verified ? html` <a href="/kyc">${t('wd.kyc_link')}</a>` : null}</${Alert}>` : html`
       <form class="form narrow" onSubmit=${f.submit} novalidate>
         ${done ? html`<${Alert} kind="success">${t('wd.requested', { amount: money(done.amount_micros, done.currency) })}</${Alert}>` : null}
         ${f.error && !f.error.field ? html`<${ErrorBox} error=${f.error} />` : null}
@@ -420,7 +436,7 @@ export function Settings() {
       <h2 id="acc-h">${t('settings.account')}</h2>
       <dl class="facts wide">
         <div><dt>${t('field.email')}</dt><dd>${user.email} ${user.email_verified ? html`<${Status} value="verified" />` : html`<${Status} value="unverified" />`}</dd></div>
-        <div><dt>${t('settings.kyc')}</dt><dd>${t('kyc.' + user.kyc_status)}</dd></div>
+        <div><dt>${t('settings.kyc')}</dt><dd>${t('kyc.' + user.kyc_status)} <a href="/kyc">${t('settings.kyc_link')}</a></dd></div>
         <div><dt>${t('col.vip')}</dt><dd>${user.vip_level}</dd></div>
         <div><dt>${t('settings.member_since')}</dt><dd>${date(user.created_at)}</dd></div>
         <div><dt>${t('settings.terms')}</dt><dd>${user.terms_version || '—'}</dd></div>
