@@ -134,7 +134,7 @@ const steps = [
     await page.waitForURL(`${BASE}/buy/1`);
     await settled(page);
     assert.equal(await page.getByLabel(/From my balance/).isDisabled(), true);
-    assert.equal(await page.getByLabel(/Test checkout/).isChecked(), true);
+    assert.equal(await page.getByLabel(/Sandbox/).isChecked(), true);
     await checkPage(page, 'journey-buy');
     await page.getByRole('button', { name: 'Continue to payment' }).click();
     await page.waitForURL(/\/api\/plugins\/sandbox\/checkout\//);
