@@ -22,6 +22,7 @@ int dm_cmd_keygen(dm_cli *c);
 int dm_cmd_staff_create(dm_cli *c);
 int dm_cmd_staff_list(dm_cli *c);
 int dm_cmd_staff_ensure_owner(dm_cli *c);
+int dm_cmd_twofa_reset(dm_cli *c);
 /* members.c */
 int dm_cmd_import_users(dm_cli *c);
 /* ledger.c */

@@ -75,6 +75,24 @@ static const dm_cli_cmd staff = {
     .name = "staff",
     .subs = staff_subs,
 };
+static const apr_getopt_option_t twofa_reset_opts[] = {
+    {"member", 256, 1, "ID the member"},
+    {"staff", 257, 1, "ID the staff account"},
+    {NULL, 0, 0, NULL},
+};
+static const dm_cli_cmd twofa_reset = {
+    .name = "reset",
+    .opts = twofa_reset_opts,
+    .fn = dm_cmd_twofa_reset,
+    .synopsis = "--member ID | --staff ID",
+    .description = "remove an account's two-factor enrolment (lost authenticator and recovery "
+                   "codes); audited, the member is e-mailed and withdrawals pause",
+};
+static const dm_cli_cmd *const twofa_subs[] = {&twofa_reset, NULL};
+static const dm_cli_cmd twofa = {
+    .name = "twofa",
+    .subs = twofa_subs,
+};
 static const dm_cli_cmd import_users = {
     .name = "import-users",
     .min_args = 1,
@@ -330,8 +348,8 @@ static const dm_cli_cmd storage = {
 
 /* The order of `help`. */
 static const dm_cli_cmd *const commands[] = {
-    &migrate,  &status,       &seed_demo, &keygen,  &staff, &import_users,    &ledger, &commissions,
-    &capacity, &pool_payouts, &jobs,      &storage, &kyc,   &dm_cli_help_cmd, NULL,
+    &migrate,     &status,   &seed_demo,    &keygen, &staff,   &twofa, &import_users,    &ledger,
+    &commissions, &capacity, &pool_payouts, &jobs,   &storage, &kyc,   &dm_cli_help_cmd, NULL,
 };
 
 /* Bench data left the operator's console (bench/). */

@@ -1,7 +1,7 @@
 /*
  * staff.c — deepminectl staff create | list | ensure-owner: staff
  * accounts, made at the console (never over HTTP). A new account's
- * password is printed once.
+ * password is printed once. And deepminectl twofa reset.
  */
 #include <apr_strings.h>
 #include <apr_time.h>
@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "members/members.h"
+#include "members/twofa.h"
 #include "staff/staff.h"
 
 static void print_credentials(const dm_staff *st, const char *password)
@@ -99,5 +100,30 @@ int dm_cmd_staff_list(dm_cli *c)
         printf("%-6" APR_INT64_T_FMT " %-8s %-9s %-21s %s\n", (apr_int64_t)s->id, s->role,
                s->status, when, s->email);
     }
+    return DM_CLI_OK;
+}
+
+/* deepminectl twofa reset --member ID | --staff ID */
+int dm_cmd_twofa_reset(dm_cli *c)
+{
+    int64_t member = 0, staff_id = 0;
+    int rc;
+    dm_err *e;
+
+    if (dm_cli_opt_int64(c, "member", 1, &member) < 0 ||
+        dm_cli_opt_int64(c, "staff", 1, &staff_id) < 0 || (!member) == (!staff_id)) {
+        return dm_cli_usage(c);
+    }
+    rc = dm_cli_open(c, 1);
+    if (rc != DM_CLI_OK) {
+        return rc;
+    }
+    e = dm_2fa_console_reset(c->db, c->pool, member ? DM_2FA_MEMBER : DM_2FA_STAFF,
+                             member ? member : staff_id);
+    if (e) {
+        return dm_cli_fail(c, e);
+    }
+    printf("two-factor sign-in removed from %s %" APR_INT64_T_FMT "\n",
+           member ? "member" : "staff account", (apr_int64_t)(member ? member : staff_id));
     return DM_CLI_OK;
 }

@@ -9,6 +9,7 @@
 #include <apr_file_info.h>
 #include <apr_file_io.h>
 #include <apr_strings.h>
+#include <strings.h>
 #include <ap_mpm.h>
 #include <http_core.h>
 
@@ -52,6 +53,8 @@ void *dm_conf_create(apr_pool_t *p, server_rec *s)
     c->kyc_required = DM_UNSET;
     c->kyc_retention = DM_UNSET;
     c->kyc_abandoned = DM_UNSET;
+    c->staff_2fa = DM_UNSET;
+    c->address_delay = DM_UNSET;
     return c;
 }
 
@@ -103,6 +106,8 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
     MERGE_NUM(kyc_abandoned);
     MERGE_PTR(kyc_provider);
     MERGE_NUM(job_batch);
+    MERGE_NUM(staff_2fa);
+    MERGE_NUM(address_delay);
     return m;
 }
 
@@ -610,6 +615,52 @@ static const char *set_accrual_delay(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+int dm_conf_staff_2fa(const dm_conf *c)
+{
+    return c->staff_2fa != DM_UNSET ? c->staff_2fa : 1;
+}
+
+long long dm_conf_address_delay(const dm_conf *c)
+{
+    return c->address_delay != DM_UNSET ? c->address_delay : 24 * 3600;
+}
+
+static const char *set_staff_2fa(cmd_parms *cmd, void *dc, const char *arg)
+{
+    if (strcasecmp(arg, "required") == 0) {
+        sconf(cmd)->staff_2fa = 1;
+    } else if (strcasecmp(arg, "optional") == 0) {
+        sconf(cmd)->staff_2fa = 0;
+    } else {
+        return DM_DIR_STAFF_2FA " takes \"required\" (owner and finance accounts must use "
+                                "two-factor sign-in; the default) or \"optional\"";
+    }
+    return NULL;
+}
+
+/* A whole number of seconds, or of minutes, hours or days with the
+ * suffix m, h or d ("24h"); 0 to 30 days. */
+static const char *set_address_delay(cmd_parms *cmd, void *dc, const char *arg)
+{
+    static const char usage[] =
+        DM_DIR_WITHDRAWAL_ADDRESS_DELAY " takes how long a confirmed withdrawal address (and a "
+                                        "security change) waits: seconds, or a number with s, "
+                                        "m, h or d (\"24h\"), from 0 to 30 days";
+    size_t n = strlen(arg);
+    long long v = 0, unit = 1;
+    const char *num = arg;
+
+    if (n > 1 && strchr("smhd", arg[n - 1])) {
+        unit = arg[n - 1] == 's' ? 1 : arg[n - 1] == 'm' ? 60 : arg[n - 1] == 'h' ? 3600 : 86400;
+        num = apr_pstrmemdup(cmd->temp_pool, arg, n - 1);
+    }
+    if (dm_parse_int(cmd->temp_pool, num, 0, 30LL * 86400, &v) || v * unit > 30LL * 86400) {
+        return usage;
+    }
+    sconf(cmd)->address_delay = v * unit;
+    return NULL;
+}
+
 static const char *set_job_batch(cmd_parms *cmd, void *dc, const char *arg)
 {
     long long v = 0;
@@ -843,6 +894,12 @@ const command_rec dm_directives[] = {
     AP_INIT_TAKE1(DM_DIR_METRICS_TOKEN, dm_metrics_set_token, NULL, RSRC_CONF,
                   "a Bearer token (16+ characters, or file:/path) a scraper may read "
                   "/api/admin/metrics with"),
+    AP_INIT_TAKE1(DM_DIR_STAFF_2FA, set_staff_2fa, NULL, RSRC_CONF,
+                  "required (default): owner and finance staff must use two-factor sign-in; "
+                  "optional"),
+    AP_INIT_TAKE1(DM_DIR_WITHDRAWAL_ADDRESS_DELAY, set_address_delay, NULL, RSRC_CONF,
+                  "how long a confirmed withdrawal address, and a password or 2FA change, "
+                  "hold withdrawals back (default 24h)"),
     AP_INIT_TAKE1(DM_DIR_RATE_LIMIT_TABLE, dm_ratelimit_set_table, NULL, RSRC_CONF,
                   "keys the rate limiter tracks, 1024 to 16777216 (default 65536)"),
     {NULL},

@@ -73,6 +73,8 @@ APLOG_USE_MODULE(deepmine);
 #define DM_DIR_SECRET_KEY_FILE "DeepMineSecretKeyFile"
 #define DM_DIR_TEST_MODE "DeepMineTestMode"
 #define DM_DIR_WITHDRAWAL_LIMITS "DeepMineWithdrawalLimits"
+#define DM_DIR_STAFF_2FA "DeepMineStaff2FA"
+#define DM_DIR_WITHDRAWAL_ADDRESS_DELAY "DeepMineWithdrawalAddressDelay"
 
 /* Server configuration. Every field starts "unset" (NULL or -1) so merge
  * can tell "not said" from "said"; defaults live in the getters. */
@@ -118,6 +120,8 @@ typedef struct dm_conf {
     const char *environment;   /* DeepMineEnvironment (error reports); NULL: production */
     int monitor_queue;         /* DeepMineMonitorQueue: reports waiting at most; -1 unset */
     const char *metrics_token; /* DeepMineMetricsToken: a scraper's Bearer token; NULL unset */
+    int staff_2fa;             /* DeepMineStaff2FA required (1) | optional (0); -1 unset */
+    long long address_delay;   /* DeepMineWithdrawalAddressDelay seconds; -1 unset */
 } dm_conf;
 
 /* Process-wide state: built in post_config (router, plugins) and
@@ -172,6 +176,10 @@ int dm_conf_accrual_delay(const dm_conf *c);
 /* The KYC settings with their defaults (kyc_docs.h). */
 struct dm_kyc_env;
 void dm_conf_kyc(const dm_conf *c, struct dm_kyc_env *env, int64_t *retention, int64_t *abandoned);
+/* DeepMineStaff2FA: 1 (required, the default) or 0 (optional). */
+int dm_conf_staff_2fa(const dm_conf *c);
+/* DeepMineWithdrawalAddressDelay in seconds (default 24 h). */
+long long dm_conf_address_delay(const dm_conf *c);
 #define DM_DEFAULT_ACCRUAL_DELAY 120
 
 /* respond.c — every API answer goes through these. */
@@ -347,6 +355,7 @@ extern const dm_route_def dm_routes_stats[]; /* routes/stats.c: statistics, CSV 
 
 extern const dm_route_def dm_routes_ops[];
 extern const dm_route_def dm_routes_kyc[];
+extern const dm_route_def dm_routes_twofa[];
 
 /* routes/admin.c — how every /api/admin handler but login/logout starts: a
  * pooled connection and the calling staff member: a live dm_admin session

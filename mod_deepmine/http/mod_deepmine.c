@@ -28,6 +28,7 @@
 #include "store/migrate.h"
 #include "ledger/ledger.h"
 #include "withdrawals/withdrawals.h"
+#include "members/twofa.h"
 
 dm_state dm_g;
 
@@ -216,6 +217,7 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     dm_keys_derive(c->secret_key, &dm_g.keys);
     dm_g.svc.keys = &dm_g.keys;
     dm_g.svc.public_url = c->public_url;
+    dm_protect_set_delay((int64_t)dm_conf_address_delay(c));
     dm_conf_pw_params(c, &dm_g.svc.pw_params);
     dm_commission_set_hold((int64_t)dm_conf_commission_hold_days(c) * 86400);
     dm_refund_set_partial_mode((dm_partial_refund_mode)dm_conf_partial_refund(c));
@@ -251,6 +253,7 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
         add_routes(pconf, s, dm_routes_accrual) != OK ||
         add_routes(pconf, s, dm_routes_withdrawals) != OK ||
         add_routes(pconf, s, dm_routes_email) != OK ||
+        add_routes(pconf, s, dm_routes_twofa) != OK ||
         add_routes(pconf, s, dm_routes_catalogue_admin) != OK ||
         add_routes(pconf, s, dm_routes_jobs) != OK || add_routes(pconf, s, dm_routes_stats) != OK ||
         add_routes(pconf, s, dm_routes_ops) != OK || add_routes(pconf, s, dm_routes_kyc) != OK) {

@@ -44,6 +44,12 @@ static const dm_rl_rule default_rules[] = {
     {"password-reset", 3, (int64_t)3600 * US_PER_S, DM_RL_SCOPE_IP},
     {"verify-email", 10, (int64_t)3600 * US_PER_S, DM_RL_SCOPE_IP},
     {"webhook", 50, (int64_t)1 * US_PER_S, DM_RL_SCOPE_IP},
+    /* two-factor codes (docs/security.md): per address, and per account
+     * whatever the address */
+    {"login-2fa", 10, (int64_t)300 * US_PER_S, DM_RL_SCOPE_IP},
+    {"login-2fa-member", 5, (int64_t)300 * US_PER_S, DM_RL_SCOPE_MEMBER},
+    /* the e-mailed link that confirms a withdrawal address */
+    {"confirm-address", 10, (int64_t)3600 * US_PER_S, DM_RL_SCOPE_IP},
 };
 
 /* Kept in the parent's process pool across configuration generations. */

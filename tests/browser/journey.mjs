@@ -228,6 +228,31 @@ const steps = [
     await page.getByText('Identity check set to approved.').waitFor();
     await checkPage(page, 'journey-staff-kyc');
   }],
+  ['the member adds the withdrawal address, the e-mailed link confirms it, the delay passes', async () => {
+    // through the API from the member's page (the pages have no address
+    // book yet): POST /api/me/addresses with the session cookie and CSRF
+    const { page } = member;
+    const added = await page.evaluate(async (address) => {
+      const csrf = () => document.cookie.split('; ').find((c) => c.startsWith('dm_csrf='))?.slice(8);
+      const add = () => fetch('/api/me/addresses', {
+        method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf() },
+        body: JSON.stringify({ address, network: 'trc20' }),
+      });
+      let r = await add();
+      if (r.status === 401) { // the access token expired with the clock
+        await fetch('/api/auth/refresh', { method: 'POST', headers: { 'X-CSRF-Token': csrf() } });
+        r = await add();
+      }
+      return { status: r.status, body: await r.json() };
+    }, 'T' + 'A'.repeat(33));
+    assert.equal(added.status, 201, JSON.stringify(added.body));
+    const vars = JSON.parse(sql(`SELECT variables FROM mail_queue WHERE idempotency_key = 'wd-address:${added.body.address.id}:added'`));
+    // the e-mailed link's page confirms it
+    await page.goto(`${BASE}/confirm-address?token=${vars.token}`);
+    await page.getByText(/^The address TA{33} is confirmed\./).waitFor();
+    await checkPage(page, 'journey-address-confirmed');
+    setClock(clockNow() + env.address_delay + 1);
+  }],
   ['the member requests a withdrawal', async () => {
     const { page } = member;
     await page.goto(`${BASE}/withdrawals`);

@@ -14,8 +14,8 @@ import uuid
 import pytest
 import requests
 
-from conftest import (PASSWORD, Server, assert_clean_log, bearer, error_of, register_member,
-                      queued_mail, staff, tag)
+from conftest import (PASSWORD, Server, assert_clean_log, bearer, book_address, error_of,
+                      queued_mail, register_member, staff, tag)
 
 FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit register 10000/1m ip\n"
@@ -23,13 +23,17 @@ FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit api 100000/1m member\n"
         "DeepMineRateLimit password-reset 10000/1m ip\n"
         "DeepMineRateLimit verify-email 10000/1m ip\n"
-        "DeepMineWithdrawalLimits 1000 50000000 80000000\n")
+        "DeepMineWithdrawalLimits 1000 50000000 80000000\n"
+        "DeepMineWithdrawalAddressDelay 60\n")
 TRX = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 
 
 @pytest.fixture(scope="module")
 def srv():
-    s = Server(mpm="event", local_conf=FAST).start()
+    # the fake clock: a confirmed withdrawal address is usable a minute
+    # later (DeepMineWithdrawalAddressDelay 60), which the tests step over
+    s = Server(mpm="event", local_conf=FAST, clock=int(time.time())).start()
+    s.address_delay = 60
     s.terms = s.get("/api/legal/terms").json()["version"]
     s.staff = {}
     yield s
@@ -45,7 +49,8 @@ def srv():
 
 
 def member(s, verified=True, kyc=True, funds=0):
-    """A new member: (id, Bearer headers)."""
+    """A new member with TRX in its withdrawal address book (confirmed and
+    usable): (id, Bearer headers)."""
     body = register_member(s, "w")
     email = body["user"]["email"]
     uid, h = body["user"]["id"], bearer(body)
@@ -61,6 +66,7 @@ def member(s, verified=True, kyc=True, funds=0):
     if funds:
         s.ctl("ledger", "adjust", "--user", str(uid), "--amount", str(funds),
               "--reason", "test funds")
+    book_address(s, h, TRX, "trc20")
     return uid, h
 
 

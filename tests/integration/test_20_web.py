@@ -15,19 +15,24 @@ import subprocess
 import pytest
 import requests
 
-from conftest import (CTL, PASSWORD, ROOT, Server, assert_clean_log, error_of, register_member,
-                      tag)
+from conftest import (CTL, PASSWORD, ROOT, Server, assert_clean_log, book_address, error_of,
+                      register_member, tag)
 
 # 2026-11-25T10:00:00Z, a whole hour
 T0 = 1795600800
 HOUR = 3600
+# a confirmed withdrawal address is usable a minute later; the tests step the
+# fake clock over it
+ADDRESS_DELAY = 60
 FAST = ("DeepMineAccrualDelay 0\n"
         "DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit register 10000/1m ip\n"
         "DeepMineRateLimit login 10000/1m ip\n"
         "DeepMineRateLimit password-reset 10000/1m ip\n"
         "DeepMineRateLimit verify-email 10000/1m ip\n"
-        "DeepMineRateLimit api 100000/1m member\n")
+        "DeepMineRateLimit api 100000/1m member\n"
+        "DeepMineRateLimit confirm-address 10000/1m ip\n"
+        "DeepMineWithdrawalAddressDelay %d\n" % ADDRESS_DELAY)
 BROWSER = os.path.join(ROOT, "tests", "browser")
 
 
@@ -38,6 +43,7 @@ def srv():
     s = Server(mpm="event", local_conf=FAST, clock=T0 + 60)
     s.start()
     s.terms = s.get("/api/legal/terms").json()["version"]
+    s.address_delay = ADDRESS_DELAY
     yield s
     s.stop()
     try:
@@ -198,6 +204,7 @@ def test_every_page_is_clean_accessible_and_pictured_at_both_sizes(srv):
         ended = srv.now - srv.now % HOUR
         srv.set_clock(ended + HOUR + 30)
         wait_accrual(srv, ended)
+    book_address(srv, bearer_of(srv, ref["email"]), "T" + "9" * 33)
     r = srv.request("POST", "/api/withdrawals", headers=bearer_of(srv, ref["email"]),
                     json={"amount_micros": 20000000, "destination": "T" + "9" * 33})
     assert r.status_code == 201, r.text
@@ -212,7 +219,7 @@ def test_member_and_staff_journeys_from_the_referral_link_to_the_paid_withdrawal
     owner = staff_login(srv, "owner")
     node(srv, "journey.mjs", referrer={"email": ref["email"], "code": ref["referral_code"],
                                        "id": ref["id"]},
-         staff={"email": owner[0], "password": owner[1]})
+         staff={"email": owner[0], "password": owner[1]}, address_delay=ADDRESS_DELAY)
     r = srv.ctl("ledger", "verify", check=False)
     assert r.returncode == 0, r.stdout + r.stderr
 

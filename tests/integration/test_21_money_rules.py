@@ -15,15 +15,18 @@ import time
 import pytest
 import requests
 
-from conftest import (Server, assert_clean_log, bearer, error_of, queued_mail, register_member,
-                      staff)
+from conftest import (Server, assert_clean_log, bearer, book_address, error_of, queued_mail,
+                      register_member, staff)
 
 FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit register 10000/1m ip\n"
         "DeepMineRateLimit login 10000/1m ip\n"
         "DeepMineRateLimit api 100000/1m member\n"
         "DeepMineRateLimit webhook 100000/1m ip\n"
-        "DeepMineWithdrawalLimits 1000 500000000 800000000\n")
+        "DeepMineWithdrawalLimits 1000 500000000 800000000\n"
+        # this suite runs on the system clock: a confirmed withdrawal address
+        # is usable at once here (test_43 checks the delay on the fake clock)
+        "DeepMineWithdrawalAddressDelay 0\n")
 USD = 1000000
 TRX = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 
@@ -361,6 +364,7 @@ def test_a_withdrawal_is_not_paid_out_of_a_debt_and_rejecting_it_pays_the_debt(s
     want = price * 500 // 10000
     release(srv)
     assert me(srv, ah)["balance_micros"] == want
+    book_address(srv, ah, TRX, "trc20", mature=False)
     r = requests.post(srv.url + "/api/withdrawals", headers=ah, timeout=10,
                       json={"amount_micros": want, "destination": TRX, "network": "trc20"})
     assert r.status_code == 201, r.text

@@ -206,13 +206,13 @@ static void test_bulk_members_are_the_rows_registration_writes(void **state)
 
     /* every column of users but referral_code (random) is compared below:
      * a new column fails here until the comparison names it */
-    assert_int_equal(count(bulk, "SELECT COUNT(*) FROM pragma_table_info('users')"), 18);
+    assert_int_equal(count(bulk, "SELECT COUNT(*) FROM pragma_table_info('users')"), 19);
     assert_same_rows(per_row, bulk,
                      "SELECT id, email, email_key, name, password_hash, referrer_id, depth, "
                      "vip_level, status, token_version, email_verified_at, kyc_status, "
                      "marketing_opt_in, terms_version, terms_accepted_at, created_at, updated_at, "
-                     "length(referral_code) FROM users ORDER BY id",
-                     18, MEMBERS);
+                     "length(referral_code), withdrawals_locked_until FROM users ORDER BY id",
+                     19, MEMBERS);
     assert_int_equal(count(bulk, "SELECT COUNT(DISTINCT referral_code) FROM users"), MEMBERS);
     assert_same_rows(per_row, bulk, "SELECT rowid, email, name FROM users_fts ORDER BY rowid", 3,
                      MEMBERS);

@@ -227,6 +227,12 @@ static void test_every_template_the_code_queues_is_seeded_and_valid(void **state
                                             "staff_alert",
                                             "order_refunded",
                                             "dispute_alert",
+                                            "withdrawal_address_added",
+                                            "withdrawal_address_confirmed",
+                                            "password_changed",
+                                            "twofa_enabled",
+                                            "twofa_disabled",
+                                            "withdrawals_locked",
                                             NULL};
     dm_db *db = fresh();
     apr_array_header_t *defs, *tmpls;
@@ -240,7 +246,7 @@ static void test_every_template_the_code_queues_is_seeded_and_valid(void **state
         }
     }
     assert_null(dm_mail_tmpl_list(db, pool, &defs, &tmpls));
-    assert_int_equal(defs->nelts, 16);
+    assert_int_equal(defs->nelts, 22);
     for (int i = 0; i < defs->nelts; i++) {
         const dm_mail_def *d = &APR_ARRAY_IDX(defs, i, dm_mail_def);
         const dm_mail_tmpl *t = &APR_ARRAY_IDX(tmpls, i, dm_mail_tmpl);

@@ -5,7 +5,9 @@ import { t } from './lib/i18n.js';
 import { match, navigate, startRouter, useLocation } from './lib/router.js';
 import { html, Loading } from './lib/ui.js';
 import { loadUser, logout, useUser } from './session.js';
-import { Home, Legal, Login, NotFound, Register, ResetPassword, VerifyEmail } from './pages/public.js';
+import {
+  ConfirmAddress, Home, Legal, Login, NotFound, Register, ResetPassword, VerifyEmail,
+} from './pages/public.js';
 import {
   Buy, BuyList, Contract, Contracts, Dashboard, Order, Orders, Referrals, Settings, TermsBanner, VerifyBanner, Wallet, Withdrawals,
 } from './pages/member.js';
@@ -20,6 +22,7 @@ const routes = [
   { path: '/login', page: Login, guest: true },
   { path: '/verify-email', page: VerifyEmail },
   { path: '/reset-password', page: ResetPassword },
+  { path: '/confirm-address', page: ConfirmAddress },
   { path: '/dashboard', page: Dashboard, auth: true },
   { path: '/buy', page: BuyList, auth: true },
   { path: '/buy/:id', page: Buy, auth: true },

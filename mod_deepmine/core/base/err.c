@@ -26,6 +26,11 @@ static const struct {
     {"rate_limited", DM_E_RATE_LIMITED, 429},
     {"unavailable", DM_E_UNAVAILABLE, 503},
     {"internal", DM_E_INTERNAL, 500},
+    {"two_factor_required", DM_E_TWO_FACTOR_REQUIRED, 403},
+    {"invalid_code", DM_E_INVALID_CODE, 400},
+    {"two_factor_enrolment_required", DM_E_ENROL_REQUIRED, 403},
+    {"address_not_usable", DM_E_ADDRESS_NOT_USABLE, 409},
+    {"withdrawals_locked", DM_E_WITHDRAWALS_LOCKED, 409},
 };
 
 dm_err *dm_err_new(apr_pool_t *p, dm_code code, const char *field, const char *fmt, ...)

@@ -23,7 +23,13 @@ typedef enum dm_code {
     DM_E_TOO_LARGE,
     DM_E_RATE_LIMITED,
     DM_E_UNAVAILABLE,
-    DM_E_INTERNAL
+    DM_E_INTERNAL,
+    /* Two-factor sign-in and withdrawal protections (docs/security.md). */
+    DM_E_TWO_FACTOR_REQUIRED, /* 403: the action needs a current code */
+    DM_E_INVALID_CODE,        /* 400: a wrong, used or malformed code */
+    DM_E_ENROL_REQUIRED,      /* 403: a staff session that may only enrol */
+    DM_E_ADDRESS_NOT_USABLE,  /* 409: not a confirmed, matured book address */
+    DM_E_WITHDRAWALS_LOCKED   /* 409: a recent security change locks them */
 } dm_code;
 
 typedef struct dm_err {

@@ -27,6 +27,7 @@ void dm_keys_derive(const unsigned char master[DM_KEY_BYTES], dm_keys *out)
                                                                'i', 'l', 'q', '1'};
         crypto_kdf_derive_from_key(out->mail_seal, sizeof(out->mail_seal), 1, mail_ctx, master);
     }
+    crypto_kdf_derive_from_key(out->totp, sizeof(out->totp), DM_KEY_TOTP, ctx, master);
 }
 
 const char *dm_b64url(apr_pool_t *p, const void *data, size_t len)

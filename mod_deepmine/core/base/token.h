@@ -20,7 +20,8 @@ typedef enum dm_key_purpose {
     DM_KEY_JWT = 1,         /* access-token signatures */
     DM_KEY_TOKEN_HASH = 2,  /* hashing opaque tokens before storing them */
     DM_KEY_UNSUBSCRIBE = 3, /* signed unsubscribe links (mail) */
-    DM_KEY_WEBHOOK = 4      /* the sandbox payment plugin's own webhooks */
+    DM_KEY_WEBHOOK = 4,     /* the sandbox payment plugin's own webhooks */
+    DM_KEY_TOTP = 21        /* encrypting TOTP secrets at rest (members/twofa.h) */
 } dm_key_purpose;
 
 typedef struct dm_keys {
@@ -31,6 +32,7 @@ typedef struct dm_keys {
      * under a context of its own ("DMmailq1", subkey 1) rather than a
      * purpose id of "DeepMine", so no later purpose id can collide. */
     unsigned char mail_seal[DM_KEY_BYTES];
+    unsigned char totp[DM_KEY_BYTES];
 } dm_keys;
 
 void dm_keys_derive(const unsigned char master[DM_KEY_BYTES], dm_keys *out);

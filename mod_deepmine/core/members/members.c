@@ -15,6 +15,7 @@
 #include "ledger/ledger.h"
 #include "base/log.h"
 #include "mail/mailq.h"
+#include "members/twofa.h"
 #include "referral/referral.h"
 #include "base/validate.h"
 
@@ -139,10 +140,11 @@ static dm_err *insert_refresh(dm_db *db, apr_pool_t *p, const dm_services *s, in
     int64_t now = dm_now();
     const char *token = dm_token_new(p);
     const char *hash = dm_token_hash(p, s->keys->token_hash, token);
-    dm_err *e = dm_db_prepare(db, p,
-                              "INSERT INTO refresh_tokens (user_id, family_id, token_hash, "
-                              "created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                              &st);
+    dm_err *e =
+        dm_db_prepare(db, p,
+                      "INSERT INTO refresh_tokens (user_id, family_id, token_hash, "
+                      "created_at, expires_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      &st);
 
     if (e) {
         return e;
@@ -153,6 +155,18 @@ static dm_err *insert_refresh(dm_db *db, apr_pool_t *p, const dm_services *s, in
     dm_stmt_bind_str(st, 3, hash);
     dm_stmt_bind_int64(st, 4, now);
     dm_stmt_bind_int64(st, 5, now + DM_REFRESH_TTL);
+    dm_stmt_bind_str(st, 6, sess->ip);
+    /* a user agent is shown, not parsed: bounded, never the whole header */
+    if (sess->user_agent) {
+        size_t n = strnlen(sess->user_agent, 256);
+        while (n > 0 && n < strlen(sess->user_agent) &&
+               ((unsigned char)sess->user_agent[n] & 0xc0) == 0x80) {
+            n--; /* not in the middle of a UTF-8 sequence */
+        }
+        dm_stmt_bind_text(st, 7, sess->user_agent, n);
+    } else {
+        dm_stmt_bind_null(st, 7);
+    }
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     if (!e) {
@@ -438,6 +452,7 @@ typedef struct login_ctx {
 static dm_err *login_txn(dm_db *db, apr_pool_t *p, void *baton)
 {
     login_ctx *c = baton;
+    dm_2fa_state tf = {0};
     dm_err *e = NULL;
 
     if (c->new_hash) {
@@ -453,6 +468,14 @@ static dm_err *login_txn(dm_db *db, apr_pool_t *p, void *baton)
         dm_stmt_bind_int64(st, 3, c->m->id);
         e = dm_stmt_step(st, p, &row);
         dm_stmt_done(st);
+    }
+    if (!e) {
+        e = dm_2fa_state_get(db, p, DM_2FA_MEMBER, c->m->id, &tf);
+    }
+    /* With 2FA on, the password alone opens no session: a challenge. */
+    if (!e && tf.enabled) {
+        return dm_2fa_challenge_new(db, p, c->s->keys, DM_2FA_MEMBER, c->m->id, c->sess->ip,
+                                    &c->sess->challenge);
     }
     if (!e) {
         e = insert_refresh(db, p, c->s, c->m->id, NULL, c->sess);
@@ -524,7 +547,53 @@ dm_err *dm_member_login(dm_db *db, apr_pool_t *p, const dm_services *s, const ch
             return e;
         }
     }
+    sess->challenge = NULL;
     e = run_in_txn(db, p, login_txn, &c);
+    if (!e && !sess->challenge) {
+        e = issue_access(p, s, out, sess);
+    }
+    return e;
+}
+
+typedef struct login2_ctx {
+    const dm_services *s;
+    const char *challenge, *code;
+    dm_member *m;
+    dm_session *sess;
+} login2_ctx;
+
+static dm_err *login_2fa_txn(dm_db *db, apr_pool_t *p, void *baton)
+{
+    login2_ctx *c = baton;
+    int64_t owner = 0;
+    dm_err *e =
+        dm_2fa_challenge_take(db, p, c->s->keys, DM_2FA_MEMBER, c->challenge, c->code, &owner);
+
+    if (!e) {
+        e = dm_member_get(db, p, owner, c->m);
+    }
+    if (!e && strcmp(c->m->status, "active") != 0) {
+        e = dm_err_make(p, DM_E_FORBIDDEN, NULL, "this account is suspended");
+    }
+    return e ? e : insert_refresh(db, p, c->s, owner, NULL, c->sess);
+}
+
+dm_err *dm_member_login_2fa(dm_db *db, apr_pool_t *p, const dm_services *s, const char *challenge,
+                            const char *code, dm_member *out, dm_session *sess)
+{
+    login2_ctx c;
+    dm_err *e;
+
+    c.s = s;
+    c.challenge = challenge;
+    c.code = code;
+    c.m = out;
+    c.sess = sess;
+    e = run_in_txn(db, p, login_2fa_txn, &c);
+    if (e && e->code == DM_E_INVALID_CODE) {
+        dm_err *f = dm_2fa_challenge_failed(db, p, s->keys, DM_2FA_MEMBER, challenge);
+        return f ? f : e;
+    }
     if (!e) {
         e = issue_access(p, s, out, sess);
     }
@@ -886,6 +955,28 @@ dm_err *dm_member_reset_request(dm_db *db, apr_pool_t *p, const dm_services *s, 
     return run_in_txn(db, p, reset_request_txn, &c);
 }
 
+/* What follows every password change, in its transaction: the e-mail
+ * saying so, and withdrawals locked for the protection delay. */
+static dm_err *password_changed(dm_db *db, apr_pool_t *p, int64_t user_id, const char *ip,
+                                const char *reason, const char *event)
+{
+    dm_member m = {0};
+    json_t *vars;
+    dm_err *e = dm_member_get(db, p, user_id, &m);
+
+    if (e) {
+        return e;
+    }
+    vars = dm_json_own(p, json_pack("{s:s}", "email", m.email));
+    if (ip) {
+        json_object_set_new(vars, "ip", json_string(ip));
+    }
+    e = dm_mail_enqueue(db, p, m.email, "password_changed", vars,
+                        apr_psprintf(p, "password_changed:%" APR_INT64_T_FMT ":%" APR_INT64_T_FMT,
+                                     (apr_int64_t)user_id, (apr_int64_t)dm_now()));
+    return e ? e : dm_member_lock_withdrawals(db, p, &m, reason, event);
+}
+
 static dm_err *reset_confirm_txn(dm_db *db, apr_pool_t *p, void *baton)
 {
     use_token_ctx *c = baton;
@@ -915,7 +1006,7 @@ static dm_err *reset_confirm_txn(dm_db *db, apr_pool_t *p, void *baton)
                           "revoked_at IS NULL",
                           now, c->user_id);
     }
-    return e;
+    return e ? e : password_changed(db, p, c->user_id, NULL, "a password reset was used", "reset");
 }
 
 /* The member a reset token belongs to, without consuming it (for the
@@ -1045,4 +1136,203 @@ dm_err *dm_member_set_suspended(dm_db *db, apr_pool_t *p, int64_t user_id, int s
                           now, user_id);
     }
     return e;
+}
+
+/* ---- password change and the list of logins ---- */
+
+typedef struct chpw_ctx {
+    const dm_services *s;
+    int64_t user_id;
+    const char *hash;
+    dm_session *sess;
+} chpw_ctx;
+
+static dm_err *change_password_txn(dm_db *db, apr_pool_t *p, void *baton)
+{
+    chpw_ctx *c = baton;
+    dm_stmt *st;
+    int row = 0;
+    int64_t now = dm_now();
+    dm_err *e = dm_db_prepare(db, p,
+                              "UPDATE users SET password_hash = ?, token_version = token_version "
+                              "+ 1, updated_at = ? WHERE id = ?",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_str(st, 1, c->hash);
+    dm_stmt_bind_int64(st, 2, now);
+    dm_stmt_bind_int64(st, 3, c->user_id);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    /* Every login ends (a thief's too); the caller gets a fresh one. */
+    if (!e) {
+        e = exec_bind_ids(db, p,
+                          "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND "
+                          "revoked_at IS NULL",
+                          now, c->user_id);
+    }
+    if (!e) {
+        e = insert_refresh(db, p, c->s, c->user_id, NULL, c->sess);
+    }
+    return e ? e
+             : password_changed(db, p, c->user_id, c->sess->ip, "your password was changed",
+                                "password");
+}
+
+dm_err *dm_member_change_password(dm_db *db, apr_pool_t *p, const dm_services *s, int64_t user_id,
+                                  const char *current, const char *password, dm_member *out,
+                                  dm_session *sess)
+{
+    dm_stmt *st;
+    int row = 0, ok = 0, rehash = 0;
+    const char *stored = NULL;
+    chpw_ctx c;
+    dm_member m = {0};
+    dm_err *e = dm_member_get(db, p, user_id, &m);
+
+    if (e) {
+        return e;
+    }
+    if (!current || strlen(current) > 128) {
+        return dm_err_make(p, DM_E_INVALID, "current_password", "the current password is wrong");
+    }
+    e = dm_db_prepare(db, p, "SELECT password_hash FROM users WHERE id = ?", &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, user_id);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        stored = apr_pstrdup(p, dm_stmt_text(st, 0, NULL));
+    }
+    dm_stmt_done(st);
+    if (!e && !stored) {
+        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "no such member");
+    }
+    if (!e) {
+        e = dm_pw_verify(p, s->pw_limiter, &s->pw_params, stored, current, &ok, &rehash);
+    }
+    if (!e && !ok) {
+        e = dm_err_make(p, DM_E_INVALID, "current_password", "the current password is wrong");
+    }
+    if (!e) {
+        e = dm_pw_policy_check(p, password, m.email);
+    }
+    if (e) {
+        return e;
+    }
+    memset(&c, 0, sizeof(c));
+    c.s = s;
+    c.user_id = user_id;
+    c.sess = sess;
+    e = dm_pw_hash(p, s->pw_limiter, &s->pw_params, password, &c.hash);
+    if (!e) {
+        e = run_in_txn(db, p, change_password_txn, &c);
+    }
+    if (!e) {
+        e = dm_member_get(db, p, user_id, out);
+    }
+    if (!e) {
+        e = issue_access(p, s, out, sess);
+    }
+    return e;
+}
+
+dm_err *dm_member_sessions(dm_db *db, apr_pool_t *p, int64_t user_id, apr_array_header_t **rows)
+{
+    dm_stmt *st;
+    int row = 0;
+    apr_array_header_t *list = apr_array_make(p, 4, sizeof(dm_login_session));
+    /* A family is live while it has a token neither rotated nor revoked
+     * nor expired; its newest row says where it was last used. */
+    dm_err *e = dm_db_prepare(
+        db, p,
+        "SELECT MIN(t.id), t.family_id, MIN(t.created_at), MAX(t.created_at), "
+        "(SELECT n.ip FROM refresh_tokens n WHERE n.family_id = t.family_id ORDER BY n.id DESC "
+        "LIMIT 1), (SELECT n.user_agent FROM refresh_tokens n WHERE n.family_id = t.family_id "
+        "ORDER BY n.id DESC LIMIT 1) FROM refresh_tokens t WHERE t.user_id = ? "
+        "GROUP BY t.family_id HAVING SUM(t.revoked_at IS NULL AND t.rotated_at IS NULL AND "
+        "t.expires_at > ?) > 0 ORDER BY MAX(t.id) DESC LIMIT 200",
+        &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, user_id);
+    dm_stmt_bind_int64(st, 2, dm_now());
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        dm_login_session *ls = apr_array_push(list);
+        ls->id = dm_stmt_int64(st, 0);
+        ls->family = apr_pstrdup(p, dm_stmt_text(st, 1, NULL));
+        ls->created_at = dm_stmt_int64(st, 2);
+        ls->last_used_at = dm_stmt_int64(st, 3);
+        ls->ip = dm_stmt_dup_text(st, p, 4);
+        ls->user_agent = dm_stmt_dup_text(st, p, 5);
+    }
+    dm_stmt_done(st);
+    if (!e) {
+        *rows = list;
+    }
+    return e;
+}
+
+json_t *dm_login_session_json(apr_pool_t *p, const dm_login_session *ls, const char *current_family)
+{
+    json_t *o = json_object(), *ua = ls->user_agent ? json_string(ls->user_agent) : NULL;
+
+    json_object_set_new(o, "id", json_integer(ls->id));
+    json_object_set_new(o, "created_at", json_string(dm_json_time(p, ls->created_at)));
+    json_object_set_new(o, "last_used_at", json_string(dm_json_time(p, ls->last_used_at)));
+    json_object_set_new(o, "ip", ls->ip ? json_string(ls->ip) : json_null());
+    /* a user agent that is not UTF-8 is shown as unknown */
+    json_object_set_new(o, "user_agent", ua ? ua : json_null());
+    json_object_set_new(o, "current",
+                        json_boolean(current_family && strcmp(current_family, ls->family) == 0));
+    return o;
+}
+
+typedef struct end_ctx {
+    int64_t user_id, id;
+} end_ctx;
+
+static dm_err *session_end_txn(dm_db *db, apr_pool_t *p, void *baton)
+{
+    end_ctx *c = baton;
+    dm_stmt *st;
+    int row = 0;
+    const char *family = NULL;
+    dm_err *e = dm_db_prepare(
+        db, p, "SELECT family_id FROM refresh_tokens WHERE id = ? AND user_id = ?", &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, c->id);
+    dm_stmt_bind_int64(st, 2, c->user_id);
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        family = apr_pstrdup(p, dm_stmt_text(st, 0, NULL));
+    }
+    dm_stmt_done(st);
+    if (!e && family) {
+        e = revoke_family(db, p, family);
+        if (!e && dm_db_changes(db) == 0) {
+            family = NULL; /* already ended */
+        }
+    }
+    if (!e && !family) {
+        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "no such session");
+    }
+    return e;
+}
+
+dm_err *dm_member_session_end(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t id)
+{
+    end_ctx c;
+
+    c.user_id = user_id;
+    c.id = id;
+    return run_in_txn(db, p, session_end_txn, &c);
 }

@@ -15,6 +15,7 @@
 #define DM_MEMBERS_H
 
 #include <apr_pools.h>
+#include <apr_tables.h>
 #include <jansson.h>
 #include <stdint.h>
 
@@ -64,6 +65,13 @@ typedef struct dm_session {
     int64_t refresh_expires;
     const char *csrf_token;
     const char *family; /* the refresh family (login) the tokens belong to */
+    /* Inputs, optional (zero the struct first): where the login comes
+     * from, recorded with its refresh tokens (GET /api/me/sessions). */
+    const char *ip;
+    const char *user_agent;
+    /* Set by dm_member_login instead of a session when 2FA is on: the
+     * challenge dm_member_login_2fa exchanges, with a code, for one. */
+    const char *challenge;
 } dm_session;
 
 typedef struct dm_register_req {
@@ -101,6 +109,48 @@ dm_err *dm_member_insert(dm_db *db, apr_pool_t *p, const dm_member_new *m, int64
  * in the same time). Suspended: DM_E_FORBIDDEN. */
 dm_err *dm_member_login(dm_db *db, apr_pool_t *p, const dm_services *s, const char *email,
                         const char *password, const char *ip, dm_member *out, dm_session *sess);
+
+/* The second step of a login with 2FA on: `challenge` (from
+ * dm_member_login) and a current TOTP code or an unused recovery code give
+ * the session. DM_E_UNAUTHORIZED for a dead challenge (expired, used, or
+ * DM_2FA_CHALLENGE_TRIES wrong codes), DM_E_INVALID_CODE for a wrong,
+ * malformed or replayed code (counted against the challenge). */
+dm_err *dm_member_login_2fa(dm_db *db, apr_pool_t *p, const dm_services *s, const char *challenge,
+                            const char *code, dm_member *out, dm_session *sess);
+
+/* Member `user_id` changes the password: `current` must be right
+ * (DM_E_INVALID naming "current_password"), `password` must pass the
+ * policy. One transaction: the new hash, token_version bumped, every
+ * refresh family revoked, a new family for the caller (*sess: the new
+ * session), withdrawals locked (twofa.h) and "password_changed" e-mailed. */
+dm_err *dm_member_change_password(dm_db *db, apr_pool_t *p, const dm_services *s, int64_t user_id,
+                                  const char *current, const char *password, dm_member *out,
+                                  dm_session *sess);
+
+/* One login of a member, as GET /api/me/sessions lists it: a refresh
+ * family that still has a live token. id is the family's first token row
+ * (the family's own id never leaves the server). */
+typedef struct dm_login_session {
+    int64_t id;
+    const char *family; /* internal: matched against the caller's family */
+    int64_t created_at;
+    int64_t last_used_at; /* the newest rotation */
+    const char *ip;       /* of the newest rotation; may be NULL */
+    const char *user_agent;
+} dm_login_session;
+
+/* The member's live logins, most recently used first (dm_login_session). */
+dm_err *dm_member_sessions(dm_db *db, apr_pool_t *p, int64_t user_id, apr_array_header_t **rows);
+
+/* GET /api/me/sessions's JSON of one login: {"id","created_at",
+ * "last_used_at","ip","user_agent","current"}; current when its family is
+ * `current_family` (NULL: unknown, every login false). */
+json_t *dm_login_session_json(apr_pool_t *p, const dm_login_session *ls,
+                              const char *current_family);
+
+/* Ends login `id` of member `user_id` (its family revoked);
+ * DM_E_NOT_FOUND when it is not one of the member's live logins. */
+dm_err *dm_member_session_end(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t id);
 
 dm_err *dm_member_refresh(dm_db *db, apr_pool_t *p, const dm_services *s, const char *refresh_token,
                           dm_member *out, dm_session *sess);

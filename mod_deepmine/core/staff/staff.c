@@ -15,6 +15,8 @@
 #include "store/audit.h"
 #include "base/json.h"
 #include "base/validate.h"
+#include "members/twofa.h"
+#include "mail/mailq.h"
 
 /* No 0/O/o, 1/I/i/L/l: read aloud or copied by hand without mistakes.
  * 54 symbols, so 20 of them carry about 115 bits. */
@@ -35,6 +37,7 @@ static void read_staff(dm_stmt *st, apr_pool_t *p, int c, dm_staff *out)
     out->role = apr_pstrdup(p, dm_stmt_text(st, c + 2, NULL));
     out->status = apr_pstrdup(p, dm_stmt_text(st, c + 3, NULL));
     out->created_at = dm_stmt_int64(st, c + 4);
+    out->enrol_only = 0;
 }
 
 static const char *id_text(apr_pool_t *p, int64_t id)
@@ -227,18 +230,60 @@ dm_err *dm_staff_ensure_owner(dm_db *db, apr_pool_t *p, const dm_services *s, co
 /* ---- sessions ---- */
 
 typedef struct login_ctx {
+    const dm_services *s;
     const dm_staff *st;
     const char *new_hash; /* a rehash of the password, or NULL */
     const char *token_hash;
     const char *ip;
     int64_t expires;
+    int require_2fa;       /* DeepMineStaff2FA required */
+    int allow_challenge;   /* 0: dm_staff_login, which cannot answer one */
+    int enrol_only;        /* out: the session may only enrol */
+    const char *challenge; /* out: 2FA is on, no session */
 } login_ctx;
 
-static dm_err *login_txn(dm_db *db, apr_pool_t *p, const login_ctx *c)
+/* The session row (enrol_only or full) and its audit row. */
+static dm_err *open_session(dm_db *db, apr_pool_t *p, const login_ctx *c, int two_factor)
+{
+    dm_stmt *st;
+    int row = 0;
+    json_t *after;
+    dm_err *e = dm_db_prepare(db, p,
+                              "INSERT INTO staff_sessions (staff_id, token_hash, ip, created_at, "
+                              "expires_at, enrol_only) VALUES (?, ?, ?, ?, ?, ?)",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, c->st->id);
+    dm_stmt_bind_str(st, 2, c->token_hash);
+    dm_stmt_bind_str(st, 3, c->ip);
+    dm_stmt_bind_int64(st, 4, dm_now());
+    dm_stmt_bind_int64(st, 5, c->expires);
+    dm_stmt_bind_int64(st, 6, c->enrol_only);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    if (e) {
+        return e;
+    }
+    after = dm_json_own(
+        p, json_pack("{s:b,s:b}", "two_factor", two_factor, "enrol_only", c->enrol_only));
+    return dm_audit_write(db, p, c->st->id, "staff.login", "staff", id_text(p, c->st->id), NULL,
+                          after, c->ip);
+}
+
+int dm_staff_role_needs_2fa(const char *role)
+{
+    return role && (strcmp(role, "owner") == 0 || strcmp(role, "finance") == 0);
+}
+
+static dm_err *login_txn(dm_db *db, apr_pool_t *p, login_ctx *c)
 {
     dm_stmt *st;
     int row = 0;
     int64_t now = dm_now();
+    dm_2fa_state tf = {0};
     dm_err *e;
 
     if (c->new_hash) {
@@ -266,37 +311,62 @@ static dm_err *login_txn(dm_db *db, apr_pool_t *p, const login_ctx *c)
     dm_stmt_bind_int64(st, 2, now);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
+    if (!e) {
+        e = dm_2fa_state_get(db, p, DM_2FA_STAFF, c->st->id, &tf);
+    }
     if (e) {
         return e;
     }
-    e = dm_db_prepare(db, p,
-                      "INSERT INTO staff_sessions (staff_id, token_hash, ip, created_at, "
-                      "expires_at) VALUES (?, ?, ?, ?, ?)",
-                      &st);
-    if (e) {
-        return e;
+    if (tf.enabled) {
+        if (!c->allow_challenge) {
+            return dm_err_make(p, DM_E_TWO_FACTOR_REQUIRED, NULL,
+                               "this staff account signs in with a two-factor code");
+        }
+        return dm_2fa_challenge_new(db, p, c->s->keys, DM_2FA_STAFF, c->st->id, c->ip,
+                                    &c->challenge);
     }
-    dm_stmt_bind_int64(st, 1, c->st->id);
-    dm_stmt_bind_str(st, 2, c->token_hash);
-    dm_stmt_bind_str(st, 3, c->ip);
-    dm_stmt_bind_int64(st, 4, now);
-    dm_stmt_bind_int64(st, 5, c->expires);
-    e = dm_stmt_step(st, p, &row);
-    dm_stmt_done(st);
-    if (e) {
-        return e;
-    }
-    return dm_audit_write(db, p, c->st->id, "staff.login", "staff", id_text(p, c->st->id), NULL,
-                          NULL, c->ip);
+    c->enrol_only = c->require_2fa && dm_staff_role_needs_2fa(c->st->role);
+    return open_session(db, p, c, 0);
 }
+
+static dm_err *staff_login(dm_db *db, apr_pool_t *p, const dm_services *s, const char *email,
+                           const char *password, const char *ip, login_ctx *c, dm_staff *out,
+                           dm_staff_session *sess);
 
 dm_err *dm_staff_login(dm_db *db, apr_pool_t *p, const dm_services *s, const char *email,
                        const char *password, const char *ip, dm_staff *out, dm_staff_session *sess)
 {
+    login_ctx c;
+
+    memset(&c, 0, sizeof(c));
+    return staff_login(db, p, s, email, password, ip, &c, out, sess);
+}
+
+dm_err *dm_staff_login_begin(dm_db *db, apr_pool_t *p, const dm_services *s, const char *email,
+                             const char *password, const char *ip, int require_2fa, dm_staff *out,
+                             dm_staff_session *sess, const char **challenge, int *enrol_only)
+{
+    login_ctx c;
+    dm_err *e;
+
+    memset(&c, 0, sizeof(c));
+    c.require_2fa = require_2fa;
+    c.allow_challenge = 1;
+    sess->token = NULL;
+    e = staff_login(db, p, s, email, password, ip, &c, out, sess);
+    *challenge = e ? NULL : c.challenge;
+    *enrol_only = e ? 0 : c.enrol_only;
+    out->enrol_only = *enrol_only;
+    return e;
+}
+
+static dm_err *staff_login(dm_db *db, apr_pool_t *p, const dm_services *s, const char *email,
+                           const char *password, const char *ip, login_ctx *c, dm_staff *out,
+                           dm_staff_session *sess)
+{
     const char *norm, *key, *stored = NULL, *token;
     dm_stmt *st;
     int row = 0, ok = 0, rehash = 0;
-    login_ctx c;
     dm_err *e = dm_validate_email(p, "email", email, &norm, &key);
 
     if (e) {
@@ -339,31 +409,31 @@ dm_err *dm_staff_login(dm_db *db, apr_pool_t *p, const dm_services *s, const cha
     if (strcmp(out->status, "active") != 0) {
         return dm_err_make(p, DM_E_FORBIDDEN, NULL, "this staff account is disabled");
     }
-    memset(&c, 0, sizeof(c));
-    c.st = out;
-    c.ip = ip ? ip : DM_AUDIT_CONSOLE_IP;
+    c->s = s;
+    c->st = out;
+    c->ip = ip ? ip : DM_AUDIT_CONSOLE_IP;
     if (rehash) {
-        e = dm_pw_hash(p, s->pw_limiter, &s->pw_params, password, &c.new_hash);
+        e = dm_pw_hash(p, s->pw_limiter, &s->pw_params, password, &c->new_hash);
         if (e) {
             return e;
         }
     }
     token = dm_token_new(p);
-    c.token_hash = dm_token_hash(p, s->keys->token_hash, token);
-    c.expires = dm_now() + DM_STAFF_SESSION_TTL;
+    c->token_hash = dm_token_hash(p, s->keys->token_hash, token);
+    c->expires = dm_now() + DM_STAFF_SESSION_TTL;
     e = dm_db_begin(db, p);
     if (e) {
         return e;
     }
-    e = login_txn(db, p, &c);
+    e = login_txn(db, p, c);
     if (e) {
         dm_db_rollback(db);
         return e;
     }
     e = dm_db_commit(db, p);
-    if (!e) {
+    if (!e && !c->challenge) {
         sess->token = token;
-        sess->expires = c.expires;
+        sess->expires = c->expires;
     }
     return e;
 }
@@ -381,7 +451,7 @@ dm_err *dm_staff_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s, co
     }
     e = dm_db_prepare(db, p,
                       "SELECT st.id, st.email, st.role, st.status, st.created_at, ss.expires_at, "
-                      "ss.revoked_at IS NOT NULL FROM staff_sessions ss "
+                      "ss.revoked_at IS NOT NULL, ss.enrol_only FROM staff_sessions ss "
                       "JOIN staff st ON st.id = ss.staff_id WHERE ss.token_hash = ?",
                       &st);
     if (e) {
@@ -393,6 +463,7 @@ dm_err *dm_staff_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s, co
         read_staff(st, p, 0, out);
         expires = dm_stmt_int64(st, 5);
         revoked = (int)dm_stmt_int64(st, 6);
+        out->enrol_only = (int)dm_stmt_int64(st, 7);
     }
     dm_stmt_done(st);
     if (e) {
@@ -486,4 +557,178 @@ dm_err *dm_staff_list(dm_db *db, apr_pool_t *p, apr_array_header_t **rows)
         *rows = list;
     }
     return e;
+}
+
+/* ---- two-factor sign-in ---- */
+
+dm_err *dm_staff_login_2fa(dm_db *db, apr_pool_t *p, const dm_services *s, const char *challenge,
+                           const char *code, const char *ip, dm_staff *out, dm_staff_session *sess)
+{
+    login_ctx c;
+    dm_stmt *st;
+    int row = 0;
+    int64_t owner = 0;
+    const char *token = dm_token_new(p);
+    dm_err *e;
+
+    if (!s->keys) {
+        return dm_err_make(p, DM_E_INTERNAL, NULL, "staff sessions need the secret key");
+    }
+    memset(&c, 0, sizeof(c));
+    c.s = s;
+    c.st = out;
+    c.ip = ip ? ip : DM_AUDIT_CONSOLE_IP;
+    c.token_hash = dm_token_hash(p, s->keys->token_hash, token);
+    c.expires = dm_now() + DM_STAFF_SESSION_TTL;
+    e = dm_db_begin(db, p);
+    if (e) {
+        return e;
+    }
+    e = dm_2fa_challenge_take(db, p, s->keys, DM_2FA_STAFF, challenge, code, &owner);
+    if (!e) {
+        e = dm_db_prepare(db, p, "SELECT " STAFF_COLUMNS " FROM staff WHERE id = ?", &st);
+    }
+    if (!e) {
+        dm_stmt_bind_int64(st, 1, owner);
+        e = dm_stmt_step(st, p, &row);
+        if (!e && row) {
+            read_staff(st, p, 0, out);
+        }
+        dm_stmt_done(st);
+        if (!e && !row) {
+            e = dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "log in again");
+        }
+    }
+    if (!e && strcmp(out->status, "active") != 0) {
+        e = dm_err_make(p, DM_E_FORBIDDEN, NULL, "this staff account is disabled");
+    }
+    if (!e) {
+        e = open_session(db, p, &c, 1);
+    }
+    if (e) {
+        dm_db_rollback(db);
+        if (e->code == DM_E_INVALID_CODE) {
+            dm_err *f = dm_2fa_challenge_failed(db, p, s->keys, DM_2FA_STAFF, challenge);
+            return f ? f : e;
+        }
+        return e;
+    }
+    e = dm_db_commit(db, p);
+    if (!e) {
+        sess->token = token;
+        sess->expires = c.expires;
+    }
+    return e;
+}
+
+dm_err *dm_staff_2fa_setup(dm_db *db, apr_pool_t *p, const dm_services *s, const dm_staff *st,
+                           const char **secret, const char **uri)
+{
+    return dm_2fa_setup(db, p, s->keys, DM_2FA_STAFF, st->id, st->email, secret, uri);
+}
+
+dm_err *dm_staff_2fa_enable(dm_db *db, apr_pool_t *p, const dm_services *s, const dm_staff *st,
+                            const char *code, const char *ip, apr_array_header_t **codes)
+{
+    dm_stmt *stmt;
+    int row = 0;
+    dm_err *e = dm_db_begin(db, p);
+
+    if (e) {
+        return e;
+    }
+    e = dm_2fa_enable(db, p, s->keys, DM_2FA_STAFF, st->id, code, codes);
+    /* The account is enrolled: its restricted sessions become full ones. */
+    if (!e) {
+        e = dm_db_prepare(db, p, "UPDATE staff_sessions SET enrol_only = 0 WHERE staff_id = ?",
+                          &stmt);
+    }
+    if (!e) {
+        dm_stmt_bind_int64(stmt, 1, st->id);
+        e = dm_stmt_step(stmt, p, &row);
+        dm_stmt_done(stmt);
+    }
+    if (!e) {
+        e = dm_audit_write(db, p, st->id, "staff.2fa.enable", "staff", id_text(p, st->id), NULL,
+                           NULL, ip ? ip : DM_AUDIT_CONSOLE_IP);
+    }
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    return dm_db_commit(db, p);
+}
+
+dm_err *dm_staff_2fa_disable(dm_db *db, apr_pool_t *p, const dm_services *s, const dm_staff *st,
+                             const char *code, const char *ip, int require_2fa)
+{
+    dm_err *e;
+
+    if (require_2fa && dm_staff_role_needs_2fa(st->role)) {
+        return dm_err_make(p, DM_E_CONFLICT, NULL,
+                           "the %s role must keep two-factor sign-in on (DeepMineStaff2FA "
+                           "required)",
+                           st->role);
+    }
+    e = dm_db_begin(db, p);
+    if (e) {
+        return e;
+    }
+    e = dm_2fa_verify(db, p, s->keys, DM_2FA_STAFF, st->id, code, 1, NULL);
+    if (!e) {
+        e = dm_2fa_remove(db, p, DM_2FA_STAFF, st->id);
+    }
+    if (!e) {
+        e = dm_audit_write(db, p, st->id, "staff.2fa.disable", "staff", id_text(p, st->id), NULL,
+                           NULL, ip ? ip : DM_AUDIT_CONSOLE_IP);
+    }
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    return dm_db_commit(db, p);
+}
+
+dm_err *dm_2fa_console_reset(dm_db *db, apr_pool_t *p, const char *subject, int64_t owner)
+{
+    dm_2fa_state tf = {0};
+    int member = strcmp(subject, DM_2FA_MEMBER) == 0;
+    dm_member m = {0};
+    json_t *vars;
+    dm_err *e = dm_db_begin(db, p);
+
+    if (e) {
+        return e;
+    }
+    e = dm_2fa_state_get(db, p, subject, owner, &tf);
+    if (!e && !tf.enabled && !tf.pending) {
+        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "%s %" APR_INT64_T_FMT " has no 2FA enrolment",
+                        subject, (apr_int64_t)owner);
+    }
+    if (!e) {
+        e = dm_2fa_remove(db, p, subject, owner);
+    }
+    if (!e && member) {
+        e = dm_member_get(db, p, owner, &m);
+        if (!e) {
+            vars = dm_json_own(p, json_pack("{s:s}", "email", m.email));
+            e = dm_mail_enqueue(
+                db, p, m.email, "twofa_disabled", vars,
+                apr_psprintf(p, "twofa_disabled:%" APR_INT64_T_FMT ":%" APR_INT64_T_FMT ":console",
+                             (apr_int64_t)owner, (apr_int64_t)dm_now()));
+        }
+        if (!e) {
+            e = dm_member_lock_withdrawals(db, p, &m, "two-factor sign-in was reset by support",
+                                           "2fa-reset");
+        }
+    }
+    if (!e) {
+        e = dm_audit_write(db, p, 0, "twofa.reset", member ? "user" : "staff", id_text(p, owner),
+                           NULL, NULL, DM_AUDIT_CONSOLE_IP);
+    }
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    return dm_db_commit(db, p);
 }

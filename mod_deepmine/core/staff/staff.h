@@ -37,6 +37,7 @@ typedef struct dm_staff {
     const char *role;   /* "owner" | "finance" | "support" | "kyc" */
     const char *status; /* "active" | "disabled" */
     int64_t created_at;
+    int enrol_only; /* dm_staff_authenticate: the session may only enrol in 2FA */
 } dm_staff;
 
 typedef struct dm_staff_session {
@@ -68,6 +69,45 @@ dm_err *dm_staff_ensure_owner(dm_db *db, apr_pool_t *p, const dm_services *s, co
  * right password: DM_E_FORBIDDEN. On success a new session. */
 dm_err *dm_staff_login(dm_db *db, apr_pool_t *p, const dm_services *s, const char *email,
                        const char *password, const char *ip, dm_staff *out, dm_staff_session *sess);
+
+/* The staff login with two-factor sign-in (docs/security.md). After the
+ * password: when the account has 2FA on, no session but *challenge (for
+ * dm_staff_login_2fa); else, when `require_2fa` and the role is owner or
+ * finance (DeepMineStaff2FA required), a session that may only enrol
+ * (*enrol_only 1) until dm_staff_2fa_enable; else a full session.
+ * Errors as dm_staff_login. dm_staff_login itself refuses an account with
+ * 2FA on (DM_E_TWO_FACTOR_REQUIRED) and never requires enrolment. */
+dm_err *dm_staff_login_begin(dm_db *db, apr_pool_t *p, const dm_services *s, const char *email,
+                             const char *password, const char *ip, int require_2fa, dm_staff *out,
+                             dm_staff_session *sess, const char **challenge, int *enrol_only);
+
+/* The second step: a live challenge and a current TOTP or unused recovery
+ * code give a full session (audited "staff.login"). DM_E_UNAUTHORIZED for
+ * a dead challenge, DM_E_INVALID_CODE for a wrong or replayed code. */
+dm_err *dm_staff_login_2fa(dm_db *db, apr_pool_t *p, const dm_services *s, const char *challenge,
+                           const char *code, const char *ip, dm_staff *out, dm_staff_session *sess);
+
+/* Does `role` have to use 2FA under DeepMineStaff2FA required? */
+int dm_staff_role_needs_2fa(const char *role);
+
+/* Staff enrolment (members/twofa.h): setup; enable (then every session of
+ * the account may do everything; audited "staff.2fa.enable"); disable
+ * with a code (audited "staff.2fa.disable"), refused (DM_E_CONFLICT) when
+ * `require_2fa` and the role needs it. */
+dm_err *dm_staff_2fa_setup(dm_db *db, apr_pool_t *p, const dm_services *s, const dm_staff *st,
+                           const char **secret, const char **uri);
+dm_err *dm_staff_2fa_enable(dm_db *db, apr_pool_t *p, const dm_services *s, const dm_staff *st,
+                            const char *code, const char *ip, apr_array_header_t **codes);
+dm_err *dm_staff_2fa_disable(dm_db *db, apr_pool_t *p, const dm_services *s, const dm_staff *st,
+                             const char *code, const char *ip, int require_2fa);
+
+/* The operator's way out for an account that lost its authenticator and
+ * its recovery codes (deepminectl twofa reset): removes the enrolment of
+ * member or staff `owner` (subject DM_2FA_MEMBER / DM_2FA_STAFF), audited
+ * "twofa.reset" as the console. A member is e-mailed ("twofa_disabled") and
+ * their withdrawals paused, as when they turn it off. DM_E_NOT_FOUND when
+ * the account has no enrolment. */
+dm_err *dm_2fa_console_reset(dm_db *db, apr_pool_t *p, const char *subject, int64_t owner);
 
 /* The staff member of a live session: DM_E_UNAUTHORIZED for an unknown,
  * expired or revoked token, DM_E_FORBIDDEN for a disabled account. */

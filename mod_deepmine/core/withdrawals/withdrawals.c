@@ -35,7 +35,16 @@
 #define WD_COLUMNS                                                                                 \
     "w.id, w.user_id, w.amount_micros, w.currency, w.network, w.destination, w.status, w.txid, "   \
     "w.reason, w.requested_at, w.decided_at, w.decided_by, w.request_transfer_id, "                \
-    "w.decision_transfer_id, u.email, w.held_at, w.held_reason"
+    "w.decision_transfer_id, u.email, w.held_at, w.held_reason, u.kyc_status, "                    \
+    "EXISTS (SELECT 1 FROM twofa t WHERE t.subject = 'member' AND t.owner_id = w.user_id AND "     \
+    "t.secret_enc IS NOT NULL), w.address_id, a.created_at, a.confirmed_at, "                      \
+    "(SELECT group_concat(DISTINCT f.reason) FROM member_flags f WHERE f.user_id = w.user_id "     \
+    "AND f.status IN ('open', 'confirmed'))"
+
+/* The joins WD_COLUMNS reads from. */
+#define WD_FROM                                                                                    \
+    " FROM withdrawals w JOIN users u ON u.id = w.user_id LEFT JOIN withdrawal_addresses a ON "    \
+    "a.id = w.address_id "
 
 static const char BASE58[] = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 static const char BECH32[] = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
@@ -159,16 +168,19 @@ static void read_row(dm_stmt *st, apr_pool_t *p, dm_withdrawal *w)
     w->email = apr_pstrdup(p, dm_stmt_text(st, 14, NULL));
     w->held_at = opt_int(st, 15);
     w->held_reason = dm_stmt_dup_text(st, p, 16);
+    w->kyc_status = apr_pstrdup(p, dm_stmt_text(st, 17, NULL));
+    w->two_factor = (int)dm_stmt_int64(st, 18);
+    w->address_id = opt_int(st, 19);
+    w->address_created_at = opt_int(st, 20);
+    w->address_confirmed_at = opt_int(st, 21);
+    w->flags = dm_stmt_dup_text(st, p, 22);
 }
 
 dm_err *dm_wd_get(dm_db *db, apr_pool_t *p, int64_t id, dm_withdrawal *out)
 {
     dm_stmt *st;
     int row = 0;
-    dm_err *e = dm_db_prepare(db, p,
-                              "SELECT " WD_COLUMNS " FROM withdrawals w JOIN users u ON u.id = "
-                              "w.user_id WHERE w.id = ?",
-                              &st);
+    dm_err *e = dm_db_prepare(db, p, "SELECT " WD_COLUMNS WD_FROM "WHERE w.id = ?", &st);
 
     if (e) {
         return e;
@@ -210,7 +222,7 @@ dm_err *dm_wd_list(dm_db *db, apr_pool_t *p, int64_t user_id, const char *status
     /* One statement for the four filter combinations: a 0 / NULL
      * parameter switches its condition off. */
     e = dm_db_prepare(db, p,
-                      "SELECT " WD_COLUMNS " FROM withdrawals w JOIN users u ON u.id = w.user_id "
+                      "SELECT " WD_COLUMNS WD_FROM
                       "WHERE (? = 0 OR w.user_id = ?) AND (? IS NULL OR w.status = ?) "
                       "AND (? = 0 OR w.id < ?) ORDER BY w.id DESC LIMIT ?",
                       &st);
@@ -243,6 +255,30 @@ dm_err *dm_wd_list(dm_db *db, apr_pool_t *p, int64_t user_id, const char *status
     return e;
 }
 
+/* What staff weigh before paying (withdrawals.h). */
+static json_t *member_checks(apr_pool_t *p, const dm_withdrawal *w)
+{
+    json_t *o = json_object(), *flags = json_array();
+    char *list = w->flags ? apr_pstrdup(p, w->flags) : NULL, *last = NULL;
+
+    for (char *f = list ? apr_strtok(list, ",", &last) : NULL; f;
+         f = apr_strtok(NULL, ",", &last)) {
+        json_array_append_new(flags, json_string(f));
+    }
+    json_object_set_new(o, "kyc_status", json_string(w->kyc_status ? w->kyc_status : "none"));
+    json_object_set_new(o, "two_factor", json_boolean(w->two_factor));
+    json_object_set_new(o, "address_id", w->address_id ? json_integer(w->address_id) : json_null());
+    json_object_set_new(o, "address_added_at", dm_json_time_or_null(p, w->address_created_at));
+    json_object_set_new(o, "address_confirmed_at",
+                        dm_json_time_or_null(p, w->address_confirmed_at));
+    json_object_set_new(o, "address_age_seconds",
+                        w->address_confirmed_at
+                            ? json_integer(w->requested_at - w->address_confirmed_at)
+                            : json_null());
+    json_object_set_new(o, "fraud_flags", flags);
+    return o;
+}
+
 json_t *dm_wd_json(apr_pool_t *p, const dm_withdrawal *w, int for_staff)
 {
     json_t *o = json_object();
@@ -270,6 +306,7 @@ json_t *dm_wd_json(apr_pool_t *p, const dm_withdrawal *w, int for_staff)
         json_object_set_new(o, "held_at", dm_json_time_or_null(p, w->held_at));
         json_object_set_new(o, "held_reason",
                             w->held_reason ? json_string(w->held_reason) : json_null());
+        json_object_set_new(o, "member_checks", member_checks(p, w));
     }
     return o;
 }
@@ -376,26 +413,39 @@ static dm_err *insert_request(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t
     return e;
 }
 
-static dm_err *set_transfer(dm_db *db, apr_pool_t *p, int64_t id, int64_t transfer_id)
+static dm_err *set_transfer(dm_db *db, apr_pool_t *p, int64_t id, int64_t transfer_id,
+                            int64_t address_id)
 {
     dm_stmt *st;
     int row = 0;
-    dm_err *e =
-        dm_db_prepare(db, p, "UPDATE withdrawals SET request_transfer_id = ? WHERE id = ?", &st);
+    dm_err *e = dm_db_prepare(
+        db, p, "UPDATE withdrawals SET request_transfer_id = ?, address_id = ? WHERE id = ?", &st);
 
     if (e) {
         return e;
     }
     dm_stmt_bind_int64(st, 1, transfer_id);
-    dm_stmt_bind_int64(st, 2, id);
+    if (address_id) {
+        dm_stmt_bind_int64(st, 2, address_id);
+    } else {
+        dm_stmt_bind_null(st, 2);
+    }
+    dm_stmt_bind_int64(st, 3, id);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     return e;
 }
 
+typedef struct guard_call {
+    dm_wd_guard_fn *fn;
+    void *baton;
+    int64_t address_id;
+} guard_call;
+
 static dm_err *request_txn(dm_db *db, apr_pool_t *p, const dm_wd_limits *lim, int64_t user_id,
                            int64_t amount, const char *network, const char *destination,
-                           const char *key, dm_withdrawal *out, int64_t *shared_with)
+                           const char *key, const guard_call *g, dm_withdrawal *out,
+                           int64_t *shared_with)
 {
     dm_member m;
     int64_t today = 0, id = 0, wallet = 0, pending = 0;
@@ -409,6 +459,9 @@ static dm_err *request_txn(dm_db *db, apr_pool_t *p, const dm_wd_limits *lim, in
 
     if (!e) {
         e = check_member(p, &m);
+    }
+    if (!e && g->fn) {
+        e = g->fn(db, p, g->baton);
     }
     if (!e) {
         e = requested_today(db, p, user_id, &today);
@@ -461,7 +514,7 @@ static dm_err *request_txn(dm_db *db, apr_pool_t *p, const dm_wd_limits *lim, in
         }
     }
     if (!e) {
-        e = set_transfer(db, p, id, t.id);
+        e = set_transfer(db, p, id, t.id, g->address_id);
     }
     if (!e) {
         e = dm_wd_get(db, p, id, out);
@@ -473,6 +526,16 @@ dm_err *dm_wd_request(dm_db *db, apr_pool_t *p, const dm_wd_limits *lim, int64_t
                       int64_t amount_micros, const char *network, const char *destination,
                       dm_withdrawal *out, int64_t *shared_with)
 {
+    return dm_wd_request_guarded(db, p, lim, user_id, amount_micros, network, destination, 0, NULL,
+                                 NULL, out, shared_with);
+}
+
+dm_err *dm_wd_request_guarded(dm_db *db, apr_pool_t *p, const dm_wd_limits *lim, int64_t user_id,
+                              int64_t amount_micros, const char *network, const char *destination,
+                              int64_t address_id, dm_wd_guard_fn *guard, void *baton,
+                              dm_withdrawal *out, int64_t *shared_with)
+{
+    guard_call g;
     const char *key = NULL;
     int64_t other = 0;
     dm_err *e;
@@ -490,7 +553,10 @@ dm_err *dm_wd_request(dm_db *db, apr_pool_t *p, const dm_wd_limits *lim, int64_t
     if (e) {
         return e;
     }
-    e = request_txn(db, p, lim, user_id, amount_micros, network, destination, key, out, &other);
+    g.fn = guard;
+    g.baton = baton;
+    g.address_id = address_id;
+    e = request_txn(db, p, lim, user_id, amount_micros, network, destination, key, &g, out, &other);
     if (e) {
         dm_db_rollback(db);
         return e;

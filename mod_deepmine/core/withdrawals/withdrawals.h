@@ -67,6 +67,16 @@ typedef struct dm_withdrawal {
     const char *email;            /* the member's, filled by the staff list only */
     int64_t held_at;              /* 0: never held for review */
     const char *held_reason;      /* NULL: never held */
+    /* What staff weigh before paying (filled by dm_wd_get and dm_wd_list):
+     * the member's KYC status and 2FA state, the book entry the
+     * withdrawal went to (0: none, requested before the address book),
+     * and the member's open or confirmed fraud flags ("reason,reason"). */
+    const char *kyc_status;
+    int two_factor;
+    int64_t address_id;
+    int64_t address_created_at;
+    int64_t address_confirmed_at;
+    const char *flags; /* NULL: none */
 } dm_withdrawal;
 
 /* Member `user_id` asks to withdraw `amount_micros` of the platform
@@ -80,6 +90,17 @@ typedef struct dm_withdrawal {
 dm_err *dm_wd_request(dm_db *db, apr_pool_t *p, const dm_wd_limits *lim, int64_t user_id,
                       int64_t amount_micros, const char *network, const char *destination,
                       dm_withdrawal *out, int64_t *shared_with);
+
+/* dm_wd_request with two additions for the protected path
+ * (withdrawals/addresses.h): `guard`, when not NULL, runs inside the
+ * request's transaction after the member checks and before anything is
+ * written (an error from it aborts the request, nothing written); and the
+ * withdrawal records `address_id` (0: none). */
+typedef dm_err *dm_wd_guard_fn(dm_db *db, apr_pool_t *p, void *baton);
+dm_err *dm_wd_request_guarded(dm_db *db, apr_pool_t *p, const dm_wd_limits *lim, int64_t user_id,
+                              int64_t amount_micros, const char *network, const char *destination,
+                              int64_t address_id, dm_wd_guard_fn *guard, void *baton,
+                              dm_withdrawal *out, int64_t *shared_with);
 
 /* Finance's decision on a pending withdrawal, by staff `staff_id` (0:
  * console) from `ip`: approve (txid 1..DM_WD_TXID_MAX, required) or reject
@@ -115,7 +136,11 @@ dm_err *dm_wd_list(dm_db *db, apr_pool_t *p, int64_t user_id, const char *status
 /* {"id","amount_micros","currency","network","destination","status",
  * "txid","reason","requested_at","decided_at"}; staff also get
  * "user_id","email","decided_by","request_transfer_id",
- * "decision_transfer_id","held_for_review","held_at","held_reason".
+ * "decision_transfer_id","held_for_review","held_at","held_reason", and
+ * "member_checks": {"kyc_status","two_factor","address_id",
+ * "address_added_at","address_confirmed_at","address_age_seconds" (age of
+ * the confirmation when requested; null without a book entry),
+ * "fraud_flags":[reason…]}.
  * Caller owns it. */
 json_t *dm_wd_json(apr_pool_t *p, const dm_withdrawal *w, int for_staff);
 

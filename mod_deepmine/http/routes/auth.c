@@ -14,6 +14,7 @@
 
 #include "base/json.h"
 #include "base/metrics.h"
+#include "members/twofa.h"
 
 /* Fields are capped well above any valid value, so a 10 KB string is a
  * clean 400 before any work. */
@@ -58,6 +59,14 @@ static dm_err *begin(request_rec *r, const char *rule, json_t **body, dm_db **db
     return e;
 }
 
+/* Where a login comes from, recorded with its refresh tokens. */
+static void session_origin(request_rec *r, dm_session *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->ip = r->useragent_ip;
+    s->user_agent = apr_table_get(r->headers_in, "User-Agent");
+}
+
 static int auth_register(request_rec *r, const dm_route_match *m)
 {
     json_t *b;
@@ -70,6 +79,7 @@ static int auth_register(request_rec *r, const dm_route_match *m)
 
     memset(&req, 0, sizeof(req));
     req.ip = r->useragent_ip;
+    session_origin(r, &s);
     if (!e) {
         e = dm_json_get_string(r->pool, b, "email", 1, MAX_EMAIL_FIELD, &req.email, NULL);
     }
@@ -104,6 +114,7 @@ static int auth_login(request_rec *r, const dm_route_match *m)
     int return_tokens = 0;
     dm_err *e = begin(r, "login", &b, &db);
 
+    session_origin(r, &s);
     if (!e) {
         e = dm_json_get_string(r->pool, b, "email", 1, MAX_EMAIL_FIELD, &email, NULL);
     }
@@ -118,6 +129,51 @@ static int auth_login(request_rec *r, const dm_route_match *m)
         if (e && (e->code == DM_E_UNAUTHORIZED || e->code == DM_E_FORBIDDEN)) {
             dm_metrics_inc(DM_M_LOGIN_FAILURES, "realm", "member", DM_ML_END);
         }
+    }
+    if (!e && s.challenge) {
+        /* 2FA is on: no session yet (docs/api.md, docs/security.md) */
+        return dm_http_send_json(r, HTTP_OK,
+                                 json_pack("{s:b,s:s,s:I}", "two_factor_required", 1, "challenge",
+                                           s.challenge, "expires_in",
+                                           (json_int_t)DM_2FA_CHALLENGE_TTL));
+    }
+    return e ? dm_http_error(r, e) : answer_session(r, HTTP_OK, &mem, &s, return_tokens);
+}
+
+/* {challenge, code, return_tokens?}: the second step of a login with 2FA
+ * on. Limited per address (login-2fa) and per member (login-2fa-member),
+ * wrong codes included. */
+static int auth_login_2fa(request_rec *r, const dm_route_match *m)
+{
+    json_t *b;
+    dm_db *db;
+    const char *challenge = NULL, *code = NULL;
+    dm_member mem = {0};
+    dm_session s;
+    int64_t owner = 0;
+    int return_tokens = 0;
+    dm_err *e = begin(r, "login-2fa", &b, &db);
+
+    session_origin(r, &s);
+    if (!e) {
+        e = dm_json_get_string(r->pool, b, "challenge", 1, MAX_TOKEN_FIELD, &challenge, NULL);
+    }
+    if (!e) {
+        e = dm_json_get_string(r->pool, b, "code", 1, 64, &code, NULL);
+    }
+    if (!e) {
+        e = dm_json_get_bool(r->pool, b, "return_tokens", 0, &return_tokens, NULL);
+    }
+    if (!e) {
+        e = dm_2fa_challenge_owner(db, r->pool, dm_g.svc.keys, DM_2FA_MEMBER, challenge, &owner);
+    }
+    if (!e) {
+        e = dm_http_rate_limit(
+            r, "login-2fa-member",
+            apr_psprintf(r->pool, "member:%" APR_INT64_T_FMT, (apr_int64_t)owner));
+    }
+    if (!e) {
+        e = dm_member_login_2fa(db, r->pool, &dm_g.svc, challenge, code, &mem, &s);
     }
     return e ? dm_http_error(r, e) : answer_session(r, HTTP_OK, &mem, &s, return_tokens);
 }
@@ -163,6 +219,7 @@ static int auth_refresh(request_rec *r, const dm_route_match *m)
     int return_tokens = 0;
     dm_err *e = refresh_token_of(r, &return_tokens, &token);
 
+    session_origin(r, &s);
     if (!e) {
         e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
     }
@@ -253,13 +310,56 @@ static int auth_reset_confirm(request_rec *r, const dm_route_match *m)
     return e ? dm_http_error(r, e) : dm_http_json(r, HTTP_OK, body, sizeof(body) - 1);
 }
 
+/* {current_password, new_password, return_tokens?}: every login of the
+ * member ends; the caller gets a fresh session (cookies, and tokens when
+ * asked) in the answer. Counted against "login" per address. */
+static int me_password(request_rec *r, const dm_route_match *m)
+{
+    json_t *b;
+    dm_db *db;
+    const char *current = NULL, *password = NULL;
+    dm_member mem = {0};
+    dm_session s;
+    int return_tokens = 0;
+    dm_err *e = dm_http_member_db(r, &db, &mem);
+
+    session_origin(r, &s);
+    if (!e) {
+        e = dm_http_rate_limit(r, "login", r->useragent_ip);
+    }
+    if (!e) {
+        e = dm_http_read_json(r, &b);
+    }
+    if (!e) {
+        e = dm_json_get_string(r->pool, b, "current_password", 1, MAX_PASSWORD_FIELD, &current,
+                               NULL);
+    }
+    if (!e) {
+        e = dm_json_get_string(r->pool, b, "new_password", 1, MAX_PASSWORD_FIELD, &password, NULL);
+    }
+    if (!e) {
+        e = dm_json_get_bool(r->pool, b, "return_tokens", 0, &return_tokens, NULL);
+    }
+    if (!e) {
+        e = dm_member_change_password(db, r->pool, &dm_g.svc, mem.id, current, password, &mem, &s);
+    }
+    /* the policy names the field "password"; this endpoint calls it
+     * new_password */
+    if (e && e->field && strcmp(e->field, "password") == 0) {
+        e = dm_err_make(r->pool, e->code, "new_password", "%s", e->message);
+    }
+    return e ? dm_http_error(r, e) : answer_session(r, HTTP_OK, &mem, &s, return_tokens);
+}
+
 const dm_route_def dm_routes_auth[] = {
     {"POST", "/api/auth/register", auth_register},
     {"POST", "/api/auth/login", auth_login},
+    {"POST", "/api/auth/login/2fa", auth_login_2fa},
     {"POST", "/api/auth/refresh", auth_refresh},
     {"POST", "/api/auth/logout", auth_logout},
     {"POST", "/api/auth/verify-email", auth_verify_email},
     {"POST", "/api/auth/password-reset", auth_reset},
     {"POST", "/api/auth/password-reset/confirm", auth_reset_confirm},
+    {"POST", "/api/me/password", me_password},
     {NULL, NULL, NULL},
 };

@@ -16,7 +16,7 @@
  *   PATCH /api/admin/users/{id}      x              x
  *   GET   /api/admin/audit           x
  *   GET   /api/admin/transfers       x      x
- *   GET   /api/admin/withdrawals     x      x
+ *   GET   /api/admin/withdrawals[/{id}] x   x
  *   POST  …/withdrawals/{id}/approve x      x
  *   POST  …/withdrawals/{id}/reject  x      x
  *   POST  …/withdrawals/decisions    x      x
@@ -64,6 +64,7 @@
  *   GET   /api/admin/export/commissions.csv  x  x  x
  *   GET   /api/admin/export/withdrawals.csv  x  x
  *   GET   /api/admin/export/transfers.csv    x  x
+ *   GET/POST /api/admin/me/2fa[/setup|/enable|/disable]  every role (its own)
  */
 #include "dm_http.h"
 
@@ -78,6 +79,7 @@
 #include "store/migrate.h"
 #include "shop/contracts.h"
 #include "shop/orders.h"
+#include "members/twofa.h"
 
 #define MAX_EMAIL_FIELD 320
 #define MAX_PASSWORD_FIELD 1024
@@ -98,6 +100,7 @@ static const struct staff_access {
     {"GET", "/api/admin/transfers", DM_ROLE_FINANCE}, /* routes_ledger.c */
     /* routes_withdrawals.c */
     {"GET", "/api/admin/withdrawals", DM_ROLE_FINANCE},
+    {"GET", "/api/admin/withdrawals/{id}", DM_ROLE_FINANCE},
     {"POST", "/api/admin/withdrawals/{id}/approve", DM_ROLE_FINANCE},
     {"POST", "/api/admin/withdrawals/{id}/reject", DM_ROLE_FINANCE},
     {"POST", "/api/admin/withdrawals/decisions", DM_ROLE_FINANCE},
@@ -153,7 +156,22 @@ static const struct staff_access {
     {"GET", "/api/admin/export/commissions.csv", DM_ROLE_FINANCE | DM_ROLE_SUPPORT},
     {"GET", "/api/admin/export/withdrawals.csv", DM_ROLE_FINANCE},
     {"GET", "/api/admin/export/transfers.csv", DM_ROLE_FINANCE},
+    /* routes/twofa.c: every account's own enrolment */
+    {"GET", "/api/admin/me/2fa", DM_ROLE_ANY},
+    {"POST", "/api/admin/me/2fa/setup", DM_ROLE_ANY},
+    {"POST", "/api/admin/me/2fa/enable", DM_ROLE_ANY},
+    {"POST", "/api/admin/me/2fa/disable", DM_ROLE_ANY},
 };
+
+/* What a session that may only enrol (DeepMineStaff2FA required, owner or
+ * finance not enrolled yet) may use; everything else is
+ * two_factor_enrolment_required. */
+static int enrol_route(const char *method, const char *pattern)
+{
+    return (strcmp(method, "GET") == 0 && strcmp(pattern, "/api/admin/me/2fa") == 0) ||
+           (strcmp(method, "POST") == 0 && (strcmp(pattern, "/api/admin/me/2fa/setup") == 0 ||
+                                            strcmp(pattern, "/api/admin/me/2fa/enable") == 0));
+}
 
 /* The roles allowed on a route; *known 0 when the table has no row. */
 static unsigned route_roles(const char *method, const char *pattern, int *known)
@@ -197,6 +215,12 @@ static dm_err *dm_http_staff(request_rec *r, dm_db *db, const dm_route_match *m,
                       "DM00500: %s %s has no row in the staff role table; refused (a bug)",
                       d->method, m->pattern);
     }
+    if (out->enrol_only && !enrol_route(d->method, m->pattern)) {
+        return dm_err_make(r->pool, DM_E_ENROL_REQUIRED, NULL,
+                           "the %s role signs in with two-factor codes: enrol first (POST "
+                           "/api/admin/me/2fa/setup, then /api/admin/me/2fa/enable)",
+                           out->role);
+    }
     if (!(allowed & dm_staff_role_bit(out->role))) {
         return dm_err_make(r->pool, DM_E_FORBIDDEN, NULL, "the %s role may not %s %s", out->role,
                            d->method, m->pattern);
@@ -213,13 +237,34 @@ dm_err *dm_http_staff_db(request_rec *r, const dm_route_match *m, dm_db **db, dm
 
 /* ---- session ---- */
 
+/* The staff session cookies and the answer of a login that opened one. */
+static int answer_staff_session(request_rec *r, const dm_staff *st, const dm_staff_session *sess)
+{
+    const char *csrf = dm_token_new(r->pool);
+    json_t *o;
+
+    dm_http_set_cookie(r, "dm_admin", sess->token, "/api/admin", DM_STAFF_SESSION_TTL, 1, "Strict");
+    /* The member side's double-submit cookie, with the member side's
+     * lifetime, so a staff login never cuts short a member session in the
+     * same browser (see docs/decisions.md). */
+    dm_http_set_cookie(r, "dm_csrf", csrf, "/", DM_REFRESH_TTL, 0, "Lax");
+    o = json_pack("{s:o,s:s}", "staff", dm_staff_json(st), "csrf_token", csrf);
+    if (st->enrol_only) {
+        /* DeepMineStaff2FA required and not enrolled yet: this session may
+         * only enrol (docs/security.md) */
+        json_object_set_new(o, "enrol_2fa_required", json_true());
+    }
+    return dm_http_send_json(r, HTTP_OK, o);
+}
+
 static int admin_login(request_rec *r, const dm_route_match *m)
 {
     json_t *b;
     dm_db *db;
-    const char *email = NULL, *password = NULL, *csrf;
+    const char *email = NULL, *password = NULL, *challenge = NULL;
     dm_staff st;
     dm_staff_session sess;
+    int enrol_only = 0;
     dm_err *e = dm_http_check_origin(r);
 
     if (!e) {
@@ -238,7 +283,9 @@ static int admin_login(request_rec *r, const dm_route_match *m)
         e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
     }
     if (!e) {
-        e = dm_staff_login(db, r->pool, &dm_g.svc, email, password, r->useragent_ip, &st, &sess);
+        e = dm_staff_login_begin(db, r->pool, &dm_g.svc, email, password, r->useragent_ip,
+                                 dm_conf_staff_2fa(dm_conf_get(r->server)), &st, &sess, &challenge,
+                                 &enrol_only);
         if (e && (e->code == DM_E_UNAUTHORIZED || e->code == DM_E_FORBIDDEN)) {
             dm_metrics_inc(DM_M_LOGIN_FAILURES, "realm", "staff", DM_ML_END);
         }
@@ -246,14 +293,54 @@ static int admin_login(request_rec *r, const dm_route_match *m)
     if (e) {
         return dm_http_error(r, e);
     }
-    csrf = dm_token_new(r->pool);
-    dm_http_set_cookie(r, "dm_admin", sess.token, "/api/admin", DM_STAFF_SESSION_TTL, 1, "Strict");
-    /* The member side's double-submit cookie, with the member side's
-     * lifetime, so a staff login never cuts short a member session in the
-     * same browser (see docs/decisions.md). */
-    dm_http_set_cookie(r, "dm_csrf", csrf, "/", DM_REFRESH_TTL, 0, "Lax");
-    return dm_http_send_json(
-        r, HTTP_OK, json_pack("{s:o,s:s}", "staff", dm_staff_json(&st), "csrf_token", csrf));
+    if (challenge) {
+        return dm_http_send_json(r, HTTP_OK,
+                                 json_pack("{s:b,s:s,s:I}", "two_factor_required", 1, "challenge",
+                                           challenge, "expires_in",
+                                           (json_int_t)DM_2FA_CHALLENGE_TTL));
+    }
+    return answer_staff_session(r, &st, &sess);
+}
+
+/* {challenge, code}: the second step of a staff login with 2FA on. */
+static int admin_login_2fa(request_rec *r, const dm_route_match *m)
+{
+    json_t *b;
+    dm_db *db;
+    const char *challenge = NULL, *code = NULL;
+    dm_staff st;
+    dm_staff_session sess;
+    int64_t owner = 0;
+    dm_err *e = dm_http_check_origin(r);
+
+    if (!e) {
+        e = dm_http_rate_limit(r, "login-2fa", r->useragent_ip);
+    }
+    if (!e) {
+        e = dm_http_read_json(r, &b);
+    }
+    if (!e) {
+        e = dm_json_get_string(r->pool, b, "challenge", 1, 256, &challenge, NULL);
+    }
+    if (!e) {
+        e = dm_json_get_string(r->pool, b, "code", 1, 64, &code, NULL);
+    }
+    if (!e) {
+        e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
+    }
+    if (!e) {
+        e = dm_2fa_challenge_owner(db, r->pool, dm_g.svc.keys, DM_2FA_STAFF, challenge, &owner);
+    }
+    if (!e) {
+        e = dm_http_rate_limit(
+            r, "login-2fa-member",
+            apr_psprintf(r->pool, "staff:%" APR_INT64_T_FMT, (apr_int64_t)owner));
+    }
+    if (!e) {
+        e = dm_staff_login_2fa(db, r->pool, &dm_g.svc, challenge, code, r->useragent_ip, &st,
+                               &sess);
+    }
+    return e ? dm_http_error(r, e) : answer_staff_session(r, &st, &sess);
 }
 
 static int admin_logout(request_rec *r, const dm_route_match *m)
@@ -449,6 +536,7 @@ static int admin_health(request_rec *r, const dm_route_match *m)
 const dm_route_def dm_routes_admin[] = {
     {"POST", "/api/admin/auth/login", admin_login},
     {"POST", "/api/admin/auth/logout", admin_logout},
+    {"POST", "/api/admin/auth/login/2fa", admin_login_2fa},
     {"GET", "/api/admin/users", users_list},
     {"GET", "/api/admin/users/{id}", users_get},
     {"PATCH", "/api/admin/users/{id}", users_patch},

@@ -13,6 +13,7 @@
 #include "base/confparse.h"
 #include "base/json.h"
 #include "kyc/kyc_manual.h"
+#include "withdrawals/addresses.h"
 #include "withdrawals/withdrawals.h"
 
 #define MAX_FIELD 64
@@ -25,17 +26,21 @@ static json_t *wd_row(apr_pool_t *p, const void *row, int staff_view)
 
 /* ---- member ---- */
 
+/* {amount_micros, address_id | destination (+ network), code?}: only to a
+ * confirmed, matured address-book entry, with the current 2FA code when
+ * 2FA is on (withdrawals/addresses.h). A code counts against
+ * login-2fa-member, as at login. */
 static int wd_create(request_rec *r, const dm_route_match *m)
 {
     dm_db *db;
     dm_member mem = {0};
     json_t *b;
-    int64_t amount = 0;
-    const char *destination = NULL, *network = NULL;
+    dm_wd_protected_req req;
     dm_wd_limits lim;
     dm_withdrawal w;
     dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
 
+    memset(&req, 0, sizeof(req));
     dm_conf_wd_limits(dm_conf_get(r->server), &lim);
     if (!e) {
         e = dm_http_member(r, db, &mem);
@@ -44,21 +49,29 @@ static int wd_create(request_rec *r, const dm_route_match *m)
         e = dm_http_read_json(r, &b);
     }
     if (!e) {
-        e = dm_json_get_int64(r->pool, b, "amount_micros", 1, 1, INT64_MAX, &amount, NULL);
+        e = dm_json_get_int64(r->pool, b, "amount_micros", 1, 1, INT64_MAX, &req.amount_micros,
+                              NULL);
     }
     if (!e) {
-        e = dm_json_get_string(r->pool, b, "destination", 1, DM_WD_DESTINATION_MAX, &destination,
-                               NULL);
+        e = dm_json_get_int64(r->pool, b, "address_id", 0, 1, INT64_MAX, &req.address_id, NULL);
     }
     if (!e) {
-        e = dm_json_get_string(r->pool, b, "network", 0, MAX_FIELD, &network, NULL);
-    }
-    if (!e && !network && !(network = dm_wd_network_of(r->pool, destination))) {
-        e = dm_err_make(r->pool, DM_E_INVALID, "destination",
-                        "destination is not a trc20, erc20 or btc address");
+        e = dm_json_get_string(r->pool, b, "destination", !req.address_id, DM_WD_DESTINATION_MAX,
+                               &req.destination, NULL);
     }
     if (!e) {
-        e = dm_wd_request(db, r->pool, &lim, mem.id, amount, network, destination, &w, NULL);
+        e = dm_json_get_string(r->pool, b, "network", 0, MAX_FIELD, &req.network, NULL);
+    }
+    if (!e) {
+        e = dm_json_get_string(r->pool, b, "code", 0, MAX_FIELD, &req.code, NULL);
+    }
+    if (!e && req.code) {
+        e = dm_http_rate_limit(
+            r, "login-2fa-member",
+            apr_psprintf(r->pool, "member:%" APR_INT64_T_FMT, (apr_int64_t)mem.id));
+    }
+    if (!e) {
+        e = dm_wd_request_protected(db, r->pool, &dm_g.svc, &lim, mem.id, &req, &w);
     }
     return e ? dm_http_error(r, e)
              : dm_http_send_json(r, HTTP_CREATED,
@@ -95,6 +108,26 @@ static int wd_admin_list(request_rec *r, const dm_route_match *m)
                        pg.cursor, pg.limit, &pg.rows, &pg.next);
     }
     return dm_http_page_send(r, e, &pg, "withdrawals", wd_row);
+}
+
+/* One withdrawal with what staff weigh before paying (member_checks). */
+static int wd_admin_get(request_rec *r, const dm_route_match *m)
+{
+    dm_db *db;
+    dm_staff st;
+    int64_t id = 0;
+    dm_withdrawal w;
+    dm_err *e = dm_http_staff_db(r, m, &db, &st);
+
+    if (!e) {
+        e = dm_http_id_param(r, m, NULL, &id);
+    }
+    if (!e) {
+        e = dm_wd_get(db, r->pool, id, &w);
+    }
+    return e ? dm_http_error(r, e)
+             : dm_http_send_json(r, HTTP_OK,
+                                 json_pack("{s:o}", "withdrawal", dm_wd_json(r->pool, &w, 1)));
 }
 
 static int decide_one(request_rec *r, const dm_route_match *m, int approve)
@@ -239,6 +272,7 @@ const dm_route_def dm_routes_withdrawals[] = {
     {"POST", "/api/withdrawals", wd_create},
     {"GET", "/api/withdrawals", wd_mine},
     {"GET", "/api/admin/withdrawals", wd_admin_list},
+    {"GET", "/api/admin/withdrawals/{id}", wd_admin_get},
     {"POST", "/api/admin/withdrawals/decisions", wd_bulk},
     {"POST", "/api/admin/withdrawals/{id}/approve", wd_approve},
     {"POST", "/api/admin/withdrawals/{id}/reject", wd_reject},

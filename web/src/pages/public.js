@@ -174,6 +174,30 @@ export function VerifyEmail({ query }) {
   </${Page}>`;
 }
 
+// The link of the withdrawal_address_added e-mail (docs/security.md): works
+// with or without a session, like the e-mail confirmation.
+export function ConfirmAddress({ query }) {
+  const token = query.get('token');
+  const [state, setState] = useState(token ? 'working' : 'missing');
+  const [address, setAddress] = useState(null);
+  const [error, setError] = useState(null);
+  const user = useUser();
+  useEffect(() => {
+    if (!token) return;
+    post('/api/auth/confirm-address', { token }).then((r) => {
+      setAddress(r.address);
+      setState('done');
+    }, (e) => { setError(e); setState('failed'); });
+  }, [token]);
+  return html`<${Page} title=${t('address.title')}>
+    ${state === 'working' ? html`<${Loading} />` : null}
+    ${state === 'done' ? html`<${Alert} kind="success">${t('address.done', { address: address.address, usable_at: address.usable_at })}</${Alert}>
+      <p><a class="btn" href=${user ? '/withdrawals' : '/login'}>${user ? t('nav.withdrawals') : t('nav.login')}</a></p>` : null}
+    ${state === 'failed' ? html`<${Alert} kind="error">${t('address.failed')} ${error && error.message}</${Alert}>` : null}
+    ${state === 'missing' ? html`<${Alert} kind="error">${t('verify.missing')}</${Alert}>` : null}
+  </${Page}>`;
+}
+
 export function ResetPassword({ query }) {
   const token = query.get('token');
   const [email, setEmail] = useState('');
