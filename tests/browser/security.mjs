@@ -6,7 +6,7 @@
 // login asks for the code after the password; a recovery code logs in ->
 // the sessions list ends another login -> the password change refuses a
 // wrong current password, then changes it -> 2FA turned off with a fresh
-// code.
+// code; staff set up 2FA in the console and its login asks for the code.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { BASE, VIEWPORTS, checkPage, clockNow, env, launch, newContext, run, setClock } from './lib.mjs';
@@ -139,6 +139,36 @@ steps.push(['two-factor sign-in turned off with a fresh code', async () => {
   await p.getByText('Two-factor sign-in is off.').waitFor();
   await p.getByRole('button', { name: 'Set up two-factor sign-in' }).waitFor();
   await c.context.close();
+}]);
+
+steps.push(['staff: two-factor sign-in set up in the console, then the console login asks for the code', async () => {
+  const x = await newContext(browser, VIEWPORTS[1]);
+  const p = x.page;
+  await p.goto(BASE + '/admin/login');
+  await p.getByLabel('E-mail').fill(env.staff.email);
+  await p.getByLabel('Password').fill(env.staff.password);
+  await p.getByRole('button', { name: 'Log in' }).click();
+  await p.waitForURL(BASE + '/admin');
+  await p.getByRole('link', { name: 'Two-factor sign-in' }).click();
+  await p.getByRole('button', { name: 'Set up two-factor sign-in' }).click();
+  await p.getByRole('img', { name: 'QR code to add DeepMine to your authenticator app' }).waitFor();
+  const staffSecret = (await p.locator('.secret').innerText()).trim();
+  await checkPage(p, 'staff-2fa-setup');
+  await p.getByLabel('Code', { exact: true }).fill(totp(staffSecret, clockNow()));
+  await p.getByRole('button', { name: 'Turn on' }).click();
+  assert.equal((await p.locator('.recovery-codes li').allInnerTexts()).length, 10);
+  await p.getByRole('button', { name: 'Log out' }).click();
+  await p.waitForURL(/\/admin\/login/);
+  await p.getByLabel('E-mail').fill(env.staff.email);
+  await p.getByLabel('Password').fill(env.staff.password);
+  await p.getByRole('button', { name: 'Log in' }).click();
+  await p.getByRole('heading', { name: 'Two-factor sign-in' }).waitFor();
+  await checkPage(p, 'staff-login-2fa');
+  setClock(clockNow() + 60);
+  await p.getByLabel('Code', { exact: true }).fill(totp(staffSecret, clockNow()));
+  await p.getByRole('button', { name: 'Verify and log in' }).click();
+  await p.waitForURL(BASE + '/admin');
+  await x.context.close();
 }]);
 
 const ok = await run('security', steps);

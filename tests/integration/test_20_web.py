@@ -245,4 +245,6 @@ def test_identity_check_and_payment_methods_pages_from_upload_to_approval(srv):
 
 def test_security_page_two_factor_login_sessions_and_password_change(srv):
     m = register_member(srv, "sec")["user"]
-    node(srv, "security.mjs", member={"email": m["email"], "id": m["id"]})
+    owner = staff_login(srv, "owner")
+    node(srv, "security.mjs", member={"email": m["email"], "id": m["id"]},
+         staff={"email": owner[0], "password": owner[1]})

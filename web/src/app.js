@@ -38,8 +38,8 @@ const routes = [
   { path: '/kyc', page: Kyc, auth: true },
   { path: '/security', page: Security, auth: true },
   { path: '/settings/security', page: Security, auth: true },
-  // Identity check, 2FA, sessions, the address book and data export get
-  // their routes here when their API lands (docs/ui.md "Extension points").
+  // Data export and deletion get their routes here when their API lands
+  // (docs/ui.md "Extension points").
 ];
 
 const memberNav = [
