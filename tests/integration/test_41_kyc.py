@@ -19,8 +19,8 @@ import time
 import pytest
 import requests
 
-from conftest import (CTL, Server, assert_clean_log, bearer, error_of, queued_mail,
-                      register_member, staff)
+from conftest import (CTL, Server, assert_clean_log, bearer, book_address, error_of,
+                      queued_mail, register_member, staff)
 
 FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit register 10000/1m ip\n"
@@ -30,7 +30,8 @@ FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit verify-email 10000/1m ip\n"
         "DeepMineWithdrawalLimits 1000 50000000 80000000\n"
         "DeepMineCron off\n"
-        "DeepMineKycRequired id_front selfie\n")
+        "DeepMineKycRequired id_front selfie\n"
+        "DeepMineWithdrawalAddressDelay 0\n")
 TRX = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 40
@@ -183,6 +184,7 @@ def test_manual_flow_upload_submit_queue_view_approve_withdraw(srv):
     # the member may now withdraw
     srv.ctl("ledger", "adjust", "--user", str(uid), "--amount", "20000000",
             "--reason", "test funds")
+    book_address(srv, h, TRX, mature=False)  # usable at once: DeepMineWithdrawalAddressDelay 0
     r = requests.post(srv.url + "/api/withdrawals", headers=h, timeout=10,
                       json={"amount_micros": 5000000, "destination": TRX, "network": "trc20"})
     assert r.status_code == 201, r.text

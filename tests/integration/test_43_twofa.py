@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from conftest import (PASSWORD, Server, assert_clean_log, bearer, book_address, error_of,
-                      register_member, staff, tag)
+                      queued_mail, register_member, staff, tag)
 
 # An RFC 6238 test-vector time (2033-05-18T03:33:20Z): the platform starts there.
 T0 = 2000000000
@@ -103,10 +103,9 @@ def verified_member(s, funds=0):
     Bearer headers)."""
     body = register_member(s, "tf")
     user, h = body["user"], bearer(body)
-    [(variables,)] = s.sql("SELECT variables FROM mail_queue WHERE recipient = '%s' AND "
-                           "template = 'email_verification'" % user["email"])
+    [variables] = queued_mail(s, user["email"], "email_verification")
     r = requests.post(s.url + "/api/auth/verify-email", timeout=10,
-                      json={"token": json.loads(variables)["token"]})
+                      json={"token": variables["token"]})
     assert r.status_code == 200, r.text
     r = staff(s, "kyc").patch(s.url + "/api/admin/users/%d/kyc" % user["id"],
                               json={"status": "approved"}, timeout=10)
@@ -577,10 +576,9 @@ def test_a_password_reset_locks_withdrawals(srv):
     r = requests.post(srv.url + "/api/auth/password-reset", json={"email": user["email"]},
                       timeout=10)
     assert r.status_code == 202
-    [(variables,)] = srv.sql("SELECT variables FROM mail_queue WHERE template = "
-                             "'password_reset' AND recipient = '%s'" % user["email"])
+    [variables] = queued_mail(srv, user["email"], "password_reset")
     r = requests.post(srv.url + "/api/auth/password-reset/confirm", timeout=10,
-                      json={"token": json.loads(variables)["token"],
+                      json={"token": variables["token"],
                             "password": "Another-Pumpkin-Orbit-43"})
     assert r.status_code == 200, r.text
     h = bearer(login(srv, user["email"], "Another-Pumpkin-Orbit-43"))
