@@ -8,11 +8,14 @@
 // wrong current password, then changes it -> 2FA turned off with a fresh
 // code; staff set up 2FA in the console and its login asks for the code.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import { BASE, VIEWPORTS, checkPage, clockNow, env, launch, newContext, run, setClock } from './lib.mjs';
 
 const m = env.member;
 const NEW_PASSWORD = 'Lantern-Quartz-Meadow-77';
+
+const sql = (q) => execFileSync('sqlite3', [env.db, q], { encoding: 'utf8' }).trim();
 
 function base32(s) {
   const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
@@ -113,7 +116,7 @@ steps.push(['the sessions list ends another login', async () => {
   await checkPage(p, 'security-sessions');
   await row.getByRole('button').click();
   await p.getByText(/^The login of .* is ended\.$/).waitFor();
-  assert.equal(await p.getByRole('row').filter({ hasText: 'TestPhone/1.0' }).count(), 0);
+  await p.getByRole('row').filter({ hasText: 'TestPhone/1.0' }).waitFor({ state: 'detached' });
   // the ended login's access token is refused at once (its family is revoked)
   assert.equal((await other.request.get(BASE + '/api/me')).status(), 401);
   await other.close();
@@ -129,6 +132,33 @@ steps.push(['the password change: a wrong current password at its field, then ch
   await p.getByRole('button', { name: 'Change password' }).click();
   await p.getByText('Your password is changed.').waitFor();
   await checkPage(p, 'security-password-changed');
+}]);
+
+steps.push(['with 2FA on, the withdrawal form asks for the code', async () => {
+  const p = c.page;
+  // the member was verified, approved and funded by the test; the address
+  // goes into the book through the page and its e-mailed link
+  await p.goto(BASE + '/withdrawals');
+  await p.getByLabel('Address', { exact: true }).fill('T' + 'B'.repeat(33));
+  await p.getByRole('button', { name: 'Add address' }).click();
+  await p.getByText(/is added\. We e-mailed you a link/).waitFor();
+  const id = sql(`SELECT id FROM withdrawal_addresses WHERE user_id = ${m.id}`);
+  const vars = JSON.parse(sql(`SELECT variables FROM mail_queue WHERE idempotency_key = 'wd-address:${id}:added'`));
+  await p.goto(`${BASE}/confirm-address?token=${vars.token}`);
+  await p.getByText(/is confirmed\./).waitFor();
+  // past the address's delay and the pause after the 2FA and password changes
+  setClock(clockNow() + env.address_delay + 1);
+  await p.goto(BASE + '/withdrawals');
+  await p.getByLabel('Amount (USD)').fill('20');
+  p.allowHttp(400);
+  await p.getByLabel('Code', { exact: true }).fill('12345');
+  await p.getByRole('button', { name: 'Request withdrawal' }).click();
+  await p.locator('.field.has-error').waitFor();
+  await p.getByLabel('Code', { exact: true }).fill(totp(secret, clockNow()));
+  await p.getByRole('button', { name: 'Request withdrawal' }).click();
+  await p.getByText('Requested: $20.00.').waitFor();
+  await checkPage(p, 'withdraw-with-2fa');
+  await p.goto(BASE + '/security');
 }]);
 
 steps.push(['two-factor sign-in turned off with a fresh code', async () => {

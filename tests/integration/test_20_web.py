@@ -32,6 +32,8 @@ FAST = ("DeepMineAccrualDelay 0\n"
         "DeepMineRateLimit verify-email 10000/1m ip\n"
         "DeepMineRateLimit api 100000/1m member\n"
         "DeepMineRateLimit confirm-address 10000/1m ip\n"
+        "DeepMineRateLimit login-2fa 10000/1m ip\n"
+        "DeepMineRateLimit login-2fa-member 10000/1m member\n"
         "DeepMineWithdrawalAddressDelay %d\n" % ADDRESS_DELAY)
 BROWSER = os.path.join(ROOT, "tests", "browser")
 
@@ -244,7 +246,15 @@ def test_identity_check_and_payment_methods_pages_from_upload_to_approval(srv):
 
 
 def test_security_page_two_factor_login_sessions_and_password_change(srv):
+    # a member who may withdraw (confirmed e-mail, approved identity check,
+    # funds), so the withdrawal form with its 2FA code field shows
     m = register_member(srv, "sec")["user"]
+    srv.sql("UPDATE users SET email_verified_at = %d, kyc_status = 'approved' WHERE id = %d"
+            % (T0, m["id"]))
+    srv.ctl("ledger", "adjust", "--user", str(m["id"]), "--amount", "30000000",
+            "--reason", "test credit")
     owner = staff_login(srv, "owner")
     node(srv, "security.mjs", member={"email": m["email"], "id": m["id"]},
-         staff={"email": owner[0], "password": owner[1]})
+         staff={"email": owner[0], "password": owner[1]}, address_delay=ADDRESS_DELAY)
+    r = srv.ctl("ledger", "verify", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr

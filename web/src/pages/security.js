@@ -41,8 +41,8 @@ function Sessions() {
     try {
       await del('/api/me/sessions/' + s.id);
       if (s.current) { setUser(null); navigate('/login'); return; }
-      setEnded(s);
       await list.reload();
+      setEnded(s);
     } catch (e) {
       setError(e);
     } finally {
