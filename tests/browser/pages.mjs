@@ -33,6 +33,8 @@ const memberPages = [
   ['referrals', '/referrals'],
   ['withdrawals', '/withdrawals'],
   ['settings', '/settings'],
+  ['kyc', '/kyc'],
+  ['security', '/security'],
 ];
 
 const staffPages = [
@@ -55,6 +57,8 @@ const staffPages = [
   ['staff-template', '/admin/templates/order_paid'],
   ['staff-flags', '/admin/flags'],
   ['staff-audit', '/admin/audit'],
+  ['staff-kyc-queue', '/admin/kyc'],
+  ['staff-2fa', '/admin/2fa'],
 ];
 
 async function loginMember(context) {

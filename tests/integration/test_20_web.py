@@ -32,6 +32,8 @@ FAST = ("DeepMineAccrualDelay 0\n"
         "DeepMineRateLimit verify-email 10000/1m ip\n"
         "DeepMineRateLimit api 100000/1m member\n"
         "DeepMineRateLimit confirm-address 10000/1m ip\n"
+        "DeepMineRateLimit login-2fa 10000/1m ip\n"
+        "DeepMineRateLimit login-2fa-member 10000/1m member\n"
         "DeepMineWithdrawalAddressDelay %d\n" % ADDRESS_DELAY)
 BROWSER = os.path.join(ROOT, "tests", "browser")
 
@@ -233,3 +235,26 @@ def test_first_load_of_the_dashboard_stays_within_150_kb(srv):
     assert r.status_code == 201, r.text
     out = node(srv, "budget.mjs", member={"email": m["email"]})
     assert "dashboard shown at" in out
+
+
+def test_identity_check_and_payment_methods_pages_from_upload_to_approval(srv):
+    m = register_member(srv, "kyc")["user"]
+    srv.sql("UPDATE users SET email_verified_at = %d WHERE id = %d" % (T0, m["id"]))
+    owner = staff_login(srv, "owner")
+    node(srv, "kyc.mjs", member={"email": m["email"], "id": m["id"]},
+         staff={"email": owner[0], "password": owner[1]})
+
+
+def test_security_page_two_factor_login_sessions_and_password_change(srv):
+    # a member who may withdraw (confirmed e-mail, approved identity check,
+    # funds), so the withdrawal form with its 2FA code field shows
+    m = register_member(srv, "sec")["user"]
+    srv.sql("UPDATE users SET email_verified_at = %d, kyc_status = 'approved' WHERE id = %d"
+            % (T0, m["id"]))
+    srv.ctl("ledger", "adjust", "--user", str(m["id"]), "--amount", "30000000",
+            "--reason", "test credit")
+    owner = staff_login(srv, "owner")
+    node(srv, "security.mjs", member={"email": m["email"], "id": m["id"]},
+         staff={"email": owner[0], "password": owner[1]}, address_delay=ADDRESS_DELAY)
+    r = srv.ctl("ledger", "verify", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr

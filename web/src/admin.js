@@ -9,6 +9,8 @@ import { match, navigate, startRouter, useLocation } from './lib/router.js';
 import { html, Loading } from './lib/ui.js';
 import * as P from './admin/pages.js';
 import { Login, staffUser, setStaff, useStaff } from './admin/session.js';
+import { TwoFactor } from './pages/twofa.js';
+import { Page } from './lib/ui.js';
 
 // roles: who sees the page ('owner' sees everything)
 const routes = [
@@ -20,6 +22,7 @@ const routes = [
   { path: '/admin/contracts', page: P.Contracts, nav: 'admin.nav.contracts', roles: ['finance', 'support'] },
   { path: '/admin/transfers', page: P.Transfers, nav: 'admin.nav.transfers', roles: ['finance'] },
   { path: '/admin/withdrawals', page: P.Withdrawals, nav: 'admin.nav.withdrawals', roles: ['finance'] },
+  { path: '/admin/kyc', page: P.KycQueue, nav: 'admin.nav.kyc', roles: ['kyc'] },
   { path: '/admin/packages', page: P.Catalogue, nav: 'admin.nav.catalogue', roles: ['finance', 'support'] },
   { path: '/admin/vip', page: P.VipPlan, nav: 'admin.nav.vip', roles: [] },
   { path: '/admin/pool-payouts', page: P.PoolPayouts, nav: 'admin.nav.pool', roles: ['finance'] },
@@ -29,9 +32,17 @@ const routes = [
   { path: '/admin/templates/:key', page: P.TemplateEditor, roles: ['support'] },
   { path: '/admin/flags', page: P.Flags, nav: 'admin.nav.flags', roles: ['support'] },
   { path: '/admin/audit', page: P.Audit, nav: 'admin.nav.audit', roles: [] },
-  // The KYC queue and 2FA join here when their API lands (docs/ui.md
-  // "Extension points").
+  { path: '/admin/2fa', page: StaffTwoFactor, nav: 'admin.nav.twofa', roles: ['finance', 'support', 'kyc'] },
 ];
+
+/** The staff member's own two-factor sign-in; the only page of a session
+ * that must enrol first (DeepMineStaff2FA required). */
+function StaffTwoFactor({ staff }) {
+  return html`<${Page} title=${t('admin.twofa_title')}>
+    ${staff.enrol ? html`<p class="alert alert-info" role="status">${t('admin.twofa_enrol')}</p>` : null}
+    <${TwoFactor} base="/api/admin/me/2fa" onChange=${(on) => { if (on && staff.enrol) setStaff({ ...staff, enrol: false }); }} />
+  </${Page}>`;
+}
 
 const allowed = (route, staff) => staff && (staff.role === 'owner' || route.roles.includes(staff.role));
 
@@ -70,9 +81,12 @@ function App() {
     if (location.pathname !== path) return;
     if (staff === null && path !== '/admin/login') navigate('/admin/login?next=' + encodeURIComponent(path + location.search), { replace: true });
     if (staff && path === '/admin/login') navigate('/admin', { replace: true });
+    else if (staff && staff.enrol && path !== '/admin/2fa') navigate('/admin/2fa', { replace: true });
   }, [staff, path]);
   if (staff === undefined) return html`<main id="main"><${Loading} /></main>`;
   if (!staff) return path === '/admin/login' ? html`<main id="main" class="login-main"><${Login} query=${query} /></main>` : html`<main id="main"><${Loading} /></main>`;
+  // a session that may only enrol in 2FA sees only that page
+  if (staff.enrol && path !== '/admin/2fa') return html`<main id="main"><${Loading} /></main>`;
   const m = match(routes, path === '/admin/' ? '/admin' : path);
   let body;
   if (!m) body = html`<${P.NotFound} />`;

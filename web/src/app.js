@@ -11,6 +11,8 @@ import {
 import {
   Buy, BuyList, Contract, Contracts, Dashboard, Order, Orders, Referrals, Settings, TermsBanner, VerifyBanner, Wallet, Withdrawals,
 } from './pages/member.js';
+import { Kyc } from './pages/kyc.js';
+import { Security } from './pages/security.js';
 
 // auth: true — only for a logged-in member (others go to /login?next=…)
 const routes = [
@@ -34,13 +36,16 @@ const routes = [
   { path: '/referrals', page: Referrals, auth: true },
   { path: '/withdrawals', page: Withdrawals, auth: true },
   { path: '/settings', page: Settings, auth: true },
-  // Identity check, 2FA, sessions, the address book and data export get
-  // their routes here when their API lands (docs/ui.md "Extension points").
+  { path: '/kyc', page: Kyc, auth: true },
+  { path: '/security', page: Security, auth: true },
+  { path: '/settings/security', page: Security, auth: true },
+  // Data export and deletion get their routes here when their API lands
+  // (docs/ui.md "Extension points").
 ];
 
 const memberNav = [
   ['/dashboard', 'nav.dashboard'], ['/buy', 'nav.buy'], ['/contracts', 'nav.contracts'], ['/wallet', 'nav.wallet'],
-  ['/referrals', 'nav.referrals'], ['/withdrawals', 'nav.withdrawals'], ['/settings', 'nav.settings'],
+  ['/referrals', 'nav.referrals'], ['/withdrawals', 'nav.withdrawals'], ['/kyc', 'nav.kyc'], ['/security', 'nav.security'], ['/settings', 'nav.settings'],
 ];
 
 function Header({ user, path }) {

@@ -662,3 +662,79 @@ export function Audit({ query }) {
 }
 
 export { api };
+
+// ---- identity checks (KYC queue) ----
+
+const KYC_KINDS = ['id_front', 'id_back', 'selfie', 'proof_of_address'];
+
+/** An age in seconds for people: "3 d 4 h", "5 h 12 min", "8 min". */
+export function age(sec) {
+  const d = Math.floor(sec / 86400), h = Math.floor((sec % 86400) / 3600), m = Math.floor((sec % 3600) / 60);
+  if (d) return t('admin.age_dh', { d: num(d), h });
+  if (h) return t('admin.age_hm', { h, m });
+  return t('admin.age_m', { m });
+}
+
+export function KycQueue({ query }) {
+  const [f, setF] = useQueryState(query, ['status']);
+  const status = f.status;
+  const paged = usePaged((c) => get('/api/admin/kyc' + qs({ status, cursor: c, limit: 50 })), 'cases', [status]);
+  const [picked, setPicked] = useState({});
+  const [reason, setReason] = useState('');
+  const [results, setResults] = useState(null);
+  const decide = useSubmit(async () => {});
+  const ids = Object.keys(picked).filter((k) => picked[k]).map(Number);
+  const decidable = (c) => c.status === 'pending' || c.status === 'review';
+  const emails = Object.fromEntries(paged.items.map((c) => [c.user_id, c.email]));
+  const bulk = async (decision) => {
+    decide.setError(null);
+    setResults(null);
+    try {
+      const body = { ids, decision };
+      if (decision !== 'approve') {
+        if (!reason.trim()) throw new ApiError(400, { code: 'invalid', message: t('admin.kyc_reason_needed') });
+        body.reason = reason.trim();
+      }
+      const r = await post('/api/admin/kyc/decisions', body);
+      setResults(r.results.map((x) => ({ ...x, email: emails[x.id] })));
+      setPicked({});
+      setReason('');
+      paged.reload();
+    } catch (e) {
+      decide.setError(e);
+    }
+  };
+  return html`<${Page} title=${t('admin.nav.kyc')} wide>
+    <div class="toolbar"><div class="field"><label for="status-filter">${t('col.status')}</label>
+      <select id="status-filter" value=${status} onChange=${(e) => { setPicked({}); setF({ status: e.target.value }); }}>
+        <option value="">${t('admin.kyc_waiting')}</option>
+        ${['pending', 'review', 'resubmission', 'approved', 'rejected', 'none'].map((o) => html`<option value=${o}>${t('status.' + o)}</option>`)}
+      </select></div></div>
+    <p class="hint">${t('admin.kyc_oldest')}</p>
+    <${ErrorBox} error=${decide.error} />
+    ${results ? html`<${Alert} kind=${results.every((r) => r.ok) ? 'success' : 'warn'}>${results.map((r) => html`<div>${r.email || '#' + r.id}: ${r.ok ? t('status.' + r.kyc_status) : r.error.message}</div>`)}</${Alert}>` : null}
+    ${paged.loading && !paged.data ? html`<${Loading} />` : html`<${ErrorBox} error=${paged.error} />
+      <${Table} caption=${t('admin.nav.kyc')} empty=${t('admin.kyc_empty')}
+        head=${[t('admin.pick'), t('admin.member_col'), t('admin.kyc_name'), t('admin.kyc_country'), t('col.status'), t('admin.kyc_submitted'), t('admin.kyc_age'), t('admin.kyc_documents')]}
+        rows=${paged.items.map((c) => html`<tr>
+          <td>${decidable(c) ? html`<input type="checkbox" id=${'pick-' + c.user_id} checked=${!!picked[c.user_id]} onChange=${(e) => setPicked({ ...picked, [c.user_id]: e.target.checked })} aria-label=${t('admin.pick_member', { email: c.email })} />` : '—'}</td>
+          <td><a href=${'/admin/users/' + c.user_id}>${c.email}</a><div class="muted">${t('admin.kyc_provider', { provider: c.provider })}</div></td>
+          <td>${c.legal_name || '—'}</td><td>${c.country || '—'}</td><td><${Status} value=${c.status} /></td>
+          <td>${dateTime(c.submitted_at)}</td><td>${c.submitted_at ? age(c.age_seconds) : '—'}</td>
+          <td>${c.documents ? html`<details class="doc-links"><summary>${t('admin.kyc_doc_count', { n: c.documents })}</summary>
+            <ul>${KYC_KINDS.map((k) => html`<li><a href=${'/api/admin/kyc/' + c.user_id + '/documents/' + k} download
+              aria-label=${t('admin.kyc_view_named', { doc: t('kyc.doc.' + k), email: c.email })}>${t('kyc.doc.' + k)}</a></li>`)}</ul></details>` : t('admin.kyc_doc_count', { n: 0 })}</td></tr>`)} />
+      <p class="hint">${t('admin.kyc_view_note')}</p>
+      <${Pager} paged=${paged} />`}
+    ${paged.items.some(decidable) ? html`<div class="form">
+      <p>${t('admin.picked', { n: ids.length })}</p>
+      <div class="field"><label for="kyc-reason">${t('admin.kyc_reason')}</label><input id="kyc-reason" value=${reason} onInput=${(e) => setReason(e.target.value)} aria-describedby="kyc-reason-hint" />
+        <p class="hint" id="kyc-reason-hint">${t('admin.kyc_reason_hint')}</p></div>
+      <div class="actions">
+        <button class="btn" type="button" disabled=${!ids.length} onClick=${() => bulk('approve')}>${t('admin.kyc_approve')}</button>
+        <button class="btn btn-secondary" type="button" disabled=${!ids.length} onClick=${() => bulk('request_resubmission')}>${t('admin.kyc_resubmit')}</button>
+        <button class="btn btn-danger" type="button" disabled=${!ids.length} onClick=${() => bulk('reject')}>${t('admin.kyc_reject')}</button>
+      </div>
+    </div>` : null}
+  </${Page}>`;
+}

@@ -6,7 +6,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { ApiError, get, post } from '../lib/api.js';
 import { t } from '../lib/i18n.js';
 import { navigate } from '../lib/router.js';
-import { ErrorBox, Field, html, Page, useSubmit } from '../lib/ui.js';
+import { ErrorBox, Field, html, Page, fieldError, useSubmit } from '../lib/ui.js';
 
 let staff;
 const subs = new Set();
@@ -47,13 +47,43 @@ export function useStaff() {
 export function Login({ query }) {
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
-  const f = useSubmit(async () => {
-    const { staff: s } = await post('/api/admin/auth/login', { email, password });
-    // The 2FA step joins here once staff accounts have it.
-    setStaff(s);
+  const [challenge, setChallenge] = useState(null); // the 2FA step's challenge
+  const [code, setCode] = useState('');
+  const done = (r) => {
+    // an owner or finance account without 2FA under DeepMineStaff2FA
+    // required gets a session that may only enrol (/admin/2fa)
+    setStaff(r.enrol_2fa_required ? { ...r.staff, enrol: true } : r.staff);
     const next = query.get('next');
-    navigate(next && next.startsWith('/admin') ? next : '/admin');
+    navigate(r.enrol_2fa_required ? '/admin/2fa' : next && next.startsWith('/admin') ? next : '/admin');
+  };
+  const f = useSubmit(async () => {
+    if (challenge) {
+      try {
+        done(await post('/api/admin/auth/login/2fa', { challenge, code: code.trim() }));
+      } catch (e) {
+        if (e.status === 401) { setChallenge(null); setCode(''); }
+        throw e;
+      }
+      return;
+    }
+    const r = await post('/api/admin/auth/login', { email, password });
+    if (r.two_factor_required) {
+      setChallenge(r.challenge);
+      return;
+    }
+    done(r);
   });
+  if (challenge) {
+    return html`<${Page} title=${t('login.twofa_title')}>
+      <form class="form narrow" onSubmit=${f.submit} novalidate>
+        <p>${t('login.twofa_text')}</p>
+        ${f.error && f.error.field !== 'code' ? html`<${ErrorBox} error=${f.error} />` : null}
+        <${Field} label=${t('twofa.code')} autocomplete="one-time-code" spellcheck=${false} required value=${code} onInput=${setCode}
+          hint=${t('login.twofa_hint')} error=${fieldError(f.error, 'code')} />
+        <button class="btn" type="submit" disabled=${f.busy}>${t('login.twofa_submit')}</button>
+      </form>
+    </${Page}>`;
+  }
   return html`<${Page} title=${t('admin.login')}>
     <form class="form narrow" onSubmit=${f.submit} novalidate>
       <${ErrorBox} error=${f.error} />

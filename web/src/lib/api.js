@@ -74,6 +74,7 @@ export const get = (path) => api('GET', path);
 export const post = (path, body = {}) => api('POST', path, body);
 export const put = (path, body) => api('PUT', path, body);
 export const patch = (path, body) => api('PATCH', path, body);
+export const del = (path) => api('DELETE', path);
 
 /** A query string from an object, leaving out empty values. */
 export function qs(params) {
@@ -81,4 +82,31 @@ export function qs(params) {
   for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') u.set(k, v);
   const s = u.toString();
   return s ? '?' + s : '';
+}
+
+/** PUT of a file's raw bytes with its own Content-Type (identity check
+ * documents), through XMLHttpRequest for the upload's progress:
+ * onProgress(fraction 0…1). The parsed answer, or throws ApiError. */
+export function putFile(path, file, onProgress, { retry = true } = {}) {
+  return new Promise((resolve, reject) => {
+    const x = new XMLHttpRequest();
+    x.open('PUT', path);
+    x.setRequestHeader('Accept', 'application/json');
+    x.setRequestHeader('Content-Type', file.type || 'application/octet-stream');
+    const c = cookie('dm_csrf');
+    if (c) x.setRequestHeader('X-CSRF-Token', c);
+    x.upload.onprogress = (e) => { if (e.lengthComputable && onProgress) onProgress(e.loaded / e.total); };
+    x.onerror = () => reject(new ApiError(0, { code: 'network', message: 'network error' }));
+    x.onload = async () => {
+      let data = null;
+      try { data = JSON.parse(x.responseText); } catch (e) { data = null; }
+      if (x.status === 401 && retry) {
+        if (await refresh()) { putFile(path, file, onProgress, { retry: false }).then(resolve, reject); return; }
+        onUnauthorized();
+      }
+      if (x.status >= 200 && x.status < 300) resolve(data);
+      else reject(new ApiError(x.status, data && data.error));
+    };
+    x.send(file);
+  });
 }

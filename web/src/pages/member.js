@@ -1,7 +1,7 @@
 // The member's pages behind the login: dashboard, buy, orders, contracts,
 // wallet, referrals, withdrawals, settings.
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, get, post, put, qs } from '../lib/api.js';
+import { ApiError, del, get, post, put, qs } from '../lib/api.js';
 import { BarChart } from '../lib/chart.js';
 import { bp, date, dateTime, day, money, num, parseMoney, shortDay, sumMicros, ths } from '../lib/format.js';
 import { t } from '../lib/i18n.js';
@@ -67,6 +67,7 @@ export function Dashboard({ query }) {
   }, [chartReady, contracts.data, network.data]);
   return html`<${Page} title=${t('dash.title')}>
     ${query.get('welcome') ? html`<${Alert} kind="success">${t('dash.welcome')}</${Alert}>` : null}
+    ${user.kyc_status !== 'approved' ? html`<p class="hint">${t('dash.kyc', { status: t('kyc.' + user.kyc_status) })} <a href="/kyc">${t('dash.kyc_link')}</a></p>` : null}
     <section class="stats" aria-label=${t('dash.balances')}>
       <${Stat} label=${t('dash.available')} note=${t('dash.available_note')}><${Money} micros=${user.balance_micros} currency=${user.currency} /></${Stat}>
       <${Stat} label=${t('dash.held')} note=${t('dash.held_note')}><${Money} micros=${user.held_micros ?? 0} currency=${user.currency} /></${Stat}>
@@ -93,12 +94,20 @@ export function Dashboard({ query }) {
 
 // ---- buy ----
 
-/** The ways to pay. Today the sandbox gateway is the one payment plugin
- * the API has; when the payment-gateway issue adds GET /api/payment-methods
- * this becomes that list (name, display_name, kind): the one place to
- * change (docs/ui.md "Extension points"). */
+/** The ways to pay: the gateways of GET /api/payment-methods (name,
+ * display_name, kind, currencies), in the server's order. */
 export async function paymentMethods() {
-  return [{ name: 'sandbox', label: t('buy.sandbox'), kind: 'card' }];
+  const r = await get('/api/payment-methods');
+  return r.methods.map((m) => ({ ...m, label: m.display_name || m.name }));
+}
+
+/** Whether a method takes the package's currency. */
+const takes = (m, currency) => m.any_currency || !m.currencies || !m.currencies.length || m.currencies.includes(currency);
+
+function methodNote(m) {
+  const kind = t('pay.kind.' + (['card', 'crypto', 'wallet'].includes(m.kind) ? m.kind : 'card'));
+  const cur = m.any_currency || !m.currencies || !m.currencies.length ? t('pay.any_currency') : m.currencies.join(', ');
+  return t('pay.note', { kind, currencies: cur }) + (m.sandbox ? ' · ' + t('pay.sandbox') : '');
 }
 
 export function BuyList() {
@@ -115,7 +124,12 @@ export function Buy({ params }) {
   const pkg = useLoad(() => get('/api/packages/' + params.id), [params.id]);
   const [methods, setMethods] = useState([]);
   const [how, setHow] = useState(null);
-  useEffect(() => { paymentMethods().then((m) => { setMethods(m); setHow((h) => h || (m[0] && m[0].name)); }); }, []);
+  const [methodsError, setMethodsError] = useState(null);
+  useEffect(() => {
+    paymentMethods().then((m) => { setMethods(m); }, setMethodsError);
+  }, []);
+  const usable = pkg.data ? methods.filter((m) => takes(m, pkg.data.package.currency)) : [];
+  useEffect(() => { if (!how && usable.length) setHow(usable[0].name); }, [usable.length]);
   const f = useSubmit(async () => {
     const p = pkg.data.package;
     const body = how === 'balance' ? { package_id: p.id, pay_from_balance: true } : { package_id: p.id, gateway: how };
@@ -137,8 +151,10 @@ export function Buy({ params }) {
       <form class="form" onSubmit=${f.submit}>
         <fieldset>
           <legend>${t('buy.how')}</legend>
-          ${methods.map((m) => html`<div class="radio"><input type="radio" name="how" id=${'how-' + m.name} value=${m.name} checked=${how === m.name} onChange=${() => setHow(m.name)} />
-            <label for=${'how-' + m.name}>${m.label}</label></div>`)}
+          ${methods.map((m) => { const ok = takes(m, p.currency); return html`<div class="radio"><input type="radio" name="how" id=${'how-' + m.name} value=${m.name} checked=${how === m.name} disabled=${!ok} onChange=${() => setHow(m.name)} aria-describedby=${'how-' + m.name + '-note'} />
+            <label for=${'how-' + m.name}>${m.label}</label>
+            <p class="hint" id=${'how-' + m.name + '-note'}>${ok ? methodNote(m) : t('pay.not_currency', { currency: p.currency })}</p></div>`; })}
+          ${methodsError ? html`<${ErrorBox} error=${methodsError} />` : !methods.length ? html`<p class="hint">${t('pay.none')}</p>` : null}
           <div class="radio"><input type="radio" name="how" id="how-balance" value="balance" checked=${how === 'balance'} disabled=${!enough} onChange=${() => setHow('balance')} />
             <label for="how-balance">${t('buy.from_balance', { balance: money(user.balance_micros, user.currency) })}</label></div>
           ${enough ? null : html`<p class="hint">${t('buy.balance_short', { balance: money(user.balance_micros, user.currency), price: money(p.price_micros, p.currency) })}</p>`}
@@ -354,40 +370,123 @@ export function Referrals() {
 
 const NETWORKS = ['trc20', 'erc20', 'btc'];
 
+/** "in 5 hours" until an address is usable, by the browser's clock; null
+ * once the time has passed. */
+function until(at) {
+  const sec = Math.round((Date.parse(at) - Date.now()) / 1000);
+  if (!(sec > 0)) return null;
+  const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+  return sec >= 3600 ? rtf.format(Math.round(sec / 3600), 'hour') : rtf.format(Math.max(1, Math.round(sec / 60)), 'minute');
+}
+
+function addressState(a) {
+  if (a.usable) return html`<span class="badge badge-approved">${t('addr.ready')}</span>`;
+  if (a.status === 'pending') return html`<span class="badge badge-pending">${t('addr.unconfirmed')}</span>`;
+  const rel = until(a.usable_at);
+  return html`<span class="badge badge-waiting">${t('addr.waiting')}</span> <span class="hint">${t('addr.usable_from', { at: dateTime(a.usable_at) })}${rel ? ' (' + rel + ')' : ''}</span>`;
+}
+
+function AddressBook({ book }) {
+  const [address, setAddress] = useState('');
+  const [network, setNetwork] = useState('');
+  const [label, setLabel] = useState('');
+  const [added, setAdded] = useState(null);
+  const [removed, setRemoved] = useState(null);
+  const add = useSubmit(async () => {
+    setRemoved(null);
+    const body = { address: address.trim() };
+    if (network) body.network = network;
+    if (label.trim()) body.label = label.trim();
+    const r = await post('/api/me/addresses', body);
+    setAdded(r.address);
+    setAddress('');
+    setLabel('');
+    setNetwork('');
+    book.reload();
+  });
+  const [rmError, setRmError] = useState(null);
+  const remove = async (a) => {
+    setRmError(null);
+    setAdded(null);
+    try {
+      await del('/api/me/addresses/' + a.id);
+      setRemoved(a);
+      book.reload();
+    } catch (e) {
+      setRmError(e);
+    }
+  };
+  const items = book.data ? book.data.addresses : [];
+  return html`<div>
+    <p>${t('addr.explain')}</p>
+    ${removed ? html`<${Alert} kind="success">${t('addr.removed', { address: removed.address })}</${Alert}>` : null}
+    <${ErrorBox} error=${rmError} />
+    ${book.loading && !book.data ? html`<${Loading} />` : book.error ? html`<${ErrorBox} error=${book.error} />` : html`
+      <${Table} caption=${t('addr.title')} empty=${t('addr.none')}
+        head=${[t('addr.label'), t('wd.destination'), t('wd.network'), t('col.status'), '']}
+        rows=${items.map((a) => html`<tr><td>${a.label || '—'}</td><td class="mono">${a.address}</td><td>${t('net.' + a.network)}</td>
+          <td>${addressState(a)}</td>
+          <td><button class="btn btn-secondary" type="button" onClick=${() => remove(a)} aria-label=${t('addr.remove_named', { address: a.address })}>${t('addr.remove')}</button></td></tr>`)} />`}
+    <form class="form narrow" onSubmit=${add.submit} novalidate>
+      <h3>${t('addr.add')}</h3>
+      ${added ? html`<${Alert} kind="success">${t('addr.added', { address: added.address })}</${Alert}>` : null}
+      ${add.error && !['address', 'network', 'label'].includes(add.error.field) ? html`<${ErrorBox} error=${add.error} />` : null}
+      <${Field} label=${t('wd.destination')} autocomplete="off" spellcheck=${false} value=${address} onInput=${setAddress} required
+        hint=${t('wd.destination_hint')} error=${fieldError(add.error, 'address')} />
+      <${Field} label=${t('wd.network')} error=${fieldError(add.error, 'network')}>${({ id }) => html`<select id=${id} value=${network} onChange=${(e) => setNetwork(e.target.value)}>
+        <option value="">${t('addr.network_auto')}</option>
+        ${NETWORKS.map((n) => html`<option value=${n}>${t('net.' + n)}</option>`)}</select>`}</${Field}>
+      <${Field} label=${t('addr.label_optional')} value=${label} onInput=${setLabel} maxlength="64" error=${fieldError(add.error, 'label')} />
+      <button class="btn btn-secondary" type="submit" disabled=${add.busy}>${t('addr.add_submit')}</button>
+    </form>
+  </div>`;
+}
+
 export function Withdrawals() {
   const user = useUser();
   const paged = usePaged((c) => get('/api/withdrawals' + qs({ cursor: c, limit: 20 })), 'withdrawals');
+  const book = useLoad(() => get('/api/me/addresses'));
+  const twofa = useLoad(() => get('/api/me/2fa'));
   const [amount, setAmount] = useState('');
-  const [destination, setDestination] = useState('');
-  const [network, setNetwork] = useState('trc20');
+  const [to, setTo] = useState('');
+  const [code, setCode] = useState('');
   const [done, setDone] = useState(null);
+  const usable = book.data ? book.data.addresses.filter((a) => a.usable) : [];
+  const needCode = !!(twofa.data && twofa.data.two_factor.enabled);
+  const chosen = to || (usable[0] ? String(usable[0].id) : '');
   const f = useSubmit(async () => {
     const micros = parseMoney(amount);
     if (micros === null || micros <= 0) throw new ApiError(400, { code: 'invalid', field: 'amount_micros', message: t('wd.bad_amount') });
-    // The address book and the 2FA code join this body when they exist.
-    const { withdrawal } = await post('/api/withdrawals', { amount_micros: micros, destination: destination.trim(), network });
+    const body = { amount_micros: micros, address_id: Number(chosen) };
+    if (needCode) body.code = code.trim();
+    const { withdrawal } = await post('/api/withdrawals', body);
     setDone(withdrawal);
     setAmount('');
-    setDestination('');
+    setCode('');
     paged.reset();
     paged.reload();
     reloadUser();
   });
   const blocked = !user.email_verified ? t('wd.need_verified') : user.kyc_status !== 'approved' ? t('wd.need_kyc', { status: t('kyc.' + user.kyc_status) }) : null;
+  const formFields = new Set(['amount_micros', 'address_id', 'destination', 'code']);
   return html`<${Page} title=${t('wd.title')}>
     <section class="stats"><${Stat} label=${t('dash.available')}><${Money} micros=${user.balance_micros} currency=${user.currency} /></${Stat}></section>
     <h2>${t('wd.request')}</h2>
-    ${blocked ? html`<${Alert} kind="info">${blocked}</${Alert}>` : html`
+    ${blocked ? html`<${Alert} kind="info">${blocked}${user.email_verified ? html` <a href="/kyc">${t('wd.kyc_link')}</a>` : null}</${Alert}>`
+      : book.loading && !book.data ? html`<${Loading} />`
+      : !usable.length ? html`<${Alert} kind="info">${t('wd.no_usable')}</${Alert}>` : html`
       <form class="form narrow" onSubmit=${f.submit} novalidate>
         ${done ? html`<${Alert} kind="success">${t('wd.requested', { amount: money(done.amount_micros, done.currency) })}</${Alert}>` : null}
-        ${f.error && !f.error.field ? html`<${ErrorBox} error=${f.error} />` : null}
+        ${f.error && !formFields.has(f.error.field) ? html`<${ErrorBox} error=${f.error} />` : null}
         <${Field} label=${t('wd.amount', { currency: user.currency })} inputmode="decimal" value=${amount} onInput=${setAmount} required error=${fieldError(f.error, 'amount_micros')} />
-        <${Field} label=${t('wd.network')} error=${fieldError(f.error, 'network')}>${({ id }) => html`<select id=${id} value=${network} onChange=${(e) => setNetwork(e.target.value)}>
-          ${NETWORKS.map((n) => html`<option value=${n}>${t('net.' + n)}</option>`)}</select>`}</${Field}>
-        <${Field} label=${t('wd.destination')} autocomplete="off" spellcheck="false" value=${destination} onInput=${setDestination} required
-          hint=${t('wd.destination_hint')} error=${fieldError(f.error, 'destination')} />
+        <${Field} label=${t('wd.to')} error=${fieldError(f.error, 'address_id') || fieldError(f.error, 'destination')}>${({ id }) => html`<select id=${id} value=${chosen} onChange=${(e) => setTo(e.target.value)}>
+          ${usable.map((a) => html`<option value=${String(a.id)}>${(a.label ? a.label + ' — ' : '') + a.address + ' (' + t('net.' + a.network) + ')'}</option>`)}</select>`}</${Field}>
+        ${needCode ? html`<${Field} label=${t('twofa.code')} autocomplete="one-time-code" spellcheck=${false} value=${code} onInput=${setCode} required
+          hint=${t('wd.code_hint')} error=${fieldError(f.error, 'code')} />` : null}
         <button class="btn" type="submit" disabled=${f.busy}>${t('wd.submit')}</button>
       </form>`}
+    <h2 id="addr-h">${t('addr.title')}</h2>
+    <${AddressBook} book=${book} />
     <h2>${t('wd.history')}</h2>
     ${paged.loading && !paged.data ? html`<${Loading} />` : html`<${ErrorBox} error=${paged.error} />
       <${Table} caption=${t('wd.history')} empty=${t('wd.none')}
@@ -420,7 +519,7 @@ export function Settings() {
       <h2 id="acc-h">${t('settings.account')}</h2>
       <dl class="facts wide">
         <div><dt>${t('field.email')}</dt><dd>${user.email} ${user.email_verified ? html`<${Status} value="verified" />` : html`<${Status} value="unverified" />`}</dd></div>
-        <div><dt>${t('settings.kyc')}</dt><dd>${t('kyc.' + user.kyc_status)}</dd></div>
+        <div><dt>${t('settings.kyc')}</dt><dd>${t('kyc.' + user.kyc_status)} <a href="/kyc">${t('settings.kyc_link')}</a></dd></div>
         <div><dt>${t('col.vip')}</dt><dd>${user.vip_level}</dd></div>
         <div><dt>${t('settings.member_since')}</dt><dd>${date(user.created_at)}</dd></div>
         <div><dt>${t('settings.terms')}</dt><dd>${user.terms_version || '—'}</dd></div>
@@ -444,9 +543,9 @@ export function Settings() {
         : html`<button class="btn btn-secondary" type="button" onClick=${reset.submit} disabled=${reset.busy}>${t('settings.send_reset')}</button>`}
       <${ErrorBox} error=${reset.error} />
     </section>
-    <section aria-labelledby="soon-h">
-      <h2 id="soon-h">${t('settings.coming')}</h2>
-      <p class="muted">${t('settings.coming_text')}</p>
+    <section aria-labelledby="sec-h">
+      <h2 id="sec-h">${t('settings.security')}</h2>
+      <p>${t('settings.security_text')} <a href="/security">${t('settings.security_link')}</a></p>
     </section>
   </${Page}>`;
 }

@@ -2,7 +2,7 @@
 // e-mail landing pages (/verify-email, /reset-password).
 import { useEffect, useState } from 'preact/hooks';
 import { ApiError, get, post } from '../lib/api.js';
-import { bp, money, ths } from '../lib/format.js';
+import { bp, dateTime, money, ths } from '../lib/format.js';
 import { t } from '../lib/i18n.js';
 import { navigate } from '../lib/router.js';
 import { Alert, ErrorBox, Field, html, Loading, Page, fieldError, useLoad, useSubmit } from '../lib/ui.js';
@@ -136,12 +136,41 @@ export function Register({ query }) {
 export function Login({ query }) {
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
+  const [challenge, setChallenge] = useState(null); // the 2FA step's challenge
+  const [code, setCode] = useState('');
   const f = useSubmit(async () => {
-    const { user } = await post('/api/auth/login', { email, password });
-    // The 2FA step goes here once the API answers a challenge (docs/ui.md).
-    setUser(user);
+    if (challenge) {
+      try {
+        const { user } = await post('/api/auth/login/2fa', { challenge, code: code.trim() });
+        setUser(user);
+        navigate(safeNext(query));
+      } catch (e) {
+        // a dead challenge (expired, used, 5 wrong codes): back to the password
+        if (e.status === 401) { setChallenge(null); setCode(''); }
+        throw e;
+      }
+      return;
+    }
+    const r = await post('/api/auth/login', { email, password });
+    if (r.two_factor_required) {
+      setChallenge(r.challenge);
+      return;
+    }
+    setUser(r.user);
     navigate(safeNext(query));
   });
+  if (challenge) {
+    return html`<${Page} title=${t('login.twofa_title')}>
+      <form class="form narrow" onSubmit=${f.submit} novalidate>
+        <p>${t('login.twofa_text')}</p>
+        ${f.error && f.error.field !== 'code' ? html`<${ErrorBox} error=${f.error} />` : null}
+        <${Field} label=${t('twofa.code')} autocomplete="one-time-code" inputmode="text" spellcheck=${false} required value=${code} onInput=${setCode}
+          hint=${t('login.twofa_hint')} error=${fieldError(f.error, 'code')} />
+        <button class="btn" type="submit" disabled=${f.busy}>${t('login.twofa_submit')}</button>
+        <p class="muted"><button type="button" class="textbutton" onClick=${() => { setChallenge(null); setCode(''); f.setError(null); }}>${t('login.twofa_back')}</button></p>
+      </form>
+    </${Page}>`;
+  }
   return html`<${Page} title=${t('login.title')}>
     <form class="form narrow" onSubmit=${f.submit} novalidate>
       <${ErrorBox} error=${f.error} />
@@ -191,7 +220,7 @@ export function ConfirmAddress({ query }) {
   }, [token]);
   return html`<${Page} title=${t('address.title')}>
     ${state === 'working' ? html`<${Loading} />` : null}
-    ${state === 'done' ? html`<${Alert} kind="success">${t('address.done', { address: address.address, usable_at: address.usable_at })}</${Alert}>
+    ${state === 'done' ? html`<${Alert} kind="success">${t('address.done', { address: address.address, usable_at: dateTime(address.usable_at) })}</${Alert}>
       <p><a class="btn" href=${user ? '/withdrawals' : '/login'}>${user ? t('nav.withdrawals') : t('nav.login')}</a></p>` : null}
     ${state === 'failed' ? html`<${Alert} kind="error">${t('address.failed')} ${error && error.message}</${Alert}>` : null}
     ${state === 'missing' ? html`<${Alert} kind="error">${t('verify.missing')}</${Alert}>` : null}
