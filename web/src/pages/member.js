@@ -547,5 +547,40 @@ export function Settings() {
       <h2 id="sec-h">${t('settings.security')}</h2>
       <p>${t('settings.security_text')} <a href="/security">${t('settings.security_link')}</a></p>
     </section>
+    <${YourData} />
   </${Page}>`;
+}
+
+// Members' data (docs/api.md /api/me/export, /api/me/delete): the export
+// is a download the session cookie authorises; the erasure is asked for
+// here and confirmed by the e-mailed link (/confirm-erasure).
+function YourData() {
+  const state = useLoad(() => get('/api/me/delete'));
+  const [asked, setAsked] = useState(false);
+  const ask = useSubmit(async () => {
+    await post('/api/me/delete', {});
+    setAsked(true);
+    await state.reload();
+  });
+  const cancel = useSubmit(async () => {
+    await del('/api/me/delete');
+    setAsked(false);
+    await state.reload();
+  });
+  const x = state.data && state.data.erasure;
+  const open = x && (x.status === 'unconfirmed' || x.status === 'scheduled');
+  return html`<section aria-labelledby="data-h">
+    <h2 id="data-h">${t('settings.data')}</h2>
+    <p>${t('settings.export_text')}</p>
+    <p><a class="btn btn-secondary" href="/api/me/export" download>${t('settings.export')}</a></p>
+    <h3>${t('settings.erase')}</h3>
+    ${state.loading && !state.data ? html`<${Loading} />` : state.error ? html`<${ErrorBox} error=${state.error} />` : html`
+      ${open && x.status === 'scheduled' ? html`<${Alert} kind="info">${t('settings.erase_scheduled', { due: dateTime(x.due_at) })}</${Alert}>` : null}
+      ${open && x.status === 'unconfirmed' ? html`<${Alert} kind="info">${t(asked ? 'settings.erase_asked' : 'settings.erase_unconfirmed')}</${Alert}>` : null}
+      ${!open && state.data.blockers && state.data.blockers.length ? html`<ul class="hint">${state.data.blockers.map((b) => html`<li>${b}</li>`)}</ul>` : null}
+      <p>${t('settings.erase_text')}</p>
+      ${open ? html`<button class="btn btn-secondary" type="button" onClick=${cancel.submit} disabled=${cancel.busy}>${t('settings.erase_cancel')}</button>`
+        : html`<button class="btn btn-danger" type="button" onClick=${ask.submit} disabled=${ask.busy}>${t('settings.erase_ask')}</button>`}
+      <${ErrorBox} error=${ask.error || cancel.error} />`}
+  </section>`;
 }
