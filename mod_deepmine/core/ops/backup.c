@@ -29,12 +29,12 @@
 void dm_backup_keys_derive(const unsigned char secret[32], dm_backup_keys *out)
 {
     static const char ctx[crypto_kdf_CONTEXTBYTES] = {'D', 'M', 'b', 'a', 'c', 'k', 'u', 'p'};
-    unsigned char id[DM_BACKUP_KEY_ID_CHARS / 2];
+    unsigned char id[crypto_kdf_BYTES_MIN]; /* the first 8 bytes name the secret */
 
     crypto_kdf_derive_from_key(out->enc, sizeof(out->enc), 1, ctx, secret);
     crypto_kdf_derive_from_key(out->mac, sizeof(out->mac), 2, ctx, secret);
     crypto_kdf_derive_from_key(id, sizeof(id), 3, ctx, secret);
-    sodium_bin2hex(out->key_id, sizeof(out->key_id), id, sizeof(id));
+    sodium_bin2hex(out->key_id, sizeof(out->key_id), id, DM_BACKUP_KEY_ID_CHARS / 2);
 }
 
 static const char *hex(apr_pool_t *p, const unsigned char *b, size_t n)
@@ -82,20 +82,16 @@ static const char *manifest_mac(apr_pool_t *p, const dm_backup_keys *k, json_t *
 
 /* ---- create ---- */
 
-static dm_err *count_rows(apr_pool_t *p, const char *path, json_t *tables, int64_t *schema,
-                          int64_t *total)
+/* Row counts per table of an open copy (sp: a scratch pool). */
+static dm_err *count_rows_db(apr_pool_t *p, apr_pool_t *sp, dm_db *db, json_t *tables,
+                             int64_t *schema, int64_t *total)
 {
-    dm_db_options o = {.readonly = 1};
-    apr_pool_t *sp;
     apr_array_header_t *names = apr_array_make(p, 64, sizeof(const char *));
-    dm_db *db = NULL;
     dm_stmt *st;
     int row = 0, found = 0;
     dm_err *e;
 
-    apr_pool_create(&sp, p);
-    e = dm_db_open(sp, path, &o, &db);
-    if (!e) {
+    {
         e = dm_db_prepare(db, sp,
                           "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
                           "'sqlite_%' ORDER BY name",
@@ -122,6 +118,27 @@ static dm_err *count_rows(apr_pool_t *p, const char *path, json_t *tables, int64
     *schema = 0;
     if (!e) {
         e = dm_db_query_int64(db, sp, "SELECT MAX(version) FROM schema_migrations", schema, &found);
+    }
+    return e;
+}
+
+/* Opens the copy at path (read-write, so its close folds and removes its
+ * WAL: the file alone is the whole database), counts its rows, and leaves
+ * it in rollback-journal mode (the server sets WAL again when it opens it). */
+static dm_err *count_rows(apr_pool_t *p, const char *path, json_t *tables, int64_t *schema,
+                          int64_t *total)
+{
+    apr_pool_t *sp;
+    dm_db *db = NULL;
+    dm_err *e;
+
+    apr_pool_create(&sp, p);
+    e = dm_db_open(sp, path, NULL, &db);
+    if (!e) {
+        e = count_rows_db(p, sp, db, tables, schema, total);
+    }
+    if (!e) {
+        e = dm_db_exec(db, sp, "PRAGMA journal_mode=DELETE");
     }
     apr_pool_destroy(sp);
     return e;
@@ -390,6 +407,8 @@ dm_err *dm_backup_create(apr_pool_t *p, const dm_backup_store *s, const dm_backu
     json_decref(m);
     json_decref(tables);
     unlink(snap);
+    unlink(apr_pstrcat(p, snap, "-wal", NULL));
+    unlink(apr_pstrcat(p, snap, "-shm", NULL));
     unlink(objf);
     return e;
 }
@@ -430,11 +449,12 @@ static dm_err *read_manifest(apr_pool_t *p, const dm_backup_store *s, const dm_b
     }
     kid = json_string_value(json_object_get(m, "key_id"));
     if (!kid || strcmp(kid, k->key_id) != 0) {
+        dm_err *e = dm_err_make(p, DM_E_INVALID, NULL,
+                                "backup %s is refused: it was made under another secret key (key "
+                                "id %s, this server's is %s)",
+                                id, kid ? kid : "missing", k->key_id);
         json_decref(m);
-        return dm_err_make(p, DM_E_INVALID, NULL,
-                           "backup %s is refused: it was made under another secret key (key id "
-                           "%s, this server's is %s)",
-                           id, kid ? kid : "missing", k->key_id);
+        return e;
     }
     mac = json_string_value(json_object_get(m, "hmac"));
     want = manifest_mac(p, k, m);
