@@ -26,7 +26,8 @@ FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit register 10000/1m ip\n"
         "DeepMineRateLimit login 10000/1m ip\n"
         "DeepMineRateLimit api 100000/1m member\n"
-        "DeepMineRateLimit webhook 100000/1m ip\n")
+        "DeepMineRateLimit webhook 100000/1m ip\n"
+        "DeepMinePendingOrders 100\n")
 # 2026-11-25T10:00:00Z, a whole hour (a Wednesday)
 T0 = 1795600800
 
@@ -97,8 +98,9 @@ def state(s):
 
 @pytest.fixture(scope="module")
 def srv():
-    # the job off: the drill takes its backups by hand
-    s = Server(mpm="event", local_conf=FAST + "DeepMineBackupEvery 0\n")
+    # the job off (as in the generated configuration): the drill takes its
+    # backups by hand
+    s = Server(mpm="event", local_conf=FAST)
     s.ctl("capacity", "ensure", "--ghs", "1000000000", "--note", "test_48")
     s.start()
     s.terms = s.get("/api/legal/terms").json()["version"]
@@ -228,11 +230,53 @@ def test_a_backup_under_another_secret_key_is_refused(srv, tmp_path):
                    check=True, capture_output=True)
 
 
+def test_a_backup_taken_while_paid_webhooks_arrive_holds_each_order_wholly_or_not_at_all(
+        srv, tmp_path):
+    import concurrent.futures
+    import sqlite3
+    pkg = min(srv.packages, key=lambda p: p["price_micros"])
+    urls = {}
+    for i in range(200):
+        if i % 100 == 0:  # DeepMinePendingOrders 100
+            h = bearer(register_member(srv, "bkw"))
+        r = srv.request("POST", "/api/orders", headers=h,
+                        json={"package_id": pkg["id"], "gateway": "sandbox"})
+        assert r.status_code == 201, r.text
+        urls[r.json()["order"]["id"]] = r.json()["checkout_url"]
+
+    def pay(url):
+        return requests.post(url + "/pay", timeout=60).status_code
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        paid = [ex.submit(pay, u) for u in urls.values()]
+        bid = created_id(backup(srv, "create"))
+        assert [f.result() for f in paid] == [200] * 200
+    target = str(tmp_path / "inflight.db")
+    backup(srv, "restore", bid, db=target)
+    con = sqlite3.connect(target)
+    try:
+        whole = {}
+        for oid in urls:
+            status = con.execute("SELECT status FROM orders WHERE id = ?", (oid,)).fetchone()[0]
+            n_contracts = con.execute("SELECT count(*) FROM contracts WHERE order_id = ?",
+                                      (oid,)).fetchone()[0]
+            n_transfers = con.execute("SELECT count(*) FROM transfers WHERE reference = ?",
+                                      ("order:%d" % oid,)).fetchone()[0]
+            whole[oid] = (status == "pending" and n_contracts == 0 and n_transfers == 0) or \
+                (status != "pending" and n_contracts == 1 and n_transfers >= 1)
+    finally:
+        con.close()
+    assert [oid for oid, ok in whole.items() if not ok] == []
+    r = subprocess.run([CTL, "--db", target, "ledger", "verify"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    verify_ledger(srv)
+
+
 # ---- the job -------------------------------------------------------------
 
 @pytest.fixture
 def clocked():
-    s = Server(mpm="event", local_conf=FAST + "DeepMineBackupKeep 2 1 1\n", clock=T0)
+    s = Server(mpm="event", local_conf=FAST + "DeepMineBackupEvery 1h\nDeepMineBackupKeep 2 1 1\n",
+               clock=T0)
     s.start()
     yield s
     s.stop()
