@@ -307,3 +307,34 @@ def test_the_backup_job_takes_one_per_hour_and_retention_deletes_the_oldest(cloc
     # the newest verifies
     newest = listed(s)[-1][0]
     assert "backup verify: ok: %s:" % newest in backup(s, "verify").stdout
+
+
+def test_a_backup_to_an_unreachable_store_is_a_failed_run_that_leaves_nothing(tmp_path):
+    from conftest import PLUGINS, free_port
+    port = free_port()  # nobody listens there
+    conf = (FAST + "DeepMineBackupEvery 1h\n"
+            'DeepMinePlugin storage s3 "%s"\n' % os.path.join(PLUGINS, "storage-s3.so")
+            + "".join('DeepMinePluginSet s3 %s "%s"\n' % kv for kv in [
+                ("endpoint", "http://127.0.0.1:%d" % port), ("region", "auto"),
+                ("bucket", "nowhere"), ("access_key_id", "AKIAIOSFODNN7EXAMPLE"),
+                ("secret_access_key", "not-a-secret"), ("path_style", "yes")])
+            + "DeepMineStorage s3\n")
+    s = Server(mpm="event", local_conf=conf, clock=T0)
+    try:
+        s.expect_log(r"DM00902: job backup(-verify)? \S+ failed: backup: listing backups/: list: "
+                     r"the connection to 127\.0\.0\.1:\d+ failed")
+        s.start()
+        run = wait_for(lambda: s.sql("SELECT status, error FROM job_runs WHERE job = 'backup' "
+                                     "AND status != 'running'"),
+                       what="the failed backup run")
+        assert run[0][0] == "failed"
+        assert run[0][1].startswith("backup: listing backups/: list: the connection to "
+                                    "127.0.0.1:%d failed" % port)
+        # nothing half-written beside the database
+        assert [n for n in os.listdir(s.var) if ".backup-" in n] == []
+    finally:
+        s.stop()
+        bad = s.end_of_test()
+        s.cleanup()
+    assert not bad, "unexpected error-log lines:\n" + "".join(bad)
+
