@@ -439,6 +439,7 @@ static const dm_job_def jobs[] = {
      .interval_s = 86400,
      .max_attempts = 3,
      .timeout_s = 3600,
+     .quiet = 1,
      .fn = job_backup_verify,
      .about = "fetches the newest backup, decrypts it and checks its hash, integrity, ledger "
               "and row counts on a temporary copy"},
