@@ -24,7 +24,7 @@ APR_CFLAGS := $(shell apr-1-config --cflags --cppflags --includes 2>/dev/null) \
 APR_LIBS   := $(shell apr-1-config --link-ld --libs 2>/dev/null) \
               $(shell apu-1-config --link-ld --libs 2>/dev/null)
 HTTPD_INC  := $(shell $(APXS) -q INCLUDEDIR 2>/dev/null)
-DEP_LIBS   := -lsqlite3 -ljansson -lsodium -lcurl -lcrypto -lcrypt -lpwquality
+DEP_LIBS   := -lsqlite3 -ljansson -lsodium -lcurl -lcrypto -lcrypt -lpwquality -lzstd
 WARN       := -Wall -Wextra -Werror -Wno-unused-parameter
 # One include root for core/ ("ledger/ledger.h"), plus the public plugin
 # header and the generated sources.

@@ -31,6 +31,10 @@
 # server's own gathering time (deepmine_metrics_scrape_duration_seconds; target
 # under 10 ms) and the round trip, BENCH_ONLY=metrics: only that part (on
 # ACCRUAL contracts and their members, generated as for BENCH_ONLY=accrual),
+# BENCH_ONLY=backup: `deepminectl backup create` of MEMBERS generated members
+# (storage-local) while a writer commits a row every few ms
+# (scripts/bench_backup_writer.py): seconds, sizes, and the longest commit
+# the writer saw (target: under 50 ms),
 # BENCH_CONF="directives" appended to the bench's local.conf (to try tunings).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -182,6 +186,33 @@ payments_bench() {
 }
 if [ "${BENCH_ONLY:-}" = payments ]; then
   payments_bench
+  exit 0
+fi
+# ---- a backup of the member population, a writer committing meanwhile ----
+backup_bench() {
+  local n=${MEMBERS:-1000000} t0 t1 out stall
+  "$root/build/dm-benchgen" --db "$var/deepmine.db" members --count "$n" --shape random \
+    --seed 5 >/dev/null
+  [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
+  rm -f "$var/writer.stop"
+  /usr/bin/python3 "$root/scripts/bench_backup_writer.py" "$var/deepmine.db" "$var/writer.stop" \
+    > "$var/writer.out" &
+  local wpid=$!
+  sleep 1
+  t0=$(date +%s.%N)
+  out=$("$root/build/deepminectl" --config "$conf" --db "$var/deepmine.db" backup create 2>/dev/null) \
+    || { touch "$var/writer.stop"; wait "$wpid"; echo "bench: backup create failed"; exit 1; }
+  t1=$(date +%s.%N)
+  touch "$var/writer.stop"; wait "$wpid"
+  stall=$(cat "$var/writer.out")
+  echo
+  echo "backup: $n members ($(stat -c %s "$var/deepmine.db") bytes of database)"
+  echo "$out" | sed 's/^/  /'
+  echo "  $(echo "$t1 - $t0" | bc) s; a writer committing meanwhile: longest commit ${stall%% *} ms" \
+       "over ${stall##* } commits (target: under 50 ms)"
+}
+if [ "${BENCH_ONLY:-}" = backup ]; then
+  backup_bench
   exit 0
 fi
 if [ "${BENCH_ONLY:-}" = accrual ]; then

@@ -42,6 +42,28 @@ int dm_cmd_pool_payouts_list(dm_cli *c);
 /* jobs.c */
 int dm_cmd_jobs_list(dm_cli *c);
 int dm_cmd_jobs_run(dm_cli *c);
+/* storage.c: the configuration's storage plugins loaded (DeepMinePlugin
+ * storage …, DeepMinePluginSet), the one chosen by --plugin, else
+ * DeepMineStorage, else the only one. DM_CLI_OK, or an exit code after a
+ * message. */
+struct dm_plugin_host;
+struct dm_loaded_plugin;
+typedef struct dm_cli_storage {
+    struct dm_plugin_host *host;
+    const struct dm_loaded_plugin *pl;
+} dm_cli_storage;
+int dm_cli_storage_load(dm_cli *c, dm_cli_storage *out);
+
+/* kyc.c: the 32 bytes of a secret key file, refusing one others may read;
+ * 0 after a message. */
+int dm_cli_read_key(dm_cli *c, const char *path, unsigned char key[32]);
+
+/* backup.c */
+int dm_cmd_backup_create(dm_cli *c);
+int dm_cmd_backup_list(dm_cli *c);
+int dm_cmd_backup_verify(dm_cli *c);
+int dm_cmd_backup_restore(dm_cli *c);
+
 /* storage.c */
 int dm_cmd_storage_put(dm_cli *c);
 int dm_cmd_storage_get(dm_cli *c);

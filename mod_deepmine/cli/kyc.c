@@ -14,8 +14,8 @@
 #include "commands.h"
 #include "kyc/kyc_docs.h"
 
-/* 32 bytes from path, refusing a file others may read. */
-static int read_key(dm_cli *c, const char *path, unsigned char key[32])
+/* 32 bytes from path, refusing a file others may read (commands.h). */
+int dm_cli_read_key(dm_cli *c, const char *path, unsigned char key[32])
 {
     apr_finfo_t fi;
     apr_file_t *f;
@@ -76,7 +76,7 @@ int dm_cmd_kyc_rekey(dm_cli *c)
                 c->tool->name);
         return DM_CLI_USAGE;
     }
-    if (!read_key(c, old_path, oldk) || !read_key(c, new_path, newk)) {
+    if (!dm_cli_read_key(c, old_path, oldk) || !dm_cli_read_key(c, new_path, newk)) {
         return DM_CLI_FAIL;
     }
     dm_kyc_master_derive(oldk, &from);

@@ -291,6 +291,60 @@ static const dm_cli_cmd kyc = {
     .subs = kyc_subs,
 };
 
+/* ---- backups (ops/backup.h; storage and secret from --config) ---- */
+
+static const apr_getopt_option_t backup_opts[] = {
+    {"plugin", 256, 1, "NAME a declared storage plugin other than DeepMineStorage's"},
+    {"key-file", 257, 1, "FILE the secret key file (default: DeepMineSecretKeyFile)"},
+    {NULL, 0, 0, NULL},
+};
+static const apr_getopt_option_t backup_restore_opts[] = {
+    {"plugin", 256, 1, "NAME a declared storage plugin other than DeepMineStorage's"},
+    {"key-file", 257, 1, "FILE the secret key file (default: DeepMineSecretKeyFile)"},
+    {"force", 258, 0, "replace an existing database (the server stopped)"},
+    {NULL, 0, 0, NULL},
+};
+static const dm_cli_cmd backup_create = {
+    .name = "create",
+    .opts = backup_opts,
+    .fn = dm_cmd_backup_create,
+    .synopsis = "[--plugin NAME] [--key-file FILE]",
+    .description = "an online, consistent copy of the database, compressed, encrypted, stored "
+                   "with a manifest through the storage plugin",
+};
+static const dm_cli_cmd backup_list = {
+    .name = "list",
+    .opts = backup_opts,
+    .fn = dm_cmd_backup_list,
+    .synopsis = "[--plugin NAME] [--key-file FILE]",
+    .description = "the backups, oldest first: id, time, rows, sizes",
+};
+static const dm_cli_cmd backup_verify = {
+    .name = "verify",
+    .opts = backup_opts,
+    .max_args = 1,
+    .fn = dm_cmd_backup_verify,
+    .synopsis = "[id] [--plugin NAME] [--key-file FILE]",
+    .description = "fetch and decrypt a backup (default the newest), check its hash, "
+                   "integrity_check, ledger verify and row counts on a temporary copy",
+};
+static const dm_cli_cmd backup_restore = {
+    .name = "restore",
+    .flags = DM_CLI_CREATES,
+    .opts = backup_restore_opts,
+    .max_args = 1,
+    .fn = dm_cmd_backup_restore,
+    .synopsis = "[id] [--force] [--plugin NAME] [--key-file FILE]",
+    .description = "check a backup as verify does and swap it in as the database; refused while "
+                   "a server holds the database",
+};
+static const dm_cli_cmd *const backup_subs[] = {&backup_create, &backup_list, &backup_verify,
+                                                &backup_restore, NULL};
+static const dm_cli_cmd backup = {
+    .name = "backup",
+    .subs = backup_subs,
+};
+
 /* ---- storage (the server's DeepMineStorage plugin, through --config) ---- */
 
 static const apr_getopt_option_t storage_opts[] = {
@@ -348,8 +402,9 @@ static const dm_cli_cmd storage = {
 
 /* The order of `help`. */
 static const dm_cli_cmd *const commands[] = {
-    &migrate,     &status,   &seed_demo,    &keygen, &staff,   &twofa, &import_users,    &ledger,
-    &commissions, &capacity, &pool_payouts, &jobs,   &storage, &kyc,   &dm_cli_help_cmd, NULL,
+    &migrate,      &status, &seed_demo,   &keygen,          &staff,        &twofa,
+    &import_users, &ledger, &commissions, &capacity,        &pool_payouts, &jobs,
+    &storage,      &backup, &kyc,         &dm_cli_help_cmd, NULL,
 };
 
 /* Bench data left the operator's console (bench/). */

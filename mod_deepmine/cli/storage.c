@@ -26,13 +26,10 @@
 #include "plugins/plugin_host.h"
 #include "plugins/storage.h"
 
-typedef struct loaded {
-    dm_plugin_host *host;
-    const dm_loaded_plugin *pl;
-} loaded;
+typedef dm_cli_storage loaded;
 
-/* Loads the configuration's storage plugins and picks one. */
-static int load(dm_cli *c, loaded *out)
+/* Loads the configuration's storage plugins and picks one (commands.h). */
+int dm_cli_storage_load(dm_cli *c, dm_cli_storage *out)
 {
     apr_array_header_t *plugins = NULL, *sets = NULL;
     apr_hash_t *names = apr_hash_make(c->pool);
@@ -136,7 +133,7 @@ int dm_cmd_storage_put(dm_cli *c)
     if (!file == !dm_cli_flag(c, "stdin")) {
         return dm_cli_usage(c);
     }
-    rc = load(c, &l);
+    rc = dm_cli_storage_load(c, &l);
     if (rc != DM_CLI_OK) {
         return rc;
     }
@@ -225,7 +222,7 @@ int dm_cmd_storage_get(dm_cli *c)
     dm_message msg;
     dm_status st;
     int64_t size = 0;
-    int fd = 1, rc = load(c, &l);
+    int fd = 1, rc = dm_cli_storage_load(c, &l);
 
     if (rc != DM_CLI_OK) {
         return rc;
@@ -284,7 +281,7 @@ int dm_cmd_storage_ls(dm_cli *c)
     const char *prefix = c->argc > 0 ? c->argv[0] : "";
     loaded l;
     dm_message msg;
-    int rc = load(c, &l);
+    int rc = dm_cli_storage_load(c, &l);
 
     if (rc != DM_CLI_OK) {
         return rc;
@@ -300,7 +297,7 @@ int dm_cmd_storage_rm(dm_cli *c)
     const char *key = c->argv[0];
     loaded l;
     dm_message msg;
-    int rc = load(c, &l);
+    int rc = dm_cli_storage_load(c, &l);
 
     if (rc != DM_CLI_OK) {
         return rc;

@@ -58,6 +58,8 @@ void *dm_conf_create(apr_pool_t *p, server_rec *s)
     c->address_delay = DM_UNSET;
     c->erasure_delay = DM_UNSET;
     c->staff_digest = DM_UNSET;
+    c->backup_every = DM_UNSET;
+    c->backup_keep[0] = DM_UNSET;
     return c;
 }
 
@@ -113,6 +115,10 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
     MERGE_NUM(address_delay);
     MERGE_NUM(erasure_delay);
     MERGE_NUM(staff_digest);
+    MERGE_NUM(backup_every);
+    if (add->backup_keep[0] == DM_UNSET) {
+        memcpy(m->backup_keep, base->backup_keep, sizeof(m->backup_keep));
+    }
     return m;
 }
 
@@ -793,6 +799,54 @@ static const char *parse_period(apr_pool_t *p, const char *arg, long long *out)
     return NULL;
 }
 
+/* "0" (off), or a number of seconds, minutes (m), hours (h) or days (d). */
+static const char *set_backup_every(cmd_parms *cmd, void *dc, const char *arg)
+{
+    size_t n = strlen(arg);
+    char unit = n ? arg[n - 1] : 0;
+    long long v = 0, mult = unit == 'm' ? 60 : unit == 'h' ? 3600 : unit == 'd' ? 86400 : 1;
+    const char *num = mult == 1 ? arg : apr_pstrndup(cmd->temp_pool, arg, n - 1);
+    const char *err = dm_parse_int(cmd->temp_pool, num, 0, 3650LL * 86400, &v);
+
+    (void)dc;
+    if (err || v * mult > 3650LL * 86400 || (v && v * mult < 300)) {
+        return DM_DIR_BACKUP_EVERY " is 0 (off) or a period of at least 5 minutes: 300, 30m, "
+                                   "1h, 1d";
+    }
+    sconf(cmd)->backup_every = v * mult;
+    return NULL;
+}
+
+static const char *set_backup_keep(cmd_parms *cmd, void *dc, const char *h, const char *d,
+                                   const char *w)
+{
+    const char *a[3] = {h, d, w};
+    long long v[3] = {0};
+
+    (void)dc;
+    for (int i = 0; i < 3; i++) {
+        if (dm_parse_int(cmd->temp_pool, a[i], 0, 10000, &v[i])) {
+            return DM_DIR_BACKUP_KEEP " <hourly> <daily> <weekly>: three counts from 0 to 10000";
+        }
+    }
+    if (!v[0] && !v[1] && !v[2]) {
+        return DM_DIR_BACKUP_KEEP " keeps nothing: at least one count must be above 0";
+    }
+    for (int i = 0; i < 3; i++) {
+        sconf(cmd)->backup_keep[i] = (int)v[i];
+    }
+    return NULL;
+}
+
+/* The backup schedule and retention, defaults applied. */
+void dm_conf_backup(const dm_conf *c, long long *every, int keep[3])
+{
+    static const int def[3] = {24, 7, 4};
+
+    *every = c->backup_every != DM_UNSET ? c->backup_every : 3600;
+    memcpy(keep, c->backup_keep[0] != DM_UNSET ? c->backup_keep : def, sizeof(def));
+}
+
 static const char *set_kyc_retention(cmd_parms *cmd, void *dc, const char *a1, const char *a2)
 {
     long long r = 0, a = DM_KYC_DEFAULT_ABANDONED;
@@ -898,6 +952,10 @@ const command_rec dm_directives[] = {
                   "the mailer plugin (by name) that sends the platform's e-mail"),
     AP_INIT_TAKE1(DM_DIR_STORAGE, set_storage, NULL, RSRC_CONF,
                   "the storage plugin (by name) that holds documents and backups"),
+    AP_INIT_TAKE1(DM_DIR_BACKUP_EVERY, set_backup_every, NULL, RSRC_CONF,
+                  "how often the cron daemon takes a backup: 0 (off), 30m, 1h (default), 1d"),
+    AP_INIT_TAKE3(DM_DIR_BACKUP_KEEP, set_backup_keep, NULL, RSRC_CONF,
+                  "<hourly> <daily> <weekly>: the backups kept (default 24 7 4)"),
     AP_INIT_TAKE1(DM_DIR_DATABASE, set_database, NULL, RSRC_CONF,
                   "path of the SQLite database file"),
     AP_INIT_TAKE1(DM_DIR_SECRET_KEY_FILE, set_secret_key_file, NULL, RSRC_CONF,

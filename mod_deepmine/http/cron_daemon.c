@@ -28,6 +28,7 @@
 #include "base/clock.h"
 #include "cron/cron.h"
 #include "base/log.h"
+#include "ops/backup.h"
 
 /* Exit status of a daemon that could not start at all: not restarted
  * (it would fail the same way in a loop); the log says why. */
@@ -81,6 +82,16 @@ void dm_cron_env(const dm_conf *c, dm_job_env *env)
     {
         dm_kyc_env k;
         dm_conf_kyc(c, &k, &env->kyc_retention, &env->kyc_abandoned);
+    }
+    {
+        static dm_backup_keys bk;
+        long long every = 0;
+        dm_conf_backup(c, &every, env->backup_keep);
+        env->backup_every = every;
+        if (c->secret_key) {
+            dm_backup_keys_derive(c->secret_key, &bk);
+            env->backup_keys = &bk;
+        }
     }
 }
 

@@ -59,6 +59,8 @@ APLOG_USE_MODULE(deepmine);
 #define DM_DIR_MONITOR_QUEUE "DeepMineMonitorQueue"
 #define DM_DIR_MAILER "DeepMineMailer"
 #define DM_DIR_STORAGE "DeepMineStorage"
+#define DM_DIR_BACKUP_EVERY "DeepMineBackupEvery"
+#define DM_DIR_BACKUP_KEEP "DeepMineBackupKeep"
 #define DM_DIR_MAX_BODY "DeepMineMaxBody"
 #define DM_DIR_METRICS_TOKEN "DeepMineMetricsToken"
 #define DM_DIR_PASSWORD_HASH "DeepMinePasswordHash"
@@ -120,6 +122,8 @@ typedef struct dm_conf {
     int pending_orders;        /* DeepMinePendingOrders; -1 unset */
     int kyc_poll_after;        /* DeepMineKycPollAfter seconds; -1 unset */
     const char *environment;   /* DeepMineEnvironment (error reports); NULL: production */
+    long long backup_every;    /* DeepMineBackupEvery seconds (0 off); -1 unset (3600) */
+    int backup_keep[3];        /* DeepMineBackupKeep hourly daily weekly; [0] -1 unset (24 7 4) */
     int monitor_queue;         /* DeepMineMonitorQueue: reports waiting at most; -1 unset */
     const char *metrics_token; /* DeepMineMetricsToken: a scraper's Bearer token; NULL unset */
     int staff_2fa;             /* DeepMineStaff2FA required (1) | optional (0); -1 unset */
@@ -186,6 +190,8 @@ void dm_conf_kyc(const dm_conf *c, struct dm_kyc_env *env, int64_t *retention, i
 int dm_conf_staff_2fa(const dm_conf *c);
 /* DeepMineWithdrawalAddressDelay in seconds (default 24 h). */
 long long dm_conf_address_delay(const dm_conf *c);
+/* DeepMineBackupEvery (seconds, 0 off) and DeepMineBackupKeep, defaults applied. */
+void dm_conf_backup(const dm_conf *c, long long *every, int keep[3]);
 #define DM_DEFAULT_ACCRUAL_DELAY 120
 
 /* respond.c — every API answer goes through these. */

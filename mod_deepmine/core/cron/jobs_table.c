@@ -3,8 +3,9 @@
  * have no module of their own (commission release, clean-up, the test-only
  * failing job). A new job is one row here plus its function.
  *
- * Hook for a later issue: backups ("backup", hourly) become a row here
- * when their module exists.
+ * Backups (ops/backup.h): "backup" looks every 5 minutes whether the
+ * current DeepMineBackupEvery window has one, "backup-verify" checks the
+ * newest daily.
  */
 #include "cron/cron.h"
 
@@ -26,6 +27,7 @@
 #include "plugins/storage.h"
 #include "kyc/kyc_events.h"
 #include "staff/gdpr.h"
+#include "ops/backup.h"
 
 #include <jansson.h>
 
@@ -218,6 +220,98 @@ static dm_err *job_staff_digest(dm_job_ctx *ctx, dm_job_result *res)
     return e;
 }
 
+/* The storage plugin and keys the backup jobs need, or an error. */
+static dm_err *backup_store(dm_job_ctx *ctx, dm_backup_store *s)
+{
+    const char *why = NULL;
+
+    s->host = ctx->env->plugins;
+    s->pl = s->host ? dm_storage_plugin(s->host, ctx->env->storage, &why) : NULL;
+    if (!s->pl) {
+        return dm_err_make(ctx->pool, DM_E_UNAVAILABLE, NULL,
+                           "%s needs the storage plugin (it runs in the cron daemon)%s%s", ctx->job,
+                           why ? ": " : "", why ? why : "");
+    }
+    if (!ctx->env->backup_keys) {
+        return dm_err_make(ctx->pool, DM_E_UNAVAILABLE, NULL,
+                           "%s needs DeepMineSecretKeyFile (backups are encrypted under it)",
+                           ctx->job);
+    }
+    return NULL;
+}
+
+/* One backup per DeepMineBackupEvery window (aligned to the epoch: every
+ * hour on the hour by default), then retention. Runs every 5 minutes and
+ * does nothing when the window has its backup. */
+static dm_err *job_backup(dm_job_ctx *ctx, dm_job_result *res)
+{
+    int64_t every = ctx->env->backup_every, now = dm_now(), newest = 0, deleted = 0;
+    const int *keep = ctx->env->backup_keep;
+    apr_array_header_t *all = NULL;
+    dm_backup_store s;
+    dm_backup_info b;
+    dm_err *e;
+
+    *res = DM_JOB_OK;
+    if (every <= 0) {
+        return NULL;
+    }
+    e = backup_store(ctx, &s);
+    if (!e) {
+        e = dm_backup_list(ctx->pool, &s, ctx->env->backup_keys, &all);
+    }
+    for (int i = 0; !e && i < all->nelts; i++) {
+        int64_t t = APR_ARRAY_IDX(all, i, dm_backup_info).created;
+        newest = t > newest ? t : newest;
+    }
+    if (e || (newest && newest / every >= now / every)) {
+        return e;
+    }
+    e = dm_backup_create(ctx->pool, &s, ctx->env->backup_keys, ctx->env->database, now, &b);
+    if (!e) {
+        ctx->items++;
+        dm_log(DM_L_NOTICE,
+               "DM01651: backup %s stored: %" APR_INT64_T_FMT " rows, %" APR_INT64_T_FMT
+               " bytes of database in %" APR_INT64_T_FMT " stored",
+               b.id, (apr_int64_t)b.total_rows, (apr_int64_t)b.db_bytes,
+               (apr_int64_t)b.object_bytes);
+        e = dm_backup_prune(ctx->pool, &s, ctx->env->backup_keys, keep[0], keep[1], keep[2],
+                            &deleted);
+    }
+    if (!e && deleted) {
+        dm_log(DM_L_NOTICE, "DM01652: backup retention deleted %" APR_INT64_T_FMT " backup(s)",
+               (apr_int64_t)deleted);
+    }
+    return e;
+}
+
+/* The newest backup fetched, decrypted and checked on a temporary copy
+ * beside the database; a refusal fails the run. */
+static dm_err *job_backup_verify(dm_job_ctx *ctx, dm_job_result *res)
+{
+    dm_backup_store s;
+    dm_backup_info b;
+    dm_err *e;
+
+    *res = DM_JOB_OK;
+    if (ctx->env->backup_every <= 0) {
+        return NULL;
+    }
+    e = backup_store(ctx, &s);
+    if (!e) {
+        e = dm_backup_verify(ctx->pool, &s, ctx->env->backup_keys, NULL, ctx->env->database, &b);
+    }
+    if (e && e->code == DM_E_NOT_FOUND) {
+        return NULL; /* none yet */
+    }
+    if (!e) {
+        ctx->items++;
+        dm_log(DM_L_INFO, "backup-verify: backup %s verified (%" APR_INT64_T_FMT " rows)", b.id,
+               (apr_int64_t)b.total_rows);
+    }
+    return e;
+}
+
 /* Test mode only: fails every time, for the dead-letter tests. */
 static dm_err *job_test_fail(dm_job_ctx *ctx, dm_job_result *res)
 {
@@ -383,6 +477,26 @@ static const dm_job_def jobs[] = {
      .fn = job_staff_digest,
      .about = "when DeepMineStaffDigest is on, e-mails each owner the day before in figures "
               "(sign-ups, revenue, work waiting, dead jobs, failures)"},
+    {.name = "backup",
+     .on_dead = dm_cron_job_dead_alert,
+     .sched = DM_SCHED_INTERVAL,
+     .interval_s = 300,
+     .max_attempts = 3,
+     .timeout_s = 3600,
+     .quiet = 1,
+     .fn = job_backup,
+     .about = "takes a backup (ops/backup.h) once per DeepMineBackupEvery (default 1 h; 0 off) "
+              "through the storage plugin, then deletes those outside DeepMineBackupKeep"},
+    {.name = "backup-verify",
+     .on_dead = dm_cron_job_dead_alert,
+     .sched = DM_SCHED_INTERVAL,
+     .interval_s = 86400,
+     .max_attempts = 3,
+     .timeout_s = 3600,
+     .quiet = 1,
+     .fn = job_backup_verify,
+     .about = "fetches the newest backup, decrypts it and checks its hash, integrity, ledger "
+              "and row counts on a temporary copy"},
     {.name = "test-fail",
      .on_dead = dm_cron_job_dead_alert,
      .sched = DM_SCHED_MANUAL,

@@ -56,6 +56,12 @@ typedef struct dm_job_env {
     int64_t kyc_retention;
     int64_t kyc_abandoned;
     int staff_digest; /* DeepMineStaffDigest on: the staff-digest job sends */
+    /* backup, backup-verify (ops/backup.h): keys derived from
+     * DeepMineSecretKeyFile (NULL: those jobs fail), DeepMineBackupEvery in
+     * seconds (0: off), DeepMineBackupKeep hourly/daily/weekly */
+    const struct dm_backup_keys *backup_keys;
+    int64_t backup_every;
+    int backup_keep[3];
 } dm_job_env;
 
 typedef struct dm_job_ctx dm_job_ctx;

@@ -11,6 +11,7 @@
 #include <apr_hash.h>
 #include <apr_strings.h>
 #include <apr_time.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <string.h>
@@ -407,4 +408,106 @@ int64_t dm_db_changes(dm_db *db)
 int64_t dm_db_last_insert_id(dm_db *db)
 {
     return sqlite3_last_insert_rowid(db->handle);
+}
+
+dm_err *dm_db_snapshot(apr_pool_t *p, const char *src_path, const char *dest_path,
+                       int pages_per_step, int sleep_ms)
+{
+    sqlite3 *src = NULL, *dst = NULL;
+    sqlite3_backup *bk = NULL;
+    dm_err *e = NULL;
+    int rc, fd;
+
+    fd = open(dest_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        return dm_err_make(p, DM_E_INTERNAL, NULL, "cannot create %s: %s", dest_path,
+                           strerror(errno));
+    }
+    close(fd);
+    rc = sqlite3_open_v2(src_path, &src, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(src, 5000);
+        /* the snapshot: a read transaction held for the whole copy */
+        rc = sqlite3_exec(src, "BEGIN; SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+    }
+    if (rc != SQLITE_OK) {
+        e = sqlite_err(p, src, rc, "snapshot (source)");
+        goto cleanup;
+    }
+    rc = sqlite3_open_v2(dest_path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        e = sqlite_err(p, dst, rc, "snapshot (copy)");
+        goto cleanup;
+    }
+    /* a scratch file: no journal and no fsync of its own (the backup's
+     * SHA-256 checks it end to end); a flush of the whole copy at once
+     * would hold up the device, and with it every writer's commit */
+    sqlite3_exec(dst, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF", NULL, NULL, NULL);
+    bk = sqlite3_backup_init(dst, "main", src, "main");
+    if (!bk) {
+        e = sqlite_err(p, dst, sqlite3_errcode(dst), "snapshot (backup)");
+        goto cleanup;
+    }
+    for (;;) {
+        rc = sqlite3_backup_step(bk, pages_per_step > 0 ? pages_per_step : 256);
+        if (rc == SQLITE_DONE) {
+            break;
+        }
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
+            e = sqlite_err(p, dst, rc, "snapshot (step)");
+            goto cleanup;
+        }
+        if (sleep_ms > 0 || rc != SQLITE_OK) {
+            apr_sleep(apr_time_from_msec(sleep_ms > 0 ? sleep_ms : 5));
+        }
+    }
+    rc = sqlite3_backup_finish(bk);
+    bk = NULL;
+    if (rc != SQLITE_OK) {
+        e = sqlite_err(p, dst, rc, "snapshot (finish)");
+    }
+cleanup:
+    if (bk) {
+        sqlite3_backup_finish(bk);
+    }
+    if (src) {
+        sqlite3_exec(src, "COMMIT", NULL, NULL, NULL);
+        sqlite3_close_v2(src);
+    }
+    if (dst) {
+        sqlite3_close_v2(dst);
+    }
+    if (e) {
+        unlink(dest_path);
+    }
+    return e;
+}
+
+dm_err *dm_db_held_elsewhere(apr_pool_t *p, const char *path, int *held)
+{
+    sqlite3 *h = NULL;
+    int rc;
+
+    *held = 0;
+    if (access(path, F_OK) != 0) {
+        return NULL;
+    }
+    rc = sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK) {
+        /* every connection in WAL mode holds a shared lock on the file while
+         * open; an exclusive one is ours only when nobody else has it open */
+        rc = sqlite3_exec(h, "PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT", NULL, NULL,
+                          NULL);
+    }
+    if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) {
+        *held = 1;
+        rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_OK) {
+        dm_err *e = sqlite_err(p, h, rc, "lock check");
+        sqlite3_close_v2(h);
+        return e;
+    }
+    sqlite3_close_v2(h);
+    return NULL;
 }

@@ -98,4 +98,19 @@ int64_t dm_db_changes(dm_db *db);
 /* Row id of the last INSERT on this connection. */
 int64_t dm_db_last_insert_id(dm_db *db);
 
+/* A consistent copy of the database at src_path written to dest_path (a
+ * new file, 0600), with SQLite's online backup API: one read transaction
+ * on a connection of its own holds the snapshot (in WAL mode a reader
+ * never blocks a writer, and the copy never restarts), pages_per_step
+ * pages are copied per step (0: 256) with sleep_ms between steps (0: none)
+ * so the copy's I/O stays in small pieces. dest_path must not exist. */
+dm_err *dm_db_snapshot(apr_pool_t *p, const char *src_path, const char *dest_path,
+                       int pages_per_step, int sleep_ms);
+
+/* 1 in *held when another process holds the database at path open (an
+ * open SQLite connection keeps a shared lock on the file in WAL mode: a
+ * running server's connections do), 0 when this process could take it
+ * exclusively (and let it go again). A missing file is not held. */
+dm_err *dm_db_held_elsewhere(apr_pool_t *p, const char *path, int *held);
+
 #endif
