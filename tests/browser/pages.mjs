@@ -59,6 +59,7 @@ const staffPages = [
   ['staff-audit', '/admin/audit'],
   ['staff-kyc-queue', '/admin/kyc'],
   ['staff-2fa', '/admin/2fa'],
+  ['staff-erasures', '/admin/erasures'],
 ];
 
 async function loginMember(context) {

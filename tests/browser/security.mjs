@@ -79,6 +79,26 @@ steps.push(['your data: the export downloads, the deletion says what must happen
   await x.context.close();
 }]);
 
+steps.push(['the owner sees an erasure request in the console and cancels it', async () => {
+  // a request received another way (as the owner may process one): made
+  // here in the table, then cancelled through the page, audited
+  sql(`INSERT INTO erasure_requests (user_id, status, token_hash, token_expires_at, requested_at) VALUES (${m.id}, 'unconfirmed', 'console-test', ${clockNow() + 3600}, ${clockNow()})`);
+  const id = sql(`SELECT id FROM erasure_requests WHERE token_hash = 'console-test'`);
+  const x = await newContext(browser, VIEWPORTS[1]);
+  const p = x.page;
+  await p.goto(BASE + '/admin/login');
+  await p.getByLabel('E-mail').fill(env.staff.email);
+  await p.getByLabel('Password').fill(env.staff.password);
+  await p.getByRole('button', { name: 'Log in' }).click();
+  await p.waitForURL(BASE + '/admin');
+  await p.getByRole('link', { name: 'Erasure requests' }).click();
+  await p.getByRole('button', { name: `Cancel request ${id}` }).click();
+  await p.getByText(`Request ${id}: Cancelled.`).waitFor();
+  await checkPage(p, 'staff-erasures-cancelled');
+  assert.equal(sql(`SELECT status, finished_by FROM erasure_requests WHERE id = ${id}`).split('|')[0], 'cancelled');
+  await x.context.close();
+}]);
+
 steps.push(['two-factor sign-in: QR code, a wrong code, the right one, the recovery codes once', async () => {
   c = await newContext(browser, VIEWPORTS[1]);
   const p = c.page;
@@ -215,6 +235,7 @@ steps.push(['staff: two-factor sign-in set up in the console, then the console l
   await checkPage(p, 'staff-2fa-setup');
   await p.getByLabel('Code', { exact: true }).fill(totp(staffSecret, clockNow()));
   await p.getByRole('button', { name: 'Turn on' }).click();
+  await p.getByRole('heading', { name: 'Your recovery codes' }).waitFor(); // then read them
   assert.equal((await p.locator('.recovery-codes li').allInnerTexts()).length, 10);
   await p.getByRole('button', { name: 'Log out' }).click();
   await p.waitForURL(/\/admin\/login/);

@@ -32,6 +32,7 @@ const routes = [
   { path: '/admin/templates/:key', page: P.TemplateEditor, roles: ['support'] },
   { path: '/admin/flags', page: P.Flags, nav: 'admin.nav.flags', roles: ['support'] },
   { path: '/admin/audit', page: P.Audit, nav: 'admin.nav.audit', roles: [] },
+  { path: '/admin/erasures', page: P.Erasures, nav: 'admin.nav.erasures', roles: [] },
   { path: '/admin/2fa', page: StaffTwoFactor, nav: 'admin.nav.twofa', roles: ['finance', 'support', 'kyc'] },
 ];
 

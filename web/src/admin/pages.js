@@ -738,3 +738,48 @@ export function KycQueue({ query }) {
     </div>` : null}
   </${Page}>`;
 }
+
+/** Members' erasure requests (owner; docs/api.md /api/admin/erasures):
+ * process one now (a request received another way) or cancel it. */
+export function Erasures({ query }) {
+  const [f, setF] = useQueryState(query, ['status']);
+  const status = f.status;
+  const paged = usePaged((c) => get('/api/admin/erasures' + qs({ status, cursor: c, limit: 50 })), 'erasures', [status]);
+  const [done, setDone] = useState(null);
+  const act = useSubmit(async () => {});
+  const run = async (x, what) => {
+    act.setError(null);
+    setDone(null);
+    try {
+      const r = await post('/api/admin/erasures/' + x.id + '/' + what, {});
+      setDone(t('admin.erasure_' + what + '_done', { id: x.id, status: t('status.' + r.erasure.status) }));
+      paged.reload();
+    } catch (e) {
+      act.setError(e);
+    }
+  };
+  const open = (x) => x.status === 'unconfirmed' || x.status === 'scheduled';
+  return html`<${Page} title=${t('admin.nav.erasures')} wide>
+    <div class="toolbar"><div class="field"><label for="erasure-status">${t('col.status')}</label>
+      <select id="erasure-status" value=${status} onChange=${(e) => setF({ status: e.target.value })}>
+        <option value="">${t('admin.all')}</option>
+        ${['unconfirmed', 'scheduled', 'done', 'cancelled'].map((o) => html`<option value=${o}>${t('status.' + o)}</option>`)}
+      </select></div></div>
+    <p class="hint">${t('admin.erasure_hint')}</p>
+    <${ErrorBox} error=${act.error} />
+    ${done ? html`<${Alert} kind="success">${done}</${Alert}>` : null}
+    ${paged.loading && !paged.data ? html`<${Loading} />` : html`<${ErrorBox} error=${paged.error} />
+      <${Table} caption=${t('admin.nav.erasures')} empty=${t('admin.erasure_empty')}
+        head=${['#', t('admin.member_col'), t('col.status'), t('admin.erasure_requested'), t('admin.erasure_due'), t('admin.erasure_finished'), '']}
+        rows=${paged.items.map((x) => html`<tr>
+          <td>${x.id}</td>
+          <td><a href=${'/admin/users/' + x.user_id}>${x.email || '#' + x.user_id}</a></td>
+          <td><${Status} value=${x.status} /></td>
+          <td>${dateTime(x.requested_at)}</td><td>${x.due_at ? dateTime(x.due_at) : '—'}</td>
+          <td>${x.finished_at ? dateTime(x.finished_at) + (x.finished_by ? ' · ' + x.finished_by : '') : '—'}</td>
+          <td>${open(x) ? html`<div class="actions">
+            <button class="btn btn-danger" type="button" disabled=${act.busy} onClick=${() => run(x, 'process')} aria-label=${t('admin.erasure_process_named', { id: x.id })}>${t('admin.erasure_process')}</button>
+            <button class="btn btn-secondary" type="button" disabled=${act.busy} onClick=${() => run(x, 'cancel')} aria-label=${t('admin.erasure_cancel_named', { id: x.id })}>${t('admin.erasure_cancel')}</button></div>` : null}</td></tr>`)} />
+      <${Pager} paged=${paged} />`}
+  </${Page}>`;
+}
