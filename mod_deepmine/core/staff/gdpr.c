@@ -608,10 +608,9 @@ static const char *const erase_twofa_sql[] = {
     "DELETE FROM twofa WHERE subject = 'member' AND owner_id = ?1",
     "DELETE FROM twofa_recovery WHERE subject = 'member' AND owner_id = ?1",
     "DELETE FROM twofa_challenges WHERE subject = 'member' AND owner_id = ?1",
-    "UPDATE withdrawal_addresses SET address = 'erased', address_key = 'erased-' || id, label = "
-    "NULL, "
-    "token_hash = NULL, "
-    "deleted_at = COALESCE(deleted_at, ?2) WHERE user_id = ?1",
+    "UPDATE withdrawal_addresses SET address = 'erased', label = NULL WHERE user_id = ?1",
+    "UPDATE withdrawal_addresses SET token_hash = NULL, address_key = id WHERE user_id = ?1",
+    "UPDATE withdrawal_addresses SET deleted_at = COALESCE(deleted_at, ?2) WHERE user_id = ?1",
     NULL,
 };
 
