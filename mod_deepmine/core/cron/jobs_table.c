@@ -149,25 +149,37 @@ static dm_err *job_kyc_poll(dm_job_ctx *ctx, dm_job_result *res)
     return e;
 }
 
+/* The storage plugin (DeepMineStorage, or the only one) for a job that
+ * keeps objects: *pl set, or an error naming the job and why there is
+ * none. Plugins are loaded where jobs run (the cron daemon, or staff's
+ * "run"), not in deepminectl. */
+static dm_err *job_storage(dm_job_ctx *ctx, const dm_loaded_plugin **pl)
+{
+    const char *why = NULL;
+
+    *pl = ctx->env->plugins ? dm_storage_plugin(ctx->env->plugins, ctx->env->storage, &why) : NULL;
+    if (!*pl) {
+        return dm_err_make(ctx->pool, DM_E_UNAVAILABLE, NULL,
+                           "%s needs the storage plugin (it runs in the cron daemon)%s%s", ctx->job,
+                           why ? ": " : "", why ? why : "");
+    }
+    return NULL;
+}
+
 /* kyc_docs.c: identity documents past their retention are deleted (rows,
  * then objects), one audit row per member. Needs the storage plugin, so
  * it runs where plugins are loaded (the cron daemon, or staff's "run"). */
 static dm_err *job_kyc_retention(dm_job_ctx *ctx, dm_job_result *res)
 {
-    const char *why = NULL;
-    const dm_loaded_plugin *pl =
-        ctx->env->plugins ? dm_storage_plugin(ctx->env->plugins, ctx->env->storage, &why) : NULL;
+    const dm_loaded_plugin *pl;
     dm_kyc_plugin_store store;
     dm_kyc_env kenv = {0};
     int64_t deleted = 0;
-    dm_err *e;
+    dm_err *e = job_storage(ctx, &pl);
 
     *res = DM_JOB_OK;
-    if (!pl) {
-        return dm_err_make(
-            ctx->pool, DM_E_UNAVAILABLE, NULL,
-            "kyc-retention needs the storage plugin (it runs in the cron daemon)%s%s",
-            why ? ": " : "", why ? why : "");
+    if (e) {
+        return e;
     }
     dm_kyc_store_plugin(&store, ctx->env->plugins, pl);
     kenv.store = &store.store;
@@ -190,15 +202,13 @@ static dm_err *job_kyc_retention(dm_job_ctx *ctx, dm_job_result *res)
  * one the documents stay for kyc-retention (the erasure closes the case). */
 static dm_err *job_erasure(dm_job_ctx *ctx, dm_job_result *res)
 {
-    const char *why = NULL;
-    const dm_loaded_plugin *pl =
-        ctx->env->plugins ? dm_storage_plugin(ctx->env->plugins, ctx->env->storage, &why) : NULL;
+    const dm_loaded_plugin *pl;
     dm_kyc_plugin_store store;
     int64_t done = 0;
     dm_err *e;
 
     *res = DM_JOB_OK;
-    if (pl) {
+    if (!job_storage(ctx, &pl)) {
         dm_kyc_store_plugin(&store, ctx->env->plugins, pl);
     }
     e = dm_gdpr_erase_due(ctx->db, ctx->pool, pl ? &store.store : NULL, dm_now(), &done);
@@ -223,14 +233,11 @@ static dm_err *job_staff_digest(dm_job_ctx *ctx, dm_job_result *res)
 /* The storage plugin and keys the backup jobs need, or an error. */
 static dm_err *backup_store(dm_job_ctx *ctx, dm_backup_store *s)
 {
-    const char *why = NULL;
+    dm_err *e = job_storage(ctx, &s->pl);
 
     s->host = ctx->env->plugins;
-    s->pl = s->host ? dm_storage_plugin(s->host, ctx->env->storage, &why) : NULL;
-    if (!s->pl) {
-        return dm_err_make(ctx->pool, DM_E_UNAVAILABLE, NULL,
-                           "%s needs the storage plugin (it runs in the cron daemon)%s%s", ctx->job,
-                           why ? ": " : "", why ? why : "");
+    if (e) {
+        return e;
     }
     if (!ctx->env->backup_keys) {
         return dm_err_make(ctx->pool, DM_E_UNAVAILABLE, NULL,
