@@ -22,6 +22,7 @@
 #include "shop/refunds.h"
 #include "kyc/kyc_docs.h"
 #include "staff/gdpr.h"
+#include "store/db_url.h"
 
 #define DM_UNSET (-1)
 
@@ -165,7 +166,9 @@ static const char *set_database(cmd_parms *cmd, void *dc, const char *arg)
     if (!*arg) {
         return DM_DIR_DATABASE " needs the path of the SQLite database file";
     }
-    sconf(cmd)->database = ap_server_root_relative(cmd->pool, arg);
+    /* A PostgreSQL URL or key/value string is not a path. */
+    sconf(cmd)->database =
+        dm_db_url_is_postgres(arg) ? arg : ap_server_root_relative(cmd->pool, arg);
     return NULL;
 }
 
@@ -1013,5 +1016,13 @@ const command_rec dm_directives[] = {
                   "hold withdrawals back (default 24h)"),
     AP_INIT_TAKE1(DM_DIR_RATE_LIMIT_TABLE, dm_ratelimit_set_table, NULL, RSRC_CONF,
                   "keys the rate limiter tracks, 1024 to 16777216 (default 65536)"),
+    AP_INIT_TAKE_ARGV(DM_DIR_RATE_LIMIT_STORE, dm_ratelimit_set_store, NULL, RSRC_CONF,
+                      "shm (default: this node's shared memory) or memcache host:port "
+                      "[host:port ...] (shared by several nodes)"),
+    AP_INIT_TAKE1(DM_DIR_RATE_LIMIT_UNREACHABLE, dm_ratelimit_set_unreachable, NULL, RSRC_CONF,
+                  "open (default: admit) or closed (503) while memcached cannot be reached"),
+    AP_INIT_TAKE1(DM_DIR_RATE_LIMIT_STORE_TIMEOUT, dm_ratelimit_set_store_timeout, NULL, RSRC_CONF,
+                  "milliseconds memcached may take to connect or answer, 1 to 5000 "
+                  "(default 50)"),
     {NULL},
 };
