@@ -513,6 +513,53 @@ static void test_client_reads_replies_split_over_the_wire(void **state)
     apr_pool_destroy(p);
 }
 
+/* Answers one command on a first connection and closes it, then one on a
+ * second connection. */
+static void *serve_then_hang_up(void *arg)
+{
+    script *sc = arg;
+    char buf[1024];
+
+    for (int i = 0; i < 2; i++) {
+        int c = accept(sc->fd, NULL, NULL);
+        if (c < 0) {
+            break;
+        }
+        if (recv(c, buf, sizeof(buf), 0) > 0) {
+            (void)!send(c, sc->replies[i], strlen(sc->replies[i]), 0);
+        }
+        usleep(20000);
+        close(c);
+    }
+    return NULL;
+}
+
+static void test_client_reconnects_once_when_a_pooled_connection_was_closed(void **state)
+{
+    script sc = {-1, {"VALUE k 0 2 5\r\n42\r\nEND\r\n", "STORED\r\n"}, 2};
+    apr_pool_t *p;
+    pthread_t th;
+    dm_mc *mc = NULL;
+    dm_mc_item it;
+    dm_mc_stored st;
+    int port;
+    const char *addr;
+    (void)state;
+
+    apr_pool_create(&p, NULL);
+    sc.fd = listen_on_loopback(&port);
+    addr = apr_psprintf(p, "127.0.0.1:%d", port);
+    assert_int_equal(pthread_create(&th, NULL, serve_then_hang_up, &sc), 0);
+    assert_int_equal(dm_mc_create(p, &addr, 1, 50000, 2, &mc), APR_SUCCESS);
+    assert_int_equal(dm_mc_gets(mc, "k", &it), APR_SUCCESS);
+    usleep(100000); /* the server has closed that connection */
+    assert_int_equal(dm_mc_store(mc, "k", 10, "43", 2, it.cas, &st), APR_SUCCESS);
+    assert_int_equal(st, DM_MC_STORED);
+    pthread_join(th, NULL);
+    close(sc.fd);
+    apr_pool_destroy(p);
+}
+
 static void test_client_times_out_on_a_silent_server(void **state)
 {
     script sc = {-1, {NULL}, 1};
@@ -621,6 +668,7 @@ int main(void)
         cmocka_unit_test(test_parse_store_reads_the_four_answers),
         cmocka_unit_test(test_parse_address_takes_host_port_and_bracketed_v6),
         cmocka_unit_test(test_client_reads_replies_split_over_the_wire),
+        cmocka_unit_test(test_client_reconnects_once_when_a_pooled_connection_was_closed),
         cmocka_unit_test(test_client_times_out_on_a_silent_server),
         cmocka_unit_test(test_client_drops_a_connection_after_a_bad_reply),
         cmocka_unit_test(test_client_refuses_a_closed_port),

@@ -33,6 +33,7 @@ struct dm_mc {
 typedef struct mc_conn {
     apr_pool_t *pool;
     apr_socket_t *sock;
+    unsigned uses; /* commands answered on it */
 } mc_conn;
 
 const char *dm_mc_parse_address(apr_pool_t *p, const char *arg, const char **host, apr_port_t *port)
@@ -227,35 +228,50 @@ static apr_status_t receive(apr_socket_t *sock, reply *want)
     }
 }
 
-/* Sends one command to key's server and reads its reply. */
+/* Sends one command to key's server and reads its reply. A pooled
+ * connection the server closed meanwhile (memcached restarted, an idle
+ * timeout) fails at once: the command is tried once more on a new
+ * connection. Repeating an add or cas whose reply was lost is safe: it
+ * answers NOT_STORED or EXISTS, and the caller reads again (at worst a hit
+ * is counted twice, never admitted twice). */
 static apr_status_t exchange(dm_mc *mc, const char *key, const char *cmd, size_t len, reply *want)
 {
     mc_server *sv = server_of(mc, key);
-    void *res = NULL;
-    mc_conn *c;
-    apr_status_t rv;
+    apr_status_t rv = APR_SUCCESS;
+    int busy = 0;
 
     if (apr_time_now() < __atomic_load_n(&sv->down_until, __ATOMIC_RELAXED)) {
         return APR_ECONNREFUSED;
     }
-    rv = apr_reslist_acquire(sv->conns, &res);
-    if (rv != APR_SUCCESS) {
-        if (!APR_STATUS_IS_TIMEUP(rv)) { /* TIMEUP: every connection busy */
-            __atomic_store_n(&sv->down_until, apr_time_now() + DM_MC_DOWN_FOR, __ATOMIC_RELAXED);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        void *res = NULL;
+        mc_conn *c;
+        int reused;
+
+        rv = apr_reslist_acquire(sv->conns, &res);
+        if (rv != APR_SUCCESS) {
+            busy = APR_STATUS_IS_TIMEUP(rv);
+            break;
         }
-        return rv;
+        c = res;
+        reused = c->uses > 0;
+        rv = send_all(c->sock, cmd, len);
+        if (rv == APR_SUCCESS) {
+            rv = receive(c->sock, want);
+        }
+        if (rv == APR_SUCCESS) {
+            c->uses++;
+            apr_reslist_release(sv->conns, c);
+            return APR_SUCCESS;
+        }
+        apr_reslist_invalidate(sv->conns, c);
+        if (!reused || rv == APR_EGENERAL || APR_STATUS_IS_TIMEUP(rv)) {
+            break;
+        }
     }
-    c = res;
-    rv = send_all(c->sock, cmd, len);
-    if (rv == APR_SUCCESS) {
-        rv = receive(c->sock, want);
-    }
-    if (rv == APR_SUCCESS) {
-        apr_reslist_release(sv->conns, c);
-        return APR_SUCCESS;
-    }
-    apr_reslist_invalidate(sv->conns, c);
-    if (rv != APR_EGENERAL) {
+    /* Not for a reply we refused (the server answers), nor for every
+     * pooled connection being busy (TIMEUP from the reslist). */
+    if (rv != APR_EGENERAL && !busy) {
         __atomic_store_n(&sv->down_until, apr_time_now() + DM_MC_DOWN_FOR, __ATOMIC_RELAXED);
     }
     return rv;
