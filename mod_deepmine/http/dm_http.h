@@ -308,7 +308,8 @@ dm_err *dm_http_page_begin(request_rec *r, const dm_route_match *m, dm_http_call
 int dm_http_page_send(request_rec *r, dm_err *e, const dm_http_page *pg, const char *plural,
                       dm_http_row_json *row_json);
 
-/* ratelimit.c — the shared-memory limiter. Checks and counts one hit of
+/* ratelimit.c — the limiter (shared memory, or memcached through
+ * ratelimit_memcache.c: DeepMineRateLimitStore). Checks and counts one hit of
  * `rule` for `key` (an IP or a member id); on refusal returns
  * DM_E_RATE_LIMITED and has set Retry-After and RateLimit-Policy/RateLimit
  * on r->err_headers_out. Also sets the RateLimit headers when allowed. */
