@@ -267,7 +267,7 @@ static void store_failed(request_rec *r, const char *key, apr_status_t rv)
     apr_uint32_t now = (apr_uint32_t)dm_now();
     apr_uint32_t last;
 
-    dm_metrics_inc(DM_M_RATE_LIMIT_STORE_ERRORS, DM_ML_END);
+    dm_metrics_inc(DM_M_RL_STORE_ERRORS, DM_ML_END);
     if (!alarm_word) {
         return;
     }

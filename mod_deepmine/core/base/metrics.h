@@ -23,31 +23,31 @@
 #include <stdint.h>
 
 typedef enum dm_metric {
-    DM_M_HTTP_REQUESTS,           /* counter {route,method,class} */
-    DM_M_HTTP_DURATION,           /* histogram {route,method,class} */
-    DM_M_DB_POOL_IN_USE,          /* gauge, summed over children */
-    DM_M_DB_POOL_WAITS,           /* counter: acquisitions that found the pool empty */
-    DM_M_DB_POOL_TIMEOUTS,        /* counter: acquisitions that gave up */
-    DM_M_DB_WRITE_LOCK_WAIT,      /* histogram: BEGIN IMMEDIATE until the write lock */
-    DM_M_DB_WRITE_LOCK_TIMEOUT,   /* counter: BEGIN IMMEDIATE that gave up (busy) */
-    DM_M_DB_STORAGE_ERRORS,       /* counter {kind="full"|"io"} */
-    DM_M_DB_STORAGE_FULL,         /* gauge: 1 full, 2 I/O errors, 0 writes go through */
-    DM_M_PLUGIN_CALL_DURATION,    /* histogram {plugin,function} */
-    DM_M_PLUGIN_CALL_ERRORS,      /* counter {plugin,function,status} */
-    DM_M_WEBHOOKS_RECEIVED,       /* counter {plugin} */
-    DM_M_WEBHOOKS_ACCEPTED,       /* counter {plugin} */
-    DM_M_WEBHOOKS_REFUSED,        /* counter {plugin} */
-    DM_M_RATE_LIMIT_REFUSED,      /* counter {rule} */
-    DM_M_LOGIN_FAILURES,          /* counter {realm="member"|"staff"} */
-    DM_M_TWOFA_FAILURES,          /* counter (no labels; the 2FA work counts it) */
-    DM_M_JOB_RUNS,                /* counter {job,result=ok|failed|dead|waiting} */
-    DM_M_JOB_DURATION,            /* histogram {job} */
-    DM_M_JOB_LAST_SUCCESS,        /* gauge {job}: Unix time (read by cron/metrics_db.c) */
-    DM_M_MAIL_SENT,               /* counter */
-    DM_M_MAIL_FAILED,             /* counter */
-    DM_M_MAIL_SUPPRESSED,         /* counter */
-    DM_M_SERIES_DROPPED,          /* counter: series the full table could not hold */
-    DM_M_RATE_LIMIT_STORE_ERRORS, /* counter: memcached rate-limit store failures */
+    DM_M_HTTP_REQUESTS,         /* counter {route,method,class} */
+    DM_M_HTTP_DURATION,         /* histogram {route,method,class} */
+    DM_M_DB_POOL_IN_USE,        /* gauge, summed over children */
+    DM_M_DB_POOL_WAITS,         /* counter: acquisitions that found the pool empty */
+    DM_M_DB_POOL_TIMEOUTS,      /* counter: acquisitions that gave up */
+    DM_M_DB_WRITE_LOCK_WAIT,    /* histogram: BEGIN IMMEDIATE until the write lock */
+    DM_M_DB_WRITE_LOCK_TIMEOUT, /* counter: BEGIN IMMEDIATE that gave up (busy) */
+    DM_M_DB_STORAGE_ERRORS,     /* counter {kind="full"|"io"} */
+    DM_M_DB_STORAGE_FULL,       /* gauge: 1 full, 2 I/O errors, 0 writes go through */
+    DM_M_PLUGIN_CALL_DURATION,  /* histogram {plugin,function} */
+    DM_M_PLUGIN_CALL_ERRORS,    /* counter {plugin,function,status} */
+    DM_M_WEBHOOKS_RECEIVED,     /* counter {plugin} */
+    DM_M_WEBHOOKS_ACCEPTED,     /* counter {plugin} */
+    DM_M_WEBHOOKS_REFUSED,      /* counter {plugin} */
+    DM_M_RATE_LIMIT_REFUSED,    /* counter {rule} */
+    DM_M_LOGIN_FAILURES,        /* counter {realm="member"|"staff"} */
+    DM_M_TWOFA_FAILURES,        /* counter (no labels; the 2FA work counts it) */
+    DM_M_JOB_RUNS,              /* counter {job,result=ok|failed|dead|waiting} */
+    DM_M_JOB_DURATION,          /* histogram {job} */
+    DM_M_JOB_LAST_SUCCESS,      /* gauge {job}: Unix time (read by cron/metrics_db.c) */
+    DM_M_MAIL_SENT,             /* counter */
+    DM_M_MAIL_FAILED,           /* counter */
+    DM_M_MAIL_SUPPRESSED,       /* counter */
+    DM_M_SERIES_DROPPED,        /* counter: series the full table could not hold */
+    DM_M_RL_STORE_ERRORS,       /* counter: rate-limit checks memcached failed */
     DM_M_COUNT
 } dm_metric;
 
