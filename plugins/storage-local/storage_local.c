@@ -19,6 +19,9 @@
  * - Per-instance state lives in the settings; the only static is the host
  *   table. Memory is call memory (host->alloc).
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* sync_file_range */
+#endif
 #include <deepmine/plugin.h>
 #include <dirent.h>
 #include <errno.h>
@@ -29,10 +32,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LOCAL_VERSION "1.0.0"
 #define CHUNK (64 * 1024)
+/* A put of a large object starts the write-back of every FLUSH_STEP bytes as
+ * they are written and waits for the step before: the final fsync then finds
+ * almost nothing left to flush. One flush of a whole backup object (hundreds
+ * of MB) at the end would occupy the disk for as long, and every database
+ * commit's fsync on that disk with it. */
+#define FLUSH_STEP (8 * 1024 * 1024)
 #define KEY_MAX 512
 
 static const dm_host *host;
@@ -159,6 +169,26 @@ static dm_status open_parent(const char *dir, const char *key, int create, int *
 
 /* ---- put ---- */
 
+/* Starts the write-back of [off, off+len) and waits for the FLUSH_STEP
+ * before it (written back already, mostly). Only a pacing hint: errors are
+ * left to the fsync that ends every put, which alone makes the file durable
+ * (and covers file systems without sync_file_range). */
+static void write_behind(int fd, int64_t off, int64_t len)
+{
+#ifdef SYNC_FILE_RANGE_WRITE
+    (void)sync_file_range(fd, off, len, SYNC_FILE_RANGE_WRITE);
+    if (off >= FLUSH_STEP) {
+        (void)sync_file_range(fd, off - FLUSH_STEP, FLUSH_STEP,
+                              SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                  SYNC_FILE_RANGE_WAIT_AFTER);
+    }
+#else
+    (void)fd;
+    (void)off;
+    (void)len;
+#endif
+}
+
 static dm_status local_put(dm_call *call, const char *key, const char *content_type, int64_t length,
                            dm_storage_read_fn read, void *ctx, dm_message *msg)
 {
@@ -168,7 +198,7 @@ static dm_status local_put(dm_call *call, const char *key, const char *content_t
     char *rnd_hex, tmp[64] = "";
     unsigned char *buf = host->alloc(call, CHUNK);
     int dfd = -1, fd = -1;
-    int64_t written = 0;
+    int64_t written = 0, started = 0;
     dm_status st;
 
     (void)content_type; /* a file has no type; the caller knows its own */
@@ -218,6 +248,10 @@ static dm_status local_put(dm_call *call, const char *key, const char *content_t
             done += (size_t)n;
         }
         written += (int64_t)got;
+        if (written - started >= FLUSH_STEP) {
+            write_behind(fd, started, written - started);
+            started = written;
+        }
     }
     if (written != length) {
         set_msg(msg, "put of %s: %lld bytes given, %lld announced", key, (long long)written,
@@ -333,6 +367,52 @@ cleanup:
 
 /* ---- remove ---- */
 
+/* A large object leaves in two steps: renamed at once to a temporary name
+ * (the key is gone, whole, as with a plain unlink), then shrunk by
+ * FLUSH_STEP at a time, 2 ms apart, and unlinked, so the blocks it frees
+ * (and their discards) are spread over many journal commits instead of
+ * holding up one, and every database fsync on the disk behind it.
+ * DM_ERR_NOT_FOUND when the rename could not be made (the caller unlinks). */
+static dm_status remove_large(dm_call *call, int dfd, const char *base)
+{
+    unsigned char rnd[8];
+    char *rnd_hex, tmp[64];
+    struct stat sb;
+    int fd;
+
+    host->random_bytes(rnd, sizeof(rnd));
+    rnd_hex = host->hex_encode(call, rnd, sizeof(rnd));
+    if (!rnd_hex) {
+        return DM_ERR_NOT_FOUND;
+    }
+    snprintf(tmp, sizeof(tmp), ".rm~%s", rnd_hex);
+    if (renameat(dfd, base, dfd, tmp) != 0) {
+        return DM_ERR_NOT_FOUND;
+    }
+    (void)fsync(dfd);
+    fd = openat(dfd, tmp, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0 && fstat(fd, &sb) == 0) {
+        struct timespec nap = {0, 2 * 1000 * 1000};
+        for (off_t size = sb.st_size; size > 0;) {
+            size = size > FLUSH_STEP ? size - FLUSH_STEP : 0;
+            if (ftruncate(fd, size) != 0) {
+                break;
+            }
+            if (size > 0) {
+                nanosleep(&nap, NULL);
+            }
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    /* the key is gone either way; a ".rm~" file left behind is never
+     * listed nor read */
+    (void)unlinkat(dfd, tmp, 0);
+    (void)fsync(dfd);
+    return DM_OK;
+}
+
 static dm_status local_remove(dm_call *call, const char *key, dm_message *msg)
 {
     const char *dir = host->setting(call, "dir");
@@ -357,6 +437,14 @@ static dm_status local_remove(dm_call *call, const char *key, dm_message *msg)
         /* Missing, or a directory (a prefix of other keys, not an object). */
         close(dfd);
         return DM_OK;
+    }
+    if (sb.st_size > FLUSH_STEP) {
+        st = remove_large(call, dfd, base);
+        if (st != DM_ERR_NOT_FOUND) {
+            close(dfd);
+            return st;
+        }
+        /* not renamed: the plain unlink below */
     }
     if (unlinkat(dfd, base, 0) != 0 && errno != ENOENT) {
         set_msg(msg, "cannot remove %s: %s", key, strerror(errno));

@@ -313,6 +313,30 @@ static void test_get_streams_a_large_object_in_chunks_with_its_size_first(void *
     assert_int_equal(c.n, 17); /* 64 KiB chunks */
 }
 
+static void test_a_large_object_is_stored_whole_and_its_removal_leaves_no_file(void **state)
+{
+    /* over two 8 MB write-behind pieces and a remainder; removed in pieces */
+    int64_t n = 2 * 8 * 1024 * 1024 + 7;
+    source src = {(size_t)n, 0, -1};
+    chunks c = {0, 0};
+    int64_t size = 0;
+    dm_status st;
+    dm_message msg;
+    (void)state;
+    assert_int_equal(dm_storage_put(host, local, pool, "backups/big", "application/octet-stream", n,
+                                    source_read, &src, &msg),
+                     DM_OK);
+    assert_int_equal(
+        dm_storage_get(host, local, pool, "backups/big", count_chunks, &c, &size, &msg), DM_OK);
+    assert_int_equal(size, n);
+    assert_int_equal(c.total, n);
+    assert_string_equal(files_in("backups"), "big");
+    assert_int_equal(dm_storage_remove(host, local, pool, "backups/big", &msg), DM_OK);
+    assert_null(get_s("backups/big", &st));
+    assert_int_equal(st, DM_ERR_NOT_FOUND);
+    assert_string_equal(files_in("backups"), "");
+}
+
 static void test_an_empty_object_is_an_object(void **state)
 {
     dm_message msg;
@@ -545,6 +569,8 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             test_get_streams_a_large_object_in_chunks_with_its_size_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_large_object_is_stored_whole_and_its_removal_leaves_no_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_an_empty_object_is_an_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_of_a_missing_object_is_not_found, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_buffer_refuses_an_object_over_its_limit, setup,
