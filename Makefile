@@ -24,7 +24,9 @@ APR_CFLAGS := $(shell apr-1-config --cflags --cppflags --includes 2>/dev/null) \
 APR_LIBS   := $(shell apr-1-config --link-ld --libs 2>/dev/null) \
               $(shell apu-1-config --link-ld --libs 2>/dev/null)
 HTTPD_INC  := $(shell $(APXS) -q INCLUDEDIR 2>/dev/null)
-DEP_LIBS   := -lsqlite3 -ljansson -lsodium -lcurl -lcrypto -lcrypt -lpwquality -lzstd
+PQ_CFLAGS  := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I$$(pg_config --includedir))
+PQ_LIBS    := $(shell pkg-config --libs libpq 2>/dev/null || echo -L$$(pg_config --libdir) -lpq)
+DEP_LIBS   := -lsqlite3 $(PQ_LIBS) -ljansson -lsodium -lcurl -lcrypto -lcrypt -lpwquality -lzstd
 WARN       := -Wall -Wextra -Werror -Wno-unused-parameter
 # One include root for core/ ("ledger/ledger.h"), plus the public plugin
 # header and the generated sources.
@@ -35,7 +37,7 @@ INCS       := -I$(CURDIR)/mod_deepmine/include -I$(CURDIR)/mod_deepmine/core \
 SANITIZERS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 SAN_FLAGS  := $(if $(SAN),$(SANITIZERS))
 OPT        := $(if $(SAN),-O1,-O2)
-CFLAGS_PROJ := -std=gnu11 $(OPT) -g $(WARN) $(SAN_FLAGS) $(INCS) $(APR_CFLAGS)
+CFLAGS_PROJ := -std=gnu11 $(OPT) -g $(WARN) $(SAN_FLAGS) $(INCS) $(APR_CFLAGS) $(PQ_CFLAGS)
 # Every object is position-independent (it goes into the module too) and
 # hides its symbols (the module exports only its module record).
 CFLAGS_OBJ := $(CFLAGS_PROJ) -fPIC -fvisibility=hidden
@@ -47,7 +49,7 @@ CLI_SRC  := $(sort $(wildcard mod_deepmine/cli/*.c))
 # dm-benchgen, the bench data generator: its own files and the command
 # engine it shares with deepminectl (cli/cmd.c).
 BENCH_SRC := $(sort $(wildcard mod_deepmine/cli/bench/*.c))
-SQL      := $(sort $(wildcard sql/*.sql))
+SQL      := $(sort $(wildcard sql/*.sql sql/pg/*.sql))
 MIG_C    := $(B)/migrations_gen.c
 O        := $(B)/obj
 CORE_OBJ := $(patsubst %.c,$(O)/%.o,$(CORE_SRC)) $(O)/migrations_gen.o

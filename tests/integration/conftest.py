@@ -59,6 +59,77 @@ MONEY_ALERTS = re.compile(
     r"|DM00705: order .* refused the refund")          # the gateway refused a refund
 
 
+# The database engine the servers run on: DM_ENGINE=postgresql runs a suite
+# on a throwaway PostgreSQL cluster (PgCluster) instead of a SQLite file;
+# `make integration` runs the suites of PG_SUITES (Makefile) both ways.
+ENGINE = os.environ.get("DM_ENGINE", "sqlite")
+PG_BIN = os.environ.get("DM_PG_BIN", "/usr/lib/postgresql/15/bin")
+
+
+class PgCluster:
+    """One throwaway PostgreSQL cluster per test run (initdb + pg_ctl, as an
+    unprivileged user when the tests run as root; Unix socket only, in a
+    temporary directory; never the system service), one database per
+    server. Stopped when the run ends."""
+    instance = None
+
+    @classmethod
+    def get(cls):
+        if cls.instance is None:
+            cls.instance = PgCluster()
+            import atexit
+            atexit.register(cls.instance.stop)
+        return cls.instance
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="dm-pg-")
+        os.chmod(self.dir, 0o755)
+        self.as_user = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "nobody", "nogroup")
+            self.as_user = ["runuser", "-u", "nobody", "--"]
+        data = os.path.join(self.dir, "data")
+        subprocess.run(self.as_user + [os.path.join(PG_BIN, "initdb"), "-D", data, "-U", "dm",
+                                       "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "-N"],
+                       check=True, capture_output=True, cwd=self.dir)
+        subprocess.run(self.as_user + [
+            os.path.join(PG_BIN, "pg_ctl"), "-D", data, "-l", os.path.join(self.dir, "log"),
+            "-w", "-o", "-c listen_addresses='' -c unix_socket_directories=%s -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=400"
+            % self.dir, "start"], check=True, capture_output=True, cwd=self.dir)
+
+    def connect(self, dbname="postgres"):
+        import psycopg2
+        con = psycopg2.connect(host=self.dir, user="dm", dbname=dbname)
+        con.autocommit = True
+        return con
+
+    def create_db(self):
+        name = "dm_" + uuid.uuid4().hex[:12]
+        con = self.connect()
+        try:
+            con.cursor().execute("CREATE DATABASE " + name)
+        finally:
+            con.close()
+        return name
+
+    def url(self, name):
+        return "postgresql://dm@/%s?host=%s" % (name, self.dir)
+
+    def drop_db(self, name):
+        con = self.connect()
+        try:
+            con.cursor().execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+        finally:
+            con.close()
+
+    def stop(self):
+        subprocess.run(self.as_user + [os.path.join(PG_BIN, "pg_ctl"), "-D",
+                                       os.path.join(self.dir, "data"), "-m", "fast", "-w",
+                                       "stop"], capture_output=True, cwd=self.dir)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def rfc3339(t):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
@@ -66,7 +137,7 @@ def rfc3339(t):
 class Server:
     live = []  # servers not cleaned up yet, whose logs each test's end checks
 
-    def __init__(self, mpm="event", local_conf="", seed=True, clock=None):
+    def __init__(self, mpm="event", local_conf="", seed=True, clock=None, engine=None):
         """clock: None for the system clock, else the Unix time the fake
         clock starts at (DeepMineTestMode on + DeepMineClockFile; the
         server's deepminectl reads the same file); move it with
@@ -89,13 +160,19 @@ class Server:
              str(self.port), mpm, "logs/error.log", "info"],
             check=True, capture_output=True, text=True)
         self.conf = out.stdout.strip()
+        self.engine = engine or ENGINE
         self.db = os.path.join(self.var, "deepmine.db")
         self.error_log = os.path.join(self.var, "logs", "error.log")
         self.extra_conf = ""
+        self.pg_name = None
+        if self.engine == "postgresql":
+            self.pg_name = PgCluster.get().create_db()
+            self.db = PgCluster.get().url(self.pg_name)
+            self.extra_conf = 'DeepMineDatabase "%s"\n' % self.db
         if clock is not None:
             self.clock_file = os.path.join(self.var, "clock")
             self.set_clock(clock)
-            self.extra_conf = "DeepMineTestMode on\nDeepMineClockFile %s\n" % self.clock_file
+            self.extra_conf += "DeepMineTestMode on\nDeepMineClockFile %s\n" % self.clock_file
             self.expected_log.append(re.compile(TEST_MODE_WARNING))
         self.write_local_conf(local_conf)
         Server.live.append(self)
@@ -123,7 +200,7 @@ class Server:
                            capture_output=True, text=True)
         if check and r.returncode != 0:
             raise AssertionError("deepminectl %s failed: %s" % (args, r.stderr))
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 and not self.pg_name:
             subprocess.run("chown www-data: %s*" % self.db, shell=True)
         return r
 
@@ -135,11 +212,19 @@ class Server:
                            capture_output=True, text=True)
         if check and r.returncode != 0:
             raise AssertionError("dm-benchgen %s failed: %s" % (args, r.stderr))
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 and not self.pg_name:
             subprocess.run("chown www-data: %s*" % self.db, shell=True)
         return r
 
     def sql(self, statement):
+        if self.pg_name:
+            con = PgCluster.get().connect(self.pg_name)
+            try:
+                cur = con.cursor()
+                cur.execute(statement.replace("%", "%%"))
+                return [tuple(r) for r in cur.fetchall()] if cur.description else []
+            finally:
+                con.close()
         import sqlite3
         con = sqlite3.connect(self.db, timeout=10)
         try:
@@ -257,6 +342,8 @@ class Server:
         if self in Server.live:
             Server.live.remove(self)
         shutil.rmtree(self.var, ignore_errors=True)
+        if self.pg_name:
+            PgCluster.get().drop_db(self.pg_name)
 
 
 def assert_clean_log(server):
