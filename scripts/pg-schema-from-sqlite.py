@@ -74,10 +74,10 @@ def qualify_upserts(body):
     ambiguous (the table's or excluded's): name the table's."""
     def fix(stmt):
         m = re.match(r'\s*INSERT INTO (\w+)', stmt)
-        if not m or 'DO UPDATE SET' not in stmt:
+        if not m or not re.search(r'DO UPDATE\s+SET', stmt):
             return stmt
         table = m.group(1)
-        head, sets = stmt.split('DO UPDATE SET', 1)
+        head, sets = re.split(r'DO UPDATE\s+SET', stmt, maxsplit=1)
         parts = []
         for a in re.split(r',(?![^()]*\))', sets):
             lhs, rhs = a.split('=', 1)

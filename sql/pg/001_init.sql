@@ -1071,8 +1071,7 @@ CREATE FUNCTION metrics_contracts_ai_fn() RETURNS trigger LANGUAGE plpgsql AS $f
 BEGIN
     INSERT INTO metrics_counts (tbl, status, n, hashrate_ghs)
         VALUES ('contracts', NEW.status, 1, NEW.hashrate_ghs - NEW.released_ghs)
-        ON CONFLICT (tbl, status) DO UPDATE
-        SET n = n + 1, hashrate_ghs = hashrate_ghs + excluded.hashrate_ghs;
+        ON CONFLICT (tbl, status) DO UPDATE SET n = metrics_counts.n + 1, hashrate_ghs = metrics_counts.hashrate_ghs + excluded.hashrate_ghs;
     RETURN NULL;
 END
 $fn$;
@@ -1083,8 +1082,7 @@ BEGIN
         WHERE tbl = 'contracts' AND status = OLD.status;
     INSERT INTO metrics_counts (tbl, status, n, hashrate_ghs)
         VALUES ('contracts', NEW.status, 1, NEW.hashrate_ghs - NEW.released_ghs)
-        ON CONFLICT (tbl, status) DO UPDATE
-        SET n = n + 1, hashrate_ghs = hashrate_ghs + excluded.hashrate_ghs;
+        ON CONFLICT (tbl, status) DO UPDATE SET n = metrics_counts.n + 1, hashrate_ghs = metrics_counts.hashrate_ghs + excluded.hashrate_ghs;
     RETURN NULL;
 END
 $fn$;

@@ -83,7 +83,7 @@ class PgCluster:
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="dm-pg-")
-        os.chmod(self.dir, 0o755)
+        os.chmod(self.dir, 0o1777)  # the servers' users write test traces here
         self.as_user = []
         if os.geteuid() == 0:
             shutil.chown(self.dir, "nobody", "nogroup")
@@ -166,6 +166,7 @@ class Server:
         self.extra_conf = ""
         self.pg_name = None
         if self.engine == "postgresql":
+            # (test-only traces, such as test-tick's, go beside the socket)
             self.pg_name = PgCluster.get().create_db()
             self.db = PgCluster.get().url(self.pg_name)
             self.extra_conf = 'DeepMineDatabase "%s"\n' % self.db
@@ -236,6 +237,13 @@ class Server:
             con.close()
             if os.geteuid() == 0:
                 subprocess.run("chown www-data: %s*" % self.db, shell=True)
+
+    def sidecar(self, suffix):
+        """A file that goes with the database (core's dm_db_sidecar_path):
+        the SQLite path + suffix, or <socket dir>/<dbname><suffix>."""
+        if self.pg_name:
+            return os.path.join(PgCluster.get().dir, self.pg_name + suffix)
+        return self.db + suffix
 
     def write_local_conf(self, text):
         # The staff web console cannot enrol in 2FA yet: suites that do not

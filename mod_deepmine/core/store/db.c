@@ -199,6 +199,14 @@ int dm_db_is_postgres(const char *name)
     return dm_pg_is_conninfo(name);
 }
 
+const char *dm_db_sidecar_path(apr_pool_t *p, const char *name, const char *suffix)
+{
+    if (dm_pg_is_conninfo(name)) {
+        return dm_pg_sidecar_path(p, name, suffix);
+    }
+    return apr_pstrcat(p, name, suffix, NULL);
+}
+
 void dm_db_close(dm_db *db)
 {
     if (db && db->pg) {

@@ -37,6 +37,10 @@ dm_err *dm_db_open(apr_pool_t *p, const char *path, const dm_db_options *opt, dm
 void dm_db_close(dm_db *db);
 /* 1 when `name` is a PostgreSQL connection string, 0 for a SQLite path. */
 int dm_db_is_postgres(const char *name);
+/* A file that goes with the database `name` (test-only traces): the path
+ * with `suffix` for SQLite; for PostgreSQL <host directory>/<dbname><suffix>
+ * (a Unix-socket host), else NULL. */
+const char *dm_db_sidecar_path(apr_pool_t *p, const char *name, const char *suffix);
 void dm_db_set_busy_timeout(dm_db *db, int ms);
 /* The path, or for PostgreSQL the connection string without its password. */
 const char *dm_db_path(const dm_db *db);

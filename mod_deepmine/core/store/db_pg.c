@@ -364,6 +364,25 @@ dm_err *dm_pg_open(apr_pool_t *p, const char *conninfo, const dm_db_options *opt
     return NULL;
 }
 
+const char *dm_pg_sidecar_path(apr_pool_t *p, const char *conninfo, const char *suffix)
+{
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL), *o;
+    const char *host = NULL, *dbname = NULL, *out = NULL;
+
+    for (o = opts; o && o->keyword; o++) {
+        if (o->val && strcmp(o->keyword, "host") == 0) {
+            host = apr_pstrdup(p, o->val);
+        } else if (o->val && strcmp(o->keyword, "dbname") == 0) {
+            dbname = apr_pstrdup(p, o->val);
+        }
+    }
+    PQconninfoFree(opts);
+    if (host && *host == '/' && dbname && !strchr(dbname, '/')) {
+        out = apr_pstrcat(p, host, "/", dbname, suffix, NULL);
+    }
+    return out;
+}
+
 void dm_pg_close(dm_pg *pg)
 {
     if (pg) {
@@ -646,8 +665,8 @@ static dm_err *ensure_prepared(dm_pg_stmt *st, apr_pool_t *p)
                 PQclear(PQexec(pg->conn, "ROLLBACK TO SAVEPOINT dm_prep"));
             }
             for (int i = 0; i < st->nparams; i++) {
-                if (st->types[i] == 0 && st->vals[i]) {
-                    st->types[i] = OID_TEXT;
+                if (st->types[i] == 0) {
+                    st->types[i] = OID_TEXT; /* text, or a NULL given alone */
                 }
             }
             r = PQprepare(pg->conn, st->name, st->text, st->nparams, st->types);
