@@ -1825,16 +1825,23 @@ Errors: {{errors}}
 -- "users_fts MATCH ?" into dm_fts_match(...) (core/store/db_pg.c).
 CREATE VIEW users_fts AS SELECT id AS rowid, email, name, referral_code FROM users;
 -- The query is FTS5's: "term"* words, all of which must start a token
--- (letters and digits) of the e-mail, name or referral code.
+-- (letters and digits) of the e-mail, name or referral code; lower case,
+-- the common Latin diacritics folded (unicode61 remove_diacritics 2).
+CREATE FUNCTION dm_fts_fold(t TEXT) RETURNS TEXT LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT trim(regexp_replace(translate(lower(t),
+        'àáâãäåāăąçćčďèéêëēĕėęěìíîïĩīĭįıñńňòóôõöøōŏőùúûüũūŭůűųýÿŕřśšţťźżž',
+        'aaaaaaaaacccdeeeeeeeeeiiiiiiiiinnnooooooooouuuuuuuuuuyyrrssttzzz'),
+        '[^[:alnum:]]+', ' ', 'g'))
+$fn$;
 CREATE FUNCTION dm_fts_match(email TEXT, name TEXT, code TEXT, q TEXT) RETURNS BOOLEAN
 LANGUAGE plpgsql IMMUTABLE AS $fn$
 DECLARE
-    hay TEXT := ' ' || trim(regexp_replace(lower(coalesce(email, '') || ' ' || coalesce(name, '')
-                || ' ' || coalesce(code, '')), '[^[:alnum:]]+', ' ', 'g'));
+    hay TEXT := ' ' || dm_fts_fold(coalesce(email, '') || ' ' || coalesce(name, '') || ' '
+                || coalesce(code, ''));
     term TEXT;
 BEGIN
     FOREACH term IN ARRAY regexp_split_to_array(trim(q), '\s+') LOOP
-        term := trim(regexp_replace(lower(term), '[^[:alnum:]]+', ' ', 'g'));
+        term := dm_fts_fold(term);
         IF term <> '' AND position(' ' || term IN hay) = 0 THEN
             RETURN FALSE;
         END IF;

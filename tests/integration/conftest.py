@@ -217,12 +217,25 @@ class Server:
             subprocess.run("chown www-data: %s*" % self.db, shell=True)
         return r
 
+    @staticmethod
+    def pg_text(statement):
+        """A test's SQLite query as PostgreSQL says it: json_extract of a
+        top-level key as jsonb (psycopg2 returns it as the Python value, as
+        sqlite3 does), compared with a literal as JSON."""
+        ex = r"json_extract\((\w+), '\$\.(\w+)'\)"
+        statement = re.sub(ex + r" = ('(?:[^']|'')*'|-?\d+)",
+                           lambda m: "(%s::jsonb -> '%s') = to_jsonb(%s%s)" % (
+                               m.group(1), m.group(2), m.group(3),
+                               "::text" if m.group(3).startswith("'") else "::bigint"),
+                           statement)
+        return re.sub(ex, r"(\1::jsonb -> '\2')", statement)
+
     def sql(self, statement):
         if self.pg_name:
             con = PgCluster.get().connect(self.pg_name)
             try:
                 cur = con.cursor()
-                cur.execute(statement.replace("%", "%%"))
+                cur.execute(self.pg_text(statement).replace("%", "%%"))
                 return [tuple(r) for r in cur.fetchall()] if cur.description else []
             finally:
                 con.close()
