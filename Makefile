@@ -162,8 +162,16 @@ drivers: $(B)/libdmcore.a
 	@$(MAKE) -s -C tests/unit B=$(CURDIR)/$(B) ROOT=$(CURDIR) \
 	  CFLAGS_PROJ="$(CFLAGS_PROJ)" LIBS="$(APR_LIBS) $(DEP_LIBS)" driver
 
+# The suites that run a second time on PostgreSQL (DM_ENGINE=postgresql: the
+# fixtures start a throwaway cluster; docs/decisions.md "PostgreSQL driver").
+PG_SUITES ?= test_07_members.py test_08_admin.py test_09_ledger.py test_10_sandbox.py \
+             test_11_orders.py test_12_commissions.py test_13_withdrawals.py test_15_email.py \
+             test_16_accrual.py test_17_cron.py test_19_refunds.py test_21_money_rules.py \
+             test_22_accrual_term.py test_30_payments_core.py test_41_kyc.py
 integration: all testplugins drivers web
 	cd tests/integration && DM_ROOT=$(CURDIR) /usr/bin/python3 -m pytest -q -p no:cacheprovider
+	cd tests/integration && DM_ENGINE=postgresql DM_ROOT=$(CURDIR) /usr/bin/python3 -m pytest -q \
+	  -p no:cacheprovider $(PG_SUITES)
 
 # libFuzzer targets, built with clang under ASan + UBSan (tests/fuzz/Makefile).
 fuzz:

@@ -102,8 +102,14 @@ for t, n, _, s in rows:
     body = qualify_upserts(body.strip())
     out.append('CREATE FUNCTION %s_fn() RETURNS trigger LANGUAGE plpgsql AS $fn$\nBEGIN\n    %s\n'
                '    RETURN NULL;\nEND\n$fn$;' % (name, body))
-    out.append('CREATE TRIGGER %s %s %s%s ON %s FOR EACH ROW%s EXECUTE FUNCTION %s_fn();' %
-               (name, when, event, of or '', table,
+    # A body that reads no NEW/OLD (the catalogue's generation bump) runs
+    # once per statement: PostgreSQL keeps every version of a row updated
+    # again in one transaction, so a bump per row of a bulk insert would
+    # cost quadratic time; one bump per statement moves the counter all the
+    # same.
+    per = 'ROW' if cond or re.search(r'\b(NEW|OLD|new|old)\.', body) else 'STATEMENT'
+    out.append('CREATE TRIGGER %s %s %s%s ON %s FOR EACH %s%s EXECUTE FUNCTION %s_fn();' %
+               (name, when, event, of or '', table, per,
                 (' WHEN (' + ' '.join(cond.split()) + ')') if cond else '', name))
 
 for n in order:

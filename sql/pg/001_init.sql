@@ -883,56 +883,56 @@ BEGIN
     RETURN NULL;
 END
 $fn$;
-CREATE TRIGGER packages_ai AFTER INSERT ON packages FOR EACH ROW EXECUTE FUNCTION packages_ai_fn();
+CREATE TRIGGER packages_ai AFTER INSERT ON packages FOR EACH STATEMENT EXECUTE FUNCTION packages_ai_fn();
 CREATE FUNCTION packages_au_fn() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     UPDATE catalogue_state SET generation = generation + 1 WHERE id = 1;
     RETURN NULL;
 END
 $fn$;
-CREATE TRIGGER packages_au AFTER UPDATE ON packages FOR EACH ROW EXECUTE FUNCTION packages_au_fn();
+CREATE TRIGGER packages_au AFTER UPDATE ON packages FOR EACH STATEMENT EXECUTE FUNCTION packages_au_fn();
 CREATE FUNCTION packages_ad_fn() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     UPDATE catalogue_state SET generation = generation + 1 WHERE id = 1;
     RETURN NULL;
 END
 $fn$;
-CREATE TRIGGER packages_ad AFTER DELETE ON packages FOR EACH ROW EXECUTE FUNCTION packages_ad_fn();
+CREATE TRIGGER packages_ad AFTER DELETE ON packages FOR EACH STATEMENT EXECUTE FUNCTION packages_ad_fn();
 CREATE FUNCTION capacity_ai_fn() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     UPDATE catalogue_state SET generation = generation + 1 WHERE id = 1;
     RETURN NULL;
 END
 $fn$;
-CREATE TRIGGER capacity_ai AFTER INSERT ON capacity FOR EACH ROW EXECUTE FUNCTION capacity_ai_fn();
+CREATE TRIGGER capacity_ai AFTER INSERT ON capacity FOR EACH STATEMENT EXECUTE FUNCTION capacity_ai_fn();
 CREATE FUNCTION orders_ai_catalogue_fn() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     UPDATE catalogue_state SET generation = generation + 1 WHERE id = 1;
     RETURN NULL;
 END
 $fn$;
-CREATE TRIGGER orders_ai_catalogue AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION orders_ai_catalogue_fn();
+CREATE TRIGGER orders_ai_catalogue AFTER INSERT ON orders FOR EACH STATEMENT EXECUTE FUNCTION orders_ai_catalogue_fn();
 CREATE FUNCTION orders_au_catalogue_fn() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     UPDATE catalogue_state SET generation = generation + 1 WHERE id = 1;
     RETURN NULL;
 END
 $fn$;
-CREATE TRIGGER orders_au_catalogue AFTER UPDATE OF status ON orders FOR EACH ROW EXECUTE FUNCTION orders_au_catalogue_fn();
+CREATE TRIGGER orders_au_catalogue AFTER UPDATE OF status ON orders FOR EACH STATEMENT EXECUTE FUNCTION orders_au_catalogue_fn();
 CREATE FUNCTION contracts_ai_catalogue_fn() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     UPDATE catalogue_state SET generation = generation + 1 WHERE id = 1;
     RETURN NULL;
 END
 $fn$;
-CREATE TRIGGER contracts_ai_catalogue AFTER INSERT ON contracts FOR EACH ROW EXECUTE FUNCTION contracts_ai_catalogue_fn();
+CREATE TRIGGER contracts_ai_catalogue AFTER INSERT ON contracts FOR EACH STATEMENT EXECUTE FUNCTION contracts_ai_catalogue_fn();
 CREATE FUNCTION contracts_au_catalogue_fn() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     UPDATE catalogue_state SET generation = generation + 1 WHERE id = 1;
     RETURN NULL;
 END
 $fn$;
-CREATE TRIGGER contracts_au_catalogue AFTER UPDATE OF status, released_ghs ON contracts FOR EACH ROW EXECUTE FUNCTION contracts_au_catalogue_fn();
+CREATE TRIGGER contracts_au_catalogue AFTER UPDATE OF status, released_ghs ON contracts FOR EACH STATEMENT EXECUTE FUNCTION contracts_au_catalogue_fn();
 CREATE FUNCTION stats_users_ai_fn() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     INSERT INTO stats_daily (day, currency, signups)
@@ -1869,3 +1869,7 @@ END
 $fn$;
 CREATE FUNCTION json_remove(v TEXT, VARIADIC paths TEXT[]) RETURNS TEXT LANGUAGE sql IMMUTABLE
     AS $fn$ SELECT (v::jsonb - ARRAY(SELECT substr(x, 3) FROM unnest(paths) AS x))::text $fn$;
+-- SQLite sums comparisons (true is 1): SUM(status = 'dead').
+CREATE FUNCTION dm_sum_bool_step(acc BIGINT, v BOOLEAN) RETURNS BIGINT LANGUAGE sql IMMUTABLE
+    AS 'SELECT CASE WHEN v IS NULL THEN acc ELSE COALESCE(acc, 0) + CASE WHEN v THEN 1 ELSE 0 END END';
+CREATE AGGREGATE sum(BOOLEAN) (SFUNC = dm_sum_bool_step, STYPE = BIGINT);

@@ -221,14 +221,18 @@ class Server:
     def pg_text(statement):
         """A test's SQLite query as PostgreSQL says it: json_extract of a
         top-level key as jsonb (psycopg2 returns it as the Python value, as
-        sqlite3 does), compared with a literal as JSON."""
+        sqlite3 does), compared with a literal as JSON; INSERT OR IGNORE as
+        ON CONFLICT DO NOTHING."""
         ex = r"json_extract\((\w+), '\$\.(\w+)'\)"
         statement = re.sub(ex + r" = ('(?:[^']|'')*'|-?\d+)",
                            lambda m: "(%s::jsonb -> '%s') = to_jsonb(%s%s)" % (
                                m.group(1), m.group(2), m.group(3),
                                "::text" if m.group(3).startswith("'") else "::bigint"),
                            statement)
-        return re.sub(ex, r"(\1::jsonb -> '\2')", statement)
+        statement = re.sub(ex, r"(\1::jsonb -> '\2')", statement)
+        if re.match(r"\s*INSERT OR IGNORE INTO", statement):
+            statement = statement.replace("OR IGNORE ", "", 1) + " ON CONFLICT DO NOTHING"
+        return statement
 
     def sql(self, statement):
         if self.pg_name:

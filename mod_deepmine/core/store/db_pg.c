@@ -624,10 +624,10 @@ void dm_pg_bind_null(dm_pg_stmt *st, int idx)
 static int is_type_error(const PGresult *r)
 {
     const char *s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    /* indeterminate_datatype, undefined_function, ambiguous_function,
-     * datatype_mismatch */
-    return s && (strcmp(s, "42P18") == 0 || strcmp(s, "42883") == 0 || strcmp(s, "42725") == 0 ||
-                 strcmp(s, "42804") == 0);
+    /* indeterminate_datatype, ambiguous_parameter, undefined_function,
+     * ambiguous_function, datatype_mismatch */
+    return s && (strcmp(s, "42P18") == 0 || strcmp(s, "42P08") == 0 || strcmp(s, "42883") == 0 ||
+                 strcmp(s, "42725") == 0 || strcmp(s, "42804") == 0);
 }
 
 /* Prepares on this connection. PostgreSQL infers the parameters' types
