@@ -188,7 +188,7 @@ FMT_SRC  := $(shell find mod_deepmine plugins tests/unit tests/plugins tests/fuz
 LINT_SRC := $(CORE_SRC) $(HTTP_SRC) $(CLI_SRC) $(BENCH_SRC) $(wildcard plugins/*/*.c)
 
 lint: $(MIG_C) check-includes
-	@bash scripts/lint.sh $(LINT_SRC) -- $(INCS) $(APR_CFLAGS) -I$(HTTPD_INC) -- $(FMT_SRC)
+	@bash scripts/lint.sh $(LINT_SRC) -- $(INCS) $(APR_CFLAGS) $(PQ_CFLAGS) -I$(HTTPD_INC) -- $(FMT_SRC)
 
 format:
 	clang-format -i $(FMT_SRC)
