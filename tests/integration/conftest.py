@@ -137,8 +137,11 @@ def rfc3339(t):
 class Server:
     live = []  # servers not cleaned up yet, whose logs each test's end checks
 
-    def __init__(self, mpm="event", local_conf="", seed=True, clock=None, engine=None):
-        """clock: None for the system clock, else the Unix time the fake
+    def __init__(self, mpm="event", local_conf="", seed=True, clock=None, engine=None,
+                 pg_database=None):
+        """engine: "sqlite" or "postgresql" (default DM_ENGINE); pg_database:
+        an existing database of the cluster to serve (dropped at cleanup).
+        clock: None for the system clock, else the Unix time the fake
         clock starts at (DeepMineTestMode on + DeepMineClockFile; the
         server's deepminectl reads the same file); move it with
         set_clock()/advance()."""
@@ -167,7 +170,7 @@ class Server:
         self.pg_name = None
         if self.engine == "postgresql":
             # (test-only traces, such as test-tick's, go beside the socket)
-            self.pg_name = PgCluster.get().create_db()
+            self.pg_name = pg_database or PgCluster.get().create_db()
             self.db = PgCluster.get().url(self.pg_name)
             self.extra_conf = 'DeepMineDatabase "%s"\n' % self.db
         if clock is not None:
