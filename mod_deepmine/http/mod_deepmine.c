@@ -197,7 +197,8 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     }
     if (e) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
-                     "DM00015: database %s cannot be used: %s", path, e->message);
+                     "DM00015: database %s cannot be used: %s", dm_db_display_name(ptemp, path),
+                     e->message);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     give_db_to_run_user(ptemp, s, path);

@@ -108,6 +108,16 @@ static void test_side_file_is_beside_the_file_or_the_socket(void **state)
     assert_null(dm_db_sidecar_path(pool, "host=db.example.com dbname=dm", ".ticks"));
 }
 
+static void test_messages_name_a_database_without_its_password(void **state)
+{
+    (void)state;
+    assert_string_equal(dm_db_display_name(pool, "/v/deepmine.db"), "/v/deepmine.db");
+    assert_string_equal(dm_db_display_name(pool, "postgresql://dm:s3cret@db.example.com/deepmine"),
+                        "user=dm dbname=deepmine host=db.example.com");
+    assert_string_equal(dm_db_display_name(pool, "host=/run/pg dbname=d password=s3cret"),
+                        "dbname=d host=/run/pg");
+}
+
 static void test_a_password_variable_that_is_not_set_is_refused_before_connecting(void **state)
 {
     dm_db *db = NULL;
@@ -138,6 +148,7 @@ int main(void)
         cmocka_unit_test(test_sqlstates_map_to_the_errors_sqlite_gives),
         cmocka_unit_test(test_urls_and_key_value_strings_name_postgresql_paths_do_not),
         cmocka_unit_test(test_side_file_is_beside_the_file_or_the_socket),
+        cmocka_unit_test(test_messages_name_a_database_without_its_password),
         cmocka_unit_test(test_a_password_variable_that_is_not_set_is_refused_before_connecting),
     };
     int rc;

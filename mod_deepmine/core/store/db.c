@@ -199,6 +199,11 @@ int dm_db_is_postgres(const char *name)
     return dm_pg_is_conninfo(name);
 }
 
+const char *dm_db_display_name(apr_pool_t *p, const char *name)
+{
+    return dm_pg_is_conninfo(name) ? dm_pg_redact(p, name) : name;
+}
+
 const char *dm_db_sidecar_path(apr_pool_t *p, const char *name, const char *suffix)
 {
     if (dm_pg_is_conninfo(name)) {

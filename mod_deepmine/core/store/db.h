@@ -37,6 +37,9 @@ dm_err *dm_db_open(apr_pool_t *p, const char *path, const dm_db_options *opt, dm
 void dm_db_close(dm_db *db);
 /* 1 when `name` is a PostgreSQL connection string, 0 for a SQLite path. */
 int dm_db_is_postgres(const char *name);
+/* `name` as messages may show it: a path as it is, a PostgreSQL
+ * connection string as key=value pairs without the password. */
+const char *dm_db_display_name(apr_pool_t *p, const char *name);
 /* A file that goes with the database `name` (test-only traces): the path
  * with `suffix` for SQLite; for PostgreSQL <host directory>/<dbname><suffix>
  * (a Unix-socket host), else NULL. */

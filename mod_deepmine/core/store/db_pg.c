@@ -364,6 +364,23 @@ dm_err *dm_pg_open(apr_pool_t *p, const char *conninfo, const dm_db_options *opt
     return NULL;
 }
 
+const char *dm_pg_redact(apr_pool_t *p, const char *conninfo)
+{
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL), *o;
+    const char *out = "";
+
+    if (!opts) {
+        return "(a PostgreSQL connection string libpq cannot read)";
+    }
+    for (o = opts; o->keyword; o++) {
+        if (o->val && strcmp(o->keyword, "password") != 0) {
+            out = apr_psprintf(p, "%s%s%s=%s", out, *out ? " " : "", o->keyword, o->val);
+        }
+    }
+    PQconninfoFree(opts);
+    return out;
+}
+
 const char *dm_pg_sidecar_path(apr_pool_t *p, const char *conninfo, const char *suffix)
 {
     PQconninfoOption *opts = PQconninfoParse(conninfo, NULL), *o;

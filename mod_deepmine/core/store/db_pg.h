@@ -28,6 +28,8 @@ int dm_pg_is_conninfo(const char *s);
  * the environment or a file. Sets the statement and lock timeouts. */
 dm_err *dm_pg_open(apr_pool_t *p, const char *conninfo, const dm_db_options *opt, dm_pg **out);
 void dm_pg_close(dm_pg *pg);
+/* The connection string as key=value pairs without any password. */
+const char *dm_pg_redact(apr_pool_t *p, const char *conninfo);
 /* <host>/<dbname><suffix> for a Unix-socket host, else NULL (db.h). */
 const char *dm_pg_sidecar_path(apr_pool_t *p, const char *conninfo, const char *suffix);
 /* The connection string with any password left out, for messages. */
