@@ -9,10 +9,10 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config
   apache2 apache2-dev libapr1-dev libaprutil1-dev
-  libsqlite3-dev sqlite3 libjansson-dev libsodium-dev libzstd-dev libcurl4-openssl-dev libssl-dev openssl
+  libsqlite3-dev sqlite3 libpq-dev postgresql libjansson-dev libsodium-dev libzstd-dev libcurl4-openssl-dev libssl-dev openssl
   libpwquality-dev cracklib-runtime libcrypt-dev
   libcmocka-dev
-  python3 python3-pytest python3-requests python3-aiosmtpd
+  python3 python3-pytest python3-requests python3-aiosmtpd python3-psycopg2
   wrk curl lintian
   prometheus
   memcached  # the rate-limit store tests start their own; the service is not used

@@ -282,7 +282,8 @@ int dm_cli_open(dm_cli *c, int migrate)
     if (rc != DM_CLI_OK) {
         return rc;
     }
-    if (!c->db_named && !(c->cmd->flags & DM_CLI_CREATES) && access(c->db_path, F_OK) != 0) {
+    if (!c->db_named && !(c->cmd->flags & DM_CLI_CREATES) && !dm_db_is_postgres(c->db_path) &&
+        access(c->db_path, F_OK) != 0) {
         fprintf(stderr,
                 "%s: no database at %s (%s). Name one with --db PATH or $DEEPMINE_DB, or the "
                 "server's configuration with --config FILE or $DEEPMINE_CONFIG (`make run` "

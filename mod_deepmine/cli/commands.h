@@ -11,6 +11,7 @@
 /* migrate.c: the schema */
 int dm_cmd_migrate(dm_cli *c);
 int dm_cmd_status(dm_cli *c);
+int dm_cmd_migrate_to_postgres(dm_cli *c);
 /* seed_demo.c */
 int dm_cmd_seed_demo(dm_cli *c);
 /* kyc.c */

@@ -23,6 +23,19 @@ static const dm_cli_cmd status = {
     .fn = dm_cmd_status,
     .description = "the database, its schema version and counts; exit 1 if migrations are pending",
 };
+static const apr_getopt_option_t migrate_pg_opts[] = {
+    {"from", 256, 1, "PATH the SQLite database of the stopped deployment"},
+    {"to", 257, 1, "URL an empty PostgreSQL database (URL or key=value string)"},
+    {NULL, 0, 0, NULL},
+};
+static const dm_cli_cmd migrate_pg = {
+    .name = "migrate-to-postgres",
+    .opts = migrate_pg_opts,
+    .fn = dm_cmd_migrate_to_postgres,
+    .synopsis = "--from PATH --to URL",
+    .description = "copy a stopped SQLite deployment into an empty PostgreSQL database, then "
+                   "check row counts, every balance and ledger verify on both (docs/scaling.md)",
+};
 static const dm_cli_cmd seed_demo = {
     .name = "seed-demo",
     .flags = DM_CLI_CREATES,
@@ -402,9 +415,9 @@ static const dm_cli_cmd storage = {
 
 /* The order of `help`. */
 static const dm_cli_cmd *const commands[] = {
-    &migrate,      &status, &seed_demo,   &keygen,          &staff,        &twofa,
-    &import_users, &ledger, &commissions, &capacity,        &pool_payouts, &jobs,
-    &storage,      &backup, &kyc,         &dm_cli_help_cmd, NULL,
+    &migrate, &migrate_pg,   &status, &seed_demo,   &keygen,          &staff,
+    &twofa,   &import_users, &ledger, &commissions, &capacity,        &pool_payouts,
+    &jobs,    &storage,      &backup, &kyc,         &dm_cli_help_cmd, NULL,
 };
 
 /* Bench data left the operator's console (bench/). */

@@ -37,7 +37,7 @@ int dm_cmd_status(dm_cli *c)
         return rc;
     }
     /* (an unnamed one: dm_cli_open says so, with a hint) */
-    if (c->db_named && access(c->db_path, F_OK) != 0) {
+    if (c->db_named && !dm_db_is_postgres(c->db_path) && access(c->db_path, F_OK) != 0) {
         fprintf(stderr, "%s: no database at %s\n", c->tool->name, c->db_path);
         return DM_CLI_FAIL;
     }

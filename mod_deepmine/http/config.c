@@ -22,7 +22,6 @@
 #include "shop/refunds.h"
 #include "kyc/kyc_docs.h"
 #include "staff/gdpr.h"
-#include "store/db_url.h"
 
 #define DM_UNSET (-1)
 
@@ -166,9 +165,9 @@ static const char *set_database(cmd_parms *cmd, void *dc, const char *arg)
     if (!*arg) {
         return DM_DIR_DATABASE " needs the path of the SQLite database file";
     }
-    /* A PostgreSQL URL or key/value string is not a path. */
-    sconf(cmd)->database =
-        dm_db_url_is_postgres(arg) ? arg : ap_server_root_relative(cmd->pool, arg);
+    /* a PostgreSQL URL or key=value string is no path: taken as written */
+    sconf(cmd)->database = dm_db_is_postgres(arg) ? apr_pstrdup(cmd->pool, arg)
+                                                  : ap_server_root_relative(cmd->pool, arg);
     return NULL;
 }
 
@@ -960,7 +959,7 @@ const command_rec dm_directives[] = {
     AP_INIT_TAKE3(DM_DIR_BACKUP_KEEP, set_backup_keep, NULL, RSRC_CONF,
                   "<hourly> <daily> <weekly>: the backups kept (default 24 7 4)"),
     AP_INIT_TAKE1(DM_DIR_DATABASE, set_database, NULL, RSRC_CONF,
-                  "path of the SQLite database file"),
+                  "path of the SQLite database file, or a PostgreSQL URL or key=value string"),
     AP_INIT_TAKE1(DM_DIR_SECRET_KEY_FILE, set_secret_key_file, NULL, RSRC_CONF,
                   "file holding 32 random bytes, not readable by everyone"),
     AP_INIT_TAKE2(DM_DIR_POOL, set_pool, NULL, RSRC_CONF,

@@ -25,7 +25,7 @@
 #include "members/legal.h"
 #include "base/log.h"
 #include "plugins/storage.h"
-#include "store/db_url.h"
+#include "store/db.h"
 #include "store/migrate.h"
 #include "ledger/ledger.h"
 #include "withdrawals/withdrawals.h"
@@ -155,7 +155,7 @@ static void warn_local_storage_on_postgres(server_rec *s, const dm_conf *c, cons
     const char *why = NULL;
     dm_plugin_about about;
 
-    if (!dm_db_url_is_postgres(database)) {
+    if (!dm_db_is_postgres(database)) {
         return;
     }
     pl = dm_storage_plugin(dm_g.plugins, c->storage, &why);

@@ -59,6 +59,77 @@ MONEY_ALERTS = re.compile(
     r"|DM00705: order .* refused the refund")          # the gateway refused a refund
 
 
+# The database engine the servers run on: DM_ENGINE=postgresql runs a suite
+# on a throwaway PostgreSQL cluster (PgCluster) instead of a SQLite file;
+# `make integration` runs the suites of PG_SUITES (Makefile) both ways.
+ENGINE = os.environ.get("DM_ENGINE", "sqlite")
+PG_BIN = os.environ.get("DM_PG_BIN", "/usr/lib/postgresql/15/bin")
+
+
+class PgCluster:
+    """One throwaway PostgreSQL cluster per test run (initdb + pg_ctl, as an
+    unprivileged user when the tests run as root; Unix socket only, in a
+    temporary directory; never the system service), one database per
+    server. Stopped when the run ends."""
+    instance = None
+
+    @classmethod
+    def get(cls):
+        if cls.instance is None:
+            cls.instance = PgCluster()
+            import atexit
+            atexit.register(cls.instance.stop)
+        return cls.instance
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="dm-pg-")
+        os.chmod(self.dir, 0o1777)  # the servers' users write test traces here
+        self.as_user = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "nobody", "nogroup")
+            self.as_user = ["runuser", "-u", "nobody", "--"]
+        data = os.path.join(self.dir, "data")
+        subprocess.run(self.as_user + [os.path.join(PG_BIN, "initdb"), "-D", data, "-U", "dm",
+                                       "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "-N"],
+                       check=True, capture_output=True, cwd=self.dir)
+        subprocess.run(self.as_user + [
+            os.path.join(PG_BIN, "pg_ctl"), "-D", data, "-l", os.path.join(self.dir, "log"),
+            "-w", "-o", "-c listen_addresses='' -c unix_socket_directories=%s -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=400"
+            % self.dir, "start"], check=True, capture_output=True, cwd=self.dir)
+
+    def connect(self, dbname="postgres"):
+        import psycopg2
+        con = psycopg2.connect(host=self.dir, user="dm", dbname=dbname)
+        con.autocommit = True
+        return con
+
+    def create_db(self):
+        name = "dm_" + uuid.uuid4().hex[:12]
+        con = self.connect()
+        try:
+            con.cursor().execute("CREATE DATABASE " + name)
+        finally:
+            con.close()
+        return name
+
+    def url(self, name):
+        return "postgresql://dm@/%s?host=%s" % (name, self.dir)
+
+    def drop_db(self, name):
+        con = self.connect()
+        try:
+            con.cursor().execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+        finally:
+            con.close()
+
+    def stop(self):
+        subprocess.run(self.as_user + [os.path.join(PG_BIN, "pg_ctl"), "-D",
+                                       os.path.join(self.dir, "data"), "-m", "fast", "-w",
+                                       "stop"], capture_output=True, cwd=self.dir)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def rfc3339(t):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
@@ -66,8 +137,11 @@ def rfc3339(t):
 class Server:
     live = []  # servers not cleaned up yet, whose logs each test's end checks
 
-    def __init__(self, mpm="event", local_conf="", seed=True, clock=None):
-        """clock: None for the system clock, else the Unix time the fake
+    def __init__(self, mpm="event", local_conf="", seed=True, clock=None, engine=None,
+                 pg_database=None):
+        """engine: "sqlite" or "postgresql" (default DM_ENGINE); pg_database:
+        an existing database of the cluster to serve (dropped at cleanup).
+        clock: None for the system clock, else the Unix time the fake
         clock starts at (DeepMineTestMode on + DeepMineClockFile; the
         server's deepminectl reads the same file); move it with
         set_clock()/advance()."""
@@ -89,13 +163,20 @@ class Server:
              str(self.port), mpm, "logs/error.log", "info"],
             check=True, capture_output=True, text=True)
         self.conf = out.stdout.strip()
+        self.engine = engine or ENGINE
         self.db = os.path.join(self.var, "deepmine.db")
         self.error_log = os.path.join(self.var, "logs", "error.log")
         self.extra_conf = ""
+        self.pg_name = None
+        if self.engine == "postgresql":
+            # (test-only traces, such as test-tick's, go beside the socket)
+            self.pg_name = pg_database or PgCluster.get().create_db()
+            self.db = PgCluster.get().url(self.pg_name)
+            self.extra_conf = 'DeepMineDatabase "%s"\n' % self.db
         if clock is not None:
             self.clock_file = os.path.join(self.var, "clock")
             self.set_clock(clock)
-            self.extra_conf = "DeepMineTestMode on\nDeepMineClockFile %s\n" % self.clock_file
+            self.extra_conf += "DeepMineTestMode on\nDeepMineClockFile %s\n" % self.clock_file
             self.expected_log.append(re.compile(TEST_MODE_WARNING))
         self.write_local_conf(local_conf)
         Server.live.append(self)
@@ -123,7 +204,7 @@ class Server:
                            capture_output=True, text=True)
         if check and r.returncode != 0:
             raise AssertionError("deepminectl %s failed: %s" % (args, r.stderr))
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 and not self.pg_name:
             subprocess.run("chown www-data: %s*" % self.db, shell=True)
         return r
 
@@ -135,11 +216,36 @@ class Server:
                            capture_output=True, text=True)
         if check and r.returncode != 0:
             raise AssertionError("dm-benchgen %s failed: %s" % (args, r.stderr))
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 and not self.pg_name:
             subprocess.run("chown www-data: %s*" % self.db, shell=True)
         return r
 
+    @staticmethod
+    def pg_text(statement):
+        """A test's SQLite query as PostgreSQL says it: json_extract of a
+        top-level key as jsonb (psycopg2 returns it as the Python value, as
+        sqlite3 does), compared with a literal as JSON; INSERT OR IGNORE as
+        ON CONFLICT DO NOTHING."""
+        ex = r"json_extract\((\w+), '\$\.(\w+)'\)"
+        statement = re.sub(ex + r" = ('(?:[^']|'')*'|-?\d+)",
+                           lambda m: "(%s::jsonb -> '%s') = to_jsonb(%s%s)" % (
+                               m.group(1), m.group(2), m.group(3),
+                               "::text" if m.group(3).startswith("'") else "::bigint"),
+                           statement)
+        statement = re.sub(ex, r"(\1::jsonb -> '\2')", statement)
+        if re.match(r"\s*INSERT OR IGNORE INTO", statement):
+            statement = statement.replace("OR IGNORE ", "", 1) + " ON CONFLICT DO NOTHING"
+        return statement
+
     def sql(self, statement):
+        if self.pg_name:
+            con = PgCluster.get().connect(self.pg_name)
+            try:
+                cur = con.cursor()
+                cur.execute(self.pg_text(statement).replace("%", "%%"))
+                return [tuple(r) for r in cur.fetchall()] if cur.description else []
+            finally:
+                con.close()
         import sqlite3
         con = sqlite3.connect(self.db, timeout=10)
         try:
@@ -151,6 +257,13 @@ class Server:
             con.close()
             if os.geteuid() == 0:
                 subprocess.run("chown www-data: %s*" % self.db, shell=True)
+
+    def sidecar(self, suffix):
+        """A file that goes with the database (core's dm_db_sidecar_path):
+        the SQLite path + suffix, or <socket dir>/<dbname><suffix>."""
+        if self.pg_name:
+            return os.path.join(PgCluster.get().dir, self.pg_name + suffix)
+        return self.db + suffix
 
     def write_local_conf(self, text):
         # The staff web console cannot enrol in 2FA yet: suites that do not
@@ -257,6 +370,8 @@ class Server:
         if self in Server.live:
             Server.live.remove(self)
         shutil.rmtree(self.var, ignore_errors=True)
+        if self.pg_name:
+            PgCluster.get().drop_db(self.pg_name)
 
 
 def assert_clean_log(server):

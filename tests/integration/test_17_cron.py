@@ -78,7 +78,7 @@ def caught_up(s, job, cursor):
 
 def ticks(s):
     try:
-        with open(s.db + ".ticks") as f:
+        with open(s.sidecar(".ticks")) as f:
             return [line.split()[0] for line in f.read().splitlines()]
     except FileNotFoundError:
         return []
@@ -197,7 +197,7 @@ def test_two_apaches_on_one_database_run_each_hour_once(cron_server, new_server)
         assert ticks(a) == hours(T0, i)
     assert ticks(a) == hours(T0, 6)
     pids = set()
-    with open(a.db + ".ticks") as f:
+    with open(a.sidecar(".ticks")) as f:
         for line in f:
             pids.add(int(line.split()[1]))
     assert pids <= set(daemon_pids(a)) | set(daemon_pids(b))

@@ -143,9 +143,16 @@ def test_a_dead_hour_keeps_the_contract_active_until_it_is_credited(srv):
     assert (c["started_at"], c["expires_at"]) == (rfc3339(DAY0), rfc3339(DAY0 + DAY))
     # the 05:00 hour's credit cannot be written, whoever tries
     five = DAY0 + 5 * HOUR
-    srv.sql("CREATE TRIGGER test_fail_0500 BEFORE INSERT ON transfers "
-            "WHEN NEW.idempotency_key = 'earn:%d:%d' "
-            "BEGIN SELECT RAISE(ABORT, 'test: the 05:00 credit fails'); END" % (c["id"], five))
+    if srv.engine == "postgresql":
+        srv.sql("CREATE FUNCTION test_fail_0500() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'test: the 05:00 credit fails'; END $$")
+        srv.sql("CREATE TRIGGER test_fail_0500 BEFORE INSERT ON transfers FOR EACH ROW "
+                "WHEN (NEW.idempotency_key = 'earn:%d:%d') "
+                "EXECUTE FUNCTION test_fail_0500()" % (c["id"], five))
+    else:
+        srv.sql("CREATE TRIGGER test_fail_0500 BEFORE INSERT ON transfers "
+                "WHEN NEW.idempotency_key = 'earn:%d:%d' "
+                "BEGIN SELECT RAISE(ABORT, 'test: the 05:00 credit fails'); END" % (c["id"], five))
     srv.set_clock(DAY0 + DAY + 30)  # the whole day is due
     wait_for(lambda: run_status(srv, "accrual", five) == "failed", what="05:00 failed")
     # its retries fail too, until the runner parks it dead (max_attempts 10)
@@ -162,7 +169,8 @@ def test_a_dead_hour_keeps_the_contract_active_until_it_is_credited(srv):
     run_expiry(srv)
     assert contract_row(srv, c["id"]) == ("active", 2300, None), "expired with 05:00 unpaid"
     # the cause is mended; staff run the dead hour again
-    srv.sql("DROP TRIGGER test_fail_0500")
+    srv.sql("DROP TRIGGER test_fail_0500" +
+            (" ON transfers" if srv.engine == "postgresql" else ""))
     r = staff(srv, "owner").post(srv.url + "/api/admin/jobs/accrual/run",
                                  json={"period": rfc3339(five)}, timeout=10)
     assert r.status_code == 202, r.text

@@ -22,7 +22,6 @@
 #include "base/mcproto.h"
 #include "base/memcache.h"
 #include "base/ratelimit.h"
-#include "store/db_url.h"
 
 #define S(n) ((int64_t)(n)*1000000)
 #define HOUR(n) S((n)*3600)
@@ -633,23 +632,6 @@ static void test_client_refuses_a_closed_port(void **state)
 
 /* ---- DeepMineDatabase: PostgreSQL or a SQLite file ---- */
 
-static void test_db_url_tells_postgresql_from_a_file(void **state)
-{
-    (void)state;
-    assert_true(dm_db_url_is_postgres("postgresql://dm@db.internal/deepmine"));
-    assert_true(dm_db_url_is_postgres("postgres://dm@127.0.0.1:5432/deepmine"));
-    assert_true(dm_db_url_is_postgres("PostgreSQL://dm@db/deepmine"));
-    assert_true(dm_db_url_is_postgres("host=/run/postgresql dbname=deepmine"));
-    assert_true(dm_db_url_is_postgres("dbname=deepmine"));
-    assert_true(dm_db_url_is_postgres("user=dm host=db.internal"));
-    assert_false(dm_db_url_is_postgres("/var/lib/deepmine/deepmine.db"));
-    assert_false(dm_db_url_is_postgres("deepmine.db"));
-    assert_false(dm_db_url_is_postgres("/srv/ghost=1/deepmine.db"));
-    assert_false(dm_db_url_is_postgres("/srv/postgresql://x"));
-    assert_false(dm_db_url_is_postgres(""));
-    assert_false(dm_db_url_is_postgres(NULL));
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -672,7 +654,6 @@ int main(void)
         cmocka_unit_test(test_client_times_out_on_a_silent_server),
         cmocka_unit_test(test_client_drops_a_connection_after_a_bad_reply),
         cmocka_unit_test(test_client_refuses_a_closed_port),
-        cmocka_unit_test(test_db_url_tells_postgresql_from_a_file),
     };
     apr_initialize();
     return cmocka_run_group_tests_name("ratelimit_shared", tests, NULL, NULL);

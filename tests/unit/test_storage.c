@@ -87,8 +87,8 @@ static void test_migrate_failure_rolls_back_everything(void **state)
 {
     dm_db *db = NULL;
     dm_migration list[2] = {
-        {1, "001_ok.sql", "CREATE TABLE t_ok (x INTEGER);"},
-        {2, "002_bad.sql", "CREATE TABLE t_bad (x INTEGER); THIS IS NOT SQL;"},
+        {1, "001_ok.sql", "CREATE TABLE t_ok (x INTEGER);", NULL},
+        {2, "002_bad.sql", "CREATE TABLE t_bad (x INTEGER); THIS IS NOT SQL;", NULL},
     };
     int applied = 0, version = 0;
     (void)state;

@@ -332,9 +332,9 @@ static dm_err *job_test_fail(dm_job_ctx *ctx, dm_job_result *res)
  * in which order, and that none ran twice. */
 static dm_err *job_test_tick(dm_job_ctx *ctx, dm_job_result *res)
 {
-    const char *path = apr_pstrcat(ctx->pool, ctx->env->database, ".ticks", NULL);
+    const char *path = dm_db_sidecar_path(ctx->pool, ctx->env->database, ".ticks");
     const char *line = apr_psprintf(ctx->pool, "%s %ld\n", ctx->period, (long)getpid());
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    int fd = path ? open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644) : -1;
     ssize_t n;
 
     *res = DM_JOB_OK;

@@ -209,12 +209,14 @@ static dm_err *write_state(dm_db *db, apr_pool_t *p, const record *r)
         db, p,
         "INSERT INTO kyc_provider_state (user_id, plugin, provider_ref, verdict, newest_ms, "
         "pending_since, polled_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, "
-        "CASE WHEN ?6 THEN ?7 END, NULL, ?7) "
+        "CASE WHEN ?6 <> 0 THEN ?7 END, NULL, ?7) "
         "ON CONFLICT (user_id) DO UPDATE SET "
-        "provider_ref = COALESCE(?3, CASE WHEN plugin = ?2 THEN provider_ref END), "
-        "plugin = ?2, verdict = ?4, newest_ms = MAX(newest_ms, ?5), "
-        "pending_since = CASE WHEN ?6 THEN COALESCE(pending_since, ?7) END, "
-        "polled_at = CASE WHEN ?6 THEN polled_at END, updated_at = ?7",
+        "provider_ref = COALESCE(?3, CASE WHEN kyc_provider_state.plugin = ?2 "
+        "THEN kyc_provider_state.provider_ref END), "
+        "plugin = ?2, verdict = ?4, newest_ms = MAX(kyc_provider_state.newest_ms, ?5), "
+        "pending_since = CASE WHEN ?6 <> 0 THEN COALESCE(kyc_provider_state.pending_since, ?7) "
+        "END, polled_at = CASE WHEN ?6 <> 0 THEN kyc_provider_state.polled_at END, "
+        "updated_at = ?7",
         &st);
 
     if (e) {

@@ -183,7 +183,7 @@ dm_err *dm_payment_event_record_from(dm_db *db, apr_pool_t *p, const char *plugi
                       "provider_ref, amount_micros, currency, raw_body, received_at, "
                       "payment_id, review_reason, detail, source) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                      "ON CONFLICT (plugin, event_id) DO NOTHING",
+                      "ON CONFLICT (plugin, event_id) DO NOTHING RETURNING id",
                       &st);
     if (e) {
         goto cleanup;
@@ -208,6 +208,9 @@ dm_err *dm_payment_event_record_from(dm_db *db, apr_pool_t *p, const char *plugi
     bind_str_or_null_if_empty(st, 12, ev->detail);
     dm_stmt_bind_text(st, 13, source, strlen(source));
     e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        out->id = dm_stmt_int64(st, 0);
+    }
     dm_stmt_done(st);
     if (e) {
         goto cleanup;
@@ -239,7 +242,6 @@ dm_err *dm_payment_event_record_from(dm_db *db, apr_pool_t *p, const char *plugi
         }
         return e;
     }
-    out->id = dm_db_last_insert_id(db);
 
     /* Act on the event in this same transaction (core/orders.c), then
      * note what was done on the event's row: the event and its effects

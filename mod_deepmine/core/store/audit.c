@@ -39,7 +39,8 @@ dm_err *dm_audit_write(dm_db *db, apr_pool_t *p, int64_t staff_id, const char *a
     }
     e = dm_db_prepare(db, p,
                       "INSERT INTO audit_log (staff_id, action, target_type, target_id, "
-                      "before_json, after_json, ip, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      "before_json, after_json, ip, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                      "RETURNING id",
                       &st);
     if (e) {
         return e;

@@ -19,6 +19,7 @@
 
 #include "base/log.h"
 #include "base/metrics.h"
+#include "store/db_pg.h"
 
 struct dm_db {
     sqlite3 *handle;
@@ -26,17 +27,19 @@ struct dm_db {
     apr_hash_t *stmts; /* sql text -> dm_stmt */
     const char *path;
     int in_txn;
+    dm_pg *pg; /* non-NULL: a PostgreSQL connection (db_pg.c), handle NULL */
 };
 
 struct dm_stmt {
     dm_db *db;
     sqlite3_stmt *st;
     const char *sql;
+    dm_pg_stmt *pg; /* on a PostgreSQL connection */
 };
 
 /* Counts a refusal by the storage; the first after a success is logged
  * (the state is shared by every process: see dm_db_storage_full). */
-static void storage_failed(const char *kind, const char *msg)
+void dm_db_storage_failed(const char *kind, const char *msg)
 {
     dm_metrics_inc(DM_M_DB_STORAGE_ERRORS, "kind", kind, DM_ML_END);
     if (dm_metrics_swap(DM_M_DB_STORAGE_FULL, strcmp(kind, "full") == 0 ? 1 : 2, DM_ML_END) == 0) {
@@ -68,12 +71,12 @@ __attribute__((returns_nonnull)) static dm_err *sqlite_err(apr_pool_t *p, sqlite
      * request's fault: 503 with Retry-After, so clients and webhook senders
      * try again once space (or the disk) is back. */
     if ((rc & 0xff) == SQLITE_FULL || (ext & 0xff) == SQLITE_FULL) {
-        storage_failed("full", msg);
+        dm_db_storage_failed("full", msg);
         return dm_err_make(p, DM_E_UNAVAILABLE, NULL,
                            "the database's storage is full; try again later");
     }
     if ((rc & 0xff) == SQLITE_IOERR || (ext & 0xff) == SQLITE_IOERR) {
-        storage_failed("io", msg);
+        dm_db_storage_failed("io", msg);
         return dm_err_make(p, DM_E_UNAVAILABLE, NULL,
                            "the database's storage failed to read or write; try again later");
     }
@@ -134,6 +137,17 @@ dm_err *dm_db_open(apr_pool_t *p, const char *path, const dm_db_options *opt, dm
     int rc;
     dm_err *e;
 
+    if (dm_pg_is_conninfo(path)) {
+        db->pool = p;
+        db->stmts = apr_hash_make(p);
+        e = dm_pg_open(p, path, opt, &db->pg);
+        if (e) {
+            return e;
+        }
+        db->path = dm_pg_display(db->pg);
+        *out = db;
+        return NULL;
+    }
     flags |=
         (opt && opt->readonly) ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     db->pool = p;
@@ -180,16 +194,45 @@ dm_err *dm_db_open(apr_pool_t *p, const char *path, const dm_db_options *opt, dm
     return NULL;
 }
 
+int dm_db_is_postgres(const char *name)
+{
+    return dm_pg_is_conninfo(name);
+}
+
+const char *dm_db_display_name(apr_pool_t *p, const char *name)
+{
+    return dm_pg_is_conninfo(name) ? dm_pg_redact(p, name) : name;
+}
+
+const char *dm_db_sidecar_path(apr_pool_t *p, const char *name, const char *suffix)
+{
+    if (dm_pg_is_conninfo(name)) {
+        return dm_pg_sidecar_path(p, name, suffix);
+    }
+    return apr_pstrcat(p, name, suffix, NULL);
+}
+
 void dm_db_close(dm_db *db)
 {
-    if (db) {
+    if (db && db->pg) {
+        dm_pg_close(db->pg);
+    } else if (db) {
         apr_pool_cleanup_run(db->pool, db, db_cleanup);
     }
 }
 
 void dm_db_set_busy_timeout(dm_db *db, int ms)
 {
+    if (db->pg) {
+        dm_pg_set_busy_timeout(db->pg, ms);
+        return;
+    }
     sqlite3_busy_timeout(db->handle, ms);
+}
+
+const char *dm_db_engine(const dm_db *db)
+{
+    return db->pg ? "postgresql" : "sqlite";
 }
 
 const char *dm_db_path(const dm_db *db)
@@ -200,8 +243,12 @@ const char *dm_db_path(const dm_db *db)
 dm_err *dm_db_exec(dm_db *db, apr_pool_t *p, const char *sql)
 {
     char *msg = NULL;
-    int rc = sqlite3_exec(db->handle, sql, NULL, NULL, &msg);
+    int rc;
 
+    if (db->pg) {
+        return dm_pg_exec(db->pg, p, sql);
+    }
+    rc = sqlite3_exec(db->handle, sql, NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
         dm_err *e = sqlite_err(p, db->handle, rc, apr_pstrndup(p, sql, 40));
         if (msg && e->code == DM_E_INTERNAL) {
@@ -215,6 +262,9 @@ dm_err *dm_db_exec(dm_db *db, apr_pool_t *p, const char *sql)
 
 dm_err *dm_db_bulk_load_mode(dm_db *db, apr_pool_t *p, int cache_mib)
 {
+    if (db->pg) {
+        return dm_pg_bulk_load_mode(db->pg, p);
+    }
     /* PRAGMA takes no parameters; the text holds a number, never input */
     return dm_db_exec(db, p,
                       apr_psprintf(p,
@@ -225,8 +275,14 @@ dm_err *dm_db_bulk_load_mode(dm_db *db, apr_pool_t *p, int cache_mib)
 
 dm_err *dm_db_begin(dm_db *db, apr_pool_t *p)
 {
-    int64_t t0 = dm_metrics_now_us();
-    dm_err *e = dm_db_exec(db, p, "BEGIN IMMEDIATE");
+    int64_t t0;
+    dm_err *e;
+
+    if (db->pg) {
+        return dm_pg_begin(db->pg, p);
+    }
+    t0 = dm_metrics_now_us();
+    e = dm_db_exec(db, p, "BEGIN IMMEDIATE");
 
     dm_metrics_observe_us(DM_M_DB_WRITE_LOCK_WAIT, dm_metrics_now_us() - t0, DM_ML_END);
     if (!e) {
@@ -239,7 +295,7 @@ dm_err *dm_db_begin(dm_db *db, apr_pool_t *p)
 
 dm_err *dm_db_commit(dm_db *db, apr_pool_t *p)
 {
-    dm_err *e = dm_db_exec(db, p, "COMMIT");
+    dm_err *e = db->pg ? dm_pg_commit(db->pg, p) : dm_db_exec(db, p, "COMMIT");
     if (e) {
         dm_db_rollback(db);
         return e;
@@ -255,6 +311,11 @@ dm_err *dm_db_commit(dm_db *db, apr_pool_t *p)
 
 void dm_db_rollback(dm_db *db)
 {
+    if (db->pg) {
+        dm_pg_rollback(db->pg);
+        db->in_txn = 0;
+        return;
+    }
     if (!sqlite3_get_autocommit(db->handle)) {
         sqlite3_exec(db->handle, "ROLLBACK", NULL, NULL, NULL);
     }
@@ -263,6 +324,9 @@ void dm_db_rollback(dm_db *db)
 
 int dm_db_in_transaction(const dm_db *db)
 {
+    if (db->pg) {
+        return dm_pg_in_transaction(db->pg);
+    }
     return db->in_txn || !sqlite3_get_autocommit(db->handle);
 }
 
@@ -275,6 +339,15 @@ dm_err *dm_db_prepare(dm_db *db, apr_pool_t *p, const char *sql, dm_stmt **out)
         st = apr_pcalloc(db->pool, sizeof(*st));
         st->db = db;
         st->sql = apr_pstrdup(db->pool, sql);
+        if (db->pg) {
+            dm_err *e = dm_pg_prepare(db->pg, p, sql, &st->pg);
+            if (e) {
+                return e;
+            }
+            apr_hash_set(db->stmts, st->sql, APR_HASH_KEY_STRING, st);
+            *out = st;
+            return NULL;
+        }
         rc = sqlite3_prepare_v3(db->handle, sql, -1, SQLITE_PREPARE_PERSISTENT, &st->st, NULL);
         if (rc != SQLITE_OK) {
             return sqlite_err(p, db->handle, rc, "prepare");
@@ -287,16 +360,28 @@ dm_err *dm_db_prepare(dm_db *db, apr_pool_t *p, const char *sql, dm_stmt **out)
 
 void dm_stmt_bind_int64(dm_stmt *st, int idx, int64_t v)
 {
+    if (st->pg) {
+        dm_pg_bind_int64(st->pg, idx, v);
+        return;
+    }
     sqlite3_bind_int64(st->st, idx, v);
 }
 
 void dm_stmt_bind_text(dm_stmt *st, int idx, const char *s, size_t len)
 {
+    if (st->pg) {
+        dm_pg_bind_text(st->pg, idx, s, len);
+        return;
+    }
     sqlite3_bind_text64(st->st, idx, s, len, SQLITE_TRANSIENT, SQLITE_UTF8);
 }
 
 void dm_stmt_bind_null(dm_stmt *st, int idx)
 {
+    if (st->pg) {
+        dm_pg_bind_null(st->pg, idx);
+        return;
+    }
     sqlite3_bind_null(st->st, idx);
 }
 
@@ -311,8 +396,12 @@ void dm_stmt_bind_str(dm_stmt *st, int idx, const char *s)
 
 dm_err *dm_stmt_step(dm_stmt *st, apr_pool_t *p, int *row)
 {
-    int rc = sqlite3_step(st->st);
+    int rc;
 
+    if (st->pg) {
+        return dm_pg_step(st->pg, p, row);
+    }
+    rc = sqlite3_step(st->st);
     *row = rc == SQLITE_ROW;
     if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
         return NULL;
@@ -322,12 +411,20 @@ dm_err *dm_stmt_step(dm_stmt *st, apr_pool_t *p, int *row)
 
 int64_t dm_stmt_int64(dm_stmt *st, int col)
 {
+    if (st->pg) {
+        return dm_pg_int64(st->pg, col);
+    }
     return sqlite3_column_int64(st->st, col);
 }
 
 const char *dm_stmt_text(dm_stmt *st, int col, size_t *len)
 {
-    const char *t = (const char *)sqlite3_column_text(st->st, col);
+    const char *t;
+
+    if (st->pg) {
+        return dm_pg_text(st->pg, col, len);
+    }
+    t = (const char *)sqlite3_column_text(st->st, col);
     if (len) {
         *len = (size_t)sqlite3_column_bytes(st->st, col);
     }
@@ -348,16 +445,25 @@ const char *dm_stmt_dup_text(dm_stmt *st, apr_pool_t *p, int col)
 
 int dm_stmt_column_count(dm_stmt *st)
 {
+    if (st->pg) {
+        return dm_pg_column_count(st->pg);
+    }
     return sqlite3_column_count(st->st);
 }
 
 const char *dm_stmt_column_name(dm_stmt *st, int col)
 {
+    if (st->pg) {
+        return dm_pg_column_name(st->pg, col);
+    }
     return sqlite3_column_name(st->st, col);
 }
 
 int dm_stmt_column_kind(dm_stmt *st, int col)
 {
+    if (st->pg) {
+        return dm_pg_column_kind(st->pg, col);
+    }
     switch (sqlite3_column_type(st->st, col)) {
     case SQLITE_NULL:
         return 0;
@@ -372,11 +478,18 @@ int dm_stmt_column_kind(dm_stmt *st, int col)
 
 int dm_stmt_is_null(dm_stmt *st, int col)
 {
+    if (st->pg) {
+        return dm_pg_is_null(st->pg, col);
+    }
     return sqlite3_column_type(st->st, col) == SQLITE_NULL;
 }
 
 void dm_stmt_done(dm_stmt *st)
 {
+    if (st->pg) {
+        dm_pg_done(st->pg);
+        return;
+    }
     sqlite3_reset(st->st);
     sqlite3_clear_bindings(st->st);
 }
@@ -402,11 +515,17 @@ dm_err *dm_db_query_int64(dm_db *db, apr_pool_t *p, const char *sql, int64_t *ou
 
 int64_t dm_db_changes(dm_db *db)
 {
+    if (db->pg) {
+        return dm_pg_changes(db->pg);
+    }
     return sqlite3_changes64(db->handle);
 }
 
 int64_t dm_db_last_insert_id(dm_db *db)
 {
+    if (db->pg) {
+        return dm_pg_last_insert_id(db->pg);
+    }
     return sqlite3_last_insert_rowid(db->handle);
 }
 
@@ -418,6 +537,10 @@ dm_err *dm_db_snapshot(apr_pool_t *p, const char *src_path, const char *dest_pat
     dm_err *e = NULL;
     int rc, fd;
 
+    if (dm_pg_is_conninfo(src_path)) {
+        return dm_err_make(p, DM_E_INVALID, NULL,
+                           "a PostgreSQL database is copied with pg_dump, not a file snapshot");
+    }
     fd = open(dest_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         return dm_err_make(p, DM_E_INTERNAL, NULL, "cannot create %s: %s", dest_path,
@@ -489,7 +612,7 @@ dm_err *dm_db_held_elsewhere(apr_pool_t *p, const char *path, int *held)
     int rc;
 
     *held = 0;
-    if (access(path, F_OK) != 0) {
+    if (dm_pg_is_conninfo(path) || access(path, F_OK) != 0) {
         return NULL;
     }
     rc = sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);

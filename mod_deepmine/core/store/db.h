@@ -30,11 +30,26 @@ typedef struct dm_db_options {
 void dm_db_global_init(void);
 
 /* Opens (creating if needed) with WAL, foreign keys and the busy timeout.
+ * A postgresql:// or postgres:// URL, or a libpq key=value string, opens
+ * a PostgreSQL connection instead (store/db_pg.h): same calls, same SQL.
  * The connection is closed when `p` is cleaned up, or by dm_db_close. */
 dm_err *dm_db_open(apr_pool_t *p, const char *path, const dm_db_options *opt, dm_db **out);
 void dm_db_close(dm_db *db);
+/* 1 when `name` is a PostgreSQL connection string, 0 for a SQLite path. */
+int dm_db_is_postgres(const char *name);
+/* `name` as messages may show it: a path as it is, a PostgreSQL
+ * connection string as key=value pairs without the password. */
+const char *dm_db_display_name(apr_pool_t *p, const char *name);
+/* A file that goes with the database `name` (test-only traces): the path
+ * with `suffix` for SQLite; for PostgreSQL <host directory>/<dbname><suffix>
+ * (a Unix-socket host), else NULL. */
+const char *dm_db_sidecar_path(apr_pool_t *p, const char *name, const char *suffix);
 void dm_db_set_busy_timeout(dm_db *db, int ms);
+/* The path, or for PostgreSQL the connection string without its password. */
 const char *dm_db_path(const dm_db *db);
+/* "sqlite" or "postgresql": for store/ (migrations) and operator output;
+ * domain code never asks (the difference lives in the driver). */
+const char *dm_db_engine(const dm_db *db);
 
 /* What the storage said last, for the whole server (base/metrics.h's
  * shared region): 0 writes go through, 1 a write was refused because the
@@ -95,7 +110,9 @@ dm_err *dm_db_query_int64(dm_db *db, apr_pool_t *p, const char *sql, int64_t *ou
 /* Rows changed by the last INSERT/UPDATE/DELETE on this connection. */
 int64_t dm_db_changes(dm_db *db);
 
-/* Row id of the last INSERT on this connection. */
+/* Row id of the last INSERT on this connection. Write the INSERT with
+ * `RETURNING id` (both engines): PostgreSQL has no row id, and its driver
+ * answers the id the last INSERT … RETURNING id gave. */
 int64_t dm_db_last_insert_id(dm_db *db);
 
 /* A consistent copy of the database at src_path written to dest_path (a

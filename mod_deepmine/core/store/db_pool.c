@@ -76,7 +76,8 @@ dm_err *dm_db_pool_create(apr_pool_t *p, const char *path, int min, int max, int
     rv = apr_reslist_create(&dp->list, min, min, max, apr_time_from_sec(ttl_sec), conn_construct,
                             conn_destruct, dp, p);
     if (rv != APR_SUCCESS) {
-        return dm_err_make(p, DM_E_UNAVAILABLE, NULL, "cannot open database pool on %s", path);
+        return dm_err_make(p, DM_E_UNAVAILABLE, NULL, "cannot open database pool on %s",
+                           dm_db_display_name(p, path));
     }
     /* A request waits at most this long for a free connection. */
     apr_reslist_timeout_set(dp->list, apr_time_from_sec(5));

@@ -36,10 +36,17 @@ dm_err *dm_migrate_version(dm_db *db, apr_pool_t *p, int *version)
     dm_err *e;
 
     *version = 0;
-    e = dm_db_query_int64(db, p,
-                          "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = "
-                          "'schema_migrations'",
-                          &v, &found);
+    if (strcmp(dm_db_engine(db), "postgresql") == 0) {
+        e = dm_db_query_int64(db, p,
+                              "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema "
+                              "= current_schema() AND table_name = 'schema_migrations'",
+                              &v, &found);
+    } else {
+        e = dm_db_query_int64(db, p,
+                              "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = "
+                              "'schema_migrations'",
+                              &v, &found);
+    }
     if (e || v == 0) {
         return e;
     }
@@ -57,6 +64,7 @@ static dm_err *apply_pending(dm_db *db, apr_pool_t *p, const dm_migration *list,
     dm_err *e;
     int known_max = n ? list[n - 1].version : 0;
     int row = 0;
+    int pg = strcmp(dm_db_engine(db), "postgresql") == 0;
 
     e = dm_db_exec(db, p,
                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -98,7 +106,9 @@ static dm_err *apply_pending(dm_db *db, apr_pool_t *p, const dm_migration *list,
         return e;
     }
     for (int i = 0; i < n; i++) {
-        const char *sum = checksum(p, list[i].sql);
+        /* one numbering; PostgreSQL runs sql/pg/<name> where there is one */
+        const char *text = pg && list[i].pg_sql ? list[i].pg_sql : list[i].sql;
+        const char *sum = checksum(p, text);
         const char *have = apr_hash_get(seen, &list[i].version, sizeof(int));
         if (have) {
             if (strcmp(have, sum) != 0) {
@@ -109,7 +119,7 @@ static dm_err *apply_pending(dm_db *db, apr_pool_t *p, const dm_migration *list,
             }
             continue;
         }
-        e = dm_db_exec(db, p, list[i].sql);
+        e = dm_db_exec(db, p, text);
         if (e) {
             return dm_err_make(p, e->code, NULL, "migration %s failed: %s", list[i].name,
                                e->message);

@@ -2,7 +2,10 @@
  * migrate.h — schema migrations: the numbered files of sql/, embedded in the
  * binary at build time (scripts/embed-sql.sh), applied in order in one
  * BEGIN IMMEDIATE transaction, so two processes starting at once serialise
- * on the database's write lock and the second finds the work done.
+ * on the database's write lock and the second finds the work done (on
+ * PostgreSQL: the writers' advisory lock dm_db_begin takes). Where the
+ * engines differ, sql/pg/<name> is the same migration for PostgreSQL; the
+ * checksum is of the text the engine ran.
  */
 #ifndef DM_MIGRATE_H
 #define DM_MIGRATE_H
@@ -13,6 +16,7 @@ typedef struct dm_migration {
     int version;
     const char *name; /* file name, e.g. "001_init.sql" */
     const char *sql;
+    const char *pg_sql; /* sql/pg/<name>: the text PostgreSQL runs; NULL: sql */
 } dm_migration;
 
 /* The migrations built into this binary, ascending by version. */

@@ -1,0 +1,1 @@
+-- 004_payment_events.sql on PostgreSQL: part of sql/pg/001_init.sql (the schema as of 028).

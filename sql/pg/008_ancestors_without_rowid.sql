@@ -1,0 +1,1 @@
+-- 008_ancestors_without_rowid.sql on PostgreSQL: part of sql/pg/001_init.sql (the schema as of 028).

@@ -1,0 +1,1 @@
+-- 009_catalogue_follows_sales.sql on PostgreSQL: part of sql/pg/001_init.sql (the schema as of 028).

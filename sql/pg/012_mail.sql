@@ -1,0 +1,1 @@
+-- 012_mail.sql on PostgreSQL: part of sql/pg/001_init.sql (the schema as of 028).

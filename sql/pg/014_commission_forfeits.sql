@@ -1,0 +1,1 @@
+-- 014_commission_forfeits.sql on PostgreSQL: part of sql/pg/001_init.sql (the schema as of 028).

@@ -1,0 +1,1 @@
+-- 016_accrual_by_term.sql on PostgreSQL: part of sql/pg/001_init.sql (the schema as of 028).

@@ -1,0 +1,1 @@
+-- 017_payments_core.sql on PostgreSQL: part of sql/pg/001_init.sql (the schema as of 028).

@@ -1,0 +1,1 @@
+-- 019_kyc.sql on PostgreSQL: part of sql/pg/001_init.sql (the schema as of 028).

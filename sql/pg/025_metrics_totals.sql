@@ -1,0 +1,1 @@
+-- 025_metrics_totals.sql on PostgreSQL: part of sql/pg/001_init.sql (the schema as of 028).
