@@ -493,7 +493,37 @@ def queued_mail(s, email, template):
     rows = s.sql("SELECT recipient, template, idempotency_key, variables FROM mail_queue "
                  "WHERE recipient = '%s' AND template = '%s' ORDER BY id"
                  % (email.replace("'", "''"), template))
-    return [unseal(s, *row) for row in rows]
+    out = []
+    for row in rows:
+        v = unseal(s, *row)
+        if "sealed" not in json.loads(row[3]) and "token" not in v:
+            # The cron daemon's mail job (every 5 s) sent it between the
+            # request and this read, and dropped the sealed secrets as it
+            # does after a send: the link is in the spooled message.
+            v.update(spooled_link(s, row[2]))
+        out.append(v)
+    return out
+
+
+def spooled_link(s, idempotency_key):
+    """{"url", "token"} of the first link carrying a token (not the
+    unsubscribe link) in the message mailer-spool wrote for the key."""
+    import email
+    import email.policy
+    import hashlib
+    import urllib.parse
+    path = os.path.join(s.var, "mail", hashlib.sha256(idempotency_key.encode()).hexdigest()
+                        + ".eml")
+    if not os.path.exists(path):
+        return {}
+    with open(path, "rb") as f:
+        msg = email.message_from_binary_file(f, policy=email.policy.default)
+    part = msg.get_body(preferencelist=("plain", "html"))
+    for url in re.findall(r"https?://[^\s\"<>]+", part.get_content()):
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+        if "token" in q and "unsubscribe" not in url:
+            return {"url": url, "token": q["token"][0]}
+    return {}
 
 
 def bearer(answer):
