@@ -408,6 +408,52 @@ static void test_nested_unknown_or_escaped_members_are_refused(void **state)
                      DM_E_UNAUTHORIZED);
 }
 
+/* A part has one spelling: padding, other alphabets and a last digit
+ * with stray low bits (the same bytes, spelled otherwise) are refused. */
+static void test_parts_spelled_otherwise_are_refused(void **state)
+{
+    const char *t = good_token(NOW, NOW, NOW + 900);
+    size_t n = strlen(t);
+    char *u = apr_pstrdup(pool, t);
+    const char *b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    int last;
+    (void)state;
+    assert_int_equal(verify_code(t), 0);
+    /* 43 digits for 32 bytes: the last digit's two low bits are unused */
+    last = (int)(strchr(b64, t[n - 1]) - b64);
+    u[n - 1] = b64[last ^ 1];
+    assert_int_equal(verify_code(u), DM_E_UNAUTHORIZED);
+    u[n - 1] = b64[last ^ 2];
+    assert_int_equal(verify_code(u), DM_E_UNAUTHORIZED);
+    assert_int_equal(verify_code(apr_pstrcat(pool, t, "=", NULL)), DM_E_UNAUTHORIZED);
+    /* the standard alphabet's + and / are not base64url */
+    u = apr_pstrdup(pool, t);
+    u[2] = '+';
+    assert_int_equal(verify_code(u), DM_E_UNAUTHORIZED);
+    u = apr_pstrdup(pool, t);
+    u[strchr(t, '.') - t + 3] = '/';
+    assert_int_equal(verify_code(u), DM_E_UNAUTHORIZED);
+    /* a digit more or less in the signature */
+    assert_int_equal(verify_code(apr_pstrmemdup(pool, t, n - 1)), DM_E_UNAUTHORIZED);
+    assert_int_equal(verify_code(apr_pstrcat(pool, t, "AA", NULL)), DM_E_UNAUTHORIZED);
+}
+
+/* Tokens of two keys verified in turn: each only under its own key. */
+static void test_keys_in_turn_each_verify_only_their_tokens(void **state)
+{
+    dm_claims in = {"member", 42, 3, NOW, NOW, NOW + 900, "f"};
+    dm_claims out;
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        const char *a = dm_jwt_sign(pool, keys.jwt, &in);
+        const char *b = dm_jwt_sign(pool, keys.token_hash, &in);
+        assert_null(dm_jwt_verify(pool, keys.jwt, a, "member", NOW, 5, &out));
+        assert_non_null(dm_jwt_verify(pool, keys.token_hash, a, "member", NOW, 5, &out));
+        assert_null(dm_jwt_verify(pool, keys.token_hash, b, "member", NOW, 5, &out));
+        assert_non_null(dm_jwt_verify(pool, keys.jwt, b, "member", NOW, 5, &out));
+    }
+}
+
 /* Each refusal says what failed: tests and clients tell them apart. */
 static void test_refusals_name_the_stage(void **state)
 {
@@ -475,6 +521,8 @@ int main(void)
         cmocka_unit_test(test_trailing_garbage_is_refused),
         cmocka_unit_test(test_nested_unknown_or_escaped_members_are_refused),
         cmocka_unit_test(test_refusals_name_the_stage),
+        cmocka_unit_test(test_parts_spelled_otherwise_are_refused),
+        cmocka_unit_test(test_keys_in_turn_each_verify_only_their_tokens),
         cmocka_unit_test(test_opaque_tokens_are_random_and_hash_stably),
         cmocka_unit_test(test_derived_keys_differ_per_purpose),
     };
