@@ -264,19 +264,20 @@ static int read_sub(const tok_field *f, int64_t *out)
     return f->slen > 0 && f->s[0] != '-' && read_int(&in, out) && in.c == in.end && *out > 0;
 }
 
-/* base64url digit value + 1 of each byte; 0: not a digit */
-#define D(c, v) [(unsigned char)(c)] = (v) + 1
-static const unsigned char b64url_digit[256] = {
-    D('A', 0),  D('B', 1),  D('C', 2),  D('D', 3),  D('E', 4),  D('F', 5),  D('G', 6),  D('H', 7),
-    D('I', 8),  D('J', 9),  D('K', 10), D('L', 11), D('M', 12), D('N', 13), D('O', 14), D('P', 15),
-    D('Q', 16), D('R', 17), D('S', 18), D('T', 19), D('U', 20), D('V', 21), D('W', 22), D('X', 23),
-    D('Y', 24), D('Z', 25), D('a', 26), D('b', 27), D('c', 28), D('d', 29), D('e', 30), D('f', 31),
-    D('g', 32), D('h', 33), D('i', 34), D('j', 35), D('k', 36), D('l', 37), D('m', 38), D('n', 39),
-    D('o', 40), D('p', 41), D('q', 42), D('r', 43), D('s', 44), D('t', 45), D('u', 46), D('v', 47),
-    D('w', 48), D('x', 49), D('y', 50), D('z', 51), D('0', 52), D('1', 53), D('2', 54), D('3', 55),
-    D('4', 56), D('5', 57), D('6', 58), D('7', 59), D('8', 60), D('9', 61), D('-', 62), D('_', 63),
-};
-#undef D
+/* The value of a base64url digit, or -1. */
+static int b64url_digit(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    return c == '-' ? 62 : c == '_' ? 63 : -1;
+}
 
 /* Decodes base64url without padding, s[0..slen), into out[0..cap): 0 when
  * it is not that or does not fit. As strict as libsodium's decoder, which
@@ -291,11 +292,11 @@ static int b64url_into(unsigned char *out, size_t cap, const char *s, size_t sle
     size_t n = 0;
 
     for (size_t i = 0; i < slen; i++) {
-        unsigned d = b64url_digit[(unsigned char)s[i]];
-        if (!d) {
+        int d = b64url_digit((unsigned char)s[i]);
+        if (d < 0) {
             return 0;
         }
-        acc = (acc << 6) | (d - 1);
+        acc = (acc << 6) | (uint32_t)d;
         bits += 6;
         if (bits >= 8) {
             bits -= 8;
