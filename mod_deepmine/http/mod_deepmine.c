@@ -10,10 +10,13 @@
  */
 #include "dm_http.h"
 
+#include <ap_expr.h>
 #include <ap_mpm.h>
 #include <apr_strings.h>
 #include <http_core.h>
 #include <http_protocol.h>
+#include <http_request.h>
+#include <strings.h>
 #include <unistd.h>
 #include <unixd.h>
 
@@ -367,6 +370,35 @@ static int dm_handler(request_rec *r)
     return ((const dm_route_def *)m.data)->fn(r, &m);
 }
 
+/* /api/… names no file: where the configuration hands a URI under /api
+ * to this module (SetHandler deepmine in its <Location>), the core's
+ * directory walk (a stat per path segment, <Directory> and .htaccess
+ * merges) is work whose result no route reads. Answer OK for such a
+ * request, as mod_proxy does for its URLs, so the core skips it;
+ * <Location> and <If> sections still apply (the core walks them after
+ * this hook), <Directory> and <Files> sections do not (docs/decisions.md
+ * "No directory walk for /api"). TRACE is left to mod_http (TraceEnable). */
+static int dm_map_to_storage(request_rec *r)
+{
+    const core_dir_config *d;
+    const char *handler, *err = NULL;
+
+    if (r->proxyreq || r->method_number == M_TRACE || strncmp(r->uri, "/api", 4) != 0 ||
+        (r->uri[4] != '/' && r->uri[4] != '\0')) {
+        return DECLINED;
+    }
+    /* The <Location> sections' SetHandler, from the walk the core repeats
+     * after this hook (its cache makes that second walk a lookup). */
+    if (ap_location_walk(r) != OK) {
+        r->per_dir_config = r->server->lookup_defaults;
+        return DECLINED;
+    }
+    d = ap_get_core_module_config(r->per_dir_config);
+    handler = d->expr_handler ? ap_expr_str_exec(r, d->expr_handler, &err) : d->handler;
+    r->per_dir_config = r->server->lookup_defaults;
+    return !err && handler && strcasecmp(handler, "deepmine") == 0 ? OK : DECLINED;
+}
+
 static void dm_register_hooks(apr_pool_t *p)
 {
     ap_hook_pre_config(dm_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
@@ -374,6 +406,7 @@ static void dm_register_hooks(apr_pool_t *p)
     ap_hook_post_config(dm_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(dm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(dm_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_map_to_storage(dm_map_to_storage, NULL, NULL, APR_HOOK_MIDDLE);
     dm_monitor_register_hooks();
     dm_metrics_register_hooks(p);
 }

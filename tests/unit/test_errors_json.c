@@ -234,6 +234,55 @@ static void test_jbuf_writes_what_jansson_reads(void **state)
     json_decref(v);
 }
 
+/* The direct writer's bytes are json_dumps's bytes for the same values:
+ * answers moved from jansson trees to it keep every byte (cmp-checked). */
+static void test_jbuf_writes_the_bytes_json_dumps_writes(void **state)
+{
+    static const char *strings[] = {"plain",
+                                    "quote \" backslash \\ slash /",
+                                    "tab\tnl\ncr\rbs\bff\f",
+                                    "\x01\x02\x1b\x1f\x7f",
+                                    "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+                                    "",
+                                    "<script>&amp;'"};
+    static const int64_t ints[] = {0, 1, -1, 42, 1000000, INT64_MAX, INT64_MIN, -9000000000};
+    char all[33];
+    dm_jbuf b;
+    json_t *arr = json_array();
+    const char *want;
+    (void)state;
+    for (int i = 1; i < 33; i++) {
+        all[i - 1] = (char)i; /* every C0 control character and the space */
+    }
+    all[32] = '\0';
+    dm_jbuf_init(&b, pool, 8);
+    dm_jbuf_lit(&b, "[");
+    for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
+        json_array_append_new(arr, json_string(strings[i]));
+        dm_jbuf_str(&b, strings[i]);
+        dm_jbuf_lit(&b, ",");
+    }
+    json_array_append_new(arr, json_string(all));
+    dm_jbuf_str(&b, all);
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        json_array_append_new(arr, json_integer(ints[i]));
+        dm_jbuf_lit(&b, ",");
+        dm_jbuf_int(&b, ints[i]);
+    }
+    json_array_append_new(arr, json_true());
+    json_array_append_new(arr, json_false());
+    json_array_append_new(arr, json_null());
+    dm_jbuf_lit(&b, ",");
+    dm_jbuf_bool(&b, 7);
+    dm_jbuf_lit(&b, ",");
+    dm_jbuf_bool(&b, 0);
+    dm_jbuf_lit(&b, ",");
+    dm_jbuf_str(&b, NULL);
+    dm_jbuf_lit(&b, "]");
+    want = dm_json_dump(pool, dm_json_own(pool, arr), NULL);
+    assert_string_equal(b.p, want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -245,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_origin_and_url_parsers),
         cmocka_unit_test(test_time_format_matches_strftime),
         cmocka_unit_test(test_jbuf_writes_what_jansson_reads),
+        cmocka_unit_test(test_jbuf_writes_the_bytes_json_dumps_writes),
     };
     apr_initialize();
     return cmocka_run_group_tests_name("errors_json_config", tests, setup, teardown);

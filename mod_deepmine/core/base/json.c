@@ -214,9 +214,11 @@ void dm_jbuf_lit(dm_jbuf *b, const char *s)
     dm_jbuf_raw(b, s, strlen(s));
 }
 
+/* The escapes jansson's json_dumps writes (\b, \f, upper-case \u00XX),
+ * so an answer moved from a jansson tree to this writer keeps its bytes. */
 void dm_jbuf_str(dm_jbuf *b, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
+    static const char hex[] = "0123456789ABCDEF";
     size_t from = 0, i;
 
     if (!s) {
@@ -248,6 +250,12 @@ void dm_jbuf_str(dm_jbuf *b, const char *s)
         case '\t':
             esc[1] = 't';
             break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
         default:
             esc[1] = 'u';
             esc[2] = '0';
@@ -265,8 +273,27 @@ void dm_jbuf_str(dm_jbuf *b, const char *s)
 void dm_jbuf_int(dm_jbuf *b, int64_t v)
 {
     char buf[24];
-    int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
-    dm_jbuf_raw(b, buf, (size_t)n);
+    char *end = buf + sizeof(buf), *c = end;
+    /* the magnitude as unsigned: -INT64_MIN does not fit in int64_t */
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        *--c = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) {
+        *--c = '-';
+    }
+    dm_jbuf_raw(b, c, (size_t)(end - c));
+}
+
+void dm_jbuf_bool(dm_jbuf *b, int v)
+{
+    if (v) {
+        dm_jbuf_raw(b, "true", 4);
+    } else {
+        dm_jbuf_raw(b, "false", 5);
+    }
 }
 
 void dm_jbuf_time(dm_jbuf *b, int64_t unix_sec)

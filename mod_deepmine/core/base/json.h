@@ -34,8 +34,10 @@ char *dm_json_dump(apr_pool_t *p, const json_t *v, size_t *len);
 /* A JSON text written straight into a growing buffer, for hot lists where
  * building a jansson tree per row costs more than the query (the member's
  * ledger statement). Strings are escaped as JSON requires (quote,
- * backslash, control characters); bytes >= 0x80 pass through, so callers
- * hand it only text the platform validated as UTF-8 when it was stored. */
+ * backslash, control characters) and exactly as json_dumps escapes them,
+ * so the bytes equal what dm_json_dump wrote of the same values; bytes
+ * >= 0x80 pass through, so callers hand it only text the platform
+ * validated as UTF-8 when it was stored (jansson would drop such a value). */
 typedef struct dm_jbuf {
     apr_pool_t *pool;
     char *p;
@@ -48,6 +50,8 @@ void dm_jbuf_lit(dm_jbuf *b, const char *s);
 /* s as a quoted JSON string, or null when s is NULL. */
 void dm_jbuf_str(dm_jbuf *b, const char *s);
 void dm_jbuf_int(dm_jbuf *b, int64_t v);
+/* true or false */
+void dm_jbuf_bool(dm_jbuf *b, int v);
 /* dm_json_time's text, quoted. */
 void dm_jbuf_time(dm_jbuf *b, int64_t unix_sec);
 

@@ -68,14 +68,23 @@ dm_err *dm_cron_unbeat(dm_db *db, apr_pool_t *p, const char *holder)
     return e;
 }
 
+dm_err *dm_cron_heartbeat_newest(dm_db *db, apr_pool_t *p, int64_t *newest, int *found)
+{
+    dm_err *e;
+
+    *newest = 0;
+    e = dm_db_query_int64(db, p, "SELECT max(beat_at) FROM cron_heartbeat", newest, found);
+    if (!e && *found && *newest == 0) {
+        *found = 0; /* max() of no rows is NULL */
+    }
+    return e;
+}
+
 dm_err *dm_cron_heartbeat_age(dm_db *db, apr_pool_t *p, int64_t *age, int *found)
 {
     int64_t newest = 0;
-    dm_err *e = dm_db_query_int64(db, p, "SELECT max(beat_at) FROM cron_heartbeat", &newest, found);
+    dm_err *e = dm_cron_heartbeat_newest(db, p, &newest, found);
 
-    if (!e && *found && newest == 0) {
-        *found = 0; /* max() of no rows is NULL */
-    }
     *age = (!e && *found) ? dm_now() - newest : 0;
     if (*age < 0) {
         *age = 0;

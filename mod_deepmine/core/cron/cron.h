@@ -32,6 +32,9 @@ dm_err *dm_cron_beat(dm_db *db, apr_pool_t *p, const char *holder, int64_t start
 dm_err *dm_cron_unbeat(dm_db *db, apr_pool_t *p, const char *holder);
 /* Seconds since the newest heartbeat; *found 0 when no daemon ever beat. */
 dm_err *dm_cron_heartbeat_age(dm_db *db, apr_pool_t *p, int64_t *age, int *found);
+/* The newest heartbeat's time (Unix seconds); *found 0 when no daemon
+ * ever beat. dm_cron_heartbeat_age is dm_now() minus it, at least 0. */
+dm_err *dm_cron_heartbeat_newest(dm_db *db, apr_pool_t *p, int64_t *newest, int *found);
 
 /* When the job runs next (Unix seconds), 0 for manual jobs. */
 dm_err *dm_job_next_run(dm_db *db, apr_pool_t *p, const dm_job_env *env, const dm_job_def *def,

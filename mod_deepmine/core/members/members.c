@@ -110,6 +110,40 @@ json_t *dm_member_json(apr_pool_t *p, const dm_services *s, const dm_member *m)
     return o;
 }
 
+void dm_member_write(dm_jbuf *b, const dm_services *s, const dm_member *m)
+{
+    /* the members in dm_member_json's order */
+    dm_jbuf_lit(b, "{\"id\":");
+    dm_jbuf_int(b, m->id);
+    dm_jbuf_lit(b, ",\"email\":");
+    dm_jbuf_str(b, m->email);
+    dm_jbuf_lit(b, ",\"name\":");
+    dm_jbuf_str(b, m->name);
+    dm_jbuf_lit(b, ",\"referral_code\":");
+    dm_jbuf_str(b, m->referral_code);
+    dm_jbuf_lit(b, ",\"vip_level\":");
+    dm_jbuf_int(b, m->vip_level);
+    dm_jbuf_lit(b, ",\"balance_micros\":");
+    dm_jbuf_int(b, m->balance_micros);
+    dm_jbuf_lit(b, ",\"held_micros\":");
+    dm_jbuf_int(b, m->held_micros);
+    dm_jbuf_lit(b, ",\"currency\":");
+    dm_jbuf_str(b, DM_LEDGER_CURRENCY);
+    dm_jbuf_lit(b, ",\"kyc_status\":");
+    dm_jbuf_str(b, m->kyc_status);
+    dm_jbuf_lit(b, ",\"email_verified\":");
+    dm_jbuf_bool(b, m->email_verified_at != 0);
+    dm_jbuf_lit(b, ",\"created_at\":");
+    dm_jbuf_time(b, m->created_at);
+    dm_jbuf_lit(b, ",\"status\":");
+    dm_jbuf_str(b, m->status);
+    dm_jbuf_lit(b, ",\"terms_version\":");
+    dm_jbuf_str(b, m->terms_version);
+    dm_jbuf_lit(b, ",\"terms_outdated\":");
+    dm_jbuf_bool(b, s->legal && strcmp(m->terms_version, s->legal->terms.version) != 0);
+    dm_jbuf_lit(b, "}");
+}
+
 /* ---- sessions ---- */
 
 static dm_err *issue_access(apr_pool_t *p, const dm_services *s, const dm_member *m,

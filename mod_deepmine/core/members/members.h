@@ -21,6 +21,7 @@
 
 #include "store/db.h"
 #include "base/err.h"
+#include "base/json.h"
 #include "members/legal.h"
 #include "members/password.h"
 #include "base/token.h"
@@ -192,5 +193,10 @@ dm_err *dm_member_set_suspended(dm_db *db, apr_pool_t *p, int64_t user_id, int s
 
 /* The public JSON of a member (GET /api/me's "user"). Caller owns it. */
 json_t *dm_member_json(apr_pool_t *p, const dm_services *s, const dm_member *m);
+
+/* The same object written straight into b, byte for byte what
+ * dm_json_dump makes of dm_member_json (GET /api/me, on every request;
+ * a unit test holds the two together). */
+void dm_member_write(dm_jbuf *b, const dm_services *s, const dm_member *m);
 
 #endif

@@ -302,6 +302,22 @@ dm_err *dm_referral_network(dm_db *db, apr_pool_t *p, int64_t user_id, dm_networ
     return e;
 }
 
+void dm_referral_network_write(dm_jbuf *b, const dm_network *n)
+{
+    dm_jbuf_lit(b, "{\"direct\":");
+    dm_jbuf_int(b, n->levels[0]);
+    dm_jbuf_lit(b, ",\"total\":");
+    dm_jbuf_int(b, n->total);
+    dm_jbuf_lit(b, ",\"levels\":[");
+    for (int i = 0; i < DM_REFERRAL_LEVELS; i++) {
+        if (i) {
+            dm_jbuf_lit(b, ",");
+        }
+        dm_jbuf_int(b, n->levels[i]);
+    }
+    dm_jbuf_lit(b, "]}");
+}
+
 dm_err *dm_referral_upline(dm_db *db, apr_pool_t *p, int64_t user_id,
                            int64_t ids[DM_REFERRAL_LEVELS], int *n)
 {

@@ -15,6 +15,7 @@
 
 #include "store/db.h"
 #include "base/err.h"
+#include "base/json.h"
 
 #define DM_REFERRAL_LEVELS 10
 #define DM_REFERRAL_CODE_LEN 8
@@ -41,6 +42,10 @@ typedef struct dm_network {
 
 /* Counters of one member (zeros for a member without a counts row). */
 dm_err *dm_referral_network(dm_db *db, apr_pool_t *p, int64_t user_id, dm_network *out);
+
+/* GET /api/referrals/network's answer:
+ * {"direct":n,"total":n,"levels":[n,...]} (levels 1..10). */
+void dm_referral_network_write(dm_jbuf *b, const dm_network *n);
 
 /* The upline, nearest first: ids[0] is the referrer. *n gets how many
  * (0..10). */

@@ -57,6 +57,18 @@ dm_err *dm_migrate_version(dm_db *db, apr_pool_t *p, int *version)
     return e;
 }
 
+dm_err *dm_migrate_version_fast(dm_db *db, apr_pool_t *p, int *version)
+{
+    int64_t v = 0;
+    int found = 0;
+
+    if (dm_db_query_int64(db, p, "SELECT MAX(version) FROM schema_migrations", &v, &found)) {
+        return dm_migrate_version(db, p, version); /* no such table, or worse */
+    }
+    *version = found ? (int)v : 0;
+    return NULL;
+}
+
 static dm_err *apply_pending(dm_db *db, apr_pool_t *p, const dm_migration *list, int n,
                              int *applied)
 {

@@ -11,15 +11,16 @@
 #include "base/json.h"
 #include "referral/referral.h"
 
+/* {"user":{...}}, written straight into the request pool. */
 static int send_user(request_rec *r, const dm_member *m)
 {
-    json_t *o = dm_json_own(r->pool, json_object());
-    size_t len;
-    const char *body;
+    dm_jbuf b;
 
-    json_object_set_new(o, "user", dm_member_json(r->pool, &dm_g.svc, m));
-    body = dm_json_dump(r->pool, o, &len);
-    return dm_http_json(r, HTTP_OK, body, len);
+    dm_jbuf_init(&b, r->pool, 512);
+    dm_jbuf_lit(&b, "{\"user\":");
+    dm_member_write(&b, &dm_g.svc, m);
+    dm_jbuf_lit(&b, "}");
+    return dm_http_json(r, HTTP_OK, b.p, b.len);
 }
 
 static int me(request_rec *r, const dm_route_match *rm)
@@ -59,9 +60,7 @@ static int referral_network(request_rec *r, const dm_route_match *rm)
     dm_db *db;
     dm_member m;
     dm_network n;
-    json_t *o, *levels;
-    size_t len;
-    const char *body;
+    dm_jbuf b;
     dm_err *e = dm_http_member_db(r, &db, &m);
 
     if (!e) {
@@ -70,14 +69,9 @@ static int referral_network(request_rec *r, const dm_route_match *rm)
     if (e) {
         return dm_http_error(r, e);
     }
-    levels = json_array();
-    for (int i = 0; i < DM_REFERRAL_LEVELS; i++) {
-        json_array_append_new(levels, json_integer(n.levels[i]));
-    }
-    o = dm_json_own(r->pool, json_pack("{s:I,s:I,s:o}", "direct", (json_int_t)n.levels[0], "total",
-                                       (json_int_t)n.total, "levels", levels));
-    body = dm_json_dump(r->pool, o, &len);
-    return dm_http_json(r, HTTP_OK, body, len);
+    dm_jbuf_init(&b, r->pool, 256);
+    dm_referral_network_write(&b, &n);
+    return dm_http_json(r, HTTP_OK, b.p, b.len);
 }
 
 static int referral_list(request_rec *r, const dm_route_match *rm)

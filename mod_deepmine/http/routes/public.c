@@ -4,6 +4,8 @@
 #include "dm_http.h"
 
 #include <apr_strings.h>
+#include <apr_time.h>
+#include <pthread.h>
 
 /* A heartbeat older than this (seconds) makes the server degraded. */
 #define DM_CRON_STALE 60
@@ -13,71 +15,156 @@
 #include "base/json.h"
 #include "store/migrate.h"
 
+/* What GET /api/health asks the database: the schema version and the
+ * newest cron heartbeat. Everything derived from them (ages, states, the
+ * clock) is computed per request. */
+typedef struct health_probe {
+    int schema;
+    dm_err *hb_err; /* the heartbeat query failed */
+    int hb_found;
+    int64_t hb_newest;
+} health_probe;
+
+static dm_err *health_probe_run(dm_db *db, apr_pool_t *p, health_probe *hp)
+{
+    dm_err *e = dm_migrate_version_fast(db, p, &hp->schema);
+
+    if (!e) {
+        hp->hb_err = dm_cron_heartbeat_newest(db, p, &hp->hb_newest, &hp->hb_found);
+    }
+    return e;
+}
+
+/* The probe's answers are kept per child and per connection for at most
+ * DM_HEALTH_CACHE_FOR, and only while SQLite's data_version of that
+ * connection is unchanged: a commit by any other connection (another
+ * child, the cron daemon's heartbeat, deepminectl, the sqlite3 shell)
+ * makes the next request ask again, so the answer is never older than
+ * the database; the second bounds what data_version cannot see (a commit
+ * on the same connection). A failed probe is never kept. Balancers poll
+ * health often; this keeps it near the cost of a static answer
+ * (docs/decisions.md "A cached health probe"). */
+#define DM_HEALTH_CACHE_FOR apr_time_from_sec(1)
+#define DM_HEALTH_SLOTS 64
+
+typedef struct health_slot {
+    const dm_db *db;
+    int64_t data_version;
+    apr_time_t at;
+    health_probe probe;
+} health_slot;
+
+static struct {
+    pthread_mutex_t lock;
+    health_slot slot[DM_HEALTH_SLOTS];
+    unsigned next; /* the slot a new connection takes (round robin) */
+} health_cache = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0};
+
+static dm_err *health_probe_cached(dm_db *db, apr_pool_t *p, health_probe *hp)
+{
+    int64_t version = 0;
+    int found = 0, hit = 0;
+    apr_time_t now = apr_time_now();
+    health_slot *s = NULL;
+    dm_err *e;
+
+    if (dm_db_query_int64(db, p, "PRAGMA data_version", &version, &found) || !found) {
+        return health_probe_run(db, p, hp);
+    }
+    pthread_mutex_lock(&health_cache.lock);
+    for (int i = 0; i < DM_HEALTH_SLOTS && !s; i++) {
+        if (health_cache.slot[i].db == db) {
+            s = &health_cache.slot[i];
+        }
+    }
+    if (s && s->data_version == version && now >= s->at && now - s->at < DM_HEALTH_CACHE_FOR) {
+        *hp = s->probe;
+        hit = 1;
+    }
+    pthread_mutex_unlock(&health_cache.lock);
+    if (hit) {
+        return NULL;
+    }
+    e = health_probe_run(db, p, hp);
+    if (!e && !hp->hb_err) {
+        pthread_mutex_lock(&health_cache.lock);
+        if (!s || s->db != db) {
+            s = &health_cache.slot[health_cache.next++ % DM_HEALTH_SLOTS];
+        }
+        s->db = db;
+        s->data_version = version;
+        s->at = now;
+        s->probe = *hp;
+        pthread_mutex_unlock(&health_cache.lock);
+    }
+    return e;
+}
+
 /* The cron daemon's part of the health answer. Degraded when cron is on and
  * its newest heartbeat is older than a minute, or when there has been none
  * for a minute since this server started. */
-static json_t *cron_health(request_rec *r, dm_db *db, int *ok)
+static void cron_health(request_rec *r, const health_probe *hp, dm_jbuf *b, int *ok)
 {
     const dm_conf *c = dm_conf_get(r->server);
-    int64_t age = 0;
-    int found = 0;
-    json_t *o = json_object();
-    dm_err *e;
+    int64_t now = dm_now();
+    int64_t age = hp->hb_newest && now > hp->hb_newest ? now - hp->hb_newest : 0;
+    int found = !hp->hb_err && hp->hb_found;
 
     *ok = 1;
-    json_object_set_new(o, "enabled", json_boolean(dm_conf_cron(c)));
-    e = dm_cron_heartbeat_age(db, r->pool, &age, &found);
-    if (e || !found) {
-        json_object_set_new(o, "heartbeat_age_s", json_null());
-        json_object_set_new(o, "last_heartbeat", json_null());
+    dm_jbuf_lit(b, "{\"enabled\":");
+    dm_jbuf_bool(b, dm_conf_cron(c));
+    if (!found) {
+        dm_jbuf_lit(b, ",\"heartbeat_age_s\":null,\"last_heartbeat\":null");
     } else {
-        json_object_set_new(o, "heartbeat_age_s", json_integer(age));
-        json_object_set_new(o, "last_heartbeat",
-                            json_string(dm_json_time(r->pool, dm_now() - age)));
+        dm_jbuf_lit(b, ",\"heartbeat_age_s\":");
+        dm_jbuf_int(b, age);
+        dm_jbuf_lit(b, ",\"last_heartbeat\":");
+        dm_jbuf_time(b, now - age);
     }
+    dm_jbuf_lit(b, ",\"status\":");
     if (dm_conf_cron(c)) {
         const char *state = "ok";
-        if (e) {
+        if (hp->hb_err) {
             state = "unknown";
             *ok = 0;
         } else if (found && age > DM_CRON_STALE) {
             state = "stale";
             *ok = 0;
         } else if (!found) {
-            state = dm_now() - dm_g.started_at > DM_CRON_STALE ? "missing" : "starting";
+            state = now - dm_g.started_at > DM_CRON_STALE ? "missing" : "starting";
             *ok = strcmp(state, "starting") == 0;
         }
-        json_object_set_new(o, "status", json_string(state));
+        dm_jbuf_str(b, state);
     } else {
-        json_object_set_new(o, "status", json_string("off"));
+        dm_jbuf_lit(b, "\"off\"");
     }
-    return o;
+    dm_jbuf_lit(b, "}");
 }
 
 static int health(request_rec *r, const dm_route_match *m)
 {
     const dm_conf *c = dm_conf_get(r->server);
-    json_t *cron = NULL;
+    health_probe hp = {0};
     int cron_ok = 1;
     dm_db *db;
     dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
-    int schema = 0, storage = 0;
-    json_t *o;
-    const char *body;
-    size_t len;
+    int storage = 0;
+    dm_jbuf b, cron;
 
     if (!e) {
-        e = dm_migrate_version(db, r->pool, &schema);
+        e = health_probe_cached(db, r->pool, &hp);
     }
-    if (!e && schema != dm_migrate_latest()) {
+    if (!e && hp.schema != dm_migrate_latest()) {
         /* Another node or deepminectl moved the schema on (or back): this
          * server's queries may no longer match it. */
         e = dm_err_make(r->pool, DM_E_UNAVAILABLE, NULL,
-                        "database schema is %d, this server is built for %d", schema,
+                        "database schema is %d, this server is built for %d", hp.schema,
                         dm_migrate_latest());
     }
+    cron.len = 0;
     if (!e) {
-        cron = cron_health(r, db, &cron_ok);
+        dm_jbuf_init(&cron, r->pool, 128);
+        cron_health(r, &hp, &cron, &cron_ok);
     }
     /* Reads still work on a full disk; what the last write met is shared
      * by every process (store/db.h). */
@@ -87,28 +174,29 @@ static int health(request_rec *r, const dm_route_match *m)
                         storage == 1 ? "is full" : "fails with I/O errors");
         apr_table_setn(r->err_headers_out, "Retry-After", DM_STORAGE_RETRY_AFTER);
     }
-    o = dm_json_own(r->pool, json_object());
-    json_object_set_new(o, "status", json_string(e || !cron_ok ? "degraded" : "ok"));
-    json_object_set_new(o, "version", json_string(DM_VERSION));
-    json_object_set_new(o, "schema", json_integer(schema));
-    json_object_set_new(o, "database",
-                        json_string(storage == 1   ? "full"
-                                    : storage == 2 ? "io_error"
-                                    : e            ? "unavailable"
-                                                   : "ok"));
-    if (cron) {
-        json_object_set_new(o, "cron", cron);
+    /* the members in the order of the jansson object this replaced */
+    dm_jbuf_init(&b, r->pool, 256);
+    dm_jbuf_lit(&b, e || !cron_ok ? "{\"status\":\"degraded\"" : "{\"status\":\"ok\"");
+    dm_jbuf_lit(&b, ",\"version\":");
+    dm_jbuf_str(&b, DM_VERSION);
+    dm_jbuf_lit(&b, ",\"schema\":");
+    dm_jbuf_int(&b, hp.schema);
+    dm_jbuf_lit(&b, ",\"database\":");
+    dm_jbuf_str(&b, storage == 1 ? "full" : storage == 2 ? "io_error" : e ? "unavailable" : "ok");
+    if (cron.len) {
+        dm_jbuf_lit(&b, ",\"cron\":");
+        dm_jbuf_lit(&b, cron.p);
     }
     if (dm_conf_test_mode(c)) {
-        json_object_set_new(o, "test_mode", json_true());
-        json_object_set_new(o, "clock", json_string(dm_json_time(r->pool, dm_now())));
+        dm_jbuf_lit(&b, ",\"test_mode\":true,\"clock\":");
+        dm_jbuf_time(&b, dm_now());
     }
-    body = dm_json_dump(r->pool, o, &len);
+    dm_jbuf_lit(&b, "}");
     if (e) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "DM00030: health: database unwell: %s",
                       e->message);
     }
-    return dm_http_json(r, e || !cron_ok ? HTTP_SERVICE_UNAVAILABLE : HTTP_OK, body, len);
+    return dm_http_json(r, e || !cron_ok ? HTTP_SERVICE_UNAVAILABLE : HTTP_OK, b.p, b.len);
 }
 
 static int packages_list(request_rec *r, const dm_route_match *m)
