@@ -317,6 +317,11 @@ dm_err *dm_db_bulk_load_mode(dm_db *db, apr_pool_t *p, int cache_mib)
                                    cache_mib > 0 ? cache_mib * 1024 : 2000));
 }
 
+dm_err *dm_db_scratch_in_memory(dm_db *db, apr_pool_t *p, int on)
+{
+    return dm_db_exec(db, p, on ? "PRAGMA temp_store=MEMORY" : "PRAGMA temp_store=DEFAULT");
+}
+
 dm_err *dm_db_begin(dm_db *db, apr_pool_t *p)
 {
     int64_t t0 = dm_metrics_now_us();
