@@ -35,6 +35,10 @@
 # (storage-local) while a writer commits a row every few ms
 # (scripts/bench_backup_writer.py): seconds, sizes, and the longest commit
 # the writer saw (target: under 50 ms),
+# BENCH_ONLY=webhooks: only the paid-order webhooks (wrk -t2 -c16 for
+# WEBHOOK_SECONDS, WEBHOOKS pending orders of the chain's tip), on MEMBERS
+# generated members (MEMBERS=100000 for a quick look), with their server
+# time from the access log and `ledger verify`,
 # BENCH_CONF="directives" appended to the bench's local.conf (to try tunings).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -276,6 +280,49 @@ if [ "${BENCH_ONLY:-}" = stats ]; then
   exit 0
 fi
 
+# ---- money (issue 4): paid-order webhooks with a 10-level upline ----
+# Setup: WEBHOOKS pending sandbox orders of the chain's tip (its upline is 10
+# deep), inserted with SQL as bench data; then each
+# order's paid event, signed as the sandbox signs it, is posted by wrk.
+# (a function: BENCH_ONLY=webhooks runs it alone, on MEMBERS generated members)
+webhooks_bench() {
+  webhooks=${WEBHOOKS:-40000}
+  price=$(sqlite3 "$var/deepmine.db" "SELECT price_micros FROM packages WHERE id = 1")
+  now=$(date +%s)
+  sqlite3 "$var/deepmine.db" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $webhooks)
+    INSERT INTO orders (user_id, package_id, amount_micros, currency, status, gateway, provider_ref,
+                        created_at, updated_at)
+    SELECT $tip, 1, $price, 'USD', 'pending', 'sandbox', 'cs_bench_' || i, $now, $now FROM n;"
+  first_order=$(sqlite3 "$var/deepmine.db" "SELECT MIN(id) FROM orders WHERE provider_ref LIKE 'cs_bench_%'")
+  python3 - "$var/sandbox-webhook.secret" "$first_order" "$webhooks" "$price" > "$var/events.tsv" <<'PY'
+import hashlib, hmac, json, sys, time
+secret = open(sys.argv[1], "rb").read().strip()
+first, n, price = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+t = int(time.time())
+for k in range(n):
+    oid = first + k
+    body = json.dumps({"id": "evt_bench_%d" % oid, "type": "checkout.paid", "created": t,
+                       "livemode": False,
+                       "data": {"object": {"id": "cs_bench_%d" % (k + 1), "order_id": str(oid),
+                                           "amount_micros": price, "currency": "USD"}}},
+                      separators=(",", ":"))
+    sig = hmac.new(secret, ("%d.%s" % (t, body)).encode(), hashlib.sha256).hexdigest()
+    print("t=%d,v1=%s\t%s" % (t, sig, body))
+PY
+  [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
+  wh_secs=${WEBHOOK_SECONDS:-10}
+  BENCH_EVENTS="$var/events.tsv" BENCH_THREADS=2 wrk -t2 -c16 -d"${wh_secs}s" --latency \
+    -s "$root/scripts/bench_webhooks.lua" "$base" > "$var/wrk-webhooks.txt"
+  paid=$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM orders WHERE provider_ref LIKE 'cs_bench_%' AND status = 'paid'")
+  contracts=$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM contracts c JOIN orders o ON o.id = c.order_id WHERE o.provider_ref LIKE 'cs_bench_%'")
+  comms=$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM commissions c JOIN orders o ON o.id = c.order_id WHERE o.provider_ref LIKE 'cs_bench_%'")
+  echo
+  echo "paid-order webhooks (tip of the chain, 10-level upline), wrk -t2 -c16 -d${wh_secs}s:"
+  echo "  $paid orders paid end to end = $(awk -v n="$paid" -v s="$wh_secs" 'BEGIN { printf "%.0f", n / s }')/s; $contracts contracts, $comms commission credits ($(awk -v c="$comms" -v n="$paid" 'BEGIN { printf "%.1f", n ? c / n : 0 }') per order)"
+  grep -E '^ +(50|99)%' "$var/wrk-webhooks.txt" | awk '{ printf "  latency %s %s\n", $1, $2 }'
+  [ "$paid" -lt "$webhooks" ] || echo "  (all $webhooks events were used: raise WEBHOOKS for a longer run)"
+}
+
 members=${MEMBERS:-1000000}
 chain=${CHAIN:-10000}
 if [ "$members" -gt 0 ]; then
@@ -288,6 +335,17 @@ if [ "$members" -gt 0 ]; then
   t1=$(date +%s.%N)
   [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
   gen_secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+fi
+
+if [ "${BENCH_ONLY:-}" = webhooks ]; then   # the write path alone (MEMBERS=100000 for a quick look)
+  tip=$(sqlite3 "$var/deepmine.db" "SELECT MAX(id) FROM users")
+  webhooks_bench
+  "$root/build/deepminectl" --db "$var/deepmine.db" ledger verify | sed 's/^/  /'
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true   # flushes BufferedLogs
+  awk -F'"' '$4 == "/api/webhooks/{name}" { split($3, f, " "); print f[3] }' "$var/logs/access.log" |
+    sort -n | awk '{ v[NR] = $1 } END { printf "  server time (access log %%D): p50 %.3f ms, p99 %.3f ms\n",
+      v[int(NR * 0.5) + 1] / 1000, v[int(NR * 0.99) + 1] / 1000 }'
+  exit 0
 fi
 
 echo "DeepMine bench: wrk -t$threads -c$conns -d$duration, $(nproc) cores, $(apache2 -v | head -1 | sed 's/Server version: //')"
@@ -343,45 +401,7 @@ for i in $(seq 1 20); do
     || { echo "bench: registration failed"; exit 1; }
 done
 
-# ---- money (issue 4): paid-order webhooks with a 10-level upline ----
-# Setup: WEBHOOKS pending sandbox orders of the chain's tip (its upline is 10
-# deep), inserted with SQL as bench data; then each
-# order's paid event, signed as the sandbox signs it, is posted by wrk.
-webhooks=${WEBHOOKS:-40000}
-price=$(sqlite3 "$var/deepmine.db" "SELECT price_micros FROM packages WHERE id = 1")
-now=$(date +%s)
-sqlite3 "$var/deepmine.db" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $webhooks)
-  INSERT INTO orders (user_id, package_id, amount_micros, currency, status, gateway, provider_ref,
-                      created_at, updated_at)
-  SELECT $tip, 1, $price, 'USD', 'pending', 'sandbox', 'cs_bench_' || i, $now, $now FROM n;"
-first_order=$(sqlite3 "$var/deepmine.db" "SELECT MIN(id) FROM orders WHERE provider_ref LIKE 'cs_bench_%'")
-python3 - "$var/sandbox-webhook.secret" "$first_order" "$webhooks" "$price" > "$var/events.tsv" <<'PY'
-import hashlib, hmac, json, sys, time
-secret = open(sys.argv[1], "rb").read().strip()
-first, n, price = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-t = int(time.time())
-for k in range(n):
-    oid = first + k
-    body = json.dumps({"id": "evt_bench_%d" % oid, "type": "checkout.paid", "created": t,
-                       "livemode": False,
-                       "data": {"object": {"id": "cs_bench_%d" % (k + 1), "order_id": str(oid),
-                                           "amount_micros": price, "currency": "USD"}}},
-                      separators=(",", ":"))
-    sig = hmac.new(secret, ("%d.%s" % (t, body)).encode(), hashlib.sha256).hexdigest()
-    print("t=%d,v1=%s\t%s" % (t, sig, body))
-PY
-[ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
-wh_secs=${WEBHOOK_SECONDS:-10}
-BENCH_EVENTS="$var/events.tsv" BENCH_THREADS=2 wrk -t2 -c16 -d"${wh_secs}s" --latency \
-  -s "$root/scripts/bench_webhooks.lua" "$base" > "$var/wrk-webhooks.txt"
-paid=$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM orders WHERE provider_ref LIKE 'cs_bench_%' AND status = 'paid'")
-contracts=$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM contracts c JOIN orders o ON o.id = c.order_id WHERE o.provider_ref LIKE 'cs_bench_%'")
-comms=$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM commissions c JOIN orders o ON o.id = c.order_id WHERE o.provider_ref LIKE 'cs_bench_%'")
-echo
-echo "paid-order webhooks (tip of the chain, 10-level upline), wrk -t2 -c16 -d${wh_secs}s:"
-echo "  $paid orders paid end to end = $(awk -v n="$paid" -v s="$wh_secs" 'BEGIN { printf "%.0f", n / s }')/s; $contracts contracts, $comms commission credits ($(awk -v c="$comms" -v n="$paid" 'BEGIN { printf "%.1f", n ? c / n : 0 }') per order)"
-grep -E '^ +(50|99)%' "$var/wrk-webhooks.txt" | awk '{ printf "  latency %s %s\n", $1, $2 }'
-[ "$paid" -lt "$webhooks" ] || echo "  (all $webhooks events were used: raise WEBHOOKS for a longer run)"
+webhooks_bench
 
 # GET /api/ledger: the referrer of the tip now has a statement of credits.
 ref=$(sqlite3 "$var/deepmine.db" "SELECT ancestor_id FROM user_ancestors WHERE user_id = $tip AND depth = 1")

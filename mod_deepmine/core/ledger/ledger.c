@@ -691,9 +691,11 @@ dm_err *dm_ledger_transfer(dm_db *db, apr_pool_t *p, const dm_transfer_req *req,
 
 /* Rows per multi-row INSERT: one statement instead of 64 saves most of
  * the per-statement cost; 8 parameters a row stays far below SQLite's
- * limit of 32766. A remainder goes through the one-row statement, so only
- * two statement texts are ever cached. */
+ * limit of 32766. A remainder of up to MANY_SMALL rows (a commission
+ * split: 10) is one statement too, a longer one goes through the one-row
+ * statement, so at most MANY_SMALL + 1 statement texts are ever cached. */
 #define MANY_ROWS 64
+#define MANY_SMALL 16
 #define MANY_PARAMS 8
 
 /* APR pools align to 8 bytes, __int128 wants 16: the sum is kept in a type
@@ -935,6 +937,10 @@ dm_err *dm_ledger_post_many(dm_db *db, apr_pool_t *p, const dm_transfer_req *req
     }
     for (i = 0; i + MANY_ROWS <= n && !e; i += MANY_ROWS) {
         e = many_insert(db, p, reqs, i, MANY_ROWS, index, now, created, got);
+    }
+    if (n - i > 1 && n - i <= MANY_SMALL && !e) {
+        e = many_insert(db, p, reqs, i, n - i, index, now, created, got);
+        i = n;
     }
     for (; i < n && !e; i++) {
         e = many_insert(db, p, reqs, i, 1, index, now, created, got);

@@ -2,7 +2,8 @@
  * commission.c — see commission.h. A split is one indexed read (the
  * buyer's stored upline joined with each ancestor's level, status and rate
  * for its depth), then per credited depth one ledger transfer and one
- * commissions row. commission_orders remembers each order counted, so a
+ * commissions row (all levels' transfers in one dm_ledger_post_many, all
+ * rows in one INSERT). commission_orders remembers each order counted, so a
  * replayed payment and a clawback both know what was done.
  */
 #include "referral/commission.h"
@@ -174,56 +175,82 @@ static dm_err *read_upline(dm_db *db, apr_pool_t *p, int64_t buyer_id, credit *o
     return e;
 }
 
-static dm_err *credit_one(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
-                          const credit *c, int64_t amount, const char *currency, int64_t source,
-                          int64_t hold)
+/* The commissions rows of one split, one multi-row INSERT (rows <=
+ * DM_REFERRAL_LEVELS, so at most that many statement texts are cached). */
+static dm_err *insert_credits(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
+                              const credit *const *c, const int64_t *amounts,
+                              const int64_t *transfer_ids, int rows, const char *currency,
+                              int64_t hold)
 {
-    int64_t held = 0, now = dm_now();
-    dm_transfer_req req;
-    dm_transfer t;
+    static const char head[] = "INSERT INTO commissions (order_id, depth, beneficiary_id, "
+                               "source_user_id, amount_micros, currency, rate_bp, vip_level, "
+                               "status, release_at, transfer_id, created_at) VALUES ";
+    static const char one[] = "(?, ?, ?, ?, ?, ?, ?, ?, 'held', ?, ?, ?)";
+    static const char tail[] = " ON CONFLICT (order_id, depth) DO NOTHING";
+    const char *sql = head;
+    int64_t now = dm_now();
+    int row = 0;
     dm_stmt *st;
-    int created = 0, row;
-    dm_err *e = dm_ledger_member_account(db, p, c->ancestor, DM_ACCOUNT_HELD, currency, &held);
+    dm_err *e;
 
+    for (int i = 0; i < rows; i++) {
+        sql = apr_pstrcat(p, sql, i ? ", " : "", one, NULL);
+    }
+    e = dm_db_prepare(db, p, apr_pstrcat(p, sql, tail, NULL), &st);
     if (e) {
         return e;
     }
-    memset(&req, 0, sizeof(req));
-    req.idempotency_key =
-        apr_psprintf(p, "comm:%" APR_INT64_T_FMT ":%d", (apr_int64_t)order_id, c->depth);
-    req.debit_account_id = source;
-    req.credit_account_id = held;
-    req.amount_micros = amount;
-    req.currency = currency;
-    req.kind = DM_KIND_COMMISSION;
-    req.reference = apr_psprintf(p, "order:%" APR_INT64_T_FMT, (apr_int64_t)order_id);
-    e = dm_ledger_transfer(db, p, &req, &t, &created);
-    if (e) {
-        return e;
+    for (int i = 0; i < rows; i++) {
+        int b = i * 11;
+        dm_stmt_bind_int64(st, b + 1, order_id);
+        dm_stmt_bind_int64(st, b + 2, c[i]->depth);
+        dm_stmt_bind_int64(st, b + 3, c[i]->ancestor);
+        dm_stmt_bind_int64(st, b + 4, buyer_id);
+        dm_stmt_bind_int64(st, b + 5, amounts[i]);
+        dm_stmt_bind_str(st, b + 6, currency);
+        dm_stmt_bind_int64(st, b + 7, c[i]->rate_bp);
+        dm_stmt_bind_int64(st, b + 8, c[i]->vip_level);
+        dm_stmt_bind_int64(st, b + 9, now + hold);
+        dm_stmt_bind_int64(st, b + 10, transfer_ids[i]);
+        dm_stmt_bind_int64(st, b + 11, now);
     }
-    e = dm_db_prepare(db, p,
-                      "INSERT INTO commissions (order_id, depth, beneficiary_id, source_user_id, "
-                      "amount_micros, currency, rate_bp, vip_level, status, release_at, "
-                      "transfer_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'held', ?, ?, ?) "
-                      "ON CONFLICT (order_id, depth) DO NOTHING",
-                      &st);
-    if (e) {
-        return e;
-    }
-    dm_stmt_bind_int64(st, 1, order_id);
-    dm_stmt_bind_int64(st, 2, c->depth);
-    dm_stmt_bind_int64(st, 3, c->ancestor);
-    dm_stmt_bind_int64(st, 4, buyer_id);
-    dm_stmt_bind_int64(st, 5, amount);
-    dm_stmt_bind_str(st, 6, currency);
-    dm_stmt_bind_int64(st, 7, c->rate_bp);
-    dm_stmt_bind_int64(st, 8, c->vip_level);
-    dm_stmt_bind_int64(st, 9, now + hold);
-    dm_stmt_bind_int64(st, 10, t.id);
-    dm_stmt_bind_int64(st, 11, now);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
     return e;
+}
+
+/* The credits of one split: each beneficiary's held account (created in
+ * depth order, as one transfer at a time did), then every transfer in one
+ * dm_ledger_post_many — the commissions account is debited once, not once
+ * per level — then the rows. Same keys, ids, amounts and balances as a
+ * transfer per level, at a third of the statements. */
+static dm_err *credit_all(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
+                          const credit *const *c, const int64_t *amounts, int rows,
+                          const char *currency, int64_t source, int64_t hold)
+{
+    dm_transfer_req reqs[DM_REFERRAL_LEVELS];
+    int created[DM_REFERRAL_LEVELS];
+    int64_t ids[DM_REFERRAL_LEVELS];
+    const char *reference = apr_psprintf(p, "order:%" APR_INT64_T_FMT, (apr_int64_t)order_id);
+    dm_err *e = NULL;
+
+    memset(reqs, 0, sizeof(reqs));
+    for (int i = 0; !e && i < rows; i++) {
+        int64_t held = 0;
+        e = dm_ledger_member_account(db, p, c[i]->ancestor, DM_ACCOUNT_HELD, currency, &held);
+        reqs[i].idempotency_key =
+            apr_psprintf(p, "comm:%" APR_INT64_T_FMT ":%d", (apr_int64_t)order_id, c[i]->depth);
+        reqs[i].debit_account_id = source;
+        reqs[i].credit_account_id = held;
+        reqs[i].amount_micros = amounts[i];
+        reqs[i].currency = currency;
+        reqs[i].kind = DM_KIND_COMMISSION;
+        reqs[i].reference = reference;
+    }
+    if (!e) {
+        e = dm_ledger_post_many(db, p, reqs, rows, created, ids);
+    }
+    return e ? e : insert_credits(db, p, order_id, buyer_id, c, amounts, ids, rows, currency, hold);
 }
 
 dm_err *dm_commission_pay(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
@@ -237,8 +264,9 @@ dm_err *dm_commission_pay_via(dm_db *db, apr_pool_t *p, int64_t order_id, int64_
 {
     int64_t hold = dm_commission_hold_for(gateway);
     credit up[DM_REFERRAL_LEVELS];
-    int64_t ids[DM_REFERRAL_LEVELS], source = 0;
-    int n = 0, fresh = 0;
+    const credit *paid[DM_REFERRAL_LEVELS];
+    int64_t ids[DM_REFERRAL_LEVELS], amounts[DM_REFERRAL_LEVELS], source = 0;
+    int n = 0, fresh = 0, rows = 0;
     dm_err *e = need_txn(db, p, "paying commissions");
 
     if (e) {
@@ -275,8 +303,12 @@ dm_err *dm_commission_pay_via(dm_db *db, apr_pool_t *p, int64_t order_id, int64_
         }
         amount = product / 10000; /* both >= 0: division rounds down */
         if (amount > 0) {
-            e = credit_one(db, p, order_id, buyer_id, &up[i], amount, currency, source, hold);
+            paid[rows] = &up[i];
+            amounts[rows++] = amount;
         }
+    }
+    if (!e && rows) {
+        e = credit_all(db, p, order_id, buyer_id, paid, amounts, rows, currency, source, hold);
     }
     /* Volumes are in the platform currency (docs/commissions.md). */
     if (!e && strcmp(currency, DM_LEDGER_CURRENCY) == 0) {

@@ -20,21 +20,45 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "store/db_pg.h"
+#include "store/wlock.h"
+
+/* WAL pages after which a commit's connection checkpoints (SQLite's own
+ * default), once it has let the next writer in (see wal_hook). */
+#define DM_DB_CHECKPOINT_PAGES 1000
+
+/* Slots of the statement cache's front, found by the SQL text's address
+ * (a power of two). */
+#define DM_DB_FAST_SLOTS 128
 
 struct dm_db {
     sqlite3 *handle;
     apr_pool_t *pool;
     apr_hash_t *stmts; /* sql text -> dm_stmt */
+    /* In front of stmts: the statement last prepared from the text at this
+     * address (SQL is mostly a string literal, so its address is stable).
+     * A hit is confirmed by comparing the text, so text built at run time
+     * at a reused address still finds its own statement. Hashing the whole
+     * text for every statement was 4 % of a paid-order webhook. */
+    struct dm_db_fast {
+        const char *sql;
+        struct dm_stmt *st;
+    } fast[DM_DB_FAST_SLOTS];
     const char *path;
     int in_txn;
-    dm_pg *pg; /* non-NULL: a PostgreSQL connection (db_pg.c), handle NULL */
+    dm_pg *pg;     /* non-NULL: a PostgreSQL connection (db_pg.c), handle NULL */
+    int busy_ms;   /* the busy timeout, also the longest wait for the writer lock */
+    int wal_pages; /* the WAL's size after this connection's last commit */
+    int wl_tried;  /* the writer lock was looked for (opened once, on first write) */
+    int wl_held;   /* this connection holds the writer lock */
+    dm_wlock *wl;  /* NULL: no writer lock (in-memory database, no futex) */
 };
 
 struct dm_stmt {
     dm_db *db;
     sqlite3_stmt *st;
     const char *sql;
-    dm_pg_stmt *pg; /* on a PostgreSQL connection */
+    dm_pg_stmt *pg;  /* on a PostgreSQL connection */
+    int holds_wlock; /* an autocommit write stepped to a row: released at done */
 };
 
 /* Counts a refusal by the storage; the first after a success is logged
@@ -91,11 +115,18 @@ static apr_status_t db_cleanup(void *data)
     if (!db->handle) {
         return APR_SUCCESS;
     }
+    if (db->wl_held) {
+        dm_wlock_release(db->wl);
+        db->wl_held = 0;
+    }
+    dm_wlock_close(db->wl);
+    db->wl = NULL;
     for (hi = apr_hash_first(NULL, db->stmts); hi; hi = apr_hash_next(hi)) {
         dm_stmt *st = apr_hash_this_val(hi);
         sqlite3_finalize(st->st);
     }
     apr_hash_clear(db->stmts);
+    memset(db->fast, 0, sizeof(db->fast));
     sqlite3_close_v2(db->handle);
     db->handle = NULL;
     return APR_SUCCESS;
@@ -127,6 +158,66 @@ static void create_private(const char *path)
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd >= 0) {
         close(fd);
+    }
+}
+
+/* SQLite calls this after each commit with the WAL's size. Its default
+ * hook checkpoints right there, inside the commit, while the writer lock
+ * (ours) is still held and every other writer waits out the fsyncs; this
+ * one only notes the size, and after_write checkpoints once the lock is
+ * passed on. Same threshold, same PASSIVE checkpoint: nothing about
+ * durability changes, only who waits for it. */
+static int wal_hook(void *arg, sqlite3 *h, const char *name, int pages)
+{
+    dm_db *db = arg;
+    (void)h;
+    (void)name;
+    db->wal_pages = pages;
+    return SQLITE_OK;
+}
+
+/* Takes the writer lock before a write (see store/wlock.h): 1 when held
+ * now, 0 when there is none or the wait timed out (then SQLite's lock and
+ * busy handler decide alone, as before the queue). */
+static int writer_lock(dm_db *db)
+{
+    unsigned holder = 0;
+
+    if (!db->wl_tried) {
+        const char *why = NULL;
+        db->wl_tried = 1;
+        db->wl = dm_wlock_open(db->pool, db->path, &why);
+        if (!db->wl && why) {
+            dm_log(DM_L_WARN,
+                   "DM01800: no writer queue for %s (%s): writers wait in SQLite's busy "
+                   "handler",
+                   db->path, why);
+        }
+    }
+    if (!db->wl) {
+        return 0;
+    }
+    if (dm_wlock_acquire(db->wl, db->busy_ms, &holder)) {
+        db->wl_held = 1;
+        return 1;
+    }
+    dm_log(DM_L_WARN, "DM01801: waited %d ms for the writer lock of %s (held by pid %u)",
+           db->busy_ms, db->path, holder);
+    return 0;
+}
+
+/* After a commit or a rollback: the next writer goes in, then this
+ * connection checkpoints if its commit left the WAL long (wal_hook). */
+static void after_write(dm_db *db)
+{
+    if (db->wl_held) {
+        db->wl_held = 0;
+        dm_wlock_release(db->wl);
+    }
+    if (db->wal_pages >= DM_DB_CHECKPOINT_PAGES) {
+        db->wal_pages = 0;
+        /* SQLITE_BUSY: another connection is checkpointing; fine */
+        sqlite3_wal_checkpoint_v2(db->handle, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     }
 }
 
@@ -164,7 +255,9 @@ dm_err *dm_db_open(apr_pool_t *p, const char *path, const dm_db_options *opt, dm
         return e;
     }
     apr_pool_cleanup_register(p, db, db_cleanup, apr_pool_cleanup_null);
-    sqlite3_busy_timeout(db->handle, (opt && opt->busy_timeout_ms) ? opt->busy_timeout_ms : 5000);
+    db->busy_ms = (opt && opt->busy_timeout_ms) ? opt->busy_timeout_ms : 5000;
+    sqlite3_busy_timeout(db->handle, db->busy_ms);
+    sqlite3_wal_hook(db->handle, wal_hook, db);
     sqlite3_extended_result_codes(db->handle, 1);
     if (!(opt && opt->readonly)) {
         /* Switching a new file to WAL takes a lock without calling the busy
@@ -227,6 +320,7 @@ void dm_db_set_busy_timeout(dm_db *db, int ms)
         dm_pg_set_busy_timeout(db->pg, ms);
         return;
     }
+    db->busy_ms = ms;
     sqlite3_busy_timeout(db->handle, ms);
 }
 
@@ -273,6 +367,14 @@ dm_err *dm_db_bulk_load_mode(dm_db *db, apr_pool_t *p, int cache_mib)
                                    cache_mib > 0 ? cache_mib * 1024 : 2000));
 }
 
+dm_err *dm_db_scratch_in_memory(dm_db *db, apr_pool_t *p, int on)
+{
+    if (db->pg) {
+        return NULL; /* a SQLite setting: PostgreSQL has no statement journal file */
+    }
+    return dm_db_exec(db, p, on ? "PRAGMA temp_store=MEMORY" : "PRAGMA temp_store=DEFAULT");
+}
+
 dm_err *dm_db_begin(dm_db *db, apr_pool_t *p)
 {
     int64_t t0;
@@ -282,13 +384,28 @@ dm_err *dm_db_begin(dm_db *db, apr_pool_t *p)
         return dm_pg_begin(db->pg, p);
     }
     t0 = dm_metrics_now_us();
-    e = dm_db_exec(db, p, "BEGIN IMMEDIATE");
 
+    /* Writers queue on the writer lock, then SQLite's own lock is free at
+     * once (unless a process outside the queue writes): its busy handler
+     * is only the fallback. A wait on the queue that timed out tries
+     * SQLite's lock once, without waiting again. */
+    if (db->in_txn || writer_lock(db) || !db->wl) {
+        e = dm_db_exec(db, p, "BEGIN IMMEDIATE");
+    } else {
+        sqlite3_busy_timeout(db->handle, 0);
+        e = dm_db_exec(db, p, "BEGIN IMMEDIATE");
+        sqlite3_busy_timeout(db->handle, db->busy_ms);
+    }
     dm_metrics_observe_us(DM_M_DB_WRITE_LOCK_WAIT, dm_metrics_now_us() - t0, DM_ML_END);
     if (!e) {
         db->in_txn = 1;
-    } else if (e->code == DM_E_UNAVAILABLE && strncmp(e->message, "database busy", 13) == 0) {
-        dm_metrics_inc(DM_M_DB_WRITE_LOCK_TIMEOUT, DM_ML_END);
+    } else {
+        if (!db->in_txn) {
+            after_write(db);
+        }
+        if (e->code == DM_E_UNAVAILABLE && strncmp(e->message, "database busy", 13) == 0) {
+            dm_metrics_inc(DM_M_DB_WRITE_LOCK_TIMEOUT, DM_ML_END);
+        }
     }
     return e;
 }
@@ -301,6 +418,7 @@ dm_err *dm_db_commit(dm_db *db, apr_pool_t *p)
         return e;
     }
     db->in_txn = 0;
+    after_write(db);
     /* A write went through: whatever refused writes before is over. */
     if (dm_metrics_get(DM_M_DB_STORAGE_FULL, DM_ML_END) != 0 &&
         dm_metrics_swap(DM_M_DB_STORAGE_FULL, 0, DM_ML_END) != 0) {
@@ -320,6 +438,7 @@ void dm_db_rollback(dm_db *db)
         sqlite3_exec(db->handle, "ROLLBACK", NULL, NULL, NULL);
     }
     db->in_txn = 0;
+    after_write(db);
 }
 
 int dm_db_in_transaction(const dm_db *db)
@@ -332,9 +451,15 @@ int dm_db_in_transaction(const dm_db *db)
 
 dm_err *dm_db_prepare(dm_db *db, apr_pool_t *p, const char *sql, dm_stmt **out)
 {
-    dm_stmt *st = apr_hash_get(db->stmts, sql, APR_HASH_KEY_STRING);
+    struct dm_db_fast *f = &db->fast[((uintptr_t)sql >> 3) & (DM_DB_FAST_SLOTS - 1)];
+    dm_stmt *st;
     int rc;
 
+    if (f->sql == sql && strcmp(f->st->sql, sql) == 0) {
+        *out = f->st;
+        return NULL;
+    }
+    st = apr_hash_get(db->stmts, sql, APR_HASH_KEY_STRING);
     if (!st) {
         st = apr_pcalloc(db->pool, sizeof(*st));
         st->db = db;
@@ -354,6 +479,8 @@ dm_err *dm_db_prepare(dm_db *db, apr_pool_t *p, const char *sql, dm_stmt **out)
         }
         apr_hash_set(db->stmts, st->sql, APR_HASH_KEY_STRING, st);
     }
+    f->sql = sql;
+    f->st = st;
     *out = st;
     return NULL;
 }
@@ -394,19 +521,45 @@ void dm_stmt_bind_str(dm_stmt *st, int idx, const char *s)
     }
 }
 
+/* A write outside a transaction is a transaction of its own: it queues on
+ * the writer lock like dm_db_begin's. */
+static int autocommit_write(dm_stmt *st)
+{
+    return !st->db->in_txn && !st->holds_wlock && !sqlite3_stmt_readonly(st->st) &&
+           sqlite3_get_autocommit(st->db->handle) && !sqlite3_stmt_busy(st->st);
+}
+
 dm_err *dm_stmt_step(dm_stmt *st, apr_pool_t *p, int *row)
 {
-    int rc;
+    dm_db *db = st->db;
+    int rc, queued = 0;
 
     if (st->pg) {
         return dm_pg_step(st->pg, p, row);
     }
+    if (autocommit_write(st)) {
+        queued = 1;
+        if (!writer_lock(db) && db->wl) {
+            sqlite3_busy_timeout(db->handle, 0);
+            queued = 2;
+        }
+    }
     rc = sqlite3_step(st->st);
+    if (queued == 2) {
+        sqlite3_busy_timeout(db->handle, db->busy_ms);
+    }
+    if (queued) {
+        if (rc == SQLITE_ROW) {
+            st->holds_wlock = 1; /* committed at the reset: dm_stmt_done */
+        } else {
+            after_write(db);
+        }
+    }
     *row = rc == SQLITE_ROW;
     if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
         return NULL;
     }
-    return sqlite_err(p, st->db->handle, rc, "query");
+    return sqlite_err(p, db->handle, rc, "query");
 }
 
 int64_t dm_stmt_int64(dm_stmt *st, int col)
@@ -492,6 +645,10 @@ void dm_stmt_done(dm_stmt *st)
     }
     sqlite3_reset(st->st);
     sqlite3_clear_bindings(st->st);
+    if (st->holds_wlock) {
+        st->holds_wlock = 0;
+        after_write(st->db);
+    }
 }
 
 dm_err *dm_db_query_int64(dm_db *db, apr_pool_t *p, const char *sql, int64_t *out, int *found)
