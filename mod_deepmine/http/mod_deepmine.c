@@ -110,11 +110,12 @@ static int dm_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
     return OK;
 }
 
-/* Children run as Apache's User: they must be able to write the database
- * and its WAL files that the parent (root) may just have created. */
+/* Children run as Apache's User: they must be able to write the database,
+ * its WAL files and the writers' lock (store/wlock.h) that the parent
+ * (root) may just have created. */
 static void give_db_to_run_user(apr_pool_t *p, server_rec *s, const char *path)
 {
-    static const char *suffixes[] = {"", "-wal", "-shm"};
+    static const char *suffixes[] = {"", "-wal", "-shm", "-wlock"};
 
     if (geteuid() != 0) {
         return;
