@@ -113,7 +113,7 @@ for _ in $(seq 1 100); do
 done
 
 # ---- memory: VmHWM (peak RSS) of every process of the server's tree ----
-# Sampled every second into VAR/hwm.log ("pid threads VmHWM-kB"; children
+# Sampled every second into VAR/hwm.log ("pid threads VmHWM-kB phase"; children
 # may exit and be replaced), read once more before the server stops.
 tree_pids() { # pid -> it and its descendants
   local c
