@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
 # `make bench`: a benchmark, not a test. Starts the server on a fresh VAR
 # (event MPM, the generated configuration of `make run`), then runs
-# `wrk -t2 -c64 -d$DURATION` against each endpoint and against a static
-# file holding exactly the bytes of the /api/packages answer, served by the
-# same Apache, and prints req/s, p50/p99 and the packages/static ratio.
+# `wrk -t2 -c$C -d$DURATION` for each C of CONNECTIONS (64 and 256) against
+# each endpoint, against a static file holding exactly the bytes of the
+# /api/packages answer served by the same Apache (the old twin), and against
+# the tuned static twin: a second, minimal Apache (event MPM, the module not
+# loaded, no access log, unlimited keep-alive, 2 x 64 threads) serving the
+# bytes of /api/health and /api/packages from files. It prints req/s,
+# p50/p99, wrk's socket errors (connect+read+write+timeout) and non-2xx
+# answers per run, each endpoint's ratio to the tuned twin with its target,
+# and the server's memory: VmHWM summed over the Apache process tree
+# (parent, children, cron daemon), sampled every second and read once more
+# before the server stops.
 #
-# Environment: DURATION (default 10s), CONNECTIONS (64), THREADS (2),
+# Environment: DURATION (default 10s), CONNECTIONS ("64 256"), THREADS (2),
+# WRK_TIMEOUT (wrk --timeout, default 10s: a slower answer counts as a
+# socket error "timeout"), TWIN_PORT (default: a free port),
 # PORT (default: a free port), KEEP=1 keeps the VAR for inspection,
 # MEMBERS (default 1000000; 0 skips the member benchmarks): the population
 # build/dm-benchgen generates, of which CHAIN (default 10000) form one deep
@@ -43,9 +53,12 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 duration=${DURATION:-10s}
-conns=${CONNECTIONS:-64}
+conns_list=${CONNECTIONS:-64 256}
 threads=${THREADS:-2}
-port=${PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
+wrk_timeout=${WRK_TIMEOUT:-10s}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=${PORT:-$(free_port)}
+twin_port=${TWIN_PORT:-$(free_port)}
 var=$(mktemp -d /tmp/dm-bench-XXXXXX)
 base="http://127.0.0.1:$port"
 
@@ -64,11 +77,19 @@ DeepMineRateLimit login 1000000/1s ip
 DeepMineRateLimit register 1000000/1s ip
 DeepMineRateLimit webhook 1000000/1s ip
 DeepMinePasswordHash 1 8
+# bench: the owner whose session measures /api/admin/stats signs in without
+# enrolling a second factor
+DeepMineStaff2FA optional
 # bench: the scrape token of the metrics part
 DeepMineMetricsToken bench-metrics-token-0123456789
-# bench: jobs are timed by hand (deepminectl jobs run); a daemon catching up
-# the generated contracts' hours would race them
-DeepMineCron off
+# bench: the cron daemon runs (its memory is part of the server's), but the
+# accrual is timed by hand (deepminectl jobs run): the daemon's hourly jobs
+# wait 50 minutes past the hour (its cursor starts at the server's start, so
+# it never reaches the hour the bench times before the bench ends), and the
+# payment janitor leaves the bench's pending orders alone for a day
+DeepMineCron on
+DeepMineAccrualDelay 3000
+DeepMinePaymentSettle 86400
 ${BENCH_CONF:-}
 CONF
 "$root/build/deepminectl" --db "$var/deepmine.db" seed-demo >/dev/null
@@ -76,9 +97,16 @@ CONF
 
 setsid apache2 -f "$conf" -DFOREGROUND &
 pid=$!
+twin_pid=
+sampler_pid=
 cleanup() {
+  [ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  if [ -n "$twin_pid" ]; then
+    kill -TERM "$twin_pid" 2>/dev/null || true
+    wait "$twin_pid" 2>/dev/null || true
+  fi
   [ "${KEEP:-0}" = 1 ] && echo "VAR kept: $var" || rm -rf "$var"
 }
 trap cleanup EXIT
@@ -87,26 +115,142 @@ for _ in $(seq 1 100); do
   curl -sf "$base/api/health" >/dev/null 2>&1 && break
   sleep 0.1
 done
+
+# ---- memory: VmHWM (peak RSS) of every process of the server's tree ----
+# Sampled every second into VAR/hwm.log ("pid threads VmHWM-kB phase"; children
+# may exit and be replaced), read once more before the server stops.
+tree_pids() { # pid -> it and its descendants
+  local c
+  echo "$1"
+  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do tree_pids "$c"; done
+}
+phase() { echo "$*" | tr ' ' '_' > "$var/phase"; }   # what runs now, for the memory report
+phase start
+hwm_sample() {
+  local q ph
+  ph=$(cat "$var/phase" 2>/dev/null)
+  for q in $(tree_pids "$pid"); do
+    awk -v q="$q" -v ph="$ph" '/^Threads:/ { t = $2 } /^VmHWM:/ { h = $2 }
+      END { if (h) print q, t, h, ph }' "/proc/$q/status" 2>/dev/null
+  done >> "$var/hwm.log"
+}
+( while kill -0 "$pid" 2>/dev/null; do hwm_sample; sleep 1; done ) &
+sampler_pid=$!
+# Prints the summed peak and its parts (call before stopping the server).
+memory_report() {
+  hwm_sample
+  kill "$sampler_pid" 2>/dev/null; sampler_pid=
+  echo
+  awk -v parent="$pid" '{ if ($3 > h[$1]) h[$1] = $3; if ($2 > t[$1]) t[$1] = $2 }
+    END { for (q in h) { sum += h[q]; n++
+            if (q == parent) par = h[q]
+            else if (t[q] > 1) { kids += h[q]; nk++ } else { cron += h[q]; nc++ } }
+          printf "memory: peak RSS of the whole server = %.1f MiB (VmHWM summed over %d processes; target: at most 48 MiB)\n", sum / 1024, n
+          printf "  parent %.1f MiB, %d worker child(ren) %.1f MiB, cron daemon (%d) %.1f MiB\n",
+            par / 1024, nk, kids / 1024, nc, cron / 1024 }' "$var/hwm.log"
+  # Where each process's peak was first reached (the part running then).
+  awk '{ if ($3 > h[$1]) { h[$1] = $3; ph[$1] = $4 } }
+    END { printf "  peaks reached during:"; for (q in h) printf " %s %.1f MiB (%s);", q, h[q] / 1024, ph[q]; print "" }' \
+    "$var/hwm.log"
+}
+
+# ---- the tuned static twin: a minimal Apache serving the same bytes ----
+# No module, no access log, unlimited keep-alive, event MPM with 2 x 64
+# threads: what this Apache does at best with these answers on this machine.
+start_twin() {
+tw="$var/twin"
+mkdir -p "$tw/www/api"
+curl -sf "$base/api/health" -o "$tw/www/api/health"
+curl -sf "$base/api/packages" -o "$tw/www/api/packages"
+twin_user="# not started as root"
+[ "$(id -u)" -eq 0 ] && twin_user="User ${DM_RUN_USER:-www-data}
+Group $(id -gn "${DM_RUN_USER:-www-data}")"
+apache_modules=$(apxs -q LIBEXECDIR 2>/dev/null || echo /usr/lib/apache2/modules)
+cat > "$tw/httpd.conf" <<TWIN
+ServerRoot "$tw"
+ServerName 127.0.0.1
+Listen 127.0.0.1:$twin_port
+PidFile "$tw/httpd.pid"
+DefaultRuntimeDir "$tw"
+LoadModule mpm_event_module $apache_modules/mod_mpm_event.so
+LoadModule authz_core_module $apache_modules/mod_authz_core.so
+LoadModule mime_module $apache_modules/mod_mime.so
+$twin_user
+ErrorLog "$tw/error.log"
+LogLevel warn
+KeepAlive On
+MaxKeepAliveRequests 0
+KeepAliveTimeout 5
+StartServers 2
+ServerLimit 2
+ThreadLimit 64
+ThreadsPerChild 64
+MaxRequestWorkers 128
+MinSpareThreads 64
+MaxSpareThreads 128
+TypesConfig /dev/null
+DocumentRoot "$tw/www"
+<Directory />
+    AllowOverride None
+    Require all granted
+</Directory>
+<Directory "$tw/www/api">
+    ForceType "application/json; charset=utf-8"
+</Directory>
+TWIN
+[ "$(id -u)" -eq 0 ] && chown -R "${DM_RUN_USER:-www-data}" "$tw"
+setsid apache2 -f "$tw/httpd.conf" -DFOREGROUND &
+twin_pid=$!
+twin="http://127.0.0.1:$twin_port"
+for _ in $(seq 1 100); do
+  curl -sf "$twin/api/health" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+cmp -s "$tw/www/api/packages" <(curl -sf "$twin/api/packages") \
+  || { echo "bench: the tuned twin's /api/packages differs"; exit 1; }
+}
 curl -sf "$base/api/packages" -o "$var/static/packages.json"
 [ "$(id -u)" -eq 0 ] && chown -R "${DM_RUN_USER:-www-data}" "$var/static"
 cmp -s <(curl -sf "$base/api/packages") <(curl -sf "$base/bench-static/packages.json") \
   || { echo "bench: static twin differs from /api/packages"; exit 1; }
 
-# Returns "req/s p50 p99" for one URL.
+# Returns "req/s p50 p99 socket-errors non-2xx" for one URL at -c$conns
+# (socket errors: wrk's connect + read + write + timeout).
+conns=${conns_list%% *}
 measure() { # url [wrk options…]
-  local url=$1 out rps p50 p99
+  local url=$1 out rps p50 p99 errs non2xx
   shift
   wrk -t"$threads" -c"$conns" -d2s "$@" "$url" >/dev/null 2>&1 || true   # warm-up
-  out=$(wrk -t"$threads" -c"$conns" -d"$duration" --latency "$@" "$url")
-  if echo "$out" | grep -q 'Non-2xx'; then
-    echo "bench: non-2xx answers from $url" >&2
-    echo "$out" >&2
-    exit 1
-  fi
+  out=$(wrk -t"$threads" -c"$conns" -d"$duration" --timeout "$wrk_timeout" --latency "$@" "$url")
   rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
-  echo "$rps $p50 $p99"
+  errs=$(echo "$out" | awk -F'[ ,]+' '/Socket errors:/ { print $4 + $6 + $8 + $10; f = 1 } END { if (!f) print 0 }')
+  non2xx=$(echo "$out" | awk '/Non-2xx or 3xx responses:/ { print $NF; f = 1 } END { if (!f) print 0 }')
+  echo "$rps $p50 $p99 $errs $non2xx"
+}
+# One line per concurrency of CONNECTIONS for one endpoint; req/s kept in
+# rps[label@connections] for the ratios, dropped connections in $dropped.
+declare -A rps
+dropped=
+hdr() { printf '%-44s %5s %10s %9s %9s %7s %7s\n' "$1" conns req/s p50 p99 sockerr non2xx; }
+row() { # label url [wrk options…]
+  local label=$1 url=$2 r p50 p99 errs non2xx
+  shift 2
+  for conns in $conns_list; do
+    phase "$label -c$conns"
+    read -r r p50 p99 errs non2xx < <(measure "$url" "$@")
+    rps[$label@$conns]=$r
+    printf '%-44s %5s %10s %9s %9s %7s %7s\n' "$label" "$conns" "$r" "$p50" "$p99" "$errs" "$non2xx"
+    [ "$errs" = 0 ] && [ "$non2xx" = 0 ] || dropped="$dropped $label@c$conns($errs/$non2xx)"
+  done
+}
+ratio() { # label twin-label target
+  local c
+  for c in $conns_list; do
+    awk -v a="${rps[$1@$c]:-0}" -v b="${rps[$2@$c]:-0}" -v l="$1" -v t="$2" -v c="$c" -v g="$3" \
+      'BEGIN { printf "  %-30s : %-20s -c%-4s %5.2f (target >= %s)\n", l, t, c, b ? a / b : 0, g }'
+  done
 }
 
 # ---- yield accrual: one hour of ACCRUAL contracts, /api/packages meanwhile ----
@@ -116,7 +260,7 @@ accrual_populate() {
   have=$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM users")
   if [ "$have" -lt 1000 ]; then   # BENCH_ONLY=accrual or MEMBERS=0: members to own them
     "$root/build/dm-benchgen" --db "$var/deepmine.db" members \
-      --count $(( n / 10 > 1000 ? n / 10 : 1000 )) --shape random --seed 3 >/dev/null
+      --count $(( n / 10 > 1000 ? n / 10 : 1000 )) --shape random --seed 3 --password-mib 8 >/dev/null
   fi
   "$root/build/dm-benchgen" --db "$var/deepmine.db" contracts --count "$n" \
     --started $(( $(date +%s) - 86400 )) >/dev/null
@@ -124,6 +268,7 @@ accrual_populate() {
 }
 accrual_bench() {
   local n=$accrual hour out line secs rate rss
+  phase accrual
   accrual_populate
   hour=$(( $(date +%s) / 3600 * 3600 - 3600 ))   # over, and every contract ran through it
   wrk -t1 -c16 -d600s --latency "$base/api/packages" > "$var/wrk-accrual.txt" 2>&1 &
@@ -150,6 +295,7 @@ accrual_bench() {
 metrics=${METRICS:-50}
 metrics_bench() {
   local n=$metrics i gather=() trip=() out
+  phase metrics
   for i in $(seq 1 "$n"); do
     out=$(curl -sf -w '\n@trip %{time_total}\n' "$base/api/admin/metrics" \
       -H 'Authorization: Bearer bench-metrics-token-0123456789') ||
@@ -196,7 +342,7 @@ fi
 backup_bench() {
   local n=${MEMBERS:-1000000} t0 t1 out stall
   "$root/build/dm-benchgen" --db "$var/deepmine.db" members --count "$n" --shape random \
-    --seed 5 >/dev/null
+    --seed 5 --password-mib 8 >/dev/null
   [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
   # the generated file on the disk first: left in the page cache, its first
   # checkpoint by the writer below fsyncs all of it (350-440 ms measured: a
@@ -236,6 +382,14 @@ staff_cookie() {
   out=$("$root/build/deepminectl" --db "$var/deepmine.db" staff create \
     --email "bench-owner-$RANDOM@example.test" --role owner)
   pw=$(echo "$out" | sed -n 's/^ *password: *//p')
+  # The owner logs in with the generated members' password and its cheap
+  # hash (dm-benchgen --password-mib 8): a default one (64 MiB of argon2)
+  # would put 64 MiB into the memory figure for this one login.
+  if [ "$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM users WHERE password_hash LIKE '%m=8192,%'")" -gt 0 ]; then
+    sqlite3 "$var/deepmine.db" "UPDATE staff SET password_hash = (SELECT password_hash FROM users
+      WHERE password_hash LIKE '%m=8192,%' LIMIT 1) WHERE email = '$(echo "$out" | sed -n 's/^ *email: *//p')'"
+    pw=generated-member-password
+  fi
   [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
   curl -sf -o /dev/null -c "$var/staff.jar" "$base/api/admin/auth/login" -H "Origin: $base" \
     -H 'Content-Type: application/json' \
@@ -244,12 +398,12 @@ staff_cookie() {
 }
 stats_bench() {
   local cookie r p50 p99
+  phase staff_login
   cookie=$(staff_cookie)
   [ -n "$cookie" ] || { echo "bench: staff login failed"; exit 1; }
   curl -sf -H "Cookie: $cookie" "$base/api/admin/stats?days=90" -o "$var/stats.json" \
     || { echo "bench: /api/admin/stats failed"; exit 1; }
-  read -r r p50 p99 < <(measure "$base/api/admin/stats?days=90" -H "Cookie: $cookie")
-  printf '%-44s %12s %10s %10s\n' "/api/admin/stats?days=90" "$r" "$p50" "$p99"
+  row "/api/admin/stats?days=90" "$base/api/admin/stats?days=90" -H "Cookie: $cookie"
   python3 - "$var/stats.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
@@ -264,14 +418,14 @@ if [ "${BENCH_ONLY:-}" = stats ]; then
   for d in $(seq 89 -1 0); do   # a day's sign-ups at a time, on that day's clock
     date -u -d "@$(( $(date +%s) - d * 86400 ))" +%Y-%m-%dT%H:%M:%SZ > "$var/bench-clock"
     "$root/build/dm-benchgen" --db "$var/deepmine.db" --clock-file "$var/bench-clock" members \
-      --count "$per" --shape random --seed "$((d + 1))" >/dev/null
+      --count "$per" --shape random --seed "$((d + 1))" --password-mib 8 >/dev/null
   done
   "$root/build/dm-benchgen" --db "$var/deepmine.db" contracts --count "${STATS_CONTRACTS:-100000}" \
     --started $(( $(date +%s) - 30 * 86400 )) >/dev/null
   [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
   echo "staff statistics: $(( per * 90 )) members over 90 days generated in" \
     "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')s, ${STATS_CONTRACTS:-100000} contracts"
-  printf '%-44s %12s %10s %10s\n' endpoint req/s p50 p99
+  hdr endpoint
   stats_bench
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   awk -F'"' '$4 == "/api/admin/stats" { split($3, f, " "); print f[3] }' "$var/logs/access.log" |
@@ -311,6 +465,7 @@ for k in range(n):
 PY
   [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
   wh_secs=${WEBHOOK_SECONDS:-10}
+  phase webhooks
   BENCH_EVENTS="$var/events.tsv" BENCH_THREADS=2 wrk -t2 -c16 -d"${wh_secs}s" --latency \
     -s "$root/scripts/bench_webhooks.lua" "$base" > "$var/wrk-webhooks.txt"
   paid=$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM orders WHERE provider_ref LIKE 'cs_bench_%' AND status = 'paid'")
@@ -329,9 +484,9 @@ if [ "$members" -gt 0 ]; then
   [ "$chain" -lt "$members" ] || chain=$((members / 10))
   random=$((members - chain))
   t0=$(date +%s.%N)
-  "$root/build/dm-benchgen" --db "$var/deepmine.db" members --count "$random" --shape random --seed 1 >/dev/null
+  "$root/build/dm-benchgen" --db "$var/deepmine.db" members --count "$random" --shape random --seed 1 --password-mib 8 >/dev/null
   mid=$((random / 2))
-  "$root/build/dm-benchgen" --db "$var/deepmine.db" members --count "$chain" --shape chain --under "$mid" --seed 2 >/dev/null
+  "$root/build/dm-benchgen" --db "$var/deepmine.db" members --count "$chain" --shape chain --under "$mid" --seed 2 --password-mib 8 >/dev/null
   t1=$(date +%s.%N)
   [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
   gen_secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
@@ -348,21 +503,45 @@ if [ "${BENCH_ONLY:-}" = webhooks ]; then   # the write path alone (MEMBERS=1000
   exit 0
 fi
 
-echo "DeepMine bench: wrk -t$threads -c$conns -d$duration, $(nproc) cores, $(apache2 -v | head -1 | sed 's/Server version: //')"
-printf '%-34s %12s %10s %10s\n' endpoint req/s p50 p99
-declare -A rps
+echo "DeepMine bench: wrk -t$threads -c{${conns_list// /,}} -d$duration --timeout $wrk_timeout, $(nproc) cores, $(apache2 -v | head -1 | sed 's/Server version: //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+start_twin
+hdr endpoint
 for ep in /api/health /api/packages /bench-static/packages.json; do
-  read -r r p50 p99 < <(measure "$base$ep")
-  rps[$ep]=$r
-  printf '%-34s %12s %10s %10s\n' "$ep" "$r" "$p50" "$p99"
+  row "$ep" "$base$ep"
 done
-ratio=$(awk -v a="${rps[/api/packages]}" -v b="${rps[/bench-static/packages.json]}" \
-  'BEGIN { printf "%.2f", a / b }')
-echo "ratio /api/packages : static file = $ratio (target >= 1.00)"
+row "twin /api/health" "$twin/api/health"
+row "twin /api/packages" "$twin/api/packages"
+for c in $conns_list; do
+  awk -v a="${rps[/api/packages@$c]}" -v b="${rps[/bench-static/packages.json@$c]}" -v c="$c" \
+    'BEGIN { printf "ratio /api/packages : static file (same Apache) -c%s = %.2f (target >= 1.00)\n", c, a / b }'
+done
+# The ratios to the tuned static twin (all of them once the members ran).
+twin_ratios() {
+  echo "ratios to the tuned static twin (2 x 64 threads, no module, no access log):"
+  ratio /api/packages "twin /api/packages" 0.9
+  ratio /api/health "twin /api/health" 0.9
+  [ "$members" -gt 0 ] || return 0
+  ratio /api/me "twin /api/health" 0.7
+  ratio "/api/referrals/network (root)" "twin /api/health" 0.7
+}
+# The twin is done: its processes would only share the cores from here on.
+kill -TERM "$twin_pid" 2>/dev/null || true
+wait "$twin_pid" 2>/dev/null || true
+twin_pid=
+dropped_report() {
+  if [ -z "$dropped" ]; then
+    echo "dropped connections: none (0 socket errors, 0 non-2xx at -c${conns_list// /, -c} on every endpoint)"
+  else
+    echo "dropped connections (label@conns(socket errors/non-2xx)):$dropped"
+  fi
+}
 
 if [ "$members" -eq 0 ]; then
+  twin_ratios
+  dropped_report
   [ "$accrual" -gt 0 ] && accrual_bench
   [ "$metrics" -gt 0 ] && metrics_bench
+  memory_report
   exit 0
 fi
 
@@ -376,6 +555,7 @@ id_of() { # member id -> e-mail of a generated member
   sqlite3 "$var/deepmine.db" "SELECT email FROM users WHERE id = $1"
 }
 tip=$(sqlite3 "$var/deepmine.db" "SELECT MAX(id) FROM users")
+phase logins
 root_tok=$(login "$(id_of 1)")
 mid_tok=$(login "$(id_of "$mid")")
 tip_tok=$(login "$(id_of "$tip")")
@@ -383,16 +563,16 @@ tip_depth=$(sqlite3 "$var/deepmine.db" "SELECT depth FROM users WHERE id = $tip"
 
 echo
 echo "members: $members generated in ${gen_secs}s ($random random + a $chain-deep chain under member $mid; tip $tip at depth $tip_depth)"
-printf '%-44s %12s %10s %10s\n' endpoint req/s p50 p99
+hdr endpoint
 for who in root:1:$root_tok mid:$mid:$mid_tok tip:$tip:$tip_tok; do
   name=${who%%:*}; rest=${who#*:}; tok=${rest#*:}
-  read -r r p50 p99 < <(measure "$base/api/referrals/network" -H "Authorization: Bearer $tok")
-  printf '%-44s %12s %10s %10s\n' "/api/referrals/network ($name)" "$r" "$p50" "$p99"
+  row "/api/referrals/network ($name)" "$base/api/referrals/network" -H "Authorization: Bearer $tok"
 done
-read -r r p50 p99 < <(measure "$base/api/me" -H "Authorization: Bearer $mid_tok")
-printf '%-44s %12s %10s %10s\n' "/api/me" "$r" "$p50" "$p99"
+row /api/me "$base/api/me" -H "Authorization: Bearer $mid_tok"
+twin_ratios
 
 # Registration under the chain's tip (depth $tip_depth): 20 sign-ups.
+phase registrations
 tip_code=$(sqlite3 "$var/deepmine.db" "SELECT referral_code FROM users WHERE id = $tip")
 terms=$(curl -sf "$base/api/legal/terms" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')
 for i in $(seq 1 20); do
@@ -406,13 +586,16 @@ webhooks_bench
 # GET /api/ledger: the referrer of the tip now has a statement of credits.
 ref=$(sqlite3 "$var/deepmine.db" "SELECT ancestor_id FROM user_ancestors WHERE user_id = $tip AND depth = 1")
 ref_tok=$(login "$(id_of "$ref")")
-read -r r p50 p99 < <(measure "$base/api/ledger" -H "Authorization: Bearer $ref_tok")
-printf '%-44s %12s %10s %10s\n' "/api/ledger (50 per page)" "$r" "$p50" "$p99"
+echo
+hdr endpoint
+row "/api/ledger (50 per page)" "$base/api/ledger" -H "Authorization: Bearer $ref_tok"
 stats_bench
+dropped_report
 "$root/build/deepminectl" --db "$var/deepmine.db" ledger verify
 
 [ "$accrual" -gt 0 ] && accrual_bench
 [ "$metrics" -gt 0 ] && metrics_bench
+memory_report
 
 # Server time from the access log (%D, microseconds), per route and member.
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true   # flushes BufferedLogs

@@ -38,7 +38,8 @@ FAST = ("DeepMinePasswordHash 1 8\n"
         # one child process: the token cache is per process, so its counts
         # are exact
         "<IfModule mpm_event_module>\n"
-        "    StartServers 1\n    ServerLimit 1\n    MaxRequestWorkers 32\n"
+        "    StartServers 1\n    ServerLimit 1\n    ThreadsPerChild 32\n"
+        "    MaxRequestWorkers 32\n"
         "    MinSpareThreads 1\n    MaxSpareThreads 64\n"
         "</IfModule>\n")
 

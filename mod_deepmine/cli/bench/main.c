@@ -16,6 +16,9 @@ static const apr_getopt_option_t members_opts[] = {
     {"seed", 258, 1, "S fixes the tree's shape (the referral codes stay random)"},
     {"under", 259, 1, "ID the population's root: an existing member (default: none, new roots)"},
     {"per-row", 260, 0, "registration's insert per member instead of the bulk path, to compare"},
+    {"password-mib", 261, 1,
+     "M the shared password hash with 1 pass and M MiB (8-4096) instead of the server's "
+     "default (2 passes, 64 MiB): a login holds M MiB (the bench's DeepMinePasswordHash 1 8)"},
     {NULL, 0, 0, NULL},
 };
 static const dm_cli_cmd members = {
@@ -23,7 +26,8 @@ static const dm_cli_cmd members = {
     .flags = DM_CLI_CREATES,
     .opts = members_opts,
     .fn = dm_bench_members,
-    .synopsis = "--count N --shape random|chain|star [--seed S] [--under ID] [--per-row]",
+    .synopsis = "--count N --shape random|chain|star [--seed S] [--under ID] [--per-row] "
+                "[--password-mib M]",
     .description = "add N members gen<id>@example.test (password generated-member-password), "
                    "appended to what the database holds, with the rows registration writes "
                    "(docs/operations.md)",

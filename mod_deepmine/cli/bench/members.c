@@ -72,9 +72,11 @@ static void placed(shape *s, int64_t k, int64_t id)
 /* One argon2id hash for everyone (hashing a million passwords would take
  * hours), and the terms "generated": there is no text behind that
  * version, so the recorded content hash is that of the version string. */
-static dm_err *shared_values(apr_pool_t *p, dm_member_bulk_spec *spec, dm_legal_doc *terms)
+static dm_err *shared_values(apr_pool_t *p, dm_member_bulk_spec *spec, dm_legal_doc *terms,
+                             int64_t password_mib)
 {
-    dm_pw_params params = {0, 0};
+    /* --password-mib M: 1 pass, M MiB (DeepMinePasswordHash 1 M) */
+    dm_pw_params params = {password_mib ? 1 : 0, (size_t)password_mib * 1024 * 1024};
     unsigned char h[crypto_hash_sha256_BYTES];
     char hex[2 * crypto_hash_sha256_BYTES + 1];
     dm_err *e = dm_pw_hash(p, NULL, &params, GEN_PASSWORD, &spec->password_hash);
@@ -132,7 +134,7 @@ static dm_err *generate(dm_cli *c, dm_member_bulk *b, shape *s, int64_t count, i
 int dm_bench_members(dm_cli *c)
 {
     const char *name = dm_cli_opt(c, "shape");
-    int64_t count = 0, seed = 0, changed = 0;
+    int64_t count = 0, seed = 0, changed = 0, password_mib = 0;
     dm_member_bulk_spec spec;
     dm_legal_doc terms;
     dm_member_bulk *b = NULL;
@@ -145,7 +147,9 @@ int dm_bench_members(dm_cli *c)
     memset(&s, 0, sizeof(s));
     memset(&spec, 0, sizeof(spec));
     if (dm_cli_opt_int64(c, "count", 1, &count) != 1 || dm_cli_opt_int64(c, "seed", 1, &seed) < 0 ||
-        dm_cli_opt_int64(c, "under", 1, &s.under) < 0 || !name ||
+        dm_cli_opt_int64(c, "under", 1, &s.under) < 0 ||
+        dm_cli_opt_int64(c, "password-mib", 8, &password_mib) < 0 ||
+        (password_mib && password_mib > 4096) || !name ||
         (strcmp(name, "random") != 0 && strcmp(name, "chain") != 0 && strcmp(name, "star") != 0)) {
         return dm_cli_usage(c);
     }
@@ -179,7 +183,7 @@ int dm_bench_members(dm_cli *c)
         }
     }
     if (!e) {
-        e = shared_values(c->pool, &spec, &terms);
+        e = shared_values(c->pool, &spec, &terms, password_mib);
     }
     if (!e) {
         e = dm_member_bulk_begin(c->db, c->pool, &spec, &b);

@@ -30,6 +30,14 @@
  * (a power of two). */
 #define DM_DB_FAST_SLOTS 128
 
+/* The page cache of one connection, in KiB (PRAGMA cache_size=-N). */
+#ifndef DM_DB_CACHE_KIB
+#define DM_DB_CACHE_KIB 512
+#endif
+#define DM_DB_STR2(x) #x
+#define DM_DB_STR(x) DM_DB_STR2(x)
+#define DM_DB_CACHE_KIB_STR DM_DB_STR(DM_DB_CACHE_KIB)
+
 struct dm_db {
     sqlite3 *handle;
     apr_pool_t *pool;
@@ -274,11 +282,15 @@ dm_err *dm_db_open(apr_pool_t *p, const char *path, const dm_db_options *opt, dm
             return e;
         }
     }
-    /* mmap: pages a connection has not cached yet are read from the
-     * mapping instead of by pread(); every pooled connection starts cold. */
+    /* No mmap (SQLite's default): each mapping of the file counts the pages
+     * it touched in the process's RSS once per connection, so a child with
+     * 32 pooled connections counted the hot part of the database 32 times.
+     * Pages a connection has not cached are pread() from the kernel's page
+     * cache instead. Each connection caches at most DM_DB_CACHE_KIB of
+     * pages (docs/configuration.md "Sizing Apache for DeepMine"). */
     e = dm_db_exec(db, p,
                    "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL; "
-                   "PRAGMA mmap_size=268435456");
+                   "PRAGMA cache_size=-" DM_DB_CACHE_KIB_STR);
     if (e) {
         dm_db_close(db);
         return e;
