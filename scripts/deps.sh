@@ -15,6 +15,7 @@ PKGS=(
   python3 python3-pytest python3-requests python3-aiosmtpd python3-psycopg2
   wrk curl lintian
   prometheus
+  memcached  # the rate-limit store tests start their own; the service is not used
   clang clang-tidy clang-format cppcheck libclang-rt-14-dev
   nodejs chromium fonts-dejavu-core
 )

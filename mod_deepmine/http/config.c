@@ -1015,5 +1015,13 @@ const command_rec dm_directives[] = {
                   "hold withdrawals back (default 24h)"),
     AP_INIT_TAKE1(DM_DIR_RATE_LIMIT_TABLE, dm_ratelimit_set_table, NULL, RSRC_CONF,
                   "keys the rate limiter tracks, 1024 to 16777216 (default 65536)"),
+    AP_INIT_TAKE_ARGV(DM_DIR_RATE_LIMIT_STORE, dm_ratelimit_set_store, NULL, RSRC_CONF,
+                      "shm (default: this node's shared memory) or memcache host:port "
+                      "[host:port ...] (shared by several nodes)"),
+    AP_INIT_TAKE1(DM_DIR_RATE_LIMIT_UNREACHABLE, dm_ratelimit_set_unreachable, NULL, RSRC_CONF,
+                  "open (default: admit) or closed (503) while memcached cannot be reached"),
+    AP_INIT_TAKE1(DM_DIR_RATE_LIMIT_STORE_TIMEOUT, dm_ratelimit_set_store_timeout, NULL, RSRC_CONF,
+                  "milliseconds memcached may take to connect or answer, 1 to 5000 "
+                  "(default 50)"),
     {NULL},
 };

@@ -74,6 +74,9 @@ APLOG_USE_MODULE(deepmine);
 #define DM_DIR_PUBLIC_URL "DeepMinePublicURL"
 #define DM_DIR_RATE_LIMIT "DeepMineRateLimit"
 #define DM_DIR_RATE_LIMIT_TABLE "DeepMineRateLimitTable"
+#define DM_DIR_RATE_LIMIT_STORE "DeepMineRateLimitStore"
+#define DM_DIR_RATE_LIMIT_STORE_TIMEOUT "DeepMineRateLimitStoreTimeout"
+#define DM_DIR_RATE_LIMIT_UNREACHABLE "DeepMineRateLimitUnreachable"
 #define DM_DIR_SECRET_KEY_FILE "DeepMineSecretKeyFile"
 #define DM_DIR_TEST_MODE "DeepMineTestMode"
 #define DM_DIR_WITHDRAWAL_LIMITS "DeepMineWithdrawalLimits"
@@ -305,7 +308,8 @@ dm_err *dm_http_page_begin(request_rec *r, const dm_route_match *m, dm_http_call
 int dm_http_page_send(request_rec *r, dm_err *e, const dm_http_page *pg, const char *plural,
                       dm_http_row_json *row_json);
 
-/* ratelimit.c — the shared-memory limiter. Checks and counts one hit of
+/* ratelimit.c — the limiter (shared memory, or memcached through
+ * ratelimit_memcache.c: DeepMineRateLimitStore). Checks and counts one hit of
  * `rule` for `key` (an IP or a member id); on refusal returns
  * DM_E_RATE_LIMITED and has set Retry-After and RateLimit-Policy/RateLimit
  * on r->err_headers_out. Also sets the RateLimit headers when allowed. */
@@ -318,6 +322,25 @@ const char *dm_ratelimit_set_rule(cmd_parms *cmd, void *dc, const char *name, co
                                   const char *scope);
 const char *dm_ratelimit_set_table(cmd_parms *cmd, void *dc, const char *arg);
 /* ---- end ratelimit.c ---- */
+
+/* ---- ratelimit_memcache.c: the store several nodes share (issue 17) ---- */
+struct dm_rl_rule;
+struct dm_rl_result;
+const char *dm_ratelimit_set_store(cmd_parms *cmd, void *dc, int argc, char *const argv[]);
+const char *dm_ratelimit_set_unreachable(cmd_parms *cmd, void *dc, const char *arg);
+const char *dm_ratelimit_set_store_timeout(cmd_parms *cmd, void *dc, const char *arg);
+int dm_ratelimit_store_pre_config(void);
+int dm_ratelimit_store_post_config(apr_pool_t *pconf, server_rec *s);
+void dm_ratelimit_store_child_init(apr_pool_t *pchild, server_rec *s);
+/* 1: DeepMineRateLimitStore is memcache. */
+int dm_ratelimit_store_is_shared(void);
+/* Counts one hit in memcached. 1 when *res holds the answer; 0 when the
+ * store could not be reached: then *err is NULL to admit the request
+ * (DeepMineRateLimitUnreachable open) or a 503 unavailable (closed, with
+ * Retry-After set). */
+int dm_ratelimit_store_hit(request_rec *r, const struct dm_rl_rule *rule, const char *key,
+                           struct dm_rl_result *res, dm_err **err);
+/* ---- end ratelimit_memcache.c ---- */
 
 /* monitor.c — error reports to the monitor plugins (docs/operations.md,
  * "Error reporting"): the queue in shared memory (post_config), the hooks

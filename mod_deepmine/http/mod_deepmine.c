@@ -25,6 +25,7 @@
 #include "members/legal.h"
 #include "base/log.h"
 #include "plugins/storage.h"
+#include "store/db.h"
 #include "store/migrate.h"
 #include "ledger/ledger.h"
 #include "withdrawals/withdrawals.h"
@@ -145,6 +146,33 @@ static const char *db_readable_by_others(apr_pool_t *p, const char *path)
     return NULL;
 }
 
+/* On PostgreSQL several nodes may share the database, but storage-local
+ * keeps KYC documents and backups on this node's disk: the other nodes
+ * cannot see them (docs/operations.md: use S3-compatible storage). */
+static void warn_local_storage_on_postgres(server_rec *s, const dm_conf *c, const char *database)
+{
+    const dm_loaded_plugin *pl;
+    const char *why = NULL;
+    dm_plugin_about about;
+
+    if (!dm_db_is_postgres(database)) {
+        return;
+    }
+    pl = dm_storage_plugin(dm_g.plugins, c->storage, &why);
+    if (!pl) {
+        return;
+    }
+    dm_plugins_describe(pl, &about);
+    if (about.plugin_name && strcmp(about.plugin_name, "storage-local") == 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "DM01754: DeepMineStorage %s is storage-local with a PostgreSQL database: "
+                     "KYC documents and backups stay on this node's disk and other nodes do not "
+                     "see them; use a storage plugin every node reaches (S3-compatible) when "
+                     "running several nodes",
+                     pl->name);
+    }
+}
+
 static int add_routes(apr_pool_t *p, server_rec *s, const dm_route_def *defs)
 {
     for (const dm_route_def *d = defs; d->method; d++) {
@@ -179,6 +207,7 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
                      "configuration");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    warn_local_storage_on_postgres(s, c, path);
     {
         const char *open_file = db_readable_by_others(ptemp, path);
         if (open_file) {

@@ -145,7 +145,7 @@ int dm_ratelimit_pre_config(apr_pool_t *pconf)
     table_entries = 0;
     shared = NULL;
     table = NULL;
-    return OK;
+    return dm_ratelimit_store_pre_config();
 }
 
 /* Anonymous shared memory where the platform has it, else a file under
@@ -240,13 +240,16 @@ int dm_ratelimit_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s
                      sh->size);
     }
     shared = sh;
-    return OK;
+    /* The shared-memory table is made whatever the store: it costs only
+     * address space until used, and a node switched back to shm by a
+     * graceful restart finds its counts. */
+    return dm_ratelimit_store_post_config(pconf, s);
 }
 
 void dm_ratelimit_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    (void)pchild;
     table = NULL;
+    dm_ratelimit_store_child_init(pchild, s);
     if (!shared || !shared->shm) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
                      "DM00205: the rate-limit table is missing; this child does not enforce "
@@ -302,18 +305,26 @@ dm_err *dm_http_rate_limit(request_rec *r, const char *rule_name, const char *ke
         }
         return NULL;
     }
-    if (!table) {
-        return NULL; /* child_init said why */
-    }
     /* An `ip` rule counts the client address whatever the caller passed,
      * so an operator can re-scope a rule; r->useragent_ip is the address
      * mod_remoteip found behind a trusted proxy. */
     if (rule->scope == DM_RL_SCOPE_IP || !key) {
         key = r->useragent_ip ? r->useragent_ip : "";
     }
-    dm_rl_lock(table);
-    res = dm_rl_hit(table, rule->name, key, rule->count, rule->period_us, now_us());
-    dm_rl_unlock(table);
+    if (dm_ratelimit_store_is_shared()) {
+        dm_err *e = NULL;
+        /* memcached unreachable: admitted (no RateLimit fields) or 503 */
+        if (!dm_ratelimit_store_hit(r, rule, key, &res, &e)) {
+            return e;
+        }
+    } else {
+        if (!table) {
+            return NULL; /* child_init said why */
+        }
+        dm_rl_lock(table);
+        res = dm_rl_hit(table, rule->name, key, rule->count, rule->period_us, now_us());
+        dm_rl_unlock(table);
+    }
     set_headers(r, rule, &res);
     if (res.allowed) {
         return NULL;

@@ -543,3 +543,67 @@ def book_address(s, h, address, network=None, mature=True):
     if mature:
         s.advance(s.address_delay + 1)
     return entry
+
+
+# ---- a throwaway memcached (DeepMineRateLimitStore memcache) ----
+
+class Memcached:
+    """memcached on a free loopback port, UDP off, started and stopped by
+    the test (never the system service)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.address = "127.0.0.1:%d" % self.port
+        self.proc = None
+
+    def start(self):
+        cmd = ["memcached", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "16"]
+        if os.geteuid() == 0:
+            cmd += ["-u", "nobody"]  # memcached refuses to run as root
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, start_new_session=True)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("memcached exited: " + self.proc.stderr.read())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.02)
+        raise AssertionError("memcached did not listen on %d" % self.port)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def command(self, text):
+        """One text-protocol command; the reply up to END/STORED/... ."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as c:
+            c.sendall(text.encode() + b"\r\n")
+            data = b""
+            while not re.search(rb"(END|STORED|DELETED|NOT_FOUND|ERROR[^\r]*)\r\n$", data):
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data.decode()
+
+    def get(self, key):
+        """The value under key, or None."""
+        m = re.match(r"VALUE \S+ \d+ \d+\r\n(.*)\r\nEND\r\n", self.command("get " + key), re.S)
+        return m.group(1) if m else None
+
+
+@pytest.fixture
+def memcached():
+    """A running throwaway memcached; stopped at the end of the test."""
+    m = Memcached().start()
+    yield m
+    m.stop()

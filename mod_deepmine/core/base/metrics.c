@@ -114,6 +114,9 @@ static const struct {
     [DM_M_SERIES_DROPPED] = {"deepmine_metrics_series_dropped_total", DM_METRIC_COUNTER,
                              "Updates lost because the metrics table had no room for a new "
                              "series."},
+    [DM_M_RL_STORE_ERRORS] = {"deepmine_rate_limit_store_errors_total", DM_METRIC_COUNTER,
+                              "Rate-limit checks that could not reach memcached "
+                              "(DeepMineRateLimitStore memcache)."},
 };
 
 static region *attached;
@@ -511,10 +514,11 @@ void dm_metrics_render(dm_metrics_buf *b)
             }
         }
         /* Families that take no labels read 0 before their first update. */
-        if (!any && (f == DM_M_DB_POOL_IN_USE || f == DM_M_DB_POOL_WAITS ||
-                     f == DM_M_DB_POOL_TIMEOUTS || f == DM_M_DB_WRITE_LOCK_TIMEOUT ||
-                     f == DM_M_DB_STORAGE_FULL || f == DM_M_TWOFA_FAILURES || f == DM_M_MAIL_SENT ||
-                     f == DM_M_MAIL_FAILED || f == DM_M_MAIL_SUPPRESSED)) {
+        if (!any &&
+            (f == DM_M_DB_POOL_IN_USE || f == DM_M_DB_POOL_WAITS || f == DM_M_DB_POOL_TIMEOUTS ||
+             f == DM_M_DB_WRITE_LOCK_TIMEOUT || f == DM_M_DB_STORAGE_FULL ||
+             f == DM_M_TWOFA_FAILURES || f == DM_M_MAIL_SENT || f == DM_M_MAIL_FAILED ||
+             f == DM_M_MAIL_SUPPRESSED || f == DM_M_RL_STORE_ERRORS)) {
             dm_metrics_printf(b, "%s 0\n", name);
         }
     }

@@ -47,6 +47,7 @@ typedef enum dm_metric {
     DM_M_MAIL_FAILED,           /* counter */
     DM_M_MAIL_SUPPRESSED,       /* counter */
     DM_M_SERIES_DROPPED,        /* counter: series the full table could not hold */
+    DM_M_RL_STORE_ERRORS,       /* counter: rate-limit checks memcached failed */
     DM_M_COUNT
 } dm_metric;
 

@@ -365,6 +365,78 @@ dm_rl_result dm_rl_hit(void *mem, const char *rule, const char *key, int64_t cou
     return res;
 }
 
+void dm_rl_shared_key(char out[DM_RL_SHARED_KEY_MAX], const char *rule, const char *subject)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char digest[16];
+    size_t rl = strnlen(rule ? rule : "", DM_RL_NAME_MAX);
+    size_t sl = strlen(subject ? subject : "");
+    int plain = sl <= 64;
+    char *o = out;
+
+    subject = subject ? subject : "";
+    for (size_t i = 0; plain && i < sl; i++) {
+        char c = subject[i];
+        plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '.' || c == '_' || c == ':' || c == '-';
+    }
+    memcpy(o, "dmrl:", 5);
+    o += 5;
+    memcpy(o, rule ? rule : "", rl);
+    o += rl;
+    if (plain) {
+        *o++ = ':';
+        memcpy(o, subject, sl);
+        o += sl;
+    } else {
+        /* Unkeyed: every node must find the same key. */
+        crypto_generichash(digest, sizeof(digest), (const unsigned char *)subject, sl, NULL, 0);
+        *o++ = '#';
+        for (size_t i = 0; i < sizeof(digest); i++) {
+            *o++ = hex[digest[i] >> 4];
+            *o++ = hex[digest[i] & 15];
+        }
+    }
+    *o = '\0';
+}
+
+apr_status_t dm_rl_cas_hit(const dm_rl_cas_store *st, const char *rule, const char *subject,
+                           int64_t count, int64_t period_us, int64_t now_us, dm_rl_result *out)
+{
+    char key[DM_RL_SHARED_KEY_MAX];
+
+    dm_rl_shared_key(key, rule, subject);
+    for (int t = 0; t < DM_RL_CAS_TRIES; t++) {
+        int found = 0, stored = 0;
+        int64_t tat = 0, before;
+        uint64_t version = 0;
+        dm_rl_result res;
+        apr_status_t rv = st->get(st->baton, key, &found, &tat, &version);
+
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        before = tat;
+        res = dm_rl_gcra(&tat, count, period_us, now_us);
+        if (!res.allowed || tat == before) {
+            /* refused, or bad parameters (allowed, nothing counted) */
+            *out = res;
+            return APR_SUCCESS;
+        }
+        rv = st->put(st->baton, key, found, version, tat,
+                     ceil_div(tat - now_us * 1000, 1000000000) + 1, &stored);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        if (stored) {
+            *out = res;
+            return APR_SUCCESS;
+        }
+    }
+    *out = (dm_rl_result){0, count, 0, period_us, period_us / count > 0 ? period_us / count : 1};
+    return APR_SUCCESS;
+}
+
 const char *dm_rl_scope_name(dm_rl_scope scope)
 {
     return scope == DM_RL_SCOPE_MEMBER ? "member" : "ip";

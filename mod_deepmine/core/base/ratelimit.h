@@ -91,4 +91,45 @@ const char *dm_rl_parse_rule(apr_pool_t *p, const char *name, const char *rate, 
 /* "ip" or "member". */
 const char *dm_rl_scope_name(dm_rl_scope scope);
 
+/* ---- the store several nodes share (DeepMineRateLimitStore memcache) ---- */
+
+/* A store that keeps one TAT per key where every node sees it, read with
+ * a version and written only when that version is still current (memcached:
+ * gets, and add or cas). `get` sets *found (0 when the key is absent) and,
+ * when found, *tat_ns (0 when the stored value is not a TAT) and *version
+ * (never 0). `put` creates the key when found is 0 and it is still absent,
+ * else replaces it when it is still at `version`; *stored is 0 when another
+ * writer came first. ttl_s: how long the TAT still carries information.
+ * Either returns a non-success status when the store cannot be reached. */
+typedef struct dm_rl_cas_store {
+    apr_status_t (*get)(void *baton, const char *key, int *found, int64_t *tat_ns,
+                        uint64_t *version);
+    apr_status_t (*put)(void *baton, const char *key, int found, uint64_t version, int64_t tat_ns,
+                        int64_t ttl_s, int *stored);
+    void *baton;
+} dm_rl_cas_store;
+
+/* Rounds of get and put one hit tries before it gives up (see
+ * dm_rl_cas_hit). */
+#define DM_RL_CAS_TRIES 32
+#define DM_RL_SHARED_KEY_MAX 128
+
+/* The shared store's key of (rule, subject), the same on every node:
+ * "dmrl:<rule>:<subject>" when the subject is at most 64 characters of
+ * A-Z a-z 0-9 . _ : - (an address, a member id), else
+ * "dmrl:<rule>#<32 hex digits of BLAKE2b-128 of the subject>". A rule name
+ * is cut at DM_RL_NAME_MAX characters. */
+void dm_rl_shared_key(char out[DM_RL_SHARED_KEY_MAX], const char *rule, const char *subject);
+
+/* Counts one hit of (rule, subject) in a shared store, with the same GCRA
+ * as dm_rl_hit (dm_rl_gcra) and `now_us` on a clock every node shares (the
+ * wall clock). Reads the TAT, decides, and writes the new TAT only if
+ * nobody wrote it in between, else reads again: two nodes never both
+ * admit the last hit. A refusal writes nothing. After DM_RL_CAS_TRIES lost
+ * races in a row the hit is refused (each lost race is another hit
+ * admitted, so the key is at its limit or close to it). A status other
+ * than APR_SUCCESS when the store failed; *out is then not set. */
+apr_status_t dm_rl_cas_hit(const dm_rl_cas_store *st, const char *rule, const char *subject,
+                           int64_t count, int64_t period_us, int64_t now_us, dm_rl_result *out);
+
 #endif
