@@ -20,7 +20,6 @@ import hmac
 import json
 import os
 import re
-import shutil
 import signal
 import threading
 import time
@@ -166,17 +165,18 @@ def test_a_password_change_on_one_node_ends_the_token_on_the_other(two):
         "current_password": PASSWORD, "new_password": "Walnut-Compass-Harbor-77",
         "return_tokens": True})
     assert r.status_code == 200, r.text
+    new = bearer(r.json())
     for s in (b, a):
         r = me(s, old)
         assert r.status_code == 401, r.text
         assert error_of(r)["code"] == "unauthorized"
-    new = bearer(r.json()) if "tokens" in r.json() else None
+    # the caller's fresh session works on the other node
+    assert me(b, new).status_code == 200
     fresh = a.request("POST", "/api/auth/login", json={
         "email": body["user"]["email"], "password": "Walnut-Compass-Harbor-77",
         "return_tokens": True})
     assert fresh.status_code == 200, fresh.text
     assert me(b, bearer(fresh.json())).status_code == 200
-    del new
 
 
 def test_a_logout_on_one_node_ends_the_token_on_the_other(two):
@@ -328,3 +328,182 @@ def test_twenty_concurrent_withdrawals_over_both_nodes_pay_exactly_the_affordabl
                  % uid) == [(6, 90000)]
     assert a.sql("SELECT MIN(balance_micros) FROM accounts WHERE kind = 'wallet'")[0][0] >= 0
     ledger_verifies(a)
+
+
+# ---- both cron daemons: each hour once, each job period on one node -------
+
+def daemon_pids(s):
+    """The pids of s's cron daemons still alive, from their start lines."""
+    alive = []
+    for p in map(int, re.findall(DAEMON_STARTED, s.log_text())):
+        try:
+            os.kill(p, 0)
+            alive.append(p)
+        except ProcessLookupError:
+            pass
+    return alive
+
+
+def unix(text):
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def test_both_cron_daemons_accrue_each_hour_once_and_run_each_period_on_one_node(two):
+    a, b = two.nodes
+    wait_for(lambda: len(daemon_pids(a)) == 1 and len(daemon_pids(b)) == 1, what="daemons")
+    pids = {daemon_pids(a)[0]: "a", daemon_pids(b)[0]: "b"}
+    pkg = max((p for p in a.get("/api/packages").json()["packages"]
+               if p["yield_mode"] == "fixed"), key=lambda p: p["daily_yield_micros"])
+    buyers = []
+    for s in (a, b, a):
+        body = register_member(s, "y")
+        s.ctl("ledger", "adjust", "--user", str(body["user"]["id"]), "--amount",
+              str(pkg["price_micros"]), "--reason", "it51")
+        r = s.request("POST", "/api/orders", headers=bearer(body),
+                      json={"package_id": pkg["id"], "pay_from_balance": True})
+        assert r.status_code == 201, r.text
+        [c] = [c for c in s.get("/api/contracts", headers=bearer(body)).json()["contracts"]
+               if c["order_id"] == r.json()["order"]["id"]]
+        buyers.append((body, c))
+    first = a.now - a.now % HOUR
+    n = 3
+    for i in range(1, n + 1):
+        two.set_clock(first + i * HOUR + 30)
+        hour = first + (i - 1) * HOUR
+        wait_for(lambda: a.sql("SELECT status FROM job_runs WHERE job = 'accrual' AND "
+                               "period_start = %d" % hour) == [("ok",)],
+                 what="accrual of %s" % rfc3339(hour))
+        wait_for(lambda: a.sql("SELECT cursor FROM job_state WHERE job = 'test-tick'")
+                 == [(first + i * HOUR,)], what="test-tick of %s" % rfc3339(hour))
+    for body, c in buyers:
+        start, daily = unix(c["started_at"]), c["daily_yield_micros"]
+        want = sum(daily * (h + HOUR - start) // 86400 - daily * (max(start, h) - start) // 86400
+                   for h in range(first, first + n * HOUR, HOUR))
+        assert a.sql("SELECT COUNT(*), COUNT(DISTINCT idempotency_key), SUM(amount_micros) "
+                     "FROM transfers WHERE idempotency_key LIKE 'earn:%d:%%'"
+                     % c["id"]) == [(n, n, want)]
+        for s in (a, b):
+            r = s.get("/api/me", headers=bearer(s.request("POST", "/api/auth/login", json={
+                "email": body["user"]["email"], "password": PASSWORD,
+                "return_tokens": True}).json()))
+            assert r.json()["user"]["balance_micros"] == want
+    # every period of these jobs ran once (one attempt, ok); test-tick
+    # writes the pid of the daemon that ran it: one of the two
+    runs = a.sql("SELECT job, period, attempts, status FROM job_runs WHERE period_start >= %d "
+                 "AND period_start < %d AND job IN ('accrual', 'test-tick')"
+                 % (first, first + n * HOUR))
+    assert sorted((j, p) for j, p, _, _ in runs) == sorted(
+        (j, rfc3339(first + k * HOUR)) for j in ("accrual", "test-tick") for k in range(n))
+    for job, period, attempts, status in runs:
+        assert (attempts, status) == (1, "ok"), (job, period)
+    with open(a.sidecar(".ticks")) as f:
+        ticks = [line.split() for line in f.read().splitlines()]
+    assert sorted(t for t, _ in ticks) == sorted(rfc3339(first + k * HOUR) for k in range(n))
+    assert {int(p) for _, p in ticks} <= set(pids)
+    ledger_verifies(a)
+
+
+# ---- the 6th login in a minute, whichever node ----------------------------
+
+def test_the_sixth_login_in_a_minute_is_refused_whichever_node_it_reaches(mc):
+    conf = FAST.replace("DeepMineRateLimit login 10000/1m ip\n",
+                        "DeepMineRateLimit login 5/1m ip\n")
+    mc.command("delete dmrl:login:127.0.0.1")  # the earlier tests logged in
+    c = Cluster(mc, conf)
+    try:
+        a, b = c.nodes
+        body = register_member(a, "r")
+        good = {"email": body["user"]["email"], "password": PASSWORD}
+        bad = {"email": body["user"]["email"], "password": "Wrong-Password-1"}
+        for i, (s, creds) in enumerate([(a, good), (b, bad), (a, bad), (b, good), (a, bad)]):
+            r = s.request("POST", "/api/auth/login", json=creds, headers=CLOSE)
+            assert r.status_code == (200 if creds is good else 401), r.text
+            assert r.headers["RateLimit"].startswith('"login";r=%d;t=' % (4 - i)), r.headers
+        for s, creds in [(b, good), (a, good), (b, bad)]:
+            r = s.request("POST", "/api/auth/login", json=creds, headers=CLOSE)
+            assert r.status_code == 429, r.text
+            assert error_of(r)["code"] == "rate_limited"
+    finally:
+        c.close()
+
+
+# ---- kill -9 of one node mid-traffic --------------------------------------
+
+def test_kill_9_of_one_node_mid_traffic_leaves_the_other_serving_and_the_money_whole(two):
+    a, b = two.nodes
+    pkg = min(a.get("/api/packages").json()["packages"], key=lambda p: p["price_micros"])
+    members = []
+    for _ in range(6):
+        body = register_member(a, "k")
+        a.ctl("ledger", "adjust", "--user", str(body["user"]["id"]), "--amount",
+              str(pkg["price_micros"] * 40), "--reason", "it51")
+        members.append(body)
+    killed = threading.Event()
+    stop = threading.Event()
+    after_kill = []  # (node, what, status or exception) of b's answers after the kill
+    lock = threading.Lock()
+
+    def hammer(i):
+        body = members[i % len(members)]
+        h = dict(bearer(body), **CLOSE)
+        n = 0
+        while not stop.is_set():
+            for s in (a, b):
+                if s is a and killed.is_set():
+                    continue
+                was_killed = killed.is_set()
+                try:
+                    if n % 3 == 2:
+                        r = s.request("POST", "/api/orders", headers=h, timeout=30,
+                                      json={"package_id": pkg["id"], "pay_from_balance": True})
+                        ok = r.status_code in (201, 409)
+                    else:
+                        r = s.get(("/api/packages", "/api/me")[n % 2], headers=h, timeout=30)
+                        ok = r.status_code == 200
+                    outcome = r.status_code
+                except requests.RequestException as exc:
+                    ok, outcome = False, repr(exc)
+                if s is b and was_killed:
+                    with lock:
+                        after_kill.append((ok, outcome))
+                n += 1
+
+    with concurrent.futures.ThreadPoolExecutor(6) as ex:
+        futures = [ex.submit(hammer, i) for i in range(6)]
+        wait_for(lambda: a.sql("SELECT COUNT(*) FROM orders WHERE status = 'paid' AND "
+                               "user_id IN (%s)" % ",".join(str(m["user"]["id"])
+                                                            for m in members))[0][0] >= 6,
+                 what="traffic")
+        os.killpg(a.proc.pid, signal.SIGKILL)  # the parent, its children and its daemon
+        a.proc.wait()
+        killed.set()
+        wait_for(lambda: len(after_kill) >= 60, what="b's answers after the kill")
+        stop.set()
+        for f in futures:
+            f.result()
+    assert [o for ok, o in after_kill if not ok] == []
+    # b still serves a member and takes an order
+    body = members[0]
+    r = b.request("POST", "/api/orders", headers=bearer(body),
+                  json={"package_id": pkg["id"], "pay_from_balance": True})
+    assert r.status_code in (201, 409), r.text
+    # the money: every paid order is one contract and one payment, every
+    # wallet is its funds less what it bought, never negative, the ledger balanced
+    for m in members:
+        uid = m["user"]["id"]
+        [(paid,)] = a.sql("SELECT COUNT(*) FROM orders WHERE user_id = %d AND status = 'paid'"
+                          % uid)
+        assert a.sql("SELECT COUNT(*) FROM contracts c JOIN orders o ON o.id = c.order_id "
+                     "WHERE o.user_id = %d" % uid) == [(paid,)]
+        assert a.sql("SELECT COUNT(*) FROM orders WHERE user_id = %d AND status NOT IN "
+                     "('paid')" % uid) == [(0,)]
+        balance = me(b, bearer(m)).json()["user"]["balance_micros"]
+        assert balance == pkg["price_micros"] * (40 - paid) and balance >= 0
+    r = subprocess_ledger_verify(b)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok" in r.stdout
+
+
+def subprocess_ledger_verify(s):
+    """deepminectl --db <the PostgreSQL URL> ledger verify."""
+    return s.ctl("ledger", "verify", check=False)
