@@ -52,6 +52,11 @@
 # BENCH_CONF="directives" appended to the bench's local.conf (to try tunings).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# PostgreSQL (issue 17): scripts/bench_pg.sh, with its own population and
+# throwaway cluster; BENCH_ONLY=postgres runs only it, PG=1 after the rest.
+if [ "${BENCH_ONLY:-}" = postgres ]; then
+  exec bash "$root/scripts/bench_pg.sh"
+fi
 duration=${DURATION:-10s}
 conns_list=${CONNECTIONS:-64 256}
 threads=${THREADS:-2}
@@ -619,4 +624,6 @@ echo "(register includes argon2id at the bench's cheap setting, DeepMinePassword
 
 [ "$mail" -gt 0 ] && mail_bench
 [ "$janitor" -gt 0 ] && payments_bench
+# PostgreSQL (issue 17): BENCH_ONLY=postgres or PG=1
+[ "${PG:-0}" = 1 ] && bash "$root/scripts/bench_pg.sh"
 true
