@@ -19,7 +19,8 @@ import subprocess
 import pytest
 
 from conftest import CTL, PgCluster, Server, assert_clean_log
-from test_48_backup import CRON_TABLES, FAST, created_id, object_path, populate
+from test_48_backup import (CRON_TABLES, FAST, T0, created_id, listed, object_path, populate,
+                            stamp, wait_for)
 
 LOCAL_STORAGE_WARNING = r"DM01754: DeepMineStorage \S+ is storage-local with a PostgreSQL database"
 
@@ -193,3 +194,23 @@ def test_a_backup_of_one_engine_is_refused_by_the_other(srv, tmp_path):
         PgCluster.get().drop_db(target)
     subprocess.run([CTL, "--config", srv.conf, "storage", "rm", "backups/%s.json" % lid],
                    check=True, capture_output=True)
+
+
+def test_the_backup_job_on_postgresql_takes_a_backup_that_verifies():
+    s = Server(mpm="event", local_conf=FAST + "DeepMineBackupEvery 1h\n", clock=T0,
+               engine="postgresql")
+    s.expected_log.append(re.compile(LOCAL_STORAGE_WARNING))
+    try:
+        s.start()
+        # at start: the window of T0 has no backup yet
+        wait_for(lambda: [c for _, c in listed(s)] == [stamp(T0)], what="the first backup")
+        wait_for(lambda: s.sql("SELECT status, items FROM job_runs WHERE job = 'backup'"),
+                 what="the job's run")
+        assert s.sql("SELECT status, items FROM job_runs WHERE job = 'backup'") == [("ok", 1)]
+        newest = listed(s)[-1][0]
+        assert "backup verify: ok: %s:" % newest in backup(s, "verify").stdout
+        assert verify_databases() == []
+        s.stop()
+        assert_clean_log(s)
+    finally:
+        s.cleanup()

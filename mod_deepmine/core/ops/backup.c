@@ -1060,7 +1060,7 @@ static dm_err *check_engine(apr_pool_t *p, const char *id, json_t *m, int want_p
 dm_err *dm_backup_fetch(apr_pool_t *p, const dm_backup_store *s, const dm_backup_keys *k,
                         const char *id, const char *dest_path, dm_backup_info *out)
 {
-    dm_backup_info info;
+    dm_backup_info info = {0};
     json_t *m = NULL;
     dm_err *e = fetch_raw(p, s, k, id, dest_path, &m, &info);
 
@@ -1164,7 +1164,7 @@ static dm_err *fetch_pg(apr_pool_t *p, const dm_backup_store *s, const dm_backup
 dm_err *dm_backup_restore_pg(apr_pool_t *p, const dm_backup_store *s, const dm_backup_keys *k,
                              const char *id, const char *target, dm_backup_info *out)
 {
-    dm_backup_info info;
+    dm_backup_info info = {0};
     json_t *m = NULL;
     const char *dump = NULL;
     apr_pool_t *sp;
@@ -1221,7 +1221,7 @@ dm_err *dm_backup_restore_pg(apr_pool_t *p, const dm_backup_store *s, const dm_b
 static dm_err *verify_pg(apr_pool_t *p, const dm_backup_store *s, const dm_backup_keys *k,
                          const char *id, const char *server, dm_backup_info *out)
 {
-    dm_backup_info info;
+    dm_backup_info info = {0};
     json_t *m = NULL;
     const char *dump = NULL, *name, *tmpdb = NULL, *pw = NULL;
     unsigned char r[6];
