@@ -7,7 +7,8 @@
  * restore fetches and checks the backup into a new file beside the
  * database, then swaps it in only when no other process holds the
  * database open (a running server does), and over an existing database
- * only with --force.
+ * only with --force. On PostgreSQL (--to URL, or a PostgreSQL
+ * DeepMineDatabase) it restores into the empty database --to names.
  */
 #include <apr_strings.h>
 #include <sodium.h>
@@ -90,7 +91,7 @@ int dm_cmd_backup_create(dm_cli *c)
     if (rc != DM_CLI_OK) {
         return rc;
     }
-    if (access(c->db_path, F_OK) != 0) {
+    if (!dm_db_is_postgres(c->db_path) && access(c->db_path, F_OK) != 0) {
         fprintf(stderr, "%s: there is no database at %s (%s)\n", c->tool->name, c->db_path,
                 c->db_from);
         return DM_CLI_FAIL;
@@ -155,6 +156,35 @@ int dm_cmd_backup_verify(dm_cli *c)
     return DM_CLI_OK;
 }
 
+/* PostgreSQL: into the empty database --to names. There is no server
+ * lock to check here: the nodes must be stopped, or pointed at the new
+ * database afterwards. */
+static int restore_pg(dm_cli *c, const dm_backup_store *s, const dm_backup_keys *k, const char *to)
+{
+    dm_backup_info b;
+    dm_err *e;
+
+    if (!to || !dm_db_is_postgres(to)) {
+        fprintf(stderr,
+                "%s: on PostgreSQL a backup is restored into a new, empty database: give "
+                "--to postgresql://… (create it first; the live database is never "
+                "overwritten)\n",
+                c->tool->name);
+        return DM_CLI_USAGE;
+    }
+    e = dm_backup_restore_pg(c->pool, s, k, c->argc ? c->argv[0] : NULL, to, &b);
+    if (e) {
+        fprintf(stderr, "backup restore: refused: %s\n", e->message);
+        return DM_CLI_FAIL;
+    }
+    describe("backup restored:", &b);
+    printf("backup restore: %s now holds backup %s (checked: hash, pg_restore, ledger, row "
+           "counts). Stop the nodes (and their cron daemons) or point their DeepMineDatabase "
+           "at it: a running server keeps using the database it was started on\n",
+           dm_db_display_name(c->pool, to), b.id);
+    return DM_CLI_OK;
+}
+
 int dm_cmd_backup_restore(dm_cli *c)
 {
     dm_backup_store s;
@@ -163,10 +193,16 @@ int dm_cmd_backup_restore(dm_cli *c)
     unsigned char r[4];
     char rh[9];
     const char *tmp;
+    const char *to = dm_cli_opt(c, "to");
     int held = 0, rc = setup(c, &s, &k);
     dm_err *e;
 
     if (rc != DM_CLI_OK) {
+        return rc;
+    }
+    if (to || dm_db_is_postgres(c->db_path)) {
+        rc = restore_pg(c, &s, &k, to);
+        sodium_memzero(&k, sizeof(k));
         return rc;
     }
     /* refuse early (and again at the swap) while a server holds it */

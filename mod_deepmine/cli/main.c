@@ -315,6 +315,7 @@ static const apr_getopt_option_t backup_restore_opts[] = {
     {"plugin", 256, 1, "NAME a declared storage plugin other than DeepMineStorage's"},
     {"key-file", 257, 1, "FILE the secret key file (default: DeepMineSecretKeyFile)"},
     {"force", 258, 0, "replace an existing database (the server stopped)"},
+    {"to", 259, 1, "URL PostgreSQL: the new, empty database to restore into"},
     {NULL, 0, 0, NULL},
 };
 static const dm_cli_cmd backup_create = {
@@ -347,9 +348,9 @@ static const dm_cli_cmd backup_restore = {
     .opts = backup_restore_opts,
     .max_args = 1,
     .fn = dm_cmd_backup_restore,
-    .synopsis = "[id] [--force] [--plugin NAME] [--key-file FILE]",
+    .synopsis = "[id] [--force | --to URL] [--plugin NAME] [--key-file FILE]",
     .description = "check a backup as verify does and swap it in as the database; refused while "
-                   "a server holds the database",
+                   "a server holds the database; PostgreSQL: into the empty database --to URL",
 };
 static const dm_cli_cmd *const backup_subs[] = {&backup_create, &backup_list, &backup_verify,
                                                 &backup_restore, NULL};

@@ -118,6 +118,30 @@ static void test_messages_name_a_database_without_its_password(void **state)
                         "dbname=d host=/run/pg");
 }
 
+static void test_a_client_program_gets_the_password_apart_from_its_connection_string(void **state)
+{
+    const char *ci = NULL, *pw = NULL;
+    (void)state;
+    setenv("DM_TEST_PG_PASSWORD", "s3cret value", 1);
+    /* for pg_dump/pg_restore: no password in the string, resolved apart */
+    assert_null(dm_db_pg_conninfo(pool,
+                                  "postgresql://dm@db.example.com/deepmine?password=env:DM_TEST_PG_"
+                                  "PASSWORD",
+                                  NULL, 1, &ci, &pw));
+    assert_string_equal(ci, "user='dm' dbname='deepmine' host='db.example.com'");
+    assert_string_equal(pw, "s3cret value");
+    /* another dbname, the password kept as given (for dm_db_open) */
+    assert_null(dm_db_pg_conninfo(pool, "host=/run/pg dbname=d password=env:DM_TEST_PG_PASSWORD",
+                                  "dm_verify_1", 0, &ci, &pw));
+    assert_string_equal(ci,
+                        "password='env:DM_TEST_PG_PASSWORD' dbname='dm_verify_1' host='/run/pg'");
+    assert_null(pw);
+    /* quotes and backslashes in a value are escaped */
+    assert_null(dm_db_pg_conninfo(pool, "host=/run/pg dbname='it\\'s'", NULL, 1, &ci, &pw));
+    assert_string_equal(ci, "dbname='it\\'s' host='/run/pg'");
+    assert_null(pw);
+}
+
 static void test_a_password_variable_that_is_not_set_is_refused_before_connecting(void **state)
 {
     dm_db *db = NULL;
@@ -150,6 +174,7 @@ int main(void)
         cmocka_unit_test(test_side_file_is_beside_the_file_or_the_socket),
         cmocka_unit_test(test_messages_name_a_database_without_its_password),
         cmocka_unit_test(test_a_password_variable_that_is_not_set_is_refused_before_connecting),
+        cmocka_unit_test(test_a_client_program_gets_the_password_apart_from_its_connection_string),
     };
     int rc;
 

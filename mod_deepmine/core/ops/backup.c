@@ -7,15 +7,19 @@
  */
 #include "ops/backup.h"
 
+#include <apr_file_io.h>
 #include <apr_strings.h>
 #include <apr_time.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <jansson.h>
 #include <sodium.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -23,6 +27,7 @@
 #include "base/log.h"
 #include "ledger/ledger.h"
 #include "store/db.h"
+#include "store/db_copy.h"
 
 #define SEALED_CHUNK (DM_BACKUP_CHUNK + crypto_secretstream_xchacha20poly1305_ABYTES)
 #define MANIFEST_MAX (1024 * 1024)
@@ -94,8 +99,11 @@ static dm_err *count_rows_db(apr_pool_t *p, apr_pool_t *sp, dm_db *db, json_t *t
 
     {
         e = dm_db_prepare(db, sp,
-                          "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
-                          "'sqlite_%' ORDER BY name",
+                          strcmp(dm_db_engine(db), "postgresql") == 0
+                              ? "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = "
+                                "current_schema() ORDER BY tablename"
+                              : "SELECT name FROM sqlite_master WHERE type = 'table' AND name "
+                                "NOT LIKE 'sqlite_%' ORDER BY name",
                           &st);
         while (!e && !(e = dm_stmt_step(st, sp, &row)) && row) {
             APR_ARRAY_PUSH(names, const char *) = dm_stmt_dup_text(st, p, 0);
@@ -144,6 +152,177 @@ static dm_err *count_rows(apr_pool_t *p, const char *path, json_t *tables, int64
          * (hundreds of MB), holding up every writer's commit on the disk;
          * the copy is a scratch file, checked end to end by its SHA-256 */
         e = dm_db_exec(db, sp, "PRAGMA synchronous=OFF; PRAGMA journal_mode=DELETE");
+    }
+    apr_pool_destroy(sp);
+    return e;
+}
+
+/* ---- PostgreSQL: pg_dump and pg_restore ---- */
+
+extern char **environ;
+
+/* Where scratch files of a PostgreSQL backup go (the database has no
+ * directory of its own here): $TMPDIR, else /tmp. */
+static const char *scratch_dir(apr_pool_t *p)
+{
+    const char *d = NULL;
+
+    if (apr_temp_dir_get(&d, p) != APR_SUCCESS || !d) {
+        d = "/tmp";
+    }
+    return d;
+}
+
+/* A PostgreSQL client program: the first on PATH, else the newest
+ * /usr/lib/postgresql/<version>/bin (Debian), else NULL. */
+static const char *find_tool(apr_pool_t *p, const char *name)
+{
+    const char *path = getenv("PATH");
+    glob_t g;
+    const char *out = NULL;
+
+    while (path && *path) {
+        const char *colon = strchr(path, ':');
+        size_t n = colon ? (size_t)(colon - path) : strlen(path);
+        if (n) {
+            const char *f = apr_pstrcat(p, apr_pstrndup(p, path, n), "/", name, NULL);
+            if (access(f, X_OK) == 0) {
+                return f;
+            }
+        }
+        path = colon ? colon + 1 : NULL;
+    }
+    if (glob(apr_pstrcat(p, "/usr/lib/postgresql/*/bin/", name, NULL), 0, NULL, &g) == 0) {
+        /* versions sort as numbers: the longest name, then the last */
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            if (!out || strlen(g.gl_pathv[i]) >= strlen(out)) {
+                out = apr_pstrdup(p, g.gl_pathv[i]);
+            }
+        }
+        globfree(&g);
+    }
+    return out;
+}
+
+/* Runs a PostgreSQL client program (argv[0] its name) with the password,
+ * if any, in PGPASSWORD (never on its command line), stdout to /dev/null
+ * and stderr to err_path; waits. DM_E_UNAVAILABLE with the program's
+ * first line of complaint when it fails. */
+static dm_err *run_tool(apr_pool_t *p, const char **argv, const char *password,
+                        const char *err_path)
+{
+    const char *tool = find_tool(p, argv[0]);
+    apr_array_header_t *env = apr_array_make(p, 64, sizeof(char *));
+    posix_spawn_file_actions_t fa;
+    pid_t pid;
+    int rc, status = 0;
+    char buf[512];
+    ssize_t n = 0;
+    int fd;
+
+    if (!tool) {
+        return dm_err_make(p, DM_E_UNAVAILABLE, NULL,
+                           "backup: %s is not installed (PATH, /usr/lib/postgresql/*/bin): "
+                           "install PostgreSQL's client programs (postgresql-client)",
+                           argv[0]);
+    }
+    for (char **v = environ; *v; v++) {
+        if (strncmp(*v, "PGPASSWORD=", 11) != 0) {
+            APR_ARRAY_PUSH(env, char *) = *v;
+        }
+    }
+    if (password) {
+        APR_ARRAY_PUSH(env, char *) = apr_pstrcat(p, "PGPASSWORD=", password, NULL);
+    }
+    APR_ARRAY_PUSH(env, char *) = NULL;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    rc = posix_spawn(&pid, tool, &fa, NULL, (char *const *)argv, (char *const *)env->elts);
+    posix_spawn_file_actions_destroy(&fa);
+    if (password) {
+        char *pw = APR_ARRAY_IDX(env, env->nelts - 2, char *);
+        sodium_memzero(pw, strlen(pw));
+    }
+    if (rc != 0) {
+        unlink(err_path);
+        return dm_err_make(p, DM_E_UNAVAILABLE, NULL, "backup: cannot run %s: %s", tool,
+                           strerror(rc));
+    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    fd = open(err_path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+    }
+    unlink(err_path);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        return NULL;
+    }
+    buf[n > 0 ? n : 0] = '\0';
+    if (strchr(buf, '\n')) {
+        *strchr(buf, '\n') = '\0';
+    }
+    return dm_err_make(p, DM_E_UNAVAILABLE, NULL, "backup: %s failed (%s %d): %s", argv[0],
+                       WIFEXITED(status) ? "exit status" : "signal",
+                       WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
+                       *buf ? buf : "no message");
+}
+
+/* The dump of the PostgreSQL database `conninfo` into dump_path (pg_dump
+ * --format=custom) and its row counts, both of one snapshot: a REPEATABLE
+ * READ transaction exports its snapshot, counts the rows in it, and
+ * pg_dump --snapshot dumps exactly that while the transaction stays open. */
+static dm_err *pg_dump_counted(apr_pool_t *p, const char *conninfo, const char *dump_path,
+                               json_t *tables, int64_t *schema, int64_t *total)
+{
+    apr_pool_t *sp;
+    dm_db *db = NULL;
+    dm_stmt *st;
+    const char *snapshot = NULL, *ci = NULL, *pw = NULL;
+    int row = 0, open_txn = 0;
+    dm_err *e;
+
+    apr_pool_create(&sp, p);
+    e = dm_db_pg_conninfo(sp, conninfo, NULL, 1, &ci, &pw);
+    if (!e) {
+        e = dm_db_open(sp, conninfo, NULL, &db);
+    }
+    if (!e) {
+        e = dm_db_exec(db, sp, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+        open_txn = !e;
+    }
+    if (!e) {
+        e = dm_db_prepare(db, sp, "SELECT pg_export_snapshot()", &st);
+        if (!e && !(e = dm_stmt_step(st, sp, &row)) && row) {
+            snapshot = dm_stmt_dup_text(st, sp, 0);
+        }
+        if (!e) {
+            dm_stmt_done(st);
+        }
+    }
+    if (!e) {
+        e = count_rows_db(p, sp, db, tables, schema, total);
+    }
+    if (!e) {
+        const char *argv[] = {"pg_dump",
+                              "--format=custom",
+                              "--no-password",
+                              "--compress=0",
+                              apr_pstrcat(sp, "--snapshot=", snapshot ? snapshot : "", NULL),
+                              apr_pstrcat(sp, "--file=", dump_path, NULL),
+                              apr_pstrcat(sp, "--dbname=", ci, NULL),
+                              NULL};
+        e = run_tool(sp, argv, pw, apr_pstrcat(sp, dump_path, ".err", NULL));
+    }
+    if (open_txn) {
+        dm_err *ce = dm_db_exec(db, sp, "COMMIT");
+        e = e ? e : ce;
+    }
+    if (e) {
+        e = dm_err_make(p, e->code, e->field, "%s", e->message);
     }
     apr_pool_destroy(sp);
     return e;
@@ -392,19 +571,26 @@ dm_err *dm_backup_create(apr_pool_t *p, const dm_backup_store *s, const dm_backu
     dm_message msg = {{0}};
     dm_status st;
     fd_src src = {-1};
-    int put_obj = 0;
+    int put_obj = 0, pg = dm_db_is_postgres(db_path);
     dm_err *e;
 
     gmtime_r(&tt, &tm);
     strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
     randombytes_buf(rnd, sizeof(rnd));
     id = apr_pstrcat(p, stamp, "-", hex(p, rnd, sizeof(rnd)), NULL);
-    snap = apr_pstrcat(p, db_path, ".backup-", id, NULL);
+    /* PostgreSQL: pg_dump's file in the temporary directory; SQLite: the
+     * copy beside the database */
+    snap = pg ? apr_pstrcat(p, scratch_dir(p), "/dm-backup-", id, ".dump", NULL)
+              : apr_pstrcat(p, db_path, ".backup-", id, NULL);
     objf = apr_pstrcat(p, snap, ".dmb", NULL);
 
-    e = dm_db_snapshot(p, db_path, snap, 256, 2);
-    if (!e) {
-        e = count_rows(p, snap, tables, &schema, &total);
+    if (pg) {
+        e = pg_dump_counted(p, db_path, snap, tables, &schema, &total);
+    } else {
+        e = dm_db_snapshot(p, db_path, snap, 256, 2);
+        if (!e) {
+            e = count_rows(p, snap, tables, &schema, &total);
+        }
     }
     if (!e) {
         e = pack(p, k, snap, objf, db_sha, &db_bytes, obj_sha, &obj_bytes);
@@ -425,6 +611,7 @@ dm_err *dm_backup_create(apr_pool_t *p, const dm_backup_store *s, const dm_backu
         json_object_set_new(m, "id", json_string(id));
         json_object_set_new(m, "created", json_string(rfc3339(p, now)));
         json_object_set_new(m, "created_unix", json_integer(now));
+        json_object_set_new(m, "engine", json_string(pg ? "postgresql" : "sqlite"));
         json_object_set_new(m, "schema_version", json_integer(schema));
         json_object_set_new(m, "tables", tables);
         tables = NULL;
@@ -757,8 +944,11 @@ static dm_err *check_db(apr_pool_t *p, const char *id, const char *path, json_t 
     return e;
 }
 
-dm_err *dm_backup_fetch(apr_pool_t *p, const dm_backup_store *s, const dm_backup_keys *k,
-                        const char *id, const char *dest_path, dm_backup_info *out)
+/* Fetches backup id (NULL: the newest) into dest_path and checks its
+ * manifest and hashes; *mo gets the manifest (the caller's to decref)
+ * when it succeeds, dest_path is removed when it fails. */
+static dm_err *fetch_raw(apr_pool_t *p, const dm_backup_store *s, const dm_backup_keys *k,
+                         const char *id, const char *dest_path, json_t **mo, dm_backup_info *out)
 {
     dm_backup_info info;
     json_t *m = NULL;
@@ -835,8 +1025,51 @@ dm_err *dm_backup_fetch(apr_pool_t *p, const dm_backup_store *s, const dm_backup
     close(o->fd);
     ZSTD_freeDCtx(o->z);
     sodium_memzero(&o->st, sizeof(o->st));
+    if (e) {
+        json_decref(m);
+        unlink(dest_path);
+        return e;
+    }
+    *mo = m;
+    *out = info;
+    return NULL;
+}
+
+/* The engine a backup holds ("sqlite" for manifests from before the
+ * field), and the refusal of one restored to the other engine. */
+static dm_err *check_engine(apr_pool_t *p, const char *id, json_t *m, int want_pg)
+{
+    const char *eng = json_string_value(json_object_get(m, "engine"));
+    int is_pg = eng && strcmp(eng, "postgresql") == 0;
+
+    if (is_pg && !want_pg) {
+        return refuse(p, id,
+                      "it holds a PostgreSQL database (pg_dump); it restores only into "
+                      "PostgreSQL (deepminectl backup restore --to URL), never into a SQLite "
+                      "file");
+    }
+    if (!is_pg && want_pg) {
+        return refuse(p, id,
+                      "it holds a SQLite database; it restores only into a SQLite "
+                      "DeepMineDatabase (to move SQLite to PostgreSQL, restore it to a file and "
+                      "run deepminectl migrate-to-postgres)");
+    }
+    return NULL;
+}
+
+dm_err *dm_backup_fetch(apr_pool_t *p, const dm_backup_store *s, const dm_backup_keys *k,
+                        const char *id, const char *dest_path, dm_backup_info *out)
+{
+    dm_backup_info info = {0};
+    json_t *m = NULL;
+    dm_err *e = fetch_raw(p, s, k, id, dest_path, &m, &info);
+
+    if (e) {
+        return e;
+    }
+    e = check_engine(p, info.id, m, 0);
     if (!e) {
-        e = check_db(p, id, dest_path, m);
+        e = check_db(p, info.id, dest_path, m);
     }
     json_decref(m);
     if (e) {
@@ -849,9 +1082,202 @@ dm_err *dm_backup_fetch(apr_pool_t *p, const dm_backup_store *s, const dm_backup
     return e;
 }
 
+/* ---- PostgreSQL: verify and restore ---- */
+
+/* The checks of a restored PostgreSQL database: ledger verify, row counts. */
+static dm_err *check_pg(apr_pool_t *p, const char *id, const char *conninfo, json_t *m)
+{
+    json_t *tables = json_object(), *want = json_object_get(m, "tables");
+    int64_t schema = 0, total = 0;
+    dm_ledger_report rep;
+    apr_pool_t *sp;
+    dm_db *db = NULL;
+    dm_err *e;
+
+    apr_pool_create(&sp, p);
+    e = dm_db_open(sp, conninfo, NULL, &db);
+    if (!e) {
+        e = dm_ledger_verify(db, sp, &rep);
+        if (!e && !rep.ok) {
+            e = refuse(p, id,
+                       apr_psprintf(p, "ledger verify fails on it: %s%s%s", rep.problem,
+                                    rep.account_name ? " at account " : "",
+                                    rep.account_name ? rep.account_name : ""));
+        }
+    }
+    if (!e) {
+        e = count_rows_db(p, sp, db, tables, &schema, &total);
+    }
+    if (!e && !json_equal(tables, want)) {
+        e = refuse(p, id, "its row counts are not those of its manifest");
+    }
+    if (e) {
+        e = dm_err_make(p, e->code, e->field, "%s", e->message);
+    }
+    json_decref(tables);
+    apr_pool_destroy(sp);
+    return e;
+}
+
+/* pg_restore of the dump at dump_path into the database conninfo. */
+static dm_err *pg_restore_into(apr_pool_t *p, const char *conninfo, const char *dump_path)
+{
+    const char *ci = NULL, *pw = NULL;
+    dm_err *e = dm_db_pg_conninfo(p, conninfo, NULL, 1, &ci, &pw);
+
+    if (!e) {
+        const char *argv[] = {"pg_restore",
+                              "--no-owner",
+                              "--no-privileges",
+                              "--exit-on-error",
+                              "--single-transaction",
+                              "--no-password",
+                              apr_pstrcat(p, "--dbname=", ci, NULL),
+                              dump_path,
+                              NULL};
+        e = run_tool(p, argv, pw, apr_pstrcat(p, dump_path, ".err", NULL));
+    }
+    return e;
+}
+
+/* fetch_raw of a PostgreSQL backup into a scratch file (*dump). */
+static dm_err *fetch_pg(apr_pool_t *p, const dm_backup_store *s, const dm_backup_keys *k,
+                        const char *id, json_t **m, dm_backup_info *info, const char **dump)
+{
+    unsigned char r[4];
+    dm_err *e;
+
+    randombytes_buf(r, sizeof(r));
+    *dump = apr_pstrcat(p, scratch_dir(p), "/dm-restore-", hex(p, r, sizeof(r)), ".dump", NULL);
+    e = fetch_raw(p, s, k, id, *dump, m, info);
+    if (!e) {
+        e = check_engine(p, info->id, *m, 1);
+        if (e) {
+            json_decref(*m);
+            *m = NULL;
+            remove_gently(*dump);
+        }
+    }
+    return e;
+}
+
+dm_err *dm_backup_restore_pg(apr_pool_t *p, const dm_backup_store *s, const dm_backup_keys *k,
+                             const char *id, const char *target, dm_backup_info *out)
+{
+    dm_backup_info info = {0};
+    json_t *m = NULL;
+    const char *dump = NULL;
+    apr_pool_t *sp;
+    dm_db *db = NULL;
+    int empty = 0;
+    dm_err *e;
+
+    apr_pool_create(&sp, p);
+    e = dm_db_open(sp, target, NULL, &db);
+    if (!e) {
+        e = dm_db_pg_is_empty(db, sp, &empty);
+    }
+    if (e) {
+        e = dm_err_make(p, e->code, e->field, "%s", e->message);
+    }
+    apr_pool_destroy(sp);
+    if (!e && !empty) {
+        return dm_err_make(p, DM_E_CONFLICT, NULL,
+                           "the PostgreSQL database %s is not empty: a backup is restored only "
+                           "into a new, empty database (CREATE DATABASE …), never over one",
+                           dm_db_display_name(p, target));
+    }
+    if (!e) {
+        e = fetch_pg(p, s, k, id, &m, &info, &dump);
+    }
+    if (!e) {
+        e = pg_restore_into(p, target, dump);
+        remove_gently(dump);
+        if (!e) {
+            e = check_pg(p, info.id, target, m);
+        }
+        if (e) {
+            e = dm_err_make(p, e->code, e->field,
+                            "%s (the database %s may hold part of it: drop it and create it "
+                            "again before another try)",
+                            e->message, dm_db_display_name(p, target));
+        }
+    }
+    json_decref(m);
+    if (!e) {
+        dm_log(DM_L_NOTICE,
+               "DM01870: PostgreSQL database %s restored from verified backup %s: point the "
+               "nodes at it",
+               dm_db_display_name(p, target), info.id);
+        if (out) {
+            *out = info;
+        }
+    }
+    return e;
+}
+
+/* Verify on PostgreSQL: the backup restored into a temporary database
+ * dm_verify_<random> on the server of `server`, checked, dropped. */
+static dm_err *verify_pg(apr_pool_t *p, const dm_backup_store *s, const dm_backup_keys *k,
+                         const char *id, const char *server, dm_backup_info *out)
+{
+    dm_backup_info info = {0};
+    json_t *m = NULL;
+    const char *dump = NULL, *name, *tmpdb = NULL, *pw = NULL;
+    unsigned char r[6];
+    apr_pool_t *sp;
+    dm_db *db = NULL;
+    int created = 0;
+    dm_err *e;
+
+    e = fetch_pg(p, s, k, id, &m, &info, &dump);
+    if (e) {
+        return e;
+    }
+    randombytes_buf(r, sizeof(r));
+    name = apr_pstrcat(p, "dm_verify_", hex(p, r, sizeof(r)), NULL);
+    apr_pool_create(&sp, p);
+    e = dm_db_open(sp, server, NULL, &db);
+    if (!e) {
+        e = dm_db_exec(db, sp, apr_pstrcat(sp, "CREATE DATABASE ", name, NULL));
+        created = !e;
+    }
+    if (e) {
+        e = dm_err_make(p, e->code, e->field, "backup: cannot create the verify database: %s",
+                        e->message);
+    }
+    if (!e) {
+        e = dm_db_pg_conninfo(p, server, name, 0, &tmpdb, &pw);
+    }
+    if (!e) {
+        e = pg_restore_into(p, tmpdb, dump);
+    }
+    remove_gently(dump);
+    if (!e) {
+        e = check_pg(p, info.id, tmpdb, m);
+    }
+    if (created) {
+        dm_err *de = dm_db_exec(
+            db, sp, apr_pstrcat(sp, "DROP DATABASE IF EXISTS ", name, " WITH (FORCE)", NULL));
+        if (de) {
+            dm_log(DM_L_WARN, "DM01871: could not drop the verify database %s: %s", name,
+                   de->message);
+        }
+    }
+    apr_pool_destroy(sp);
+    json_decref(m);
+    if (!e && out) {
+        *out = info;
+    }
+    return e;
+}
+
 dm_err *dm_backup_verify(apr_pool_t *p, const dm_backup_store *s, const dm_backup_keys *k,
                          const char *id, const char *tmp_near, dm_backup_info *out)
 {
+    if (dm_db_is_postgres(tmp_near)) {
+        return verify_pg(p, s, k, id, tmp_near, out);
+    }
     unsigned char r[4];
     const char *tmp;
     dm_err *e;

@@ -14,6 +14,12 @@
  * "DMbackup" (1 encryption, 2 manifest HMAC, 3 key id): a backup made
  * under another secret, or an edited manifest, is refused.
  *
+ * On PostgreSQL the database part is pg_dump --format=custom of one
+ * exported snapshot (the manifest's row counts come from the same
+ * snapshot), the manifest says "engine": "postgresql" (absent: "sqlite"),
+ * and scratch files go to the temporary directory ($TMPDIR, else /tmp);
+ * the password reaches pg_dump/pg_restore in PGPASSWORD only.
+ *
  * The object is written first and the manifest last: a backup without a
  * manifest does not exist for list, verify, restore or retention (and a
  * failed create removes what it wrote).
@@ -80,9 +86,22 @@ dm_err *dm_backup_list(apr_pool_t *p, const dm_backup_store *s, const dm_backup_
 dm_err *dm_backup_fetch(apr_pool_t *p, const dm_backup_store *s, const dm_backup_keys *k,
                         const char *id, const char *dest_path, dm_backup_info *out);
 
-/* dm_backup_fetch into a temporary file beside tmp_dir_file, then removed. */
+/* dm_backup_fetch into a temporary file beside tmp_dir_file, then removed.
+ * When tmp_near is a PostgreSQL connection string (the live database):
+ * the backup must be of PostgreSQL; it is restored with pg_restore into
+ * a temporary database dm_verify_<random> created on the same server,
+ * checked there (ledger verify, row counts) and dropped. */
 dm_err *dm_backup_verify(apr_pool_t *p, const dm_backup_store *s, const dm_backup_keys *k,
                          const char *id, const char *tmp_near, dm_backup_info *out);
+
+/* Restores backup id (NULL: the newest) of a PostgreSQL database into
+ * the EMPTY PostgreSQL database `target` (DM_E_CONFLICT, a sentence, when
+ * it has a table): fetched and checked as dm_backup_fetch does, then
+ * pg_restore --no-owner --exit-on-error, then ledger verify and the row
+ * counts on the target. A SQLite backup is refused (and
+ * dm_backup_fetch refuses a PostgreSQL one): the manifest's "engine". */
+dm_err *dm_backup_restore_pg(apr_pool_t *p, const dm_backup_store *s, const dm_backup_keys *k,
+                             const char *id, const char *target, dm_backup_info *out);
 
 /* Removes one backup (manifest first, then the object). */
 dm_err *dm_backup_remove(apr_pool_t *p, const dm_backup_store *s, const char *id);

@@ -44,6 +44,13 @@ const char *dm_db_display_name(apr_pool_t *p, const char *name);
  * with `suffix` for SQLite; for PostgreSQL <host directory>/<dbname><suffix>
  * (a Unix-socket host), else NULL. */
 const char *dm_db_sidecar_path(apr_pool_t *p, const char *name, const char *suffix);
+/* The PostgreSQL connection string `conninfo` as a key='value' string,
+ * with its dbname replaced by `dbname` (NULL: kept). for_tool 0: the
+ * password kept as given (env:/file: too, for dm_db_open); for_tool 1:
+ * the password left out and returned resolved in *password (NULL when
+ * none), for a client program's PGPASSWORD (never its command line). */
+dm_err *dm_db_pg_conninfo(apr_pool_t *p, const char *conninfo, const char *dbname, int for_tool,
+                          const char **out, const char **password);
 void dm_db_set_busy_timeout(dm_db *db, int ms);
 /* The path, or for PostgreSQL the connection string without its password. */
 const char *dm_db_path(const dm_db *db);

@@ -364,6 +364,58 @@ dm_err *dm_pg_open(apr_pool_t *p, const char *conninfo, const dm_db_options *opt
     return NULL;
 }
 
+/* A libpq value quoted for a key=value string. */
+static const char *quote_value(apr_pool_t *p, const char *v)
+{
+    size_t n = strlen(v);
+    char *out = apr_palloc(p, n * 2 + 3), *o = out;
+
+    *o++ = '\'';
+    for (; *v; v++) {
+        if (*v == '\'' || *v == '\\') {
+            *o++ = '\\';
+        }
+        *o++ = *v;
+    }
+    *o++ = '\'';
+    *o = '\0';
+    return out;
+}
+
+dm_err *dm_db_pg_conninfo(apr_pool_t *p, const char *conninfo, const char *dbname, int for_tool,
+                          const char **out, const char **password)
+{
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &perr), *o;
+    const char *s = "";
+    dm_err *e = NULL;
+
+    *password = NULL;
+    if (!opts) {
+        e = dm_err_make(p, DM_E_INVALID, "database", "bad PostgreSQL connection string: %s",
+                        first_line(p, perr ? perr : "out of memory"));
+        PQfreemem(perr);
+        return e;
+    }
+    for (o = opts; o->keyword && !e; o++) {
+        const char *v = o->val;
+        if (strcmp(o->keyword, "dbname") == 0 && dbname) {
+            v = dbname;
+        }
+        if (!v) {
+            continue;
+        }
+        if (strcmp(o->keyword, "password") == 0 && for_tool) {
+            e = resolve_secret(p, v, password);
+            continue;
+        }
+        s = apr_pstrcat(p, s, *s ? " " : "", o->keyword, "=", quote_value(p, v), NULL);
+    }
+    PQconninfoFree(opts);
+    *out = s;
+    return e;
+}
+
 const char *dm_pg_redact(apr_pool_t *p, const char *conninfo)
 {
     PQconninfoOption *opts = PQconninfoParse(conninfo, NULL), *o;
