@@ -133,8 +133,10 @@ const steps = [
     await page.getByRole('link', { name: 'Buy Trial 0.5 TH/s' }).click();
     await page.waitForURL(`${BASE}/buy/1`);
     await settled(page);
+    // the methods come from /api/payment-methods: the first is chosen once
+    // they are in, which may be a moment after the page has settled
+    await waitFor(() => page.getByLabel(/Sandbox/).isChecked(), 'the sandbox chosen', { timeout: 10000 });
     assert.equal(await page.getByLabel(/From my balance/).isDisabled(), true);
-    assert.equal(await page.getByLabel(/Sandbox/).isChecked(), true);
     await checkPage(page, 'journey-buy');
     await page.getByRole('button', { name: 'Continue to payment' }).click();
     await page.waitForURL(/\/api\/plugins\/sandbox\/checkout\//);
