@@ -4,11 +4,21 @@
  * releaser wakes one sleeper only when the waiters bit says there is one,
  * and a woken sleeper takes the lock with the bit set (others may still
  * sleep). Sleepers wake every 100 ms to see whether the holder still lives.
+ *
+ * The word is 64 bits: the low half (the futex) is the pid plus the
+ * waiters bit, the high half the low 32 bits of the holder's start time
+ * (clock ticks after boot, field 22 of /proc/<pid>/stat). The file
+ * outlives its processes (a reboot, a container restarted on the same
+ * volume), and a pid is soon reused: a word naming a live process whose
+ * start time differs was left by a dead one. 0 in the high half means
+ * "start unknown" and the pid alone decides, as before.
  */
 #include "store/wlock.h"
 
 #include <apr_strings.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -28,7 +38,8 @@
 #define MAP_BYTES 4096
 
 struct dm_wlock {
-    uint32_t *word; /* the first word of the shared page */
+    uint64_t *word;  /* the first 8 bytes of the shared page */
+    uint32_t *futex; /* the low half of *word: pid | WAITERS */
 };
 
 #ifdef __linux__
@@ -77,6 +88,7 @@ dm_wlock *dm_wlock_open(apr_pool_t *p, const char *db_path, const char **why)
     }
     wl = apr_pcalloc(p, sizeof(*wl));
     wl->word = m;
+    wl->futex = (uint32_t *)m + (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__);
     return wl;
 }
 
@@ -85,6 +97,7 @@ void dm_wlock_close(dm_wlock *wl)
     if (wl && wl->word) {
         munmap(wl->word, MAP_BYTES);
         wl->word = NULL;
+        wl->futex = NULL;
     }
 }
 
@@ -108,10 +121,86 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* From /proc/<pid>/stat: the state letter and the low 32 bits of the start
+ * time. 0 when the file cannot be read (no /proc, or the pid is gone). */
+static int proc_stat(uint32_t pid, char *state, uint32_t *start)
+{
+    char path[32], buf[1024], *s;
+    unsigned long long ticks = 0;
+    FILE *f;
+    size_t n;
+    int field;
+
+    snprintf(path, sizeof(path), "/proc/%u/stat", (unsigned)pid);
+    f = fopen(path, "re");
+    if (!f) {
+        return 0;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* the name (field 2) is in parentheses and may hold anything */
+    s = strrchr(buf, ')');
+    if (!s || s[1] != ' ' || !s[2]) {
+        return 0;
+    }
+    *state = s[2];
+    for (field = 3, s += 2; field < 22 && (s = strchr(s, ' ')) != NULL; field++) {
+        s++;
+    }
+    if (!s) {
+        return 0;
+    }
+    ticks = strtoull(s, NULL, 10);
+    *start = (uint32_t)ticks;
+    return 1;
+}
+
+/* This process's lock value: start << 32 | pid. Cached, and recomputed
+ * after a fork (the pid differs). */
+static uint64_t self_value(void)
+{
+    static uint64_t cached;
+    uint32_t pid = (uint32_t)getpid();
+    uint64_t v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    char state;
+    uint32_t start = 0;
+
+    if (v && (uint32_t)v == pid) {
+        return v;
+    }
+    if (!proc_stat(pid, &state, &start)) {
+        start = 0;
+    }
+    v = (uint64_t)start << 32 | pid;
+    __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    return v;
+}
+
+/* 1 when the holder named by word c can hold nothing: its pid is gone, is
+ * a zombie (dead, not yet reaped), or now belongs to a process that started
+ * at another time. Called only after a wait saw the word unchanged. */
+static int holder_gone(uint64_t c, uint64_t me)
+{
+    uint32_t pid = (uint32_t)c & ~WAITERS, hs = (uint32_t)(c >> 32), start = 0;
+    char state = 0;
+
+    if ((c & ~(uint64_t)WAITERS) == me) {
+        return 0; /* another thread of this process */
+    }
+    if (kill((pid_t)pid, 0) == -1 && errno == ESRCH) {
+        return 1;
+    }
+    if (!proc_stat(pid, &state, &start)) {
+        return 0; /* cannot tell: alive */
+    }
+    return state == 'Z' || state == 'X' || (hs != 0 && start != 0 && start != hs);
+}
+
 int dm_wlock_acquire(dm_wlock *wl, int timeout_ms, unsigned *holder)
 {
-    uint32_t me = (uint32_t)getpid();
-    uint32_t c = 0;
+    uint64_t me = self_value();
+    uint64_t c = 0;
     int64_t deadline;
 
     if (__atomic_compare_exchange_n(wl->word, &c, me, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
@@ -137,15 +226,14 @@ int dm_wlock_acquire(dm_wlock *wl, int timeout_ms, unsigned *holder)
         }
         left = deadline - now_ms();
         if (left <= 0) {
-            *holder = c & ~WAITERS;
+            *holder = (uint32_t)c & ~WAITERS;
             /* a wake meant for us must not be lost: pass it on */
-            futex_wake_one(wl->word);
+            futex_wake_one(wl->futex);
             return 0;
         }
-        futex_wait(wl->word, c, left < 100 ? (int)left : 100);
+        futex_wait(wl->futex, (uint32_t)c, left < 100 ? (int)left : 100);
         /* the holder died with the lock: take it over */
-        if (__atomic_load_n(wl->word, __ATOMIC_RELAXED) == c && (c & ~WAITERS) != me &&
-            kill((pid_t)(c & ~WAITERS), 0) == -1 && errno == ESRCH &&
+        if (__atomic_load_n(wl->word, __ATOMIC_RELAXED) == c && holder_gone(c, me) &&
             __atomic_compare_exchange_n(wl->word, &c, me | WAITERS, 0, __ATOMIC_ACQUIRE,
                                         __ATOMIC_RELAXED)) {
             return 1;
@@ -157,7 +245,7 @@ int dm_wlock_acquire(dm_wlock *wl, int timeout_ms, unsigned *holder)
 void dm_wlock_release(dm_wlock *wl)
 {
     if (__atomic_exchange_n(wl->word, 0, __ATOMIC_RELEASE) & WAITERS) {
-        futex_wake_one(wl->word);
+        futex_wake_one(wl->futex);
     }
 }
 

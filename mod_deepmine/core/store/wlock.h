@@ -10,8 +10,14 @@
  * that writes — Apache's children, the cron daemon, deepminectl — queues on
  * the same word and the next one is woken the moment the lock is free.
  *
- * The word is 0 when free, else the holder's pid (plus a bit saying that
- * someone sleeps on it): a lock whose holder process died is taken over.
+ * The word is 0 when free, else the holder's pid and start time (plus a
+ * bit saying that someone sleeps on it): a lock whose holder process died
+ * (or is a zombie, or whose pid now names another process, as after a
+ * reboot or a container restart) is taken over by a sleeper within 100 ms.
+ * Threads of one process share the pid and still take turns. The queue is
+ * not strictly first come, first served: a newcomer may take a lock just
+ * freed before the sleeper it woke; what it promises is that a free lock
+ * never leaves a sleeper sleeping.
  * The lock only orders writers; SQLite's own lock still decides, so a
  * process that does not take this lock (the sqlite3 shell) stays correct.
  * Linux only (futex); elsewhere dm_wlock_open answers NULL and writers use
