@@ -481,35 +481,55 @@ static int listen_on_loopback(int *port)
     return fd;
 }
 
+/* A client connected to a scripted server run by `server` on a thread:
+ * the pool, the address and the client every client test starts with. */
+typedef struct scripted {
+    script *sc;
+    apr_pool_t *p;
+    pthread_t th;
+    const char *addr;
+    dm_mc *mc;
+} scripted;
+
+static void start_scripted(scripted *t, script *sc, void *(*server)(void *))
+{
+    int port;
+
+    t->sc = sc;
+    t->mc = NULL;
+    apr_pool_create(&t->p, NULL);
+    sc->fd = listen_on_loopback(&port);
+    t->addr = apr_psprintf(t->p, "127.0.0.1:%d", port);
+    assert_int_equal(pthread_create(&t->th, NULL, server, sc), 0);
+    assert_int_equal(dm_mc_create(t->p, &t->addr, 1, 50000, 2, &t->mc), APR_SUCCESS);
+}
+
+/* The server has had its say: wait for it and stop listening. */
+static void stop_server(scripted *t)
+{
+    pthread_join(t->th, NULL);
+    close(t->sc->fd);
+}
+
 static void test_client_reads_replies_split_over_the_wire(void **state)
 {
     script sc = {-1, {"VALUE k 0 2 5\r\n42\r\nEND\r\n", "EXISTS\r\n"}, 2};
-    apr_pool_t *p;
-    pthread_t th;
-    dm_mc *mc = NULL;
+    scripted t;
     dm_mc_item it;
     dm_mc_stored st;
-    int port;
-    const char *addr;
-
     (void)state;
 
-    apr_pool_create(&p, NULL);
-    sc.fd = listen_on_loopback(&port);
-    addr = apr_psprintf(p, "127.0.0.1:%d", port);
-    assert_int_equal(pthread_create(&th, NULL, serve, &sc), 0);
-    assert_int_equal(dm_mc_create(p, &addr, 1, 50000, 2, &mc), APR_SUCCESS);
-    assert_string_equal(dm_mc_server_of(mc, "any"), addr);
-    assert_int_equal(dm_mc_gets(mc, "k", &it), APR_SUCCESS);
+    start_scripted(&t, &sc, serve);
+    assert_string_equal(dm_mc_server_of(t.mc, "any"), t.addr);
+    assert_int_equal(dm_mc_gets(t.mc, "k", &it), APR_SUCCESS);
     assert_int_equal(it.found, 1);
     assert_string_equal(it.value, "42");
     assert_int_equal(it.cas, 5);
     /* the same (pooled) connection carries the second command */
-    assert_int_equal(dm_mc_store(mc, "k", 10, "43", 2, it.cas, &st), APR_SUCCESS);
+    assert_int_equal(dm_mc_store(t.mc, "k", 10, "43", 2, it.cas, &st), APR_SUCCESS);
     assert_int_equal(st, DM_MC_EXISTS);
-    pthread_join(th, NULL);
-    close(sc.fd);
-    apr_pool_destroy(p);
+    stop_server(&t);
+    apr_pool_destroy(t.p);
 }
 
 /* Answers one command on a first connection and closes it, then one on a
@@ -536,79 +556,52 @@ static void *serve_then_hang_up(void *arg)
 static void test_client_reconnects_once_when_a_pooled_connection_was_closed(void **state)
 {
     script sc = {-1, {"VALUE k 0 2 5\r\n42\r\nEND\r\n", "STORED\r\n"}, 2};
-    apr_pool_t *p;
-    pthread_t th;
-    dm_mc *mc = NULL;
+    scripted t;
     dm_mc_item it;
     dm_mc_stored st;
-    int port;
-    const char *addr;
     (void)state;
 
-    apr_pool_create(&p, NULL);
-    sc.fd = listen_on_loopback(&port);
-    addr = apr_psprintf(p, "127.0.0.1:%d", port);
-    assert_int_equal(pthread_create(&th, NULL, serve_then_hang_up, &sc), 0);
-    assert_int_equal(dm_mc_create(p, &addr, 1, 50000, 2, &mc), APR_SUCCESS);
-    assert_int_equal(dm_mc_gets(mc, "k", &it), APR_SUCCESS);
+    start_scripted(&t, &sc, serve_then_hang_up);
+    assert_int_equal(dm_mc_gets(t.mc, "k", &it), APR_SUCCESS);
     usleep(100000); /* the server has closed that connection */
-    assert_int_equal(dm_mc_store(mc, "k", 10, "43", 2, it.cas, &st), APR_SUCCESS);
+    assert_int_equal(dm_mc_store(t.mc, "k", 10, "43", 2, it.cas, &st), APR_SUCCESS);
     assert_int_equal(st, DM_MC_STORED);
-    pthread_join(th, NULL);
-    close(sc.fd);
-    apr_pool_destroy(p);
+    stop_server(&t);
+    apr_pool_destroy(t.p);
 }
 
 static void test_client_times_out_on_a_silent_server(void **state)
 {
     script sc = {-1, {NULL}, 1};
     apr_status_t rv;
-    apr_pool_t *p;
-    pthread_t th;
-    dm_mc *mc = NULL;
+    scripted t;
     dm_mc_item it;
-    int port;
-    const char *addr;
     (void)state;
 
-    apr_pool_create(&p, NULL);
-    sc.fd = listen_on_loopback(&port);
-    addr = apr_psprintf(p, "127.0.0.1:%d", port);
-    assert_int_equal(pthread_create(&th, NULL, serve, &sc), 0);
-    assert_int_equal(dm_mc_create(p, &addr, 1, 50000, 2, &mc), APR_SUCCESS);
+    start_scripted(&t, &sc, serve);
     /* a timeout, not the end of stream the server sends after 300 ms */
-    rv = dm_mc_gets(mc, "k", &it);
+    rv = dm_mc_gets(t.mc, "k", &it);
     assert_true(APR_STATUS_IS_TIMEUP(rv) || APR_STATUS_IS_EAGAIN(rv));
-    assert_int_equal(dm_mc_gets(mc, "k", &it), APR_ECONNREFUSED); /* left alone */
-    pthread_join(th, NULL);
-    close(sc.fd);
-    apr_pool_destroy(p);
+    assert_int_equal(dm_mc_gets(t.mc, "k", &it), APR_ECONNREFUSED); /* left alone */
+    stop_server(&t);
+    apr_pool_destroy(t.p);
 }
 
 static void test_client_drops_a_connection_after_a_bad_reply(void **state)
 {
     script sc = {-1, {"SERVER_ERROR out of memory\r\n"}, 1};
-    apr_pool_t *p;
-    pthread_t th;
-    dm_mc *mc = NULL;
+    scripted t;
     dm_mc_item it;
-    int port;
-    const char *addr;
     (void)state;
 
-    apr_pool_create(&p, NULL);
-    sc.fd = listen_on_loopback(&port);
-    addr = apr_psprintf(p, "127.0.0.1:%d", port);
-    assert_int_equal(pthread_create(&th, NULL, serve, &sc), 0);
-    assert_int_equal(dm_mc_create(p, &addr, 1, 50000, 2, &mc), APR_SUCCESS);
+    start_scripted(&t, &sc, serve);
     /* an error reply is an error, but not the server being down */
-    assert_int_equal(dm_mc_gets(mc, "k", &it), APR_EGENERAL);
-    pthread_join(th, NULL);
-    close(sc.fd);
+    assert_int_equal(dm_mc_gets(t.mc, "k", &it), APR_EGENERAL);
+    stop_server(&t);
     /* the connection was closed, not pooled: the next call connects anew,
      * and finds nobody listening */
-    assert_int_not_equal(dm_mc_gets(mc, "k", &it), APR_SUCCESS);
-    apr_pool_destroy(p);
+    assert_int_not_equal(dm_mc_gets(t.mc, "k", &it), APR_SUCCESS);
+    apr_pool_destroy(t.p);
 }
 
 static void test_client_refuses_a_closed_port(void **state)

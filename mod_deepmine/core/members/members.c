@@ -85,34 +85,8 @@ dm_err *dm_member_get(dm_db *db, apr_pool_t *p, int64_t id, dm_member *out)
     return e;
 }
 
-json_t *dm_member_json(apr_pool_t *p, const dm_services *s, const dm_member *m)
-{
-    json_t *o = json_object();
-
-    json_object_set_new(o, "id", json_integer(m->id));
-    json_object_set_new(o, "email", json_string(m->email));
-    json_object_set_new(o, "name", m->name ? json_string(m->name) : json_null());
-    json_object_set_new(o, "referral_code", json_string(m->referral_code));
-    json_object_set_new(o, "vip_level", json_integer(m->vip_level));
-    /* The wallet (negative: a debt from a clawback) and the commissions
-     * held for the refund window, as dm_member_get read them. */
-    json_object_set_new(o, "balance_micros", json_integer(m->balance_micros));
-    json_object_set_new(o, "held_micros", json_integer(m->held_micros));
-    json_object_set_new(o, "currency", json_string(DM_LEDGER_CURRENCY));
-    json_object_set_new(o, "kyc_status", json_string(m->kyc_status));
-    json_object_set_new(o, "email_verified", json_boolean(m->email_verified_at != 0));
-    json_object_set_new(o, "created_at", json_string(dm_json_time(p, m->created_at)));
-    json_object_set_new(o, "status", json_string(m->status));
-    json_object_set_new(o, "terms_version", json_string(m->terms_version));
-    json_object_set_new(
-        o, "terms_outdated",
-        json_boolean(s->legal && strcmp(m->terms_version, s->legal->terms.version) != 0));
-    return o;
-}
-
 void dm_member_write(dm_jbuf *b, const dm_services *s, const dm_member *m)
 {
-    /* the members in dm_member_json's order */
     dm_jbuf_lit(b, "{\"id\":");
     dm_jbuf_int(b, m->id);
     dm_jbuf_lit(b, ",\"email\":");
@@ -123,6 +97,8 @@ void dm_member_write(dm_jbuf *b, const dm_services *s, const dm_member *m)
     dm_jbuf_str(b, m->referral_code);
     dm_jbuf_lit(b, ",\"vip_level\":");
     dm_jbuf_int(b, m->vip_level);
+    /* The wallet (negative: a debt from a clawback) and the commissions
+     * held for the refund window, as dm_member_get read them. */
     dm_jbuf_lit(b, ",\"balance_micros\":");
     dm_jbuf_int(b, m->balance_micros);
     dm_jbuf_lit(b, ",\"held_micros\":");
@@ -142,6 +118,22 @@ void dm_member_write(dm_jbuf *b, const dm_services *s, const dm_member *m)
     dm_jbuf_lit(b, ",\"terms_outdated\":");
     dm_jbuf_bool(b, s->legal && strcmp(m->terms_version, s->legal->terms.version) != 0);
     dm_jbuf_lit(b, "}");
+}
+
+/* The one list of the member's fields is dm_member_write's (GET /api/me
+ * writes it on every request); the jansson object for answers that embed
+ * the member is read back from those bytes, so the two cannot drift. The
+ * strings were validated as UTF-8 when stored; should one not be, the
+ * answer carries an empty object rather than none. */
+json_t *dm_member_json(apr_pool_t *p, const dm_services *s, const dm_member *m)
+{
+    dm_jbuf b;
+    json_t *o;
+
+    dm_jbuf_init(&b, p, 512);
+    dm_member_write(&b, s, m);
+    o = json_loadb(b.p, b.len, JSON_REJECT_DUPLICATES, NULL);
+    return o ? o : json_object();
 }
 
 /* ---- sessions ---- */

@@ -191,12 +191,13 @@ dm_err *dm_member_accept_terms(dm_db *db, apr_pool_t *p, const dm_services *s, i
  * revokes every refresh token. In the caller's transaction if one is open. */
 dm_err *dm_member_set_suspended(dm_db *db, apr_pool_t *p, int64_t user_id, int suspended);
 
-/* The public JSON of a member (GET /api/me's "user"). Caller owns it. */
+/* The public JSON of a member (GET /api/me's "user"). Caller owns it.
+ * Read back from dm_member_write's bytes: one list of fields. */
 json_t *dm_member_json(apr_pool_t *p, const dm_services *s, const dm_member *m);
 
-/* The same object written straight into b, byte for byte what
- * dm_json_dump makes of dm_member_json (GET /api/me, on every request;
- * a unit test holds the two together). */
+/* The same object written straight into b (GET /api/me, on every
+ * request), byte for byte what dm_json_dump makes of dm_member_json (a
+ * unit test holds the two together: the writer escapes as jansson does). */
 void dm_member_write(dm_jbuf *b, const dm_services *s, const dm_member *m);
 
 #endif
