@@ -34,6 +34,10 @@ APLOG_USE_MODULE(deepmine);
 #define DM_STORAGE_RETRY_AFTER "60"
 /* How long a request waits for a password-hashing slot before 503. */
 #define DM_HASH_WAIT_MS 2000
+/* A request note: this 5xx answers a condition already logged (at most
+ * once a minute, by whoever set it), so the answer adds no error line
+ * (DM00020) and no monitor event (DM01600) of its own. */
+#define DM_NOTE_REPORTED "dm-reported"
 
 /* The directives' names, as the command table registers them and every
  * message about them spells them. */

@@ -154,7 +154,8 @@ static void monitor_error_log(const ap_errorlog_info *info, const char *errstr)
 
 static int monitor_log_transaction(request_rec *r)
 {
-    if (queue && r->status >= 500 && apr_table_get(r->notes, "dm-handled")) {
+    if (queue && r->status >= 500 && apr_table_get(r->notes, "dm-handled") &&
+        !apr_table_get(r->notes, DM_NOTE_REPORTED)) {
         char line[128];
         apr_snprintf(line, sizeof(line), "DM01600: answered %d", r->status);
         push(APLOG_ERR, line, r);

@@ -316,6 +316,9 @@ int dm_ratelimit_store_hit(request_rec *r, const dm_rl_rule *rule, const char *k
     dm_rl_shared_key(name, rule->name, key);
     store_failed(r, name, rv);
     if (unreachable == UNREACHABLE_CLOSED) {
+        /* the outage is DM01752's, once a minute: not one error line (and
+         * monitor event) per refused request (respond.c, monitor.c) */
+        apr_table_setn(r->notes, DM_NOTE_REPORTED, "1");
         apr_table_setn(r->err_headers_out, "Retry-After", CLOSED_RETRY_AFTER);
         *err = dm_err_make(
             r->pool, DM_E_UNAVAILABLE, NULL,

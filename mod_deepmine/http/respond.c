@@ -88,7 +88,7 @@ int dm_http_error(request_rec *r, const dm_err *e)
     const char *body = dm_err_to_json(r->pool, e);
     int status = dm_err_http_status(e->code);
 
-    if (status >= 500) {
+    if (status >= 500 && !apr_table_get(r->notes, DM_NOTE_REPORTED)) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "DM00020: %s %s failed: %s", r->method, r->uri,
                       e->message);
     }

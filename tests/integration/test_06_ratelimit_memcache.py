@@ -183,17 +183,20 @@ def test_memcached_stopped_under_open_admits_and_logs_once_a_minute(new_server, 
         assert len(re.findall(UNREACHABLE, node.log_text())) == 2
 
 
-def test_memcached_stopped_under_closed_is_503_unavailable(new_server, memcached):
+def test_memcached_stopped_under_closed_is_503_unavailable_logged_once_a_minute(new_server,
+                                                                               memcached):
+    """A dead memcached under closed: every limited request is a 503, but
+    the error log says so once a minute (DM01752), not once per answer
+    (no DM00020 line for these 503s: the fixture fails on any)."""
     a, b = two_nodes(new_server, memcached,
                      "DeepMineRateLimit webhook 2/1h ip\n"
-                     "DeepMineRateLimitUnreachable closed\n")
+                     "DeepMineRateLimitUnreachable closed\n"
+                     "DeepMineMetricsToken %s\n" % TOKEN, clock=1_800_000_000)
     assert a.get("/api/webhooks/x", headers=CLOSE).status_code == 404
     memcached.stop()
     for node in (a, b):
         node.expect_log(UNREACHABLE + r".*requests are refused with 503 "
                         r"\(DeepMineRateLimitUnreachable closed\)")
-        # every 5xx answer is logged (respond.c), this one too
-        node.expect_log(r"DM00020: GET /api/webhooks/x failed: rate limits cannot be checked")
         for _ in range(3):
             r = node.get("/api/webhooks/x", headers=CLOSE)
             assert r.status_code == 503, r.text
@@ -205,7 +208,21 @@ def test_memcached_stopped_under_closed_is_503_unavailable(new_server, memcached
             assert r.headers["Cache-Control"] == "no-store"
         # a route without a rate limit is served as before
         assert node.get("/api/health").status_code == 200
-        assert len(re.findall(UNREACHABLE, node.log_text())) == 1
+        log = node.log_text()
+        assert len(re.findall(UNREACHABLE, log)) == 1
+        assert len(re.findall(r"DM00020:", log)) == 0
+        assert len(re.findall(r"\[deepmine:error\]", log)) == 1  # DM01752 alone
+        assert metric(metrics(node), "deepmine_rate_limit_store_errors_total") == 3
+    # a minute later (the fake clock) the node says it again, once
+    for node in (a, b):
+        node.advance(61)
+        for _ in range(2):
+            assert node.get("/api/webhooks/x", headers=CLOSE).status_code == 503
+        log = node.log_text()
+        assert len(re.findall(UNREACHABLE, log)) == 2
+        assert len(re.findall(r"DM00020:", log)) == 0
+        assert len(re.findall(r"\[deepmine:error\]", log)) == 2
+        assert metric(metrics(node), "deepmine_rate_limit_store_errors_total") == 5
 
 
 def test_memcached_back_is_used_again_and_logged(new_server, memcached):
