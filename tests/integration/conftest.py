@@ -104,14 +104,43 @@ class PgCluster:
         con.autocommit = True
         return con
 
-    def create_db(self):
+    def create_db(self, owner=None):
         name = "dm_" + uuid.uuid4().hex[:12]
         con = self.connect()
         try:
-            con.cursor().execute("CREATE DATABASE " + name)
+            con.cursor().execute("CREATE DATABASE " + name + (" OWNER " + owner if owner else ""))
         finally:
             con.close()
         return name
+
+    def password_role(self, createdb=True):
+        """A new login role that is no superuser and must give its password
+        (scram-sha-256: a pg_hba.conf line for it alone, before the trust
+        lines every other test uses). Returns (role, password)."""
+        role, password = "dm_owner_" + uuid.uuid4().hex[:8], uuid.uuid4().hex
+        con = self.connect()
+        try:
+            con.cursor().execute("CREATE ROLE %s LOGIN NOSUPERUSER NOCREATEROLE %s PASSWORD '%s'"
+                                 % (role, "CREATEDB" if createdb else "NOCREATEDB", password))
+            hba = os.path.join(self.dir, "data", "pg_hba.conf")
+            with open(hba) as f:
+                lines = f.read()
+            with open(hba, "w") as f:
+                f.write("local all %s scram-sha-256\n" % role + lines)
+            con.cursor().execute("SELECT pg_reload_conf()")
+        finally:
+            con.close()
+        import psycopg2
+        for _ in range(200):  # until the postmaster has read the new line
+            try:
+                psycopg2.connect(host=self.dir, user=role, dbname="postgres").close()
+            except psycopg2.OperationalError as e:
+                if "password" in str(e):
+                    break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("pg_hba.conf's password line for %s did not take" % role)
+        return role, password
 
     def url(self, name):
         return "postgresql://dm@/%s?host=%s" % (name, self.dir)

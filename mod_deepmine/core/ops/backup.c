@@ -1243,7 +1243,9 @@ static dm_err *verify_pg(apr_pool_t *p, const dm_backup_store *s, const dm_backu
         created = !e;
     }
     if (e) {
-        e = dm_err_make(p, e->code, e->field, "backup: cannot create the verify database: %s",
+        e = dm_err_make(p, e->code, e->field,
+                        "backup: cannot create the verify database (verify restores into a "
+                        "temporary database: the role needs CREATEDB): %s",
                         e->message);
     }
     if (!e) {
