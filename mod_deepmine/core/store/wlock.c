@@ -17,11 +17,11 @@
 
 #include <apr_strings.h>
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -43,6 +43,10 @@ struct dm_wlock {
 };
 
 #ifdef __linux__
+
+/* Processes share the word: its atomics must not fall back on a lock
+ * inside one process (libatomic). */
+_Static_assert(__atomic_always_lock_free(sizeof(uint64_t), 0), "no lock-free 64-bit atomics");
 
 dm_wlock *dm_wlock_open(apr_pool_t *p, const char *db_path, const char **why)
 {
