@@ -20,9 +20,11 @@
 #     paid event delivered to BOTH at once: a contention and correctness
 #     figure (two nodes on these same cores, not a scaling claim): orders
 #     paid, contracts and commissions per order, ledger verify.
-# PostgreSQL runs with synchronous_commit=off, the nearest to the SQLite
-# deployment's WAL with synchronous=NORMAL (a crash may lose the last
-# commits, never corrupt); shared_buffers PG_SHARED_BUFFERS (default 1GB).
+# PostgreSQL runs with synchronous_commit=off (PG_SYNC_COMMIT=on for the
+# server's default), the nearest to the SQLite deployment's WAL with
+# synchronous=NORMAL (a crash may lose the last commits, never corrupt; see
+# docs/scaling.md, "Durability and the writers' lock");
+# shared_buffers PG_SHARED_BUFFERS (default 1GB).
 # Environment as bench.sh: DURATION (10s), CONNECTIONS (64), THREADS (2),
 # KEEP=1; DM_PG_BIN (default /usr/lib/postgresql/15/bin).
 set -euo pipefail
@@ -141,7 +143,7 @@ fi
 (cd "$pgdir" && "${as_pg[@]}" "$pg_bin/initdb" -D "$pgdir/data" -U dm --auth=trust -E UTF8 \
   --locale=C.UTF-8 -N >/dev/null)
 (cd "$pgdir" && "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w -o \
-  "-c listen_addresses='' -c unix_socket_directories=$pgdir -c synchronous_commit=off \
+  "-c listen_addresses='' -c unix_socket_directories=$pgdir -c synchronous_commit=${PG_SYNC_COMMIT:-off} \
    -c shared_buffers=${PG_SHARED_BUFFERS:-1GB} -c max_connections=400" start >/dev/null)
 psql_() { "$pg_bin/psql" -h "$pgdir" -U dm -X -q -t -A "$@"; }
 psql_ -d postgres -c "CREATE DATABASE deepmine"
@@ -156,7 +158,7 @@ psql_ -d deepmine -c "VACUUM ANALYZE" 2>/dev/null
 
 echo "DeepMine PostgreSQL bench: $members members ($chain-deep chain under member $mid, tip $tip),"
 echo "  $accrual contracts, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
-echo "  population generated in ${gen_secs}s (SQLite)"
+echo "  population generated in ${gen_secs}s (SQLite); PostgreSQL synchronous_commit=${PG_SYNC_COMMIT:-off}"
 echo "migrate-to-postgres: ${mig_secs}s for $rows rows ($(tail -1 "$var/migrate.out"))"
 
 # ---- 3. the same measurements on each engine ----

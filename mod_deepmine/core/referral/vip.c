@@ -484,13 +484,15 @@ dm_err *dm_vip_reevaluate(dm_db *db, apr_pool_t *p, int64_t buyer_id)
     if (e) {
         return e;
     }
-    /* The buyer and its stored upline with their counters: one read. */
+    /* The buyer and its stored upline with their counters: one read.
+     * "u.id IN (? UNION ALL …)", not "u.id = ? OR u.id IN (…)": PostgreSQL
+     * plans the OR as a scan of every member. */
     e = dm_db_prepare(db, p,
                       "SELECT u.id, u.vip_level, COALESCE(v.personal_volume_micros, 0), "
                       "COALESCE(v.direct_paid_referrals, 0), COALESCE(v.team_volume_micros, 0) "
                       "FROM users u LEFT JOIN member_volumes v ON v.user_id = u.id "
-                      "WHERE u.id = ? OR u.id IN "
-                      "(SELECT ancestor_id FROM user_ancestors WHERE user_id = ?)",
+                      "WHERE u.id IN (SELECT ? UNION ALL "
+                      "SELECT ancestor_id FROM user_ancestors WHERE user_id = ?)",
                       &st);
     if (e) {
         return e;

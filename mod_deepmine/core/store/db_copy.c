@@ -120,19 +120,103 @@ static dm_err *count_rows(dm_db *db, apr_pool_t *p, const char *table, int64_t *
                              &found);
 }
 
+/* "INSERT … VALUES (?, …), … ON CONFLICT DO NOTHING" of `rows` rows: no
+ * savepoint per row (db_pg.c); a row it left out would show in the counts
+ * compared afterwards. */
+static const char *insert_sql(apr_pool_t *p, const char *table, const char *cols, int n, int rows)
+{
+    char *one = apr_palloc(p, (size_t)n * 3 + 3), *w = one;
+    char *all, *a;
+
+    *w++ = '(';
+    for (int i = 0; i < n; i++) {
+        if (i) {
+            *w++ = ',';
+        }
+        *w++ = '?';
+    }
+    *w++ = ')';
+    *w = '\0';
+    all = apr_palloc(p, (size_t)rows * (size_t)(w - one + 1) + 1);
+    a = all;
+    for (int r = 0; r < rows; r++) {
+        if (r) {
+            *a++ = ',';
+        }
+        memcpy(a, one, (size_t)(w - one));
+        a += w - one;
+    }
+    *a = '\0';
+    return apr_psprintf(p, "INSERT INTO \"%s\" (%s) VALUES %s ON CONFLICT DO NOTHING", table, cols,
+                        all);
+}
+
+/* Rows per INSERT: one round trip for many rows, under PostgreSQL's 65,535
+ * parameters a statement. */
+#define COPY_BATCH_ROWS 500
+#define COPY_MAX_PARAMS 65535
+
+/* One value read from SQLite, held until its batch is written. */
+typedef struct {
+    int kind; /* dm_stmt_column_kind: 0 NULL, 1 integer, else text */
+    int64_t v;
+    const char *t;
+    size_t len;
+} cell;
+
+static void read_row(apr_pool_t *p, dm_stmt *from, int n, cell *out)
+{
+    for (int i = 0; i < n; i++) {
+        out[i].kind = dm_stmt_column_kind(from, i);
+        if (out[i].kind == 1) {
+            out[i].v = dm_stmt_int64(from, i);
+        } else if (out[i].kind != 0) {
+            const char *t = dm_stmt_text(from, i, &out[i].len);
+            out[i].t = apr_pstrmemdup(p, t, out[i].len);
+        }
+    }
+}
+
+/* INSERTs the `rows` rows held in cells (a statement of that many rows). */
+static dm_err *write_rows(dm_db *dst, apr_pool_t *p, const char *sql, const cell *cells, int ncells)
+{
+    dm_stmt *to;
+    int wrote = 0;
+    dm_err *e = dm_db_prepare(dst, p, sql, &to);
+
+    if (e) {
+        return e;
+    }
+    for (int i = 0; i < ncells; i++) {
+        if (cells[i].kind == 0) {
+            dm_stmt_bind_null(to, i + 1);
+        } else if (cells[i].kind == 1) {
+            dm_stmt_bind_int64(to, i + 1, cells[i].v);
+        } else {
+            dm_stmt_bind_text(to, i + 1, cells[i].t, cells[i].len);
+        }
+    }
+    e = dm_stmt_step(to, p, &wrote);
+    dm_stmt_done(to);
+    return e;
+}
+
 static dm_err *copy_table(dm_db *src, dm_db *dst, apr_pool_t *p, const char *table)
 {
-    const char *cols, *marks = "";
-    dm_stmt *from = NULL, *to = NULL;
-    int n = 0, row = 0, wrote = 0;
+    const char *cols, *full_sql;
+    dm_stmt *from = NULL;
+    apr_pool_t *bp = NULL;
+    cell *cells;
+    int n = 0, row = 0, batch, k = 0;
     dm_err *e = columns_of(dst, p, table, &cols, &n);
 
     if (e) {
         return e;
     }
-    for (int i = 0; i < n; i++) {
-        marks = apr_pstrcat(p, marks, i ? ", ?" : "?", NULL);
+    if (n == 0) {
+        return dm_err_make(p, DM_E_INTERNAL, NULL, "table %s has no columns", table);
     }
+    batch = COPY_MAX_PARAMS / n < COPY_BATCH_ROWS ? COPY_MAX_PARAMS / n : COPY_BATCH_ROWS;
     e = dm_db_prepare(src, p, apr_psprintf(p, "SELECT %s FROM \"%s\" ORDER BY 1", cols, table),
                       &from);
     if (e) {
@@ -141,33 +225,29 @@ static dm_err *copy_table(dm_db *src, dm_db *dst, apr_pool_t *p, const char *tab
                            "PostgreSQL's: %s",
                            table, e->message);
     }
-    /* ON CONFLICT DO NOTHING: no savepoint per row (db_pg.c); a row it
-     * left out would show in the counts compared afterwards */
-    e = dm_db_prepare(dst, p,
-                      apr_psprintf(p, "INSERT INTO \"%s\" (%s) VALUES (%s) ON CONFLICT DO NOTHING",
-                                   table, cols, marks),
-                      &to);
-    while (!e && !(e = dm_stmt_step(from, p, &row)) && row) {
-        for (int i = 0; i < n; i++) {
-            size_t len = 0;
-            const char *t;
-            switch (dm_stmt_column_kind(from, i)) {
-            case 0:
-                dm_stmt_bind_null(to, i + 1);
-                break;
-            case 1:
-                dm_stmt_bind_int64(to, i + 1, dm_stmt_int64(from, i));
-                break;
-            default:
-                t = dm_stmt_text(from, i, &len);
-                dm_stmt_bind_text(to, i + 1, t, len);
+    if (apr_pool_create(&bp, p) != APR_SUCCESS) {
+        dm_stmt_done(from);
+        return dm_err_make(p, DM_E_INTERNAL, NULL, "out of memory");
+    }
+    full_sql = insert_sql(p, table, cols, n, batch);
+    cells = apr_palloc(p, sizeof(*cells) * (size_t)batch * (size_t)n);
+    /* rows by the first column, `batch` of them an INSERT (one round trip) */
+    while (!(e = dm_stmt_step(from, p, &row)) && row) {
+        read_row(bp, from, n, cells + (size_t)k * (size_t)n);
+        if (++k == batch) {
+            e = write_rows(dst, p, full_sql, cells, k * n);
+            apr_pool_clear(bp);
+            k = 0;
+            if (e) {
                 break;
             }
         }
-        e = dm_stmt_step(to, p, &wrote);
-        dm_stmt_done(to);
     }
     dm_stmt_done(from);
+    if (!e && k > 0) {
+        e = write_rows(dst, p, insert_sql(bp, table, cols, n, k), cells, k * n);
+    }
+    apr_pool_destroy(bp);
     return e;
 }
 

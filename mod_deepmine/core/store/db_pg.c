@@ -15,7 +15,10 @@
  * SQLite aborts only the failing statement inside a transaction;
  * PostgreSQL aborts the whole transaction. Domain code that carries on
  * after a UNIQUE conflict (a new referral code, say) needs SQLite's
- * behaviour, so an INSERT inside a transaction runs behind a savepoint.
+ * behaviour, so an INSERT inside a transaction runs behind a savepoint:
+ * SAVEPOINT, the INSERT and RELEASE go in one pipeline (one round trip,
+ * while the writers' lock is held); only a failed INSERT costs a second
+ * (ROLLBACK TO the savepoint).
  *
  * Invariants: a statement's result is cleared by dm_pg_done; a statement
  * is prepared on this connection when its `gen` equals the connection's
@@ -57,7 +60,6 @@ struct dm_pg {
     int gen;       /* bumped by every reset: statements are prepared again */
     int next_name; /* statement names s1, s2, ... */
     int in_txn;
-    int sp_open; /* a savepoint dm_sp is open in this transaction */
     int64_t changes;
     int64_t last_id; /* what the last INSERT ... RETURNING id returned */
 };
@@ -477,7 +479,6 @@ static int reconnect(dm_pg *pg)
     PQreset(pg->conn);
     pg->gen++;
     pg->in_txn = 0;
-    pg->sp_open = 0;
     if (PQstatus(pg->conn) != CONNECTION_OK) {
         dm_log(DM_L_ERR,
                "DM01700: lost the PostgreSQL connection (%s) and could not connect "
@@ -558,7 +559,6 @@ dm_err *dm_pg_begin(dm_pg *pg, apr_pool_t *p)
         return e;
     }
     pg->in_txn = 1;
-    pg->sp_open = 0;
     return NULL;
 }
 
@@ -577,7 +577,6 @@ dm_err *dm_pg_commit(dm_pg *pg, apr_pool_t *p)
     }
     PQclear(r);
     pg->in_txn = 0;
-    pg->sp_open = 0;
     return e;
 }
 
@@ -588,7 +587,6 @@ void dm_pg_rollback(dm_pg *pg)
         PQclear(PQexec(pg->conn, "ROLLBACK"));
     }
     pg->in_txn = 0;
-    pg->sp_open = 0;
 }
 
 int dm_pg_in_transaction(const dm_pg *pg)
@@ -757,6 +755,59 @@ static dm_err *ensure_prepared(dm_pg_stmt *st, apr_pool_t *p)
     return e;
 }
 
+/* SAVEPOINT dm_sp, the prepared statement, RELEASE SAVEPOINT dm_sp: one
+ * pipeline, one round trip. Returns the statement's result (or the
+ * savepoint's error, or NULL when the connection failed); the savepoint
+ * is released when the statement succeeded and still open when it failed. */
+static PGresult *exec_behind_savepoint(dm_pg_stmt *st)
+{
+    PGconn *c = st->pg->conn;
+    PGresult *r, *out = NULL, *sp_err = NULL;
+    int q = 0;
+
+    if (!PQenterPipelineMode(c)) {
+        return NULL;
+    }
+    if (!PQsendQueryParams(c, "SAVEPOINT dm_sp", 0, NULL, NULL, NULL, NULL, 0) ||
+        !PQsendQueryPrepared(c, st->name, st->nparams, (const char *const *)st->vals, NULL, NULL,
+                             0) ||
+        !PQsendQueryParams(c, "RELEASE SAVEPOINT dm_sp", 0, NULL, NULL, NULL, NULL, 0) ||
+        !PQpipelineSync(c)) {
+        q = 3; /* nothing (more) to read: the connection failed */
+    }
+    /* each query's results end with a NULL; the pipeline with its sync */
+    while (q < 3 || (q == 3 && PQstatus(c) == CONNECTION_OK)) {
+        r = PQgetResult(c);
+        if (!r) {
+            if (++q > 3) {
+                break;
+            }
+            continue;
+        }
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            break;
+        }
+        if (q == 1 && !out) {
+            out = r;
+        } else if (q == 0 && !sp_err && PQresultStatus(r) == PGRES_FATAL_ERROR) {
+            sp_err = r;
+        } else {
+            PQclear(r);
+        }
+    }
+    if (!PQexitPipelineMode(c) && PQstatus(c) == CONNECTION_OK) {
+        /* results left unread: never expected; the connection is unusable */
+        PQreset(c);
+        st->pg->gen++;
+    }
+    if (sp_err) {
+        PQclear(out);
+        return sp_err;
+    }
+    return out;
+}
+
 /* Runs the prepared statement once; its rows are then stepped through. */
 static dm_err *run(dm_pg_stmt *st, apr_pool_t *p)
 {
@@ -764,28 +815,24 @@ static dm_err *run(dm_pg_stmt *st, apr_pool_t *p)
     PGresult *r;
     ExecStatusType s;
     dm_err *e;
+    int sp = st->needs_sp && pg->in_txn;
 
     if ((e = ensure_prepared(st, p))) {
         return e;
     }
-    if (st->needs_sp && pg->in_txn) {
-        e = simple(pg, p,
-                   pg->sp_open ? "RELEASE SAVEPOINT dm_sp; SAVEPOINT dm_sp" : "SAVEPOINT dm_sp",
-                   "savepoint");
-        if (e) {
-            return e;
-        }
-        pg->sp_open = 1;
+    if (sp) {
+        r = exec_behind_savepoint(st);
+    } else {
+        r = PQexecPrepared(pg->conn, st->name, st->nparams, (const char *const *)st->vals, NULL,
+                           NULL, 0);
     }
-    r = PQexecPrepared(pg->conn, st->name, st->nparams, (const char *const *)st->vals, NULL, NULL,
-                       0);
     s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
         e = pg_err(p, pg, r, "query");
         PQclear(r);
-        if (st->needs_sp && pg->in_txn && PQstatus(pg->conn) == CONNECTION_OK) {
+        if (sp && PQstatus(pg->conn) == CONNECTION_OK) {
             /* as SQLite: only this statement failed, the transaction lives */
-            PQclear(PQexec(pg->conn, "ROLLBACK TO SAVEPOINT dm_sp"));
+            PQclear(PQexec(pg->conn, "ROLLBACK TO SAVEPOINT dm_sp; RELEASE SAVEPOINT dm_sp"));
         }
         return e;
     }
@@ -839,7 +886,6 @@ dm_err *dm_pg_step(dm_pg_stmt *st, apr_pool_t *p, int *row)
         if (e) {
             if (PQstatus(pg->conn) == CONNECTION_BAD) {
                 pg->in_txn = 0;
-                pg->sp_open = 0;
             }
             return e;
         }
