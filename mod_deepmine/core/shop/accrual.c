@@ -148,6 +148,7 @@ typedef struct acc_run {
     int crediting;           /* 0: pool pass 1 (sums only) */
     apr_array_header_t *ids; /* the candidates (int64_t), in id order */
     const char *chunk_sql;
+    const char *add_sql, *days_sql; /* add_chunk's statements, made once */
     dm_yc_plan plan;
     apr_hash_t *sys; /* "code/currency" -> int64_t account id */
     /* what the run met (pass 2 / the fixed run) */
@@ -363,45 +364,113 @@ static dm_err *compute(acc_run *r, apr_pool_t *p, acc_row *x)
 
 /* ---- what a new credit brings with it ---- */
 
-static dm_err *add_to_contract(acc_run *r, apr_pool_t *p, const acc_row *x)
+/* Rows per statement of add_to_contracts; unused places are NULL rows
+ * (they meet no contract and insert nothing), so one text serves every
+ * chunk. */
+#define ADD_ROWS 128
+
+/* "(CAST(? AS BIGINT), …), (?, …), …": ADD_ROWS rows of n places, the
+ * first row typed (PostgreSQL types a VALUES column by its first row). */
+static const char *values_sql(apr_pool_t *p, int n)
+{
+    apr_array_header_t *parts = apr_array_make(p, ADD_ROWS * (n + 2), sizeof(const char *));
+
+    for (int i = 0; i < ADD_ROWS; i++) {
+        *(const char **)apr_array_push(parts) = i ? ", (" : "(";
+        for (int k = 0; k < n; k++) {
+            *(const char **)apr_array_push(parts) =
+                i ? (k ? ", ?" : "?") : (k ? ", CAST(? AS BIGINT)" : "CAST(? AS BIGINT)");
+        }
+        *(const char **)apr_array_push(parts) = ")";
+    }
+    return apr_array_pstrcat(p, parts, 0);
+}
+
+/* credited[from, from + rows): each one's credit added to earned_micros,
+ * and to the day's statement row (contract_days). */
+static dm_err *add_chunk(acc_run *r, apr_pool_t *p, const apr_array_header_t *credited, int from,
+                         int rows)
 {
     dm_db *db = r->ctx->db;
     dm_stmt *st;
     int row = 0;
-    dm_err *e = dm_db_prepare(
-        db, p, "UPDATE contracts SET earned_micros = earned_micros + ? WHERE id = ?", &st);
+    dm_err *e;
 
-    if (e) {
+    if (!r->add_sql) {
+        r->add_sql =
+            apr_pstrcat(r->ctx->pool,
+                        "UPDATE contracts SET earned_micros = contracts.earned_micros + "
+                        "v.column2 FROM (VALUES ",
+                        values_sql(r->ctx->pool, 2), ") AS v WHERE contracts.id = v.column1", NULL);
+        r->days_sql = apr_pstrcat(
+            r->ctx->pool,
+            "INSERT INTO contract_days (contract_id, day, hashrate_ghs, hash_seconds, "
+            "share_micros, fee_micros, credit_micros) SELECT v.column1, v.column2, v.column3, "
+            "v.column4, v.column5, v.column6, v.column7 FROM (VALUES ",
+            values_sql(r->ctx->pool, 7),
+            ") AS v WHERE v.column1 IS NOT NULL ON CONFLICT (contract_id, day) DO UPDATE SET "
+            "hash_seconds = contract_days.hash_seconds + excluded.hash_seconds, "
+            "share_micros = contract_days.share_micros + excluded.share_micros, "
+            "fee_micros = contract_days.fee_micros + excluded.fee_micros, "
+            "credit_micros = contract_days.credit_micros + excluded.credit_micros",
+            NULL);
+    }
+    if ((e = dm_db_prepare(db, p, r->add_sql, &st))) {
         return e;
     }
-    dm_stmt_bind_int64(st, 1, x->s.credit);
-    dm_stmt_bind_int64(st, 2, x->id);
+    for (int j = 0; j < ADD_ROWS; j++) {
+        const acc_row *x = j < rows ? APR_ARRAY_IDX(credited, from + j, const acc_row *) : NULL;
+        if (x) {
+            dm_stmt_bind_int64(st, 2 * j + 1, x->id);
+            dm_stmt_bind_int64(st, 2 * j + 2, x->s.credit);
+        } else {
+            dm_stmt_bind_null(st, 2 * j + 1);
+            dm_stmt_bind_null(st, 2 * j + 2);
+        }
+    }
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
-    if (e) {
+    if (!e && dm_db_changes(db) != rows) {
+        e = dm_err_make(p, DM_E_INTERNAL, NULL,
+                        "%s: earned_micros of %" APR_INT64_T_FMT " of %d contracts updated",
+                        r->ctx->period, (apr_int64_t)dm_db_changes(db), rows);
+    }
+    if (e || (e = dm_db_prepare(db, p, r->days_sql, &st))) {
         return e;
     }
-    e = dm_db_prepare(db, p,
-                      "INSERT INTO contract_days (contract_id, day, hashrate_ghs, hash_seconds, "
-                      "share_micros, fee_micros, credit_micros) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                      "ON CONFLICT (contract_id, day) DO UPDATE SET "
-                      "hash_seconds = contract_days.hash_seconds + excluded.hash_seconds, "
-                      "share_micros = contract_days.share_micros + excluded.share_micros, "
-                      "fee_micros = contract_days.fee_micros + excluded.fee_micros, "
-                      "credit_micros = contract_days.credit_micros + excluded.credit_micros",
-                      &st);
-    if (e) {
-        return e;
+    for (int j = 0; j < ADD_ROWS; j++) {
+        const acc_row *x = j < rows ? APR_ARRAY_IDX(credited, from + j, const acc_row *) : NULL;
+        int b = 7 * j;
+        if (x) {
+            dm_stmt_bind_int64(st, b + 1, x->id);
+            dm_stmt_bind_int64(st, b + 2, r->day);
+            dm_stmt_bind_int64(st, b + 3, x->hashrate_ghs);
+            dm_stmt_bind_int64(st, b + 4, x->hs);
+            dm_stmt_bind_int64(st, b + 5, x->s.gross);
+            dm_stmt_bind_int64(st, b + 6, x->s.fee);
+            dm_stmt_bind_int64(st, b + 7, x->s.credit);
+        } else {
+            for (int k = 1; k <= 7; k++) {
+                dm_stmt_bind_null(st, b + k);
+            }
+        }
     }
-    dm_stmt_bind_int64(st, 1, x->id);
-    dm_stmt_bind_int64(st, 2, r->day);
-    dm_stmt_bind_int64(st, 3, x->hashrate_ghs);
-    dm_stmt_bind_int64(st, 4, x->hs);
-    dm_stmt_bind_int64(st, 5, x->s.gross);
-    dm_stmt_bind_int64(st, 6, x->s.fee);
-    dm_stmt_bind_int64(st, 7, x->s.credit);
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
+    return e;
+}
+
+/* What the batch's new credits bring: earned_micros and the statement
+ * rows, ADD_ROWS contracts per statement (one statement each was most of
+ * a batch's round trips on PostgreSQL). */
+static dm_err *add_to_contracts(acc_run *r, apr_pool_t *p, const apr_array_header_t *credited)
+{
+    dm_err *e = NULL;
+
+    for (int i = 0; !e && i < credited->nelts; i += ADD_ROWS) {
+        e = add_chunk(r, p, credited, i,
+                      credited->nelts - i < ADD_ROWS ? credited->nelts - i : ADD_ROWS);
+    }
     return e;
 }
 
@@ -530,10 +599,12 @@ static dm_err *credit_rows(acc_run *r, apr_pool_t *p, apr_array_header_t *rows)
         if (!created[i]) {
             continue; /* done by an earlier run: nothing else to do either */
         }
-        e = add_to_contract(r, p, x);
         APR_ARRAY_PUSH(credited, acc_row *) = x;
         r->new_credits++;
         r->new_micros += x->s.credit;
+    }
+    if (!e) {
+        e = add_to_contracts(r, p, credited);
     }
     if (!e && r->plan.enabled && credited->nelts) {
         e = yield_commissions(r, p, credited);

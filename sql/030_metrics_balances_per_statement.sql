@@ -1,0 +1,7 @@
+-- 030: nothing on SQLite. On PostgreSQL (sql/pg/030_metrics_balances_per_statement.sql)
+-- the trigger that keeps metrics_balances (025) runs once per UPDATE
+-- statement of accounts instead of once per row: an accrual batch credits
+-- thousands of wallets, and one row of metrics_balances updated thousands
+-- of times in one transaction leaves thousands of versions of it until
+-- commit (docs/decisions.md, "The accrual in statements, not rows").
+-- SQLite updates a row in place, and has no statement-level triggers.
