@@ -461,6 +461,11 @@ int dm_db_in_transaction(const dm_db *db)
     return db->in_txn || !sqlite3_get_autocommit(db->handle);
 }
 
+int dm_db_txn_lost(const dm_db *db)
+{
+    return !db->pg && db->in_txn && sqlite3_get_autocommit(db->handle);
+}
+
 dm_err *dm_db_prepare(dm_db *db, apr_pool_t *p, const char *sql, dm_stmt **out)
 {
     struct dm_db_fast *f = &db->fast[((uintptr_t)sql >> 3) & (DM_DB_FAST_SLOTS - 1)];
