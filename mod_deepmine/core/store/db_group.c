@@ -3,7 +3,8 @@
  * the process; a queue per database file (few: a process opens one or two).
  * The first caller to find no leader leads: it takes batches off the head
  * of the queue and runs each in one transaction until its own fn is done,
- * then hands over (a waiter whose fn is still queued takes the lead).
+ * then hands over (a waiter whose fn is still queued takes the lead), and
+ * only then runs the WAL checkpoint its commits made due.
  */
 #include "store/db_group.h"
 
@@ -171,6 +172,7 @@ dm_err *dm_db_write_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg)
         return me.e;
     }
     g->leading = 1;
+    dm_db_checkpoint_later(db, 1);
     while (!me.done) {
         item *batch[DM_DB_GROUP_MAX];
         int n = 0;
@@ -192,5 +194,9 @@ dm_err *dm_db_write_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg)
     g->leading = 0;
     pthread_cond_broadcast(&cv);
     pthread_mutex_unlock(&mu);
+    /* The WAL's checkpoint, if one is due, once the next leader is free to
+     * go on (it needs no lock of ours). */
+    dm_db_checkpoint_later(db, 0);
+    dm_db_checkpoint_due(db);
     return me.e;
 }
