@@ -623,8 +623,12 @@ static dm_err *pay_from_balance_txn(dm_db *db, apr_pool_t *p, void *arg)
 dm_err *dm_order_pay_from_balance(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t package_id,
                                   dm_order *out)
 {
-    balance_args a = {user_id, package_id, out};
+    balance_args a;
 
+    memset(&a, 0, sizeof(a));
+    a.user_id = user_id;
+    a.package_id = package_id;
+    a.out = out;
     /* other writers' work may share its commit (store/db_group.h) */
     return dm_db_write_txn(db, p, pay_from_balance_txn, &a);
 }
