@@ -18,6 +18,7 @@
 #include "members/twofa.h"
 #include "referral/referral.h"
 #include "base/validate.h"
+#include "store/db_group.h"
 
 #define USER_COLUMNS                                                                               \
     "id, email, name, referral_code, referrer_id, vip_level, status, token_version, "              \
@@ -203,20 +204,11 @@ static dm_err *insert_refresh(dm_db *db, apr_pool_t *p, const dm_services *s, in
     return e;
 }
 
-static dm_err *run_in_txn(dm_db *db, apr_pool_t *p, dm_err *(*fn)(dm_db *, apr_pool_t *, void *),
-                          void *baton)
+/* fn in a write transaction; other threads' writes may share its commit
+ * (store/db_group.h). */
+static dm_err *run_in_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *baton)
 {
-    dm_err *e = dm_db_begin(db, p);
-
-    if (e) {
-        return e;
-    }
-    e = fn(db, p, baton);
-    if (e) {
-        dm_db_rollback(db);
-        return e;
-    }
-    return dm_db_commit(db, p);
+    return dm_db_write_txn(db, p, fn, baton);
 }
 
 static dm_err *exec_bind_ids(dm_db *db, apr_pool_t *p, const char *sql, int64_t a, int64_t b)

@@ -37,6 +37,12 @@ struct dm_call {
     int retry_after_set; /* retry_after was called */
     uint32_t retry_after_s;
     const char *mime_refusal; /* why mime_message last returned NULL */
+    /* json_get's last parsed text (a copy) and its tree (a json_t *, freed
+     * with the pool): a plugin reading several fields of one body parses
+     * it once. */
+    const char *json_text;
+    size_t json_len;
+    void *json_root;
 };
 
 /* Writes msg (when not NULL). APR's formatter knows no %zu: sizes are

@@ -315,6 +315,37 @@ static json_t *json_walk(json_t *v, const char *path)
     return NULL;
 }
 
+static apr_status_t json_root_free(void *root)
+{
+    json_decref(root);
+    return APR_SUCCESS;
+}
+
+/* json's tree: the call's last one when the text is the same bytes, else
+ * parsed now (and kept with the call's pool). NULL when it is not JSON. */
+static json_t *parsed_json(dm_call *call, dm_str json)
+{
+    json_t *root;
+
+    if (call->json_root && call->json_len == json.len &&
+        (json.len == 0 || memcmp(call->json_text, json.ptr, json.len) == 0)) {
+        return call->json_root;
+    }
+    root = json_loadb(json.ptr, json.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    if (!root) {
+        return NULL;
+    }
+    if (call->json_root) { /* one tree per call at a time */
+        apr_pool_cleanup_kill(call->pool, call->json_root, json_root_free);
+        json_decref(call->json_root);
+    }
+    apr_pool_cleanup_register(call->pool, root, json_root_free, apr_pool_cleanup_null);
+    call->json_text = apr_pmemdup(call->pool, json.ptr, json.len ? json.len : 1);
+    call->json_len = json.len;
+    call->json_root = root;
+    return root;
+}
+
 static const char *host_json_get(dm_call *call, dm_str json, const char *path, size_t *out_len)
 {
     json_t *root, *v;
@@ -323,7 +354,7 @@ static const char *host_json_get(dm_call *call, dm_str json, const char *path, s
     if (!call || !json.ptr) {
         return NULL;
     }
-    root = json_loadb(json.ptr, json.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    root = parsed_json(call, json);
     if (!root) {
         return NULL;
     }
@@ -348,7 +379,6 @@ static const char *host_json_get(dm_call *call, dm_str json, const char *path, s
     }
 
 cleanup:
-    json_decref(root);
     return out;
 }
 

@@ -19,7 +19,9 @@
  * refund, whoever caused it): not a staff member's, not the console's. */
 #define AUDIT_SYSTEM_IP "system"
 
-dm_err *dm_vip_plan_load(dm_db *db, apr_pool_t *p, dm_vip_plan *out)
+/* The plan's thresholds (the 10 vip_levels rows), rates left at zero:
+ * all that qualification reads. */
+static dm_err *plan_levels_load(dm_db *db, apr_pool_t *p, dm_vip_plan *out)
 {
     dm_stmt *st;
     int row = 0, seen = 0;
@@ -49,6 +51,15 @@ dm_err *dm_vip_plan_load(dm_db *db, apr_pool_t *p, dm_vip_plan *out)
         e = dm_err_make(p, DM_E_INTERNAL, NULL, "the VIP plan has %d levels, not %d", seen,
                         DM_VIP_LEVELS);
     }
+    return e;
+}
+
+dm_err *dm_vip_plan_load(dm_db *db, apr_pool_t *p, dm_vip_plan *out)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = plan_levels_load(db, p, out);
+
     if (e) {
         return e;
     }
@@ -441,6 +452,61 @@ static dm_err *bump(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t personal,
     return e;
 }
 
+/* The counters of one paid order in one multi-row upsert: the buyer's
+ * (personal volume, paid orders), then each ancestor's team volume, the
+ * referrer's with its direct paid referral when `direct` is not 0. Same
+ * rows and sums as one bump per change; the ids are distinct (a member is
+ * never its own ancestor), as a multi-row upsert needs on PostgreSQL. At
+ * most DM_VIP_DEPTHS + 1 statement texts are cached. */
+static dm_err *bump_order(dm_db *db, apr_pool_t *p, int64_t buyer_id, const int64_t *upline, int n,
+                          int64_t delta, int64_t orders, int64_t direct)
+{
+    static const char head[] = "INSERT INTO member_volumes (user_id, personal_volume_micros, "
+                               "paid_orders, direct_paid_referrals, team_volume_micros, "
+                               "updated_at) VALUES (?, ?, ?, ?, ?, ?)";
+    static const char more[] = ", (?, ?, ?, ?, ?, ?)";
+    static const char tail[] =
+        " ON CONFLICT (user_id) DO UPDATE SET "
+        "personal_volume_micros = member_volumes.personal_volume_micros + "
+        "excluded.personal_volume_micros, "
+        "paid_orders = member_volumes.paid_orders + excluded.paid_orders, "
+        "direct_paid_referrals = member_volumes.direct_paid_referrals + "
+        "excluded.direct_paid_referrals, "
+        "team_volume_micros = member_volumes.team_volume_micros + excluded.team_volume_micros, "
+        "updated_at = excluded.updated_at";
+    const char *sql = head;
+    int64_t now = dm_now();
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e;
+
+    for (int i = 0; i < n; i++) {
+        sql = apr_pstrcat(p, sql, more, NULL);
+    }
+    e = dm_db_prepare(db, p, apr_pstrcat(p, sql, tail, NULL), &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, buyer_id);
+    dm_stmt_bind_int64(st, 2, delta);
+    dm_stmt_bind_int64(st, 3, orders);
+    dm_stmt_bind_int64(st, 4, 0);
+    dm_stmt_bind_int64(st, 5, 0);
+    dm_stmt_bind_int64(st, 6, now);
+    for (int i = 0; i < n; i++) {
+        int b = (i + 1) * 6;
+        dm_stmt_bind_int64(st, b + 1, upline[i]);
+        dm_stmt_bind_int64(st, b + 2, 0);
+        dm_stmt_bind_int64(st, b + 3, 0);
+        dm_stmt_bind_int64(st, b + 4, i == 0 ? direct : 0);
+        dm_stmt_bind_int64(st, b + 5, delta);
+        dm_stmt_bind_int64(st, b + 6, now);
+    }
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    return e;
+}
+
 dm_err *dm_vip_count_order(dm_db *db, apr_pool_t *p, int64_t buyer_id, const int64_t *upline, int n,
                            int64_t amount_micros, int sign)
 {
@@ -452,20 +518,19 @@ dm_err *dm_vip_count_order(dm_db *db, apr_pool_t *p, int64_t buyer_id, const int
     if (!dm_db_in_transaction(db)) {
         return dm_err_make(p, DM_E_INTERNAL, NULL, "vip: volumes change only in a transaction");
     }
+    if (n > DM_VIP_DEPTHS) {
+        return dm_err_make(p, DM_E_INTERNAL, NULL, "vip: an upline has at most %d ancestors",
+                           DM_VIP_DEPTHS);
+    }
     e = dm_vip_volumes(db, p, buyer_id, &before);
-    if (!e) {
-        e = bump(db, p, buyer_id, delta, sign < 0 ? -1 : 1, 0, 0);
+    if (e) {
+        return e;
     }
     /* The referrer gains a direct paid referral at the buyer's first paid
      * order, and loses it when the last one is refunded. */
     first_or_last = sign < 0 ? before.paid_orders == 1 : before.paid_orders == 0;
-    if (!e && n > 0 && first_or_last) {
-        e = bump(db, p, upline[0], 0, 0, sign < 0 ? -1 : 1, 0);
-    }
-    for (int i = 0; !e && i < n; i++) {
-        e = bump(db, p, upline[i], 0, 0, 0, delta);
-    }
-    return e;
+    return bump_order(db, p, buyer_id, upline, n, delta, sign < 0 ? -1 : 1,
+                      first_or_last ? (sign < 0 ? -1 : 1) : 0);
 }
 
 dm_err *dm_vip_reevaluate(dm_db *db, apr_pool_t *p, int64_t buyer_id)
@@ -480,7 +545,8 @@ dm_err *dm_vip_reevaluate(dm_db *db, apr_pool_t *p, int64_t buyer_id)
     if (!dm_db_in_transaction(db)) {
         return dm_err_make(p, DM_E_INTERNAL, NULL, "vip: re-evaluation runs in a transaction");
     }
-    e = dm_vip_plan_load(db, p, &plan);
+    /* qualification reads the thresholds only: not the 100 rates */
+    e = plan_levels_load(db, p, &plan);
     if (e) {
         return e;
     }

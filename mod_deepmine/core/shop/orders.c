@@ -12,6 +12,7 @@
 
 #include "base/clock.h"
 #include "store/audit.h"
+#include "store/db_group.h"
 #include "shop/capacity.h"
 #include "shop/catalogue.h"
 #include "shop/janitor.h"
@@ -412,6 +413,48 @@ static dm_err *may_order(dm_db *db, apr_pool_t *p, int64_t user_id, const dm_loa
     return NULL;
 }
 
+typedef struct pending_args {
+    int64_t user_id;
+    int64_t package_id;
+    const dm_loaded_plugin *pl;
+    dm_order *out;
+} pending_args;
+
+/* A checkout's pending order, in its transaction (dm_db_write_txn). */
+static dm_err *pending_txn(dm_db *db, apr_pool_t *p, void *arg)
+{
+    pending_args *a = arg;
+    dm_order *out = a->out;
+    dm_package pkg;
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = may_order(db, p, a->user_id, a->pl);
+
+    if (!e) {
+        e = sellable_package(db, p, a->package_id, &pkg);
+    }
+    if (!e) {
+        e = insert_order(db, p, a->user_id, &pkg, a->pl->name, 0, out);
+    }
+    if (!e) {
+        /* it holds capacity for its checkout's lifetime only */
+        dm_payment_method m;
+        int64_t life = dm_payment_rules_get()->checkout_hold_s;
+        if (dm_payment_method_info(a->pl, p, &m) && m.checkout_lifetime_s) {
+            life = m.checkout_lifetime_s;
+        }
+        out->hold_until = out->created_at + life;
+        e = dm_db_prepare(db, p, "UPDATE orders SET hold_until = ? WHERE id = ?", &st);
+        if (!e) {
+            dm_stmt_bind_int64(st, 1, out->hold_until);
+            dm_stmt_bind_int64(st, 2, out->id);
+            e = dm_stmt_step(st, p, &row);
+            dm_stmt_done(st);
+        }
+    }
+    return e;
+}
+
 dm_err *dm_order_create_checkout(dm_db *db, apr_pool_t *p, const dm_plugin_host *h, int64_t user_id,
                                  const char *customer_email, int64_t package_id,
                                  const char *gateway, const char *return_url, dm_order *out)
@@ -420,7 +463,7 @@ dm_err *dm_order_create_checkout(dm_db *db, apr_pool_t *p, const dm_plugin_host 
     dm_payment_checkout_in in;
     dm_payment_checkout_out res;
     dm_message msg;
-    dm_package pkg;
+    pending_args pa;
     dm_status rc;
     dm_stmt *st;
     const char *oid;
@@ -444,38 +487,13 @@ dm_err *dm_order_create_checkout(dm_db *db, apr_pool_t *p, const dm_plugin_host 
                            gateway);
     }
 
-    /* 1. the pending order (holds its share of the capacity), committed */
-    e = dm_db_begin(db, p);
-    if (!e) {
-        e = may_order(db, p, user_id, pl);
-    }
-    if (!e) {
-        e = sellable_package(db, p, package_id, &pkg);
-    }
-    if (!e) {
-        e = insert_order(db, p, user_id, &pkg, pl->name, 0, out);
-    }
-    if (!e) {
-        /* it holds capacity for its checkout's lifetime only */
-        dm_payment_method m;
-        int64_t life = dm_payment_rules_get()->checkout_hold_s;
-        if (dm_payment_method_info(pl, p, &m) && m.checkout_lifetime_s) {
-            life = m.checkout_lifetime_s;
-        }
-        out->hold_until = out->created_at + life;
-        e = dm_db_prepare(db, p, "UPDATE orders SET hold_until = ? WHERE id = ?", &st);
-        if (!e) {
-            dm_stmt_bind_int64(st, 1, out->hold_until);
-            dm_stmt_bind_int64(st, 2, out->id);
-            e = dm_stmt_step(st, p, &row);
-            dm_stmt_done(st);
-        }
-    }
-    if (e) {
-        dm_db_rollback(db);
-        return e;
-    }
-    e = dm_db_commit(db, p);
+    /* 1. the pending order (holds its share of the capacity), committed;
+     * other writers' work may share its commit (store/db_group.h) */
+    pa.user_id = user_id;
+    pa.package_id = package_id;
+    pa.pl = pl;
+    pa.out = out;
+    e = dm_db_write_txn(db, p, pending_txn, &pa);
     if (e) {
         return e;
     }
@@ -560,46 +578,59 @@ static dm_err *post_payment(dm_db *db, apr_pool_t *p, dm_order *o, int64_t from,
     return e ? e : after_paid(db, p, o);
 }
 
-dm_err *dm_order_pay_from_balance(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t package_id,
-                                  dm_order *out)
+typedef struct balance_args {
+    int64_t user_id;
+    int64_t package_id;
+    dm_order *out;
+} balance_args;
+
+/* The order paid from the wallet, in its transaction (dm_db_write_txn). */
+static dm_err *pay_from_balance_txn(dm_db *db, apr_pool_t *p, void *arg)
 {
+    balance_args *a = arg;
+    dm_order *out = a->out;
     dm_package pkg;
     int64_t wallet = 0;
     dm_err *e;
 
     memset(&pkg, 0, sizeof(pkg));
     pkg.currency = "";
-    e = dm_db_begin(db, p);
-    if (e) {
-        return e;
-    }
-    e = sellable_package(db, p, package_id, &pkg);
+    e = sellable_package(db, p, a->package_id, &pkg);
     if (!e) {
-        e = insert_order(db, p, user_id, &pkg, DM_ORDER_GATEWAY_BALANCE, 1, out);
+        e = insert_order(db, p, a->user_id, &pkg, DM_ORDER_GATEWAY_BALANCE, 1, out);
     }
     if (!e) {
-        e = dm_ledger_member_account(db, p, user_id, DM_ACCOUNT_WALLET, pkg.currency, &wallet);
+        e = dm_ledger_member_account(db, p, a->user_id, DM_ACCOUNT_WALLET, pkg.currency, &wallet);
     }
     if (!e) {
         e = post_payment(
             db, p, out, wallet,
             apr_psprintf(p, "order:%" APR_INT64_T_FMT ":balance", (apr_int64_t)out->id));
     }
-    if (e) {
-        /* The member reads this: their balance and the price, in money
-         * (read before the rollback, which may take the new wallet away). */
-        if (e->code == DM_E_CONFLICT && strstr(e->message, "insufficient")) {
-            dm_account a = {0};
-            int64_t have = dm_ledger_account_get(db, p, wallet, &a) ? 0 : a.balance_micros;
-            e = dm_err_make(p, DM_E_CONFLICT, NULL,
-                            "insufficient balance: your balance is %s; this package costs %s",
-                            dm_tmpl_money(p, have, pkg.currency),
-                            dm_tmpl_money(p, pkg.price_micros, pkg.currency));
-        }
-        dm_db_rollback(db);
-        return e;
+    /* The member reads this: their balance and the price, in money (read
+     * before the rollback, which may take the new wallet away). */
+    if (e && e->code == DM_E_CONFLICT && strstr(e->message, "insufficient")) {
+        dm_account acc = {0};
+        int64_t have = dm_ledger_account_get(db, p, wallet, &acc) ? 0 : acc.balance_micros;
+        e = dm_err_make(p, DM_E_CONFLICT, NULL,
+                        "insufficient balance: your balance is %s; this package costs %s",
+                        dm_tmpl_money(p, have, pkg.currency),
+                        dm_tmpl_money(p, pkg.price_micros, pkg.currency));
     }
-    return dm_db_commit(db, p);
+    return e;
+}
+
+dm_err *dm_order_pay_from_balance(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t package_id,
+                                  dm_order *out)
+{
+    balance_args a;
+
+    memset(&a, 0, sizeof(a));
+    a.user_id = user_id;
+    a.package_id = package_id;
+    a.out = out;
+    /* other writers' work may share its commit (store/db_group.h) */
+    return dm_db_write_txn(db, p, pay_from_balance_txn, &a);
 }
 
 /* ---- payment events ---- */

@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "base/validate.h"
 #include "shop/orders.h"
+#include "store/db_group.h"
 
 /* "paid", "failed", "refunded", "expired", "ignored"; NULL when unknown. */
 static const char *dm_payment_status_name(dm_payment_event_status st)
@@ -149,14 +150,116 @@ dm_err *dm_payment_event_record(dm_db *db, apr_pool_t *p, const char *plugin,
     return dm_payment_event_record_from(db, p, plugin, "webhook", ev, raw_body, raw_len, out);
 }
 
+/* What one event's transaction needs and gives (dm_db_write_txn). */
+typedef struct record_args {
+    const char *plugin;
+    const char *source;
+    const dm_payment_event *ev;
+    const char *raw_body;
+    size_t raw_len;
+    dm_payment_recorded *out;
+    const char *outcome; /* the event's outcome once applied */
+} record_args;
+
+/* The event's transaction: recorded (or found recorded), then applied. Runs
+ * under dm_db_write_txn, possibly with other events in one commit. */
+static dm_err *record_txn(dm_db *db, apr_pool_t *p, void *arg)
+{
+    record_args *a = arg;
+    const dm_payment_event *ev = a->ev;
+    dm_payment_recorded *out = a->out;
+    const char *review;
+    dm_stmt *st = NULL;
+    int row = 0;
+    dm_err *e;
+
+    /* ON CONFLICT DO NOTHING rather than a SELECT first: two deliveries of
+     * one event racing on two children both reach this line, and the
+     * UNIQUE (plugin, event_id) index lets exactly one of them insert. */
+    e = dm_db_prepare(db, p,
+                      "INSERT INTO payment_events (plugin, event_id, status, order_ref, "
+                      "provider_ref, amount_micros, currency, raw_body, received_at, "
+                      "payment_id, review_reason, detail, source) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                      "ON CONFLICT (plugin, event_id) DO NOTHING RETURNING id",
+                      &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_text(st, 1, a->plugin, strlen(a->plugin));
+    dm_stmt_bind_text(st, 2, ev->event_id.ptr, ev->event_id.len);
+    dm_stmt_bind_text(st, 3, dm_payment_status_name(ev->status),
+                      strlen(dm_payment_status_name(ev->status)));
+    bind_str_or_null_if_empty(st, 4, ev->order_id);
+    bind_str_or_null_if_empty(st, 5, ev->provider_ref);
+    dm_stmt_bind_int64(st, 6, ev->amount_micros);
+    bind_str_or_null_if_empty(st, 7, ev->currency);
+    dm_stmt_bind_text(st, 8, a->raw_body ? a->raw_body : "", a->raw_body ? a->raw_len : 0);
+    dm_stmt_bind_int64(st, 9, dm_now());
+    bind_str_or_null_if_empty(st, 10, ev->payment_id);
+    review = review_name(ev->review_reason);
+    if (review) {
+        dm_stmt_bind_text(st, 11, review, strlen(review));
+    } else {
+        dm_stmt_bind_null(st, 11);
+    }
+    bind_str_or_null_if_empty(st, 12, ev->detail);
+    dm_stmt_bind_text(st, 13, a->source, strlen(a->source));
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        out->id = dm_stmt_int64(st, 0);
+    }
+    dm_stmt_done(st);
+    if (e) {
+        return e;
+    }
+    if (dm_db_changes(db) == 0) {
+        int found = 0;
+        out->duplicate = 1;
+        e = dm_db_prepare(
+            db, p, "SELECT id, outcome FROM payment_events WHERE plugin = ? AND event_id = ?", &st);
+        if (e) {
+            return e;
+        }
+        dm_stmt_bind_text(st, 1, a->plugin, strlen(a->plugin));
+        dm_stmt_bind_text(st, 2, ev->event_id.ptr, ev->event_id.len);
+        e = dm_stmt_step(st, p, &found);
+        if (!e && found) {
+            out->id = dm_stmt_int64(st, 0);
+            out->outcome = dm_stmt_dup_text(st, p, 1);
+        }
+        dm_stmt_done(st);
+        /* Nothing to do: the first delivery did (or is doing) the work. */
+        return e;
+    }
+
+    /* Act on the event in this same transaction (core/orders.c), then
+     * note what was done on the event's row: the event and its effects
+     * commit together, or neither does and the provider retries. */
+    e = dm_orders_apply_event_from(db, p, a->plugin, a->source, ev, &a->outcome);
+    if (e) {
+        dm_log(DM_L_ERR, "DM00706: payment event %s/%.*s could not be applied: %s", a->plugin,
+               (int)ev->event_id.len, ev->event_id.ptr, e->message);
+        return e;
+    }
+    e = dm_db_prepare(db, p, "UPDATE payment_events SET processed_at = ?, outcome = ? WHERE id = ?",
+                      &st);
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, dm_now());
+    dm_stmt_bind_text(st, 2, a->outcome, strlen(a->outcome));
+    dm_stmt_bind_int64(st, 3, out->id);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    return e;
+}
+
 dm_err *dm_payment_event_record_from(dm_db *db, apr_pool_t *p, const char *plugin,
                                      const char *source, const dm_payment_event *ev,
                                      const char *raw_body, size_t raw_len, dm_payment_recorded *out)
 {
-    const char *review;
-    dm_stmt *st = NULL;
-    const char *outcome = NULL;
-    int row = 0;
+    record_args a;
     dm_err *e;
 
     memset(out, 0, sizeof(*out));
@@ -171,111 +274,27 @@ dm_err *dm_payment_event_record_from(dm_db *db, apr_pool_t *p, const char *plugi
     if (e) {
         return e;
     }
-    e = dm_db_begin(db, p);
+    memset(&a, 0, sizeof(a));
+    a.plugin = plugin;
+    a.source = source;
+    a.ev = ev;
+    a.raw_body = raw_body;
+    a.raw_len = raw_len;
+    a.out = out;
+    /* One event, one transaction of its own as far as it can tell; other
+     * events' may share its commit (store/db_group.h). */
+    e = dm_db_write_txn(db, p, record_txn, &a);
     if (e) {
         return e;
     }
-    /* ON CONFLICT DO NOTHING rather than a SELECT first: two deliveries of
-     * one event racing on two children both reach this line, and the
-     * UNIQUE (plugin, event_id) index lets exactly one of them insert. */
-    e = dm_db_prepare(db, p,
-                      "INSERT INTO payment_events (plugin, event_id, status, order_ref, "
-                      "provider_ref, amount_micros, currency, raw_body, received_at, "
-                      "payment_id, review_reason, detail, source) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                      "ON CONFLICT (plugin, event_id) DO NOTHING RETURNING id",
-                      &st);
-    if (e) {
-        goto cleanup;
+    if (out->duplicate) {
+        dm_log(DM_L_INFO, "payment event %s/%.*s received again: nothing changed", plugin,
+               (int)ev->event_id.len, ev->event_id.ptr);
+        return NULL;
     }
-    dm_stmt_bind_text(st, 1, plugin, strlen(plugin));
-    dm_stmt_bind_text(st, 2, ev->event_id.ptr, ev->event_id.len);
-    dm_stmt_bind_text(st, 3, dm_payment_status_name(ev->status),
-                      strlen(dm_payment_status_name(ev->status)));
-    bind_str_or_null_if_empty(st, 4, ev->order_id);
-    bind_str_or_null_if_empty(st, 5, ev->provider_ref);
-    dm_stmt_bind_int64(st, 6, ev->amount_micros);
-    bind_str_or_null_if_empty(st, 7, ev->currency);
-    dm_stmt_bind_text(st, 8, raw_body ? raw_body : "", raw_body ? raw_len : 0);
-    dm_stmt_bind_int64(st, 9, dm_now());
-    bind_str_or_null_if_empty(st, 10, ev->payment_id);
-    review = review_name(ev->review_reason);
-    if (review) {
-        dm_stmt_bind_text(st, 11, review, strlen(review));
-    } else {
-        dm_stmt_bind_null(st, 11);
-    }
-    bind_str_or_null_if_empty(st, 12, ev->detail);
-    dm_stmt_bind_text(st, 13, source, strlen(source));
-    e = dm_stmt_step(st, p, &row);
-    if (!e && row) {
-        out->id = dm_stmt_int64(st, 0);
-    }
-    dm_stmt_done(st);
-    if (e) {
-        goto cleanup;
-    }
-    if (dm_db_changes(db) == 0) {
-        int found = 0;
-        out->duplicate = 1;
-        e = dm_db_prepare(
-            db, p, "SELECT id, outcome FROM payment_events WHERE plugin = ? AND event_id = ?", &st);
-        if (e) {
-            goto cleanup;
-        }
-        dm_stmt_bind_text(st, 1, plugin, strlen(plugin));
-        dm_stmt_bind_text(st, 2, ev->event_id.ptr, ev->event_id.len);
-        e = dm_stmt_step(st, p, &found);
-        if (!e && found) {
-            out->id = dm_stmt_int64(st, 0);
-            out->outcome = dm_stmt_dup_text(st, p, 1);
-        }
-        dm_stmt_done(st);
-        if (e) {
-            goto cleanup;
-        }
-        /* Nothing to do: the first delivery did (or is doing) the work. */
-        e = dm_db_commit(db, p);
-        if (!e) {
-            dm_log(DM_L_INFO, "payment event %s/%.*s received again: nothing changed", plugin,
-                   (int)ev->event_id.len, ev->event_id.ptr);
-        }
-        return e;
-    }
-
-    /* Act on the event in this same transaction (core/orders.c), then
-     * note what was done on the event's row: the event and its effects
-     * commit together, or neither does and the provider retries. */
-    e = dm_orders_apply_event_from(db, p, plugin, source, ev, &outcome);
-    if (e) {
-        dm_log(DM_L_ERR, "DM00706: payment event %s/%.*s could not be applied: %s", plugin,
-               (int)ev->event_id.len, ev->event_id.ptr, e->message);
-        goto cleanup;
-    }
-    e = dm_db_prepare(db, p, "UPDATE payment_events SET processed_at = ?, outcome = ? WHERE id = ?",
-                      &st);
-    if (e) {
-        goto cleanup;
-    }
-    dm_stmt_bind_int64(st, 1, dm_now());
-    dm_stmt_bind_text(st, 2, outcome, strlen(outcome));
-    dm_stmt_bind_int64(st, 3, out->id);
-    e = dm_stmt_step(st, p, &row);
-    dm_stmt_done(st);
-    if (e) {
-        goto cleanup;
-    }
-
-    e = dm_db_commit(db, p);
-    if (!e) {
-        out->outcome = outcome;
-        dm_log(DM_L_INFO, "payment event %s/%.*s recorded as #%" APR_INT64_T_FMT ": %s, %s", plugin,
-               (int)ev->event_id.len, ev->event_id.ptr, (apr_int64_t)out->id,
-               dm_payment_status_name(ev->status), outcome);
-    }
-    return e;
-
-cleanup:
-    dm_db_rollback(db);
-    return e;
+    out->outcome = a.outcome;
+    dm_log(DM_L_INFO, "payment event %s/%.*s recorded as #%" APR_INT64_T_FMT ": %s, %s", plugin,
+           (int)ev->event_id.len, ev->event_id.ptr, (apr_int64_t)out->id,
+           dm_payment_status_name(ev->status), a.outcome);
+    return NULL;
 }

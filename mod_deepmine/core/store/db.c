@@ -53,12 +53,13 @@ struct dm_db {
     } fast[DM_DB_FAST_SLOTS];
     const char *path;
     int in_txn;
-    dm_pg *pg;     /* non-NULL: a PostgreSQL connection (db_pg.c), handle NULL */
-    int busy_ms;   /* the busy timeout, also the longest wait for the writer lock */
-    int wal_pages; /* the WAL's size after this connection's last commit */
-    int wl_tried;  /* the writer lock was looked for (opened once, on first write) */
-    int wl_held;   /* this connection holds the writer lock */
-    dm_wlock *wl;  /* NULL: no writer lock (in-memory database, no futex) */
+    dm_pg *pg;      /* non-NULL: a PostgreSQL connection (db_pg.c), handle NULL */
+    int busy_ms;    /* the busy timeout, also the longest wait for the writer lock */
+    int wal_pages;  /* the WAL's size after this connection's last commit */
+    int wl_tried;   /* the writer lock was looked for (opened once, on first write) */
+    int wl_held;    /* this connection holds the writer lock */
+    int ckpt_later; /* after_write leaves a due checkpoint to dm_db_checkpoint_due */
+    dm_wlock *wl;   /* NULL: no writer lock (in-memory database, no futex) */
 };
 
 struct dm_stmt {
@@ -222,7 +223,7 @@ static void after_write(dm_db *db)
         db->wl_held = 0;
         dm_wlock_release(db->wl);
     }
-    if (db->wal_pages >= DM_DB_CHECKPOINT_PAGES) {
+    if (db->wal_pages >= DM_DB_CHECKPOINT_PAGES && !db->ckpt_later) {
         db->wal_pages = 0;
         /* SQLITE_BUSY: another connection is checkpointing; fine */
         sqlite3_wal_checkpoint_v2(db->handle, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
@@ -459,6 +460,23 @@ int dm_db_in_transaction(const dm_db *db)
         return dm_pg_in_transaction(db->pg);
     }
     return db->in_txn || !sqlite3_get_autocommit(db->handle);
+}
+
+void dm_db_checkpoint_later(dm_db *db, int on)
+{
+    db->ckpt_later = on;
+}
+
+void dm_db_checkpoint_due(dm_db *db)
+{
+    if (!db->pg && !db->ckpt_later) {
+        after_write(db);
+    }
+}
+
+int dm_db_txn_lost(const dm_db *db)
+{
+    return !db->pg && db->in_txn && sqlite3_get_autocommit(db->handle);
 }
 
 dm_err *dm_db_prepare(dm_db *db, apr_pool_t *p, const char *sql, dm_stmt **out)

@@ -88,6 +88,14 @@ dm_err *dm_db_begin(dm_db *db, apr_pool_t *p);
 dm_err *dm_db_commit(dm_db *db, apr_pool_t *p);
 void dm_db_rollback(dm_db *db);
 int dm_db_in_transaction(const dm_db *db);
+/* 1 when this connection began a transaction that SQLite has since rolled
+ * back by itself (a full disk, an I/O error): only a rollback is left. */
+int dm_db_txn_lost(const dm_db *db);
+/* on: commits leave the checkpoint they make due (the WAL grew long) for
+ * later; dm_db_checkpoint_due runs it (once off again): a group commit's
+ * leader answers its batch first (store/db_group.c). */
+void dm_db_checkpoint_later(dm_db *db, int on);
+void dm_db_checkpoint_due(dm_db *db);
 
 /* A cached prepared statement, reset and with bindings cleared. */
 dm_err *dm_db_prepare(dm_db *db, apr_pool_t *p, const char *sql, dm_stmt **out);

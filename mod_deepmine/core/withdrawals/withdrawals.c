@@ -22,6 +22,7 @@
 #include "base/log.h"
 #include "base/template.h"
 #include "store/audit.h"
+#include "store/db_group.h"
 #include "referral/flags.h"
 #include "base/json.h"
 #include "base/template.h"
@@ -522,6 +523,26 @@ static dm_err *request_txn(dm_db *db, apr_pool_t *p, const dm_wd_limits *lim, in
     return e ? e : mail(db, p, out, "withdrawal_requested", "requested");
 }
 
+/* request_txn's arguments, for dm_db_write_txn. */
+typedef struct request_args {
+    const dm_wd_limits *lim;
+    int64_t user_id;
+    int64_t amount_micros;
+    const char *network;
+    const char *destination;
+    const char *key;
+    const guard_call *g;
+    dm_withdrawal *out;
+    int64_t *other;
+} request_args;
+
+static dm_err *request_fn(dm_db *db, apr_pool_t *p, void *arg)
+{
+    request_args *a = arg;
+    return request_txn(db, p, a->lim, a->user_id, a->amount_micros, a->network, a->destination,
+                       a->key, a->g, a->out, a->other);
+}
+
 dm_err *dm_wd_request(dm_db *db, apr_pool_t *p, const dm_wd_limits *lim, int64_t user_id,
                       int64_t amount_micros, const char *network, const char *destination,
                       dm_withdrawal *out, int64_t *shared_with)
@@ -536,6 +557,7 @@ dm_err *dm_wd_request_guarded(dm_db *db, apr_pool_t *p, const dm_wd_limits *lim,
                               dm_withdrawal *out, int64_t *shared_with)
 {
     guard_call g;
+    request_args a;
     const char *key = NULL;
     int64_t other = 0;
     dm_err *e;
@@ -547,21 +569,23 @@ dm_err *dm_wd_request_guarded(dm_db *db, apr_pool_t *p, const dm_wd_limits *lim,
                            (apr_int64_t)lim->min_micros, (apr_int64_t)lim->max_micros);
     }
     e = dm_wd_validate_destination(p, network, destination, &key);
-    if (!e) {
-        e = dm_db_begin(db, p);
-    }
     if (e) {
         return e;
     }
     g.fn = guard;
     g.baton = baton;
     g.address_id = address_id;
-    e = request_txn(db, p, lim, user_id, amount_micros, network, destination, key, &g, out, &other);
-    if (e) {
-        dm_db_rollback(db);
-        return e;
-    }
-    e = dm_db_commit(db, p);
+    a.lim = lim;
+    a.user_id = user_id;
+    a.amount_micros = amount_micros;
+    a.network = network;
+    a.destination = destination;
+    a.key = key;
+    a.g = &g;
+    a.out = out;
+    a.other = &other;
+    /* other requests' writes may share its commit (store/db_group.h) */
+    e = dm_db_write_txn(db, p, request_fn, &a);
     if (!e && shared_with) {
         *shared_with = other;
     }

@@ -1,0 +1,202 @@
+/*
+ * db_group.c — see db_group.h. One mutex and one condition variable for
+ * the process; a queue per database file (few: a process opens one or two).
+ * The first caller to find no leader leads: it takes batches off the head
+ * of the queue and runs each in one transaction until its own fn is done,
+ * then hands over (a waiter whose fn is still queued takes the lead), and
+ * only then runs the WAL checkpoint its commits made due.
+ */
+#include "store/db_group.h"
+
+#include <apr_strings.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GROUPS 8
+
+typedef struct item {
+    dm_db_txn_fn fn;
+    void *arg;
+    apr_pool_t *p;
+    dm_err *e;
+    int done;
+    struct item *next;
+} item;
+
+typedef struct group {
+    char *path; /* malloc'd, for the process's life */
+    item *head, *tail;
+    int leading;
+} group;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static group groups[GROUPS];
+static int n_groups;
+
+/* Under mu. NULL: no queue for this file (the table is full). */
+static group *group_of(const char *path)
+{
+    for (int i = 0; i < n_groups; i++) {
+        if (strcmp(groups[i].path, path) == 0) {
+            return &groups[i];
+        }
+    }
+    if (n_groups == GROUPS || !(groups[n_groups].path = strdup(path))) {
+        return NULL;
+    }
+    return &groups[n_groups++];
+}
+
+/* fn in a transaction of its own. */
+static dm_err *run_alone(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg)
+{
+    dm_err *e = dm_db_begin(db, p);
+
+    if (e) {
+        return e;
+    }
+    e = fn(db, p, arg);
+    if (e) {
+        dm_db_rollback(db);
+        return e;
+    }
+    return dm_db_commit(db, p);
+}
+
+/* e, in it's pool (the leader's errors outlive nothing of the leader's). */
+static void fail(item *it, const dm_err *e)
+{
+    if (!it->e) {
+        it->e = dm_err_make(it->p, e->code, e->field ? apr_pstrdup(it->p, e->field) : NULL, "%s",
+                            e->message);
+    }
+}
+
+static dm_err *step_sql(dm_db *db, apr_pool_t *p, const char *sql)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p, sql, &st);
+
+    if (!e) {
+        e = dm_stmt_step(st, p, &row);
+        dm_stmt_done(st);
+    }
+    return e;
+}
+
+/* Runs items[0..n) in one transaction on db, each under a savepoint; sets
+ * each item's e. p: the leader's pool, for the transaction's own work. */
+static void run_batch(dm_db *db, apr_pool_t *p, item **items, int n)
+{
+    dm_err *e;
+    int i;
+
+    if (n == 1) {
+        items[0]->e = run_alone(db, items[0]->p, items[0]->fn, items[0]->arg);
+        return;
+    }
+    e = dm_db_begin(db, p);
+    for (i = 0; !e && i < n; i++) {
+        item *it = items[i];
+        dm_err *se = step_sql(db, p, "SAVEPOINT dm_group");
+        if (se) {
+            e = se;
+            break;
+        }
+        it->e = it->fn(db, it->p, it->arg);
+        if (it->e && dm_db_txn_lost(db)) {
+            /* SQLite rolled the whole transaction back: the fns before this
+             * one lost their writes too; those after it run in another. */
+            for (int k = 0; k < i; k++) {
+                fail(items[k], it->e);
+            }
+            dm_db_rollback(db);
+            run_batch(db, p, items + i + 1, n - i - 1);
+            return;
+        }
+        se = it->e ? step_sql(db, p, "ROLLBACK TO dm_group") : NULL;
+        if (!se) {
+            se = step_sql(db, p, "RELEASE dm_group");
+        }
+        if (se) {
+            e = se;
+            i++;
+            break;
+        }
+    }
+    if (!e) {
+        e = dm_db_commit(db, p); /* rolls back when it fails */
+    } else {
+        dm_db_rollback(db);
+    }
+    if (e) {
+        for (int k = 0; k < n; k++) {
+            fail(items[k], e);
+        }
+    }
+}
+
+dm_err *dm_db_write_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg)
+{
+    const char *path = dm_db_path(db);
+    item me = {fn, arg, p, NULL, 0, NULL};
+    group *g;
+
+    if (dm_db_in_transaction(db)) {
+        return fn(db, p, arg);
+    }
+    if (strcmp(dm_db_engine(db), "sqlite") != 0 || !path || !*path || *path == ':' ||
+        strncmp(path, "file:", 5) == 0) {
+        return run_alone(db, p, fn, arg);
+    }
+    pthread_mutex_lock(&mu);
+    g = group_of(path);
+    if (!g) {
+        pthread_mutex_unlock(&mu);
+        return run_alone(db, p, fn, arg);
+    }
+    if (g->tail) {
+        g->tail->next = &me;
+    } else {
+        g->head = &me;
+    }
+    g->tail = &me;
+    while (!me.done && g->leading) {
+        pthread_cond_wait(&cv, &mu);
+    }
+    if (me.done) {
+        pthread_mutex_unlock(&mu);
+        return me.e;
+    }
+    g->leading = 1;
+    dm_db_checkpoint_later(db, 1);
+    while (!me.done) {
+        item *batch[DM_DB_GROUP_MAX];
+        int n = 0;
+        while (n < DM_DB_GROUP_MAX && g->head) {
+            batch[n++] = g->head;
+            g->head = g->head->next;
+        }
+        if (!g->head) {
+            g->tail = NULL;
+        }
+        pthread_mutex_unlock(&mu);
+        run_batch(db, p, batch, n);
+        pthread_mutex_lock(&mu);
+        for (int i = 0; i < n; i++) {
+            batch[i]->done = 1;
+        }
+        pthread_cond_broadcast(&cv);
+    }
+    g->leading = 0;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    /* The WAL's checkpoint, if one is due, once the next leader is free to
+     * go on (it needs no lock of ours). */
+    dm_db_checkpoint_later(db, 0);
+    dm_db_checkpoint_due(db);
+    return me.e;
+}

@@ -1,0 +1,34 @@
+/*
+ * db_group.h — group commit for SQLite writers of one process.
+ *
+ * dm_db_write_txn(db, p, fn, arg) runs fn inside a write transaction and
+ * returns fn's error (its writes undone) or the commit's. On SQLite, the
+ * threads of a process that call it while another one's transaction runs
+ * queue up, and the next leader runs all the queued fns in ONE transaction
+ * on its own connection, each under a savepoint of its own: an fn that
+ * fails is rolled back to its savepoint alone, and its caller gets its
+ * error; the others commit together. Each caller returns only after the
+ * commit that holds its writes (or with the error that lost them), so what
+ * a caller answers is as durable as with a transaction of its own. One
+ * commit (one lock hand-over, one WAL append of the pages the batch shares,
+ * one checkpoint check) then serves many writers.
+ *
+ * fn runs on another thread's connection, with the caller's pool p (the
+ * caller waits meanwhile): it must use only db, p and arg, never begin or
+ * commit, and must give the same result whichever connection runs it.
+ * On PostgreSQL, on an in-memory database, or inside a transaction already
+ * open, fn simply runs in a transaction of its own (or the open one).
+ */
+#ifndef DM_STORE_DB_GROUP_H
+#define DM_STORE_DB_GROUP_H
+
+#include "store/db.h"
+
+/* At most this many fns share one transaction. */
+#define DM_DB_GROUP_MAX 32
+
+typedef dm_err *(*dm_db_txn_fn)(dm_db *db, apr_pool_t *p, void *arg);
+
+dm_err *dm_db_write_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg);
+
+#endif

@@ -1,0 +1,206 @@
+/* Group commit (store/db_group.h): each caller's work commits or is undone
+ * alone, whichever other callers share its transaction, and each caller
+ * gets its own error. Threads on connections of their own write at once;
+ * whether they were batched or not, the rows must be exactly those of the
+ * calls that succeeded. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <apr_general.h>
+#include <apr_strings.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "store/db.h"
+#include "store/db_group.h"
+#include "fixture.h"
+
+#define THREADS 8
+#define CALLS 60
+
+static apr_pool_t *pool;
+
+typedef struct work {
+    int64_t key;
+    int fail;      /* 1: inserts, then returns DM_E_CONFLICT */
+    int duplicate; /* 1: inserts, then inserts a key that exists */
+} work;
+
+static dm_err *insert_key(dm_db *db, apr_pool_t *p, int64_t key)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p, "INSERT INTO g (k) VALUES (?)", &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, key);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    return e;
+}
+
+static dm_err *work_fn(dm_db *db, apr_pool_t *p, void *arg)
+{
+    const work *w = arg;
+    dm_err *e = insert_key(db, p, w->key);
+
+    if (!e && w->fail) {
+        return dm_err_make(p, DM_E_CONFLICT, "key", "refused %" APR_INT64_T_FMT,
+                           (apr_int64_t)w->key);
+    }
+    if (!e && w->duplicate) {
+        e = insert_key(db, p, 0); /* key 0 exists: a constraint error */
+    }
+    return e;
+}
+
+static int64_t count(dm_db *db, const char *sql)
+{
+    int64_t n = -1;
+    int found = 0;
+
+    assert_null(dm_db_query_int64(db, pool, sql, &n, &found));
+    assert_true(found);
+    return n;
+}
+
+static const char *path_made(void)
+{
+    static const char *path;
+    dm_db *db;
+
+    if (!path) {
+        path = dm_fx_path(pool, "group");
+        db = dm_fx_open_migrated(pool, path);
+        assert_null(dm_db_exec(db, pool, "CREATE TABLE g (k INTEGER PRIMARY KEY)"));
+        assert_null(dm_db_exec(db, pool, "INSERT INTO g (k) VALUES (0)"));
+        dm_db_close(db);
+    }
+    return path;
+}
+
+static void test_one_caller_commits_its_work_or_none_of_it(void **state)
+{
+    dm_db *db;
+    work ok = {1, 0, 0}, refused = {2, 1, 0}, dup = {3, 0, 1};
+    dm_err *e;
+
+    (void)state;
+    assert_null(dm_db_open(pool, path_made(), NULL, &db));
+    assert_null(dm_db_write_txn(db, pool, work_fn, &ok));
+    e = dm_db_write_txn(db, pool, work_fn, &refused);
+    assert_non_null(e);
+    assert_int_equal(e->code, DM_E_CONFLICT);
+    assert_string_equal(e->message, "refused 2");
+    e = dm_db_write_txn(db, pool, work_fn, &dup);
+    assert_non_null(e);
+    assert_int_equal(e->code, DM_E_CONFLICT);
+    assert_false(dm_db_in_transaction(db));
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM g WHERE k IN (1, 2, 3)"), 1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM g WHERE k = 1"), 1);
+    dm_db_close(db);
+}
+
+typedef struct thread_arg {
+    int id;
+    int errors;       /* calls that returned an error */
+    int wrong_errors; /* errors that were not this call's own */
+} thread_arg;
+
+static void *writer(void *arg)
+{
+    thread_arg *t = arg;
+    apr_pool_t *p;
+    dm_db *db = NULL;
+
+    apr_pool_create(&p, NULL);
+    if (dm_db_open(p, path_made(), NULL, &db)) {
+        t->wrong_errors = -1;
+        return NULL;
+    }
+    dm_db_set_busy_timeout(db, 30000);
+    for (int i = 0; i < CALLS; i++) {
+        apr_pool_t *cp;
+        work w;
+        dm_err *e;
+        apr_pool_create(&cp, p);
+        w.key = 1000 + (int64_t)t->id * CALLS + i;
+        w.fail = i % 5 == 1;
+        w.duplicate = i % 7 == 3;
+        e = dm_db_write_txn(db, cp, work_fn, &w);
+        if (e) {
+            t->errors++;
+            if (!(w.fail || w.duplicate) || e->code != DM_E_CONFLICT ||
+                (w.fail && strcmp(e->message, apr_psprintf(cp, "refused %" APR_INT64_T_FMT,
+                                                           (apr_int64_t)w.key)) != 0)) {
+                t->wrong_errors++;
+            }
+        } else if (w.fail || w.duplicate) {
+            t->wrong_errors++;
+        }
+        apr_pool_destroy(cp);
+    }
+    dm_db_close(db);
+    apr_pool_destroy(p);
+    return NULL;
+}
+
+static void test_concurrent_callers_keep_exactly_the_rows_of_the_calls_that_succeeded(void **state)
+{
+    pthread_t th[THREADS];
+    thread_arg args[THREADS];
+    int64_t expected = 0;
+    dm_db *db;
+
+    (void)state;
+    memset(args, 0, sizeof(args));
+    path_made();
+    for (int i = 0; i < THREADS; i++) {
+        args[i].id = i;
+        assert_int_equal(pthread_create(&th[i], NULL, writer, &args[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].wrong_errors, 0);
+    }
+    for (int i = 0; i < CALLS; i++) {
+        expected += !(i % 5 == 1 || i % 7 == 3);
+    }
+    assert_null(dm_db_open(pool, path_made(), NULL, &db));
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM g WHERE k >= 1000"), expected * THREADS);
+    /* none of a refused call's rows is there */
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(args[i].errors, CALLS - expected);
+        for (int c = 0; c < CALLS; c++) {
+            const char *sql =
+                apr_psprintf(pool, "SELECT COUNT(*) FROM g WHERE k = %d", 1000 + i * CALLS + c);
+            assert_int_equal(count(db, sql), (c % 5 == 1 || c % 7 == 3) ? 0 : 1);
+        }
+    }
+    dm_db_close(db);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_caller_commits_its_work_or_none_of_it),
+        cmocka_unit_test(test_concurrent_callers_keep_exactly_the_rows_of_the_calls_that_succeeded),
+    };
+    int rc;
+    apr_initialize();
+    apr_pool_create(&pool, NULL);
+    if (dm_fx_init("db_group") != 0) {
+        return 1;
+    }
+    rc = cmocka_run_group_tests_name("db_group", tests, NULL, NULL);
+    apr_pool_destroy(pool);
+    if (dm_fx_done() != 0) {
+        return 1;
+    }
+    return rc;
+}
