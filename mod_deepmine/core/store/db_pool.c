@@ -24,7 +24,11 @@ typedef struct conn {
 typedef struct lease {
     dm_db_pool *pool;
     conn *c;
+    struct lease *next; /* the scope's other leases (dm_db_pool_release_scope) */
+    int returned;
 } lease;
+
+#define DM_LEASES_KEY "dm_leases"
 
 static apr_status_t conn_construct(void **res, void *params, apr_pool_t *p)
 {
@@ -89,6 +93,7 @@ static apr_status_t lease_cleanup(void *data)
 {
     lease *l = data;
 
+    l->returned = 1;
     if (dm_db_in_transaction(l->c->db)) {
         dm_db_rollback(l->c->db);
     }
@@ -101,6 +106,7 @@ dm_err *dm_db_pool_acquire(dm_db_pool *pool, apr_pool_t *scope, dm_db **out)
 {
     void *res;
     lease *l;
+    void *head = NULL;
     apr_status_t rv;
 
     /* Every connection of this child handed out: this request waits. */
@@ -114,9 +120,12 @@ dm_err *dm_db_pool_acquire(dm_db_pool *pool, apr_pool_t *scope, dm_db **out)
                            "no database connection available, try again");
     }
     dm_metrics_add(DM_M_DB_POOL_IN_USE, 1, DM_ML_END);
-    l = apr_palloc(scope, sizeof(*l));
+    l = apr_pcalloc(scope, sizeof(*l));
     l->pool = pool;
     l->c = res;
+    apr_pool_userdata_get(&head, DM_LEASES_KEY, scope);
+    l->next = head;
+    apr_pool_userdata_setn(l, DM_LEASES_KEY, NULL, scope);
     apr_pool_cleanup_register(scope, l, lease_cleanup, apr_pool_cleanup_null);
     /* The lease is found again by the connection on release. */
     apr_pool_userdata_setn(l, apr_psprintf(scope, "dm_lease_%pp", (void *)l->c->db), NULL, scope);
@@ -134,6 +143,23 @@ void dm_db_pool_release(dm_db_pool *pool, apr_pool_t *scope, dm_db *db)
         apr_pool_userdata_setn(NULL, apr_psprintf(scope, "dm_lease_%pp", (void *)db), NULL, scope);
         apr_pool_cleanup_run(scope, data, lease_cleanup);
     }
+}
+
+void dm_db_pool_release_scope(dm_db_pool *pool, apr_pool_t *scope)
+{
+    void *head = NULL;
+    lease *l;
+    (void)pool;
+
+    apr_pool_userdata_get(&head, DM_LEASES_KEY, scope);
+    for (l = head; l; l = l->next) {
+        if (!l->returned) {
+            apr_pool_userdata_setn(NULL, apr_psprintf(scope, "dm_lease_%pp", (void *)l->c->db),
+                                   NULL, scope);
+            apr_pool_cleanup_run(scope, l, lease_cleanup);
+        }
+    }
+    apr_pool_userdata_setn(NULL, DM_LEASES_KEY, NULL, scope);
 }
 
 int dm_db_pool_in_use(dm_db_pool *pool)
