@@ -18,7 +18,7 @@
 
 #include "base/metrics.h"
 
-/* A thread waiting at the gate (on its own stack). */
+/* A thread waiting at the gate (in its request's pool). */
 typedef struct waiter {
     apr_thread_cond_t *cond;
     int granted;
@@ -41,7 +41,7 @@ struct dm_db_pool {
 /* Takes a permit, waiting in line up to DM_POOL_WAIT. */
 static apr_status_t gate_enter(dm_db_pool *dp, apr_pool_t *scope)
 {
-    waiter w = {0};
+    waiter *w;
     apr_time_t until = apr_time_now() + DM_POOL_WAIT;
     apr_status_t rv = APR_SUCCESS;
 
@@ -52,41 +52,42 @@ static apr_status_t gate_enter(dm_db_pool *dp, apr_pool_t *scope)
         return APR_SUCCESS;
     }
     dm_metrics_inc(DM_M_DB_POOL_WAITS, DM_ML_END);
-    rv = apr_thread_cond_create(&w.cond, scope);
+    w = apr_pcalloc(scope, sizeof(*w));
+    rv = apr_thread_cond_create(&w->cond, scope);
     if (rv != APR_SUCCESS) {
         apr_thread_mutex_unlock(dp->gate);
         return rv;
     }
     if (dp->tail) {
-        dp->tail->next = &w;
+        dp->tail->next = w;
     } else {
-        dp->head = &w;
+        dp->head = w;
     }
-    dp->tail = &w;
-    while (!w.granted) {
+    dp->tail = w;
+    while (!w->granted) {
         apr_time_t left = until - apr_time_now();
         if (left <= 0) {
             break;
         }
-        (void)apr_thread_cond_timedwait(w.cond, dp->gate, left);
+        (void)apr_thread_cond_timedwait(w->cond, dp->gate, left);
     }
-    if (!w.granted) {
+    if (!w->granted) {
         /* out of the line; a permit handed over meanwhile would be granted */
         waiter **pp = &dp->head, *prev = NULL;
-        while (*pp && *pp != &w) {
+        while (*pp && *pp != w) {
             prev = *pp;
             pp = &(*pp)->next;
         }
         if (*pp) {
-            *pp = w.next;
-            if (dp->tail == &w) {
+            *pp = w->next;
+            if (dp->tail == w) {
                 dp->tail = prev;
             }
         }
         rv = APR_TIMEUP;
     }
     apr_thread_mutex_unlock(dp->gate);
-    apr_thread_cond_destroy(w.cond);
+    apr_thread_cond_destroy(w->cond);
     return rv;
 }
 
