@@ -10,6 +10,7 @@
 #include <apr_file_io.h>
 #include <apr_strings.h>
 #include <strings.h>
+#include <unistd.h>
 #include <ap_mpm.h>
 #include <http_core.h>
 
@@ -137,6 +138,26 @@ apr_off_t dm_conf_max_body(const dm_conf *c)
     return c->max_body != DM_UNSET ? c->max_body : DM_DEFAULT_MAX_BODY;
 }
 
+static int cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+}
+
+int dm_conf_pool_default(int threads, int ncores)
+{
+    /* A request takes its connection once its body is read and gives it
+     * back when its handler is done: the connections only need to keep the
+     * cores busy, with room for requests that wait (the writer lock, a
+     * password hash). Each one costs its page and statement caches. */
+    int n = DM_POOL_PER_CORE * ncores;
+
+    if (n < DM_POOL_MIN_DEFAULT) {
+        n = DM_POOL_MIN_DEFAULT;
+    }
+    return n < threads ? n : threads;
+}
+
 void dm_conf_pool_size(const dm_conf *c, int *min, int *max)
 {
     int threads = 0;
@@ -145,7 +166,7 @@ void dm_conf_pool_size(const dm_conf *c, int *min, int *max)
         threads = 1;
     }
     *min = c->pool_min != DM_UNSET ? c->pool_min : 1;
-    *max = c->pool_max != DM_UNSET ? c->pool_max : threads;
+    *max = c->pool_max != DM_UNSET ? c->pool_max : dm_conf_pool_default(threads, cores());
     if (*min > *max) {
         *min = *max;
     }

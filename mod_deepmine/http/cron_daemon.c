@@ -212,6 +212,7 @@ static int daemon_start(apr_pool_t *p, server_rec *s, apr_proc_t *proc)
         apr_pool_t *pd;
         int rc;
 
+        dm_http_malloc_tune();
         apr_pool_create(&pd, p);
         apr_signal(SIGTERM, on_stop_signal);
         apr_signal(SIGHUP, on_stop_signal);

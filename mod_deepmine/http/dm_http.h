@@ -39,6 +39,14 @@ APLOG_USE_MODULE(deepmine);
  * (DM00020) and no monitor event (DM01600) of its own. */
 #define DM_NOTE_REPORTED "dm-reported"
 
+/* DeepMinePool's default max: this many connections per core, at least
+ * DM_POOL_MIN_DEFAULT, at most the threads per child. */
+#define DM_POOL_PER_CORE 4
+#define DM_POOL_MIN_DEFAULT 8
+/* Blocks from this size on are mapped and unmapped, never kept in an
+ * arena (dm_http_malloc_tune). */
+#define DM_MALLOC_MMAP_THRESHOLD (256 * 1024)
+
 /* The directives' names, as the command table registers them and every
  * message about them spells them. */
 #define DM_DIR_ACCRUAL_DELAY "DeepMineAccrualDelay"
@@ -161,6 +169,12 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv);
 dm_conf *dm_conf_get(const server_rec *s);
 const char *dm_conf_database(const dm_conf *c);
 apr_off_t dm_conf_max_body(const dm_conf *c);
+/* malloc tuned for a process of many threads (arenas as many as cores,
+ * a fixed mmap threshold): the children and the cron daemon, before their
+ * threads start. */
+void dm_http_malloc_tune(void);
+/* The default max for `threads` per child on `ncores` cores. */
+int dm_conf_pool_default(int threads, int ncores);
 void dm_conf_pool_size(const dm_conf *c, int *min, int *max);
 const char *dm_conf_legal_dir(const dm_conf *c);
 int dm_conf_hash_concurrency(const dm_conf *c);
@@ -222,6 +236,12 @@ int dm_http_cached_json(request_rec *r, const dm_rendered *doc);
  * 413 beyond, also for a chunked body), NUL-terminated, never parsed:
  * webhook signatures are computed over these exact bytes. */
 dm_err *dm_http_read_body(request_rec *r, const char **out, apr_size_t *out_len);
+/* Reads the request body, if it has one, before the handler takes a
+ * database connection (dm_handler): a client sending its body slowly then
+ * holds a worker thread, never one of the pool's few connections.
+ * dm_http_read_body answers from what was read, error included, when the
+ * handler asks (docs/decisions.md "The body before the connection"). */
+void dm_http_prefetch_body(request_rec *r);
 /* Reads a JSON object body (dm_http_read_body, then bad_json/invalid). */
 dm_err *dm_http_read_json(request_rec *r, json_t **out);
 /* Refuses a declared body over DeepMineMaxBody before anything reads it. */

@@ -16,6 +16,8 @@
 #include <http_core.h>
 #include <http_protocol.h>
 #include <http_request.h>
+#include <malloc.h>
+#include <stdlib.h>
 #include <strings.h>
 #include <unistd.h>
 #include <unixd.h>
@@ -302,12 +304,32 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     return OK;
 }
 
+void dm_http_malloc_tune(void)
+{
+#if defined(M_ARENA_MAX) && defined(M_MMAP_THRESHOLD)
+    /* glibc gives threads arenas of their own, up to 8 per core, each
+     * keeping the memory its threads once used: with a few hundred threads
+     * that was megabytes per arena. The cores bound how many threads run at
+     * once, so as many arenas as cores (MALLOC_ARENA_MAX in the environment
+     * still wins). A fixed mmap threshold keeps large blocks (a password
+     * hash's memory) out of the arenas: they go back to the system when
+     * freed, where glibc's sliding threshold would keep them after the
+     * first one (docs/decisions.md "Memory: the small pool"). */
+    if (!getenv("MALLOC_ARENA_MAX")) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        mallopt(M_ARENA_MAX, n < 1 ? 1 : n > 64 ? 64 : (int)n);
+    }
+    mallopt(M_MMAP_THRESHOLD, DM_MALLOC_MMAP_THRESHOLD);
+#endif
+}
+
 static void dm_child_init(apr_pool_t *pchild, server_rec *s)
 {
     dm_conf *c = dm_conf_get(s);
     int min, max;
     dm_err *e;
 
+    dm_http_malloc_tune();
     dm_ratelimit_child_init(pchild, s);
     dm_conf_pool_size(c, &min, &max);
     e = dm_db_pool_create(pchild, dm_conf_database(c), min, max, 60, &dm_g.db);
@@ -330,6 +352,7 @@ static int dm_handler(request_rec *r)
 {
     dm_route_match m = {0};
     dm_err *e;
+    int kyc_upload, rc;
 
     if (!r->handler || strcmp(r->handler, "deepmine") != 0) {
         return DECLINED;
@@ -341,9 +364,8 @@ static int dm_handler(request_rec *r)
     /* A body over the limit is refused first, whatever the path, but for
      * identity documents: their larger cap (DeepMineKycMaxDocument) is
      * checked the same way, before reading, by routes/kyc.c. */
-    e = r->method_number == M_PUT && strncmp(r->uri, "/api/kyc/documents/", 19) == 0
-            ? NULL
-            : dm_http_check_length(r);
+    kyc_upload = r->method_number == M_PUT && strncmp(r->uri, "/api/kyc/documents/", 19) == 0;
+    e = kyc_upload ? NULL : dm_http_check_length(r);
     /* Webhooks are limited per sender address before anything reads them
      * (routes_plugins.c): here, before routing, so unknown names count too. */
     if (!e && strncmp(r->uri, "/api/webhooks/", 14) == 0) {
@@ -368,7 +390,17 @@ static int dm_handler(request_rec *r)
     }
     /* For the access log: %{dm-route}n names the route, not the URL. */
     apr_table_setn(r->notes, "dm-route", m.pattern);
-    return ((const dm_route_def *)m.data)->fn(r, &m);
+    /* The body first, then the handler and its database connection: a
+     * slow sender holds a thread, never one of the pool's few connections
+     * (identity documents, larger, are read by routes/kyc.c between two
+     * borrowings). */
+    if (!kyc_upload) {
+        dm_http_prefetch_body(r);
+    }
+    rc = ((const dm_route_def *)m.data)->fn(r, &m);
+    /* The answer is written or queued: a slow reader holds no connection. */
+    dm_db_pool_release_scope(dm_g.db, r->pool);
+    return rc;
 }
 
 /* /api/… names no file: where the configuration hands a URI under /api

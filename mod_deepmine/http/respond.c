@@ -228,7 +228,45 @@ dm_err *dm_http_check_length(request_rec *r)
     return NULL;
 }
 
+/* A body read ahead by dm_http_prefetch_body: what the handler's
+ * dm_http_read_body then returns, its error included. */
+typedef struct body_ahead {
+    dm_err *e;
+    const char *buf;
+    apr_size_t len;
+} body_ahead;
+
+#define DM_BODY_AHEAD_KEY "dm_body_ahead"
+
+static dm_err *read_body_now(request_rec *r, const char **out, apr_size_t *out_len);
+
+void dm_http_prefetch_body(request_rec *r)
+{
+    body_ahead *b;
+
+    if (!ap_request_has_body(r)) {
+        return;
+    }
+    b = apr_pcalloc(r->pool, sizeof(*b));
+    b->e = read_body_now(r, &b->buf, &b->len);
+    apr_pool_userdata_setn(b, DM_BODY_AHEAD_KEY, NULL, r->pool);
+}
+
 dm_err *dm_http_read_body(request_rec *r, const char **out, apr_size_t *out_len)
+{
+    void *data = NULL;
+
+    apr_pool_userdata_get(&data, DM_BODY_AHEAD_KEY, r->pool);
+    if (data) {
+        const body_ahead *b = data;
+        *out = b->e ? "" : b->buf;
+        *out_len = b->e ? 0 : b->len;
+        return b->e;
+    }
+    return read_body_now(r, out, out_len);
+}
+
+static dm_err *read_body_now(request_rec *r, const char **out, apr_size_t *out_len)
 {
     apr_off_t max = dm_conf_max_body(dm_conf_get(r->server));
     apr_size_t cap = 4096, used = 0;

@@ -192,6 +192,40 @@ static void *APR_THREAD_FUNC pool_thread(apr_thread_t *t, void *data)
     return NULL;
 }
 
+static void test_pool_release_scope_gives_back_every_lease_once_rolled_back(void **state)
+{
+    const char *path = dm_fx_path(pool, "db");
+    dm_db_pool *dp = NULL;
+    apr_pool_t *scope, *other;
+    dm_db *a = NULL, *b = NULL, *c = NULL;
+    (void)state;
+    dm_fx_open_migrated(pool, path);
+    assert_null(dm_db_pool_create(pool, path, 0, 2, 0, &dp));
+    apr_pool_create(&scope, pool);
+    assert_null(dm_db_pool_acquire(dp, scope, &a));
+    assert_null(dm_db_pool_acquire(dp, scope, &b));
+    assert_null(dm_db_begin(a, scope)); /* left open: rolled back on the way back */
+    /* one given back early, then borrowed again in the same scope */
+    dm_db_pool_release(dp, scope, b);
+    assert_int_equal(dm_db_pool_in_use(dp), 1);
+    assert_null(dm_db_pool_acquire(dp, scope, &b));
+    assert_int_equal(dm_db_pool_in_use(dp), 2);
+    dm_db_pool_release_scope(dp, scope);
+    assert_int_equal(dm_db_pool_in_use(dp), 0);
+    /* both are free for another scope, outside a transaction */
+    apr_pool_create(&other, pool);
+    assert_null(dm_db_pool_acquire(dp, other, &c));
+    assert_false(dm_db_in_transaction(c));
+    assert_null(dm_db_pool_acquire(dp, other, &c));
+    assert_false(dm_db_in_transaction(c));
+    assert_int_equal(dm_db_pool_in_use(dp), 2);
+    /* the first scope's end releases nothing a second time */
+    apr_pool_destroy(scope);
+    assert_int_equal(dm_db_pool_in_use(dp), 2);
+    apr_pool_destroy(other);
+    assert_int_equal(dm_db_pool_in_use(dp), 0);
+}
+
 static void test_pool_hands_out_at_most_max_under_threads(void **state)
 {
     const char *path = dm_fx_path(pool, "db");
@@ -334,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_migrate_failure_rolls_back_everything),
         cmocka_unit_test(test_two_migrators_at_once_apply_once),
         cmocka_unit_test(test_pool_hands_out_at_most_max_under_threads),
+        cmocka_unit_test(test_pool_release_scope_gives_back_every_lease_once_rolled_back),
         cmocka_unit_test(test_pool_refuses_bad_sizes),
         cmocka_unit_test(test_demo_catalogue_seeds_six_once),
         cmocka_unit_test(test_cache_renders_contract_fields_and_follows_changes),

@@ -1,7 +1,9 @@
 /*
  * db_pool.h — a per-process pool of database connections (apr_reslist).
  * Created in child_init (never before fork: a SQLite handle must not cross
- * it); a request borrows one connection for its lifetime.
+ * it); a request borrows one connection until its handler is done. The
+ * pool is small (DeepMinePool): a request waits its turn for a connection,
+ * and takes it only once its body has been read.
  */
 #ifndef DM_DB_POOL_H
 #define DM_DB_POOL_H
@@ -26,6 +28,10 @@ dm_err *dm_db_pool_acquire(dm_db_pool *pool, apr_pool_t *scope, dm_db **out);
 
 /* Gives a connection back before `scope` ends. */
 void dm_db_pool_release(dm_db_pool *pool, apr_pool_t *scope, dm_db *db);
+
+/* Gives back every connection `scope` still borrows (the handler is done:
+ * its answer may wait for a slow reader, holding no connection). */
+void dm_db_pool_release_scope(dm_db_pool *pool, apr_pool_t *scope);
 
 /* Connections currently handed out (for health and tests). */
 int dm_db_pool_in_use(dm_db_pool *pool);

@@ -173,8 +173,14 @@ static int kyc_document_put(request_rec *r, const dm_route_match *m)
     if (!e) {
         e = dm_http_member_db(r, &db, &me);
     }
+    /* The document (up to DeepMineKycMaxDocument) arrives without a
+     * database connection held: a slow upload holds only its thread. */
     if (!e) {
+        dm_db_pool_release(dm_g.db, r->pool, db);
         e = read_document(r, k.env.max_document, &body, &len);
+        if (!e) {
+            e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
+        }
     }
     if (!e) {
         e = dm_kyc_document_put(db, r->pool, &k.env, me.id, kind,
