@@ -418,25 +418,28 @@ static dm_err *dm_vip_volumes(dm_db *db, apr_pool_t *p, int64_t user_id, dm_volu
     return e;
 }
 
+/* member_volumes' insert of one row and the upsert that adds to a row
+ * already there (bump: one row; bump_order: one row per member). */
+#define VOLUMES_INSERT                                                                             \
+    "INSERT INTO member_volumes (user_id, personal_volume_micros, paid_orders, "                   \
+    "direct_paid_referrals, team_volume_micros, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+#define VOLUMES_UPSERT                                                                             \
+    " ON CONFLICT (user_id) DO UPDATE SET "                                                        \
+    "personal_volume_micros = member_volumes.personal_volume_micros + "                            \
+    "excluded.personal_volume_micros, "                                                            \
+    "paid_orders = member_volumes.paid_orders + excluded.paid_orders, "                            \
+    "direct_paid_referrals = member_volumes.direct_paid_referrals + "                              \
+    "excluded.direct_paid_referrals, "                                                             \
+    "team_volume_micros = member_volumes.team_volume_micros + excluded.team_volume_micros, "       \
+    "updated_at = excluded.updated_at"
+
 /* Adds the deltas to one member's counters (creating the row). */
 static dm_err *bump(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t personal, int64_t orders,
                     int64_t direct, int64_t team)
 {
     dm_stmt *st;
     int row;
-    dm_err *e = dm_db_prepare(
-        db, p,
-        "INSERT INTO member_volumes (user_id, personal_volume_micros, paid_orders, "
-        "direct_paid_referrals, team_volume_micros, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (user_id) DO UPDATE SET "
-        "personal_volume_micros = member_volumes.personal_volume_micros + "
-        "excluded.personal_volume_micros, "
-        "paid_orders = member_volumes.paid_orders + excluded.paid_orders, "
-        "direct_paid_referrals = member_volumes.direct_paid_referrals + "
-        "excluded.direct_paid_referrals, "
-        "team_volume_micros = member_volumes.team_volume_micros + excluded.team_volume_micros, "
-        "updated_at = excluded.updated_at",
-        &st);
+    dm_err *e = dm_db_prepare(db, p, VOLUMES_INSERT VOLUMES_UPSERT, &st);
 
     if (e) {
         return e;
@@ -461,19 +464,9 @@ static dm_err *bump(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t personal,
 static dm_err *bump_order(dm_db *db, apr_pool_t *p, int64_t buyer_id, const int64_t *upline, int n,
                           int64_t delta, int64_t orders, int64_t direct)
 {
-    static const char head[] = "INSERT INTO member_volumes (user_id, personal_volume_micros, "
-                               "paid_orders, direct_paid_referrals, team_volume_micros, "
-                               "updated_at) VALUES (?, ?, ?, ?, ?, ?)";
+    static const char head[] = VOLUMES_INSERT;
     static const char more[] = ", (?, ?, ?, ?, ?, ?)";
-    static const char tail[] =
-        " ON CONFLICT (user_id) DO UPDATE SET "
-        "personal_volume_micros = member_volumes.personal_volume_micros + "
-        "excluded.personal_volume_micros, "
-        "paid_orders = member_volumes.paid_orders + excluded.paid_orders, "
-        "direct_paid_referrals = member_volumes.direct_paid_referrals + "
-        "excluded.direct_paid_referrals, "
-        "team_volume_micros = member_volumes.team_volume_micros + excluded.team_volume_micros, "
-        "updated_at = excluded.updated_at";
+    static const char tail[] = VOLUMES_UPSERT;
     const char *sql = head;
     int64_t now = dm_now();
     dm_stmt *st;
