@@ -699,7 +699,7 @@ dm_err *dm_ledger_transfer(dm_db *db, apr_pool_t *p, const dm_transfer_req *req,
  * statement, so at most MANY_SMALL + 1 statement texts are ever cached. */
 #define MANY_ROWS 64
 #define MANY_SMALL 16
-#define MANY_PARAMS 8
+#define MANY_PARAMS 9
 
 /* APR pools align to 8 bytes, __int128 wants 16: the sum is kept in a type
  * aligned to 8 (GCC and clang allow a typedef to lower alignment), so a
@@ -713,45 +713,44 @@ typedef struct acct_move {
     int debited; /* a debit account: must be a system account */
 } acct_move;
 
-/* The ids of a batch's new rows are given by the statement itself: the
- * highest id so far (read once per statement) plus each new row's rank in
- * the batch's order. These are exactly the ids one row at a time would get
- * (SQLite's rowid and PostgreSQL's rowid trigger both take MAX(id) + 1 per
- * row; writers are serialised on both engines, so nobody else inserts
- * meanwhile), but PostgreSQL runs no trigger per row. Keys that exist
- * already are left out before ranking (NOT EXISTS), so a replay leaves no
- * gap; ON CONFLICT stays as the guard. */
+/* The ids of a batch's new rows are given by the batch: the highest id
+ * (read once per batch) + 1, + 2, … in the batch's order — exactly the ids
+ * one row at a time would get (SQLite's rowid and PostgreSQL's rowid
+ * trigger both take MAX(id) + 1 per row, and writers are serialised on both
+ * engines, so nobody else inserts meanwhile), but PostgreSQL runs no
+ * trigger per row. A replayed key takes no row; should one sit before a new
+ * row of its statement (a re-run that finds part of a batch done), that
+ * statement's new rows are taken out and inserted again on the ids that
+ * follow on, so the ids have no gap. */
 static const char *many_sql(apr_pool_t *p, int rows)
 {
-    static const char head[] =
-        "INSERT INTO transfers (id, idempotency_key, debit_account_id, credit_account_id, "
-        "amount_micros, currency, kind, reference, reverses_transfer_id, created_at) "
-        "SELECT m.top + ROW_NUMBER() OVER (ORDER BY v.column1), v.column2, v.column3, v.column4, "
-        "v.column5, v.column6, v.column7, v.column8, NULL, v.column9 FROM (VALUES ";
-    static const char first[] = "(CAST(0 AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT), "
-                                "CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), "
-                                "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT))";
-    apr_array_header_t *parts = apr_array_make(p, rows + 2, sizeof(const char *));
+    static const char head[] = "INSERT INTO transfers (id, idempotency_key, debit_account_id, "
+                               "credit_account_id, amount_micros, currency, kind, reference, "
+                               "reverses_transfer_id, created_at) VALUES ";
+    static const char row[] = "(?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)";
+    apr_array_header_t *parts = apr_array_make(p, 2 * rows + 2, sizeof(const char *));
 
     *(const char **)apr_array_push(parts) = head;
     for (int i = 0; i < rows; i++) {
-        *(const char **)apr_array_push(parts) =
-            i ? apr_psprintf(p, ", (%d, ?, ?, ?, ?, ?, ?, ?, ?)", i) : first;
+        *(const char **)apr_array_push(parts) = i ? ", " : "";
+        *(const char **)apr_array_push(parts) = row;
     }
     *(const char **)apr_array_push(parts) =
-        ") AS v, (SELECT COALESCE(MAX(id), 0) AS top FROM transfers) AS m "
-        "WHERE NOT EXISTS (SELECT 1 FROM transfers t WHERE t.idempotency_key = v.column2) "
-        "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key";
+        " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key";
     return apr_array_pstrcat(p, parts, 0);
 }
 
-/* Inserts reqs[from, from + rows) in one statement; marks created[] and
- * ids[] of the rows that were new (RETURNING gives only those). */
+/* Inserts reqs[from, from + rows) in one statement on ids *top + 1, …;
+ * marks created[] and ids[] of the rows that were new (RETURNING gives
+ * only those) and moves *top past them. */
 static dm_err *many_insert(dm_db *db, apr_pool_t *p, const dm_transfer_req *reqs, int from,
-                           int rows, apr_hash_t *index, int64_t now, int *created, int64_t *ids)
+                           int rows, apr_hash_t *index, int64_t now, int *created, int64_t *ids,
+                           int64_t *top)
 {
     dm_stmt *st;
-    int row = 0;
+    int row = 0, made = 0;
+    int64_t last = *top;
+    dm_transfer_req *again;
     dm_err *e = dm_db_prepare(db, p, many_sql(p, rows), &st);
 
     if (e) {
@@ -760,14 +759,15 @@ static dm_err *many_insert(dm_db *db, apr_pool_t *p, const dm_transfer_req *reqs
     for (int j = 0; j < rows; j++) {
         const dm_transfer_req *r = &reqs[from + j];
         int b = j * MANY_PARAMS;
-        dm_stmt_bind_str(st, b + 1, r->idempotency_key);
-        dm_stmt_bind_int64(st, b + 2, r->debit_account_id);
-        dm_stmt_bind_int64(st, b + 3, r->credit_account_id);
-        dm_stmt_bind_int64(st, b + 4, r->amount_micros);
-        dm_stmt_bind_str(st, b + 5, r->currency);
-        dm_stmt_bind_str(st, b + 6, r->kind);
-        dm_stmt_bind_str(st, b + 7, r->reference);
-        dm_stmt_bind_int64(st, b + 8, now);
+        dm_stmt_bind_int64(st, b + 1, *top + 1 + j);
+        dm_stmt_bind_str(st, b + 2, r->idempotency_key);
+        dm_stmt_bind_int64(st, b + 3, r->debit_account_id);
+        dm_stmt_bind_int64(st, b + 4, r->credit_account_id);
+        dm_stmt_bind_int64(st, b + 5, r->amount_micros);
+        dm_stmt_bind_str(st, b + 6, r->currency);
+        dm_stmt_bind_str(st, b + 7, r->kind);
+        dm_stmt_bind_str(st, b + 8, r->reference);
+        dm_stmt_bind_int64(st, b + 9, now);
     }
     while (!(e = dm_stmt_step(st, p, &row)) && row) {
         size_t len = 0;
@@ -776,10 +776,27 @@ static dm_err *many_insert(dm_db *db, apr_pool_t *p, const dm_transfer_req *reqs
         if (i) {
             created[*i] = 1;
             ids[*i] = dm_stmt_int64(st, 0);
+            last = ids[*i] > last ? ids[*i] : last;
+            made++;
         }
     }
     dm_stmt_done(st);
-    return e;
+    if (e || last == *top + made) {
+        *top += made;
+        return e;
+    }
+    /* a replay before a new row left a gap: the new rows again, closed up */
+    again = apr_palloc(p, sizeof(dm_transfer_req) * (size_t)rows);
+    made = 0;
+    for (int j = 0; !e && j < rows; j++) {
+        const int *i = apr_hash_get(index, reqs[from + j].idempotency_key, APR_HASH_KEY_STRING);
+        if (i && created[*i]) {
+            again[made++] = reqs[from + j];
+            created[*i] = 0;
+            e = exec_ids(db, p, "DELETE FROM transfers WHERE id = ?", ids[*i], 0, 1);
+        }
+    }
+    return e ? e : many_insert(db, p, again, 0, made, index, now, created, ids, top);
 }
 
 /* The account's kind ("system", "wallet", "held"); NULL when there is
@@ -829,7 +846,10 @@ static dm_err *move_refused(dm_db *db, apr_pool_t *p, const acct_move *m)
     dm_account a = {0};
     dm_err *e = dm_ledger_account_get(db, p, m->id, &a);
 
-    if (!e && strcmp(a.currency, m->currency) != 0) {
+    if (!e && (!a.currency || !a.kind)) {
+        e = dm_err_make(p, DM_E_INTERNAL, NULL, "ledger: account %" APR_INT64_T_FMT " unread",
+                        (apr_int64_t)m->id);
+    } else if (!e && strcmp(a.currency, m->currency) != 0) {
         e = dm_err_make(p, DM_E_INVALID, "currency", "the transfer is in %s but %s holds %s",
                         m->currency, dm_ledger_account_name(p, &a), a.currency);
     } else if (!e && m->debited && strcmp(a.kind, "system") != 0) {
@@ -919,7 +939,8 @@ static dm_err *move_chunk(dm_db *db, apr_pool_t *p, const apr_array_header_t *li
         if ((e = dm_ledger_account_get(db, p, m->id, &a))) {
             return e;
         }
-        if (strcmp(a.currency, m->currency) != 0 || (m->debited && strcmp(a.kind, "system") != 0) ||
+        if (!a.currency || !a.kind || strcmp(a.currency, m->currency) != 0 ||
+            (m->debited && strcmp(a.kind, "system") != 0) ||
             (m->delta > 0 && a.balance_micros > INT64_MAX - m->delta) ||
             (m->delta < 0 && a.balance_micros < INT64_MIN - m->delta)) {
             return move_refused(db, p, m);
@@ -1012,8 +1033,9 @@ dm_err *dm_ledger_post_many(dm_db *db, apr_pool_t *p, const dm_transfer_req *req
     apr_hash_t *index = apr_hash_make(p), *moves = apr_hash_make(p);
     int64_t now = dm_now();
     int64_t *got = ids ? ids : apr_pcalloc(p, sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
+    int64_t top = 0;
     dm_err *e;
-    int i;
+    int i, found = 0;
 
     if (!dm_db_in_transaction(db)) {
         return dm_err_make(p, DM_E_INTERNAL, NULL,
@@ -1025,18 +1047,20 @@ dm_err *dm_ledger_post_many(dm_db *db, apr_pool_t *p, const dm_transfer_req *req
     }
     memset(created, 0, sizeof(int) * (size_t)n);
     memset(got, 0, sizeof(int64_t) * (size_t)n);
-    if ((e = many_check(db, p, reqs, n, index))) {
+    if ((e = many_check(db, p, reqs, n, index)) ||
+        (e = dm_db_query_int64(db, p, "SELECT COALESCE(MAX(id), 0) FROM transfers", &top,
+                               &found))) {
         return e;
     }
     for (i = 0; i + MANY_ROWS <= n && !e; i += MANY_ROWS) {
-        e = many_insert(db, p, reqs, i, MANY_ROWS, index, now, created, got);
+        e = many_insert(db, p, reqs, i, MANY_ROWS, index, now, created, got, &top);
     }
     if (n - i > 1 && n - i <= MANY_SMALL && !e) {
-        e = many_insert(db, p, reqs, i, n - i, index, now, created, got);
+        e = many_insert(db, p, reqs, i, n - i, index, now, created, got, &top);
         i = n;
     }
     for (; i < n && !e; i++) {
-        e = many_insert(db, p, reqs, i, 1, index, now, created, got);
+        e = many_insert(db, p, reqs, i, 1, index, now, created, got, &top);
     }
     /* Replays: the transfer under the key must be this one. */
     for (i = 0; i < n && !e; i++) {
