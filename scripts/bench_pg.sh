@@ -27,6 +27,11 @@
 # shared_buffers PG_SHARED_BUFFERS (default 1GB).
 # Environment as bench.sh: DURATION (10s), CONNECTIONS (64), THREADS (2),
 # KEEP=1; DM_PG_BIN (default /usr/lib/postgresql/15/bin).
+# PG_ONLY=accrual: only the accrual, on PostgreSQL, ACCRUAL_RUNS times
+# (default 3; each run credits an earlier hour of the same population) after
+# one warm-up hour — the seconds of each run and their median, then ledger
+# verify; PG_ACCRUAL_CTLS="path/deepminectl other/deepminectl" alternates
+# builds on the one population (before/after in one sitting).
 set -euo pipefail
 trap 'echo "bench_pg: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 set -E
@@ -261,6 +266,32 @@ engine_figures() { # engine base db query-fn set
   fi
 }
 
+if [ "${PG_ONLY:-}" = accrual ]; then
+  # one warm-up hour first (the first pass over freshly copied rows sets
+  # their hint bits: much slower, the same for any build), then the runs;
+  # PG_ACCRUAL_CTLS="ctl ctl2": builds to compare, alternated on this one
+  # population (each run credits another earlier hour of the same contracts)
+  ctls=(${PG_ACCRUAL_CTLS:-$ctl})
+  idx=1
+  "${ctls[0]}" --db "$pg_url" jobs run accrual --period $(( $(date +%s) / 3600 * 3600 - 3600 )) \
+    > "$var/accrual.out" 2>&1 || { cat "$var/accrual.out" >&2; exit 1; }
+  declare -A secs
+  for k in $(seq 1 "${ACCRUAL_RUNS:-3}"); do
+    for c in "${!ctls[@]}"; do
+      idx=$((idx + 1))
+      "${ctls[$c]}" --db "$pg_url" jobs run accrual --period $(( $(date +%s) / 3600 * 3600 - 3600 * idx )) \
+        > "$var/accrual.out" 2>&1 || { cat "$var/accrual.out" >&2; exit 1; }
+      t=$(grep -o 'DM00950: .*' "$var/accrual.out" | sed -n 's/.* in \([0-9.]*\) s .*/\1/p')
+      secs[$c]="${secs[$c]:-} $t"
+      echo "accrual of $accrual contracts on PostgreSQL, ${ctls[$c]}, run $k: $t s (load $(cut -d' ' -f1-3 /proc/loadavg))"
+    done
+  done
+  for c in "${!ctls[@]}"; do
+    echo "median ${ctls[$c]}: $(printf '%s\n' ${secs[$c]} | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }') s"
+  done
+  echo "ledger verify: PostgreSQL $("$ctl" --db "$pg_url" ledger verify >/dev/null 2>&1 && echo ok || echo FAILED)"
+  exit 0
+fi
 start_node sqlite "$sq_port"
 engine_figures sqlite "http://127.0.0.1:$sq_port" "$sdb" sq 0
 stop_nodes

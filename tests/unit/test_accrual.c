@@ -1024,6 +1024,78 @@ static void test_post_many_is_idempotent_and_debits_only_system_accounts(void **
     assert_ledger_sound();
 }
 
+/* A batch's new rows get the ids one row at a time would get (the highest
+ * id + 1, + 2, … in batch order), a replayed key in the middle takes no id
+ * (no gap), and a refusal found while moving balances names the account
+ * as the one-row statements did. */
+static void test_post_many_ids_follow_on_and_refusals_name_the_account(void **state)
+{
+    int64_t u = new_member(0), v = new_member(0), yield = 0, wu = 0, wv = 0, top;
+    dm_transfer_req q[4];
+    int created[4];
+    int64_t ids[4];
+    dm_err *e;
+    (void)state;
+
+    assert_null(dm_db_begin(db, pool));
+    assert_null(dm_ledger_system_account(db, pool, DM_SYS_YIELD, "USD", &yield));
+    assert_null(dm_ledger_member_account(db, pool, u, DM_ACCOUNT_WALLET, "USD", &wu));
+    assert_null(dm_ledger_member_account(db, pool, v, DM_ACCOUNT_HELD, "EUR", &wv));
+    memset(q, 0, sizeof(q));
+    for (int i = 0; i < 4; i++) {
+        q[i].idempotency_key = apr_psprintf(pool, "earn:ids:%d", i);
+        q[i].debit_account_id = yield;
+        q[i].credit_account_id = wu;
+        q[i].amount_micros = 5 + i;
+        q[i].currency = "USD";
+        q[i].kind = DM_KIND_YIELD;
+    }
+    assert_null(dm_ledger_post_many(db, pool, &q[1], 1, created, ids));
+    assert_true(created[0]);
+    top = count("SELECT MAX(id) FROM transfers");
+    assert_int_equal(ids[0], top);
+    assert_null(dm_ledger_post_many(db, pool, q, 4, created, ids));
+    assert_true(created[0] && !created[1] && created[2] && created[3]);
+    assert_int_equal(ids[0], top + 1);
+    assert_int_equal(ids[1], top);
+    assert_int_equal(ids[2], top + 2);
+    assert_int_equal(ids[3], top + 3);
+    assert_null(dm_db_commit(db, pool));
+    assert_int_equal(wallet(u), 5 + 6 + 7 + 8);
+    /* the credit account holds another currency: named, as one row at a time */
+    assert_null(dm_db_begin(db, pool));
+    q[0].idempotency_key = "earn:ids:eur";
+    q[0].credit_account_id = wv;
+    e = dm_ledger_post_many(db, pool, q, 1, created, NULL);
+    assert_non_null(e);
+    assert_int_equal(e->code, DM_E_INVALID);
+    assert_string_equal(e->field, "currency");
+    assert_string_equal(
+        e->message,
+        apr_psprintf(pool,
+                     "the transfer is in USD but held account of member %" APR_INT64_T_FMT
+                     " in EUR holds EUR",
+                     (apr_int64_t)v));
+    dm_db_rollback(db);
+    /* a balance that would overflow */
+    assert_null(dm_db_begin(db, pool));
+    exec(sqlf(
+        "UPDATE accounts SET balance_micros = 9223372036854775800 WHERE id = %" APR_INT64_T_FMT,
+        (apr_int64_t)wu));
+    q[0].idempotency_key = "earn:ids:big";
+    q[0].credit_account_id = wu;
+    q[0].amount_micros = 100;
+    e = dm_ledger_post_many(db, pool, q, 1, created, NULL);
+    assert_non_null(e);
+    assert_int_equal(e->code, DM_E_INVALID);
+    assert_string_equal(e->message, apr_psprintf(pool,
+                                                 "the balance of wallet of member %" APR_INT64_T_FMT
+                                                 " in USD would overflow",
+                                                 (apr_int64_t)u));
+    dm_db_rollback(db);
+    assert_ledger_sound();
+}
+
 static void test_post_many_over_many_rows_matches_one_by_one(void **state)
 {
     enum { N = 1000 };
@@ -1166,6 +1238,7 @@ int main(void)
         T(test_an_hour_over_many_contracts_credits_each_in_term_exactly_once),
         T(test_yield_commissions_follow_the_plan_once),
         T(test_post_many_is_idempotent_and_debits_only_system_accounts),
+        T(test_post_many_ids_follow_on_and_refusals_name_the_account),
         T(test_post_many_over_many_rows_matches_one_by_one),
         T(test_a_sale_copies_yield_mode_and_fee),
         T(test_migration_011_keeps_contracts_and_their_triggers),

@@ -10,9 +10,12 @@
  * wrote), so a refusal leaves the caller's transaction as it found it.
  *
  * A batch (dm_ledger_post_many, the accrual's million credits an hour)
- * inserts 64 rows per statement and moves each account once by the sum
- * of its inserted rows: the yield account's row is written once per batch
- * instead of once per credit, which is what made the one-by-one path slow.
+ * inserts 64 rows per statement (their ids given by the statement: the
+ * highest id + the row's rank) and moves each account once by the sum of
+ * its inserted rows, 128 accounts per UPDATE … FROM (VALUES …): the yield
+ * account's row is written once per batch instead of once per credit,
+ * which is what made the one-by-one path slow, and a commission split is
+ * one INSERT and one UPDATE.
  */
 #include "ledger/ledger.h"
 
@@ -696,7 +699,7 @@ dm_err *dm_ledger_transfer(dm_db *db, apr_pool_t *p, const dm_transfer_req *req,
  * statement, so at most MANY_SMALL + 1 statement texts are ever cached. */
 #define MANY_ROWS 64
 #define MANY_SMALL 16
-#define MANY_PARAMS 8
+#define MANY_PARAMS 9
 
 /* APR pools align to 8 bytes, __int128 wants 16: the sum is kept in a type
  * aligned to 8 (GCC and clang allow a typedef to lower alignment), so a
@@ -710,12 +713,21 @@ typedef struct acct_move {
     int debited; /* a debit account: must be a system account */
 } acct_move;
 
+/* The ids of a batch's new rows are given by the batch: the highest id
+ * (read once per batch) + 1, + 2, … in the batch's order — exactly the ids
+ * one row at a time would get (SQLite's rowid and PostgreSQL's rowid
+ * trigger both take MAX(id) + 1 per row, and writers are serialised on both
+ * engines, so nobody else inserts meanwhile), but PostgreSQL runs no
+ * trigger per row. A replayed key takes no row; should one sit before a new
+ * row of its statement (a re-run that finds part of a batch done), that
+ * statement's new rows are taken out and inserted again on the ids that
+ * follow on, so the ids have no gap. */
 static const char *many_sql(apr_pool_t *p, int rows)
 {
-    static const char head[] = "INSERT INTO transfers (idempotency_key, debit_account_id, "
+    static const char head[] = "INSERT INTO transfers (id, idempotency_key, debit_account_id, "
                                "credit_account_id, amount_micros, currency, kind, reference, "
                                "reverses_transfer_id, created_at) VALUES ";
-    static const char row[] = "(?, ?, ?, ?, ?, ?, ?, NULL, ?)";
+    static const char row[] = "(?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)";
     apr_array_header_t *parts = apr_array_make(p, 2 * rows + 2, sizeof(const char *));
 
     *(const char **)apr_array_push(parts) = head;
@@ -728,13 +740,17 @@ static const char *many_sql(apr_pool_t *p, int rows)
     return apr_array_pstrcat(p, parts, 0);
 }
 
-/* Inserts reqs[from, from + rows) in one statement; marks created[] and
- * ids[] of the rows that were new (RETURNING gives only those). */
+/* Inserts reqs[from, from + rows) in one statement on ids *top + 1, …;
+ * marks created[] and ids[] of the rows that were new (RETURNING gives
+ * only those) and moves *top past them. */
 static dm_err *many_insert(dm_db *db, apr_pool_t *p, const dm_transfer_req *reqs, int from,
-                           int rows, apr_hash_t *index, int64_t now, int *created, int64_t *ids)
+                           int rows, apr_hash_t *index, int64_t now, int *created, int64_t *ids,
+                           int64_t *top)
 {
     dm_stmt *st;
-    int row = 0;
+    int row = 0, made = 0;
+    int64_t last = *top;
+    dm_transfer_req *again;
     dm_err *e = dm_db_prepare(db, p, many_sql(p, rows), &st);
 
     if (e) {
@@ -743,14 +759,15 @@ static dm_err *many_insert(dm_db *db, apr_pool_t *p, const dm_transfer_req *reqs
     for (int j = 0; j < rows; j++) {
         const dm_transfer_req *r = &reqs[from + j];
         int b = j * MANY_PARAMS;
-        dm_stmt_bind_str(st, b + 1, r->idempotency_key);
-        dm_stmt_bind_int64(st, b + 2, r->debit_account_id);
-        dm_stmt_bind_int64(st, b + 3, r->credit_account_id);
-        dm_stmt_bind_int64(st, b + 4, r->amount_micros);
-        dm_stmt_bind_str(st, b + 5, r->currency);
-        dm_stmt_bind_str(st, b + 6, r->kind);
-        dm_stmt_bind_str(st, b + 7, r->reference);
-        dm_stmt_bind_int64(st, b + 8, now);
+        dm_stmt_bind_int64(st, b + 1, *top + 1 + j);
+        dm_stmt_bind_str(st, b + 2, r->idempotency_key);
+        dm_stmt_bind_int64(st, b + 3, r->debit_account_id);
+        dm_stmt_bind_int64(st, b + 4, r->credit_account_id);
+        dm_stmt_bind_int64(st, b + 5, r->amount_micros);
+        dm_stmt_bind_str(st, b + 6, r->currency);
+        dm_stmt_bind_str(st, b + 7, r->kind);
+        dm_stmt_bind_str(st, b + 8, r->reference);
+        dm_stmt_bind_int64(st, b + 9, now);
     }
     while (!(e = dm_stmt_step(st, p, &row)) && row) {
         size_t len = 0;
@@ -759,10 +776,27 @@ static dm_err *many_insert(dm_db *db, apr_pool_t *p, const dm_transfer_req *reqs
         if (i) {
             created[*i] = 1;
             ids[*i] = dm_stmt_int64(st, 0);
+            last = ids[*i] > last ? ids[*i] : last;
+            made++;
         }
     }
     dm_stmt_done(st);
-    return e;
+    if (e || last == *top + made) {
+        *top += made;
+        return e;
+    }
+    /* a replay before a new row left a gap: the new rows again, closed up */
+    again = apr_palloc(p, sizeof(dm_transfer_req) * (size_t)rows);
+    made = 0;
+    for (int j = 0; !e && j < rows; j++) {
+        const int *i = apr_hash_get(index, reqs[from + j].idempotency_key, APR_HASH_KEY_STRING);
+        if (i && created[*i]) {
+            again[made++] = reqs[from + j];
+            created[*i] = 0;
+            e = exec_ids(db, p, "DELETE FROM transfers WHERE id = ?", ids[*i], 0, 1);
+        }
+    }
+    return e ? e : many_insert(db, p, again, 0, made, index, now, created, ids, top);
 }
 
 /* The account's kind ("system", "wallet", "held"); NULL when there is
@@ -812,7 +846,10 @@ static dm_err *move_refused(dm_db *db, apr_pool_t *p, const acct_move *m)
     dm_account a = {0};
     dm_err *e = dm_ledger_account_get(db, p, m->id, &a);
 
-    if (!e && strcmp(a.currency, m->currency) != 0) {
+    if (!e && (!a.currency || !a.kind)) {
+        e = dm_err_make(p, DM_E_INTERNAL, NULL, "ledger: account %" APR_INT64_T_FMT " unread",
+                        (apr_int64_t)m->id);
+    } else if (!e && strcmp(a.currency, m->currency) != 0) {
         e = dm_err_make(p, DM_E_INVALID, "currency", "the transfer is in %s but %s holds %s",
                         m->currency, dm_ledger_account_name(p, &a), a.currency);
     } else if (!e && m->debited && strcmp(a.kind, "system") != 0) {
@@ -826,55 +863,68 @@ static dm_err *move_refused(dm_db *db, apr_pool_t *p, const acct_move *m)
     return e;
 }
 
-/* Accounts only credited by a batch (a wallet per contract in an accrual
- * hour) move CREDIT_ROWS per UPDATE … FROM (VALUES …) instead of one
- * statement each: on PostgreSQL every statement is a round trip. Only
- * from CREDIT_MIN such accounts on, so a commission split (10 wallets)
- * keeps the one-row statement. Unused places are NULL rows (they meet no
- * account), so one statement text serves every chunk. */
-#define CREDIT_ROWS 128
-#define CREDIT_MIN 32
+/* A batch moves its accounts MOVE_ROWS per UPDATE … FROM (VALUES …), each
+ * row (id, delta, currency, lowest and highest balance before, debited)
+ * guarded as a one-row statement would be: the account holds the currency,
+ * the new balance stays within int64, and a debited account is a system
+ * account. On PostgreSQL every statement is a round trip, and on both
+ * engines a statement costs more than a row: a commission split (the
+ * commissions account and 10 held accounts) is one statement, an accrual
+ * batch one per 128 accounts. A chunk of up to MOVE_SMALL rows has a text
+ * of its own size (so at most MOVE_SMALL + 1 texts are cached); a longer
+ * one fills its unused places with NULL rows (they meet no account). Rows go in account id order,
+ * the order every batch takes its row locks in on engines that have them. */
+#define MOVE_ROWS 128
+#define MOVE_SMALL 16
+#define MOVE_PARAMS 6
 
-static const char *credit_sql(apr_pool_t *p)
+static const char *move_sql(apr_pool_t *p, int rows)
 {
     static const char head[] =
         "UPDATE accounts SET balance_micros = accounts.balance_micros + v.column2 FROM (VALUES ";
-    static const char first[] = "(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT))";
-    static const char row[] = ", (?, ?, ?)";
-    apr_array_header_t *parts = apr_array_make(p, CREDIT_ROWS + 2, sizeof(const char *));
+    static const char first[] = "(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), "
+                                "CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT))";
+    static const char row[] = ", (?, ?, ?, ?, ?, ?)";
+    apr_array_header_t *parts = apr_array_make(p, rows + 2, sizeof(const char *));
 
     *(const char **)apr_array_push(parts) = head;
-    for (int i = 0; i < CREDIT_ROWS; i++) {
+    for (int i = 0; i < rows; i++) {
         *(const char **)apr_array_push(parts) = i ? row : first;
     }
     *(const char **)apr_array_push(parts) =
         ") AS v WHERE accounts.id = v.column1 AND accounts.currency = v.column3 "
-        "AND accounts.balance_micros <= 9223372036854775807 - v.column2";
+        "AND accounts.balance_micros >= v.column4 AND accounts.balance_micros <= v.column5 "
+        "AND (v.column6 = 0 OR accounts.kind = 'system')";
     return apr_array_pstrcat(p, parts, 0);
 }
 
-/* list[from, from + rows): credit-only accounts, each delta in (0, INT64_MAX]. */
-static dm_err *credit_chunk(dm_db *db, apr_pool_t *p, const char *sql,
-                            const apr_array_header_t *list, int from, int rows)
+/* list[from, from + rows) in one statement of `size` places (rows <= size);
+ * each delta is nonzero and within (-INT64_MAX, INT64_MAX]. */
+static dm_err *move_chunk(dm_db *db, apr_pool_t *p, const apr_array_header_t *list, int from,
+                          int rows, int size)
 {
     dm_stmt *st;
     int row = 0;
-    dm_err *e = dm_db_prepare(db, p, sql, &st);
+    dm_err *e = dm_db_prepare(db, p, move_sql(p, size), &st);
 
     if (e) {
         return e;
     }
-    for (int j = 0; j < CREDIT_ROWS; j++) {
-        int b = j * 3;
+    for (int j = 0; j < size; j++) {
+        int b = j * MOVE_PARAMS;
         if (j < rows) {
             const acct_move *m = APR_ARRAY_IDX(list, from + j, acct_move *);
+            int64_t delta = (int64_t)m->delta;
             dm_stmt_bind_int64(st, b + 1, m->id);
-            dm_stmt_bind_int64(st, b + 2, (int64_t)m->delta);
+            dm_stmt_bind_int64(st, b + 2, delta);
             dm_stmt_bind_str(st, b + 3, m->currency);
+            dm_stmt_bind_int64(st, b + 4, delta < 0 ? INT64_MIN - delta : INT64_MIN);
+            dm_stmt_bind_int64(st, b + 5, delta > 0 ? INT64_MAX - delta : INT64_MAX);
+            dm_stmt_bind_int64(st, b + 6, m->debited);
         } else {
-            dm_stmt_bind_null(st, b + 1);
-            dm_stmt_bind_null(st, b + 2);
-            dm_stmt_bind_null(st, b + 3);
+            for (int k = 1; k <= MOVE_PARAMS; k++) {
+                dm_stmt_bind_null(st, b + k);
+            }
         }
     }
     e = dm_stmt_step(st, p, &row);
@@ -882,47 +932,40 @@ static dm_err *credit_chunk(dm_db *db, apr_pool_t *p, const char *sql,
     if (e || dm_db_changes(db) == rows) {
         return e;
     }
-    /* one of them refused: which, and why */
+    /* one of them refused: the first in id order, and why */
     for (int j = 0; j < rows; j++) {
         const acct_move *m = APR_ARRAY_IDX(list, from + j, acct_move *);
         dm_account a = {0};
         if ((e = dm_ledger_account_get(db, p, m->id, &a))) {
             return e;
         }
-        if (strcmp(a.currency, m->currency) != 0 || a.balance_micros > INT64_MAX - m->delta) {
+        if (!a.currency || !a.kind || strcmp(a.currency, m->currency) != 0 ||
+            (m->debited && strcmp(a.kind, "system") != 0) ||
+            (m->delta > 0 && a.balance_micros > INT64_MAX - m->delta) ||
+            (m->delta < 0 && a.balance_micros < INT64_MIN - m->delta)) {
             return move_refused(db, p, m);
         }
     }
     return dm_err_make(p, DM_E_INTERNAL, NULL,
-                       "ledger: a batch credited %" APR_INT64_T_FMT " of %d accounts",
+                       "ledger: a batch moved %" APR_INT64_T_FMT " of %d accounts",
                        (apr_int64_t)dm_db_changes(db), rows);
 }
 
-/* One guarded UPDATE per account, in id order (the order every batch
- * takes its row locks in, on engines that have them); from CREDIT_MIN
- * credit-only accounts on, those go CREDIT_ROWS at a time after the rest
- * (still in id order). */
+/* Every account's move, in id order, MOVE_ROWS per statement. */
 static dm_err *many_apply(dm_db *db, apr_pool_t *p, apr_hash_t *moves)
 {
     apr_array_header_t *list =
         apr_array_make(p, (int)apr_hash_count(moves) + 1, sizeof(acct_move *));
-    apr_array_header_t *credits =
+    apr_array_header_t *moving =
         apr_array_make(p, (int)apr_hash_count(moves) + 1, sizeof(acct_move *));
-    int ncredit = 0;
-    dm_stmt *st;
-    int row = 0;
     dm_err *e = NULL;
 
     for (apr_hash_index_t *hi = apr_hash_first(p, moves); hi; hi = apr_hash_next(hi)) {
-        const acct_move *m = apr_hash_this_val(hi);
-        *(const acct_move **)apr_array_push(list) = m;
-        ncredit += !m->debited && m->delta > 0 && m->delta <= INT64_MAX;
+        *(const acct_move **)apr_array_push(list) = apr_hash_this_val(hi);
     }
     qsort(list->elts, (size_t)list->nelts, sizeof(acct_move *), by_account_id);
-    for (int i = 0; !e && i < list->nelts; i++) {
+    for (int i = 0; i < list->nelts; i++) {
         acct_move *m = APR_ARRAY_IDX(list, i, acct_move *);
-        int64_t delta;
-
         if (m->delta == 0) {
             continue;
         }
@@ -932,37 +975,11 @@ static dm_err *many_apply(dm_db *db, apr_pool_t *p, apr_hash_t *moves)
                                " by more than a balance can hold",
                                (apr_int64_t)m->id);
         }
-        if (ncredit >= CREDIT_MIN && !m->debited && m->delta > 0) {
-            *(acct_move **)apr_array_push(credits) = m;
-            continue;
-        }
-        delta = (int64_t)m->delta;
-        e = dm_db_prepare(db, p,
-                          "UPDATE accounts SET balance_micros = balance_micros + ? "
-                          "WHERE id = ? AND currency = ? AND balance_micros >= ? "
-                          "AND balance_micros <= ? AND (? = 0 OR kind = 'system')",
-                          &st);
-        if (e) {
-            return e;
-        }
-        dm_stmt_bind_int64(st, 1, delta);
-        dm_stmt_bind_int64(st, 2, m->id);
-        dm_stmt_bind_str(st, 3, m->currency);
-        dm_stmt_bind_int64(st, 4, delta < 0 ? INT64_MIN - delta : INT64_MIN);
-        dm_stmt_bind_int64(st, 5, delta > 0 ? INT64_MAX - delta : INT64_MAX);
-        dm_stmt_bind_int64(st, 6, m->debited);
-        e = dm_stmt_step(st, p, &row);
-        dm_stmt_done(st);
-        if (!e && dm_db_changes(db) != 1) {
-            e = move_refused(db, p, m);
-        }
+        *(acct_move **)apr_array_push(moving) = m;
     }
-    if (!e && credits->nelts) {
-        const char *sql = credit_sql(p);
-        for (int i = 0; !e && i < credits->nelts; i += CREDIT_ROWS) {
-            e = credit_chunk(db, p, sql, credits, i,
-                             credits->nelts - i < CREDIT_ROWS ? credits->nelts - i : CREDIT_ROWS);
-        }
+    for (int i = 0; !e && i < moving->nelts; i += MOVE_ROWS) {
+        int rows = moving->nelts - i < MOVE_ROWS ? moving->nelts - i : MOVE_ROWS;
+        e = move_chunk(db, p, moving, i, rows, rows <= MOVE_SMALL ? rows : MOVE_ROWS);
     }
     return e;
 }
@@ -1016,8 +1033,9 @@ dm_err *dm_ledger_post_many(dm_db *db, apr_pool_t *p, const dm_transfer_req *req
     apr_hash_t *index = apr_hash_make(p), *moves = apr_hash_make(p);
     int64_t now = dm_now();
     int64_t *got = ids ? ids : apr_pcalloc(p, sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
+    int64_t top = 0;
     dm_err *e;
-    int i;
+    int i, found = 0;
 
     if (!dm_db_in_transaction(db)) {
         return dm_err_make(p, DM_E_INTERNAL, NULL,
@@ -1029,18 +1047,20 @@ dm_err *dm_ledger_post_many(dm_db *db, apr_pool_t *p, const dm_transfer_req *req
     }
     memset(created, 0, sizeof(int) * (size_t)n);
     memset(got, 0, sizeof(int64_t) * (size_t)n);
-    if ((e = many_check(db, p, reqs, n, index))) {
+    if ((e = many_check(db, p, reqs, n, index)) ||
+        (e = dm_db_query_int64(db, p, "SELECT COALESCE(MAX(id), 0) FROM transfers", &top,
+                               &found))) {
         return e;
     }
     for (i = 0; i + MANY_ROWS <= n && !e; i += MANY_ROWS) {
-        e = many_insert(db, p, reqs, i, MANY_ROWS, index, now, created, got);
+        e = many_insert(db, p, reqs, i, MANY_ROWS, index, now, created, got, &top);
     }
     if (n - i > 1 && n - i <= MANY_SMALL && !e) {
-        e = many_insert(db, p, reqs, i, n - i, index, now, created, got);
+        e = many_insert(db, p, reqs, i, n - i, index, now, created, got, &top);
         i = n;
     }
     for (; i < n && !e; i++) {
-        e = many_insert(db, p, reqs, i, 1, index, now, created, got);
+        e = many_insert(db, p, reqs, i, 1, index, now, created, got, &top);
     }
     /* Replays: the transfer under the key must be this one. */
     for (i = 0; i < n && !e; i++) {

@@ -139,22 +139,29 @@ static dm_err *record_order(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t 
 
 typedef struct credit {
     int64_t ancestor;
+    int64_t held; /* the ancestor's held account in the order's currency; 0: none yet */
     int depth;
     int vip_level;
     int suspended;
     int rate_bp;
 } credit;
 
-/* The stored upline with level, status and rate of each ancestor. */
-static dm_err *read_upline(dm_db *db, apr_pool_t *p, int64_t buyer_id, credit *out, int *n)
+/* The stored upline with level, status and rate of each ancestor, and its
+ * held account in `currency` if it has one (read here, in the same index
+ * walk, rather than one look-up per beneficiary). */
+static dm_err *read_upline(dm_db *db, apr_pool_t *p, int64_t buyer_id, const char *currency,
+                           credit *out, int *n)
 {
     dm_stmt *st;
     int row = 0;
     dm_err *e =
         dm_db_prepare(db, p,
-                      "SELECT a.depth, u.id, u.vip_level, u.status, COALESCE(r.rate_bp, 0) "
+                      "SELECT a.depth, u.id, u.vip_level, u.status, COALESCE(r.rate_bp, 0), "
+                      "COALESCE(h.id, 0) "
                       "FROM user_ancestors a JOIN users u ON u.id = a.ancestor_id "
                       "LEFT JOIN commission_rates r ON r.level = u.vip_level AND r.depth = a.depth "
+                      "LEFT JOIN accounts h ON h.user_id = u.id AND h.kind = 'held' "
+                      "AND h.currency = ? "
                       "WHERE a.user_id = ? ORDER BY a.depth",
                       &st);
 
@@ -162,7 +169,8 @@ static dm_err *read_upline(dm_db *db, apr_pool_t *p, int64_t buyer_id, credit *o
     if (e) {
         return e;
     }
-    dm_stmt_bind_int64(st, 1, buyer_id);
+    dm_stmt_bind_str(st, 1, currency);
+    dm_stmt_bind_int64(st, 2, buyer_id);
     while (!(e = dm_stmt_step(st, p, &row)) && row && *n < DM_REFERRAL_LEVELS) {
         credit *c = &out[(*n)++];
         c->depth = (int)dm_stmt_int64(st, 0);
@@ -170,6 +178,7 @@ static dm_err *read_upline(dm_db *db, apr_pool_t *p, int64_t buyer_id, credit *o
         c->vip_level = (int)dm_stmt_int64(st, 2);
         c->suspended = strcmp(dm_stmt_text(st, 3, NULL), "active") != 0;
         c->rate_bp = (int)dm_stmt_int64(st, 4);
+        c->held = dm_stmt_int64(st, 5);
     }
     dm_stmt_done(st);
     return e;
@@ -219,8 +228,9 @@ static dm_err *insert_credits(dm_db *db, apr_pool_t *p, int64_t order_id, int64_
     return e;
 }
 
-/* The credits of one split: each beneficiary's held account (created in
- * depth order, as one transfer at a time did), then every transfer in one
+/* The credits of one split: the beneficiaries' held accounts (read with
+ * the upline; the missing ones created in depth order, as one transfer at a
+ * time did), then every transfer in one
  * dm_ledger_post_many — the commissions account is debited once, not once
  * per level — then the rows. Same keys, ids, amounts and balances as a
  * transfer per level, at a third of the statements. */
@@ -230,18 +240,21 @@ static dm_err *credit_all(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t bu
 {
     dm_transfer_req reqs[DM_REFERRAL_LEVELS];
     int created[DM_REFERRAL_LEVELS];
-    int64_t ids[DM_REFERRAL_LEVELS];
+    int64_t ids[DM_REFERRAL_LEVELS], held[DM_REFERRAL_LEVELS];
     const char *reference = apr_psprintf(p, "order:%" APR_INT64_T_FMT, (apr_int64_t)order_id);
     dm_err *e = NULL;
 
     memset(reqs, 0, sizeof(reqs));
     for (int i = 0; !e && i < rows; i++) {
-        int64_t held = 0;
-        e = dm_ledger_member_account(db, p, c[i]->ancestor, DM_ACCOUNT_HELD, currency, &held);
+        held[i] = c[i]->held;
+        if (!held[i]) {
+            e = dm_ledger_member_account(db, p, c[i]->ancestor, DM_ACCOUNT_HELD, currency,
+                                         &held[i]);
+        }
         reqs[i].idempotency_key =
             apr_psprintf(p, "comm:%" APR_INT64_T_FMT ":%d", (apr_int64_t)order_id, c[i]->depth);
         reqs[i].debit_account_id = source;
-        reqs[i].credit_account_id = held;
+        reqs[i].credit_account_id = held[i];
         reqs[i].amount_micros = amounts[i];
         reqs[i].currency = currency;
         reqs[i].kind = DM_KIND_COMMISSION;
@@ -285,7 +298,7 @@ dm_err *dm_commission_pay_via(dm_db *db, apr_pool_t *p, int64_t order_id, int64_
     if (e || !fresh) {
         return e;
     }
-    e = read_upline(db, p, buyer_id, up, &n);
+    e = read_upline(db, p, buyer_id, currency, up, &n);
     if (!e) {
         e = dm_ledger_system_account(db, p, DM_SYS_COMMISSIONS, currency, &source);
     }
