@@ -527,16 +527,19 @@ def queued_mail(s, email, template):
     rows = s.sql("SELECT recipient, template, idempotency_key, variables FROM mail_queue "
                  "WHERE recipient = '%s' AND template = '%s' ORDER BY id"
                  % (email.replace("'", "''"), template))
-    out = []
-    for row in rows:
-        v = unseal(s, *row)
-        if "sealed" not in json.loads(row[3]) and "token" not in v:
-            # The cron daemon's mail job (every 5 s) sent it between the
-            # request and this read, and dropped the sealed secrets as it
-            # does after a send: the link is in the spooled message.
-            v.update(spooled_link(s, row[2]))
-        out.append(v)
-    return out
+    return [mail_vars(s, row) for row in rows]
+
+
+def mail_vars(s, row):
+    """The variables (secrets opened) of one mail_queue row (recipient,
+    template, idempotency_key, variables)."""
+    v = unseal(s, *row)
+    if "sealed" not in json.loads(row[3]) and "token" not in v:
+        # The cron daemon's mail job (every 5 s) sent it between the
+        # request and this read, and dropped the sealed secrets as it
+        # does after a send: the link is in the spooled message.
+        v.update(spooled_link(s, row[2]))
+    return v
 
 
 def spooled_link(s, idempotency_key):
@@ -601,7 +604,7 @@ def book_address(s, h, address, network=None, mature=True):
                   "WHERE template = 'withdrawal_address_added' AND idempotency_key = "
                   "'wd-address:%d:added'" % entry["id"])
     r = requests.post(s.url + "/api/auth/confirm-address", timeout=10,
-                      json={"token": unseal(s, *row)["token"]})
+                      json={"token": mail_vars(s, row)["token"]})
     assert r.status_code == 200, r.text
     entry = r.json()["address"]
     if mature:
