@@ -192,7 +192,10 @@ def test_restore_over_an_existing_database_needs_force(srv):
     verify_ledger(srv)
 
 
-def test_a_corrupted_backup_is_refused_by_verify_and_restore(srv, tmp_path):
+def tampered_backup_refused_by_verify(srv, backup):
+    """Creates a backup with `backup` (this file's or test_52's), flips one
+    bit of its stored object, and checks that verify refuses it by name.
+    Returns the backup's id."""
     bid = created_id(backup(srv, "create"))
     path = object_path(srv, bid)
     with open(path, "r+b") as f:
@@ -204,6 +207,11 @@ def test_a_corrupted_backup_is_refused_by_verify_and_restore(srv, tmp_path):
     assert r.returncode == 1
     assert ("backup verify: FAILED: backup %s is refused: a chunk fails its authentication "
             "(altered, truncated or under another key)" % bid) in r.stderr
+    return bid
+
+
+def test_a_corrupted_backup_is_refused_by_verify_and_restore(srv, tmp_path):
+    bid = tampered_backup_refused_by_verify(srv, backup)
     target = str(tmp_path / "restored.db")
     r = backup(srv, "restore", bid, db=target, check=False)
     assert r.returncode == 1

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import CTL, PgCluster, Server, assert_clean_log
 from test_48_backup import (CRON_TABLES, FAST, T0, created_id, listed, object_path, populate,
-                            stamp, wait_for)
+                            stamp, tampered_backup_refused_by_verify, wait_for)
 
 LOCAL_STORAGE_WARNING = r"DM01754: DeepMineStorage \S+ is storage-local with a PostgreSQL database"
 
@@ -133,17 +133,7 @@ def test_restore_into_a_non_empty_database_is_refused(srv):
 
 
 def test_a_tampered_postgresql_backup_is_refused_by_verify_and_restore(srv):
-    bid = created_id(backup(srv, "create"))
-    path = object_path(srv, bid)
-    with open(path, "r+b") as f:
-        f.seek(100)
-        c = f.read(1)
-        f.seek(100)
-        f.write(bytes([c[0] ^ 0x40]))
-    r = backup(srv, "verify", bid, check=False)
-    assert r.returncode == 1
-    assert ("backup verify: FAILED: backup %s is refused: a chunk fails its authentication "
-            "(altered, truncated or under another key)" % bid) in r.stderr
+    bid = tampered_backup_refused_by_verify(srv, backup)
     target = PgCluster.get().create_db()
     try:
         r = backup(srv, "restore", bid, "--to", PgCluster.get().url(target), check=False)
