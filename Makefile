@@ -166,7 +166,7 @@ drivers: $(B)/libdmcore.a
 # fixtures start a throwaway cluster; docs/decisions.md "PostgreSQL driver").
 # test_51_multinode (two nodes on one PostgreSQL and one memcached) always
 # runs on PostgreSQL, so it is in the first run and not here.
-PG_SUITES ?= test_07_members.py test_08_admin.py test_09_ledger.py test_10_sandbox.py \
+PG_SUITES ?= test_06_ratelimit_memcache.py test_07_members.py test_08_admin.py test_09_ledger.py test_10_sandbox.py \
              test_11_orders.py test_12_commissions.py test_13_withdrawals.py test_15_email.py \
              test_16_accrual.py test_17_cron.py test_19_refunds.py test_21_money_rules.py \
              test_22_accrual_term.py test_30_payments_core.py test_41_kyc.py

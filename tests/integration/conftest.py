@@ -471,6 +471,24 @@ def error_of(resp):
     return err
 
 
+def configtest_error(s, text, *needles, at_line=None):
+    """Writes `text` into local.conf below a comment line, runs `apache2 -t`
+    and checks that it fails naming local.conf and each needle; with `at_line`
+    (counted from 1 within `text`), also that line of the file as written
+    (after whatever the engine or test mode puts first)."""
+    s.write_local_conf("# local overrides\n" + text + "\n")
+    r = s.configtest()
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert "local.conf" in out, out
+    if at_line is not None:
+        at = "line %d of" % (s.extra_conf.count("\n") + 1 + at_line)
+        assert at in out, (at, out)
+    for n in needles:
+        assert n in out, (n, out)
+    return out
+
+
 # ---- members and staff for the tests that need them ----
 
 PASSWORD = "Glacier-Pumpkin-Orbit-42"

@@ -5,16 +5,12 @@ import subprocess
 
 import pytest
 
+from conftest import configtest_error
+
 
 def local_line_error(s, directive_line, *needles):
-    s.write_local_conf("# local overrides\n" + directive_line + "\n")
-    r = s.configtest()
-    out = r.stdout + r.stderr
-    assert r.returncode != 0, out
-    assert "local.conf" in out and "line 2" in out, out
-    for n in needles:
-        assert n in out, (n, out)
-    return out
+    """`apache2 -t` fails naming local.conf, the directive's line and each needle."""
+    return configtest_error(s, directive_line, *needles, at_line=1)
 
 
 @pytest.mark.parametrize("line,needle", [

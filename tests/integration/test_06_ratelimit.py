@@ -9,20 +9,9 @@ import time
 import pytest
 import requests
 
-from conftest import error_of
+from conftest import configtest_error, error_of
 
 CLOSE = {"Connection": "close"}  # a new connection, so possibly another child
-
-
-def configtest_error(s, text, *needles):
-    s.write_local_conf("# local overrides\n" + text + "\n")
-    r = s.configtest()
-    out = r.stdout + r.stderr
-    assert r.returncode != 0, out
-    assert "local.conf" in out, out
-    for n in needles:
-        assert n in out, (n, out)
-    return out
 
 
 @pytest.mark.parametrize("line,needle", [
@@ -44,8 +33,7 @@ def configtest_error(s, text, *needles):
 ])
 def test_bad_rate_limit_lines_fail_configtest_naming_file_and_line(new_server, line, needle):
     s = new_server(seed=False)
-    out = configtest_error(s, line, needle)
-    assert "line 2" in out, out
+    configtest_error(s, line, needle, at_line=1)
 
 
 def test_rate_limits_are_global_only(new_server):
