@@ -280,9 +280,8 @@ static dm_err *pg_dump_counted(apr_pool_t *p, const char *conninfo, const char *
 {
     apr_pool_t *sp;
     dm_db *db = NULL;
-    dm_stmt *st;
     const char *snapshot = NULL, *ci = NULL, *pw = NULL;
-    int row = 0, open_txn = 0;
+    int open_txn = 0;
     dm_err *e;
 
     apr_pool_create(&sp, p);
@@ -295,13 +294,7 @@ static dm_err *pg_dump_counted(apr_pool_t *p, const char *conninfo, const char *
         open_txn = !e;
     }
     if (!e) {
-        e = dm_db_prepare(db, sp, "SELECT pg_export_snapshot()", &st);
-        if (!e && !(e = dm_stmt_step(st, sp, &row)) && row) {
-            snapshot = dm_stmt_dup_text(st, sp, 0);
-        }
-        if (!e) {
-            dm_stmt_done(st);
-        }
+        e = dm_db_query_text(db, sp, "SELECT pg_export_snapshot()", &snapshot);
     }
     if (!e) {
         e = count_rows_db(p, sp, db, tables, schema, total);
@@ -904,21 +897,13 @@ static dm_err *check_db(apr_pool_t *p, const char *id, const char *path, json_t 
     dm_ledger_report rep;
     apr_pool_t *sp;
     dm_db *db = NULL;
-    dm_stmt *st;
     const char *ic = NULL;
-    int row = 0;
     dm_err *e;
 
     apr_pool_create(&sp, p);
     e = dm_db_open(sp, path, &o, &db);
     if (!e) {
-        e = dm_db_prepare(db, sp, "PRAGMA integrity_check", &st);
-        if (!e && !(e = dm_stmt_step(st, sp, &row)) && row) {
-            ic = dm_stmt_dup_text(st, p, 0);
-        }
-        if (!e) {
-            dm_stmt_done(st);
-        }
+        e = dm_db_query_text(db, p, "PRAGMA integrity_check", &ic);
     }
     if (!e && (!ic || strcmp(ic, "ok") != 0)) {
         e = refuse(p, id,

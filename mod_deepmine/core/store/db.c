@@ -700,6 +700,24 @@ dm_err *dm_db_query_int64(dm_db *db, apr_pool_t *p, const char *sql, int64_t *ou
     return e;
 }
 
+dm_err *dm_db_query_text(dm_db *db, apr_pool_t *p, const char *sql, const char **out)
+{
+    dm_stmt *st = NULL;
+    dm_err *e = dm_db_prepare(db, p, sql, &st);
+    int row = 0;
+
+    *out = NULL;
+    if (e) {
+        return e;
+    }
+    e = dm_stmt_step(st, p, &row);
+    if (!e && row) {
+        *out = dm_stmt_dup_text(st, p, 0);
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
 int64_t dm_db_changes(dm_db *db)
 {
     if (db->pg) {

@@ -131,6 +131,10 @@ void dm_stmt_done(dm_stmt *st);
  * `*found` is 0 when there was no row. */
 dm_err *dm_db_query_int64(dm_db *db, apr_pool_t *p, const char *sql, int64_t *out, int *found);
 
+/* Convenience: the first column of a single-row query with no parameters,
+ * copied into `p`; `*out` is NULL when there was no row or the value is NULL. */
+dm_err *dm_db_query_text(dm_db *db, apr_pool_t *p, const char *sql, const char **out);
+
 /* Rows changed by the last INSERT/UPDATE/DELETE on this connection. */
 int64_t dm_db_changes(dm_db *db);
 
