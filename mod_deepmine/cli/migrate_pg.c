@@ -137,6 +137,11 @@ int dm_cmd_migrate_to_postgres(dm_cli *c)
     if (!e) {
         e = dm_db_copy_to_postgres(src, dst, c->pool, &tables);
     }
+    /* Statistics for the planner from the first request on (autovacuum
+     * would gather them only later), and for the checks below. */
+    if (!e) {
+        e = dm_db_exec(dst, c->pool, "ANALYZE");
+    }
     if (e) {
         return dm_cli_fail(c, e);
     }
