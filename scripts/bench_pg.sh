@@ -160,6 +160,9 @@ mig_secs=$(secs_since "$t0")
 # every table's "name  rows -> rows" line of its report, summed
 rows=$(awk '$3 == "->" { n += $2 } END { print n + 0 }' "$var/migrate.out")
 psql_ -d deepmine -c "VACUUM ANALYZE" 2>/dev/null
+# and write out what the copy and the vacuum dirtied, so the measurements
+# below do not share the disk with a checkpoint of gigabytes
+psql_ -d deepmine -c "CHECKPOINT" 2>/dev/null
 
 echo "DeepMine PostgreSQL bench: $members members ($chain-deep chain under member $mid, tip $tip),"
 echo "  $accrual contracts, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
