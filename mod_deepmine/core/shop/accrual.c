@@ -60,6 +60,15 @@
  * limit on bound parameters. */
 #define IN_CHUNK 500
 
+/* Rows per statement of add_to_contracts: up to ADD_ROWS, a chunk padded
+ * to the next power of two from ADD_MIN up with NULL rows (they meet no
+ * contract and insert nothing), so a few texts serve every chunk. On
+ * PostgreSQL each statement is a round trip with its own executor and
+ * trigger setup: a batch of 5,000 credits is 5 of each, not 40. */
+#define ADD_ROWS 1024
+#define ADD_MIN 128
+#define ADD_TEXTS 4 /* ADD_MIN x 2^k up to ADD_ROWS */
+
 /* ---- the arithmetic ---- */
 
 /* floor(D x t / 86400) for t >= 0 and D >= 0, exact in 128 bits:
@@ -148,7 +157,7 @@ typedef struct acc_run {
     int crediting;           /* 0: pool pass 1 (sums only) */
     apr_array_header_t *ids; /* the candidates (int64_t), in id order */
     const char *chunk_sql;
-    const char *add_sql, *days_sql; /* add_chunk's statements, made once */
+    const char *add_sql[ADD_TEXTS], *days_sql[ADD_TEXTS]; /* add_chunk's, made once */
     dm_yc_plan plan;
     apr_hash_t *sys; /* "code/currency" -> int64_t account id */
     /* what the run met (pass 2 / the fixed run) */
@@ -364,18 +373,13 @@ static dm_err *compute(acc_run *r, apr_pool_t *p, acc_row *x)
 
 /* ---- what a new credit brings with it ---- */
 
-/* Rows per statement of add_to_contracts; unused places are NULL rows
- * (they meet no contract and insert nothing), so one text serves every
- * chunk. */
-#define ADD_ROWS 128
-
-/* "(CAST(? AS BIGINT), …), (?, …), …": ADD_ROWS rows of n places, the
- * first row typed (PostgreSQL types a VALUES column by its first row). */
-static const char *values_sql(apr_pool_t *p, int n)
+/* "(CAST(? AS BIGINT), …), (?, …), …": rows rows of n places, the first
+ * row typed (PostgreSQL types a VALUES column by its first row). */
+static const char *values_sql(apr_pool_t *p, int n, int rows)
 {
-    apr_array_header_t *parts = apr_array_make(p, ADD_ROWS * (n + 2), sizeof(const char *));
+    apr_array_header_t *parts = apr_array_make(p, rows * (n + 2), sizeof(const char *));
 
-    for (int i = 0; i < ADD_ROWS; i++) {
+    for (int i = 0; i < rows; i++) {
         *(const char **)apr_array_push(parts) = i ? ", (" : "(";
         for (int k = 0; k < n; k++) {
             *(const char **)apr_array_push(parts) =
@@ -393,21 +397,25 @@ static dm_err *add_chunk(acc_run *r, apr_pool_t *p, const apr_array_header_t *cr
 {
     dm_db *db = r->ctx->db;
     dm_stmt *st;
-    int row = 0;
+    int row = 0, size = ADD_MIN, t = 0;
     dm_err *e;
 
-    if (!r->add_sql) {
-        r->add_sql =
-            apr_pstrcat(r->ctx->pool,
-                        "UPDATE contracts SET earned_micros = contracts.earned_micros + "
-                        "v.column2 FROM (VALUES ",
-                        values_sql(r->ctx->pool, 2), ") AS v WHERE contracts.id = v.column1", NULL);
-        r->days_sql = apr_pstrcat(
+    while (size < rows) {
+        size *= 2;
+        t++;
+    }
+    if (!r->add_sql[t]) {
+        r->add_sql[t] = apr_pstrcat(
+            r->ctx->pool,
+            "UPDATE contracts SET earned_micros = contracts.earned_micros + "
+            "v.column2 FROM (VALUES ",
+            values_sql(r->ctx->pool, 2, size), ") AS v WHERE contracts.id = v.column1", NULL);
+        r->days_sql[t] = apr_pstrcat(
             r->ctx->pool,
             "INSERT INTO contract_days (contract_id, day, hashrate_ghs, hash_seconds, "
             "share_micros, fee_micros, credit_micros) SELECT v.column1, v.column2, v.column3, "
             "v.column4, v.column5, v.column6, v.column7 FROM (VALUES ",
-            values_sql(r->ctx->pool, 7),
+            values_sql(r->ctx->pool, 7, size),
             ") AS v WHERE v.column1 IS NOT NULL ON CONFLICT (contract_id, day) DO UPDATE SET "
             "hash_seconds = contract_days.hash_seconds + excluded.hash_seconds, "
             "share_micros = contract_days.share_micros + excluded.share_micros, "
@@ -415,10 +423,10 @@ static dm_err *add_chunk(acc_run *r, apr_pool_t *p, const apr_array_header_t *cr
             "credit_micros = contract_days.credit_micros + excluded.credit_micros",
             NULL);
     }
-    if ((e = dm_db_prepare(db, p, r->add_sql, &st))) {
+    if ((e = dm_db_prepare(db, p, r->add_sql[t], &st))) {
         return e;
     }
-    for (int j = 0; j < ADD_ROWS; j++) {
+    for (int j = 0; j < size; j++) {
         const acc_row *x = j < rows ? APR_ARRAY_IDX(credited, from + j, const acc_row *) : NULL;
         if (x) {
             dm_stmt_bind_int64(st, 2 * j + 1, x->id);
@@ -435,10 +443,10 @@ static dm_err *add_chunk(acc_run *r, apr_pool_t *p, const apr_array_header_t *cr
                         "%s: earned_micros of %" APR_INT64_T_FMT " of %d contracts updated",
                         r->ctx->period, (apr_int64_t)dm_db_changes(db), rows);
     }
-    if (e || (e = dm_db_prepare(db, p, r->days_sql, &st))) {
+    if (e || (e = dm_db_prepare(db, p, r->days_sql[t], &st))) {
         return e;
     }
-    for (int j = 0; j < ADD_ROWS; j++) {
+    for (int j = 0; j < size; j++) {
         const acc_row *x = j < rows ? APR_ARRAY_IDX(credited, from + j, const acc_row *) : NULL;
         int b = 7 * j;
         if (x) {
