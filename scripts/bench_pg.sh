@@ -328,7 +328,7 @@ if [ "${PG_ONLY:-}" = accrual ]; then
       echo "accrual of $accrual contracts on PostgreSQL, ${ctls[$c]}, run $k: $t s (load $(cut -d' ' -f1-3 /proc/loadavg))"
     done
   done
-  for c in "${!ctls[@]}"; do
+  for c in "${!secs[@]}"; do
     echo "median ${ctls[$c]}: $(printf '%s\n' ${secs[$c]} | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }') s"
   done
   echo "ledger verify: PostgreSQL $("$ctl" --db "$pg_url" ledger verify >/dev/null 2>&1 && echo ok || echo FAILED)"
