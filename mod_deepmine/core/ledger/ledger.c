@@ -891,12 +891,15 @@ static dm_err *move_refused(dm_db *db, apr_pool_t *p, const acct_move *m)
  * account. On PostgreSQL every statement is a round trip, and on both
  * engines a statement costs more than a row: a commission split (the
  * commissions account and 10 held accounts) is one statement, an accrual
- * batch one per 1,024 accounts. A chunk of up to MOVE_SMALL rows has a text
- * of its own size; a longer one is padded to the next power of two with
- * NULL rows (they meet no account), so at most MOVE_SMALL + log2(MOVE_ROWS
- * / MOVE_SMALL) texts are cached. Rows go in account id order,
+ * batch one per 128 accounts. A chunk of up to MOVE_SMALL rows has a text
+ * of its own size (so at most MOVE_SMALL + 1 texts are cached); a longer
+ * one fills its unused places with NULL rows (they meet no account). Not
+ * more than 128: with 1,024 rows PostgreSQL's planner took a hash join over
+ * the whole accounts table for 100,000 accounts (the UPDATEs of an accrual
+ * hour 5 times slower; docs/decisions.md, "PostgreSQL accrual, fifth
+ * round"); an INSERT has no join to plan. Rows go in account id order,
  * the order every batch takes its row locks in on engines that have them. */
-#define MOVE_ROWS 1024
+#define MOVE_ROWS 128
 #define MOVE_SMALL 16
 #define MOVE_PARAMS 6
 
@@ -1001,11 +1004,7 @@ static dm_err *many_apply(dm_db *db, apr_pool_t *p, apr_hash_t *moves)
     }
     for (int i = 0; !e && i < moving->nelts; i += MOVE_ROWS) {
         int rows = moving->nelts - i < MOVE_ROWS ? moving->nelts - i : MOVE_ROWS;
-        int size = MOVE_SMALL;
-        while (size < rows) {
-            size *= 2;
-        }
-        e = move_chunk(db, p, moving, i, rows, rows <= MOVE_SMALL ? rows : size);
+        e = move_chunk(db, p, moving, i, rows, rows <= MOVE_SMALL ? rows : MOVE_ROWS);
     }
     return e;
 }
