@@ -25,6 +25,8 @@
 # synchronous=NORMAL (a crash may lose the last commits, never corrupt; see
 # docs/scaling.md, "Durability and the writers' lock");
 # shared_buffers PG_SHARED_BUFFERS (default 1GB).
+# PG_SETTINGS: more server settings for the cluster ("-c name=value …",
+# e.g. "-c shared_preload_libraries=pg_stat_statements" to profile).
 # Environment as bench.sh: DURATION (10s), CONNECTIONS (64), THREADS (2),
 # KEEP=1; DM_PG_BIN (default /usr/lib/postgresql/15/bin).
 # PG_ONLY=accrual: only the accrual, on PostgreSQL, ACCRUAL_RUNS times
@@ -32,6 +34,15 @@
 # one warm-up hour — the seconds of each run and their median, then ledger
 # verify; PG_ACCRUAL_CTLS="path/deepminectl other/deepminectl" alternates
 # builds on the one population (before/after in one sitting).
+# PG_VAR=DIR (PG_ONLY=accrual only): keep the population in DIR and reuse
+# it. The first run makes it there as usual (generation, cluster, move) and
+# leaves it (cluster stopped); a later run with the same DIR finds
+# DIR/population.env, only starts the cluster and skips steps 1-2 (and the
+# warm-up hour: the rows were met once already). Each run credits hours
+# before the earliest one already credited (kept in DIR/accrual.hour), so
+# no hour is credited twice; the contracts were sold one day before the
+# population was made (ACCRUAL_DAYS, default 1), so a population holds
+# 24 x ACCRUAL_DAYS - 1 hours of runs. DIR is never removed: rm -rf it.
 set -euo pipefail
 trap 'echo "bench_pg: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 set -E
@@ -50,7 +61,15 @@ ctl="$root/build/deepminectl"
 gen="$root/build/dm-benchgen"
 [ "$chain" -lt "$members" ] || chain=$((members / 10))
 
-var=$(mktemp -d /tmp/dm-benchpg-XXXXXX)
+reuse=0
+if [ -n "${PG_VAR:-}" ]; then
+  [ "${PG_ONLY:-}" = accrual ] || { echo "bench_pg: PG_VAR needs PG_ONLY=accrual" >&2; exit 2; }
+  var=$PG_VAR
+  [ -f "$var/population.env" ] && reuse=1
+  mkdir -p "$var"
+else
+  var=$(mktemp -d /tmp/dm-benchpg-XXXXXX)
+fi
 chmod 755 "$var"
 pgdir="$var/pg"
 as_pg=()
@@ -65,7 +84,9 @@ cleanup() {
   done
   [ -d "$pgdir/data" ] && "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pgdir/data" -m fast -w stop \
     >/dev/null 2>&1 || true
-  [ "${KEEP:-0}" = 1 ] && echo "VAR kept: $var" || rm -rf "$var"
+  if [ -n "${PG_VAR:-}" ]; then
+    :
+  elif [ "${KEEP:-0}" = 1 ]; then echo "VAR kept: $var"; else rm -rf "$var"; fi
 }
 trap cleanup EXIT
 
@@ -116,8 +137,24 @@ stop_nodes() {
 }
 
 sq_port=$(free_port)
-node sqlite "$sq_port"
 sdb="$var/sqlite/deepmine.db"
+pg_url="postgresql://dm@/deepmine?host=$pgdir"
+psql_() { "$pg_bin/psql" -h "$pgdir" -U dm -X -q -t -A "$@"; }
+if [ "$(id -u)" -eq 0 ]; then as_pg=(runuser -u nobody --); fi
+pg_start() {
+  (cd "$pgdir" && "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w -o \
+    "-c listen_addresses='' -c unix_socket_directories=$pgdir -c synchronous_commit=${PG_SYNC_COMMIT:-off} \
+     -c shared_buffers=${PG_SHARED_BUFFERS:-1GB} -c max_connections=400 ${PG_SETTINGS:-}" start >/dev/null)
+}
+if [ "$reuse" = 1 ]; then
+  # shellcheck disable=SC1091
+  . "$var/population.env"
+  pg_start
+  echo "DeepMine PostgreSQL bench: the population kept in $var ($members members, $accrual contracts),"
+  echo "  $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start;" \
+    "PostgreSQL synchronous_commit=${PG_SYNC_COMMIT:-off}"
+else
+node sqlite "$sq_port"
 "$ctl" --db "$sdb" seed-demo >/dev/null
 "$ctl" --db "$sdb" capacity ensure --ghs 1000000000000 >/dev/null
 t0=$(date +%s.%N)
@@ -126,7 +163,7 @@ mid=$((random / 2))
 "$gen" --db "$sdb" members --count "$random" --shape random --seed 1 >/dev/null
 "$gen" --db "$sdb" members --count "$chain" --shape chain --under "$mid" --seed 2 >/dev/null
 [ "$accrual" -gt 0 ] && "$gen" --db "$sdb" contracts --count "$accrual" \
-  --started $(( $(date +%s) - 86400 )) >/dev/null
+  --started $(( $(date +%s) - 86400 * ${ACCRUAL_DAYS:-1} )) >/dev/null
 tip=$(sqlite3 "$sdb" "SELECT MAX(id) FROM users")
 price=$(sqlite3 "$sdb" "SELECT price_micros FROM packages WHERE id = 1")
 now=$(date +%s)
@@ -141,18 +178,11 @@ gen_secs=$(secs_since "$t0")
 # ---- 2. the PostgreSQL cluster and the move ----
 mkdir -p "$pgdir"
 chmod 1777 "$pgdir"
-if [ "$(id -u)" -eq 0 ]; then
-  chown nobody:nogroup "$pgdir"
-  as_pg=(runuser -u nobody --)
-fi
+[ "$(id -u)" -eq 0 ] && chown nobody:nogroup "$pgdir"
 (cd "$pgdir" && "${as_pg[@]}" "$pg_bin/initdb" -D "$pgdir/data" -U dm --auth=trust -E UTF8 \
   --locale=C.UTF-8 -N >/dev/null)
-(cd "$pgdir" && "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w -o \
-  "-c listen_addresses='' -c unix_socket_directories=$pgdir -c synchronous_commit=${PG_SYNC_COMMIT:-off} \
-   -c shared_buffers=${PG_SHARED_BUFFERS:-1GB} -c max_connections=400" start >/dev/null)
-psql_() { "$pg_bin/psql" -h "$pgdir" -U dm -X -q -t -A "$@"; }
+pg_start
 psql_ -d postgres -c "CREATE DATABASE deepmine"
-pg_url="postgresql://dm@/deepmine?host=$pgdir"
 t0=$(date +%s.%N)
 "$ctl" migrate-to-postgres --from "$sdb" --to "$pg_url" > "$var/migrate.out" 2>&1 ||
   { cat "$var/migrate.out"; echo "bench_pg: migrate-to-postgres failed"; exit 1; }
@@ -168,6 +198,10 @@ echo "DeepMine PostgreSQL bench: $members members ($chain-deep chain under membe
 echo "  $accrual contracts, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
 echo "  population generated in ${gen_secs}s (SQLite); PostgreSQL synchronous_commit=${PG_SYNC_COMMIT:-off}"
 echo "migrate-to-postgres: ${mig_secs}s for $rows rows ($(tail -1 "$var/migrate.out"))"
+if [ -n "${PG_VAR:-}" ]; then
+  printf 'members=%s\nchain=%s\naccrual=%s\n' "$members" "$chain" "$accrual" > "$var/population.env"
+fi
+fi
 
 # ---- 3. the same measurements on each engine ----
 measure() { # url [wrk options…] -> "req/s p50 p99"
@@ -275,21 +309,29 @@ if [ "${PG_ONLY:-}" = accrual ]; then
   # PG_ACCRUAL_CTLS="ctl ctl2": builds to compare, alternated on this one
   # population (each run credits another earlier hour of the same contracts)
   ctls=(${PG_ACCRUAL_CTLS:-$ctl})
-  idx=1
-  "${ctls[0]}" --db "$pg_url" jobs run accrual --period $(( $(date +%s) / 3600 * 3600 - 3600 )) \
-    > "$var/accrual.out" 2>&1 || { cat "$var/accrual.out" >&2; exit 1; }
+  # hour: the last one credited; each run takes the one before
+  if [ -f "$var/accrual.hour" ]; then
+    hour=$(cat "$var/accrual.hour")
+  else
+    hour=$(( $(date +%s) / 3600 * 3600 - 3600 ))
+    "${ctls[0]}" --db "$pg_url" jobs run accrual --period "$hour" \
+      > "$var/accrual.out" 2>&1 || { cat "$var/accrual.out" >&2; exit 1; }
+    [ -n "${PG_VAR:-}" ] && echo "$hour" > "$var/accrual.hour"
+    echo "warm-up hour: $(grep -o 'DM00950: .*' "$var/accrual.out" | sed -n 's/.* in \([0-9.]*\) s .*/\1/p') s"
+  fi
   declare -A secs
   for k in $(seq 1 "${ACCRUAL_RUNS:-3}"); do
     for c in "${!ctls[@]}"; do
-      idx=$((idx + 1))
-      "${ctls[$c]}" --db "$pg_url" jobs run accrual --period $(( $(date +%s) / 3600 * 3600 - 3600 * idx )) \
+      hour=$((hour - 3600))
+      [ -n "${PG_VAR:-}" ] && echo "$hour" > "$var/accrual.hour"
+      "${ctls[$c]}" --db "$pg_url" jobs run accrual --period "$hour" \
         > "$var/accrual.out" 2>&1 || { cat "$var/accrual.out" >&2; exit 1; }
       t=$(grep -o 'DM00950: .*' "$var/accrual.out" | sed -n 's/.* in \([0-9.]*\) s .*/\1/p')
       secs[$c]="${secs[$c]:-} $t"
       echo "accrual of $accrual contracts on PostgreSQL, ${ctls[$c]}, run $k: $t s (load $(cut -d' ' -f1-3 /proc/loadavg))"
     done
   done
-  for c in "${!ctls[@]}"; do
+  for c in "${!secs[@]}"; do
     echo "median ${ctls[$c]}: $(printf '%s\n' ${secs[$c]} | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }') s"
   done
   echo "ledger verify: PostgreSQL $("$ctl" --db "$pg_url" ledger verify >/dev/null 2>&1 && echo ok || echo FAILED)"

@@ -1140,6 +1140,62 @@ static void test_post_many_over_many_rows_matches_one_by_one(void **state)
     assert_ledger_sound();
 }
 
+/* More accounts than one UPDATE moves (1,024) and more rows than one
+ * INSERT takes: every balance exact, each account moved once per batch;
+ * the same batch again is all replays and moves nothing. */
+static void test_post_many_over_a_thousand_accounts_moves_each_exactly(void **state)
+{
+    enum { N = 3001, M = 1501 };
+    int64_t yield = 0, *w = apr_pcalloc(pool, sizeof(int64_t) * M);
+    int64_t *want = apr_pcalloc(pool, sizeof(int64_t) * M);
+    dm_transfer_req *q = apr_pcalloc(pool, sizeof(*q) * N);
+    int *created = apr_pcalloc(pool, sizeof(int) * N);
+    int64_t *ids = apr_pcalloc(pool, sizeof(int64_t) * N);
+    int64_t first = count("SELECT COALESCE(MAX(id), 0) FROM transfers");
+    (void)state;
+
+    for (int i = 0; i < M; i++) {
+        w[i] = new_member(0);
+    }
+    assert_null(dm_db_begin(db, pool));
+    assert_null(dm_ledger_system_account(db, pool, DM_SYS_YIELD, "USD", &yield));
+    for (int i = 0; i < M; i++) {
+        assert_null(dm_ledger_member_account(db, pool, w[i], DM_ACCOUNT_WALLET, "USD", &w[i]));
+    }
+    for (int i = 0; i < N; i++) {
+        q[i].idempotency_key = apr_psprintf(pool, "earn:wide:%d", i);
+        q[i].debit_account_id = yield;
+        q[i].credit_account_id = w[i % M];
+        q[i].amount_micros = 1 + i;
+        q[i].currency = "USD";
+        q[i].kind = DM_KIND_YIELD;
+        want[i % M] += 1 + i;
+    }
+    assert_null(dm_ledger_post_many(db, pool, q, N, created, ids));
+    assert_null(dm_db_commit(db, pool));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(created[i], 1);
+        assert_int_equal(ids[i], first + 1 + i);
+    }
+    assert_null(dm_db_begin(db, pool));
+    assert_null(dm_ledger_post_many(db, pool, q, N, created, ids));
+    assert_null(dm_db_commit(db, pool));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(created[i], 0);
+        assert_int_equal(ids[i], first + 1 + i);
+    }
+    for (int i = 0; i < M; i++) {
+        dm_account a;
+        assert_null(dm_ledger_account_get(db, pool, w[i], &a));
+        assert_int_equal(a.balance_micros, want[i]);
+    }
+    assert_int_equal(
+        count("SELECT COUNT(*) FROM transfers WHERE idempotency_key LIKE 'earn:wide:%'"), N);
+    assert_int_equal(count("SELECT -balance_micros FROM accounts WHERE code = 'yield'"),
+                     (int64_t)N * (N + 1) / 2);
+    assert_ledger_sound();
+}
+
 /* ---- the sale copies the yield terms; migration 011 ---- */
 
 static void test_a_sale_copies_yield_mode_and_fee(void **state)
@@ -1240,6 +1296,7 @@ int main(void)
         T(test_post_many_is_idempotent_and_debits_only_system_accounts),
         T(test_post_many_ids_follow_on_and_refusals_name_the_account),
         T(test_post_many_over_many_rows_matches_one_by_one),
+        T(test_post_many_over_a_thousand_accounts_moves_each_exactly),
         T(test_a_sale_copies_yield_mode_and_fee),
         T(test_migration_011_keeps_contracts_and_their_triggers),
     };

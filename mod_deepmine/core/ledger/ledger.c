@@ -697,7 +697,15 @@ dm_err *dm_ledger_transfer(dm_db *db, apr_pool_t *p, const dm_transfer_req *req,
  * limit of 32766. A remainder of up to MANY_SMALL rows (a commission
  * split: 10) is one statement too, a longer one goes through the one-row
  * statement, so at most MANY_SMALL + 1 statement texts are ever cached. */
-#define MANY_ROWS 64
+/* Rows per INSERT of a batch: up to MANY_ROWS (a batch of the accrual is
+ * a few statements, not a hundred: on PostgreSQL each is a round trip and a
+ * trigger and plan setup of its own), as the largest power of two that
+ * fits what is left, or all of it from MANY_SMALL down — so a batch of any
+ * size is a handful of statements, and at most MANY_SMALL + log2(MANY_ROWS
+ * / MANY_SMALL) texts are ever cached. MANY_ROWS x MANY_PARAMS stays under
+ * both engines' limit on bound parameters (SQLite 32,766, PostgreSQL
+ * 65,535). */
+#define MANY_ROWS 1024
 #define MANY_SMALL 16
 #define MANY_PARAMS 9
 
@@ -738,6 +746,19 @@ static const char *many_sql(apr_pool_t *p, int rows)
     *(const char **)apr_array_push(parts) =
         " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key";
     return apr_array_pstrcat(p, parts, 0);
+}
+
+static int many_rows(int left)
+{
+    int rows = MANY_ROWS;
+
+    if (left <= MANY_SMALL) {
+        return left;
+    }
+    while (rows > left) {
+        rows /= 2;
+    }
+    return rows;
 }
 
 /* Inserts reqs[from, from + rows) in one statement on ids *top + 1, …;
@@ -872,7 +893,11 @@ static dm_err *move_refused(dm_db *db, apr_pool_t *p, const acct_move *m)
  * commissions account and 10 held accounts) is one statement, an accrual
  * batch one per 128 accounts. A chunk of up to MOVE_SMALL rows has a text
  * of its own size (so at most MOVE_SMALL + 1 texts are cached); a longer
- * one fills its unused places with NULL rows (they meet no account). Rows go in account id order,
+ * one fills its unused places with NULL rows (they meet no account). Not
+ * more than 128: with 1,024 rows PostgreSQL's planner took a hash join over
+ * the whole accounts table for 100,000 accounts (the UPDATEs of an accrual
+ * hour 5 times slower; docs/decisions.md, "PostgreSQL accrual, fifth
+ * round"); an INSERT has no join to plan. Rows go in account id order,
  * the order every batch takes its row locks in on engines that have them. */
 #define MOVE_ROWS 128
 #define MOVE_SMALL 16
@@ -1052,15 +1077,10 @@ dm_err *dm_ledger_post_many(dm_db *db, apr_pool_t *p, const dm_transfer_req *req
                                &found))) {
         return e;
     }
-    for (i = 0; i + MANY_ROWS <= n && !e; i += MANY_ROWS) {
-        e = many_insert(db, p, reqs, i, MANY_ROWS, index, now, created, got, &top);
-    }
-    if (n - i > 1 && n - i <= MANY_SMALL && !e) {
-        e = many_insert(db, p, reqs, i, n - i, index, now, created, got, &top);
-        i = n;
-    }
-    for (; i < n && !e; i++) {
-        e = many_insert(db, p, reqs, i, 1, index, now, created, got, &top);
+    for (i = 0; i < n && !e;) {
+        int rows = many_rows(n - i);
+        e = many_insert(db, p, reqs, i, rows, index, now, created, got, &top);
+        i += rows;
     }
     /* Replays: the transfer under the key must be this one. */
     for (i = 0; i < n && !e; i++) {

@@ -60,6 +60,17 @@
  * limit on bound parameters. */
 #define IN_CHUNK 500
 
+/* Rows per statement of add_to_contracts; unused places are NULL rows
+ * (they meet no contract and insert nothing). earned_micros: ADD_ROWS per
+ * UPDATE … FROM (VALUES …), one text (a join: with 1,024 rows PostgreSQL's
+ * planner may scan the whole table, see ledger.c's MOVE_ROWS). The day's
+ * statement rows: an INSERT … SELECT with no join, up to DAYS_ROWS per
+ * statement, padded to the next power of two from ADD_ROWS up (a few
+ * texts): on PostgreSQL each statement is a round trip of its own. */
+#define ADD_ROWS 128
+#define DAYS_ROWS 1024
+#define DAYS_TEXTS 4 /* ADD_ROWS x 2^k up to DAYS_ROWS */
+
 /* ---- the arithmetic ---- */
 
 /* floor(D x t / 86400) for t >= 0 and D >= 0, exact in 128 bits:
@@ -148,7 +159,7 @@ typedef struct acc_run {
     int crediting;           /* 0: pool pass 1 (sums only) */
     apr_array_header_t *ids; /* the candidates (int64_t), in id order */
     const char *chunk_sql;
-    const char *add_sql, *days_sql; /* add_chunk's statements, made once */
+    const char *add_sql, *days_sql[DAYS_TEXTS]; /* add_chunk's and days_chunk's, made once */
     dm_yc_plan plan;
     apr_hash_t *sys; /* "code/currency" -> int64_t account id */
     /* what the run met (pass 2 / the fixed run) */
@@ -364,18 +375,13 @@ static dm_err *compute(acc_run *r, apr_pool_t *p, acc_row *x)
 
 /* ---- what a new credit brings with it ---- */
 
-/* Rows per statement of add_to_contracts; unused places are NULL rows
- * (they meet no contract and insert nothing), so one text serves every
- * chunk. */
-#define ADD_ROWS 128
-
-/* "(CAST(? AS BIGINT), …), (?, …), …": ADD_ROWS rows of n places, the
- * first row typed (PostgreSQL types a VALUES column by its first row). */
-static const char *values_sql(apr_pool_t *p, int n)
+/* "(CAST(? AS BIGINT), …), (?, …), …": rows rows of n places, the first
+ * row typed (PostgreSQL types a VALUES column by its first row). */
+static const char *values_sql(apr_pool_t *p, int n, int rows)
 {
-    apr_array_header_t *parts = apr_array_make(p, ADD_ROWS * (n + 2), sizeof(const char *));
+    apr_array_header_t *parts = apr_array_make(p, rows * (n + 2), sizeof(const char *));
 
-    for (int i = 0; i < ADD_ROWS; i++) {
+    for (int i = 0; i < rows; i++) {
         *(const char **)apr_array_push(parts) = i ? ", (" : "(";
         for (int k = 0; k < n; k++) {
             *(const char **)apr_array_push(parts) =
@@ -386,8 +392,8 @@ static const char *values_sql(apr_pool_t *p, int n)
     return apr_array_pstrcat(p, parts, 0);
 }
 
-/* credited[from, from + rows): each one's credit added to earned_micros,
- * and to the day's statement row (contract_days). */
+/* credited[from, from + rows), rows <= ADD_ROWS: each one's credit added
+ * to earned_micros. */
 static dm_err *add_chunk(acc_run *r, apr_pool_t *p, const apr_array_header_t *credited, int from,
                          int rows)
 {
@@ -397,23 +403,11 @@ static dm_err *add_chunk(acc_run *r, apr_pool_t *p, const apr_array_header_t *cr
     dm_err *e;
 
     if (!r->add_sql) {
-        r->add_sql =
-            apr_pstrcat(r->ctx->pool,
-                        "UPDATE contracts SET earned_micros = contracts.earned_micros + "
-                        "v.column2 FROM (VALUES ",
-                        values_sql(r->ctx->pool, 2), ") AS v WHERE contracts.id = v.column1", NULL);
-        r->days_sql = apr_pstrcat(
-            r->ctx->pool,
-            "INSERT INTO contract_days (contract_id, day, hashrate_ghs, hash_seconds, "
-            "share_micros, fee_micros, credit_micros) SELECT v.column1, v.column2, v.column3, "
-            "v.column4, v.column5, v.column6, v.column7 FROM (VALUES ",
-            values_sql(r->ctx->pool, 7),
-            ") AS v WHERE v.column1 IS NOT NULL ON CONFLICT (contract_id, day) DO UPDATE SET "
-            "hash_seconds = contract_days.hash_seconds + excluded.hash_seconds, "
-            "share_micros = contract_days.share_micros + excluded.share_micros, "
-            "fee_micros = contract_days.fee_micros + excluded.fee_micros, "
-            "credit_micros = contract_days.credit_micros + excluded.credit_micros",
-            NULL);
+        r->add_sql = apr_pstrcat(r->ctx->pool,
+                                 "UPDATE contracts SET earned_micros = contracts.earned_micros + "
+                                 "v.column2 FROM (VALUES ",
+                                 values_sql(r->ctx->pool, 2, ADD_ROWS),
+                                 ") AS v WHERE contracts.id = v.column1", NULL);
     }
     if ((e = dm_db_prepare(db, p, r->add_sql, &st))) {
         return e;
@@ -435,10 +429,40 @@ static dm_err *add_chunk(acc_run *r, apr_pool_t *p, const apr_array_header_t *cr
                         "%s: earned_micros of %" APR_INT64_T_FMT " of %d contracts updated",
                         r->ctx->period, (apr_int64_t)dm_db_changes(db), rows);
     }
-    if (e || (e = dm_db_prepare(db, p, r->days_sql, &st))) {
+    return e;
+}
+
+/* credited[from, from + rows), rows <= DAYS_ROWS: each one's credit added
+ * to the day's statement row (contract_days). */
+static dm_err *days_chunk(acc_run *r, apr_pool_t *p, const apr_array_header_t *credited, int from,
+                          int rows)
+{
+    dm_stmt *st;
+    int row = 0, size = ADD_ROWS, t = 0;
+    dm_err *e;
+
+    while (size < rows) {
+        size *= 2;
+        t++;
+    }
+    if (!r->days_sql[t]) {
+        r->days_sql[t] = apr_pstrcat(
+            r->ctx->pool,
+            "INSERT INTO contract_days (contract_id, day, hashrate_ghs, hash_seconds, "
+            "share_micros, fee_micros, credit_micros) SELECT v.column1, v.column2, v.column3, "
+            "v.column4, v.column5, v.column6, v.column7 FROM (VALUES ",
+            values_sql(r->ctx->pool, 7, size),
+            ") AS v WHERE v.column1 IS NOT NULL ON CONFLICT (contract_id, day) DO UPDATE SET "
+            "hash_seconds = contract_days.hash_seconds + excluded.hash_seconds, "
+            "share_micros = contract_days.share_micros + excluded.share_micros, "
+            "fee_micros = contract_days.fee_micros + excluded.fee_micros, "
+            "credit_micros = contract_days.credit_micros + excluded.credit_micros",
+            NULL);
+    }
+    if ((e = dm_db_prepare(r->ctx->db, p, r->days_sql[t], &st))) {
         return e;
     }
-    for (int j = 0; j < ADD_ROWS; j++) {
+    for (int j = 0; j < size; j++) {
         const acc_row *x = j < rows ? APR_ARRAY_IDX(credited, from + j, const acc_row *) : NULL;
         int b = 7 * j;
         if (x) {
@@ -460,9 +484,9 @@ static dm_err *add_chunk(acc_run *r, apr_pool_t *p, const apr_array_header_t *cr
     return e;
 }
 
-/* What the batch's new credits bring: earned_micros and the statement
- * rows, ADD_ROWS contracts per statement (one statement each was most of
- * a batch's round trips on PostgreSQL). */
+/* What the batch's new credits bring: earned_micros, ADD_ROWS contracts
+ * per statement, and the statement rows, DAYS_ROWS per statement (one
+ * statement each was most of a batch's round trips on PostgreSQL). */
 static dm_err *add_to_contracts(acc_run *r, apr_pool_t *p, const apr_array_header_t *credited)
 {
     dm_err *e = NULL;
@@ -470,6 +494,10 @@ static dm_err *add_to_contracts(acc_run *r, apr_pool_t *p, const apr_array_heade
     for (int i = 0; !e && i < credited->nelts; i += ADD_ROWS) {
         e = add_chunk(r, p, credited, i,
                       credited->nelts - i < ADD_ROWS ? credited->nelts - i : ADD_ROWS);
+    }
+    for (int i = 0; !e && i < credited->nelts; i += DAYS_ROWS) {
+        e = days_chunk(r, p, credited, i,
+                       credited->nelts - i < DAYS_ROWS ? credited->nelts - i : DAYS_ROWS);
     }
     return e;
 }

@@ -64,6 +64,9 @@ struct dm_pg {
     int64_t last_id; /* what the last INSERT ... RETURNING id returned */
 };
 
+/* A parameter's buffer up to this size is kept after dm_pg_done. */
+#define DONE_KEEP 256
+
 struct dm_pg_stmt {
     dm_pg *pg;
     const char *sql;  /* as the domain wrote it */
@@ -73,9 +76,10 @@ struct dm_pg_stmt {
     int nparams;
     int is_write; /* not a SELECT: outside a transaction it takes the lock */
     int needs_sp; /* an INSERT with no ON CONFLICT: behind a savepoint */
-    char **vals;  /* malloc'd, per parameter */
-    size_t *caps;
-    Oid *types; /* the bound types at the first step (prepare) */
+    char **vals;  /* what libpq gets: bufs[i], or NULL for a NULL */
+    char **bufs;  /* malloc'd, per parameter; kept from one run to the next */
+    size_t *caps; /* of bufs */
+    Oid *types;   /* the bound types at the first step (prepare) */
     PGresult *res;
     int row, nrows;
 };
@@ -615,7 +619,8 @@ static apr_status_t stmt_cleanup(void *data)
         st->res = NULL;
     }
     for (int i = 0; i < st->nparams; i++) {
-        free(st->vals[i]);
+        free(st->bufs[i]);
+        st->bufs[i] = NULL;
         st->vals[i] = NULL;
     }
     return APR_SUCCESS;
@@ -634,6 +639,7 @@ dm_err *dm_pg_prepare(dm_pg *pg, apr_pool_t *p, const char *sql, dm_pg_stmt **ou
     st->needs_sp = starts_with_word(sql, "INSERT") && !strstr(sql, "ON CONFLICT");
     if (st->nparams) {
         st->vals = apr_pcalloc(pg->pool, sizeof(*st->vals) * (size_t)st->nparams);
+        st->bufs = apr_pcalloc(pg->pool, sizeof(*st->bufs) * (size_t)st->nparams);
         st->caps = apr_pcalloc(pg->pool, sizeof(*st->caps) * (size_t)st->nparams);
         st->types = apr_pcalloc(pg->pool, sizeof(*st->types) * (size_t)st->nparams);
     }
@@ -651,31 +657,39 @@ static void set_val(dm_pg_stmt *st, int idx, const char *s, size_t len, Oid type
         return;
     }
     st->types[i] = type;
+    st->vals[i] = NULL;
     if (!s) {
-        free(st->vals[i]);
-        st->vals[i] = NULL;
-        st->caps[i] = 0;
         return;
     }
-    if (!st->vals[i] || st->caps[i] < len + 1) {
-        char *n = realloc(st->vals[i], len + 1);
+    if (!st->bufs[i] || st->caps[i] < len + 1) {
+        char *n = realloc(st->bufs[i], len + 1);
         if (!n) {
             return;
         }
-        st->vals[i] = n;
+        st->bufs[i] = n;
         st->caps[i] = len + 1;
     }
-    memcpy(st->vals[i], s, len);
-    st->vals[i][len] = '\0';
+    memcpy(st->bufs[i], s, len);
+    st->bufs[i][len] = '\0';
+    st->vals[i] = st->bufs[i];
 }
 
-/* NULL marks a NULL parameter for libpq; a bound NULL keeps a buffer of
- * its own out of vals so a later bind reuses nothing stale. */
+/* NULL in vals marks a NULL parameter for libpq; the parameter's buffer
+ * stays for its next value (a statement of a batch binds thousands of
+ * numbers per run: no malloc and free for each). */
 void dm_pg_bind_int64(dm_pg_stmt *st, int idx, int64_t v)
 {
-    char b[24];
-    int n = snprintf(b, sizeof(b), "%lld", (long long)v);
-    set_val(st, idx, b, (size_t)n, OID_INT8);
+    char b[24], *w = b + sizeof(b);
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        *--w = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) {
+        *--w = '-';
+    }
+    set_val(st, idx, w, (size_t)(b + sizeof(b) - w), OID_INT8);
 }
 
 void dm_pg_bind_text(dm_pg_stmt *st, int idx, const char *s, size_t len)
@@ -983,9 +997,13 @@ void dm_pg_done(dm_pg_stmt *st)
     st->row = -1;
     st->nrows = 0;
     for (int i = 0; i < st->nparams; i++) {
-        free(st->vals[i]);
         st->vals[i] = NULL;
-        st->caps[i] = 0;
+        if (st->caps[i] > DONE_KEEP) {
+            /* a large value (a document, a backup's row) is not kept */
+            free(st->bufs[i]);
+            st->bufs[i] = NULL;
+            st->caps[i] = 0;
+        }
     }
 }
 

@@ -1,0 +1,6 @@
+-- 034: nothing on SQLite. On PostgreSQL (sql/pg/034_pg_fillfactor.sql)
+-- contracts, accounts and contract_days keep half of each page free, so
+-- the hourly accrual's updates (earned_micros, balances, the day's
+-- statement row) are HOT updates: the new version on the row's own page,
+-- no new entry in any of the table's indexes (docs/decisions.md,
+-- "PostgreSQL accrual, fifth round"). SQLite updates a row in place.
