@@ -36,6 +36,7 @@
 
 /* One pointer per function, named as the function. */
 typedef struct dm_libcrypto {
+/* NOLINTNEXTLINE(bugprone-macro-parentheses): f names a member */
 #define DM_LIBCRYPTO_MEMBER(f) __typeof__(f) *f;
     DM_LIBCRYPTO_FUNCTIONS(DM_LIBCRYPTO_MEMBER)
 #undef DM_LIBCRYPTO_MEMBER

@@ -209,6 +209,7 @@ static const char *header_line(apr_pool_t *p, const dm_header *h)
     X(curl_slist_free_all)
 
 static struct {
+/* NOLINTNEXTLINE(bugprone-macro-parentheses): f names a member */
 #define LC_MEMBER(f) __typeof__(f) *f;
     LC_FUNCTIONS(LC_MEMBER)
 #undef LC_MEMBER

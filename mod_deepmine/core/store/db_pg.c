@@ -129,6 +129,7 @@ struct dm_pg_stmt {
     X(PQtransactionStatus)
 
 static struct {
+/* NOLINTNEXTLINE(bugprone-macro-parentheses): f names a member */
 #define PQ_MEMBER(f) __typeof__(f) *f;
     PQ_FUNCTIONS(PQ_MEMBER)
 #undef PQ_MEMBER
