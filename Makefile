@@ -25,8 +25,14 @@ APR_LIBS   := $(shell apr-1-config --link-ld --libs 2>/dev/null) \
               $(shell apu-1-config --link-ld --libs 2>/dev/null)
 HTTPD_INC  := $(shell $(APXS) -q INCLUDEDIR 2>/dev/null)
 PQ_CFLAGS  := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I$$(pg_config --includedir))
-PQ_LIBS    := $(shell pkg-config --libs libpq 2>/dev/null || echo -L$$(pg_config --libdir) -lpq)
-DEP_LIBS   := -lsqlite3 $(PQ_LIBS) -ljansson -lsodium -lcurl -lcrypto -lcrypt -lpwquality -lzstd
+# libpq, libcurl and libcrypto are not linked: core/store/db_pg.c,
+# core/plugins/http_client.c and core/base/libcrypto.c load them on first
+# use (dlopen), so a process that never uses them does not map them
+# (docs/decisions.md "Memory, fifth round"); their headers are still
+# needed, and the packages at run time. Some unit tests call OpenSSL
+# themselves (TEST_LIBS).
+DEP_LIBS   := -lsqlite3 -ljansson -lsodium -lcrypt -lpwquality -lzstd
+TEST_LIBS  := $(DEP_LIBS) -lcrypto
 WARN       := -Wall -Wextra -Werror -Wno-unused-parameter
 # One include root for core/ ("ledger/ledger.h"), plus the public plugin
 # header and the generated sources.
@@ -146,7 +152,7 @@ testplugins:
 PLUG_B ?= $(CURDIR)/$(B)
 unit: $(B)/libdmcore.a plugins testplugins
 	@$(MAKE) -s -C tests/unit B=$(CURDIR)/$(B) PLUG_B=$(PLUG_B) ROOT=$(CURDIR) \
-	  CFLAGS_PROJ="$(CFLAGS_PROJ)" LIBS="$(SAN_FLAGS) $(APR_LIBS) $(DEP_LIBS)" run
+	  CFLAGS_PROJ="$(CFLAGS_PROJ)" LIBS="$(SAN_FLAGS) $(APR_LIBS) $(TEST_LIBS)" run
 
 # The unit tests again, built with clang under ASan + UBSan in build/san;
 # any report fails the run. detect_leaks=0: APR pools and process-wide caches
@@ -160,7 +166,7 @@ sanitize: plugins testplugins
 # The program that drives plugins without Apache (tests/plugins/mailer_driver.c).
 drivers: $(B)/libdmcore.a
 	@$(MAKE) -s -C tests/unit B=$(CURDIR)/$(B) ROOT=$(CURDIR) \
-	  CFLAGS_PROJ="$(CFLAGS_PROJ)" LIBS="$(APR_LIBS) $(DEP_LIBS)" driver
+	  CFLAGS_PROJ="$(CFLAGS_PROJ)" LIBS="$(APR_LIBS) $(TEST_LIBS)" driver
 
 # The suites that run a second time on PostgreSQL (DM_ENGINE=postgresql: the
 # fixtures start a throwaway cluster; docs/decisions.md "PostgreSQL driver").

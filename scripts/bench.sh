@@ -100,7 +100,10 @@ CONF
 "$root/build/deepminectl" --db "$var/deepmine.db" seed-demo >/dev/null
 [ "$(id -u)" -eq 0 ] && chown -R "${DM_RUN_USER:-www-data}" "$var"
 
-setsid apache2 -f "$conf" -DFOREGROUND &
+# SERVER_ENV: variables for the measured server only, not wrk nor the twin;
+# by default the environment docs/configuration.md advises (glibc without
+# its per-thread caches); SERVER_ENV= measures without it.
+env ${SERVER_ENV-GLIBC_TUNABLES=glibc.malloc.tcache_count=0} setsid apache2 -f "$conf" -DFOREGROUND &
 pid=$!
 twin_pid=
 sampler_pid=

@@ -56,6 +56,15 @@ printf 'Source: deepmine\n\nPackage: deepmine\nArchitecture: any\n' >"$shl/debia
 bins=$(find "$PWD/$stage" -name '*.so' -o -path '*/usr/bin/deepminectl' | sort)
 depends=$(cd "$shl" && dpkg-shlibdeps -O --ignore-missing-info --warnings=0 $bins 2>/dev/null |
     sed -n 's/^shlibs:Depends=//p')
+# libpq, libcurl and libcrypto are loaded on first use (dlopen: store/db_pg.c,
+# plugins/http_client.c, base/libcrypto.c), so dpkg-shlibdeps does not see
+# them in the module: name the packages that hold the sonames it opens.
+multiarch=$(gcc -print-multiarch 2>/dev/null || dpkg-architecture -qDEB_HOST_MULTIARCH)
+for so in libpq.so.5 libcurl.so.4 libcrypto.so.3; do
+    pkg=$(dpkg -S "/usr/lib/$multiarch/$so" 2>/dev/null | head -1 | cut -d: -f1)
+    [ -n "$pkg" ] || { echo "build-deb: no installed package holds $so" >&2; exit 1; }
+    case ", $depends," in *", $pkg "* | *", $pkg,"*) ;; *) depends="$depends, $pkg" ;; esac
+done
 size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" \
     -e "s/@DEPENDS@/$depends/" packaging/deb/control.in >"$ctl/control"

@@ -36,6 +36,9 @@ echo "             (or export DEEPMINE_CONFIG=$conf; \`deepminectl help\` lists 
 echo "  Stop:      Ctrl-C"
 echo
 
+# glibc without its per-thread caches of freed blocks (docs/configuration.md
+# "Sizing Apache for DeepMine"), unless the caller set the tunables.
+export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.tcache_count=0}
 # A session of its own: on shutdown Apache signals its whole process group.
 setsid apache2 -f "$conf" -DFOREGROUND &
 pid=$!

@@ -67,7 +67,8 @@ extern const int64_t dm_metrics_bucket_us[DM_METRICS_BUCKETS];
 
 /* The bytes a region for `series` series needs. */
 size_t dm_metrics_region_size(unsigned series);
-/* Makes a fresh region in mem (size bytes, as dm_metrics_region_size). */
+/* Makes a fresh region in mem (size bytes, as dm_metrics_region_size), which
+ * must be zeroed, as a freshly created shared segment is. */
 void dm_metrics_region_init(void *mem, size_t size, unsigned series);
 /* True when mem holds a region of this build's layout for `series`. */
 int dm_metrics_region_usable(const void *mem, size_t size, unsigned series);

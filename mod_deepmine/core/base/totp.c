@@ -6,11 +6,11 @@
 #include "base/totp.h"
 
 #include <apr_strings.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "base/libcrypto.h"
 
 static const char B32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
@@ -27,15 +27,17 @@ long dm_totp_code(const unsigned char *key, size_t key_len, int64_t step, int di
     uint32_t bin;
     unsigned off;
     long mod = 1;
+    const dm_libcrypto *lc = dm_libcrypto_get();
 
-    if (digits < 6 || digits > 8 || !key || key_len == 0 || key_len > 1024) {
+    if (!lc || digits < 6 || digits > 8 || !key || key_len == 0 || key_len > 1024) {
         return -1;
     }
     for (int i = 7; i >= 0; i--) {
         msg[i] = (unsigned char)(c & 0xff);
         c >>= 8;
     }
-    if (!HMAC(EVP_sha1(), key, (int)key_len, msg, sizeof(msg), mac, &mac_len) || mac_len != 20) {
+    if (!lc->HMAC(lc->EVP_sha1(), key, (int)key_len, msg, sizeof(msg), mac, &mac_len) ||
+        mac_len != 20) {
         return -1;
     }
     /* RFC 4226 section 5.3: dynamic truncation. */

@@ -6,14 +6,28 @@
  * list are released on the one way out, the received chunks live in a
  * scratch pool destroyed there too, and what the caller keeps (body,
  * headers) is copied into its pool.
+ *
+ * libcurl is loaded (dlopen) and initialised on the first request, not
+ * linked: with its TLS, Kerberos, LDAP… libraries and OpenSSL's
+ * initialisation it cost every process of the server a few MiB of
+ * touched pages, though most never send a request (docs/decisions.md
+ * "Memory, fifth round"). The module calls it only through the table lc.
  */
 #include "plugins/http_client.h"
 
 #include <apr_strings.h>
 #include <apr_tables.h>
-#include <curl/curl.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
+
+/* curl.h's type-checking macros would expand the table's member names. */
+#define CURL_DISABLE_TYPECHECK
+#include <curl/curl.h>
+
+#include "base/log.h"
 
 static const dm_http_client_impl *impl = &dm_http_client_curl;
 
@@ -178,18 +192,64 @@ static const char *header_line(apr_pool_t *p, const dm_header *h)
                         h->value.ptr);
 }
 
-static dm_err *curl_init(apr_pool_t *p)
-{
-    static int ready;
+/* ---- libcurl, loaded on first use ---- */
 
-    /* Not thread-safe, and need not be: configuration is read by one
-     * thread, before any child is forked. */
-    if (!ready) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-            return dm_err_make(p, DM_E_UNAVAILABLE, NULL,
-                               "plugin host: libcurl cannot be initialised");
-        }
-        ready = 1;
+#define DM_LIBCURL_SONAME "libcurl.so.4"
+
+/* The libcurl functions this file calls, and the table that holds them. */
+#define LC_FUNCTIONS(X)                                                                            \
+    X(curl_global_init)                                                                            \
+    X(curl_easy_init)                                                                              \
+    X(curl_easy_setopt)                                                                            \
+    X(curl_easy_perform)                                                                           \
+    X(curl_easy_getinfo)                                                                           \
+    X(curl_easy_strerror)                                                                          \
+    X(curl_easy_cleanup)                                                                           \
+    X(curl_slist_append)                                                                           \
+    X(curl_slist_free_all)
+
+static struct {
+/* NOLINTNEXTLINE(bugprone-macro-parentheses): f names a member */
+#define LC_MEMBER(f) __typeof__(f) *f;
+    LC_FUNCTIONS(LC_MEMBER)
+#undef LC_MEMBER
+} lc;
+
+static pthread_once_t lc_once = PTHREAD_ONCE_INIT;
+static char lc_error[256]; /* why libcurl cannot be used; empty when it can */
+
+static void lc_load(void)
+{
+    void *h = dlopen(DM_LIBCURL_SONAME, RTLD_NOW | RTLD_LOCAL);
+
+    if (!h) {
+        snprintf(lc_error, sizeof(lc_error), "cannot load " DM_LIBCURL_SONAME ": %s", dlerror());
+        goto fail;
+    }
+#define LC_SYM(f)                                                                                  \
+    if (!(lc.f = (__typeof__(lc.f))dlsym(h, #f))) {                                                \
+        snprintf(lc_error, sizeof(lc_error), DM_LIBCURL_SONAME " has no " #f);                     \
+        goto fail;                                                                                 \
+    }
+    LC_FUNCTIONS(LC_SYM)
+#undef LC_SYM
+    if (lc.curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf(lc_error, sizeof(lc_error), "libcurl cannot be initialised");
+        goto fail;
+    }
+    return;
+
+fail:
+    dm_log(DM_L_ERR, "DM01900: http: %s: no outgoing HTTP request can be sent", lc_error);
+}
+
+/* Loads and initialises libcurl once per process (thread-safe); the error
+ * says why it cannot be used. */
+static dm_err *lc_ready(apr_pool_t *p)
+{
+    pthread_once(&lc_once, lc_load);
+    if (lc_error[0]) {
+        return dm_err_make(p, DM_E_UNAVAILABLE, NULL, "http: %s", lc_error);
     }
     return NULL;
 }
@@ -205,8 +265,11 @@ static dm_err *curl_perform(apr_pool_t *p, const dm_http_client_request *req,
     const char *where = dm_http_client_url_for_messages(p, req->url);
     CURLcode rc;
     long status = 0;
-    dm_err *e = NULL;
+    dm_err *e = lc_ready(p);
 
+    if (e) {
+        return e;
+    }
     memset(&c, 0, sizeof(c));
     if (apr_pool_create(&c.scratch, p) != APR_SUCCESS) {
         return dm_err_make(p, DM_E_INTERNAL, NULL, "http: out of memory");
@@ -219,7 +282,7 @@ static dm_err *curl_perform(apr_pool_t *p, const dm_http_client_request *req,
         if (h->name.len == 6 && strncasecmp(h->name.ptr, "Expect", 6) == 0) {
             has_expect = 1;
         }
-        tmp = curl_slist_append(hdrs, header_line(c.scratch, h));
+        tmp = lc.curl_slist_append(hdrs, header_line(c.scratch, h));
         if (!tmp) {
             e = dm_err_make(p, DM_E_INTERNAL, NULL, "http: out of memory");
             goto cleanup;
@@ -230,7 +293,7 @@ static dm_err *curl_perform(apr_pool_t *p, const dm_http_client_request *req,
                 !strcmp(req->method, "PATCH");
     if (send_body && !has_expect) {
         /* No 100-continue round trip: providers answer at once. */
-        tmp = curl_slist_append(hdrs, "Expect:");
+        tmp = lc.curl_slist_append(hdrs, "Expect:");
         if (!tmp) {
             e = dm_err_make(p, DM_E_INTERNAL, NULL, "http: out of memory");
             goto cleanup;
@@ -238,47 +301,48 @@ static dm_err *curl_perform(apr_pool_t *p, const dm_http_client_request *req,
         hdrs = tmp;
     }
 
-    curl = curl_easy_init();
+    curl = lc.curl_easy_init();
     if (!curl) {
         e = dm_err_make(p, DM_E_INTERNAL, NULL, "http: cannot create a curl handle");
         goto cleanup;
     }
     errbuf[0] = '\0';
-    curl_easy_setopt(curl, CURLOPT_URL, req->url);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
-                     (long)(req->timeout_ms ? req->timeout_ms : DM_HTTP_CLIENT_TIMEOUT_MS));
+    lc.curl_easy_setopt(curl, CURLOPT_URL, req->url);
+    lc.curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    lc.curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+    lc.curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                        (long)(req->timeout_ms ? req->timeout_ms : DM_HTTP_CLIENT_TIMEOUT_MS));
 #if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    lc.curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
 #else
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    lc.curl_easy_setopt(curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(curl, CURLOPT_USERAGENT, req->user_agent ? req->user_agent : "mod_deepmine");
-    curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)DM_HTTP_CLIENT_BODY_MAX);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &c);
-    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &c);
+    lc.curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+    lc.curl_easy_setopt(curl, CURLOPT_USERAGENT,
+                        req->user_agent ? req->user_agent : "mod_deepmine");
+    lc.curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)DM_HTTP_CLIENT_BODY_MAX);
+    lc.curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+    lc.curl_easy_setopt(curl, CURLOPT_WRITEDATA, &c);
+    lc.curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+    lc.curl_easy_setopt(curl, CURLOPT_HEADERDATA, &c);
     if (hdrs) {
-        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
+        lc.curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
     }
     if (send_body) {
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req->body.len ? req->body.ptr : "");
+        lc.curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len);
+        lc.curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req->body.len ? req->body.ptr : "");
         if (strcmp(req->method, "POST") != 0) {
-            curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, req->method);
+            lc.curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, req->method);
         }
     } else if (!strcmp(req->method, "HEAD")) {
-        curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+        lc.curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
     } else if (!strcmp(req->method, "GET")) {
-        curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+        lc.curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
     } else {
-        curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, req->method);
+        lc.curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, req->method);
     }
 
-    rc = curl_easy_perform(curl);
+    rc = lc.curl_easy_perform(curl);
     if (c.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
         e = dm_err_make(p, DM_E_UNAVAILABLE, NULL,
                         "%s %s: the response body exceeds %" APR_SIZE_T_FMT " bytes", req->method,
@@ -287,10 +351,10 @@ static dm_err *curl_perform(apr_pool_t *p, const dm_http_client_request *req,
     }
     if (rc != CURLE_OK) {
         e = dm_err_make(p, DM_E_UNAVAILABLE, NULL, "%s %s: %s%s%s", req->method, where,
-                        curl_easy_strerror(rc), errbuf[0] ? ": " : "", errbuf);
+                        lc.curl_easy_strerror(rc), errbuf[0] ? ": " : "", errbuf);
         goto cleanup;
     }
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    lc.curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     resp->status = (int)status;
     {
         char *buf = apr_palloc(p, c.body_len + 1), *w = buf;
@@ -307,15 +371,15 @@ static dm_err *curl_perform(apr_pool_t *p, const dm_http_client_request *req,
 
 cleanup:
     if (curl) {
-        curl_easy_cleanup(curl);
+        lc.curl_easy_cleanup(curl);
     }
-    curl_slist_free_all(hdrs);
+    lc.curl_slist_free_all(hdrs);
     apr_pool_destroy(c.scratch);
     return e;
 }
 
 const dm_http_client_impl dm_http_client_curl = {
     .name = "libcurl",
-    .init = curl_init,
+    .init = NULL, /* loaded on the first request: lc_ready */
     .perform = curl_perform,
 };

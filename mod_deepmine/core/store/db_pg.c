@@ -23,12 +23,20 @@
  * Invariants: a statement's result is cleared by dm_pg_done; a statement
  * is prepared on this connection when its `gen` equals the connection's
  * (a reset after a lost connection bumps it, so all are prepared again).
+ *
+ * libpq is loaded (dlopen) the first time a connection string is read,
+ * not linked: a server on SQLite never maps it nor the libraries it pulls
+ * in (docs/decisions.md "Memory, fifth round"). Every libpq call goes
+ * through the table pq, filled by pq_ready; the functions that take a
+ * dm_pg run only after dm_pg_open has called it.
  */
 #include "store/db_pg.h"
 
 #include <apr_strings.h>
 #include <ctype.h>
+#include <dlfcn.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +91,88 @@ struct dm_pg_stmt {
     PGresult *res;
     int row, nrows;
 };
+
+/* ---- libpq, loaded on first use ---- */
+
+#define DM_LIBPQ_SONAME "libpq.so.5"
+
+/* The libpq functions this file calls, and the table that holds them. */
+#define PQ_FUNCTIONS(X)                                                                            \
+    X(PQclear)                                                                                     \
+    X(PQcmdStatus)                                                                                 \
+    X(PQcmdTuples)                                                                                 \
+    X(PQconnectdbParams)                                                                           \
+    X(PQconninfoFree)                                                                              \
+    X(PQconninfoParse)                                                                             \
+    X(PQenterPipelineMode)                                                                         \
+    X(PQerrorMessage)                                                                              \
+    X(PQexec)                                                                                      \
+    X(PQexecPrepared)                                                                              \
+    X(PQexitPipelineMode)                                                                          \
+    X(PQfinish)                                                                                    \
+    X(PQfname)                                                                                     \
+    X(PQfnumber)                                                                                   \
+    X(PQfreemem)                                                                                   \
+    X(PQftype)                                                                                     \
+    X(PQgetResult)                                                                                 \
+    X(PQgetisnull)                                                                                 \
+    X(PQgetlength)                                                                                 \
+    X(PQgetvalue)                                                                                  \
+    X(PQnfields)                                                                                   \
+    X(PQntuples)                                                                                   \
+    X(PQpipelineSync)                                                                              \
+    X(PQprepare)                                                                                   \
+    X(PQreset)                                                                                     \
+    X(PQresultErrorField)                                                                          \
+    X(PQresultErrorMessage)                                                                        \
+    X(PQresultStatus)                                                                              \
+    X(PQsendQueryParams)                                                                           \
+    X(PQsendQueryPrepared)                                                                         \
+    X(PQsetNoticeProcessor)                                                                        \
+    X(PQstatus)                                                                                    \
+    X(PQtransactionStatus)
+
+static struct {
+/* NOLINTNEXTLINE(bugprone-macro-parentheses): f names a member */
+#define PQ_MEMBER(f) __typeof__(f) *f;
+    PQ_FUNCTIONS(PQ_MEMBER)
+#undef PQ_MEMBER
+} pq;
+
+static pthread_once_t pq_once = PTHREAD_ONCE_INIT;
+static char pq_error[256]; /* why libpq cannot be used; empty when it can */
+
+static void pq_load(void)
+{
+    void *h = dlopen(DM_LIBPQ_SONAME, RTLD_NOW | RTLD_LOCAL);
+
+    if (!h) {
+        snprintf(pq_error, sizeof(pq_error), "cannot load " DM_LIBPQ_SONAME ": %s", dlerror());
+        goto fail;
+    }
+#define PQ_SYM(f)                                                                                  \
+    if (!(pq.f = (__typeof__(pq.f))dlsym(h, #f))) {                                                \
+        snprintf(pq_error, sizeof(pq_error), DM_LIBPQ_SONAME " has no " #f);                       \
+        goto fail;                                                                                 \
+    }
+    PQ_FUNCTIONS(PQ_SYM)
+#undef PQ_SYM
+    return;
+
+fail:
+    dm_log(DM_L_ERR, "DM01901: database: %s: PostgreSQL cannot be used", pq_error);
+}
+
+/* Loads libpq once per process (thread-safe); the error says why it
+ * cannot be used. */
+static dm_err *pq_ready(apr_pool_t *p)
+{
+    pthread_once(&pq_once, pq_load);
+    if (pq_error[0]) {
+        return dm_err_make(p, DM_E_UNAVAILABLE, "database", "PostgreSQL: %s", pq_error);
+    }
+    return NULL;
+}
 
 /* ---- text ---- */
 
@@ -219,8 +309,9 @@ static const char *first_line(apr_pool_t *p, const char *msg)
 /* The dm_err for a failed result (res may be NULL: then the connection's). */
 static dm_err *pg_err(apr_pool_t *p, dm_pg *pg, const PGresult *res, const char *what)
 {
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    const char *msg = first_line(p, res ? PQresultErrorMessage(res) : PQerrorMessage(pg->conn));
+    const char *state = res ? pq.PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg =
+        first_line(p, res ? pq.PQresultErrorMessage(res) : pq.PQerrorMessage(pg->conn));
     dm_code code = dm_pg_err_code(state);
 
     if (code == DM_E_CONFLICT) {
@@ -258,7 +349,7 @@ static apr_status_t pg_cleanup(void *data)
     dm_pg *pg = data;
 
     if (pg->conn) {
-        PQfinish(pg->conn);
+        pq.PQfinish(pg->conn);
         pg->conn = NULL;
     }
     return APR_SUCCESS;
@@ -310,16 +401,20 @@ dm_err *dm_pg_open(apr_pool_t *p, const char *conninfo, const dm_db_options *opt
 {
     dm_pg *pg = apr_pcalloc(p, sizeof(*pg));
     char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(conninfo, &perr), *o;
+    PQconninfoOption *opts, *o;
     const char **keys, **vals;
     const char *display = "";
     int n = 0, i = 0;
-    dm_err *e = NULL;
+    dm_err *e = pq_ready(p);
 
+    if (e) {
+        return e;
+    }
+    opts = pq.PQconninfoParse(conninfo, &perr);
     if (!opts) {
         e = dm_err_make(p, DM_E_INVALID, "database", "bad PostgreSQL connection string: %s",
                         first_line(p, perr ? perr : "out of memory"));
-        PQfreemem(perr);
+        pq.PQfreemem(perr);
         return e;
     }
     for (o = opts; o->keyword; o++) {
@@ -341,7 +436,7 @@ dm_err *dm_pg_open(apr_pool_t *p, const char *conninfo, const dm_db_options *opt
         }
         i++;
     }
-    PQconninfoFree(opts);
+    pq.PQconninfoFree(opts);
     if (e) {
         return e;
     }
@@ -350,17 +445,17 @@ dm_err *dm_pg_open(apr_pool_t *p, const char *conninfo, const dm_db_options *opt
     pg->busy_ms = (opt && opt->busy_timeout_ms) ? opt->busy_timeout_ms : 5000;
     pg->readonly = opt && opt->readonly;
     pg->gen = 1;
-    pg->conn = PQconnectdbParams(keys, vals, 0);
-    if (!pg->conn || PQstatus(pg->conn) != CONNECTION_OK) {
+    pg->conn = pq.PQconnectdbParams(keys, vals, 0);
+    if (!pg->conn || pq.PQstatus(pg->conn) != CONNECTION_OK) {
         e = dm_err_make(p, DM_E_UNAVAILABLE, NULL, "cannot connect to PostgreSQL (%s): %s", display,
-                        first_line(p, pg->conn ? PQerrorMessage(pg->conn) : "out of memory"));
+                        first_line(p, pg->conn ? pq.PQerrorMessage(pg->conn) : "out of memory"));
         if (pg->conn) {
-            PQfinish(pg->conn);
+            pq.PQfinish(pg->conn);
         }
         return e;
     }
     apr_pool_cleanup_register(p, pg, pg_cleanup, apr_pool_cleanup_null);
-    PQsetNoticeProcessor(pg->conn, quiet_notices, NULL);
+    pq.PQsetNoticeProcessor(pg->conn, quiet_notices, NULL);
     e = session_setup(pg, p);
     if (e) {
         dm_pg_close(pg);
@@ -392,15 +487,19 @@ dm_err *dm_db_pg_conninfo(apr_pool_t *p, const char *conninfo, const char *dbnam
                           const char **out, const char **password)
 {
     char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(conninfo, &perr), *o;
+    PQconninfoOption *opts, *o;
     const char *s = "";
-    dm_err *e = NULL;
+    dm_err *e = pq_ready(p);
 
     *password = NULL;
+    if (e) {
+        return e;
+    }
+    opts = pq.PQconninfoParse(conninfo, &perr);
     if (!opts) {
         e = dm_err_make(p, DM_E_INVALID, "database", "bad PostgreSQL connection string: %s",
                         first_line(p, perr ? perr : "out of memory"));
-        PQfreemem(perr);
+        pq.PQfreemem(perr);
         return e;
     }
     for (o = opts; o->keyword && !e; o++) {
@@ -417,16 +516,20 @@ dm_err *dm_db_pg_conninfo(apr_pool_t *p, const char *conninfo, const char *dbnam
         }
         s = apr_pstrcat(p, s, *s ? " " : "", o->keyword, "=", quote_value(p, v), NULL);
     }
-    PQconninfoFree(opts);
+    pq.PQconninfoFree(opts);
     *out = s;
     return e;
 }
 
 const char *dm_pg_redact(apr_pool_t *p, const char *conninfo)
 {
-    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL), *o;
+    PQconninfoOption *opts, *o;
     const char *out = "";
 
+    if (pq_ready(p)) {
+        return "(a PostgreSQL connection string: libpq cannot be loaded)";
+    }
+    opts = pq.PQconninfoParse(conninfo, NULL);
     if (!opts) {
         return "(a PostgreSQL connection string libpq cannot read)";
     }
@@ -435,15 +538,19 @@ const char *dm_pg_redact(apr_pool_t *p, const char *conninfo)
             out = apr_psprintf(p, "%s%s%s=%s", out, *out ? " " : "", o->keyword, o->val);
         }
     }
-    PQconninfoFree(opts);
+    pq.PQconninfoFree(opts);
     return out;
 }
 
 const char *dm_pg_sidecar_path(apr_pool_t *p, const char *conninfo, const char *suffix)
 {
-    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL), *o;
+    PQconninfoOption *opts, *o;
     const char *host = NULL, *dbname = NULL, *out = NULL;
 
+    if (pq_ready(p)) {
+        return NULL;
+    }
+    opts = pq.PQconninfoParse(conninfo, NULL);
     for (o = opts; o && o->keyword; o++) {
         if (o->val && strcmp(o->keyword, "host") == 0) {
             host = apr_pstrdup(p, o->val);
@@ -451,7 +558,7 @@ const char *dm_pg_sidecar_path(apr_pool_t *p, const char *conninfo, const char *
             dbname = apr_pstrdup(p, o->val);
         }
     }
-    PQconninfoFree(opts);
+    pq.PQconninfoFree(opts);
     if (host && *host == '/' && dbname && !strchr(dbname, '/')) {
         out = apr_pstrcat(p, host, "/", dbname, suffix, NULL);
     }
@@ -477,20 +584,20 @@ static int reconnect(dm_pg *pg)
     apr_pool_t *tmp;
     int ok;
 
-    if (PQstatus(pg->conn) == CONNECTION_OK) {
+    if (pq.PQstatus(pg->conn) == CONNECTION_OK) {
         return 1;
     }
-    PQreset(pg->conn);
+    pq.PQreset(pg->conn);
     pg->gen++;
     pg->in_txn = 0;
-    if (PQstatus(pg->conn) != CONNECTION_OK) {
+    if (pq.PQstatus(pg->conn) != CONNECTION_OK) {
         dm_log(DM_L_ERR,
                "DM01700: lost the PostgreSQL connection (%s) and could not connect "
                "again: %s",
-               pg->display, PQerrorMessage(pg->conn));
+               pg->display, pq.PQerrorMessage(pg->conn));
         return 0;
     }
-    PQsetNoticeProcessor(pg->conn, quiet_notices, NULL);
+    pq.PQsetNoticeProcessor(pg->conn, quiet_notices, NULL);
     if (apr_pool_create(&tmp, NULL) != APR_SUCCESS) {
         return 0;
     }
@@ -508,21 +615,21 @@ void dm_pg_set_busy_timeout(dm_pg *pg, int ms)
 
     pg->busy_ms = ms;
     snprintf(sql, sizeof(sql), "SET lock_timeout = %d", ms);
-    r = PQexec(pg->conn, sql);
-    PQclear(r);
+    r = pq.PQexec(pg->conn, sql);
+    pq.PQclear(r);
 }
 
 /* Runs simple-protocol text (several statements allowed). */
 static dm_err *simple(dm_pg *pg, apr_pool_t *p, const char *sql, const char *what)
 {
-    PGresult *r = PQexec(pg->conn, sql);
-    ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    PGresult *r = pq.PQexec(pg->conn, sql);
+    ExecStatusType s = r ? pq.PQresultStatus(r) : PGRES_FATAL_ERROR;
     dm_err *e = NULL;
 
     if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && s != PGRES_EMPTY_QUERY) {
         e = pg_err(p, pg, r, what);
     }
-    PQclear(r);
+    pq.PQclear(r);
     return e;
 }
 
@@ -559,7 +666,7 @@ dm_err *dm_pg_begin(dm_pg *pg, apr_pool_t *p)
         if (strncmp(e->message, "database busy", 13) == 0) {
             dm_metrics_inc(DM_M_DB_WRITE_LOCK_TIMEOUT, DM_ML_END);
         }
-        PQclear(PQexec(pg->conn, "ROLLBACK"));
+        pq.PQclear(pq.PQexec(pg->conn, "ROLLBACK"));
         return e;
     }
     pg->in_txn = 1;
@@ -568,34 +675,34 @@ dm_err *dm_pg_begin(dm_pg *pg, apr_pool_t *p)
 
 dm_err *dm_pg_commit(dm_pg *pg, apr_pool_t *p)
 {
-    PGresult *r = PQexec(pg->conn, "COMMIT");
+    PGresult *r = pq.PQexec(pg->conn, "COMMIT");
     dm_err *e = NULL;
 
     /* COMMIT of a failed transaction answers ROLLBACK: it did not commit */
-    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+    if (!r || pq.PQresultStatus(r) != PGRES_COMMAND_OK) {
         e = pg_err(p, pg, r, "commit");
-    } else if (strcmp(PQcmdStatus(r), "COMMIT") != 0) {
+    } else if (strcmp(pq.PQcmdStatus(r), "COMMIT") != 0) {
         e = dm_err_make(p, DM_E_INTERNAL, NULL,
                         "database error in commit: the transaction had failed and was rolled "
                         "back");
     }
-    PQclear(r);
+    pq.PQclear(r);
     pg->in_txn = 0;
     return e;
 }
 
 void dm_pg_rollback(dm_pg *pg)
 {
-    if (PQtransactionStatus(pg->conn) != PQTRANS_IDLE &&
-        PQtransactionStatus(pg->conn) != PQTRANS_UNKNOWN) {
-        PQclear(PQexec(pg->conn, "ROLLBACK"));
+    if (pq.PQtransactionStatus(pg->conn) != PQTRANS_IDLE &&
+        pq.PQtransactionStatus(pg->conn) != PQTRANS_UNKNOWN) {
+        pq.PQclear(pq.PQexec(pg->conn, "ROLLBACK"));
     }
     pg->in_txn = 0;
 }
 
 int dm_pg_in_transaction(const dm_pg *pg)
 {
-    PGTransactionStatusType t = PQtransactionStatus(pg->conn);
+    PGTransactionStatusType t = pq.PQtransactionStatus(pg->conn);
     return pg->in_txn || t == PQTRANS_INTRANS || t == PQTRANS_INERROR;
 }
 
@@ -615,7 +722,7 @@ static apr_status_t stmt_cleanup(void *data)
     dm_pg_stmt *st = data;
 
     if (st->res) {
-        PQclear(st->res);
+        pq.PQclear(st->res);
         st->res = NULL;
     }
     for (int i = 0; i < st->nparams; i++) {
@@ -704,7 +811,7 @@ void dm_pg_bind_null(dm_pg_stmt *st, int idx)
 
 static int is_type_error(const PGresult *r)
 {
-    const char *s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *s = r ? pq.PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     /* indeterminate_datatype, ambiguous_parameter, undefined_function,
      * ambiguous_function, datatype_mismatch */
     return s && (strcmp(s, "42P18") == 0 || strcmp(s, "42P08") == 0 || strcmp(s, "42883") == 0 ||
@@ -727,11 +834,11 @@ static dm_err *ensure_prepared(dm_pg_stmt *st, apr_pool_t *p)
     if (pg->in_txn && (e = simple(pg, p, "SAVEPOINT dm_prep", "prepare"))) {
         return e;
     }
-    r = PQprepare(pg->conn, st->name, st->text, st->nparams, NULL);
-    if (r && PQresultStatus(r) != PGRES_COMMAND_OK && is_type_error(r)) {
-        PQclear(r);
+    r = pq.PQprepare(pg->conn, st->name, st->text, st->nparams, NULL);
+    if (r && pq.PQresultStatus(r) != PGRES_COMMAND_OK && is_type_error(r)) {
+        pq.PQclear(r);
         if (pg->in_txn) {
-            PQclear(PQexec(pg->conn, "ROLLBACK TO SAVEPOINT dm_prep"));
+            pq.PQclear(pq.PQexec(pg->conn, "ROLLBACK TO SAVEPOINT dm_prep"));
         }
         for (int i = 0; i < st->nparams; i++) {
             /* text stays "unknown" so it may meet any column type */
@@ -739,32 +846,33 @@ static dm_err *ensure_prepared(dm_pg_stmt *st, apr_pool_t *p)
                 st->types[i] = 0;
             }
         }
-        r = PQprepare(pg->conn, st->name, st->text, st->nparams, st->types);
-        if (r && PQresultStatus(r) != PGRES_COMMAND_OK && is_type_error(r)) {
-            PQclear(r);
+        r = pq.PQprepare(pg->conn, st->name, st->text, st->nparams, st->types);
+        if (r && pq.PQresultStatus(r) != PGRES_COMMAND_OK && is_type_error(r)) {
+            pq.PQclear(r);
             if (pg->in_txn) {
-                PQclear(PQexec(pg->conn, "ROLLBACK TO SAVEPOINT dm_prep"));
+                pq.PQclear(pq.PQexec(pg->conn, "ROLLBACK TO SAVEPOINT dm_prep"));
             }
             for (int i = 0; i < st->nparams; i++) {
                 if (st->types[i] == 0) {
                     st->types[i] = OID_TEXT; /* text, or a NULL given alone */
                 }
             }
-            r = PQprepare(pg->conn, st->name, st->text, st->nparams, st->types);
+            r = pq.PQprepare(pg->conn, st->name, st->text, st->nparams, st->types);
         }
     }
-    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+    if (!r || pq.PQresultStatus(r) != PGRES_COMMAND_OK) {
         e = pg_err(p, pg, r, "prepare");
-        if (PQstatus(pg->conn) == CONNECTION_OK) {
+        if (pq.PQstatus(pg->conn) == CONNECTION_OK) {
             e->message = apr_psprintf(p, "%s [%s]", e->message, st->text);
         }
     } else {
         st->gen = pg->gen;
     }
-    PQclear(r);
-    if (pg->in_txn && PQstatus(pg->conn) == CONNECTION_OK) {
-        PQclear(PQexec(pg->conn, e ? "ROLLBACK TO SAVEPOINT dm_prep; RELEASE SAVEPOINT dm_prep"
-                                   : "RELEASE SAVEPOINT dm_prep"));
+    pq.PQclear(r);
+    if (pg->in_txn && pq.PQstatus(pg->conn) == CONNECTION_OK) {
+        pq.PQclear(
+            pq.PQexec(pg->conn, e ? "ROLLBACK TO SAVEPOINT dm_prep; RELEASE SAVEPOINT dm_prep"
+                                  : "RELEASE SAVEPOINT dm_prep"));
     }
     return e;
 }
@@ -779,44 +887,44 @@ static PGresult *exec_behind_savepoint(dm_pg_stmt *st)
     PGresult *r, *out = NULL, *sp_err = NULL;
     int q = 0;
 
-    if (!PQenterPipelineMode(c)) {
+    if (!pq.PQenterPipelineMode(c)) {
         return NULL;
     }
-    if (!PQsendQueryParams(c, "SAVEPOINT dm_sp", 0, NULL, NULL, NULL, NULL, 0) ||
-        !PQsendQueryPrepared(c, st->name, st->nparams, (const char *const *)st->vals, NULL, NULL,
-                             0) ||
-        !PQsendQueryParams(c, "RELEASE SAVEPOINT dm_sp", 0, NULL, NULL, NULL, NULL, 0) ||
-        !PQpipelineSync(c)) {
+    if (!pq.PQsendQueryParams(c, "SAVEPOINT dm_sp", 0, NULL, NULL, NULL, NULL, 0) ||
+        !pq.PQsendQueryPrepared(c, st->name, st->nparams, (const char *const *)st->vals, NULL, NULL,
+                                0) ||
+        !pq.PQsendQueryParams(c, "RELEASE SAVEPOINT dm_sp", 0, NULL, NULL, NULL, NULL, 0) ||
+        !pq.PQpipelineSync(c)) {
         q = 3; /* nothing (more) to read: the connection failed */
     }
     /* each query's results end with a NULL; the pipeline with its sync */
-    while (q < 3 || (q == 3 && PQstatus(c) == CONNECTION_OK)) {
-        r = PQgetResult(c);
+    while (q < 3 || (q == 3 && pq.PQstatus(c) == CONNECTION_OK)) {
+        r = pq.PQgetResult(c);
         if (!r) {
             if (++q > 3) {
                 break;
             }
             continue;
         }
-        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
-            PQclear(r);
+        if (pq.PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            pq.PQclear(r);
             break;
         }
         if (q == 1 && !out) {
             out = r;
-        } else if (q == 0 && !sp_err && PQresultStatus(r) == PGRES_FATAL_ERROR) {
+        } else if (q == 0 && !sp_err && pq.PQresultStatus(r) == PGRES_FATAL_ERROR) {
             sp_err = r;
         } else {
-            PQclear(r);
+            pq.PQclear(r);
         }
     }
-    if (!PQexitPipelineMode(c) && PQstatus(c) == CONNECTION_OK) {
+    if (!pq.PQexitPipelineMode(c) && pq.PQstatus(c) == CONNECTION_OK) {
         /* results left unread: never expected; the connection is unusable */
-        PQreset(c);
+        pq.PQreset(c);
         st->pg->gen++;
     }
     if (sp_err) {
-        PQclear(out);
+        pq.PQclear(out);
         return sp_err;
     }
     return out;
@@ -837,28 +945,29 @@ static dm_err *run(dm_pg_stmt *st, apr_pool_t *p)
     if (sp) {
         r = exec_behind_savepoint(st);
     } else {
-        r = PQexecPrepared(pg->conn, st->name, st->nparams, (const char *const *)st->vals, NULL,
-                           NULL, 0);
+        r = pq.PQexecPrepared(pg->conn, st->name, st->nparams, (const char *const *)st->vals, NULL,
+                              NULL, 0);
     }
-    s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    s = r ? pq.PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
         e = pg_err(p, pg, r, "query");
-        PQclear(r);
-        if (sp && PQstatus(pg->conn) == CONNECTION_OK) {
+        pq.PQclear(r);
+        if (sp && pq.PQstatus(pg->conn) == CONNECTION_OK) {
             /* as SQLite: only this statement failed, the transaction lives */
-            PQclear(PQexec(pg->conn, "ROLLBACK TO SAVEPOINT dm_sp; RELEASE SAVEPOINT dm_sp"));
+            pq.PQclear(pq.PQexec(pg->conn, "ROLLBACK TO SAVEPOINT dm_sp; RELEASE SAVEPOINT dm_sp"));
         }
         return e;
     }
-    if (!starts_with_word(PQcmdStatus(r), "SELECT")) {
-        pg->changes = strtoll(PQcmdTuples(r), NULL, 10);
+    if (!starts_with_word(pq.PQcmdStatus(r), "SELECT")) {
+        pg->changes = strtoll(pq.PQcmdTuples(r), NULL, 10);
     }
-    if (starts_with_word(PQcmdStatus(r), "INSERT") && s == PGRES_TUPLES_OK && PQntuples(r) > 0 &&
-        PQfnumber(r, "id") >= 0 && !PQgetisnull(r, 0, PQfnumber(r, "id"))) {
-        pg->last_id = strtoll(PQgetvalue(r, 0, PQfnumber(r, "id")), NULL, 10);
+    if (starts_with_word(pq.PQcmdStatus(r), "INSERT") && s == PGRES_TUPLES_OK &&
+        pq.PQntuples(r) > 0 && pq.PQfnumber(r, "id") >= 0 &&
+        !pq.PQgetisnull(r, 0, pq.PQfnumber(r, "id"))) {
+        pg->last_id = strtoll(pq.PQgetvalue(r, 0, pq.PQfnumber(r, "id")), NULL, 10);
     }
     st->res = r;
-    st->nrows = s == PGRES_TUPLES_OK ? PQntuples(r) : 0;
+    st->nrows = s == PGRES_TUPLES_OK ? pq.PQntuples(r) : 0;
     st->row = -1;
     return NULL;
 }
@@ -884,8 +993,8 @@ dm_err *dm_pg_step(dm_pg_stmt *st, apr_pool_t *p, int *row)
             own_txn = 1;
         }
         e = run(st, p);
-        if (e && !own_txn && !pg->in_txn && PQstatus(pg->conn) == CONNECTION_BAD && !st->is_write &&
-            reconnect(pg)) {
+        if (e && !own_txn && !pg->in_txn && pq.PQstatus(pg->conn) == CONNECTION_BAD &&
+            !st->is_write && reconnect(pg)) {
             /* a read on a connection the server dropped: once more */
             e = run(st, p);
         }
@@ -893,12 +1002,12 @@ dm_err *dm_pg_step(dm_pg_stmt *st, apr_pool_t *p, int *row)
             if (e) {
                 dm_pg_rollback(pg);
             } else if ((e = dm_pg_commit(pg, p))) {
-                PQclear(st->res);
+                pq.PQclear(st->res);
                 st->res = NULL;
             }
         }
         if (e) {
-            if (PQstatus(pg->conn) == CONNECTION_BAD) {
+            if (pq.PQstatus(pg->conn) == CONNECTION_BAD) {
                 pg->in_txn = 0;
             }
             return e;
@@ -915,11 +1024,11 @@ dm_err *dm_pg_step(dm_pg_stmt *st, apr_pool_t *p, int *row)
 
 static const char *cell(dm_pg_stmt *st, int col)
 {
-    if (!st->res || st->row < 0 || st->row >= st->nrows || col < 0 || col >= PQnfields(st->res) ||
-        PQgetisnull(st->res, st->row, col)) {
+    if (!st->res || st->row < 0 || st->row >= st->nrows || col < 0 ||
+        col >= pq.PQnfields(st->res) || pq.PQgetisnull(st->res, st->row, col)) {
         return NULL;
     }
-    return PQgetvalue(st->res, st->row, col);
+    return pq.PQgetvalue(st->res, st->row, col);
 }
 
 int64_t dm_pg_int64(dm_pg_stmt *st, int col)
@@ -929,7 +1038,7 @@ int64_t dm_pg_int64(dm_pg_stmt *st, int col)
     if (!v) {
         return 0;
     }
-    if (PQftype(st->res, col) == OID_BOOL) {
+    if (pq.PQftype(st->res, col) == OID_BOOL) {
         return v[0] == 't';
     }
     return strtoll(v, NULL, 10);
@@ -940,9 +1049,9 @@ const char *dm_pg_text(dm_pg_stmt *st, int col, size_t *len)
     const char *v = cell(st, col);
 
     if (len) {
-        *len = v ? (size_t)PQgetlength(st->res, st->row, col) : 0;
+        *len = v ? (size_t)pq.PQgetlength(st->res, st->row, col) : 0;
     }
-    if (v && PQftype(st->res, col) == OID_BOOL) {
+    if (v && pq.PQftype(st->res, col) == OID_BOOL) {
         if (len) {
             *len = 1;
         }
@@ -958,12 +1067,12 @@ int dm_pg_is_null(dm_pg_stmt *st, int col)
 
 int dm_pg_column_count(dm_pg_stmt *st)
 {
-    return st->res ? PQnfields(st->res) : 0;
+    return st->res ? pq.PQnfields(st->res) : 0;
 }
 
 const char *dm_pg_column_name(dm_pg_stmt *st, int col)
 {
-    return st->res ? PQfname(st->res, col) : NULL;
+    return st->res ? pq.PQfname(st->res, col) : NULL;
 }
 
 int dm_pg_column_kind(dm_pg_stmt *st, int col)
@@ -971,7 +1080,7 @@ int dm_pg_column_kind(dm_pg_stmt *st, int col)
     if (!cell(st, col)) {
         return 0;
     }
-    switch (PQftype(st->res, col)) {
+    switch (pq.PQftype(st->res, col)) {
     case OID_INT8:
     case OID_INT4:
     case OID_INT2:
@@ -991,7 +1100,7 @@ int dm_pg_column_kind(dm_pg_stmt *st, int col)
 void dm_pg_done(dm_pg_stmt *st)
 {
     if (st->res) {
-        PQclear(st->res);
+        pq.PQclear(st->res);
         st->res = NULL;
     }
     st->row = -1;
