@@ -98,6 +98,62 @@ static void test_migrate_failure_rolls_back_everything(void **state)
     assert_int_equal(count(db, "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 't_%'"), 0);
 }
 
+/* A migration marked "-- dm:foreign-keys-off: <tables>" rebuilds a table
+ * other tables reference (032 rebuilds transfers): it runs with foreign
+ * keys off, its tables are checked before it commits, and the connection
+ * has foreign keys on again afterwards. */
+#define FK_PARENT                                                                                  \
+    "CREATE TABLE parent (id INTEGER PRIMARY KEY, v TEXT UNIQUE);"                                 \
+    "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent (id));"       \
+    "INSERT INTO parent VALUES (1, 'a'), (2, 'b'); INSERT INTO child VALUES (10, 1), (11, 2);"
+#define FK_REBUILD(keep)                                                                           \
+    "-- dm:foreign-keys-off: parent child\n"                                                       \
+    "CREATE TABLE parent_new (id INTEGER PRIMARY KEY, v TEXT);"                                    \
+    "INSERT INTO parent_new SELECT id, v FROM parent WHERE " keep ";"                              \
+    "DROP TABLE parent; ALTER TABLE parent_new RENAME TO parent;"
+
+static void test_migrate_rebuilds_a_referenced_table_with_foreign_keys_off(void **state)
+{
+    dm_db *db = NULL;
+    dm_migration list[2] = {
+        {1, "001_parent.sql", FK_PARENT, NULL},
+        {2, "002_rebuild.sql", FK_REBUILD("1"), NULL},
+    };
+    int applied = 0, version = 0;
+    (void)state;
+    assert_null(dm_db_open(pool, dm_fx_path(pool, "db"), NULL, &db));
+    assert_null(dm_migrate(db, pool, list, 2, &applied, &version));
+    assert_int_equal(applied, 2);
+    assert_int_equal(
+        count(db, "SELECT COUNT(*) FROM parent JOIN child ON child.parent_id = parent.id"), 2);
+    assert_int_equal(count(db, "PRAGMA foreign_keys"), 1);
+    /* foreign keys are enforced again on this connection */
+    assert_non_null(dm_db_exec(db, pool, "INSERT INTO child VALUES (12, 3)"));
+}
+
+static void test_migrate_rebuild_leaving_a_broken_reference_rolls_back(void **state)
+{
+    dm_db *db = NULL;
+    dm_migration first[1] = {{1, "001_parent.sql", FK_PARENT, NULL}};
+    dm_migration list[2] = {
+        {1, "001_parent.sql", FK_PARENT, NULL},
+        {2, "002_rebuild.sql", FK_REBUILD("id <> 2"), NULL},
+    };
+    int applied = 0, version = 0;
+    dm_err *e;
+    (void)state;
+    assert_null(dm_db_open(pool, dm_fx_path(pool, "db"), NULL, &db));
+    assert_null(dm_migrate(db, pool, first, 1, &applied, &version));
+    e = dm_migrate(db, pool, list, 2, &applied, &version);
+    assert_non_null(e);
+    assert_non_null(strstr(e->message, "table child row 11 referencing a missing row of parent"));
+    assert_int_equal(applied, 0);
+    assert_int_equal(count(db, "SELECT MAX(version) FROM schema_migrations"), 1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM parent"), 2);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'parent_new'"), 0);
+    assert_int_equal(count(db, "PRAGMA foreign_keys"), 1);
+}
+
 typedef struct race {
     const char *path;
     int applied;
@@ -366,6 +422,8 @@ int main(void)
         cmocka_unit_test(test_migrate_refuses_edited_migration),
         cmocka_unit_test(test_migrate_refuses_newer_database),
         cmocka_unit_test(test_migrate_failure_rolls_back_everything),
+        cmocka_unit_test(test_migrate_rebuilds_a_referenced_table_with_foreign_keys_off),
+        cmocka_unit_test(test_migrate_rebuild_leaving_a_broken_reference_rolls_back),
         cmocka_unit_test(test_two_migrators_at_once_apply_once),
         cmocka_unit_test(test_pool_hands_out_at_most_max_under_threads),
         cmocka_unit_test(test_pool_release_scope_gives_back_every_lease_once_rolled_back),

@@ -150,23 +150,101 @@ static dm_err *apply_pending(dm_db *db, apr_pool_t *p, const dm_migration *list,
     return NULL;
 }
 
+/* A SQLite migration that rebuilds a table other tables reference (new
+ * table, copy, DROP, RENAME: the only way SQLite drops a column's UNIQUE)
+ * starts with this line naming the rebuilt tables. With foreign keys on,
+ * the DROP would delete every row first and check each child against it;
+ * SQLite's own procedure for such a change (ALTER TABLE, "other kinds of
+ * table schema changes") is foreign keys off around the transaction and
+ * PRAGMA foreign_key_check before it commits: every table named here is
+ * checked, and one broken reference rolls the whole run back. The pragma
+ * is per connection and a no-op inside a transaction, so it is set before
+ * BEGIN and set back after, whatever happened. */
+#define FK_OFF_MARK "-- dm:foreign-keys-off:"
+
+/* The tables a pending migration's marker names, space-separated; NULL
+ * when no pending one has the marker. */
+static const char *fk_off_tables(apr_pool_t *p, const dm_migration *list, int n, int version)
+{
+    const char *tables = NULL;
+
+    for (int i = 0; i < n; i++) {
+        const char *at = list[i].version > version ? strstr(list[i].sql, FK_OFF_MARK) : NULL;
+        if (at) {
+            at += sizeof(FK_OFF_MARK) - 1;
+            tables = apr_pstrcat(p, tables ? tables : "", " ",
+                                 apr_pstrndup(p, at, strcspn(at, "\n")), NULL);
+        }
+    }
+    return tables;
+}
+
+/* PRAGMA foreign_key_check of each table of `tables`: the first broken
+ * reference is an error naming it. */
+static dm_err *fk_check(dm_db *db, apr_pool_t *p, const char *tables)
+{
+    char *list = apr_pstrdup(p, tables), *last = NULL;
+    dm_err *e = NULL;
+
+    for (char *t = apr_strtok(list, " ", &last); t && !e; t = apr_strtok(NULL, " ", &last)) {
+        dm_stmt *st;
+        int row = 0;
+        for (const char *c = t; *c && !e; c++) {
+            if (!(*c == '_' || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9'))) {
+                e = dm_err_make(p, DM_E_INTERNAL, NULL, "migration marker names table \"%s\"", t);
+            }
+        }
+        if (e ||
+            (e = dm_db_prepare(db, p, apr_psprintf(p, "PRAGMA foreign_key_check(%s)", t), &st))) {
+            break;
+        }
+        e = dm_stmt_step(st, p, &row);
+        if (!e && row) {
+            e = dm_err_make(p, DM_E_INTERNAL, NULL,
+                            "migration left table %s row %" APR_INT64_T_FMT
+                            " referencing a missing row of %s",
+                            dm_stmt_text(st, 0, NULL), (apr_int64_t)dm_stmt_int64(st, 1),
+                            dm_stmt_text(st, 2, NULL));
+        }
+        dm_stmt_done(st);
+    }
+    return e;
+}
+
 dm_err *dm_migrate(dm_db *db, apr_pool_t *p, const dm_migration *list, int n, int *applied,
                    int *version)
 {
-    dm_err *e;
+    const char *fk_off = NULL;
+    int before = 0;
+    dm_err *e = NULL;
 
     *applied = 0;
+    if (strcmp(dm_db_engine(db), "postgresql") != 0 && !(e = dm_migrate_version(db, p, &before))) {
+        fk_off = fk_off_tables(p, list, n, before);
+    }
+    if (!e && fk_off) {
+        e = dm_db_exec(db, p, "PRAGMA foreign_keys=OFF");
+    }
     /* Another process may hold the lock while it migrates: wait for it. */
     dm_db_set_busy_timeout(db, 60000);
-    e = dm_db_begin(db, p);
     if (!e) {
-        e = apply_pending(db, p, list, n, applied);
-        if (e) {
-            dm_db_rollback(db);
-            *applied = 0;
-        } else {
-            e = dm_db_commit(db, p);
+        e = dm_db_begin(db, p);
+        if (!e) {
+            e = apply_pending(db, p, list, n, applied);
+            if (!e && fk_off && *applied) {
+                e = fk_check(db, p, fk_off);
+            }
+            if (e) {
+                dm_db_rollback(db);
+                *applied = 0;
+            } else {
+                e = dm_db_commit(db, p);
+            }
         }
+    }
+    if (fk_off) {
+        dm_err *on = dm_db_exec(db, p, "PRAGMA foreign_keys=ON");
+        e = e ? e : on;
     }
     dm_db_set_busy_timeout(db, 5000);
     if (!e) {
