@@ -688,7 +688,7 @@ dm_err *dm_db_query_int64(dm_db *db, apr_pool_t *p, const char *sql, int64_t *ou
     int row = 0;
 
     *found = 0;
-    if (e) {
+    if (e || !st) { /* (!st: for the analyzer, which doubts sqlite_err) */
         return e;
     }
     e = dm_stmt_step(st, p, &row);
@@ -707,7 +707,7 @@ dm_err *dm_db_query_text(dm_db *db, apr_pool_t *p, const char *sql, const char *
     int row = 0;
 
     *out = NULL;
-    if (e) {
+    if (e || !st) { /* as in dm_db_query_int64 */
         return e;
     }
     e = dm_stmt_step(st, p, &row);
