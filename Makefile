@@ -174,7 +174,7 @@ drivers: $(B)/libdmcore.a
 # runs on PostgreSQL, so it is in the first run and not here.
 PG_SUITES ?= test_06_ratelimit_memcache.py test_07_members.py test_08_admin.py test_09_ledger.py test_10_sandbox.py \
              test_11_orders.py test_12_commissions.py test_13_withdrawals.py test_15_email.py \
-             test_16_accrual.py test_17_cron.py test_19_refunds.py test_21_money_rules.py \
+             test_16_accrual.py test_17_cron.py test_18_accrual_crash.py test_19_refunds.py test_21_money_rules.py \
              test_22_accrual_term.py test_30_payments_core.py test_41_kyc.py
 integration: all testplugins drivers web
 	cd tests/integration && DM_ROOT=$(CURDIR) /usr/bin/python3 -m pytest -q -p no:cacheprovider
