@@ -5,9 +5,9 @@
  */
 #include "base/libcrypto.h"
 
-#include <dlfcn.h>
 #include <pthread.h>
 
+#include "base/dynlib.h"
 #include "base/log.h"
 
 #define DM_STR_(x) #x
@@ -17,22 +17,23 @@
 static dm_libcrypto table;
 static const dm_libcrypto *ready; /* &table once every function is found */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+static const char *const names[] = {DM_LIBCRYPTO_FUNCTIONS(DM_DYNLIB_NAME)};
 
 static void load(void)
 {
-    void *h = dlopen(DM_LIBCRYPTO_SONAME, RTLD_NOW | RTLD_LOCAL);
+    void *slot[DM_DYNLIB_COUNT(names)];
+    char error[256];
+    size_t i = 0;
 
-    if (!h) {
-        dm_log(DM_L_ERR, "DM01902: cannot load " DM_LIBCRYPTO_SONAME ": %s", dlerror());
+    if (!dm_dynlib_load(DM_LIBCRYPTO_SONAME, names, slot, DM_DYNLIB_COUNT(names), error,
+                        sizeof(error))) {
+        dm_log(DM_L_ERR, "DM01902: %s: no RSA signature nor TOTP code can be checked", error);
         return;
     }
-#define DM_LIBCRYPTO_SYM(f)                                                                        \
-    if (!(table.f = (__typeof__(table.f))dlsym(h, #f))) {                                          \
-        dm_log(DM_L_ERR, "DM01903: " DM_LIBCRYPTO_SONAME " has no " #f);                           \
-        return;                                                                                    \
-    }
-    DM_LIBCRYPTO_FUNCTIONS(DM_LIBCRYPTO_SYM)
-#undef DM_LIBCRYPTO_SYM
+/* NOLINTNEXTLINE(bugprone-macro-parentheses): f names a member */
+#define DM_LIBCRYPTO_SET(f) table.f = (__typeof__(table.f))slot[i++];
+    DM_LIBCRYPTO_FUNCTIONS(DM_LIBCRYPTO_SET)
+#undef DM_LIBCRYPTO_SET
     ready = &table;
 }
 

@@ -17,7 +17,6 @@
 
 #include <apr_strings.h>
 #include <apr_tables.h>
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,6 +26,7 @@
 #define CURL_DISABLE_TYPECHECK
 #include <curl/curl.h>
 
+#include "base/dynlib.h"
 #include "base/log.h"
 
 static const dm_http_client_impl *impl = &dm_http_client_curl;
@@ -218,21 +218,21 @@ static struct {
 static pthread_once_t lc_once = PTHREAD_ONCE_INIT;
 static char lc_error[256]; /* why libcurl cannot be used; empty when it can */
 
+static const char *const lc_names[] = {LC_FUNCTIONS(DM_DYNLIB_NAME)};
+
 static void lc_load(void)
 {
-    void *h = dlopen(DM_LIBCURL_SONAME, RTLD_NOW | RTLD_LOCAL);
+    void *slot[DM_DYNLIB_COUNT(lc_names)];
+    size_t i = 0;
 
-    if (!h) {
-        snprintf(lc_error, sizeof(lc_error), "cannot load " DM_LIBCURL_SONAME ": %s", dlerror());
+    if (!dm_dynlib_load(DM_LIBCURL_SONAME, lc_names, slot, DM_DYNLIB_COUNT(lc_names), lc_error,
+                        sizeof(lc_error))) {
         goto fail;
     }
-#define LC_SYM(f)                                                                                  \
-    if (!(lc.f = (__typeof__(lc.f))dlsym(h, #f))) {                                                \
-        snprintf(lc_error, sizeof(lc_error), DM_LIBCURL_SONAME " has no " #f);                     \
-        goto fail;                                                                                 \
-    }
-    LC_FUNCTIONS(LC_SYM)
-#undef LC_SYM
+/* NOLINTNEXTLINE(bugprone-macro-parentheses): f names a member */
+#define LC_SET(f) lc.f = (__typeof__(lc.f))slot[i++];
+    LC_FUNCTIONS(LC_SET)
+#undef LC_SET
     if (lc.curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         snprintf(lc_error, sizeof(lc_error), "libcurl cannot be initialised");
         goto fail;

@@ -34,13 +34,13 @@
 
 #include <apr_strings.h>
 #include <ctype.h>
-#include <dlfcn.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/dynlib.h"
 #include "base/log.h"
 #include "base/metrics.h"
 
@@ -142,25 +142,22 @@ static struct {
 static pthread_once_t pq_once = PTHREAD_ONCE_INIT;
 static char pq_error[256]; /* why libpq cannot be used; empty when it can */
 
+static const char *const pq_names[] = {PQ_FUNCTIONS(DM_DYNLIB_NAME)};
+
 static void pq_load(void)
 {
-    void *h = dlopen(DM_LIBPQ_SONAME, RTLD_NOW | RTLD_LOCAL);
+    void *slot[DM_DYNLIB_COUNT(pq_names)];
+    size_t i = 0;
 
-    if (!h) {
-        snprintf(pq_error, sizeof(pq_error), "cannot load " DM_LIBPQ_SONAME ": %s", dlerror());
-        goto fail;
+    if (!dm_dynlib_load(DM_LIBPQ_SONAME, pq_names, slot, DM_DYNLIB_COUNT(pq_names), pq_error,
+                        sizeof(pq_error))) {
+        dm_log(DM_L_ERR, "DM01901: database: %s: PostgreSQL cannot be used", pq_error);
+        return;
     }
-#define PQ_SYM(f)                                                                                  \
-    if (!(pq.f = (__typeof__(pq.f))dlsym(h, #f))) {                                                \
-        snprintf(pq_error, sizeof(pq_error), DM_LIBPQ_SONAME " has no " #f);                       \
-        goto fail;                                                                                 \
-    }
-    PQ_FUNCTIONS(PQ_SYM)
-#undef PQ_SYM
-    return;
-
-fail:
-    dm_log(DM_L_ERR, "DM01901: database: %s: PostgreSQL cannot be used", pq_error);
+/* NOLINTNEXTLINE(bugprone-macro-parentheses): f names a member */
+#define PQ_SET(f) pq.f = (__typeof__(pq.f))slot[i++];
+    PQ_FUNCTIONS(PQ_SET)
+#undef PQ_SET
 }
 
 /* Loads libpq once per process (thread-safe); the error says why it
