@@ -1,9 +1,10 @@
 """/api/health and the router's answers: 404, 405 with Allow, 413."""
+import os
 import socket
 
 import requests
 
-from conftest import error_of
+from conftest import ROOT, error_of
 
 
 def test_health_reports_ok_version_and_schema(server):
@@ -70,6 +71,10 @@ def test_error_answers_do_not_hang_on_unread_body(server):
 
 
 def test_static_pages_are_served_at_root(server):
+    # The pages are built by `make web` (make test runs it first); alone,
+    # after `make all`, say so instead of failing on a 404.
+    assert os.path.exists(os.path.join(ROOT, "build", "web", "index.html")), (
+        "build/web/ is missing: run `make web` first (`make test` does)")
     r = server.get("/")
     assert r.status_code == 200
     assert "DeepMine" in r.text
