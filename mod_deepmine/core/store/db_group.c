@@ -62,8 +62,16 @@ static group *group_of(const char *path)
 
 void dm_db_group_own_connection(apr_pool_t *pool)
 {
+    apr_pool_t *mine = NULL;
+
+    /* A pool of our own, made now (before any thread writes): the writer
+     * connections' pools are made in it later, from leaders' threads,
+     * under mu, never touching `pool` itself from another thread. */
+    if (pool && apr_pool_create(&mine, pool) != APR_SUCCESS) {
+        mine = NULL;
+    }
     pthread_mutex_lock(&mu);
-    own_pool = pool;
+    own_pool = mine;
     pthread_mutex_unlock(&mu);
 }
 
