@@ -31,6 +31,7 @@
 #include "base/log.h"
 #include "plugins/storage.h"
 #include "store/db.h"
+#include "store/db_group.h"
 #include "store/migrate.h"
 #include "ledger/ledger.h"
 #include "withdrawals/withdrawals.h"
@@ -331,6 +332,8 @@ static void dm_child_init(apr_pool_t *pchild, server_rec *s)
 
     dm_http_malloc_tune();
     dm_ratelimit_child_init(pchild, s);
+    /* group commit: a writer connection per database file (store/db_group.h) */
+    dm_db_group_own_connection(pchild);
     dm_conf_pool_size(c, &min, &max);
     e = dm_db_pool_create(pchild, dm_conf_database(c), min, max, 60, &dm_g.db);
     if (!e) {

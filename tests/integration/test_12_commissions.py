@@ -297,3 +297,42 @@ def test_same_ip_registrations_raise_a_flag_that_support_clears(srv):
     assert support.post(srv.url + "/api/admin/flags/999999/clear",
                         timeout=10).status_code == 404
     verify(srv)
+
+
+# ---- the staff statistics' commissions total (stats_daily; sql/035) ----
+
+def stats_commissions(s):
+    return sorted(tuple(int(v) if i != 1 else v for i, v in enumerate(r)) for r in s.sql(
+        "SELECT day, currency, commissions_micros FROM stats_daily "
+        "WHERE commissions_micros <> 0"))
+
+
+def commissions_by_day(s):
+    return sorted(tuple(int(v) if i != 1 else v for i, v in enumerate(r)) for r in s.sql(
+        "SELECT (created_at / 86400) * 86400 AS d, currency, "
+        "CAST(SUM(amount_micros) AS BIGINT) FROM commissions GROUP BY 1, 2"))
+
+
+def test_stats_count_every_commission_once_on_its_day(srv):
+    """stats_daily's commissions total is, for every day and currency, the
+    sum of that day's commissions rows, before and after splits over a
+    3-deep upline (one upsert per split since 035, no trigger per row);
+    GET /api/admin/stats shows it."""
+    members = chain(srv, 4)
+    tip, tip_h = members[-1]
+    assert stats_commissions(srv) == commissions_by_day(srv)
+    before = sum(m for _, c, m in stats_commissions(srv) if c == "USD")
+    buy(srv, tip, tip_h)
+    buy(srv, tip, tip_h)
+    after = stats_commissions(srv)
+    assert after == commissions_by_day(srv)
+    added = sum(m for _, c, m in after if c == "USD") - before
+    paid = srv.sql("SELECT CAST(SUM(amount_micros) AS BIGINT), COUNT(*) FROM commissions "
+                   "WHERE source_user_id = %d" % tip["id"])[0]
+    assert paid[1] == 6  # two orders, three ancestors each
+    assert added == int(paid[0]) > 0
+    r = staff(srv, "finance").get(srv.url + "/api/admin/stats?days=1", timeout=10)
+    assert r.status_code == 200, r.text
+    today = [m for d, c, m in after if c == "USD"][-1]
+    assert r.json()["currencies"]["USD"]["commissions_micros"][-1] == today
+    verify(srv)

@@ -12,6 +12,7 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "store/db.h"
@@ -22,6 +23,7 @@
 #define CALLS 60
 
 static apr_pool_t *pool;
+static int64_t key_base = 1000; /* the concurrent test's first key */
 
 typedef struct work {
     int64_t key;
@@ -129,7 +131,7 @@ static void *writer(void *arg)
         work w;
         dm_err *e;
         apr_pool_create(&cp, p);
-        w.key = 1000 + (int64_t)t->id * CALLS + i;
+        w.key = key_base + (int64_t)t->id * CALLS + i;
         w.fail = i % 5 == 1;
         w.duplicate = i % 7 == 3;
         e = dm_db_write_txn(db, cp, work_fn, &w);
@@ -172,17 +174,71 @@ static void test_concurrent_callers_keep_exactly_the_rows_of_the_calls_that_succ
         expected += !(i % 5 == 1 || i % 7 == 3);
     }
     assert_null(dm_db_open(pool, path_made(), NULL, &db));
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM g WHERE k >= 1000"), expected * THREADS);
+    assert_int_equal(
+        count(db, apr_psprintf(pool, "SELECT COUNT(*) FROM g WHERE k >= %d", (int)key_base)),
+        expected * THREADS);
     /* none of a refused call's rows is there */
     for (int i = 0; i < THREADS; i++) {
         assert_int_equal(args[i].errors, CALLS - expected);
         for (int c = 0; c < CALLS; c++) {
-            const char *sql =
-                apr_psprintf(pool, "SELECT COUNT(*) FROM g WHERE k = %d", 1000 + i * CALLS + c);
+            const char *sql = apr_psprintf(pool, "SELECT COUNT(*) FROM g WHERE k = %d",
+                                           (int)key_base + i * CALLS + c);
             assert_int_equal(count(db, sql), (c % 5 == 1 || c % 7 == 3) ? 0 : 1);
         }
     }
     dm_db_close(db);
+}
+
+/* The server's way (dm_db_group_own_connection): leaders run batches on
+ * one writer connection of the process; the same rows, the same errors. */
+static void
+test_a_writer_connection_keeps_exactly_the_rows_of_the_calls_that_succeeded(void **state)
+{
+    apr_pool_t *owner;
+    dm_db *db;
+
+    /* the single caller's keys again */
+    assert_null(dm_db_open(pool, path_made(), NULL, &db));
+    assert_null(dm_db_exec(db, pool, "DELETE FROM g WHERE k IN (1, 2, 3)"));
+    dm_db_close(db);
+    apr_pool_create(&owner, pool);
+    dm_db_group_own_connection(owner);
+    key_base = 100000;
+    test_one_caller_commits_its_work_or_none_of_it(state);
+    test_concurrent_callers_keep_exactly_the_rows_of_the_calls_that_succeeded(state);
+    dm_db_group_own_connection(NULL);
+    apr_pool_destroy(owner);
+}
+
+/* A database file deleted and made again under the process (as a test
+ * does between cases): the writer connection is opened again on the new
+ * file, never writing to the old one it still holds open. */
+static void test_a_writer_connection_follows_a_file_made_again(void **state)
+{
+    apr_pool_t *owner;
+    const char *path = dm_fx_path(pool, "group-again");
+    work first = {7, 0, 0}, second = {8, 0, 0};
+    dm_db *db;
+
+    (void)state;
+    apr_pool_create(&owner, pool);
+    dm_db_group_own_connection(owner);
+    db = dm_fx_open_migrated(pool, path);
+    assert_null(dm_db_exec(db, pool, "CREATE TABLE g (k INTEGER PRIMARY KEY)"));
+    assert_null(dm_db_write_txn(db, pool, work_fn, &first));
+    dm_db_close(db);
+    /* the writer connection still has these open */
+    assert_int_equal(unlink(path), 0);
+    (void)unlink(apr_pstrcat(pool, path, "-wal", NULL));
+    (void)unlink(apr_pstrcat(pool, path, "-shm", NULL));
+    db = dm_fx_open_migrated(pool, path);
+    assert_null(dm_db_exec(db, pool, "CREATE TABLE g (k INTEGER PRIMARY KEY)"));
+    assert_null(dm_db_write_txn(db, pool, work_fn, &second));
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM g WHERE k = 7"), 0);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM g WHERE k = 8"), 1);
+    dm_db_close(db);
+    dm_db_group_own_connection(NULL);
+    apr_pool_destroy(owner);
 }
 
 int main(void)
@@ -190,6 +246,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_caller_commits_its_work_or_none_of_it),
         cmocka_unit_test(test_concurrent_callers_keep_exactly_the_rows_of_the_calls_that_succeeded),
+        cmocka_unit_test(
+            test_a_writer_connection_keeps_exactly_the_rows_of_the_calls_that_succeeded),
+        cmocka_unit_test(test_a_writer_connection_follows_a_file_made_again),
     };
     int rc;
     apr_initialize();

@@ -184,8 +184,59 @@ static dm_err *read_upline(dm_db *db, apr_pool_t *p, int64_t buyer_id, const cha
     return e;
 }
 
+/* The depths of order_id's commissions rows already there (bit d set):
+ * none unless an order counted before commission_orders existed is paid
+ * again. Those rows are skipped by the INSERT, so they are not counted. */
+static dm_err *depths_there(dm_db *db, apr_pool_t *p, int64_t order_id, uint32_t *mask)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p, "SELECT depth FROM commissions WHERE order_id = ?", &st);
+
+    *mask = 0;
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, order_id);
+    while (!(e = dm_stmt_step(st, p, &row)) && row) {
+        int64_t d = dm_stmt_int64(st, 0);
+        if (d >= 0 && d < 32) {
+            *mask |= (uint32_t)1 << d;
+        }
+    }
+    dm_stmt_done(st);
+    return e;
+}
+
+/* The day's commissions total in stats_daily (sql/024_stats_daily.sql): the
+ * rows this split inserted, all created now in one currency, added by one
+ * upsert (sql/035_…: it replaced a trigger that ran once per row). */
+static dm_err *count_in_stats(dm_db *db, apr_pool_t *p, int64_t now, const char *currency,
+                              int64_t sum)
+{
+    dm_stmt *st;
+    int row = 0;
+    dm_err *e = dm_db_prepare(db, p,
+                              "INSERT INTO stats_daily (day, currency, commissions_micros) "
+                              "VALUES (?, ?, ?) ON CONFLICT (currency, day) DO UPDATE SET "
+                              "commissions_micros = stats_daily.commissions_micros + "
+                              "excluded.commissions_micros",
+                              &st);
+
+    if (e) {
+        return e;
+    }
+    dm_stmt_bind_int64(st, 1, now - now % 86400);
+    dm_stmt_bind_str(st, 2, currency);
+    dm_stmt_bind_int64(st, 3, sum);
+    e = dm_stmt_step(st, p, &row);
+    dm_stmt_done(st);
+    return e;
+}
+
 /* The commissions rows of one split, one multi-row INSERT (rows <=
- * DM_REFERRAL_LEVELS, so at most that many statement texts are cached). */
+ * DM_REFERRAL_LEVELS, so at most that many statement texts are cached),
+ * and their total in stats_daily. */
 static dm_err *insert_credits(dm_db *db, apr_pool_t *p, int64_t order_id, int64_t buyer_id,
                               const credit *const *c, const int64_t *amounts,
                               const int64_t *transfer_ids, int rows, const char *currency,
@@ -197,13 +248,25 @@ static dm_err *insert_credits(dm_db *db, apr_pool_t *p, int64_t order_id, int64_
     static const char one[] = "(?, ?, ?, ?, ?, ?, ?, ?, 'held', ?, ?, ?)";
     static const char tail[] = " ON CONFLICT (order_id, depth) DO NOTHING";
     const char *sql = head;
-    int64_t now = dm_now();
+    int64_t now = dm_now(), sum = 0;
+    uint32_t there = 0;
     int row = 0;
     dm_stmt *st;
-    dm_err *e;
+    dm_err *e = depths_there(db, p, order_id, &there);
 
+    if (e) {
+        return e;
+    }
     for (int i = 0; i < rows; i++) {
         sql = apr_pstrcat(p, sql, i ? ", " : "", one, NULL);
+        if (c[i]->depth >= 0 && c[i]->depth < 32 && (there >> c[i]->depth) & 1) {
+            continue;
+        }
+        if (__builtin_add_overflow(sum, amounts[i], &sum)) {
+            return dm_err_make(p, DM_E_INVALID, "amount_micros",
+                               "the commissions of order %" APR_INT64_T_FMT " are too large",
+                               (apr_int64_t)order_id);
+        }
     }
     e = dm_db_prepare(db, p, apr_pstrcat(p, sql, tail, NULL), &st);
     if (e) {
@@ -225,6 +288,9 @@ static dm_err *insert_credits(dm_db *db, apr_pool_t *p, int64_t order_id, int64_
     }
     e = dm_stmt_step(st, p, &row);
     dm_stmt_done(st);
+    if (!e && sum > 0) {
+        e = count_in_stats(db, p, now, currency, sum);
+    }
     return e;
 }
 

@@ -337,6 +337,11 @@ void dm_db_set_busy_timeout(dm_db *db, int ms)
     sqlite3_busy_timeout(db->handle, ms);
 }
 
+int dm_db_busy_timeout(const dm_db *db)
+{
+    return db->pg ? 0 : db->busy_ms;
+}
+
 const char *dm_db_engine(const dm_db *db)
 {
     return db->pg ? "postgresql" : "sqlite";
@@ -471,6 +476,23 @@ void dm_db_checkpoint_due(dm_db *db)
 {
     if (!db->pg && !db->ckpt_later) {
         after_write(db);
+    }
+}
+
+int dm_db_checkpoint_take(dm_db *db)
+{
+    if (db->pg || db->wal_pages < DM_DB_CHECKPOINT_PAGES) {
+        return 0;
+    }
+    db->wal_pages = 0;
+    return 1;
+}
+
+void dm_db_checkpoint_run(dm_db *db)
+{
+    if (!db->pg) {
+        /* SQLITE_BUSY: another connection is checkpointing; fine */
+        sqlite3_wal_checkpoint_v2(db->handle, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     }
 }
 

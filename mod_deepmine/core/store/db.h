@@ -52,6 +52,8 @@ const char *dm_db_sidecar_path(apr_pool_t *p, const char *name, const char *suff
 dm_err *dm_db_pg_conninfo(apr_pool_t *p, const char *conninfo, const char *dbname, int for_tool,
                           const char **out, const char **password);
 void dm_db_set_busy_timeout(dm_db *db, int ms);
+/* The SQLite busy timeout in ms (0 on PostgreSQL). */
+int dm_db_busy_timeout(const dm_db *db);
 /* The path, or for PostgreSQL the connection string without its password. */
 const char *dm_db_path(const dm_db *db);
 /* "sqlite" or "postgresql": for store/ (migrations) and operator output;
@@ -96,6 +98,11 @@ int dm_db_txn_lost(const dm_db *db);
  * leader answers its batch first (store/db_group.c). */
 void dm_db_checkpoint_later(dm_db *db, int on);
 void dm_db_checkpoint_due(dm_db *db);
+/* 1 when the commits of db left the WAL long enough for a checkpoint
+ * (then forgotten, so one caller runs it); dm_db_checkpoint_run runs a
+ * PASSIVE checkpoint on db, which may be another connection to the file. */
+int dm_db_checkpoint_take(dm_db *db);
+void dm_db_checkpoint_run(dm_db *db);
 
 /* A cached prepared statement, reset and with bindings cleared. */
 dm_err *dm_db_prepare(dm_db *db, apr_pool_t *p, const char *sql, dm_stmt **out);

@@ -31,4 +31,16 @@ typedef dm_err *(*dm_db_txn_fn)(dm_db *db, apr_pool_t *p, void *arg);
 
 dm_err *dm_db_write_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg);
 
+/* From now on, leaders of this process run their batches on a writer
+ * connection of its own per database file (opened on first use in a
+ * sub-pool of `pool`, closed with it), not on their own connection. Only
+ * that connection then writes, so its page cache stays valid from one
+ * batch to the next; a pooled connection's cache is thrown away by SQLite
+ * whenever another connection has committed since its last transaction,
+ * and every batch read its pages again. For the server's children (their
+ * threads share the pool's connections); call before any thread writes.
+ * Without it (the command-line tool, cron, unit tests) a leader uses its
+ * own connection. */
+void dm_db_group_own_connection(apr_pool_t *pool);
+
 #endif

@@ -1,0 +1,11 @@
+-- 035: stats_daily's commissions total is added by the split itself, not
+-- by a trigger on commissions. A paid order inserts its up to ten
+-- commissions rows in one statement; SQLite's per-row trigger (024) ran
+-- ten upserts of the day's one stats_daily row in every webhook's
+-- transaction, and made SQLite stage the statement's rows in a temporary
+-- b-tree first. core/referral/commission.c now adds the rows it inserted
+-- (their amounts summed: one day, one currency per split) with one upsert
+-- in the same transaction; PostgreSQL drops its per-statement trigger (031)
+-- the same way (sql/pg/035_…). The totals are the same numbers
+-- (docs/decisions.md, "Webhooks: where the CPU went").
+DROP TRIGGER stats_commissions_ai;
