@@ -32,7 +32,8 @@ def daemon_pids(s):
             with open("/proc/%d/stat" % p) as f:
                 if f.read().split(") ")[1].split()[0] != "Z":
                     alive.append(p)
-        except FileNotFoundError:  # reaped between the two looks
+        except (FileNotFoundError, ProcessLookupError):  # reaped between the two looks, or
+            # between opening /proc/<pid>/stat and reading it (ESRCH)
             continue
     return alive
 
