@@ -17,6 +17,8 @@
 #include <http_protocol.h>
 #include <http_request.h>
 #include <malloc.h>
+#include <http_connection.h>
+#include <mpm_common.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <unistd.h>
@@ -435,8 +437,34 @@ static int dm_map_to_storage(request_rec *r)
     return !err && handler && strcasecmp(handler, "deepmine") == 0 ? OK : DECLINED;
 }
 
+/* A connection's allocator keeps up to MaxMemFree of what its requests freed,
+ * for its next request; the event MPM then recycles the connection's pool
+ * with that allocator, so a burst of N connections left N pools holding
+ * their last request's memory for as long as the process lives. When the
+ * connection ends, whatever its pool and its subpools free from here on
+ * goes back to the system; its next connection restores the limit (below). */
+static apr_status_t conn_release_memory(void *data)
+{
+    /* 1 byte: the smallest limit (0 would mean "unlimited"). */
+    apr_allocator_max_free_set(data, 1);
+    return APR_SUCCESS;
+}
+
+static int dm_pre_connection(conn_rec *c, void *csd)
+{
+    apr_allocator_t *a = apr_pool_allocator_get(c->pool);
+
+    (void)csd;
+    if (a && ap_max_mem_free != APR_ALLOCATOR_MAX_FREE_UNLIMITED) {
+        apr_allocator_max_free_set(a, ap_max_mem_free);
+        apr_pool_pre_cleanup_register(c->pool, a, conn_release_memory);
+    }
+    return OK;
+}
+
 static void dm_register_hooks(apr_pool_t *p)
 {
+    ap_hook_pre_connection(dm_pre_connection, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_pre_config(dm_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(dm_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(dm_post_config, NULL, NULL, APR_HOOK_MIDDLE);
