@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "store/db_pg.h"
+#include "store/walvfs.h"
 #include "store/wlock.h"
 
 /* WAL pages after which a commit's connection checkpoints (SQLite's own
@@ -256,7 +257,9 @@ dm_err *dm_db_open(apr_pool_t *p, const char *path, const dm_db_options *opt, dm
     if (!(opt && opt->readonly)) {
         create_private(path);
     }
-    rc = sqlite3_open_v2(path, &db->handle, flags, NULL);
+    /* through walvfs: a WAL frame's two writes, and a commit's frames,
+     * written with one call (store/walvfs.h) */
+    rc = sqlite3_open_v2(path, &db->handle, flags, dm_walvfs_name());
     if (rc != SQLITE_OK) {
         e = dm_err_make(p, DM_E_UNAVAILABLE, NULL, "cannot open database %s: %s", path,
                         db->handle ? sqlite3_errmsg(db->handle) : sqlite3_errstr(rc));
