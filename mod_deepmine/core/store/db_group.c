@@ -293,7 +293,7 @@ dm_err *dm_db_write_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg)
     }
     /* Still the leader (mu held, nobody else leads): take what is left to
      * do on wdb. */
-    due = wdb != db && dm_db_checkpoint_take(wdb);
+    due = wdb != db ? dm_db_checkpoint_take(wdb) : 0;
     g->leading = 0;
     pthread_cond_broadcast(&cv);
     pthread_mutex_unlock(&mu);
@@ -302,7 +302,7 @@ dm_err *dm_db_write_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg)
      * a writer connection committed (the next leader may be using it). */
     if (wdb != db) {
         if (due) {
-            dm_db_checkpoint_run(db);
+            dm_db_checkpoint_run(db, due);
         }
     } else {
         (void)dm_db_scratch_in_memory(db, p, 0);
