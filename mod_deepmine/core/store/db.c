@@ -26,6 +26,16 @@
 /* WAL pages after which a commit's connection checkpoints (SQLite's own
  * default), once it has let the next writer in (see wal_hook). */
 #define DM_DB_CHECKPOINT_PAGES 1000
+/* WAL pages past which the checkpoint also restarts the WAL (RESTART: it
+ * waits for the readers still on the old frames, at most
+ * DM_DB_WAL_RESTART_WAIT_MS, then the next writer starts the WAL at its
+ * first frame). Under steady writes with readers always in flight the
+ * PASSIVE checkpoints copy the frames back but the WAL never starts over:
+ * it grew to 400,000 frames in the bench's webhooks, and its index (the
+ * -shm file, 32 KiB per 4,096 frames) with it, 3.2 MiB resident in every
+ * process that reads it (docs/decisions.md "Memory, seventh round"). */
+#define DM_DB_WAL_RESTART_PAGES 16384
+#define DM_DB_WAL_RESTART_WAIT_MS 10
 
 /* Slots of the statement cache's front, found by the SQL text's address
  * (a power of two). */
@@ -216,6 +226,28 @@ static int writer_lock(dm_db *db)
     return 0;
 }
 
+/* A checkpoint of the WAL on db, whose length was pages at the last commit:
+ * PASSIVE; then, once the WAL is long (DM_DB_WAL_RESTART_PAGES) and every
+ * frame of it is back in the database, RESTART, which waits at most
+ * DM_DB_WAL_RESTART_WAIT_MS for the writer of the moment and for the
+ * readers still on the old frames, so that the next writer starts the WAL
+ * at its first frame. The copying is done by the PASSIVE pass, without the
+ * write lock, so writers wait only for that short RESTART; one that times
+ * out has done no more than a PASSIVE one. SQLITE_BUSY (another connection
+ * is checkpointing) is fine either way. */
+static void checkpoint(dm_db *db, int pages)
+{
+    int frames = 0, copied = 0;
+
+    if (sqlite3_wal_checkpoint_v2(db->handle, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, &copied) ==
+            SQLITE_OK &&
+        pages >= DM_DB_WAL_RESTART_PAGES && frames > 0 && copied == frames) {
+        sqlite3_busy_timeout(db->handle, DM_DB_WAL_RESTART_WAIT_MS);
+        sqlite3_wal_checkpoint_v2(db->handle, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+        sqlite3_busy_timeout(db->handle, db->busy_ms);
+    }
+}
+
 /* After a commit or a rollback: the next writer goes in, then this
  * connection checkpoints if its commit left the WAL long (wal_hook). */
 static void after_write(dm_db *db)
@@ -225,9 +257,9 @@ static void after_write(dm_db *db)
         dm_wlock_release(db->wl);
     }
     if (db->wal_pages >= DM_DB_CHECKPOINT_PAGES && !db->ckpt_later) {
+        int pages = db->wal_pages;
         db->wal_pages = 0;
-        /* SQLITE_BUSY: another connection is checkpointing; fine */
-        sqlite3_wal_checkpoint_v2(db->handle, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        checkpoint(db, pages);
     }
 }
 
@@ -484,18 +516,19 @@ void dm_db_checkpoint_due(dm_db *db)
 
 int dm_db_checkpoint_take(dm_db *db)
 {
-    if (db->pg || db->wal_pages < DM_DB_CHECKPOINT_PAGES) {
+    int pages = db->wal_pages;
+
+    if (db->pg || pages < DM_DB_CHECKPOINT_PAGES) {
         return 0;
     }
     db->wal_pages = 0;
-    return 1;
+    return pages;
 }
 
-void dm_db_checkpoint_run(dm_db *db)
+void dm_db_checkpoint_run(dm_db *db, int pages)
 {
     if (!db->pg) {
-        /* SQLITE_BUSY: another connection is checkpointing; fine */
-        sqlite3_wal_checkpoint_v2(db->handle, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        checkpoint(db, pages);
     }
 }
 

@@ -98,11 +98,12 @@ int dm_db_txn_lost(const dm_db *db);
  * leader answers its batch first (store/db_group.c). */
 void dm_db_checkpoint_later(dm_db *db, int on);
 void dm_db_checkpoint_due(dm_db *db);
-/* 1 when the commits of db left the WAL long enough for a checkpoint
- * (then forgotten, so one caller runs it); dm_db_checkpoint_run runs a
- * PASSIVE checkpoint on db, which may be another connection to the file. */
+/* The WAL's length in pages when the commits of db left it long enough for
+ * a checkpoint, else 0 (then forgotten, so one caller runs it);
+ * dm_db_checkpoint_run runs that checkpoint on db, which may be another
+ * connection to the file: PASSIVE, or RESTART when the WAL is long (db.c). */
 int dm_db_checkpoint_take(dm_db *db);
-void dm_db_checkpoint_run(dm_db *db);
+void dm_db_checkpoint_run(dm_db *db, int pages);
 
 /* A cached prepared statement, reset and with bindings cleared. */
 dm_err *dm_db_prepare(dm_db *db, apr_pool_t *p, const char *sql, dm_stmt **out);

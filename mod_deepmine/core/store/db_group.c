@@ -17,7 +17,7 @@
 #define GROUPS 8
 
 /* The writer connection's page cache, in KiB (one per process and file). */
-#define DM_DB_GROUP_CACHE_KIB_STR "4096"
+#define DM_DB_GROUP_CACHE_KIB_STR "2048"
 
 typedef struct item {
     dm_db_txn_fn fn;
@@ -123,7 +123,10 @@ static dm_db *writer_of(group *g, dm_db *db)
     /* the pages every batch touches (the right edges and inner pages of
      * the indexes written, the accounts moved) stay cached: 512 KiB, a
      * pooled connection's size, still read ~110 pages per paid order
-     * again, 8 MiB ~46 (those of the readers) */
+     * again, 8 MiB ~46 (those of the readers); 2 MiB was no slower than
+     * 4 MiB at 100,000 members (webhooks/s 1,061-1,226 against
+     * 1,029-1,173, alternated) and holds 2 MiB less in every child
+     * (docs/decisions.md "Memory, seventh round") */
     (void)dm_db_exec(g->wdb, wp, "PRAGMA cache_size=-" DM_DB_GROUP_CACHE_KIB_STR);
     g->wpool = wp;
     g->wdev = sb.st_dev;
@@ -293,7 +296,7 @@ dm_err *dm_db_write_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg)
     }
     /* Still the leader (mu held, nobody else leads): take what is left to
      * do on wdb. */
-    due = wdb != db && dm_db_checkpoint_take(wdb);
+    due = wdb != db ? dm_db_checkpoint_take(wdb) : 0;
     g->leading = 0;
     pthread_cond_broadcast(&cv);
     pthread_mutex_unlock(&mu);
@@ -302,7 +305,7 @@ dm_err *dm_db_write_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg)
      * a writer connection committed (the next leader may be using it). */
     if (wdb != db) {
         if (due) {
-            dm_db_checkpoint_run(db);
+            dm_db_checkpoint_run(db, due);
         }
     } else {
         (void)dm_db_scratch_in_memory(db, p, 0);
