@@ -173,6 +173,8 @@ apr_off_t dm_conf_max_body(const dm_conf *c);
  * a fixed mmap threshold): the children and the cron daemon, before their
  * threads start. */
 void dm_http_malloc_tune(void);
+/* routes/public.c: GET /api/health's own connection in this child (SQLite). */
+void dm_health_child_init(apr_pool_t *pchild, const char *database);
 /* The default max for `threads` per child on `ncores` cores. */
 int dm_conf_pool_default(int threads, int ncores);
 void dm_conf_pool_size(const dm_conf *c, int *min, int *max);

@@ -339,6 +339,7 @@ static void dm_child_init(apr_pool_t *pchild, server_rec *s)
     dm_conf_pool_size(c, &min, &max);
     e = dm_db_pool_create(pchild, dm_conf_database(c), min, max, 60, &dm_g.db);
     if (!e) {
+        dm_health_child_init(pchild, dm_conf_database(c));
         e = dm_catalogue_cache_create(pchild, DM_CATALOGUE_REVALIDATE, &dm_g.catalogue);
     }
     if (!e) {

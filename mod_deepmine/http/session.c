@@ -165,12 +165,14 @@ dm_err *dm_http_check_csrf(request_rec *r)
     return NULL;
 }
 
-dm_err *dm_http_member(request_rec *r, dm_db *db, dm_member *m)
+/* The request's access token (Bearer or session cookie), with the Origin
+ * and CSRF checks that go with how it came. */
+static dm_err *request_token(request_rec *r, const char **token)
 {
     const char *auth = apr_table_get(r->headers_in, "Authorization");
-    const char *token = NULL;
     dm_err *e;
 
+    *token = NULL;
     if (auth) {
         if (strncasecmp(auth, "Bearer ", 7) != 0) {
             e = dm_err_make(r->pool, DM_E_UNAUTHORIZED, NULL,
@@ -181,39 +183,78 @@ dm_err *dm_http_member(request_rec *r, dm_db *db, dm_member *m)
              * writes"): no browser attaches our token cross-site by
              * itself, but a page that obtained one must not write from an
              * origin the operator did not allow. */
-            token = auth + 7;
+            *token = auth + 7;
             e = dm_http_check_origin(r);
         }
     } else {
-        token = dm_http_cookie(r, "dm_session");
-        if (token && (e = dm_http_check_csrf(r)) != NULL) {
+        *token = dm_http_cookie(r, "dm_session");
+        if (*token && (e = dm_http_check_csrf(r)) != NULL) {
             return e;
         }
         e = NULL;
     }
     /* Every 401 names the scheme, a request with no token at all too
      * (RFC 6750 section 3; docs/api.md). */
-    if (!e && !token) {
+    if (!e && !*token) {
         e = dm_err_make(r->pool, DM_E_UNAUTHORIZED, NULL, "log in first");
     }
-    if (!e) {
-        e = dm_member_authenticate(db, r->pool, &dm_g.svc, token, m);
-    }
+    return e;
+}
+
+/* The checks before the database: the token's form, origin, CSRF,
+ * signature and claims. */
+static dm_err *member_claims(request_rec *r, dm_claims *c)
+{
+    const char *token = NULL;
+    dm_err *e = request_token(r, &token);
+
+    return e ? e : dm_member_token_check(r->pool, &dm_g.svc, token, c);
+}
+
+/* The checks with the database: the member, then the rate limit. */
+static dm_err *member_load(request_rec *r, dm_db *db, const dm_claims *c, dm_member *m)
+{
+    dm_err *e = dm_member_authenticate_claims(db, r->pool, c, m);
+
     if (!e) {
         apr_table_setn(r->notes, "dm-member",
                        apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)m->id));
         e = dm_http_rate_limit(r, "api", apr_table_get(r->notes, "dm-member"));
     }
+    return e;
+}
+
+static dm_err *unauthorized_scheme(request_rec *r, dm_err *e)
+{
     if (e && e->code == DM_E_UNAUTHORIZED) {
         apr_table_setn(r->err_headers_out, "WWW-Authenticate", "Bearer realm=\"deepmine\"");
     }
     return e;
 }
 
+dm_err *dm_http_member(request_rec *r, dm_db *db, dm_member *m)
+{
+    dm_claims c;
+    dm_err *e = member_claims(r, &c);
+
+    return unauthorized_scheme(r, e ? e : member_load(r, db, &c, m));
+}
+
+/* The token is checked before a pooled connection is taken: its HMAC and
+ * claims need none, and a connection held for them is one the other
+ * threads wait for (docs/decisions.md "The pool held for less"). */
 dm_err *dm_http_member_db(request_rec *r, dm_db **db, dm_member *m)
 {
-    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, db);
-    return e ? e : dm_http_member(r, *db, m);
+    dm_claims c;
+    dm_err *e = member_claims(r, &c);
+
+    if (!e) {
+        e = dm_db_pool_acquire(dm_g.db, r->pool, db);
+        if (!e) {
+            e = member_load(r, *db, &c, m);
+        }
+    }
+    return unauthorized_scheme(r, e);
 }
 
 int dm_http_cors(request_rec *r, const char *allow_methods)

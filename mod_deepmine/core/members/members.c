@@ -808,23 +808,28 @@ static dm_err *member_get_live(dm_db *db, apr_pool_t *p, int64_t id, const char 
     return e;
 }
 
-dm_err *dm_member_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s,
-                               const char *access_token, dm_member *out)
+dm_err *dm_member_token_check(apr_pool_t *p, const dm_services *s, const char *access_token,
+                              dm_claims *c)
 {
-    dm_claims c;
-    int live = 0;
     dm_err *e =
-        dm_jwt_verify(p, s->keys->jwt, access_token, "member", dm_now(), DM_CLOCK_LEEWAY, &c);
+        dm_jwt_verify(p, s->keys->jwt, access_token, "member", dm_now(), DM_CLOCK_LEEWAY, c);
 
     if (e) {
         return e;
     }
     /* Every member access token names its login (tokens from before the
      * family claim are refused: the refresh token gets a new one). */
-    if (!c.fam) {
+    if (!c->fam) {
         return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "the session has ended; log in again");
     }
-    e = member_get_live(db, p, c.sub, c.fam, out, &live);
+    return NULL;
+}
+
+dm_err *dm_member_authenticate_claims(dm_db *db, apr_pool_t *p, const dm_claims *c, dm_member *out)
+{
+    int live = 0;
+    dm_err *e = member_get_live(db, p, c->sub, c->fam, out, &live);
+
     if (e) {
         return e->code == DM_E_NOT_FOUND
                    ? dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "the access token is not valid")
@@ -835,10 +840,19 @@ dm_err *dm_member_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s,
     if (strcmp(out->status, "active") != 0) {
         return dm_err_make(p, DM_E_FORBIDDEN, NULL, "this account is suspended");
     }
-    if (out->token_version != c.ver || !live) {
+    if (out->token_version != c->ver || !live) {
         return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "the session has ended; log in again");
     }
     return NULL;
+}
+
+dm_err *dm_member_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s,
+                               const char *access_token, dm_member *out)
+{
+    dm_claims c;
+    dm_err *e = dm_member_token_check(p, s, access_token, &c);
+
+    return e ? e : dm_member_authenticate_claims(db, p, &c, out);
 }
 
 /* ---- e-mail tokens ---- */

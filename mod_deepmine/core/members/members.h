@@ -170,6 +170,12 @@ const char *dm_member_token_family(apr_pool_t *p, const dm_services *s, const ch
  * suspended. */
 dm_err *dm_member_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s,
                                const char *access_token, dm_member *out);
+/* dm_member_authenticate in two steps: the token's signature and claims
+ * (no database), then its member (the database). A caller that takes a
+ * pooled connection does the first before taking it. */
+dm_err *dm_member_token_check(apr_pool_t *p, const dm_services *s, const char *access_token,
+                              dm_claims *c);
+dm_err *dm_member_authenticate_claims(dm_db *db, apr_pool_t *p, const dm_claims *c, dm_member *out);
 
 dm_err *dm_member_get(dm_db *db, apr_pool_t *p, int64_t id, dm_member *out);
 

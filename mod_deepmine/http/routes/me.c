@@ -29,6 +29,8 @@ static int me(request_rec *r, const dm_route_match *rm)
     dm_member m;
     dm_err *e = dm_http_member_db(r, &db, &m);
 
+    /* the answer is written without the connection: others wait for it */
+    dm_db_pool_release_scope(dm_g.db, r->pool);
     return e ? dm_http_error(r, e) : send_user(r, &m);
 }
 
@@ -66,6 +68,7 @@ static int referral_network(request_rec *r, const dm_route_match *rm)
     if (!e) {
         e = dm_referral_network(db, r->pool, m.id, &n);
     }
+    dm_db_pool_release_scope(dm_g.db, r->pool);
     if (e) {
         return dm_http_error(r, e);
     }

@@ -100,6 +100,73 @@ static dm_err *health_probe_cached(dm_db *db, apr_pool_t *p, health_probe *hp)
     return e;
 }
 
+/* The probe's own connection (SQLite only), one per child, outside the
+ * pool: a health check passes the pool's gate no more. Its data_version
+ * check and its probe are a few microseconds under a mutex that only
+ * health requests take, and they never wait for it: a request that finds
+ * it taken, or the connection failing, goes the pooled way above, so the
+ * answer is what the pool would have said. The connection only reads, so
+ * every change to the two tables is another connection's commit, which
+ * data_version shows; the second still bounds the answer (docs/decisions.md
+ * "Health without the pool"). */
+static struct {
+    pthread_mutex_t lock;
+    dm_db *db;
+    apr_pool_t *pool; /* cleared after each probe */
+    int kept;         /* `probe` is valid */
+    int64_t data_version;
+    apr_time_t at;
+    health_probe probe;
+} health_conn = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, 0, 0, {0}};
+
+void dm_health_child_init(apr_pool_t *pchild, const char *database)
+{
+    apr_pool_t *scratch;
+    dm_db *db;
+
+    if (!database || dm_db_is_postgres(database) ||
+        apr_pool_create(&scratch, pchild) != APR_SUCCESS) {
+        return;
+    }
+    if (!dm_db_open(pchild, database, NULL, &db)) {
+        health_conn.db = db;
+        health_conn.pool = scratch;
+    }
+}
+
+/* 1 with *hp filled from the child's own connection; 0: use the pool. */
+static int health_probe_own(health_probe *hp)
+{
+    int64_t version = 0;
+    int found = 0, ok = 0;
+    apr_time_t now;
+
+    if (!health_conn.db || pthread_mutex_trylock(&health_conn.lock) != 0) {
+        return 0;
+    }
+    now = apr_time_now();
+    if (!dm_db_query_int64(health_conn.db, health_conn.pool, "PRAGMA data_version", &version,
+                           &found) &&
+        found) {
+        if (health_conn.kept && health_conn.data_version == version && now >= health_conn.at &&
+            now - health_conn.at < DM_HEALTH_CACHE_FOR) {
+            *hp = health_conn.probe;
+            ok = 1;
+        } else if (!health_probe_run(health_conn.db, health_conn.pool, hp) && !hp->hb_err) {
+            health_conn.kept = 1;
+            health_conn.data_version = version;
+            health_conn.at = now;
+            health_conn.probe = *hp;
+            ok = 1;
+        } else {
+            health_conn.kept = 0;
+        }
+    }
+    apr_pool_clear(health_conn.pool);
+    pthread_mutex_unlock(&health_conn.lock);
+    return ok;
+}
+
 /* The cron daemon's part of the health answer. Degraded when cron is on and
  * its newest heartbeat is older than a minute, or when there has been none
  * for a minute since this server started. */
@@ -147,12 +214,16 @@ static int health(request_rec *r, const dm_route_match *m)
     health_probe hp = {0};
     int cron_ok = 1;
     dm_db *db;
-    dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
+    dm_err *e = NULL;
     int storage = 0;
     dm_jbuf b, cron;
 
-    if (!e) {
-        e = health_probe_cached(db, r->pool, &hp);
+    if (!health_probe_own(&hp)) {
+        hp = (health_probe){0};
+        e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
+        if (!e) {
+            e = health_probe_cached(db, r->pool, &hp);
+        }
     }
     if (!e && hp.schema != dm_migrate_latest()) {
         /* Another node or deepminectl moved the schema on (or back): this
