@@ -800,11 +800,12 @@ static dm_err *many_insert(dm_db *db, apr_pool_t *p, const dm_transfer_req *reqs
         return e;
     }
     if (dm_db_changes(db) == rows) {
-        /* every row new: request from + j is row j (many_check refused a
-         * key twice in a batch, so the index would name the same place) */
         for (int j = 0; j < rows; j++) {
-            created[from + j] = 1;
-            ids[from + j] = *top + 1 + j;
+            const int *i = apr_hash_get(index, reqs[from + j].idempotency_key, APR_HASH_KEY_STRING);
+            if (i) {
+                created[*i] = 1;
+                ids[*i] = *top + 1 + j;
+            }
         }
         *top += rows;
         return NULL;
