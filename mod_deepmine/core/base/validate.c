@@ -154,6 +154,13 @@ static dm_err *check_text(apr_pool_t *p, const char *field, const char *s, size_
     size_t i = 0, n = 0;
     uint32_t cp;
 
+    /* Printable ASCII (most keys and references) is one character a byte,
+     * valid and without controls: counted without decoding. The first
+     * other byte hands over to the decoding loop below, from there on. */
+    while (i < len && u[i] >= 0x20 && u[i] < 0x7f) {
+        i++;
+        n++;
+    }
     while (i < len) {
         if (!utf8_next(u, len, &i, &cp)) {
             return dm_err_make(p, DM_E_INVALID, field, "%s is not valid UTF-8 text", label(field));

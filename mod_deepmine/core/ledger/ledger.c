@@ -784,13 +784,14 @@ static dm_err *many_insert(dm_db *db, apr_pool_t *p, const dm_transfer_req *reqs
         const dm_transfer_req *r = &reqs[from + j];
         int b = j * MANY_PARAMS;
         dm_stmt_bind_int64(st, b + 1, *top + 1 + j);
-        dm_stmt_bind_str(st, b + 2, r->idempotency_key);
+        /* the requests' strings outlive the statement's step and reset */
+        dm_stmt_bind_str_kept(st, b + 2, r->idempotency_key);
         dm_stmt_bind_int64(st, b + 3, r->debit_account_id);
         dm_stmt_bind_int64(st, b + 4, r->credit_account_id);
         dm_stmt_bind_int64(st, b + 5, r->amount_micros);
-        dm_stmt_bind_str(st, b + 6, r->currency);
-        dm_stmt_bind_str(st, b + 7, r->kind);
-        dm_stmt_bind_str(st, b + 8, r->reference);
+        dm_stmt_bind_str_kept(st, b + 6, r->currency);
+        dm_stmt_bind_str_kept(st, b + 7, r->kind);
+        dm_stmt_bind_str_kept(st, b + 8, r->reference);
         dm_stmt_bind_int64(st, b + 9, now);
     }
     e = dm_stmt_step(st, p, &row);

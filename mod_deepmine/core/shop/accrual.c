@@ -570,6 +570,51 @@ static dm_err *yield_commissions(acc_run *r, apr_pool_t *p, const apr_array_head
     return e;
 }
 
+/* The decimal digits of v at w, as printf's "%" PRId64 writes them;
+ * returns the end. */
+static char *put_int64(char *w, int64_t v)
+{
+    char d[24];
+    int n = 0;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        d[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) {
+        *w++ = '-';
+    }
+    while (n) {
+        *w++ = d[--n];
+    }
+    return w;
+}
+
+/* "earn:<contract>:<hour>" and "contract:<contract>", the texts
+ * apr_psprintf made before, without its format parsing (two a contract). */
+static const char *earn_key(apr_pool_t *p, int64_t contract, int64_t hour)
+{
+    char *k = apr_palloc(p, sizeof("earn::") + 2 * 20), *w = k;
+
+    memcpy(w, "earn:", 5);
+    w = put_int64(w + 5, contract);
+    *w++ = ':';
+    w = put_int64(w, hour);
+    *w = '\0';
+    return k;
+}
+
+static const char *contract_ref(apr_pool_t *p, int64_t contract)
+{
+    char *k = apr_palloc(p, sizeof("contract:") + 20), *w = k;
+
+    memcpy(w, "contract:", 9);
+    w = put_int64(w + 9, contract);
+    *w = '\0';
+    return k;
+}
+
 /* Credits one batch's rows (in the batch's transaction). */
 static dm_err *credit_rows(acc_run *r, apr_pool_t *p, apr_array_header_t *rows)
 {
@@ -607,14 +652,13 @@ static dm_err *credit_rows(acc_run *r, apr_pool_t *p, apr_array_header_t *rows)
         }
         q = apr_array_push(reqs);
         memset(q, 0, sizeof(*q));
-        q->idempotency_key = apr_psprintf(p, "earn:%" APR_INT64_T_FMT ":%" APR_INT64_T_FMT,
-                                          (apr_int64_t)x->id, (apr_int64_t)r->hour);
+        q->idempotency_key = earn_key(p, x->id, r->hour);
         q->debit_account_id = yield;
         q->credit_account_id = x->wallet;
         q->amount_micros = x->s.credit;
         q->currency = x->currency;
         q->kind = DM_KIND_YIELD;
-        q->reference = apr_psprintf(p, "contract:%" APR_INT64_T_FMT, (apr_int64_t)x->id);
+        q->reference = contract_ref(p, x->id);
         APR_ARRAY_PUSH(of, acc_row *) = x;
     }
     if (e || reqs->nelts == 0) {

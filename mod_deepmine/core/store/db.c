@@ -609,6 +609,17 @@ void dm_stmt_bind_str(dm_stmt *st, int idx, const char *s)
     }
 }
 
+void dm_stmt_bind_str_kept(dm_stmt *st, int idx, const char *s)
+{
+    if (!s || st->pg) {
+        dm_stmt_bind_str(st, idx, s);
+        return;
+    }
+    /* SQLITE_STATIC: SQLite reads s until the bindings are cleared
+     * (dm_stmt_done), which the caller's promise covers */
+    sqlite3_bind_text64(st->st, idx, s, strlen(s), SQLITE_STATIC, SQLITE_UTF8);
+}
+
 /* A write outside a transaction is a transaction of its own: it queues on
  * the writer lock like dm_db_begin's. */
 static int autocommit_write(dm_stmt *st)

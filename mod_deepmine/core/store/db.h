@@ -114,6 +114,9 @@ void dm_stmt_bind_text(dm_stmt *st, int idx, const char *s, size_t len);
 void dm_stmt_bind_null(dm_stmt *st, int idx);
 /* A NUL-terminated string, or NULL when s is NULL. */
 void dm_stmt_bind_str(dm_stmt *st, int idx, const char *s);
+/* As dm_stmt_bind_str, without a copy on SQLite: s must stay unchanged
+ * until dm_stmt_done (a string of the caller's pool, say). */
+void dm_stmt_bind_str_kept(dm_stmt *st, int idx, const char *s);
 
 /* One step: *row is 1 when a row is ready, 0 when done. A UNIQUE
  * violation maps to DM_E_CONFLICT, a busy database to DM_E_UNAVAILABLE.
