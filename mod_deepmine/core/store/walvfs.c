@@ -29,7 +29,6 @@ static sqlite3_vfs vfs;
 static sqlite3_io_methods methods;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int registered;
-static long long n_made, n_asked;
 
 static sqlite3_vfs *real_vfs(void)
 {
@@ -45,7 +44,6 @@ static int flush(wfile *f)
         return SQLITE_OK;
     }
     rc = f->real->pMethods->xWrite(f->real, f->buf, f->len, f->off);
-    __atomic_fetch_add(&n_made, 1, __ATOMIC_RELAXED);
     f->len = 0;
     return rc;
 }
@@ -81,7 +79,6 @@ static int direct_write(wfile *f, const void *z, int amt, sqlite3_int64 ofst)
     if (rc != SQLITE_OK) {
         return rc;
     }
-    __atomic_fetch_add(&n_made, 1, __ATOMIC_RELAXED);
     return f->real->pMethods->xWrite(f->real, z, amt, ofst);
 }
 
@@ -94,7 +91,6 @@ static int x_write(sqlite3_file *file, const void *z, int amt, sqlite3_int64 ofs
     if (!f->wal) {
         return f->real->pMethods->xWrite(f->real, z, amt, ofst);
     }
-    __atomic_fetch_add(&n_asked, 1, __ATOMIC_RELAXED);
     /* A header re-written just after its frame was read back: the
      * checksums re-done at commit; the last one may be the commit's. */
     reread = amt == FRAME_HEADER && f->read_off == ofst && f->read_len > FRAME_HEADER;
@@ -417,10 +413,4 @@ const char *dm_walvfs_name(void)
 {
     pthread_once(&once, register_once);
     return registered ? VFS_NAME : NULL;
-}
-
-void dm_walvfs_counts(long long *writes_made, long long *writes_asked)
-{
-    *writes_made = __atomic_load_n(&n_made, __ATOMIC_RELAXED);
-    *writes_asked = __atomic_load_n(&n_asked, __ATOMIC_RELAXED);
 }

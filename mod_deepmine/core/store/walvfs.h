@@ -38,8 +38,4 @@
  * (then the default VFS is used, as before). */
 const char *dm_walvfs_name(void);
 
-/* pwrite-level writes the VFS made to WAL files in this process, and the
- * writes SQLite asked for (for tests). */
-void dm_walvfs_counts(long long *writes_made, long long *writes_asked);
-
 #endif
