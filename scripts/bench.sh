@@ -480,9 +480,12 @@ PY
   phase webhooks
   BENCH_EVENTS="$var/events.tsv" BENCH_THREADS=2 wrk -t2 -c16 -d"${wh_secs}s" --latency \
     -s "$root/scripts/bench_webhooks.lua" "$base" > "$var/wrk-webhooks.txt"
-  paid=$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM orders WHERE provider_ref LIKE 'cs_bench_%' AND status = 'paid'")
-  contracts=$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM contracts c JOIN orders o ON o.id = c.order_id WHERE o.provider_ref LIKE 'cs_bench_%'")
-  comms=$(sqlite3 "$var/deepmine.db" "SELECT COUNT(*) FROM commissions c JOIN orders o ON o.id = c.order_id WHERE o.provider_ref LIKE 'cs_bench_%'")
+  # one statement, one snapshot: webhooks still in flight when wrk stops
+  # finish meanwhile, and separate counts saw more contracts than orders
+  read -r paid contracts comms <<< "$(sqlite3 -separator ' ' "$var/deepmine.db" "SELECT
+    (SELECT COUNT(*) FROM orders WHERE provider_ref LIKE 'cs_bench_%' AND status = 'paid'),
+    (SELECT COUNT(*) FROM contracts c JOIN orders o ON o.id = c.order_id WHERE o.provider_ref LIKE 'cs_bench_%'),
+    (SELECT COUNT(*) FROM commissions c JOIN orders o ON o.id = c.order_id WHERE o.provider_ref LIKE 'cs_bench_%')")"
   echo
   echo "paid-order webhooks (tip of the chain, 10-level upline), wrk -t2 -c16 -d${wh_secs}s:"
   echo "  $paid orders paid end to end = $(awk -v n="$paid" -v s="$wh_secs" 'BEGIN { printf "%.0f", n / s }')/s; $contracts contracts, $comms commission credits ($(awk -v c="$comms" -v n="$paid" 'BEGIN { printf "%.1f", n ? c / n : 0 }') per order)"
