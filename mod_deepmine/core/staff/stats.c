@@ -143,9 +143,8 @@ static currency_series *currency_of(apr_pool_t *p, apr_array_header_t *cs, const
     return c;
 }
 
-static dm_err *stats_get(dm_db *db, apr_pool_t *p, int64_t from, int64_t to,
-                         dm_stats_bucket bucket, apr_array_header_t *cs, int64_t **series,
-                         json_t **out)
+static dm_err *stats_get(dm_db *db, apr_pool_t *p, int64_t from, int64_t to, dm_stats_bucket bucket,
+                         apr_array_header_t *cs, int64_t **series, json_t **out)
 {
     int64_t first = dm_day_floor(from), last = dm_day_floor(to);
     int64_t active = 0, ghs = 0, cap = 0;
