@@ -69,6 +69,10 @@ static void write_body(request_rec *r, const char *body, apr_size_t len, char *o
     b = owned ? apr_bucket_heap_create(owned, len, free, c->bucket_alloc)
               : apr_bucket_pool_create(body, len, r->pool, c->bucket_alloc);
     APR_BRIGADE_INSERT_TAIL(bb, b);
+    /* The answer is whole: its end goes with it, so the filters run once
+     * (as for ap_rwrite's buffered body at the handler's end; Apache then
+     * sends no second end, r->eos_sent). */
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(c->bucket_alloc));
     (void)ap_pass_brigade(r->output_filters, bb);
 }
 
