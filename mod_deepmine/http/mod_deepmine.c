@@ -18,8 +18,11 @@
 #include <http_request.h>
 #include <malloc.h>
 #include <http_connection.h>
+#include <errno.h>
 #include <mpm_common.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <strings.h>
 #include <unistd.h>
 #include <unixd.h>
@@ -194,14 +197,106 @@ static int add_routes(apr_pool_t *p, server_rec *s, const dm_route_def *defs)
     return OK;
 }
 
+/* The database opened and migrated at start-up: the schema's version into
+ * *schema. */
+static dm_err *migrate_here(apr_pool_t *p, const char *path, int *schema)
+{
+    dm_db *db;
+    int applied = 0;
+    dm_err *e = dm_db_open(p, path, NULL, &db);
+
+    if (!e) {
+        e = dm_migrate(db, p, dm_migrations, dm_migrations_count, &applied, schema);
+        dm_db_close(db);
+    }
+    return e;
+}
+
+/* What the start-up's migration process hands back to the parent. */
+typedef struct migrate_answer {
+    int done; /* 1: migrated, schema holds the version; 0: message says why not */
+    int schema;
+    char message[1024];
+} migrate_answer;
+
+/* migrate_here in a short-lived child process: the parent does nothing
+ * else with the database, and the pages of SQLite (or libpq) that one
+ * open and migration touch, about 1.2 MiB of library code and the
+ * connection's heap, would stay in the parent's memory for its whole life
+ * (docs/decisions.md "Memory, eighth round"). The same messages as before;
+ * where no process can be made, the parent migrates itself. */
+static dm_err *open_and_migrate(apr_pool_t *p, const char *path, int *schema)
+{
+    migrate_answer a;
+    int fds[2], status = 0;
+    size_t got = 0;
+    pid_t pid;
+
+    if (pipe(fds) != 0) {
+        return migrate_here(p, path, schema);
+    }
+    pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return migrate_here(p, path, schema);
+    }
+    if (pid == 0) {
+        dm_err *e;
+        size_t put = 0;
+
+        close(fds[0]);
+        memset(&a, 0, sizeof(a));
+        e = migrate_here(p, path, &a.schema);
+        if (e) {
+            apr_cpystrn(a.message, e->message, sizeof(a.message));
+        } else {
+            a.done = 1;
+        }
+        while (put < sizeof(a)) {
+            ssize_t n = write(fds[1], (const char *)&a + put, sizeof(a) - put);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                break;
+            }
+            put += (size_t)n;
+        }
+        _exit(0);
+    }
+    close(fds[1]);
+    while (got < sizeof(a)) {
+        ssize_t n = read(fds[0], (char *)&a + got, sizeof(a) - got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        got += (size_t)n;
+    }
+    close(fds[0]);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (got < sizeof(a)) {
+        return dm_err_make(p, DM_E_INTERNAL, NULL,
+                           "the start-up migration process ended without an answer");
+    }
+    if (!a.done) {
+        a.message[sizeof(a.message) - 1] = '\0';
+        return dm_err_make(p, DM_E_INTERNAL, NULL, "%s", a.message);
+    }
+    *schema = a.schema;
+    return NULL;
+}
+
 static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
 {
     dm_conf *c = dm_conf_get(s);
     const char *path = dm_conf_database(c);
-    dm_db *db;
     dm_err *e;
     dm_legal *legal = NULL;
-    int applied = 0;
 
     log_server = s;
     /* Apache reads its configuration twice at start-up; the first pass only
@@ -227,12 +322,7 @@ static int dm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
             return HTTP_INTERNAL_SERVER_ERROR;
         }
     }
-    e = dm_db_open(ptemp, path, NULL, &db);
-    if (!e) {
-        e = dm_migrate(db, ptemp, dm_migrations, dm_migrations_count, &applied,
-                       &dm_g.schema_version);
-        dm_db_close(db);
-    }
+    e = open_and_migrate(ptemp, path, &dm_g.schema_version);
     if (e) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
                      "DM00015: database %s cannot be used: %s", path, e->message);

@@ -9,6 +9,7 @@
 #include <http_protocol.h>
 #include <http_request.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <util_script.h>
 
@@ -38,24 +39,66 @@ static int body_unread(request_rec *r)
     return announced && !apr_table_get(r->notes, "dm-body-read");
 }
 
-static int write_json(request_rec *r, int status, const char *body, apr_size_t len)
+/* The answer's body to the output filters. ap_rwrite would copy it into an
+ * 8 KiB heap bucket of the connection's allocator, which keeps that node
+ * for the connection's next request (about 2 MiB at 256 connections): the
+ * body goes down as it is instead, a pool bucket on the request's pool
+ * (every caller's body lives at least that long: in r->pool, static, or
+ * the process's), or `owned`, a malloc'd body, as a heap bucket that frees
+ * it once written (the core may hold an answer until the connection's
+ * write completion; the request's pool outlives it). A request whose body
+ * was announced and not read keeps ap_rwrite's order: its headers are
+ * made when the handler is done, after Apache discarded that body (which
+ * may end the keep-alive). */
+static void write_body(request_rec *r, const char *body, apr_size_t len, char *owned)
+{
+    conn_rec *c = r->connection;
+    apr_bucket_brigade *bb;
+    apr_bucket *b;
+
+    if (r->header_only || len == 0) {
+        free(owned);
+        return;
+    }
+    if (body_unread(r)) {
+        ap_rwrite(body, (int)len, r);
+        free(owned);
+        return;
+    }
+    bb = apr_brigade_create(r->pool, c->bucket_alloc);
+    b = owned ? apr_bucket_heap_create(owned, len, free, c->bucket_alloc)
+              : apr_bucket_pool_create(body, len, r->pool, c->bucket_alloc);
+    APR_BRIGADE_INSERT_TAIL(bb, b);
+    /* The answer is whole: its end goes with it, so the filters run once
+     * (as for ap_rwrite's buffered body at the handler's end; Apache then
+     * sends no second end, r->eos_sent). */
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(c->bucket_alloc));
+    (void)ap_pass_brigade(r->output_filters, bb);
+}
+
+static int write_json(request_rec *r, int status, const char *body, apr_size_t len, char *owned)
 {
     r->status = status;
     ap_set_content_type(r, "application/json; charset=utf-8");
     ap_set_content_length(r, (apr_off_t)len);
-    if (!r->header_only) {
-        ap_rwrite(body, (int)len, r);
-    }
+    write_body(r, body, len, owned);
     return OK;
 }
 
-int dm_http_json(request_rec *r, int status, const char *body, apr_size_t len)
+/* dm_http_json for a body in r->pool, static or the process's (NULL
+ * owned), or a malloc'd one that the answer takes over (owned == body). */
+static int json_answer(request_rec *r, int status, const char *body, apr_size_t len, char *owned)
 {
     base_headers(r);
     if (!apr_table_get(r->headers_out, "Cache-Control")) {
         apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     }
-    return write_json(r, status, body, len);
+    return write_json(r, status, body, len, owned);
+}
+
+int dm_http_json(request_rec *r, int status, const char *body, apr_size_t len)
+{
+    return json_answer(r, status, body, len, NULL);
 }
 
 int dm_http_html(request_rec *r, int status, const char *body, apr_size_t len)
@@ -67,9 +110,7 @@ int dm_http_html(request_rec *r, int status, const char *body, apr_size_t len)
     r->status = status;
     ap_set_content_type(r, "text/html; charset=utf-8");
     ap_set_content_length(r, (apr_off_t)len);
-    if (!r->header_only) {
-        ap_rwrite(body, (int)len, r);
-    }
+    write_body(r, body, len, NULL);
     return OK;
 }
 
@@ -125,7 +166,7 @@ int dm_http_cached_json(request_rec *r, const dm_rendered *doc)
         /* 304 Not Modified (or 412): Apache sends it with our headers. */
         return rc;
     }
-    return write_json(r, HTTP_OK, doc->body, doc->len);
+    return write_json(r, HTTP_OK, doc->body, doc->len, NULL);
 }
 
 /* application/x-www-form-urlencoded: '+' is a space, then %XX. (Apache's
@@ -332,9 +373,15 @@ dm_err *dm_http_read_json(request_rec *r, json_t **out)
 
 int dm_http_send_json(request_rec *r, int status, json_t *o)
 {
-    size_t len;
-    const char *body = dm_json_dump(r->pool, dm_json_own(r->pool, o), &len);
-    return dm_http_json(r, status, body, len);
+    /* dm_json_dump's text, handed over as it is: no copy in r->pool (a
+     * statistics answer of a few KiB would take the request's pool to a
+     * second 8 KiB node, kept by the connection's allocator). */
+    char *text = json_dumps(dm_json_own(r->pool, o), DM_JSON_DUMP_FLAGS);
+
+    if (!text) {
+        return dm_http_json(r, status, "null", 4);
+    }
+    return json_answer(r, status, text, strlen(text), text);
 }
 
 json_t *dm_http_cursor_json(apr_pool_t *p, int64_t next)

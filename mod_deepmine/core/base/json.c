@@ -116,7 +116,7 @@ dm_err *dm_json_get_bool(apr_pool_t *p, json_t *obj, const char *field, int requ
 
 char *dm_json_dump(apr_pool_t *p, const json_t *v, size_t *len)
 {
-    char *text = json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    char *text = json_dumps(v, DM_JSON_DUMP_FLAGS);
     char *out;
 
     if (!text) {

@@ -28,6 +28,8 @@ dm_err *dm_json_get_int64(apr_pool_t *p, json_t *obj, const char *field, int req
 dm_err *dm_json_get_bool(apr_pool_t *p, json_t *obj, const char *field, int required, int *out,
                          int *present);
 
+/* The flags of every answer's serialisation (json_dumps). */
+#define DM_JSON_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 /* Compact serialisation into p. */
 char *dm_json_dump(apr_pool_t *p, const json_t *v, size_t *len);
 

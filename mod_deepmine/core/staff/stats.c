@@ -5,6 +5,7 @@
 
 #include <apr_strings.h>
 #include <apr_tables.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -45,13 +46,15 @@ static int64_t bucket_start(int64_t day, dm_stats_bucket b)
     return day;
 }
 
-static const char *day_text(apr_pool_t *p, int64_t day)
+/* "YYYY-MM-DD" of a day into buf[16] (json_string copies it). */
+static const char *day_text(char buf[16], int64_t day)
 {
     struct tm tm;
     time_t t = (time_t)day;
 
     gmtime_r(&t, &tm);
-    return apr_psprintf(p, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+    apr_snprintf(buf, 16, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+    return buf;
 }
 
 /* Per-day values, indexed by day - first. */
@@ -116,6 +119,10 @@ static json_t *level_json(const int64_t *v, int n, int64_t first, dm_stats_bucke
     return a;
 }
 
+/* The day series live in malloc's memory, freed before dm_stats_get
+ * returns, not in the request's pool: ten or more series of up to 366 days
+ * took a staff request's pool past its first node, a node the connection's
+ * allocator then keeps for as long as the connection is open. */
 static currency_series *currency_of(apr_pool_t *p, apr_array_header_t *cs, const char *code, int n)
 {
     for (int i = 0; i < cs->nelts; i++) {
@@ -124,22 +131,26 @@ static currency_series *currency_of(apr_pool_t *p, apr_array_header_t *cs, const
             return c;
         }
     }
+    int64_t *v = calloc((size_t)M_N * (size_t)n, sizeof(int64_t));
+    if (!v) {
+        return NULL;
+    }
     currency_series *c = apr_array_push(cs);
     c->code = apr_pstrdup(p, code);
     for (int k = 0; k < M_N; k++) {
-        c->v[k] = apr_pcalloc(p, sizeof(int64_t) * (apr_size_t)n);
+        c->v[k] = v + (size_t)k * (size_t)n;
     }
     return c;
 }
 
-dm_err *dm_stats_get(dm_db *db, apr_pool_t *p, int64_t from, int64_t to, dm_stats_bucket bucket,
-                     json_t **out)
+static dm_err *stats_get(dm_db *db, apr_pool_t *p, int64_t from, int64_t to, dm_stats_bucket bucket,
+                         apr_array_header_t *cs, int64_t **series, json_t **out)
 {
     int64_t first = dm_day_floor(from), last = dm_day_floor(to);
     int64_t active = 0, ghs = 0, cap = 0;
     int n, row = 0;
     int64_t *s[S_N], *lv_active, *lv_ghs, *lv_cap;
-    apr_array_header_t *cs = apr_array_make(p, 2, sizeof(currency_series));
+    char day[16];
     json_t *o = NULL, *money, *a;
     dm_stmt *st;
     dm_err *e;
@@ -153,12 +164,16 @@ dm_err *dm_stats_get(dm_db *db, apr_pool_t *p, int64_t from, int64_t to, dm_stat
                            DM_STATS_MAX_DAYS);
     }
     n = (int)((last - first) / DAY) + 1;
-    for (int k = 0; k < S_N; k++) {
-        s[k] = apr_pcalloc(p, sizeof(int64_t) * (apr_size_t)n);
+    *series = calloc((size_t)(S_N + 3) * (size_t)n, sizeof(int64_t));
+    if (!*series) {
+        return dm_err_make(p, DM_E_INTERNAL, NULL, "out of memory for the statistics");
     }
-    lv_active = apr_pcalloc(p, sizeof(int64_t) * (apr_size_t)n);
-    lv_ghs = apr_pcalloc(p, sizeof(int64_t) * (apr_size_t)n);
-    lv_cap = apr_pcalloc(p, sizeof(int64_t) * (apr_size_t)n);
+    for (int k = 0; k < S_N; k++) {
+        s[k] = *series + (size_t)k * (size_t)n;
+    }
+    lv_active = *series + (size_t)S_N * (size_t)n;
+    lv_ghs = lv_active + n;
+    lv_cap = lv_ghs + n;
 
     /* The levels before the range: every change up to its first day (a
      * row per day since the first sale). */
@@ -208,6 +223,10 @@ dm_err *dm_stats_get(dm_db *db, apr_pool_t *p, int64_t from, int64_t to, dm_stat
             continue;
         }
         currency_series *c = currency_of(p, cs, cur, n);
+        if (!c) {
+            e = dm_err_make(p, DM_E_INTERNAL, NULL, "out of memory for the statistics");
+            break;
+        }
         s[S_ORDERS][i] += dm_stmt_int64(st, 3);
         s[S_WD_N][i] += dm_stmt_int64(st, 6);
         c->v[M_REVENUE][i] = dm_stmt_int64(st, 4);
@@ -252,8 +271,8 @@ dm_err *dm_stats_get(dm_db *db, apr_pool_t *p, int64_t from, int64_t to, dm_stat
     }
 
     o = json_object();
-    json_object_set_new(o, "from", json_string(day_text(p, first)));
-    json_object_set_new(o, "to", json_string(day_text(p, last)));
+    json_object_set_new(o, "from", json_string(day_text(day, first)));
+    json_object_set_new(o, "to", json_string(day_text(day, last)));
     json_object_set_new(o, "bucket",
                         json_string(bucket == DM_STATS_DAY    ? "day"
                                     : bucket == DM_STATS_WEEK ? "week"
@@ -262,7 +281,7 @@ dm_err *dm_stats_get(dm_db *db, apr_pool_t *p, int64_t from, int64_t to, dm_stat
     for (int i = 0; i < n; i++) {
         int64_t d = first + (int64_t)i * DAY;
         if (i == 0 || bucket_start(d, bucket) != bucket_start(d - DAY, bucket)) {
-            json_array_append_new(a, json_string(day_text(p, d)));
+            json_array_append_new(a, json_string(day_text(day, d)));
         }
     }
     json_object_set_new(o, "buckets", a);
@@ -301,4 +320,18 @@ dm_err *dm_stats_get(dm_db *db, apr_pool_t *p, int64_t from, int64_t to, dm_stat
     }
     *out = o;
     return NULL;
+}
+
+dm_err *dm_stats_get(dm_db *db, apr_pool_t *p, int64_t from, int64_t to, dm_stats_bucket bucket,
+                     json_t **out)
+{
+    apr_array_header_t *cs = apr_array_make(p, 2, sizeof(currency_series));
+    int64_t *series = NULL;
+    dm_err *e = stats_get(db, p, from, to, bucket, cs, &series, out);
+
+    free(series);
+    for (int c = 0; c < cs->nelts; c++) {
+        free(APR_ARRAY_IDX(cs, c, currency_series).v[0]);
+    }
+    return e;
 }
