@@ -121,9 +121,9 @@ typedef struct dm_conf {
     long long wd_daily;
     int cron;               /* DeepMineCron on|off; -1 unset (on) */
     int test_mode;          /* DeepMineTestMode on|off; -1 unset (off) */
-    int batch_sched;        /* DeepMineBatchScheduling on|off; -1 unset (on) */
     const char *clock_file; /* DeepMineClockFile (test mode only) */
     int accrual_delay;      /* DeepMineAccrualDelay seconds; -1 unset */
+    int batch_sched;        /* DeepMineBatchScheduling on|off; -1 unset (on) */
     const char *mail_from;  /* DeepMineMailFrom */
     const char *mailer;     /* DeepMineMailer: the mailer plugin the queue uses */
     const char *storage;    /* DeepMineStorage: the storage plugin for documents, backups */
