@@ -337,7 +337,7 @@ void dm_http_malloc_tune(void)
  * until it waits (for the next request, a lock, the disk) or its time slice
  * ends, and the woken one runs next. Threads created from here on (the
  * MPM's workers and listener) inherit the policy; no privilege is needed to
- * choose it (docs/decisions.md "Batch scheduling"). */
+ * choose it (docs/decisions.md "The read path, eighth round"). */
 static void batch_scheduling(server_rec *s)
 {
 #ifdef SCHED_BATCH
