@@ -44,6 +44,7 @@ void *dm_conf_create(apr_pool_t *p, server_rec *s)
     c->wd_daily = DM_UNSET;
     c->cron = DM_UNSET;
     c->test_mode = DM_UNSET;
+    c->batch_sched = DM_UNSET;
     c->accrual_delay = DM_UNSET;
     c->job_batch = DM_UNSET;
     c->payment_settle = DM_UNSET;
@@ -98,6 +99,7 @@ void *dm_conf_merge(apr_pool_t *p, void *basev, void *addv)
     MERGE_NUM(wd_daily);
     MERGE_NUM(cron);
     MERGE_NUM(test_mode);
+    MERGE_NUM(batch_sched);
     MERGE_PTR(clock_file);
     MERGE_NUM(accrual_delay);
     MERGE_PTR(mail_from);
@@ -597,6 +599,11 @@ int dm_conf_test_mode(const dm_conf *c)
     return c->test_mode == 1;
 }
 
+int dm_conf_batch_scheduling(const dm_conf *c)
+{
+    return c->batch_sched != DM_UNSET ? c->batch_sched : 1;
+}
+
 int dm_conf_accrual_delay(const dm_conf *c)
 {
     return c->accrual_delay != DM_UNSET ? c->accrual_delay : DM_DEFAULT_ACCRUAL_DELAY;
@@ -621,6 +628,17 @@ static const char *set_test_mode(cmd_parms *cmd, void *dc, int on)
         return err;
     }
     sconf(cmd)->test_mode = on ? 1 : 0;
+    return NULL;
+}
+
+static const char *set_batch_sched(cmd_parms *cmd, void *dc, int on)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    sconf(cmd)->batch_sched = on ? 1 : 0;
     return NULL;
 }
 
@@ -957,6 +975,9 @@ const command_rec dm_directives[] = {
                  "On: owners get the daily staff digest e-mail (default Off)"),
     AP_INIT_FLAG(DM_DIR_CRON, set_cron, NULL, RSRC_CONF,
                  "On (default): Apache runs the cron daemon; Off: jobs run elsewhere"),
+    AP_INIT_FLAG(DM_DIR_BATCH_SCHEDULING, set_batch_sched, NULL, RSRC_CONF,
+                 "On (default): the worker child's threads run as SCHED_BATCH (a woken "
+                 "thread does not preempt one serving a request); Off: the default policy"),
     AP_INIT_FLAG(DM_DIR_TEST_MODE, set_test_mode, NULL, RSRC_CONF,
                  "On only for tests: allows DeepMineClockFile and test-only jobs"),
     AP_INIT_TAKE1(DM_DIR_CLOCK_FILE, set_clock_file, NULL, RSRC_CONF,

@@ -91,6 +91,7 @@ APLOG_USE_MODULE(deepmine);
 #define DM_DIR_RATE_LIMIT_UNREACHABLE "DeepMineRateLimitUnreachable"
 #define DM_DIR_SECRET_KEY_FILE "DeepMineSecretKeyFile"
 #define DM_DIR_TEST_MODE "DeepMineTestMode"
+#define DM_DIR_BATCH_SCHEDULING "DeepMineBatchScheduling"
 #define DM_DIR_WITHDRAWAL_LIMITS "DeepMineWithdrawalLimits"
 #define DM_DIR_STAFF_2FA "DeepMineStaff2FA"
 #define DM_DIR_WITHDRAWAL_ADDRESS_DELAY "DeepMineWithdrawalAddressDelay"
@@ -122,6 +123,7 @@ typedef struct dm_conf {
     int test_mode;          /* DeepMineTestMode on|off; -1 unset (off) */
     const char *clock_file; /* DeepMineClockFile (test mode only) */
     int accrual_delay;      /* DeepMineAccrualDelay seconds; -1 unset */
+    int batch_sched;        /* DeepMineBatchScheduling on|off; -1 unset (on) */
     const char *mail_from;  /* DeepMineMailFrom */
     const char *mailer;     /* DeepMineMailer: the mailer plugin the queue uses */
     const char *storage;    /* DeepMineStorage: the storage plugin for documents, backups */
@@ -203,6 +205,7 @@ void dm_conf_payment_rules(const dm_conf *c, struct dm_payment_rules *out);
 int dm_conf_kyc_poll_after(const dm_conf *c);
 int dm_conf_cron(const dm_conf *c);
 int dm_conf_test_mode(const dm_conf *c);
+int dm_conf_batch_scheduling(const dm_conf *c);
 /* DeepMineErasureDelay in seconds (default 14 days). */
 int64_t dm_conf_erasure_delay(const dm_conf *c);
 int dm_conf_accrual_delay(const dm_conf *c);

@@ -2,6 +2,7 @@
 file, the line and what is wrong."""
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -26,6 +27,7 @@ def local_line_error(s, directive_line, *needles):
      "not an origin"),
     ("DeepMineAllowedOrigin https://x.example.com?q=1", "must not carry a query"),
     ("DeepMinePlugin courier spool /nonexistent.so", "unknown kind"),
+    ("DeepMineBatchScheduling maybe", "must be On or Off"),
     ("<VirtualHost *:80>\nDeepMineDatabase /tmp/x.db\n</VirtualHost>",
      "cannot occur within"),
 ])
@@ -168,3 +170,43 @@ def test_deepminectl_finds_the_database_the_configuration_serves(new_server, tmp
     r = ctl("help", "jobs")
     assert r.returncode == 0 and "--period P" in r.stdout and "--force" in r.stdout
     assert ctl("help", "nonsense").returncode == 2
+
+
+def sched_policies(pid):
+    """The scheduling policy of each thread of pid (/proc/<pid>/task/*/stat
+    field 41: 0 SCHED_OTHER, 3 SCHED_BATCH)."""
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        out.append(int(fields[41 - 3]))
+    return out
+
+
+def worker_child(s):
+    """The event MPM's worker process: the child of Apache's parent with
+    more than one thread (the cron daemon has one)."""
+    for _ in range(100):
+        kids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(s.proc.pid)],
+                              capture_output=True, text=True).stdout.split()
+        for k in kids:
+            if len(os.listdir("/proc/%s/task" % k)) > 1:
+                return int(k)
+        time.sleep(0.1)
+    raise AssertionError("no worker child under %d" % s.proc.pid)
+
+
+@pytest.mark.parametrize("setting,policy", [("", 3), ("DeepMineBatchScheduling off\n", 0)])
+def test_batch_scheduling_of_the_worker_threads(new_server, setting, policy):
+    # DeepMineBatchScheduling (default on): every thread of the worker child
+    # runs as SCHED_BATCH; the parent keeps the default policy.
+    s = new_server(local_conf=setting)
+    s.start()
+    assert s.get("/api/health").status_code == 200
+    w = worker_child(s)
+    threads = sched_policies(w)
+    assert len(threads) > 1 and set(threads) == {policy}, threads
+    assert set(sched_policies(s.proc.pid)) == {0}
