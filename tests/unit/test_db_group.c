@@ -290,8 +290,8 @@ static void *pool_writer(void *arg)
 /* Through the pool, before the writer connection is open (a connection
  * borrowed for the call) and after (none held while queued): the same
  * rows, the same errors, every connection given back. */
-static void test_writers_through_the_pool_keep_exactly_the_rows_of_the_calls_that_succeeded(
-    void **state)
+static void
+test_writers_through_the_pool_keep_exactly_the_rows_of_the_calls_that_succeeded(void **state)
 {
     apr_pool_t *owner;
     pthread_t th[THREADS];
