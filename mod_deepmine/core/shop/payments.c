@@ -256,7 +256,7 @@ static dm_err *record_txn(dm_db *db, apr_pool_t *p, void *arg)
     return e;
 }
 
-/* The event recorded through db, or (db NULL) through a connection of
+/* The event recorded through db, or (pool given) through a connection of
  * pool that the call holds only if it must (dm_db_pool_write_txn). */
 static dm_err *record_event(dm_db *db, dm_db_pool *pool, apr_pool_t *p, const char *plugin,
                             const char *source, const dm_payment_event *ev, const char *raw_body,
@@ -286,7 +286,8 @@ static dm_err *record_event(dm_db *db, dm_db_pool *pool, apr_pool_t *p, const ch
     a.out = out;
     /* One event, one transaction of its own as far as it can tell; other
      * events' may share its commit (store/db_group.h). */
-    e = db ? dm_db_write_txn(db, p, record_txn, &a) : dm_db_pool_write_txn(pool, p, record_txn, &a);
+    e = pool ? dm_db_pool_write_txn(pool, p, record_txn, &a)
+             : dm_db_write_txn(db, p, record_txn, &a);
     if (e) {
         return e;
     }

@@ -233,18 +233,30 @@ static void run_batch(dm_db *db, apr_pool_t *p, item **items, int n)
     }
 }
 
-/* Queues fn on g and returns once it ran, leading when the turn comes
- * (mu held on entry, released on return). db: the caller's connection, or
- * NULL for a caller that holds none (dm_db_group_write_unheld): then *due
- * gets the checkpoint its lead made due, to be run on a connection it
- * borrows afterwards. */
-static dm_err *queue_and_wait(group *g, dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg,
-                              int *due_out)
+/* Queues fn on path's group and returns 1 once it ran (*err its error),
+ * leading when the turn comes. db: the caller's connection, or NULL for a
+ * caller that holds none (dm_db_group_write_unheld): then *due_out gets
+ * the checkpoint its lead made due, to be run on a connection it borrows
+ * afterwards. 0, nothing done: no queue for path (the table is full), or
+ * no connection to lead with (db NULL and no writer connection open). */
+static int queue_and_wait(const char *path, dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg,
+                          dm_err **err, int *due_out)
 {
     item me = {fn, arg, p, NULL, 0, NULL};
     dm_db *wdb;
     int due;
+    group *g;
 
+    pthread_mutex_lock(&mu);
+    g = group_of(path);
+    /* Without a connection, only once the writer connection is open (the
+     * process's first write opens it, with a connection): it stays open
+     * (opened again in place when the file is replaced), so this caller,
+     * should it lead, needs no connection of its own. */
+    if (!g || (!db && (!own_pool || !g->wopen))) {
+        pthread_mutex_unlock(&mu);
+        return 0;
+    }
     if (g->tail) {
         g->tail->next = &me;
     } else {
@@ -256,7 +268,8 @@ static dm_err *queue_and_wait(group *g, dm_db *db, apr_pool_t *p, dm_db_txn_fn f
     }
     if (me.done) {
         pthread_mutex_unlock(&mu);
-        return me.e;
+        *err = me.e;
+        return 1;
     }
     g->leading = 1;
     pthread_mutex_unlock(&mu);
@@ -315,8 +328,9 @@ static dm_err *queue_and_wait(group *g, dm_db *db, apr_pool_t *p, dm_db_txn_fn f
      * go on (it needs no lock of ours): on the leader's own connection when
      * a writer connection committed (the next leader may be using it), or
      * on one its caller borrows. */
+    *err = me.e;
     if (!wdb) {
-        return me.e;
+        return 1;
     }
     if (wdb != db) {
         if (due && db) {
@@ -329,7 +343,7 @@ static dm_err *queue_and_wait(group *g, dm_db *db, apr_pool_t *p, dm_db_txn_fn f
         dm_db_checkpoint_later(db, 0);
         dm_db_checkpoint_due(db);
     }
-    return me.e;
+    return 1;
 }
 
 /* 1 when path is a SQLite file whose writers may queue. */
@@ -342,43 +356,22 @@ static int groupable(const char *path)
 dm_err *dm_db_write_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg)
 {
     const char *path = dm_db_path(db);
-    group *g;
+    dm_err *e = NULL;
 
     if (dm_db_in_transaction(db)) {
         return fn(db, p, arg);
     }
-    if (strcmp(dm_db_engine(db), "sqlite") != 0 || !groupable(path)) {
+    if (strcmp(dm_db_engine(db), "sqlite") != 0 || !groupable(path) ||
+        !queue_and_wait(path, db, p, fn, arg, &e, NULL)) {
         return run_alone(db, p, fn, arg);
     }
-    pthread_mutex_lock(&mu);
-    g = group_of(path);
-    if (!g) {
-        pthread_mutex_unlock(&mu);
-        return run_alone(db, p, fn, arg);
-    }
-    return queue_and_wait(g, db, p, fn, arg, NULL);
+    return e;
 }
 
 int dm_db_group_write_unheld(const char *path, apr_pool_t *p, dm_db_txn_fn fn, void *arg,
                              dm_err **err, int *due)
 {
-    group *g;
-
     *err = NULL;
     *due = 0;
-    if (!groupable(path)) {
-        return 0;
-    }
-    pthread_mutex_lock(&mu);
-    g = group_of(path);
-    /* Only once the writer connection is open (the process's first write
-     * opens it, with a connection): it stays open (opened again in place
-     * when the file is replaced), so this caller, should it lead, needs
-     * no connection of its own. */
-    if (!g || !own_pool || !g->wopen) {
-        pthread_mutex_unlock(&mu);
-        return 0;
-    }
-    *err = queue_and_wait(g, NULL, p, fn, arg, due);
-    return 1;
+    return groupable(path) && queue_and_wait(path, NULL, p, fn, arg, err, due);
 }
