@@ -17,6 +17,7 @@
 
 #include "store/db.h"
 #include "store/db_group.h"
+#include "store/db_pool.h"
 #include "fixture.h"
 
 #define THREADS 8
@@ -241,6 +242,141 @@ static void test_a_writer_connection_follows_a_file_made_again(void **state)
     apr_pool_destroy(owner);
 }
 
+/* dm_db_pool_write_txn's callers hold no connection: each thread writes
+ * through a pool of POOL_MAX, fewer than the threads. */
+#define POOL_MAX 2
+
+typedef struct pool_thread_arg {
+    dm_db_pool *dbp;
+    thread_arg t;
+} pool_thread_arg;
+
+static void *pool_writer(void *arg)
+{
+    pool_thread_arg *pa = arg;
+    thread_arg *t = &pa->t;
+    apr_pool_t *p;
+
+    apr_pool_create(&p, NULL);
+    for (int i = 0; i < CALLS; i++) {
+        apr_pool_t *cp;
+        work w;
+        dm_err *e;
+        apr_pool_create(&cp, p);
+        w.key = key_base + (int64_t)t->id * CALLS + i;
+        w.fail = i % 5 == 1;
+        w.duplicate = i % 7 == 3;
+        e = dm_db_pool_write_txn(pa->dbp, cp, work_fn, &w);
+        if (e) {
+            t->errors++;
+            if (!(w.fail || w.duplicate) || e->code != DM_E_CONFLICT ||
+                (w.fail && strcmp(e->message, apr_psprintf(cp, "refused %" APR_INT64_T_FMT,
+                                                           (apr_int64_t)w.key)) != 0)) {
+                t->wrong_errors++;
+            }
+        } else if (w.fail || w.duplicate) {
+            t->wrong_errors++;
+        }
+        /* every connection it may have borrowed given back */
+        if (dm_db_pool_in_use(pa->dbp) > POOL_MAX) {
+            t->wrong_errors++;
+        }
+        apr_pool_destroy(cp);
+    }
+    apr_pool_destroy(p);
+    return NULL;
+}
+
+/* Through the pool, before the writer connection is open (a connection
+ * borrowed for the call) and after (none held while queued): the same
+ * rows, the same errors, every connection given back. */
+static void
+test_writers_through_the_pool_keep_exactly_the_rows_of_the_calls_that_succeeded(void **state)
+{
+    apr_pool_t *owner;
+    pthread_t th[THREADS];
+    pool_thread_arg args[THREADS];
+    int64_t expected = 0;
+    dm_db_pool *dbp;
+    dm_db *db;
+    work first = {50, 0, 0}, refused = {51, 1, 0};
+    dm_err *e;
+
+    (void)state;
+    path_made();
+    apr_pool_create(&owner, pool);
+    assert_null(dm_db_pool_create(owner, path_made(), 0, POOL_MAX, 0, &dbp));
+    /* no writer connection in this process: a borrowed one */
+    assert_null(dm_db_pool_write_txn(dbp, pool, work_fn, &first));
+    e = dm_db_pool_write_txn(dbp, pool, work_fn, &refused);
+    assert_non_null(e);
+    assert_string_equal(e->message, "refused 51");
+    assert_int_equal(dm_db_pool_in_use(dbp), 0);
+    dm_db_group_own_connection(owner);
+    key_base = 200000;
+    memset(args, 0, sizeof(args));
+    for (int i = 0; i < THREADS; i++) {
+        args[i].dbp = dbp;
+        args[i].t.id = i;
+        assert_int_equal(pthread_create(&th[i], NULL, pool_writer, &args[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].t.wrong_errors, 0);
+    }
+    assert_int_equal(dm_db_pool_in_use(dbp), 0);
+    for (int i = 0; i < CALLS; i++) {
+        expected += !(i % 5 == 1 || i % 7 == 3);
+    }
+    assert_null(dm_db_open(pool, path_made(), NULL, &db));
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM g WHERE k IN (50, 51)"), 1);
+    assert_int_equal(
+        count(db, apr_psprintf(pool, "SELECT COUNT(*) FROM g WHERE k >= %d", (int)key_base)),
+        expected * THREADS);
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(args[i].t.errors, CALLS - expected);
+        for (int c = 0; c < CALLS; c++) {
+            const char *sql = apr_psprintf(pool, "SELECT COUNT(*) FROM g WHERE k = %d",
+                                           (int)key_base + i * CALLS + c);
+            assert_int_equal(count(db, sql), (c % 5 == 1 || c % 7 == 3) ? 0 : 1);
+        }
+    }
+    dm_db_close(db);
+    dm_db_group_own_connection(NULL);
+    apr_pool_destroy(owner);
+}
+
+/* Once the writer connection is open, a write through the pool needs none
+ * of the pool's connections: it commits while the only one is held (by a
+ * caller that would wait 5 s and fail, had it borrowed one). */
+static void test_a_write_through_the_pool_needs_no_free_connection(void **state)
+{
+    apr_pool_t *owner, *held;
+    dm_db_pool *dbp;
+    dm_db *db, *mine;
+    work opens = {60, 0, 0}, w = {61, 0, 0};
+    apr_time_t t0;
+
+    (void)state;
+    apr_pool_create(&owner, pool);
+    apr_pool_create(&held, pool);
+    assert_null(dm_db_pool_create(owner, path_made(), 0, 1, 0, &dbp));
+    dm_db_group_own_connection(owner);
+    assert_null(dm_db_pool_write_txn(dbp, pool, work_fn, &opens)); /* opens it */
+    assert_null(dm_db_pool_acquire(dbp, held, &mine));
+    t0 = apr_time_now();
+    assert_null(dm_db_pool_write_txn(dbp, pool, work_fn, &w));
+    assert_true(apr_time_now() - t0 < apr_time_from_sec(2));
+    assert_int_equal(dm_db_pool_in_use(dbp), 1);
+    assert_int_equal(count(mine, "SELECT COUNT(*) FROM g WHERE k IN (60, 61)"), 2);
+    apr_pool_destroy(held);
+    assert_null(dm_db_open(pool, path_made(), NULL, &db));
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM g WHERE k = 61"), 1);
+    dm_db_close(db);
+    dm_db_group_own_connection(NULL);
+    apr_pool_destroy(owner);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +385,9 @@ int main(void)
         cmocka_unit_test(
             test_a_writer_connection_keeps_exactly_the_rows_of_the_calls_that_succeeded),
         cmocka_unit_test(test_a_writer_connection_follows_a_file_made_again),
+        cmocka_unit_test(
+            test_writers_through_the_pool_keep_exactly_the_rows_of_the_calls_that_succeeded),
+        cmocka_unit_test(test_a_write_through_the_pool_needs_no_free_connection),
     };
     int rc;
     apr_initialize();

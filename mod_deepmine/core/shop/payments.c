@@ -15,6 +15,7 @@
 #include "base/validate.h"
 #include "shop/orders.h"
 #include "store/db_group.h"
+#include "store/db_pool.h"
 
 /* "paid", "failed", "refunded", "expired", "ignored"; NULL when unknown. */
 static const char *dm_payment_status_name(dm_payment_event_status st)
@@ -255,9 +256,11 @@ static dm_err *record_txn(dm_db *db, apr_pool_t *p, void *arg)
     return e;
 }
 
-dm_err *dm_payment_event_record_from(dm_db *db, apr_pool_t *p, const char *plugin,
-                                     const char *source, const dm_payment_event *ev,
-                                     const char *raw_body, size_t raw_len, dm_payment_recorded *out)
+/* The event recorded through db, or (pool given) through a connection of
+ * pool that the call holds only if it must (dm_db_pool_write_txn). */
+static dm_err *record_event(dm_db *db, dm_db_pool *pool, apr_pool_t *p, const char *plugin,
+                            const char *source, const dm_payment_event *ev, const char *raw_body,
+                            size_t raw_len, dm_payment_recorded *out)
 {
     record_args a;
     dm_err *e;
@@ -283,7 +286,8 @@ dm_err *dm_payment_event_record_from(dm_db *db, apr_pool_t *p, const char *plugi
     a.out = out;
     /* One event, one transaction of its own as far as it can tell; other
      * events' may share its commit (store/db_group.h). */
-    e = dm_db_write_txn(db, p, record_txn, &a);
+    e = pool ? dm_db_pool_write_txn(pool, p, record_txn, &a)
+             : dm_db_write_txn(db, p, record_txn, &a);
     if (e) {
         return e;
     }
@@ -297,4 +301,18 @@ dm_err *dm_payment_event_record_from(dm_db *db, apr_pool_t *p, const char *plugi
            (int)ev->event_id.len, ev->event_id.ptr, (apr_int64_t)out->id,
            dm_payment_status_name(ev->status), a.outcome);
     return NULL;
+}
+
+dm_err *dm_payment_event_record_from(dm_db *db, apr_pool_t *p, const char *plugin,
+                                     const char *source, const dm_payment_event *ev,
+                                     const char *raw_body, size_t raw_len, dm_payment_recorded *out)
+{
+    return record_event(db, NULL, p, plugin, source, ev, raw_body, raw_len, out);
+}
+
+dm_err *dm_payment_event_record_pooled(dm_db_pool *pool, apr_pool_t *p, const char *plugin,
+                                       const dm_payment_event *ev, const char *raw_body,
+                                       size_t raw_len, dm_payment_recorded *out)
+{
+    return record_event(NULL, pool, p, plugin, "webhook", ev, raw_body, raw_len, out);
 }

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "store/db.h"
+#include "store/db_pool.h"
 #include "deepmine/plugin.h"
 #include "base/err.h"
 
@@ -48,5 +49,13 @@ dm_err *dm_payment_event_record_from(dm_db *db, apr_pool_t *p, const char *plugi
                                      const char *source, const dm_payment_event *ev,
                                      const char *raw_body, size_t raw_len,
                                      dm_payment_recorded *out);
+
+/* dm_payment_event_record for a caller that holds no connection: the event
+ * is recorded through one of pool's, or, once the process writes through
+ * its writer connection (store/db_group.h), without holding any while it
+ * waits for its commit (dm_db_pool_write_txn). */
+dm_err *dm_payment_event_record_pooled(dm_db_pool *pool, apr_pool_t *p, const char *plugin,
+                                       const dm_payment_event *ev, const char *raw_body,
+                                       size_t raw_len, dm_payment_recorded *out);
 
 #endif

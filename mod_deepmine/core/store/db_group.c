@@ -38,6 +38,8 @@ typedef struct group {
     dm_db *wdb;
     dev_t wdev;
     ino_t wino;
+    int wbusy; /* its busy timeout (opened again for a caller without one) */
+    int wopen; /* wdb is open (under mu: dm_db_group_write_unheld reads it) */
 } group;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -81,12 +83,14 @@ static apr_status_t writer_gone(void *data)
 
     g->wdb = NULL;
     g->wpool = NULL;
+    g->wopen = 0;
     return APR_SUCCESS;
 }
 
 /* The connection the leader of g runs its batches on: g's writer
  * connection, opened (or opened again when the file was replaced) on the
- * first use, else db. Only the leader calls it. */
+ * first use, else db (NULL for a leader without a connection of its own:
+ * dm_db_group_write_unheld). Only the leader calls it. */
 static dm_db *writer_of(group *g, dm_db *db)
 {
     struct stat sb;
@@ -110,7 +114,7 @@ static dm_db *writer_of(group *g, dm_db *db)
     if (!wp) {
         return db;
     }
-    opt.busy_timeout_ms = dm_db_busy_timeout(db);
+    opt.busy_timeout_ms = db ? dm_db_busy_timeout(db) : g->wbusy;
     if (dm_db_open(wp, g->path, &opt, &g->wdb) != NULL) {
         pthread_mutex_lock(&mu);
         apr_pool_destroy(wp);
@@ -129,9 +133,13 @@ static dm_db *writer_of(group *g, dm_db *db)
      * (docs/decisions.md "Memory, seventh round") */
     (void)dm_db_exec(g->wdb, wp, "PRAGMA cache_size=-" DM_DB_GROUP_CACHE_KIB_STR);
     g->wpool = wp;
+    g->wbusy = opt.busy_timeout_ms;
     g->wdev = sb.st_dev;
     g->wino = sb.st_ino;
     apr_pool_cleanup_register(wp, g, writer_gone, apr_pool_cleanup_null);
+    pthread_mutex_lock(&mu);
+    g->wopen = 1;
+    pthread_mutex_unlock(&mu);
     return g->wdb;
 }
 
@@ -225,26 +233,29 @@ static void run_batch(dm_db *db, apr_pool_t *p, item **items, int n)
     }
 }
 
-dm_err *dm_db_write_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg)
+/* Queues fn on path's group and returns 1 once it ran (*err its error),
+ * leading when the turn comes. db: the caller's connection, or NULL for a
+ * caller that holds none (dm_db_group_write_unheld): then *due_out gets
+ * the checkpoint its lead made due, to be run on a connection it borrows
+ * afterwards. 0, nothing done: no queue for path (the table is full), or
+ * no connection to lead with (db NULL and no writer connection open). */
+static int queue_and_wait(const char *path, dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg,
+                          dm_err **err, int *due_out)
 {
-    const char *path = dm_db_path(db);
     item me = {fn, arg, p, NULL, 0, NULL};
     dm_db *wdb;
     int due;
     group *g;
 
-    if (dm_db_in_transaction(db)) {
-        return fn(db, p, arg);
-    }
-    if (strcmp(dm_db_engine(db), "sqlite") != 0 || !path || !*path || *path == ':' ||
-        strncmp(path, "file:", 5) == 0) {
-        return run_alone(db, p, fn, arg);
-    }
     pthread_mutex_lock(&mu);
     g = group_of(path);
-    if (!g) {
+    /* Without a connection, only once the writer connection is open (the
+     * process's first write opens it, with a connection): it stays open
+     * (opened again in place when the file is replaced), so this caller,
+     * should it lead, needs no connection of its own. */
+    if (!g || (!db && (!own_pool || !g->wopen))) {
         pthread_mutex_unlock(&mu);
-        return run_alone(db, p, fn, arg);
+        return 0;
     }
     if (g->tail) {
         g->tail->next = &me;
@@ -257,14 +268,17 @@ dm_err *dm_db_write_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg)
     }
     if (me.done) {
         pthread_mutex_unlock(&mu);
-        return me.e;
+        *err = me.e;
+        return 1;
     }
     g->leading = 1;
     pthread_mutex_unlock(&mu);
     /* Only the leader uses wdb: everything on it is done before the lead
      * is handed over (a connection is used by one thread at a time). */
     wdb = writer_of(g, db);
-    dm_db_checkpoint_later(wdb, 1);
+    if (wdb) {
+        dm_db_checkpoint_later(wdb, 1);
+    }
     /* Each item's savepoint journals every page its fn changes first (a
      * paid order: some 60 pages, 240 KiB); past 64 KiB SQLite spilled that
      * journal page by page to a file under /var/tmp, about half of the
@@ -272,7 +286,7 @@ dm_err *dm_db_write_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg)
      * writer connection keeps it so): it is bounded by a batch's pages and
      * freed at each RELEASE (store/db.h). Only a speed-up, so a refusal
      * changes nothing. */
-    if (wdb == db) {
+    if (wdb && wdb == db) {
         (void)dm_db_scratch_in_memory(db, p, 1);
     }
     pthread_mutex_lock(&mu);
@@ -287,7 +301,17 @@ dm_err *dm_db_write_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg)
             g->tail = NULL;
         }
         pthread_mutex_unlock(&mu);
-        run_batch(wdb, p, batch, n);
+        if (wdb) {
+            run_batch(wdb, p, batch, n);
+        } else {
+            /* A leader without a connection whose writer connection could
+             * not be opened again (the file replaced, then unreadable):
+             * nothing is written; a webhook's provider tries again. */
+            for (int i = 0; i < n; i++) {
+                batch[i]->e = dm_err_make(batch[i]->p, DM_E_UNAVAILABLE, NULL,
+                                          "the database cannot be written now, try again");
+            }
+        }
         pthread_mutex_lock(&mu);
         for (int i = 0; i < n; i++) {
             batch[i]->done = 1;
@@ -296,21 +320,58 @@ dm_err *dm_db_write_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg)
     }
     /* Still the leader (mu held, nobody else leads): take what is left to
      * do on wdb. */
-    due = wdb != db ? dm_db_checkpoint_take(wdb) : 0;
+    due = wdb && wdb != db ? dm_db_checkpoint_take(wdb) : 0;
     g->leading = 0;
     pthread_cond_broadcast(&cv);
     pthread_mutex_unlock(&mu);
     /* The WAL's checkpoint, if one is due, once the next leader is free to
      * go on (it needs no lock of ours): on the leader's own connection when
-     * a writer connection committed (the next leader may be using it). */
+     * a writer connection committed (the next leader may be using it), or
+     * on one its caller borrows. */
+    *err = me.e;
+    if (!wdb) {
+        return 1;
+    }
     if (wdb != db) {
-        if (due) {
+        if (due && db) {
             dm_db_checkpoint_run(db, due);
+        } else if (due_out) {
+            *due_out = due;
         }
     } else {
         (void)dm_db_scratch_in_memory(db, p, 0);
         dm_db_checkpoint_later(db, 0);
         dm_db_checkpoint_due(db);
     }
-    return me.e;
+    return 1;
+}
+
+/* 1 when path is a SQLite file whose writers may queue. */
+static int groupable(const char *path)
+{
+    return path && *path && *path != ':' && strncmp(path, "file:", 5) != 0 &&
+           !dm_db_is_postgres(path);
+}
+
+dm_err *dm_db_write_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg)
+{
+    const char *path = dm_db_path(db);
+    dm_err *e = NULL;
+
+    if (dm_db_in_transaction(db)) {
+        return fn(db, p, arg);
+    }
+    if (strcmp(dm_db_engine(db), "sqlite") != 0 || !groupable(path) ||
+        !queue_and_wait(path, db, p, fn, arg, &e, NULL)) {
+        return run_alone(db, p, fn, arg);
+    }
+    return e;
+}
+
+int dm_db_group_write_unheld(const char *path, apr_pool_t *p, dm_db_txn_fn fn, void *arg,
+                             dm_err **err, int *due)
+{
+    *err = NULL;
+    *due = 0;
+    return groupable(path) && queue_and_wait(path, NULL, p, fn, arg, err, due);
 }

@@ -43,4 +43,18 @@ dm_err *dm_db_write_txn(dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg);
  * own connection. */
 void dm_db_group_own_connection(apr_pool_t *pool);
 
+/* For a caller that holds no connection (store/db_pool.h's
+ * dm_db_pool_write_txn): when path is a SQLite file whose writer
+ * connection this process has open (dm_db_group_own_connection, and a
+ * first write made with a connection), fn is queued and run exactly as
+ * dm_db_write_txn runs it, on the writer connection, and 1 is returned
+ * with *err fn's (or the commit's) error and *due the length of the
+ * checkpoint its caller's lead made due (0: none) — to be run with
+ * dm_db_checkpoint_run on any connection to path. Else 0, nothing done:
+ * the caller takes a connection and calls dm_db_write_txn. A caller
+ * queued so holds no connection while it waits, so more writers than
+ * the pool's connections can share a commit. */
+int dm_db_group_write_unheld(const char *path, apr_pool_t *p, dm_db_txn_fn fn, void *arg,
+                             dm_err **err, int *due);
+
 #endif

@@ -267,6 +267,31 @@ void dm_db_pool_release_scope(dm_db_pool *pool, apr_pool_t *scope)
     apr_pool_userdata_setn(NULL, DM_LEASES_KEY, NULL, scope);
 }
 
+dm_err *dm_db_pool_write_txn(dm_db_pool *pool, apr_pool_t *scope, dm_db_txn_fn fn, void *arg)
+{
+    dm_db *db;
+    dm_err *e;
+    int due = 0;
+
+    if (dm_db_group_write_unheld(pool->path, scope, fn, arg, &e, &due)) {
+        /* The checkpoint after the answer's commit, as a leader with a
+         * connection runs it: skipped if none comes (the next commit that
+         * leaves the WAL long makes one due again). */
+        if (due && !dm_db_pool_acquire(pool, scope, &db)) {
+            dm_db_checkpoint_run(db, due);
+            dm_db_pool_release(pool, scope, db);
+        }
+        return e;
+    }
+    e = dm_db_pool_acquire(pool, scope, &db);
+    if (e) {
+        return e;
+    }
+    e = dm_db_write_txn(db, scope, fn, arg);
+    dm_db_pool_release(pool, scope, db);
+    return e;
+}
+
 int dm_db_pool_in_use(dm_db_pool *pool)
 {
     return (int)apr_reslist_acquired_count(pool->list);

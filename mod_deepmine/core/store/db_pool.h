@@ -11,6 +11,7 @@
 #include <apr_pools.h>
 
 #include "store/db.h"
+#include "store/db_group.h"
 #include "base/err.h"
 
 typedef struct dm_db_pool dm_db_pool;
@@ -32,6 +33,15 @@ void dm_db_pool_release(dm_db_pool *pool, apr_pool_t *scope, dm_db *db);
 /* Gives back every connection `scope` still borrows (the handler is done:
  * its answer may wait for a slow reader, holding no connection). */
 void dm_db_pool_release_scope(dm_db_pool *pool, apr_pool_t *scope);
+
+/* Runs fn as dm_db_write_txn (store/db_group.h) does, for a caller that
+ * holds no connection of this pool: on a SQLite file once the process's
+ * writer connection is open, queued without borrowing any (a connection is
+ * borrowed afterwards only to run a checkpoint the caller's lead made
+ * due); else on a connection borrowed for the call and given back before
+ * it returns. The caller must hold none in `scope` (a second one could
+ * wait for a connection held by writers waiting on it). */
+dm_err *dm_db_pool_write_txn(dm_db_pool *pool, apr_pool_t *scope, dm_db_txn_fn fn, void *arg);
 
 /* Connections currently handed out (for health and tests). */
 int dm_db_pool_in_use(dm_db_pool *pool);

@@ -262,7 +262,6 @@ static int webhook_post(request_rec *r, const dm_route_match *m)
     dm_message msg;
     dm_payment_recorded rec;
     dm_status st;
-    dm_db *db;
     dm_err *e;
     dm_str raw;
 
@@ -310,10 +309,10 @@ static int webhook_post(request_rec *r, const dm_route_match *m)
     if (pl->kind == DM_PLUGIN_KYC) {
         return kyc_event(r, pl, &ev.kyc);
     }
-    e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
-    if (!e) {
-        e = dm_payment_event_record(db, r->pool, pl->name, &ev.payment, body, body_len, &rec);
-    }
+    /* No connection held while the event waits for its commit: more
+     * webhooks than the pool's connections can share one. */
+    e = dm_payment_event_record_pooled(dm_g.db, r->pool, pl->name, &ev.payment, body, body_len,
+                                       &rec);
     if (e) {
         if (e->code == DM_E_INVALID) {
             /* Verified but unusable: the plugin's parsing is at fault. */
