@@ -232,21 +232,24 @@ dm_err *dm_db_pool_acquire(dm_db_pool *pool, apr_pool_t *scope, dm_db **out)
     l->next = head;
     apr_pool_userdata_setn(l, DM_LEASES_KEY, NULL, scope);
     apr_pool_cleanup_register(scope, l, lease_cleanup, apr_pool_cleanup_null);
-    /* The lease is found again by the connection on release. */
-    apr_pool_userdata_setn(l, apr_psprintf(scope, "dm_lease_%pp", (void *)l->c->db), NULL, scope);
     *out = l->c->db;
     return NULL;
 }
 
+/* The lease is found again by its connection in the scope's list (a
+ * request holds one or two): no key to format, no hash entry per lease. */
 void dm_db_pool_release(dm_db_pool *pool, apr_pool_t *scope, dm_db *db)
 {
-    void *data = NULL;
+    void *head = NULL;
+    lease *l;
     (void)pool;
 
-    apr_pool_userdata_get(&data, apr_psprintf(scope, "dm_lease_%pp", (void *)db), scope);
-    if (data) {
-        apr_pool_userdata_setn(NULL, apr_psprintf(scope, "dm_lease_%pp", (void *)db), NULL, scope);
-        apr_pool_cleanup_run(scope, data, lease_cleanup);
+    apr_pool_userdata_get(&head, DM_LEASES_KEY, scope);
+    for (l = head; l; l = l->next) {
+        if (!l->returned && l->c->db == db) {
+            apr_pool_cleanup_run(scope, l, lease_cleanup);
+            return;
+        }
     }
 }
 
@@ -259,8 +262,6 @@ void dm_db_pool_release_scope(dm_db_pool *pool, apr_pool_t *scope)
     apr_pool_userdata_get(&head, DM_LEASES_KEY, scope);
     for (l = head; l; l = l->next) {
         if (!l->returned) {
-            apr_pool_userdata_setn(NULL, apr_psprintf(scope, "dm_lease_%pp", (void *)l->c->db),
-                                   NULL, scope);
             apr_pool_cleanup_run(scope, l, lease_cleanup);
         }
     }
