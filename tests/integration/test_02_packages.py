@@ -88,6 +88,12 @@ def test_catalogue_change_is_served_by_every_child_within_seconds(new_server):
     # A change made outside the server (as deepminectl or an operator would).
     s.sql("UPDATE packages SET active = 0 WHERE id = 3")
     s.sql("UPDATE packages SET name = 'Basic Plus' WHERE id = 4")
+    # Each child looks at the catalogue's generation at most once a second
+    # (DM_CATALOGUE_REVALIDATE): a child that looked just before the change
+    # serves the old catalogue until its second is up, whichever requests
+    # the other children answered meanwhile. Past that second every child
+    # must answer the new one, on its next request.
+    time.sleep(1.2)
 
     def all_fresh():
         # several requests: with prefork they land on different children
