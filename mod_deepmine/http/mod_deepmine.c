@@ -446,11 +446,16 @@ static void batch_scheduling(server_rec *s)
 static void dm_child_init(apr_pool_t *pchild, server_rec *s)
 {
     dm_conf *c = dm_conf_get(s);
-    int min, max;
+    int min, max, threaded = AP_MPMQ_NOT_SUPPORTED;
     dm_err *e;
 
     dm_http_malloc_tune();
-    if (dm_conf_batch_scheduling(c)) {
+    /* a threaded MPM's child only: prefork's children are one request
+     * each, and under SCHED_BATCH the one that just answered keeps winning
+     * the next accept, so one child would serve nearly everything */
+    if (dm_conf_batch_scheduling(c) &&
+        ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded) == APR_SUCCESS &&
+        threaded != AP_MPMQ_NOT_SUPPORTED) {
         batch_scheduling(s);
     }
     dm_ratelimit_child_init(pchild, s);

@@ -210,3 +210,16 @@ def test_batch_scheduling_of_the_worker_threads(new_server, setting, policy):
     threads = sched_policies(w)
     assert len(threads) > 1 and set(threads) == {policy}, threads
     assert set(sched_policies(s.proc.pid)) == {0}
+
+
+def test_batch_scheduling_leaves_prefork_children_alone(new_server):
+    # prefork's children answer one request each: under SCHED_BATCH the one
+    # that just answered would keep winning the next accept
+    s = new_server(mpm="prefork")
+    s.start()
+    assert s.get("/api/health").status_code == 200
+    kids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(s.proc.pid)],
+                          capture_output=True, text=True).stdout.split()
+    assert kids
+    for k in kids:
+        assert set(sched_policies(int(k))) == {0}, k
