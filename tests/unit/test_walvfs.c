@@ -31,19 +31,19 @@ static sqlite3_syscall_ptr real_pwrite, real_pwrite64, real_write;
 static ssize_t counted_pwrite(int fd, const void *buf, size_t n, off_t off)
 {
     writes_made++;
-    return ((ssize_t (*)(int, const void *, size_t, off_t))real_pwrite)(fd, buf, n, off);
+    return ((ssize_t(*)(int, const void *, size_t, off_t))real_pwrite)(fd, buf, n, off);
 }
 
 static ssize_t counted_pwrite64(int fd, const void *buf, size_t n, off_t off)
 {
     writes_made++;
-    return ((ssize_t (*)(int, const void *, size_t, off_t))real_pwrite64)(fd, buf, n, off);
+    return ((ssize_t(*)(int, const void *, size_t, off_t))real_pwrite64)(fd, buf, n, off);
 }
 
 static ssize_t counted_write(int fd, const void *buf, size_t n)
 {
     writes_made++;
-    return ((ssize_t (*)(int, const void *, size_t))real_write)(fd, buf, n);
+    return ((ssize_t(*)(int, const void *, size_t))real_write)(fd, buf, n);
 }
 
 static void count_writes(int on)
