@@ -115,6 +115,22 @@ typedef struct thread_arg {
     int wrong_errors; /* errors that were not this call's own */
 } thread_arg;
 
+/* One call's outcome counted: an error must be its own refusal (a failing
+ * call's message, a duplicate's conflict), a success must be neither. */
+static void tally(thread_arg *t, const work *w, const dm_err *e, apr_pool_t *cp)
+{
+    if (e) {
+        t->errors++;
+        if (!(w->fail || w->duplicate) || e->code != DM_E_CONFLICT ||
+            (w->fail && strcmp(e->message, apr_psprintf(cp, "refused %" APR_INT64_T_FMT,
+                                                        (apr_int64_t)w->key)) != 0)) {
+            t->wrong_errors++;
+        }
+    } else if (w->fail || w->duplicate) {
+        t->wrong_errors++;
+    }
+}
+
 static void *writer(void *arg)
 {
     thread_arg *t = arg;
@@ -130,22 +146,11 @@ static void *writer(void *arg)
     for (int i = 0; i < CALLS; i++) {
         apr_pool_t *cp;
         work w;
-        dm_err *e;
         apr_pool_create(&cp, p);
         w.key = key_base + (int64_t)t->id * CALLS + i;
         w.fail = i % 5 == 1;
         w.duplicate = i % 7 == 3;
-        e = dm_db_write_txn(db, cp, work_fn, &w);
-        if (e) {
-            t->errors++;
-            if (!(w.fail || w.duplicate) || e->code != DM_E_CONFLICT ||
-                (w.fail && strcmp(e->message, apr_psprintf(cp, "refused %" APR_INT64_T_FMT,
-                                                           (apr_int64_t)w.key)) != 0)) {
-                t->wrong_errors++;
-            }
-        } else if (w.fail || w.duplicate) {
-            t->wrong_errors++;
-        }
+        tally(t, &w, dm_db_write_txn(db, cp, work_fn, &w), cp);
         apr_pool_destroy(cp);
     }
     dm_db_close(db);
@@ -261,22 +266,11 @@ static void *pool_writer(void *arg)
     for (int i = 0; i < CALLS; i++) {
         apr_pool_t *cp;
         work w;
-        dm_err *e;
         apr_pool_create(&cp, p);
         w.key = key_base + (int64_t)t->id * CALLS + i;
         w.fail = i % 5 == 1;
         w.duplicate = i % 7 == 3;
-        e = dm_db_pool_write_txn(pa->dbp, cp, work_fn, &w);
-        if (e) {
-            t->errors++;
-            if (!(w.fail || w.duplicate) || e->code != DM_E_CONFLICT ||
-                (w.fail && strcmp(e->message, apr_psprintf(cp, "refused %" APR_INT64_T_FMT,
-                                                           (apr_int64_t)w.key)) != 0)) {
-                t->wrong_errors++;
-            }
-        } else if (w.fail || w.duplicate) {
-            t->wrong_errors++;
-        }
+        tally(t, &w, dm_db_pool_write_txn(pa->dbp, cp, work_fn, &w), cp);
         /* every connection it may have borrowed given back */
         if (dm_db_pool_in_use(pa->dbp) > POOL_MAX) {
             t->wrong_errors++;
