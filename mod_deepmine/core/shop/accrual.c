@@ -71,6 +71,15 @@
 #define DAYS_ROWS 1024
 #define DAYS_TEXTS 4 /* ADD_ROWS x 2^k up to DAYS_ROWS */
 
+/* WAL pages after which a crediting run checkpoints, between batches:
+ * store/db.c's DM_DB_WAL_RESTART_PAGES, so that checkpoint also starts the
+ * WAL over. A connection's own threshold, 1,000 pages, made a checkpoint
+ * (two fsyncs, and every page copied back) after nearly every batch; the
+ * pages the next batches write again (the yield account, the right edges
+ * of the indexes, contract_days) are now copied once (docs/decisions.md,
+ * "The accrual's checkpoints, ninth round"). */
+#define CKPT_PAGES 16384
+
 /* ---- the arithmetic ---- */
 
 /* floor(D x t / 86400) for t >= 0 and D >= 0, exact in 128 bits:
@@ -733,7 +742,7 @@ static dm_err *credit_all(acc_run *r)
 {
     dm_db *db = r->ctx->db;
     apr_pool_t *bp;
-    int pos = 0, more = 1, first = 1;
+    int pos = 0, more = 1, first = 1, wal = 0, taken;
     dm_err *e = NULL;
 
     if (!r->ids && (e = candidates(r))) {
@@ -744,6 +753,8 @@ static dm_err *credit_all(acc_run *r)
     /* a batch's multi-row statements: their statement journal in memory
      * (store/db.h); only a speed-up, so a refusal changes nothing */
     (void)dm_db_scratch_in_memory(db, bp, 1);
+    /* the batches' commits leave their checkpoint to the loop below */
+    dm_db_checkpoint_later(db, 1);
     while (!e && more) {
         apr_array_header_t *rows = NULL;
         int64_t before = r->new_credits;
@@ -768,7 +779,19 @@ static dm_err *credit_all(acc_run *r)
         } else {
             r->ctx->items += r->new_credits - before;
         }
+        /* the WAL's length after this commit, when 1,000 pages or more
+         * (0 on PostgreSQL) */
+        taken = dm_db_checkpoint_take(db);
+        wal = taken ? taken : wal;
+        if (wal >= CKPT_PAGES) {
+            dm_db_checkpoint_run(db, wal);
+            wal = 0;
+        }
         apr_pool_clear(bp);
+    }
+    dm_db_checkpoint_later(db, 0);
+    if (wal) {
+        dm_db_checkpoint_run(db, wal); /* what is left, as a commit would */
     }
     (void)dm_db_scratch_in_memory(db, bp, 0);
     apr_pool_destroy(bp);
