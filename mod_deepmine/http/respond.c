@@ -39,6 +39,11 @@ static int body_unread(request_rec *r)
     return announced && !apr_table_get(r->notes, "dm-body-read");
 }
 
+/* The largest body dm_http_json sends from the handler (write_body): with
+ * its headers it fits a fresh TCP connection's send buffer (16 KiB), so
+ * the write does not wait for the client. */
+#define DM_FLUSH_MAX 8192
+
 /* The answer's body to the output filters. ap_rwrite would copy it into an
  * 8 KiB heap bucket of the connection's allocator, which keeps that node
  * for the connection's next request (about 2 MiB at 256 connections): the
@@ -69,6 +74,21 @@ static void write_body(request_rec *r, const char *body, apr_size_t len, char *o
     b = owned ? apr_bucket_heap_create(owned, len, free, c->bucket_alloc)
               : apr_bucket_pool_create(body, len, r->pool, c->bucket_alloc);
     APR_BRIGADE_INSERT_TAIL(bb, b);
+    /* A small answer of a handler that holds no pooled connection is sent
+     * now, as Apache's static handler sends a file: the core would
+     * otherwise keep it until the request is logged and its pool gone, and
+     * look for the client's next request (one read) before writing this
+     * answer, when that request cannot have come yet; the connection then
+     * goes back to the listener (two epoll_ctl, a wake-up, a switch per
+     * request). Sent first, the answer reaches the client while this
+     * thread finishes the request, and its next request is often there
+     * when the thread looks (docs/decisions.md "The read path, ninth
+     * round"). A larger answer, or one written while a connection is held,
+     * still waits for the MPM's write completion: a slow reader holds no
+     * thread, no connection. */
+    if (len <= DM_FLUSH_MAX && !dm_db_pool_scope_holds(r->pool)) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(c->bucket_alloc));
+    }
     /* The answer is whole: its end goes with it, so the filters run once
      * (as for ap_rwrite's buffered body at the handler's end; Apache then
      * sends no second end, r->eos_sent). */

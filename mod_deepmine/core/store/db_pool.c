@@ -268,6 +268,19 @@ void dm_db_pool_release_scope(dm_db_pool *pool, apr_pool_t *scope)
     apr_pool_userdata_setn(NULL, DM_LEASES_KEY, NULL, scope);
 }
 
+int dm_db_pool_scope_holds(apr_pool_t *scope)
+{
+    void *head = NULL;
+
+    apr_pool_userdata_get(&head, DM_LEASES_KEY, scope);
+    for (const lease *l = head; l; l = l->next) {
+        if (!l->returned) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 dm_err *dm_db_pool_write_txn(dm_db_pool *pool, apr_pool_t *scope, dm_db_txn_fn fn, void *arg)
 {
     dm_db *db;

@@ -34,6 +34,9 @@ void dm_db_pool_release(dm_db_pool *pool, apr_pool_t *scope, dm_db *db);
  * its answer may wait for a slow reader, holding no connection). */
 void dm_db_pool_release_scope(dm_db_pool *pool, apr_pool_t *scope);
 
+/* 1 while `scope` still borrows a connection of any pool, else 0. */
+int dm_db_pool_scope_holds(apr_pool_t *scope);
+
 /* Runs fn as dm_db_write_txn (store/db_group.h) does, for a caller that
  * holds no connection of this pool: on a SQLite file once the process's
  * writer connection is open, queued without borrowing any (a connection is

@@ -223,6 +223,9 @@ static int health(request_rec *r, const dm_route_match *m)
         e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
         if (!e) {
             e = health_probe_cached(db, r->pool, &hp);
+            /* the rest reads the probe only: the answer goes out holding
+             * no connection (respond.c sends it at once) */
+            dm_db_pool_release(dm_g.db, r->pool, db);
         }
     }
     if (!e && hp.schema != dm_migrate_latest()) {
