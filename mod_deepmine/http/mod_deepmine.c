@@ -12,7 +12,6 @@
 
 #include <ap_expr.h>
 #include <ap_mpm.h>
-#include <apr_allocator.h>
 #include <apr_strings.h>
 #include <http_core.h>
 #include <http_protocol.h>
@@ -29,6 +28,7 @@
 #include <unistd.h>
 #include <unixd.h>
 
+#include "base/aprmem.h"
 #include "base/clock.h"
 #include "referral/commission.h"
 #include "kyc/kyc_events.h"
@@ -571,68 +571,12 @@ static int dm_map_to_storage(request_rec *r)
  * long as the process lives. When the connection ends, its allocator's
  * limit goes down to nothing, so whatever its pool and its subpools free
  * from here on goes back to the system, and the nodes its requests already
- * freed are taken out of its free lists and given back too (below); its
- * next connection restores the limit (dm_pre_connection). */
-
-/* APR 1.x's allocator (memory/unix/apr_pools.c, unchanged since 1.3): APR
- * has no call that empties an allocator's free lists or tells what they
- * hold, so their heads are read here. The layout is checked against the
- * public getters before each use; a mismatch (another APR) leaves the free
- * lists alone, as before. */
-#define DM_APR_MAX_INDEX 20
-#define DM_APR_BOUNDARY_INDEX 12
-struct dm_apr_allocator {
-    apr_size_t max_index;
-    apr_size_t max_free_index;
-    apr_size_t current_free_index;
-#if APR_HAS_THREADS
-    apr_thread_mutex_t *mutex;
-#endif
-    apr_pool_t *owner;
-    apr_memnode_t *free[DM_APR_MAX_INDEX];
-};
-
-/* Takes every node off a's free lists and frees them again: with the limit
- * at its lowest (set by the caller) each goes back to the system. Only the
- * allocator's own thread calls this (the one clearing the connection's
- * pool), and a's mutex, if any, is taken by apr_allocator_alloc/free. */
-static void allocator_drain(apr_allocator_t *a)
-{
-    const struct dm_apr_allocator *m = (const struct dm_apr_allocator *)(const void *)a;
-    apr_memnode_t *taken = NULL;
-    int budget = 1024; /* far above what MaxMemFree lets an allocator keep */
-
-    if (m->max_free_index != 1 || m->owner != apr_allocator_owner_get(a) ||
-#if APR_HAS_THREADS
-        m->mutex != apr_allocator_mutex_get(a) ||
-#endif
-        m->max_index >= DM_APR_MAX_INDEX) {
-        return; /* not the layout above */
-    }
-    for (apr_size_t i = 0; i < DM_APR_MAX_INDEX && budget > 0; i++) {
-        while (m->free[i] && budget-- > 0) {
-            /* a node of index k is (k + 1) boundaries, header included;
-             * the oversized ones (slot 0) carry their own index */
-            apr_size_t k = i ? i : m->free[0]->index;
-            apr_memnode_t *n = apr_allocator_alloc(
-                a, ((k + 1) << DM_APR_BOUNDARY_INDEX) - APR_MEMNODE_T_SIZE);
-            if (!n) {
-                break;
-            }
-            n->next = taken;
-            taken = n;
-        }
-    }
-    if (taken) {
-        apr_allocator_free(a, taken);
-    }
-}
+ * freed are taken off its free lists and given back too (base/aprmem.h);
+ * its next connection restores the limit (dm_pre_connection). */
 
 static apr_status_t conn_release_memory(void *data)
 {
-    /* 1 byte: the smallest limit (0 would mean "unlimited"). */
-    apr_allocator_max_free_set(data, 1);
-    allocator_drain(data);
+    (void)dm_apr_allocator_release(data, NULL);
     return APR_SUCCESS;
 }
 
