@@ -252,10 +252,9 @@ static void test_a_writer_connection_follows_a_file_made_again(void **state)
 static dm_err *fill_fn(dm_db *db, apr_pool_t *p, void *arg)
 {
     (void)arg;
-    return dm_db_exec(
-        db, p,
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
-        "INSERT INTO f (v) SELECT randomblob(200) FROM n");
+    return dm_db_exec(db, p,
+                      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
+                      "INSERT INTO f (v) SELECT randomblob(200) FROM n");
 }
 
 /* The writer connection keeps up to 2 MiB of pages for the next batch;
@@ -273,8 +272,7 @@ static void test_an_idle_writer_connection_gives_its_cache_back(void **state)
     apr_pool_create(&owner, pool);
     dm_db_group_own_connection(owner);
     db = dm_fx_open_migrated(pool, path);
-    assert_null(
-        dm_db_exec(db, pool, "CREATE TABLE f (v BLOB); CREATE TABLE g (k INTEGER PRIMARY KEY)"));
+    assert_null(dm_db_exec(db, pool, "CREATE TABLE f (v BLOB); CREATE TABLE g (k INTEGER PRIMARY KEY)"));
     assert_null(dm_db_write_txn(db, pool, fill_fn, NULL));
     warm = sqlite3_memory_used();
     /* not idle yet: kept */

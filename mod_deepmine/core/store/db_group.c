@@ -42,8 +42,8 @@ typedef struct group {
     dm_db *wdb;
     dev_t wdev;
     ino_t wino;
-    int wbusy;        /* its busy timeout (opened again for a caller without one) */
-    int wopen;        /* wdb is open (under mu: dm_db_group_write_unheld reads it) */
+    int wbusy; /* its busy timeout (opened again for a caller without one) */
+    int wopen; /* wdb is open (under mu: dm_db_group_write_unheld reads it) */
     apr_time_t wlast; /* the last batch on wdb ended (under mu) */
     int wwarm;        /* wdb's cache holds pages since its last release */
 } group;
