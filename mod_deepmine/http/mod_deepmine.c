@@ -490,8 +490,6 @@ static int dm_handler(request_rec *r)
         return DECLINED;
     }
     dm_monitor_request_start(r);
-    /* the writer connection's cache back once the writes stopped */
-    dm_db_group_release_idle(r->request_time);
     if (!dm_g.db || !dm_g.router) {
         return dm_http_fail(r, DM_E_UNAVAILABLE, NULL, "the service is not available");
     }

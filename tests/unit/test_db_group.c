@@ -15,8 +15,6 @@
 #include <unistd.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 #include "store/db.h"
 #include "store/db_group.h"
 #include "store/db_pool.h"
@@ -249,48 +247,6 @@ static void test_a_writer_connection_follows_a_file_made_again(void **state)
     apr_pool_destroy(owner);
 }
 
-static dm_err *fill_fn(dm_db *db, apr_pool_t *p, void *arg)
-{
-    (void)arg;
-    return dm_db_exec(db, p,
-                      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
-                      "INSERT INTO f (v) SELECT randomblob(200) FROM n");
-}
-
-/* The writer connection keeps up to 2 MiB of pages for the next batch;
- * once no batch ran for DM_DB_GROUP_IDLE it gives them back, and the next
- * batch still writes. */
-static void test_an_idle_writer_connection_gives_its_cache_back(void **state)
-{
-    apr_pool_t *owner;
-    const char *path = dm_fx_path(pool, "group-idle");
-    work after = {9, 0, 0};
-    sqlite3_int64 warm, kept, freed;
-    dm_db *db;
-
-    (void)state;
-    apr_pool_create(&owner, pool);
-    dm_db_group_own_connection(owner);
-    db = dm_fx_open_migrated(pool, path);
-    assert_null(dm_db_exec(db, pool, "CREATE TABLE f (v BLOB); CREATE TABLE g (k INTEGER PRIMARY KEY)"));
-    assert_null(dm_db_write_txn(db, pool, fill_fn, NULL));
-    warm = sqlite3_memory_used();
-    /* not idle yet: kept */
-    dm_db_group_release_idle(apr_time_now());
-    kept = sqlite3_memory_used();
-    assert_true(kept > warm - 64 * 1024);
-    /* idle: its pages (about 700 KiB of rows) are freed */
-    dm_db_group_release_idle(apr_time_now() + DM_DB_GROUP_IDLE + apr_time_from_sec(1));
-    freed = sqlite3_memory_used();
-    assert_true(freed < kept - 400 * 1024);
-    assert_null(dm_db_write_txn(db, pool, work_fn, &after));
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM g WHERE k = 9"), 1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM f"), 3000);
-    dm_db_close(db);
-    dm_db_group_own_connection(NULL);
-    apr_pool_destroy(owner);
-}
-
 /* dm_db_pool_write_txn's callers hold no connection: each thread writes
  * through a pool of POOL_MAX, fewer than the threads. */
 #define POOL_MAX 2
@@ -423,7 +379,6 @@ int main(void)
         cmocka_unit_test(
             test_a_writer_connection_keeps_exactly_the_rows_of_the_calls_that_succeeded),
         cmocka_unit_test(test_a_writer_connection_follows_a_file_made_again),
-        cmocka_unit_test(test_an_idle_writer_connection_gives_its_cache_back),
         cmocka_unit_test(
             test_writers_through_the_pool_keep_exactly_the_rows_of_the_calls_that_succeeded),
         cmocka_unit_test(test_a_write_through_the_pool_needs_no_free_connection),

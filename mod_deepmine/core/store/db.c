@@ -377,13 +377,6 @@ int dm_db_busy_timeout(const dm_db *db)
     return db->pg ? 0 : db->busy_ms;
 }
 
-void dm_db_release_memory(dm_db *db)
-{
-    if (!db->pg) {
-        (void)sqlite3_db_release_memory(db->handle);
-    }
-}
-
 const char *dm_db_engine(const dm_db *db)
 {
     return db->pg ? "postgresql" : "sqlite";

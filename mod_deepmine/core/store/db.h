@@ -54,9 +54,6 @@ dm_err *dm_db_pg_conninfo(apr_pool_t *p, const char *conninfo, const char *dbnam
 void dm_db_set_busy_timeout(dm_db *db, int ms);
 /* The SQLite busy timeout in ms (0 on PostgreSQL). */
 int dm_db_busy_timeout(const dm_db *db);
-/* Frees the connection's page cache (SQLite: every page no statement holds;
- * the next statements read them again). PostgreSQL: nothing to free. */
-void dm_db_release_memory(dm_db *db);
 /* The path, or for PostgreSQL the connection string without its password. */
 const char *dm_db_path(const dm_db *db);
 /* "sqlite" or "postgresql": for store/ (migrations) and operator output;

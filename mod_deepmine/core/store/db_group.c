@@ -9,10 +9,6 @@
 #include "store/db_group.h"
 
 #include <apr_strings.h>
-#include <apr_time.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,8 +40,6 @@ typedef struct group {
     ino_t wino;
     int wbusy; /* its busy timeout (opened again for a caller without one) */
     int wopen; /* wdb is open (under mu: dm_db_group_write_unheld reads it) */
-    apr_time_t wlast; /* the last batch on wdb ended (under mu) */
-    int wwarm;        /* wdb's cache holds pages since its last release */
 } group;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -53,10 +47,6 @@ static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static group groups[GROUPS];
 static int n_groups;
 static apr_pool_t *own_pool; /* set: leaders use a writer connection */
-/* Some writer connection's cache is warm: read without mu by every
- * request (dm_db_group_release_idle), so that the common case costs one
- * load; set and cleared under mu. */
-static int any_warm;
 
 /* Under mu. NULL: no queue for this file (the table is full). */
 static group *group_of(const char *path)
@@ -326,11 +316,6 @@ static int queue_and_wait(const char *path, dm_db *db, apr_pool_t *p, dm_db_txn_
         for (int i = 0; i < n; i++) {
             batch[i]->done = 1;
         }
-        if (wdb && wdb == g->wdb) {
-            g->wlast = apr_time_now();
-            g->wwarm = 1;
-            __atomic_store_n(&any_warm, 1, __ATOMIC_RELAXED);
-        }
         pthread_cond_broadcast(&cv);
     }
     /* Still the leader (mu held, nobody else leads): take what is left to
@@ -359,42 +344,6 @@ static int queue_and_wait(const char *path, dm_db *db, apr_pool_t *p, dm_db_txn_
         dm_db_checkpoint_due(db);
     }
     return 1;
-}
-
-void dm_db_group_release_idle(apr_time_t now)
-{
-    int warm = 0;
-
-    if (!__atomic_load_n(&any_warm, __ATOMIC_RELAXED)) {
-        return;
-    }
-    pthread_mutex_lock(&mu);
-    for (int i = 0; i < n_groups; i++) {
-        group *g = &groups[i];
-        if (!g->wwarm) {
-            continue;
-        }
-        if (g->leading || g->head || !g->wdb || now - g->wlast < DM_DB_GROUP_IDLE) {
-            warm = 1;
-            continue;
-        }
-        /* Lead, so that no batch runs on wdb meanwhile: a writer that
-         * comes now queues and leads once this is done. */
-        g->leading = 1;
-        pthread_mutex_unlock(&mu);
-        dm_db_release_memory(g->wdb);
-        pthread_mutex_lock(&mu);
-        g->wwarm = 0;
-        g->leading = 0;
-        pthread_cond_broadcast(&cv);
-    }
-    __atomic_store_n(&any_warm, warm, __ATOMIC_RELAXED);
-    pthread_mutex_unlock(&mu);
-#ifdef __GLIBC__
-    if (!warm) {
-        malloc_trim(0); /* the freed pages back to the system */
-    }
-#endif
 }
 
 /* 1 when path is a SQLite file whose writers may queue. */

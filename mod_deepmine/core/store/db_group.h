@@ -57,15 +57,4 @@ void dm_db_group_own_connection(apr_pool_t *pool);
 int dm_db_group_write_unheld(const char *path, apr_pool_t *p, dm_db_txn_fn fn, void *arg,
                              dm_err **err, int *due);
 
-/* A writer connection that ran no batch for this long gives its page
- * cache back (dm_db_group_release_idle). */
-#define DM_DB_GROUP_IDLE apr_time_from_sec(5)
-
-/* Called by each request (now: its start): a writer connection whose last
- * batch ended DM_DB_GROUP_IDLE before now frees its page cache (up to the
- * 2 MiB it keeps for the next batch), and malloc's free pages go back to
- * the system. Costs one load while no writer connection is warm; a writer
- * that comes meanwhile waits as for a leader. */
-void dm_db_group_release_idle(apr_time_t now);
-
 #endif
