@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <unixd.h>
 
+#include "base/aprmem.h"
 #include "base/clock.h"
 #include "referral/commission.h"
 #include "kyc/kyc_events.h"
@@ -565,14 +566,31 @@ static int dm_map_to_storage(request_rec *r)
 
 /* A connection's allocator keeps up to MaxMemFree of what its requests freed,
  * for its next request; the event MPM then recycles the connection's pool
- * with that allocator, so a burst of N connections left N pools holding
- * their last request's memory for as long as the process lives. When the
- * connection ends, whatever its pool and its subpools free from here on
- * goes back to the system; its next connection restores the limit (below). */
+ * with that allocator (up to 3/4 of ThreadsPerChild of them), so a burst of
+ * N connections left N pools holding their last request's memory for as
+ * long as the process lives. When the connection ends, its allocator's
+ * limit goes down to nothing, so whatever its pool and its subpools free
+ * from here on goes back to the system; a connection that served at least
+ * DM_CONN_RELEASE_AFTER requests also gives back the nodes its requests
+ * had freed (base/aprmem.h). Its pool's next connection restores the limit
+ * (dm_pre_connection) and maps its first request's nodes again: a handful
+ * of mmap and munmap calls, which a connection of one request paid at
+ * every close (Connection: close, one request each: 3,900 -> 2,100 req/s),
+ * and a long one pays once for many (docs/decisions.md "Memory, ninth
+ * round"). */
+#define DM_CONN_RELEASE_AFTER 64
+
 static apr_status_t conn_release_memory(void *data)
 {
-    /* 1 byte: the smallest limit (0 would mean "unlimited"). */
-    apr_allocator_max_free_set(data, 1);
+    conn_rec *c = data;
+    apr_allocator_t *a = apr_pool_allocator_get(c->pool);
+
+    if (c->keepalives >= DM_CONN_RELEASE_AFTER) {
+        (void)dm_apr_allocator_release(a, NULL);
+    } else {
+        /* 1 byte: the smallest limit (0 would mean "unlimited") */
+        apr_allocator_max_free_set(a, 1);
+    }
     return APR_SUCCESS;
 }
 
@@ -583,7 +601,7 @@ static int dm_pre_connection(conn_rec *c, void *csd)
     (void)csd;
     if (a && ap_max_mem_free != APR_ALLOCATOR_MAX_FREE_UNLIMITED) {
         apr_allocator_max_free_set(a, ap_max_mem_free);
-        apr_pool_pre_cleanup_register(c->pool, a, conn_release_memory);
+        apr_pool_pre_cleanup_register(c->pool, c, conn_release_memory);
     }
     return OK;
 }
