@@ -391,6 +391,9 @@ int dm_metrics_post_config(server_rec *s);
 void dm_metrics_register_hooks(apr_pool_t *p);
 /* The Prometheus answer (200, text/plain; version=0.0.4). */
 int dm_http_metrics_send(request_rec *r);
+/* Counts the request now (once), before its answer is sent from the
+ * handler (respond.c). */
+void dm_http_metrics_count_now(request_rec *r);
 /* The request carries "Authorization: Bearer <DeepMineMetricsToken>". */
 int dm_http_metrics_token_ok(request_rec *r);
 

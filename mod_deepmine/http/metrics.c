@@ -160,41 +160,69 @@ static void count_webhook(const request_rec *r, int status)
                    DM_ML_END);
 }
 
-/* log_transaction: every request our handlers answered, once, with its
- * final status (the last of an internal redirect chain). */
-static int count_request(request_rec *r)
+/* Counts a request our handlers answered, once, with its final status:
+ * `first` is the request as it came, `last` the last of its internal
+ * redirect chain. */
+static void count_answer(request_rec *first, const request_rec *last)
 {
-    const request_rec *last = r;
     const char *route;
     char cls[4];
     int status;
 
-    while (last->next) {
-        last = last->next;
+    if (!first->handler || (strcmp(first->handler, "deepmine") != 0 &&
+                            strcmp(first->handler, "deepmine-metrics") != 0)) {
+        return;
     }
-    if (!r->handler ||
-        (strcmp(r->handler, "deepmine") != 0 && strcmp(r->handler, "deepmine-metrics") != 0)) {
-        return DECLINED;
+    if (apr_table_get(first->notes, "dm-counted")) {
+        return;
     }
+    apr_table_setn(first->notes, "dm-counted", "1");
     route = apr_table_get(last->notes, "dm-route");
     if (!route) {
-        route = apr_table_get(r->notes, "dm-route");
+        route = apr_table_get(first->notes, "dm-route");
     }
     if (!route) {
-        route = strcmp(r->handler, "deepmine-metrics") == 0 ? "(deepmine-metrics)" : "(unmatched)";
+        route = strcmp(first->handler, "deepmine-metrics") == 0 ? "(deepmine-metrics)"
+                                                                : "(unmatched)";
     }
     status = last->status;
     cls[0] = (char)('0' + (status / 100) % 10);
     cls[1] = 'x';
     cls[2] = 'x';
     cls[3] = '\0';
-    dm_metrics_inc(DM_M_HTTP_REQUESTS, "route", route, "method", method_label(r), "class", cls,
+    dm_metrics_inc(DM_M_HTTP_REQUESTS, "route", route, "method", method_label(first), "class", cls,
                    DM_ML_END);
-    dm_metrics_observe_us(DM_M_HTTP_DURATION, (int64_t)(apr_time_now() - r->request_time), "route",
-                          route, "method", method_label(r), "class", cls, DM_ML_END);
-    if (strcmp(route, "/api/webhooks/{name}") == 0 && r->method_number == M_POST) {
-        count_webhook(r, status);
+    dm_metrics_observe_us(DM_M_HTTP_DURATION, (int64_t)(apr_time_now() - first->request_time),
+                          "route", route, "method", method_label(first), "class", cls, DM_ML_END);
+    if (strcmp(route, "/api/webhooks/{name}") == 0 && first->method_number == M_POST) {
+        count_webhook(first, status);
     }
+}
+
+/* respond.c, before it sends an answer from the handler: the request is
+ * counted with that answer's status before the client can see it, so a
+ * scrape that follows the answer finds it counted (as when the count came
+ * from log_transaction, before the answer left). */
+void dm_http_metrics_count_now(request_rec *r)
+{
+    request_rec *first = r;
+
+    while (first->prev) {
+        first = first->prev;
+    }
+    count_answer(first, r);
+}
+
+/* log_transaction: every request our handlers answered that was not
+ * counted when its answer was sent. */
+static int count_request(request_rec *r)
+{
+    const request_rec *last = r;
+
+    while (last->next) {
+        last = last->next;
+    }
+    count_answer(r, last);
     return DECLINED;
 }
 

@@ -87,6 +87,8 @@ static void write_body(request_rec *r, const char *body, apr_size_t len, char *o
      * still waits for the MPM's write completion: a slow reader holds no
      * thread, no connection. */
     if (len <= DM_FLUSH_MAX && !dm_db_pool_scope_holds(r->pool)) {
+        /* counted first: a scrape after this answer finds it */
+        dm_http_metrics_count_now(r);
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(c->bucket_alloc));
     }
     /* The answer is whole: its end goes with it, so the filters run once
