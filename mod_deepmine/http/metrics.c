@@ -182,8 +182,8 @@ static void count_answer(request_rec *first, const request_rec *last)
         route = apr_table_get(first->notes, "dm-route");
     }
     if (!route) {
-        route = strcmp(first->handler, "deepmine-metrics") == 0 ? "(deepmine-metrics)"
-                                                                : "(unmatched)";
+        route =
+            strcmp(first->handler, "deepmine-metrics") == 0 ? "(deepmine-metrics)" : "(unmatched)";
     }
     status = last->status;
     cls[0] = (char)('0' + (status / 100) % 10);
