@@ -281,6 +281,16 @@ dm_err *dm_http_check_csrf(request_rec *r);
 dm_err *dm_http_member(request_rec *r, dm_db *db, dm_member *m);
 /* A pooled connection, then dm_http_member on it. */
 dm_err *dm_http_member_db(request_rec *r, dm_db **db, dm_member *m);
+/* A member's read that authenticates it and reads what the answer needs in
+ * one statement (dm_member_authenticate_claims or one of its variants),
+ * with the baton for what it reads besides the member. */
+typedef dm_err *(*dm_http_member_read_fn)(dm_db *db, apr_pool_t *p, const dm_claims *c,
+                                          dm_member *m, void *baton);
+/* dm_http_member_db for a handler whose answer needs nothing from the
+ * database but `read`: the pooled connection is held for that statement
+ * only and given back before the rate limit is counted. The same answers,
+ * in the same order (401 and 403 before 429). */
+dm_err *dm_http_member_read(request_rec *r, dm_http_member_read_fn read, void *baton, dm_member *m);
 /* CORS headers for an allowed Origin; with allow_methods, a preflight
  * answer's headers. Returns 1 when the origin is allowed. */
 int dm_http_cors(request_rec *r, const char *allow_methods);

@@ -211,17 +211,22 @@ static dm_err *member_claims(request_rec *r, dm_claims *c)
     return e ? e : dm_member_token_check(r->pool, &dm_g.svc, token, c);
 }
 
+/* The authenticated member's note (the access log's) and its count
+ * against the "api" rate limit. */
+static dm_err *member_limit(request_rec *r, const dm_member *m)
+{
+    const char *id = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)m->id);
+
+    apr_table_setn(r->notes, "dm-member", id);
+    return dm_http_rate_limit(r, "api", id);
+}
+
 /* The checks with the database: the member, then the rate limit. */
 static dm_err *member_load(request_rec *r, dm_db *db, const dm_claims *c, dm_member *m)
 {
     dm_err *e = dm_member_authenticate_claims(db, r->pool, c, m);
 
-    if (!e) {
-        apr_table_setn(r->notes, "dm-member",
-                       apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)m->id));
-        e = dm_http_rate_limit(r, "api", apr_table_get(r->notes, "dm-member"));
-    }
-    return e;
+    return e ? e : member_limit(r, m);
 }
 
 static dm_err *unauthorized_scheme(request_rec *r, dm_err *e)
@@ -253,6 +258,27 @@ dm_err *dm_http_member_db(request_rec *r, dm_db **db, dm_member *m)
         if (!e) {
             e = member_load(r, *db, &c, m);
         }
+    }
+    return unauthorized_scheme(r, e);
+}
+
+/* The rate limit is in shared memory (or memcached): no connection is held
+ * while it is counted (docs/decisions.md "The network read, tenth round"). */
+dm_err *dm_http_member_read(request_rec *r, dm_http_member_read_fn read, void *baton, dm_member *m)
+{
+    dm_claims c;
+    dm_db *db;
+    dm_err *e = member_claims(r, &c);
+
+    if (!e) {
+        e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
+        if (!e) {
+            e = read(db, r->pool, &c, m, baton);
+            dm_db_pool_release(dm_g.db, r->pool, db);
+        }
+    }
+    if (!e) {
+        e = member_limit(r, m);
     }
     return unauthorized_scheme(r, e);
 }

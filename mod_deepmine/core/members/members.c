@@ -770,43 +770,106 @@ dm_err *dm_member_logout(dm_db *db, apr_pool_t *p, const dm_services *s, const c
     return run_in_txn(db, p, logout_txn, &c);
 }
 
-/* dm_member_get and, in the same statement (GET /api/me stays one read),
+/* The authentication read: the member's status and token version and
  * whether the login `family` still holds a refresh token that was not
- * revoked (one seek in a partial index of live rows): logout and
+ * revoked (one seek in a partial index of live rows: logout and
  * refresh-token reuse revoke the whole family, and its access tokens stop
- * working at their next request. The family is not matched to the member:
- * both come from the same signed token, and family ids are 256-bit random. */
-static dm_err *member_get_live(dm_db *db, apr_pool_t *p, int64_t id, const char *family,
-                               dm_member *out, int *live)
+ * working at their next request), then, in the same statement, the
+ * caller's own columns (`columns`, from column AUTH_COLUMNS on) with its
+ * `joins` after "FROM users": a member request reads what it answers with
+ * in the read that authenticates it. The family is not matched to the
+ * member: both come from the same signed token, and family ids are 256-bit
+ * random. Parameters: the family, the columns' own, the member's id. */
+#define AUTH_SQL(columns, joins)                                                                   \
+    "SELECT users.id, users.status, users.token_version, EXISTS (SELECT 1 FROM refresh_tokens "    \
+    "INDEXED BY refresh_tokens_live_family WHERE family_id = ? AND revoked_at IS NULL)" columns    \
+    " FROM users" joins " WHERE users.id = ?"
+#define AUTH_COLUMNS 4
+
+/* One caller's read: its AUTH_SQL text, how many parameters its columns
+ * take (bound by `bind` from index 2 on), and the reader of its columns. */
+typedef struct auth_read {
+    const char *sql;
+    int params;
+    void (*bind)(dm_stmt *st, int idx);
+    void (*read)(dm_stmt *st, apr_pool_t *p, int col, dm_member *m, void *baton);
+} auth_read;
+
+/* The member's fields other than the three authentication needs are the
+ * caller's read's (0 and NULL when it reads none). */
+static dm_err *member_auth(dm_db *db, apr_pool_t *p, const dm_claims *c, const auth_read *ar,
+                           void *baton, dm_member *out)
 {
     dm_stmt *st;
-    int row = 0;
-    dm_err *e = dm_db_prepare(db, p,
-                              "SELECT " USER_COLUMNS ", " BALANCE_COLUMNS
-                              ", EXISTS (SELECT 1 FROM refresh_tokens INDEXED BY "
-                              "refresh_tokens_live_family WHERE family_id = ? AND revoked_at IS "
-                              "NULL) FROM users WHERE id = ?",
-                              &st);
+    int row = 0, live = 0;
+    dm_err *e = dm_db_prepare(db, p, ar->sql, &st);
 
     if (e) {
         return e;
     }
-    dm_stmt_bind_str(st, 1, DM_LEDGER_CURRENCY);
-    dm_stmt_bind_str(st, 2, DM_LEDGER_CURRENCY);
-    dm_stmt_bind_str(st, 3, family);
-    dm_stmt_bind_int64(st, 4, id);
+    dm_stmt_bind_str(st, 1, c->fam);
+    if (ar->bind) {
+        ar->bind(st, 2);
+    }
+    dm_stmt_bind_int64(st, 2 + ar->params, c->sub);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
-        read_member(st, p, 0, out);
-        read_balances(st, 12, out);
-        *live = dm_stmt_int64(st, 14) != 0;
+        memset(out, 0, sizeof(*out));
+        out->id = dm_stmt_int64(st, 0);
+        out->status = apr_pstrdup(p, dm_stmt_text(st, 1, NULL));
+        out->token_version = dm_stmt_int64(st, 2);
+        live = dm_stmt_int64(st, 3) != 0;
+        if (ar->read) {
+            ar->read(st, p, AUTH_COLUMNS, out, baton);
+        }
     }
     dm_stmt_done(st);
-    if (!e && !row) {
-        e = dm_err_make(p, DM_E_NOT_FOUND, NULL, "no such member");
+    if (e) {
+        return e;
     }
-    return e;
+    if (!row) {
+        return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "the access token is not valid");
+    }
+    /* Status first: a suspended member (whose suspension also bumped the
+     * token version) is told so, with 403, not merely logged out. */
+    if (strcmp(out->status, "active") != 0) {
+        return dm_err_make(p, DM_E_FORBIDDEN, NULL, "this account is suspended");
+    }
+    if (out->token_version != c->ver || !live) {
+        return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "the session has ended; log in again");
+    }
+    return NULL;
 }
+
+/* The whole member and its balances, as dm_member_get (GET /api/me stays
+ * one read). */
+static void bind_currency(dm_stmt *st, int idx)
+{
+    dm_stmt_bind_str(st, idx, DM_LEDGER_CURRENCY);
+    dm_stmt_bind_str(st, idx + 1, DM_LEDGER_CURRENCY);
+}
+
+static void read_whole(dm_stmt *st, apr_pool_t *p, int col, dm_member *m, void *baton)
+{
+    (void)baton;
+    read_member(st, p, col, m);
+    read_balances(st, col + 12, m);
+}
+
+static const auth_read auth_whole = {AUTH_SQL(", " USER_COLUMNS ", " BALANCE_COLUMNS, ""), 2,
+                                     bind_currency, read_whole};
+
+/* The member's referral counters, and of the member only what
+ * authentication needs. */
+static void read_network(dm_stmt *st, apr_pool_t *p, int col, dm_member *m, void *baton)
+{
+    (void)p;
+    (void)m;
+    dm_referral_network_read(st, col, baton);
+}
+
+static const auth_read auth_network = {
+    AUTH_SQL(DM_REFERRAL_NETWORK_COLUMNS, DM_REFERRAL_NETWORK_JOIN), 0, NULL, read_network};
 
 dm_err *dm_member_token_check(apr_pool_t *p, const dm_services *s, const char *access_token,
                               dm_claims *c)
@@ -827,23 +890,13 @@ dm_err *dm_member_token_check(apr_pool_t *p, const dm_services *s, const char *a
 
 dm_err *dm_member_authenticate_claims(dm_db *db, apr_pool_t *p, const dm_claims *c, dm_member *out)
 {
-    int live = 0;
-    dm_err *e = member_get_live(db, p, c->sub, c->fam, out, &live);
+    return member_auth(db, p, c, &auth_whole, NULL, out);
+}
 
-    if (e) {
-        return e->code == DM_E_NOT_FOUND
-                   ? dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "the access token is not valid")
-                   : e;
-    }
-    /* Status first: a suspended member (whose suspension also bumped the
-     * token version) is told so, with 403, not merely logged out. */
-    if (strcmp(out->status, "active") != 0) {
-        return dm_err_make(p, DM_E_FORBIDDEN, NULL, "this account is suspended");
-    }
-    if (out->token_version != c->ver || !live) {
-        return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "the session has ended; log in again");
-    }
-    return NULL;
+dm_err *dm_member_authenticate_network(dm_db *db, apr_pool_t *p, const dm_claims *c, dm_member *out,
+                                       dm_network *net)
+{
+    return member_auth(db, p, c, &auth_network, net, out);
 }
 
 dm_err *dm_member_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s,

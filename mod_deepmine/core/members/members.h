@@ -24,6 +24,7 @@
 #include "base/json.h"
 #include "members/legal.h"
 #include "members/password.h"
+#include "referral/referral.h"
 #include "base/token.h"
 
 #define DM_ACCESS_TTL (15 * 60)
@@ -176,6 +177,12 @@ dm_err *dm_member_authenticate(dm_db *db, apr_pool_t *p, const dm_services *s,
 dm_err *dm_member_token_check(apr_pool_t *p, const dm_services *s, const char *access_token,
                               dm_claims *c);
 dm_err *dm_member_authenticate_claims(dm_db *db, apr_pool_t *p, const dm_claims *c, dm_member *out);
+/* dm_member_authenticate_claims for GET /api/referrals/network: the
+ * member's referral counters (dm_referral_network's) read in the same
+ * statement, and of the member only what authentication needs (id, status,
+ * token_version; the other fields 0 or NULL). The same errors. */
+dm_err *dm_member_authenticate_network(dm_db *db, apr_pool_t *p, const dm_claims *c, dm_member *out,
+                                       dm_network *net);
 
 dm_err *dm_member_get(dm_db *db, apr_pool_t *p, int64_t id, dm_member *out);
 

@@ -293,13 +293,19 @@ dm_err *dm_referral_network(dm_db *db, apr_pool_t *p, int64_t user_id, dm_networ
     dm_stmt_bind_int64(st, 1, user_id);
     e = dm_stmt_step(st, p, &row);
     if (!e && row) {
-        for (int i = 0; i < DM_REFERRAL_LEVELS; i++) {
-            out->levels[i] = dm_stmt_int64(st, i);
-        }
-        out->total = dm_stmt_int64(st, DM_REFERRAL_LEVELS);
+        dm_referral_network_read(st, 0, out);
     }
     dm_stmt_done(st);
     return e;
+}
+
+/* NULL (no counts row, through the join) reads as 0. */
+void dm_referral_network_read(dm_stmt *st, int col, dm_network *out)
+{
+    for (int i = 0; i < DM_REFERRAL_LEVELS; i++) {
+        out->levels[i] = dm_stmt_int64(st, col + i);
+    }
+    out->total = dm_stmt_int64(st, col + DM_REFERRAL_LEVELS);
 }
 
 void dm_referral_network_write(dm_jbuf *b, const dm_network *n)

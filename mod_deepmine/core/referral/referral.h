@@ -43,6 +43,19 @@ typedef struct dm_network {
 /* Counters of one member (zeros for a member without a counts row). */
 dm_err *dm_referral_network(dm_db *db, apr_pool_t *p, int64_t user_id, dm_network *out);
 
+/* The same counters as columns of a read of the member's users row (the
+ * member authentication's, so GET /api/referrals/network is one statement):
+ * DM_REFERRAL_NETWORK_COLUMNS after that read's own columns,
+ * DM_REFERRAL_NETWORK_JOIN after its "FROM users" (a member without a
+ * counts row reads NULLs), and dm_referral_network_read from the first of
+ * those columns, `col`. */
+#define DM_REFERRAL_NETWORK_COLUMNS                                                                \
+    ", referral_counts.l1, referral_counts.l2, referral_counts.l3, referral_counts.l4, "           \
+    "referral_counts.l5, referral_counts.l6, referral_counts.l7, referral_counts.l8, "             \
+    "referral_counts.l9, referral_counts.l10, referral_counts.total"
+#define DM_REFERRAL_NETWORK_JOIN " LEFT JOIN referral_counts ON referral_counts.user_id = users.id"
+void dm_referral_network_read(dm_stmt *st, int col, dm_network *out);
+
 /* GET /api/referrals/network's answer:
  * {"direct":n,"total":n,"levels":[n,...]} (levels 1..10). */
 void dm_referral_network_write(dm_jbuf *b, const dm_network *n);

@@ -23,14 +23,18 @@ static int send_user(request_rec *r, const dm_member *m)
     return dm_http_json(r, HTTP_OK, b.p, b.len);
 }
 
+static dm_err *read_whole(dm_db *db, apr_pool_t *p, const dm_claims *c, dm_member *m, void *baton)
+{
+    (void)baton;
+    return dm_member_authenticate_claims(db, p, c, m);
+}
+
+/* The answer is written without the connection: others wait for it. */
 static int me(request_rec *r, const dm_route_match *rm)
 {
-    dm_db *db;
     dm_member m;
-    dm_err *e = dm_http_member_db(r, &db, &m);
+    dm_err *e = dm_http_member_read(r, read_whole, NULL, &m);
 
-    /* the answer is written without the connection: others wait for it */
-    dm_db_pool_release_scope(dm_g.db, r->pool);
     return e ? dm_http_error(r, e) : send_user(r, &m);
 }
 
@@ -57,18 +61,19 @@ static int me_accept_terms(request_rec *r, const dm_route_match *rm)
     return e ? dm_http_error(r, e) : send_user(r, &m);
 }
 
+static dm_err *read_network(dm_db *db, apr_pool_t *p, const dm_claims *c, dm_member *m, void *net)
+{
+    return dm_member_authenticate_network(db, p, c, m, net);
+}
+
+/* One statement: the member's authentication and its counters. */
 static int referral_network(request_rec *r, const dm_route_match *rm)
 {
-    dm_db *db;
     dm_member m;
     dm_network n;
     dm_jbuf b;
-    dm_err *e = dm_http_member_db(r, &db, &m);
+    dm_err *e = dm_http_member_read(r, read_network, &n, &m);
 
-    if (!e) {
-        e = dm_referral_network(db, r->pool, m.id, &n);
-    }
-    dm_db_pool_release_scope(dm_g.db, r->pool);
     if (e) {
         return dm_http_error(r, e);
     }
