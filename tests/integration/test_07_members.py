@@ -365,6 +365,42 @@ def test_suspended_member_is_locked_out_at_the_next_request(srv):
     assert r.status_code == 403
 
 
+def test_network_refuses_a_token_as_me_does(srv):
+    """GET /api/referrals/network authenticates in its own statement (with
+    the counters): the same refusals as /api/me, in the same order."""
+    def both(h):
+        return [requests.get(srv.url + p, headers=h) for p in ("/api/me", "/api/referrals/network")]
+
+    ended = register(srv, return_tokens=True).json()["tokens"]
+    h = {"Authorization": "Bearer " + ended["access_token"]}
+    assert [r.status_code for r in both(h)] == [200, 200]
+    assert requests.post(srv.url + "/api/auth/logout",
+                         json={"refresh_token": ended["refresh_token"]}).status_code == 200
+    outdated = register(srv, return_tokens=True).json()
+    srv.sql("UPDATE users SET token_version = token_version + 1 WHERE id = %d"
+            % outdated["user"]["id"])
+    suspended = register(srv, return_tokens=True).json()
+    srv.sql("UPDATE users SET status = 'suspended', token_version = token_version + 1 "
+            "WHERE id = %d" % suspended["user"]["id"])
+    for t, status, code, message in [
+            (ended, 401, "unauthorized", "the session has ended; log in again"),
+            (outdated["tokens"], 401, "unauthorized", "the session has ended; log in again"),
+            (suspended["tokens"], 403, "forbidden", "this account is suspended")]:
+        me, net = both({"Authorization": "Bearer " + t["access_token"]})
+        for r in (me, net):
+            assert r.status_code == status and error_of(r) == {"code": code, "message": message}
+            assert r.headers.get("WWW-Authenticate") == (
+                'Bearer realm="deepmine"' if status == 401 else None)
+        assert net.content == me.content
+    # a member without a counters row (none is missing in practice) reads zeros
+    lone = register(srv, return_tokens=True).json()
+    srv.sql("DELETE FROM referral_counts WHERE user_id = %d" % lone["user"]["id"])
+    net = requests.get(srv.url + "/api/referrals/network",
+                       headers={"Authorization": "Bearer " + lone["tokens"]["access_token"]})
+    assert net.status_code == 200
+    assert net.json() == {"direct": 0, "total": 0, "levels": [0] * 10}
+
+
 def test_new_terms_version_makes_terms_outdated_until_accepted(new_server, tmp_path):
     legal = tmp_path / "legal"
     legal.mkdir()
