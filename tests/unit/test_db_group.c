@@ -371,6 +371,33 @@ static void test_a_write_through_the_pool_needs_no_free_connection(void **state)
     apr_pool_destroy(owner);
 }
 
+/* dm_db_checkpoint_copy (the accrual's checkpoint thread): a PASSIVE pass
+ * on a connection of its own copies back what was committed while another
+ * connection holds the write lock, and returns the WAL's length it copied;
+ * the writer commits after it, and the next pass copies that too. */
+static void test_a_checkpoint_copy_goes_on_beside_a_writer(void **state)
+{
+    const char *path = dm_fx_path(pool, "group-copy");
+    dm_db *w, *c;
+    int first, second;
+
+    (void)state;
+    assert_null(dm_db_open(pool, path, NULL, &w));
+    assert_null(dm_db_open(pool, path, NULL, &c));
+    assert_null(dm_db_exec(w, pool, "CREATE TABLE g (k INTEGER PRIMARY KEY)"));
+    assert_null(insert_key(w, pool, 1));
+    assert_null(dm_db_begin(w, pool));
+    assert_null(insert_key(w, pool, 2));
+    first = dm_db_checkpoint_copy(c); /* the writer's transaction still open */
+    assert_true(first > 0);
+    assert_null(dm_db_commit(w, pool));
+    second = dm_db_checkpoint_copy(c);
+    assert_true(second > first);
+    assert_int_equal(count(c, "SELECT COUNT(*) FROM g"), 2);
+    dm_db_close(c);
+    dm_db_close(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -382,6 +409,7 @@ int main(void)
         cmocka_unit_test(
             test_writers_through_the_pool_keep_exactly_the_rows_of_the_calls_that_succeeded),
         cmocka_unit_test(test_a_write_through_the_pool_needs_no_free_connection),
+        cmocka_unit_test(test_a_checkpoint_copy_goes_on_beside_a_writer),
     };
     int rc;
     apr_initialize();

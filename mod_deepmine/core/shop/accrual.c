@@ -36,8 +36,13 @@
 
 #include <apr_hash.h>
 #include <apr_strings.h>
+#include <apr_thread_cond.h>
+#include <apr_thread_mutex.h>
+#include <apr_thread_proc.h>
 #include <apr_time.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -79,6 +84,10 @@
  * of the indexes, contract_days) are now copied once (docs/decisions.md,
  * "The accrual's checkpoints, ninth round"). */
 #define CKPT_PAGES 16384
+/* The thread beside the batches (ckpt_side): at most CKPT_PASSES passes,
+ * the last one when a pass copied fewer than CKPT_LEFT pages. */
+#define CKPT_PASSES 4
+#define CKPT_LEFT 1000
 
 /* ---- the arithmetic ---- */
 
@@ -737,14 +746,142 @@ static dm_err *sum_hash_seconds(acc_run *r)
     return e;
 }
 
+/* ---- the checkpoint beside the batches ---- */
+
+/* A crediting run's checkpoint copies a WAL of CKPT_PAGES pages back into
+ * the database and syncs it: about a fifth of a 1,000,000-contract run,
+ * and nothing the batches need to wait for. A thread of the run's own, on
+ * a connection of its own, makes that copy (a PASSIVE checkpoint: it takes
+ * no write lock, so the batches go on meanwhile); once it is done, the loop
+ * runs the checkpoint it ran before (dm_db_checkpoint_run: what the
+ * batches wrote since, then the RESTART that starts the WAL over) between
+ * two batches, with most of the pages already copied. Started the first
+ * time a checkpoint is due, so never on PostgreSQL (no checkpoint there);
+ * when the thread or its connection cannot be had, the loop checkpoints
+ * itself, as before. Checkpoints change no row: the transactions and the
+ * exactly-once keys are the batches' own. */
+typedef struct ckpt_side {
+    apr_pool_t *pool;
+    dm_db *db; /* the thread's connection, opened on the run's database */
+    apr_thread_t *thread;
+    apr_thread_mutex_t *mu;
+    apr_thread_cond_t *cv;
+    int asked;  /* a copy asked for, not yet started */
+    int busy;   /* asked for or running */
+    int copied; /* a copy done since the loop's last checkpoint */
+    int quit;
+    int failed; /* no thread: the loop checkpoints itself */
+} ckpt_side;
+
+static void *APR_THREAD_FUNC ckpt_main(apr_thread_t *t, void *arg)
+{
+    ckpt_side *c = arg;
+    sigset_t all;
+
+    /* the process's signals (the cron daemon's stop) go to the loop's thread */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    apr_thread_mutex_lock(c->mu);
+    for (;;) {
+        while (!c->asked && !c->quit) {
+            apr_thread_cond_wait(c->cv, c->mu);
+        }
+        if (!c->asked) {
+            break;
+        }
+        c->asked = 0;
+        apr_thread_mutex_unlock(c->mu);
+        /* again while a pass found many pages the batches wrote during the
+         * one before, so that the loop's own pass has few left */
+        for (int pass = 0, at = 0, n; pass < CKPT_PASSES; pass++, at = n) {
+            n = dm_db_checkpoint_copy(c->db);
+            if (n - at < CKPT_LEFT) {
+                break;
+            }
+        }
+        apr_thread_mutex_lock(c->mu);
+        c->busy = 0;
+        c->copied = 1;
+    }
+    apr_thread_mutex_unlock(c->mu);
+    apr_thread_exit(t, APR_SUCCESS);
+    return NULL;
+}
+
+static int ckpt_side_start(ckpt_side *c, dm_db *db, apr_pool_t *parent)
+{
+    dm_err *e;
+
+    memset(c, 0, sizeof(*c));
+    if (apr_pool_create(&c->pool, parent) != APR_SUCCESS) {
+        c->failed = 1;
+        return 0;
+    }
+    e = dm_db_open(c->pool, dm_db_path(db), NULL, &c->db);
+    if (e || apr_thread_mutex_create(&c->mu, APR_THREAD_MUTEX_DEFAULT, c->pool) != APR_SUCCESS ||
+        apr_thread_cond_create(&c->cv, c->pool) != APR_SUCCESS ||
+        apr_thread_create(&c->thread, NULL, ckpt_main, c, c->pool) != APR_SUCCESS) {
+        dm_log(DM_L_WARN,
+               "DM02060: accrual: no checkpoint thread (%s); the batches checkpoint "
+               "themselves",
+               e ? e->message : "no thread");
+        apr_pool_destroy(c->pool); /* closes the connection */
+        c->thread = NULL;
+        c->pool = NULL;
+        c->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static void ckpt_side_stop(ckpt_side *c)
+{
+    apr_status_t rv;
+
+    if (!c->thread) {
+        return;
+    }
+    apr_thread_mutex_lock(c->mu);
+    c->quit = 1;
+    apr_thread_cond_signal(c->cv);
+    apr_thread_mutex_unlock(c->mu);
+    apr_thread_join(&rv, c->thread);
+    apr_pool_destroy(c->pool);
+    c->thread = NULL;
+}
+
+/* After a batch, the WAL at wal pages (CKPT_PAGES or more): 1 when the
+ * loop is to checkpoint now (the thread's copy is done, or there is no
+ * thread), 0 when the thread copies (or was just asked to). */
+static int ckpt_side_due(ckpt_side *c, dm_db *db, apr_pool_t *parent)
+{
+    int now = 0;
+
+    if (c->failed || (!c->thread && !ckpt_side_start(c, db, parent))) {
+        return 1;
+    }
+    apr_thread_mutex_lock(c->mu);
+    if (c->copied) {
+        c->copied = 0;
+        now = 1;
+    } else if (!c->busy) {
+        c->busy = c->asked = 1;
+        apr_thread_cond_signal(c->cv);
+    }
+    apr_thread_mutex_unlock(c->mu);
+    return now;
+}
+
 /* The batches that credit. */
 static dm_err *credit_all(acc_run *r)
 {
     dm_db *db = r->ctx->db;
     apr_pool_t *bp;
     int pos = 0, more = 1, first = 1, wal = 0, taken;
+    ckpt_side side;
     dm_err *e = NULL;
 
+    memset(&side, 0, sizeof(side));
     if (!r->ids && (e = candidates(r))) {
         return e;
     }
@@ -783,12 +920,13 @@ static dm_err *credit_all(acc_run *r)
          * (0 on PostgreSQL) */
         taken = dm_db_checkpoint_take(db);
         wal = taken ? taken : wal;
-        if (wal >= CKPT_PAGES) {
+        if (wal >= CKPT_PAGES && ckpt_side_due(&side, db, r->ctx->pool)) {
             dm_db_checkpoint_run(db, wal);
             wal = 0;
         }
         apr_pool_clear(bp);
     }
+    ckpt_side_stop(&side);
     dm_db_checkpoint_later(db, 0);
     if (wal) {
         dm_db_checkpoint_run(db, wal); /* what is left, as a commit would */

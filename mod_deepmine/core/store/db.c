@@ -532,6 +532,17 @@ void dm_db_checkpoint_run(dm_db *db, int pages)
     }
 }
 
+int dm_db_checkpoint_copy(dm_db *db)
+{
+    int frames = 0, copied = 0;
+
+    if (db->pg || sqlite3_wal_checkpoint_v2(db->handle, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames,
+                                            &copied) != SQLITE_OK) {
+        return 0;
+    }
+    return copied == frames && frames > 0 ? frames : 0;
+}
+
 int dm_db_txn_lost(const dm_db *db)
 {
     return !db->pg && db->in_txn && sqlite3_get_autocommit(db->handle);

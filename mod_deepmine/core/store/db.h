@@ -104,6 +104,10 @@ void dm_db_checkpoint_due(dm_db *db);
  * connection to the file: PASSIVE, or RESTART when the WAL is long (db.c). */
 int dm_db_checkpoint_take(dm_db *db);
 void dm_db_checkpoint_run(dm_db *db, int pages);
+/* A PASSIVE checkpoint on db (it takes no write lock: writers go on
+ * meanwhile): the WAL's length in pages when it began when every one of
+ * them is back in the database, else 0 (and always 0 on PostgreSQL). */
+int dm_db_checkpoint_copy(dm_db *db);
 
 /* A cached prepared statement, reset and with bindings cleared. */
 dm_err *dm_db_prepare(dm_db *db, apr_pool_t *p, const char *sql, dm_stmt **out);
