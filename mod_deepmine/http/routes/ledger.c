@@ -40,6 +40,11 @@ static int statement(request_rec *r, const dm_route_match *m)
     if (!e) {
         e = dm_ledger_statement(db, r->pool, mem.id, cursor, limit, &lines, &next);
     }
+    /* The lines are copies in r->pool: the answer is written without the
+     * connection (others wait for it), so a page of 50 lines (7.7 KiB) is
+     * sent from the handler (respond.c, write_body) and the request's pool
+     * does not wait for the MPM's write completion. */
+    dm_db_pool_release_scope(dm_g.db, r->pool);
     if (e) {
         return dm_http_error(r, e);
     }

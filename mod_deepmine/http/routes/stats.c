@@ -97,6 +97,9 @@ static int stats_get(request_rec *r, const dm_route_match *m)
     if (!e) {
         e = dm_stats_get(db, r->pool, from, to, bucket, &out);
     }
+    /* the answer is written without the connection: others wait for it,
+     * and a small answer (3.3 KiB for 90 days) is sent from the handler */
+    dm_db_pool_release_scope(dm_g.db, r->pool);
     return e ? dm_http_error(r, e) : dm_http_send_json(r, HTTP_OK, out);
 }
 
