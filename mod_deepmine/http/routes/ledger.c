@@ -24,7 +24,7 @@ static int statement(request_rec *r, const dm_route_match *m)
     apr_array_header_t *lines = NULL;
     int64_t cursor = 0, next = 0;
     int limit = 50;
-    const char *body;
+    char *body;
     size_t len;
     dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
 
@@ -48,8 +48,12 @@ static int statement(request_rec *r, const dm_route_match *m)
     if (e) {
         return dm_http_error(r, e);
     }
-    body = dm_statement_page_json(r->pool, lines, next, &len);
-    return dm_http_json(r, HTTP_OK, body, len);
+    body = (char *)dm_statement_page_json(NULL, lines, next, &len);
+    if (!body) {
+        return dm_http_error(
+            r, dm_err_make(r->pool, DM_E_INTERNAL, NULL, "out of memory for the statement"));
+    }
+    return dm_http_json_owned(r, HTTP_OK, body, len);
 }
 
 /* ?kind=&account=&from=&to= into a filter. */
