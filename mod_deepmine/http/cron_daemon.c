@@ -143,13 +143,6 @@ static int daemon_main(apr_pool_t *p, server_rec *s)
             }
         }
         (void)dm_cron_tick(db, it, &env, holder, &daemon_stop, &ran);
-        if (ran) {
-            /* A run's statements are not kept for the next: the jobs
-             * differ from run to run (the mail job ran with every other
-             * job's programs cached beside its own), and a prepare per
-             * statement and run costs microseconds. */
-            dm_db_forget_statements(db);
-        }
         dm_monitor_drain(it, s);
         apr_pool_destroy(it);
         nap(ran ? 100 : 1000);

@@ -371,42 +371,6 @@ static void test_a_write_through_the_pool_needs_no_free_connection(void **state)
     apr_pool_destroy(owner);
 }
 
-/* dm_db_forget_statements (the cron daemon, between its runs): each
- * statement is prepared again at its own dm_stmt and answers as before,
- * also when its text is found at another address or while another was
- * prepared meanwhile; forgetting twice is harmless. */
-static void test_forgotten_statements_are_prepared_again_in_place(void **state)
-{
-    dm_db *db;
-    dm_stmt *a, *b, *c;
-    char sql[64];
-    (void)state;
-    assert_null(dm_db_open(pool, path_made(), NULL, &db));
-    assert_null(insert_key(db, pool, 90));
-    assert_null(dm_db_prepare(db, pool, "INSERT INTO g (k) VALUES (?)", &a));
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM g WHERE k = 90"), 1);
-    dm_db_forget_statements(db);
-    dm_db_forget_statements(db);
-    assert_null(dm_db_prepare(db, pool, "INSERT INTO g (k) VALUES (?)", &b));
-    assert_ptr_equal(a, b);
-    assert_null(insert_key(db, pool, 91));
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM g WHERE k = 91"), 1);
-    dm_db_forget_statements(db);
-    /* the same text at another address: found by the cache's hash */
-    apr_cpystrn(sql, "INSERT INTO g (k) VALUES (?)", sizeof(sql));
-    assert_null(dm_db_prepare(db, pool, sql, &c));
-    assert_ptr_equal(a, c);
-    dm_stmt_bind_int64(c, 1, 92);
-    {
-        int row = 1;
-        assert_null(dm_stmt_step(c, pool, &row));
-        assert_int_equal(row, 0);
-        dm_stmt_done(c);
-    }
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM g WHERE k IN (90, 91, 92)"), 3);
-    dm_db_close(db);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -418,7 +382,6 @@ int main(void)
         cmocka_unit_test(
             test_writers_through_the_pool_keep_exactly_the_rows_of_the_calls_that_succeeded),
         cmocka_unit_test(test_a_write_through_the_pool_needs_no_free_connection),
-        cmocka_unit_test(test_forgotten_statements_are_prepared_again_in_place),
     };
     int rc;
     apr_initialize();

@@ -548,13 +548,6 @@ dm_err *dm_db_prepare(dm_db *db, apr_pool_t *p, const char *sql, dm_stmt **out)
         return NULL;
     }
     st = apr_hash_get(db->stmts, sql, APR_HASH_KEY_STRING);
-    if (st && !st->st && !db->pg) {
-        /* forgotten (dm_db_forget_statements): prepared again in place */
-        rc = sqlite3_prepare_v3(db->handle, sql, -1, SQLITE_PREPARE_PERSISTENT, &st->st, NULL);
-        if (rc != SQLITE_OK) {
-            return sqlite_err(p, db->handle, rc, "prepare");
-        }
-    }
     if (!st) {
         st = apr_pcalloc(db->pool, sizeof(*st));
         st->db = db;
@@ -578,21 +571,6 @@ dm_err *dm_db_prepare(dm_db *db, apr_pool_t *p, const char *sql, dm_stmt **out)
     f->st = st;
     *out = st;
     return NULL;
-}
-
-void dm_db_forget_statements(dm_db *db)
-{
-    apr_hash_index_t *hi;
-
-    if (!db->handle) {
-        return;
-    }
-    for (hi = apr_hash_first(NULL, db->stmts); hi; hi = apr_hash_next(hi)) {
-        dm_stmt *st = apr_hash_this_val(hi);
-        sqlite3_finalize(st->st);
-        st->st = NULL;
-    }
-    memset(db->fast, 0, sizeof(db->fast));
 }
 
 void dm_stmt_bind_int64(dm_stmt *st, int idx, int64_t v)

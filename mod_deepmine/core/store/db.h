@@ -107,13 +107,6 @@ void dm_db_checkpoint_run(dm_db *db, int pages);
 
 /* A cached prepared statement, reset and with bindings cleared. */
 dm_err *dm_db_prepare(dm_db *db, apr_pool_t *p, const char *sql, dm_stmt **out);
-/* Finalizes the connection's cached statements (SQLite: their programs'
- * memory goes back to malloc); each is prepared again on its next
- * dm_db_prepare, at the same dm_stmt. Only while none is in use (every
- * statement done). For a connection whose work comes in runs of different
- * jobs (the cron daemon: one run's statements are not kept through the
- * next). No-op on PostgreSQL. */
-void dm_db_forget_statements(dm_db *db);
 
 /* Parameters are numbered from 1. */
 void dm_stmt_bind_int64(dm_stmt *st, int idx, int64_t v);
