@@ -222,6 +222,10 @@ void dm_conf_backup(const dm_conf *c, long long *every, int keep[3]);
 
 /* respond.c — every API answer goes through these. */
 int dm_http_json(request_rec *r, int status, const char *body, apr_size_t len);
+/* dm_http_json for a malloc'd body that the answer takes over (freed once
+ * written): a body of a few KiB in r->pool would take the request's pool
+ * to another 8 KiB node, which the connection's allocator keeps. */
+int dm_http_json_owned(request_rec *r, int status, char *body, apr_size_t len);
 int dm_http_error(request_rec *r, const dm_err *e);
 /* A small HTML page (text/html, no-store, the API's security headers). */
 int dm_http_html(request_rec *r, int status, const char *body, apr_size_t len);

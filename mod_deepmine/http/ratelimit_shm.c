@@ -192,7 +192,12 @@ static apr_status_t table_create(rl_shared *sh, unsigned entries, apr_size_t siz
     }
     /* A fresh random hash key per table, so clients cannot aim collisions. */
     randombytes_buf(key, sizeof(key));
-    rv = dm_rl_table_init(apr_shm_baseaddr_get(sh->shm), apr_shm_size_get(sh->shm), entries, key);
+    /* The segment is fresh (anonymous shared memory, or a SysV segment or
+     * file created anew: apr_shm_remove above), so zero: its bucket array
+     * is not written again, which kept 256 KiB of it resident in the
+     * parent, which never looks at it. */
+    rv = dm_rl_table_init_zeroed(apr_shm_baseaddr_get(sh->shm), apr_shm_size_get(sh->shm), entries,
+                                 key);
     sodium_memzero(key, sizeof(key));
     if (rv != APR_SUCCESS) {
         apr_shm_destroy(sh->shm);

@@ -123,6 +123,11 @@ int dm_http_json(request_rec *r, int status, const char *body, apr_size_t len)
     return json_answer(r, status, body, len, NULL);
 }
 
+int dm_http_json_owned(request_rec *r, int status, char *body, apr_size_t len)
+{
+    return json_answer(r, status, body, len, body);
+}
+
 int dm_http_html(request_rec *r, int status, const char *body, apr_size_t len)
 {
     /* The API's own headers: "default-src 'none'" still lets a page's

@@ -9,9 +9,11 @@
 
 #include <apr_general.h>
 #include <apr_strings.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/json.h"
+#include "ledger/ledger.h"
 #include "members/members.h"
 #include "referral/referral.h"
 
@@ -110,11 +112,45 @@ static void test_network_write_is_the_dump_of_the_tree(void **state)
     }
 }
 
+/* The ledger's page written into malloc's memory (p NULL, handed over to
+ * the answer) is the same bytes as in a pool, also when it grows past its
+ * estimate of 160 bytes a line many times over (realloc). */
+static void test_statement_page_in_malloc_is_the_pool_bytes(void **state)
+{
+    apr_array_header_t *lines = apr_array_make(pool, 4, sizeof(dm_statement_line));
+    (void)state;
+    for (int n = 0; n <= 120; n += 40) {
+        for (int64_t next = 0; next <= 7; next += 7) {
+            size_t plen = 0, mlen = 0;
+            const char *in_pool = dm_statement_page_json(pool, lines, next, &plen);
+            char *in_malloc = (char *)dm_statement_page_json(NULL, lines, next, &mlen);
+            assert_non_null(in_malloc);
+            assert_int_equal(mlen, plen);
+            assert_int_equal(strlen(in_malloc), mlen);
+            assert_memory_equal(in_malloc, in_pool, plen);
+            free(in_malloc);
+        }
+        for (int i = 0; i < 40; i++) {
+            dm_statement_line *l = apr_array_push(lines);
+            memset(l, 0, sizeof(*l));
+            l->transfer_id = INT64_MAX - n - i;
+            l->kind = i % 2 ? "commission" : "k\"ind\n";
+            l->amount_micros = i % 3 ? -250000 : INT64_MIN;
+            l->currency = "USD";
+            l->account = i % 2 ? "wallet" : "held";
+            l->created_at = 1795000000 + i;
+            l->reference = apr_psprintf(pool, "order:%d:%0300d", n + i, i);
+            l->position = 2 * l->transfer_id;
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_member_write_is_the_dump_of_member_json),
         cmocka_unit_test(test_network_write_is_the_dump_of_the_tree),
+        cmocka_unit_test(test_statement_page_in_malloc_is_the_pool_bytes),
     };
     apr_initialize();
     return cmocka_run_group_tests_name("answers_json", tests, setup, teardown);

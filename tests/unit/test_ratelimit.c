@@ -335,6 +335,50 @@ static void test_a_key_whose_state_expired_starts_afresh(void **state)
     }
 }
 
+/* dm_rl_table_init_zeroed leaves the bucket array as it finds it (the
+ * parent's fresh shared memory stays untouched), and on zeroed memory the
+ * table counts as one laid out by dm_rl_table_init. */
+static size_t bytes_left(const unsigned char *m, size_t n, unsigned char v)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        k += m[i] == v;
+    }
+    return k;
+}
+
+static void test_table_init_zeroed_writes_no_bucket_and_counts_the_same(void **state)
+{
+    size_t size = dm_rl_table_size(DM_RL_MIN_ENTRIES);
+    unsigned char *a = aligned_alloc(8, (size + 7) / 8 * 8);
+    unsigned char *b = aligned_alloc(8, (size + 7) / 8 * 8);
+    (void)state;
+    memset(a, 0x5a, size);
+    memset(b, 0x5a, size);
+    assert_int_equal(dm_rl_table_init(a, size, DM_RL_MIN_ENTRIES, hash_key), APR_SUCCESS);
+    assert_int_equal(dm_rl_table_init_zeroed(b, size, DM_RL_MIN_ENTRIES, hash_key), APR_SUCCESS);
+    /* the same header; the 1,024 buckets (4 bytes each) not written */
+    assert_int_equal(bytes_left(b, size, 0x5a) - bytes_left(a, size, 0x5a),
+                     DM_RL_MIN_ENTRIES * sizeof(uint32_t));
+    /* on zeroed memory: the same answers as a table laid out by init */
+    memset(b, 0, size);
+    assert_int_equal(dm_rl_table_init_zeroed(b, size, DM_RL_MIN_ENTRIES, hash_key), APR_SUCCESS);
+    assert_true(dm_rl_table_usable(b, size, DM_RL_MIN_ENTRIES));
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 300; i++) {
+            char key[32];
+            snprintf(key, sizeof(key), "client-%d", i);
+            dm_rl_result ra = dm_rl_hit(a, "api", key, 5, 60000000LL, 1000);
+            dm_rl_result rb = dm_rl_hit(b, "api", key, 5, 60000000LL, 1000);
+            assert_int_equal(ra.allowed, rb.allowed);
+            assert_int_equal(rb.remaining, 5 - 1 - round);
+        }
+    }
+    assert_int_equal(dm_rl_table_used(b), 300);
+    free(a);
+    free(b);
+}
+
 static void test_hit_on_an_uninitialised_block_allows(void **state)
 {
     uint64_t junk[64] = {0};
@@ -514,6 +558,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_key_whose_state_expired_starts_afresh, setup,
                                         teardown),
         cmocka_unit_test(test_hit_on_an_uninitialised_block_allows),
+        cmocka_unit_test(test_table_init_zeroed_writes_no_bucket_and_counts_the_same),
         cmocka_unit_test(test_lock_serialises_threads_exactly),
         cmocka_unit_test(test_lock_held_by_a_dead_process_is_taken_over),
         cmocka_unit_test_setup_teardown(test_parse_rule_accepts_good_rules, setup, teardown),

@@ -187,20 +187,30 @@ void dm_jbuf_init(dm_jbuf *b, apr_pool_t *p, size_t hint)
 {
     b->pool = p;
     b->cap = hint > 64 ? hint : 64;
-    b->p = apr_palloc(p, b->cap);
+    b->p = p ? apr_palloc(p, b->cap) : malloc(b->cap);
     b->len = 0;
 }
 
 static void dm_jbuf_raw(dm_jbuf *b, const char *s, size_t n)
 {
+    if (!b->p) {
+        return; /* malloc's memory ran out: the caller sees NULL */
+    }
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap * 2;
         char *np;
         while (cap < b->len + n + 1) {
             cap *= 2;
         }
-        np = apr_palloc(b->pool, cap);
-        memcpy(np, b->p, b->len);
+        if (b->pool) {
+            np = apr_palloc(b->pool, cap);
+            memcpy(np, b->p, b->len);
+        } else if (!(np = realloc(b->p, cap))) {
+            free(b->p);
+            b->p = NULL;
+            b->len = 0;
+            return;
+        }
         b->p = np;
         b->cap = cap;
     }

@@ -46,6 +46,10 @@ typedef struct dm_jbuf {
     size_t len, cap;
 } dm_jbuf;
 
+/* p NULL: the text is in malloc's memory, the caller's to free (an answer
+ * hands it over to respond.c, dm_http_json_owned, so it is not a node of
+ * the request's pool, which the connection's allocator keeps); b->p is
+ * then NULL if memory ran out. */
 void dm_jbuf_init(dm_jbuf *b, apr_pool_t *p, size_t hint);
 /* A literal such as "{\"id\":" (its bytes as they are). */
 void dm_jbuf_lit(dm_jbuf *b, const char *s);

@@ -133,8 +133,8 @@ static rl_entry *entry(rl_header *h, uint32_t i)
     return &base[i - 1];
 }
 
-apr_status_t dm_rl_table_init(void *mem, size_t size, unsigned entries,
-                              const unsigned char key[DM_RL_KEY_BYTES])
+static apr_status_t table_init(void *mem, size_t size, unsigned entries,
+                               const unsigned char key[DM_RL_KEY_BYTES], int zeroed)
 {
     rl_header *h = mem;
     size_t need = dm_rl_table_size(entries);
@@ -150,9 +150,25 @@ apr_status_t dm_rl_table_init(void *mem, size_t size, unsigned entries,
     h->size = size;
     memcpy(h->key, key, DM_RL_KEY_BYTES);
     /* Entries are initialised when first handed out (`fresh`), so a large
-     * table costs only its bucket array at start-up. */
-    memset(buckets(h), 0, (size_t)h->nbuckets * sizeof(uint32_t));
+     * table costs only its bucket array at start-up; memory known to be
+     * zero already costs not even that (the array's pages, 256 KiB for the
+     * default table, stay untouched until a key lands in them). */
+    if (!zeroed) {
+        memset(buckets(h), 0, (size_t)h->nbuckets * sizeof(uint32_t));
+    }
     return APR_SUCCESS;
+}
+
+apr_status_t dm_rl_table_init(void *mem, size_t size, unsigned entries,
+                              const unsigned char key[DM_RL_KEY_BYTES])
+{
+    return table_init(mem, size, entries, key, 0);
+}
+
+apr_status_t dm_rl_table_init_zeroed(void *mem, size_t size, unsigned entries,
+                                     const unsigned char key[DM_RL_KEY_BYTES])
+{
+    return table_init(mem, size, entries, key, 1);
 }
 
 /* The critical section is a hash lookup and a few additions (well under a

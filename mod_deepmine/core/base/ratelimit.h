@@ -60,6 +60,12 @@ size_t dm_rl_table_size(unsigned entries);
  * too small. */
 apr_status_t dm_rl_table_init(void *mem, size_t size, unsigned entries,
                               const unsigned char key[DM_RL_KEY_BYTES]);
+/* dm_rl_table_init for memory that is all zero already (fresh anonymous
+ * shared memory, a fresh file): the bucket array is not written, so the
+ * process that lays the table out (Apache's parent) does not make its
+ * pages resident. */
+apr_status_t dm_rl_table_init_zeroed(void *mem, size_t size, unsigned entries,
+                                     const unsigned char key[DM_RL_KEY_BYTES]);
 
 /* True when `mem` holds a table of this layout version with `entries`
  * entries, so a surviving block can be used again (graceful restart). */

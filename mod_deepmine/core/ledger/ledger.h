@@ -246,7 +246,8 @@ dm_err *dm_ledger_statement(dm_db *db, apr_pool_t *p, int64_t user_id, int64_t c
 /* The whole answer of GET /api/ledger for a page of lines and its next
  * cursor (0: none): {"transfers":[{id, kind, amount_micros, currency,
  * account, created_at, reference}…],"next_cursor":"…"|null}. Written
- * straight into p (no jansson tree: this list is hot). */
+ * straight into p (no jansson tree: this list is hot); p NULL: into
+ * malloc's memory, the caller's to free (NULL when memory ran out). */
 const char *dm_statement_page_json(apr_pool_t *p, const apr_array_header_t *lines, int64_t next,
                                    size_t *len);
 

@@ -24,7 +24,7 @@ static int statement(request_rec *r, const dm_route_match *m)
     apr_array_header_t *lines = NULL;
     int64_t cursor = 0, next = 0;
     int limit = 50;
-    const char *body;
+    char *body;
     size_t len;
     dm_err *e = dm_db_pool_acquire(dm_g.db, r->pool, &db);
 
@@ -40,11 +40,20 @@ static int statement(request_rec *r, const dm_route_match *m)
     if (!e) {
         e = dm_ledger_statement(db, r->pool, mem.id, cursor, limit, &lines, &next);
     }
+    /* The lines are copies in r->pool: the answer is written without the
+     * connection (others wait for it), so a page of 50 lines (7.7 KiB) is
+     * sent from the handler (respond.c, write_body) and the request's pool
+     * does not wait for the MPM's write completion. */
+    dm_db_pool_release_scope(dm_g.db, r->pool);
     if (e) {
         return dm_http_error(r, e);
     }
-    body = dm_statement_page_json(r->pool, lines, next, &len);
-    return dm_http_json(r, HTTP_OK, body, len);
+    body = (char *)dm_statement_page_json(NULL, lines, next, &len);
+    if (!body) {
+        return dm_http_error(
+            r, dm_err_make(r->pool, DM_E_INTERNAL, NULL, "out of memory for the statement"));
+    }
+    return dm_http_json_owned(r, HTTP_OK, body, len);
 }
 
 /* ?kind=&account=&from=&to= into a filter. */
