@@ -140,7 +140,7 @@ static void test_statement_page_in_malloc_is_the_pool_bytes(void **state)
             l->account = i % 2 ? "wallet" : "held";
             l->created_at = 1795000000 + i;
             l->reference = apr_psprintf(pool, "order:%d:%0300d", n + i, i);
-            l->position = 2 * l->transfer_id;
+            l->position = l->transfer_id / 2; /* any position: no overflow */
         }
     }
 }
