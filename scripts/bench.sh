@@ -14,6 +14,9 @@
 # before the server stops.
 #
 # Environment: DURATION (default 10s), CONNECTIONS ("64 256"), THREADS (2),
+# ROUNDS (default 3: the endpoints with a target are measured in 3 rounds and
+# their medians printed; the twin's /api/health is measured again beside the
+# member reads, for their ratios),
 # WRK_TIMEOUT (wrk --timeout, default 10s: a slower answer counts as a
 # socket error "timeout"), TWIN_PORT (default: a free port),
 # PORT (default: a free port), KEEP=1 keeps the VAR for inspection,
@@ -249,27 +252,61 @@ measure() { # url [wrk options…]
   non2xx=$(echo "$out" | awk '/Non-2xx or 3xx responses:/ { print $NF; f = 1 } END { if (!f) print 0 }')
   echo "$rps $p50 $p99 $errs $non2xx"
 }
-# One line per concurrency of CONNECTIONS for one endpoint; req/s kept in
-# rps[label@connections] for the ratios, dropped connections in $dropped.
-declare -A rps
+# Endpoints are queued (`row`), then measured by `run_rows` in ROUNDS
+# rounds (default 3): each round measures every queued endpoint once at each
+# concurrency, in queue order, so a slow minute of the machine lands on one
+# sample of each endpoint rather than on all of one. One line per endpoint
+# and concurrency: the median req/s of its rounds, with the p50/p99 of that
+# median run, and the socket errors and non-2xx summed over all rounds.
+# req/s kept in rps[label@connections] for the ratios, dropped connections
+# in $dropped. `row1` queues an endpoint with no target measured once.
+rounds=${ROUNDS:-3}
+declare -A rps samples bad
+declare -a q_label q_args q_rounds
 dropped=
 hdr() { printf '%-44s %5s %10s %9s %9s %7s %7s\n' "$1" conns req/s p50 p99 sockerr non2xx; }
 row() { # label url [wrk options…]
-  local label=$1 url=$2 r p50 p99 errs non2xx
-  shift 2
-  for conns in $conns_list; do
-    phase "$label -c$conns"
-    read -r r p50 p99 errs non2xx < <(measure "$url" "$@")
-    rps[$label@$conns]=$r
-    printf '%-44s %5s %10s %9s %9s %7s %7s\n' "$label" "$conns" "$r" "$p50" "$p99" "$errs" "$non2xx"
-    [ "$errs" = 0 ] && [ "$non2xx" = 0 ] || dropped="$dropped $label@c$conns($errs/$non2xx)"
+  local IFS=$'\x1f'
+  q_label+=("$1"); shift
+  q_args+=("$*"); q_rounds+=("$rounds")
+}
+row1() { row "$@"; q_rounds[${#q_rounds[@]} - 1]=1; }
+run_rows() {
+  local r i args n line r_ p50 p99 errs non2xx label
+  for ((r = 1; r <= rounds; r++)); do
+    for i in "${!q_label[@]}"; do
+      [ "$r" -le "${q_rounds[$i]}" ] || continue
+      IFS=$'\x1f' read -r -a args <<< "${q_args[$i]}"
+      for conns in $conns_list; do
+        label=${q_label[$i]}
+        phase "$label -c$conns"
+        read -r r_ p50 p99 errs non2xx < <(measure "${args[@]}")
+        samples[$label@$conns]="${samples[$label@$conns]:-}$r_ $p50 $p99"$'\n'
+        n=${bad[$label@$conns]:-0/0}
+        bad[$label@$conns]="$(( ${n%/*} + errs ))/$(( ${n#*/} + non2xx ))"
+      done
+    done
   done
+  for i in "${!q_label[@]}"; do
+    label=${q_label[$i]}
+    for conns in $conns_list; do
+      n=${q_rounds[$i]}
+      line=$(printf '%s' "${samples[$label@$conns]}" | sort -n -k1,1 | sed -n "$(( (n + 1) / 2 ))p")
+      read -r r_ p50 p99 <<< "$line"
+      errs=${bad[$label@$conns]%/*}; non2xx=${bad[$label@$conns]#*/}
+      rps[$label@$conns]=$r_
+      printf '%-44s %5s %10s %9s %9s %7s %7s\n' "$label" "$conns" "$r_" "$p50" "$p99" "$errs" "$non2xx"
+      [ "$errs" = 0 ] && [ "$non2xx" = 0 ] || dropped="$dropped $label@c$conns($errs/$non2xx)"
+      samples[$label@$conns]=; bad[$label@$conns]=
+    done
+  done
+  q_label=(); q_args=(); q_rounds=()
 }
 ratio() { # label twin-label target
   local c
   for c in $conns_list; do
     awk -v a="${rps[$1@$c]:-0}" -v b="${rps[$2@$c]:-0}" -v l="$1" -v t="$2" -v c="$c" -v g="$3" \
-      'BEGIN { printf "  %-30s : %-20s -c%-4s %5.2f (target >= %s)\n", l, t, c, b ? a / b : 0, g }'
+      'BEGIN { printf "  %-30s : %-26s -c%-4s %5.2f (target >= %s)\n", l, t, c, b ? a / b : 0, g }'
   done
 }
 
@@ -423,7 +460,8 @@ stats_bench() {
   [ -n "$cookie" ] || { echo "bench: staff login failed"; exit 1; }
   curl -sf -H "Cookie: $cookie" "$base/api/admin/stats?days=90" -o "$var/stats.json" \
     || { echo "bench: /api/admin/stats failed"; exit 1; }
-  row "/api/admin/stats?days=90" "$base/api/admin/stats?days=90" -H "Cookie: $cookie"
+  row1 "/api/admin/stats?days=90" "$base/api/admin/stats?days=90" -H "Cookie: $cookie"
+  run_rows
   python3 - "$var/stats.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
@@ -529,28 +567,35 @@ fi
 echo "DeepMine bench: wrk -t$threads -c{${conns_list// /,}} -d$duration --timeout $wrk_timeout, $(nproc) cores, $(apache2 -v | head -1 | sed 's/Server version: //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 start_twin
 hdr endpoint
-for ep in /api/health /api/packages /bench-static/packages.json; do
-  row "$ep" "$base$ep"
-done
+row /api/health "$base/api/health"
+row /api/packages "$base/api/packages"
+row1 /bench-static/packages.json "$base/bench-static/packages.json"
 row "twin /api/health" "$twin/api/health"
 row "twin /api/packages" "$twin/api/packages"
+run_rows
 for c in $conns_list; do
   awk -v a="${rps[/api/packages@$c]}" -v b="${rps[/bench-static/packages.json@$c]}" -v c="$c" \
     'BEGIN { printf "ratio /api/packages : static file (same Apache) -c%s = %.2f (target >= 1.00)\n", c, a / b }'
 done
-# The ratios to the tuned static twin (all of them once the members ran).
+# The ratios to the tuned static twin (all of them once the members ran):
+# the member reads against the twin's /api/health measured again in the
+# same rounds as they are, so both sides of their ratio saw the same
+# minutes of the machine.
 twin_ratios() {
-  echo "ratios to the tuned static twin (2 x 64 threads, no module, no access log):"
+  echo "ratios to the tuned static twin (2 x 64 threads, no module, no access log), medians of $rounds rounds:"
   ratio /api/packages "twin /api/packages" 0.9
   ratio /api/health "twin /api/health" 0.9
   [ "$members" -gt 0 ] || return 0
-  ratio /api/me "twin /api/health" 0.7
-  ratio "/api/referrals/network (root)" "twin /api/health" 0.7
+  ratio /api/me "twin /api/health (again)" 0.7
+  ratio "/api/referrals/network (root)" "twin /api/health (again)" 0.7
 }
-# The twin is done: its processes would only share the cores from here on.
-kill -TERM "$twin_pid" 2>/dev/null || true
-wait "$twin_pid" 2>/dev/null || true
-twin_pid=
+# The twin stays up, idle, until the member reads are measured; then it
+# stops, so its processes never share the cores with the later parts.
+stop_twin() {
+  kill -TERM "$twin_pid" 2>/dev/null || true
+  wait "$twin_pid" 2>/dev/null || true
+  twin_pid=
+}
 dropped_report() {
   if [ -z "$dropped" ]; then
     echo "dropped connections: none (0 socket errors, 0 non-2xx at -c${conns_list// /, -c} on every endpoint)"
@@ -560,6 +605,7 @@ dropped_report() {
 }
 
 if [ "$members" -eq 0 ]; then
+  stop_twin
   twin_ratios
   dropped_report
   [ "$accrual" -gt 0 ] && accrual_bench
@@ -587,11 +633,13 @@ tip_depth=$(sqlite3 "$var/deepmine.db" "SELECT depth FROM users WHERE id = $tip"
 echo
 echo "members: $members generated in ${gen_secs}s ($random random + a $chain-deep chain under member $mid; tip $tip at depth $tip_depth)"
 hdr endpoint
-for who in root:1:$root_tok mid:$mid:$mid_tok tip:$tip:$tip_tok; do
-  name=${who%%:*}; rest=${who#*:}; tok=${rest#*:}
-  row "/api/referrals/network ($name)" "$base/api/referrals/network" -H "Authorization: Bearer $tok"
-done
+row "/api/referrals/network (root)" "$base/api/referrals/network" -H "Authorization: Bearer $root_tok"
+row1 "/api/referrals/network (mid)" "$base/api/referrals/network" -H "Authorization: Bearer $mid_tok"
+row1 "/api/referrals/network (tip)" "$base/api/referrals/network" -H "Authorization: Bearer $tip_tok"
 row /api/me "$base/api/me" -H "Authorization: Bearer $mid_tok"
+row "twin /api/health (again)" "$twin/api/health"
+run_rows
+stop_twin
 twin_ratios
 
 # Registration under the chain's tip (depth $tip_depth): 20 sign-ups.
@@ -611,7 +659,8 @@ ref=$(sqlite3 "$var/deepmine.db" "SELECT ancestor_id FROM user_ancestors WHERE u
 ref_tok=$(login "$(id_of "$ref")")
 echo
 hdr endpoint
-row "/api/ledger (50 per page)" "$base/api/ledger" -H "Authorization: Bearer $ref_tok"
+row1 "/api/ledger (50 per page)" "$base/api/ledger" -H "Authorization: Bearer $ref_tok"
+run_rows
 stats_bench
 dropped_report
 "$root/build/deepminectl" --db "$var/deepmine.db" ledger verify
