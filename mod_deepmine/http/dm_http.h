@@ -226,6 +226,9 @@ int dm_http_json(request_rec *r, int status, const char *body, apr_size_t len);
  * written): a body of a few KiB in r->pool would take the request's pool
  * to another 8 KiB node, which the connection's allocator keeps. */
 int dm_http_json_owned(request_rec *r, int status, char *body, apr_size_t len);
+/* dm_http_json_owned for json_dumps's text: NULL (json_dumps ran out of
+ * memory) answers 500 internal_error instead of a 200 without a body. */
+int dm_http_json_dumped(request_rec *r, int status, char *text);
 int dm_http_error(request_rec *r, const dm_err *e);
 /* A small HTML page (text/html, no-store, the API's security headers). */
 int dm_http_html(request_rec *r, int status, const char *body, apr_size_t len);

@@ -403,10 +403,14 @@ int dm_http_send_json(request_rec *r, int status, json_t *o)
     /* dm_json_dump's text, handed over as it is: no copy in r->pool (a
      * statistics answer of a few KiB would take the request's pool to a
      * second 8 KiB node, kept by the connection's allocator). */
-    char *text = json_dumps(dm_json_own(r->pool, o), DM_JSON_DUMP_FLAGS);
+    return dm_http_json_dumped(r, status, json_dumps(dm_json_own(r->pool, o), DM_JSON_DUMP_FLAGS));
+}
 
+int dm_http_json_dumped(request_rec *r, int status, char *text)
+{
     if (!text) {
-        return dm_http_json(r, status, "null", 4);
+        return dm_http_error(r, dm_err_make(r->pool, DM_E_INTERNAL, NULL,
+                                            "the answer could not be written (out of memory)"));
     }
     return json_answer(r, status, text, strlen(text), text);
 }

@@ -110,8 +110,7 @@ static int stats_get(request_rec *r, const dm_route_match *m)
     if (e) {
         return dm_http_error(r, e);
     }
-    return text ? dm_http_json_owned(r, HTTP_OK, text, strlen(text))
-                : dm_http_json(r, HTTP_OK, "null", 4);
+    return dm_http_json_dumped(r, HTTP_OK, text);
 }
 
 /* ---- CSV exports ---- */
