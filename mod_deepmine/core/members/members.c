@@ -501,6 +501,15 @@ static dm_err *login_txn(dm_db *db, apr_pool_t *p, void *baton)
     return e;
 }
 
+/* 403 for a member who is not active (suspended): the login, the second
+ * factor, the refresh and every authenticated read say it the same way. */
+static dm_err *not_active(apr_pool_t *p, const char *status)
+{
+    return strcmp(status, "active") != 0
+               ? dm_err_make(p, DM_E_FORBIDDEN, NULL, "this account is suspended")
+               : NULL;
+}
+
 dm_err *dm_member_login(dm_db *db, apr_pool_t *p, const dm_services *s, const char *email,
                         const char *password, const char *ip, dm_member *out, dm_session *sess)
 {
@@ -550,8 +559,8 @@ dm_err *dm_member_login(dm_db *db, apr_pool_t *p, const dm_services *s, const ch
     if (!ok) {
         return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "wrong e-mail address or password");
     }
-    if (strcmp(out->status, "active") != 0) {
-        return dm_err_make(p, DM_E_FORBIDDEN, NULL, "this account is suspended");
+    if ((e = not_active(p, out->status))) {
+        return e;
     }
     memset(&c, 0, sizeof(c));
     c.s = s;
@@ -590,8 +599,8 @@ static dm_err *login_2fa_txn(dm_db *db, apr_pool_t *p, void *baton)
     if (!e) {
         e = dm_member_get(db, p, owner, c->m);
     }
-    if (!e && strcmp(c->m->status, "active") != 0) {
-        e = dm_err_make(p, DM_E_FORBIDDEN, NULL, "this account is suspended");
+    if (!e) {
+        e = not_active(p, c->m->status);
     }
     return e ? e : insert_refresh(db, p, c->s, owner, NULL, c->sess);
 }
@@ -691,8 +700,8 @@ static dm_err *refresh_txn(dm_db *db, apr_pool_t *p, void *baton)
         return e;
     }
     /* Suspension revokes the tokens too; say why the session ended. */
-    if (strcmp(c->m->status, "active") != 0) {
-        return dm_err_make(p, DM_E_FORBIDDEN, NULL, "this account is suspended");
+    if ((e = not_active(p, c->m->status))) {
+        return e;
     }
     if (revoked || expires <= now) {
         return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "the session has ended; log in again");
@@ -832,8 +841,8 @@ static dm_err *member_auth(dm_db *db, apr_pool_t *p, const dm_claims *c, const a
     }
     /* Status first: a suspended member (whose suspension also bumped the
      * token version) is told so, with 403, not merely logged out. */
-    if (strcmp(out->status, "active") != 0) {
-        return dm_err_make(p, DM_E_FORBIDDEN, NULL, "this account is suspended");
+    if ((e = not_active(p, out->status))) {
+        return e;
     }
     if (out->token_version != c->ver || !live) {
         return dm_err_make(p, DM_E_UNAUTHORIZED, NULL, "the session has ended; log in again");
