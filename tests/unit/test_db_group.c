@@ -398,36 +398,6 @@ static void test_a_checkpoint_copy_goes_on_beside_a_writer(void **state)
     dm_db_close(w);
 }
 
-/* dm_db_open_reader (the accrual's rows read ahead): a second connection
- * to a file in WAL mode reads what was committed while the first holds an
- * open write transaction, without waiting for it, and sees the writer's
- * commit on its next read; an in-memory database has none (another
- * connection would see another database). */
-static void test_a_reader_beside_a_writer_reads_the_last_commit_and_memory_has_none(void **state)
-{
-    const char *path = dm_fx_path(pool, "group-reader");
-    dm_db *w, *rd = NULL, *m, *none = (dm_db *)&none;
-
-    (void)state;
-    assert_null(dm_db_open(pool, path, NULL, &w));
-    assert_null(dm_db_exec(w, pool, "CREATE TABLE g (k INTEGER PRIMARY KEY)"));
-    assert_null(insert_key(w, pool, 1));
-    assert_null(dm_db_open_reader(w, pool, &rd));
-    assert_non_null(rd);
-    assert_null(dm_db_begin(w, pool));
-    assert_null(insert_key(w, pool, 2));
-    assert_int_equal(count(rd, "SELECT COUNT(*) FROM g"), 1);
-    assert_null(dm_db_commit(w, pool));
-    assert_int_equal(count(rd, "SELECT COUNT(*) FROM g"), 2);
-    dm_db_close(rd);
-    dm_db_close(w);
-
-    assert_null(dm_db_open(pool, ":memory:", NULL, &m));
-    assert_null(dm_db_open_reader(m, pool, &none));
-    assert_null(none);
-    dm_db_close(m);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,7 +410,6 @@ int main(void)
             test_writers_through_the_pool_keep_exactly_the_rows_of_the_calls_that_succeeded),
         cmocka_unit_test(test_a_write_through_the_pool_needs_no_free_connection),
         cmocka_unit_test(test_a_checkpoint_copy_goes_on_beside_a_writer),
-        cmocka_unit_test(test_a_reader_beside_a_writer_reads_the_last_commit_and_memory_has_none),
     };
     int rc;
     apr_initialize();

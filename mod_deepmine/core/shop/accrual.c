@@ -299,12 +299,11 @@ static dm_err *candidates(acc_run *r)
  * the same batch in expires_at order dirtied a page per contract, and one
  * hour over a million contracts sold over time took 6 to 9 times as long
  * (docs/decisions.md). Unused places of the list are NULL (never equal). */
-static dm_err *fetch_chunk(const acc_run *r, dm_db *db, apr_pool_t *p, int from, int to,
-                           apr_array_header_t *rows)
+static dm_err *fetch_chunk(acc_run *r, apr_pool_t *p, int from, int to, apr_array_header_t *rows)
 {
     dm_stmt *st;
     int row = 0, i = 1;
-    dm_err *e = dm_db_prepare(db, p, r->chunk_sql, &st);
+    dm_err *e = dm_db_prepare(r->ctx->db, p, r->chunk_sql, &st);
 
     if (e) {
         return e;
@@ -328,18 +327,15 @@ static dm_err *fetch_chunk(const acc_run *r, dm_db *db, apr_pool_t *p, int from,
 }
 
 /* The next r->batch candidates from *pos on: the rows of those whose term
- * meets the window, read on db (the run's connection, or the reading one
- * of row_side) into p. *more is 0 when the candidates are done. Reads r
- * only, so the thread of row_side may call it while the loop runs. */
-static dm_err *fetch(const acc_run *r, dm_db *db, apr_pool_t *p, int *pos,
-                     apr_array_header_t **rows, int *more)
+ * meets the window. *more is 0 when the candidates are done. */
+static dm_err *fetch(acc_run *r, apr_pool_t *p, int *pos, apr_array_header_t **rows, int *more)
 {
     int end = r->ids->nelts - *pos > r->batch ? *pos + r->batch : r->ids->nelts;
     apr_array_header_t *all = apr_array_make(p, end - *pos + 1, sizeof(acc_row));
     dm_err *e = NULL;
 
     for (int k = *pos; !e && k < end; k += IN_CHUNK) {
-        e = fetch_chunk(r, db, p, k, end - k > IN_CHUNK ? k + IN_CHUNK : end, all);
+        e = fetch_chunk(r, p, k, end - k > IN_CHUNK ? k + IN_CHUNK : end, all);
     }
     if (e) {
         return e;
@@ -749,7 +745,7 @@ static dm_err *sum_hash_seconds(acc_run *r)
             break;
         }
         first = 0;
-        e = fetch(r, r->ctx->db, bp, &pos, &rows, &more);
+        e = fetch(r, bp, &pos, &rows, &more);
         for (int i = 0; !e && i < rows->nelts; i++) {
             acc_row *x = &APR_ARRAY_IDX(rows, i, acc_row);
             e = compute(r, bp, x);
@@ -891,187 +887,13 @@ static int ckpt_side_due(ckpt_side *c, dm_db *db, apr_pool_t *parent)
     return now;
 }
 
-/* ---- the next batch's rows, read beside the batches ---- */
-
-/* While the loop posts a batch, a thread of the run reads the next batch's
- * rows on a reading connection of its own (dm_db_open_reader: SQLite in WAL
- * mode; where there is none, the loop reads them itself, inside the batch's
- * transaction, as before). The rows need no write transaction: a window's
- * rows do not change once it is over (a refund or an expiry sets ended_at
- * after it, and the refund share read is that of the refunds before its
- * end), the batches still partition the sorted candidates, a wallet read
- * as missing before the batch that made it committed is found by
- * dm_ledger_member_account, and the earn:<contract>:<hour> keys refuse a
- * replay: the transfers and their exactly-once stay the batches' own
- * (docs/decisions.md, "The accrual's rows read ahead, eleventh round").
- * A batch's rows live in one of two pools of their own (unmanaged, each
- * with its own allocator, so the two threads never share one): the thread
- * fills one while the loop credits from the other, and the loop clears a
- * pool only while the thread is idle. The thread is idle whenever the loop
- * checkpoints, so the checkpoint's RESTART never waits for its reads. */
-typedef struct row_side {
-    apr_pool_t *pool; /* the connection, the thread, its mutex and condition */
-    apr_pool_t *rp[2];
-    dm_db *db; /* the reading connection */
-    apr_thread_t *thread;
-    apr_thread_mutex_t *mu;
-    apr_thread_cond_t *cv;
-    const acc_run *r;
-    int asked; /* a read asked for, not yet started */
-    int busy;  /* asked for or running */
-    int quit;
-    int slot;       /* the pool the read goes to */
-    int pos;        /* the read: the candidates from pos on */
-    int next, more; /* after it: fetch's *pos and *more */
-    apr_array_header_t *rows;
-    dm_err *e;
-} row_side;
-
-static void *APR_THREAD_FUNC rows_main(apr_thread_t *t, void *arg)
-{
-    row_side *s = arg;
-    sigset_t all;
-
-    /* the process's signals (the cron daemon's stop) go to the loop's thread */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
-    apr_thread_mutex_lock(s->mu);
-    for (;;) {
-        apr_array_header_t *rows = NULL;
-        apr_pool_t *p;
-        int pos, more = 0;
-        dm_err *e;
-        while (!s->asked && !s->quit) {
-            apr_thread_cond_wait(s->cv, s->mu);
-        }
-        if (!s->asked) {
-            break;
-        }
-        s->asked = 0;
-        pos = s->pos;
-        p = s->rp[s->slot];
-        apr_thread_mutex_unlock(s->mu);
-        e = fetch(s->r, s->db, p, &pos, &rows, &more);
-        apr_thread_mutex_lock(s->mu);
-        s->rows = rows;
-        s->e = e;
-        s->next = pos;
-        s->more = more;
-        s->busy = 0;
-        apr_thread_cond_broadcast(s->cv);
-    }
-    apr_thread_mutex_unlock(s->mu);
-    apr_thread_exit(t, APR_SUCCESS);
-    return NULL;
-}
-
-/* 1 with the thread started; 0 when the loop reads the rows itself. */
-static int row_side_start(row_side *s, const acc_run *r)
-{
-    dm_err *e = NULL;
-
-    memset(s, 0, sizeof(*s));
-    s->r = r;
-    if (apr_pool_create_unmanaged_ex(&s->pool, NULL, NULL) != APR_SUCCESS) {
-        s->pool = NULL;
-        return 0;
-    }
-    e = dm_db_open_reader(r->ctx->db, s->pool, &s->db);
-    if (!e && s->db &&
-        (apr_pool_create_unmanaged_ex(&s->rp[0], NULL, NULL) != APR_SUCCESS ||
-         apr_pool_create_unmanaged_ex(&s->rp[1], NULL, NULL) != APR_SUCCESS ||
-         apr_thread_mutex_create(&s->mu, APR_THREAD_MUTEX_DEFAULT, s->pool) != APR_SUCCESS ||
-         apr_thread_cond_create(&s->cv, s->pool) != APR_SUCCESS ||
-         apr_thread_create(&s->thread, NULL, rows_main, s, s->pool) != APR_SUCCESS)) {
-        e = dm_err_make(s->pool, DM_E_UNAVAILABLE, NULL, "no thread");
-    }
-    if (!e && s->db) {
-        return 1;
-    }
-    if (e) {
-        dm_log(DM_L_WARN,
-               "DM02140: accrual: no reading thread (%s); the batches read their rows "
-               "themselves",
-               e->message);
-    }
-    for (int i = 0; i < 2; i++) {
-        if (s->rp[i]) {
-            apr_pool_destroy(s->rp[i]);
-        }
-    }
-    apr_pool_destroy(s->pool); /* closes the connection */
-    memset(s, 0, sizeof(*s));
-    return 0;
-}
-
-/* Asks the idle thread for the rows of the candidates from pos on, into
- * rp[slot] (first cleared: it held the rows of a batch done). */
-static void row_side_ask(row_side *s, int pos, int slot)
-{
-    apr_pool_clear(s->rp[slot]);
-    apr_thread_mutex_lock(s->mu);
-    s->pos = pos;
-    s->slot = slot;
-    s->rows = NULL;
-    s->e = NULL;
-    s->asked = s->busy = 1;
-    apr_thread_cond_broadcast(s->cv);
-    apr_thread_mutex_unlock(s->mu);
-}
-
-/* Until the thread is idle (its read, if any, done). */
-static void row_side_wait(row_side *s)
-{
-    apr_thread_mutex_lock(s->mu);
-    while (s->busy) {
-        apr_thread_cond_wait(s->cv, s->mu);
-    }
-    apr_thread_mutex_unlock(s->mu);
-}
-
-/* The rows read ahead, as fetch gives them, and the next read asked for
- * (when there are candidates left). */
-static dm_err *row_side_take(row_side *s, int *pos, apr_array_header_t **rows, int *more)
-{
-    row_side_wait(s);
-    if (s->e) {
-        return s->e;
-    }
-    *rows = s->rows;
-    *pos = s->next;
-    *more = s->more;
-    if (*more) {
-        row_side_ask(s, *pos, 1 - s->slot);
-    }
-    return NULL;
-}
-
-static void row_side_stop(row_side *s)
-{
-    apr_status_t rv;
-
-    if (!s->thread) {
-        return;
-    }
-    apr_thread_mutex_lock(s->mu);
-    s->quit = 1;
-    apr_thread_cond_broadcast(s->cv);
-    apr_thread_mutex_unlock(s->mu);
-    apr_thread_join(&rv, s->thread);
-    apr_pool_destroy(s->rp[0]);
-    apr_pool_destroy(s->rp[1]);
-    apr_pool_destroy(s->pool); /* closes the connection */
-    memset(s, 0, sizeof(*s));
-}
-
 /* The batches that credit. */
 static dm_err *credit_all(acc_run *r)
 {
     dm_db *db = r->ctx->db;
     apr_pool_t *bp;
-    int pos = 0, more = 1, first = 1, wal = 0, taken, ahead;
+    int pos = 0, more = 1, first = 1, wal = 0, taken;
     ckpt_side side;
-    row_side rows_side;
     dm_err *e = NULL;
 
     memset(&side, 0, sizeof(side));
@@ -1085,10 +907,6 @@ static dm_err *credit_all(acc_run *r)
     (void)dm_db_scratch_in_memory(db, bp, 1);
     /* the batches' commits leave their checkpoint to the loop below */
     dm_db_checkpoint_later(db, 1);
-    ahead = r->ids->nelts > 0 && row_side_start(&rows_side, r);
-    if (ahead) {
-        row_side_ask(&rows_side, 0, 0);
-    }
     while (!e && more) {
         apr_array_header_t *rows = NULL;
         int64_t before = r->new_credits;
@@ -1097,16 +915,9 @@ static dm_err *credit_all(acc_run *r)
             break;
         }
         first = 0;
-        /* rows read ahead are taken before the write transaction begins:
-         * the API's writers do not wait for the read */
-        if (ahead) {
-            e = row_side_take(&rows_side, &pos, &rows, &more);
-        }
+        e = dm_db_begin(db, bp);
         if (!e) {
-            e = dm_db_begin(db, bp);
-        }
-        if (!e && !ahead) {
-            e = fetch(r, db, bp, &pos, &rows, &more);
+            e = fetch(r, bp, &pos, &rows, &more);
         }
         if (!e) {
             e = credit_rows(r, bp, rows);
@@ -1125,16 +936,10 @@ static dm_err *credit_all(acc_run *r)
         taken = dm_db_checkpoint_take(db);
         wal = taken ? taken : wal;
         if (wal >= CKPT_PAGES && ckpt_side_due(&side, db, r->ctx->pool)) {
-            if (ahead) {
-                row_side_wait(&rows_side); /* the RESTART waits for readers */
-            }
             dm_db_checkpoint_run(db, wal);
             wal = 0;
         }
         apr_pool_clear(bp);
-    }
-    if (ahead) {
-        row_side_stop(&rows_side);
     }
     ckpt_side_stop(&side);
     dm_db_checkpoint_later(db, 0);

@@ -382,26 +382,6 @@ const char *dm_db_engine(const dm_db *db)
     return db->pg ? "postgresql" : "sqlite";
 }
 
-dm_err *dm_db_open_reader(dm_db *db, apr_pool_t *p, dm_db **out)
-{
-    const char *file, *mode = NULL;
-    dm_err *e;
-
-    *out = NULL;
-    if (db->pg) {
-        return NULL;
-    }
-    file = sqlite3_db_filename(db->handle, "main");
-    if (!file || !*file) {
-        return NULL;
-    }
-    e = dm_db_query_text(db, p, "PRAGMA journal_mode", &mode);
-    if (e || !mode || strcmp(mode, "wal") != 0) {
-        return e;
-    }
-    return dm_db_open(p, db->path, NULL, out);
-}
-
 const char *dm_db_path(const dm_db *db)
 {
     return db->path;

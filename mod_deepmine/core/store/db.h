@@ -35,14 +35,6 @@ void dm_db_global_init(void);
  * The connection is closed when `p` is cleaned up, or by dm_db_close. */
 dm_err *dm_db_open(apr_pool_t *p, const char *path, const dm_db_options *opt, dm_db **out);
 void dm_db_close(dm_db *db);
-/* A second connection to db's database, for a thread that reads beside
- * db's writer (the accrual reads its next batch while it posts one). *out
- * is NULL when there is none to be had that way: on PostgreSQL (each would
- * be one more backend, and the driver keeps no password to open one), for
- * an in-memory or temporary database (another connection would see
- * another database), and when the journal is not WAL (a reader would hold
- * up the writer's commit). Closed when `p` is cleaned up. */
-dm_err *dm_db_open_reader(dm_db *db, apr_pool_t *p, dm_db **out);
 /* 1 when `name` is a PostgreSQL connection string, 0 for a SQLite path. */
 int dm_db_is_postgres(const char *name);
 /* `name` as messages may show it: a path as it is, a PostgreSQL
