@@ -206,8 +206,8 @@ static dm_err *sys_account(acc_run *r, apr_pool_t *p, const char *code, const ch
     if (lc + lu + 2 > sizeof(buf)) {
         k = apr_pstrcat(p, code, "/", currency, NULL);
     } else {
-        memcpy(buf, code, lc);
-        buf[lc] = '/';
+        memcpy(buf, code, lc + 1);
+        buf[lc] = '/'; /* over code's NUL */
         memcpy(buf + lc + 1, currency, lu + 1);
     }
     cached = apr_hash_get(r->sys, k, (apr_ssize_t)(lc + 1 + lu));
