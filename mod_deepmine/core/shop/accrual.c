@@ -190,13 +190,27 @@ typedef struct acc_run {
     int64_t new_micros;
 } acc_run;
 
+/* The system account code/currency, cached for the run. Asked once per
+ * credit: the key is made on the stack, and copied into the run's pool
+ * only when it is new (it was an allocation from the run's pool per credit,
+ * 16 MB over an hour of 1,000,000 contracts). */
 static dm_err *sys_account(acc_run *r, apr_pool_t *p, const char *code, const char *currency,
                            int64_t *id)
 {
-    const char *k = apr_pstrcat(r->ctx->pool, code, "/", currency, NULL);
-    int64_t *cached = apr_hash_get(r->sys, k, APR_HASH_KEY_STRING);
+    char buf[64];
+    size_t lc = strlen(code), lu = strlen(currency);
+    const char *k = buf;
+    int64_t *cached;
     dm_err *e;
 
+    if (lc + lu + 2 > sizeof(buf)) {
+        k = apr_pstrcat(p, code, "/", currency, NULL);
+    } else {
+        memcpy(buf, code, lc + 1);
+        buf[lc] = '/'; /* over code's NUL */
+        memcpy(buf + lc + 1, currency, lu + 1);
+    }
+    cached = apr_hash_get(r->sys, k, (apr_ssize_t)(lc + 1 + lu));
     if (cached) {
         *id = *cached;
         return NULL;
@@ -204,7 +218,8 @@ static dm_err *sys_account(acc_run *r, apr_pool_t *p, const char *code, const ch
     e = dm_ledger_system_account(r->ctx->db, p, code, currency, id);
     if (!e) {
         cached = apr_pmemdup(r->ctx->pool, id, sizeof(*id));
-        apr_hash_set(r->sys, k, APR_HASH_KEY_STRING, cached);
+        apr_hash_set(r->sys, apr_pstrmemdup(r->ctx->pool, k, lc + 1 + lu),
+                     (apr_ssize_t)(lc + 1 + lu), cached);
     }
     return e;
 }
