@@ -33,9 +33,9 @@ typedef struct item {
     apr_pool_t *p;
     dm_err *e;
     int done;
-    int lead;          /* handed the lead by the leader before it (under mu) */
-    int again;         /* fn may run again (dm_db_group_write_unheld's callers) */
-    pthread_cond_t cv; /* its caller waits on it: woken when done or to lead */
+    int lead;           /* handed the lead by the leader before it (under mu) */
+    int again;          /* fn may run again (dm_db_group_write_unheld's callers) */
+    pthread_cond_t *cv; /* its caller waits on it: woken when done or to lead */
     struct item *next;
 } item;
 
@@ -305,6 +305,7 @@ static int queue_and_wait(const char *path, dm_db *db, apr_pool_t *p, dm_db_txn_
                           dm_err **err, int *due_out)
 {
     item me;
+    pthread_cond_t cv;
     dm_db *wdb;
     int due, extra = DM_DB_GROUP_EXTRA;
     group *g;
@@ -324,7 +325,8 @@ static int queue_and_wait(const char *path, dm_db *db, apr_pool_t *p, dm_db_txn_
         pthread_mutex_unlock(&mu);
         return 0;
     }
-    pthread_cond_init(&me.cv, NULL);
+    pthread_cond_init(&cv, NULL);
+    me.cv = &cv;
     if (g->tail) {
         g->tail->next = &me;
     } else {
@@ -337,12 +339,12 @@ static int queue_and_wait(const char *path, dm_db *db, apr_pool_t *p, dm_db_txn_
      * to sleep again). */
     if (g->leading) {
         while (!me.done && !me.lead) {
-            pthread_cond_wait(&me.cv, &mu);
+            pthread_cond_wait(&cv, &mu);
         }
     }
     if (me.done) {
         pthread_mutex_unlock(&mu);
-        pthread_cond_destroy(&me.cv);
+        pthread_cond_destroy(&cv);
         *err = me.e;
         return 1;
     }
@@ -392,7 +394,7 @@ static int queue_and_wait(const char *path, dm_db *db, apr_pool_t *p, dm_db_txn_
         for (int i = 0; i < n; i++) {
             batch[i]->done = 1;
             if (batch[i] != &me) {
-                pthread_cond_signal(&batch[i]->cv);
+                pthread_cond_signal(batch[i]->cv);
             }
         }
     }
@@ -402,12 +404,12 @@ static int queue_and_wait(const char *path, dm_db *db, apr_pool_t *p, dm_db_txn_
     due = wdb && wdb != db ? dm_db_checkpoint_take(wdb) : 0;
     if (g->head) {
         g->head->lead = 1;
-        pthread_cond_signal(&g->head->cv);
+        pthread_cond_signal(g->head->cv);
     } else {
         g->leading = 0;
     }
     pthread_mutex_unlock(&mu);
-    pthread_cond_destroy(&me.cv);
+    pthread_cond_destroy(&cv);
     /* The WAL's checkpoint, if one is due, once the next leader is free to
      * go on (it needs no lock of ours): on the leader's own connection when
      * a writer connection committed (the next leader may be using it), or
