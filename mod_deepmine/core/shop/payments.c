@@ -163,7 +163,8 @@ typedef struct record_args {
 } record_args;
 
 /* The event's transaction: recorded (or found recorded), then applied. Runs
- * under dm_db_write_txn, possibly with other events in one commit. */
+ * under dm_db_write_txn, possibly with other events in one commit, and
+ * possibly twice (dm_db_pool_write_txn): every output is set afresh. */
 static dm_err *record_txn(dm_db *db, apr_pool_t *p, void *arg)
 {
     record_args *a = arg;
@@ -173,6 +174,9 @@ static dm_err *record_txn(dm_db *db, apr_pool_t *p, void *arg)
     dm_stmt *st = NULL;
     int row = 0;
     dm_err *e;
+
+    memset(out, 0, sizeof(*out));
+    a->outcome = NULL;
 
     /* ON CONFLICT DO NOTHING rather than a SELECT first: two deliveries of
      * one event racing on two children both reach this line, and the

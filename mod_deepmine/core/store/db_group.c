@@ -1,10 +1,10 @@
 /*
- * db_group.c — see db_group.h. One mutex and one condition variable for
- * the process; a queue per database file (few: a process opens one or two).
- * The first caller to find no leader leads: it takes batches off the head
- * of the queue and runs each in one transaction until its own fn is done,
- * then hands over (a waiter whose fn is still queued takes the lead), and
- * only then runs the WAL checkpoint its commits made due.
+ * db_group.c — see db_group.h. One mutex for the process, a condition
+ * variable per waiting caller; a queue per database file (few: a process
+ * opens one or two). The first caller to find no leader leads: it takes
+ * batches off the head of the queue and runs each in one transaction until
+ * its own fn is done, then hands over (to the first caller still queued,
+ * woken alone), and only then runs the WAL checkpoint its commits made due.
  */
 #include "store/db_group.h"
 
@@ -16,6 +16,14 @@
 
 #define GROUPS 8
 
+/* Batches a leader runs after the one holding its own fn, while callers are
+ * queued, before it hands the lead over. It is running already: the next
+ * leader would first have to be woken and wait for a core (on this
+ * 2-core machine often behind the callers just woken to answer), and the
+ * queue meanwhile waited. Its own caller's answer waits for that batch
+ * (a few milliseconds). */
+#define DM_DB_GROUP_EXTRA 1
+
 /* The writer connection's page cache, in KiB (one per process and file). */
 #define DM_DB_GROUP_CACHE_KIB_STR "2048"
 
@@ -25,6 +33,9 @@ typedef struct item {
     apr_pool_t *p;
     dm_err *e;
     int done;
+    int lead;           /* handed the lead by the leader before it (under mu) */
+    int again;          /* fn may run again (dm_db_group_write_unheld's callers) */
+    pthread_cond_t *cv; /* its caller waits on it: woken when done or to lead */
     struct item *next;
 } item;
 
@@ -43,7 +54,6 @@ typedef struct group {
 } group;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static group groups[GROUPS];
 static int n_groups;
 static apr_pool_t *own_pool; /* set: leaders use a writer connection */
@@ -183,7 +193,7 @@ static dm_err *step_sql(dm_db *db, apr_pool_t *p, const char *sql)
 
 /* Runs items[0..n) in one transaction on db, each under a savepoint; sets
  * each item's e. p: the leader's pool, for the transaction's own work. */
-static void run_batch(dm_db *db, apr_pool_t *p, item **items, int n)
+static void run_saved(dm_db *db, apr_pool_t *p, item **items, int n)
 {
     dm_err *e;
     int i;
@@ -208,7 +218,7 @@ static void run_batch(dm_db *db, apr_pool_t *p, item **items, int n)
                 fail(items[k], it->e);
             }
             dm_db_rollback(db);
-            run_batch(db, p, items + i + 1, n - i - 1);
+            run_saved(db, p, items + i + 1, n - i - 1);
             return;
         }
         se = it->e ? step_sql(db, p, "ROLLBACK TO dm_group") : NULL;
@@ -233,6 +243,58 @@ static void run_batch(dm_db *db, apr_pool_t *p, item **items, int n)
     }
 }
 
+/* 1 when every fn of items[0..n) may run again. */
+static int all_again(item *const *items, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (!items[i]->again) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Runs items[0..n) in one transaction on db. When every fn may run again
+ * (callers of dm_db_group_write_unheld), first without savepoints: each
+ * one journals every page it changes first (a paid order: ~60 pages copied
+ * and freed again, and two statements), for a failure that is rare. Should
+ * an fn fail, the transaction is rolled back, the fn keeps its error (got
+ * after the same fns as before), and the others run again, each under its
+ * savepoint (run_saved): the same writes, the same errors, as if every fn
+ * had had its savepoint from the start. Else run_saved at once. */
+static void run_batch(dm_db *db, apr_pool_t *p, item **items, int n)
+{
+    dm_err *e;
+    int i, k;
+
+    if (n == 1 || !all_again(items, n)) {
+        run_saved(db, p, items, n);
+        return;
+    }
+    e = dm_db_begin(db, p);
+    for (i = 0; !e && i < n; i++) {
+        item *it = items[i];
+        it->e = it->fn(db, it->p, it->arg);
+        if (it->e) {
+            dm_db_rollback(db);
+            for (k = i; k < n - 1; k++) {
+                items[k] = items[k + 1];
+            }
+            items[n - 1] = it;
+            run_saved(db, p, items, n - 1);
+            return;
+        }
+    }
+    if (!e) {
+        e = dm_db_commit(db, p); /* rolls back when it fails */
+    }
+    if (e) {
+        for (k = 0; k < n; k++) {
+            fail(items[k], e);
+        }
+    }
+}
+
 /* Queues fn on path's group and returns 1 once it ran (*err its error),
  * leading when the turn comes. db: the caller's connection, or NULL for a
  * caller that holds none (dm_db_group_write_unheld): then *due_out gets
@@ -242,11 +304,17 @@ static void run_batch(dm_db *db, apr_pool_t *p, item **items, int n)
 static int queue_and_wait(const char *path, dm_db *db, apr_pool_t *p, dm_db_txn_fn fn, void *arg,
                           dm_err **err, int *due_out)
 {
-    item me = {fn, arg, p, NULL, 0, NULL};
+    item me;
+    pthread_cond_t cv;
     dm_db *wdb;
-    int due;
+    int due, extra = DM_DB_GROUP_EXTRA;
     group *g;
 
+    memset(&me, 0, sizeof(me));
+    me.fn = fn;
+    me.arg = arg;
+    me.p = p;
+    me.again = !db;
     pthread_mutex_lock(&mu);
     g = group_of(path);
     /* Without a connection, only once the writer connection is open (the
@@ -257,17 +325,26 @@ static int queue_and_wait(const char *path, dm_db *db, apr_pool_t *p, dm_db_txn_
         pthread_mutex_unlock(&mu);
         return 0;
     }
+    pthread_cond_init(&cv, NULL);
+    me.cv = &cv;
     if (g->tail) {
         g->tail->next = &me;
     } else {
         g->head = &me;
     }
     g->tail = &me;
-    while (!me.done && g->leading) {
-        pthread_cond_wait(&cv, &mu);
+    /* Each caller sleeps on its own condition: the leader wakes exactly
+     * the callers whose fns its commit holds, and the one it hands the
+     * lead to (a broadcast woke every waiter at every commit, most of them
+     * to sleep again). */
+    if (g->leading) {
+        while (!me.done && !me.lead) {
+            pthread_cond_wait(&cv, &mu);
+        }
     }
     if (me.done) {
         pthread_mutex_unlock(&mu);
+        pthread_cond_destroy(&cv);
         *err = me.e;
         return 1;
     }
@@ -290,7 +367,8 @@ static int queue_and_wait(const char *path, dm_db *db, apr_pool_t *p, dm_db_txn_
         (void)dm_db_scratch_in_memory(db, p, 1);
     }
     pthread_mutex_lock(&mu);
-    while (!me.done) {
+    /* its own batch, then at most `extra` more of what queued meanwhile */
+    while (!me.done || (extra-- > 0 && g->head)) {
         item *batch[DM_DB_GROUP_MAX];
         int n = 0;
         while (n < DM_DB_GROUP_MAX && g->head) {
@@ -315,15 +393,23 @@ static int queue_and_wait(const char *path, dm_db *db, apr_pool_t *p, dm_db_txn_
         pthread_mutex_lock(&mu);
         for (int i = 0; i < n; i++) {
             batch[i]->done = 1;
+            if (batch[i] != &me) {
+                pthread_cond_signal(batch[i]->cv);
+            }
         }
-        pthread_cond_broadcast(&cv);
     }
     /* Still the leader (mu held, nobody else leads): take what is left to
-     * do on wdb. */
+     * do on wdb, then hand the lead to the first caller still queued (it
+     * alone is woken), or give it up. */
     due = wdb && wdb != db ? dm_db_checkpoint_take(wdb) : 0;
-    g->leading = 0;
-    pthread_cond_broadcast(&cv);
+    if (g->head) {
+        g->head->lead = 1;
+        pthread_cond_signal(g->head->cv);
+    } else {
+        g->leading = 0;
+    }
     pthread_mutex_unlock(&mu);
+    pthread_cond_destroy(&cv);
     /* The WAL's checkpoint, if one is due, once the next leader is free to
      * go on (it needs no lock of ours): on the leader's own connection when
      * a writer connection committed (the next leader may be using it), or

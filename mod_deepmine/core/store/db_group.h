@@ -5,13 +5,16 @@
  * returns fn's error (its writes undone) or the commit's. On SQLite, the
  * threads of a process that call it while another one's transaction runs
  * queue up, and the next leader runs all the queued fns in ONE transaction
- * on its own connection, each under a savepoint of its own: an fn that
- * fails is rolled back to its savepoint alone, and its caller gets its
- * error; the others commit together. Each caller returns only after the
+ * on its own connection, each as under a savepoint of its own: an fn that
+ * fails is rolled back alone, and its caller gets its error; the others
+ * commit together (see dm_db_group_write_unheld for fns that may run
+ * twice). Each caller returns only after the
  * commit that holds its writes (or with the error that lost them), so what
  * a caller answers is as durable as with a transaction of its own. One
  * commit (one lock hand-over, one WAL append of the pages the batch shares,
- * one checkpoint check) then serves many writers.
+ * one checkpoint check) then serves many writers. A leader whose own fn is
+ * done runs one more batch of what queued meanwhile before it hands over
+ * (its own caller waits for that commit too).
  *
  * fn runs on another thread's connection, with the caller's pool p (the
  * caller waits meanwhile): it must use only db, p and arg, never begin or
@@ -53,7 +56,14 @@ void dm_db_group_own_connection(apr_pool_t *pool);
  * dm_db_checkpoint_run on any connection to path. Else 0, nothing done:
  * the caller takes a connection and calls dm_db_write_txn. A caller
  * queued so holds no connection while it waits, so more writers than
- * the pool's connections can share a commit. */
+ * the pool's connections can share a commit.
+ *
+ * Such an fn may run twice, and must set every output in arg each time: a
+ * batch of these fns alone runs them without savepoints (each journals
+ * every page it changes first, for a failure that is rare); should one
+ * fail, the transaction is rolled back, that fn keeps its error, and the
+ * others run again, each under its savepoint, in the same order — the
+ * same writes and errors as with savepoints from the start. */
 int dm_db_group_write_unheld(const char *path, apr_pool_t *p, dm_db_txn_fn fn, void *arg,
                              dm_err **err, int *due);
 

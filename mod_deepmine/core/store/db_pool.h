@@ -43,7 +43,10 @@ int dm_db_pool_scope_holds(apr_pool_t *scope);
  * borrowed afterwards only to run a checkpoint the caller's lead made
  * due); else on a connection borrowed for the call and given back before
  * it returns. The caller must hold none in `scope` (a second one could
- * wait for a connection held by writers waiting on it). */
+ * wait for a connection held by writers waiting on it). fn may be run a
+ * second time (its batch's transaction rolled back because another call
+ * failed, and run again without it: store/db_group.h), so it must set
+ * every output in arg each time it runs. */
 dm_err *dm_db_pool_write_txn(dm_db_pool *pool, apr_pool_t *scope, dm_db_txn_fn fn, void *arg);
 
 /* Connections currently handed out (for health and tests). */
