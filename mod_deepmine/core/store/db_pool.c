@@ -60,8 +60,11 @@ struct dm_db_pool {
     waiter *waking; /* woken to look at the stack, not yet run */
 };
 
-/* A waiter that has waited this long is handed a connection directly. */
-#define DM_POOL_HANDOFF apr_time_from_msec(2)
+/* A waiter that has waited this long is handed a connection directly: long
+ * enough to let running threads through while a woken waiter waits for a
+ * core (2 ms did not: under load the first waiter had nearly always waited
+ * that long, and the line convoyed as before). */
+#define DM_POOL_HANDOFF apr_time_from_msec(20)
 
 /* The longest a request waits for a connection. */
 #define DM_POOL_WAIT apr_time_from_sec(5)
