@@ -53,8 +53,8 @@ struct dm_db_pool {
     apr_thread_mutex_t *lock;
     conn **idle; /* max slots: idle[0] the longest idle, idle[nidle - 1] the last given back */
     int nidle;
-    int open; /* connections open or being opened, at most max */
-    int out;  /* handed out (or being opened for a taker) */
+    int open;   /* connections open or being opened, at most max */
+    int out;    /* handed out (or being opened for a taker) */
     int closed; /* the pool's own pool is being destroyed */
     waiter *head, *tail;
     waiter *waking; /* woken to look at the stack, not yet run */
@@ -97,8 +97,8 @@ static void conn_close(conn *c)
 }
 
 /* Under the lock: the longest idle connection if more than min are idle
- * and it has been idle for ttl (as apr_reslist did) (taken off the stack and the open count; the caller
- * closes it once the lock is dropped), else NULL. */
+ * and it has been idle for ttl, as apr_reslist did: taken off the stack and
+ * the open count (the caller closes it once the lock is dropped); else NULL. */
 static conn *take_expired(dm_db_pool *dp, apr_time_t now)
 {
     conn *c;
@@ -148,6 +148,12 @@ static conn *give_back_locked(dm_db_pool *dp, conn *c)
         w->c = c;
         w->granted = 1;
         apr_thread_cond_signal(w->cond);
+        if (dp->head && dp->nidle > 0 && !dp->waking) {
+            /* connections left on the stack (w was slow to run): the next
+             * in line looks, no later release may come to wake it */
+            dp->waking = dp->head;
+            apr_thread_cond_signal(dp->head->cond);
+        }
         return NULL;
     }
     dp->out--;
