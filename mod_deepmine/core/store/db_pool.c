@@ -108,7 +108,7 @@ static conn *take_expired(dm_db_pool *dp, apr_time_t now)
     }
     c = dp->idle[0];
     dp->nidle--;
-    memmove(dp->idle, dp->idle + 1, (size_t)dp->nidle * sizeof(*dp->idle));
+    memmove(dp->idle, dp->idle + 1, (size_t)dp->nidle * sizeof(conn *));
     dp->open--;
     return c;
 }
@@ -315,7 +315,7 @@ dm_err *dm_db_pool_create(apr_pool_t *p, const char *path, int min, int max, int
     dp->min = min;
     dp->max = max;
     dp->ttl = ttl_sec > 0 ? apr_time_from_sec(ttl_sec) : 0;
-    dp->idle = apr_pcalloc(p, sizeof(*dp->idle) * (size_t)max);
+    dp->idle = apr_pcalloc(p, sizeof(conn *) * (size_t)max);
     if (apr_thread_mutex_create(&dp->lock, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS) {
         return dm_err_make(p, DM_E_UNAVAILABLE, NULL, "cannot create the database pool's lock");
     }
