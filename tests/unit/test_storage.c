@@ -315,6 +315,85 @@ static void test_pool_hands_out_at_most_max_under_threads(void **state)
     apr_pool_destroy(scope);
 }
 
+/* The connection given back last goes out first (its pages are warm). */
+static void test_pool_hands_out_the_last_connection_given_back(void **state)
+{
+    const char *path = dm_fx_path(pool, "db");
+    dm_db_pool *dp = NULL;
+    apr_pool_t *sa, *sb, *sc;
+    dm_db *a = NULL, *b = NULL, *c = NULL;
+    (void)state;
+    dm_fx_open_migrated(pool, path);
+    assert_null(dm_db_pool_create(pool, path, 0, 3, 60, &dp));
+    apr_pool_create(&sa, pool);
+    apr_pool_create(&sb, pool);
+    apr_pool_create(&sc, pool);
+    assert_null(dm_db_pool_acquire(dp, sa, &a));
+    assert_null(dm_db_pool_acquire(dp, sb, &b));
+    assert_ptr_not_equal(a, b);
+    dm_db_pool_release(dp, sa, a);
+    dm_db_pool_release(dp, sb, b);
+    assert_null(dm_db_pool_acquire(dp, sc, &c));
+    assert_ptr_equal(c, b);
+    assert_null(dm_db_pool_acquire(dp, sc, &c));
+    assert_ptr_equal(c, a);
+    assert_int_equal(dm_db_pool_in_use(dp), 2);
+    apr_pool_destroy(sc);
+    assert_int_equal(dm_db_pool_in_use(dp), 0);
+    apr_pool_destroy(sa);
+    apr_pool_destroy(sb);
+}
+
+typedef struct taker {
+    dm_db_pool *dp;
+    dm_db *got;
+    int error;
+    apr_time_t waited;
+} taker;
+
+static void *APR_THREAD_FUNC take_thread(apr_thread_t *t, void *data)
+{
+    taker *k = data;
+    apr_pool_t *p;
+    apr_time_t start = apr_time_now();
+    apr_pool_create_unmanaged_ex(&p, NULL, NULL);
+    k->error = dm_db_pool_acquire(k->dp, p, &k->got) != NULL;
+    k->waited = apr_time_now() - start;
+    apr_pool_destroy(p);
+    apr_thread_exit(t, APR_SUCCESS);
+    return NULL;
+}
+
+/* A thread waiting for the only connection gets it as soon as it is given
+ * back: soon after (the stack, the waiter woken to look) and long after
+ * (handed over directly), never after the pool's 5 s wait. */
+static void test_pool_a_waiter_gets_the_connection_given_back(void **state)
+{
+    const char *path = dm_fx_path(pool, "db");
+    dm_db_pool *dp = NULL;
+    (void)state;
+    dm_fx_open_migrated(pool, path);
+    assert_null(dm_db_pool_create(pool, path, 1, 1, 60, &dp));
+    for (int held_ms = 0; held_ms <= 50; held_ms += 50) {
+        apr_pool_t *scope;
+        dm_db *db = NULL;
+        apr_thread_t *t;
+        apr_status_t rv;
+        taker k = {dp, NULL, 0, 0};
+        apr_pool_create(&scope, pool);
+        assert_null(dm_db_pool_acquire(dp, scope, &db));
+        apr_thread_create(&t, NULL, take_thread, &k, pool);
+        apr_sleep(apr_time_from_msec(held_ms));
+        dm_db_pool_release(dp, scope, db);
+        apr_thread_join(&rv, t);
+        assert_int_equal(k.error, 0);
+        assert_ptr_equal(k.got, db);
+        assert_true(k.waited < apr_time_from_sec(2));
+        assert_int_equal(dm_db_pool_in_use(dp), 0);
+        apr_pool_destroy(scope);
+    }
+}
+
 static void test_pool_refuses_bad_sizes(void **state)
 {
     dm_db_pool *dp = NULL;
@@ -427,6 +506,8 @@ int main(void)
         cmocka_unit_test(test_two_migrators_at_once_apply_once),
         cmocka_unit_test(test_pool_hands_out_at_most_max_under_threads),
         cmocka_unit_test(test_pool_release_scope_gives_back_every_lease_once_rolled_back),
+        cmocka_unit_test(test_pool_hands_out_the_last_connection_given_back),
+        cmocka_unit_test(test_pool_a_waiter_gets_the_connection_given_back),
         cmocka_unit_test(test_pool_refuses_bad_sizes),
         cmocka_unit_test(test_demo_catalogue_seeds_six_once),
         cmocka_unit_test(test_cache_renders_contract_fields_and_follows_changes),

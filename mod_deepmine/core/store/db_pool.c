@@ -1,63 +1,200 @@
 /*
- * db_pool.c — apr_reslist of dm_db connections. Each connection lives in its
- * own sub-pool so that closing it frees its statement cache too.
+ * db_pool.c — a per-process pool of dm_db connections. Each connection lives
+ * in its own unmanaged pool so that closing it frees its statement cache too.
  *
- * In front of the reslist, a gate of `max` permits that waiting threads pass
- * in the order they came: the reslist's own wait lets a thread that just
- * arrived take a connection before one woken for it, so with a few
- * connections and a few hundred threads some requests waited many turns
- * (the tail latency of a small pool). A released permit is handed to the
- * first waiter directly.
+ * One lock guards everything: the idle connections (a stack: the one given
+ * back last, its pages warm, goes out first), the count of connections
+ * open, and the line of waiting threads. Taking and giving back are one
+ * lock each (there was a gate of permits in front of an apr_reslist, whose
+ * own lock was taken once to take and twice to give back).
+ *
+ * A connection given back while threads wait goes on the stack, where the
+ * first thread to run takes it (often the running one, at its next
+ * request), and the first waiter is woken to look — one woken at a time,
+ * so a release does not wake a crowd that finds nothing. A woken waiter
+ * that finds the stack empty keeps its place. Once the first waiter has
+ * waited DM_POOL_HANDOFF, a connection given back is handed to it directly
+ * (no later thread can take it first): the line's order bounds every wait.
+ * The strict line (always handed over) made a convoy at 64 busy threads on
+ * 2 cores: every arrival queued behind a waiter not yet scheduled, while
+ * the connection handed to it sat unused (docs/decisions.md, "The pool's
+ * gate, eleventh round").
  */
 #include "store/db_pool.h"
 
-#include <apr_reslist.h>
+#include <string.h>
+
 #include <apr_strings.h>
 #include <apr_thread_cond.h>
 #include <apr_thread_mutex.h>
 
 #include "base/metrics.h"
 
-/* A thread waiting at the gate (in its request's pool). */
+typedef struct conn {
+    apr_pool_t *pool;
+    dm_db *db;
+    apr_time_t freed; /* when it was last given back (idle above min: closed after ttl) */
+} conn;
+
+/* A thread waiting in line (in its request's pool). */
 typedef struct waiter {
     apr_thread_cond_t *cond;
     int granted;
+    conn *c; /* granted: the connection handed over, or NULL: open one */
+    apr_time_t since;
     struct waiter *next;
 } waiter;
 
 struct dm_db_pool {
-    apr_reslist_t *list;
     apr_pool_t *pool;
     const char *path;
-    int max;
-    apr_thread_mutex_t *gate;
-    int permits; /* free permits: max - connections handed out or promised */
+    int min, max;
+    apr_interval_time_t ttl; /* 0: idle connections are never closed */
+    apr_thread_mutex_t *lock;
+    conn **idle; /* max slots: idle[0] the longest idle, idle[nidle - 1] the last given back */
+    int nidle;
+    int open;   /* connections open or being opened, at most max */
+    int out;    /* handed out (or being opened for a taker) */
+    int closed; /* the pool's own pool is being destroyed */
     waiter *head, *tail;
+    waiter *waking; /* woken to look at the stack, not yet run */
 };
+
+/* A waiter that has waited this long is handed a connection directly: long
+ * enough to let running threads through while a woken waiter waits for a
+ * core (2 ms did not: under load the first waiter had nearly always waited
+ * that long, and the line convoyed as before). */
+#define DM_POOL_HANDOFF apr_time_from_msec(20)
 
 /* The longest a request waits for a connection. */
 #define DM_POOL_WAIT apr_time_from_sec(5)
 
-/* Takes a permit, waiting in line up to DM_POOL_WAIT. */
-static apr_status_t gate_enter(dm_db_pool *dp, apr_pool_t *scope)
+static dm_err *conn_open(dm_db_pool *dp, conn **out)
 {
-    waiter *w;
-    apr_time_t until = apr_time_now() + DM_POOL_WAIT;
-    apr_status_t rv = APR_SUCCESS;
+    apr_pool_t *sub;
+    conn *c;
+    dm_err *e;
 
-    apr_thread_mutex_lock(dp->gate);
-    if (dp->permits > 0 && !dp->head) {
-        dp->permits--;
-        apr_thread_mutex_unlock(dp->gate);
-        return APR_SUCCESS;
+    /* Unmanaged: the pool closes its connections itself (pool_cleanup), so
+     * destroying the owner's pool never destroys one twice. */
+    if (apr_pool_create_unmanaged_ex(&sub, NULL, NULL) != APR_SUCCESS) {
+        return dm_err_make(dp->pool, DM_E_UNAVAILABLE, NULL, "out of memory");
     }
-    dm_metrics_inc(DM_M_DB_POOL_WAITS, DM_ML_END);
-    w = apr_pcalloc(scope, sizeof(*w));
-    rv = apr_thread_cond_create(&w->cond, scope);
+    c = apr_pcalloc(sub, sizeof(*c));
+    c->pool = sub;
+    e = dm_db_open(sub, dp->path, NULL, &c->db);
+    if (e) {
+        apr_pool_destroy(sub);
+        return e;
+    }
+    *out = c;
+    return NULL;
+}
+
+static void conn_close(conn *c)
+{
+    apr_pool_destroy(c->pool);
+}
+
+/* Under the lock: the longest idle connection if more than min are idle
+ * and it has been idle for ttl, as apr_reslist did: taken off the stack and
+ * the open count (the caller closes it once the lock is dropped); else NULL. */
+static conn *take_expired(dm_db_pool *dp, apr_time_t now)
+{
+    conn *c;
+
+    if (!dp->ttl || dp->nidle <= dp->min || now - dp->idle[0]->freed < dp->ttl) {
+        return NULL;
+    }
+    c = dp->idle[0];
+    dp->nidle--;
+    memmove(dp->idle, dp->idle + 1, (size_t)dp->nidle * sizeof(conn *));
+    dp->open--;
+    return c;
+}
+
+/* Under the lock: a connection goes on the stack (the first waiter woken to
+ * look) while the first waiter has waited under DM_POOL_HANDOFF; else to
+ * the first waiter directly (c NULL: the right to open one); else back on
+ * the stack (c) or off the open count (NULL).
+ * Returns a connection the caller closes once the lock is dropped. */
+static conn *give_back_locked(dm_db_pool *dp, conn *c)
+{
+    waiter *w = dp->head;
+    apr_time_t now = apr_time_now();
+
+    if (w && c && now - w->since < DM_POOL_HANDOFF && !dp->closed) {
+        /* on the stack, for whoever runs first; the first waiter is woken
+         * to look (one at a time) */
+        dp->out--;
+        c->freed = now;
+        dp->idle[dp->nidle++] = c;
+        if (!dp->waking) {
+            dp->waking = w;
+            apr_thread_cond_signal(w->cond);
+        }
+        return NULL;
+    }
+    if (w) {
+        dp->head = w->next;
+        if (!dp->head) {
+            dp->tail = NULL;
+        }
+        /* handed over as it is counted: out and open stay; a waiter woken
+         * to look is now served (the next release wakes the next one) */
+        if (dp->waking == w) {
+            dp->waking = NULL;
+        }
+        w->c = c;
+        w->granted = 1;
+        apr_thread_cond_signal(w->cond);
+        if (dp->head && dp->nidle > 0 && !dp->waking) {
+            /* connections left on the stack (w was slow to run): the next
+             * in line looks, no later release may come to wake it */
+            dp->waking = dp->head;
+            apr_thread_cond_signal(dp->head->cond);
+        }
+        return NULL;
+    }
+    dp->out--;
+    if (!c) {
+        dp->open--;
+        return NULL;
+    }
+    if (dp->closed) {
+        dp->open--;
+        return c;
+    }
+    c->freed = now;
+    dp->idle[dp->nidle++] = c;
+    return take_expired(dp, c->freed);
+}
+
+static void give_back(dm_db_pool *dp, conn *c)
+{
+    conn *gone;
+
+    apr_thread_mutex_lock(dp->lock);
+    gone = give_back_locked(dp, c);
+    apr_thread_mutex_unlock(dp->lock);
+    if (gone) {
+        conn_close(gone);
+    }
+}
+
+/* Waits in line up to DM_POOL_WAIT (under the lock; still held on return).
+ * APR_SUCCESS with *c set, or with *c NULL: this thread may open one. */
+static apr_status_t wait_in_line(dm_db_pool *dp, apr_pool_t *scope, conn **c)
+{
+    apr_time_t until = apr_time_now() + DM_POOL_WAIT;
+    waiter *w = apr_pcalloc(scope, sizeof(*w));
+    apr_status_t rv = apr_thread_cond_create(&w->cond, scope);
+
     if (rv != APR_SUCCESS) {
-        apr_thread_mutex_unlock(dp->gate);
         return rv;
     }
+    dm_metrics_inc(DM_M_DB_POOL_WAITS, DM_ML_END);
+    w->since = apr_time_now();
     if (dp->tail) {
         dp->tail->next = w;
     } else {
@@ -69,10 +206,19 @@ static apr_status_t gate_enter(dm_db_pool *dp, apr_pool_t *scope)
         if (left <= 0) {
             break;
         }
-        (void)apr_thread_cond_timedwait(w->cond, dp->gate, left);
+        (void)apr_thread_cond_timedwait(w->cond, dp->lock, left);
+        if (dp->waking == w) {
+            dp->waking = NULL;
+        }
+        if (!w->granted && dp->nidle > 0) {
+            /* took one from the stack: out of the line */
+            w->c = dp->idle[--dp->nidle];
+            w->granted = 2;
+            dp->out++;
+        }
     }
-    if (!w->granted) {
-        /* out of the line; a permit handed over meanwhile would be granted */
+    if (w->granted == 2 || !w->granted) {
+        /* out of the line; a connection handed over meanwhile would be granted */
         waiter **pp = &dp->head, *prev = NULL;
         while (*pp && *pp != w) {
             prev = *pp;
@@ -84,37 +230,110 @@ static apr_status_t gate_enter(dm_db_pool *dp, apr_pool_t *scope)
                 dp->tail = prev;
             }
         }
-        rv = APR_TIMEUP;
+        if (!w->granted) {
+            rv = APR_TIMEUP;
+        } else {
+            *c = w->c;
+        }
+        if (dp->head && dp->nidle > 0 && !dp->waking) {
+            dp->waking = dp->head;
+            apr_thread_cond_signal(dp->head->cond);
+        }
+    } else {
+        *c = w->c;
     }
-    apr_thread_mutex_unlock(dp->gate);
     apr_thread_cond_destroy(w->cond);
     return rv;
 }
 
-/* Gives a permit back: to the first waiter, else to the free count. */
-static void gate_leave(dm_db_pool *dp)
+/* Takes a connection: the last one given back, else a new one while fewer
+ * than max are open and nobody waits, else waits its turn. */
+static dm_err *take(dm_db_pool *dp, apr_pool_t *scope, conn **out)
 {
-    waiter *w;
+    conn *c = NULL, *gone = NULL;
+    apr_status_t rv = APR_SUCCESS;
+    dm_err *e;
 
-    apr_thread_mutex_lock(dp->gate);
-    w = dp->head;
-    if (w) {
-        dp->head = w->next;
-        if (!dp->head) {
-            dp->tail = NULL;
-        }
-        w->granted = 1;
-        apr_thread_cond_signal(w->cond);
+    apr_thread_mutex_lock(dp->lock);
+    if (dp->nidle == 0 && (dp->head || dp->open >= dp->max)) {
+        rv = wait_in_line(dp, scope, &c);
     } else {
-        dp->permits++;
+        dp->out++;
+        if (dp->nidle > 0) {
+            c = dp->idle[--dp->nidle];
+            gone = take_expired(dp, apr_time_now());
+        } else {
+            dp->open++;
+        }
     }
-    apr_thread_mutex_unlock(dp->gate);
+    apr_thread_mutex_unlock(dp->lock);
+    if (gone) {
+        conn_close(gone);
+    }
+    if (rv != APR_SUCCESS) {
+        return dm_err_make(scope, DM_E_UNAVAILABLE, NULL,
+                           "no database connection available, try again");
+    }
+    if (!c) {
+        e = conn_open(dp, &c);
+        if (e) {
+            /* the right to open goes on (the next waiter tries in turn) */
+            give_back(dp, NULL);
+            return dm_err_make(scope, DM_E_UNAVAILABLE, NULL,
+                               "no database connection available, try again");
+        }
+    }
+    *out = c;
+    return NULL;
 }
 
-typedef struct conn {
-    apr_pool_t *pool;
-    dm_db *db;
-} conn;
+static apr_status_t pool_cleanup(void *data)
+{
+    dm_db_pool *dp = data;
+
+    apr_thread_mutex_lock(dp->lock);
+    dp->closed = 1;
+    while (dp->nidle > 0) {
+        conn_close(dp->idle[--dp->nidle]);
+        dp->open--;
+    }
+    apr_thread_mutex_unlock(dp->lock);
+    return APR_SUCCESS;
+}
+
+dm_err *dm_db_pool_create(apr_pool_t *p, const char *path, int min, int max, int ttl_sec,
+                          dm_db_pool **out)
+{
+    dm_db_pool *dp = apr_pcalloc(p, sizeof(*dp));
+
+    if (min < 0 || max < 1 || min > max) {
+        return dm_err_make(p, DM_E_INVALID, "pool",
+                           "pool sizes must satisfy 0 <= min <= max, max >= 1");
+    }
+    dp->pool = p;
+    dp->path = apr_pstrdup(p, path);
+    dp->min = min;
+    dp->max = max;
+    dp->ttl = ttl_sec > 0 ? apr_time_from_sec(ttl_sec) : 0;
+    dp->idle = apr_pcalloc(p, sizeof(conn *) * (size_t)max);
+    if (apr_thread_mutex_create(&dp->lock, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS) {
+        return dm_err_make(p, DM_E_UNAVAILABLE, NULL, "cannot create the database pool's lock");
+    }
+    /* registered before the first connection: it closes them at the end */
+    apr_pool_cleanup_register(p, dp, pool_cleanup, apr_pool_cleanup_null);
+    for (int i = 0; i < min; i++) {
+        conn *c;
+        if (conn_open(dp, &c)) {
+            return dm_err_make(p, DM_E_UNAVAILABLE, NULL, "cannot open database pool on %s",
+                               dm_db_display_name(p, path));
+        }
+        c->freed = apr_time_now();
+        dp->idle[dp->nidle++] = c;
+        dp->open++;
+    }
+    *out = dp;
+    return NULL;
+}
 
 typedef struct lease {
     dm_db_pool *pool;
@@ -125,70 +344,6 @@ typedef struct lease {
 
 #define DM_LEASES_KEY "dm_leases"
 
-static apr_status_t conn_construct(void **res, void *params, apr_pool_t *p)
-{
-    dm_db_pool *dp = params;
-    conn *c;
-    apr_pool_t *sub;
-    dm_err *e;
-
-    /* Not a sub-pool of p: destroying p destroys sub-pools before it runs
-     * the reslist's own cleanup, which would then destroy each connection a
-     * second time (a crash at every child exit). The reslist owns them. */
-    (void)p;
-    if (apr_pool_create_unmanaged_ex(&sub, NULL, NULL) != APR_SUCCESS) {
-        return APR_ENOMEM;
-    }
-    c = apr_pcalloc(sub, sizeof(*c));
-    c->pool = sub;
-    e = dm_db_open(sub, dp->path, NULL, &c->db);
-    if (e) {
-        apr_pool_destroy(sub);
-        return APR_EGENERAL;
-    }
-    *res = c;
-    return APR_SUCCESS;
-}
-
-static apr_status_t conn_destruct(void *res, void *params, apr_pool_t *p)
-{
-    conn *c = res;
-    (void)params;
-    (void)p;
-    apr_pool_destroy(c->pool);
-    return APR_SUCCESS;
-}
-
-dm_err *dm_db_pool_create(apr_pool_t *p, const char *path, int min, int max, int ttl_sec,
-                          dm_db_pool **out)
-{
-    dm_db_pool *dp = apr_pcalloc(p, sizeof(*dp));
-    apr_status_t rv;
-
-    if (min < 0 || max < 1 || min > max) {
-        return dm_err_make(p, DM_E_INVALID, "pool",
-                           "pool sizes must satisfy 0 <= min <= max, max >= 1");
-    }
-    dp->pool = p;
-    dp->path = apr_pstrdup(p, path);
-    dp->max = max;
-    dp->permits = max;
-    if (apr_thread_mutex_create(&dp->gate, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS) {
-        return dm_err_make(p, DM_E_UNAVAILABLE, NULL, "cannot create the database pool's lock");
-    }
-    rv = apr_reslist_create(&dp->list, min, min, max, apr_time_from_sec(ttl_sec), conn_construct,
-                            conn_destruct, dp, p);
-    if (rv != APR_SUCCESS) {
-        return dm_err_make(p, DM_E_UNAVAILABLE, NULL, "cannot open database pool on %s",
-                           dm_db_display_name(p, path));
-    }
-    /* The gate admits at most max: the reslist never waits but for a
-     * connection being opened (bounded all the same). */
-    apr_reslist_timeout_set(dp->list, DM_POOL_WAIT);
-    *out = dp;
-    return NULL;
-}
-
 static apr_status_t lease_cleanup(void *data)
 {
     lease *l = data;
@@ -197,42 +352,31 @@ static apr_status_t lease_cleanup(void *data)
     if (dm_db_in_transaction(l->c->db)) {
         dm_db_rollback(l->c->db);
     }
-    apr_reslist_release(l->pool->list, l->c);
-    gate_leave(l->pool);
+    give_back(l->pool, l->c);
     dm_metrics_add(DM_M_DB_POOL_IN_USE, -1, DM_ML_END);
     return APR_SUCCESS;
 }
 
 dm_err *dm_db_pool_acquire(dm_db_pool *pool, apr_pool_t *scope, dm_db **out)
 {
-    void *res;
     lease *l;
+    conn *c;
     void *head = NULL;
-    apr_status_t rv;
+    dm_err *e = take(pool, scope, &c);
 
-    /* Every connection of this child handed out: this request waits its
-     * turn at the gate. */
-    rv = gate_enter(pool, scope);
-    if (rv == APR_SUCCESS) {
-        rv = apr_reslist_acquire(pool->list, &res);
-        if (rv != APR_SUCCESS) {
-            gate_leave(pool);
-        }
-    }
-    if (rv != APR_SUCCESS) {
+    if (e) {
         dm_metrics_inc(DM_M_DB_POOL_TIMEOUTS, DM_ML_END);
-        return dm_err_make(scope, DM_E_UNAVAILABLE, NULL,
-                           "no database connection available, try again");
+        return e;
     }
     dm_metrics_add(DM_M_DB_POOL_IN_USE, 1, DM_ML_END);
     l = apr_pcalloc(scope, sizeof(*l));
     l->pool = pool;
-    l->c = res;
+    l->c = c;
     apr_pool_userdata_get(&head, DM_LEASES_KEY, scope);
     l->next = head;
     apr_pool_userdata_setn(l, DM_LEASES_KEY, NULL, scope);
     apr_pool_cleanup_register(scope, l, lease_cleanup, apr_pool_cleanup_null);
-    *out = l->c->db;
+    *out = c->db;
     return NULL;
 }
 
@@ -308,5 +452,10 @@ dm_err *dm_db_pool_write_txn(dm_db_pool *pool, apr_pool_t *scope, dm_db_txn_fn f
 
 int dm_db_pool_in_use(dm_db_pool *pool)
 {
-    return (int)apr_reslist_acquired_count(pool->list);
+    int n;
+
+    apr_thread_mutex_lock(pool->lock);
+    n = pool->out;
+    apr_thread_mutex_unlock(pool->lock);
+    return n;
 }
