@@ -113,6 +113,16 @@ static conn *take_expired(dm_db_pool *dp, apr_time_t now)
     return c;
 }
 
+/* Under the lock: wakes the first waiter to look at the stack when
+ * connections wait there and no waiter is already on its way to look. */
+static void wake_next_if_idle(dm_db_pool *dp)
+{
+    if (dp->head && dp->nidle > 0 && !dp->waking) {
+        dp->waking = dp->head;
+        apr_thread_cond_signal(dp->head->cond);
+    }
+}
+
 /* Under the lock: a connection goes on the stack (the first waiter woken to
  * look) while the first waiter has waited under DM_POOL_HANDOFF; else to
  * the first waiter directly (c NULL: the right to open one); else back on
@@ -148,12 +158,9 @@ static conn *give_back_locked(dm_db_pool *dp, conn *c)
         w->c = c;
         w->granted = 1;
         apr_thread_cond_signal(w->cond);
-        if (dp->head && dp->nidle > 0 && !dp->waking) {
-            /* connections left on the stack (w was slow to run): the next
-             * in line looks, no later release may come to wake it */
-            dp->waking = dp->head;
-            apr_thread_cond_signal(dp->head->cond);
-        }
+        /* connections left on the stack (w was slow to run): the next in
+         * line looks, no later release may come to wake it */
+        wake_next_if_idle(dp);
         return NULL;
     }
     dp->out--;
@@ -235,10 +242,7 @@ static apr_status_t wait_in_line(dm_db_pool *dp, apr_pool_t *scope, conn **c)
         } else {
             *c = w->c;
         }
-        if (dp->head && dp->nidle > 0 && !dp->waking) {
-            dp->waking = dp->head;
-            apr_thread_cond_signal(dp->head->cond);
-        }
+        wake_next_if_idle(dp);
     } else {
         *c = w->c;
     }
