@@ -428,6 +428,16 @@ dm_err *dm_db_scratch_in_memory(dm_db *db, apr_pool_t *p, int on)
     return dm_db_exec(db, p, on ? "PRAGMA temp_store=MEMORY" : "PRAGMA temp_store=DEFAULT");
 }
 
+dm_err *dm_db_cache_kib(dm_db *db, apr_pool_t *p, int kib)
+{
+    if (db->pg) {
+        return NULL; /* a SQLite setting: the server keeps PostgreSQL's buffers */
+    }
+    /* PRAGMA takes no parameters; the text holds a number, never input */
+    return dm_db_exec(db, p,
+                      apr_psprintf(p, "PRAGMA cache_size=-%d", kib > 0 ? kib : DM_DB_CACHE_KIB));
+}
+
 dm_err *dm_db_begin(dm_db *db, apr_pool_t *p)
 {
     int64_t t0;

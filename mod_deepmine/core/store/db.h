@@ -84,6 +84,13 @@ dm_err *dm_db_bulk_load_mode(dm_db *db, apr_pool_t *p, int cache_mib);
  * statements: a sort of a whole table would be held in memory too. */
 dm_err *dm_db_scratch_in_memory(dm_db *db, apr_pool_t *p, int on);
 
+/* For a batch job's connection while it runs (the hourly accrual): its
+ * page cache at most kib KiB instead of the connection's DM_DB_CACHE_KIB;
+ * 0 goes back to that (SQLite frees the pages above it). Pages are taken
+ * only as a statement needs them, so a small run holds no more than
+ * before. Only a speed-up: nothing on PostgreSQL. */
+dm_err *dm_db_cache_kib(dm_db *db, apr_pool_t *p, int kib);
+
 /* Transactions: writes always start with BEGIN IMMEDIATE so a writer learns
  * at once (after the busy timeout) whether it may write. */
 dm_err *dm_db_begin(dm_db *db, apr_pool_t *p);
