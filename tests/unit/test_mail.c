@@ -888,8 +888,7 @@ static void test_a_claim_takes_the_oldest_due_of_both_kinds(void **state)
 
     enqueue_many(db, n + 2, "due");
     /* id i is due at T0 - i: the higher the id, the older */
-    exec_ok(db, apr_psprintf(pool, "UPDATE mail_queue SET next_attempt_at = %d - id",
-                             (int)T0));
+    exec_ok(db, apr_psprintf(pool, "UPDATE mail_queue SET next_attempt_at = %d - id", (int)T0));
     /* id 20 (among the oldest 32) and id 3 (not) claimed by dead senders */
     exec_ok(db, apr_psprintf(pool,
                              "UPDATE mail_queue SET status = 'sending', attempts = 1, "
@@ -908,8 +907,7 @@ static void test_a_claim_takes_the_oldest_due_of_both_kinds(void **state)
     /* first batch: ids n - 31 .. n in id order, then 1 .. n - 32 */
     for (int i = 0; i < n; i++) {
         int id = i < DM_MAIL_BATCH ? n - DM_MAIL_BATCH + 1 + i : i - DM_MAIL_BATCH + 1;
-        assert_string_equal(sent_field((size_t)i, "key"),
-                            apr_psprintf(pool, "due:%d", id - 1));
+        assert_string_equal(sent_field((size_t)i, "key"), apr_psprintf(pool, "due:%d", id - 1));
     }
     assert_string_equal(status_of(db, n + 1), "queued");
     assert_string_equal(status_of(db, n + 2), "sending");
