@@ -873,6 +873,46 @@ static void test_a_dead_senders_message_is_sent_again_with_the_same_key(void **s
     assert_int_equal(json_array_size(sent_log()), 1);
 }
 
+/* A claim takes the DM_MAIL_BATCH due messages first in (next_attempt_at,
+ * id) order, queued and stale 'sending' ones together: here the due order
+ * is the reverse of the ids, so the first batch (sent in id order) is the
+ * highest ids, a stale message among them, and the rest follow in a
+ * second batch with the late stale one; a message not yet due and one a
+ * live sender holds stay. */
+static void test_a_claim_takes_the_oldest_due_of_both_kinds(void **state)
+{
+    dm_db *db = fresh();
+    const int n = DM_MAIL_BATCH + 8;
+    json_t *log;
+    (void)state;
+
+    enqueue_many(db, n + 2, "due");
+    /* id i is due at T0 - i: the higher the id, the older */
+    exec_ok(db, apr_psprintf(pool, "UPDATE mail_queue SET next_attempt_at = %d - id", (int)T0));
+    /* id 20 (among the oldest 32) and id 3 (not) claimed by dead senders */
+    exec_ok(db, apr_psprintf(pool,
+                             "UPDATE mail_queue SET status = 'sending', attempts = 1, "
+                             "updated_at = %d WHERE id IN (3, 20)",
+                             (int)(T0 - DM_MAIL_SENDING_STALE)));
+    /* the last two: one not due yet, one held by a live sender */
+    exec_ok(db, apr_psprintf(pool, "UPDATE mail_queue SET next_attempt_at = %d WHERE id = %d",
+                             (int)(T0 + 60), n + 1));
+    exec_ok(db, apr_psprintf(pool,
+                             "UPDATE mail_queue SET status = 'sending', attempts = 1, "
+                             "updated_at = %d WHERE id = %d",
+                             (int)(T0 - 60), n + 2));
+    assert_int_equal(run_mail_job(db), n);
+    log = sent_log();
+    assert_int_equal(json_array_size(log), (size_t)n);
+    /* first batch: ids n - 31 .. n in id order, then 1 .. n - 32 */
+    for (int i = 0; i < n; i++) {
+        int id = i < DM_MAIL_BATCH ? n - DM_MAIL_BATCH + 1 + i : i - DM_MAIL_BATCH + 1;
+        assert_string_equal(sent_field((size_t)i, "key"), apr_psprintf(pool, "due:%d", id - 1));
+    }
+    assert_string_equal(status_of(db, n + 1), "queued");
+    assert_string_equal(status_of(db, n + 2), "sending");
+}
+
 static void test_a_stop_gives_claimed_messages_back(void **state)
 {
     dm_db *db = fresh();
@@ -1278,6 +1318,7 @@ int main(void)
         cmocka_unit_test(test_suppressed_address_is_skipped),
         cmocka_unit_test(test_marketing_carries_one_click_unsubscribe_and_respects_it),
         cmocka_unit_test(test_a_dead_senders_message_is_sent_again_with_the_same_key),
+        cmocka_unit_test(test_a_claim_takes_the_oldest_due_of_both_kinds),
         cmocka_unit_test(test_a_stop_gives_claimed_messages_back),
         cmocka_unit_test(test_a_long_queue_drains_with_each_message_sent_once),
         cmocka_unit_test(test_job_table_has_the_mail_jobs),

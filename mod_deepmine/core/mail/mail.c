@@ -753,11 +753,25 @@ static dm_err *claim(run *r, apr_pool_t *p, apr_array_header_t **out)
     if (e) {
         return e;
     }
+    /* The oldest due messages of the two kinds, each kind's first LIMIT
+     * read in order from mail_queue_due (status, next_attempt_at, id), so
+     * a claim reads about LIMIT index entries however long the queue is.
+     * As one query with an OR, SQLite collected every due message's id
+     * and sorted them all: at 40,000 queued messages about 1.5 MB and
+     * 500,000 VM steps per claim of 32 (docs/decisions.md "Memory,
+     * twelfth round"). The first LIMIT of the union is the same rows:
+     * a row is in one kind only, and each kind's first LIMIT holds every
+     * row of it that can be among them. */
     e = dm_db_prepare(db, p,
                       "UPDATE mail_queue SET status = 'sending', attempts = attempts + 1, "
-                      "updated_at = ? WHERE id IN (SELECT id FROM mail_queue WHERE "
-                      "(status = 'queued' AND next_attempt_at <= ?) OR (status = 'sending' AND "
-                      "updated_at <= ?) ORDER BY next_attempt_at, id LIMIT ?) "
+                      "updated_at = ?1 WHERE id IN (SELECT id FROM ("
+                      "SELECT id, next_attempt_at FROM (SELECT id, next_attempt_at FROM "
+                      "mail_queue WHERE status = 'queued' AND next_attempt_at <= ?2 "
+                      "ORDER BY next_attempt_at, id LIMIT ?4) AS due "
+                      "UNION ALL SELECT id, next_attempt_at FROM (SELECT id, next_attempt_at "
+                      "FROM mail_queue WHERE status = 'sending' AND updated_at <= ?3 "
+                      "ORDER BY next_attempt_at, id LIMIT ?4) AS stale"
+                      ") AS claimable ORDER BY next_attempt_at, id LIMIT ?4) "
                       "RETURNING id, recipient, template, variables, idempotency_key, attempts",
                       &st);
     if (!e) {
