@@ -753,18 +753,28 @@ static dm_err *claim(run *r, apr_pool_t *p, apr_array_header_t **out)
     if (e) {
         return e;
     }
+    /* The first DM_MAIL_BATCH of the due messages and the stale claims, in
+     * (next_attempt_at, id) order. Each kind is taken in that order from
+     * mail_queue_due on its own, at most a batch of each, and the two
+     * merged: the same rows as one OR over both, which read every due
+     * message (tens of thousands behind a burst of orders) and sorted them
+     * all while holding the writers' lock. */
     e = dm_db_prepare(db, p,
                       "UPDATE mail_queue SET status = 'sending', attempts = attempts + 1, "
-                      "updated_at = ? WHERE id IN (SELECT id FROM mail_queue WHERE "
-                      "(status = 'queued' AND next_attempt_at <= ?) OR (status = 'sending' AND "
-                      "updated_at <= ?) ORDER BY next_attempt_at, id LIMIT ?) "
+                      "updated_at = ?1 WHERE id IN (SELECT id FROM ("
+                      "SELECT * FROM (SELECT id, next_attempt_at FROM mail_queue "
+                      "WHERE status = 'queued' AND next_attempt_at <= ?1 "
+                      "ORDER BY next_attempt_at, id LIMIT ?3) due UNION ALL "
+                      "SELECT * FROM (SELECT id, next_attempt_at FROM mail_queue "
+                      "WHERE status = 'sending' AND updated_at <= ?2 "
+                      "ORDER BY next_attempt_at, id LIMIT ?3) stale) claimable "
+                      "ORDER BY next_attempt_at, id LIMIT ?3) "
                       "RETURNING id, recipient, template, variables, idempotency_key, attempts",
                       &st);
     if (!e) {
         dm_stmt_bind_int64(st, 1, now);
-        dm_stmt_bind_int64(st, 2, now);
-        dm_stmt_bind_int64(st, 3, now - DM_MAIL_SENDING_STALE);
-        dm_stmt_bind_int64(st, 4, DM_MAIL_BATCH);
+        dm_stmt_bind_int64(st, 2, now - DM_MAIL_SENDING_STALE);
+        dm_stmt_bind_int64(st, 3, DM_MAIL_BATCH);
         while (!(e = dm_stmt_step(st, p, &row)) && row) {
             claimed *c = apr_array_push(*out);
             c->id = dm_stmt_int64(st, 0);
