@@ -873,6 +873,50 @@ static void test_a_dead_senders_message_is_sent_again_with_the_same_key(void **s
     assert_int_equal(json_array_size(sent_log()), 1);
 }
 
+/* A batch is the DM_MAIL_BATCH first of the due messages and the dead
+ * senders' claims together, by next_attempt_at then id, whichever kind
+ * each is; a message not yet due waits. */
+static void test_a_batch_is_the_first_due_of_both_kinds(void **state)
+{
+    dm_db *db = fresh();
+    json_t *log;
+    (void)state;
+
+    for (int i = 0; i < DM_MAIL_BATCH + 1; i++) {
+        enqueue(db, apr_psprintf(pool, "o%d@example.com", i), "kyc_approved", "{}",
+                apr_psprintf(pool, "o%d", i));
+    }
+    /* ids 1..33, due one second apart, the oldest first */
+    exec_ok(db,
+            apr_psprintf(pool, "UPDATE mail_queue SET next_attempt_at = %d + id", (int)(T0 - 100)));
+    /* id 34: a dead sender's, due before all of them */
+    enqueue(db, "dead@example.com", "kyc_approved", "{}", "dead");
+    exec_ok(db, apr_psprintf(pool,
+                             "UPDATE mail_queue SET status = 'sending', attempts = 1, "
+                             "next_attempt_at = %d, updated_at = %d WHERE id = 34",
+                             (int)(T0 - 1000), (int)(T0 - DM_MAIL_SENDING_STALE)));
+    /* id 35: due in a minute */
+    enqueue(db, "later@example.com", "kyc_approved", "{}", "later");
+    exec_ok(db, apr_psprintf(pool, "UPDATE mail_queue SET next_attempt_at = %d WHERE id = 35",
+                             (int)(T0 + 60)));
+    assert_int_equal(run_mail_job(db), DM_MAIL_BATCH + 2);
+    log = sent_log();
+    assert_int_equal(json_array_size(log), DM_MAIL_BATCH + 2);
+    /* the first batch (sent in id order): o0..o30 and the dead sender's;
+     * then o31 and o32 */
+    for (int i = 0; i < DM_MAIL_BATCH - 1; i++) {
+        assert_string_equal(sent_field((size_t)i, "key"), apr_psprintf(pool, "o%d", i));
+    }
+    assert_string_equal(sent_field(DM_MAIL_BATCH - 1, "key"), "dead");
+    assert_string_equal(sent_field(DM_MAIL_BATCH, "key"),
+                        apr_psprintf(pool, "o%d", DM_MAIL_BATCH - 1));
+    assert_string_equal(sent_field(DM_MAIL_BATCH + 1, "key"),
+                        apr_psprintf(pool, "o%d", DM_MAIL_BATCH));
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM mail_queue WHERE status = 'sent'"),
+                     DM_MAIL_BATCH + 2);
+    assert_string_equal(status_of(db, 35), "queued");
+}
+
 static void test_a_stop_gives_claimed_messages_back(void **state)
 {
     dm_db *db = fresh();
@@ -1278,6 +1322,7 @@ int main(void)
         cmocka_unit_test(test_suppressed_address_is_skipped),
         cmocka_unit_test(test_marketing_carries_one_click_unsubscribe_and_respects_it),
         cmocka_unit_test(test_a_dead_senders_message_is_sent_again_with_the_same_key),
+        cmocka_unit_test(test_a_batch_is_the_first_due_of_both_kinds),
         cmocka_unit_test(test_a_stop_gives_claimed_messages_back),
         cmocka_unit_test(test_a_long_queue_drains_with_each_message_sent_once),
         cmocka_unit_test(test_job_table_has_the_mail_jobs),

@@ -654,7 +654,7 @@ typedef struct run {
     int temp_in_a_row;
     int stop;
     int64_t release_until; /* 0: release due now */
-    apr_pool_t *bp;           /* the batch's: what pending holds lives there */
+    apr_pool_t *bp;        /* the batch's: what pending holds lives there */
     apr_array_header_t *pending;
     apr_time_t pending_since; /* when the first of pending was decided */
     int64_t sent, failed, retried, suppressed;
