@@ -16,12 +16,13 @@
  * any transaction, then records the outcomes, the batch's together in one
  * transaction (at its end, before a wait for the mailer's rate, and once
  * the first has waited a second). A sender that dies between the
- * provider's acceptance and the record leaves the message in 'sending'; after DM_MAIL_SENDING_STALE seconds another run claims it
- * again and sends it with the same idempotency key, which the provider
- * dedupes (Resend's Idempotency-Key; for SMTP and the spool a Message-ID
- * derived from the key, so the copy is recognisably the same message).
- * Every outcome is recorded only if the row is still the one this run
- * claimed (status 'sending' and the attempt it claimed).
+ * provider's acceptance and the record leaves the message in 'sending';
+ * after DM_MAIL_SENDING_STALE seconds another run claims it again and
+ * sends it with the same idempotency key, which the provider dedupes
+ * (Resend's Idempotency-Key; for SMTP and the spool a Message-ID derived
+ * from the key, so the copy is recognisably the same message). Every
+ * outcome is recorded only if the row is still the one this run claimed
+ * (status 'sending' and the attempt it claimed).
  */
 #ifndef DM_MAIL_H
 #define DM_MAIL_H
