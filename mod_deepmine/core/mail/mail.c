@@ -3,8 +3,10 @@
  * (one transaction), then for each message compose (template, variables,
  * suppression and preference checks, unsubscribe headers), pace (token
  * bucket), send through the mailer plugin (no transaction open), and
- * record the outcome (one transaction per message, so a crash loses at
- * most the record of one send, which the idempotency key makes harmless).
+ * record the outcomes (one transaction for the batch's, written at its end,
+ * before the run sleeps for its pace, and once the first waited a second:
+ * a crash loses at most the records of those sends, which the idempotency
+ * key makes harmless).
  */
 #include "mail/mail.h"
 
@@ -34,6 +36,8 @@
  * provider is down, and every further message would only wait out a
  * timeout to learn it. */
 #define TEMP_FAILURES_STOP 3
+/* An outcome waits at most this long for the batch's record (ms). */
+#define RECORD_WAIT_MS 1000
 /* Rows per transaction when the digest enqueues. */
 #define DIGEST_BATCH 200
 
@@ -626,6 +630,16 @@ typedef struct cached_tmpl {
 
 typedef enum outcome { O_SENT, O_RETRY, O_FAIL, O_SUPPRESS, O_RELEASE } outcome;
 
+/* An outcome not yet written (flush). */
+typedef struct pending {
+    const claimed *c;
+    outcome o;
+    const char *provider_id;
+    const char *why; /* shortened */
+    int64_t next_at;
+    int64_t now;
+} pending;
+
 typedef struct run {
     dm_job_ctx *ctx;
     const dm_plugin_host *plugins;
@@ -640,6 +654,9 @@ typedef struct run {
     int temp_in_a_row;
     int stop;
     int64_t release_until; /* 0: release due now */
+    apr_pool_t *bp;        /* the batch's: what pending holds lives there */
+    apr_array_header_t *pending;
+    apr_time_t pending_since; /* when the first of pending was decided */
     int64_t sent, failed, retried, suppressed;
 } run;
 
@@ -706,35 +723,6 @@ static int setting_attempts(const dm_loaded_plugin *pl)
     return (end && !*end && n >= 1 && n <= 100) ? (int)n : DM_MAIL_MAX_ATTEMPTS;
 }
 
-/* Waits for a token of the bucket (capacity max(1, rate), refilled at
- * `rate` a second, real time). 0 when the wait would pass the run's end. */
-static int pace(run *r)
-{
-    apr_time_t now = apr_time_now();
-    double cap = r->rate > 1 ? r->rate : 1;
-
-    if (r->rate <= 0) {
-        return 1;
-    }
-    r->tokens += (double)(now - r->refilled) / (double)APR_USEC_PER_SEC * r->rate;
-    r->refilled = now;
-    if (r->tokens > cap) {
-        r->tokens = cap;
-    }
-    if (r->tokens < 1) {
-        apr_interval_time_t wait =
-            (apr_interval_time_t)((1 - r->tokens) / r->rate * (double)APR_USEC_PER_SEC) + 1;
-        if (now + wait > r->deadline) {
-            return 0;
-        }
-        apr_sleep(wait);
-        r->tokens = 1;
-        r->refilled = apr_time_now();
-    }
-    r->tokens -= 1;
-    return 1;
-}
-
 static int by_id(const void *a, const void *b)
 {
     int64_t x = ((const claimed *)a)->id, y = ((const claimed *)b)->id;
@@ -753,32 +741,28 @@ static dm_err *claim(run *r, apr_pool_t *p, apr_array_header_t **out)
     if (e) {
         return e;
     }
-    /* The oldest due messages of the two kinds, each kind's first LIMIT
-     * read in order from mail_queue_due (status, next_attempt_at, id), so
-     * a claim reads about LIMIT index entries however long the queue is.
-     * As one query with an OR, SQLite collected every due message's id
-     * and sorted them all: at 40,000 queued messages about 1.5 MB and
-     * 500,000 VM steps per claim of 32 (docs/decisions.md "Memory,
-     * twelfth round"). The first LIMIT of the union is the same rows:
-     * a row is in one kind only, and each kind's first LIMIT holds every
-     * row of it that can be among them. */
+    /* The first DM_MAIL_BATCH of the due messages and the stale claims, in
+     * (next_attempt_at, id) order. Each kind is taken in that order from
+     * mail_queue_due on its own, at most a batch of each, and the two
+     * merged: the same rows as one OR over both, which read every due
+     * message (tens of thousands behind a burst of orders) and sorted them
+     * all while holding the writers' lock. */
     e = dm_db_prepare(db, p,
                       "UPDATE mail_queue SET status = 'sending', attempts = attempts + 1, "
                       "updated_at = ?1 WHERE id IN (SELECT id FROM ("
-                      "SELECT id, next_attempt_at FROM (SELECT id, next_attempt_at FROM "
-                      "mail_queue WHERE status = 'queued' AND next_attempt_at <= ?2 "
-                      "ORDER BY next_attempt_at, id LIMIT ?4) AS due "
-                      "UNION ALL SELECT id, next_attempt_at FROM (SELECT id, next_attempt_at "
-                      "FROM mail_queue WHERE status = 'sending' AND updated_at <= ?3 "
-                      "ORDER BY next_attempt_at, id LIMIT ?4) AS stale"
-                      ") AS claimable ORDER BY next_attempt_at, id LIMIT ?4) "
+                      "SELECT * FROM (SELECT id, next_attempt_at FROM mail_queue "
+                      "WHERE status = 'queued' AND next_attempt_at <= ?1 "
+                      "ORDER BY next_attempt_at, id LIMIT ?3) due UNION ALL "
+                      "SELECT * FROM (SELECT id, next_attempt_at FROM mail_queue "
+                      "WHERE status = 'sending' AND updated_at <= ?2 "
+                      "ORDER BY next_attempt_at, id LIMIT ?3) stale) claimable "
+                      "ORDER BY next_attempt_at, id LIMIT ?3) "
                       "RETURNING id, recipient, template, variables, idempotency_key, attempts",
                       &st);
     if (!e) {
         dm_stmt_bind_int64(st, 1, now);
-        dm_stmt_bind_int64(st, 2, now);
-        dm_stmt_bind_int64(st, 3, now - DM_MAIL_SENDING_STALE);
-        dm_stmt_bind_int64(st, 4, DM_MAIL_BATCH);
+        dm_stmt_bind_int64(st, 2, now - DM_MAIL_SENDING_STALE);
+        dm_stmt_bind_int64(st, 3, DM_MAIL_BATCH);
         while (!(e = dm_stmt_step(st, p, &row)) && row) {
             claimed *c = apr_array_push(*out);
             c->id = dm_stmt_int64(st, 0);
@@ -956,54 +940,59 @@ static dm_err *compose(run *r, apr_pool_t *p, const claimed *c, dm_mail *mail, o
     return NULL;
 }
 
-/* Records what happened to one claimed message, in its own transaction,
- * only if the row is still as this run claimed it. */
-static dm_err *record(run *r, apr_pool_t *p, claimed *c, outcome o, const char *provider_id,
-                      const char *why, int64_t next_at)
+/* Writes the outcomes decided since the last call, in one transaction, each
+ * only if its row is still as this run claimed it. */
+static dm_err *flush(run *r)
 {
     dm_db *db = r->ctx->db;
-    int64_t now = dm_now();
+    apr_pool_t *p = r->bp;
     dm_stmt *st;
     int row = 0;
-    dm_err *e = dm_db_begin(db, p);
+    dm_err *e;
     static const char *const status[] = {"sent", "queued", "failed", "suppressed", "queued"};
 
-    if (e) {
-        return e;
+    if (!r->pending || r->pending->nelts == 0) {
+        return NULL;
     }
-    e = dm_db_prepare(db, p,
-                      "UPDATE mail_queue SET status = ?, attempts = ?, "
-                      "provider_message_id = COALESCE(?, provider_message_id), "
-                      "last_error = CASE WHEN ? = 1 THEN last_error ELSE ? END, "
-                      "next_attempt_at = ?, sent_at = ?, updated_at = ?, "
-                      /* Sent or suppressed for good: the sealed secrets (and
-                       * the clear token of a row queued before they were
-                       * sealed) are no longer needed; a failed message keeps
-                       * them for a resend. */
-                      "variables = CASE WHEN ?11 = 0 OR NOT json_valid(variables) THEN "
-                      "variables WHEN template IN ('email_verification', 'password_reset') "
-                      "THEN json_remove(variables, '$.sealed', '$.token', '$.url') "
-                      "ELSE json_remove(variables, '$.sealed') END "
-                      "WHERE id = ?9 AND status = 'sending' AND attempts = ?10",
-                      &st);
-    if (!e) {
-        dm_stmt_bind_str(st, 1, status[o]);
+    e = dm_db_begin(db, p);
+    for (int i = 0; !e && i < r->pending->nelts; i++) {
+        const pending *w = &APR_ARRAY_IDX(r->pending, i, pending);
+        const claimed *c = w->c;
+        e = dm_db_prepare(db, p,
+                          "UPDATE mail_queue SET status = ?, attempts = ?, "
+                          "provider_message_id = COALESCE(?, provider_message_id), "
+                          "last_error = CASE WHEN ? = 1 THEN last_error ELSE ? END, "
+                          "next_attempt_at = ?, sent_at = ?, updated_at = ?, "
+                          /* Sent or suppressed for good: the sealed secrets (and
+                           * the clear token of a row queued before they were
+                           * sealed) are no longer needed; a failed message keeps
+                           * them for a resend. */
+                          "variables = CASE WHEN ?11 = 0 OR NOT json_valid(variables) THEN "
+                          "variables WHEN template IN ('email_verification', 'password_reset') "
+                          "THEN json_remove(variables, '$.sealed', '$.token', '$.url') "
+                          "ELSE json_remove(variables, '$.sealed') END "
+                          "WHERE id = ?9 AND status = 'sending' AND attempts = ?10",
+                          &st);
+        if (e) {
+            break;
+        }
+        dm_stmt_bind_str(st, 1, status[w->o]);
         /* a release gives the claim's attempt back */
-        dm_stmt_bind_int64(st, 2, o == O_RELEASE ? c->attempts - 1 : c->attempts);
-        dm_stmt_bind_str(st, 3, provider_id);
+        dm_stmt_bind_int64(st, 2, w->o == O_RELEASE ? c->attempts - 1 : c->attempts);
+        dm_stmt_bind_str(st, 3, w->provider_id);
         /* a release keeps the error of the attempt before */
-        dm_stmt_bind_int64(st, 4, o == O_RELEASE);
-        dm_stmt_bind_str(st, 5, why ? short_error(p, why) : NULL);
-        dm_stmt_bind_int64(st, 6, next_at ? next_at : now);
-        if (o == O_SENT) {
-            dm_stmt_bind_int64(st, 7, now);
+        dm_stmt_bind_int64(st, 4, w->o == O_RELEASE);
+        dm_stmt_bind_str(st, 5, w->why);
+        dm_stmt_bind_int64(st, 6, w->next_at ? w->next_at : w->now);
+        if (w->o == O_SENT) {
+            dm_stmt_bind_int64(st, 7, w->now);
         } else {
             dm_stmt_bind_null(st, 7);
         }
-        dm_stmt_bind_int64(st, 8, now);
+        dm_stmt_bind_int64(st, 8, w->now);
         dm_stmt_bind_int64(st, 9, c->id);
         dm_stmt_bind_int64(st, 10, c->attempts);
-        dm_stmt_bind_int64(st, 11, o == O_SENT || o == O_SUPPRESS);
+        dm_stmt_bind_int64(st, 11, w->o == O_SENT || w->o == O_SUPPRESS);
         e = dm_stmt_step(st, p, &row);
         dm_stmt_done(st);
     }
@@ -1013,8 +1002,70 @@ static dm_err *record(run *r, apr_pool_t *p, claimed *c, outcome o, const char *
     if (e) {
         dm_db_rollback(db);
     }
-    c->done = 1;
+    apr_array_clear(r->pending);
     return e;
+}
+
+/* Notes what happened to one claimed message, written by the next flush
+ * (the batch's end, a pace's wait, or this one's wait of a second). */
+static dm_err *record(run *r, apr_pool_t *p, claimed *c, outcome o, const char *provider_id,
+                      const char *why, int64_t next_at)
+{
+    pending *w;
+
+    (void)p;
+    if (r->pending->nelts == 0) {
+        r->pending_since = apr_time_now();
+    }
+    w = apr_array_push(r->pending);
+    w->c = c;
+    w->o = o;
+    w->provider_id = provider_id ? apr_pstrdup(r->bp, provider_id) : NULL;
+    w->why = why ? apr_pstrdup(r->bp, short_error(r->bp, why)) : NULL;
+    w->next_at = next_at;
+    w->now = dm_now();
+    c->done = 1;
+    if (apr_time_now() - r->pending_since >= apr_time_from_msec(RECORD_WAIT_MS)) {
+        return flush(r);
+    }
+    return NULL;
+}
+
+/* Waits for a token of the bucket (capacity max(1, rate), refilled at
+ * `rate` a second, real time), the outcomes decided so far written first.
+ * *go 0 when the wait would pass the run's end. */
+static dm_err *pace(run *r, int *go)
+{
+    apr_time_t now = apr_time_now();
+    double cap = r->rate > 1 ? r->rate : 1;
+
+    *go = 1;
+    if (r->rate <= 0) {
+        return NULL;
+    }
+    r->tokens += (double)(now - r->refilled) / (double)APR_USEC_PER_SEC * r->rate;
+    r->refilled = now;
+    if (r->tokens > cap) {
+        r->tokens = cap;
+    }
+    if (r->tokens < 1) {
+        apr_interval_time_t wait =
+            (apr_interval_time_t)((1 - r->tokens) / r->rate * (double)APR_USEC_PER_SEC) + 1;
+        dm_err *e;
+        if (now + wait > r->deadline) {
+            *go = 0;
+            return NULL;
+        }
+        e = flush(r);
+        if (e) {
+            return e;
+        }
+        apr_sleep(wait);
+        r->tokens = 1;
+        r->refilled = apr_time_now();
+    }
+    r->tokens -= 1;
+    return NULL;
 }
 
 /* One message: compose, pace, send, record. */
@@ -1054,9 +1105,16 @@ static dm_err *deliver(run *r, apr_pool_t *p, claimed *c)
         }
         return record(r, p, c, o, NULL, why, 0);
     }
-    if (!pace(r)) {
-        r->stop = 1;
-        return NULL; /* released by the caller */
+    {
+        int go = 1;
+        e = pace(r, &go);
+        if (e) {
+            return e;
+        }
+        if (!go) {
+            r->stop = 1;
+            return NULL; /* released by the caller */
+        }
     }
     st = dm_mailer_send(r->plugins, r->mailer, p, &mail, &provider_id, &retry_after, &msg);
     switch (st) {
@@ -1145,6 +1203,8 @@ dm_err *dm_mail_job(dm_job_ctx *ctx, dm_job_result *res)
         apr_array_header_t *batch;
 
         apr_pool_create(&bp, ctx->pool);
+        r.bp = bp;
+        r.pending = apr_array_make(bp, DM_MAIL_BATCH, sizeof(pending));
         e = claim(&r, bp, &batch);
         if (!e && batch->nelts == 0) {
             apr_pool_destroy(bp);
@@ -1169,6 +1229,15 @@ dm_err *dm_mail_job(dm_job_ctx *ctx, dm_job_result *res)
                 e = record(&r, bp, c, O_RELEASE, NULL, NULL, r.release_until);
             }
         }
+        /* the batch's outcomes, whatever stopped it (those decided before
+         * an error are kept, as when each had its own transaction) */
+        {
+            dm_err *fe = flush(&r);
+            if (!e) {
+                e = fe;
+            }
+        }
+        r.pending = NULL;
         apr_pool_destroy(bp);
     }
     dm_metrics_add(DM_M_MAIL_SENT, r.sent, DM_ML_END);

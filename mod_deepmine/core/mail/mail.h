@@ -13,14 +13,16 @@
  *
  * Exactly once, as far as a sender can make it: a run claims a batch in
  * one short transaction (status 'sending', attempts + 1) and sends outside
- * any transaction, then records each outcome in its own. A sender that
- * dies between the provider's acceptance and the record leaves the message
- * in 'sending'; after DM_MAIL_SENDING_STALE seconds another run claims it
- * again and sends it with the same idempotency key, which the provider
- * dedupes (Resend's Idempotency-Key; for SMTP and the spool a Message-ID
- * derived from the key, so the copy is recognisably the same message).
- * Every outcome is recorded only if the row is still the one this run
- * claimed (status 'sending' and the attempt it claimed).
+ * any transaction, then records the outcomes, the batch's together in one
+ * transaction (at its end, before a wait for the mailer's rate, and once
+ * the first has waited a second). A sender that dies between the
+ * provider's acceptance and the record leaves the message in 'sending';
+ * after DM_MAIL_SENDING_STALE seconds another run claims it again and
+ * sends it with the same idempotency key, which the provider dedupes
+ * (Resend's Idempotency-Key; for SMTP and the spool a Message-ID derived
+ * from the key, so the copy is recognisably the same message). Every
+ * outcome is recorded only if the row is still the one this run claimed
+ * (status 'sending' and the attempt it claimed).
  */
 #ifndef DM_MAIL_H
 #define DM_MAIL_H
