@@ -548,6 +548,18 @@ def queued_mail(s, email, template):
     return [mail_vars(s, row) for row in rows]
 
 
+def mail_count(s, template, where="1 = 1", **values):
+    """How many mail_queue messages of `template` (and `where`) have these
+    top-level values in their variables. The JSON is parsed, not matched as
+    text: once the cron daemon has sent a message it writes the variables
+    back without the sealed part, and PostgreSQL's jsonb writes them with a
+    space after each colon."""
+    rows = s.sql("SELECT variables FROM mail_queue WHERE template = '%s' AND (%s)"
+                 % (template, where))
+    return sum(1 for (v,) in rows
+               if all(json.loads(v).get(k) == want for k, want in values.items()))
+
+
 def mail_vars(s, row):
     """The variables (secrets opened) of one mail_queue row (recipient,
     template, idempotency_key, variables)."""

@@ -18,8 +18,8 @@ import uuid
 import pytest
 import requests
 
-from conftest import (PASSWORD, Server, assert_clean_log, bearer, error_of, register_member,
-                      staff, tag)
+from conftest import (PASSWORD, Server, assert_clean_log, bearer, error_of, mail_count,
+                      register_member, staff, tag)
 
 FAST = ("DeepMinePasswordHash 1 8\n"
         "DeepMineRateLimit register 10000/1m ip\n"
@@ -154,8 +154,7 @@ def test_buy_with_balance_makes_an_active_contract(srv):
     assert c["daily_yield_micros"] == pkg["daily_yield_micros"]
     assert c["duration_days"] == pkg["duration_days"]
     assert transfers_for(srv, order["id"]) == [("purchase", pkg["price_micros"], None)]
-    assert srv.sql("SELECT COUNT(*) FROM mail_queue WHERE template = 'order_paid' AND "
-                   "variables LIKE '%%\"order_id\":%d,%%'" % order["id"]) == [(1,)]
+    assert mail_count(srv, "order_paid", order_id=order["id"]) == 1
     assert_ledger_verifies(srv)
 
 
