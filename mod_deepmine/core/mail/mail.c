@@ -1008,12 +1008,11 @@ static dm_err *flush(run *r)
 
 /* Notes what happened to one claimed message, written by the next flush
  * (the batch's end, a pace's wait, or this one's wait of a second). */
-static dm_err *record(run *r, apr_pool_t *p, claimed *c, outcome o, const char *provider_id,
-                      const char *why, int64_t next_at)
+static dm_err *record(run *r, claimed *c, outcome o, const char *provider_id, const char *why,
+                      int64_t next_at)
 {
     pending *w;
 
-    (void)p;
     if (r->pending->nelts == 0) {
         r->pending_since = apr_time_now();
     }
@@ -1087,7 +1086,7 @@ static dm_err *deliver(run *r, apr_pool_t *p, claimed *c)
         r->failed++;
         dm_log(DM_L_NOTICE, "DM01005: mail %" APR_INT64_T_FMT " (%s) to %s failed: %s",
                (apr_int64_t)c->id, c->template_key, c->recipient, why);
-        return record(r, p, c, O_FAIL, NULL, why, 0);
+        return record(r, c, O_FAIL, NULL, why, 0);
     }
     e = compose(r, p, c, &mail, &o, &why);
     if (e) {
@@ -1103,7 +1102,7 @@ static dm_err *deliver(run *r, apr_pool_t *p, claimed *c)
             dm_log(DM_L_NOTICE, "DM01001: mail %" APR_INT64_T_FMT " (%s) to %s failed: %s",
                    (apr_int64_t)c->id, c->template_key, c->recipient, why);
         }
-        return record(r, p, c, o, NULL, why, 0);
+        return record(r, c, o, NULL, why, 0);
     }
     {
         int go = 1;
@@ -1121,7 +1120,7 @@ static dm_err *deliver(run *r, apr_pool_t *p, claimed *c)
     case DM_OK:
         r->sent++;
         r->temp_in_a_row = 0;
-        return record(r, p, c, O_SENT, provider_id, NULL, 0);
+        return record(r, c, O_SENT, provider_id, NULL, 0);
     case DM_ERR_TEMPORARY:
     case DM_ERR_INTERNAL: /* maybe sent, maybe not: the idempotency key makes a retry safe */
         r->temp_in_a_row++;
@@ -1139,14 +1138,14 @@ static dm_err *deliver(run *r, apr_pool_t *p, claimed *c)
                                (apr_int64_t)c->attempts, why);
             dm_log(DM_L_NOTICE, "DM01002: mail %" APR_INT64_T_FMT " (%s) to %s failed: %s",
                    (apr_int64_t)c->id, c->template_key, c->recipient, why);
-            return record(r, p, c, O_FAIL, NULL, why, 0);
+            return record(r, c, O_FAIL, NULL, why, 0);
         }
         r->retried++;
         dm_log(DM_L_INFO,
                "mail %" APR_INT64_T_FMT " to %s: temporary failure, attempt %" APR_INT64_T_FMT
                ": %s",
                (apr_int64_t)c->id, c->recipient, (apr_int64_t)c->attempts, why);
-        return record(r, p, c, O_RETRY, NULL, why,
+        return record(r, c, O_RETRY, NULL, why,
                       dm_now() +
                           dm_mail_backoff((int)c->attempts, retry_after, randombytes_random()));
     default:
@@ -1157,7 +1156,7 @@ static dm_err *deliver(run *r, apr_pool_t *p, claimed *c)
         why = msg.text[0] ? msg.text : "the mailer refused the message";
         dm_log(DM_L_NOTICE, "DM01004: mail %" APR_INT64_T_FMT " (%s) to %s failed: %s",
                (apr_int64_t)c->id, c->template_key, c->recipient, why);
-        return record(r, p, c, O_FAIL, NULL, why, 0);
+        return record(r, c, O_FAIL, NULL, why, 0);
     }
 }
 
@@ -1226,7 +1225,7 @@ dm_err *dm_mail_job(dm_job_ctx *ctx, dm_job_result *res)
         for (int i = 0; !e && i < batch->nelts; i++) {
             claimed *c = &APR_ARRAY_IDX(batch, i, claimed);
             if (!c->done) {
-                e = record(&r, bp, c, O_RELEASE, NULL, NULL, r.release_until);
+                e = record(&r, c, O_RELEASE, NULL, NULL, r.release_until);
             }
         }
         /* the batch's outcomes, whatever stopped it (those decided before
