@@ -200,7 +200,7 @@ def test_fixed_yield_grows_the_wallet_exactly_each_hour(srv):
     other = member(srv)
     r = srv.get("/api/contracts/%d/statement" % c["id"], headers=login(srv, other[1]))
     assert r.status_code == 404 and error_of(r)["code"] == "not_found"
-    transfers = srv.sql("SELECT COUNT(*) FROM transfers WHERE idempotency_key LIKE 'earn:%d:%%'"
+    transfers = srv.sql("SELECT COUNT(*) FROM transfers WHERE idempotency_key LIKE 'yield:%%:%d'"
                         % c["id"])
     assert transfers == [(3,)]
     assert_ledger_verifies(srv)

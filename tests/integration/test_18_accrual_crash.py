@@ -80,12 +80,12 @@ def test_kill_9_during_accrual_never_double_credits(new_server):
     assert mid_run >= 5, "only %d of %d kills hit a run in progress" % (mid_run, KILLS)
     restarts = s.sql("SELECT max(attempts) FROM job_runs WHERE job = 'accrual'")[0][0]
     assert restarts >= 2, "no hour was ever redone"
-    # the credits, keyed earn:<contract>:<hour> (split here, not in SQL:
+    # the credits, keyed yield:<hour>:<contract> (split here, not in SQL:
     # the suite runs on both engines)
     credits = {}
     for key, amount in s.sql("SELECT idempotency_key, amount_micros FROM transfers "
-                             "WHERE idempotency_key LIKE 'earn:%'"):
-        cid, hour = key[len("earn:"):].split(":")
+                             "WHERE idempotency_key LIKE 'yield:%'"):
+        hour, cid = key[len("yield:"):].split(":")
         assert (int(cid), int(hour)) not in credits, key
         credits[(int(cid), int(hour))] = amount
     # exactly one credit per contract and hour

@@ -147,12 +147,12 @@ def test_a_dead_hour_keeps_the_contract_active_until_it_is_credited(srv):
         srv.sql("CREATE FUNCTION test_fail_0500() RETURNS trigger LANGUAGE plpgsql AS "
                 "$$ BEGIN RAISE EXCEPTION 'test: the 05:00 credit fails'; END $$")
         srv.sql("CREATE TRIGGER test_fail_0500 BEFORE INSERT ON transfers FOR EACH ROW "
-                "WHEN (NEW.idempotency_key = 'earn:%d:%d') "
-                "EXECUTE FUNCTION test_fail_0500()" % (c["id"], five))
+                "WHEN (NEW.idempotency_key = 'yield:%d:%d') "
+                "EXECUTE FUNCTION test_fail_0500()" % (five, c["id"]))
     else:
         srv.sql("CREATE TRIGGER test_fail_0500 BEFORE INSERT ON transfers "
-                "WHEN NEW.idempotency_key = 'earn:%d:%d' "
-                "BEGIN SELECT RAISE(ABORT, 'test: the 05:00 credit fails'); END" % (c["id"], five))
+                "WHEN NEW.idempotency_key = 'yield:%d:%d' "
+                "BEGIN SELECT RAISE(ABORT, 'test: the 05:00 credit fails'); END" % (five, c["id"]))
     srv.set_clock(DAY0 + DAY + 30)  # the whole day is due
     wait_for(lambda: run_status(srv, "accrual", five) == "failed", what="05:00 failed")
     # its retries fail too, until the runner parks it dead (max_attempts 10)
@@ -182,7 +182,7 @@ def test_a_dead_hour_keeps_the_contract_active_until_it_is_credited(srv):
     assert srv.sql("SELECT json_extract(variables, '$.earned_micros') FROM mail_queue WHERE "
                    "idempotency_key = 'contract_expired:%d'" % c["id"]) == [(2400,)]
     assert srv.sql("SELECT COUNT(*), SUM(amount_micros) FROM transfers WHERE "
-                   "idempotency_key LIKE 'earn:%d:%%'" % c["id"]) == [(24, 2400)]
+                   "idempotency_key LIKE 'yield:%%:%d'" % c["id"]) == [(24, 2400)]
     assert_ledger_verifies(srv)
 
 

@@ -87,6 +87,11 @@ def test_a_stopped_deployment_moves_to_an_empty_postgresql_database_checked():
     try:
         user, h = populate(src)
         before = me(src, h)
+        # the hour up to which credits are keyed earn:<contract>:<hour>, as
+        # migration 036 records it on a ledger credited before it
+        old_keys = src.now - src.now % HOUR - 5 * HOUR
+        src.sql("INSERT INTO accrual_key_cutover (id, earn_keys_through) VALUES (1, %d)"
+                % old_keys)
         # a running server holds the file: refused, nothing copied
         r = src.ctl("migrate-to-postgres", "--from", src.db, "--to", pg.url(target),
                     check=False)
@@ -104,7 +109,8 @@ def test_a_stopped_deployment_moves_to_an_empty_postgresql_database_checked():
                       "audit_log", "accounts", "transfers", "orders", "contracts",
                       "commissions", "commission_orders", "member_volumes", "job_runs",
                       "withdrawal_addresses", "withdrawals", "stats_daily", "metrics_counts",
-                      "metrics_balances", "packages", "capacity", "email_templates"):
+                      "metrics_balances", "packages", "capacity", "email_templates",
+                      "accrual_key_cutover"):
             assert counts[table][0] > 0, (table, r.stdout)
         assert re.search(r"^balances: \d+ accounts, 0 differ$", r.stdout, re.M), r.stdout
         assert "ledger verify (SQLite): ok" in r.stdout
@@ -123,6 +129,8 @@ def test_a_stopped_deployment_moves_to_an_empty_postgresql_database_checked():
             (before["id"], before["balance_micros"], before["held_micros"])
         r = copy.ctl("ledger", "verify", check=False)
         assert r.returncode == 0, r.stdout + r.stderr
+        # the copy keys the same hours the old way (the accrual reads it)
+        assert copy.sql("SELECT earn_keys_through FROM accrual_key_cutover") == [(old_keys,)]
     finally:
         src.stop()
         try:

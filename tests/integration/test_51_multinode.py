@@ -380,7 +380,7 @@ def test_both_cron_daemons_accrue_each_hour_once_and_run_each_period_on_one_node
         want = sum(daily * (h + HOUR - start) // 86400 - daily * (max(start, h) - start) // 86400
                    for h in range(first, first + n * HOUR, HOUR))
         assert a.sql("SELECT COUNT(*), COUNT(DISTINCT idempotency_key), SUM(amount_micros) "
-                     "FROM transfers WHERE idempotency_key LIKE 'earn:%d:%%'"
+                     "FROM transfers WHERE idempotency_key LIKE 'yield:%%:%d'"
                      % c["id"]) == [(n, n, want)]
         for s in (a, b):
             r = s.get("/api/me", headers=bearer(s.request("POST", "/api/auth/login", json={

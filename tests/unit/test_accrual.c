@@ -370,7 +370,7 @@ static void test_fixed_accrual_credits_each_hour_once_with_statement(void **stat
     /* the yield account paid exactly what the wallets got */
     assert_int_equal(count("SELECT -balance_micros FROM accounts WHERE code = 'yield'"),
                      23 + 1100000);
-    assert_int_equal(count("SELECT COUNT(*) FROM transfers WHERE idempotency_key LIKE 'earn:%' "
+    assert_int_equal(count("SELECT COUNT(*) FROM transfers WHERE idempotency_key LIKE 'yield:%' "
                            "AND kind = 'yield'"),
                      count("SELECT COUNT(*) FROM transfers"));
     assert_ledger_sound();
@@ -409,6 +409,70 @@ static void test_a_run_stopped_between_batches_is_finished_without_double_credit
                                     (long long)ids[i])),
                          want);
     }
+    assert_ledger_sound();
+}
+
+/* Migration 036 over a ledger that credited hours under the old key
+ * earn:<contract>:<hour>, the last of them only in part (a run stopped
+ * between batches): it records that hour, the stopped hour is finished
+ * under the old key, later hours take yield:<hour>:<contract>, and no
+ * re-run of any hour credits a contract twice. */
+static void test_migration_036_keeps_each_hour_under_the_key_it_began_with(void **state)
+{
+    int64_t start = DAY0, h1 = DAY0 + 5 * HOUR, h2 = h1 + HOUR, h3 = h2 + HOUR, want = 0;
+    int64_t users[5], ids[5];
+    int applied = 0, version = 0;
+    dm_job_result res;
+    dm_err *e;
+    (void)state;
+
+    for (int i = 0; i < 5; i++) {
+        users[i] = new_member(0);
+        ids[i] = contract(users[i], "fixed", 0, 1000, 240000 + 7 * i, 30, start);
+    }
+    set_clock(DAY0 + DAY);
+    /* a new database: no hour was ever keyed the old way */
+    assert_int_equal(count("SELECT COUNT(*) FROM accrual_key_cutover"), 0);
+    /* as a build before 036 did: every hour keyed earn:<contract>:<hour>;
+     * h1 whole, h2 stopped after its first batch of 2 */
+    exec("INSERT INTO accrual_key_cutover (id, earn_keys_through) VALUES (1, 4102444800)");
+    assert_int_equal(run("accrual", h1, 2), DM_JOB_RAN_OK);
+    e = call(dm_accrual_job_fixed, "accrual", h2, 2, 1, &res);
+    assert_non_null(e);
+    assert_int_equal(e->code, DM_E_UNAVAILABLE);
+    assert_int_equal(count("SELECT COUNT(*) FROM transfers WHERE idempotency_key LIKE 'earn:%'"),
+                     5 + 2);
+    /* the upgrade: 036 applied to that ledger reads the last such hour */
+    exec("DROP TABLE accrual_key_cutover; DELETE FROM schema_migrations WHERE version = 36");
+    assert_null(dm_migrate(db, pool, dm_migrations, dm_migrations_count, &applied, &version));
+    assert_int_equal(applied, 1);
+    assert_int_equal(count("SELECT earn_keys_through FROM accrual_key_cutover"), h2);
+    /* h2 is finished under its old key, h3 takes the new one; the job run
+     * again on every hour, twice, adds nothing */
+    assert_int_equal(run("accrual", h2, 2), DM_JOB_RAN_OK);
+    assert_int_equal(run("accrual", h3, 2), DM_JOB_RAN_OK);
+    for (int again = 0; again < 2; again++) {
+        for (int64_t h = h1; h <= h3; h += HOUR) {
+            assert_null(call(dm_accrual_job_fixed, "accrual", h, 1 + again, 0, &res));
+            assert_int_equal(res, DM_JOB_OK);
+        }
+    }
+    assert_int_equal(count("SELECT COUNT(*) FROM transfers"), 3 * 5);
+    for (int i = 0; i < 5; i++) {
+        int64_t sum = 0;
+        for (int64_t h = h1; h <= h3; h += HOUR) {
+            sum += dm_accrual_fixed_credit(240000 + 7 * i, start, h, h + HOUR);
+        }
+        assert_int_equal(earned(ids[i]), sum);
+        assert_int_equal(wallet(users[i]), sum);
+        assert_int_equal(count(sqlf("SELECT COUNT(*) FROM transfers WHERE idempotency_key IN "
+                                    "('earn:%lld:%lld', 'earn:%lld:%lld', 'yield:%lld:%lld')",
+                                    (long long)ids[i], (long long)h1, (long long)ids[i],
+                                    (long long)h2, (long long)h3, (long long)ids[i])),
+                         3);
+        want += sum;
+    }
+    assert_int_equal(count("SELECT -balance_micros FROM accounts WHERE code = 'yield'"), want);
     assert_ledger_sound();
 }
 
@@ -561,8 +625,8 @@ static void test_pool_day_payout_is_shared_at_23h_over_the_whole_day(void **stat
     assert_int_equal(count("SELECT remainder_micros FROM pool_payouts"), 1);
     assert_int_equal(count("SELECT fee_micros FROM pool_payouts"), 100000);
     assert_int_equal(count(sqlf("SELECT COUNT(*) FROM transfers WHERE "
-                                "idempotency_key = 'earn:%lld:%lld'",
-                                (long long)c1, (long long)(DAY0 + 23 * HOUR))),
+                                "idempotency_key = 'yield:%lld:%lld'",
+                                (long long)(DAY0 + 23 * HOUR), (long long)c1)),
                      1);
     assert_int_equal(count(sqlf("SELECT day FROM contract_days WHERE "
                                 "contract_id = %lld",
@@ -807,7 +871,7 @@ static void test_an_hour_over_many_contracts_credits_each_in_term_exactly_once(v
         assert_int_equal(earned(first + i), in ? (240 + i) * 8 / 24 - (240 + i) * 7 / 24 : 0);
     }
     assert_int_equal(count(sqlf("SELECT COUNT(*) FROM transfers WHERE idempotency_key LIKE "
-                                "'earn:%%:%lld'",
+                                "'yield:%lld:%%'",
                                 (long long)h)),
                      n_in);
     assert_ledger_sound();
@@ -1281,6 +1345,7 @@ int main(void)
         cmocka_unit_test(test_pool_split_sums_to_the_payout_exactly),
         T(test_fixed_accrual_credits_each_hour_once_with_statement),
         T(test_a_run_stopped_between_batches_is_finished_without_double_credit),
+        T(test_migration_036_keeps_each_hour_under_the_key_it_began_with),
         T(test_a_contract_refunded_later_still_gets_the_hours_before),
         T(test_pool_hour_waits_for_its_payout_then_splits_it_exactly),
         T(test_pool_payout_refusals),

@@ -375,7 +375,7 @@ static const dm_job_def jobs[] = {
      .max_attempts = 10,
      .timeout_s = 3600,
      .fn = dm_accrual_job_fixed,
-     .about = "credits each fixed-yield contract its yield for the hour (earn:<contract>:<hour>)",
+     .about = "credits each fixed-yield contract its yield for the hour (yield:<hour>:<contract>)",
      .first_period = dm_accrual_first_fixed},
     /* accrual.c: waits until the pool's payout covering the hour is
      * recorded; a day payout is shared out in the day's 23:00 period */

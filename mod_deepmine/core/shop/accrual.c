@@ -179,7 +179,8 @@ typedef struct acc_run {
     dm_job_ctx *ctx;
     const char *mode;             /* DM_YIELD_FIXED | DM_YIELD_POOL */
     int64_t ws, we;               /* the window shared out */
-    int64_t hour;                 /* the period: H of earn:<contract>:<H> */
+    int64_t hour;                 /* the period: H of yield:<H>:<contract> */
+    int64_t earn_through;         /* hours up to it keyed earn:<contract>:<H> (036) */
     int64_t day;                  /* the statement's day */
     const dm_pool_payout *payout; /* pool mode */
     int64_t total_hs;             /* pool mode: pass 1's sum */
@@ -634,18 +635,30 @@ static char *put_int64(char *w, int64_t v)
     return w;
 }
 
-/* "earn:<contract>:<hour>" and "contract:<contract>", the texts
+/* "<prefix><a>:<b>" (the ledger keys earn:<contract>:<hour> and
+ * yield:<hour>:<contract>) and "contract:<contract>", the texts
  * apr_psprintf made before, without its format parsing (two a contract). */
-static const char *earn_key(apr_pool_t *p, int64_t contract, int64_t hour)
+static const char *pair_key(apr_pool_t *p, const char *prefix, int64_t a, int64_t b)
 {
-    char *k = apr_palloc(p, sizeof("earn::") + 2 * 20), *w = k;
+    size_t n = strlen(prefix);
+    char *k = apr_palloc(p, n + 2 * 20 + 2), *w = k;
 
-    memcpy(w, "earn:", 5);
-    w = put_int64(w + 5, contract);
+    memcpy(w, prefix, n);
+    w = put_int64(w + n, a);
     *w++ = ':';
-    w = put_int64(w, hour);
+    w = put_int64(w, b);
     *w = '\0';
     return k;
+}
+
+/* A contract's credit for the run's hour: yield:<hour>:<contract>, hour
+ * first, so that an hour's keys fill pages of their own at the end of the
+ * key's index; an hour up to the cutover of migration 036 keeps the key
+ * it was first credited under, earn:<contract>:<hour> (sql/036_…). */
+static const char *credit_key(const acc_run *r, apr_pool_t *p, int64_t contract)
+{
+    return r->hour <= r->earn_through ? pair_key(p, "earn:", contract, r->hour)
+                                      : pair_key(p, "yield:", r->hour, contract);
 }
 
 static const char *contract_ref(apr_pool_t *p, int64_t contract)
@@ -695,7 +708,7 @@ static dm_err *credit_rows(acc_run *r, apr_pool_t *p, apr_array_header_t *rows)
         }
         q = apr_array_push(reqs);
         memset(q, 0, sizeof(*q));
-        q->idempotency_key = earn_key(p, x->id, r->hour);
+        q->idempotency_key = credit_key(r, p, x->id);
         q->debit_account_id = yield;
         q->credit_account_id = x->wallet;
         q->amount_micros = x->s.credit;
@@ -983,6 +996,9 @@ static void report(acc_run *r, apr_time_t t0)
 
 static dm_err *run_init(acc_run *r, dm_job_ctx *ctx, const char *mode)
 {
+    dm_err *e;
+    int found = 0;
+
     memset(r, 0, sizeof(*r));
     r->ctx = ctx;
     r->mode = mode;
@@ -993,7 +1009,12 @@ static dm_err *run_init(acc_run *r, dm_job_ctx *ctx, const char *mode)
     r->batch = ctx->env && ctx->env->batch_size > 0 ? ctx->env->batch_size : DM_ACCRUAL_BATCH;
     r->sys = apr_hash_make(ctx->pool);
     r->chunk_sql = chunk_sql(ctx->pool);
-    return dm_yc_plan_load(ctx->db, ctx->pool, &r->plan);
+    e = dm_db_query_int64(ctx->db, ctx->pool, "SELECT earn_keys_through FROM accrual_key_cutover",
+                          &r->earn_through, &found);
+    if (!e && !found) {
+        r->earn_through = INT64_MIN; /* no row: no hour was keyed the old way */
+    }
+    return e ? e : dm_yc_plan_load(ctx->db, ctx->pool, &r->plan);
 }
 
 /* An hourly period can only be shared out once it is over: *res

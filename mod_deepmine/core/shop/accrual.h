@@ -20,7 +20,10 @@
  * up to its refund (ended_at).
  *
  * Exactly once: every credit is a ledger transfer keyed
- * earn:<contract>:<hour start, Unix seconds>, posted in batches
+ * yield:<hour start, Unix seconds>:<contract> (hour first: an hour's keys
+ * fill pages of their own at the end of the key's index; an hour up to
+ * migration 036's cutover keeps the key it was credited under,
+ * earn:<contract>:<hour>, sql/036_…), posted in batches
  * (dm_ledger_post_many) of env->batch_size contracts (default 5000) per
  * transaction; contracts.earned_micros, the member's statement
  * (contract_days) and yield commissions (ycomm:<contract>:<hour>:<depth>)

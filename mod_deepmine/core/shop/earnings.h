@@ -3,7 +3,7 @@
  * (GET /api/earnings) and a contract's statement per UTC day (GET
  * /api/contracts/{id}/statement), both read from contract_days, which the
  * accrual writes in the transaction of each new credit (so they always
- * agree with the ledger's earn:<contract>:<hour> transfers).
+ * agree with the ledger's yield:<hour>:<contract> transfers).
  */
 #ifndef DM_EARNINGS_H
 #define DM_EARNINGS_H
