@@ -26,7 +26,8 @@
 # ACCRUAL (default 1000000; 0 skips it): active contracts (dm-benchgen
 # contracts) whose hour of yield `deepminectl jobs run accrual` credits
 # while wrk measures /api/packages (ROUNDS runs, each another hour; the
-# median printed),
+# median printed), once the cron daemon has sent the e-mails due (at most
+# ACCRUAL_WAIT seconds, default 600),
 # BENCH_ONLY=accrual: only that part (ACCRUAL=10000 for a quick look),
 # MAIL (default 10000; 0 skips it): messages queued and drained by the cron
 # daemon through mailer-smtp to a local SMTP server (scripts/bench_mail.py,
@@ -325,6 +326,25 @@ accrual_populate() {
     --started $(( $(date +%s) - 86400 )) >/dev/null
   [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
 }
+# The cron daemon runs its jobs one at a time, so on a node the hourly
+# accrual never runs beside that daemon's mail job. The bench times the
+# accrual with deepminectl beside the bench server's daemon, which may still
+# be sending the e-mails the webhook rounds queued (two a paid order, tens
+# of thousands): wait until it has sent what is due (at most ACCRUAL_WAIT
+# seconds, default 600), as the daemon would have before its own hourly run.
+accrual_quiet() {
+  local t0=$SECONDS due q="SELECT COUNT(*) FROM mail_queue WHERE status = 'sending' OR
+    (status = 'queued' AND next_attempt_at <= CAST(strftime('%s', 'now') AS INTEGER))"
+  due=$(sqlite3 -cmd '.timeout 10000' "$var/deepmine.db" "$q")
+  [ "${due:-0}" -gt 0 ] || return 0
+  local first=$due
+  while [ "${due:-0}" -gt 0 ] && [ $((SECONDS - t0)) -lt "${ACCRUAL_WAIT:-600}" ]; do
+    sleep 2
+    due=$(sqlite3 -cmd '.timeout 10000' "$var/deepmine.db" "$q")
+  done
+  echo "  (first waited $((SECONDS - t0)) s for the cron daemon to send the $first e-mails due;" \
+       "${due:-?} still due)"
+}
 accrual_bench() {
   # ROUNDS runs, each crediting another hour that every contract ran through
   # (the hour just over, then the one before, ...), each beside its own wrk;
@@ -336,6 +356,7 @@ accrual_bench() {
   hour=$(( $(date +%s) / 3600 * 3600 - 3600 ))   # over, and every contract ran through it
   echo
   echo "yield accrual: one hour of $n active contracts (deepminectl jobs run accrual, batches of 5000), $rounds run(s):"
+  accrual_quiet
   for ((r = 1; r <= rounds; r++)); do
     wrk -t1 -c16 -d600s --latency "$base/api/packages" > "$var/wrk-accrual-$r.txt" 2>&1 &
     local wrk_pid=$!
