@@ -345,6 +345,27 @@ accrual_quiet() {
   echo "  (first waited $((SECONDS - t0)) s for the cron daemon to send the $first e-mails due;" \
        "${due:-?} still due)"
 }
+# The machine around one accrual run, for reading a slow run: the state of
+# /proc/stat's cpu line and /proc/vmstat's pages read in and refaulted, once
+# before the run ("machine_at") and compared after it ("machine_since": idle
+# and iowait as shares of both cores, MiB read from disk, file pages that
+# were evicted and read again). The bench database is 2 GB at 1,000,000
+# members: a run that must read it back from disk is a run of another
+# machine, not of another build.
+machine_at() {
+  { head -1 /proc/stat; grep -E '^(pgpgin|workingset_refault_file) ' /proc/vmstat; } | tr '\n' ' '
+}
+machine_since() {
+  echo "$1 $(machine_at)" | awk '{
+    n = 0; for (i = 1; i <= NF; i++) if ($i == "cpu") at[++n] = i
+    for (k = 1; k <= 2; k++) { t[k] = 0; for (i = at[k] + 1; i <= at[k] + 8; i++) t[k] += $i
+      idle[k] = $(at[k] + 4); io[k] = $(at[k] + 5) }
+    for (i = 1; i <= NF; i++) { if ($i == "pgpgin") pg[++np] = $(i + 1)
+      if ($i == "workingset_refault_file") rf[++nr] = $(i + 1) }
+    d = t[2] - t[1]; if (d <= 0) d = 1
+    printf "machine meanwhile: %.0f%% idle, %.0f%% iowait, %.1f MiB read from disk, %d pages refaulted",
+      100 * (idle[2] - idle[1]) / d, 100 * (io[2] - io[1]) / d, (pg[2] - pg[1]) / 1024, rf[2] - rf[1] }'
+}
 accrual_bench() {
   # ROUNDS runs, each crediting another hour that every contract ran through
   # (the hour just over, then the one before, ...), each beside its own wrk;
@@ -361,9 +382,11 @@ accrual_bench() {
     wrk -t1 -c16 -d600s --latency "$base/api/packages" > "$var/wrk-accrual-$r.txt" 2>&1 &
     local wrk_pid=$!
     sleep 1
+    local m0; m0=$(machine_at)
     "$root/build/deepminectl" --db "$var/deepmine.db" jobs run accrual \
       --period "$(( hour - (r - 1) * 3600 ))" > "$var/accrual-$r.out" 2>&1 ||
       { cat "$var/accrual-$r.out"; kill -INT "$wrk_pid"; exit 1; }
+    local mach; mach=$(machine_since "$m0")
     kill -INT "$wrk_pid"; wait "$wrk_pid" 2>/dev/null || true
     [ "$(id -u)" -eq 0 ] && chown "${DM_RUN_USER:-www-data}" "$var"/deepmine.db*
     line=$(grep -o 'DM00950: .*' "$var/accrual-$r.out" || true)
@@ -376,6 +399,7 @@ accrual_bench() {
     runs+=("${secs:-999999} $r")
     echo "  run $r: ${secs:-?} s = ${rate:-?} contracts/s, peak RSS ${rss:-?} MB;" \
          "/api/packages meanwhile (wrk -t1 -c16) $wrps req/s, p50 $p50, p99 $p99"
+    echo "         $mach"
     grep -q 'Non-2xx' "$var/wrk-accrual-$r.txt" && echo "  (non-2xx answers: see $var/wrk-accrual-$r.txt)"
   done
   line=$(printf '%s\n' "${runs[@]}" | sort -n -k1,1 | sed -n "$(( (rounds + 1) / 2 ))p")
